@@ -1,0 +1,60 @@
+/* Writing model files (GGUF v3 or llama2.c legacy) whose weights come from
+ * a row generator, so that a 4 GB model never needs to sit in memory. Used
+ * by `duet mkmodel` and by tests that build models of their own. */
+#ifndef DUET_MODEL_WRITE_H
+#define DUET_MODEL_WRITE_H
+
+#include <stdint.h>
+
+#include "dtype.h"
+#include "err.h"
+#include "model.h"
+#include "vocab.h"
+
+enum duet_weight_role {
+	DUET_W_EMBD,
+	DUET_W_ATTN_NORM,
+	DUET_W_Q,
+	DUET_W_K,
+	DUET_W_V,
+	DUET_W_O,
+	DUET_W_FFN_NORM,
+	DUET_W_GATE,
+	DUET_W_UP,
+	DUET_W_DOWN,
+	DUET_W_OUT_NORM,
+	DUET_W_OUTPUT,
+};
+
+/* Fills out[n] with row `row` of the weight (role, layer); layer is -1 for
+ * the ones outside layers. Norms are one row. Must be deterministic: the
+ * writers may ask for a row more than once. */
+typedef void (*duet_weight_fn)(void *ctx, enum duet_weight_role role, int layer,
+			       int64_t row, float *out, int n);
+
+struct duet_model_spec {
+	struct duet_config cfg; /* vocab_size taken from the vocabulary */
+	enum duet_dtype dtype;	/* matrices; norms are always f32 */
+	int tied;		/* classifier shares the embedding */
+	const char *name;
+	const struct duet_vocab *vocab;
+	duet_weight_fn weight;
+	void *weight_ctx;
+	/* Called after each tensor with done/total bytes, for progress. */
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);
+	void *progress_ctx;
+};
+
+int duet_write_gguf(const char *path, const struct duet_model_spec *s,
+		    struct duet_err *err);
+/* llama2.c legacy layout (f32 only). */
+int duet_write_llama2c(const char *path, const struct duet_model_spec *s,
+		       struct duet_err *err);
+/* tokenizer.bin for llama2.c: pieces with spaces, BOS/EOS spelled as
+ * llama2.c's exporter does. */
+int duet_write_llama2c_tokenizer(const char *path, const struct duet_vocab *v,
+				 struct duet_err *err);
+/* Reads a vocabulary from a vocab-only (or any) GGUF or a tokenizer.bin. */
+int duet_vocab_load_file(struct duet_vocab *v, const char *path, struct duet_err *err);
+
+#endif

@@ -1,0 +1,86 @@
+#!/bin/bash
+# The duet tool as a user runs it: mkmodel, generate, tokenize and bench,
+# their exit codes and their one-line errors. Prints "ok - NAME" or
+# "not ok - NAME" per check (counted by run.sh). Usage: cli_test.sh BUILD_DIR
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+DUET="$BUILD/duet"
+SHARED=${DUET_SHARED_MODELS:-$(cd .. && pwd)/shared/models}
+[ -r "$SHARED/ggml-vocab-llama-spm.gguf" ] || SHARED=/work/shared/models
+VOCAB="$SHARED/ggml-vocab-llama-spm.gguf"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+failures=0
+
+check() { # name, then a command that must succeed
+	local name=$1
+	shift
+	if "$@" >"$TMP/out" 2>"$TMP/err"; then
+		echo "ok - $name"
+	else
+		echo "not ok - $name"
+		sed 's/^/    /' "$TMP/out" "$TMP/err" | head -20
+		failures=$((failures + 1))
+	fi
+}
+
+# A command that must fail with a non-zero status and exactly one line on
+# stderr containing every further argument.
+fails_with_one_line() {
+	local cmd=$1
+	shift
+	local rc=0
+	eval "$cmd" >/dev/null 2>"$TMP/e1" || rc=$?
+	[ "$rc" -ne 0 ] || { echo "exit status 0"; return 1; }
+	[ "$(wc -l <"$TMP/e1")" -eq 1 ] || { echo "stderr is not one line:"; cat "$TMP/e1"; return 1; }
+	for want in "$@"; do
+		grep -qF -- "$want" "$TMP/e1" || { echo "stderr lacks '$want':"; cat "$TMP/e1"; return 1; }
+	done
+}
+
+mk() { "$DUET" mkmodel --vocab "$VOCAB" "$@" 2>/dev/null; }
+
+check "mkmodel gguf" mk --shape tiny --dtype f16 -o "$TMP/tiny.gguf"
+mkdir -p "$TMP/l2c"
+check "mkmodel gguf mha" mk --shape tiny-mha -o "$TMP/mha.gguf" --seed 4
+check "mkmodel llama2c" mk --shape tiny-mha --format llama2c -o "$TMP/l2c/mha.bin" --seed 4
+check "mkmodel llama2c wrote tokenizer.bin" test -s "$TMP/l2c/tokenizer.bin"
+check "mkmodel refuses unknown shape" fails_with_one_line "$DUET mkmodel --vocab $VOCAB --shape nope -o $TMP/x" "nope"
+check "mkmodel refuses llama2c q8_0" fails_with_one_line "$DUET mkmodel --vocab $VOCAB --shape tiny --dtype q8_0 --format llama2c -o $TMP/x.bin" "f32"
+
+gen() { "$DUET" generate -t 2 --temp 0 -n 24 --ignore-eos "$@"; }
+check "generate streams text and reports speed" \
+	bash -c "'$DUET' generate -m '$TMP/tiny.gguf' -p 'Once upon a time' -n 16 --temp 0 >'$TMP/g.out' 2>'$TMP/g.err' &&
+		grep -q '^Once upon a time' '$TMP/g.out' && grep -q 'tok/s' '$TMP/g.err'"
+check "generate: same greedy text from GGUF and llama2.c" \
+	bash -c "cmp <(gen -m '$TMP/mha.gguf' -p 'Hello there' 2>/dev/null) <(gen -m '$TMP/l2c/mha.bin' -p 'Hello there' 2>/dev/null)"
+check "generate: same text from 1 and 2 threads" \
+	bash -c "cmp <(gen -m '$TMP/tiny.gguf' -p 'The sky' -t 1 2>/dev/null) <(gen -m '$TMP/tiny.gguf' -p 'The sky' 2>/dev/null)"
+check "generate: seed makes sampling reproducible" \
+	bash -c "cmp <('$DUET' generate -m '$TMP/tiny.gguf' -p 'Hi' -n 20 --temp 1 --seed 9 2>/dev/null) <('$DUET' generate -m '$TMP/tiny.gguf' -p 'Hi' -n 20 --temp 1 --seed 9 2>/dev/null)"
+
+# Broken inputs: one line, non-zero status.
+head -c 1000 "$TMP/tiny.gguf" >"$TMP/trunc.gguf"
+check "generate: truncated model" fails_with_one_line "$DUET generate -m $TMP/trunc.gguf -p hi" "$TMP/trunc.gguf"
+printf 'definitely not a model, just some text in a file' >"$TMP/text.gguf"
+check "generate: not a model" fails_with_one_line "$DUET generate -m $TMP/text.gguf -p hi" "$TMP/text.gguf"
+check "generate: missing model" fails_with_one_line "$DUET generate -m $TMP/none.gguf -p hi" "$TMP/none.gguf"
+check "generate: bad flag value" fails_with_one_line "$DUET generate -m $TMP/tiny.gguf -p hi --top-p 7" "--top-p"
+check "generate: bad thread count" fails_with_one_line "$DUET generate -m $TMP/tiny.gguf -p hi -t abc" "-t"
+
+check "tokenize: known Llama-2 ids" \
+	bash -c "[ \"\$(printf 'Hello, world!' | '$DUET' tokenize --vocab '$VOCAB')\" = '1 15043 29892 3186 29991' ]"
+check "tokenize: model and vocabulary agree" \
+	bash -c "cmp <(printf 'héllo 🦙' | '$DUET' tokenize -m '$TMP/l2c/mha.bin' --pieces) <(printf 'héllo 🦙' | '$DUET' tokenize --vocab '$VOCAB' --pieces)"
+
+check "bench prints its table" \
+	bash -c "'$DUET' bench -m '$TMP/tiny.gguf' -p 32 -n 8 -r 2 -b 1,4 --ceiling-seconds 0.2 >'$TMP/b.out' 2>/dev/null &&
+		grep -q 'pp32' '$TMP/b.out' && grep -q 'tg8' '$TMP/b.out' && grep -q 'sgemm' '$TMP/b.out' && grep -q 'b4' '$TMP/b.out'"
+
+for cmd in generate tokenize bench mkmodel; do
+	check "$cmd --help" bash -c "'$DUET' $cmd --help | grep -q usage"
+done
+check "unknown subcommand" fails_with_one_line "$DUET frobnicate" "frobnicate"
+
+[ "$failures" -eq 0 ]

@@ -1,0 +1,122 @@
+#include "ref_forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* y[rows] = W x, W dequantized one row at a time. */
+static void matvec(const struct duet_tensor *w, const float *x, float *y, float *tmp)
+{
+	for (int64_t r = 0; r < w->rows; r++) {
+		duet_dequant_row(w->type, duet_tensor_row(w, r), tmp, w->cols);
+		double s = 0;
+		for (int64_t k = 0; k < w->cols; k++)
+			s += (double)tmp[k] * x[k];
+		y[r] = (float)s;
+	}
+}
+
+static void rmsnorm(float *out, const float *x, const float *g, int n, float eps)
+{
+	double ss = 0;
+	for (int i = 0; i < n; i++)
+		ss += (double)x[i] * x[i];
+	double scale = 1.0 / sqrt(ss / n + eps);
+	for (int i = 0; i < n; i++)
+		out[i] = (float)(x[i] * scale * g[i]);
+}
+
+/* Rotates each adjacent pair (2i, 2i+1) of every head by pos * base^(-2i/hd). */
+static void rope(float *v, int n_heads, int hd, int pos, const struct duet_config *c)
+{
+	for (int h = 0; h < n_heads; h++)
+		for (int i = 0; i < hd / 2; i++) {
+			double theta = (pos / (double)c->rope_scale) *
+				       pow(c->rope_base, -2.0 * i / hd);
+			double cs = cos(theta), sn = sin(theta);
+			float *p = v + h * hd + 2 * i;
+			double a = p[0], b = p[1];
+			p[0] = (float)(a * cs - b * sn);
+			p[1] = (float)(a * sn + b * cs);
+		}
+}
+
+int ref_forward(const struct duet_model *m, const int *tokens, int T, float *logits)
+{
+	const struct duet_config *c = &m->cfg;
+	int D = c->dim, H = c->hidden_dim, hd = c->head_dim;
+	int kvd = c->n_kv_heads * hd, L = c->n_layers, V = c->vocab_size;
+	int group = c->n_heads / c->n_kv_heads;
+	int widest = D > H ? D : H;
+	float *x = calloc((size_t)T * D, sizeof *x);
+	float *K = calloc((size_t)L * T * kvd, sizeof *K);
+	float *Vv = calloc((size_t)L * T * kvd, sizeof *Vv);
+	float *xn = malloc(sizeof(float) * D), *q = malloc(sizeof(float) * D);
+	float *att = malloc(sizeof(float) * D), *o = malloc(sizeof(float) * D);
+	float *g = malloc(sizeof(float) * H), *u = malloc(sizeof(float) * H);
+	float *tmp = malloc(sizeof(float) * (size_t)(widest > V ? widest : V));
+	double *sc = malloc(sizeof(double) * T);
+	int rc = -1;
+	if (!x || !K || !Vv || !xn || !q || !att || !o || !g || !u || !tmp || !sc)
+		goto out;
+	for (int t = 0; t < T; t++)
+		duet_dequant_row(m->tok_embd.type, duet_tensor_row(&m->tok_embd, tokens[t]),
+				 x + (size_t)t * D, D);
+	for (int l = 0; l < L; l++) {
+		const struct duet_layer *ly = &m->layers[l];
+		float *Kl = K + (size_t)l * T * kvd, *Vl = Vv + (size_t)l * T * kvd;
+		/* Position by position, as decoding one token at a time would. */
+		for (int t = 0; t < T; t++) {
+			float *xt = x + (size_t)t * D;
+			rmsnorm(xn, xt, ly->attn_norm, D, c->rms_eps);
+			matvec(&ly->wq, xn, q, tmp);
+			matvec(&ly->wk, xn, Kl + (size_t)t * kvd, tmp);
+			matvec(&ly->wv, xn, Vl + (size_t)t * kvd, tmp);
+			rope(q, c->n_heads, hd, t, c);
+			rope(Kl + (size_t)t * kvd, c->n_kv_heads, hd, t, c);
+			for (int h = 0; h < c->n_heads; h++) {
+				int kh = h / group;
+				double mx = -INFINITY, sum = 0;
+				for (int s = 0; s <= t; s++) {
+					const float *k = Kl + (size_t)s * kvd + kh * hd;
+					double d = 0;
+					for (int i = 0; i < hd; i++)
+						d += (double)q[h * hd + i] * k[i];
+					sc[s] = d / sqrt((double)hd);
+					if (sc[s] > mx)
+						mx = sc[s];
+				}
+				for (int s = 0; s <= t; s++) {
+					sc[s] = exp(sc[s] - mx);
+					sum += sc[s];
+				}
+				for (int i = 0; i < hd; i++) {
+					double a = 0;
+					for (int s = 0; s <= t; s++)
+						a += sc[s] / sum * Vl[(size_t)s * kvd + kh * hd + i];
+					att[h * hd + i] = (float)a;
+				}
+			}
+			matvec(&ly->wo, att, o, tmp);
+			for (int i = 0; i < D; i++)
+				xt[i] += o[i];
+			rmsnorm(xn, xt, ly->ffn_norm, D, c->rms_eps);
+			matvec(&ly->w_gate, xn, g, tmp);
+			matvec(&ly->w_up, xn, u, tmp);
+			for (int i = 0; i < H; i++)
+				g[i] = (float)(g[i] / (1.0 + exp(-(double)g[i])) * u[i]);
+			matvec(&ly->w_down, g, o, tmp);
+			for (int i = 0; i < D; i++)
+				xt[i] += o[i];
+		}
+	}
+	for (int t = 0; t < T; t++) {
+		rmsnorm(xn, x + (size_t)t * D, m->out_norm, D, c->rms_eps);
+		matvec(&m->output, xn, logits + (size_t)t * V, tmp);
+	}
+	rc = 0;
+out:
+	free(x), free(K), free(Vv), free(xn), free(q), free(att), free(o);
+	free(g), free(u), free(tmp), free(sc);
+	return rc;
+}

@@ -1,0 +1,15 @@
+/* The test oracle: a Llama forward pass written as plainly as possible:
+ * straight loops, double accumulators, weights dequantized with the scalar
+ * reference conversion, attention recomputed over the whole sequence. No
+ * BLAS, no KV cache, no threads, nothing shared with the engine but the
+ * loaded weights. */
+#ifndef DUET_REF_FORWARD_H
+#define DUET_REF_FORWARD_H
+
+#include "model.h"
+
+/* logits[t * vocab + v] for every position t of tokens[0..T). Returns 0,
+ * or -1 on allocation failure. */
+int ref_forward(const struct duet_model *m, const int *tokens, int T, float *logits);
+
+#endif

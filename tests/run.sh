@@ -1,0 +1,65 @@
+#!/bin/bash
+# Builds and runs every test in each build directory given (build = normal,
+# build-asan = ASan+UBSan), then prints one line: "N passed, N failed".
+# Each cmocka case counts as one test, as does each check of cli_test.sh;
+# a test program that dies before reporting counts as one failure.
+set -u
+cd "$(dirname "$0")/.."
+pass=0
+fail=0
+failed_names=()
+
+# ASan: OpenBLAS's threads are left to the OS at exit; leaks in our code
+# still show up in the programs that exercise them.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+for build in "$@"; do
+	case "$build" in
+	build-asan) san=1 ;;
+	*) san=0 ;;
+	esac
+	echo "== building $build"
+	if ! make -s -j"$(nproc)" SANITIZE=$san BUILD="$build" test-bin; then
+		echo "build of $build failed"
+		fail=$((fail + 1))
+		failed_names+=("$build: build")
+		continue
+	fi
+	for t in "$build"/tests/test_*; do
+		[ -x "$t" ] || continue
+		name=$(basename "$t")
+		echo "== $build/$name"
+		out=$(mktemp)
+		"$t" 2>&1 | tee "$out"
+		rc=${PIPESTATUS[0]}
+		p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+		f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+		p=${p:-0}
+		f=${f:-0}
+		if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+			f=1 # crashed or a sanitizer stopped it
+		fi
+		pass=$((pass + p))
+		fail=$((fail + f))
+		[ "$f" -eq 0 ] || failed_names+=("$build/$name")
+		rm -f "$out"
+	done
+	echo "== $build/cli_test.sh"
+	out=$(mktemp)
+	tests/cli_test.sh "$build" 2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]}
+	p=$(grep -c '^ok ' "$out")
+	f=$(grep -c '^not ok ' "$out")
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	pass=$((pass + p))
+	fail=$((fail + f))
+	[ "$f" -eq 0 ] || failed_names+=("$build/cli_test.sh")
+	rm -f "$out"
+done
+
+for n in "${failed_names[@]+"${failed_names[@]}"}"; do
+	echo "FAILED: $n"
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

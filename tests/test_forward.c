@@ -1,0 +1,475 @@
+/* The engine against the reference forward pass: prefill through sgemm
+ * and through the native-type kernels, batched decode of sequences at
+ * different positions, every weight type, both file formats, every
+ * instruction set, and greedy generation by every route.
+ *
+ * Tolerance: logits within LOGIT_TOL of the reference, relative to the
+ * largest reference logit of the same position. The reference works in
+ * double from the same (already quantized) weights, so what remains is
+ * float accumulation order: measured differences are below 1e-6 relative
+ * (about 1e-5 absolute on logits of size 30-40), 100x inside the bound. */
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward.h"
+#include "generate.h"
+#include "kernels.h"
+#include "kvcache.h"
+#include "ref_forward.h"
+#include "sampler.h"
+
+#define LOGIT_TOL 1e-4f
+#define POOL_BLOCKS 512
+
+struct rig {
+	struct duet_model *m;
+	struct duet_kv_pool *kv;
+	struct duet_engine *e;
+};
+
+static void rig_open(struct rig *r, const char *path, int threads, int max_batch,
+		     const char *kernels)
+{
+	struct duet_err err;
+	r->m = tu_open(path);
+	struct duet_kv_geom g = duet_kv_geom_for(r->m, DUET_KV_BLOCK_TOKENS);
+	if (duet_kv_pool_create(&r->kv, &g, POOL_BLOCKS, &err))
+		fail_msg("%s", err.msg);
+	struct duet_engine_opts o = {.n_threads = threads, .max_batch_tokens = max_batch,
+				     .kernels = kernels};
+	if (duet_engine_create(&r->e, r->m, r->kv, &o, &err))
+		fail_msg("%s", err.msg);
+}
+
+static void rig_close(struct rig *r)
+{
+	duet_engine_destroy(r->e);
+	duet_kv_pool_destroy(r->kv);
+	duet_model_close(r->m);
+}
+
+/* Deterministic token ids spread over the vocabulary. */
+static void some_tokens(int *t, int n, int salt, int vocab)
+{
+	uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(salt + 1);
+	t[0] = 1;
+	for (int i = 1; i < n; i++) {
+		s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+		t[i] = 3 + (int)(s % (uint64_t)(vocab - 3));
+	}
+}
+
+static void check_logits(const float *got, const float *ref, int n_pos, int vocab,
+			 const char *what)
+{
+	for (int t = 0; t < n_pos; t++) {
+		const float *g = got + (size_t)t * vocab, *r = ref + (size_t)t * vocab;
+		float scale = tu_max_abs(r, (size_t)vocab);
+		float d = tu_max_abs_diff(g, r, (size_t)vocab);
+		if (!(d <= LOGIT_TOL * (scale > 1 ? scale : 1)))
+			fail_msg("%s: position %d: logits differ by %g (largest logit %g)", what,
+				 t, (double)d, (double)scale);
+		if (duet_argmax(g, vocab) != duet_argmax(r, vocab))
+			fail_msg("%s: position %d: argmax %d, reference %d", what, t,
+				 duet_argmax(g, vocab), duet_argmax(r, vocab));
+	}
+}
+
+/* Prefill of T tokens with logits for all of them, against the reference. */
+static void prefill_vs_ref(const char *path, int T, const char *kernels)
+{
+	struct rig r;
+	rig_open(&r, path, 2, 0, kernels);
+	int V = r.m->cfg.vocab_size;
+	int *tok = malloc(sizeof(int) * (size_t)T);
+	float *got = malloc(sizeof(float) * (size_t)T * V);
+	float *ref = malloc(sizeof(float) * (size_t)T * V);
+	assert_true(tok && got && ref);
+	some_tokens(tok, T, T, V);
+	struct duet_kv_seq s;
+	duet_kv_seq_init(&s);
+	struct duet_fwd_seq fs = {&s, tok, T, DUET_LOGITS_ALL, got, NULL};
+	struct duet_err err;
+	if (duet_forward(r.e, &fs, 1, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(s.n_tokens, T);
+	assert_int_equal(ref_forward(r.m, tok, T, ref), 0);
+	char what[256];
+	snprintf(what, sizeof what, "%s prefill T=%d kernels=%s", path, T,
+		 kernels ? kernels : "best");
+	check_logits(got, ref, T, V, what);
+	duet_kv_seq_release(r.kv, &s);
+	free(tok), free(got), free(ref);
+	rig_close(&r);
+}
+
+static void model_path(char *p, const char *shape, enum duet_dtype dt, const char *fmt)
+{
+	tu_make_model(p, shape, dt, fmt, -1, 7);
+}
+
+static void test_prefill_f32_gguf(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny", DUET_F32, "gguf");
+	prefill_vs_ref(p, 5, NULL);  /* native kernels path */
+	prefill_vs_ref(p, 40, NULL); /* sgemm path, several KV blocks */
+}
+
+static void test_prefill_llama2c_untied(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny-mha", DUET_F32, "llama2c");
+	prefill_vs_ref(p, 9, NULL);
+	prefill_vs_ref(p, 33, NULL);
+}
+
+static void test_prefill_f16(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny", DUET_F16, "gguf");
+	prefill_vs_ref(p, 6, NULL);
+	prefill_vs_ref(p, 37, NULL);
+}
+
+static void test_prefill_q8_0(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny-mha", DUET_Q8_0, "gguf");
+	prefill_vs_ref(p, 6, NULL);
+	prefill_vs_ref(p, 37, NULL);
+}
+
+/* Every instruction set this CPU runs computes the same function. */
+static void test_prefill_each_isa(void **st)
+{
+	(void)st;
+	static const char *isas[] = {"scalar", "avx2", "avx512"};
+	static const enum duet_dtype types[] = {DUET_F32, DUET_F16, DUET_Q8_0};
+	char p[4096];
+	for (int t = 0; t < 3; t++) {
+		model_path(p, "tiny", types[t], "gguf");
+		for (int i = 0; i < 3; i++) {
+			if (!duet_kernels_named(isas[i]))
+				continue;
+			prefill_vs_ref(p, 4, isas[i]);
+			prefill_vs_ref(p, 20, isas[i]);
+		}
+	}
+}
+
+/* B sequences with prompts of different lengths decode together, one token
+ * each per step; each step's logits match the reference over the whole
+ * sequence so far. */
+static void batched_decode(const char *path, int B, int steps)
+{
+	struct rig r;
+	rig_open(&r, path, 2, 0, NULL);
+	int V = r.m->cfg.vocab_size;
+	int maxlen = 12 + 5 * B + steps;
+	struct duet_kv_seq *s = calloc((size_t)B, sizeof *s);
+	int *tok = calloc((size_t)B * maxlen, sizeof *tok);
+	int *len = calloc((size_t)B, sizeof *len);
+	float *logits = malloc(sizeof(float) * (size_t)B * V);
+	float *ref = malloc(sizeof(float) * (size_t)maxlen * V);
+	struct duet_fwd_seq *fs = calloc((size_t)B, sizeof *fs);
+	int *next = calloc((size_t)B, sizeof *next);
+	assert_true(s && tok && len && logits && ref && fs && next);
+	struct duet_err err;
+	for (int b = 0; b < B; b++) {
+		duet_kv_seq_init(&s[b]);
+		len[b] = 2 + 5 * b + (b % 3) * 4; /* positions cross block edges */
+		some_tokens(tok + b * maxlen, len[b], 100 + b, V);
+		struct duet_fwd_seq one = {&s[b], tok + b * maxlen, len[b], DUET_LOGITS_LAST,
+					   logits + (size_t)b * V, NULL};
+		if (duet_forward(r.e, &one, 1, &err))
+			fail_msg("%s", err.msg);
+	}
+	for (int step = 0; step < steps; step++) {
+		for (int b = 0; b < B; b++) {
+			next[b] = duet_argmax(logits + (size_t)b * V, V);
+			tok[b * maxlen + len[b]] = next[b];
+			fs[b] = (struct duet_fwd_seq){&s[b], &next[b], 1, DUET_LOGITS_LAST,
+						      logits + (size_t)b * V, NULL};
+		}
+		if (duet_forward(r.e, fs, B, &err))
+			fail_msg("%s", err.msg);
+		for (int b = 0; b < B; b++) {
+			len[b]++;
+			assert_int_equal(s[b].n_tokens, len[b]);
+			assert_int_equal(ref_forward(r.m, tok + b * maxlen, len[b], ref), 0);
+			char what[256];
+			snprintf(what, sizeof what, "%s decode B=%d step %d seq %d (len %d)", path,
+				 B, step, b, len[b]);
+			check_logits(logits + (size_t)b * V, ref + (size_t)(len[b] - 1) * V, 1, V,
+				     what);
+		}
+	}
+	for (int b = 0; b < B; b++)
+		duet_kv_seq_release(r.kv, &s[b]);
+	assert_int_equal(r.kv->n_free, r.kv->n_blocks);
+	free(s), free(tok), free(len), free(logits), free(ref), free(fs), free(next);
+	rig_close(&r);
+}
+
+static void test_batched_decode_f32(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny", DUET_F32, "gguf");
+	batched_decode(p, 1, 3);
+	batched_decode(p, 3, 3);
+	batched_decode(p, 8, 2);
+}
+
+static void test_batched_decode_f16_q8(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny", DUET_F16, "gguf");
+	batched_decode(p, 3, 2);
+	model_path(p, "tiny-mha", DUET_Q8_0, "gguf");
+	batched_decode(p, 8, 2);
+}
+
+/* Batch sizes past the kernel path's limit go through sgemm as decode rows. */
+static void test_batched_decode_wide(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny", DUET_Q8_0, "gguf");
+	batched_decode(p, 20, 1);
+}
+
+/* A prompt and decode steps of other sequences in one forward call. */
+static void test_mixed_batch(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny", DUET_F16, "gguf");
+	struct rig r;
+	rig_open(&r, p, 2, 0, NULL);
+	int V = r.m->cfg.vocab_size;
+	int a[30], b[12];
+	some_tokens(a, 30, 1, V);
+	some_tokens(b, 12, 2, V);
+	struct duet_kv_seq sa, sb;
+	duet_kv_seq_init(&sa), duet_kv_seq_init(&sb);
+	float *la = malloc(sizeof(float) * (size_t)V * 30), *lb = malloc(sizeof(float) * V);
+	float *ref = malloc(sizeof(float) * (size_t)V * 30);
+	struct duet_err err;
+	struct duet_fwd_seq f1 = {&sb, b, 11, DUET_LOGITS_NONE, NULL, NULL};
+	if (duet_forward(r.e, &f1, 1, &err))
+		fail_msg("%s", err.msg);
+	struct duet_fwd_seq f2[2] = {{&sa, a, 30, DUET_LOGITS_ALL, la, NULL},
+				     {&sb, b + 11, 1, DUET_LOGITS_LAST, lb, NULL}};
+	if (duet_forward(r.e, f2, 2, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(ref_forward(r.m, a, 30, ref), 0);
+	check_logits(la, ref, 30, V, "mixed batch: prompt");
+	assert_int_equal(ref_forward(r.m, b, 12, ref), 0);
+	check_logits(lb, ref + (size_t)11 * V, 1, V, "mixed batch: decode");
+	duet_kv_seq_release(r.kv, &sa), duet_kv_seq_release(r.kv, &sb);
+	free(la), free(lb), free(ref);
+	rig_close(&r);
+}
+
+struct collect {
+	int ids[256];
+	int n;
+};
+
+static int on_tok(void *ctx, int token, const char *text, size_t n)
+{
+	(void)text, (void)n;
+	struct collect *c = ctx;
+	if (token >= 0 && c->n < 256)
+		c->ids[c->n++] = token;
+	return 0;
+}
+
+static void greedy(const char *path, int max_batch, int threads, const int *prompt, int np,
+		   int n, struct collect *out)
+{
+	struct rig r;
+	rig_open(&r, path, threads, max_batch, NULL);
+	struct duet_gen_params gp = {.sampling = {.temperature = 0, .top_p = 1},
+				     .max_tokens = n, .ignore_eos = 1};
+	struct duet_gen_stats gs;
+	struct duet_err err;
+	memset(out, 0, sizeof *out);
+	if (duet_generate(r.e, r.kv, r.m, prompt, np, &gp, on_tok, out, &gs, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(out->n, n);
+	assert_int_equal(r.kv->n_free, r.kv->n_blocks);
+	rig_close(&r);
+}
+
+/* Prefill in one pass, in chunks, or one token at a time, on one thread or
+ * two: the same greedy continuation. */
+static void test_greedy_same_every_route(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny", DUET_F32, "gguf");
+	struct duet_model *m = tu_open(p);
+	int V = m->cfg.vocab_size;
+	duet_model_close(m);
+	int prompt[45];
+	some_tokens(prompt, 45, 9, V);
+	struct collect whole, chunked, single, one_thread;
+	greedy(p, 0, 2, prompt, 45, 24, &whole);
+	greedy(p, 8, 2, prompt, 45, 24, &chunked);
+	greedy(p, 1, 2, prompt, 45, 24, &single);
+	greedy(p, 0, 1, prompt, 45, 24, &one_thread);
+	assert_memory_equal(whole.ids, chunked.ids, sizeof(int) * 24);
+	assert_memory_equal(whole.ids, single.ids, sizeof(int) * 24);
+	assert_memory_equal(whole.ids, one_thread.ids, sizeof(int) * 24);
+	/* And the reference agrees on the whole continuation. */
+	int seq[45 + 24];
+	memcpy(seq, prompt, sizeof prompt);
+	memcpy(seq + 45, whole.ids, sizeof(int) * 24);
+	float *ref = malloc(sizeof(float) * (size_t)V * 69);
+	m = tu_open(p);
+	assert_int_equal(ref_forward(m, seq, 69, ref), 0);
+	for (int i = 0; i < 24; i++)
+		assert_int_equal(duet_argmax(ref + (size_t)(44 + i) * V, V), whole.ids[i]);
+	duet_model_close(m);
+	free(ref);
+}
+
+/* The same model as GGUF and as llama2.c: same digest, same tokens. */
+static void test_formats_agree(void **st)
+{
+	(void)st;
+	char g[4096], l[4096];
+	tu_make_model(g, "tiny-mha", DUET_F32, "gguf", -1, 3);
+	tu_make_model(l, "tiny-mha", DUET_F32, "llama2c", -1, 3);
+	struct duet_model *mg = tu_open(g), *ml = tu_open(l);
+	assert_string_equal(mg->digest, ml->digest);
+	int V = mg->cfg.vocab_size;
+	duet_model_close(mg), duet_model_close(ml);
+	int prompt[10];
+	some_tokens(prompt, 10, 4, V);
+	struct collect a, b;
+	greedy(g, 0, 2, prompt, 10, 16, &a);
+	greedy(l, 0, 2, prompt, 10, 16, &b);
+	assert_memory_equal(a.ids, b.ids, sizeof(int) * 16);
+}
+
+struct hook_ctx {
+	const struct duet_kv_pool *kv;
+	int calls;
+	int bad;
+};
+
+static int hook(void *ctx, int layer, const struct duet_fwd_seq *seq, int first_pos, int n,
+		const float *k, const float *v, int kv_dim, struct duet_err *err)
+{
+	(void)err;
+	struct hook_ctx *h = ctx;
+	h->calls++;
+	for (int i = 0; i < n; i++) {
+		const float *ck = duet_kv_row(h->kv, layer, 0, seq->kv, first_pos + i);
+		const float *cv = duet_kv_row(h->kv, layer, 1, seq->kv, first_pos + i);
+		if (memcmp(ck, k + (size_t)i * kv_dim, sizeof(float) * kv_dim) ||
+		    memcmp(cv, v + (size_t)i * kv_dim, sizeof(float) * kv_dim))
+			h->bad++;
+	}
+	return 0;
+}
+
+static int failing_hook(void *ctx, int layer, const struct duet_fwd_seq *seq, int first_pos,
+			int n, const float *k, const float *v, int kv_dim, struct duet_err *err)
+{
+	(void)ctx, (void)seq, (void)first_pos, (void)n, (void)k, (void)v, (void)kv_dim;
+	if (layer == 1)
+		return duet_errf(err, "sender gone");
+	return 0;
+}
+
+/* The layer hook sees each layer's new K and V, equal to what the cache
+ * holds, once per layer and sequence; a failing hook fails the pass. */
+static void test_layer_hook(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny", DUET_F32, "gguf");
+	struct rig r;
+	rig_open(&r, p, 2, 0, NULL);
+	struct hook_ctx h = {r.kv, 0, 0};
+	duet_engine_set_hook(r.e, hook, &h);
+	int t[20];
+	some_tokens(t, 20, 5, r.m->cfg.vocab_size);
+	struct duet_kv_seq s1, s2;
+	duet_kv_seq_init(&s1), duet_kv_seq_init(&s2);
+	struct duet_fwd_seq fs[2] = {{&s1, t, 20, DUET_LOGITS_NONE, NULL, NULL},
+				     {&s2, t, 3, DUET_LOGITS_NONE, NULL, NULL}};
+	struct duet_err err;
+	assert_int_equal(duet_forward(r.e, fs, 2, &err), 0);
+	assert_int_equal(h.calls, 2 * r.m->cfg.n_layers);
+	assert_int_equal(h.bad, 0);
+	duet_engine_set_hook(r.e, failing_hook, NULL);
+	fs[0].tokens = t + 5, fs[0].n_tokens = 1;
+	assert_int_not_equal(duet_forward(r.e, fs, 1, &err), 0);
+	assert_non_null(strstr(err.msg, "sender gone"));
+	duet_kv_seq_release(r.kv, &s1), duet_kv_seq_release(r.kv, &s2);
+	rig_close(&r);
+}
+
+/* Too few KV blocks: the pass fails and no sequence moves. */
+static void test_kv_exhaustion(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny", DUET_F32, "gguf");
+	struct duet_model *m = tu_open(p);
+	struct duet_kv_geom g = duet_kv_geom_for(m, DUET_KV_BLOCK_TOKENS);
+	struct duet_kv_pool *kv;
+	struct duet_engine *e;
+	struct duet_err err;
+	assert_int_equal(duet_kv_pool_create(&kv, &g, 3, &err), 0);
+	assert_int_equal(duet_engine_create(&e, m, kv, NULL, &err), 0);
+	int t[40];
+	some_tokens(t, 40, 1, m->cfg.vocab_size);
+	struct duet_kv_seq a, b;
+	duet_kv_seq_init(&a), duet_kv_seq_init(&b);
+	struct duet_fwd_seq fs[2] = {{&a, t, 20, DUET_LOGITS_NONE, NULL, NULL},
+				     {&b, t, 20, DUET_LOGITS_NONE, NULL, NULL}};
+	assert_int_not_equal(duet_forward(e, fs, 2, &err), 0);
+	assert_int_equal(a.n_tokens, 0);
+	assert_int_equal(b.n_tokens, 0);
+	assert_int_equal(kv->n_free, 3);
+	assert_int_equal(duet_forward(e, fs, 1, &err), 0);
+	assert_int_equal(a.n_tokens, 20);
+	duet_kv_seq_release(kv, &a), duet_kv_seq_release(kv, &b);
+	duet_engine_destroy(e);
+	duet_kv_pool_destroy(kv);
+	duet_model_close(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_prefill_f32_gguf),
+		cmocka_unit_test(test_prefill_llama2c_untied),
+		cmocka_unit_test(test_prefill_f16),
+		cmocka_unit_test(test_prefill_q8_0),
+		cmocka_unit_test(test_prefill_each_isa),
+		cmocka_unit_test(test_batched_decode_f32),
+		cmocka_unit_test(test_batched_decode_f16_q8),
+		cmocka_unit_test(test_batched_decode_wide),
+		cmocka_unit_test(test_mixed_batch),
+		cmocka_unit_test(test_greedy_same_every_route),
+		cmocka_unit_test(test_formats_agree),
+		cmocka_unit_test(test_layer_hook),
+		cmocka_unit_test(test_kv_exhaustion),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

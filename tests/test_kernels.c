@@ -1,0 +1,237 @@
+/* Each instruction set's kernels against the scalar table, which is
+ * itself checked against straight double-precision loops here. Sizes
+ * cover the vector tails and every batch width of the decode kernels. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "kernels.h"
+
+static float frand(uint64_t *s)
+{
+	*s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+	return (float)(*s >> 40) * 0x1p-23f - 1.0f;
+}
+
+static void fill(float *x, int n, uint64_t seed)
+{
+	uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+	for (int i = 0; i < n; i++)
+		x[i] = frand(&s);
+}
+
+static const char *isas[] = {"scalar", "avx2", "avx512"};
+
+/* |a-b| <= tol * (1 + |ref|), element by element. */
+static void close_enough(const float *a, const float *ref, int n, float tol, const char *what)
+{
+	for (int i = 0; i < n; i++)
+		if (!(fabsf(a[i] - ref[i]) <= tol * (1 + fabsf(ref[i]))))
+			fail_msg("%s: element %d is %g, expected %g", what, i, (double)a[i],
+				 (double)ref[i]);
+}
+
+/* matmul for every type, K with and without tails, B = 1..9 and 17. */
+static void test_matmul(void **st)
+{
+	(void)st;
+	static const enum duet_dtype types[] = {DUET_F32, DUET_F16, DUET_Q8_0};
+	static const int Ks[] = {32, 96, 160, 288, 1056};
+	static const int Bs[] = {1, 2, 3, 4, 5, 7, 8, 9, 17};
+	const int N = 37;
+	for (int ti = 0; ti < 3; ti++)
+		for (int ki = 0; ki < 5; ki++) {
+			int K = Ks[ki];
+			enum duet_dtype t = types[ti];
+			size_t rb = duet_row_bytes(t, K);
+			float *wf = malloc(sizeof(float) * (size_t)N * K);
+			uint8_t *w = malloc(rb * N);
+			float *wd = malloc(sizeof(float) * K);
+			float *x = malloc(sizeof(float) * 17 * (K + 3));
+			float *ref = malloc(sizeof(float) * 17 * N);
+			float *y = malloc(sizeof(float) * 17 * (N + 5));
+			fill(wf, N * K, (uint64_t)K + ti);
+			fill(x, 17 * (K + 3), (uint64_t)K * 7);
+			for (int n = 0; n < N; n++)
+				duet_quant_row(t, wf + (size_t)n * K, w + rb * n, K);
+			int ldx = K + 3, ldy = N + 5;
+			for (int b = 0; b < 17; b++)
+				for (int n = 0; n < N; n++) {
+					duet_dequant_row(t, w + rb * n, wd, K);
+					double s = 0;
+					for (int k = 0; k < K; k++)
+						s += (double)wd[k] * x[b * ldx + k];
+					ref[b * N + n] = (float)s;
+				}
+			for (int ii = 0; ii < 3; ii++) {
+				const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
+				if (!kt)
+					continue;
+				duet_matmul_fn mm = duet_kernels_matmul(kt, t);
+				for (int bi = 0; bi < 9; bi++) {
+					int B = Bs[bi];
+					memset(y, 0, sizeof(float) * 17 * (N + 5));
+					/* Two row ranges: the split threads make. */
+					mm(w, rb, K, x, ldx, B, y, ldy, 0, 13);
+					mm(w, rb, K, x, ldx, B, y, ldy, 13, N);
+					for (int b = 0; b < B; b++) {
+						char what[128];
+						snprintf(what, sizeof what, "%s matmul %s K=%d B=%d row %d",
+							 isas[ii], duet_dtype_name(t), K, B, b);
+						close_enough(y + b * ldy, ref + b * N, N, 1e-4f, what);
+					}
+					/* Outside the rows asked for stays untouched. */
+					for (int b = 0; b < B; b++)
+						for (int n = N; n < ldy; n++)
+							assert_true(y[b * ldy + n] == 0);
+				}
+			}
+			free(wf), free(w), free(wd), free(x), free(ref), free(y);
+		}
+}
+
+static void test_vector_ops(void **st)
+{
+	(void)st;
+	static const int ns[] = {1, 7, 16, 33, 288, 1000};
+	for (int ii = 0; ii < 3; ii++) {
+		const struct duet_kernels *k = duet_kernels_named(isas[ii]);
+		if (!k)
+			continue;
+		for (int ni = 0; ni < 6; ni++) {
+			int n = ns[ni];
+			float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+			float *r = malloc(sizeof(float) * n), *o = malloc(sizeof(float) * n);
+			fill(a, n, 1 + n), fill(b, n, 2 + n);
+			char what[64];
+			snprintf(what, sizeof what, "%s n=%d", isas[ii], n);
+			double d = 0;
+			for (int i = 0; i < n; i++)
+				d += (double)a[i] * b[i];
+			float got = k->dot(a, b, n);
+			close_enough(&got, &(float){(float)d}, 1, 1e-5f, what);
+
+			memcpy(o, b, sizeof(float) * n);
+			k->axpy(0.5f, a, o, n);
+			for (int i = 0; i < n; i++)
+				r[i] = b[i] + 0.5f * a[i];
+			close_enough(o, r, n, 1e-6f, what);
+
+			/* Softmax of values spread over [-30, 30]. */
+			for (int i = 0; i < n; i++)
+				o[i] = a[i] * 30;
+			double mx = -INFINITY, sum = 0;
+			for (int i = 0; i < n; i++)
+				mx = o[i] > mx ? o[i] : mx;
+			for (int i = 0; i < n; i++)
+				sum += exp(o[i] - mx);
+			for (int i = 0; i < n; i++)
+				r[i] = (float)(exp(o[i] - mx) / sum);
+			k->softmax(o, n);
+			close_enough(o, r, n, 1e-5f, what);
+
+			for (int i = 0; i < n; i++)
+				o[i] = a[i] * 8;
+			for (int i = 0; i < n; i++)
+				r[i] = (float)(o[i] / (1 + exp(-(double)o[i])) * b[i]);
+			k->silu_mul(o, b, n);
+			close_enough(o, r, n, 1e-5f, what);
+
+			double ss = 0;
+			for (int i = 0; i < n; i++)
+				ss += (double)a[i] * a[i];
+			for (int i = 0; i < n; i++)
+				r[i] = (float)(a[i] / sqrt(ss / n + 1e-5) * b[i]);
+			k->rmsnorm(o, a, b, n, 1e-5f);
+			close_enough(o, r, n, 1e-5f, what);
+			free(a), free(b), free(r), free(o);
+		}
+	}
+}
+
+/* fp16 <-> fp32 for all 65536 halves: exact, and round-to-nearest-even
+ * back, in the scalar conversion and in every table's row conversion. */
+static void test_fp16_exhaustive(void **st)
+{
+	(void)st;
+	uint16_t *h = malloc(sizeof(uint16_t) * 65536);
+	float *f = malloc(sizeof(float) * 65536), *g = malloc(sizeof(float) * 65536);
+	for (int i = 0; i < 65536; i++)
+		h[i] = (uint16_t)i;
+	for (int i = 0; i < 65536; i++) {
+		uint16_t x = h[i];
+		int e = (x >> 10) & 31, m = x & 1023, sgn = x >> 15;
+		double v;
+		if (e == 0)
+			v = ldexp(m, -24);
+		else if (e == 31)
+			v = m ? NAN : INFINITY;
+		else
+			v = ldexp(1024 + m, e - 25);
+		f[i] = (float)(sgn ? -v : v);
+		float got = duet_fp16_to_fp32(x);
+		if (isnan(f[i]))
+			assert_true(isnan(got));
+		else
+			assert_memory_equal(&got, &f[i], 4);
+		if (!isnan(f[i]))
+			assert_int_equal(duet_fp32_to_fp16(f[i]), x);
+	}
+	for (int ii = 0; ii < 3; ii++) {
+		const struct duet_kernels *k = duet_kernels_named(isas[ii]);
+		if (!k)
+			continue;
+		k->cvt_f16(h, g, 65536);
+		for (int i = 0; i < 65536; i++)
+			if (!(isnan(f[i]) ? isnan(g[i]) : !memcmp(&f[i], &g[i], 4)))
+				fail_msg("%s cvt_f16 of 0x%04x gave %g", isas[ii], i, (double)g[i]);
+	}
+	/* Rounding: halfway cases go to even, overflow to infinity. */
+	assert_int_equal(duet_fp32_to_fp16(1.0f + 0x1p-11f), 0x3c00);
+	assert_int_equal(duet_fp32_to_fp16(1.0f + 3 * 0x1p-11f), 0x3c02);
+	assert_int_equal(duet_fp32_to_fp16(65520.0f), 0x7c00);
+	assert_int_equal(duet_fp32_to_fp16(0x1p-25f), 0);
+	assert_int_equal(duet_fp32_to_fp16(0x1.8p-25f), 1);
+	free(h), free(f), free(g);
+}
+
+/* Q8_0 as llama.cpp defines it: d = max|x| / 127, q = round(x / d). */
+static void test_q8_0_format(void **st)
+{
+	(void)st;
+	float x[64];
+	fill(x, 64, 3);
+	x[5] = -2.0f; /* largest magnitude of the first block */
+	struct duet_q8_0_block b[2];
+	assert_int_equal(sizeof b, 2 * DUET_Q8_0_BYTES);
+	duet_quant_row(DUET_Q8_0, x, b, 64);
+	float d = duet_fp16_to_fp32(b[0].d);
+	assert_true(fabsf(d - 2.0f / 127) < 1e-5f);
+	assert_int_equal(b[0].qs[5], -127);
+	float y[64];
+	duet_dequant_row(DUET_Q8_0, b, y, 64);
+	for (int i = 0; i < 64; i++)
+		assert_true(fabsf(y[i] - x[i]) <= duet_fp16_to_fp32(b[i / 32].d) * 0.5f + 1e-3f);
+	for (int ii = 0; ii < 3; ii++) {
+		const struct duet_kernels *k = duet_kernels_named(isas[ii]);
+		if (!k)
+			continue;
+		float z[64];
+		k->cvt_q8_0(b, z, 64);
+		assert_memory_equal(y, z, sizeof z);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_matmul),
+		cmocka_unit_test(test_vector_ops),
+		cmocka_unit_test(test_fp16_exhaustive),
+		cmocka_unit_test(test_q8_0_format),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

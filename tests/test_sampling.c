@@ -1,0 +1,234 @@
+/* Sampling, stop strings and the paged KV cache's bookkeeping. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvcache.h"
+#include "sampler.h"
+#include "stopper.h"
+
+static void sampler(struct duet_sampler *s, float temp, int k, float p, uint64_t seed, int V)
+{
+	struct duet_sampling sp = {temp, k, p, seed};
+	struct duet_err err;
+	if (duet_sampler_init(s, &sp, V, &err))
+		fail_msg("%s", err.msg);
+}
+
+static void test_greedy_and_argmax(void **st)
+{
+	(void)st;
+	float l[6] = {0.5f, 3.0f, -1.0f, 3.0f, 2.9f, 0};
+	assert_int_equal(duet_argmax(l, 6), 1); /* lowest index on ties */
+	struct duet_sampler s;
+	sampler(&s, 0, 0, 1, 1, 6);
+	float c[6];
+	memcpy(c, l, sizeof l);
+	assert_int_equal(duet_sample(&s, c), 1);
+	duet_sampler_free(&s);
+	/* top_k = 1 is greedy at any temperature. */
+	sampler(&s, 5.0f, 1, 1, 1, 6);
+	for (int i = 0; i < 50; i++) {
+		memcpy(c, l, sizeof l);
+		assert_int_equal(duet_sample(&s, c), 1);
+	}
+	duet_sampler_free(&s);
+}
+
+/* At temperature 1 with no cut the frequencies follow softmax(logits);
+ * top-k and top-p leave out what they should. The seed is fixed, so these
+ * counts are the same on every run. */
+static void test_distribution(void **st)
+{
+	(void)st;
+	const float pr[4] = {0.5f, 0.3f, 0.15f, 0.05f};
+	float l[4], c[4];
+	for (int i = 0; i < 4; i++)
+		l[i] = logf(pr[i]) + 3.0f;
+	const int N = 40000;
+	struct duet_sampler s;
+	int cnt[4] = {0};
+	sampler(&s, 1.0f, 0, 1.0f, 42, 4);
+	for (int i = 0; i < N; i++) {
+		memcpy(c, l, sizeof l);
+		cnt[duet_sample(&s, c)]++;
+	}
+	duet_sampler_free(&s);
+	for (int i = 0; i < 4; i++)
+		assert_true(fabs((double)cnt[i] / N - pr[i]) < 0.01);
+
+	/* top_k 2: only the two best, renormalized 5:3. */
+	memset(cnt, 0, sizeof cnt);
+	sampler(&s, 1.0f, 2, 1.0f, 43, 4);
+	for (int i = 0; i < N; i++) {
+		memcpy(c, l, sizeof l);
+		cnt[duet_sample(&s, c)]++;
+	}
+	duet_sampler_free(&s);
+	assert_int_equal(cnt[2] + cnt[3], 0);
+	assert_true(fabs((double)cnt[0] / N - 0.625) < 0.01);
+
+	/* top_p 0.9: 0.5 + 0.3 + 0.15 reaches it, 0.05 is cut. */
+	memset(cnt, 0, sizeof cnt);
+	sampler(&s, 1.0f, 0, 0.9f, 44, 4);
+	for (int i = 0; i < N; i++) {
+		memcpy(c, l, sizeof l);
+		cnt[duet_sample(&s, c)]++;
+	}
+	duet_sampler_free(&s);
+	assert_int_equal(cnt[3], 0);
+	assert_true(cnt[2] > 0);
+	assert_true(fabs((double)cnt[2] / N - 0.15 / 0.95) < 0.01);
+
+	/* Low temperature sharpens towards the best. */
+	memset(cnt, 0, sizeof cnt);
+	sampler(&s, 0.1f, 0, 1.0f, 45, 4);
+	for (int i = 0; i < 1000; i++) {
+		memcpy(c, l, sizeof l);
+		cnt[duet_sample(&s, c)]++;
+	}
+	duet_sampler_free(&s);
+	assert_true(cnt[0] > 990);
+}
+
+static void test_seed_reproducible(void **st)
+{
+	(void)st;
+	const int V = 1000;
+	float *l = malloc(sizeof(float) * V), *c = malloc(sizeof(float) * V);
+	for (int i = 0; i < V; i++)
+		l[i] = sinf((float)i) * 4;
+	int a[64], b[64], d[64];
+	struct duet_sampler s;
+	for (int run = 0; run < 3; run++) {
+		int *out = run == 0 ? a : run == 1 ? b : d;
+		sampler(&s, 0.9f, 50, 0.95f, run == 2 ? 8 : 7, V);
+		for (int i = 0; i < 64; i++) {
+			memcpy(c, l, sizeof(float) * V);
+			out[i] = duet_sample(&s, c);
+		}
+		duet_sampler_free(&s);
+	}
+	assert_memory_equal(a, b, sizeof a);
+	assert_memory_not_equal(a, d, sizeof a);
+	free(l), free(c);
+}
+
+static void test_bad_params(void **st)
+{
+	(void)st;
+	struct duet_err err;
+	struct duet_sampling bad[] = {{-1, 0, 1, 0}, {1, -3, 1, 0}, {1, 0, 0, 0},
+				      {1, 0, 1.5f, 0}, {NAN, 0, 1, 0}};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_not_equal(duet_sampling_check(&bad[i], &err), 0);
+}
+
+/* Feeds text in pieces and returns what the stopper lets through. */
+static size_t run_stopper(const char *const *stops, int ns, const char *const *parts, int np,
+			  char *out, int *stopped)
+{
+	struct duet_stopper s;
+	struct duet_err err;
+	if (duet_stopper_init(&s, stops, ns, &err))
+		fail_msg("%s", err.msg);
+	size_t n = 0;
+	for (int i = 0; i < np; i++)
+		n += duet_stopper_feed(&s, parts[i], strlen(parts[i]), out + n);
+	n += duet_stopper_flush(&s, out + n);
+	out[n] = 0;
+	*stopped = s.stopped;
+	duet_stopper_free(&s);
+	return n;
+}
+
+static void test_stop_strings(void **st)
+{
+	(void)st;
+	char out[1024];
+	int stopped;
+	const char *stops[] = {"\n\nUser:", "END"};
+	const char *p1[] = {"Hello", " there\n", "\nUs", "er: more"};
+	run_stopper(stops, 2, p1, 4, out, &stopped);
+	assert_string_equal(out, "Hello there");
+	assert_true(stopped);
+	/* A false start is released in full. */
+	const char *p2[] = {"a\n", "\nUse", "ful ", "EN", "D tail"};
+	run_stopper(stops, 2, p2, 5, out, &stopped);
+	assert_string_equal(out, "a\n\nUseful ");
+	assert_true(stopped);
+	/* Held text comes out at the end when no stop arrives. */
+	const char *p3[] = {"ends with E", "N"};
+	run_stopper(stops, 2, p3, 2, out, &stopped);
+	assert_string_equal(out, "ends with EN");
+	assert_false(stopped);
+	/* No stops: everything passes. */
+	run_stopper(NULL, 0, p1, 4, out, &stopped);
+	assert_string_equal(out, "Hello there\n\nUser: more");
+	struct duet_stopper s;
+	struct duet_err err;
+	const char *empty[] = {""};
+	assert_int_not_equal(duet_stopper_init(&s, empty, 1, &err), 0);
+}
+
+static void test_kv_pool(void **st)
+{
+	(void)st;
+	struct duet_kv_geom g = {.n_layers = 2, .kv_dim = 8, .block_tokens = 4};
+	struct duet_kv_pool *p;
+	struct duet_err err;
+	assert_int_equal(duet_kv_pool_create(&p, &g, 6, &err), 0);
+	struct duet_kv_seq a, b;
+	duet_kv_seq_init(&a), duet_kv_seq_init(&b);
+	assert_int_equal(duet_kv_seq_reserve(p, &a, 9, &err), 0);
+	assert_int_equal(a.n_blocks, 3);
+	assert_int_equal(p->n_free, 3);
+	/* Too many: refused, nothing taken. */
+	assert_int_not_equal(duet_kv_seq_reserve(p, &b, 17, &err), 0);
+	assert_int_equal(b.n_blocks, 0);
+	assert_int_equal(p->n_free, 3);
+	/* Rows of different positions, layers, K and V never alias. */
+	a.n_tokens = 9;
+	for (int l = 0; l < 2; l++)
+		for (int w = 0; w < 2; w++)
+			for (int pos = 0; pos < 9; pos++)
+				for (int i = 0; i < 8; i++)
+					duet_kv_row(p, l, w, &a, pos)[i] =
+						(float)(((l * 2 + w) * 100 + pos) * 10 + i);
+	for (int l = 0; l < 2; l++)
+		for (int w = 0; w < 2; w++)
+			for (int pos = 0; pos < 9; pos++)
+				assert_true(duet_kv_row(p, l, w, &a, pos)[3] ==
+					    (float)(((l * 2 + w) * 100 + pos) * 10 + 3));
+	/* Sharing a full block: b takes a's first block; it stays allocated
+	 * until both let go. */
+	int shared = a.blocks[0];
+	assert_int_equal(duet_kv_seq_append_shared(p, &b, shared, &err), 0);
+	b.n_tokens = 4;
+	assert_int_equal(p->refs[shared], 2);
+	assert_true(duet_kv_row(p, 1, 1, &b, 2)[0] == duet_kv_row(p, 1, 1, &a, 2)[0]);
+	duet_kv_seq_release(p, &a);
+	assert_int_equal(p->n_free, 5);
+	assert_int_equal(p->refs[shared], 1);
+	duet_kv_seq_release(p, &b);
+	assert_int_equal(p->n_free, 6);
+	duet_kv_pool_destroy(p);
+	/* Bad geometry is refused. */
+	struct duet_kv_geom bad = {.n_layers = 0, .kv_dim = 8, .block_tokens = 4};
+	assert_int_not_equal(duet_kv_pool_create(&p, &bad, 6, &err), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_greedy_and_argmax),
+		cmocka_unit_test(test_distribution),
+		cmocka_unit_test(test_seed_reproducible),
+		cmocka_unit_test(test_bad_params),
+		cmocka_unit_test(test_stop_strings),
+		cmocka_unit_test(test_kv_pool),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,172 @@
+#include "testutil.h"
+
+#include <ftw.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model_random.h"
+#include "model_write.h"
+
+#define VOCAB_GGUF "ggml-vocab-llama-spm.gguf"
+#define TOKENIZER_BIN "llama2-tokenizer.bin"
+
+static const char *shared_file(const char *name, char *buf, size_t cap)
+{
+	const char *env = getenv("DUET_SHARED_MODELS");
+	char src[PATH_MAX];
+	/* __FILE__ is tests/testutil.c relative to the repository root, where
+	 * make runs; the shared data sits beside the repository. */
+	const char *dirs[3] = {env, NULL, "/work/shared/models"};
+	if (realpath(".", src)) {
+		static char parent[PATH_MAX + 32];
+		snprintf(parent, sizeof parent, "%s/../shared/models", src);
+		dirs[1] = parent;
+	}
+	for (int i = 0; i < 3; i++) {
+		if (!dirs[i])
+			continue;
+		snprintf(buf, cap, "%s/%s", dirs[i], name);
+		if (access(buf, R_OK) == 0)
+			return buf;
+	}
+	fail_msg("cannot find %s: set DUET_SHARED_MODELS to the shared models directory",
+		 name);
+	return NULL;
+}
+
+const char *tu_vocab_gguf(void)
+{
+	static char buf[PATH_MAX + 64];
+	return shared_file(VOCAB_GGUF, buf, sizeof buf);
+}
+
+const char *tu_tokenizer_bin(void)
+{
+	static char buf[PATH_MAX + 64];
+	return shared_file(TOKENIZER_BIN, buf, sizeof buf);
+}
+
+static char tmpdir[256];
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+static void rm_tmpdir(void)
+{
+	if (tmpdir[0] && !getenv("DUET_KEEP_TMP"))
+		nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *tu_tmpdir(void)
+{
+	if (!tmpdir[0]) {
+		const char *base = getenv("TMPDIR");
+		snprintf(tmpdir, sizeof tmpdir, "%s/duet-test-XXXXXX", base ? base : "/tmp");
+		if (!mkdtemp(tmpdir))
+			fail_msg("cannot create a scratch directory under %s", base ? base : "/tmp");
+		atexit(rm_tmpdir);
+	}
+	return tmpdir;
+}
+
+char *tu_path(char *buf, const char *name)
+{
+	snprintf(buf, 4096, "%s/%s", tu_tmpdir(), name);
+	return buf;
+}
+
+void tu_make_model(char *out, const char *shape, enum duet_dtype dtype,
+		   const char *format, int tied, uint64_t seed)
+{
+	const struct duet_shape *sh = duet_shape_find(shape);
+	assert_non_null(sh);
+	int l2c = !strcmp(format, "llama2c");
+	char dir[3072];
+	snprintf(dir, sizeof dir, "%s/%s-%s-%s-t%d-s%llu", tu_tmpdir(), shape,
+		 duet_dtype_name(dtype), format, tied, (unsigned long long)seed);
+	snprintf(out, 4096, "%s/model.%s", dir, l2c ? "bin" : "gguf");
+	if (access(out, R_OK) == 0)
+		return; /* made earlier in this run */
+	if (mkdir(dir, 0755))
+		fail_msg("cannot create %s", dir);
+	struct duet_err err;
+	struct duet_vocab v;
+	if (duet_vocab_load_file(&v, tu_vocab_gguf(), &err))
+		fail_msg("%s", err.msg);
+	struct duet_random_gen g;
+	struct duet_model_spec spec;
+	char name[128];
+	duet_random_spec(&spec, &g, sh, dtype, tied, 0, seed, &v, name);
+	int rc = l2c ? duet_write_llama2c(out, &spec, &err) : duet_write_gguf(out, &spec, &err);
+	if (!rc && l2c) {
+		char tok[4200];
+		snprintf(tok, sizeof tok, "%s/tokenizer.bin", dir);
+		rc = duet_write_llama2c_tokenizer(tok, &v, &err);
+	}
+	duet_vocab_free(&v);
+	if (rc)
+		fail_msg("writing %s: %s", out, err.msg);
+}
+
+struct duet_model *tu_open(const char *path)
+{
+	struct duet_model *m = NULL;
+	struct duet_err err;
+	if (duet_model_open(&m, path, NULL, &err))
+		fail_msg("%s", err.msg);
+	return m;
+}
+
+float tu_max_abs_diff(const float *a, const float *b, size_t n)
+{
+	float mx = 0;
+	for (size_t i = 0; i < n; i++) {
+		float d = fabsf(a[i] - b[i]);
+		if (!(d <= mx))
+			mx = d; /* NaN propagates */
+	}
+	return mx;
+}
+
+float tu_max_abs(const float *a, size_t n)
+{
+	float mx = 0;
+	for (size_t i = 0; i < n; i++)
+		if (fabsf(a[i]) > mx)
+			mx = fabsf(a[i]);
+	return mx;
+}
+
+void *tu_read_file(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		fail_msg("cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	long sz = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	void *buf = malloc((size_t)sz + 1);
+	assert_non_null(buf);
+	if (fread(buf, 1, (size_t)sz, f) != (size_t)sz)
+		fail_msg("cannot read %s", path);
+	fclose(f);
+	*n = (size_t)sz;
+	return buf;
+}
+
+void tu_write_file(const char *path, const void *data, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		fail_msg("cannot create %s", path);
+	if (fwrite(data, 1, n, f) != n || fclose(f))
+		fail_msg("cannot write %s", path);
+}

@@ -1,0 +1,43 @@
+/* Shared helpers for the cmocka tests: where the real vocabulary lives, a
+ * scratch directory, and small random models written through the same
+ * code as `duet mkmodel`. */
+#ifndef DUET_TESTUTIL_H
+#define DUET_TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "dtype.h"
+#include "model.h"
+
+/* ../shared/models files, found from $DUET_SHARED_MODELS, the source
+ * tree's parent, or /work/shared/models. Fails the test if absent. */
+const char *tu_vocab_gguf(void);
+const char *tu_tokenizer_bin(void);
+
+/* A scratch directory for this test program, removed at exit. */
+const char *tu_tmpdir(void);
+/* tu_tmpdir()/name into buf (4096 bytes). */
+char *tu_path(char *buf, const char *name);
+
+/* Writes a random model of shape (see duet mkmodel --list-shapes) and
+ * returns its path (static storage per call site is not needed: the path
+ * goes into out, 4096 bytes). format "gguf" or "llama2c"; llama2c models
+ * go into their own directory with a tokenizer.bin. tied -1 = shape's. */
+void tu_make_model(char *out, const char *shape, enum duet_dtype dtype,
+		   const char *format, int tied, uint64_t seed);
+/* Opens a model, failing the test with the loader's message on error. */
+struct duet_model *tu_open(const char *path);
+
+/* Largest |a - b| over n entries, and largest |b|. */
+float tu_max_abs_diff(const float *a, const float *b, size_t n);
+float tu_max_abs(const float *a, size_t n);
+
+/* Reads a whole file into a malloc'd buffer. */
+void *tu_read_file(const char *path, size_t *n);
+void tu_write_file(const char *path, const void *data, size_t n);
+
+#endif

@@ -1,0 +1,96 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_int(const char *flag, const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || errno || v < lo || v > hi) {
+		fprintf(stderr, "duet: %s expects an integer from %ld to %ld, got '%s'\n", flag, lo,
+			hi, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_float(const char *flag, const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (!*s || *end || errno || !isfinite(v) || v < lo || v > hi) {
+		fprintf(stderr, "duet: %s expects a number from %g to %g, got '%s'\n", flag, lo, hi,
+			s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_u64(const char *flag, const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (!*s || *end || errno || *s == '-') {
+		fprintf(stderr, "duet: %s expects a non-negative integer, got '%s'\n", flag, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_fail(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "duet %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+double cli_now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+void cli_progress_init(struct cli_progress *p, const char *what)
+{
+	p->what = what;
+	p->last = 0;
+	p->tty = isatty(STDERR_FILENO);
+}
+
+void cli_progress_update(struct cli_progress *p, double done, double total, const char *unit)
+{
+	if (!p->tty)
+		return;
+	double now = cli_now();
+	if (now - p->last < 0.1 && done < total)
+		return;
+	p->last = now;
+	int width = 30, fill = total > 0 ? (int)(width * done / total) : 0;
+	fprintf(stderr, "\r%s [", p->what);
+	for (int i = 0; i < width; i++)
+		fputc(i < fill ? '#' : '.', stderr);
+	fprintf(stderr, "] %.1f/%.1f %s ", done, total, unit);
+	fflush(stderr);
+}
+
+void cli_progress_end(struct cli_progress *p)
+{
+	if (p->tty)
+		fprintf(stderr, "\r\033[K");
+}

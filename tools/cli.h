@@ -1,0 +1,28 @@
+/* Helpers shared by the duet subcommands: strict number parsing (a bad
+ * flag value is an error naming the flag), progress on a terminal. */
+#ifndef DUET_CLI_H
+#define DUET_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+int cli_int(const char *flag, const char *s, long lo, long hi, long *out);
+int cli_float(const char *flag, const char *s, double lo, double hi, double *out);
+int cli_u64(const char *flag, const char *s, uint64_t *out);
+/* Prints "duet <cmd>: msg" to stderr; returns 1 (the exit status). */
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+double cli_now(void);
+
+/* A progress line on stderr, redrawn at most every 100 ms, only when
+ * stderr is a terminal. */
+struct cli_progress {
+	const char *what;
+	double last;
+	int tty;
+};
+void cli_progress_init(struct cli_progress *p, const char *what);
+void cli_progress_update(struct cli_progress *p, double done, double total,
+			 const char *unit);
+void cli_progress_end(struct cli_progress *p);
+
+#endif

@@ -1,0 +1,178 @@
+/* duet generate: one prompt, one process, streamed to stdout. This is the
+ * reference output every other path (batched, disaggregated, colocated)
+ * must reproduce. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "cpu.h"
+#include "forward.h"
+#include "generate.h"
+#include "stopper.h"
+#include "tokenizer.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: duet generate -m MODEL -p PROMPT [options]\n"
+		"\n"
+		"Streams the prompt and its continuation to stdout; prints prompt and\n"
+		"generation speed to stderr.\n"
+		"\n"
+		"  -m, --model FILE     GGUF or llama2.c model\n"
+		"  --tokenizer FILE     tokenizer.bin of a llama2.c model (default: next to it)\n"
+		"  -p, --prompt TEXT    prompt text (BOS is prepended)\n"
+		"  -n, --max-tokens N   tokens to generate (default 128)\n"
+		"  --temp T             temperature, 0 = greedy (default 0.8)\n"
+		"  --top-k K            keep the K likeliest tokens, 0 = all (default 40)\n"
+		"  --top-p P            nucleus sampling mass, 1 = off (default 0.95)\n"
+		"  --seed N             sampling seed (default: from the clock, printed)\n"
+		"  --stop STR           stop before STR appears (repeatable, up to 16)\n"
+		"  --ignore-eos         keep going past end-of-sequence\n"
+		"  -t, --threads N      threads (default: all CPUs this process may use)\n"
+		"  --cpus LIST          pin worker threads to these CPUs, e.g. 0-3,6\n"
+		"  -b, --batch N        prompt tokens per forward pass (default 512)\n"
+		"  --ids                print generated token ids, one line, instead of text\n"
+		"  --no-echo            do not print the prompt before the continuation\n");
+}
+
+struct out {
+	int ids;
+	int first;
+};
+
+static int on_token(void *ctx, int token, const char *text, size_t n)
+{
+	struct out *o = ctx;
+	if (o->ids) {
+		if (token >= 0)
+			printf(o->first++ ? " %d" : "%d", token);
+	} else if (n) {
+		fwrite(text, 1, n, stdout);
+	}
+	fflush(stdout);
+	return 0;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+	const char *model = NULL, *tok_path = NULL, *prompt = NULL, *cpus_s = NULL;
+	const char *stops[DUET_MAX_STOPS];
+	int n_stops = 0, ids = 0, echo = 1;
+	long max_tokens = 128, threads = 0, batch = 512, top_k = 40;
+	double temp = 0.8, top_p = 0.95;
+	uint64_t seed = (uint64_t)time(NULL);
+	int seed_given = 0, ignore_eos = 0;
+	static const struct option opts[] = {
+		{"model", required_argument, 0, 'm'},	 {"tokenizer", required_argument, 0, 'z'},
+		{"prompt", required_argument, 0, 'p'},	 {"max-tokens", required_argument, 0, 'n'},
+		{"temp", required_argument, 0, 'T'},	 {"top-k", required_argument, 0, 'K'},
+		{"top-p", required_argument, 0, 'P'},	 {"seed", required_argument, 0, 'S'},
+		{"stop", required_argument, 0, 's'},	 {"ignore-eos", no_argument, 0, 'E'},
+		{"threads", required_argument, 0, 't'},	 {"cpus", required_argument, 0, 'c'},
+		{"batch", required_argument, 0, 'b'},	 {"ids", no_argument, 0, 'I'},
+		{"no-echo", no_argument, 0, 'N'},	 {"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "m:p:n:t:b:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': model = optarg; break;
+		case 'z': tok_path = optarg; break;
+		case 'p': prompt = optarg; break;
+		case 'n': if (cli_int("--max-tokens", optarg, 0, DUET_MAX_CTX, &max_tokens)) return 2; break;
+		case 'T': if (cli_float("--temp", optarg, 0, 100, &temp)) return 2; break;
+		case 'K': if (cli_int("--top-k", optarg, 0, DUET_VOCAB_MAX_TOKENS, &top_k)) return 2; break;
+		case 'P': if (cli_float("--top-p", optarg, 1e-6, 1, &top_p)) return 2; break;
+		case 'S': if (cli_u64("--seed", optarg, &seed)) return 2; seed_given = 1; break;
+		case 's':
+			if (n_stops == DUET_MAX_STOPS)
+				return cli_fail("generate", "at most %d --stop strings", DUET_MAX_STOPS);
+			stops[n_stops++] = optarg;
+			break;
+		case 'E': ignore_eos = 1; break;
+		case 't': if (cli_int("--threads", optarg, 1, DUET_MAX_THREADS, &threads)) return 2; break;
+		case 'c': cpus_s = optarg; break;
+		case 'b': if (cli_int("--batch", optarg, 1, 65536, &batch)) return 2; break;
+		case 'I': ids = 1; break;
+		case 'N': echo = 0; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!model || !prompt || optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	struct duet_err err;
+	int cpus[DUET_MAX_THREADS], n_cpus = 0;
+	if (cpus_s && duet_cpu_parse_list(cpus_s, cpus, DUET_MAX_THREADS, &n_cpus, &err))
+		return cli_fail("generate", "%s", err.msg);
+	struct duet_model *m;
+	struct duet_model_opts mo = {.tokenizer_path = tok_path};
+	if (duet_model_open(&m, model, &mo, &err))
+		return cli_fail("generate", "%s", err.msg);
+	size_t plen = strlen(prompt), n_prompt = 0;
+	int *toks = malloc(sizeof(int) * duet_tokenize_max(plen));
+	struct duet_kv_pool *kv = NULL;
+	struct duet_engine *e = NULL;
+	int rc = 1;
+	if (!toks) {
+		cli_fail("generate", "out of memory");
+		goto out;
+	}
+	if (duet_tokenize(&m->vocab, prompt, plen, 1, toks, duet_tokenize_max(plen), &n_prompt, &err)) {
+		cli_fail("generate", "%s", err.msg);
+		goto out;
+	}
+	struct duet_kv_geom g = duet_kv_geom_for(m, 0);
+	long need = (long)n_prompt + max_tokens;
+	if (need > m->cfg.ctx_len)
+		need = m->cfg.ctx_len;
+	struct duet_engine_opts eo = {.n_threads = (int)threads, .cpus = n_cpus ? cpus : NULL,
+				      .n_cpus = n_cpus, .max_batch_tokens = (int)batch};
+	if (duet_kv_pool_create(&kv, &g, duet_kv_blocks_for(&g, need), &err) ||
+	    duet_engine_create(&e, m, kv, &eo, &err)) {
+		cli_fail("generate", "%s", err.msg);
+		goto out;
+	}
+	if (!seed_given && temp > 0)
+		fprintf(stderr, "duet generate: seed %llu\n", (unsigned long long)seed);
+	if (echo && !ids) {
+		fputs(prompt, stdout);
+		fflush(stdout);
+	}
+	struct duet_gen_params gp = {
+		.sampling = {(float)temp, (int)top_k, (float)top_p, seed},
+		.max_tokens = (int)max_tokens,
+		.ignore_eos = ignore_eos,
+		.stops = stops,
+		.n_stops = n_stops,
+	};
+	struct duet_gen_stats st;
+	struct out o = {ids, 0};
+	if (duet_generate(e, kv, m, toks, (int)n_prompt, &gp, on_token, &o, &st, &err)) {
+		putchar('\n');
+		cli_fail("generate", "%s", err.msg);
+		goto out;
+	}
+	putchar('\n');
+	fflush(stdout);
+	fprintf(stderr,
+		"duet generate: prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens, "
+		"%d decode steps in %.3f s (%.1f tok/s); finish: %s; %d threads, %s kernels\n",
+		st.n_prompt, st.t_prompt, st.t_prompt > 0 ? st.n_prompt / st.t_prompt : 0, st.n_gen,
+		st.n_decode, st.t_gen, st.t_gen > 0 ? st.n_decode / st.t_gen : 0,
+		duet_finish_name(st.finish), duet_engine_threads(e), duet_engine_kernels(e));
+	rc = 0;
+out:
+	duet_engine_destroy(e);
+	duet_kv_pool_destroy(kv);
+	free(toks);
+	duet_model_close(m);
+	return rc;
+}

@@ -1,0 +1,9 @@
+#ifndef DUET_COMMANDS_H
+#define DUET_COMMANDS_H
+
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_mkmodel(int argc, char **argv);
+
+#endif
