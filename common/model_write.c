@@ -111,12 +111,13 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 		out_free(&o);
 		return -1;
 	}
+	int rc = -1;
 	char **pieces = calloc((size_t)v->n, sizeof *pieces);
 	uint32_t *lens = calloc((size_t)v->n, sizeof *lens);
 	int32_t *types = calloc((size_t)v->n, sizeof *types);
 	if (!pieces || !lens || !types) {
 		duet_errf(err, "%s: out of memory", path);
-		goto fail_early;
+		goto done;
 	}
 	for (int i = 0; i < v->n; i++) {
 		char buf[DUET_VOCAB_MAX_PIECE * 3];
@@ -124,7 +125,7 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 		pieces[i] = malloc((size_t)n + 1);
 		if (!pieces[i]) {
 			duet_errf(err, "%s: out of memory", path);
-			goto fail_early;
+			goto done;
 		}
 		memcpy(pieces[i], buf, (size_t)n);
 		lens[i] = (uint32_t)n;
@@ -138,7 +139,7 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 		}
 	}
 	if (duet_gguf_writer_open(&w, path, err))
-		goto fail_early;
+		goto done;
 	int ftype = s->dtype == DUET_F32 ? 0 : s->dtype == DUET_F16 ? 1 : 7;
 	duet_gguf_put_str(&w, "general.architecture", "llama");
 	duet_gguf_put_str(&w, "general.name", s->name ? s->name : "duet model");
@@ -210,19 +211,12 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 		    write_tensor(&o, DUET_W_DOWN, l, c.dim, c.hidden_dim, s->dtype, err))
 			goto fail;
 	}
-	if (duet_gguf_writer_close(&w, err))
-		goto fail_closed;
-	for (int i = 0; i < v->n; i++)
-		free(pieces[i]);
-	free(pieces);
-	free(lens);
-	free(types);
-	out_free(&o);
-	return 0;
+	if (duet_gguf_writer_close(&w, err) == 0)
+		rc = 0;
+	goto done;
 fail:
 	duet_gguf_writer_abort(&w);
-fail_closed:
-fail_early:
+done:
 	if (pieces)
 		for (int i = 0; i < v->n; i++)
 			free(pieces[i]);
@@ -230,7 +224,7 @@ fail_early:
 	free(lens);
 	free(types);
 	out_free(&o);
-	return -1;
+	return rc;
 }
 
 int duet_write_llama2c(const char *path, const struct duet_model_spec *s,

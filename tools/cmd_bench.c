@@ -135,6 +135,24 @@ out:
 	return rc;
 }
 
+/* One warm-up run, then reps measured ones into x: prefill of n tokens
+ * (B = 0) or n decode steps of B sequences. */
+static int repeat(struct bench *b, int B, int n, int reps, double *x, struct duet_err *err)
+{
+	struct cli_progress prog;
+	cli_progress_init(&prog, "bench");
+	for (int r = -1; r < reps; r++) {
+		double v;
+		if (B ? run_tg(b, B, n, &v, err) : run_pp(b, n, &v, err))
+			return -1;
+		if (r >= 0)
+			x[r] = v;
+		cli_progress_update(&prog, r + 2, (double)reps + 1, "runs");
+	}
+	cli_progress_end(&prog);
+	return 0;
+}
+
 static int parse_batches(const char *s, int *out, int *n)
 {
 	*n = 0;
@@ -261,21 +279,12 @@ int cmd_bench(int argc, char **argv)
 	fflush(stdout);
 
 	double x[MAX_REPS];
-	struct cli_progress prog;
-	cli_progress_init(&prog, "bench");
 	char name[32];
 	if (n_prompt > 0) {
-		for (int r = -1; r < reps; r++) {
-			double v;
-			if (run_pp(&b, (int)n_prompt, &v, &err)) {
-				cli_fail("bench", "%s", err.msg);
-				goto out;
-			}
-			if (r >= 0)
-				x[r] = v;
-			cli_progress_update(&prog, r + 2, (double)reps + 1, "runs");
+		if (repeat(&b, 0, (int)n_prompt, (int)reps, x, &err)) {
+			cli_fail("bench", "%s", err.msg);
+			goto out;
 		}
-		cli_progress_end(&prog);
 		snprintf(name, sizeof name, "pp%ld", n_prompt);
 		row(name, summarize(x, (int)reps), pp_ceiling, "sgemm", "");
 		fflush(stdout);
@@ -283,17 +292,10 @@ int cmd_bench(int argc, char **argv)
 	double b1 = 0;
 	for (int bi = 0; n_gen > 0 && bi < n_batches; bi++) {
 		int B = batches[bi];
-		for (int r = -1; r < reps; r++) {
-			double v;
-			if (run_tg(&b, B, (int)n_gen, &v, &err)) {
-				cli_fail("bench", "%s", err.msg);
-				goto out;
-			}
-			if (r >= 0)
-				x[r] = v;
-			cli_progress_update(&prog, r + 2, (double)reps + 1, "runs");
+		if (repeat(&b, B, (int)n_gen, (int)reps, x, &err)) {
+			cli_fail("bench", "%s", err.msg);
+			goto out;
 		}
-		cli_progress_end(&prog);
 		struct stats s = summarize(x, (int)reps);
 		char extra[64] = "";
 		if (B == 1) {
