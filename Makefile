@@ -20,37 +20,50 @@ CC ?= gcc
 OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 WARN := -Wall -Wextra -Werror
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Icommon -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Icommon -I$(BUILD)/proto -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
 LDFLAGS ?=
-LDLIBS := -lopenblas -lxxhash -lm -pthread
+LDLIBS := -lzmq -lprotobuf-c -lsystemd -linih -lopenblas -lxxhash -lm -pthread
 
 # Debian packages: build tools and -dev libraries the code uses, plus what
 # tests and benchmarks run.
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libxxhash-dev \
 	libcmocka-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	libsystemd-dev libinih-dev libjansson-dev libmicrohttpd-dev \
-	libcurl4-openssl-dev gnuplot-nox
+	libcurl4-openssl-dev gnuplot-nox clang libclang-rt-14-dev
 
+PROTO_C := $(BUILD)/proto/duet.pb-c.c
+PROTO_H := $(BUILD)/proto/duet.pb-c.h
 COMMON_SRC := $(sort $(wildcard common/*.c))
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/proto/duet.pb-c.o
+PREFILL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard prefill-node/*.c)))
+DECODE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard decode-node/*.c)))
 TOOLS_SRC := $(sort $(wildcard tools/*.c))
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
-TEST_SUPPORT_SRC := tests/ref_forward.c tests/testutil.c
+TEST_SUPPORT_SRC := tests/ref_forward.c tests/testutil.c tests/driver.c
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 LIB := $(BUILD)/libduet.a
 DUET := $(BUILD)/duet
+DAEMONS := $(BUILD)/duet-prefill $(BUILD)/duet-decode
 
-.PHONY: all deps test test-bin bench clean
-all: $(DUET)
+.PHONY: all deps test test-bin bench clean fuzz
+all: $(DUET) $(DAEMONS)
+
+# The wire schema, compiled at build time; every object may include it.
+$(PROTO_C) $(PROTO_H) &: proto/duet.proto
+	@mkdir -p $(dir $@)
+	protoc-c --c_out=$(BUILD)/proto -Iproto proto/duet.proto
+
+$(BUILD)/proto/duet.pb-c.o: $(PROTO_C)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-parameter -c $< -o $@
 
 # Kernels for one instruction set each; the library picks at run time.
 $(BUILD)/common/kern_avx512.o: ISA := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 $(BUILD)/common/kern_avx2.o: ISA := -mavx2 -mfma -mf16c
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA) -c $< -o $@
 
@@ -61,10 +74,16 @@ $(LIB): $(COMMON_OBJ)
 $(DUET): $(TOOLS_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(TOOLS_OBJ) $(LIB) $(LDLIBS) -o $@
 
+$(BUILD)/duet-prefill: $(PREFILL_OBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(PREFILL_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/duet-decode: $(DECODE_OBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(DECODE_OBJ) $(LIB) $(LDLIBS) -o $@
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
-test-bin: $(DUET) $(TEST_BIN)
+test-bin: $(DUET) $(DAEMONS) $(TEST_BIN)
 
 test:
 	@tests/run.sh $(if $(SANITIZE),$(BUILD),build build-asan)
@@ -79,10 +98,41 @@ deps:
 bench: $(DUET)
 	@tests/bench.sh $(BUILD)
 
+# The daemons' benchmark: KV transfer, streaming overlap, decode batching,
+# on a stories110m-shaped model with a 4096-token context (made once).
+BENCH_MODEL ?= $(BUILD)/models/stories110m-ctx4k.gguf
+$(BUILD)/models/stories110m-ctx4k.gguf: | $(DUET)
+	@mkdir -p $(dir $@)
+	$(DUET) mkmodel --shape stories110m --ctx 4096 --vocab $(SHARED_MODELS)/ggml-vocab-llama-spm.gguf -o $@
+
+.PHONY: bench-daemons
+bench-daemons: $(DAEMONS) $(BUILD)/tests/bench_daemons $(BENCH_MODEL)
+	$(BUILD)/tests/bench_daemons $(BUILD) $(BENCH_MODEL) $(REPS)
+
+$(BUILD)/tests/bench_daemons: $(BUILD)/tests/bench_daemons.o $(BUILD)/tests/driver.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# libFuzzer targets (clang): `make fuzz FUZZ_SECONDS=600`. New inputs go to
+# build/fuzz/corpus-*, seeds come from tests/fuzz/corpus/*; crashes are
+# written as crash-* files in the current directory.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	-Icommon -I$(BUILD)/proto
+FUZZ_LIB_SRC := common/wire.c common/kvwire.c common/dtype.c common/err.c common/sampler.c
+$(BUILD)/fuzz/fuzz_frames: tests/fuzz/fuzz_frames.c $(FUZZ_LIB_SRC) $(PROTO_C)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $^ -lprotobuf-c -lxxhash -lm -o $@
+
+fuzz: $(BUILD)/fuzz/fuzz_frames
+	@mkdir -p $(BUILD)/fuzz/corpus-frames
+	$(BUILD)/fuzz/fuzz_frames -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(BUILD)/fuzz/corpus-frames tests/fuzz/corpus/frames
+
 clean:
 	rm -rf build build-asan
 
--include $(COMMON_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(TEST_BIN:%=%.d)
+-include $(COMMON_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(PREFILL_OBJ:.o=.d) $(DECODE_OBJ:.o=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(TEST_BIN:%=%.d)
 
 # A first run: a random-weight stories15m model with the real Llama-2
 # vocabulary, then one streamed completion.

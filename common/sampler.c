@@ -114,6 +114,15 @@ static void select_top(struct duet_cand *c, int n, int k)
 	}
 }
 
+void duet_sampler_skip(struct duet_sampler *s, int n)
+{
+	/* duet_sample draws one uniform per token, and none when greedy. */
+	if (s->p.temperature == 0)
+		return;
+	for (int i = 0; i < n; i++)
+		(void)duet_sampler_uniform(s);
+}
+
 int duet_sample(struct duet_sampler *s, float *logits)
 {
 	int n = s->vocab;

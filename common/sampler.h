@@ -30,6 +30,11 @@ int duet_sampler_init(struct duet_sampler *s, const struct duet_sampling *p,
 void duet_sampler_free(struct duet_sampler *s);
 /* Picks a token from logits[vocab] (which it may overwrite). */
 int duet_sample(struct duet_sampler *s, float *logits);
+/* Advances the random stream past n samples, as if n tokens had been
+ * drawn: a node that takes over a sequence after n tokens (the decode node
+ * after the prefill node's first token, or a resumed stream) then draws
+ * exactly what one process would have. */
+void duet_sampler_skip(struct duet_sampler *s, int n);
 /* Index of the largest logit (lowest index on ties). */
 int duet_argmax(const float *x, int n);
 /* Uniform float in [0, 1) from the sampler's stream. */

@@ -58,6 +58,19 @@ for build in "$@"; do
 	rm -f "$out"
 done
 
+# A short libFuzzer run over the frame decoders (make fuzz runs longer).
+echo "== fuzz (${FUZZ_SECONDS:-20} s)"
+if make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}" >/tmp/duet-fuzz.$$ 2>&1; then
+	echo "ok - fuzz_frames: $(grep -o 'Done [0-9]* runs' /tmp/duet-fuzz.$$ | tail -1)"
+	pass=$((pass + 1))
+else
+	tail -40 /tmp/duet-fuzz.$$
+	echo "not ok - fuzz_frames"
+	fail=$((fail + 1))
+	failed_names+=("fuzz_frames")
+fi
+rm -f /tmp/duet-fuzz.$$
+
 for n in "${failed_names[@]+"${failed_names[@]}"}"; do
 	echo "FAILED: $n"
 done

@@ -1,0 +1,57 @@
+/* The wire schema's runtime side: packing and unpacking Msg (proto/duet.proto)
+ * and checking every field a peer sent against this node's limits. Frames
+ * come from the network, so nothing here trusts a size, index or enum. */
+#ifndef DUET_WIRE_H
+#define DUET_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "duet.pb-c.h"
+#include "err.h"
+#include "sampler.h"
+
+#define DUET_PROTO_VERSION 1
+/* A control message (prompt tokens included) is never bigger than this. */
+#define DUET_MAX_CTRL_BYTES (16u << 20)
+/* Node names, endpoints and digests are short; longer ones are refused. */
+#define DUET_MAX_NAME 64
+#define DUET_MAX_ENDPOINT 256
+
+/* Packs m into a malloc'd buffer the caller frees. */
+int duet_wire_pack(const Duet__Msg *m, void **buf, size_t *len, struct duet_err *err);
+/* Unpacks and checks the envelope: size, version, a body set. On success
+ * *out is freed with duet_wire_free. */
+int duet_wire_unpack(const void *buf, size_t len, Duet__Msg **out, struct duet_err *err);
+void duet_wire_free(Duet__Msg *m);
+/* "hello", "kv_chunk", ... for logs. */
+const char *duet_wire_body_name(int body_case);
+
+/* What a receiver checks fields against: its model and its limits. */
+struct duet_wire_limits {
+	int n_layers, n_kv_heads, head_dim;
+	int ctx_len, vocab_size;
+	const char *digest;
+};
+
+/* Sampling parameters (NULL means greedy) into the engine's form. */
+int duet_wire_sampling(const Duet__Sampling *s, struct duet_sampling *out,
+		       struct duet_err *err);
+/* Prompt tokens: 1 to ctx_len - 1 of them, each in the vocabulary. */
+int duet_wire_check_tokens(const int32_t *t, size_t n, const struct duet_wire_limits *lim,
+			   struct duet_err *err);
+/* A string field: at most max bytes (names, endpoints). */
+int duet_wire_check_str(const char *s, size_t max, const char *field, struct duet_err *err);
+/* A KV chunk header and its payload: geometry, layer and position ranges,
+ * dtype, payload size and checksum. */
+int duet_wire_check_kv_chunk(const Duet__KvChunk *c, const void *payload, size_t plen,
+			     const struct duet_wire_limits *lim, struct duet_err *err);
+/* Msg with version set and body_case set by the caller. */
+static inline Duet__Msg duet_wire_msg(void)
+{
+	Duet__Msg m = DUET__MSG__INIT;
+	m.version = DUET_PROTO_VERSION;
+	return m;
+}
+
+#endif

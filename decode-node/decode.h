@@ -1,0 +1,90 @@
+/* The decode daemon: receives KV from prefill nodes (or prefills locally,
+ * in chunks), and decodes every running sequence one token per step in one
+ * batch that sequences join and leave at every step. */
+#ifndef DUET_DECODE_H
+#define DUET_DECODE_H
+
+#include <stdint.h>
+
+#include "kvwire.h"
+#include "node.h"
+#include "sampler.h"
+
+#define DECODE_RECENT_FAILED 64 /* failed ids remembered to quiet their stragglers */
+
+enum dreq_state {
+	DREQ_WAIT_KV,  /* reservation held, layers arriving */
+	DREQ_LOCAL,    /* prefilling here, a chunk per step */
+	DREQ_RUNNING,  /* in the decode batch */
+};
+
+struct dreq {
+	uint64_t id;
+	enum dreq_state st;
+	struct duet_kv_seq kv;
+	struct duet_sampler sampler;
+	int n_prompt;
+	int max_tokens, ignore_eos;
+	int n_generated; /* tokens of the request sampled so far, anywhere */
+	int next_token;	 /* sampled, not yet in the KV */
+	float *logits;	 /* [vocab] */
+	/* DREQ_WAIT_KV */
+	int *layer_next; /* next position expected per layer */
+	int layers_done;
+	uint64_t kv_bytes;
+	long long deadline_us;
+	/* DREQ_LOCAL */
+	int *prompt;
+	int prefilled;
+	int step_tokens; /* rows in the current step */
+};
+
+struct decode_cfg {
+	const char *kv_endpoint;
+	int max_requests; /* reservations, local prefills and running, together */
+	double kv_timeout_s;
+};
+
+struct decode {
+	struct duet_node node;
+	struct decode_cfg cfg;
+	void *kv_sock;
+	struct dreq **reqs;
+	int n_reqs;
+	uint64_t recent_failed[DECODE_RECENT_FAILED];
+	int recent_pos;
+	double step_ms; /* moving average */
+	/* per-step scratch */
+	struct duet_fwd_seq *fwd;
+	struct dreq **batch;
+};
+
+/* requests.c */
+struct dreq *decode_find(struct decode *d, uint64_t id);
+struct dreq *decode_new_req(struct decode *d, uint64_t id, int n_prompt, int max_tokens,
+			    const Duet__Sampling *s, int ignore_eos, int n_sampled,
+			    struct duet_err *err);
+/* Frees the request and its KV blocks. */
+void decode_drop(struct decode *d, struct dreq *r);
+/* Drops the request and tells the router why. */
+void decode_fail(struct decode *d, struct dreq *r, Duet__ErrorCode code, const char *why);
+int decode_recently_failed(const struct decode *d, uint64_t id);
+void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m);
+void decode_handle_local(struct decode *d, const Duet__LocalWork *m);
+void decode_handle_cancel(struct decode *d, const Duet__Cancel *m);
+void decode_expire(struct decode *d, long long now_us);
+/* Emits a token the request just sampled; finishes it when it ends.
+ * Returns 1 if the request finished (and was dropped). */
+int decode_emit(struct decode *d, struct dreq *r, int token, int first);
+
+/* kv_recv.c */
+void decode_handle_kv(struct decode *d, const struct duet_inmsg *in);
+/* A KV message the transport refused; fails its request if the header
+ * named one. */
+void decode_kv_malformed(struct decode *d, const struct duet_inmsg *in, const char *why);
+
+/* step.c */
+int decode_has_work(const struct decode *d);
+void decode_step(struct decode *d);
+
+#endif

@@ -1,0 +1,169 @@
+/* duet-decode: the decode daemon. See decode.h and `duet-decode --help`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "decode.h"
+#include "log.h"
+
+#define MAX_MSGS_PER_TURN 256 /* messages handled between two steps */
+#define IDLE_POLL_MS 50
+
+static const char *ABOUT =
+	"The decode daemon of duet. Registers with the router, holds a paged KV\n"
+	"pool, receives prompt KV from prefill nodes layer by layer on its KV\n"
+	"endpoint (or prefills short prompts itself, in chunks of at most\n"
+	"max-batch-tokens per step), and decodes every running sequence in one\n"
+	"batch per step, sending each token to the router as it is made.";
+
+static void fill_report(void *ctx, Duet__LoadReport *r)
+{
+	struct decode *d = ctx;
+	for (int i = 0; i < d->n_reqs; i++) {
+		enum dreq_state st = d->reqs[i]->st;
+		r->running += st == DREQ_RUNNING;
+		r->waiting_kv += st == DREQ_WAIT_KV;
+		r->local_prefill += st == DREQ_LOCAL;
+	}
+	r->step_ms = (float)d->step_ms;
+}
+
+static void on_control(struct decode *d, const Duet__Msg *m)
+{
+	if (duet_node_handle_common(&d->node, m, d->cfg.kv_endpoint))
+		return;
+	switch (m->body_case) {
+	case DUET__MSG__BODY_RESERVE:
+		decode_handle_reserve(d, m->reserve);
+		break;
+	case DUET__MSG__BODY_LOCAL:
+		decode_handle_local(d, m->local);
+		break;
+	case DUET__MSG__BODY_CANCEL:
+		decode_handle_cancel(d, m->cancel);
+		break;
+	default:
+		duet_node_unexpected(&d->node, "router", m, "control channel");
+	}
+}
+
+/* Reads what is waiting on both sockets, at most MAX_MSGS_PER_TURN. */
+static void receive(struct decode *d, int timeout_ms)
+{
+	zmq_pollitem_t items[2] = {{d->node.ctl, 0, ZMQ_POLLIN, 0}, {d->kv_sock, 0, ZMQ_POLLIN, 0}};
+	if (zmq_poll(items, 2, timeout_ms) <= 0)
+		return;
+	for (int k = 0; k < MAX_MSGS_PER_TURN; k++) {
+		int got = 0;
+		for (int s = 0; s < 2; s++) {
+			struct duet_inmsg in;
+			struct duet_err err;
+			int rc = duet_zrecv(s ? d->kv_sock : d->node.ctl, 0, &in, &err);
+			if (rc < 0) {
+				if (s)
+					decode_kv_malformed(d, &in, err.msg);
+				else
+					duet_node_bad_message(&d->node, "router", 0, err.msg);
+				duet_inmsg_close(&in);
+				got = 1;
+			} else if (rc > 0) {
+				if (s)
+					decode_handle_kv(d, &in);
+				else
+					on_control(d, in.m);
+				duet_inmsg_close(&in);
+				got = 1;
+			}
+		}
+		if (!got)
+			return;
+	}
+}
+
+static void fail_all(struct decode *d, const char *why)
+{
+	while (d->n_reqs)
+		decode_fail(d, d->reqs[0], DUET__ERROR_CODE__ERR_DRAINING, why);
+}
+
+int main(int argc, char **argv)
+{
+	duet_blas_select_core(argv);
+	static struct decode d;
+	duet_node_defaults(&d.node.cfg, "decode-0");
+	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", 64, 60};
+	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 3];
+	int n = duet_node_opts(&d.node.cfg, opts);
+	opts[n++] = (struct duet_opt){"kv-endpoint", DUET_OPT_STR, &d.cfg.kv_endpoint, 0, 0,
+				      "ENDPOINT", "where this node receives KV from prefill nodes (bound)"};
+	opts[n++] = (struct duet_opt){"max-requests", DUET_OPT_INT, &d.cfg.max_requests, 1, 4096,
+				      "N", "requests held at once: running, prefilling or receiving KV"};
+	opts[n++] = (struct duet_opt){"kv-timeout", DUET_OPT_DOUBLE, &d.cfg.kv_timeout_s, 0.1, 3600,
+				      "S", "a reservation whose KV has not all arrived by then fails"};
+	struct duet_settings cfg;
+	struct duet_err err;
+	int rc = duet_config_load(&cfg, opts, n, argc, argv, &err);
+	if (rc == 1) {
+		duet_config_usage(stdout, "duet-decode [--config FILE] [--key VALUE]...", ABOUT, opts, n);
+		return 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "duet-decode: %s\n", err.msg);
+		return 2;
+	}
+	struct duet_node *node = &d.node;
+	int status = 1;
+	if (duet_node_start(node, DUET__ROLE__ROLE_DECODE, d.cfg.max_requests, &err)) {
+		fprintf(stderr, "duet-decode: %s\n", err.msg);
+		goto out;
+	}
+	const struct duet_config *mc = &node->model->cfg;
+	struct duet_zsock_opts ko = {
+		.max_msg_bytes = (long long)duet_kvwire_bytes(DUET_KV_F32, mc->ctx_len,
+							       mc->n_kv_heads * mc->head_dim) +
+				 DUET_MAX_CTRL_BYTES,
+		.linger_ms = 0};
+	d.reqs = calloc((size_t)d.cfg.max_requests, sizeof *d.reqs);
+	d.batch = calloc((size_t)d.cfg.max_requests, sizeof *d.batch);
+	d.fwd = calloc((size_t)d.cfg.max_requests, sizeof *d.fwd);
+	if (!d.reqs || !d.batch || !d.fwd) {
+		fprintf(stderr, "duet-decode: out of memory\n");
+		goto out;
+	}
+	if (duet_zsock(node->zctx, ZMQ_PULL, d.cfg.kv_endpoint, 1, &ko, &d.kv_sock, &err) ||
+	    duet_node_hello(node, d.cfg.kv_endpoint, &err)) {
+		fprintf(stderr, "duet-decode: %s\n", err.msg);
+		goto out;
+	}
+	duet_log(DUET_LOG_INFO, 0, "KV endpoint %s, router %s", d.cfg.kv_endpoint, node->cfg.router);
+	for (;;) {
+		if (duet_node_stopping(node)) {
+			if (d.n_reqs == 0)
+				break;
+			if (duet_node_drain_expired(node)) {
+				duet_log(DUET_LOG_WARN, 0, "drain timeout: failing %d requests", d.n_reqs);
+				fail_all(&d, "the decode node stopped before the request finished");
+				break;
+			}
+		}
+		int busy = decode_has_work(&d);
+		receive(&d, busy ? 0 : IDLE_POLL_MS);
+		decode_expire(&d, duet_now_us());
+		decode_step(&d);
+		duet_node_tick(node, d.cfg.kv_endpoint, fill_report, &d);
+	}
+	duet_log(DUET_LOG_INFO, 0, "stopped");
+	status = 0;
+out:
+	while (d.n_reqs)
+		decode_drop(&d, d.reqs[0]);
+	free(d.reqs);
+	free(d.batch);
+	free(d.fwd);
+	if (d.kv_sock)
+		zmq_close(d.kv_sock);
+	duet_node_stop(node);
+	duet_config_free(&cfg);
+	return status;
+}

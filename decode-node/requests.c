@@ -1,0 +1,282 @@
+/* Decode requests: admission (KV reservations and local work), lookup,
+ * cancel, timeouts, and the end of a request. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decode.h"
+#include "log.h"
+
+struct dreq *decode_find(struct decode *d, uint64_t id)
+{
+	for (int i = 0; i < d->n_reqs; i++)
+		if (d->reqs[i]->id == id)
+			return d->reqs[i];
+	return NULL;
+}
+
+int decode_recently_failed(const struct decode *d, uint64_t id)
+{
+	for (int i = 0; i < DECODE_RECENT_FAILED; i++)
+		if (d->recent_failed[i] == id)
+			return 1;
+	return 0;
+}
+
+static Duet__Msg msg(Duet__Msg__BodyCase c)
+{
+	Duet__Msg m = duet_wire_msg();
+	m.body_case = c;
+	return m;
+}
+
+static void send_or_log(struct decode *d, const Duet__Msg *m, uint64_t id)
+{
+	struct duet_err err;
+	if (duet_node_send(&d->node, m, &err))
+		duet_log(DUET_LOG_WARN, id, "sending %s to the router: %s",
+			 duet_wire_body_name(m->body_case), err.msg);
+}
+
+struct dreq *decode_new_req(struct decode *d, uint64_t id, int n_prompt, int max_tokens,
+			    const Duet__Sampling *s, int ignore_eos, int n_sampled,
+			    struct duet_err *err)
+{
+	struct duet_node *n = &d->node;
+	int ctx = n->model->cfg.ctx_len;
+	struct duet_sampling sp;
+	if (id == 0)
+		return duet_errf(err, "request id 0 is reserved"), NULL;
+	if (decode_find(d, id))
+		return duet_errf(err, "request %llu is already here", (unsigned long long)id), NULL;
+	if (n_prompt < 1 || n_prompt >= ctx)
+		return duet_errf(err, "prompt of %d tokens; the context holds %d", n_prompt, ctx), NULL;
+	if (max_tokens < 1 || n_sampled < 0 || n_sampled > max_tokens)
+		return duet_errf(err, "max_tokens %d with %d already sampled", max_tokens, n_sampled),
+		       NULL;
+	if (duet_wire_sampling(s, &sp, err))
+		return NULL;
+	if (d->n_reqs == d->cfg.max_requests)
+		return duet_errf(err, "no room: %d requests already here (max-requests)",
+				 d->n_reqs), NULL;
+	long need = (long)n_prompt + max_tokens - n_sampled;
+	if (need > ctx)
+		need = ctx;
+	struct dreq *r = calloc(1, sizeof *r);
+	if (!r)
+		return duet_errf(err, "out of memory"), NULL;
+	r->id = id;
+	r->n_prompt = n_prompt;
+	r->max_tokens = max_tokens;
+	r->ignore_eos = ignore_eos;
+	r->n_generated = n_sampled;
+	duet_kv_seq_init(&r->kv);
+	r->logits = malloc(sizeof(float) * (size_t)n->model->cfg.vocab_size);
+	if (!r->logits || duet_sampler_init(&r->sampler, &sp, n->model->cfg.vocab_size, err)) {
+		if (!r->logits)
+			duet_errf(err, "out of memory");
+		free(r->logits);
+		free(r);
+		return NULL;
+	}
+	duet_sampler_skip(&r->sampler, n_sampled);
+	/* Admission holds the room for the whole answer up front, so a
+	 * running sequence can never run out of KV mid-stream. */
+	if (duet_kv_seq_reserve(n->kv, &r->kv, (int)need, err)) {
+		duet_err_prefix(err, "no room");
+		duet_sampler_free(&r->sampler);
+		free(r->logits);
+		free(r);
+		return NULL;
+	}
+	d->reqs[d->n_reqs++] = r;
+	return r;
+}
+
+void decode_drop(struct decode *d, struct dreq *r)
+{
+	for (int i = 0; i < d->n_reqs; i++)
+		if (d->reqs[i] == r) {
+			/* Keep arrival order: local prefills are served FIFO. */
+			memmove(&d->reqs[i], &d->reqs[i + 1],
+				sizeof *d->reqs * (size_t)(d->n_reqs - i - 1));
+			d->n_reqs--;
+			break;
+		}
+	duet_kv_seq_release(d->node.kv, &r->kv);
+	duet_sampler_free(&r->sampler);
+	free(r->logits);
+	free(r->layer_next);
+	free(r->prompt);
+	free(r);
+}
+
+void decode_fail(struct decode *d, struct dreq *r, Duet__ErrorCode code, const char *why)
+{
+	d->recent_failed[d->recent_pos] = r->id;
+	d->recent_pos = (d->recent_pos + 1) % DECODE_RECENT_FAILED;
+	duet_node_fail(&d->node, r->id, code, why);
+	decode_drop(d, r);
+}
+
+/* A count from the wire as an int; absurd values become -1, which
+ * decode_new_req refuses. */
+static int as_int(uint32_t v)
+{
+	return v > (1u << 30) ? -1 : (int)v;
+}
+
+static Duet__ErrorCode refusal_code(const struct decode *d, const char *why)
+{
+	if (d->node.stopping)
+		return DUET__ERROR_CODE__ERR_DRAINING;
+	return strncmp(why, "no room", 7) == 0 ? DUET__ERROR_CODE__ERR_NO_ROOM
+					       : DUET__ERROR_CODE__ERR_BAD_MESSAGE;
+}
+
+static void refuse(struct decode *d, uint64_t id, const char *what, const char *why)
+{
+	char buf[DUET_ERR_MAX + 64];
+	snprintf(buf, sizeof buf, "%s refused: %s", what, why);
+	Duet__ErrorCode code = refusal_code(d, why);
+	if (code == DUET__ERROR_CODE__ERR_BAD_MESSAGE)
+		d->node.bad_messages++;
+	duet_node_fail(&d->node, id, code, buf);
+}
+
+void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
+{
+	struct duet_err err;
+	if (d->node.stopping) {
+		refuse(d, m->request_id, "reservation", "the node is draining");
+		return;
+	}
+	if (m->n_sampled < 1) {
+		refuse(d, m->request_id, "reservation",
+		       "n_sampled must be at least 1 (the prefill node's token)");
+		return;
+	}
+	struct dreq *r = decode_new_req(d, m->request_id, as_int(m->n_prompt),
+					as_int(m->max_tokens),
+					m->sampling, m->ignore_eos,
+					as_int(m->n_sampled), &err);
+	if (!r) {
+		refuse(d, m->request_id, "reservation", err.msg);
+		return;
+	}
+	int L = d->node.model->cfg.n_layers;
+	r->st = DREQ_WAIT_KV;
+	r->layer_next = calloc((size_t)L, sizeof(int));
+	if (!r->layer_next) {
+		decode_fail(d, r, DUET__ERROR_CODE__ERR_INTERNAL, "out of memory");
+		return;
+	}
+	r->deadline_us = duet_now_us() + (long long)(d->cfg.kv_timeout_s * 1e6);
+	Duet__KvReserveReply rep = DUET__KV_RESERVE_REPLY__INIT;
+	rep.request_id = r->id;
+	rep.kv_blocks_free = (uint32_t)d->node.kv->n_free;
+	Duet__Msg out = msg(DUET__MSG__BODY_RESERVE_REPLY);
+	out.reserve_reply = &rep;
+	send_or_log(d, &out, r->id);
+	duet_log(DUET_LOG_DEBUG, r->id, "reserved %d blocks for %d + %d tokens", r->kv.n_blocks,
+		 r->n_prompt, r->max_tokens);
+}
+
+void decode_handle_local(struct decode *d, const Duet__LocalWork *m)
+{
+	struct duet_err err;
+	if (d->node.stopping) {
+		refuse(d, m->request_id, "local work", "the node is draining");
+		return;
+	}
+	if (duet_wire_check_tokens(m->tokens, m->n_tokens, &d->node.lim, &err)) {
+		refuse(d, m->request_id, "local work", err.msg);
+		return;
+	}
+	if (m->n_sampled >= m->max_tokens) {
+		refuse(d, m->request_id, "local work", "no token left to generate (n_sampled >= max_tokens)");
+		return;
+	}
+	struct dreq *r = decode_new_req(d, m->request_id, (int)m->n_tokens,
+					as_int(m->max_tokens),
+					m->sampling, m->ignore_eos,
+					as_int(m->n_sampled), &err);
+	if (!r) {
+		refuse(d, m->request_id, "local work", err.msg);
+		return;
+	}
+	r->st = DREQ_LOCAL;
+	r->prompt = malloc(sizeof(int) * m->n_tokens);
+	if (!r->prompt) {
+		decode_fail(d, r, DUET__ERROR_CODE__ERR_INTERNAL, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < m->n_tokens; i++)
+		r->prompt[i] = m->tokens[i];
+	duet_log(DUET_LOG_DEBUG, r->id, "local prefill of %d tokens", r->n_prompt);
+}
+
+static void finish(struct decode *d, struct dreq *r, Duet__FinishReason why)
+{
+	Duet__Finish f = DUET__FINISH__INIT;
+	f.request_id = r->id;
+	f.reason = why;
+	f.n_generated = (uint32_t)r->n_generated;
+	Duet__Msg out = msg(DUET__MSG__BODY_FINISH);
+	out.finish = &f;
+	send_or_log(d, &out, r->id);
+	duet_log(DUET_LOG_DEBUG, r->id, "finished (%s) after %d tokens",
+		 why == DUET__FINISH_REASON__FINISH_STOP	 ? "stop"
+		 : why == DUET__FINISH_REASON__FINISH_LENGTH ? "length"
+							     : "cancelled",
+		 r->n_generated);
+	decode_drop(d, r);
+}
+
+void decode_handle_cancel(struct decode *d, const Duet__Cancel *m)
+{
+	struct dreq *r = decode_find(d, m->request_id);
+	if (!r) {
+		duet_log(DUET_LOG_DEBUG, m->request_id, "cancel of a request not here");
+		return;
+	}
+	finish(d, r, DUET__FINISH_REASON__FINISH_CANCELLED);
+}
+
+void decode_expire(struct decode *d, long long now_us)
+{
+	for (int i = d->n_reqs - 1; i >= 0; i--) {
+		struct dreq *r = d->reqs[i];
+		if (r->st == DREQ_WAIT_KV && now_us > r->deadline_us)
+			decode_fail(d, r, DUET__ERROR_CODE__ERR_TIMEOUT,
+				    "the prompt's KV did not arrive in time (kv-timeout)");
+	}
+}
+
+int decode_emit(struct decode *d, struct dreq *r, int token, int first)
+{
+	const struct duet_model *m = d->node.model;
+	int index = r->n_generated++;
+	if (!first) {
+		/* The first token reached the router from whoever sampled it. */
+		Duet__TokenEvent t = DUET__TOKEN_EVENT__INIT;
+		t.request_id = r->id;
+		t.index = (uint32_t)index;
+		t.token = token;
+		Duet__Msg out = msg(DUET__MSG__BODY_TOKEN);
+		out.token = &t;
+		send_or_log(d, &out, r->id);
+	}
+	/* The same ends as duet_generate: EOS, max_tokens, a full context. */
+	if (token == m->vocab.eos && !r->ignore_eos) {
+		finish(d, r, DUET__FINISH_REASON__FINISH_STOP);
+		return 1;
+	}
+	if (r->n_generated >= r->max_tokens || r->kv.n_tokens + 1 >= m->cfg.ctx_len) {
+		finish(d, r, DUET__FINISH_REASON__FINISH_LENGTH);
+		return 1;
+	}
+	r->next_token = token;
+	r->st = DREQ_RUNNING;
+	return 0;
+}

@@ -1,0 +1,90 @@
+/* One decode step: every running sequence feeds its last token, and local
+ * prefills add up to max-batch-tokens prompt tokens (chunked prefill, so a
+ * long prompt delays running streams by one bounded chunk per step, never
+ * by its whole length). Sequences join and leave between steps. */
+#include <stdio.h>
+
+#include "decode.h"
+#include "log.h"
+
+int decode_has_work(const struct decode *d)
+{
+	for (int i = 0; i < d->n_reqs; i++)
+		if (d->reqs[i]->st != DREQ_WAIT_KV)
+			return 1;
+	return 0;
+}
+
+static void send_first(struct decode *d, struct dreq *r, int token, long long us)
+{
+	Duet__FirstToken f = DUET__FIRST_TOKEN__INIT;
+	f.request_id = r->id;
+	f.token = token;
+	f.n_prompt = (uint32_t)r->n_prompt;
+	f.prefill_us = (uint64_t)us;
+	Duet__Msg out = duet_wire_msg();
+	out.body_case = DUET__MSG__BODY_FIRST_TOKEN;
+	out.first_token = &f;
+	struct duet_err err;
+	if (duet_node_send(&d->node, &out, &err))
+		duet_log(DUET_LOG_WARN, r->id, "sending first token: %s", err.msg);
+}
+
+void decode_step(struct decode *d)
+{
+	int n = 0, budget = d->node.cfg.max_batch_tokens;
+	for (int i = 0; i < d->n_reqs; i++) {
+		struct dreq *r = d->reqs[i];
+		if (r->st != DREQ_RUNNING)
+			continue;
+		r->step_tokens = 1;
+		d->fwd[n] = (struct duet_fwd_seq){&r->kv, &r->next_token, 1, DUET_LOGITS_LAST,
+						  r->logits, r};
+		d->batch[n++] = r;
+	}
+	/* Oldest local prefill first (requests are kept in arrival order). */
+	for (int i = 0; i < d->n_reqs && budget > 0; i++) {
+		struct dreq *r = d->reqs[i];
+		if (r->st != DREQ_LOCAL)
+			continue;
+		int left = r->n_prompt - r->prefilled, take = left < budget ? left : budget;
+		budget -= take;
+		r->step_tokens = take;
+		d->fwd[n] = (struct duet_fwd_seq){&r->kv, r->prompt + r->prefilled, take,
+						  take == left ? DUET_LOGITS_LAST : DUET_LOGITS_NONE,
+						  r->logits, r};
+		d->batch[n++] = r;
+	}
+	if (!n)
+		return;
+	struct duet_err err;
+	long long t0 = duet_now_us();
+	if (duet_forward(d->node.engine, d->fwd, n, &err)) {
+		/* Room was reserved at admission, so this is not an expected
+		 * failure; the batch's requests fail, the node goes on. */
+		duet_log(DUET_LOG_ERR, 0, "decode step of %d sequences: %s", n, err.msg);
+		for (int i = 0; i < n; i++)
+			decode_fail(d, d->batch[i], DUET__ERROR_CODE__ERR_INTERNAL, err.msg);
+		return;
+	}
+	long long dt = duet_now_us() - t0;
+	double ms = (double)dt / 1000.0;
+	d->step_ms = d->step_ms == 0 ? ms : 0.9 * d->step_ms + 0.1 * ms;
+	for (int i = 0; i < n; i++) {
+		struct dreq *r = d->batch[i];
+		if (r->st == DREQ_RUNNING) {
+			decode_emit(d, r, duet_sample(&r->sampler, r->logits), 0);
+			continue;
+		}
+		r->prefilled += r->step_tokens;
+		if (r->prefilled < r->n_prompt)
+			continue;
+		int tok = duet_sample(&r->sampler, r->logits);
+		if (r->n_generated == 0) {
+			send_first(d, r, tok, dt);
+			decode_emit(d, r, tok, 1);
+		} else {
+			decode_emit(d, r, tok, 0); /* a resumed stream */
+		}
+	}
+}

@@ -1,0 +1,252 @@
+/* Prefill work: admission into a FIFO queue, cancel, and batches of
+ * prompts (whole or in chunks) up to max-batch-tokens per forward pass. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "prefill.h"
+
+static void refuse(struct prefill *p, uint64_t id, Duet__ErrorCode code, const char *why)
+{
+	if (code == DUET__ERROR_CODE__ERR_BAD_MESSAGE)
+		p->node.bad_messages++;
+	char buf[DUET_ERR_MAX + 32];
+	snprintf(buf, sizeof buf, "prefill work refused: %s", why);
+	duet_node_fail(&p->node, id, code, buf);
+}
+
+static int queued(const struct prefill *p, uint64_t id)
+{
+	for (int i = 0; i < p->n_q; i++)
+		if (p->q[i]->id == id)
+			return 1;
+	return 0;
+}
+
+void prefill_handle_work(struct prefill *p, const Duet__PrefillWork *w)
+{
+	struct duet_err err;
+	const struct duet_node *n = &p->node;
+	Duet__ErrorCode bad = DUET__ERROR_CODE__ERR_BAD_MESSAGE;
+	if (n->stopping)
+		{
+		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_DRAINING, "the node is draining");
+		return;
+	}
+	if (w->request_id == 0 || queued(p, w->request_id))
+		{
+		refuse(p, w->request_id, bad, "request id is 0 or already queued");
+		return;
+	}
+	if (p->n_q == p->cfg.max_queue)
+		{
+		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_NO_ROOM, "the queue is full");
+		return;
+	}
+	if (duet_wire_check_tokens(w->tokens, w->n_tokens, &n->lim, &err) ||
+	    duet_wire_check_str(w->decode_node, DUET_MAX_NAME, "decode_node", &err) ||
+	    duet_wire_check_str(w->decode_endpoint, DUET_MAX_ENDPOINT, "decode_endpoint", &err))
+		{
+		refuse(p, w->request_id, bad, err.msg);
+		return;
+	}
+	if (strcmp(w->decode_digest, n->model->digest) != 0) {
+		snprintf(err.msg, sizeof err.msg, "decode node %s serves model %.40s, this node %s",
+			 w->decode_node, w->decode_digest, n->model->digest);
+		{
+		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_MODEL_MISMATCH, err.msg);
+		return;
+	}
+	}
+	/* The whole prompt's KV must fit beside nothing else. */
+	if (duet_kv_blocks_for(&n->kv->g, (long)w->n_tokens) > n->kv->n_blocks) {
+		snprintf(err.msg, sizeof err.msg, "no room: a prompt of %zu tokens needs more than the %d KV blocks of kv-mb",
+			 w->n_tokens, n->kv->n_blocks);
+		{
+		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_NO_ROOM, err.msg);
+		return;
+	}
+	}
+	struct preq *r = calloc(1, sizeof *r);
+	if (!r)
+		{
+		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_INTERNAL, "out of memory");
+		return;
+	}
+	r->id = w->request_id;
+	r->n = (int)w->n_tokens;
+	r->sample_index = (int)(w->sample_index > (1u << 30) ? 1u << 30 : w->sample_index);
+	snprintf(r->decode_node, sizeof r->decode_node, "%s", w->decode_node);
+	duet_kv_seq_init(&r->kv);
+	r->tokens = malloc(sizeof(int) * w->n_tokens);
+	r->logits = malloc(sizeof(float) * (size_t)n->model->cfg.vocab_size);
+	if (!r->tokens || !r->logits) {
+		free(r->tokens);
+		free(r->logits);
+		free(r);
+		{
+		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_INTERNAL, "out of memory");
+		return;
+	}
+	}
+	for (size_t i = 0; i < w->n_tokens; i++)
+		r->tokens[i] = w->tokens[i];
+	if (duet_wire_sampling(w->sampling, &r->sampling, &err) ||
+	    prefill_connect(p, r, w->decode_endpoint, &err)) {
+		free(r->tokens);
+		free(r->logits);
+		free(r);
+		{
+		refuse(p, w->request_id, bad, err.msg);
+		return;
+	}
+	}
+	p->q[p->n_q++] = r;
+	duet_log(DUET_LOG_DEBUG, r->id, "queued %d prompt tokens for %s", r->n, r->decode_node);
+}
+
+void prefill_drop(struct prefill *p, struct preq *r)
+{
+	for (int i = 0; i < p->n_q; i++)
+		if (p->q[i] == r) {
+			memmove(&p->q[i], &p->q[i + 1], sizeof *p->q * (size_t)(p->n_q - i - 1));
+			p->n_q--;
+			break;
+		}
+	duet_kv_seq_release(p->node.kv, &r->kv);
+	prefill_free_held(r);
+	free(r->tokens);
+	free(r->logits);
+	free(r);
+}
+
+void prefill_handle_cancel(struct prefill *p, const Duet__Cancel *c)
+{
+	for (int i = 0; i < p->n_q; i++)
+		if (p->q[i]->id == c->request_id) {
+			duet_log(DUET_LOG_DEBUG, c->request_id, "cancelled");
+			prefill_drop(p, p->q[i]);
+			return;
+		}
+}
+
+uint64_t prefill_queued_tokens(const struct prefill *p)
+{
+	uint64_t t = 0;
+	for (int i = 0; i < p->n_q; i++)
+		t += (uint64_t)(p->q[i]->n - p->q[i]->done);
+	return t;
+}
+
+/* Takes the cached prefix and reserves the rest; 0 when there is no room
+ * yet (the request waits for running ones to finish). */
+static int start(struct prefill *p, struct preq *r)
+{
+	struct duet_err err;
+	struct duet_kv_pool *pool = p->node.kv;
+	/* At least the last prompt token is computed: its logits give the
+	 * first token. */
+	int cached = duet_prefix_attach(p->cache, &r->kv, r->tokens, r->n - 1, &err);
+	if (cached < 0)
+		goto fail;
+	int need = duet_kv_blocks_for(&pool->g, r->n) - r->kv.n_blocks;
+	if (duet_prefix_make_room(p->cache, need) < need) {
+		duet_kv_seq_release(pool, &r->kv);
+		duet_kv_seq_init(&r->kv);
+		return 0;
+	}
+	if (duet_kv_seq_reserve(pool, &r->kv, r->n, &err))
+		goto fail;
+	r->cached = r->done = cached;
+	r->started = 1;
+	if (cached && prefill_ship_cached(p, r, cached, &err)) {
+		r->failed = 1;
+		duet_log(DUET_LOG_WARN, r->id, "KV to %s: %s", r->peer->endpoint, err.msg);
+	}
+	return 1;
+fail:
+	r->failed = 1;
+	duet_log(DUET_LOG_WARN, r->id, "%s", err.msg);
+	return 1;
+}
+
+static void complete(struct prefill *p, struct preq *r)
+{
+	struct duet_err err;
+	struct duet_sampler s;
+	if (duet_sampler_init(&s, &r->sampling, p->node.model->cfg.vocab_size, &err)) {
+		duet_node_fail(&p->node, r->id, DUET__ERROR_CODE__ERR_INTERNAL, err.msg);
+		return;
+	}
+	duet_sampler_skip(&s, r->sample_index);
+	int tok = duet_sample(&s, r->logits);
+	duet_sampler_free(&s);
+	duet_prefix_insert(p->cache, &r->kv, r->tokens, r->n);
+	if (prefill_ship_first(p, r, tok, &err)) {
+		char why[DUET_ERR_MAX + DUET_MAX_NAME + 32];
+		snprintf(why, sizeof why, "sending to decode node %s: %s", r->decode_node, err.msg);
+		duet_node_fail(&p->node, r->id, DUET__ERROR_CODE__ERR_UNREACHABLE, why);
+		return;
+	}
+	duet_log(DUET_LOG_DEBUG, r->id, "prefilled %d tokens (%d cached) in %.1f ms", r->n,
+		 r->cached, (double)r->compute_us / 1000.0);
+}
+
+int prefill_run_batch(struct prefill *p)
+{
+	int budget = p->node.cfg.max_batch_tokens, n = 0;
+	for (int i = 0; i < p->n_q && budget > 0 && n < p->cfg.max_batch_seqs; i++) {
+		struct preq *r = p->q[i];
+		if (!r->started && !start(p, r))
+			break; /* FIFO: later prompts wait behind this one */
+		if (r->failed)
+			continue;
+		int left = r->n - r->done, take = left < budget ? left : budget;
+		budget -= take;
+		r->step = take;
+		p->fwd[n] = (struct duet_fwd_seq){&r->kv, r->tokens + r->done, take,
+						  take == left ? DUET_LOGITS_LAST : DUET_LOGITS_NONE,
+						  r->logits, r};
+		p->batch[n++] = r;
+	}
+	/* Requests whose KV could not be sent are reported and dropped. */
+	for (int i = p->n_q - 1; i >= 0; i--)
+		if (p->q[i]->failed) {
+			struct preq *r = p->q[i];
+			duet_node_fail(&p->node, r->id, DUET__ERROR_CODE__ERR_UNREACHABLE,
+				       "the prefill node could not send the KV to the decode node");
+			prefill_drop(p, r);
+		}
+	if (!n)
+		return 0;
+	struct duet_err err;
+	long long t0 = duet_now_us();
+	if (duet_forward(p->node.engine, p->fwd, n, &err)) {
+		duet_log(DUET_LOG_ERR, 0, "prefill batch of %d prompts: %s", n, err.msg);
+		for (int i = 0; i < n; i++) {
+			duet_node_fail(&p->node, p->batch[i]->id, DUET__ERROR_CODE__ERR_INTERNAL, err.msg);
+			prefill_drop(p, p->batch[i]);
+		}
+		return 1;
+	}
+	long long dt = duet_now_us() - t0;
+	int tokens = p->node.cfg.max_batch_tokens - budget;
+	double rate = (double)tokens / ((double)dt * 1e-6 + 1e-9);
+	p->rate = p->rate == 0 ? rate : 0.8 * p->rate + 0.2 * rate;
+	p->computed_tokens += (uint64_t)tokens;
+	for (int i = 0; i < n; i++) {
+		struct preq *r = p->batch[i];
+		r->done += r->step;
+		r->compute_us += dt;
+		if (r->failed) {
+			duet_node_fail(&p->node, r->id, DUET__ERROR_CODE__ERR_UNREACHABLE,
+				       "the prefill node could not send the KV to the decode node");
+			prefill_drop(p, r);
+		} else if (r->done == r->n) {
+			complete(p, r);
+			prefill_drop(p, r);
+		}
+	}
+	return 1;
+}

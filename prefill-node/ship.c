@@ -1,0 +1,204 @@
+/* KV shipping to decode nodes: one PUSH socket per decode endpoint, a
+ * multipart message per layer and chunk of positions (header, payload in
+ * the transit dtype), and the first token after the last layer. */
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "log.h"
+#include "prefill.h"
+
+/* KV messages queued per decode node before a send waits (then fails
+ * after the send timeout): a few prompts' worth of layers. */
+#define KV_SNDHWM 256
+#define KV_SEND_TIMEOUT_MS 10000
+
+static int peer_in_use(const struct prefill *p, const struct peer *pe)
+{
+	for (int i = 0; i < p->n_q; i++)
+		if (p->q[i]->peer == pe)
+			return 1;
+	return 0;
+}
+
+int prefill_connect(struct prefill *p, struct preq *r, const char *endpoint,
+		    struct duet_err *err)
+{
+	struct peer *free_slot = NULL, *lru = NULL;
+	long long now = duet_now_us();
+	for (int i = 0; i < PREFILL_MAX_PEERS; i++) {
+		struct peer *pe = &p->peers[i];
+		if (pe->sock && strcmp(pe->endpoint, endpoint) == 0) {
+			pe->used_us = now;
+			r->peer = pe;
+			return 0;
+		}
+		if (!pe->sock && !free_slot)
+			free_slot = pe;
+		if (pe->sock && !peer_in_use(p, pe) && (!lru || pe->used_us < lru->used_us))
+			lru = pe;
+	}
+	struct peer *pe = free_slot ? free_slot : lru;
+	if (!pe)
+		return duet_errf(err, "more than %d decode nodes in use at once", PREFILL_MAX_PEERS);
+	if (pe->sock) {
+		zmq_close(pe->sock);
+		pe->sock = NULL;
+	}
+	struct duet_zsock_opts o = {.sndhwm = KV_SNDHWM, .send_timeout_ms = KV_SEND_TIMEOUT_MS,
+				    .linger_ms = 2000};
+	if (duet_zsock(p->node.zctx, ZMQ_PUSH, endpoint, 0, &o, &pe->sock, err))
+		return -1;
+	snprintf(pe->endpoint, sizeof pe->endpoint, "%s", endpoint);
+	pe->used_us = now;
+	r->peer = pe;
+	return 0;
+}
+
+void prefill_close_peers(struct prefill *p)
+{
+	for (int i = 0; i < PREFILL_MAX_PEERS; i++)
+		if (p->peers[i].sock) {
+			zmq_close(p->peers[i].sock);
+			p->peers[i].sock = NULL;
+		}
+}
+
+void prefill_free_held(struct preq *r)
+{
+	for (int i = 0; i < r->n_held; i++)
+		free(r->held[i].payload);
+	free(r->held);
+	r->held = NULL;
+	r->n_held = r->cap_held = 0;
+}
+
+static int send_chunk(struct prefill *p, struct preq *r, Duet__KvChunk *h, void *payload,
+		      size_t plen, struct duet_err *err)
+{
+	Duet__Msg m = duet_wire_msg();
+	m.body_case = DUET__MSG__BODY_KV_CHUNK;
+	m.kv_chunk = h;
+	if (duet_zsend(r->peer->sock, NULL, &m, payload, plen, err))
+		return -1;
+	p->node.kv_bytes_out += plen;
+	return 0;
+}
+
+/* Row i of K (which 0) or V (which 1) of the chunk being encoded. */
+typedef const float *(*row_fn)(const void *ctx, int which, int i);
+
+static int encode(struct prefill *p, struct preq *r, int layer, int first, int n, row_fn row,
+		  const void *ctx, struct duet_err *err)
+{
+	int kv_dim = p->node.kv->g.kv_dim;
+	size_t plen = duet_kvwire_bytes(p->dtype, n, kv_dim);
+	void *payload = malloc(plen);
+	if (!payload)
+		return duet_errf(err, "out of memory for a %zu-byte KV chunk", plen);
+	for (int which = 0; which < 2; which++)
+		for (int i = 0; i < n; i++)
+			duet_kvwire_put_row(p->dtype, payload, n, kv_dim, which, i, row(ctx, which, i));
+	Duet__KvChunk h = DUET__KV_CHUNK__INIT;
+	h.request_id = r->id;
+	h.layer = (uint32_t)layer;
+	h.first_pos = (uint32_t)first;
+	h.n_tokens = (uint32_t)n;
+	h.n_kv_heads = (uint32_t)p->node.model->cfg.n_kv_heads;
+	h.head_dim = (uint32_t)p->node.model->cfg.head_dim;
+	h.dtype = (Duet__KvDtype)p->dtype;
+	h.payload_bytes = plen;
+	h.checksum = XXH3_64bits(payload, plen);
+	h.model_digest = p->node.model->digest;
+	if (p->cfg.stream_layers)
+		return send_chunk(p, r, &h, payload, plen, err);
+	if (r->n_held == r->cap_held) {
+		int cap = r->cap_held ? 2 * r->cap_held : 64;
+		struct held *nh = realloc(r->held, sizeof *nh * (size_t)cap);
+		if (!nh) {
+			free(payload);
+			return duet_errf(err, "out of memory holding KV chunks");
+		}
+		r->held = nh;
+		r->cap_held = cap;
+	}
+	r->held[r->n_held++] = (struct held){h, payload, plen};
+	return 0;
+}
+
+struct pool_rows {
+	const struct duet_kv_pool *pool;
+	const struct duet_kv_seq *seq;
+	int layer, first;
+};
+
+static const float *pool_row(const void *ctx, int which, int i)
+{
+	const struct pool_rows *c = ctx;
+	return duet_kv_row(c->pool, c->layer, which, c->seq, c->first + i);
+}
+
+int prefill_ship_cached(struct prefill *p, struct preq *r, int n, struct duet_err *err)
+{
+	int chunk = p->node.cfg.max_batch_tokens;
+	for (int l = 0; l < p->node.model->cfg.n_layers; l++)
+		for (int first = 0; first < n; first += chunk) {
+			int m = n - first < chunk ? n - first : chunk;
+			struct pool_rows c = {p->node.kv, &r->kv, l, first};
+			if (encode(p, r, l, first, m, pool_row, &c, err))
+				return -1;
+		}
+	return 0;
+}
+
+struct new_rows {
+	const float *k, *v;
+	int kv_dim;
+};
+
+static const float *new_row(const void *ctx, int which, int i)
+{
+	const struct new_rows *c = ctx;
+	return (which ? c->v : c->k) + (size_t)i * (size_t)c->kv_dim;
+}
+
+int prefill_layer_hook(void *ctx, int layer, const struct duet_fwd_seq *seq, int first_pos,
+		       int n, const float *k, const float *v, int kv_dim, struct duet_err *err)
+{
+	struct prefill *p = ctx;
+	struct preq *r = seq->user;
+	(void)err;
+	if (r->failed)
+		return 0;
+	struct new_rows c = {k, v, kv_dim};
+	struct duet_err e;
+	if (encode(p, r, layer, first_pos, n, new_row, &c, &e)) {
+		/* Only this request fails; the batch goes on for the others. */
+		r->failed = 1;
+		duet_log(DUET_LOG_WARN, r->id, "KV to %s: %s", r->peer->endpoint, e.msg);
+	}
+	return 0;
+}
+
+int prefill_ship_first(struct prefill *p, struct preq *r, int token, struct duet_err *err)
+{
+	for (int i = 0; i < r->n_held; i++) {
+		struct held *h = &r->held[i];
+		void *payload = h->payload;
+		h->payload = NULL; /* zmq owns it from here */
+		if (send_chunk(p, r, &h->hdr, payload, h->plen, err))
+			return -1;
+	}
+	Duet__FirstToken f = DUET__FIRST_TOKEN__INIT;
+	f.request_id = r->id;
+	f.token = token;
+	f.n_prompt = (uint32_t)r->n;
+	f.n_cached = (uint32_t)r->cached;
+	f.prefill_us = (uint64_t)r->compute_us;
+	Duet__Msg m = duet_wire_msg();
+	m.body_case = DUET__MSG__BODY_FIRST_TOKEN;
+	m.first_token = &f;
+	if (duet_zsend(r->peer->sock, NULL, &m, NULL, 0, err))
+		return -1;
+	return duet_node_send(&p->node, &m, err);
+}

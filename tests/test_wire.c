@@ -1,0 +1,269 @@
+/* The wire: Msg envelope checks, KV chunk validation, the transit codecs,
+ * and what each transit dtype does to the next token's logits. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "forward.h"
+#include "kvwire.h"
+#include "testutil.h"
+#include "wire.h"
+
+static void test_codec_round_trip(void **state)
+{
+	(void)state;
+	enum { N = 5, DIM = 48 };
+	float src[2][N][DIM], back[DIM];
+	for (int w = 0; w < 2; w++)
+		for (int i = 0; i < N; i++)
+			for (int j = 0; j < DIM; j++)
+				src[w][i][j] = sinf((float)(w * 1000 + i * 100 + j)) * (float)(i + 1);
+	src[0][2][7] = 0; /* an all-zero row below */
+	memset(src[1][3], 0, sizeof src[1][3]);
+	const enum duet_kv_dtype types[] = {DUET_KV_F32, DUET_KV_F16, DUET_KV_INT8};
+	for (int t = 0; t < 3; t++) {
+		size_t plen = duet_kvwire_bytes(types[t], N, DIM);
+		assert_int_equal(plen, 2 * N * DIM * (t == 0 ? 4 : t == 1 ? 2 : 1) +
+					       (t == 2 ? 2 * N * 4 : 0));
+		void *p = malloc(plen);
+		for (int w = 0; w < 2; w++)
+			for (int i = 0; i < N; i++)
+				duet_kvwire_put_row(types[t], p, N, DIM, w, i, src[w][i]);
+		for (int w = 0; w < 2; w++)
+			for (int i = 0; i < N; i++) {
+				struct duet_err err;
+				assert_int_equal(duet_kvwire_get_row(types[t], p, N, DIM, w, i, back, &err), 0);
+				float amax = tu_max_abs(src[w][i], DIM);
+				float d = tu_max_abs_diff(src[w][i], back, DIM);
+				/* f32 exact; f16 half an ulp at 11 bits; int8 half a step. */
+				float bound = t == 0 ? 0 : t == 1 ? amax * 0x1p-11f : amax / 254.0f * 1.0001f;
+				if (d > bound)
+					fail_msg("%s row %d/%d: error %g > %g", duet_kvwire_dtype_name(types[t]),
+						 w, i, d, bound);
+			}
+		free(p);
+	}
+	enum duet_kv_dtype t;
+	assert_int_equal(duet_kvwire_dtype_parse("int8", &t), 0);
+	assert_int_equal(t, DUET_KV_INT8);
+	assert_int_equal(duet_kvwire_dtype_parse("q4", &t), -1);
+}
+
+static void test_int8_bad_scale(void **state)
+{
+	(void)state;
+	float row[8] = {1, 2, 3, 4, 5, 6, 7, 8}, back[8];
+	size_t plen = duet_kvwire_bytes(DUET_KV_INT8, 1, 8);
+	uint8_t *p = malloc(plen);
+	duet_kvwire_put_row(DUET_KV_INT8, p, 1, 8, 0, 0, row);
+	duet_kvwire_put_row(DUET_KV_INT8, p, 1, 8, 1, 0, row);
+	const float bad[] = {NAN, INFINITY, -1.0f};
+	for (int i = 0; i < 3; i++) {
+		memcpy(p + plen - 4, &bad[i], 4);
+		struct duet_err err;
+		assert_int_equal(duet_kvwire_get_row(DUET_KV_INT8, p, 1, 8, 1, 0, back, &err), -1);
+		assert_non_null(strstr(err.msg, "scale"));
+	}
+	free(p);
+}
+
+static void test_envelope(void **state)
+{
+	(void)state;
+	struct duet_err err;
+	Duet__Msg *m;
+	assert_int_equal(duet_wire_unpack("\xff\xff\xff", 3, &m, &err), -1);
+	assert_non_null(strstr(err.msg, "not a valid duet.Msg"));
+	Duet__Msg out = duet_wire_msg();
+	void *buf;
+	size_t len;
+	assert_int_equal(duet_wire_pack(&out, &buf, &len, &err), 0);
+	assert_int_equal(duet_wire_unpack(buf, len, &m, &err), -1); /* no body */
+	assert_non_null(strstr(err.msg, "no body"));
+	free(buf);
+	Duet__Cancel c = DUET__CANCEL__INIT;
+	c.request_id = 42;
+	out.body_case = DUET__MSG__BODY_CANCEL;
+	out.cancel = &c;
+	out.version = 7;
+	assert_int_equal(duet_wire_pack(&out, &buf, &len, &err), 0);
+	assert_int_equal(duet_wire_unpack(buf, len, &m, &err), -1);
+	assert_non_null(strstr(err.msg, "version 7"));
+	free(buf);
+	out.version = DUET_PROTO_VERSION;
+	assert_int_equal(duet_wire_pack(&out, &buf, &len, &err), 0);
+	assert_int_equal(duet_wire_unpack(buf, len, &m, &err), 0);
+	assert_int_equal(m->body_case, DUET__MSG__BODY_CANCEL);
+	assert_int_equal(m->cancel->request_id, 42);
+	duet_wire_free(m);
+	free(buf);
+	assert_int_equal(duet_wire_unpack("", DUET_MAX_CTRL_BYTES + 1, &m, &err), -1);
+	assert_string_equal(duet_wire_body_name(99), "none");
+}
+
+static void test_tokens_and_sampling(void **state)
+{
+	(void)state;
+	struct duet_wire_limits lim = {2, 2, 16, 100, 50, "d"};
+	struct duet_err err;
+	int32_t ok[3] = {0, 10, 49}, bad[2] = {3, 50}, neg[1] = {-1};
+	assert_int_equal(duet_wire_check_tokens(ok, 3, &lim, &err), 0);
+	assert_int_equal(duet_wire_check_tokens(bad, 2, &lim, &err), -1);
+	assert_non_null(strstr(err.msg, "token 1 is 50"));
+	assert_int_equal(duet_wire_check_tokens(neg, 1, &lim, &err), -1);
+	assert_int_equal(duet_wire_check_tokens(ok, 0, &lim, &err), -1);
+	int32_t *many = calloc(100, sizeof *many);
+	assert_int_equal(duet_wire_check_tokens(many, 100, &lim, &err), -1);
+	free(many);
+	struct duet_sampling sp;
+	Duet__Sampling s = DUET__SAMPLING__INIT;
+	assert_int_equal(duet_wire_sampling(NULL, &sp, &err), 0);
+	assert_true(sp.temperature == 0 && sp.top_p == 1);
+	s.temperature = NAN;
+	assert_int_equal(duet_wire_sampling(&s, &sp, &err), -1);
+	s.temperature = -1;
+	assert_int_equal(duet_wire_sampling(&s, &sp, &err), -1);
+	s.temperature = 0.5f;
+	s.top_p = 2;
+	assert_int_equal(duet_wire_sampling(&s, &sp, &err), -1);
+	assert_int_equal(duet_wire_check_str("abcdef", 5, "name", &err), -1);
+}
+
+static void test_kv_chunk_checks(void **state)
+{
+	(void)state;
+	struct duet_wire_limits lim = {4, 2, 8, 64, 100, "digest"};
+	int kv_dim = 16, n = 3;
+	size_t plen = duet_kvwire_bytes(DUET_KV_F16, n, kv_dim);
+	uint8_t *p = calloc(1, plen);
+	Duet__KvChunk good = DUET__KV_CHUNK__INIT;
+	good.request_id = 1;
+	good.layer = 3;
+	good.first_pos = 61;
+	good.n_tokens = (uint32_t)n;
+	good.n_kv_heads = 2;
+	good.head_dim = 8;
+	good.dtype = DUET__KV_DTYPE__KV_F16;
+	good.payload_bytes = plen;
+	good.checksum = XXH3_64bits(p, plen);
+	good.model_digest = "digest";
+	struct duet_err err;
+	assert_int_equal(duet_wire_check_kv_chunk(&good, p, plen, &lim, &err), 0);
+	struct {
+		const char *want;
+		Duet__KvChunk c;
+		size_t plen;
+	} cases[10];
+	int k = 0;
+	for (int i = 0; i < 10; i++)
+		cases[i].c = good, cases[i].plen = plen;
+	cases[k].want = "digest", cases[k++].c.model_digest = "other";
+	cases[k].want = "geometry", cases[k++].c.n_kv_heads = 3;
+	cases[k].want = "geometry", cases[k++].c.head_dim = 4;
+	cases[k].want = "layer 4", cases[k++].c.layer = 4;
+	cases[k].want = "positions", cases[k++].c.first_pos = 62;
+	cases[k].want = "positions", cases[k++].c.n_tokens = 0;
+	cases[k].want = "dtype", cases[k++].c.dtype = (Duet__KvDtype)3;
+	cases[k].want = "payload", cases[k++].c.payload_bytes = plen + 1;
+	cases[k].want = "payload", cases[k].c = good, cases[k++].plen = plen - 2;
+	cases[k].want = "checksum", cases[k++].c.checksum ^= 1;
+	for (int i = 0; i < k; i++) {
+		if (duet_wire_check_kv_chunk(&cases[i].c, p, cases[i].plen, &lim, &err) != -1)
+			fail_msg("case %d (%s) passed", i, cases[i].want);
+		if (!strstr(err.msg, cases[i].want))
+			fail_msg("case %d: '%s' does not say %s", i, err.msg, cases[i].want);
+	}
+	/* first_pos near UINT32_MAX must not wrap around. */
+	Duet__KvChunk wrap = good;
+	wrap.first_pos = 0xfffffffeu;
+	assert_int_equal(duet_wire_check_kv_chunk(&wrap, p, plen, &lim, &err), -1);
+	free(p);
+}
+
+/* Next-token logits after the prompt's KV went through each transit dtype,
+ * against the same step on the untouched KV: the measured error is printed
+ * and bounded (f32 must be exact). */
+static void test_transit_logit_error(void **state)
+{
+	(void)state;
+	char path[4096];
+	tu_make_model(path, "tiny", DUET_F32, "gguf", -1, 5);
+	struct duet_model *m = tu_open(path);
+	struct duet_kv_geom g = duet_kv_geom_for(m, 0);
+	struct duet_kv_pool *a, *b;
+	struct duet_engine *ea, *eb;
+	struct duet_err err;
+	struct duet_engine_opts eo = {.n_threads = 1};
+	assert_int_equal(duet_kv_pool_create(&a, &g, 64, &err), 0);
+	assert_int_equal(duet_kv_pool_create(&b, &g, 64, &err), 0);
+	assert_int_equal(duet_engine_create(&ea, m, a, &eo, &err), 0);
+	assert_int_equal(duet_engine_create(&eb, m, b, &eo, &err), 0);
+	enum { N = 200 };
+	int prompt[N], next = 42;
+	for (int i = 0; i < N; i++)
+		prompt[i] = 3 + (i * 7919) % 30000;
+	int V = m->cfg.vocab_size, kv_dim = g.kv_dim;
+	float *ref = malloc(sizeof(float) * (size_t)V), *got = malloc(sizeof(float) * (size_t)V);
+	struct duet_kv_seq sa;
+	duet_kv_seq_init(&sa);
+	struct duet_fwd_seq f = {&sa, prompt, N, DUET_LOGITS_NONE, NULL, NULL};
+	assert_int_equal(duet_forward(ea, &f, 1, &err), 0);
+	f = (struct duet_fwd_seq){&sa, &next, 1, DUET_LOGITS_LAST, ref, NULL};
+	assert_int_equal(duet_forward(ea, &f, 1, &err), 0);
+	const enum duet_kv_dtype types[] = {DUET_KV_F32, DUET_KV_F16, DUET_KV_INT8};
+	const float bound[] = {0, 2e-4f, 5e-3f}; /* measured: 0, 3.2e-5, 7.8e-4 */
+	for (int t = 0; t < 3; t++) {
+		struct duet_kv_seq sb;
+		duet_kv_seq_init(&sb);
+		assert_int_equal(duet_kv_seq_reserve(b, &sb, N + 1, &err), 0);
+		void *p = malloc(duet_kvwire_bytes(types[t], N, kv_dim));
+		for (int l = 0; l < m->cfg.n_layers; l++) {
+			for (int w = 0; w < 2; w++)
+				for (int i = 0; i < N; i++)
+					duet_kvwire_put_row(types[t], p, N, kv_dim, w, i,
+							    duet_kv_row(a, l, w, &sa, i));
+			for (int w = 0; w < 2; w++)
+				for (int i = 0; i < N; i++)
+					assert_int_equal(duet_kvwire_get_row(types[t], p, N, kv_dim, w, i,
+									     duet_kv_row(b, l, w, &sb, i),
+									     &err),
+							 0);
+		}
+		free(p);
+		sb.n_tokens = N;
+		f = (struct duet_fwd_seq){&sb, &next, 1, DUET_LOGITS_LAST, got, NULL};
+		assert_int_equal(duet_forward(eb, &f, 1, &err), 0);
+		float rel = tu_max_abs_diff(ref, got, (size_t)V) / tu_max_abs(ref, (size_t)V);
+		printf("transit %s: next-token logits differ by at most %.2e of the largest logit "
+		       "(argmax %s)\n",
+		       duet_kvwire_dtype_name(types[t]), (double)rel,
+		       duet_argmax(ref, V) == duet_argmax(got, V) ? "same" : "DIFFERS");
+		if (rel > bound[t])
+			fail_msg("%s transit error %g over %g", duet_kvwire_dtype_name(types[t]),
+				 (double)rel, (double)bound[t]);
+		duet_kv_seq_release(b, &sb);
+	}
+	duet_kv_seq_release(a, &sa);
+	free(ref);
+	free(got);
+	duet_engine_destroy(ea);
+	duet_engine_destroy(eb);
+	duet_kv_pool_destroy(a);
+	duet_kv_pool_destroy(b);
+	duet_model_close(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_codec_round_trip),
+		cmocka_unit_test(test_int8_bad_scale),
+		cmocka_unit_test(test_envelope),
+		cmocka_unit_test(test_tokens_and_sampling),
+		cmocka_unit_test(test_kv_chunk_checks),
+		cmocka_unit_test(test_transit_logit_error),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
