@@ -18,7 +18,7 @@ static const char *ABOUT =
 	"node while the next layer computes; then sends the first token to the\n"
 	"router and the decode node.";
 
-static void fill_report(void *ctx, Duet__LoadReport *r)
+void prefill_fill_report(void *ctx, Duet__LoadReport *r)
 {
 	struct prefill *p = ctx;
 	r->queued_requests = (uint32_t)p->n_q;
@@ -143,7 +143,7 @@ int main(int argc, char **argv)
 		}
 		receive(&p, p.n_q ? 0 : IDLE_POLL_MS);
 		prefill_run_batch(&p);
-		duet_node_tick(node, NULL, fill_report, &p);
+		duet_node_tick(node, NULL, prefill_fill_report, &p);
 	}
 	duet_log(DUET_LOG_INFO, 0, "stopped");
 	status = 0;

@@ -69,6 +69,9 @@ struct prefill {
 	uint64_t hashes[PREFILL_SUMMARY_HASHES];
 };
 
+/* main.c: the role's fields of a load report. */
+void prefill_fill_report(void *ctx, Duet__LoadReport *r);
+
 /* queue.c */
 void prefill_handle_work(struct prefill *p, const Duet__PrefillWork *w);
 void prefill_handle_cancel(struct prefill *p, const Duet__Cancel *c);

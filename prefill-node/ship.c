@@ -168,6 +168,10 @@ int prefill_layer_hook(void *ctx, int layer, const struct duet_fwd_seq *seq, int
 	struct prefill *p = ctx;
 	struct preq *r = seq->user;
 	(void)err;
+	/* A long prompt keeps the main loop in the forward pass for seconds;
+	 * load reports and the watchdog go on from here, layer by layer, so
+	 * the router does not take a busy node for a dead one. */
+	duet_node_tick(&p->node, NULL, prefill_fill_report, p);
 	if (r->failed)
 		return 0;
 	struct new_rows c = {k, v, kv_dim};
