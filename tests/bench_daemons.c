@@ -3,6 +3,7 @@
  * streaming with prefill, and decode-node throughput at 1, 4 and 16
  * running sequences. Usage: bench_daemons BIN_DIR MODEL [REPS] */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,9 @@
 
 #include "driver.h"
 #include "ceilings.h"
+#include "cpu.h"
+#include "forward.h"
+#include "sampler.h"
 #include "kvwire.h"
 #include "model.h"
 
@@ -120,6 +124,12 @@ static struct drv D;
 /* One core's ceilings, measured first: each daemon runs on one core. */
 static double g_gflops, g_gbps;
 
+/* Stops the daemons on every way out, exit(1) included. */
+static void stop_daemons(void)
+{
+	drv_stop_nodes(&D);
+}
+
 static char *flag(const char *fmt, int v)
 {
 	char *s = malloc(32);
@@ -198,17 +208,69 @@ static void bench_overlap(const struct duet_model *m, int reps)
 	}
 }
 
+/* The baseline: the same decode in this process, on the decode node's CPU,
+ * straight through duet_forward (no daemon, no messages). */
+static double engine_rate(const struct duet_model *m, int B, int steps)
+{
+	cpu_set_t all;
+	sched_getaffinity(0, sizeof all, &all);
+	struct duet_err err;
+	int cpu = 1;
+	struct duet_kv_geom g = duet_kv_geom_for(m, 0);
+	struct duet_kv_pool *kv;
+	struct duet_engine *e;
+	struct duet_engine_opts eo = {.n_threads = 1, .cpus = &cpu, .n_cpus = 1};
+	if (duet_cpu_pin_self(cpu, &err) ||
+	    duet_kv_pool_create(&kv, &g, B * duet_kv_blocks_for(&g, 16 + steps + 1), &err) ||
+	    duet_engine_create(&e, m, kv, &eo, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		exit(1);
+	}
+	int V = m->cfg.vocab_size;
+	struct duet_kv_seq seq[16];
+	struct duet_fwd_seq f[16];
+	int prompts[16][16], next[16];
+	float *logits = malloc(sizeof(float) * (size_t)V * (size_t)B);
+	for (int b = 0; b < B; b++) {
+		duet_kv_seq_init(&seq[b]);
+		prompt(prompts[b], 16, 77 + b);
+		f[b] = (struct duet_fwd_seq){&seq[b], prompts[b], 16, DUET_LOGITS_LAST,
+					     logits + (size_t)b * V, NULL};
+	}
+	if (duet_forward(e, f, B, &err))
+		fprintf(stderr, "%s\n", err.msg);
+	long long t0 = duet_now_us();
+	for (int s = 0; s < steps; s++) {
+		for (int b = 0; b < B; b++) {
+			next[b] = duet_argmax(logits + (size_t)b * V, V);
+			f[b].tokens = &next[b];
+			f[b].n_tokens = 1;
+		}
+		if (duet_forward(e, f, B, &err))
+			fprintf(stderr, "%s\n", err.msg);
+	}
+	double dt = (double)(duet_now_us() - t0) * 1e-6;
+	for (int b = 0; b < B; b++)
+		duet_kv_seq_release(kv, &seq[b]);
+	free(logits);
+	duet_engine_destroy(e);
+	duet_kv_pool_destroy(kv);
+	sched_setaffinity(0, sizeof all, &all);
+	return (double)B * steps / dt;
+}
+
 static void bench_decode(const struct duet_model *m, int reps)
 {
 	printf("\n## Decode node throughput (local 16-token prompts, 128 tokens each)\n\n");
-	printf("| running | tokens/s (median of %d) | ms per step | of bandwidth ceiling | vs 1 running |\n", reps);
-	printf("|---|---|---|---|---|\n");
+	printf("| running | tokens/s (median of %d) | ms per step | of bandwidth ceiling | vs 1 running | engine alone t/s | daemon / engine |\n", reps);
+	printf("|---|---|---|---|---|---|---|\n");
 	const int counts[] = {1, 4, 16};
 	double base = 0;
 	static int t[16];
 	for (int c = 0; c < 3; c++) {
-		double rate[16];
+		double rate[16], eng[16];
 		for (int r = 0; r < reps; r++) {
+			eng[r] = engine_rate(m, counts[c], 127);
 			uint64_t ids[16];
 			struct drv_params pp = {.max_tokens = 128, .ignore_eos = 1};
 			for (int i = 0; i < counts[c]; i++) {
@@ -230,13 +292,15 @@ static void bench_decode(const struct duet_model *m, int reps)
 			D.n_reqs = 0; /* forget finished requests */
 		}
 		qsort(rate, (size_t)reps, sizeof *rate, cmp_double);
+		qsort(eng, (size_t)reps, sizeof *eng, cmp_double);
 		double tps = rate[reps / 2];
 		if (c == 0)
 			base = tps;
 		/* B sequences share one read of the weights per step. */
 		double ceiling = counts[c] * g_gbps * 1e9 / (double)m->decode_bytes;
-		printf("| %d | %.1f | %.1f | %.0f%% | %.2fx |\n", counts[c], tps, 1000.0 * counts[c] / tps,
-		       100 * tps / ceiling, tps / base);
+		printf("| %d | %.1f | %.1f | %.0f%% | %.2fx | %.1f | %.2f |\n", counts[c], tps,
+		       1000.0 * counts[c] / tps, 100 * tps / ceiling, tps / base, eng[reps / 2],
+		       tps / eng[reps / 2]);
 		fflush(stdout);
 	}
 }
@@ -276,6 +340,7 @@ int main(int argc, char **argv)
 	bench_transfer(m, dir);
 	if (drv_open(&D, dir))
 		return 1;
+	atexit(stop_daemons);
 	char ep[300];
 	snprintf(ep, sizeof ep, "ipc://%s/decode-0.ipc", dir);
 	spawn(argv[1], "duet-decode", "decode-0", argv[2], "1",
