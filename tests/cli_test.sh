@@ -83,4 +83,17 @@ for cmd in generate tokenize bench mkmodel; do
 done
 check "unknown subcommand" fails_with_one_line "$DUET frobnicate" "frobnicate"
 
+# The daemons: --help, and one-line refusals of bad settings before they
+# touch the network.
+for d in duet-prefill duet-decode; do
+	check "$d --help lists every key" bash -c "'$BUILD/$d' --help | grep -q -- '--kv-mb' && '$BUILD/$d' --help | grep -q -- '--config'"
+	check "$d: unknown flag" fails_with_one_line "$BUILD/$d --frob 1" "--frob"
+	check "$d: bad number" fails_with_one_line "$BUILD/$d --threads zero" "threads" "zero"
+	check "$d: no model" fails_with_one_line "$BUILD/$d" "model"
+	check "$d: corrupt model" fails_with_one_line "$BUILD/$d --model $TMP/trunc.gguf" "$TMP/trunc.gguf"
+	printf 'name = x\nthreads = 2\nnot a setting\n' >"$TMP/$d.conf"
+	check "$d: bad config line" fails_with_one_line "$BUILD/$d --config $TMP/$d.conf" "$TMP/$d.conf:3"
+done
+check "duet-prefill: bad kv-dtype" fails_with_one_line "$BUILD/duet-prefill --kv-dtype q4 --model x" "q4"
+
 [ "$failures" -eq 0 ]

@@ -566,6 +566,37 @@ static void test_sd_notify(void **state)
 	close(fd);
 }
 
+/* SIGTERM: the running request finishes, new work is refused as
+ * draining, then the node exits 0. */
+static void test_drain(void **state)
+{
+	(void)state;
+	static int t[30];
+	random_prompt(t, 30, 800);
+	/* Long enough (470 steps) to still run when the signal lands. */
+	struct drv_params pp = {.max_tokens = 470, .ignore_eos = 1};
+	uint64_t id = drv_submit_local(&D, "decode-small", t, 30, &pp);
+	struct drv_req *r = drv_req(&D, id);
+	long long end = duet_now_us() + (long long)WAIT_MS * 1000;
+	while (r->n_tokens < 3 && duet_now_us() < end)
+		drv_poll(&D, 2);
+	struct drv_node *n = drv_node(&D, "decode-small");
+	kill(n->pid, SIGTERM);
+	while (!n->last.draining && duet_now_us() < end)
+		drv_poll(&D, 1);
+	assert_false(r->finished);
+	uint64_t late = drv_submit_local(&D, "decode-small", t, 30, &pp);
+	assert_int_equal(drv_wait(&D, late, WAIT_MS), 0);
+	assert_int_equal(drv_req(&D, late)->error, DUET__ERROR_CODE__ERR_DRAINING);
+	expect_same(id, t, 30, 470, 1);
+	assert_int_equal(r->reason, DUET__FINISH_REASON__FINISH_LENGTH);
+	int st;
+	assert_int_equal(waitpid(n->pid, &st, 0), n->pid);
+	n->pid = 0;
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* Every daemon exits 0 on SIGTERM, and none logged a sanitizer report. */
 static void test_clean_exit(void **state)
 {
@@ -604,6 +635,7 @@ int main(void)
 		cmocka_unit_test(test_admission),
 		cmocka_unit_test(test_malformed_frames),
 		cmocka_unit_test(test_sd_notify),
+		cmocka_unit_test(test_drain),
 		cmocka_unit_test(test_clean_exit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
