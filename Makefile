@@ -37,6 +37,7 @@ COMMON_SRC := $(sort $(wildcard common/*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/proto/duet.pb-c.o
 PREFILL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard prefill-node/*.c)))
 DECODE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard decode-node/*.c)))
+ROUTER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard router/*.c)))
 TOOLS_SRC := $(sort $(wildcard tools/*.c))
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 TEST_SUPPORT_SRC := tests/ref_forward.c tests/testutil.c tests/driver.c
@@ -46,7 +47,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 LIB := $(BUILD)/libduet.a
 DUET := $(BUILD)/duet
-DAEMONS := $(BUILD)/duet-prefill $(BUILD)/duet-decode
+DAEMONS := $(BUILD)/duet-prefill $(BUILD)/duet-decode $(BUILD)/duet-router
 
 .PHONY: all deps test test-bin bench clean fuzz
 all: $(DUET) $(DAEMONS)
@@ -80,8 +81,11 @@ $(BUILD)/duet-prefill: $(PREFILL_OBJ) $(LIB)
 $(BUILD)/duet-decode: $(DECODE_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(DECODE_OBJ) $(LIB) $(LDLIBS) -o $@
 
+$(BUILD)/duet-router: $(ROUTER_OBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(ROUTER_OBJ) $(LIB) -lmicrohttpd -ljansson $(LDLIBS) -o $@
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
 
 test-bin: $(DUET) $(DAEMONS) $(TEST_BIN)
 
@@ -132,7 +136,7 @@ fuzz: $(BUILD)/fuzz/fuzz_frames
 clean:
 	rm -rf build build-asan
 
--include $(COMMON_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(PREFILL_OBJ:.o=.d) $(DECODE_OBJ:.o=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(TEST_BIN:%=%.d)
+-include $(COMMON_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(PREFILL_OBJ:.o=.d) $(DECODE_OBJ:.o=.d) $(ROUTER_OBJ:.o=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(TEST_BIN:%=%.d)
 
 # A first run: a random-weight stories15m model with the real Llama-2
 # vocabulary, then one streamed completion.

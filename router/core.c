@@ -1,0 +1,611 @@
+/* The router's core (main thread): membership from hellos and load
+ * reports, placement of queued requests, and the events of each request
+ * (first token, tokens, finish, errors) turned into text for its client. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "router.h"
+
+static int send_to(struct router *r, int node, Duet__Msg *m)
+{
+	struct duet_err err;
+	if (duet_zsend(r->ctl, r->nodes[node].name, m, NULL, 0, &err)) {
+		duet_log(DUET_LOG_WARN, 0, "to %s: %s", r->nodes[node].name, err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int find_node(struct router *r, const char *name)
+{
+	for (int i = 0; i < r->n_nodes; i++)
+		if (strcmp(r->nodes[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+int router_can_serve(struct router *r)
+{
+	int d = 0;
+	for (int i = 0; i < r->n_nodes; i++)
+		d += r->nodes[i].alive && !r->nodes[i].draining &&
+		     r->nodes[i].role == DUET__ROLE__ROLE_DECODE;
+	return d > 0;
+}
+
+int router_can_serve_snap(struct router *r)
+{
+	pthread_mutex_lock(&r->mu);
+	int d = 0;
+	for (int i = 0; i < r->n_snap; i++)
+		d += r->snap[i].alive && !r->snap[i].draining &&
+		     r->snap[i].role == DUET__ROLE__ROLE_DECODE;
+	pthread_mutex_unlock(&r->mu);
+	return d > 0;
+}
+
+/* ---- requests ---- */
+
+static int list_add(struct rreq ***l, int *n, int *cap, struct rreq *q)
+{
+	if (*n == *cap) {
+		int c = *cap ? 2 * *cap : 64;
+		struct rreq **nl = realloc(*l, sizeof *nl * (size_t)c);
+		if (!nl)
+			return -1;
+		*l = nl;
+		*cap = c;
+	}
+	(*l)[(*n)++] = q;
+	return 0;
+}
+
+static void list_del(struct rreq **l, int *n, struct rreq *q)
+{
+	for (int i = 0; i < *n; i++)
+		if (l[i] == q) {
+			memmove(&l[i], &l[i + 1], sizeof *l * (size_t)(*n - i - 1));
+			(*n)--;
+			return;
+		}
+}
+
+int router_submit(struct router *r, struct rreq *q)
+{
+	pthread_mutex_lock(&r->mu);
+	q->id = r->next_id++;
+	q->refs = 2; /* the HTTP thread's and the core's */
+	int rc = list_add(&r->pending, &r->n_pending, &r->cap_pending, q);
+	pthread_mutex_unlock(&r->mu);
+	if (rc)
+		return -1;
+	uint64_t one = 1;
+	if (write(r->wake_fd, &one, sizeof one) < 0)
+		duet_log(DUET_LOG_WARN, q->id, "waking the core: %s", strerror(errno));
+	return 0;
+}
+
+static void free_req(struct rreq *q)
+{
+	duet_stopper_free(&q->stopper);
+	for (int i = 0; i < q->n_stops; i++)
+		free(q->stops[i]);
+	free(q->prompt);
+	free(q->tok);
+	free(q->have);
+	free(q->text);
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->cv);
+	free(q);
+}
+
+void router_release(struct router *r, struct rreq *q)
+{
+	pthread_mutex_lock(&r->mu);
+	int last = --q->refs == 0;
+	pthread_mutex_unlock(&r->mu);
+	if (last)
+		free_req(q);
+}
+
+/* Appends text for the client (under q->mu). */
+static void append_text(struct rreq *q, const char *s, size_t n)
+{
+	if (!n)
+		return;
+	if (q->text_len + n + 1 > q->text_cap) {
+		size_t c = q->text_cap ? q->text_cap : 256;
+		while (c < q->text_len + n + 1)
+			c *= 2;
+		char *t = realloc(q->text, c);
+		if (!t)
+			return;
+		q->text = t;
+		q->text_cap = c;
+	}
+	memcpy(q->text + q->text_len, s, n);
+	q->text_len += n;
+	q->text[q->text_len] = 0;
+}
+
+static void node_done(struct router *r, struct rreq *q)
+{
+	if (q->dnode >= 0)
+		r->nodes[q->dnode].inflight--;
+}
+
+/* Ends the request for its client: done, or failed with an HTTP status. */
+static void end(struct router *r, struct rreq *q, const char *reason, int status, const char *msg)
+{
+	if (q->state == RQ_DONE)
+		return;
+	if (q->state != RQ_PENDING)
+		node_done(r, q);
+	q->state = RQ_DONE;
+	pthread_mutex_lock(&q->mu);
+	if (status) {
+		q->http_status = status;
+		snprintf(q->error, sizeof q->error, "%s", msg);
+	} else {
+		/* What the stopper or detokenizer still holds is output now. */
+		char buf[DUET_DETOK_MAX_OUT + DUET_MAX_STOP_LEN];
+		if (!q->stopper.stopped) {
+			char t[DUET_DETOK_MAX_OUT];
+			size_t n = duet_detok_flush(&q->detok, t);
+			size_t k = duet_stopper_feed(&q->stopper, t, n, buf);
+			k += duet_stopper_flush(&q->stopper, buf + k);
+			append_text(q, buf, k);
+		}
+		q->finish_reason = reason;
+	}
+	q->done = 1;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	pthread_mutex_lock(&r->mu);
+	if (status)
+		r->n_failed++;
+	else
+		r->n_ok++;
+	r->tokens_out += (uint64_t)q->n_out;
+	list_del(r->live, &r->n_live, q);
+	int last = --q->refs == 0;
+	pthread_mutex_unlock(&r->mu);
+	if (last)
+		free_req(q);
+}
+
+static void cancel_on_nodes(struct router *r, struct rreq *q)
+{
+	Duet__Cancel c = DUET__CANCEL__INIT;
+	c.request_id = q->id;
+	Duet__Msg m = duet_wire_msg();
+	m.body_case = DUET__MSG__BODY_CANCEL;
+	m.cancel = &c;
+	if (q->dnode >= 0)
+		send_to(r, q->dnode, &m);
+	if (q->pnode >= 0)
+		send_to(r, q->pnode, &m);
+}
+
+/* Feeds tokens that are now contiguous to the detokenizer and stopper. */
+static void emit_ready(struct router *r, struct rreq *q)
+{
+	const int eos = r->model->vocab.eos;
+	while (q->n_emitted < q->tok_cap && q->have[q->n_emitted] && q->state != RQ_DONE) {
+		int t = q->tok[q->n_emitted++];
+		pthread_mutex_lock(&q->mu);
+		if (q->n_out == 0)
+			q->t_first_us = duet_now_us();
+		q->n_out++;
+		int is_eos = t == eos && !q->ignore_eos;
+		if (!is_eos) {
+			char text[DUET_DETOK_MAX_OUT], shown[DUET_DETOK_MAX_OUT + DUET_MAX_STOP_LEN];
+			size_t n = 0;
+			struct duet_err err;
+			if (duet_detok_push(&q->detok, t, text, &n, &err) == 0)
+				append_text(q, shown, duet_stopper_feed(&q->stopper, text, n, shown));
+		}
+		pthread_cond_broadcast(&q->cv);
+		pthread_mutex_unlock(&q->mu);
+		if (q->stopper.stopped) {
+			cancel_on_nodes(r, q);
+			end(r, q, "stop", 0, NULL);
+			return;
+		}
+		if (is_eos) {
+			end(r, q, "stop", 0, NULL);
+			return;
+		}
+	}
+	if (q->state != RQ_DONE && q->n_total >= 0 && q->n_emitted >= q->n_total)
+		end(r, q, q->finish_hint, 0, NULL);
+}
+
+static void got_token(struct router *r, struct rreq *q, uint32_t index, int token)
+{
+	if (token < 0 || token >= r->model->cfg.vocab_size || index >= (uint32_t)q->tok_cap) {
+		duet_log(DUET_LOG_WARN, q->id, "token %d at index %u out of range", token, index);
+		return;
+	}
+	q->tok[index] = token;
+	q->have[index] = 1;
+	if (q->state == RQ_PREFILLING || q->state == RQ_RESERVING)
+		q->state = RQ_DECODING;
+	emit_ready(r, q);
+}
+
+static struct rreq *find_req(struct router *r, uint64_t id)
+{
+	for (int i = 0; i < r->n_live; i++)
+		if (r->live[i]->id == id)
+			return r->live[i];
+	return NULL;
+}
+
+static void send_prefill(struct router *r, struct rreq *q)
+{
+	struct node *d = &r->nodes[q->dnode];
+	Duet__Sampling s = DUET__SAMPLING__INIT;
+	s.temperature = q->sampling.temperature;
+	s.top_k = q->sampling.top_k;
+	s.top_p = q->sampling.top_p;
+	s.seed = q->sampling.seed;
+	Duet__PrefillWork w = DUET__PREFILL_WORK__INIT;
+	w.request_id = q->id;
+	w.n_tokens = (size_t)q->n_prompt;
+	w.tokens = q->prompt;
+	w.sampling = &s;
+	w.decode_node = d->name;
+	w.decode_endpoint = d->kv_endpoint;
+	w.decode_digest = d->digest;
+	Duet__Msg m = duet_wire_msg();
+	m.body_case = DUET__MSG__BODY_PREFILL;
+	m.prefill = &w;
+	q->state = RQ_PREFILLING;
+	if (send_to(r, q->pnode, &m)) {
+		cancel_on_nodes(r, q);
+		end(r, q, NULL, 503, "the prefill node is unreachable");
+	}
+}
+
+static void place(struct router *r, struct rreq *q)
+{
+	const char *why;
+	int p, d;
+	if (router_place(r, q, &p, &d, &why)) {
+		pthread_mutex_lock(&r->mu);
+		r->n_rejected++;
+		pthread_mutex_unlock(&r->mu);
+		end(r, q, NULL, router_can_serve(r) ? 429 : 503, why);
+		return;
+	}
+	r->rr++;
+	q->pnode = p;
+	q->dnode = d;
+	q->local = p < 0;
+	r->nodes[d].inflight++;
+	r->nodes[d].reserved_tokens += (long)q->n_prompt + q->max_tokens;
+	if (p >= 0)
+		r->nodes[p].queued_tokens += (uint64_t)q->n_prompt;
+	pthread_mutex_lock(&r->mu);
+	if (q->local)
+		r->n_local++;
+	else
+		r->n_disagg++;
+	r->tokens_in += (uint64_t)q->n_prompt;
+	pthread_mutex_unlock(&r->mu);
+	duet_log(DUET_LOG_DEBUG, q->id, "%d prompt tokens: %s on %s%s%s (%s)", q->n_prompt,
+		 q->local ? "local" : "disaggregated", r->nodes[d].name, p >= 0 ? " after " : "",
+		 p >= 0 ? r->nodes[p].name : "", why);
+	Duet__Sampling s = DUET__SAMPLING__INIT;
+	s.temperature = q->sampling.temperature;
+	s.top_k = q->sampling.top_k;
+	s.top_p = q->sampling.top_p;
+	s.seed = q->sampling.seed;
+	Duet__Msg m = duet_wire_msg();
+	if (q->local) {
+		Duet__LocalWork w = DUET__LOCAL_WORK__INIT;
+		w.request_id = q->id;
+		w.n_tokens = (size_t)q->n_prompt;
+		w.tokens = q->prompt;
+		w.max_tokens = (uint32_t)q->max_tokens;
+		w.sampling = &s;
+		w.ignore_eos = q->ignore_eos;
+		m.body_case = DUET__MSG__BODY_LOCAL;
+		m.local = &w;
+		q->state = RQ_DECODING;
+		if (send_to(r, d, &m))
+			end(r, q, NULL, 503, "the decode node is unreachable");
+		return;
+	}
+	Duet__KvReserve res = DUET__KV_RESERVE__INIT;
+	res.request_id = q->id;
+	res.n_prompt = (uint32_t)q->n_prompt;
+	res.max_tokens = (uint32_t)q->max_tokens;
+	res.sampling = &s;
+	res.ignore_eos = q->ignore_eos;
+	res.n_sampled = 1;
+	m.body_case = DUET__MSG__BODY_RESERVE;
+	m.reserve = &res;
+	q->state = RQ_RESERVING;
+	if (send_to(r, d, &m))
+		end(r, q, NULL, 503, "the decode node is unreachable");
+}
+
+/* ---- membership ---- */
+
+static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
+{
+	struct duet_err err;
+	if (duet_wire_check_str(h->name, DUET_MAX_NAME, "name", &err) ||
+	    duet_wire_check_str(h->kv_endpoint, DUET_MAX_ENDPOINT, "kv_endpoint", &err) ||
+	    duet_wire_check_str(h->model_digest, DUET_DIGEST_HEX, "model_digest", &err)) {
+		duet_log(DUET_LOG_WARN, 0, "hello from %s refused: %s", peer, err.msg);
+		return;
+	}
+	if (h->vocab_size != (uint32_t)r->model->cfg.vocab_size ||
+	    h->ctx_len != (uint32_t)r->model->cfg.ctx_len ||
+	    (r->digest[0] && strcmp(r->digest, h->model_digest) != 0) ||
+	    (h->role != DUET__ROLE__ROLE_PREFILL && h->role != DUET__ROLE__ROLE_DECODE)) {
+		duet_log(DUET_LOG_WARN, 0,
+			 "hello from %s refused: model %s (vocabulary %u, context %u) differs from the "
+			 "cluster's %s",
+			 peer, h->model_digest, h->vocab_size, h->ctx_len,
+			 r->digest[0] ? r->digest : "(router model)");
+		Duet__Error e = DUET__ERROR__INIT;
+		e.code = DUET__ERROR_CODE__ERR_MODEL_MISMATCH;
+		e.message = "model differs from the cluster's";
+		Duet__Msg m = duet_wire_msg();
+		m.body_case = DUET__MSG__BODY_ERROR;
+		m.error = &e;
+		duet_zsend(r->ctl, peer, &m, NULL, 0, &err);
+		return;
+	}
+	if (!r->digest[0])
+		snprintf(r->digest, sizeof r->digest, "%s", h->model_digest);
+	int i = find_node(r, peer);
+	if (i < 0) {
+		if (r->n_nodes == ROUTER_MAX_NODES) {
+			duet_log(DUET_LOG_WARN, 0, "hello from %s: more than %d nodes", peer,
+				 ROUTER_MAX_NODES);
+			return;
+		}
+		i = r->n_nodes++;
+		memset(&r->nodes[i], 0, sizeof r->nodes[i]);
+		snprintf(r->nodes[i].name, sizeof r->nodes[i].name, "%s", peer);
+	}
+	struct node *n = &r->nodes[i];
+	n->role = h->role;
+	snprintf(n->kv_endpoint, sizeof n->kv_endpoint, "%s", h->kv_endpoint);
+	snprintf(n->digest, sizeof n->digest, "%s", h->model_digest);
+	n->kv_blocks = (int)h->kv_blocks;
+	n->block_tokens = h->block_tokens ? (int)h->block_tokens : 16;
+	n->max_batch_tokens = (int)h->max_batch_tokens;
+	n->kv_total = n->kv_free = n->kv_blocks;
+	n->alive = 1;
+	n->last_seen_us = n->last_report_us = duet_now_us();
+	n->last_report_seq = 0;
+	if (!n->report_ms)
+		n->report_ms = 250;
+	duet_log(DUET_LOG_INFO, 0, "%s node %s registered (%d KV blocks)",
+		 n->role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode", n->name, n->kv_blocks);
+	Duet__HelloAck a = DUET__HELLO_ACK__INIT;
+	a.router = "duet-router";
+	Duet__Msg m = duet_wire_msg();
+	m.body_case = DUET__MSG__BODY_HELLO_ACK;
+	m.hello_ack = &a;
+	send_to(r, i, &m);
+}
+
+static void on_load(struct router *r, int i, const Duet__LoadReport *l)
+{
+	struct node *n = &r->nodes[i];
+	long long now = duet_now_us();
+	/* The node's report interval, learned from consecutive reports. */
+	if (n->last_report_us && l->seq == n->last_report_seq + 1) {
+		int ms = (int)((now - n->last_report_us) / 1000);
+		ms = ms < 20 ? 20 : ms > 60000 ? 60000 : ms;
+		n->report_ms = n->report_ms ? (3 * n->report_ms + ms) / 4 : ms;
+	}
+	n->last_report_us = n->last_seen_us = now;
+	n->last_report_seq = l->seq;
+	n->alive = 1;
+	n->draining = l->draining;
+	n->queued_tokens = l->queued_prompt_tokens;
+	n->prefill_tps = l->prefill_tokens_per_s;
+	n->running = (int)l->running;
+	n->waiting_kv = (int)l->waiting_kv;
+	n->local_prefill = (int)l->local_prefill;
+	n->step_ms = l->step_ms;
+	n->kv_free = (int)l->kv_blocks_free;
+	n->kv_total = (int)l->kv_blocks_total;
+	n->bad_messages = l->bad_messages;
+	/* The report counts every reservation made before it. */
+	n->reserved_tokens = 0;
+}
+
+static void fail_node_requests(struct router *r, int i, const char *why)
+{
+	for (int k = r->n_live - 1; k >= 0; k--) {
+		struct rreq *q = r->live[k];
+		if (q->dnode == i || q->pnode == i) {
+			cancel_on_nodes(r, q);
+			end(r, q, NULL, 503, why);
+		}
+	}
+}
+
+static void check_liveness(struct router *r)
+{
+	long long now = duet_now_us();
+	for (int i = 0; i < r->n_nodes; i++) {
+		struct node *n = &r->nodes[i];
+		if (n->alive && now - n->last_report_us >
+				       (long long)ROUTER_MISSED_REPORTS * n->report_ms * 1000 + 100000) {
+			n->alive = 0;
+			duet_log(DUET_LOG_WARN, 0, "node %s missed %d load reports: dead", n->name,
+				 ROUTER_MISSED_REPORTS);
+			fail_node_requests(r, i, "a node serving the request stopped answering");
+		}
+	}
+}
+
+/* ---- events ---- */
+
+static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
+{
+	if (m->body_case == DUET__MSG__BODY_HELLO) {
+		on_hello(r, peer, m->hello);
+		return;
+	}
+	int i = find_node(r, peer);
+	if (i < 0) {
+		/* A node from before a router restart: ask it to register. */
+		Duet__Error e = DUET__ERROR__INIT;
+		e.code = DUET__ERROR_CODE__ERR_UNKNOWN_NODE;
+		e.message = "say hello first";
+		Duet__Msg out = duet_wire_msg();
+		out.body_case = DUET__MSG__BODY_ERROR;
+		out.error = &e;
+		struct duet_err err;
+		duet_zsend(r->ctl, peer, &out, NULL, 0, &err);
+		return;
+	}
+	r->nodes[i].last_seen_us = duet_now_us();
+	if (m->body_case == DUET__MSG__BODY_LOAD) {
+		on_load(r, i, m->load);
+		return;
+	}
+	uint64_t id;
+	switch (m->body_case) {
+	case DUET__MSG__BODY_RESERVE_REPLY: id = m->reserve_reply->request_id; break;
+	case DUET__MSG__BODY_FIRST_TOKEN: id = m->first_token->request_id; break;
+	case DUET__MSG__BODY_KV_DONE: id = m->kv_done->request_id; break;
+	case DUET__MSG__BODY_TOKEN: id = m->token->request_id; break;
+	case DUET__MSG__BODY_FINISH: id = m->finish->request_id; break;
+	case DUET__MSG__BODY_ERROR: id = m->error->request_id; break;
+	default:
+		duet_log(DUET_LOG_WARN, 0, "%s sent a %s message", peer,
+			 duet_wire_body_name(m->body_case));
+		return;
+	}
+	struct rreq *q = find_req(r, id);
+	if (!q)
+		return; /* ended already (cancelled, failed, stopped) */
+	switch (m->body_case) {
+	case DUET__MSG__BODY_RESERVE_REPLY:
+		if (q->state == RQ_RESERVING)
+			send_prefill(r, q);
+		break;
+	case DUET__MSG__BODY_FIRST_TOKEN:
+		got_token(r, q, 0, m->first_token->token);
+		break;
+	case DUET__MSG__BODY_KV_DONE:
+		pthread_mutex_lock(&r->mu);
+		r->kv_bytes += m->kv_done->bytes;
+		pthread_mutex_unlock(&r->mu);
+		break;
+	case DUET__MSG__BODY_TOKEN:
+		got_token(r, q, m->token->index, m->token->token);
+		break;
+	case DUET__MSG__BODY_FINISH:
+		q->n_total = (int)m->finish->n_generated;
+		q->finish_hint = m->finish->reason == DUET__FINISH_REASON__FINISH_STOP ? "stop" : "length";
+		if (m->finish->reason == DUET__FINISH_REASON__FINISH_CANCELLED)
+			end(r, q, NULL, 503, "the request was cancelled by a node");
+		else
+			emit_ready(r, q);
+		break;
+	case DUET__MSG__BODY_ERROR: {
+		int status = m->error->code == DUET__ERROR_CODE__ERR_NO_ROOM ||
+					     m->error->code == DUET__ERROR_CODE__ERR_DRAINING
+				     ? 503
+				     : m->error->code == DUET__ERROR_CODE__ERR_BAD_MESSAGE ? 400 : 500;
+		char msg[300];
+		snprintf(msg, sizeof msg, "%s: %s", peer, m->error->message);
+		cancel_on_nodes(r, q);
+		end(r, q, NULL, status, msg);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+void router_core_turn(struct router *r, int timeout_ms)
+{
+	zmq_pollitem_t items[2] = {{r->ctl, 0, ZMQ_POLLIN, 0}, {NULL, r->wake_fd, ZMQ_POLLIN, 0}};
+	zmq_poll(items, 2, timeout_ms);
+	if (items[1].revents) {
+		uint64_t v;
+		if (read(r->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+			duet_log(DUET_LOG_WARN, 0, "eventfd: %s", strerror(errno));
+	}
+	for (int k = 0; k < 1024; k++) {
+		struct duet_inmsg in;
+		struct duet_err err;
+		int rc = duet_zrecv(r->ctl, 1, &in, &err);
+		if (rc == 0)
+			break;
+		if (rc > 0)
+			on_message(r, in.peer, in.m);
+		else
+			duet_log(DUET_LOG_WARN, 0, "bad message from %s: %s", in.peer, err.msg);
+		duet_inmsg_close(&in);
+	}
+	/* New requests, and clients that went away. */
+	pthread_mutex_lock(&r->mu);
+	struct rreq **pend = r->pending;
+	int n = r->n_pending;
+	r->pending = NULL;
+	r->n_pending = r->cap_pending = 0;
+	for (int i = 0; i < n; i++)
+		list_add(&r->live, &r->n_live, &r->cap_live, pend[i]);
+	pthread_mutex_unlock(&r->mu);
+	for (int i = 0; i < n; i++) {
+		struct rreq *q = pend[i];
+		q->pnode = q->dnode = -1;
+		q->n_total = -1;
+		q->tok_cap = q->max_tokens;
+		q->tok = calloc((size_t)q->tok_cap, sizeof(int));
+		q->have = calloc((size_t)q->tok_cap, 1);
+		duet_detok_init(&q->detok, &r->model->vocab, 0);
+		struct duet_err err;
+		if (!q->tok || !q->have ||
+		    duet_stopper_init(&q->stopper, (const char *const *)q->stops, q->n_stops, &err)) {
+			end(r, q, NULL, 500, "out of memory");
+			continue;
+		}
+		place(r, q);
+	}
+	free(pend);
+	for (int k = r->n_live - 1; k >= 0; k--) {
+		struct rreq *q = r->live[k];
+		pthread_mutex_lock(&r->mu);
+		int gone = q->refs < 2; /* the HTTP side let go: client left */
+		pthread_mutex_unlock(&r->mu);
+		if (gone && q->state != RQ_DONE) {
+			cancel_on_nodes(r, q);
+			end(r, q, NULL, 499, "the client went away");
+		}
+	}
+	check_liveness(r);
+	/* A copy of the node table for the HTTP threads. */
+	pthread_mutex_lock(&r->mu);
+	memcpy(r->snap, r->nodes, sizeof r->nodes);
+	r->n_snap = r->n_nodes;
+	pthread_mutex_unlock(&r->mu);
+}
+
+int router_core_init(struct router *r, struct duet_err *err)
+{
+	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->wake_fd < 0)
+		return duet_errnof(err, "eventfd");
+	return 0;
+}

@@ -1,0 +1,549 @@
+/* The HTTP front (libmicrohttpd, a thread per connection): the OpenAI
+ * completions API with server-sent events, /v1/models, /health and
+ * /metrics. Every bad request gets a 4xx with a JSON error body. */
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "router.h"
+
+#define MAX_PROMPT_BYTES (1 << 20)
+
+struct body {
+	char *buf;
+	size_t n;
+	int too_big;
+};
+
+static enum MHD_Result send_text(struct MHD_Connection *c, int status, const char *type,
+				 const char *text, size_t n)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(n, (void *)text, MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", type);
+	if (status == 429 || status == 503)
+		MHD_add_response_header(resp, "Retry-After", "1");
+	enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!s)
+		return MHD_NO;
+	enum MHD_Result rc = send_text(c, status, "application/json", s, strlen(s));
+	free(s);
+	return rc;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, int status, const char *msg)
+{
+	const char *type = status == 401 ? "authentication_error"
+			   : status == 429 ? "rate_limit_error"
+			   : status >= 500 ? "server_error"
+					   : "invalid_request_error";
+	return send_json(c, status,
+			 json_pack("{s:{s:s,s:s,s:n}}", "error", "message", msg, "type", type, "code"));
+}
+
+/* ---- request parsing ---- */
+
+static const char *const KNOWN[] = {"model",  "prompt", "max_tokens", "temperature", "top_p",
+				    "top_k",  "seed",   "stop",	      "stream",	     "ignore_eos",
+				    "n",      "user"};
+
+static int num(json_t *v, double lo, double hi, double *out)
+{
+	if (!json_is_number(v))
+		return -1;
+	double x = json_number_value(v);
+	if (!isfinite(x) || x < lo || x > hi)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+static int integer(json_t *v, long long lo, long long hi, long long *out)
+{
+	if (!json_is_integer(v))
+		return -1;
+	long long x = json_integer_value(v);
+	if (x < lo || x > hi)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+/* Fills q from the JSON body or writes why not into err. */
+static int parse(struct router *r, const char *text, size_t n, struct rreq *q, char *err,
+		 size_t cap)
+{
+	json_error_t je;
+	json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
+	int rc = -1;
+	if (!root) {
+		snprintf(err, cap, "body is not valid JSON: %s (line %d, column %d)", je.text, je.line,
+			 je.column);
+		return -1;
+	}
+	if (!json_is_object(root)) {
+		snprintf(err, cap, "body must be a JSON object");
+		goto out;
+	}
+	const char *key;
+	json_t *v;
+	json_object_foreach(root, key, v)
+	{
+		size_t k = 0;
+		while (k < sizeof KNOWN / sizeof KNOWN[0] && strcmp(KNOWN[k], key) != 0)
+			k++;
+		if (k == sizeof KNOWN / sizeof KNOWN[0]) {
+			snprintf(err, cap, "unknown field '%.64s'", key);
+			goto out;
+		}
+	}
+	const struct duet_config *mc = &r->model->cfg;
+	long long ll;
+	double d;
+	q->max_tokens = 16;
+	q->sampling = (struct duet_sampling){1, 0, 1, (uint64_t)time(NULL)};
+	if ((v = json_object_get(root, "max_tokens")) && !json_is_null(v)) {
+		if (integer(v, 1, r->cfg.max_tokens_limit, &ll)) {
+			snprintf(err, cap, "max_tokens must be an integer from 1 to %d",
+				 r->cfg.max_tokens_limit);
+			goto out;
+		}
+		q->max_tokens = (int)ll;
+	}
+	if ((v = json_object_get(root, "temperature")) && !json_is_null(v)) {
+		if (num(v, 0, 100, &d)) {
+			snprintf(err, cap, "temperature must be a number from 0 to 100");
+			goto out;
+		}
+		q->sampling.temperature = (float)d;
+	}
+	if ((v = json_object_get(root, "top_p")) && !json_is_null(v)) {
+		if (num(v, 1e-9, 1, &d)) {
+			snprintf(err, cap, "top_p must be a number in (0, 1]");
+			goto out;
+		}
+		q->sampling.top_p = (float)d;
+	}
+	if ((v = json_object_get(root, "top_k")) && !json_is_null(v)) {
+		if (integer(v, 0, mc->vocab_size, &ll)) {
+			snprintf(err, cap, "top_k must be an integer from 0 to %d", mc->vocab_size);
+			goto out;
+		}
+		q->sampling.top_k = (int)ll;
+	}
+	if ((v = json_object_get(root, "seed")) && !json_is_null(v)) {
+		if (integer(v, 0, 0x7fffffffffffffffLL, &ll)) {
+			snprintf(err, cap, "seed must be a non-negative integer");
+			goto out;
+		}
+		q->sampling.seed = (uint64_t)ll;
+	}
+	if ((v = json_object_get(root, "n")) && !json_is_null(v) &&
+	    (integer(v, 1, 1, &ll))) {
+		snprintf(err, cap, "n must be 1");
+		goto out;
+	}
+	if ((v = json_object_get(root, "stream")) && !json_is_null(v)) {
+		if (!json_is_boolean(v)) {
+			snprintf(err, cap, "stream must be true or false");
+			goto out;
+		}
+		q->stream = json_is_true(v);
+	}
+	if ((v = json_object_get(root, "ignore_eos")) && !json_is_null(v)) {
+		if (!json_is_boolean(v)) {
+			snprintf(err, cap, "ignore_eos must be true or false");
+			goto out;
+		}
+		q->ignore_eos = json_is_true(v);
+	}
+	if ((v = json_object_get(root, "model")) && !json_is_null(v) && !json_is_string(v)) {
+		snprintf(err, cap, "model must be a string");
+		goto out;
+	}
+	if ((v = json_object_get(root, "stop")) && !json_is_null(v)) {
+		json_t *arr = json_is_string(v) ? json_pack("[O]", v) : json_incref(v);
+		size_t i;
+		json_t *s;
+		if (!json_is_array(arr) || json_array_size(arr) > ROUTER_MAX_STOPS) {
+			json_decref(arr);
+			snprintf(err, cap, "stop must be a string or up to %d strings", ROUTER_MAX_STOPS);
+			goto out;
+		}
+		json_array_foreach(arr, i, s)
+		{
+			if (!json_is_string(s) || json_string_length(s) == 0 ||
+			    json_string_length(s) > DUET_MAX_STOP_LEN) {
+				json_decref(arr);
+				snprintf(err, cap, "each stop must be a string of 1 to %d bytes",
+					 DUET_MAX_STOP_LEN);
+				goto out;
+			}
+			q->stops[q->n_stops++] = strdup(json_string_value(s));
+		}
+		json_decref(arr);
+	}
+	v = json_object_get(root, "prompt");
+	if (json_is_string(v)) {
+		size_t len = json_string_length(v);
+		if (len == 0 || len > MAX_PROMPT_BYTES) {
+			snprintf(err, cap, "prompt must be 1 to %d bytes", MAX_PROMPT_BYTES);
+			goto out;
+		}
+		size_t cap_t = duet_tokenize_max(len), nt = 0;
+		q->prompt = malloc(sizeof(int) * cap_t);
+		struct duet_err e;
+		if (!q->prompt ||
+		    duet_tokenize(&r->model->vocab, json_string_value(v), len, 1, q->prompt, cap_t,
+				  &nt, &e)) {
+			snprintf(err, cap, "prompt: %s", q->prompt ? e.msg : "out of memory");
+			goto out;
+		}
+		q->n_prompt = (int)nt;
+	} else if (json_is_array(v)) {
+		size_t len = json_array_size(v), i;
+		json_t *t;
+		if (len == 0 || len >= (size_t)mc->ctx_len) {
+			snprintf(err, cap, "prompt must have 1 to %d token ids", mc->ctx_len - 1);
+			goto out;
+		}
+		q->prompt = malloc(sizeof(int) * len);
+		if (!q->prompt) {
+			snprintf(err, cap, "out of memory");
+			goto out;
+		}
+		json_array_foreach(v, i, t)
+		{
+			if (integer(t, 0, mc->vocab_size - 1, &ll)) {
+				snprintf(err, cap, "prompt[%zu] is not a token id in [0, %d)", i,
+					 mc->vocab_size);
+				goto out;
+			}
+			q->prompt[i] = (int)ll;
+		}
+		q->n_prompt = (int)len;
+	} else {
+		snprintf(err, cap, "prompt must be a string or an array of token ids");
+		goto out;
+	}
+	if (q->n_prompt >= mc->ctx_len || q->n_prompt + q->max_tokens > mc->ctx_len) {
+		snprintf(err, cap,
+			 "prompt (%d tokens) plus max_tokens (%d) exceeds the context of %d tokens",
+			 q->n_prompt, q->max_tokens, mc->ctx_len);
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+/* ---- responses ---- */
+
+static json_t *usage(const struct rreq *q)
+{
+	return json_pack("{s:i,s:i,s:i}", "prompt_tokens", q->n_prompt, "completion_tokens",
+			 q->n_out, "total_tokens", q->n_prompt + q->n_out);
+}
+
+static json_t *completion(struct router *r, const struct rreq *q, const char *text, size_t n,
+			  const char *finish, int with_usage)
+{
+	char id[48];
+	snprintf(id, sizeof id, "cmpl-%llu", (unsigned long long)q->id);
+	json_t *choice = json_pack("{s:s%,s:i,s:n,s:s?}", "text", text, n, "index", 0, "logprobs",
+				   "finish_reason", finish);
+	if (!finish)
+		json_object_set_new(choice, "finish_reason", json_null());
+	json_t *j = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", id, "object", "text_completion",
+			      "created", (json_int_t)time(NULL), "model", r->cfg.model_name,
+			      "choices", choice);
+	if (with_usage)
+		json_object_set_new(j, "usage", usage(q));
+	return j;
+}
+
+struct stream {
+	struct router *r;
+	struct rreq *q;
+	char *pending; /* formatted bytes not yet handed to MHD */
+	size_t n, off;
+	int finished;
+};
+
+static void stream_queue(struct stream *s, json_t *j)
+{
+	char *t = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!t)
+		return;
+	size_t len = strlen(t);
+	/* "data: " + t + "\n\n" + NUL */
+	char *p = realloc(s->pending, s->n + len + 9);
+	if (p) {
+		s->pending = p;
+		s->n += (size_t)snprintf(p + s->n, len + 9, "data: %s\n\n", t);
+	}
+	free(t);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	struct stream *s = cls;
+	while (s->off == s->n) {
+		s->off = s->n = 0;
+		if (s->finished)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		struct rreq *q = s->q;
+		pthread_mutex_lock(&q->mu);
+		while (q->text_sent == q->text_len && !q->done)
+			pthread_cond_wait(&q->cv, &q->mu);
+		size_t from = q->text_sent, to = q->text_len;
+		q->text_sent = to;
+		int done = q->done, status = q->http_status;
+		char *delta = to > from ? strndup(q->text + from, to - from) : NULL;
+		pthread_mutex_unlock(&q->mu);
+		if (delta) {
+			stream_queue(s, completion(s->r, q, delta, to - from, NULL, 0));
+			free(delta);
+		}
+		if (done) {
+			if (status)
+				stream_queue(s, json_pack("{s:{s:s,s:i}}", "error", "message", q->error,
+							  "code", status));
+			else
+				stream_queue(s, completion(s->r, q, "", 0, q->finish_reason, 1));
+			static const char done_line[] = "data: [DONE]\n\n";
+			char *p = realloc(s->pending, s->n + sizeof done_line);
+			if (p) {
+				s->pending = p;
+				memcpy(p + s->n, done_line, sizeof done_line);
+				s->n += sizeof done_line - 1;
+			}
+			s->finished = 1;
+		}
+	}
+	size_t k = s->n - s->off < max ? s->n - s->off : max;
+	memcpy(buf, s->pending + s->off, k);
+	s->off += k;
+	return (ssize_t)k;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream *s = cls;
+	router_release(s->r, s->q);
+	free(s->pending);
+	free(s);
+}
+
+static enum MHD_Result completions(struct router *r, struct MHD_Connection *c, struct body *b)
+{
+	struct rreq *q = calloc(1, sizeof *q);
+	if (!q)
+		return send_error(c, 500, "out of memory");
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	q->t_arrival_us = duet_now_us();
+	char err[DUET_ERR_MAX + 64];
+	q->refs = 1; /* this thread's, until submitted */
+	if (parse(r, b->buf ? b->buf : "", b->n, q, err, sizeof err)) {
+		router_release(r, q);
+		return send_error(c, 400, err);
+	}
+	if (!router_can_serve_snap(r)) {
+		router_release(r, q);
+		return send_error(c, 503, "no decode node is up");
+	}
+	if (router_submit(r, q)) {
+		router_release(r, q);
+		return send_error(c, 500, "out of memory");
+	}
+	if (q->stream) {
+		struct stream *s = calloc(1, sizeof *s);
+		if (!s) {
+			router_release(r, q);
+			return send_error(c, 500, "out of memory");
+		}
+		s->r = r;
+		s->q = q;
+		struct MHD_Response *resp = MHD_create_response_from_callback(
+			MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
+		MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+		MHD_add_response_header(resp, "Cache-Control", "no-cache");
+		enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
+		MHD_destroy_response(resp);
+		return rc;
+	}
+	pthread_mutex_lock(&q->mu);
+	while (!q->done)
+		pthread_cond_wait(&q->cv, &q->mu);
+	pthread_mutex_unlock(&q->mu);
+	enum MHD_Result rc = q->http_status
+				     ? send_error(c, q->http_status, q->error)
+				     : send_json(c, 200, completion(r, q, q->text ? q->text : "",
+								    q->text_len, q->finish_reason, 1));
+	router_release(r, q);
+	return rc;
+}
+
+static enum MHD_Result models(struct router *r, struct MHD_Connection *c)
+{
+	return send_json(c, 200,
+			 json_pack("{s:s,s:[{s:s,s:s,s:i,s:s}]}", "object", "list", "data", "id",
+				   r->cfg.model_name, "object", "model", "created", 0, "owned_by",
+				   "duet"));
+}
+
+static enum MHD_Result health(struct router *r, struct MHD_Connection *c)
+{
+	int ok = router_can_serve_snap(r);
+	return send_json(c, ok ? 200 : 503,
+			 json_pack("{s:s}", "status", ok ? "ok" : "no decode node is up"));
+}
+
+static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return send_error(c, 500, "out of memory");
+	pthread_mutex_lock(&r->mu);
+	fprintf(f, "# TYPE duet_requests_total counter\n");
+	fprintf(f, "duet_requests_total{outcome=\"ok\"} %llu\n", (unsigned long long)r->n_ok);
+	fprintf(f, "duet_requests_total{outcome=\"failed\"} %llu\n", (unsigned long long)r->n_failed);
+	fprintf(f, "duet_requests_total{outcome=\"rejected\"} %llu\n",
+		(unsigned long long)r->n_rejected);
+	fprintf(f, "# TYPE duet_placements_total counter\n");
+	fprintf(f, "duet_placements_total{path=\"disaggregated\"} %llu\n",
+		(unsigned long long)r->n_disagg);
+	fprintf(f, "duet_placements_total{path=\"local\"} %llu\n", (unsigned long long)r->n_local);
+	fprintf(f, "# TYPE duet_tokens_total counter\n");
+	fprintf(f, "duet_tokens_total{direction=\"in\"} %llu\n", (unsigned long long)r->tokens_in);
+	fprintf(f, "duet_tokens_total{direction=\"out\"} %llu\n", (unsigned long long)r->tokens_out);
+	fprintf(f, "# TYPE duet_kv_bytes_total counter\nduet_kv_bytes_total %llu\n",
+		(unsigned long long)r->kv_bytes);
+	fprintf(f, "# TYPE duet_queue_depth gauge\nduet_queue_depth %d\n", r->n_pending);
+	fprintf(f, "# TYPE duet_node_up gauge\n");
+	for (int i = 0; i < r->n_snap; i++) {
+		const struct node *n = &r->snap[i];
+		const char *role = n->role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode";
+		fprintf(f, "duet_node_up{node=\"%s\",role=\"%s\"} %d\n", n->name, role, n->alive);
+		fprintf(f, "duet_node_kv_blocks_free{node=\"%s\"} %d\n", n->name, n->kv_free);
+		fprintf(f, "duet_node_running{node=\"%s\"} %d\n", n->name, n->running);
+		fprintf(f, "duet_node_queued_tokens{node=\"%s\"} %llu\n", n->name,
+			(unsigned long long)n->queued_tokens);
+	}
+	pthread_mutex_unlock(&r->mu);
+	fclose(f);
+	enum MHD_Result rc = send_text(c, 200, "text/plain; version=0.0.4", buf, len);
+	free(buf);
+	return rc;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+			      const char *method, const char *version, const char *upload,
+			      size_t *upload_size, void **con_cls)
+{
+	(void)version;
+	struct router *r = cls;
+	int post = strcmp(method, "POST") == 0;
+	if (post && !*con_cls) {
+		struct body *b = calloc(1, sizeof *b);
+		if (!b)
+			return MHD_NO;
+		*con_cls = b;
+		return MHD_YES;
+	}
+	if (post && *upload_size) {
+		struct body *b = *con_cls;
+		if (!b->too_big) {
+			if (b->n + *upload_size > (size_t)r->cfg.max_body) {
+				b->too_big = 1;
+			} else {
+				char *nb = realloc(b->buf, b->n + *upload_size + 1);
+				if (!nb)
+					return MHD_NO;
+				memcpy(nb + b->n, upload, *upload_size);
+				b->buf = nb;
+				b->n += *upload_size;
+				b->buf[b->n] = 0;
+			}
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (strcmp(url, "/v1/completions") == 0) {
+		if (!post)
+			return send_error(c, 405, "use POST for /v1/completions");
+		struct body *b = *con_cls;
+		if (b->too_big)
+			return send_error(c, 413, "body exceeds max-body bytes");
+		return completions(r, c, b);
+	}
+	if (post)
+		return send_error(c, strcmp(url, "/v1/models") == 0 || strcmp(url, "/health") == 0 ||
+						  strcmp(url, "/metrics") == 0
+					  ? 405
+					  : 404,
+				  "no such POST endpoint");
+	if (strcmp(method, "GET") != 0)
+		return send_error(c, 405, "method not allowed");
+	if (strcmp(url, "/v1/models") == 0)
+		return models(r, c);
+	if (strcmp(url, "/health") == 0)
+		return health(r, c);
+	if (strcmp(url, "/metrics") == 0)
+		return metrics(r, c);
+	return send_error(c, 404, "no such endpoint");
+}
+
+static void done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
+		    enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)c;
+	(void)toe;
+	struct body *b = *con_cls;
+	if (b) {
+		free(b->buf);
+		free(b);
+		*con_cls = NULL;
+	}
+}
+
+struct MHD_Daemon *router_http_start(struct router *r, struct duet_err *err)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->cfg.http_port)};
+	if (inet_pton(AF_INET, r->cfg.http_addr, &a.sin_addr) != 1) {
+		duet_errf(err, "http-addr '%s': not an IPv4 address", r->cfg.http_addr);
+		return NULL;
+	}
+	struct MHD_Daemon *d = MHD_start_daemon(
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+		(uint16_t)r->cfg.http_port, NULL, NULL, handle, r, MHD_OPTION_NOTIFY_COMPLETED,
+		done_cb, r, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
+		MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_CONNECTION_LIMIT, 1000u,
+		MHD_OPTION_END);
+	if (!d)
+		duet_errf(err, "http: cannot listen on %s:%d", r->cfg.http_addr, r->cfg.http_port);
+	return d;
+}

@@ -1,0 +1,140 @@
+/* duet-router: the router daemon. See router.h and `duet-router --help`. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <microhttpd.h>
+
+#include "config.h"
+#include "log.h"
+#include "notify.h"
+#include "router.h"
+
+#define CORE_POLL_MS 20
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+}
+
+static const char *ABOUT =
+	"The router of duet. Serves the OpenAI completions API over HTTP\n"
+	"(POST /v1/completions, GET /v1/models, /health, /metrics), accepts\n"
+	"prefill and decode nodes on its control endpoint, and places each\n"
+	"request by prompt length and node load: disaggregated (a prefill node\n"
+	"computes the prompt and streams its KV to a decode node) or local (the\n"
+	"decode node prefills it in chunks).";
+
+static int parse_policy(const char *s, enum policy *p)
+{
+	static const char *const names[] = {"length-aware", "round-robin", "least-loaded", "colocated"};
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+			return *p = (enum policy)i, 0;
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	static struct router r;
+	r.cfg = (struct router_cfg){.http_addr = "127.0.0.1",
+				    .http_port = 8080,
+				    .control = "tcp://127.0.0.1:5555",
+				    .model = "",
+				    .policy = "length-aware",
+				    .max_body = 4 << 20,
+				    .max_tokens_limit = 4096,
+				    .local_max_prompt = 64,
+				    .model_name = "",
+				    .log_level = "info"};
+	struct duet_opt opts[] = {
+		{"http-addr", DUET_OPT_STR, &r.cfg.http_addr, 0, 0, "ADDR", "IPv4 address to serve HTTP on"},
+		{"http-port", DUET_OPT_INT, &r.cfg.http_port, 1, 65535, "PORT", "HTTP port"},
+		{"control", DUET_OPT_STR, &r.cfg.control, 0, 0, "ENDPOINT",
+		 "control endpoint nodes connect to (bound; tcp:// or ipc://)"},
+		{"model", DUET_OPT_STR, &r.cfg.model, 0, 0, "FILE",
+		 "the model file the nodes serve (only its vocabulary and geometry are used)"},
+		{"model-name", DUET_OPT_STR, &r.cfg.model_name, 0, 0, "NAME",
+		 "model id in the API (default: the model's name)"},
+		{"policy", DUET_OPT_STR, &r.cfg.policy, 0, 0, "POLICY",
+		 "length-aware, round-robin, least-loaded or colocated"},
+		{"local-max-prompt", DUET_OPT_INT, &r.cfg.local_max_prompt, 0, 1 << 20, "N",
+		 "length-aware: prompts of at most N tokens prefill on the decode node"},
+		{"max-body", DUET_OPT_INT, &r.cfg.max_body, 1024, 1 << 30, "BYTES", "largest request body"},
+		{"max-tokens", DUET_OPT_INT, &r.cfg.max_tokens_limit, 1, 1 << 20, "N",
+		 "largest max_tokens a request may ask for"},
+		{"log-level", DUET_OPT_STR, &r.cfg.log_level, 0, 0, "LEVEL", "error, warning, info or debug"},
+	};
+	int n_opts = (int)(sizeof opts / sizeof opts[0]);
+	struct duet_settings cfg;
+	struct duet_err err;
+	int rc = duet_config_load(&cfg, opts, n_opts, argc, argv, &err);
+	if (rc == 1) {
+		duet_config_usage(stdout, "duet-router [--config FILE] [--key VALUE]...", ABOUT, opts, n_opts);
+		return 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "duet-router: %s\n", err.msg);
+		return 2;
+	}
+	enum duet_log_level lvl;
+	if (parse_policy(r.cfg.policy, &r.policy) || duet_log_level_parse(r.cfg.log_level, &lvl)) {
+		fprintf(stderr, "duet-router: bad policy '%s' or log-level '%s'\n", r.cfg.policy,
+			r.cfg.log_level);
+		duet_config_free(&cfg);
+		return 2;
+	}
+	duet_log_init("router", lvl);
+	duet_notify_init();
+	int status = 1;
+	struct MHD_Daemon *http = NULL;
+	struct duet_model_opts mo = {.skip_weight_digest = 1};
+	if (!*r.cfg.model) {
+		fprintf(stderr, "duet-router: model: no model file given (--model FILE)\n");
+		goto out;
+	}
+	if (duet_model_open(&r.model, r.cfg.model, &mo, &err)) {
+		fprintf(stderr, "duet-router: %s\n", err.msg);
+		goto out;
+	}
+	if (!*r.cfg.model_name)
+		r.cfg.model_name = r.model->name;
+	pthread_mutex_init(&r.mu, NULL);
+	r.next_id = 1;
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	r.zctx = zmq_ctx_new();
+	struct duet_zsock_opts so = {.router_mandatory = 1, .max_msg_bytes = DUET_MAX_CTRL_BYTES};
+	if (!r.zctx || router_core_init(&r, &err) ||
+	    duet_zsock(r.zctx, ZMQ_ROUTER, r.cfg.control, 1, &so, &r.ctl, &err) ||
+	    !(http = router_http_start(&r, &err))) {
+		fprintf(stderr, "duet-router: %s\n", err.msg);
+		goto out;
+	}
+	duet_log(DUET_LOG_INFO, 0, "serving %s on http://%s:%d, nodes connect to %s, policy %s",
+		 r.cfg.model_name, r.cfg.http_addr, r.cfg.http_port, r.cfg.control, r.cfg.policy);
+	duet_notify_ready("serving");
+	while (!g_stop) {
+		router_core_turn(&r, CORE_POLL_MS);
+		duet_notify_watchdog(duet_now_us());
+	}
+	duet_notify_stopping();
+	duet_log(DUET_LOG_INFO, 0, "stopping");
+	status = 0;
+out:
+	if (http)
+		MHD_stop_daemon(http);
+	if (r.ctl)
+		zmq_close(r.ctl);
+	if (r.zctx)
+		zmq_ctx_term(r.zctx);
+	duet_model_close(r.model);
+	duet_config_free(&cfg);
+	return status;
+}

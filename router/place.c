@@ -1,0 +1,101 @@
+/* Placement: which decode node holds the request, and whether a prefill
+ * node computes its prompt (disaggregated) or the decode node does
+ * (local). See DESIGN.md, Placement. */
+#include "router.h"
+
+/* Tokens a request can hold at most on a node of this context. */
+static long need_tokens(const struct router *r, const struct rreq *q)
+{
+	long n = (long)q->n_prompt + q->max_tokens;
+	return n > r->model->cfg.ctx_len ? r->model->cfg.ctx_len : n;
+}
+
+static int usable(const struct node *n, Duet__Role role)
+{
+	return n->alive && !n->draining && n->role == role;
+}
+
+static long room(const struct node *n)
+{
+	return (long)n->kv_free * n->block_tokens - n->reserved_tokens;
+}
+
+static int load_of(const struct node *n)
+{
+	return n->running + n->local_prefill + n->waiting_kv + n->inflight;
+}
+
+static int pick_decode(struct router *r, const struct rreq *q)
+{
+	int cand[ROUTER_MAX_NODES], nc = 0;
+	long need = need_tokens(r, q);
+	for (int i = 0; i < r->n_nodes; i++)
+		if (usable(&r->nodes[i], DUET__ROLE__ROLE_DECODE) && room(&r->nodes[i]) >= need)
+			cand[nc++] = i;
+	if (!nc)
+		return -1;
+	if (r->policy == POLICY_ROUND_ROBIN)
+		return cand[r->rr % (unsigned)nc];
+	/* Fewest sequences (a step's cost grows with them), then the most
+	 * free KV. */
+	int best = cand[0];
+	for (int k = 1; k < nc; k++) {
+		struct node *n = &r->nodes[cand[k]], *b = &r->nodes[best];
+		if (load_of(n) < load_of(b) || (load_of(n) == load_of(b) && room(n) > room(b)))
+			best = cand[k];
+	}
+	return best;
+}
+
+/* Predicted seconds until this prompt's first token on prefill node n. */
+static double prefill_ttft(const struct node *n, int n_prompt)
+{
+	double rate = n->prefill_tps > 1 ? n->prefill_tps : 1000;
+	return ((double)n->queued_tokens + n_prompt) / rate;
+}
+
+static int pick_prefill(struct router *r, const struct rreq *q)
+{
+	int cand[ROUTER_MAX_NODES], nc = 0;
+	for (int i = 0; i < r->n_nodes; i++)
+		if (usable(&r->nodes[i], DUET__ROLE__ROLE_PREFILL))
+			cand[nc++] = i;
+	if (!nc)
+		return -1;
+	if (r->policy == POLICY_ROUND_ROBIN)
+		return cand[r->rr % (unsigned)nc];
+	int best = cand[0];
+	for (int k = 1; k < nc; k++)
+		if (prefill_ttft(&r->nodes[cand[k]], q->n_prompt) <
+		    prefill_ttft(&r->nodes[best], q->n_prompt))
+			best = cand[k];
+	return best;
+}
+
+int router_place(struct router *r, struct rreq *q, int *pnode, int *dnode, const char **why)
+{
+	*pnode = -1;
+	*dnode = pick_decode(r, q);
+	if (*dnode < 0) {
+		*why = "no decode node has room";
+		return -1;
+	}
+	if (r->policy == POLICY_COLOCATED) {
+		*why = "colocated policy";
+		return 0;
+	}
+	int p = pick_prefill(r, q);
+	if (p < 0) {
+		*why = "no prefill node";
+		return 0;
+	}
+	if (r->policy == POLICY_LENGTH_AWARE && q->n_prompt <= r->cfg.local_max_prompt) {
+		/* A short prompt costs the decode node's batch little, and
+		 * skips a KV transfer. */
+		*why = "short prompt";
+		return 0;
+	}
+	*pnode = p;
+	*why = "disaggregated";
+	return 0;
+}

@@ -1,0 +1,137 @@
+/* The router: the HTTP front clients talk to (OpenAI-shaped completions),
+ * membership of prefill and decode nodes, placement of each request by
+ * prompt length and node load, and the token streams back to clients.
+ *
+ * Threads: libmicrohttpd runs one thread per connection; they parse and
+ * tokenize, then hand a request to the core (the main thread, which owns
+ * the ZeroMQ control socket and every node table) through a locked queue
+ * and an eventfd. Tokens flow back through the request, under its lock. */
+#ifndef DUET_ROUTER_H
+#define DUET_ROUTER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "sampler.h"
+#include "stopper.h"
+#include "tokenizer.h"
+#include "transport.h"
+
+#define ROUTER_MAX_NODES 64
+#define ROUTER_MAX_STOPS 4
+#define ROUTER_MISSED_REPORTS 3
+
+enum policy { POLICY_LENGTH_AWARE, POLICY_ROUND_ROBIN, POLICY_LEAST_LOADED, POLICY_COLOCATED };
+
+struct node {
+	char name[DUET_MAX_NAME + 1];
+	Duet__Role role;
+	char kv_endpoint[DUET_MAX_ENDPOINT + 1];
+	char digest[DUET_DIGEST_HEX + 8];
+	int kv_blocks, block_tokens, max_batch_tokens;
+	int alive;
+	long long last_seen_us, last_report_us;
+	uint64_t last_report_seq;
+	int report_ms; /* learned interval between its load reports */
+	/* from the latest load report */
+	int draining;
+	uint64_t queued_tokens;
+	double prefill_tps;
+	int running, waiting_kv, local_prefill;
+	double step_ms;
+	int kv_free, kv_total;
+	uint64_t bad_messages;
+	/* placed and not yet finished by this router */
+	int inflight;
+	long long reserved_tokens; /* prompt + max tokens of requests in flight */
+};
+
+enum rreq_state { RQ_PENDING, RQ_RESERVING, RQ_PREFILLING, RQ_DECODING, RQ_DONE };
+
+struct rreq {
+	uint64_t id;
+	int *prompt, n_prompt;
+	int max_tokens, ignore_eos, stream;
+	struct duet_sampling sampling;
+	char *stops[ROUTER_MAX_STOPS];
+	int n_stops;
+	/* core only */
+	enum rreq_state state;
+	int local;
+	int pnode, dnode; /* indexes into the node table, -1 = none */
+	struct duet_detok detok;
+	struct duet_stopper stopper;
+	int *tok;	  /* by index */
+	unsigned char *have;
+	int tok_cap, n_emitted, n_total; /* n_total: from Finish, -1 unknown */
+	const char *finish_hint;	 /* from Finish */
+	/* shared with the HTTP thread, under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	char *text; /* text produced so far */
+	size_t text_len, text_cap, text_sent;
+	int n_out; /* tokens produced */
+	int done;
+	const char *finish_reason; /* "stop" or "length" */
+	int http_status;	   /* != 0: failed with this status */
+	char error[256];
+	int refs; /* HTTP thread and core */
+	long long t_arrival_us, t_first_us;
+	int sse_done;
+};
+
+struct router_cfg {
+	const char *http_addr;
+	int http_port;
+	const char *control;
+	const char *model;
+	const char *policy;
+	int max_body;
+	int max_tokens_limit;
+	int local_max_prompt; /* length-aware: prompts up to this prefill on the decode node */
+	const char *model_name;
+	const char *log_level;
+};
+
+struct router {
+	struct router_cfg cfg;
+	enum policy policy;
+	struct duet_model *model; /* vocabulary and geometry only */
+	void *zctx, *ctl;
+	int wake_fd;
+	struct node nodes[ROUTER_MAX_NODES]; /* core thread only */
+	int n_nodes;
+	struct node snap[ROUTER_MAX_NODES]; /* copy for HTTP threads, under mu */
+	int n_snap;
+	char digest[DUET_DIGEST_HEX + 8]; /* the cluster's model, from the first node */
+	pthread_mutex_t mu;		  /* guards pending, reqs, stats */
+	struct rreq **pending;
+	int n_pending, cap_pending;
+	struct rreq **live;
+	int n_live, cap_live;
+	uint64_t next_id;
+	unsigned rr;
+	/* counters, under mu */
+	uint64_t n_ok, n_failed, n_rejected, n_disagg, n_local, tokens_in, tokens_out;
+	uint64_t kv_bytes;
+};
+
+/* core.c */
+int router_core_init(struct router *r, struct duet_err *err);
+int router_submit(struct router *r, struct rreq *q);
+void router_core_turn(struct router *r, int timeout_ms);
+void router_release(struct router *r, struct rreq *q);
+/* Core thread: a decode node is up. */
+int router_can_serve(struct router *r);
+/* Any thread, from the snapshot (takes mu). */
+int router_can_serve_snap(struct router *r);
+
+/* place.c */
+int router_place(struct router *r, struct rreq *q, int *pnode, int *dnode, const char **why);
+
+/* http.c */
+struct MHD_Daemon;
+struct MHD_Daemon *router_http_start(struct router *r, struct duet_err *err);
+
+#endif

@@ -1,0 +1,452 @@
+/* The router over real HTTP (libcurl) in front of real prefill and decode
+ * daemons: completions (text and token-id prompts, both paths, streamed
+ * and not) against duet_generate's text, stop strings, the endpoints, and
+ * a table of bad requests each answered with the right status and a JSON
+ * error while the router goes on serving. */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "forward.h"
+#include "generate.h"
+#include "testutil.h"
+#include "tokenizer.h"
+
+#define PORT 18431
+#define N_NODES 3
+
+static char model_path[4096], bin_dir[PATH_MAX / 2], base_url[64];
+static pid_t pids[N_NODES];
+static struct duet_model *M;
+static struct duet_engine *E;
+static struct duet_kv_pool *KV;
+
+struct buf {
+	char *p;
+	size_t n;
+};
+
+static size_t on_data(char *d, size_t sz, size_t n, void *ctx)
+{
+	struct buf *b = ctx;
+	char *np = realloc(b->p, b->n + sz * n + 1);
+	memcpy(np + b->n, d, sz * n);
+	b->p = np;
+	b->n += sz * n;
+	b->p[b->n] = 0;
+	return sz * n;
+}
+
+/* Returns the HTTP status; body into out (caller frees out->p). */
+static long http(const char *method, const char *path, const char *body, struct buf *out)
+{
+	CURL *c = curl_easy_init();
+	char url[256];
+	snprintf(url, sizeof url, "%s%s", base_url, path);
+	out->p = NULL;
+	out->n = 0;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	long status = 0;
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	if (!out->p)
+		out->p = calloc(1, 1);
+	return status;
+}
+
+static pid_t spawn(const char *binary, const char *name, char **flags)
+{
+	char path[PATH_MAX], log[4200], logname[64];
+	snprintf(path, sizeof path, "%s/%s", bin_dir, binary);
+	snprintf(logname, sizeof logname, "%s.log", name);
+	tu_path(log, logname);
+	char *argv[32] = {path, "--model", model_path};
+	int n = 3;
+	for (int i = 0; flags[i]; i++)
+		argv[n++] = flags[i];
+	argv[n] = NULL;
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (!freopen(log, "a", stderr))
+			_exit(126);
+		execv(path, argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+struct collect {
+	char text[65536];
+	size_t n;
+};
+
+static int on_token(void *ctx, int token, const char *text, size_t n)
+{
+	(void)token;
+	struct collect *c = ctx;
+	memcpy(c->text + c->n, text, n);
+	c->n += n;
+	c->text[c->n] = 0;
+	return 0;
+}
+
+static void reference(const int *prompt, int n, int max_tokens, struct collect *out)
+{
+	struct duet_gen_params gp = {.sampling = {0, 0, 1, 0}, .max_tokens = max_tokens};
+	struct duet_gen_stats st;
+	struct duet_err err;
+	out->n = 0;
+	out->text[0] = 0;
+	if (duet_generate(E, KV, M, prompt, n, &gp, on_token, out, &st, &err))
+		fail_msg("reference: %s", err.msg);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	char exe[PATH_MAX];
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (k <= 0)
+		return -1;
+	exe[k] = 0;
+	snprintf(bin_dir, sizeof bin_dir, "%s", dirname(dirname(exe)));
+	snprintf(base_url, sizeof base_url, "http://127.0.0.1:%d", PORT);
+	tu_make_model(model_path, "tiny", DUET_F32, "gguf", -1, 21);
+	M = tu_open(model_path);
+	struct duet_kv_geom g = duet_kv_geom_for(M, 0);
+	struct duet_err err;
+	struct duet_engine_opts eo = {.n_threads = 1};
+	if (duet_kv_pool_create(&KV, &g, duet_kv_blocks_for(&g, M->cfg.ctx_len), &err) ||
+	    duet_engine_create(&E, M, KV, &eo, &err))
+		return -1;
+	char ctl[300], kv[300], port[16];
+	snprintf(ctl, sizeof ctl, "ipc://%s/router.ipc", tu_tmpdir());
+	snprintf(kv, sizeof kv, "ipc://%s/decode.ipc", tu_tmpdir());
+	snprintf(port, sizeof port, "%d", PORT);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	pids[0] = spawn("duet-router", "router",
+			(char *[]){"--http-port", port, "--control", ctl, "--max-body", "65536",
+				   "--max-tokens", "256", NULL});
+	pids[1] = spawn("duet-decode", "decode",
+			(char *[]){"--router", ctl, "--kv-endpoint", kv, "--kv-mb", "16",
+				   "--report-ms", "50", NULL});
+	pids[2] = spawn("duet-prefill", "prefill",
+			(char *[]){"--router", ctl, "--report-ms", "50", "--kv-dtype", "f32", NULL});
+	/* Ready when /health says a decode node is up and both nodes show. */
+	for (int i = 0; i < 300; i++) {
+		struct buf b;
+		long st = http("GET", "/health", NULL, &b);
+		free(b.p);
+		http("GET", "/metrics", NULL, &b);
+		int both = strstr(b.p, "role=\"prefill\"} 1") && strstr(b.p, "role=\"decode\"} 1");
+		free(b.p);
+		if (st == 200 && both)
+			return 0;
+		usleep(100000);
+	}
+	fprintf(stderr, "the cluster did not come up; logs in %s\n", tu_tmpdir());
+	return -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	for (int i = N_NODES - 1; i >= 0; i--)
+		if (pids[i] > 0) {
+			kill(pids[i], SIGTERM);
+			waitpid(pids[i], NULL, 0);
+		}
+	curl_global_cleanup();
+	duet_engine_destroy(E);
+	duet_kv_pool_destroy(KV);
+	duet_model_close(M);
+	return 0;
+}
+
+static void random_prompt(int *t, int n, uint64_t seed)
+{
+	for (int i = 0; i < n; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		t[i] = 3 + (int)((seed >> 33) % 31000);
+	}
+}
+
+static char *ids_body(const int *t, int n, int max_tokens, const char *extra)
+{
+	json_t *arr = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(arr, json_integer(t[i]));
+	json_t *j = json_pack("{s:o,s:i,s:f}", "prompt", arr, "max_tokens", max_tokens,
+			      "temperature", 0.0);
+	if (extra) {
+		json_t *x = json_loads(extra, 0, NULL);
+		json_object_update(j, x);
+		json_decref(x);
+	}
+	char *s = json_dumps(j, 0);
+	json_decref(j);
+	return s;
+}
+
+static json_t *ok_json(const char *body)
+{
+	struct buf b;
+	long st = http("POST", "/v1/completions", body, &b);
+	if (st != 200)
+		fail_msg("status %ld: %s", st, b.p);
+	json_t *j = json_loads(b.p, 0, NULL);
+	free(b.p);
+	assert_non_null(j);
+	return j;
+}
+
+static void test_completion_paths(void **state)
+{
+	(void)state;
+	/* 20 tokens go local (under local-max-prompt), 200 disaggregated. */
+	const int lens[] = {1, 20, 200, 400};
+	for (int i = 0; i < 4; i++) {
+		static int t[512];
+		random_prompt(t, lens[i], 50 + (uint64_t)i);
+		char *body = ids_body(t, lens[i], 24, NULL);
+		json_t *j = ok_json(body);
+		free(body);
+		struct collect ref;
+		reference(t, lens[i], 24, &ref);
+		const char *text = json_string_value(json_object_get(
+			json_array_get(json_object_get(j, "choices"), 0), "text"));
+		assert_non_null(text);
+		if (strcmp(text, ref.text) != 0)
+			fail_msg("prompt of %d: got '%s', generate gives '%s'", lens[i], text, ref.text);
+		json_t *u = json_object_get(j, "usage");
+		assert_int_equal(json_integer_value(json_object_get(u, "prompt_tokens")), lens[i]);
+		json_decref(j);
+	}
+	struct buf b;
+	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
+	assert_non_null(strstr(b.p, "duet_placements_total{path=\"disaggregated\"} 2"));
+	assert_non_null(strstr(b.p, "duet_placements_total{path=\"local\"} 2"));
+	free(b.p);
+}
+
+static void test_text_prompt_and_stream(void **state)
+{
+	(void)state;
+	const char *prompt = "Once upon a time, in a land far away";
+	size_t cap = duet_tokenize_max(strlen(prompt)), n;
+	int *t = malloc(sizeof(int) * cap);
+	struct duet_err err;
+	assert_int_equal(duet_tokenize(&M->vocab, prompt, strlen(prompt), 1, t, cap, &n, &err), 0);
+	struct collect ref;
+	reference(t, (int)n, 30, &ref);
+	free(t);
+	struct buf b;
+	char body[256];
+	snprintf(body, sizeof body,
+		 "{\"prompt\":\"%s\",\"max_tokens\":30,\"temperature\":0,\"stream\":true}", prompt);
+	assert_int_equal(http("POST", "/v1/completions", body, &b), 200);
+	/* Concatenate every chunk's text; the last data line is [DONE]. */
+	char got[65536] = "";
+	int chunks = 0, saw_done = 0;
+	const char *finish = NULL;
+	for (char *line = strtok(b.p, "\n"); line; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "data: ", 6) != 0)
+			continue;
+		if (strcmp(line + 6, "[DONE]") == 0) {
+			saw_done = 1;
+			continue;
+		}
+		json_t *j = json_loads(line + 6, 0, NULL);
+		assert_non_null(j);
+		json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+		strcat(got, json_string_value(json_object_get(c, "text")));
+		if (json_is_string(json_object_get(c, "finish_reason")))
+			finish = strdup(json_string_value(json_object_get(c, "finish_reason")));
+		chunks++;
+		json_decref(j);
+	}
+	free(b.p);
+	assert_true(saw_done);
+	assert_true(chunks >= 2);
+	assert_string_equal(got, ref.text);
+	assert_non_null(finish);
+	assert_string_equal(finish, "length");
+	free((char *)finish);
+}
+
+static void test_stop_string(void **state)
+{
+	(void)state;
+	static int t[100];
+	random_prompt(t, 100, 77);
+	struct collect ref;
+	reference(t, 100, 40, &ref);
+	if (ref.n < 12)
+		skip();
+	/* Stop at a piece from the middle of the reference text. */
+	char stop[5];
+	memcpy(stop, ref.text + ref.n / 2, 4);
+	stop[4] = 0;
+	char extra[128];
+	json_t *s = json_string(stop);
+	char *sj = json_dumps(s, JSON_ENCODE_ANY);
+	snprintf(extra, sizeof extra, "{\"stop\":[%s]}", sj);
+	free(sj);
+	json_decref(s);
+	char *body = ids_body(t, 100, 40, extra);
+	json_t *j = ok_json(body);
+	free(body);
+	json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+	const char *text = json_string_value(json_object_get(c, "text"));
+	const char *cut = strstr(ref.text, stop);
+	assert_int_equal(strlen(text), (size_t)(cut - ref.text));
+	assert_memory_equal(text, ref.text, strlen(text));
+	assert_string_equal(json_string_value(json_object_get(c, "finish_reason")), "stop");
+	json_decref(j);
+}
+
+static void test_endpoints(void **state)
+{
+	(void)state;
+	struct buf b;
+	assert_int_equal(http("GET", "/health", NULL, &b), 200);
+	free(b.p);
+	assert_int_equal(http("GET", "/v1/models", NULL, &b), 200);
+	json_t *j = json_loads(b.p, 0, NULL);
+	free(b.p);
+	assert_string_equal(json_string_value(json_object_get(j, "object")), "list");
+	assert_non_null(json_object_get(json_array_get(json_object_get(j, "data"), 0), "id"));
+	json_decref(j);
+	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
+	assert_non_null(strstr(b.p, "duet_requests_total{outcome=\"ok\"}"));
+	assert_non_null(strstr(b.p, "duet_node_up{node=\"decode-0\",role=\"decode\"} 1"));
+	free(b.p);
+}
+
+static void test_bad_requests(void **state)
+{
+	(void)state;
+	char big[70000];
+	memset(big, 'a', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	char huge_body[70100];
+	snprintf(huge_body, sizeof huge_body, "{\"prompt\":\"%s\"}", big);
+	char long_prompt[8000] = "{\"prompt\":[";
+	for (int i = 0; i < 600; i++)
+		strcat(long_prompt, i ? ",5" : "5");
+	strcat(long_prompt, "]}");
+	const struct {
+		const char *method, *path, *body;
+		long status;
+		const char *says;
+	} cases[] = {
+		{"POST", "/v1/completions", "{not json", 400, "not valid JSON"},
+		{"POST", "/v1/completions", "", 400, "not valid JSON"},
+		{"POST", "/v1/completions", "[1,2]", 400, "JSON object"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"bogus\":1}", 400, "unknown field"},
+		{"POST", "/v1/completions", "{\"max_tokens\":5}", 400, "prompt must be"},
+		{"POST", "/v1/completions", "{\"prompt\":5}", 400, "prompt must be"},
+		{"POST", "/v1/completions", "{\"prompt\":\"\"}", 400, "prompt must be"},
+		{"POST", "/v1/completions", "{\"prompt\":[]}", 400, "prompt must have"},
+		{"POST", "/v1/completions", "{\"prompt\":[1,99999999]}", 400, "token id"},
+		{"POST", "/v1/completions", "{\"prompt\":[1,-4]}", 400, "token id"},
+		{"POST", "/v1/completions", "{\"prompt\":[1,\"a\"]}", 400, "token id"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":-1}", 400, "max_tokens"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":0}", 400, "max_tokens"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":100000}", 400, "max_tokens"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":\"9\"}", 400, "max_tokens"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"temperature\":-1}", 400, "temperature"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"top_p\":0}", 400, "top_p"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stream\":\"yes\"}", 400, "stream"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", 400, "stop"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stop\":[3]}", 400, "stop"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"n\":2}", 400, "n must be 1"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"prompt\":\"x\"}", 400, "JSON"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":256,\"seed\":-3}", 400, "seed"},
+		{"POST", "/v1/completions", long_prompt, 400, "token ids"},
+		{"POST", "/v1/completions", "{\"prompt\":[5,5,5],\"max_tokens\":256,\"x\":1}", 400, "unknown"},
+		{"POST", "/v1/completions", huge_body, 413, "max-body"},
+		{"GET", "/v1/completions", NULL, 405, "POST"},
+		{"DELETE", "/health", NULL, 405, "not allowed"},
+		{"GET", "/v2/nothing", NULL, 404, "no such"},
+		{"POST", "/health", "{}", 405, "POST"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct buf b;
+		long st = http(cases[i].method, cases[i].path, cases[i].body, &b);
+		if (st != cases[i].status)
+			fail_msg("case %zu: status %ld, want %ld: %s", i, st, cases[i].status, b.p);
+		json_t *j = json_loads(b.p, 0, NULL);
+		const char *msg = json_string_value(
+			json_object_get(json_object_get(j, "error"), "message"));
+		if (!msg || !strstr(msg, cases[i].says))
+			fail_msg("case %zu: error '%s' lacks '%s'", i, msg ? msg : b.p, cases[i].says);
+		json_decref(j);
+		free(b.p);
+	}
+	/* Context: 500 prompt tokens + 100 exceed the 512 of the tiny shape. */
+	static int t[500];
+	random_prompt(t, 500, 9);
+	char *body = ids_body(t, 500, 100, NULL);
+	struct buf b;
+	assert_int_equal(http("POST", "/v1/completions", body, &b), 400);
+	assert_non_null(strstr(b.p, "context"));
+	free(b.p);
+	free(body);
+	/* Still serving. */
+	json_t *j = ok_json("{\"prompt\":\"Hello\",\"max_tokens\":4}");
+	json_decref(j);
+}
+
+/* SIGTERM: every process exits 0 with no sanitizer report in its log. */
+static void test_clean_exit(void **state)
+{
+	(void)state;
+	const char *names[N_NODES] = {"router", "decode", "prefill"};
+	for (int i = N_NODES - 1; i >= 0; i--) {
+		kill(pids[i], SIGTERM);
+		int st;
+		assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+		pids[i] = 0;
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			fail_msg("%s: exit status %d", names[i], st);
+		char log[4200], name[64];
+		snprintf(name, sizeof name, "%s.log", names[i]);
+		size_t n;
+		char *text = tu_read_file(tu_path(log, name), &n);
+		text = realloc(text, n + 1);
+		text[n] = 0;
+		if (strstr(text, "Sanitizer") || strstr(text, "runtime error"))
+			fail_msg("%s logged a sanitizer report:\n%s", names[i], text);
+		free(text);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_endpoints),
+		cmocka_unit_test(test_completion_paths),
+		cmocka_unit_test(test_text_prompt_and_stream),
+		cmocka_unit_test(test_stop_string),
+		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_clean_exit),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
