@@ -5,6 +5,7 @@
 #   make test            run every test, normal build then ASan+UBSan build
 #   make test SANITIZE=0 only the normal build; SANITIZE=1 only the sanitizer build
 #   make bench           `duet bench` on the benchmark models (see BENCHMARKS.md)
+#   make up              start a local cluster (router + nodes) until Ctrl-C
 #   make demo            write a small random model and stream a completion
 
 SANITIZE ?=
@@ -73,7 +74,7 @@ $(LIB): $(COMMON_OBJ)
 	ar rcs $@ $^
 
 $(DUET): $(TOOLS_OBJ) $(LIB)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(TOOLS_OBJ) $(LIB) $(LDLIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(TOOLS_OBJ) $(LIB) -lcurl $(LDLIBS) -o $@
 
 $(BUILD)/duet-prefill: $(PREFILL_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(PREFILL_OBJ) $(LIB) $(LDLIBS) -o $@
@@ -146,6 +147,14 @@ $(DEMO_MODEL): | $(DUET)
 	@mkdir -p $(dir $@)
 	$(DUET) mkmodel --shape stories15m --vocab $(SHARED_MODELS)/ggml-vocab-llama-spm.gguf -o $@
 
-.PHONY: demo
+.PHONY: demo up
+# A local cluster (router, one prefill and one decode node) serving until
+# Ctrl-C: installs missing Debian packages first when run as root, builds,
+# then `duet up $(UP_ARGS)` (see README for the curl line).
+up:
+	@dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1 || $(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory all
+	$(DUET) up $(UP_ARGS)
+
 demo: $(DUET) $(DEMO_MODEL)
 	$(DUET) generate -m $(DEMO_MODEL) -p "Once upon a time" -n 48 --temp 0

@@ -38,6 +38,20 @@ int router_can_serve(struct router *r)
 	return d > 0;
 }
 
+const double ROUTER_HIST_BOUNDS[ROUTER_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+							1,     2.5,  5,     10,   30,  60,  1e300};
+
+void hist_add(struct hist *h, double s)
+{
+	for (int i = 0; i < ROUTER_HIST_BUCKETS; i++)
+		if (s <= ROUTER_HIST_BOUNDS[i]) {
+			h->le[i]++;
+			break;
+		}
+	h->count++;
+	h->sum += s;
+}
+
 int router_can_serve_snap(struct router *r)
 {
 	pthread_mutex_lock(&r->mu);
@@ -167,10 +181,12 @@ static void end(struct router *r, struct rreq *q, const char *reason, int status
 	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mu);
 	pthread_mutex_lock(&r->mu);
-	if (status)
+	if (status) {
 		r->n_failed++;
-	else
+	} else {
 		r->n_ok++;
+		hist_add(&r->e2e, (double)(duet_now_us() - q->t_arrival_us) * 1e-6);
+	}
 	r->tokens_out += (uint64_t)q->n_out;
 	list_del(r->live, &r->n_live, q);
 	int last = --q->refs == 0;
@@ -198,9 +214,17 @@ static void emit_ready(struct router *r, struct rreq *q)
 	const int eos = r->model->vocab.eos;
 	while (q->n_emitted < q->tok_cap && q->have[q->n_emitted] && q->state != RQ_DONE) {
 		int t = q->tok[q->n_emitted++];
+		long long now = duet_now_us();
+		pthread_mutex_lock(&r->mu);
+		if (q->n_out == 0)
+			hist_add(&r->ttft, (double)(now - q->t_arrival_us) * 1e-6);
+		else
+			hist_add(&r->tbt, (double)(now - q->t_last_us) * 1e-6);
+		pthread_mutex_unlock(&r->mu);
 		pthread_mutex_lock(&q->mu);
 		if (q->n_out == 0)
-			q->t_first_us = duet_now_us();
+			q->t_first_us = now;
+		q->t_last_us = now;
 		q->n_out++;
 		int is_eos = t == eos && !q->ignore_eos;
 		if (!is_eos) {
@@ -608,4 +632,19 @@ int router_core_init(struct router *r, struct duet_err *err)
 	if (r->wake_fd < 0)
 		return duet_errnof(err, "eventfd");
 	return 0;
+}
+
+void router_shutdown(struct router *r)
+{
+	/* Move what was never placed to the live list, then end everything:
+	 * the HTTP threads waiting on these requests return at once. */
+	router_core_turn(r, 0);
+	for (int k = r->n_live - 1; k >= 0; k--) {
+		struct rreq *q = r->live[k];
+		cancel_on_nodes(r, q);
+		end(r, q, NULL, 503, "the router is stopping");
+	}
+	free(r->live);
+	r->live = NULL;
+	r->n_live = r->cap_live = 0;
 }

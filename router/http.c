@@ -419,6 +419,67 @@ static enum MHD_Result health(struct router *r, struct MHD_Connection *c)
 			 json_pack("{s:s}", "status", ok ? "ok" : "no decode node is up"));
 }
 
+static void print_hist(FILE *f, const char *name, const char *help, const struct hist *h)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	uint64_t cum = 0;
+	for (int i = 0; i < ROUTER_HIST_BUCKETS - 1; i++) {
+		cum += h->le[i];
+		fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, ROUTER_HIST_BOUNDS[i],
+			(unsigned long long)cum);
+	}
+	fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+		(unsigned long long)h->count, name, h->sum, name, (unsigned long long)h->count);
+}
+
+static enum MHD_Result cluster(struct router *r, struct MHD_Connection *c)
+{
+	static const char *const policies[] = {"length-aware", "round-robin", "least-loaded",
+					       "colocated"};
+	json_t *nodes = json_array();
+	pthread_mutex_lock(&r->mu);
+	for (int i = 0; i < r->n_snap; i++) {
+		const struct node *n = &r->snap[i];
+		json_array_append_new(
+			nodes,
+			json_pack("{s:s,s:s,s:b,s:b,s:s,s:i,s:i,s:I,s:f,s:i,s:i,s:i,s:f,s:I}", "name",
+				  n->name, "role", n->role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode",
+				  "alive", n->alive, "draining", n->draining, "kv_endpoint", n->kv_endpoint,
+				  "kv_blocks_free", n->kv_free, "kv_blocks_total", n->kv_total,
+				  "queued_prompt_tokens", (json_int_t)n->queued_tokens,
+				  "prefill_tokens_per_s", n->prefill_tps, "running", n->running,
+				  "waiting_kv", n->waiting_kv, "local_prefill", n->local_prefill, "step_ms",
+				  n->step_ms, "bad_messages", (json_int_t)n->bad_messages));
+	}
+	json_t *j = json_pack("{s:s,s:s,s:o,s:{s:I,s:I}}", "model", r->cfg.model_name, "policy",
+			      policies[r->policy], "nodes", nodes, "decisions", "disaggregated",
+			      (json_int_t)r->n_disagg, "local", (json_int_t)r->n_local);
+	pthread_mutex_unlock(&r->mu);
+	return send_json(c, 200, j);
+}
+
+/* Bearer keys, compared without an early exit so the time taken does not
+ * tell how much of a guess was right. */
+static int authorized(const struct router *r, struct MHD_Connection *c)
+{
+	if (!r->n_keys)
+		return 1;
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	if (!h || strncmp(h, "Bearer ", 7) != 0)
+		return 0;
+	const char *key = h + 7;
+	size_t kl = strlen(key);
+	int ok = 0;
+	for (int i = 0; i < r->n_keys; i++) {
+		size_t n = strlen(r->keys[i]);
+		unsigned char diff = (unsigned char)(n != kl);
+		for (size_t j = 0; j < n; j++)
+			diff |= (unsigned char)(r->keys[i][j] ^ (j < kl ? key[j] : 0));
+		ok |= diff == 0;
+	}
+	return ok;
+}
+
 static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
 {
 	char *buf = NULL;
@@ -442,6 +503,9 @@ static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
 	fprintf(f, "# TYPE duet_kv_bytes_total counter\nduet_kv_bytes_total %llu\n",
 		(unsigned long long)r->kv_bytes);
 	fprintf(f, "# TYPE duet_queue_depth gauge\nduet_queue_depth %d\n", r->n_pending);
+	print_hist(f, "duet_ttft_seconds", "time to first token", &r->ttft);
+	print_hist(f, "duet_tbt_seconds", "time between tokens", &r->tbt);
+	print_hist(f, "duet_e2e_seconds", "end-to-end latency of completed requests", &r->e2e);
 	fprintf(f, "# TYPE duet_node_up gauge\n");
 	for (int i = 0; i < r->n_snap; i++) {
 		const struct node *n = &r->snap[i];
@@ -491,6 +555,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	if (strcmp(url, "/health") != 0 && !authorized(r, c))
+		return send_error(c, 401, "missing or wrong API key (Authorization: Bearer KEY)");
 	if (strcmp(url, "/v1/completions") == 0) {
 		if (!post)
 			return send_error(c, 405, "use POST for /v1/completions");
@@ -513,6 +579,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return health(r, c);
 	if (strcmp(url, "/metrics") == 0)
 		return metrics(r, c);
+	if (strcmp(url, "/v1/cluster") == 0)
+		return cluster(r, c);
 	return send_error(c, 404, "no such endpoint");
 }
 

@@ -49,7 +49,8 @@ int main(int argc, char **argv)
 				    .max_tokens_limit = 4096,
 				    .local_max_prompt = 64,
 				    .model_name = "",
-				    .log_level = "info"};
+				    .log_level = "info",
+				    .api_keys = ""};
 	struct duet_opt opts[] = {
 		{"http-addr", DUET_OPT_STR, &r.cfg.http_addr, 0, 0, "ADDR", "IPv4 address to serve HTTP on"},
 		{"http-port", DUET_OPT_INT, &r.cfg.http_port, 1, 65535, "PORT", "HTTP port"},
@@ -67,6 +68,8 @@ int main(int argc, char **argv)
 		{"max-tokens", DUET_OPT_INT, &r.cfg.max_tokens_limit, 1, 1 << 20, "N",
 		 "largest max_tokens a request may ask for"},
 		{"log-level", DUET_OPT_STR, &r.cfg.log_level, 0, 0, "LEVEL", "error, warning, info or debug"},
+		{"api-keys", DUET_OPT_STR, &r.cfg.api_keys, 0, 0, "KEY,KEY",
+		 "bearer keys clients must send (Authorization: Bearer KEY); empty: none"},
 	};
 	int n_opts = (int)(sizeof opts / sizeof opts[0]);
 	struct duet_settings cfg;
@@ -88,6 +91,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	duet_log_init("router", lvl);
+	for (const char *p = r.cfg.api_keys; *p && r.n_keys < ROUTER_MAX_KEYS;) {
+		size_t n = strcspn(p, ",");
+		if (n)
+			r.keys[r.n_keys++] = strndup(p, n);
+		p += n + (p[n] == ',');
+	}
 	duet_notify_init();
 	int status = 1;
 	struct MHD_Daemon *http = NULL;
@@ -126,6 +135,7 @@ int main(int argc, char **argv)
 	}
 	duet_notify_stopping();
 	duet_log(DUET_LOG_INFO, 0, "stopping");
+	router_shutdown(&r);
 	status = 0;
 out:
 	if (http)
@@ -135,6 +145,8 @@ out:
 	if (r.zctx)
 		zmq_ctx_term(r.zctx);
 	duet_model_close(r.model);
+	for (int i = 0; i < r.n_keys; i++)
+		free(r.keys[i]);
 	duet_config_free(&cfg);
 	return status;
 }

@@ -22,6 +22,18 @@
 #define ROUTER_MAX_STOPS 4
 #define ROUTER_MISSED_REPORTS 3
 
+#define ROUTER_HIST_BUCKETS 14
+#define ROUTER_MAX_KEYS 32
+
+/* A Prometheus histogram of seconds. */
+struct hist {
+	uint64_t le[ROUTER_HIST_BUCKETS]; /* cumulative counts come at print time */
+	uint64_t count;
+	double sum;
+};
+extern const double ROUTER_HIST_BOUNDS[ROUTER_HIST_BUCKETS];
+void hist_add(struct hist *h, double seconds);
+
 enum policy { POLICY_LENGTH_AWARE, POLICY_ROUND_ROBIN, POLICY_LEAST_LOADED, POLICY_COLOCATED };
 
 struct node {
@@ -77,7 +89,7 @@ struct rreq {
 	int http_status;	   /* != 0: failed with this status */
 	char error[256];
 	int refs; /* HTTP thread and core */
-	long long t_arrival_us, t_first_us;
+	long long t_arrival_us, t_first_us, t_last_us;
 	int sse_done;
 };
 
@@ -92,6 +104,7 @@ struct router_cfg {
 	int local_max_prompt; /* length-aware: prompts up to this prefill on the decode node */
 	const char *model_name;
 	const char *log_level;
+	const char *api_keys; /* comma-separated; empty = no authentication */
 };
 
 struct router {
@@ -115,6 +128,9 @@ struct router {
 	/* counters, under mu */
 	uint64_t n_ok, n_failed, n_rejected, n_disagg, n_local, tokens_in, tokens_out;
 	uint64_t kv_bytes;
+	struct hist ttft, tbt, e2e;
+	char *keys[ROUTER_MAX_KEYS];
+	int n_keys;
 };
 
 /* core.c */
@@ -122,6 +138,8 @@ int router_core_init(struct router *r, struct duet_err *err);
 int router_submit(struct router *r, struct rreq *q);
 void router_core_turn(struct router *r, int timeout_ms);
 void router_release(struct router *r, struct rreq *q);
+/* Ends every request (503) so no HTTP thread waits on the core any more. */
+void router_shutdown(struct router *r);
 /* Core thread: a decode node is up. */
 int router_can_serve(struct router *r);
 /* Any thread, from the snapshot (takes mu). */

@@ -94,6 +94,33 @@ for d in duet-prefill duet-decode; do
 	printf 'name = x\nthreads = 2\nnot a setting\n' >"$TMP/$d.conf"
 	check "$d: bad config line" fails_with_one_line "$BUILD/$d --config $TMP/$d.conf" "$TMP/$d.conf:3"
 done
+# duet up: a whole cluster, one completion over plain HTTP (bash's
+# /dev/tcp, so no HTTP client is needed), then Ctrl-C stops everything.
+up_cluster() {
+	local port=18517 out="$TMP/up.out"
+	"$DUET" up --model "$TMP/tiny.gguf" --port $port --dir "$TMP/up" >"$out" 2>"$TMP/up.err" &
+	local pid=$!
+	for _ in $(seq 1 300); do
+		grep -q '^duet up: serving' "$out" && break
+		sleep 0.1
+	done
+	grep -q '^duet up: serving' "$out" || { cat "$TMP/up.err"; kill $pid; return 1; }
+	local body='{"prompt":"Hello","max_tokens":5,"temperature":0}'
+	exec 3<>/dev/tcp/127.0.0.1/$port
+	printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+		${#body} "$body" >&3
+	local resp
+	resp=$(timeout 30 cat <&3)
+	exec 3<&-
+	kill -INT $pid
+	wait $pid || { echo "duet up exited with $?"; return 1; }
+	grep -q '"completion_tokens":5' <<<"$resp" || { echo "$resp"; return 1; }
+	! pgrep -f "$TMP/up/" >/dev/null || { echo "daemons left running"; return 1; }
+}
+check "up: serves a completion and stops on Ctrl-C" up_cluster
+check "up --help" bash -c "'$DUET' up --help | grep -q -- '--prefill'"
+check "up: missing model" fails_with_one_line "$DUET up --model $TMP/none.gguf" "$TMP/none.gguf"
+
 check "duet-prefill: bad kv-dtype" fails_with_one_line "$BUILD/duet-prefill --kv-dtype q4 --model x" "q4"
 
 [ "$failures" -eq 0 ]

@@ -44,8 +44,12 @@ static size_t on_data(char *d, size_t sz, size_t n, void *ctx)
 	return sz * n;
 }
 
-/* Returns the HTTP status; body into out (caller frees out->p). */
-static long http(const char *method, const char *path, const char *body, struct buf *out)
+#define API_KEY "sk-duet-test-2"
+
+/* Returns the HTTP status; body into out (caller frees out->p). key NULL
+ * sends no Authorization header. */
+static long http_key(const char *method, const char *path, const char *body, const char *key,
+		     struct buf *out)
 {
 	CURL *c = curl_easy_init();
 	char url[256];
@@ -57,6 +61,13 @@ static long http(const char *method, const char *path, const char *body, struct 
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	struct curl_slist *hdr = NULL;
+	char auth[128];
+	if (key) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+		hdr = curl_slist_append(hdr, auth);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+	}
 	if (body) {
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
@@ -65,9 +76,15 @@ static long http(const char *method, const char *path, const char *body, struct 
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(c);
+	curl_slist_free_all(hdr);
 	if (!out->p)
 		out->p = calloc(1, 1);
 	return status;
+}
+
+static long http(const char *method, const char *path, const char *body, struct buf *out)
+{
+	return http_key(method, path, body, API_KEY, out);
 }
 
 static pid_t spawn(const char *binary, const char *name, char **flags)
@@ -142,7 +159,7 @@ static int setup(void **state)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	pids[0] = spawn("duet-router", "router",
 			(char *[]){"--http-port", port, "--control", ctl, "--max-body", "65536",
-				   "--max-tokens", "256", NULL});
+				   "--max-tokens", "256", "--api-keys", "sk-duet-test-1," API_KEY, NULL});
 	pids[1] = spawn("duet-decode", "decode",
 			(char *[]){"--router", ctl, "--kv-endpoint", kv, "--kv-mb", "16",
 				   "--report-ms", "50", NULL});
@@ -336,6 +353,39 @@ static void test_endpoints(void **state)
 	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
 	assert_non_null(strstr(b.p, "duet_requests_total{outcome=\"ok\"}"));
 	assert_non_null(strstr(b.p, "duet_node_up{node=\"decode-0\",role=\"decode\"} 1"));
+	assert_non_null(strstr(b.p, "# TYPE duet_ttft_seconds histogram"));
+	free(b.p);
+	assert_int_equal(http("GET", "/v1/cluster", NULL, &b), 200);
+	j = json_loads(b.p, 0, NULL);
+	free(b.p);
+	assert_int_equal(json_array_size(json_object_get(j, "nodes")), 2);
+	assert_string_equal(json_string_value(json_object_get(j, "policy")), "length-aware");
+	json_decref(j);
+	/* /health needs no key; everything else does. */
+	assert_int_equal(http_key("GET", "/health", NULL, NULL, &b), 200);
+	free(b.p);
+}
+
+/* Counts agree: every completed request is in the e2e histogram, every
+ * first token in the TTFT one. */
+static long metric(const char *text, const char *name)
+{
+	const char *p = strstr(text, name);
+	return p ? atol(p + strlen(name)) : -1;
+}
+
+static void test_metrics_agree(void **state)
+{
+	(void)state;
+	struct buf b;
+	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
+	long ok = metric(b.p, "duet_requests_total{outcome=\"ok\"} ");
+	assert_true(ok >= 5);
+	assert_int_equal(metric(b.p, "duet_e2e_seconds_count "), ok);
+	assert_int_equal(metric(b.p, "duet_ttft_seconds_count "), ok);
+	assert_int_equal(metric(b.p, "duet_placements_total{path=\"disaggregated\"} ") +
+				 metric(b.p, "duet_placements_total{path=\"local\"} "),
+			 ok);
 	free(b.p);
 }
 
@@ -355,41 +405,47 @@ static void test_bad_requests(void **state)
 		const char *method, *path, *body;
 		long status;
 		const char *says;
+		const char *key; /* NULL: the good key */
 	} cases[] = {
-		{"POST", "/v1/completions", "{not json", 400, "not valid JSON"},
-		{"POST", "/v1/completions", "", 400, "not valid JSON"},
-		{"POST", "/v1/completions", "[1,2]", 400, "JSON object"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"bogus\":1}", 400, "unknown field"},
-		{"POST", "/v1/completions", "{\"max_tokens\":5}", 400, "prompt must be"},
-		{"POST", "/v1/completions", "{\"prompt\":5}", 400, "prompt must be"},
-		{"POST", "/v1/completions", "{\"prompt\":\"\"}", 400, "prompt must be"},
-		{"POST", "/v1/completions", "{\"prompt\":[]}", 400, "prompt must have"},
-		{"POST", "/v1/completions", "{\"prompt\":[1,99999999]}", 400, "token id"},
-		{"POST", "/v1/completions", "{\"prompt\":[1,-4]}", 400, "token id"},
-		{"POST", "/v1/completions", "{\"prompt\":[1,\"a\"]}", 400, "token id"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":-1}", 400, "max_tokens"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":0}", 400, "max_tokens"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":100000}", 400, "max_tokens"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":\"9\"}", 400, "max_tokens"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"temperature\":-1}", 400, "temperature"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"top_p\":0}", 400, "top_p"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stream\":\"yes\"}", 400, "stream"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", 400, "stop"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stop\":[3]}", 400, "stop"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"n\":2}", 400, "n must be 1"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"prompt\":\"x\"}", 400, "JSON"},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":256,\"seed\":-3}", 400, "seed"},
-		{"POST", "/v1/completions", long_prompt, 400, "token ids"},
-		{"POST", "/v1/completions", "{\"prompt\":[5,5,5],\"max_tokens\":256,\"x\":1}", 400, "unknown"},
-		{"POST", "/v1/completions", huge_body, 413, "max-body"},
-		{"GET", "/v1/completions", NULL, 405, "POST"},
-		{"DELETE", "/health", NULL, 405, "not allowed"},
-		{"GET", "/v2/nothing", NULL, 404, "no such"},
-		{"POST", "/health", "{}", 405, "POST"},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\"}", 401, "API key", ""},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\"}", 401, "API key", "sk-duet-test-3"},
+		{"GET", "/v1/models", NULL, 401, "API key", "sk-duet-test"},
+		{"GET", "/metrics", NULL, 401, "API key", "sk-duet-test-22"},
+		{"POST", "/v1/completions", "{not json", 400, "not valid JSON", NULL},
+		{"POST", "/v1/completions", "", 400, "not valid JSON", NULL},
+		{"POST", "/v1/completions", "[1,2]", 400, "JSON object", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"bogus\":1}", 400, "unknown field", NULL},
+		{"POST", "/v1/completions", "{\"max_tokens\":5}", 400, "prompt must be", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":5}", 400, "prompt must be", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"\"}", 400, "prompt must be", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":[]}", 400, "prompt must have", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":[1,99999999]}", 400, "token id", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":[1,-4]}", 400, "token id", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":[1,\"a\"]}", 400, "token id", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":-1}", 400, "max_tokens", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":0}", 400, "max_tokens", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":100000}", 400, "max_tokens", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":\"9\"}", 400, "max_tokens", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"temperature\":-1}", 400, "temperature", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"top_p\":0}", 400, "top_p", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stream\":\"yes\"}", 400, "stream", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", 400, "stop", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stop\":[3]}", 400, "stop", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"n\":2}", 400, "n must be 1", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"prompt\":\"x\"}", 400, "JSON", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":256,\"seed\":-3}", 400, "seed", NULL},
+		{"POST", "/v1/completions", long_prompt, 400, "token ids", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":[5,5,5],\"max_tokens\":256,\"x\":1}", 400, "unknown", NULL},
+		{"POST", "/v1/completions", huge_body, 413, "max-body", NULL},
+		{"GET", "/v1/completions", NULL, 405, "POST", NULL},
+		{"DELETE", "/health", NULL, 405, "not allowed", NULL},
+		{"GET", "/v2/nothing", NULL, 404, "no such", NULL},
+		{"POST", "/health", "{}", 405, "POST", NULL},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct buf b;
-		long st = http(cases[i].method, cases[i].path, cases[i].body, &b);
+		const char *key = !cases[i].key ? API_KEY : *cases[i].key ? cases[i].key : NULL;
+		long st = http_key(cases[i].method, cases[i].path, cases[i].body, key, &b);
 		if (st != cases[i].status)
 			fail_msg("case %zu: status %ld, want %ld: %s", i, st, cases[i].status, b.p);
 		json_t *j = json_loads(b.p, 0, NULL);
@@ -446,6 +502,7 @@ int main(void)
 		cmocka_unit_test(test_text_prompt_and_stream),
 		cmocka_unit_test(test_stop_string),
 		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_metrics_agree),
 		cmocka_unit_test(test_clean_exit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,4 +1,4 @@
-/* duet: the command-line tool (generate, tokenize, bench, mkmodel). */
+/* duet: the command-line tool (generate, tokenize, bench, mkmodel, up). */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +14,7 @@ static const struct {
 	{"tokenize", cmd_tokenize, "print the tokens of text"},
 	{"bench", cmd_bench, "prefill/decode speed against the machine's ceilings"},
 	{"mkmodel", cmd_mkmodel, "write a random-weight model of a real shape"},
+	{"up", cmd_up, "start a local cluster (router, prefill and decode nodes)"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,332 @@
+/* duet up: a whole local cluster from one command, without systemd: the
+ * router and P prefill plus D decode nodes, each pinned to a CPU, until
+ * Ctrl-C. The daemons are the binaries beside this one. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "cpu.h"
+
+#define UP_MAX_NODES 32
+#define UP_READY_TIMEOUT_S 300
+#define UP_DEFAULT_SHAPE "stories110m"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+}
+
+struct child {
+	char name[32];
+	pid_t pid;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: duet up [options]\n\n"
+		"Starts a local cluster: duet-router, P prefill and D decode nodes (the\n"
+		"binaries next to this one), each node pinned to its own CPU where there\n"
+		"are enough, and serves until Ctrl-C, which stops everything cleanly.\n"
+		"Logs go to DIR/NAME.log.\n\n"
+		"  -m, --model FILE    model to serve; default: a stories110m-shaped random model\n"
+		"                      made once with `duet mkmodel` into ~/.cache/duet/ (needs the\n"
+		"                      Llama-2 vocabulary of ../shared/models, DUET_SHARED_MODELS)\n"
+		"  -P, --prefill N     prefill nodes (default 1)\n"
+		"  -D, --decode N      decode nodes (default 1)\n"
+		"      --policy NAME   length-aware (default), round-robin, least-loaded, colocated\n"
+		"      --host ADDR     HTTP address (default 127.0.0.1)\n"
+		"      --port N        HTTP port (default 8080)\n"
+		"  -t, --threads N     threads per node (default 1)\n"
+		"      --kv-mb N       KV pool per node in MB (default 2048)\n"
+		"      --dir DIR       run directory for sockets and logs (default: a new /tmp/duet-up-*)\n"
+		"  -h, --help          this help\n");
+}
+
+/* Where this binary's sibling daemons and the shared vocabulary are. */
+static int exe_dir(char *out, size_t cap)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		return -1;
+	exe[n] = 0;
+	snprintf(out, cap, "%s", dirname(exe));
+	return 0;
+}
+
+static const char *find_vocab(const char *bin, char *buf, size_t cap)
+{
+	const char *env = getenv("DUET_SHARED_MODELS");
+	const char *cands[3] = {env, NULL, "/work/shared/models"};
+	char up[PATH_MAX + 32];
+	snprintf(up, sizeof up, "%s/../../shared/models", bin);
+	cands[1] = up;
+	for (int i = 0; i < 3; i++) {
+		if (!cands[i])
+			continue;
+		snprintf(buf, cap, "%s/ggml-vocab-llama-spm.gguf", cands[i]);
+		if (access(buf, R_OK) == 0)
+			return buf;
+	}
+	return NULL;
+}
+
+static int run_wait(char *const argv[])
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* The default model, made once. */
+static int default_model(const char *bin, char *out, size_t cap)
+{
+	const char *home = getenv("HOME");
+	char dir[PATH_MAX / 2];
+	snprintf(dir, sizeof dir, "%s/.cache/duet", home && *home ? home : "/tmp");
+	snprintf(out, cap, "%s/%s.gguf", dir, UP_DEFAULT_SHAPE);
+	if (access(out, R_OK) == 0)
+		return 0;
+	char vocab[PATH_MAX];
+	if (!find_vocab(bin, vocab, sizeof vocab))
+		return cli_fail("up", "no --model given and no Llama-2 vocabulary found to make one "
+				      "(set DUET_SHARED_MODELS to the directory of "
+				      "ggml-vocab-llama-spm.gguf)");
+	char cmd[PATH_MAX + 64];
+	snprintf(cmd, sizeof cmd, "%s/.cache", home && *home ? home : "/tmp");
+	mkdir(cmd, 0755);
+	if (mkdir(dir, 0755) && errno != EEXIST)
+		return cli_fail("up", "cannot create %s: %s", dir, strerror(errno));
+	char self[PATH_MAX + 16], tmp[PATH_MAX + 16];
+	snprintf(self, sizeof self, "%s/duet", bin);
+	snprintf(tmp, sizeof tmp, "%s.tmp", out);
+	fprintf(stderr, "duet up: making %s (once)\n", out);
+	char *argv[] = {self, "mkmodel", "--shape", UP_DEFAULT_SHAPE, "--vocab", vocab, "-o", tmp, NULL};
+	if (run_wait(argv) || rename(tmp, out))
+		return cli_fail("up", "could not make the default model %s", out);
+	return 0;
+}
+
+static size_t sink(char *d, size_t sz, size_t n, void *ctx)
+{
+	size_t k = sz * n;
+	char **buf = ctx;
+	size_t have = *buf ? strlen(*buf) : 0;
+	char *nb = realloc(*buf, have + k + 1);
+	if (!nb)
+		return 0;
+	memcpy(nb + have, d, k);
+	nb[have + k] = 0;
+	*buf = nb;
+	return k;
+}
+
+/* Nodes up according to the router's /metrics, or -1 if it does not answer. */
+static int nodes_up(const char *base)
+{
+	char url[400];
+	snprintf(url, sizeof url, "%s/metrics", base);
+	CURL *c = curl_easy_init();
+	char *body = NULL;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 2L);
+	int up = -1;
+	if (curl_easy_perform(c) == CURLE_OK && body) {
+		up = 0;
+		for (const char *p = body; (p = strstr(p, "duet_node_up{")); p++) {
+			const char *e = strchr(p, '}');
+			if (e && strncmp(e, "} 1", 3) == 0)
+				up++;
+		}
+	}
+	free(body);
+	curl_easy_cleanup(c);
+	return up;
+}
+
+static pid_t start(const char *dir, const char *name, char *const argv[])
+{
+	char log[PATH_MAX];
+	snprintf(log, sizeof log, "%s/%s.log", dir, name);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (!freopen(log, "a", stderr))
+			_exit(126);
+		signal(SIGINT, SIG_IGN); /* Ctrl-C reaches us; we stop them in order */
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void stop_all(struct child *c, int n)
+{
+	/* All at once: the router ends open streams with an error and cancels
+	 * their work, so the nodes have nothing left to drain. */
+	for (int i = n - 1; i >= 0; i--)
+		if (c[i].pid > 0)
+			kill(c[i].pid, SIGTERM);
+	for (int i = n - 1; i >= 0; i--)
+		if (c[i].pid > 0) {
+			waitpid(c[i].pid, NULL, 0);
+			c[i].pid = 0;
+		}
+}
+
+int cmd_up(int argc, char **argv)
+{
+	const char *model = NULL, *policy = "length-aware", *host = "127.0.0.1", *dir_opt = NULL;
+	long n_prefill = 1, n_decode = 1, port = 8080, threads = 1, kv_mb = 2048;
+	static const struct option opts[] = {
+		{"model", required_argument, 0, 'm'}, {"prefill", required_argument, 0, 'P'},
+		{"decode", required_argument, 0, 'D'}, {"policy", required_argument, 0, 'p'},
+		{"host", required_argument, 0, 'H'},  {"port", required_argument, 0, 'o'},
+		{"threads", required_argument, 0, 't'}, {"kv-mb", required_argument, 0, 'k'},
+		{"dir", required_argument, 0, 'd'},   {"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0}};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "m:P:D:t:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'm': model = optarg; break;
+		case 'P': if (cli_int("--prefill", optarg, 0, 16, &n_prefill)) return 2; break;
+		case 'D': if (cli_int("--decode", optarg, 1, 15, &n_decode)) return 2; break;
+		case 'p': policy = optarg; break;
+		case 'H': host = optarg; break;
+		case 'o': if (cli_int("--port", optarg, 1, 65535, &port)) return 2; break;
+		case 't': if (cli_int("--threads", optarg, 1, 256, &threads)) return 2; break;
+		case 'k': if (cli_int("--kv-mb", optarg, 1, 1 << 22, &kv_mb)) return 2; break;
+		case 'd': dir_opt = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	char bin[PATH_MAX / 2], model_buf[PATH_MAX], dir[PATH_MAX / 2];
+	if (exe_dir(bin, sizeof bin))
+		return cli_fail("up", "cannot find its own binary");
+	if (!model) {
+		if (default_model(bin, model_buf, sizeof model_buf))
+			return 1;
+		model = model_buf;
+	} else if (access(model, R_OK)) {
+		return cli_fail("up", "%s: %s", model, strerror(errno));
+	}
+	if (dir_opt) {
+		snprintf(dir, sizeof dir, "%s", dir_opt);
+		if (mkdir(dir, 0755) && errno != EEXIST)
+			return cli_fail("up", "cannot create %s: %s", dir, strerror(errno));
+	} else {
+		snprintf(dir, sizeof dir, "/tmp/duet-up-XXXXXX");
+		if (!mkdtemp(dir))
+			return cli_fail("up", "cannot create a run directory: %s", strerror(errno));
+	}
+	char path[PATH_MAX + 32], ctl[PATH_MAX + 16], port_s[16], threads_s[16], kv_s[16];
+	snprintf(ctl, sizeof ctl, "ipc://%s/router.ipc", dir);
+	snprintf(port_s, sizeof port_s, "%ld", port);
+	snprintf(threads_s, sizeof threads_s, "%ld", threads);
+	snprintf(kv_s, sizeof kv_s, "%ld", kv_mb);
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	struct child kids[UP_MAX_NODES];
+	int n = 0;
+	snprintf(path, sizeof path, "%s/duet-router", bin);
+	char *rargv[] = {path, "--model", (char *)model, "--control", ctl, "--policy", (char *)policy,
+			 "--http-addr", (char *)host, "--http-port", port_s, NULL};
+	snprintf(kids[n].name, sizeof kids[n].name, "router");
+	kids[n].pid = start(dir, "router", rargv);
+	n++;
+	int ncpu = duet_cpu_count();
+	for (int k = 0; k < n_prefill + n_decode; k++) {
+		int is_prefill = k < n_prefill;
+		char name[32], cpus[32], kv_ep[PATH_MAX + 32], node_path[PATH_MAX + 32];
+		snprintf(name, sizeof name, "%s-%d", is_prefill ? "prefill" : "decode",
+			 is_prefill ? k : k - (int)n_prefill);
+		/* Node k gets CPUs [k*threads, (k+1)*threads) modulo the machine. */
+		int first = (int)((k * threads) % ncpu), last = first + (int)threads - 1;
+		if (last >= ncpu)
+			last = ncpu - 1;
+		snprintf(cpus, sizeof cpus, "%d-%d", first, last);
+		snprintf(kv_ep, sizeof kv_ep, "ipc://%s/%s-kv.ipc", dir, name);
+		snprintf(node_path, sizeof node_path, "%s/%s", bin, is_prefill ? "duet-prefill" : "duet-decode");
+		char *nargv[] = {node_path, "--model", (char *)model, "--name", name, "--router", ctl,
+				 "--threads", threads_s, "--cpus", cpus, "--kv-mb", kv_s,
+				 is_prefill ? NULL : "--kv-endpoint", kv_ep, NULL};
+		snprintf(kids[n].name, sizeof kids[n].name, "%s", name);
+		kids[n].pid = start(dir, name, nargv);
+		n++;
+	}
+	char base[300];
+	snprintf(base, sizeof base, "http://%s:%ld", host, port);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	fprintf(stderr, "duet up: starting %ld prefill and %ld decode nodes (logs in %s)\n", n_prefill,
+		n_decode, dir);
+	int status = 0;
+	time_t t0 = time(NULL);
+	int ready = 0;
+	while (!g_stop) {
+		int st;
+		pid_t dead = waitpid(-1, &st, WNOHANG);
+		if (dead > 0) {
+			for (int i = 0; i < n; i++)
+				if (kids[i].pid == dead) {
+					fprintf(stderr, "duet up: %s exited (status %d); see %s/%s.log\n",
+						kids[i].name, WIFEXITED(st) ? WEXITSTATUS(st) : -1, dir,
+						kids[i].name);
+					kids[i].pid = 0;
+				}
+			status = 1;
+			break;
+		}
+		if (!ready) {
+			int up = nodes_up(base);
+			if (up == n_prefill + n_decode) {
+				ready = 1;
+				printf("duet up: serving %s at %s (%ld prefill, %ld decode, policy %s)\n"
+				       "  try: curl -N %s/v1/completions -H 'Content-Type: application/json' "
+				       "-d '{\"prompt\": \"Once upon a time\", \"max_tokens\": 32, \"stream\": true}'\n"
+				       "  Ctrl-C stops the cluster.\n",
+				       model, base, n_prefill, n_decode, policy, base);
+				fflush(stdout);
+			} else if (time(NULL) - t0 > UP_READY_TIMEOUT_S) {
+				fprintf(stderr, "duet up: the cluster did not come up in %d s; see %s\n",
+					UP_READY_TIMEOUT_S, dir);
+				status = 1;
+				break;
+			}
+		}
+		usleep(200000);
+	}
+	fprintf(stderr, "duet up: stopping\n");
+	stop_all(kids, n);
+	curl_global_cleanup();
+	return status;
+}
