@@ -112,6 +112,7 @@ static void free_req(struct rreq *q)
 	free(q->prompt);
 	free(q->tok);
 	free(q->have);
+	free(q->work);
 	free(q->text);
 	pthread_mutex_destroy(&q->mu);
 	pthread_cond_destroy(&q->cv);
@@ -198,7 +199,7 @@ static void end(struct router *r, struct rreq *q, const char *reason, int status
 static void cancel_on_nodes(struct router *r, struct rreq *q)
 {
 	Duet__Cancel c = DUET__CANCEL__INIT;
-	c.request_id = q->id;
+	c.request_id = q->wid;
 	Duet__Msg m = duet_wire_msg();
 	m.body_case = DUET__MSG__BODY_CANCEL;
 	m.cancel = &c;
@@ -266,7 +267,7 @@ static void got_token(struct router *r, struct rreq *q, uint32_t index, int toke
 static struct rreq *find_req(struct router *r, uint64_t id)
 {
 	for (int i = 0; i < r->n_live; i++)
-		if (r->live[i]->id == id)
+		if (r->live[i]->wid == id && r->live[i]->state != RQ_PENDING)
 			return r->live[i];
 	return NULL;
 }
@@ -280,10 +281,11 @@ static void send_prefill(struct router *r, struct rreq *q)
 	s.top_p = q->sampling.top_p;
 	s.seed = q->sampling.seed;
 	Duet__PrefillWork w = DUET__PREFILL_WORK__INIT;
-	w.request_id = q->id;
-	w.n_tokens = (size_t)q->n_prompt;
-	w.tokens = q->prompt;
+	w.request_id = q->wid;
+	w.n_tokens = (size_t)(q->n_prompt + q->base);
+	w.tokens = q->base ? q->work : q->prompt;
 	w.sampling = &s;
+	w.sample_index = (uint32_t)q->base;
 	w.decode_node = d->name;
 	w.decode_endpoint = d->kv_endpoint;
 	w.decode_digest = d->digest;
@@ -301,6 +303,10 @@ static void place(struct router *r, struct rreq *q)
 {
 	const char *why;
 	int p, d;
+	pthread_mutex_lock(&r->mu);
+	q->wid = r->next_id++;
+	pthread_mutex_unlock(&r->mu);
+	q->attempts++;
 	if (router_place(r, q, &p, &d, &why)) {
 		pthread_mutex_lock(&r->mu);
 		r->n_rejected++;
@@ -334,10 +340,11 @@ static void place(struct router *r, struct rreq *q)
 	Duet__Msg m = duet_wire_msg();
 	if (q->local) {
 		Duet__LocalWork w = DUET__LOCAL_WORK__INIT;
-		w.request_id = q->id;
-		w.n_tokens = (size_t)q->n_prompt;
-		w.tokens = q->prompt;
+		w.request_id = q->wid;
+		w.n_tokens = (size_t)(q->n_prompt + q->base);
+		w.tokens = q->base ? q->work : q->prompt;
 		w.max_tokens = (uint32_t)q->max_tokens;
+		w.n_sampled = (uint32_t)q->base;
 		w.sampling = &s;
 		w.ignore_eos = q->ignore_eos;
 		m.body_case = DUET__MSG__BODY_LOCAL;
@@ -348,12 +355,12 @@ static void place(struct router *r, struct rreq *q)
 		return;
 	}
 	Duet__KvReserve res = DUET__KV_RESERVE__INIT;
-	res.request_id = q->id;
-	res.n_prompt = (uint32_t)q->n_prompt;
+	res.request_id = q->wid;
+	res.n_prompt = (uint32_t)(q->n_prompt + q->base);
 	res.max_tokens = (uint32_t)q->max_tokens;
 	res.sampling = &s;
 	res.ignore_eos = q->ignore_eos;
-	res.n_sampled = 1;
+	res.n_sampled = (uint32_t)q->base + 1;
 	m.body_case = DUET__MSG__BODY_RESERVE;
 	m.reserve = &res;
 	q->state = RQ_RESERVING;
@@ -453,14 +460,44 @@ static void on_load(struct router *r, int i, const Duet__LoadReport *l)
 	n->reserved_tokens = 0;
 }
 
+/* Places the request again after one of its nodes died: the tokens the
+ * client already has become part of the prompt, and the stream goes on
+ * from the next index (no token lost or repeated). */
+static void resume(struct router *r, struct rreq *q, const char *why)
+{
+	cancel_on_nodes(r, q); /* frees whatever the surviving partner holds */
+	node_done(r, q);
+	q->pnode = q->dnode = -1;
+	q->state = RQ_PENDING;
+	q->n_total = -1;
+	if (q->attempts >= ROUTER_MAX_ATTEMPTS) {
+		end(r, q, NULL, 503, why);
+		return;
+	}
+	q->base = q->n_emitted;
+	if (q->base) {
+		int *w = realloc(q->work, sizeof(int) * (size_t)(q->n_prompt + q->base));
+		if (!w) {
+			end(r, q, NULL, 500, "out of memory");
+			return;
+		}
+		memcpy(w, q->prompt, sizeof(int) * (size_t)q->n_prompt);
+		memcpy(w + q->n_prompt, q->tok, sizeof(int) * (size_t)q->base);
+		q->work = w;
+	}
+	duet_log(DUET_LOG_INFO, q->id, "%s: placing again after %d tokens", why, q->base);
+	pthread_mutex_lock(&r->mu);
+	r->n_resumed++;
+	pthread_mutex_unlock(&r->mu);
+	place(r, q);
+}
+
 static void fail_node_requests(struct router *r, int i, const char *why)
 {
 	for (int k = r->n_live - 1; k >= 0; k--) {
 		struct rreq *q = r->live[k];
-		if (q->dnode == i || q->pnode == i) {
-			cancel_on_nodes(r, q);
-			end(r, q, NULL, 503, why);
-		}
+		if (q->state != RQ_DONE && (q->dnode == i || q->pnode == i))
+			resume(r, q, why);
 	}
 }
 
@@ -527,7 +564,9 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 			send_prefill(r, q);
 		break;
 	case DUET__MSG__BODY_FIRST_TOKEN:
-		got_token(r, q, 0, m->first_token->token);
+		/* The first token of this placement: index 0, or the first
+		 * after those already streamed when resuming. */
+		got_token(r, q, (uint32_t)q->base, m->first_token->token);
 		break;
 	case DUET__MSG__BODY_KV_DONE:
 		pthread_mutex_lock(&r->mu);

@@ -497,6 +497,8 @@ static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
 	fprintf(f, "duet_placements_total{path=\"disaggregated\"} %llu\n",
 		(unsigned long long)r->n_disagg);
 	fprintf(f, "duet_placements_total{path=\"local\"} %llu\n", (unsigned long long)r->n_local);
+	fprintf(f, "# TYPE duet_failovers_total counter\nduet_failovers_total %llu\n",
+		(unsigned long long)r->n_resumed);
 	fprintf(f, "# TYPE duet_tokens_total counter\n");
 	fprintf(f, "duet_tokens_total{direction=\"in\"} %llu\n", (unsigned long long)r->tokens_in);
 	fprintf(f, "duet_tokens_total{direction=\"out\"} %llu\n", (unsigned long long)r->tokens_out);

@@ -21,6 +21,7 @@
 #define ROUTER_MAX_NODES 64
 #define ROUTER_MAX_STOPS 4
 #define ROUTER_MISSED_REPORTS 3
+#define ROUTER_MAX_ATTEMPTS 4 /* placements of one request, failovers included */
 
 #define ROUTER_HIST_BUCKETS 14
 #define ROUTER_MAX_KEYS 32
@@ -69,6 +70,10 @@ struct rreq {
 	char *stops[ROUTER_MAX_STOPS];
 	int n_stops;
 	/* core only */
+	uint64_t wid; /* id on the wire for the current placement */
+	int attempts;
+	int base;     /* tokens streamed before the current placement (resume) */
+	int *work;    /* prompt + those tokens, when base > 0 */
 	enum rreq_state state;
 	int local;
 	int pnode, dnode; /* indexes into the node table, -1 = none */
@@ -126,7 +131,7 @@ struct router {
 	uint64_t next_id;
 	unsigned rr;
 	/* counters, under mu */
-	uint64_t n_ok, n_failed, n_rejected, n_disagg, n_local, tokens_in, tokens_out;
+	uint64_t n_ok, n_failed, n_rejected, n_disagg, n_local, n_resumed, tokens_in, tokens_out;
 	uint64_t kv_bytes;
 	struct hist ttft, tbt, e2e;
 	char *keys[ROUTER_MAX_KEYS];

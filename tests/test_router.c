@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@
 #include "tokenizer.h"
 
 #define PORT 18431
-#define N_NODES 3
+#define N_NODES 4
 
 static char model_path[4096], bin_dir[PATH_MAX / 2], base_url[64];
 static pid_t pids[N_NODES];
@@ -123,15 +124,22 @@ static int on_token(void *ctx, int token, const char *text, size_t n)
 	return 0;
 }
 
-static void reference(const int *prompt, int n, int max_tokens, struct collect *out)
+static void reference_eos(const int *prompt, int n, int max_tokens, int ignore_eos,
+			  struct collect *out)
 {
-	struct duet_gen_params gp = {.sampling = {0, 0, 1, 0}, .max_tokens = max_tokens};
+	struct duet_gen_params gp = {.sampling = {0, 0, 1, 0}, .max_tokens = max_tokens,
+				     .ignore_eos = ignore_eos};
 	struct duet_gen_stats st;
 	struct duet_err err;
 	out->n = 0;
 	out->text[0] = 0;
 	if (duet_generate(E, KV, M, prompt, n, &gp, on_token, out, &st, &err))
 		fail_msg("reference: %s", err.msg);
+}
+
+static void reference(const int *prompt, int n, int max_tokens, struct collect *out)
+{
+	reference_eos(prompt, n, max_tokens, 0, out);
 }
 
 static int setup(void **state)
@@ -159,23 +167,39 @@ static int setup(void **state)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	pids[0] = spawn("duet-router", "router",
 			(char *[]){"--http-port", port, "--control", ctl, "--max-body", "65536",
-				   "--max-tokens", "256", "--api-keys", "sk-duet-test-1," API_KEY, NULL});
+				   "--max-tokens", "480", "--api-keys", "sk-duet-test-1," API_KEY, NULL});
 	pids[1] = spawn("duet-decode", "decode",
 			(char *[]){"--router", ctl, "--kv-endpoint", kv, "--kv-mb", "16",
-				   "--report-ms", "50", NULL});
+				   "--report-ms", "50", "--log-level", "debug", NULL});
 	pids[2] = spawn("duet-prefill", "prefill",
 			(char *[]){"--router", ctl, "--report-ms", "50", "--kv-dtype", "f32", NULL});
-	/* Ready when /health says a decode node is up and both nodes show. */
-	for (int i = 0; i < 300; i++) {
-		struct buf b;
-		long st = http("GET", "/health", NULL, &b);
-		free(b.p);
-		http("GET", "/metrics", NULL, &b);
-		int both = strstr(b.p, "role=\"prefill\"} 1") && strstr(b.p, "role=\"decode\"} 1");
-		free(b.p);
-		if (st == 200 && both)
+	/* Ready when /health says a decode node is up and both nodes show;
+	 * then a second decode node, so the first one comes first in the
+	 * router's table (failover kills it). */
+	for (int round = 0; round < 2; round++) {
+		int up = 0;
+		for (int i = 0; i < 300 && !up; i++) {
+			struct buf b;
+			long st = http("GET", "/health", NULL, &b);
+			free(b.p);
+			http("GET", "/metrics", NULL, &b);
+			up = st == 200 && strstr(b.p, "role=\"prefill\"} 1") &&
+			     strstr(b.p, "duet_node_up{node=\"decode-0\",role=\"decode\"} 1") &&
+			     (round == 0 || strstr(b.p, "duet_node_up{node=\"decode-1\",role=\"decode\"} 1"));
+			free(b.p);
+			if (!up)
+				usleep(100000);
+		}
+		if (!up)
+			break;
+		if (round == 1)
 			return 0;
-		usleep(100000);
+		char kv1[300];
+		snprintf(kv1, sizeof kv1, "ipc://%s/decode1.ipc", tu_tmpdir());
+		pids[3] = spawn("duet-decode", "decode-1",
+				(char *[]){"--router", ctl, "--kv-endpoint", kv1, "--kv-mb", "16",
+					   "--report-ms", "50", "--name", "decode-1", "--log-level",
+					   "debug", NULL});
 	}
 	fprintf(stderr, "the cluster did not come up; logs in %s\n", tu_tmpdir());
 	return -1;
@@ -358,7 +382,7 @@ static void test_endpoints(void **state)
 	assert_int_equal(http("GET", "/v1/cluster", NULL, &b), 200);
 	j = json_loads(b.p, 0, NULL);
 	free(b.p);
-	assert_int_equal(json_array_size(json_object_get(j, "nodes")), 2);
+	assert_int_equal(json_array_size(json_object_get(j, "nodes")), 3);
 	assert_string_equal(json_string_value(json_object_get(j, "policy")), "length-aware");
 	json_decref(j);
 	/* /health needs no key; everything else does. */
@@ -433,7 +457,7 @@ static void test_bad_requests(void **state)
 		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stop\":[3]}", 400, "stop", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"n\":2}", 400, "n must be 1", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"prompt\":\"x\"}", 400, "JSON", NULL},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":256,\"seed\":-3}", 400, "seed", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":2,\"seed\":-3}", 400, "seed", NULL},
 		{"POST", "/v1/completions", long_prompt, 400, "token ids", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":[5,5,5],\"max_tokens\":256,\"x\":1}", 400, "unknown", NULL},
 		{"POST", "/v1/completions", huge_body, 413, "max-body", NULL},
@@ -470,12 +494,139 @@ static void test_bad_requests(void **state)
 	json_decref(j);
 }
 
+struct victim {
+	struct buf b;
+	int killed, which; /* which: index into pids */
+};
+
+/* The tiny test model decodes 400 tokens in tens of milliseconds, faster
+ * than a client can react; stopping both decode nodes most of the time
+ * slows them enough to kill one mid-stream. */
+static volatile int throttling;
+
+static void *throttle(void *arg)
+{
+	(void)arg;
+	while (throttling) {
+		for (int i = 1; i < N_NODES; i += 2)
+			if (pids[i] > 0)
+				kill(pids[i], SIGSTOP);
+		usleep(20000);
+		for (int i = 1; i < N_NODES; i += 2)
+			if (pids[i] > 0)
+				kill(pids[i], SIGCONT);
+		usleep(1000);
+	}
+	return NULL;
+}
+
+/* The decode node whose log shows the local prefill of this many tokens. */
+static int serving(int n_prompt)
+{
+	const int idx[2] = {1, 3};
+	const char *logs[2] = {"decode.log", "decode-1.log"};
+	char want[64];
+	snprintf(want, sizeof want, "local prefill of %d tokens", n_prompt);
+	for (int i = 0; i < 2; i++) {
+		char path[4200];
+		size_t n;
+		char *text = tu_read_file(tu_path(path, logs[i]), &n);
+		text = realloc(text, n + 1);
+		text[n] = 0;
+		int hit = strstr(text, want) != NULL;
+		free(text);
+		if (hit)
+			return idx[i];
+	}
+	return -1;
+}
+
+static size_t on_stream(char *d, size_t sz, size_t n, void *ctx)
+{
+	struct victim *v = ctx;
+	on_data(d, sz, n, &v->b);
+	int chunks = 0;
+	for (const char *p = v->b.p; (p = strstr(p, "data: ")); p++)
+		chunks++;
+	if (!v->killed && chunks >= 3) {
+		v->which = serving(21);
+		if (v->which > 0) {
+			pid_t pid = pids[v->which];
+			pids[v->which] = -pid; /* out of the throttle's hands */
+			kill(pid, SIGKILL);    /* mid-stream */
+			v->killed = 1;
+			throttling = 0;
+		}
+	}
+	return sz * n;
+}
+
+/* kill -9 the decode node in the middle of a stream: the router places the
+ * request again (prompt + the tokens already sent) on the other decode
+ * node and the client gets exactly the uninterrupted text. */
+static void test_decode_failover(void **state)
+{
+	(void)state;
+	static int t[21]; /* a length no other test sends */
+	random_prompt(t, 21, 4242);
+	char *body = ids_body(t, 21, 400, "{\"stream\":true,\"ignore_eos\":true}");
+	struct victim v = {{NULL, 0}, 0, 0};
+	CURL *c = curl_easy_init();
+	char url[128];
+	snprintf(url, sizeof url, "%s/v1/completions", base_url);
+	struct curl_slist *hdr = curl_slist_append(NULL, "Authorization: Bearer " API_KEY);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_stream);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &v);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+	pthread_t th;
+	throttling = 1;
+	pthread_create(&th, NULL, throttle, NULL);
+	CURLcode rc = curl_easy_perform(c);
+	throttling = 0;
+	pthread_join(th, NULL);
+	for (int i = 1; i < N_NODES; i += 2)
+		if (pids[i] > 0)
+			kill(pids[i], SIGCONT);
+	assert_int_equal(rc, CURLE_OK);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(hdr);
+	free(body);
+	if (!v.killed)
+		fail_msg("the stream ended before the kill: %.300s", v.b.p ? v.b.p : "(nothing)");
+	waitpid(-pids[v.which], NULL, 0);
+	pids[v.which] = 0;
+	char got[65536] = "";
+	for (char *line = strtok(v.b.p, "\n"); line; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "data: {", 7) != 0)
+			continue;
+		json_t *j = json_loads(line + 6, 0, NULL);
+		json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
+		if (!ch)
+			fail_msg("stream error: %s", line);
+		strcat(got, json_string_value(json_object_get(ch, "text")));
+		json_decref(j);
+	}
+	free(v.b.p);
+	struct collect ref;
+	reference_eos(t, 21, 400, 1, &ref);
+	assert_string_equal(got, ref.text);
+	struct buf b;
+	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
+	assert_true(metric(b.p, "\nduet_failovers_total ") >= 1);
+	free(b.p);
+}
+
 /* SIGTERM: every process exits 0 with no sanitizer report in its log. */
 static void test_clean_exit(void **state)
 {
 	(void)state;
-	const char *names[N_NODES] = {"router", "decode", "prefill"};
+	const char *names[N_NODES] = {"router", "decode", "prefill", "decode-1"};
 	for (int i = N_NODES - 1; i >= 0; i--) {
+		if (pids[i] <= 0)
+			continue;
 		kill(pids[i], SIGTERM);
 		int st;
 		assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
@@ -503,6 +654,7 @@ int main(void)
 		cmocka_unit_test(test_stop_string),
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_metrics_agree),
+		cmocka_unit_test(test_decode_failover),
 		cmocka_unit_test(test_clean_exit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
