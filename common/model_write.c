@@ -157,6 +157,8 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 	duet_gguf_put_f32(&w, "llama.rope.freq_base", c.rope_base);
 	duet_gguf_put_u32(&w, "llama.vocab_size", (uint32_t)c.vocab_size);
 	duet_gguf_put_str(&w, "tokenizer.ggml.model", "llama");
+	if (s->chat_template)
+		duet_gguf_put_str(&w, "tokenizer.chat_template", s->chat_template);
 	duet_gguf_put_str_arr(&w, "tokenizer.ggml.tokens", (const char *const *)pieces, lens,
 			      (uint64_t)v->n);
 	duet_gguf_put_f32_arr(&w, "tokenizer.ggml.scores", v->score, (uint64_t)v->n);

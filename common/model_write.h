@@ -37,6 +37,7 @@ struct duet_model_spec {
 	enum duet_dtype dtype;	/* matrices; norms are always f32 */
 	int tied;		/* classifier shares the embedding */
 	const char *name;
+	const char *chat_template; /* GGUF tokenizer.chat_template, or NULL */
 	const struct duet_vocab *vocab;
 	duet_weight_fn weight;
 	void *weight_ctx;

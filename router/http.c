@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "chat.h"
 #include "log.h"
 #include "router.h"
 
@@ -59,9 +60,48 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int status, const ch
 
 /* ---- request parsing ---- */
 
-static const char *const KNOWN[] = {"model",  "prompt", "max_tokens", "temperature", "top_p",
-				    "top_k",  "seed",   "stop",	      "stream",	     "ignore_eos",
+/* Fields a request may carry; the first is "prompt" or, for chat,
+ * "messages". */
+static const char *const KNOWN[] = {"prompt", "model", "max_tokens", "temperature", "top_p",
+				    "top_k",  "seed",  "stop",	     "stream",	    "ignore_eos",
 				    "n",      "user"};
+
+/* Renders the chat messages with the model's template into text. */
+static char *render_chat(struct router *r, json_t *msgs, char *err, size_t cap)
+{
+	if (r->chat == DUET_CHAT_NONE) {
+		snprintf(err, cap, "the model %s has no chat template; use /v1/completions",
+			 r->cfg.model_name);
+		return NULL;
+	}
+	size_t n = json_is_array(msgs) ? json_array_size(msgs) : 0;
+	if (!n || n > 1024) {
+		snprintf(err, cap, "messages must be an array of 1 to 1024 messages");
+		return NULL;
+	}
+	struct duet_chat_msg *m = calloc(n, sizeof *m);
+	if (!m) {
+		snprintf(err, cap, "out of memory");
+		return NULL;
+	}
+	char *text = NULL;
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(msgs, i);
+		json_t *role = json_object_get(e, "role"), *content = json_object_get(e, "content");
+		if (!json_is_object(e) || !json_is_string(role) || !json_is_string(content) ||
+		    json_object_size(e) > 3 || (json_object_size(e) == 3 && !json_object_get(e, "name"))) {
+			snprintf(err, cap, "messages[%zu] must be {\"role\": string, \"content\": string}", i);
+			goto out;
+		}
+		m[i] = (struct duet_chat_msg){json_string_value(role), json_string_value(content)};
+	}
+	struct duet_err e;
+	if (duet_chat_render(r->chat, m, (int)n, &text, &e))
+		snprintf(err, cap, "%s", e.msg);
+out:
+	free(m);
+	return text;
+}
 
 static int num(json_t *v, double lo, double hi, double *out)
 {
@@ -89,6 +129,7 @@ static int integer(json_t *v, long long lo, long long hi, long long *out)
 static int parse(struct router *r, const char *text, size_t n, struct rreq *q, char *err,
 		 size_t cap)
 {
+	const char *first = q->chat ? "messages" : "prompt";
 	json_error_t je;
 	json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
 	int rc = -1;
@@ -105,10 +146,10 @@ static int parse(struct router *r, const char *text, size_t n, struct rreq *q, c
 	json_t *v;
 	json_object_foreach(root, key, v)
 	{
-		size_t k = 0;
-		while (k < sizeof KNOWN / sizeof KNOWN[0] && strcmp(KNOWN[k], key) != 0)
-			k++;
-		if (k == sizeof KNOWN / sizeof KNOWN[0]) {
+		int known = strcmp(key, first) == 0;
+		for (size_t k = 1; !known && k < sizeof KNOWN / sizeof KNOWN[0]; k++)
+			known = strcmp(KNOWN[k], key) == 0;
+		if (!known) {
 			snprintf(err, cap, "unknown field '%.64s'", key);
 			goto out;
 		}
@@ -199,6 +240,15 @@ static int parse(struct router *r, const char *text, size_t n, struct rreq *q, c
 		}
 		json_decref(arr);
 	}
+	char *rendered = NULL;
+	if (q->chat) {
+		rendered = render_chat(r, json_object_get(root, "messages"), err, cap);
+		if (!rendered)
+			goto out;
+		v = json_string(rendered);
+		free(rendered);
+		json_object_set_new(root, "prompt", v);
+	}
 	v = json_object_get(root, "prompt");
 	if (json_is_string(v)) {
 		size_t len = json_string_length(v);
@@ -262,9 +312,30 @@ static json_t *usage(const struct rreq *q)
 			 q->n_out, "total_tokens", q->n_prompt + q->n_out);
 }
 
+/* A chat answer: the whole message, or (stream) a delta chunk. */
+static json_t *chat_completion(struct router *r, const struct rreq *q, const char *text, size_t n,
+			       const char *finish, int with_usage, int stream)
+{
+	char id[48];
+	snprintf(id, sizeof id, "chatcmpl-%llu", (unsigned long long)q->id);
+	json_t *msg = json_pack("{s:s,s:s%}", "role", "assistant", "content", text, n);
+	json_t *choice = json_pack("{s:i,s:o,s:n}", "index", 0, stream ? "delta" : "message", msg,
+				   "finish_reason");
+	if (finish)
+		json_object_set_new(choice, "finish_reason", json_string(finish));
+	json_t *j = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", id, "object",
+			      stream ? "chat.completion.chunk" : "chat.completion", "created",
+			      (json_int_t)time(NULL), "model", r->cfg.model_name, "choices", choice);
+	if (with_usage)
+		json_object_set_new(j, "usage", usage(q));
+	return j;
+}
+
 static json_t *completion(struct router *r, const struct rreq *q, const char *text, size_t n,
 			  const char *finish, int with_usage)
 {
+	if (q->chat)
+		return chat_completion(r, q, text, n, finish, with_usage, q->stream);
 	char id[48];
 	snprintf(id, sizeof id, "cmpl-%llu", (unsigned long long)q->id);
 	json_t *choice = json_pack("{s:s%,s:i,s:n,s:s?}", "text", text, n, "index", 0, "logprobs",
@@ -354,11 +425,13 @@ static void stream_free(void *cls)
 	free(s);
 }
 
-static enum MHD_Result completions(struct router *r, struct MHD_Connection *c, struct body *b)
+static enum MHD_Result completions(struct router *r, struct MHD_Connection *c, struct body *b,
+				   int chat)
 {
 	struct rreq *q = calloc(1, sizeof *q);
 	if (!q)
 		return send_error(c, 500, "out of memory");
+	q->chat = chat;
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	q->t_arrival_us = duet_now_us();
@@ -559,13 +632,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	}
 	if (strcmp(url, "/health") != 0 && !authorized(r, c))
 		return send_error(c, 401, "missing or wrong API key (Authorization: Bearer KEY)");
-	if (strcmp(url, "/v1/completions") == 0) {
+	int chat = strcmp(url, "/v1/chat/completions") == 0;
+	if (chat || strcmp(url, "/v1/completions") == 0) {
 		if (!post)
-			return send_error(c, 405, "use POST for /v1/completions");
+			return send_error(c, 405, "use POST for this endpoint");
 		struct body *b = *con_cls;
 		if (b->too_big)
 			return send_error(c, 413, "body exceeds max-body bytes");
-		return completions(r, c, b);
+		return completions(r, c, b, chat);
 	}
 	if (post)
 		return send_error(c, strcmp(url, "/v1/models") == 0 || strcmp(url, "/health") == 0 ||

@@ -111,6 +111,11 @@ int main(int argc, char **argv)
 	}
 	if (!*r.cfg.model_name)
 		r.cfg.model_name = r.model->name;
+	struct duet_gguf_str tmpl = {0};
+	if (r.model->format == DUET_FORMAT_GGUF &&
+	    duet_gguf_get_str(&r.model->gguf, "tokenizer.chat_template", 0, &tmpl, &err) == 0)
+		r.chat = duet_chat_detect(tmpl.ptr, (size_t)tmpl.len);
+	duet_log(DUET_LOG_INFO, 0, "chat template: %s", duet_chat_family_name(r.chat));
 	pthread_mutex_init(&r.mu, NULL);
 	r.next_id = 1;
 	struct sigaction sa = {0};

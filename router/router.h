@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "chat.h"
 #include "model.h"
 #include "sampler.h"
 #include "stopper.h"
@@ -66,6 +67,7 @@ struct rreq {
 	uint64_t id;
 	int *prompt, n_prompt;
 	int max_tokens, ignore_eos, stream;
+	int chat; /* /v1/chat/completions */
 	struct duet_sampling sampling;
 	char *stops[ROUTER_MAX_STOPS];
 	int n_stops;
@@ -116,6 +118,7 @@ struct router {
 	struct router_cfg cfg;
 	enum policy policy;
 	struct duet_model *model; /* vocabulary and geometry only */
+	enum duet_chat_family chat; /* from the GGUF's tokenizer.chat_template */
 	void *zctx, *ctl;
 	int wake_fd;
 	struct node nodes[ROUTER_MAX_NODES]; /* core thread only */

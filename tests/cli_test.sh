@@ -96,6 +96,13 @@ for d in duet-prefill duet-decode; do
 done
 # duet up: a whole cluster, one completion over plain HTTP (bash's
 # /dev/tcp, so no HTTP client is needed), then Ctrl-C stops everything.
+post() { # port path body: the raw HTTP response
+	exec 3<>/dev/tcp/127.0.0.1/$1
+	printf 'POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+		"$2" ${#3} "$3" >&3
+	timeout 30 cat <&3
+	exec 3<&-
+}
 up_cluster() {
 	local port=18517 out="$TMP/up.out"
 	"$DUET" up --model "$TMP/tiny.gguf" --port $port --dir "$TMP/up" >"$out" 2>"$TMP/up.err" &
@@ -105,16 +112,14 @@ up_cluster() {
 		sleep 0.1
 	done
 	grep -q '^duet up: serving' "$out" || { cat "$TMP/up.err"; kill $pid; return 1; }
-	local body='{"prompt":"Hello","max_tokens":5,"temperature":0}'
-	exec 3<>/dev/tcp/127.0.0.1/$port
-	printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
-		${#body} "$body" >&3
-	local resp
-	resp=$(timeout 30 cat <&3)
-	exec 3<&-
+	local resp chat
+	resp=$(post $port /v1/completions '{"prompt":"Hello","max_tokens":5,"temperature":0}')
+	# The tiny model carries no chat template: chat is a clear 400.
+	chat=$(post $port /v1/chat/completions '{"messages":[{"role":"user","content":"hi"}]}')
 	kill -INT $pid
 	wait $pid || { echo "duet up exited with $?"; return 1; }
 	grep -q '"completion_tokens":5' <<<"$resp" || { echo "$resp"; return 1; }
+	grep -q '^HTTP/1.1 400' <<<"$chat" && grep -q 'no chat template' <<<"$chat" || { echo "$chat"; return 1; }
 	! pgrep -f "$TMP/up/" >/dev/null || { echo "daemons left running"; return 1; }
 }
 check "up: serves a completion and stops on Ctrl-C" up_cluster

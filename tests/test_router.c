@@ -19,6 +19,10 @@
 #include "generate.h"
 #include "testutil.h"
 #include "tokenizer.h"
+#include "chat.h"
+#include "model_random.h"
+#include "model_write.h"
+#include "vocab.h"
 
 #define PORT 18431
 #define N_NODES 4
@@ -152,12 +156,25 @@ static int setup(void **state)
 	exe[k] = 0;
 	snprintf(bin_dir, sizeof bin_dir, "%s", dirname(dirname(exe)));
 	snprintf(base_url, sizeof base_url, "http://127.0.0.1:%d", PORT);
-	tu_make_model(model_path, "tiny", DUET_F32, "gguf", -1, 21);
-	M = tu_open(model_path);
-	struct duet_kv_geom g = duet_kv_geom_for(M, 0);
+	/* The tiny shape, with a ChatML chat template. */
+	struct duet_vocab v;
+	struct duet_random_gen g;
+	struct duet_model_spec spec;
+	char name[128];
 	struct duet_err err;
+	tu_path(model_path, "chat-tiny.gguf");
+	if (duet_vocab_load_file(&v, tu_vocab_gguf(), &err))
+		return -1;
+	duet_random_spec(&spec, &g, duet_shape_find("tiny"), DUET_F32, -1, 0, 21, &v, name);
+	spec.chat_template = duet_chat_template(DUET_CHAT_CHATML);
+	int wrc = duet_write_gguf(model_path, &spec, &err);
+	duet_vocab_free(&v);
+	if (wrc)
+		return -1;
+	M = tu_open(model_path);
+	struct duet_kv_geom kg = duet_kv_geom_for(M, 0);
 	struct duet_engine_opts eo = {.n_threads = 1};
-	if (duet_kv_pool_create(&KV, &g, duet_kv_blocks_for(&g, M->cfg.ctx_len), &err) ||
+	if (duet_kv_pool_create(&KV, &kg, duet_kv_blocks_for(&kg, M->cfg.ctx_len), &err) ||
 	    duet_engine_create(&E, M, KV, &eo, &err))
 		return -1;
 	char ctl[300], kv[300], port[16];
@@ -619,6 +636,77 @@ static void test_decode_failover(void **state)
 	free(b.p);
 }
 
+/* The text duet_generate makes from a rendered chat. */
+static void chat_reference(const struct duet_chat_msg *m, int n, int max_tokens,
+			   struct collect *ref)
+{
+	char *text;
+	struct duet_err err;
+	assert_int_equal(duet_chat_render(DUET_CHAT_CHATML, m, n, &text, &err), 0);
+	size_t cap = duet_tokenize_max(strlen(text)), nt;
+	int *t = malloc(sizeof(int) * cap);
+	assert_int_equal(duet_tokenize(&M->vocab, text, strlen(text), 1, t, cap, &nt, &err), 0);
+	reference(t, (int)nt, max_tokens, ref);
+	free(t);
+	free(text);
+}
+
+static void test_chat(void **state)
+{
+	(void)state;
+	const struct duet_chat_msg m[] = {{"system", "You are terse."},
+					  {"user", "Name a color."},
+					  {"assistant", "Blue."},
+					  {"user", "Another?"}};
+	struct collect ref;
+	chat_reference(m, 4, 20, &ref);
+	const char *body = "{\"messages\":[{\"role\":\"system\",\"content\":\"You are terse.\"},"
+			   "{\"role\":\"user\",\"content\":\"Name a color.\"},"
+			   "{\"role\":\"assistant\",\"content\":\"Blue.\"},"
+			   "{\"role\":\"user\",\"content\":\"Another?\"}],"
+			   "\"max_tokens\":20,\"temperature\":0%s}";
+	char req[1024];
+	snprintf(req, sizeof req, body, "");
+	struct buf b;
+	long st = http("POST", "/v1/chat/completions", req, &b);
+	if (st != 200)
+		fail_msg("status %ld: %s", st, b.p);
+	json_t *j = json_loads(b.p, 0, NULL);
+	free(b.p);
+	assert_string_equal(json_string_value(json_object_get(j, "object")), "chat.completion");
+	json_t *msg = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+	assert_string_equal(json_string_value(json_object_get(msg, "role")), "assistant");
+	assert_string_equal(json_string_value(json_object_get(msg, "content")), ref.text);
+	json_decref(j);
+	/* Streamed: deltas add up to the same answer. */
+	snprintf(req, sizeof req, body, ",\"stream\":true");
+	assert_int_equal(http("POST", "/v1/chat/completions", req, &b), 200);
+	char got[65536] = "";
+	for (char *line = strtok(b.p, "\n"); line; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "data: {", 7) != 0)
+			continue;
+		json_t *c = json_loads(line + 6, 0, NULL);
+		assert_string_equal(json_string_value(json_object_get(c, "object")),
+				    "chat.completion.chunk");
+		json_t *d = json_object_get(json_array_get(json_object_get(c, "choices"), 0), "delta");
+		strcat(got, json_string_value(json_object_get(d, "content")));
+		json_decref(c);
+	}
+	free(b.p);
+	assert_string_equal(got, ref.text);
+	/* Bad chats. */
+	const char *bad[] = {"{\"messages\":[]}", "{\"messages\":\"hi\"}",
+			     "{\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}",
+			     "{\"messages\":[{\"role\":\"user\"}]}",
+			     "{\"prompt\":\"hi\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		st = http("POST", "/v1/chat/completions", bad[i], &b);
+		if (st != 400 || !strstr(b.p, "\"error\""))
+			fail_msg("bad chat %zu: status %ld: %s", i, st, b.p);
+		free(b.p);
+	}
+}
+
 /* SIGTERM: every process exits 0 with no sanitizer report in its log. */
 static void test_clean_exit(void **state)
 {
@@ -654,6 +742,7 @@ int main(void)
 		cmocka_unit_test(test_stop_string),
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_metrics_agree),
+		cmocka_unit_test(test_chat),
 		cmocka_unit_test(test_decode_failover),
 		cmocka_unit_test(test_clean_exit),
 	};

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chat.h"
 #include "cli.h"
 #include "commands.h"
 #include "model_random.h"
@@ -42,6 +43,7 @@ static void usage(FILE *f)
 		"                      either format\n"
 		"  --ctx N             override the shape's context length\n"
 		"  --tied | --untied   share the classifier with the embedding, or not\n"
+		"  --chat-template F   write a chat template of family F (llama2, chatml, zephyr)\n"
 		"                      (default: the shape's own choice)\n"
 		"  --list-shapes       print the shapes and exit\n");
 }
@@ -100,12 +102,14 @@ int cmd_mkmodel(int argc, char **argv)
 	uint64_t seed = 1;
 	long ctx = 0;
 	int tied = -1;
+	enum duet_chat_family chat = DUET_CHAT_NONE;
 	static const struct option opts[] = {
 		{"shape", required_argument, 0, 's'}, {"vocab", required_argument, 0, 'v'},
 		{"out", required_argument, 0, 'o'},   {"dtype", required_argument, 0, 'd'},
 		{"format", required_argument, 0, 'f'}, {"seed", required_argument, 0, 'S'},
 		{"ctx", required_argument, 0, 'c'},   {"tied", no_argument, 0, 'T'},
 		{"untied", no_argument, 0, 'U'},      {"list-shapes", no_argument, 0, 'L'},
+		{"chat-template", required_argument, 0, 'C'},
 		{"help", no_argument, 0, 'h'},	      {0, 0, 0, 0},
 	};
 	int c;
@@ -129,6 +133,11 @@ int cmd_mkmodel(int argc, char **argv)
 			break;
 		case 'T': tied = 1; break;
 		case 'U': tied = 0; break;
+		case 'C':
+			if (duet_chat_family_parse(optarg, &chat))
+				return cli_fail("mkmodel", "--chat-template '%s': want llama2, chatml or zephyr",
+						optarg);
+			break;
 		case 'L':
 			for (int i = 0; duet_shape_at(i); i++) {
 				const struct duet_shape *sh = duet_shape_at(i);
@@ -164,6 +173,7 @@ int cmd_mkmodel(int argc, char **argv)
 	cli_progress_init(&prog.p, "mkmodel");
 	struct duet_model_spec spec;
 	duet_random_spec(&spec, &g, sh, dtype, tied, (int)ctx, seed, &vocab, name);
+	spec.chat_template = duet_chat_template(chat);
 	spec.progress = on_progress;
 	spec.progress_ctx = &prog;
 	int rc = llama2c ? duet_write_llama2c(out, &spec, &err) : duet_write_gguf(out, &spec, &err);
