@@ -299,21 +299,31 @@ static void send_prefill(struct router *r, struct rreq *q)
 	}
 }
 
-static void place(struct router *r, struct rreq *q)
+static void reject(struct router *r, struct rreq *q, int status, const char *why)
+{
+	pthread_mutex_lock(&r->mu);
+	r->n_rejected++;
+	pthread_mutex_unlock(&r->mu);
+	end(r, q, NULL, status, why);
+}
+
+/* Places the request; 1 if no decode node has room for it now (nothing
+ * done: the caller queues it or answers). */
+static int place(struct router *r, struct rreq *q)
 {
 	const char *why;
 	int p, d;
+	if (router_place(r, q, &p, &d, &why)) {
+		if (!router_can_serve(r)) {
+			reject(r, q, 503, "no decode node is up");
+			return 0;
+		}
+		return 1;
+	}
 	pthread_mutex_lock(&r->mu);
 	q->wid = r->next_id++;
 	pthread_mutex_unlock(&r->mu);
 	q->attempts++;
-	if (router_place(r, q, &p, &d, &why)) {
-		pthread_mutex_lock(&r->mu);
-		r->n_rejected++;
-		pthread_mutex_unlock(&r->mu);
-		end(r, q, NULL, router_can_serve(r) ? 429 : 503, why);
-		return;
-	}
 	r->rr++;
 	q->pnode = p;
 	q->dnode = d;
@@ -352,7 +362,7 @@ static void place(struct router *r, struct rreq *q)
 		q->state = RQ_DECODING;
 		if (send_to(r, d, &m))
 			end(r, q, NULL, 503, "the decode node is unreachable");
-		return;
+		return 0;
 	}
 	Duet__KvReserve res = DUET__KV_RESERVE__INIT;
 	res.request_id = q->wid;
@@ -366,6 +376,45 @@ static void place(struct router *r, struct rreq *q)
 	q->state = RQ_RESERVING;
 	if (send_to(r, d, &m))
 		end(r, q, NULL, 503, "the decode node is unreachable");
+	return 0;
+}
+
+/* Queues a request no decode node has room for, bounded in length and
+ * time; past either bound the answer is 429 (with Retry-After). */
+static void wait_or_reject(struct router *r, struct rreq *q)
+{
+	if (r->n_waitq >= r->cfg.max_queue) {
+		reject(r, q, 429, "no decode node has room and the queue is full");
+		return;
+	}
+	q->queue_deadline_us = duet_now_us() + (long long)r->cfg.queue_timeout_ms * 1000;
+	if (list_add(&r->waitq, &r->n_waitq, &r->cap_waitq, q))
+		reject(r, q, 500, "out of memory");
+}
+
+/* Places queued requests in arrival order while there is room. */
+static void drain_waitq(struct router *r)
+{
+	long long now = duet_now_us();
+	while (r->n_waitq) {
+		struct rreq *q = r->waitq[0];
+		if (q->state == RQ_DONE) { /* client left */
+			list_del(r->waitq, &r->n_waitq, q);
+			continue;
+		}
+		if (place(r, q) == 0) {
+			list_del(r->waitq, &r->n_waitq, q);
+			continue;
+		}
+		break;
+	}
+	for (int k = r->n_waitq - 1; k >= 0; k--) {
+		struct rreq *q = r->waitq[k];
+		if (now > q->queue_deadline_us) {
+			list_del(r->waitq, &r->n_waitq, q);
+			reject(r, q, 429, "no decode node had room within queue-timeout-ms");
+		}
+	}
 }
 
 /* ---- membership ---- */
@@ -489,7 +538,8 @@ static void resume(struct router *r, struct rreq *q, const char *why)
 	pthread_mutex_lock(&r->mu);
 	r->n_resumed++;
 	pthread_mutex_unlock(&r->mu);
-	place(r, q);
+	if (place(r, q))
+		wait_or_reject(r, q);
 }
 
 static void fail_node_requests(struct router *r, int i, const char *why)
@@ -644,9 +694,11 @@ void router_core_turn(struct router *r, int timeout_ms)
 			end(r, q, NULL, 500, "out of memory");
 			continue;
 		}
-		place(r, q);
+		if (r->n_waitq || place(r, q)) /* FIFO: nobody overtakes the queue */
+			wait_or_reject(r, q);
 	}
 	free(pend);
+	drain_waitq(r);
 	for (int k = r->n_live - 1; k >= 0; k--) {
 		struct rreq *q = r->live[k];
 		pthread_mutex_lock(&r->mu);
@@ -662,6 +714,7 @@ void router_core_turn(struct router *r, int timeout_ms)
 	pthread_mutex_lock(&r->mu);
 	memcpy(r->snap, r->nodes, sizeof r->nodes);
 	r->n_snap = r->n_nodes;
+	r->queued = r->n_waitq;
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -686,4 +739,7 @@ void router_shutdown(struct router *r)
 	free(r->live);
 	r->live = NULL;
 	r->n_live = r->cap_live = 0;
+	free(r->waitq);
+	r->waitq = NULL;
+	r->n_waitq = r->cap_waitq = 0;
 }

@@ -577,7 +577,7 @@ static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
 	fprintf(f, "duet_tokens_total{direction=\"out\"} %llu\n", (unsigned long long)r->tokens_out);
 	fprintf(f, "# TYPE duet_kv_bytes_total counter\nduet_kv_bytes_total %llu\n",
 		(unsigned long long)r->kv_bytes);
-	fprintf(f, "# TYPE duet_queue_depth gauge\nduet_queue_depth %d\n", r->n_pending);
+	fprintf(f, "# TYPE duet_queue_depth gauge\nduet_queue_depth %d\n", r->n_pending + r->queued);
 	print_hist(f, "duet_ttft_seconds", "time to first token", &r->ttft);
 	print_hist(f, "duet_tbt_seconds", "time between tokens", &r->tbt);
 	print_hist(f, "duet_e2e_seconds", "end-to-end latency of completed requests", &r->e2e);

@@ -50,7 +50,9 @@ int main(int argc, char **argv)
 				    .local_max_prompt = 64,
 				    .model_name = "",
 				    .log_level = "info",
-				    .api_keys = ""};
+				    .api_keys = "",
+				    .max_queue = 256,
+				    .queue_timeout_ms = 30000};
 	struct duet_opt opts[] = {
 		{"http-addr", DUET_OPT_STR, &r.cfg.http_addr, 0, 0, "ADDR", "IPv4 address to serve HTTP on"},
 		{"http-port", DUET_OPT_INT, &r.cfg.http_port, 1, 65535, "PORT", "HTTP port"},
@@ -68,6 +70,10 @@ int main(int argc, char **argv)
 		{"max-tokens", DUET_OPT_INT, &r.cfg.max_tokens_limit, 1, 1 << 20, "N",
 		 "largest max_tokens a request may ask for"},
 		{"log-level", DUET_OPT_STR, &r.cfg.log_level, 0, 0, "LEVEL", "error, warning, info or debug"},
+		{"max-queue", DUET_OPT_INT, &r.cfg.max_queue, 0, 1 << 20, "N",
+		 "requests that may wait for KV room; more get 429"},
+		{"queue-timeout-ms", DUET_OPT_INT, &r.cfg.queue_timeout_ms, 0, 3600000, "MS",
+		 "longest wait for room before 429"},
 		{"api-keys", DUET_OPT_STR, &r.cfg.api_keys, 0, 0, "KEY,KEY",
 		 "bearer keys clients must send (Authorization: Bearer KEY); empty: none"},
 	};

@@ -96,7 +96,7 @@ struct rreq {
 	int http_status;	   /* != 0: failed with this status */
 	char error[256];
 	int refs; /* HTTP thread and core */
-	long long t_arrival_us, t_first_us, t_last_us;
+	long long t_arrival_us, t_first_us, t_last_us, queue_deadline_us;
 	int sse_done;
 };
 
@@ -108,6 +108,8 @@ struct router_cfg {
 	const char *policy;
 	int max_body;
 	int max_tokens_limit;
+	int max_queue;	      /* requests waiting for room */
+	int queue_timeout_ms; /* longest wait for room */
 	int local_max_prompt; /* length-aware: prompts up to this prefill on the decode node */
 	const char *model_name;
 	const char *log_level;
@@ -131,6 +133,9 @@ struct router {
 	int n_pending, cap_pending;
 	struct rreq **live;
 	int n_live, cap_live;
+	struct rreq **waitq; /* placed nowhere yet: no room (also in live) */
+	int n_waitq, cap_waitq;
+	int queued; /* n_waitq for the HTTP threads, under mu */
 	uint64_t next_id;
 	unsigned rr;
 	/* counters, under mu */
