@@ -52,6 +52,19 @@ void duet_wire_free(Duet__Msg *m)
 		duet__msg__free_unpacked(m, NULL);
 }
 
+uint64_t duet_wire_event_request(const Duet__Msg *m)
+{
+	switch (m->body_case) {
+	case DUET__MSG__BODY_RESERVE_REPLY: return m->reserve_reply->request_id;
+	case DUET__MSG__BODY_FIRST_TOKEN: return m->first_token->request_id;
+	case DUET__MSG__BODY_KV_DONE: return m->kv_done->request_id;
+	case DUET__MSG__BODY_TOKEN: return m->token->request_id;
+	case DUET__MSG__BODY_FINISH: return m->finish->request_id;
+	case DUET__MSG__BODY_ERROR: return m->error->request_id;
+	default: return 0;
+	}
+}
+
 const char *duet_wire_body_name(int c)
 {
 	static const char *const names[] = {

@@ -24,6 +24,9 @@ int duet_wire_pack(const Duet__Msg *m, void **buf, size_t *len, struct duet_err 
  * *out is freed with duet_wire_free. */
 int duet_wire_unpack(const void *buf, size_t len, Duet__Msg **out, struct duet_err *err);
 void duet_wire_free(Duet__Msg *m);
+/* The request an event for the router names (reserve reply, first token,
+ * KV done, token, finish, error); 0 for every other kind of message. */
+uint64_t duet_wire_event_request(const Duet__Msg *m);
 /* "hello", "kv_chunk", ... for logs. */
 const char *duet_wire_body_name(int body_case);
 

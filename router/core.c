@@ -272,14 +272,20 @@ static struct rreq *find_req(struct router *r, uint64_t id)
 	return NULL;
 }
 
-static void send_prefill(struct router *r, struct rreq *q)
+static Duet__Sampling wire_sampling(const struct rreq *q)
 {
-	struct node *d = &r->nodes[q->dnode];
 	Duet__Sampling s = DUET__SAMPLING__INIT;
 	s.temperature = q->sampling.temperature;
 	s.top_k = q->sampling.top_k;
 	s.top_p = q->sampling.top_p;
 	s.seed = q->sampling.seed;
+	return s;
+}
+
+static void send_prefill(struct router *r, struct rreq *q)
+{
+	struct node *d = &r->nodes[q->dnode];
+	Duet__Sampling s = wire_sampling(q);
 	Duet__PrefillWork w = DUET__PREFILL_WORK__INIT;
 	w.request_id = q->wid;
 	w.n_tokens = (size_t)(q->n_prompt + q->base);
@@ -342,11 +348,7 @@ static int place(struct router *r, struct rreq *q)
 	duet_log(DUET_LOG_DEBUG, q->id, "%d prompt tokens: %s on %s%s%s (%s)", q->n_prompt,
 		 q->local ? "local" : "disaggregated", r->nodes[d].name, p >= 0 ? " after " : "",
 		 p >= 0 ? r->nodes[p].name : "", why);
-	Duet__Sampling s = DUET__SAMPLING__INIT;
-	s.temperature = q->sampling.temperature;
-	s.top_k = q->sampling.top_k;
-	s.top_p = q->sampling.top_p;
-	s.seed = q->sampling.seed;
+	Duet__Sampling s = wire_sampling(q);
 	Duet__Msg m = duet_wire_msg();
 	if (q->local) {
 		Duet__LocalWork w = DUET__LOCAL_WORK__INIT;
@@ -592,15 +594,8 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 		on_load(r, i, m->load);
 		return;
 	}
-	uint64_t id;
-	switch (m->body_case) {
-	case DUET__MSG__BODY_RESERVE_REPLY: id = m->reserve_reply->request_id; break;
-	case DUET__MSG__BODY_FIRST_TOKEN: id = m->first_token->request_id; break;
-	case DUET__MSG__BODY_KV_DONE: id = m->kv_done->request_id; break;
-	case DUET__MSG__BODY_TOKEN: id = m->token->request_id; break;
-	case DUET__MSG__BODY_FINISH: id = m->finish->request_id; break;
-	case DUET__MSG__BODY_ERROR: id = m->error->request_id; break;
-	default:
+	uint64_t id = duet_wire_event_request(m);
+	if (!id) {
 		duet_log(DUET_LOG_WARN, 0, "%s sent a %s message", peer,
 			 duet_wire_body_name(m->body_case));
 		return;

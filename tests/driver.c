@@ -153,17 +153,7 @@ static void handle(struct drv *d, const char *peer, const Duet__Msg *m)
 	default:
 		break;
 	}
-	uint64_t id = 0;
-	switch (m->body_case) {
-	case DUET__MSG__BODY_RESERVE_REPLY: id = m->reserve_reply->request_id; break;
-	case DUET__MSG__BODY_FIRST_TOKEN: id = m->first_token->request_id; break;
-	case DUET__MSG__BODY_KV_DONE: id = m->kv_done->request_id; break;
-	case DUET__MSG__BODY_TOKEN: id = m->token->request_id; break;
-	case DUET__MSG__BODY_FINISH: id = m->finish->request_id; break;
-	case DUET__MSG__BODY_ERROR: id = m->error->request_id; break;
-	default: return;
-	}
-	struct drv_req *r = drv_req(d, id);
+	struct drv_req *r = drv_req(d, duet_wire_event_request(m));
 	if (!r)
 		return;
 	switch (m->body_case) {

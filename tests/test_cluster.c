@@ -35,14 +35,6 @@ static void bin(char *out, const char *name)
 	snprintf(out, PATH_MAX, "%s/%s", bin_dir, name);
 }
 
-static void random_prompt(int *t, int n, uint64_t seed)
-{
-	for (int i = 0; i < n; i++) {
-		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-		t[i] = 3 + (int)((seed >> 33) % (uint64_t)(M->cfg.vocab_size - 3));
-	}
-}
-
 struct collect {
 	int tokens[DRV_MAX_TOKENS], n;
 };
@@ -161,7 +153,7 @@ static void disagg_with(const char *prefill)
 	uint64_t ids[N_PROMPTS];
 	struct drv_params pp = {.max_tokens = 20};
 	for (int i = 0; i < N_PROMPTS; i++) {
-		random_prompt(prompts[i], LENGTHS[i], 100 + (uint64_t)i);
+		tu_random_prompt(prompts[i], LENGTHS[i], 100 + (uint64_t)i);
 		ids[i] = drv_submit(&D, prefill, "decode-0", prompts[i], LENGTHS[i], &pp);
 	}
 	for (int i = 0; i < N_PROMPTS; i++)
@@ -187,7 +179,7 @@ static void test_local_chunked_prefill(void **state)
 	uint64_t ids[N_PROMPTS];
 	struct drv_params pp = {.max_tokens = 16};
 	for (int i = 0; i < N_PROMPTS; i++) {
-		random_prompt(prompts[i], LENGTHS[i], 200 + (uint64_t)i);
+		tu_random_prompt(prompts[i], LENGTHS[i], 200 + (uint64_t)i);
 		ids[i] = drv_submit_local(&D, "decode-0", prompts[i], LENGTHS[i], &pp);
 	}
 	for (int i = 0; i < N_PROMPTS; i++)
@@ -204,7 +196,7 @@ static void test_sixteen_concurrent(void **state)
 	for (int i = 0; i < N; i++) {
 		len[i] = 3 + (i * 37) % 290;
 		max[i] = 6 + (i * 11) % 40; /* sequences leave at different steps */
-		random_prompt(prompts[i], len[i], 300 + (uint64_t)i);
+		tu_random_prompt(prompts[i], len[i], 300 + (uint64_t)i);
 		struct drv_params pp = {.max_tokens = max[i], .ignore_eos = 1};
 		if (i % 3 == 0)
 			ids[i] = drv_submit_local(&D, "decode-0", prompts[i], len[i], &pp);
@@ -220,9 +212,9 @@ static void test_prefix_cache(void **state)
 {
 	(void)state;
 	static int a[200], b[190];
-	random_prompt(a, 200, 400);
+	tu_random_prompt(a, 200, 400);
 	memcpy(b, a, sizeof(int) * 170);
-	random_prompt(b + 170, 20, 401);
+	tu_random_prompt(b + 170, 20, 401);
 	struct drv_params pp = {.max_tokens = 12};
 	struct drv_node *p = drv_node(&D, "prefill-f32");
 	uint64_t id = drv_submit(&D, "prefill-f32", "decode-0", a, 200, &pp);
@@ -256,8 +248,8 @@ static void test_cancel_frees_blocks(void **state)
 {
 	(void)state;
 	static int a[60], b[40];
-	random_prompt(a, 60, 500);
-	random_prompt(b, 40, 501);
+	tu_random_prompt(a, 60, 500);
+	tu_random_prompt(b, 40, 501);
 	struct drv_params pp = {.max_tokens = 400, .ignore_eos = 1};
 	uint64_t x = drv_submit(&D, "prefill-f32", "decode-0", a, 60, &pp);
 	uint64_t y = drv_submit_local(&D, "decode-0", b, 40, &pp);
@@ -285,7 +277,7 @@ static void test_admission(void **state)
 	/* decode-small holds 1 MB: 128 blocks of 16 positions, so four
 	 * requests of 100 + 412 tokens fill it. */
 	static int t[100];
-	random_prompt(t, 100, 600);
+	tu_random_prompt(t, 100, 600);
 	struct drv_params pp = {.max_tokens = 412, .ignore_eos = 1};
 	uint64_t ids[4];
 	for (int i = 0; i < 4; i++) {
@@ -413,7 +405,7 @@ static void test_malformed_frames(void **state)
 	assert_int_equal(duet_zsock(D.zctx, ZMQ_PUSH, dn->kv_endpoint, 0, &o, &kv_push, &err), 0);
 	void *s = kv_push;
 	static int good[40];
-	random_prompt(good, 40, 700);
+	tu_random_prompt(good, 40, 700);
 	struct drv_params pp = {.max_tokens = 6};
 	for (int k = 0; k < BAD_KINDS; k++) {
 		/* A header that does not parse (or speaks another protocol
@@ -572,7 +564,7 @@ static void test_drain(void **state)
 {
 	(void)state;
 	static int t[30];
-	random_prompt(t, 30, 800);
+	tu_random_prompt(t, 30, 800);
 	/* Long enough (470 steps) to still run when the signal lands. */
 	struct drv_params pp = {.max_tokens = 470, .ignore_eos = 1};
 	uint64_t id = drv_submit_local(&D, "decode-small", t, 30, &pp);

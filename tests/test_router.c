@@ -237,14 +237,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void random_prompt(int *t, int n, uint64_t seed)
-{
-	for (int i = 0; i < n; i++) {
-		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-		t[i] = 3 + (int)((seed >> 33) % 31000);
-	}
-}
-
 static char *ids_body(const int *t, int n, int max_tokens, const char *extra)
 {
 	json_t *arr = json_array();
@@ -281,7 +273,7 @@ static void test_completion_paths(void **state)
 	const int lens[] = {1, 20, 200, 400};
 	for (int i = 0; i < 4; i++) {
 		static int t[512];
-		random_prompt(t, lens[i], 50 + (uint64_t)i);
+		tu_random_prompt(t, lens[i], 50 + (uint64_t)i);
 		char *body = ids_body(t, lens[i], 24, NULL);
 		json_t *j = ok_json(body);
 		free(body);
@@ -352,7 +344,7 @@ static void test_stop_string(void **state)
 {
 	(void)state;
 	static int t[100];
-	random_prompt(t, 100, 77);
+	tu_random_prompt(t, 100, 77);
 	struct collect ref;
 	reference(t, 100, 40, &ref);
 	if (ref.n < 12)
@@ -499,7 +491,7 @@ static void test_bad_requests(void **state)
 	}
 	/* Context: 500 prompt tokens + 100 exceed the 512 of the tiny shape. */
 	static int t[500];
-	random_prompt(t, 500, 9);
+	tu_random_prompt(t, 500, 9);
 	char *body = ids_body(t, 500, 100, NULL);
 	struct buf b;
 	assert_int_equal(http("POST", "/v1/completions", body, &b), 400);
@@ -585,7 +577,7 @@ static void test_decode_failover(void **state)
 {
 	(void)state;
 	static int t[21]; /* a length no other test sends */
-	random_prompt(t, 21, 4242);
+	tu_random_prompt(t, 21, 4242);
 	char *body = ids_body(t, 21, 400, "{\"stream\":true,\"ignore_eos\":true}");
 	struct victim v = {{NULL, 0}, 0, 0};
 	CURL *c = curl_easy_init();

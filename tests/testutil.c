@@ -170,3 +170,11 @@ void tu_write_file(const char *path, const void *data, size_t n)
 	if (fwrite(data, 1, n, f) != n || fclose(f))
 		fail_msg("cannot write %s", path);
 }
+
+void tu_random_prompt(int *t, int n, uint64_t seed)
+{
+	for (int i = 0; i < n; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		t[i] = 3 + (int)((seed >> 33) % 31000);
+	}
+}

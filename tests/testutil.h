@@ -36,6 +36,9 @@ struct duet_model *tu_open(const char *path);
 float tu_max_abs_diff(const float *a, const float *b, size_t n);
 float tu_max_abs(const float *a, size_t n);
 
+/* n pseudo-random token ids in [3, 31003) from seed (never BOS/EOS). */
+void tu_random_prompt(int *t, int n, uint64_t seed);
+
 /* Reads a whole file into a malloc'd buffer. */
 void *tu_read_file(const char *path, size_t *n);
 void tu_write_file(const char *path, const void *data, size_t n);
