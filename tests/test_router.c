@@ -92,6 +92,18 @@ static long http(const char *method, const char *path, const char *body, struct 
 	return http_key(method, path, body, API_KEY, out);
 }
 
+static char router_ctl[300];
+static pid_t spawn(const char *binary, const char *name, char **flags);
+
+static pid_t start_router(void)
+{
+	char port[16];
+	snprintf(port, sizeof port, "%d", PORT);
+	return spawn("duet-router", "router",
+		     (char *[]){"--http-port", port, "--control", router_ctl, "--max-body", "65536",
+				"--max-tokens", "480", "--api-keys", "sk-duet-test-1," API_KEY, NULL});
+}
+
 static pid_t spawn(const char *binary, const char *name, char **flags)
 {
 	char path[PATH_MAX], log[4200], logname[64];
@@ -182,9 +194,8 @@ static int setup(void **state)
 	snprintf(kv, sizeof kv, "ipc://%s/decode.ipc", tu_tmpdir());
 	snprintf(port, sizeof port, "%d", PORT);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	pids[0] = spawn("duet-router", "router",
-			(char *[]){"--http-port", port, "--control", ctl, "--max-body", "65536",
-				   "--max-tokens", "480", "--api-keys", "sk-duet-test-1," API_KEY, NULL});
+	snprintf(router_ctl, sizeof router_ctl, "%s", ctl);
+	pids[0] = start_router();
 	pids[1] = spawn("duet-decode", "decode",
 			(char *[]){"--router", ctl, "--kv-endpoint", kv, "--kv-mb", "16",
 				   "--report-ms", "50", "--log-level", "debug", NULL});
@@ -699,6 +710,41 @@ static void test_chat(void **state)
 	}
 }
 
+/* The router restarts: the nodes register again by themselves and the
+ * next request is served. */
+static void test_router_restart(void **state)
+{
+	(void)state;
+	kill(pids[0], SIGTERM);
+	int st;
+	assert_int_equal(waitpid(pids[0], &st, 0), pids[0]);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	pids[0] = start_router();
+	int up = 0;
+	for (int i = 0; i < 300 && !up; i++) {
+		struct buf b;
+		if (http("GET", "/metrics", NULL, &b) == 200)
+			up = strstr(b.p, "duet_node_up{node=\"decode-0\",role=\"decode\"} 1") &&
+			     strstr(b.p, "duet_node_up{node=\"decode-1\",role=\"decode\"} 1") &&
+			     strstr(b.p, "duet_node_up{node=\"prefill-0\",role=\"prefill\"} 1");
+		free(b.p);
+		if (!up)
+			usleep(100000);
+	}
+	assert_true(up);
+	static int t[200];
+	tu_random_prompt(t, 200, 999);
+	char *body = ids_body(t, 200, 10, NULL);
+	json_t *j = ok_json(body);
+	free(body);
+	struct collect ref;
+	reference(t, 200, 10, &ref);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(j, "choices"), 0), "text")),
+			    ref.text);
+	json_decref(j);
+}
+
 /* SIGTERM: every process exits 0 with no sanitizer report in its log. */
 static void test_clean_exit(void **state)
 {
@@ -735,6 +781,7 @@ int main(void)
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_metrics_agree),
 		cmocka_unit_test(test_chat),
+		cmocka_unit_test(test_router_restart),
 		cmocka_unit_test(test_decode_failover),
 		cmocka_unit_test(test_clean_exit),
 	};
