@@ -95,13 +95,19 @@ static long http(const char *method, const char *path, const char *body, struct 
 static char router_ctl[300];
 static pid_t spawn(const char *binary, const char *name, char **flags);
 
-static pid_t start_router(void)
+static pid_t start_router_policy(const char *policy)
 {
 	char port[16];
 	snprintf(port, sizeof port, "%d", PORT);
 	return spawn("duet-router", "router",
 		     (char *[]){"--http-port", port, "--control", router_ctl, "--max-body", "65536",
-				"--max-tokens", "480", "--api-keys", "sk-duet-test-1," API_KEY, NULL});
+				"--max-tokens", "480", "--api-keys", "sk-duet-test-1," API_KEY,
+				"--policy", (char *)policy, NULL});
+}
+
+static pid_t start_router(void)
+{
+	return start_router_policy("length-aware");
 }
 
 static pid_t spawn(const char *binary, const char *name, char **flags)
@@ -712,14 +718,13 @@ static void test_chat(void **state)
 
 /* The router restarts: the nodes register again by themselves and the
  * next request is served. */
-static void test_router_restart(void **state)
+static void restart_router(const char *policy)
 {
-	(void)state;
 	kill(pids[0], SIGTERM);
 	int st;
 	assert_int_equal(waitpid(pids[0], &st, 0), pids[0]);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	pids[0] = start_router();
+	pids[0] = start_router_policy(policy);
 	int up = 0;
 	for (int i = 0; i < 300 && !up; i++) {
 		struct buf b;
@@ -732,17 +737,128 @@ static void test_router_restart(void **state)
 			usleep(100000);
 	}
 	assert_true(up);
-	static int t[200];
-	tu_random_prompt(t, 200, 999);
-	char *body = ids_body(t, 200, 10, NULL);
-	json_t *j = ok_json(body);
+}
+
+/* Streamed greedy text of short and long prompts equals generate's. */
+static void stream_matches(int n, uint64_t seed)
+{
+	static int t[512];
+	tu_random_prompt(t, n, seed);
+	char *body = ids_body(t, n, 16, "{\"stream\":true}");
+	struct buf b;
+	assert_int_equal(http("POST", "/v1/completions", body, &b), 200);
 	free(body);
+	char got[65536] = "";
+	for (char *line = strtok(b.p, "\n"); line; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "data: {", 7) != 0)
+			continue;
+		json_t *j = json_loads(line + 6, 0, NULL);
+		json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
+		if (!ch)
+			fail_msg("stream error: %s", line);
+		strcat(got, json_string_value(json_object_get(ch, "text")));
+		json_decref(j);
+	}
+	free(b.p);
 	struct collect ref;
-	reference(t, 200, 10, &ref);
-	assert_string_equal(json_string_value(json_object_get(
-				    json_array_get(json_object_get(j, "choices"), 0), "text")),
-			    ref.text);
-	json_decref(j);
+	reference(t, n, 16, &ref);
+	assert_string_equal(got, ref.text);
+}
+
+/* The router restarts (once per policy): the nodes register again by
+ * themselves, and every policy streams generate's text. */
+static void test_router_restart_policies(void **state)
+{
+	(void)state;
+	const char *policies[] = {"round-robin", "least-loaded", "colocated", "length-aware"};
+	for (int p = 0; p < 4; p++) {
+		restart_router(policies[p]);
+		stream_matches(10, 1000 + (uint64_t)p);
+		stream_matches(300, 2000 + (uint64_t)p);
+		struct buf b;
+		assert_int_equal(http("GET", "/v1/cluster", NULL, &b), 200);
+		assert_non_null(strstr(b.p, policies[p]));
+		free(b.p);
+	}
+}
+
+struct conc {
+	int id;
+	int ok;
+};
+
+static void *one_stream(void *arg)
+{
+	struct conc *c = arg;
+	static int t[32][512];
+	int n = 5 + c->id * 13;
+	tu_random_prompt(t[c->id], n, 5000 + (uint64_t)c->id);
+	char *body = ids_body(t[c->id], n, 12, "{\"stream\":true}");
+	struct buf b;
+	long st = http("POST", "/v1/completions", body, &b);
+	free(body);
+	c->ok = st == 200 && strstr(b.p, "data: [DONE]") && !strstr(b.p, "\"error\"");
+	free(b.p);
+	return NULL;
+}
+
+/* 32 streams at once; /metrics counts exactly what was sent. */
+static void test_concurrent_streams(void **state)
+{
+	(void)state;
+	struct buf b;
+	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
+	long ok0 = metric(b.p, "duet_requests_total{outcome=\"ok\"} ");
+	long in0 = metric(b.p, "duet_tokens_total{direction=\"in\"} ");
+	long out0 = metric(b.p, "duet_tokens_total{direction=\"out\"} ");
+	free(b.p);
+	pthread_t th[32];
+	struct conc c[32];
+	long want_in = 0;
+	for (int i = 0; i < 32; i++) {
+		c[i] = (struct conc){i, 0};
+		want_in += 5 + i * 13;
+		pthread_create(&th[i], NULL, one_stream, &c[i]);
+	}
+	for (int i = 0; i < 32; i++) {
+		pthread_join(th[i], NULL);
+		assert_true(c[i].ok);
+	}
+	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
+	assert_int_equal(metric(b.p, "duet_requests_total{outcome=\"ok\"} ") - ok0, 32);
+	assert_int_equal(metric(b.p, "duet_tokens_total{direction=\"in\"} ") - in0, want_in);
+	assert_int_equal(metric(b.p, "duet_tokens_total{direction=\"out\"} ") - out0, 32 * 12);
+	free(b.p);
+}
+
+/* /health: 503 once no decode node is alive, 200 again when one is back. */
+static void test_health_follows_decode_nodes(void **state)
+{
+	(void)state;
+	for (int i = 1; i < N_NODES; i += 2)
+		if (pids[i] > 0)
+			kill(pids[i], SIGSTOP);
+	long st = 200;
+	for (int k = 0; k < 100 && st == 200; k++) {
+		struct buf b;
+		st = http("GET", "/health", NULL, &b);
+		free(b.p);
+		if (st == 200)
+			usleep(50000);
+	}
+	assert_int_equal(st, 503);
+	for (int i = 1; i < N_NODES; i += 2)
+		if (pids[i] > 0)
+			kill(pids[i], SIGCONT);
+	for (int k = 0; k < 100 && st != 200; k++) {
+		struct buf b;
+		st = http("GET", "/health", NULL, &b);
+		free(b.p);
+		if (st != 200)
+			usleep(50000);
+	}
+	assert_int_equal(st, 200);
+	stream_matches(40, 777);
 }
 
 /* SIGTERM: every process exits 0 with no sanitizer report in its log. */
@@ -781,8 +897,10 @@ int main(void)
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_metrics_agree),
 		cmocka_unit_test(test_chat),
-		cmocka_unit_test(test_router_restart),
+		cmocka_unit_test(test_concurrent_streams),
+		cmocka_unit_test(test_router_restart_policies),
 		cmocka_unit_test(test_decode_failover),
+		cmocka_unit_test(test_health_follows_decode_nodes),
 		cmocka_unit_test(test_clean_exit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
