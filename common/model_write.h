@@ -57,5 +57,9 @@ int duet_write_llama2c_tokenizer(const char *path, const struct duet_vocab *v,
 				 struct duet_err *err);
 /* Reads a vocabulary from a vocab-only (or any) GGUF or a tokenizer.bin. */
 int duet_vocab_load_file(struct duet_vocab *v, const char *path, struct duet_err *err);
+/* The built-in byte-level vocabulary (259 tokens: <unk>, <s>, </s>, bytes),
+ * what `--vocab builtin:bytes` names. */
+#define DUET_VOCAB_BUILTIN_BYTES "builtin:bytes"
+int duet_vocab_bytes(struct duet_vocab *v, struct duet_err *err);
 
 #endif

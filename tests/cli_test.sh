@@ -94,6 +94,10 @@ for d in duet-prefill duet-decode; do
 	printf 'name = x\nthreads = 2\nnot a setting\n' >"$TMP/$d.conf"
 	check "$d: bad config line" fails_with_one_line "$BUILD/$d --config $TMP/$d.conf" "$TMP/$d.conf:3"
 done
+check "mkmodel: built-in byte vocabulary" bash -c "'$DUET' mkmodel --shape tiny --vocab builtin:bytes -o '$TMP/bytes.gguf' 2>/dev/null &&
+	[ \"\$(printf 'hé' | '$DUET' tokenize --vocab '$TMP/bytes.gguf')\" = '1 35 107 198 172' ] &&
+	'$DUET' generate -m '$TMP/bytes.gguf' -p 'héllo' -n 4 --temp 0 >/dev/null 2>&1"
+
 # duet up: a whole cluster, one completion over plain HTTP (bash's
 # /dev/tcp, so no HTTP client is needed), then Ctrl-C stops everything.
 post() { # port path body: the raw HTTP response

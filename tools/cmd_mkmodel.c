@@ -34,7 +34,8 @@ static void usage(FILE *f)
 		"or a llama2.c tokenizer.bin).\n"
 		"\n"
 		"  --shape NAME        model shape (see --list-shapes)\n"
-		"  --vocab FILE        vocabulary source\n"
+		"  --vocab FILE        vocabulary source; builtin:bytes is a built-in byte-level\n"
+		"                      vocabulary (259 tokens) for machines without one\n"
 		"  -o, --out OUT       output file\n"
 		"  --dtype TYPE        f32 (default), f16 or q8_0 for the weight matrices\n"
 		"  --format FMT        gguf (default) or llama2c; llama2c is f32 only and also\n"
@@ -165,7 +166,8 @@ int cmd_mkmodel(int argc, char **argv)
 
 	struct duet_err err;
 	struct duet_vocab vocab;
-	if (duet_vocab_load_file(&vocab, vocab_path, &err))
+	if (strcmp(vocab_path, DUET_VOCAB_BUILTIN_BYTES) == 0 ? duet_vocab_bytes(&vocab, &err)
+							      : duet_vocab_load_file(&vocab, vocab_path, &err))
 		return cli_fail("mkmodel", "%s", err.msg);
 	struct duet_random_gen g;
 	char name[128];

@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "cpu.h"
+#include "model_write.h"
 
 #define UP_MAX_NODES 32
 #define UP_READY_TIMEOUT_S 300
@@ -45,8 +46,9 @@ static void usage(FILE *f)
 		"are enough, and serves until Ctrl-C, which stops everything cleanly.\n"
 		"Logs go to DIR/NAME.log.\n\n"
 		"  -m, --model FILE    model to serve; default: a stories110m-shaped random model\n"
-		"                      made once with `duet mkmodel` into ~/.cache/duet/ (needs the\n"
-		"                      Llama-2 vocabulary of ../shared/models, DUET_SHARED_MODELS)\n"
+		"                      made once with `duet mkmodel` into ~/.cache/duet/, with the\n"
+		"                      Llama-2 vocabulary of ../shared/models (or DUET_SHARED_MODELS)\n"
+		"                      when present, else a built-in byte-level vocabulary\n"
 		"  -P, --prefill N     prefill nodes (default 1)\n"
 		"  -D, --decode N      decode nodes (default 1)\n"
 		"      --policy NAME   length-aware (default), round-robin, least-loaded, colocated\n"
@@ -104,16 +106,16 @@ static int run_wait(char *const argv[])
 static int default_model(const char *bin, char *out, size_t cap)
 {
 	const char *home = getenv("HOME");
-	char dir[PATH_MAX / 2];
+	char dir[PATH_MAX / 2], vocab[PATH_MAX];
+	/* The Llama-2 vocabulary when it is here, else the built-in
+	 * byte-level one (so any fresh machine can serve). */
+	int llama = find_vocab(bin, vocab, sizeof vocab) != NULL;
+	if (!llama)
+		snprintf(vocab, sizeof vocab, "%s", DUET_VOCAB_BUILTIN_BYTES);
 	snprintf(dir, sizeof dir, "%s/.cache/duet", home && *home ? home : "/tmp");
-	snprintf(out, cap, "%s/%s.gguf", dir, UP_DEFAULT_SHAPE);
+	snprintf(out, cap, "%s/%s%s.gguf", dir, UP_DEFAULT_SHAPE, llama ? "" : "-bytes");
 	if (access(out, R_OK) == 0)
 		return 0;
-	char vocab[PATH_MAX];
-	if (!find_vocab(bin, vocab, sizeof vocab))
-		return cli_fail("up", "no --model given and no Llama-2 vocabulary found to make one "
-				      "(set DUET_SHARED_MODELS to the directory of "
-				      "ggml-vocab-llama-spm.gguf)");
 	char cmd[PATH_MAX + 64];
 	snprintf(cmd, sizeof cmd, "%s/.cache", home && *home ? home : "/tmp");
 	mkdir(cmd, 0755);
