@@ -25,7 +25,7 @@
 #include "vocab.h"
 
 #define PORT 18431
-#define N_NODES 4
+#define N_NODES 5 /* router, decode-0, prefill-0, decode-1, prefill-1 */
 
 static char model_path[4096], bin_dir[PATH_MAX / 2], base_url[64];
 static pid_t pids[N_NODES];
@@ -206,7 +206,8 @@ static int setup(void **state)
 			(char *[]){"--router", ctl, "--kv-endpoint", kv, "--kv-mb", "16",
 				   "--report-ms", "50", "--log-level", "debug", NULL});
 	pids[2] = spawn("duet-prefill", "prefill",
-			(char *[]){"--router", ctl, "--report-ms", "50", "--kv-dtype", "f32", NULL});
+			(char *[]){"--router", ctl, "--report-ms", "50", "--kv-dtype", "f32", "--log-level",
+				   "debug", NULL});
 	/* Ready when /health says a decode node is up and both nodes show;
 	 * then a second decode node, so the first one comes first in the
 	 * router's table (failover kills it). */
@@ -219,7 +220,9 @@ static int setup(void **state)
 			http("GET", "/metrics", NULL, &b);
 			up = st == 200 && strstr(b.p, "role=\"prefill\"} 1") &&
 			     strstr(b.p, "duet_node_up{node=\"decode-0\",role=\"decode\"} 1") &&
-			     (round == 0 || strstr(b.p, "duet_node_up{node=\"decode-1\",role=\"decode\"} 1"));
+			     (round == 0 ||
+			      (strstr(b.p, "duet_node_up{node=\"decode-1\",role=\"decode\"} 1") &&
+			       strstr(b.p, "duet_node_up{node=\"prefill-1\",role=\"prefill\"} 1")));
 			free(b.p);
 			if (!up)
 				usleep(100000);
@@ -234,6 +237,9 @@ static int setup(void **state)
 				(char *[]){"--router", ctl, "--kv-endpoint", kv1, "--kv-mb", "16",
 					   "--report-ms", "50", "--name", "decode-1", "--log-level",
 					   "debug", NULL});
+		pids[4] = spawn("duet-prefill", "prefill-1",
+				(char *[]){"--router", ctl, "--report-ms", "50", "--kv-dtype", "f16",
+					   "--name", "prefill-1", "--log-level", "debug", NULL});
 	}
 	fprintf(stderr, "the cluster did not come up; logs in %s\n", tu_tmpdir());
 	return -1;
@@ -408,7 +414,7 @@ static void test_endpoints(void **state)
 	assert_int_equal(http("GET", "/v1/cluster", NULL, &b), 200);
 	j = json_loads(b.p, 0, NULL);
 	free(b.p);
-	assert_int_equal(json_array_size(json_object_get(j, "nodes")), 3);
+	assert_int_equal(json_array_size(json_object_get(j, "nodes")), 4);
 	assert_string_equal(json_string_value(json_object_get(j, "policy")), "length-aware");
 	json_decref(j);
 	/* /health needs no key; everything else does. */
@@ -529,16 +535,17 @@ struct victim {
  * than a client can react; stopping both decode nodes most of the time
  * slows them enough to kill one mid-stream. */
 static volatile int throttling;
+static int throttle_first = 1; /* 1: decode nodes (1, 3); 2: prefill nodes (2, 4) */
 
 static void *throttle(void *arg)
 {
 	(void)arg;
 	while (throttling) {
-		for (int i = 1; i < N_NODES; i += 2)
+		for (int i = throttle_first; i < N_NODES; i += 2)
 			if (pids[i] > 0)
 				kill(pids[i], SIGSTOP);
 		usleep(20000);
-		for (int i = 1; i < N_NODES; i += 2)
+		for (int i = throttle_first; i < N_NODES; i += 2)
 			if (pids[i] > 0)
 				kill(pids[i], SIGCONT);
 		usleep(1000);
@@ -546,13 +553,16 @@ static void *throttle(void *arg)
 	return NULL;
 }
 
-/* The decode node whose log shows the local prefill of this many tokens. */
-static int serving(int n_prompt)
+/* The node (index into pids; decode nodes, or prefill nodes when prefill
+ * is set) whose debug log shows it took a prompt of this many tokens. */
+static int serving_node(int n_prompt, int prefill)
 {
-	const int idx[2] = {1, 3};
-	const char *logs[2] = {"decode.log", "decode-1.log"};
+	const int idx[2] = {prefill ? 2 : 1, prefill ? 4 : 3};
+	const char *logs[2] = {prefill ? "prefill.log" : "decode.log",
+			       prefill ? "prefill-1.log" : "decode-1.log"};
 	char want[64];
-	snprintf(want, sizeof want, "local prefill of %d tokens", n_prompt);
+	snprintf(want, sizeof want, prefill ? "queued %d prompt tokens" : "local prefill of %d tokens",
+		 n_prompt);
 	for (int i = 0; i < 2; i++) {
 		char path[4200];
 		size_t n;
@@ -575,7 +585,7 @@ static size_t on_stream(char *d, size_t sz, size_t n, void *ctx)
 	for (const char *p = v->b.p; (p = strstr(p, "data: ")); p++)
 		chunks++;
 	if (!v->killed && chunks >= 3) {
-		v->which = serving(21);
+		v->which = serving_node(21, 0);
 		if (v->which > 0) {
 			pid_t pid = pids[v->which];
 			pids[v->which] = -pid; /* out of the throttle's hands */
@@ -731,7 +741,8 @@ static void restart_router(const char *policy)
 		if (http("GET", "/metrics", NULL, &b) == 200)
 			up = strstr(b.p, "duet_node_up{node=\"decode-0\",role=\"decode\"} 1") &&
 			     strstr(b.p, "duet_node_up{node=\"decode-1\",role=\"decode\"} 1") &&
-			     strstr(b.p, "duet_node_up{node=\"prefill-0\",role=\"prefill\"} 1");
+			     strstr(b.p, "duet_node_up{node=\"prefill-0\",role=\"prefill\"} 1") &&
+			     strstr(b.p, "duet_node_up{node=\"prefill-1\",role=\"prefill\"} 1");
 		free(b.p);
 		if (!up)
 			usleep(100000);
@@ -831,6 +842,72 @@ static void test_concurrent_streams(void **state)
 	free(b.p);
 }
 
+struct bg_req {
+	char *body;
+	struct buf b;
+	long status;
+};
+
+static void *bg_post(void *arg)
+{
+	struct bg_req *q = arg;
+	q->status = http("POST", "/v1/completions", q->body, &q->b);
+	return NULL;
+}
+
+/* kill -9 the prefill node computing a prompt: the router places the
+ * request again (the decode node frees the partial KV) and the client gets
+ * exactly the reference text. */
+static void test_prefill_failover(void **state)
+{
+	(void)state;
+	struct buf b;
+	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
+	long before = metric(b.p, "\nduet_failovers_total ");
+	free(b.p);
+	static int t[401]; /* a length no other test sends; long: disaggregated */
+	tu_random_prompt(t, 401, 31337);
+	struct bg_req q = {ids_body(t, 401, 30, NULL), {NULL, 0}, 0};
+	throttle_first = 2;
+	throttling = 1;
+	pthread_t th, tt;
+	pthread_create(&tt, NULL, throttle, NULL);
+	pthread_create(&th, NULL, bg_post, &q);
+	int victim = -1;
+	for (int k = 0; k < 2000 && victim < 0; k++) {
+		victim = serving_node(401, 1);
+		if (victim < 0)
+			usleep(1000);
+	}
+	assert_true(victim > 0);
+	pid_t pid = pids[victim];
+	pids[victim] = -pid;
+	kill(pid, SIGKILL);
+	throttling = 0;
+	pthread_join(tt, NULL);
+	for (int i = 2; i < N_NODES; i += 2)
+		if (pids[i] > 0)
+			kill(pids[i], SIGCONT);
+	throttle_first = 1;
+	pthread_join(th, NULL);
+	waitpid(pid, NULL, 0);
+	pids[victim] = 0;
+	if (q.status != 200)
+		fail_msg("status %ld: %s", q.status, q.b.p);
+	json_t *j = json_loads(q.b.p, 0, NULL);
+	free(q.b.p);
+	free(q.body);
+	struct collect ref;
+	reference(t, 401, 30, &ref);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(j, "choices"), 0), "text")),
+			    ref.text);
+	json_decref(j);
+	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
+	assert_true(metric(b.p, "\nduet_failovers_total ") > before);
+	free(b.p);
+}
+
 /* /health: 503 once no decode node is alive, 200 again when one is back. */
 static void test_health_follows_decode_nodes(void **state)
 {
@@ -865,7 +942,7 @@ static void test_health_follows_decode_nodes(void **state)
 static void test_clean_exit(void **state)
 {
 	(void)state;
-	const char *names[N_NODES] = {"router", "decode", "prefill", "decode-1"};
+	const char *names[N_NODES] = {"router", "decode", "prefill", "decode-1", "prefill-1"};
 	for (int i = N_NODES - 1; i >= 0; i--) {
 		if (pids[i] <= 0)
 			continue;
@@ -900,6 +977,7 @@ int main(void)
 		cmocka_unit_test(test_concurrent_streams),
 		cmocka_unit_test(test_router_restart_policies),
 		cmocka_unit_test(test_decode_failover),
+		cmocka_unit_test(test_prefill_failover),
 		cmocka_unit_test(test_health_follows_decode_nodes),
 		cmocka_unit_test(test_clean_exit),
 	};
