@@ -21,7 +21,7 @@ CC ?= gcc
 OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 WARN := -Wall -Wextra -Werror
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Icommon -I$(BUILD)/proto -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Icommon -Irouter -I$(BUILD)/proto -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
 LDFLAGS ?=
 LDLIBS := -lzmq -lprotobuf-c -lsystemd -linih -lopenblas -lxxhash -lm -pthread
 
@@ -84,6 +84,10 @@ $(BUILD)/duet-decode: $(DECODE_OBJ) $(LIB)
 
 $(BUILD)/duet-router: $(ROUTER_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(ROUTER_OBJ) $(LIB) -lmicrohttpd -ljansson $(LDLIBS) -o $@
+
+# Placement is tested as a unit, against the router's own place.c.
+$(BUILD)/tests/test_place: $(BUILD)/tests/test_place.o $(BUILD)/router/place.o $(TEST_SUPPORT_OBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -ljansson $(LDLIBS) -lcmocka -o $@

@@ -507,6 +507,9 @@ static void on_load(struct router *r, int i, const Duet__LoadReport *l)
 	n->kv_free = (int)l->kv_blocks_free;
 	n->kv_total = (int)l->kv_blocks_total;
 	n->bad_messages = l->bad_messages;
+	n->n_hashes = l->n_prefix_hashes < ROUTER_PREFIX_HASHES ? (int)l->n_prefix_hashes
+								 : ROUTER_PREFIX_HASHES;
+	memcpy(n->hashes, l->prefix_hashes, sizeof(uint64_t) * (size_t)n->n_hashes);
 	/* The report counts every reservation made before it. */
 	n->reserved_tokens = 0;
 }

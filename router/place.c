@@ -1,6 +1,7 @@
 /* Placement: which decode node holds the request, and whether a prefill
  * node computes its prompt (disaggregated) or the decode node does
  * (local). See DESIGN.md, Placement. */
+#include "prefix_cache.h"
 #include "router.h"
 
 /* Tokens a request can hold at most on a node of this context. */
@@ -47,11 +48,33 @@ static int pick_decode(struct router *r, const struct rreq *q)
 	return best;
 }
 
-/* Predicted seconds until this prompt's first token on prefill node n. */
-static double prefill_ttft(const struct node *n, int n_prompt)
+/* Prompt tokens prefill node n holds in its prefix cache (whole blocks,
+ * by the chain hashes of its last load report). */
+static int cached_tokens(const struct node *n, const struct rreq *q)
+{
+	int bt = n->block_tokens, k = 0;
+	uint64_t h = DUET_PREFIX_SEED;
+	if (bt < 1 || !n->n_hashes)
+		return 0;
+	/* The node computes at least the last token itself. */
+	for (; (k + 1) * bt <= q->n_prompt - 1; k++) {
+		h = duet_prefix_chain(h, q->prompt + (size_t)k * (size_t)bt, bt);
+		int hit = 0;
+		for (int i = 0; i < n->n_hashes && !hit; i++)
+			hit = n->hashes[i] == h;
+		if (!hit)
+			break;
+	}
+	return k * bt;
+}
+
+/* Predicted seconds until this prompt's first token on prefill node n:
+ * its queue plus the part of this prompt it has not cached, at its
+ * measured rate. */
+static double prefill_ttft(const struct node *n, const struct rreq *q)
 {
 	double rate = n->prefill_tps > 1 ? n->prefill_tps : 1000;
-	return ((double)n->queued_tokens + n_prompt) / rate;
+	return ((double)n->queued_tokens + q->n_prompt - cached_tokens(n, q)) / rate;
 }
 
 static int pick_prefill(struct router *r, const struct rreq *q)
@@ -66,8 +89,7 @@ static int pick_prefill(struct router *r, const struct rreq *q)
 		return cand[r->rr % (unsigned)nc];
 	int best = cand[0];
 	for (int k = 1; k < nc; k++)
-		if (prefill_ttft(&r->nodes[cand[k]], q->n_prompt) <
-		    prefill_ttft(&r->nodes[best], q->n_prompt))
+		if (prefill_ttft(&r->nodes[cand[k]], q) < prefill_ttft(&r->nodes[best], q))
 			best = cand[k];
 	return best;
 }
@@ -89,11 +111,23 @@ int router_place(struct router *r, struct rreq *q, int *pnode, int *dnode, const
 		*why = "no prefill node";
 		return 0;
 	}
-	if (r->policy == POLICY_LENGTH_AWARE && q->n_prompt <= r->cfg.local_max_prompt) {
+	if (r->policy == POLICY_LENGTH_AWARE) {
 		/* A short prompt costs the decode node's batch little, and
 		 * skips a KV transfer. */
-		*why = "short prompt";
-		return 0;
+		if (q->n_prompt <= r->cfg.local_max_prompt) {
+			*why = "short prompt";
+			return 0;
+		}
+		/* Prefilling locally stalls every running stream on the
+		 * decode node for the prompt's time; it only pays when all
+		 * prefill nodes are queued that much deeper. */
+		const struct node *dn = &r->nodes[*dnode], *pn = &r->nodes[p];
+		double rate = pn->prefill_tps > 1 ? pn->prefill_tps : 1000;
+		double local = (double)q->n_prompt / rate * (1 + dn->running + dn->local_prefill);
+		if (local < prefill_ttft(pn, q)) {
+			*why = "prefill nodes queued deeper than a local prefill costs";
+			return 0;
+		}
 	}
 	*pnode = p;
 	*why = "disaggregated";

@@ -22,7 +22,8 @@
 #define ROUTER_MAX_NODES 64
 #define ROUTER_MAX_STOPS 4
 #define ROUTER_MISSED_REPORTS 3
-#define ROUTER_MAX_ATTEMPTS 4 /* placements of one request, failovers included */
+#define ROUTER_MAX_ATTEMPTS 4
+#define ROUTER_PREFIX_HASHES 256 /* a prefill node's most recent cached blocks */ /* placements of one request, failovers included */
 
 #define ROUTER_HIST_BUCKETS 14
 #define ROUTER_MAX_KEYS 32
@@ -56,6 +57,8 @@ struct node {
 	double step_ms;
 	int kv_free, kv_total;
 	uint64_t bad_messages;
+	uint64_t hashes[ROUTER_PREFIX_HASHES]; /* prefix-cache chain hashes */
+	int n_hashes;
 	/* placed and not yet finished by this router */
 	int inflight;
 	long long reserved_tokens; /* prompt + max tokens of requests in flight */

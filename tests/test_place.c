@@ -1,0 +1,144 @@
+/* Placement policies (router/place.c) on hand-made node tables: the
+ * length-aware choice between local and disaggregated prefill, prefill
+ * nodes by predicted time to first token including their cached prefix,
+ * decode nodes by load and room, and the other policies. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "prefix_cache.h"
+#include "router.h"
+#include "testutil.h"
+
+static struct duet_model model;
+static struct router R;
+static int prompt[400];
+
+static void reset(enum policy p)
+{
+	memset(&R, 0, sizeof R);
+	model.cfg.ctx_len = 512;
+	R.model = &model;
+	R.policy = p;
+	R.cfg.local_max_prompt = 64;
+	const struct {
+		const char *name;
+		Duet__Role role;
+		double rate;
+	} nodes[] = {{"prefill-0", DUET__ROLE__ROLE_PREFILL, 5000},
+		     {"prefill-1", DUET__ROLE__ROLE_PREFILL, 4000},
+		     {"decode-0", DUET__ROLE__ROLE_DECODE, 0},
+		     {"decode-1", DUET__ROLE__ROLE_DECODE, 0}};
+	for (int i = 0; i < 4; i++) {
+		struct node *n = &R.nodes[i];
+		strcpy(n->name, nodes[i].name);
+		n->role = nodes[i].role;
+		n->alive = 1;
+		n->prefill_tps = nodes[i].rate;
+		n->block_tokens = 16;
+		n->kv_free = n->kv_total = 1000;
+	}
+	R.n_nodes = 4;
+}
+
+static int place(int n_prompt, int max_tokens, int *p, int *d)
+{
+	struct rreq q = {0};
+	q.prompt = prompt;
+	q.n_prompt = n_prompt;
+	q.max_tokens = max_tokens;
+	const char *why;
+	return router_place(&R, &q, p, d, &why);
+}
+
+static void cache_prefix(struct node *n, int tokens)
+{
+	uint64_t h = DUET_PREFIX_SEED;
+	for (int k = 0; (k + 1) * 16 <= tokens; k++) {
+		h = duet_prefix_chain(h, prompt + k * 16, 16);
+		n->hashes[n->n_hashes++] = h;
+	}
+}
+
+static void test_length_aware(void **state)
+{
+	(void)state;
+	tu_random_prompt(prompt, 400, 1);
+	int p, d;
+	reset(POLICY_LENGTH_AWARE);
+	/* Short: local on the first least-loaded decode node. */
+	assert_int_equal(place(40, 16, &p, &d), 0);
+	assert_int_equal(p, -1);
+	assert_int_equal(d, 2);
+	/* Long: the faster prefill node. */
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, 0);
+	/* ...unless the slower one holds most of the prompt in its cache. */
+	cache_prefix(&R.nodes[1], 288);
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, 1);
+	/* A deep queue sends work elsewhere. */
+	R.nodes[1].n_hashes = 0;
+	R.nodes[0].queued_tokens = 5000;
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, 1);
+	/* Both deeply queued, decode node idle: a local prefill is sooner. */
+	R.nodes[1].queued_tokens = 50000;
+	R.nodes[0].queued_tokens = 50000;
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, -1);
+	/* Decode nodes: fewer running sequences first, then room. */
+	R.nodes[0].queued_tokens = R.nodes[1].queued_tokens = 0;
+	R.nodes[2].running = 3;
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(d, 3);
+	R.nodes[3].running = 3;
+	R.nodes[3].kv_free = 2000;
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(d, 3);
+	/* No room for prompt + max_tokens anywhere: refused. */
+	R.nodes[2].kv_free = R.nodes[3].kv_free = 10; /* 160 positions */
+	assert_int_equal(place(150, 100, &p, &d), -1);
+	assert_int_equal(place(100, 50, &p, &d), 0);
+	/* Dead or draining nodes take nothing. */
+	R.nodes[2].alive = 0;
+	R.nodes[3].draining = 1;
+	assert_int_equal(place(10, 5, &p, &d), -1);
+}
+
+static void test_other_policies(void **state)
+{
+	(void)state;
+	int p, d;
+	reset(POLICY_COLOCATED);
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, -1);
+	reset(POLICY_LEAST_LOADED);
+	assert_int_equal(place(10, 16, &p, &d), 0);
+	assert_int_equal(p, 0); /* no local shortcut */
+	reset(POLICY_ROUND_ROBIN);
+	int seen_p[2] = {0}, seen_d[2] = {0};
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(place(300, 16, &p, &d), 0);
+		seen_p[p]++;
+		seen_d[d - 2]++;
+		R.rr++; /* the core advances it per placement */
+	}
+	assert_int_equal(seen_p[0], 2);
+	assert_int_equal(seen_p[1], 2);
+	assert_int_equal(seen_d[0], 2);
+	assert_int_equal(seen_d[1], 2);
+	/* Without prefill nodes everything is local. */
+	reset(POLICY_LENGTH_AWARE);
+	R.nodes[0].alive = R.nodes[1].alive = 0;
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_length_aware),
+		cmocka_unit_test(test_other_policies),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
