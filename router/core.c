@@ -509,7 +509,8 @@ static void on_load(struct router *r, int i, const Duet__LoadReport *l)
 	n->bad_messages = l->bad_messages;
 	n->n_hashes = l->n_prefix_hashes < ROUTER_PREFIX_HASHES ? (int)l->n_prefix_hashes
 								 : ROUTER_PREFIX_HASHES;
-	memcpy(n->hashes, l->prefix_hashes, sizeof(uint64_t) * (size_t)n->n_hashes);
+	if (n->n_hashes)
+		memcpy(n->hashes, l->prefix_hashes, sizeof(uint64_t) * (size_t)n->n_hashes);
 	/* The report counts every reservation made before it. */
 	n->reserved_tokens = 0;
 }

@@ -241,7 +241,18 @@ static int setup(void **state)
 				(char *[]){"--router", ctl, "--report-ms", "50", "--kv-dtype", "f16",
 					   "--name", "prefill-1", "--log-level", "debug", NULL});
 	}
-	fprintf(stderr, "the cluster did not come up; logs in %s\n", tu_tmpdir());
+	fprintf(stderr, "the cluster did not come up; its logs:\n");
+	const char *logs[] = {"router.log", "decode.log", "prefill.log", "decode-1.log", "prefill-1.log"};
+	for (int i = 0; i < 5; i++) {
+		char path[4200];
+		size_t n;
+		tu_path(path, logs[i]);
+		if (access(path, R_OK))
+			continue;
+		char *text = tu_read_file(path, &n);
+		fprintf(stderr, "== %s\n%.*s\n", logs[i], (int)(n > 3000 ? 3000 : n), text);
+		free(text);
+	}
 	return -1;
 }
 
