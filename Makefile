@@ -162,3 +162,16 @@ up:
 
 demo: $(DUET) $(DEMO_MODEL)
 	$(DUET) generate -m $(DEMO_MODEL) -p "Once upon a time" -n 48 --temp 0
+
+# Router overhead: a local cluster (duet up) on the small demo model, then
+# tests/bench_router.c against it.
+.PHONY: bench-router
+bench-router: $(DUET) $(DAEMONS) $(BUILD)/tests/bench_router $(DEMO_MODEL)
+	@rm -rf $(BUILD)/bench-up; \
+	$(DUET) up --model $(DEMO_MODEL) --port 18601 --dir $(BUILD)/bench-up >$(BUILD)/bench-up.out 2>&1 & \
+	pid=$$!; for i in $$(seq 1 300); do grep -q '^duet up: serving' $(BUILD)/bench-up.out && break; sleep 0.1; done; \
+	grep -q '^duet up: serving' $(BUILD)/bench-up.out || { cat $(BUILD)/bench-up.out; kill $$pid; exit 1; }; \
+	$(BUILD)/tests/bench_router http://127.0.0.1:18601; rc=$$?; kill -INT $$pid; wait $$pid; exit $$rc
+
+$(BUILD)/tests/bench_router: $(BUILD)/tests/bench_router.o
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -o $@

@@ -263,6 +263,7 @@ int decode_emit(struct decode *d, struct dreq *r, int token, int first)
 		t.request_id = r->id;
 		t.index = (uint32_t)index;
 		t.token = token;
+		t.emitted_us = (uint64_t)duet_now_us();
 		Duet__Msg out = msg(DUET__MSG__BODY_TOKEN);
 		out.token = &t;
 		send_or_log(d, &out, r->id);

@@ -38,8 +38,9 @@ int router_can_serve(struct router *r)
 	return d > 0;
 }
 
-const double ROUTER_HIST_BOUNDS[ROUTER_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-							1,     2.5,  5,     10,   30,  60,  1e300};
+const double ROUTER_HIST_BOUNDS[ROUTER_HIST_BUCKETS] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+	0.25,	0.5,	 1,	 2.5,	5,	10,    30,   60,    1e300};
 
 void hist_add(struct hist *h, double s)
 {
@@ -622,9 +623,19 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 		r->kv_bytes += m->kv_done->bytes;
 		pthread_mutex_unlock(&r->mu);
 		break;
-	case DUET__MSG__BODY_TOKEN:
+	case DUET__MSG__BODY_TOKEN: {
 		got_token(r, q, m->token->index, m->token->token);
+		/* The clocks agree only on one machine (CLOCK_MONOTONIC);
+		 * across machines the difference means nothing, so only a
+		 * plausible one is kept. */
+		long long dt = duet_now_us() - (long long)m->token->emitted_us;
+		if (m->token->emitted_us && dt >= 0 && dt < 10000000) {
+			pthread_mutex_lock(&r->mu);
+			hist_add(&r->relay, (double)dt * 1e-6);
+			pthread_mutex_unlock(&r->mu);
+		}
 		break;
+	}
 	case DUET__MSG__BODY_FINISH:
 		q->n_total = (int)m->finish->n_generated;
 		q->finish_hint = m->finish->reason == DUET__FINISH_REASON__FINISH_STOP ? "stop" : "length";

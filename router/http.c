@@ -581,6 +581,9 @@ static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
 	print_hist(f, "duet_ttft_seconds", "time to first token", &r->ttft);
 	print_hist(f, "duet_tbt_seconds", "time between tokens", &r->tbt);
 	print_hist(f, "duet_e2e_seconds", "end-to-end latency of completed requests", &r->e2e);
+	print_hist(f, "duet_relay_seconds",
+		   "decode node sending a token to its text being ready for the client (same host)",
+		   &r->relay);
 	fprintf(f, "# TYPE duet_node_up gauge\n");
 	for (int i = 0; i < r->n_snap; i++) {
 		const struct node *n = &r->snap[i];
@@ -685,7 +688,8 @@ struct MHD_Daemon *router_http_start(struct router *r, struct duet_err *err)
 		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
 		(uint16_t)r->cfg.http_port, NULL, NULL, handle, r, MHD_OPTION_NOTIFY_COMPLETED,
 		done_cb, r, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
-		MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_CONNECTION_LIMIT, 1000u,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)r->cfg.client_timeout_s,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)r->cfg.max_connections,
 		MHD_OPTION_END);
 	if (!d)
 		duet_errf(err, "http: cannot listen on %s:%d", r->cfg.http_addr, r->cfg.http_port);

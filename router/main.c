@@ -52,7 +52,9 @@ int main(int argc, char **argv)
 				    .log_level = "info",
 				    .api_keys = "",
 				    .max_queue = 256,
-				    .queue_timeout_ms = 30000};
+				    .queue_timeout_ms = 30000,
+				    .client_timeout_s = 60,
+				    .max_connections = 1000};
 	struct duet_opt opts[] = {
 		{"http-addr", DUET_OPT_STR, &r.cfg.http_addr, 0, 0, "ADDR", "IPv4 address to serve HTTP on"},
 		{"http-port", DUET_OPT_INT, &r.cfg.http_port, 1, 65535, "PORT", "HTTP port"},
@@ -74,6 +76,10 @@ int main(int argc, char **argv)
 		 "requests that may wait for KV room; more get 429"},
 		{"queue-timeout-ms", DUET_OPT_INT, &r.cfg.queue_timeout_ms, 0, 3600000, "MS",
 		 "longest wait for room before 429"},
+		{"client-timeout", DUET_OPT_INT, &r.cfg.client_timeout_s, 1, 86400, "S",
+		 "a connection idle this long (a slow or stalled client) is closed"},
+		{"max-connections", DUET_OPT_INT, &r.cfg.max_connections, 1, 100000, "N",
+		 "HTTP connections at once"},
 		{"api-keys", DUET_OPT_STR, &r.cfg.api_keys, 0, 0, "KEY,KEY",
 		 "bearer keys clients must send (Authorization: Bearer KEY); empty: none"},
 	};

@@ -25,7 +25,7 @@
 #define ROUTER_MAX_ATTEMPTS 4
 #define ROUTER_PREFIX_HASHES 256 /* a prefill node's most recent cached blocks */ /* placements of one request, failovers included */
 
-#define ROUTER_HIST_BUCKETS 14
+#define ROUTER_HIST_BUCKETS 19
 #define ROUTER_MAX_KEYS 32
 
 /* A Prometheus histogram of seconds. */
@@ -113,6 +113,8 @@ struct router_cfg {
 	int max_tokens_limit;
 	int max_queue;	      /* requests waiting for room */
 	int queue_timeout_ms; /* longest wait for room */
+	int client_timeout_s; /* idle connection (slow client) limit */
+	int max_connections;
 	int local_max_prompt; /* length-aware: prompts up to this prefill on the decode node */
 	const char *model_name;
 	const char *log_level;
@@ -145,6 +147,7 @@ struct router {
 	uint64_t n_ok, n_failed, n_rejected, n_disagg, n_local, n_resumed, tokens_in, tokens_out;
 	uint64_t kv_bytes;
 	struct hist ttft, tbt, e2e;
+	struct hist relay; /* decode node's send -> text ready for the client (one host) */
 	char *keys[ROUTER_MAX_KEYS];
 	int n_keys;
 };
