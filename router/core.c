@@ -15,11 +15,16 @@ static int send_to(struct router *r, int node, Duet__Msg *m)
 {
 	struct duet_err err;
 	if (duet_zsend(r->ctl, r->nodes[node].name, m, NULL, 0, &err)) {
+		/* ROUTER_MANDATORY: the peer's connection is gone, so the node
+		 * is, whatever its last load report said. */
 		duet_log(DUET_LOG_WARN, 0, "to %s: %s", r->nodes[node].name, err.msg);
+		r->nodes[node].alive = 0;
 		return -1;
 	}
 	return 0;
 }
+
+static void resume(struct router *r, struct rreq *q, const char *why);
 
 static int find_node(struct router *r, const char *name)
 {
@@ -300,10 +305,8 @@ static void send_prefill(struct router *r, struct rreq *q)
 	m.body_case = DUET__MSG__BODY_PREFILL;
 	m.prefill = &w;
 	q->state = RQ_PREFILLING;
-	if (send_to(r, q->pnode, &m)) {
-		cancel_on_nodes(r, q);
-		end(r, q, NULL, 503, "the prefill node is unreachable");
-	}
+	if (send_to(r, q->pnode, &m))
+		resume(r, q, "the prefill node is unreachable");
 }
 
 static void reject(struct router *r, struct rreq *q, int status, const char *why)
@@ -364,7 +367,7 @@ static int place(struct router *r, struct rreq *q)
 		m.local = &w;
 		q->state = RQ_DECODING;
 		if (send_to(r, d, &m))
-			end(r, q, NULL, 503, "the decode node is unreachable");
+			resume(r, q, "the decode node is unreachable");
 		return 0;
 	}
 	Duet__KvReserve res = DUET__KV_RESERVE__INIT;
@@ -378,7 +381,7 @@ static int place(struct router *r, struct rreq *q)
 	m.reserve = &res;
 	q->state = RQ_RESERVING;
 	if (send_to(r, d, &m))
-		end(r, q, NULL, 503, "the decode node is unreachable");
+		resume(r, q, "the decode node is unreachable");
 	return 0;
 }
 
@@ -645,6 +648,18 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 			emit_ready(r, q);
 		break;
 	case DUET__MSG__BODY_ERROR: {
+		if (m->error->code == DUET__ERROR_CODE__ERR_NO_ROOM &&
+		    (q->state == RQ_RESERVING || (q->local && q->n_emitted == q->base))) {
+			/* The router's view of the decode node's room was stale
+			 * (reports lag): wait for room like any other request. */
+			duet_log(DUET_LOG_DEBUG, q->id, "%s had no room after all; queueing", peer);
+			cancel_on_nodes(r, q);
+			node_done(r, q);
+			q->pnode = q->dnode = -1;
+			q->state = RQ_PENDING;
+			wait_or_reject(r, q);
+			break;
+		}
 		int status = m->error->code == DUET__ERROR_CODE__ERR_NO_ROOM ||
 					     m->error->code == DUET__ERROR_CODE__ERR_DRAINING
 				     ? 503

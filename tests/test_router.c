@@ -256,9 +256,17 @@ static int setup(void **state)
 	return -1;
 }
 
+static pid_t queue_pids[2];
+
 static int teardown(void **state)
 {
 	(void)state;
+	for (int i = 0; i < 2; i++)
+		if (queue_pids[i] > 0) {
+			kill(queue_pids[i], SIGCONT);
+			kill(queue_pids[i], SIGTERM);
+			waitpid(queue_pids[i], NULL, 0);
+		}
 	for (int i = N_NODES - 1; i >= 0; i--)
 		if (pids[i] > 0) {
 			kill(pids[i], SIGTERM);
@@ -919,6 +927,108 @@ static void test_prefill_failover(void **state)
 	free(b.p);
 }
 
+struct qreq {
+	const char *url;
+	long status;
+	int tokens;
+};
+
+static void *queue_post(void *arg)
+{
+	struct qreq *q = arg;
+	static int t[20];
+	tu_random_prompt(t, 20, 4321);
+	char *body = ids_body(t, 20, 480, "{\"ignore_eos\":true}");
+	CURL *c = curl_easy_init();
+	struct buf b = {NULL, 0};
+	curl_easy_setopt(c, CURLOPT_URL, q->url);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &q->status);
+	curl_easy_cleanup(c);
+	json_t *j = b.p ? json_loads(b.p, 0, NULL) : NULL;
+	q->tokens = (int)json_integer_value(
+		json_object_get(json_object_get(j, "usage"), "completion_tokens"));
+	json_decref(j);
+	free(b.p);
+	free(body);
+	return NULL;
+}
+
+/* A second, small cluster: a decode node whose 1 MB pool holds four
+ * requests of 500 tokens (128 blocks of 16), and a router with a queue of
+ * one. Of six requests sent at once four run, one waits for room and then
+ * runs, one is refused (429). */
+static void test_queue(void **state)
+{
+	(void)state;
+	char ctl[300], kv[300], port[16];
+	snprintf(ctl, sizeof ctl, "ipc://%s/router-q.ipc", tu_tmpdir());
+	snprintf(kv, sizeof kv, "ipc://%s/decode-q.ipc", tu_tmpdir());
+	snprintf(port, sizeof port, "%d", PORT + 1);
+	pid_t rq = spawn("duet-router", "router-q",
+			 (char *[]){"--http-port", port, "--control", ctl, "--max-tokens", "480",
+				    "--max-queue", "1", "--queue-timeout-ms", "30000", NULL});
+	pid_t dq = spawn("duet-decode", "decode-q",
+			 (char *[]){"--router", ctl, "--kv-endpoint", kv, "--kv-mb", "1",
+				    "--report-ms", "200", "--name", "decode-q", NULL});
+	char url[128], health[128];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/completions", PORT + 1);
+	snprintf(health, sizeof health, "http://127.0.0.1:%d/health", PORT + 1);
+	long st = 0;
+	for (int k = 0; k < 300 && st != 200; k++) {
+		CURL *c = curl_easy_init();
+		curl_easy_setopt(c, CURLOPT_URL, health);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+		struct buf b = {NULL, 0};
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+		curl_easy_cleanup(c);
+		free(b.p);
+		if (st != 200)
+			usleep(100000);
+	}
+	assert_int_equal(st, 200);
+	usleep(300000); /* a load report with the pool's size */
+	/* Hold the decode node still while all four arrive (less than its
+	 * 3 x 200 ms liveness window). */
+	kill(dq, SIGSTOP);
+	queue_pids[0] = rq;
+	queue_pids[1] = dq;
+	struct qreq q[6];
+	pthread_t th[6];
+	for (int i = 0; i < 6; i++) {
+		q[i] = (struct qreq){url, 0, 0};
+		pthread_create(&th[i], NULL, queue_post, &q[i]);
+	}
+	usleep(300000);
+	kill(dq, SIGCONT);
+	int ok = 0, refused = 0;
+	for (int i = 0; i < 6; i++) {
+		pthread_join(th[i], NULL);
+		if (q[i].status == 200 && q[i].tokens == 480)
+			ok++;
+		else if (q[i].status == 429)
+			refused++;
+		else
+			fail_msg("request %d: status %ld, %d tokens", i, q[i].status, q[i].tokens);
+	}
+	assert_int_equal(ok, 5);
+	assert_int_equal(refused, 1);
+	kill(dq, SIGTERM);
+	kill(rq, SIGTERM);
+	int s1, s2;
+	waitpid(dq, &s1, 0);
+	waitpid(rq, &s2, 0);
+	queue_pids[0] = queue_pids[1] = 0;
+	assert_true(WIFEXITED(s1) && WEXITSTATUS(s1) == 0);
+	assert_true(WIFEXITED(s2) && WEXITSTATUS(s2) == 0);
+}
+
 /* /health: 503 once no decode node is alive, 200 again when one is back. */
 static void test_health_follows_decode_nodes(void **state)
 {
@@ -986,6 +1096,7 @@ int main(void)
 		cmocka_unit_test(test_metrics_agree),
 		cmocka_unit_test(test_chat),
 		cmocka_unit_test(test_concurrent_streams),
+		cmocka_unit_test(test_queue),
 		cmocka_unit_test(test_router_restart_policies),
 		cmocka_unit_test(test_decode_failover),
 		cmocka_unit_test(test_prefill_failover),
