@@ -3,8 +3,8 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "kernels.h"
 #include "pool.h"
 
@@ -12,13 +12,6 @@
 #define PAGE 4096
 
 void openblas_set_num_threads(int n);
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 int duet_measure_sgemm(int n, int threads, double seconds,
 		       struct duet_sgemm_ceiling *out, struct duet_err *err)
@@ -38,12 +31,12 @@ int duet_measure_sgemm(int n, int threads, double seconds,
 		b[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
 	}
 	openblas_set_num_threads(threads);
-	double best = 1e30, t_end = now() + seconds;
-	for (int r = 0; r < MIN_RUNS + 1 || now() < t_end; r++) {
-		double t0 = now();
+	double best = 1e30, t_end = duet_now_s() + seconds;
+	for (int r = 0; r < MIN_RUNS + 1 || duet_now_s() < t_end; r++) {
+		double t0 = duet_now_s();
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n,
 			    0.0f, c, n);
-		double t = now() - t0;
+		double t = duet_now_s() - t0;
 		if (r > 0 && t < best) /* the first run pages memory in */
 			best = t;
 	}
@@ -88,11 +81,11 @@ int duet_measure_bandwidth(size_t bytes, int threads, double seconds,
 		return -1;
 	}
 	struct bw_arg a = {.buf = buf, .n = n, .k = duet_kernels()};
-	double best = 1e30, t_end = now() + seconds;
-	for (int r = 0; r < MIN_RUNS + 1 || now() < t_end; r++) {
-		double t0 = now();
+	double best = 1e30, t_end = duet_now_s() + seconds;
+	for (int r = 0; r < MIN_RUNS + 1 || duet_now_s() < t_end; r++) {
+		double t0 = duet_now_s();
 		duet_pool_run(pool, bw_part, &a);
-		double t = now() - t0;
+		double t = duet_now_s() - t0;
 		if (r > 0 && t < best)
 			best = t;
 	}

@@ -2,17 +2,10 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "stopper.h"
 #include "tokenizer.h"
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 const char *duet_finish_name(enum duet_finish f)
 {
@@ -51,7 +44,7 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 		duet_errf(err, "generate: out of memory");
 		goto out;
 	}
-	double t0 = now();
+	double t0 = duet_now_s();
 	int chunk = duet_engine_max_batch(e);
 	for (int i = 0; i < n_prompt; i += chunk) {
 		int n = n_prompt - i < chunk ? n_prompt - i : chunk;
@@ -62,7 +55,7 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 			goto out;
 	}
 	st->n_prompt = n_prompt;
-	double t1 = now();
+	double t1 = duet_now_s();
 	st->t_prompt = t1 - t0;
 	struct duet_detok dt;
 	duet_detok_init(&dt, &m->vocab, 0);
@@ -101,7 +94,7 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 		if (ns)
 			on_token(ctx, -1, shown, ns);
 	}
-	st->t_gen = now() - t1;
+	st->t_gen = duet_now_s() - t1;
 	rc = 0;
 out:
 	duet_kv_seq_release(kv, &seq);

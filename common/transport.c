@@ -4,14 +4,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-long long duet_now_us(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000000LL + t.tv_nsec / 1000;
-}
 
 static int setopt_int(void *s, int opt, int v, const char *name, struct duet_err *err)
 {

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "err.h"
 #include "wire.h"
 
@@ -54,8 +55,5 @@ struct duet_inmsg {
  * *in after 1 and after -1. */
 int duet_zrecv(void *sock, int has_peer, struct duet_inmsg *in, struct duet_err *err);
 void duet_inmsg_close(struct duet_inmsg *in);
-
-/* Current time in microseconds (CLOCK_MONOTONIC), for timers and stats. */
-long long duet_now_us(void);
 
 #endif

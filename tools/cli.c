@@ -4,8 +4,9 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "clock.h"
 
 int cli_int(const char *flag, const char *s, long lo, long hi, long *out)
 {
@@ -59,13 +60,6 @@ int cli_fail(const char *cmd, const char *fmt, ...)
 	return 1;
 }
 
-double cli_now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 void cli_progress_init(struct cli_progress *p, const char *what)
 {
 	p->what = what;
@@ -77,7 +71,7 @@ void cli_progress_update(struct cli_progress *p, double done, double total, cons
 {
 	if (!p->tty)
 		return;
-	double now = cli_now();
+	double now = duet_now_s();
 	if (now - p->last < 0.1 && done < total)
 		return;
 	p->last = now;

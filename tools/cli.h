@@ -11,7 +11,6 @@ int cli_float(const char *flag, const char *s, double lo, double hi, double *out
 int cli_u64(const char *flag, const char *s, uint64_t *out);
 /* Prints "duet <cmd>: msg" to stderr; returns 1 (the exit status). */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-double cli_now(void);
 
 /* A progress line on stderr, redrawn at most every 100 ms, only when
  * stderr is a terminal. */

@@ -10,6 +10,7 @@
 
 #include "ceilings.h"
 #include "cli.h"
+#include "clock.h"
 #include "commands.h"
 #include "cpu.h"
 #include "forward.h"
@@ -88,7 +89,7 @@ static int run_pp(struct bench *b, int n, double *tps, struct duet_err *err)
 	struct duet_kv_seq s;
 	duet_kv_seq_init(&s);
 	int chunk = duet_engine_max_batch(b->e);
-	double t0 = cli_now();
+	double t0 = duet_now_s();
 	for (int i = 0; i < n; i += chunk) {
 		int k = n - i < chunk ? n - i : chunk;
 		struct duet_fwd_seq fs = {&s, b->tokens + i, k,
@@ -99,7 +100,7 @@ static int run_pp(struct bench *b, int n, double *tps, struct duet_err *err)
 			return -1;
 		}
 	}
-	*tps = n / (cli_now() - t0);
+	*tps = n / (duet_now_s() - t0);
 	duet_kv_seq_release(b->kv, &s);
 	return 0;
 }
@@ -121,14 +122,14 @@ static int run_tg(struct bench *b, int B, int n, double *tps, struct duet_err *e
 	}
 	if (duet_forward(b->e, fs, B, err))
 		goto out;
-	double t0 = cli_now();
+	double t0 = duet_now_s();
 	for (int step = 0; step < n; step++) {
 		for (int i = 0; i < B; i++)
 			next[i] = duet_argmax(b->logits + (size_t)i * V, V);
 		if (duet_forward(b->e, fs, B, err))
 			goto out;
 	}
-	*tps = (double)B * n / (cli_now() - t0);
+	*tps = (double)B * n / (duet_now_s() - t0);
 	rc = 0;
 out:
 	for (int i = 0; i < B; i++)
