@@ -34,13 +34,17 @@ static int find_node(struct router *r, const char *name)
 	return -1;
 }
 
+static int any_decode_usable(const struct node *t, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (node_usable(&t[i], DUET__ROLE__ROLE_DECODE))
+			return 1;
+	return 0;
+}
+
 int router_can_serve(struct router *r)
 {
-	int d = 0;
-	for (int i = 0; i < r->n_nodes; i++)
-		d += r->nodes[i].alive && !r->nodes[i].draining &&
-		     r->nodes[i].role == DUET__ROLE__ROLE_DECODE;
-	return d > 0;
+	return any_decode_usable(r->nodes, r->n_nodes);
 }
 
 const double ROUTER_HIST_BOUNDS[ROUTER_HIST_BUCKETS] = {
@@ -61,12 +65,9 @@ void hist_add(struct hist *h, double s)
 int router_can_serve_snap(struct router *r)
 {
 	pthread_mutex_lock(&r->mu);
-	int d = 0;
-	for (int i = 0; i < r->n_snap; i++)
-		d += r->snap[i].alive && !r->snap[i].draining &&
-		     r->snap[i].role == DUET__ROLE__ROLE_DECODE;
+	int up = any_decode_usable(r->snap, r->n_snap);
 	pthread_mutex_unlock(&r->mu);
-	return d > 0;
+	return up;
 }
 
 /* ---- requests ---- */

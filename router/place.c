@@ -11,11 +11,6 @@ static long need_tokens(const struct router *r, const struct rreq *q)
 	return n > r->model->cfg.ctx_len ? r->model->cfg.ctx_len : n;
 }
 
-static int usable(const struct node *n, Duet__Role role)
-{
-	return n->alive && !n->draining && n->role == role;
-}
-
 static long room(const struct node *n)
 {
 	return (long)n->kv_free * n->block_tokens - n->reserved_tokens;
@@ -31,7 +26,7 @@ static int pick_decode(struct router *r, const struct rreq *q)
 	int cand[ROUTER_MAX_NODES], nc = 0;
 	long need = need_tokens(r, q);
 	for (int i = 0; i < r->n_nodes; i++)
-		if (usable(&r->nodes[i], DUET__ROLE__ROLE_DECODE) && room(&r->nodes[i]) >= need)
+		if (node_usable(&r->nodes[i], DUET__ROLE__ROLE_DECODE) && room(&r->nodes[i]) >= need)
 			cand[nc++] = i;
 	if (!nc)
 		return -1;
@@ -46,6 +41,15 @@ static int pick_decode(struct router *r, const struct rreq *q)
 			best = cand[k];
 	}
 	return best;
+}
+
+/* Prompt tokens/s of a prefill node: measured, or a guess until its first
+ * report with a measurement. */
+#define UNMEASURED_PREFILL_TPS 1000.0
+
+static double node_rate(const struct node *n)
+{
+	return n->prefill_tps > 1 ? n->prefill_tps : UNMEASURED_PREFILL_TPS;
 }
 
 /* Prompt tokens prefill node n holds in its prefix cache (whole blocks,
@@ -73,24 +77,32 @@ static int cached_tokens(const struct node *n, const struct rreq *q)
  * measured rate. */
 static double prefill_ttft(const struct node *n, const struct rreq *q)
 {
-	double rate = n->prefill_tps > 1 ? n->prefill_tps : 1000;
-	return ((double)n->queued_tokens + q->n_prompt - cached_tokens(n, q)) / rate;
+	return ((double)n->queued_tokens + q->n_prompt - cached_tokens(n, q)) / node_rate(n);
 }
 
-static int pick_prefill(struct router *r, const struct rreq *q)
+/* The prefill node for q and its predicted TTFT (each candidate's prompt
+ * hashing done once). */
+static int pick_prefill(struct router *r, const struct rreq *q, double *ttft)
 {
 	int cand[ROUTER_MAX_NODES], nc = 0;
 	for (int i = 0; i < r->n_nodes; i++)
-		if (usable(&r->nodes[i], DUET__ROLE__ROLE_PREFILL))
+		if (node_usable(&r->nodes[i], DUET__ROLE__ROLE_PREFILL))
 			cand[nc++] = i;
 	if (!nc)
 		return -1;
-	if (r->policy == POLICY_ROUND_ROBIN)
-		return cand[r->rr % (unsigned)nc];
-	int best = cand[0];
-	for (int k = 1; k < nc; k++)
-		if (prefill_ttft(&r->nodes[cand[k]], q) < prefill_ttft(&r->nodes[best], q))
+	if (r->policy == POLICY_ROUND_ROBIN) {
+		int p = cand[r->rr % (unsigned)nc];
+		*ttft = prefill_ttft(&r->nodes[p], q);
+		return p;
+	}
+	int best = -1;
+	for (int k = 0; k < nc; k++) {
+		double t = prefill_ttft(&r->nodes[cand[k]], q);
+		if (best < 0 || t < *ttft) {
 			best = cand[k];
+			*ttft = t;
+		}
+	}
 	return best;
 }
 
@@ -106,7 +118,8 @@ int router_place(struct router *r, struct rreq *q, int *pnode, int *dnode, const
 		*why = "colocated policy";
 		return 0;
 	}
-	int p = pick_prefill(r, q);
+	double ttft = 0;
+	int p = pick_prefill(r, q, &ttft);
 	if (p < 0) {
 		*why = "no prefill node";
 		return 0;
@@ -121,10 +134,10 @@ int router_place(struct router *r, struct rreq *q, int *pnode, int *dnode, const
 		/* Prefilling locally stalls every running stream on the
 		 * decode node for the prompt's time; it only pays when all
 		 * prefill nodes are queued that much deeper. */
-		const struct node *dn = &r->nodes[*dnode], *pn = &r->nodes[p];
-		double rate = pn->prefill_tps > 1 ? pn->prefill_tps : 1000;
-		double local = (double)q->n_prompt / rate * (1 + dn->running + dn->local_prefill);
-		if (local < prefill_ttft(pn, q)) {
+		const struct node *dn = &r->nodes[*dnode];
+		double local = (double)q->n_prompt / node_rate(&r->nodes[p]) *
+			       (1 + dn->running + dn->local_prefill);
+		if (local < ttft) {
 			*why = "prefill nodes queued deeper than a local prefill costs";
 			return 0;
 		}

@@ -64,6 +64,12 @@ struct node {
 	long long reserved_tokens; /* prompt + max tokens of requests in flight */
 };
 
+/* A node that takes new work of this role. */
+static inline int node_usable(const struct node *n, Duet__Role role)
+{
+	return n->alive && !n->draining && n->role == role;
+}
+
 enum rreq_state { RQ_PENDING, RQ_RESERVING, RQ_PREFILLING, RQ_DECODING, RQ_DONE };
 
 struct rreq {
