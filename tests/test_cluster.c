@@ -35,31 +35,11 @@ static void bin(char *out, const char *name)
 	snprintf(out, PATH_MAX, "%s/%s", bin_dir, name);
 }
 
-struct collect {
-	int tokens[DRV_MAX_TOKENS], n;
-};
-
-static int on_token(void *ctx, int token, const char *text, size_t n)
-{
-	(void)text;
-	(void)n;
-	struct collect *c = ctx;
-	if (token >= 0 && c->n < DRV_MAX_TOKENS)
-		c->tokens[c->n++] = token;
-	return 0;
-}
-
 /* What `duet generate` makes of the prompt: the reference. */
 static void reference(const int *prompt, int n, int max_tokens, int ignore_eos,
-		      struct collect *out)
+		      struct tu_gen *out)
 {
-	struct duet_gen_params gp = {.sampling = {0, 0, 1, 0}, .max_tokens = max_tokens,
-				     .ignore_eos = ignore_eos};
-	struct duet_gen_stats st;
-	struct duet_err err;
-	out->n = 0;
-	if (duet_generate(E, KV, M, prompt, n, &gp, on_token, out, &st, &err))
-		fail_msg("reference generate: %s", err.msg);
+	tu_greedy(E, KV, M, prompt, n, max_tokens, ignore_eos, out);
 }
 
 static void expect_same(uint64_t id, const int *prompt, int n, int max_tokens, int ignore_eos)
@@ -68,7 +48,7 @@ static void expect_same(uint64_t id, const int *prompt, int n, int max_tokens, i
 	struct drv_req *r = drv_req(&D, id);
 	if (r->error)
 		fail_msg("request %llu failed: %s", (unsigned long long)id, r->error_msg);
-	struct collect ref;
+	struct tu_gen ref;
 	reference(prompt, n, max_tokens, ignore_eos, &ref);
 	assert_int_equal(r->n_tokens, ref.n);
 	for (int i = 0; i < ref.n; i++)

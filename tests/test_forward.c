@@ -280,32 +280,12 @@ static void test_mixed_batch(void **st)
 	rig_close(&r);
 }
 
-struct collect {
-	int ids[256];
-	int n;
-};
-
-static int on_tok(void *ctx, int token, const char *text, size_t n)
-{
-	(void)text, (void)n;
-	struct collect *c = ctx;
-	if (token >= 0 && c->n < 256)
-		c->ids[c->n++] = token;
-	return 0;
-}
-
 static void greedy(const char *path, int max_batch, int threads, const int *prompt, int np,
-		   int n, struct collect *out)
+		   int n, struct tu_gen *out)
 {
 	struct rig r;
 	rig_open(&r, path, threads, max_batch, NULL);
-	struct duet_gen_params gp = {.sampling = {.temperature = 0, .top_p = 1},
-				     .max_tokens = n, .ignore_eos = 1};
-	struct duet_gen_stats gs;
-	struct duet_err err;
-	memset(out, 0, sizeof *out);
-	if (duet_generate(r.e, r.kv, r.m, prompt, np, &gp, on_tok, out, &gs, &err))
-		fail_msg("%s", err.msg);
+	tu_greedy(r.e, r.kv, r.m, prompt, np, n, 1, out);
 	assert_int_equal(out->n, n);
 	assert_int_equal(r.kv->n_free, r.kv->n_blocks);
 	rig_close(&r);
@@ -323,23 +303,23 @@ static void test_greedy_same_every_route(void **st)
 	duet_model_close(m);
 	int prompt[45];
 	some_tokens(prompt, 45, 9, V);
-	struct collect whole, chunked, single, one_thread;
+	static struct tu_gen whole, chunked, single, one_thread;
 	greedy(p, 0, 2, prompt, 45, 24, &whole);
 	greedy(p, 8, 2, prompt, 45, 24, &chunked);
 	greedy(p, 1, 2, prompt, 45, 24, &single);
 	greedy(p, 0, 1, prompt, 45, 24, &one_thread);
-	assert_memory_equal(whole.ids, chunked.ids, sizeof(int) * 24);
-	assert_memory_equal(whole.ids, single.ids, sizeof(int) * 24);
-	assert_memory_equal(whole.ids, one_thread.ids, sizeof(int) * 24);
+	assert_memory_equal(whole.tokens, chunked.tokens, sizeof(int) * 24);
+	assert_memory_equal(whole.tokens, single.tokens, sizeof(int) * 24);
+	assert_memory_equal(whole.tokens, one_thread.tokens, sizeof(int) * 24);
 	/* And the reference agrees on the whole continuation. */
 	int seq[45 + 24];
 	memcpy(seq, prompt, sizeof prompt);
-	memcpy(seq + 45, whole.ids, sizeof(int) * 24);
+	memcpy(seq + 45, whole.tokens, sizeof(int) * 24);
 	float *ref = malloc(sizeof(float) * (size_t)V * 69);
 	m = tu_open(p);
 	assert_int_equal(ref_forward(m, seq, 69, ref), 0);
 	for (int i = 0; i < 24; i++)
-		assert_int_equal(duet_argmax(ref + (size_t)(44 + i) * V, V), whole.ids[i]);
+		assert_int_equal(duet_argmax(ref + (size_t)(44 + i) * V, V), whole.tokens[i]);
 	duet_model_close(m);
 	free(ref);
 }
@@ -357,10 +337,10 @@ static void test_formats_agree(void **st)
 	duet_model_close(mg), duet_model_close(ml);
 	int prompt[10];
 	some_tokens(prompt, 10, 4, V);
-	struct collect a, b;
+	static struct tu_gen a, b;
 	greedy(g, 0, 2, prompt, 10, 16, &a);
 	greedy(l, 0, 2, prompt, 10, 16, &b);
-	assert_memory_equal(a.ids, b.ids, sizeof(int) * 16);
+	assert_memory_equal(a.tokens, b.tokens, sizeof(int) * 16);
 }
 
 struct hook_ctx {

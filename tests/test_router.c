@@ -51,21 +51,18 @@ static size_t on_data(char *d, size_t sz, size_t n, void *ctx)
 
 #define API_KEY "sk-duet-test-2"
 
-/* Returns the HTTP status; body into out (caller frees out->p). key NULL
- * sends no Authorization header. */
-static long http_key(const char *method, const char *path, const char *body, const char *key,
-		     struct buf *out)
+/* One HTTP request; the response body goes to write(ctx) as it arrives.
+ * key NULL sends no Authorization header. Returns the status, 0 when no
+ * answer came. */
+static long http_url(const char *url, const char *method, const char *body, const char *key,
+		     curl_write_callback write, void *ctx)
 {
 	CURL *c = curl_easy_init();
-	char url[256];
-	snprintf(url, sizeof url, "%s%s", base_url, path);
-	out->p = NULL;
-	out->n = 0;
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, ctx);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
 	struct curl_slist *hdr = NULL;
 	char auth[128];
 	if (key) {
@@ -82,6 +79,18 @@ static long http_key(const char *method, const char *path, const char *body, con
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(c);
 	curl_slist_free_all(hdr);
+	return status;
+}
+
+/* A request to the test router; the body into out (caller frees out->p). */
+static long http_key(const char *method, const char *path, const char *body, const char *key,
+		     struct buf *out)
+{
+	char url[256];
+	snprintf(url, sizeof url, "%s%s", base_url, path);
+	out->p = NULL;
+	out->n = 0;
+	long status = http_url(url, method, body, key, on_data, out);
 	if (!out->p)
 		out->p = calloc(1, 1);
 	return status;
@@ -131,35 +140,13 @@ static pid_t spawn(const char *binary, const char *name, char **flags)
 	return pid;
 }
 
-struct collect {
-	char text[65536];
-	size_t n;
-};
-
-static int on_token(void *ctx, int token, const char *text, size_t n)
-{
-	(void)token;
-	struct collect *c = ctx;
-	memcpy(c->text + c->n, text, n);
-	c->n += n;
-	c->text[c->n] = 0;
-	return 0;
-}
-
 static void reference_eos(const int *prompt, int n, int max_tokens, int ignore_eos,
-			  struct collect *out)
+			  struct tu_gen *out)
 {
-	struct duet_gen_params gp = {.sampling = {0, 0, 1, 0}, .max_tokens = max_tokens,
-				     .ignore_eos = ignore_eos};
-	struct duet_gen_stats st;
-	struct duet_err err;
-	out->n = 0;
-	out->text[0] = 0;
-	if (duet_generate(E, KV, M, prompt, n, &gp, on_token, out, &st, &err))
-		fail_msg("reference: %s", err.msg);
+	tu_greedy(E, KV, M, prompt, n, max_tokens, ignore_eos, out);
 }
 
-static void reference(const int *prompt, int n, int max_tokens, struct collect *out)
+static void reference(const int *prompt, int n, int max_tokens, struct tu_gen *out)
 {
 	reference_eos(prompt, n, max_tokens, 0, out);
 }
@@ -319,7 +306,7 @@ static void test_completion_paths(void **state)
 		char *body = ids_body(t, lens[i], 24, NULL);
 		json_t *j = ok_json(body);
 		free(body);
-		struct collect ref;
+		struct tu_gen ref;
 		reference(t, lens[i], 24, &ref);
 		const char *text = json_string_value(json_object_get(
 			json_array_get(json_object_get(j, "choices"), 0), "text"));
@@ -337,6 +324,48 @@ static void test_completion_paths(void **state)
 	free(b.p);
 }
 
+/* Reads a server-sent completion stream (modified in place): the text of
+ * every chunk (for chat, each delta's content) appended to got, the last
+ * finish_reason into finish when given. Fails the test on an error event,
+ * a chunk of the wrong kind or a stream without [DONE]; returns the number
+ * of chunks. */
+static int read_sse(char *stream, int chat, char *got, size_t cap, char *finish, size_t fcap)
+{
+	int chunks = 0, done = 0;
+	size_t len = 0;
+	got[0] = 0;
+	for (char *line = strtok(stream, "\n"); line; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "data: ", 6) != 0)
+			continue;
+		if (strcmp(line + 6, "[DONE]") == 0) {
+			done = 1;
+			continue;
+		}
+		json_t *j = json_loads(line + 6, 0, NULL);
+		json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
+		const char *object = json_string_value(json_object_get(j, "object"));
+		const char *text = json_string_value(
+			chat ? json_object_get(json_object_get(ch, "delta"), "content")
+			     : json_object_get(ch, "text"));
+		if (!ch || !text || !object ||
+		    strcmp(object, chat ? "chat.completion.chunk" : "text_completion") != 0)
+			fail_msg("stream error or bad chunk: %s", line);
+		size_t n = strlen(text);
+		if (len + n >= cap)
+			fail_msg("stream text longer than %zu bytes", cap);
+		memcpy(got + len, text, n + 1);
+		len += n;
+		const char *f = json_string_value(json_object_get(ch, "finish_reason"));
+		if (f && finish)
+			snprintf(finish, fcap, "%s", f);
+		chunks++;
+		json_decref(j);
+	}
+	if (!done)
+		fail_msg("the stream did not end with [DONE]");
+	return chunks;
+}
+
 static void test_text_prompt_and_stream(void **state)
 {
 	(void)state;
@@ -345,7 +374,7 @@ static void test_text_prompt_and_stream(void **state)
 	int *t = malloc(sizeof(int) * cap);
 	struct duet_err err;
 	assert_int_equal(duet_tokenize(&M->vocab, prompt, strlen(prompt), 1, t, cap, &n, &err), 0);
-	struct collect ref;
+	struct tu_gen ref;
 	reference(t, (int)n, 30, &ref);
 	free(t);
 	struct buf b;
@@ -353,33 +382,12 @@ static void test_text_prompt_and_stream(void **state)
 	snprintf(body, sizeof body,
 		 "{\"prompt\":\"%s\",\"max_tokens\":30,\"temperature\":0,\"stream\":true}", prompt);
 	assert_int_equal(http("POST", "/v1/completions", body, &b), 200);
-	/* Concatenate every chunk's text; the last data line is [DONE]. */
-	char got[65536] = "";
-	int chunks = 0, saw_done = 0;
-	const char *finish = NULL;
-	for (char *line = strtok(b.p, "\n"); line; line = strtok(NULL, "\n")) {
-		if (strncmp(line, "data: ", 6) != 0)
-			continue;
-		if (strcmp(line + 6, "[DONE]") == 0) {
-			saw_done = 1;
-			continue;
-		}
-		json_t *j = json_loads(line + 6, 0, NULL);
-		assert_non_null(j);
-		json_t *c = json_array_get(json_object_get(j, "choices"), 0);
-		strcat(got, json_string_value(json_object_get(c, "text")));
-		if (json_is_string(json_object_get(c, "finish_reason")))
-			finish = strdup(json_string_value(json_object_get(c, "finish_reason")));
-		chunks++;
-		json_decref(j);
-	}
+	char got[65536], finish[32] = "";
+	int chunks = read_sse(b.p, 0, got, sizeof got, finish, sizeof finish);
 	free(b.p);
-	assert_true(saw_done);
 	assert_true(chunks >= 2);
 	assert_string_equal(got, ref.text);
-	assert_non_null(finish);
 	assert_string_equal(finish, "length");
-	free((char *)finish);
 }
 
 static void test_stop_string(void **state)
@@ -387,13 +395,13 @@ static void test_stop_string(void **state)
 	(void)state;
 	static int t[100];
 	tu_random_prompt(t, 100, 77);
-	struct collect ref;
+	struct tu_gen ref;
 	reference(t, 100, 40, &ref);
-	if (ref.n < 12)
+	if (ref.n_text < 12)
 		skip();
 	/* Stop at a piece from the middle of the reference text. */
 	char stop[5];
-	memcpy(stop, ref.text + ref.n / 2, 4);
+	memcpy(stop, ref.text + ref.n_text / 2, 4);
 	stop[4] = 0;
 	char extra[128];
 	json_t *s = json_string(stop);
@@ -626,46 +634,27 @@ static void test_decode_failover(void **state)
 	tu_random_prompt(t, 21, 4242);
 	char *body = ids_body(t, 21, 400, "{\"stream\":true,\"ignore_eos\":true}");
 	struct victim v = {{NULL, 0}, 0, 0};
-	CURL *c = curl_easy_init();
 	char url[128];
 	snprintf(url, sizeof url, "%s/v1/completions", base_url);
-	struct curl_slist *hdr = curl_slist_append(NULL, "Authorization: Bearer " API_KEY);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_stream);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &v);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
 	pthread_t th;
 	throttling = 1;
 	pthread_create(&th, NULL, throttle, NULL);
-	CURLcode rc = curl_easy_perform(c);
+	long status = http_url(url, "POST", body, API_KEY, on_stream, &v);
 	throttling = 0;
 	pthread_join(th, NULL);
 	for (int i = 1; i < N_NODES; i += 2)
 		if (pids[i] > 0)
 			kill(pids[i], SIGCONT);
-	assert_int_equal(rc, CURLE_OK);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(hdr);
+	assert_int_equal(status, 200);
 	free(body);
 	if (!v.killed)
 		fail_msg("the stream ended before the kill: %.300s", v.b.p ? v.b.p : "(nothing)");
 	waitpid(-pids[v.which], NULL, 0);
 	pids[v.which] = 0;
-	char got[65536] = "";
-	for (char *line = strtok(v.b.p, "\n"); line; line = strtok(NULL, "\n")) {
-		if (strncmp(line, "data: {", 7) != 0)
-			continue;
-		json_t *j = json_loads(line + 6, 0, NULL);
-		json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
-		if (!ch)
-			fail_msg("stream error: %s", line);
-		strcat(got, json_string_value(json_object_get(ch, "text")));
-		json_decref(j);
-	}
+	char got[65536];
+	read_sse(v.b.p, 0, got, sizeof got, NULL, 0);
 	free(v.b.p);
-	struct collect ref;
+	struct tu_gen ref;
 	reference_eos(t, 21, 400, 1, &ref);
 	assert_string_equal(got, ref.text);
 	struct buf b;
@@ -676,7 +665,7 @@ static void test_decode_failover(void **state)
 
 /* The text duet_generate makes from a rendered chat. */
 static void chat_reference(const struct duet_chat_msg *m, int n, int max_tokens,
-			   struct collect *ref)
+			   struct tu_gen *ref)
 {
 	char *text;
 	struct duet_err err;
@@ -696,7 +685,7 @@ static void test_chat(void **state)
 					  {"user", "Name a color."},
 					  {"assistant", "Blue."},
 					  {"user", "Another?"}};
-	struct collect ref;
+	struct tu_gen ref;
 	chat_reference(m, 4, 20, &ref);
 	const char *body = "{\"messages\":[{\"role\":\"system\",\"content\":\"You are terse.\"},"
 			   "{\"role\":\"user\",\"content\":\"Name a color.\"},"
@@ -719,17 +708,8 @@ static void test_chat(void **state)
 	/* Streamed: deltas add up to the same answer. */
 	snprintf(req, sizeof req, body, ",\"stream\":true");
 	assert_int_equal(http("POST", "/v1/chat/completions", req, &b), 200);
-	char got[65536] = "";
-	for (char *line = strtok(b.p, "\n"); line; line = strtok(NULL, "\n")) {
-		if (strncmp(line, "data: {", 7) != 0)
-			continue;
-		json_t *c = json_loads(line + 6, 0, NULL);
-		assert_string_equal(json_string_value(json_object_get(c, "object")),
-				    "chat.completion.chunk");
-		json_t *d = json_object_get(json_array_get(json_object_get(c, "choices"), 0), "delta");
-		strcat(got, json_string_value(json_object_get(d, "content")));
-		json_decref(c);
-	}
+	char got[65536];
+	read_sse(b.p, 1, got, sizeof got, NULL, 0);
 	free(b.p);
 	assert_string_equal(got, ref.text);
 	/* Bad chats. */
@@ -778,19 +758,10 @@ static void stream_matches(int n, uint64_t seed)
 	struct buf b;
 	assert_int_equal(http("POST", "/v1/completions", body, &b), 200);
 	free(body);
-	char got[65536] = "";
-	for (char *line = strtok(b.p, "\n"); line; line = strtok(NULL, "\n")) {
-		if (strncmp(line, "data: {", 7) != 0)
-			continue;
-		json_t *j = json_loads(line + 6, 0, NULL);
-		json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
-		if (!ch)
-			fail_msg("stream error: %s", line);
-		strcat(got, json_string_value(json_object_get(ch, "text")));
-		json_decref(j);
-	}
+	char got[65536];
+	read_sse(b.p, 0, got, sizeof got, NULL, 0);
 	free(b.p);
-	struct collect ref;
+	struct tu_gen ref;
 	reference(t, n, 16, &ref);
 	assert_string_equal(got, ref.text);
 }
@@ -916,7 +887,7 @@ static void test_prefill_failover(void **state)
 	json_t *j = json_loads(q.b.p, 0, NULL);
 	free(q.b.p);
 	free(q.body);
-	struct collect ref;
+	struct tu_gen ref;
 	reference(t, 401, 30, &ref);
 	assert_string_equal(json_string_value(json_object_get(
 				    json_array_get(json_object_get(j, "choices"), 0), "text")),
@@ -939,16 +910,8 @@ static void *queue_post(void *arg)
 	static int t[20];
 	tu_random_prompt(t, 20, 4321);
 	char *body = ids_body(t, 20, 480, "{\"ignore_eos\":true}");
-	CURL *c = curl_easy_init();
 	struct buf b = {NULL, 0};
-	curl_easy_setopt(c, CURLOPT_URL, q->url);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &q->status);
-	curl_easy_cleanup(c);
+	q->status = http_url(q->url, "POST", body, NULL, on_data, &b);
 	json_t *j = b.p ? json_loads(b.p, 0, NULL) : NULL;
 	q->tokens = (int)json_integer_value(
 		json_object_get(json_object_get(j, "usage"), "completion_tokens"));
@@ -980,21 +943,15 @@ static void test_queue(void **state)
 	snprintf(health, sizeof health, "http://127.0.0.1:%d/health", PORT + 1);
 	long st = 0;
 	for (int k = 0; k < 300 && st != 200; k++) {
-		CURL *c = curl_easy_init();
-		curl_easy_setopt(c, CURLOPT_URL, health);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 		struct buf b = {NULL, 0};
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-		if (curl_easy_perform(c) == CURLE_OK)
-			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
-		curl_easy_cleanup(c);
+		st = http_url(health, "GET", NULL, NULL, on_data, &b);
 		free(b.p);
 		if (st != 200)
 			usleep(100000);
 	}
 	assert_int_equal(st, 200);
 	usleep(300000); /* a load report with the pool's size */
-	/* Hold the decode node still while all four arrive (less than its
+	/* Hold the decode node still while all six arrive (less than its
 	 * 3 x 200 ms liveness window). */
 	kill(dq, SIGSTOP);
 	queue_pids[0] = rq;

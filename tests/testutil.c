@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include "generate.h"
+
 #include <ftw.h>
 #include <limits.h>
 #include <math.h>
@@ -177,4 +179,31 @@ void tu_random_prompt(int *t, int n, uint64_t seed)
 		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
 		t[i] = 3 + (int)((seed >> 33) % 31000);
 	}
+}
+
+static int gen_token(void *ctx, int token, const char *text, size_t n)
+{
+	struct tu_gen *g = ctx;
+	if (token >= 0 && g->n < TU_GEN_MAX_TOKENS)
+		g->tokens[g->n++] = token;
+	if (g->n_text + n < TU_GEN_MAX_TEXT) {
+		memcpy(g->text + g->n_text, text, n);
+		g->n_text += n;
+		g->text[g->n_text] = 0;
+	}
+	return 0;
+}
+
+void tu_greedy(struct duet_engine *e, struct duet_kv_pool *kv, const struct duet_model *m,
+	       const int *prompt, int n, int max_tokens, int ignore_eos, struct tu_gen *out)
+{
+	struct duet_gen_params gp = {.sampling = {0, 0, 1, 0}, .max_tokens = max_tokens,
+				     .ignore_eos = ignore_eos};
+	struct duet_gen_stats st;
+	struct duet_err err;
+	out->n = 0;
+	out->n_text = 0;
+	out->text[0] = 0;
+	if (duet_generate(e, kv, m, prompt, n, &gp, gen_token, out, &st, &err))
+		fail_msg("reference generate: %s", err.msg);
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "dtype.h"
+#include "forward.h"
 #include "model.h"
 
 /* ../shared/models files, found from $DUET_SHARED_MODELS, the source
@@ -35,6 +36,21 @@ struct duet_model *tu_open(const char *path);
 /* Largest |a - b| over n entries, and largest |b|. */
 float tu_max_abs_diff(const float *a, const float *b, size_t n);
 float tu_max_abs(const float *a, size_t n);
+
+#define TU_GEN_MAX_TOKENS 2048
+#define TU_GEN_MAX_TEXT 65536
+
+/* A greedy continuation: its token ids and the text duet_generate shows. */
+struct tu_gen {
+	int tokens[TU_GEN_MAX_TOKENS], n;
+	char text[TU_GEN_MAX_TEXT];
+	size_t n_text;
+};
+
+/* What `duet generate` makes of the prompt at temperature 0: the reference
+ * every other path is compared with. Fails the test on error. */
+void tu_greedy(struct duet_engine *e, struct duet_kv_pool *kv, const struct duet_model *m,
+	       const int *prompt, int n, int max_tokens, int ignore_eos, struct tu_gen *out);
 
 /* n pseudo-random token ids in [3, 31003) from seed (never BOS/EOS). */
 void tu_random_prompt(int *t, int n, uint64_t seed);
