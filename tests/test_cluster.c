@@ -2,7 +2,6 @@
  * stand-in router (driver.c): disaggregated and local output against
  * duet_generate, concurrency, prefix cache, cancel, admission, malformed
  * frames and the systemd notify sequence. */
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -72,12 +71,7 @@ static void spawn(const char *name, const char *binary, char **flags, char *cons
 static int setup(void **state)
 {
 	(void)state;
-	char exe[PATH_MAX];
-	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (k <= 0)
-		return -1;
-	exe[k] = 0;
-	snprintf(bin_dir, sizeof bin_dir, "%s", dirname(dirname(exe)));
+	snprintf(bin_dir, sizeof bin_dir, "%s", tu_build_dir());
 	tu_make_model(model_path, "tiny", DUET_F32, "gguf", -1, 11);
 	M = tu_open(model_path);
 	struct duet_kv_geom g = duet_kv_geom_for(M, 0);

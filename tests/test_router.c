@@ -5,7 +5,6 @@
  * error while the router goes on serving. */
 #include <curl/curl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -154,12 +153,7 @@ static void reference(const int *prompt, int n, int max_tokens, struct tu_gen *o
 static int setup(void **state)
 {
 	(void)state;
-	char exe[PATH_MAX];
-	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (k <= 0)
-		return -1;
-	exe[k] = 0;
-	snprintf(bin_dir, sizeof bin_dir, "%s", dirname(dirname(exe)));
+	snprintf(bin_dir, sizeof bin_dir, "%s", tu_build_dir());
 	snprintf(base_url, sizeof base_url, "http://127.0.0.1:%d", PORT);
 	/* The tiny shape, with a ChatML chat template. */
 	struct duet_vocab v;

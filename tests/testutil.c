@@ -1,8 +1,7 @@
 #include "testutil.h"
 
-#include "generate.h"
-
 #include <ftw.h>
+#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "generate.h"
 #include "model_random.h"
 #include "model_write.h"
 
@@ -206,4 +206,18 @@ void tu_greedy(struct duet_engine *e, struct duet_kv_pool *kv, const struct duet
 	out->text[0] = 0;
 	if (duet_generate(e, kv, m, prompt, n, &gp, gen_token, out, &st, &err))
 		fail_msg("reference generate: %s", err.msg);
+}
+
+const char *tu_build_dir(void)
+{
+	static char dir[4096];
+	if (!dir[0]) {
+		char exe[4096];
+		ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+		if (k <= 0)
+			fail_msg("cannot read /proc/self/exe");
+		exe[k] = 0;
+		snprintf(dir, sizeof dir, "%s", dirname(dirname(exe)));
+	}
+	return dir;
 }

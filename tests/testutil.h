@@ -52,6 +52,10 @@ struct tu_gen {
 void tu_greedy(struct duet_engine *e, struct duet_kv_pool *kv, const struct duet_model *m,
 	       const int *prompt, int n, int max_tokens, int ignore_eos, struct tu_gen *out);
 
+/* The build directory this test program was built into (its daemons and
+ * the duet tool live there): the parent of the tests/ directory. */
+const char *tu_build_dir(void);
+
 /* n pseudo-random token ids in [3, 31003) from seed (never BOS/EOS). */
 void tu_random_prompt(int *t, int n, uint64_t seed);
 
