@@ -21,7 +21,7 @@ CC ?= gcc
 OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 WARN := -Wall -Wextra -Werror
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Icommon -Irouter -I$(BUILD)/proto -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Icommon -Irouter -Itools -I$(BUILD)/proto -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
 LDFLAGS ?=
 LDLIBS := -lzmq -lprotobuf-c -lsystemd -linih -lopenblas -lxxhash -lm -pthread
 
@@ -74,7 +74,7 @@ $(LIB): $(COMMON_OBJ)
 	ar rcs $@ $^
 
 $(DUET): $(TOOLS_OBJ) $(LIB)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(TOOLS_OBJ) $(LIB) -lcurl $(LDLIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(TOOLS_OBJ) $(LIB) -lcurl -ljansson $(LDLIBS) -o $@
 
 $(BUILD)/duet-prefill: $(PREFILL_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(PREFILL_OBJ) $(LIB) $(LDLIBS) -o $@
@@ -88,6 +88,12 @@ $(BUILD)/duet-router: $(ROUTER_OBJ) $(LIB)
 # Placement is tested as a unit, against the router's own place.c.
 $(BUILD)/tests/test_place: $(BUILD)/tests/test_place.o $(BUILD)/router/place.o $(TEST_SUPPORT_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
+
+# The replay pieces are tested as units and against a stub HTTP server.
+REPLAY_OBJ := $(patsubst %.c,$(BUILD)/%.o,tools/trace.c tools/synth.c tools/replay_run.c \
+	tools/replay_stats.c tools/replay_plot.c tools/cli.c)
+$(BUILD)/tests/test_replay: $(BUILD)/tests/test_replay.o $(REPLAY_OBJ) $(TEST_SUPPORT_OBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lmicrohttpd -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -ljansson $(LDLIBS) -lcmocka -o $@

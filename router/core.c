@@ -119,6 +119,7 @@ static void free_req(struct rreq *q)
 	free(q->prompt);
 	free(q->tok);
 	free(q->have);
+	free(q->tok_end);
 	free(q->work);
 	free(q->text);
 	pthread_mutex_destroy(&q->mu);
@@ -242,6 +243,7 @@ static void emit_ready(struct router *r, struct rreq *q)
 			if (duet_detok_push(&q->detok, t, text, &n, &err) == 0)
 				append_text(q, shown, duet_stopper_feed(&q->stopper, text, n, shown));
 		}
+		q->tok_end[q->n_out - 1] = q->text_len;
 		pthread_cond_broadcast(&q->cv);
 		pthread_mutex_unlock(&q->mu);
 		if (q->stopper.stopped) {
@@ -713,9 +715,10 @@ void router_core_turn(struct router *r, int timeout_ms)
 		q->tok_cap = q->max_tokens;
 		q->tok = calloc((size_t)q->tok_cap, sizeof(int));
 		q->have = calloc((size_t)q->tok_cap, 1);
+		q->tok_end = calloc((size_t)q->tok_cap, sizeof(size_t));
 		duet_detok_init(&q->detok, &r->model->vocab, 0);
 		struct duet_err err;
-		if (!q->tok || !q->have ||
+		if (!q->tok || !q->have || !q->tok_end ||
 		    duet_stopper_init(&q->stopper, (const char *const *)q->stops, q->n_stops, &err)) {
 			end(r, q, NULL, 500, "out of memory");
 			continue;

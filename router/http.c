@@ -384,23 +384,27 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		struct rreq *q = s->q;
 		pthread_mutex_lock(&q->mu);
-		while (q->text_sent == q->text_len && !q->done)
+		while (q->n_streamed == q->n_out && !q->done)
 			pthread_cond_wait(&q->cv, &q->mu);
+		/* One event per token, even when its text is empty (held back by
+		 * the detokenizer or the stop-string matcher). */
+		for (; q->n_streamed < q->n_out; q->n_streamed++) {
+			size_t from = q->text_sent, to = q->tok_end[q->n_streamed];
+			q->text_sent = to;
+			stream_queue(s, completion(s->r, q, q->text ? q->text + from : "", to - from,
+						   NULL, 0));
+		}
+		int done = q->done, status = q->http_status;
 		size_t from = q->text_sent, to = q->text_len;
 		q->text_sent = to;
-		int done = q->done, status = q->http_status;
-		char *delta = to > from ? strndup(q->text + from, to - from) : NULL;
 		pthread_mutex_unlock(&q->mu);
-		if (delta) {
-			stream_queue(s, completion(s->r, q, delta, to - from, NULL, 0));
-			free(delta);
-		}
 		if (done) {
 			if (status)
 				stream_queue(s, json_pack("{s:{s:s,s:i}}", "error", "message", q->error,
 							  "code", status));
-			else
-				stream_queue(s, completion(s->r, q, "", 0, q->finish_reason, 1));
+			else /* with what the detokenizer held until the end */
+				stream_queue(s, completion(s->r, q, q->text ? q->text + from : "",
+							   to - from, q->finish_reason, 1));
 			static const char done_line[] = "data: [DONE]\n\n";
 			char *p = realloc(s->pending, s->n + sizeof done_line);
 			if (p) {
@@ -477,12 +481,16 @@ static enum MHD_Result completions(struct router *r, struct MHD_Connection *c, s
 	return rc;
 }
 
+/* Besides OpenAI's fields, the context length (as vLLM's max_model_len) and
+ * the vocabulary size: what a client needs to send token-id prompts that fit
+ * (duet replay reads both). */
 static enum MHD_Result models(struct router *r, struct MHD_Connection *c)
 {
 	return send_json(c, 200,
-			 json_pack("{s:s,s:[{s:s,s:s,s:i,s:s}]}", "object", "list", "data", "id",
-				   r->cfg.model_name, "object", "model", "created", 0, "owned_by",
-				   "duet"));
+			 json_pack("{s:s,s:[{s:s,s:s,s:i,s:s,s:i,s:i}]}", "object", "list", "data",
+				   "id", r->cfg.model_name, "object", "model", "created", 0,
+				   "owned_by", "duet", "max_model_len", r->model->cfg.ctx_len,
+				   "vocab_size", r->model->cfg.vocab_size));
 }
 
 static enum MHD_Result health(struct router *r, struct MHD_Connection *c)

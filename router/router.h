@@ -99,7 +99,11 @@ struct rreq {
 	pthread_cond_t cv;
 	char *text; /* text produced so far */
 	size_t text_len, text_cap, text_sent;
-	int n_out; /* tokens produced */
+	/* text_len after each token: a stream sends one event per token, so
+	 * clients can time every token (as OpenAI's API does) */
+	size_t *tok_end;
+	int n_out;	/* tokens produced */
+	int n_streamed; /* tokens sent as stream events */
 	int done;
 	const char *finish_reason; /* "stop" or "length" */
 	int http_status;	   /* != 0: failed with this status */

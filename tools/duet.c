@@ -1,4 +1,4 @@
-/* duet: the command-line tool (generate, tokenize, bench, mkmodel, up). */
+/* duet: the command-line tool (generate, tokenize, bench, mkmodel, up, replay). */
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +15,7 @@ static const struct {
 	{"bench", cmd_bench, "prefill/decode speed against the machine's ceilings"},
 	{"mkmodel", cmd_mkmodel, "write a random-weight model of a real shape"},
 	{"up", cmd_up, "start a local cluster (router, prefill and decode nodes)"},
+	{"replay", cmd_replay, "replay a request trace against a server and measure it"},
 };
 
 static void usage(FILE *f)
