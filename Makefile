@@ -5,6 +5,9 @@
 #   make test            run every test, normal build then ASan+UBSan build
 #   make test SANITIZE=0 only the normal build; SANITIZE=1 only the sanitizer build
 #   make bench           `duet bench` on the benchmark models (see BENCHMARKS.md)
+#   make bench-daemons   KV transfer, streaming overlap, decode batching
+#   make bench-router    the router's overhead
+#   make bench-cluster   colocated vs disaggregated, trace replay over a rate sweep
 #   make up              start a local cluster (router + nodes) until Ctrl-C
 #   make demo            write a small random model and stream a completion
 
@@ -181,3 +184,10 @@ bench-router: $(DUET) $(DAEMONS) $(BUILD)/tests/bench_router $(DEMO_MODEL)
 
 $(BUILD)/tests/bench_router: $(BUILD)/tests/bench_router.o
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -o $@
+
+# Colocated vs disaggregated over a sweep of request rates, replaying the
+# Azure traces (tests/bench_cluster.sh documents the knobs; about 30 min).
+SHARED_TRACES ?= $(abspath ../shared/traces)
+.PHONY: bench-cluster
+bench-cluster: $(DUET) $(DAEMONS) $(BENCH_MODEL)
+	tests/bench_cluster.sh $(BUILD) $(BENCH_MODEL) $(SHARED_TRACES)

@@ -15,7 +15,7 @@ int duet_sampling_check(const struct duet_sampling *p, struct duet_err *err)
 	return 0;
 }
 
-static uint64_t splitmix64(uint64_t *x)
+uint64_t duet_splitmix64(uint64_t *x)
 {
 	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -55,7 +55,7 @@ int duet_sampler_init(struct duet_sampler *s, const struct duet_sampling *p,
 	s->vocab = vocab;
 	uint64_t x = p->seed;
 	for (int i = 0; i < 4; i++)
-		s->s[i] = splitmix64(&x);
+		s->s[i] = duet_splitmix64(&x);
 	s->cand = malloc(sizeof *s->cand * (size_t)vocab);
 	if (!s->cand)
 		return duet_errf(err, "sampler: out of memory for %d candidates", vocab);

@@ -25,6 +25,10 @@ struct duet_sampler {
 
 /* Checks the parameters (temperature >= 0, top_k >= 0, 0 < top_p <= 1). */
 int duet_sampling_check(const struct duet_sampling *p, struct duet_err *err);
+
+/* splitmix64: the next value of a full-period stream from any state (seeds
+ * the sampler; also makes reproducible synthetic data). */
+uint64_t duet_splitmix64(uint64_t *state);
 int duet_sampler_init(struct duet_sampler *s, const struct duet_sampling *p,
 		      int vocab, struct duet_err *err);
 void duet_sampler_free(struct duet_sampler *s);

@@ -128,6 +128,18 @@ up_cluster() {
 }
 check "up: serves a completion and stops on Ctrl-C" up_cluster
 check "up --help" bash -c "'$DUET' up --help | grep -q -- '--prefill'"
+check "up --help: passing flags to nodes" bash -c "'$DUET' up --help | grep -q -- '--node-arg'"
+
+# duet replay: its errors before any server is involved (the replay itself
+# is tested in test_replay.c).
+check "replay --help" bash -c "'$DUET' replay --help | grep -q -- '--sweep'"
+check "replay: no trace given" fails_with_one_line "$DUET replay" "--trace"
+check "replay: missing trace" fails_with_one_line "$DUET replay --trace $TMP/none.csv" "$TMP/none.csv"
+printf '0,10,5\n1,x,5\n' >"$TMP/bad.csv"
+check "replay: malformed trace row" fails_with_one_line "$DUET replay --trace $TMP/bad.csv" "bad.csv:2: prompt_tokens 'x'"
+printf '0,10,5\n1,10,5\n' >"$TMP/ok.csv"
+check "replay: no server" fails_with_one_line "$DUET replay --url http://127.0.0.1:9 --trace $TMP/ok.csv" "127.0.0.1:9/v1/models"
+check "replay: bad --slo-tbt" fails_with_one_line "$DUET replay --trace $TMP/ok.csv --slo-tbt fast" "--slo-tbt"
 check "up: missing model" fails_with_one_line "$DUET up --model $TMP/none.gguf" "$TMP/none.gguf"
 
 check "duet-prefill: bad kv-dtype" fails_with_one_line "$BUILD/duet-prefill --kv-dtype q4 --model x" "q4"

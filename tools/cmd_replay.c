@@ -39,7 +39,7 @@ struct args {
 	struct replay_opts ro;
 	const char *trace, *out, *label;
 	enum trace_format format;
-	double start, duration, pscale, oscale;
+	double start, duration, pscale, oscale, rate;
 	long max_requests, max_context, vocab_size, probes;
 	uint64_t seed;
 	struct slo slo_ttft, slo_tbt;
@@ -70,6 +70,7 @@ static void usage(FILE *f)
 		"                      hash_ids) or plain CSV (arrival_s,prompt_tokens,output_tokens)\n"
 		"  --format F          auto (default: from the first line), azure, mooncake, csv\n"
 		"  --rate-scale X      divide arrival times by X: 2 sends twice as fast (default 1)\n"
+		"  --rate R            instead: scale times so the slice's mean rate is R requests/s\n"
 		"  --start S           skip requests arriving before S seconds into the trace\n"
 		"  --duration S        only requests arriving within S trace-seconds after --start\n"
 		"  --max-requests N    at most N requests\n"
@@ -554,12 +555,12 @@ static int compare(const char *out, char **dirs, int n)
 
 static int parse_args(int argc, char **argv, struct args *a, int *compare_at, const char **out)
 {
-	enum { O_URL = 256, O_TRACE, O_FORMAT, O_RATE, O_START, O_DUR, O_MAXREQ, O_LEN, O_CTX,
+	enum { O_URL = 256, O_TRACE, O_FORMAT, O_RATE, O_MEANRATE, O_START, O_DUR, O_MAXREQ, O_LEN, O_CTX,
 	       O_TTFT, O_TBT, O_PROBE, O_SEED, O_VOCAB, O_OUT, O_LABEL, O_KEY, O_TIMEOUT, O_SWEEP,
 	       O_COMPARE };
 	static const struct option opts[] = {
 		{"url", 1, 0, O_URL}, {"trace", 1, 0, O_TRACE}, {"format", 1, 0, O_FORMAT},
-		{"rate-scale", 1, 0, O_RATE}, {"start", 1, 0, O_START}, {"duration", 1, 0, O_DUR},
+		{"rate-scale", 1, 0, O_RATE}, {"rate", 1, 0, O_MEANRATE}, {"start", 1, 0, O_START}, {"duration", 1, 0, O_DUR},
 		{"max-requests", 1, 0, O_MAXREQ}, {"length-scale", 1, 0, O_LEN},
 		{"max-context", 1, 0, O_CTX}, {"slo-ttft", 1, 0, O_TTFT}, {"slo-tbt", 1, 0, O_TBT},
 		{"probe", 1, 0, O_PROBE}, {"seed", 1, 0, O_SEED}, {"vocab-size", 1, 0, O_VOCAB},
@@ -581,6 +582,7 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 			}
 			break;
 		case O_RATE: if (cli_float("--rate-scale", optarg, 1e-6, 1e6, &a->ro.rate_scale)) return 2; break;
+		case O_MEANRATE: if (cli_float("--rate", optarg, 1e-6, 1e6, &a->rate)) return 2; break;
 		case O_START: if (cli_float("--start", optarg, 0, 1e9, &a->start)) return 2; break;
 		case O_DUR: if (cli_float("--duration", optarg, 1e-3, 1e9, &a->duration)) return 2; break;
 		case O_MAXREQ: if (cli_int("--max-requests", optarg, 1, 100000000, &a->max_requests)) return 2; break;
@@ -686,6 +688,16 @@ int cmd_replay(int argc, char **argv)
 	    server_info(&a.ro, model, sizeof model, &ctx, &vocab, &err))
 		goto fail;
 	a.ro.model = model;
+	if (a.rate > 0) {
+		double span = t.req[t.n - 1].arrival_s;
+		if (t.n < 2 || span <= 0) {
+			duet_errf(&err, "--rate needs a slice of at least 2 requests spread in time");
+			goto fail;
+		}
+		a.ro.rate_scale = a.rate / ((t.n - 1) / span);
+		printf("rate: the slice's %.3f requests/s scaled by %.4f to %.3f\n", (t.n - 1) / span,
+		       a.ro.rate_scale, a.rate);
+	}
 	if (!a.max_context)
 		a.max_context = ctx;
 	if (!a.vocab_size)

@@ -21,6 +21,7 @@
 #include "model_write.h"
 
 #define UP_MAX_NODES 32
+#define UP_MAX_EXTRA 16 /* --node-arg / --router-arg each */
 #define UP_READY_TIMEOUT_S 300
 #define UP_DEFAULT_SHAPE "stories110m"
 
@@ -57,7 +58,10 @@ static void usage(FILE *f)
 		"  -t, --threads N     threads per node (default 1)\n"
 		"      --kv-mb N       KV pool per node in MB (default 2048)\n"
 		"      --dir DIR       run directory for sockets and logs (default: a new /tmp/duet-up-*)\n"
-		"  -h, --help          this help\n");
+		"      --node-arg ARG  pass ARG to every prefill and decode node, e.g.\n"
+		"                      --node-arg=--max-batch-tokens=128 (repeatable, up to %d)\n"
+		"      --router-arg ARG pass ARG to the router, e.g. --router-arg=--local-max-prompt=0\n"
+		"  -h, --help          this help\n", UP_MAX_EXTRA);
 }
 
 /* Where this binary's sibling daemons and the shared vocabulary are. */
@@ -199,16 +203,30 @@ static void stop_all(struct child *c, int n)
 		}
 }
 
+/* Appends to a NULL-terminated argv with room for them. */
+static void append_args(char **argv, char *const *extra, int n)
+{
+	int k = 0;
+	while (argv[k])
+		k++;
+	for (int i = 0; i < n; i++)
+		argv[k++] = extra[i];
+	argv[k] = NULL;
+}
+
 int cmd_up(int argc, char **argv)
 {
 	const char *model = NULL, *policy = "length-aware", *host = "127.0.0.1", *dir_opt = NULL;
 	long n_prefill = 1, n_decode = 1, port = 8080, threads = 1, kv_mb = 2048;
+	char *node_extra[UP_MAX_EXTRA], *router_extra[UP_MAX_EXTRA];
+	int n_node_extra = 0, n_router_extra = 0;
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'}, {"prefill", required_argument, 0, 'P'},
 		{"decode", required_argument, 0, 'D'}, {"policy", required_argument, 0, 'p'},
 		{"host", required_argument, 0, 'H'},  {"port", required_argument, 0, 'o'},
 		{"threads", required_argument, 0, 't'}, {"kv-mb", required_argument, 0, 'k'},
 		{"dir", required_argument, 0, 'd'},   {"help", no_argument, 0, 'h'},
+		{"node-arg", required_argument, 0, 'N'}, {"router-arg", required_argument, 0, 'R'},
 		{0, 0, 0, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "m:P:D:t:h", opts, NULL)) != -1) {
@@ -222,6 +240,16 @@ int cmd_up(int argc, char **argv)
 		case 't': if (cli_int("--threads", optarg, 1, 256, &threads)) return 2; break;
 		case 'k': if (cli_int("--kv-mb", optarg, 1, 1 << 22, &kv_mb)) return 2; break;
 		case 'd': dir_opt = optarg; break;
+		case 'N':
+		case 'R':
+			if ((ch == 'N' ? n_node_extra : n_router_extra) == UP_MAX_EXTRA)
+				return cli_fail("up", "at most %d --node-arg and %d --router-arg",
+						UP_MAX_EXTRA, UP_MAX_EXTRA);
+			if (ch == 'N')
+				node_extra[n_node_extra++] = optarg;
+			else
+				router_extra[n_router_extra++] = optarg;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -261,8 +289,10 @@ int cmd_up(int argc, char **argv)
 	struct child kids[UP_MAX_NODES];
 	int n = 0;
 	snprintf(path, sizeof path, "%s/duet-router", bin);
-	char *rargv[] = {path, "--model", (char *)model, "--control", ctl, "--policy", (char *)policy,
-			 "--http-addr", (char *)host, "--http-port", port_s, NULL};
+	char *rargv[16 + UP_MAX_EXTRA] = {path, "--model", (char *)model, "--control", ctl,
+					  "--policy", (char *)policy, "--http-addr", (char *)host,
+					  "--http-port", port_s};
+	append_args(rargv, router_extra, n_router_extra);
 	snprintf(kids[n].name, sizeof kids[n].name, "router");
 	kids[n].pid = start(dir, "router", rargv);
 	n++;
@@ -279,9 +309,14 @@ int cmd_up(int argc, char **argv)
 		snprintf(cpus, sizeof cpus, "%d-%d", first, last);
 		snprintf(kv_ep, sizeof kv_ep, "ipc://%s/%s-kv.ipc", dir, name);
 		snprintf(node_path, sizeof node_path, "%s/%s", bin, is_prefill ? "duet-prefill" : "duet-decode");
-		char *nargv[] = {node_path, "--model", (char *)model, "--name", name, "--router", ctl,
-				 "--threads", threads_s, "--cpus", cpus, "--kv-mb", kv_s,
-				 is_prefill ? NULL : "--kv-endpoint", kv_ep, NULL};
+		char *nargv[24 + UP_MAX_EXTRA] = {node_path, "--model", (char *)model, "--name", name,
+						  "--router", ctl, "--threads", threads_s, "--cpus",
+						  cpus, "--kv-mb", kv_s};
+		if (!is_prefill) {
+			char *kv[] = {"--kv-endpoint", kv_ep};
+			append_args(nargv, kv, 2);
+		}
+		append_args(nargv, node_extra, n_node_extra);
 		snprintf(kids[n].name, sizeof kids[n].name, "%s", name);
 		kids[n].pid = start(dir, name, nargv);
 		n++;

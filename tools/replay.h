@@ -92,8 +92,8 @@ int replay_summarize(const struct replay_result *res, int n, double slo_ttft_s, 
 json_t *replay_summary_to_json(const struct replay_summary *s);
 int replay_summary_from_json(json_t *j, struct replay_summary *s, struct duet_err *err);
 
-/* The run's files in dir: requests.csv, ttft_cdf.csv, tbt_cdf.csv,
- * timeline.csv. summary.json is written by the caller (it adds context). */
+/* The run's files in dir: requests.csv, tokens.csv (every token's time),
+ * ttft_cdf.csv, tbt_cdf.csv, timeline.csv. summary.json is written by the caller (it adds context). */
 int replay_write_csv(const char *dir, const struct replay_result *res, int n,
 		     const struct replay_summary *s, struct duet_err *err);
 

@@ -216,6 +216,20 @@ static int write_requests(const char *dir, const struct replay_result *res, int 
 	return close_checked(f, dir, "requests.csv", err);
 }
 
+/* Every token's arrival, for analysis beyond the summaries. */
+static int write_tokens(const char *dir, const struct replay_result *res, int n,
+			struct duet_err *err)
+{
+	FILE *f = open_in(dir, "tokens.csv", err);
+	if (!f)
+		return -1;
+	fprintf(f, "id,index,t_s\n");
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < res[i].n_tok; k++)
+			fprintf(f, "%d,%d,%.6f\n", i, k, res[i].tok_s[k]);
+	return close_checked(f, dir, "tokens.csv", err);
+}
+
 /* Per bucket: tokens/s and completions/s, requests in flight, median TTFT of
  * the first tokens and p99 of the gaps that ended in it. */
 static int write_timeline(const char *dir, const struct replay_result *res, int n, double span,
@@ -269,7 +283,7 @@ int replay_write_csv(const char *dir, const struct replay_result *res, int n,
 		duet_errf(err, "out of memory writing %s", dir);
 		goto out;
 	}
-	if (write_requests(dir, res, n, a, err))
+	if (write_requests(dir, res, n, a, err) || write_tokens(dir, res, n, err))
 		goto out;
 	int k = 0;
 	for (int i = 0; i < n; i++)

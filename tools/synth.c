@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include "sampler.h"
+
 int synth_init(struct synth *s, uint64_t seed, int vocab_size, int block_tokens,
 	       struct duet_err *err)
 {
@@ -12,15 +14,6 @@ int synth_init(struct synth *s, uint64_t seed, int vocab_size, int block_tokens,
 	s->vocab_size = vocab_size;
 	s->block_tokens = block_tokens > 0 ? block_tokens : SYNTH_BLOCK;
 	return 0;
-}
-
-/* splitmix64: a full-period stream from any starting state. */
-static uint64_t next(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
 }
 
 /* The stream for one block: keyed by the seed, whether the key is a trace
@@ -40,6 +33,6 @@ void synth_prompt(const struct synth *s, const struct trace_req *q, int index, i
 					   : block_state(s->seed, 0, (uint64_t)index, (uint64_t)b);
 		int end = (b + 1) * bs < q->prompt_tokens ? (b + 1) * bs : q->prompt_tokens;
 		for (int p = b * bs; p < end; p++)
-			out[p] = SYNTH_FIRST_TOKEN + (int)(next(&x) % range);
+			out[p] = SYNTH_FIRST_TOKEN + (int)(duet_splitmix64(&x) % range);
 	}
 }
