@@ -1,6 +1,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -87,4 +89,21 @@ void cli_progress_end(struct cli_progress *p)
 {
 	if (p->tty)
 		fprintf(stderr, "\r\033[K");
+}
+
+int cli_mkdirs(const char *path, struct duet_err *err)
+{
+	char p[4096];
+	snprintf(p, sizeof p, "%s", path);
+	for (char *s = p + 1;; s++) {
+		if (*s == '/' || !*s) {
+			char c = *s;
+			*s = 0;
+			if (mkdir(p, 0755) && errno != EEXIST)
+				return duet_errnof(err, "cannot create %s", p);
+			*s = c;
+			if (!c)
+				return 0;
+		}
+	}
 }

@@ -6,11 +6,16 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "err.h"
+
 int cli_int(const char *flag, const char *s, long lo, long hi, long *out);
 int cli_float(const char *flag, const char *s, double lo, double hi, double *out);
 int cli_u64(const char *flag, const char *s, uint64_t *out);
 /* Prints "duet <cmd>: msg" to stderr; returns 1 (the exit status). */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* mkdir -p. */
+int cli_mkdirs(const char *path, struct duet_err *err);
 
 /* A progress line on stderr, redrawn at most every 100 ms, only when
  * stderr is a terminal. */

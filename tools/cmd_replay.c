@@ -1,23 +1,17 @@
 /* duet replay: a trace against a running server, open-loop; one run, a
  * sweep of request rates, or a comparison of earlier runs. */
 #include <curl/curl.h>
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "replay.h"
 
-#define MAX_SWEEP 32
-#define MAX_COMPARE 16
 #define PROBE_OUTPUT 32 /* tokens per unloaded probe request */
 #define DEFAULT_SLO_X 5.0
 
@@ -43,7 +37,7 @@ struct args {
 	long max_requests, max_context, vocab_size, probes;
 	uint64_t seed;
 	struct slo slo_ttft, slo_tbt;
-	double sweep[MAX_SWEEP];
+	double sweep[REPLAY_MAX_SWEEP];
 	int n_sweep;
 };
 
@@ -130,23 +124,6 @@ static int parse_list(const char *s, double *v, int max, int *n)
 			return -1;
 	}
 	return *n ? 0 : -1;
-}
-
-static int mkdirs(const char *path, struct duet_err *err)
-{
-	char p[4096];
-	snprintf(p, sizeof p, "%s", path);
-	for (char *s = p + 1;; s++) {
-		if (*s == '/' || !*s) {
-			char c = *s;
-			*s = 0;
-			if (mkdir(p, 0755) && errno != EEXIST)
-				return duet_errnof(err, "cannot create %s", p);
-			*s = c;
-			if (!c)
-				return 0;
-		}
-	}
 }
 
 /* ---- the server ---- */
@@ -332,7 +309,7 @@ static int run_one(const struct args *a, const struct trace *t, const struct syn
 		   const char *dir, const char *label, struct replay_summary *sum,
 		   struct duet_err *err)
 {
-	if (mkdirs(dir, err))
+	if (cli_mkdirs(dir, err))
 		return -1;
 	struct replay_result *res = calloc((size_t)t->n, sizeof *res);
 	if (!res)
@@ -376,179 +353,6 @@ static void print_fit(const struct trace *t, const struct trace_fit *f)
 	       t->n, trace_format_name(t->format), f->prompt_scale, f->output_scale, f->n_scaled,
 	       f->max_context, f->n_prompt_clipped, f->n_output_clipped, f->prompt_tokens_before,
 	       f->prompt_tokens_after, f->output_tokens_before, f->output_tokens_after);
-}
-
-/* ---- sweeps ---- */
-
-static const char sweep_header[] =
-	"rate_multiplier,offered_rps,req_per_s,goodput_rps,slo_attainment,ttft_p99_s,tbt_p99_s,"
-	"ttft_p50_s,tbt_p50_s,failed,slo_ttft_s,slo_tbt_s\n";
-
-static int write_sweep(const char *dir, const double *mult, const struct replay_summary *s,
-		       int n, struct duet_err *err)
-{
-	char path[4096];
-	snprintf(path, sizeof path, "%s/sweep.csv", dir);
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return duet_errnof(err, "%s", path);
-	fputs(sweep_header, f);
-	for (int i = 0; i < n; i++)
-		fprintf(f, "%g,%.4f,%.4f,%.4f,%.4f,%.6f,%.6f,%.6f,%.6f,%d,%.6f,%.6f\n", mult[i],
-			s[i].offered_rps, s[i].req_per_s, s[i].goodput_rps, s[i].slo_attainment,
-			s[i].ttft.p99, s[i].tbt.p99, s[i].ttft.p50, s[i].tbt.p50, s[i].n_failed,
-			s[i].slo_ttft_s, s[i].slo_tbt_s);
-	int bad = ferror(f);
-	if (fclose(f) || bad)
-		return duet_errnof(err, "%s: write failed", path);
-	return 0;
-}
-
-/* ---- --compare ---- */
-
-#define SWEEP_COLS 12
-struct sweep_rows {
-	double v[MAX_SWEEP][SWEEP_COLS];
-	int n;
-};
-
-static int read_sweep(const char *dir, struct sweep_rows *r, struct duet_err *err)
-{
-	char path[4096], line[1024];
-	snprintf(path, sizeof path, "%s/sweep.csv", dir);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return duet_errnof(err, "%s", path);
-	r->n = 0;
-	int ln = 0, rc = 0;
-	while (fgets(line, sizeof line, f)) {
-		if (ln++ == 0)
-			continue;
-		if (r->n == MAX_SWEEP)
-			break;
-		char *p = line;
-		for (int c = 0; c < SWEEP_COLS; c++) {
-			char *end;
-			r->v[r->n][c] = strtod(p, &end);
-			if (end == p || (c < SWEEP_COLS - 1 && *end != ',')) {
-				rc = duet_errf(err, "%s:%d: column %d is not a number", path, ln, c + 1);
-				break;
-			}
-			p = end + 1;
-		}
-		if (rc)
-			break;
-		r->n++;
-	}
-	fclose(f);
-	return rc;
-}
-
-static void dir_label(const char *dir, char *out, size_t cap)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s", dir);
-	size_t n = strlen(tmp);
-	while (n > 1 && tmp[n - 1] == '/')
-		tmp[--n] = 0;
-	snprintf(out, cap, "%s", basename(tmp));
-}
-
-static int compare_sweeps(const char *out, const char *const *dirs, const char *const *labels,
-			  int n, struct duet_err *err)
-{
-	static struct sweep_rows rows[MAX_COMPARE];
-	for (int i = 0; i < n; i++)
-		if (read_sweep(dirs[i], &rows[i], err))
-			return -1;
-	printf("%-8s", "rate x");
-	for (int i = 0; i < n; i++)
-		printf(" | %-37.37s", labels[i]);
-	printf("\n%-8s", "");
-	for (int i = 0; i < n; i++)
-		printf(" | %8s %8s %9s %9s", "offered", "goodput", "TBT p99", "TTFT p99");
-	printf("\n%-8s", "");
-	for (int i = 0; i < n; i++)
-		printf(" | %8s %8s %9s %9s", "req/s", "req/s", "ms", "s");
-	printf("\n");
-	for (int k = 0; k < rows[0].n; k++) {
-		printf("%-8g", rows[0].v[k][0]);
-		for (int i = 0; i < n; i++) {
-			int m = -1;
-			for (int q = 0; q < rows[i].n; q++)
-				if (rows[i].v[q][0] == rows[0].v[k][0])
-					m = q;
-			if (m < 0)
-				printf(" | %37s", "-");
-			else
-				printf(" | %8.3f %8.3f %9.1f %9.2f", rows[i].v[m][1], rows[i].v[m][3],
-				       rows[i].v[m][6] * 1e3, rows[i].v[m][5]);
-		}
-		printf("\n");
-	}
-	/* Capacity: the highest offered rate whose p99s are within the SLO. */
-	for (int i = 0; i < n; i++) {
-		double best = 0, good = 0;
-		for (int q = 0; q < rows[i].n; q++)
-			if (rows[i].v[q][6] <= rows[i].v[q][11] && rows[i].v[q][5] <= rows[i].v[q][10] &&
-			    rows[i].v[q][1] > best) {
-				best = rows[i].v[q][1];
-				good = rows[i].v[q][3];
-			}
-		printf("%s: highest offered rate with p99 TBT <= %.1f ms and p99 TTFT <= %.2f s: "
-		       "%.3f req/s (goodput there %.3f req/s)\n",
-		       labels[i], rows[i].n ? rows[i].v[0][11] * 1e3 : 0,
-		       rows[i].n ? rows[i].v[0][10] : 0, best, good);
-	}
-	return replay_plot_sweeps(out, dirs, labels, n, err);
-}
-
-static int compare(const char *out, char **dirs, int n)
-{
-	struct duet_err err;
-	if (n > MAX_COMPARE)
-		return cli_fail("replay", "--compare takes at most %d directories", MAX_COMPARE);
-	if (mkdirs(out, &err))
-		return cli_fail("replay", "%s", err.msg);
-	char names[MAX_COMPARE][64];
-	const char *labels[MAX_COMPARE];
-	int sweeps = 0;
-	for (int i = 0; i < n; i++) {
-		char p[4096];
-		dir_label(dirs[i], names[i], sizeof names[i]);
-		labels[i] = names[i];
-		snprintf(p, sizeof p, "%s/sweep.csv", dirs[i]);
-		sweeps += access(p, R_OK) == 0;
-	}
-	if (sweeps == n) {
-		if (compare_sweeps(out, (const char *const *)dirs, labels, n, &err))
-			return cli_fail("replay", "%s", err.msg);
-		printf("plots: %s/goodput.png, tbt_p99.png, ttft_p99.png\n", out);
-		return 0;
-	}
-	if (sweeps)
-		return cli_fail("replay", "--compare: mix of sweep and single-run directories");
-	struct replay_summary s[MAX_COMPARE];
-	for (int i = 0; i < n; i++) {
-		char p[4096];
-		json_error_t je;
-		snprintf(p, sizeof p, "%s/summary.json", dirs[i]);
-		json_t *j = json_load_file(p, 0, &je);
-		if (!j)
-			return cli_fail("replay", "%s: %s", p, je.text);
-		const char *l = json_string_value(json_object_get(j, "label"));
-		if (l)
-			snprintf(names[i], sizeof names[i], "%s", l);
-		int bad = replay_summary_from_json(j, &s[i], &err);
-		json_decref(j);
-		if (bad)
-			return cli_fail("replay", "%s: %s", p, err.msg);
-	}
-	replay_print_table(stdout, labels, s, n);
-	if (replay_plot_runs(out, (const char *const *)dirs, labels, n, &err))
-		return cli_fail("replay", "%s", err.msg);
-	printf("plots: %s/ttft_cdf.png, tbt_cdf.png, latency_time.png, throughput_time.png\n", out);
-	return 0;
 }
 
 /* ---- main ---- */
@@ -613,7 +417,7 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 			a->ro.timeout_s = v;
 			break;
 		case O_SWEEP:
-			if (parse_list(optarg, a->sweep, MAX_SWEEP, &a->n_sweep)) {
+			if (parse_list(optarg, a->sweep, REPLAY_MAX_SWEEP, &a->n_sweep)) {
 				fprintf(stderr, "duet replay: --sweep expects rate multipliers like 0.5,1,2\n");
 				return 2;
 			}
@@ -660,11 +464,11 @@ int cmd_replay(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	if (compare_at)
-		return compare(out ? out : "compare-out", argv + compare_at, argc - compare_at);
+		return replay_compare(out ? out : "compare-out", argv + compare_at, argc - compare_at);
 	a.out = out ? out : "replay-out";
 	char label[64];
 	if (!a.label) {
-		dir_label(a.out, label, sizeof label);
+		replay_dir_label(a.out, label, sizeof label);
 		a.label = label;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -746,7 +550,7 @@ int cmd_replay(int argc, char **argv)
 		printf("results: %s (requests.csv, summary.json, *.png)\n", dirs[i]);
 	}
 	if (a.n_sweep && done) {
-		if (write_sweep(a.out, a.sweep, sums, done, &err))
+		if (replay_write_sweep(a.out, a.sweep, sums, done, &err))
 			goto fail_sweep;
 		printf("\nsweep (%s):\n", a.label);
 		replay_print_table(stdout, lp, sums, done);

@@ -4,7 +4,8 @@
  *   replay_run.c     the open-loop sender (libcurl multi, one thread)
  *   replay_stats.c   percentiles, the summary, CSV and JSON output
  *   replay_plot.c    gnuplot plots of one run, several runs, a sweep
- *   cmd_replay.c     the command line, the unloaded probe, --sweep, --compare
+ *   replay_compare.c sweep.csv, and --compare of runs or sweeps
+ *   cmd_replay.c     the command line, the unloaded probe, --sweep
  */
 #ifndef DUET_REPLAY_H
 #define DUET_REPLAY_H
@@ -18,6 +19,8 @@
 
 #define REPLAY_KIND_MAX 32  /* length of an error kind ("http_503") */
 #define REPLAY_MAX_KINDS 16 /* distinct error kinds counted; the rest are "other" */
+#define REPLAY_MAX_SWEEP 32   /* rates in one --sweep */
+#define REPLAY_MAX_COMPARE 16 /* directories in one --compare */
 
 enum replay_status { RS_PENDING, RS_OK, RS_FAILED };
 
@@ -106,6 +109,15 @@ void replay_print_table(FILE *f, const char *const *labels, const struct replay_
  * cannot be run; the CSV files are still there. */
 int replay_plot_runs(const char *out_dir, const char *const *dirs, const char *const *labels,
 		     int n_runs, struct duet_err *err);
+/* sweep.csv of a sweep into dir: one row per rate multiplier. */
+int replay_write_sweep(const char *dir, const double *mult, const struct replay_summary *s,
+		       int n, struct duet_err *err);
+/* duet replay --compare: the table on stdout and the plots in out; an exit
+ * status. */
+int replay_compare(const char *out, char **dirs, int n);
+/* A directory's last component, the default label of a run. */
+void replay_dir_label(const char *dir, char *out, size_t cap);
+
 /* Goodput, p99 TBT and p99 TTFT against offered rate, from sweep.csv of
  * each sweep dir. */
 int replay_plot_sweeps(const char *out_dir, const char *const *dirs, const char *const *labels,
