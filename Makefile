@@ -94,7 +94,8 @@ $(BUILD)/tests/test_place: $(BUILD)/tests/test_place.o $(BUILD)/router/place.o $
 
 # The replay pieces are tested as units and against a stub HTTP server.
 REPLAY_OBJ := $(patsubst %.c,$(BUILD)/%.o,tools/trace.c tools/synth.c tools/replay_run.c \
-	tools/replay_stats.c tools/replay_plot.c tools/replay_compare.c tools/cli.c)
+	tools/replay_stats.c tools/replay_plot.c tools/replay_compare.c tools/http_get.c \
+	tools/cli.c)
 $(BUILD)/tests/test_replay: $(BUILD)/tests/test_replay.o $(REPLAY_OBJ) $(TEST_SUPPORT_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lmicrohttpd -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
 

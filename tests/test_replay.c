@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "http_get.h"
 #include "replay.h"
 #include "synth.h"
 #include "testutil.h"
@@ -532,22 +533,6 @@ static void test_schedule(void **state)
 
 /* ---- end to end: duet up + duet replay ---- */
 
-struct body {
-	char *p;
-	size_t n;
-};
-
-static size_t sink(char *p, size_t size, size_t nmemb, void *arg)
-{
-	struct body *b = arg;
-	size_t len = size * nmemb;
-	b->p = realloc(b->p, b->n + len + 1);
-	memcpy(b->p + b->n, p, len);
-	b->n += len;
-	b->p[b->n] = 0;
-	return len;
-}
-
 static double metric(const char *text, const char *name)
 {
 	const char *p = strstr(text, name);
@@ -663,21 +648,20 @@ static void test_end_to_end(void **state)
 			fail_msg("%s missing", sp);
 	}
 	/* the router counted the same requests and tokens (plus the probes) */
-	CURL *c = curl_easy_init();
-	struct body b = {0};
-	char murl[96];
+	char murl[96], *metrics = NULL;
+	long code;
+	struct duet_err err;
 	snprintf(murl, sizeof murl, "%s/metrics", base);
-	curl_easy_setopt(c, CURLOPT_URL, murl);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	assert_int_equal(curl_easy_perform(c), CURLE_OK);
-	curl_easy_cleanup(c);
-	assert_true(metric(b.p, "duet_requests_total{outcome=\"ok\"} ") == ok + probes);
-	assert_true(metric(b.p, "duet_requests_total{outcome=\"failed\"} ") == 0);
-	assert_true(metric(b.p, "duet_tokens_total{direction=\"in\"} ") ==
+	if (http_get(murl, NULL, 10, &metrics, &code, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(code, 200);
+	assert_non_null(metrics);
+	assert_true(metric(metrics, "duet_requests_total{outcome=\"ok\"} ") == ok + probes);
+	assert_true(metric(metrics, "duet_requests_total{outcome=\"failed\"} ") == 0);
+	assert_true(metric(metrics, "duet_tokens_total{direction=\"in\"} ") ==
 		    pt + probes * probe_prompt);
-	assert_true(metric(b.p, "duet_tokens_total{direction=\"out\"} ") == ot + probes * 32);
-	free(b.p);
+	assert_true(metric(metrics, "duet_tokens_total{direction=\"out\"} ") == ot + probes * 32);
+	free(metrics);
 	/* --compare reads the run back */
 	char cmp[4096];
 	tu_path(cmp, "cmp");

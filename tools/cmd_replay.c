@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "http_get.h"
 #include "replay.h"
 
 #define PROBE_OUTPUT 32 /* tokens per unloaded probe request */
@@ -128,60 +129,23 @@ static int parse_list(const char *s, double *v, int max, int *n)
 
 /* ---- the server ---- */
 
-struct buf {
-	char *p;
-	size_t n;
-};
-
-static size_t sink(char *p, size_t size, size_t nmemb, void *arg)
-{
-	struct buf *b = arg;
-	size_t len = size * nmemb;
-	char *q = realloc(b->p, b->n + len + 1);
-	if (!q)
-		return 0;
-	memcpy(q + b->n, p, len);
-	b->p = q;
-	b->n += len;
-	b->p[b->n] = 0;
-	return len;
-}
-
 /* GET /v1/models: the model's name, context and vocabulary size (0 when the
  * server does not say). */
 static int server_info(const struct replay_opts *o, char *model, size_t cap, long *ctx,
 		       long *vocab, struct duet_err *err)
 {
-	char url[1024], auth[512];
+	char url[1024], *body = NULL;
+	long code;
 	snprintf(url, sizeof url, "%s/v1/models", o->url);
-	CURL *c = curl_easy_init();
-	struct buf b = {0};
-	struct curl_slist *h = NULL;
-	if (o->api_key) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->api_key);
-		h = curl_slist_append(h, auth);
-	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-	CURLcode rc = curl_easy_perform(c);
-	long code = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h);
+	if (http_get(url, o->api_key, 10, &body, &code, err))
+		return -1;
 	int ret = -1;
 	json_t *j = NULL;
-	if (rc != CURLE_OK) {
-		duet_errf(err, "%s: %s", url, curl_easy_strerror(rc));
-		goto out;
-	}
 	if (code != 200) {
-		duet_errf(err, "%s: HTTP %ld: %.200s", url, code, b.p ? b.p : "");
+		duet_errf(err, "%s: HTTP %ld: %.200s", url, code, body ? body : "");
 		goto out;
 	}
-	j = json_loads(b.p ? b.p : "", 0, NULL);
+	j = json_loads(body ? body : "", 0, NULL);
 	json_t *m = json_array_get(json_object_get(j, "data"), 0);
 	const char *id = json_string_value(json_object_get(m, "id"));
 	if (!id) {
@@ -196,7 +160,7 @@ static int server_info(const struct replay_opts *o, char *model, size_t cap, lon
 	ret = 0;
 out:
 	json_decref(j);
-	free(b.p);
+	free(body);
 	return ret;
 }
 

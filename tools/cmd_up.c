@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "http_get.h"
 #include "cpu.h"
 #include "model_write.h"
 
@@ -135,33 +136,15 @@ static int default_model(const char *bin, char *out, size_t cap)
 	return 0;
 }
 
-static size_t sink(char *d, size_t sz, size_t n, void *ctx)
-{
-	size_t k = sz * n;
-	char **buf = ctx;
-	size_t have = *buf ? strlen(*buf) : 0;
-	char *nb = realloc(*buf, have + k + 1);
-	if (!nb)
-		return 0;
-	memcpy(nb + have, d, k);
-	nb[have + k] = 0;
-	*buf = nb;
-	return k;
-}
-
 /* Nodes up according to the router's /metrics, or -1 if it does not answer. */
 static int nodes_up(const char *base)
 {
-	char url[400];
+	char url[400], *body = NULL;
+	long code;
+	struct duet_err err;
 	snprintf(url, sizeof url, "%s/metrics", base);
-	CURL *c = curl_easy_init();
-	char *body = NULL;
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 2L);
 	int up = -1;
-	if (curl_easy_perform(c) == CURLE_OK && body) {
+	if (http_get(url, NULL, 2, &body, &code, &err) == 0 && body) {
 		up = 0;
 		for (const char *p = body; (p = strstr(p, "duet_node_up{")); p++) {
 			const char *e = strchr(p, '}');
@@ -170,7 +153,6 @@ static int nodes_up(const char *base)
 		}
 	}
 	free(body);
-	curl_easy_cleanup(c);
 	return up;
 }
 

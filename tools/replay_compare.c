@@ -11,6 +11,11 @@
 
 /* ---- sweeps ---- */
 
+/* sweep.csv's columns, in the header's order (the reader below indexes
+ * rows by these). */
+enum sweep_col { SC_MULT, SC_OFFERED, SC_RPS, SC_GOODPUT, SC_ATTAIN, SC_TTFT99, SC_TBT99,
+		 SC_TTFT50, SC_TBT50, SC_FAILED, SC_SLO_TTFT, SC_SLO_TBT, SWEEP_COLS };
+
 static const char sweep_header[] =
 	"rate_multiplier,offered_rps,req_per_s,goodput_rps,slo_attainment,ttft_p99_s,tbt_p99_s,"
 	"ttft_p50_s,tbt_p50_s,failed,slo_ttft_s,slo_tbt_s\n";
@@ -37,7 +42,6 @@ int replay_write_sweep(const char *dir, const double *mult, const struct replay_
 
 /* ---- --compare ---- */
 
-#define SWEEP_COLS 12
 struct sweep_rows {
 	double v[REPLAY_MAX_SWEEP][SWEEP_COLS];
 	int n;
@@ -103,33 +107,36 @@ static int compare_sweeps(const char *out, const char *const *dirs, const char *
 		printf(" | %8s %8s %9s %9s", "req/s", "req/s", "ms", "s");
 	printf("\n");
 	for (int k = 0; k < rows[0].n; k++) {
-		printf("%-8g", rows[0].v[k][0]);
+		printf("%-8g", rows[0].v[k][SC_MULT]);
 		for (int i = 0; i < n; i++) {
 			int m = -1;
 			for (int q = 0; q < rows[i].n; q++)
-				if (rows[i].v[q][0] == rows[0].v[k][0])
+				if (rows[i].v[q][SC_MULT] == rows[0].v[k][SC_MULT])
 					m = q;
 			if (m < 0)
 				printf(" | %37s", "-");
 			else
-				printf(" | %8.3f %8.3f %9.1f %9.2f", rows[i].v[m][1], rows[i].v[m][3],
-				       rows[i].v[m][6] * 1e3, rows[i].v[m][5]);
+				printf(" | %8.3f %8.3f %9.1f %9.2f", rows[i].v[m][SC_OFFERED],
+				       rows[i].v[m][SC_GOODPUT], rows[i].v[m][SC_TBT99] * 1e3,
+				       rows[i].v[m][SC_TTFT99]);
 		}
 		printf("\n");
 	}
 	/* Capacity: the highest offered rate whose p99s are within the SLO. */
 	for (int i = 0; i < n; i++) {
 		double best = 0, good = 0;
-		for (int q = 0; q < rows[i].n; q++)
-			if (rows[i].v[q][6] <= rows[i].v[q][11] && rows[i].v[q][5] <= rows[i].v[q][10] &&
-			    rows[i].v[q][1] > best) {
-				best = rows[i].v[q][1];
-				good = rows[i].v[q][3];
+		for (int q = 0; q < rows[i].n; q++) {
+			const double *v = rows[i].v[q];
+			if (v[SC_TBT99] <= v[SC_SLO_TBT] && v[SC_TTFT99] <= v[SC_SLO_TTFT] &&
+			    v[SC_OFFERED] > best) {
+				best = v[SC_OFFERED];
+				good = v[SC_GOODPUT];
 			}
+		}
 		printf("%s: highest offered rate with p99 TBT <= %.1f ms and p99 TTFT <= %.2f s: "
 		       "%.3f req/s (goodput there %.3f req/s)\n",
-		       labels[i], rows[i].n ? rows[i].v[0][11] * 1e3 : 0,
-		       rows[i].n ? rows[i].v[0][10] : 0, best, good);
+		       labels[i], rows[i].n ? rows[i].v[0][SC_SLO_TBT] * 1e3 : 0,
+		       rows[i].n ? rows[i].v[0][SC_SLO_TTFT] : 0, best, good);
 	}
 	return replay_plot_sweeps(out, dirs, labels, n, err);
 }

@@ -131,19 +131,16 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *arg)
 }
 
 /* The body: token ids written directly (a 100k-token prompt is a few
- * hundred KB; building it as a JSON tree would cost more than sending). */
-static char *make_body(const struct replay_opts *o, const struct synth *s,
-		       const struct trace_req *q, int index)
+ * hundred KB; building it as a JSON tree would cost more than sending).
+ * model is the "model" value already as JSON. */
+static char *make_body(const char *model, const struct synth *s, const struct trace_req *q,
+		       int index)
 {
 	int *ids = malloc((size_t)q->prompt_tokens * sizeof *ids);
-	json_t *m = json_string(o->model ? o->model : "");
-	char *model = m ? json_dumps(m, JSON_ENCODE_ANY) : NULL;
-	json_decref(m);
-	size_t cap = (size_t)q->prompt_tokens * 12 + 256 + (model ? strlen(model) : 0);
+	size_t cap = (size_t)q->prompt_tokens * 12 + 256 + strlen(model);
 	char *b = malloc(cap);
-	if (!ids || !model || !b) {
+	if (!ids || !b) {
 		free(ids);
-		free(model);
 		free(b);
 		return NULL;
 	}
@@ -155,12 +152,12 @@ static char *make_body(const struct replay_opts *o, const struct synth *s,
 		 "],\"max_tokens\":%d,\"stream\":true,\"ignore_eos\":true,\"temperature\":0}",
 		 q->output_tokens);
 	free(ids);
-	free(model);
 	return b;
 }
 
-static struct xfer *start(CURLM *m, const struct replay_opts *o, const struct synth *s,
-			  const struct trace_req *q, int index, struct replay_result *r, double t0)
+static struct xfer *start(CURLM *m, const struct replay_opts *o, const char *model,
+			  const struct synth *s, const struct trace_req *q, int index,
+			  struct replay_result *r, double t0)
 {
 	struct xfer *x = calloc(1, sizeof *x);
 	char url[1024], auth[512];
@@ -169,7 +166,7 @@ static struct xfer *start(CURLM *m, const struct replay_opts *o, const struct sy
 	x->r = r;
 	x->t0 = t0;
 	x->h = curl_easy_init();
-	x->body = make_body(o, s, q, index);
+	x->body = make_body(model, s, q, index);
 	snprintf(url, sizeof url, "%s/v1/completions", o->url);
 	x->hdr = curl_slist_append(NULL, "Content-Type: application/json");
 	x->hdr = curl_slist_append(x->hdr, "Accept: text/event-stream");
@@ -252,7 +249,12 @@ int replay_run(const struct replay_opts *o, const struct trace *t, const struct 
 	if (o->quiet)
 		prog.tty = 0;
 	struct xfer **live = calloc((size_t)t->n, sizeof *live);
-	if (!live) {
+	json_t *mj = json_string(o->model ? o->model : "");
+	char *model = mj ? json_dumps(mj, JSON_ENCODE_ANY) : NULL;
+	json_decref(mj);
+	if (!live || !model) {
+		free(live);
+		free(model);
 		curl_multi_cleanup(m);
 		return duet_errf(err, "out of memory for %d requests", t->n);
 	}
@@ -267,7 +269,7 @@ int replay_run(const struct replay_opts *o, const struct trace *t, const struct 
 			}
 		while (next < t->n && res[next].sched_s <= now) {
 			res[next].sent_s = now;
-			if ((live[next] = start(m, o, s, &t->req[next], next, &res[next], t0))) {
+			if ((live[next] = start(m, o, model, s, &t->req[next], next, &res[next], t0))) {
 				active++;
 			} else {
 				res[next].status = RS_FAILED;
@@ -315,6 +317,7 @@ int replay_run(const struct replay_opts *o, const struct trace *t, const struct 
 	}
 	cli_progress_end(&prog);
 	free(live);
+	free(model);
 	curl_multi_cleanup(m);
 	return 0;
 }

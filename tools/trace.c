@@ -195,10 +195,9 @@ static int plain_row(struct reader *r, char *line, struct trace_req *q, struct d
 	return lengths(r, f[1], f[2], "prompt_tokens", "output_tokens", q, err);
 }
 
-static int json_count(struct reader *r, json_t *o, const char *key, struct trace_req *q, int *out,
+static int json_count(struct reader *r, json_t *o, const char *key, int *out,
 		      struct duet_err *err)
 {
-	(void)q;
 	json_t *v = json_object_get(o, key);
 	if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 	    json_integer_value(v) > TRACE_MAX_TOKENS)
@@ -225,8 +224,8 @@ static int mooncake_row(struct reader *r, char *line, struct trace_req *q, struc
 		goto out;
 	}
 	q->arrival_s = json_number_value(ts) / 1000.0;
-	if (json_count(r, o, "input_length", q, &q->prompt_tokens, err) ||
-	    json_count(r, o, "output_length", q, &q->output_tokens, err))
+	if (json_count(r, o, "input_length", &q->prompt_tokens, err) ||
+	    json_count(r, o, "output_length", &q->output_tokens, err))
 		goto out;
 	json_t *ids = json_object_get(o, "hash_ids");
 	if (ids && !json_is_array(ids)) {
