@@ -10,6 +10,9 @@
 #   make bench-cluster   colocated vs disaggregated, trace replay over a rate sweep
 #   make up              start a local cluster (router + nodes) until Ctrl-C
 #   make demo            write a small random model and stream a completion
+#   make install         binaries, systemd units, man pages, example configs
+#                        (PREFIX=/usr/local DESTDIR= SYSCONFDIR=/etc); make uninstall
+#   make test-systemd    boot a real systemd in a container and run duet.target there
 
 SANITIZE ?=
 ifeq ($(SANITIZE),1)
@@ -33,7 +36,8 @@ LDLIBS := -lzmq -lprotobuf-c -lsystemd -linih -lopenblas -lxxhash -lm -pthread
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libxxhash-dev \
 	libcmocka-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	libsystemd-dev libinih-dev libjansson-dev libmicrohttpd-dev \
-	libcurl4-openssl-dev gnuplot-nox clang libclang-rt-14-dev
+	libcurl4-openssl-dev gnuplot-nox clang libclang-rt-14-dev \
+	help2man man-db systemd systemd-container
 
 PROTO_C := $(BUILD)/proto/duet.pb-c.c
 PROTO_H := $(BUILD)/proto/duet.pb-c.h
@@ -150,6 +154,71 @@ fuzz: $(BUILD)/fuzz/fuzz_frames
 
 clean:
 	rm -rf build build-asan
+
+# ---- install ----
+# Units go where systemd looks for them under PREFIX (/usr/local/lib/systemd
+# /system is on its search path); configurations stay in SYSCONFDIR/duet
+# whatever PREFIX is, as the units name them. Example configurations are
+# copied there only when absent, and uninstall leaves them: they are the
+# administrator's from then on.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+BINDIR := $(PREFIX)/bin
+UNITDIR := $(PREFIX)/lib/systemd/system
+MANDIR := $(PREFIX)/share/man/man1
+EXAMPLEDIR := $(PREFIX)/share/doc/duet/examples
+PROGRAMS := duet duet-prefill duet-decode duet-router
+DUET_CMDS := generate tokenize bench mkmodel up replay
+UNITS := duet-router.service duet-prefill@.service duet-decode@.service
+EXAMPLES := router.conf prefill-0.conf decode-0.conf
+MAN_PAGES := $(PROGRAMS:%=$(BUILD)/man/%.1) $(DUET_CMDS:%=$(BUILD)/man/duet-%.1)
+VERSION = $(shell sed -n 's/^#define DUET_VERSION "\(.*\)"/\1/p' common/version.h)
+
+# Man pages are the programs' --help through help2man; `duet CMD` pages run
+# the command through a one-line wrapper, as help2man takes one program.
+MAN_NAME_duet := the duet command-line tool
+MAN_NAME_duet-prefill := the duet prefill daemon
+MAN_NAME_duet-decode := the duet decode daemon
+MAN_NAME_duet-router := the duet router
+$(PROGRAMS:%=$(BUILD)/man/%.1): $(BUILD)/man/%.1: $(BUILD)/%
+	@mkdir -p $(dir $@)
+	help2man -N --no-discard-stderr --version-string=$(VERSION) -n "$(MAN_NAME_$*)" -o $@ $<
+$(DUET_CMDS:%=$(BUILD)/man/duet-%.1): $(BUILD)/man/duet-%.1: $(DUET)
+	@mkdir -p $(BUILD)/man/wrap
+	printf '#!/bin/sh\nexec "%s" %s "$$@"\n' "$(abspath $(DUET))" $* >$(BUILD)/man/wrap/duet-$*
+	chmod +x $(BUILD)/man/wrap/duet-$*
+	help2man -N --no-discard-stderr --version-string=$(VERSION) -n "duet $*" -o $@ $(BUILD)/man/wrap/duet-$*
+
+.PHONY: man install uninstall test-systemd
+man: $(MAN_PAGES)
+
+install: all man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR)/duet-.service.d $(DESTDIR)$(MANDIR) \
+		$(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(SYSCONFDIR)/duet
+	install -m 755 $(PROGRAMS:%=$(BUILD)/%) $(DESTDIR)$(BINDIR)/
+	for u in $(UNITS); do \
+		sed 's|@BINDIR@|$(BINDIR)|g' systemd/$$u.in >$(DESTDIR)$(UNITDIR)/$$u.tmp && \
+		chmod 644 $(DESTDIR)$(UNITDIR)/$$u.tmp && mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	install -m 644 systemd/duet.target $(DESTDIR)$(UNITDIR)/
+	install -m 644 systemd/duet-.service.d/10-hardening.conf $(DESTDIR)$(UNITDIR)/duet-.service.d/
+	install -m 644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/
+	install -m 644 $(EXAMPLES:%=systemd/%) $(DESTDIR)$(EXAMPLEDIR)/
+	for f in $(EXAMPLES); do \
+		[ -e $(DESTDIR)$(SYSCONFDIR)/duet/$$f ] || install -m 600 systemd/$$f $(DESTDIR)$(SYSCONFDIR)/duet/ || exit 1; \
+	done
+
+uninstall:
+	rm -f $(PROGRAMS:%=$(DESTDIR)$(BINDIR)/%) $(UNITS:%=$(DESTDIR)$(UNITDIR)/%) \
+		$(DESTDIR)$(UNITDIR)/duet.target $(DESTDIR)$(UNITDIR)/duet-.service.d/10-hardening.conf \
+		$(addprefix $(DESTDIR)$(MANDIR)/,$(notdir $(MAN_PAGES))) $(EXAMPLES:%=$(DESTDIR)$(EXAMPLEDIR)/%)
+	-rmdir $(DESTDIR)$(UNITDIR)/duet-.service.d $(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(PREFIX)/share/doc/duet 2>/dev/null
+	@echo "left $(DESTDIR)$(SYSCONFDIR)/duet (configurations) in place"
+
+# Boots systemd in a container over this machine's root (as root; needs
+# systemd-nspawn) and runs duet.target there: see tests/systemd_boot.sh.
+test-systemd: all
+	tests/systemd_boot.sh $(BUILD)
 
 -include $(COMMON_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(PREFILL_OBJ:.o=.d) $(DECODE_OBJ:.o=.d) $(ROUTER_OBJ:.o=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(TEST_BIN:%=%.d)
 

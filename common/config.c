@@ -1,4 +1,5 @@
 #include "config.h"
+#include "version.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -134,6 +135,8 @@ int duet_config_load(struct duet_settings *c, const struct duet_opt *opts, int n
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
 			return 1;
+		if (strcmp(argv[i], "--version") == 0)
+			return 2;
 		if (strcmp(argv[i], "--config") == 0) {
 			if (i + 1 == argc)
 				return duet_errf(err, "--config needs a file");
@@ -208,17 +211,39 @@ static void print_value(FILE *f, const struct duet_opt *o)
 void duet_config_usage(FILE *f, const char *usage_line, const char *about,
 		       const struct duet_opt *opts, int n_opts)
 {
-	fprintf(f, "usage: %s\n\n%s\n\n", usage_line, about);
+	fprintf(f, "Usage: %s\n\n%s\n\n", usage_line, about);
 	fprintf(f, "Every key below may be set in the INI file given by --config (as\n"
 		   "'key = value', '-' or '_' alike, sections ignored) and overridden by\n"
 		   "the flag of the same name.\n\n");
 	fprintf(f, "  --config FILE\n      read keys from this INI file first\n");
 	fprintf(f, "  --help\n      print this help\n");
+	fprintf(f, "  --version\n      print the version\n");
 	for (int i = 0; i < n_opts; i++) {
 		const struct duet_opt *o = &opts[i];
 		fprintf(f, "  --%s%s%s\n      %s", o->key, o->arg ? " " : "", o->arg ? o->arg : "",
 			o->help);
 		print_value(f, o);
 		fputc('\n', f);
+	}
+}
+
+int duet_config_main(struct duet_settings *c, const struct duet_opt *opts, int n_opts,
+		     int argc, char **argv, const char *prog, const char *about)
+{
+	struct duet_err err;
+	char usage[128];
+	switch (duet_config_load(c, opts, n_opts, argc, argv, &err)) {
+	case 0:
+		return -1;
+	case 1:
+		snprintf(usage, sizeof usage, "%s [--config FILE] [--key VALUE]...", prog);
+		duet_config_usage(stdout, usage, about, opts, n_opts);
+		return 0;
+	case 2:
+		printf("%s %s\n", prog, DUET_VERSION);
+		return 0;
+	default:
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return 2;
 	}
 }

@@ -34,8 +34,9 @@ struct duet_settings {
 };
 
 /* Applies --config FILE (if given) and then every flag of argv[1..].
- * Returns 0, 1 when --help was asked (nothing else applied), or -1 with a
- * message naming the file and line or the flag and value. */
+ * Returns 0, 1 when --help was asked, 2 when --version was (nothing else
+ * applied), or -1 with a message naming the file and line or the flag and
+ * value. */
 int duet_config_load(struct duet_settings *c, const struct duet_opt *opts, int n_opts,
 		     int argc, char **argv, struct duet_err *err);
 void duet_config_free(struct duet_settings *c);
@@ -43,5 +44,11 @@ void duet_config_free(struct duet_settings *c);
  * current value (the default, before loading). */
 void duet_config_usage(FILE *f, const char *usage_line, const char *about,
 		       const struct duet_opt *opts, int n_opts);
+/* A daemon's main: duet_config_load, and on --help the usage ("PROG
+ * [--config FILE] [--key VALUE]...", about, the keys) or on --version
+ * "PROG VERSION" to stdout, or an error as "PROG: message" to stderr.
+ * Returns -1 when the daemon should go on, else its exit status. */
+int duet_config_main(struct duet_settings *c, const struct duet_opt *opts, int n_opts,
+		     int argc, char **argv, const char *prog, const char *about);
 
 #endif

@@ -22,7 +22,7 @@ void duet_node_defaults(struct duet_node_cfg *c, const char *name)
 {
 	memset(c, 0, sizeof *c);
 	c->name = name;
-	c->router = "ipc:///tmp/duet-router.ipc";
+	c->router = "tcp://127.0.0.1:5555"; /* the router's default control */
 	c->model = "";
 	c->threads = 1;
 	c->cpus = "";
@@ -187,7 +187,7 @@ void duet_node_tick(struct duet_node *n, const char *kv_endpoint,
 		m.load = &r;
 		if (duet_node_send(n, &m, &err))
 			duet_log(DUET_LOG_WARN, 0, "load report: %s", err.msg);
-		char status[160];
+		char status[DUET_NODE_STATUS_MAX];
 		snprintf(status, sizeof status, "%s; %u/%u KV blocks free; %s",
 			 n->registered ? "registered" : "waiting for the router",
 			 r.kv_blocks_free, r.kv_blocks_total,
@@ -199,8 +199,11 @@ void duet_node_tick(struct duet_node *n, const char *kv_endpoint,
 		else
 			snprintf(status + strlen(status), sizeof status - strlen(status),
 				 ", %u running, %u receiving KV", r.running, r.waiting_kv);
-		if (n->ready_sent)
+		/* Only changes: PID 1 reads every message. */
+		if (n->ready_sent && strcmp(status, n->last_status)) {
 			duet_notify_status(status);
+			snprintf(n->last_status, sizeof n->last_status, "%s", status);
+		}
 	}
 	duet_notify_watchdog(now);
 }

@@ -17,6 +17,7 @@
 #define DUET_NODE_MAX_CPUS 256
 #define DUET_NODE_HELLO_RETRY_US 1000000LL
 #define DUET_NODE_COMMON_OPTS 12
+#define DUET_NODE_STATUS_MAX 160
 
 struct duet_node_cfg {
 	const char *name;
@@ -43,6 +44,7 @@ struct duet_node {
 	int cpus[DUET_NODE_MAX_CPUS], n_cpus;
 	void *zctx, *ctl;
 	int registered, ready_sent;
+	char last_status[DUET_NODE_STATUS_MAX]; /* last STATUS= sent */
 	long long hello_us, report_us;
 	uint64_t report_seq;
 	uint64_t bad_messages;

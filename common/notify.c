@@ -33,6 +33,14 @@ void duet_notify_watchdog(long long now_us)
 	sd_notify(0, "WATCHDOG=1");
 }
 
+int duet_notify_wait_ms(long long now_us, int max_ms)
+{
+	if (!g_wd_interval_us)
+		return max_ms;
+	long long due_ms = (g_wd_last_us + g_wd_interval_us - now_us + 999) / 1000;
+	return due_ms < 0 ? 0 : due_ms < max_ms ? (int)due_ms : max_ms;
+}
+
 void duet_notify_stopping(void)
 {
 	sd_notify(0, "STOPPING=1");

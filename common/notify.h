@@ -10,6 +10,9 @@ void duet_notify_status(const char *status);
 /* Sends WATCHDOG=1 if the unit asked for it and half its interval has
  * passed since the last one; call from the main loop. */
 void duet_notify_watchdog(long long now_us);
+/* max_ms, or less if the next WATCHDOG=1 is due sooner: a main loop must
+ * not sleep past its ping. */
+int duet_notify_wait_ms(long long now_us, int max_ms);
 void duet_notify_stopping(void);
 
 #endif

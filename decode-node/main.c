@@ -6,6 +6,7 @@
 #include "cpu.h"
 #include "decode.h"
 #include "log.h"
+#include "notify.h"
 
 #define MAX_MSGS_PER_TURN 256 /* messages handled between two steps */
 #define IDLE_POLL_MS 50
@@ -103,15 +104,9 @@ int main(int argc, char **argv)
 				      "S", "a reservation whose KV has not all arrived by then fails"};
 	struct duet_settings cfg;
 	struct duet_err err;
-	int rc = duet_config_load(&cfg, opts, n, argc, argv, &err);
-	if (rc == 1) {
-		duet_config_usage(stdout, "duet-decode [--config FILE] [--key VALUE]...", ABOUT, opts, n);
-		return 0;
-	}
-	if (rc < 0) {
-		fprintf(stderr, "duet-decode: %s\n", err.msg);
-		return 2;
-	}
+	int rc = duet_config_main(&cfg, opts, n, argc, argv, "duet-decode", ABOUT);
+	if (rc >= 0)
+		return rc;
 	struct duet_node *node = &d.node;
 	int status = 1;
 	if (duet_node_start(node, DUET__ROLE__ROLE_DECODE, d.cfg.max_requests, &err)) {
@@ -148,7 +143,7 @@ int main(int argc, char **argv)
 			}
 		}
 		int busy = decode_has_work(&d);
-		receive(&d, busy ? 0 : IDLE_POLL_MS);
+		receive(&d, busy ? 0 : duet_notify_wait_ms(duet_now_us(), IDLE_POLL_MS));
 		decode_expire(&d, duet_now_us());
 		decode_step(&d);
 		duet_node_tick(node, d.cfg.kv_endpoint, fill_report, &d);

@@ -5,6 +5,7 @@
 
 #include "cpu.h"
 #include "log.h"
+#include "notify.h"
 #include "prefill.h"
 
 #define MAX_MSGS_PER_TURN 256
@@ -89,15 +90,9 @@ int main(int argc, char **argv)
 				      "N", "prompts in one forward pass"};
 	struct duet_settings cfg;
 	struct duet_err err;
-	int rc = duet_config_load(&cfg, opts, n, argc, argv, &err);
-	if (rc == 1) {
-		duet_config_usage(stdout, "duet-prefill [--config FILE] [--key VALUE]...", ABOUT, opts, n);
-		return 0;
-	}
-	if (rc < 0) {
-		fprintf(stderr, "duet-prefill: %s\n", err.msg);
-		return 2;
-	}
+	int rc = duet_config_main(&cfg, opts, n, argc, argv, "duet-prefill", ABOUT);
+	if (rc >= 0)
+		return rc;
 	if (duet_kvwire_dtype_parse(p.cfg.kv_dtype, &p.dtype)) {
 		fprintf(stderr, "duet-prefill: kv-dtype '%s': want f32, f16 or int8\n", p.cfg.kv_dtype);
 		duet_config_free(&cfg);
@@ -141,7 +136,7 @@ int main(int argc, char **argv)
 				break;
 			}
 		}
-		receive(&p, p.n_q ? 0 : IDLE_POLL_MS);
+		receive(&p, p.n_q ? 0 : duet_notify_wait_ms(duet_now_us(), IDLE_POLL_MS));
 		prefill_run_batch(&p);
 		duet_node_tick(node, NULL, prefill_fill_report, &p);
 	}

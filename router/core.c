@@ -333,9 +333,17 @@ static int place(struct router *r, struct rreq *q)
 		}
 		return 1;
 	}
-	pthread_mutex_lock(&r->mu);
-	q->wid = r->next_id++;
-	pthread_mutex_unlock(&r->mu);
+	/* The first placement uses the client's id, so the nodes' journal
+	 * entries carry the same DUET_REQUEST_ID as the router's; a placement
+	 * after a failure needs a fresh one (late messages of the old one must
+	 * not match) and the router logs it. */
+	if (q->attempts == 0) {
+		q->wid = q->id;
+	} else {
+		pthread_mutex_lock(&r->mu);
+		q->wid = r->next_id++;
+		pthread_mutex_unlock(&r->mu);
+	}
 	q->attempts++;
 	r->rr++;
 	q->pnode = p;
@@ -352,9 +360,10 @@ static int place(struct router *r, struct rreq *q)
 		r->n_disagg++;
 	r->tokens_in += (uint64_t)q->n_prompt;
 	pthread_mutex_unlock(&r->mu);
-	duet_log(DUET_LOG_DEBUG, q->id, "%d prompt tokens: %s on %s%s%s (%s)", q->n_prompt,
+	duet_log(q->attempts > 1 ? DUET_LOG_INFO : DUET_LOG_DEBUG, q->id,
+		 "%d prompt tokens: %s on %s%s%s (%s), wire id %llu", q->n_prompt,
 		 q->local ? "local" : "disaggregated", r->nodes[d].name, p >= 0 ? " after " : "",
-		 p >= 0 ? r->nodes[p].name : "", why);
+		 p >= 0 ? r->nodes[p].name : "", why, (unsigned long long)q->wid);
 	Duet__Sampling s = wire_sampling(q);
 	Duet__Msg m = duet_wire_msg();
 	if (q->local) {

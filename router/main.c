@@ -86,15 +86,9 @@ int main(int argc, char **argv)
 	int n_opts = (int)(sizeof opts / sizeof opts[0]);
 	struct duet_settings cfg;
 	struct duet_err err;
-	int rc = duet_config_load(&cfg, opts, n_opts, argc, argv, &err);
-	if (rc == 1) {
-		duet_config_usage(stdout, "duet-router [--config FILE] [--key VALUE]...", ABOUT, opts, n_opts);
-		return 0;
-	}
-	if (rc < 0) {
-		fprintf(stderr, "duet-router: %s\n", err.msg);
-		return 2;
-	}
+	int rc = duet_config_main(&cfg, opts, n_opts, argc, argv, "duet-router", ABOUT);
+	if (rc >= 0)
+		return rc;
 	enum duet_log_level lvl;
 	if (parse_policy(r.cfg.policy, &r.policy) || duet_log_level_parse(r.cfg.log_level, &lvl)) {
 		fprintf(stderr, "duet-router: bad policy '%s' or log-level '%s'\n", r.cfg.policy,
@@ -147,7 +141,7 @@ int main(int argc, char **argv)
 		 r.cfg.model_name, r.cfg.http_addr, r.cfg.http_port, r.cfg.control, r.cfg.policy);
 	duet_notify_ready("serving");
 	while (!g_stop) {
-		router_core_turn(&r, CORE_POLL_MS);
+		router_core_turn(&r, duet_notify_wait_ms(duet_now_us(), CORE_POLL_MS));
 		duet_notify_watchdog(duet_now_us());
 	}
 	duet_notify_stopping();

@@ -81,7 +81,7 @@ struct rreq {
 	char *stops[ROUTER_MAX_STOPS];
 	int n_stops;
 	/* core only */
-	uint64_t wid; /* id on the wire for the current placement */
+	uint64_t wid; /* id on the wire for the current placement: id, then fresh ones */
 	int attempts;
 	int base;     /* tokens streamed before the current placement (resume) */
 	int *work;    /* prompt + those tokens, when base > 0 */

@@ -79,7 +79,7 @@ check "bench prints its table" \
 		grep -q 'pp32' '$TMP/b.out' && grep -q 'tg8' '$TMP/b.out' && grep -q 'sgemm' '$TMP/b.out' && grep -q 'b4' '$TMP/b.out'"
 
 for cmd in generate tokenize bench mkmodel; do
-	check "$cmd --help" bash -c "'$DUET' $cmd --help | grep -q usage"
+	check "$cmd --help" bash -c "'$DUET' $cmd --help | grep -q '^Usage: duet $cmd'"
 done
 check "unknown subcommand" fails_with_one_line "$DUET frobnicate" "frobnicate"
 

@@ -14,6 +14,23 @@ failed_names=()
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# run_script NAME CMD...: a script printing "ok - " / "not ok - " per check.
+run_script() {
+	local name=$1 out rc p f
+	shift
+	echo "== $name"
+	out=$(mktemp)
+	"$@" 2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]}
+	p=$(grep -c '^ok ' "$out")
+	f=$(grep -c '^not ok ' "$out")
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	pass=$((pass + p))
+	fail=$((fail + f))
+	[ "$f" -eq 0 ] || failed_names+=("$name")
+	rm -f "$out"
+}
+
 for build in "$@"; do
 	case "$build" in
 	build-asan) san=1 ;;
@@ -45,18 +62,11 @@ for build in "$@"; do
 		[ "$f" -eq 0 ] || failed_names+=("$build/$name")
 		rm -f "$out"
 	done
-	echo "== $build/cli_test.sh"
-	out=$(mktemp)
-	tests/cli_test.sh "$build" 2>&1 | tee "$out"
-	rc=${PIPESTATUS[0]}
-	p=$(grep -c '^ok ' "$out")
-	f=$(grep -c '^not ok ' "$out")
-	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-	pass=$((pass + p))
-	fail=$((fail + f))
-	[ "$f" -eq 0 ] || failed_names+=("$build/cli_test.sh")
-	rm -f "$out"
+	run_script "$build/cli_test.sh" tests/cli_test.sh "$build"
 done
+
+# Units, install and man pages, once (from the first build).
+run_script units_test.sh tests/units_test.sh "$1"
 
 # A short libFuzzer run over the frame decoders (make fuzz runs longer).
 echo "== fuzz (${FUZZ_SECONDS:-20} s)"

@@ -496,21 +496,75 @@ static int notify_expect(int fd, const char *want, int timeout_ms)
 	return -1;
 }
 
+/* Watchdog pings seen while the driver keeps serving: their arrival times
+ * (us) go to t[], at most cap; returns how many came within ms. */
+static int watchdog_pings(int fd, int ms, long long *t, int cap)
+{
+	int n = 0;
+	char buf[1024];
+	long long end = duet_now_us() + (long long)ms * 1000;
+	while (duet_now_us() < end) {
+		drv_poll(&D, 1);
+		while (recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT) > 0)
+			if (strstr(buf, "WATCHDOG=1") && n < cap)
+				t[n++] = duet_now_us();
+	}
+	return n;
+}
+
+static long long largest_gap(const long long *t, int n, long long from, long long to)
+{
+	long long gap = 0, prev = from;
+	for (int i = 0; i < n; i++) {
+		if (t[i] - prev > gap)
+			gap = t[i] - prev;
+		prev = t[i];
+	}
+	return to - prev > gap ? to - prev : gap;
+}
+
+#define WD_USEC 20000 /* WATCHDOG_USEC: a ping every 10 ms */
+
+static int notify_fd = -1;
+
+/* Whatever failed: a stopped node resumes, and with the socket closed its
+ * pings fail at once instead of blocking on a full queue. */
+static int notify_teardown(void **state)
+{
+	(void)state;
+	struct drv_node *n = drv_node(&D, "decode-notify");
+	if (n && n->pid > 0)
+		kill(n->pid, SIGCONT);
+	if (notify_fd >= 0)
+		close(notify_fd);
+	notify_fd = -1;
+	return 0;
+}
+
+/* The notify protocol against a real socket, on a stories15m-shaped decode
+ * node (so that one local prefill step of 250 tokens takes a while): no
+ * READY=1 before the router acknowledged, then READY=1 and STATUS=,
+ * WATCHDOG=1 every WATCHDOG_USEC/2, none while the main loop is busy with a
+ * long step or stopped, and STOPPING=1 on SIGTERM. */
 static void test_sd_notify(void **state)
 {
 	(void)state;
-	char sock_path[4096], env_sock[4200];
+	char sock_path[4096], env_sock[4200], env_wd[64], big[4096];
 	tu_path(sock_path, "notify.sock");
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int fd = notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	assert_true(strlen(sock_path) < sizeof a.sun_path);
 	memcpy(a.sun_path, sock_path, strlen(sock_path) + 1);
 	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
 	snprintf(env_sock, sizeof env_sock, "NOTIFY_SOCKET=%s", sock_path);
-	char *env[] = {env_sock, "WATCHDOG_USEC=200000", NULL};
+	snprintf(env_wd, sizeof env_wd, "WATCHDOG_USEC=%d", WD_USEC);
+	char *env[] = {env_sock, env_wd, NULL};
 	char ep[300];
 	snprintf(ep, sizeof ep, "ipc://%s/decode-notify.ipc", tu_tmpdir());
-	spawn("decode-notify", "duet-decode", (char *[]){"--kv-endpoint", ep, "--kv-mb", "4", NULL},
+	tu_make_model(big, "stories15m", DUET_F32, "gguf", -1, 5);
+	spawn("decode-notify", "duet-decode",
+	      (char *[]){"--model", big, "--kv-endpoint", ep, "--kv-mb", "16",
+			 "--max-batch-tokens", "256", NULL},
 	      env);
 	struct drv_node *n = drv_node(&D, "decode-notify");
 	/* Not ready before the router acknowledged: read without answering. */
@@ -520,8 +574,46 @@ static void test_sd_notify(void **state)
 		if (notify_read(fd, buf, sizeof buf, 100) == 0)
 			assert_null(strstr(buf, "READY=1"));
 	assert_int_equal(notify_expect(fd, "READY=1", WAIT_MS), 0);
-	assert_int_equal(notify_expect(fd, "WATCHDOG=1", 5000), 0);
 	assert_int_equal(notify_expect(fd, "STATUS=", 5000), 0);
+
+	/* Idle: a ping every 10 ms, so at least 20 in 500 ms even on a busy
+	 * machine, and no gap near the 20 ms systemd would act on. */
+	static long long t[4096];
+	long long from = duet_now_us();
+	int k = watchdog_pings(fd, 500, t, 4096);
+	assert_true(k >= 20);
+	assert_true(largest_gap(t, k, from, t[k - 1]) < 4 * WD_USEC);
+
+	/* A long step: a 250-token prefill in one chunk. The loop does not turn
+	 * during it, so neither do the pings: the largest gap covers most of
+	 * the time to the first token. */
+	static int p[250];
+	tu_random_prompt(p, 250, 77);
+	struct drv_params pp = {.max_tokens = 1, .ignore_eos = 1};
+	from = duet_now_us();
+	uint64_t id = drv_submit_local(&D, "decode-notify", p, 250, &pp);
+	struct drv_req *r = drv_req(&D, id);
+	k = 0;
+	while (!r->finished && duet_now_us() - from < (long long)WAIT_MS * 1000)
+		k += watchdog_pings(fd, 5, t + k, 4096 - k);
+	assert_true(r->finished && r->t_first > 0);
+	long long step = r->t_first - from;
+	long long gap = largest_gap(t, k, from, r->t_first);
+	print_message("   250-token step: %.1f ms to the first token, largest ping gap %.1f ms\n",
+		      step / 1e3, gap / 1e3);
+	assert_true(step >= 5 * WD_USEC / 2); /* else the check below says nothing */
+	assert_true(gap >= step / 2);
+	/* Pings resume once the loop turns again. */
+	assert_true(watchdog_pings(fd, 200, t, 4096) >= 5);
+
+	/* Stopped: nothing at all, then pings again after SIGCONT. */
+	kill(n->pid, SIGSTOP);
+	usleep(50000); /* a ping in flight when the signal landed */
+	watchdog_pings(fd, 1, t, 4096);
+	assert_int_equal(watchdog_pings(fd, 300, t, 4096), 0);
+	kill(n->pid, SIGCONT);
+	assert_true(watchdog_pings(fd, 300, t, 4096) >= 5);
+
 	kill(n->pid, SIGTERM);
 	assert_int_equal(notify_expect(fd, "STOPPING=1", 5000), 0);
 	int st;
@@ -529,7 +621,6 @@ static void test_sd_notify(void **state)
 	n->pid = 0;
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
-	close(fd);
 }
 
 /* SIGTERM: the running request finishes, new work is refused as
@@ -600,7 +691,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_frees_blocks),
 		cmocka_unit_test(test_admission),
 		cmocka_unit_test(test_malformed_frames),
-		cmocka_unit_test(test_sd_notify),
+		cmocka_unit_test_teardown(test_sd_notify, notify_teardown),
 		cmocka_unit_test(test_drain),
 		cmocka_unit_test(test_clean_exit),
 	};

@@ -24,7 +24,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: duet bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [-b LIST]\n"
+		"Usage: duet bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [-b LIST]\n"
 		"\n"
 		"Measures prompt processing (ppN: N prompt tokens in one prefill) and text\n"
 		"generation (tgN: N decode steps of one sequence), mean and standard\n"

@@ -18,7 +18,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: duet generate -m MODEL -p PROMPT [options]\n"
+		"Usage: duet generate -m MODEL -p PROMPT [options]\n"
 		"\n"
 		"Streams the prompt and its continuation to stdout; prints prompt and\n"
 		"generation speed to stderr.\n"

@@ -27,7 +27,7 @@ static void on_progress(void *ctx, uint64_t done, uint64_t total)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: duet mkmodel --shape NAME --vocab FILE -o OUT [options]\n"
+		"Usage: duet mkmodel --shape NAME --vocab FILE -o OUT [options]\n"
 		"\n"
 		"Writes a Llama-architecture model with deterministic random weights of a\n"
 		"real shape and the vocabulary from FILE (a GGUF with tokenizer.ggml.* keys,\n"

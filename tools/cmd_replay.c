@@ -51,7 +51,7 @@ struct unloaded {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: duet replay --trace FILE [options]\n"
+		"Usage: duet replay --trace FILE [options]\n"
 		"       duet replay --compare DIR DIR... [--out DIR]\n\n"
 		"Replays a request trace against a completions server (duet-router or any\n"
 		"OpenAI-style server), open-loop: each request is sent at its (scaled) arrival\n"

@@ -14,7 +14,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: duet tokenize (-m MODEL | --vocab FILE) [--ids | --pieces] [-p TEXT] [--no-bos]\n"
+		"Usage: duet tokenize (-m MODEL | --vocab FILE) [--ids | --pieces] [-p TEXT] [--no-bos]\n"
 		"\n"
 		"Tokenizes TEXT, or all of standard input byte for byte (a trailing\n"
 		"newline is part of the text), with the model's vocabulary.\n"

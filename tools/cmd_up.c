@@ -42,7 +42,7 @@ struct child {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: duet up [options]\n\n"
+		"Usage: duet up [options]\n\n"
 		"Starts a local cluster: duet-router, P prefill and D decode nodes (the\n"
 		"binaries next to this one), each node pinned to its own CPU where there\n"
 		"are enough, and serves until Ctrl-C, which stops everything cleanly.\n"

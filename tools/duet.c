@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "cpu.h"
+#include "version.h"
 
 static const struct {
 	const char *name;
@@ -20,7 +21,7 @@ static const struct {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: duet COMMAND [options]   (duet COMMAND --help for its options)\n\n");
+	fprintf(f, "Usage: duet COMMAND [options]   (duet COMMAND --help for its options)\n\n");
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].what);
 	fprintf(f, "\nEnvironment: DUET_KERNELS=scalar|avx2|avx512 forces a kernel set;\n"
@@ -36,6 +37,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("duet %s\n", DUET_VERSION);
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
