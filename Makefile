@@ -37,7 +37,7 @@ DEB_PACKAGES := build-essential pkg-config libopenblas-dev libxxhash-dev \
 	libcmocka-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	libsystemd-dev libinih-dev libjansson-dev libmicrohttpd-dev \
 	libcurl4-openssl-dev gnuplot-nox clang libclang-rt-14-dev \
-	help2man man-db systemd systemd-container
+	help2man man-db systemd systemd-container openssl iproute2 jq
 
 PROTO_C := $(BUILD)/proto/duet.pb-c.c
 PROTO_H := $(BUILD)/proto/duet.pb-c.h
@@ -98,7 +98,7 @@ $(BUILD)/tests/test_place: $(BUILD)/tests/test_place.o $(BUILD)/router/place.o $
 
 # The replay pieces are tested as units and against a stub HTTP server.
 REPLAY_OBJ := $(patsubst %.c,$(BUILD)/%.o,tools/trace.c tools/synth.c tools/replay_run.c \
-	tools/replay_stats.c tools/replay_plot.c tools/replay_compare.c tools/http_get.c \
+	tools/replay_stats.c tools/replay_plot.c tools/replay_compare.c tools/replay_verify.c tools/http_get.c \
 	tools/cli.c)
 $(BUILD)/tests/test_replay: $(BUILD)/tests/test_replay.o $(REPLAY_OBJ) $(TEST_SUPPORT_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lmicrohttpd -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
@@ -135,22 +135,60 @@ bench-daemons: $(DAEMONS) $(BUILD)/tests/bench_daemons $(BENCH_MODEL)
 $(BUILD)/tests/bench_daemons: $(BUILD)/tests/bench_daemons.o $(BUILD)/tests/driver.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-# libFuzzer targets (clang): `make fuzz FUZZ_SECONDS=600`. New inputs go to
-# build/fuzz/corpus-*, seeds come from tests/fuzz/corpus/*; crashes are
-# written as crash-* files in the current directory.
+# libFuzzer targets (clang): `make fuzz FUZZ_SECONDS=600` runs each target
+# that long (FUZZ_TARGETS="model trace" for some). New inputs go to
+# build/fuzz/corpus-*, seeds come from tests/fuzz/corpus/*; a crash stops
+# the run and is written to build/fuzz/crash-*.
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
-FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-	-Icommon -I$(BUILD)/proto
-FUZZ_LIB_SRC := common/wire.c common/kvwire.c common/dtype.c common/err.c common/sampler.c
-$(BUILD)/fuzz/fuzz_frames: tests/fuzz/fuzz_frames.c $(FUZZ_LIB_SRC) $(PROTO_C)
+FUZZ_TARGETS ?= frames model request trace
+FUZZ_BASE := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
+	-Icommon -Irouter -Itools -I$(BUILD)/proto
+FUZZ_LIB_FLAGS := $(FUZZ_BASE) -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_FLAGS := $(FUZZ_BASE) $(WARN) -fsanitize=fuzzer,address,undefined
+FUZZ_OBJ := $(COMMON_SRC:%.c=$(BUILD)/fuzz/obj/%.o) $(BUILD)/fuzz/obj/proto.o
+FUZZ_LIB := $(BUILD)/fuzz/libduet-fuzz.a
+$(BUILD)/fuzz/obj/common/kern_avx512.o: ISA := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
+$(BUILD)/fuzz/obj/common/kern_avx2.o: ISA := -mavx2 -mfma -mf16c
+$(BUILD)/fuzz/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $^ -lprotobuf-c -lxxhash -lm -o $@
+	$(FUZZ_CC) $(FUZZ_LIB_FLAGS) $(ISA) -c $< -o $@
+$(BUILD)/fuzz/obj/proto.o: $(PROTO_C)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_LIB_FLAGS) -c $< -o $@
+$(FUZZ_LIB): $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+# What each target tests beyond libduet.
+FUZZ_EXTRA_request := $(BUILD)/fuzz/obj/router/request.o
+FUZZ_EXTRA_trace := $(BUILD)/fuzz/obj/tools/trace.o
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+.SECONDEXPANSION:
+$(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_EXTRA_$$*) $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $^ -ljansson $(LDLIBS) -o $@
 
-fuzz: $(BUILD)/fuzz/fuzz_frames
-	@mkdir -p $(BUILD)/fuzz/corpus-frames
-	$(BUILD)/fuzz/fuzz_frames -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
-		$(BUILD)/fuzz/corpus-frames tests/fuzz/corpus/frames
+# Seeds that are binary files made by code (model files) are written at
+# build time by the normal build's tools.
+$(BUILD)/fuzz/seeds-model/.done: tests/fuzz/mkseeds_model.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS) -o $(BUILD)/fuzz/mkseeds_model
+	$(BUILD)/fuzz/mkseeds_model $(dir $@)
+	touch $@
+FUZZ_SEEDS_model := $(BUILD)/fuzz/seeds-model
+FUZZ_ENV = DUET_FUZZ_VOCAB=$(SHARED_MODELS)/ggml-vocab-llama-spm.gguf
+
+fuzz: $(FUZZ_BINS) $(BUILD)/fuzz/seeds-model/.done
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(BUILD)/fuzz/corpus-$$t; \
+		seeds=tests/fuzz/corpus/$$t; [ $$t = model ] && seeds="$$seeds $(FUZZ_SEEDS_model)"; \
+		echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+		$(FUZZ_ENV) $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+			-rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crash-$$t- \
+			$(BUILD)/fuzz/corpus-$$t $$seeds >$(BUILD)/fuzz/log-$$t 2>&1; rc=$$?; \
+		grep -E "^(Done [0-9]+ runs|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|Test unit written)" \
+			$(BUILD)/fuzz/log-$$t; \
+		[ $$rc -eq 0 ] || { tail -60 $(BUILD)/fuzz/log-$$t; exit 1; }; \
+	done
 
 clean:
 	rm -rf build build-asan
@@ -168,7 +206,7 @@ UNITDIR := $(PREFIX)/lib/systemd/system
 MANDIR := $(PREFIX)/share/man/man1
 EXAMPLEDIR := $(PREFIX)/share/doc/duet/examples
 PROGRAMS := duet duet-prefill duet-decode duet-router
-DUET_CMDS := generate tokenize bench mkmodel up replay
+DUET_CMDS := generate tokenize bench mkmodel up replay keygen
 UNITS := duet-router.service duet-prefill@.service duet-decode@.service
 EXAMPLES := router.conf prefill-0.conf decode-0.conf
 MAN_PAGES := $(PROGRAMS:%=$(BUILD)/man/%.1) $(DUET_CMDS:%=$(BUILD)/man/duet-%.1)
@@ -214,6 +252,16 @@ uninstall:
 		$(addprefix $(DESTDIR)$(MANDIR)/,$(notdir $(MAN_PAGES))) $(EXAMPLES:%=$(DESTDIR)$(EXAMPLEDIR)/%)
 	-rmdir $(DESTDIR)$(UNITDIR)/duet-.service.d $(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(PREFIX)/share/doc/duet 2>/dev/null
 	@echo "left $(DESTDIR)$(SYSCONFDIR)/duet (configurations) in place"
+
+# Five hosts in network namespaces, failures, slow links and intruders
+# (as root): see tests/cluster_netns.sh. The relay adds link delay.
+$(BUILD)/tests/delay_relay: tests/delay_relay.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< -o $@
+
+.PHONY: test-cluster
+test-cluster: all $(BUILD)/tests/delay_relay
+	tests/cluster_netns.sh $(BUILD)
 
 # Boots systemd in a container over this machine's root (as root; needs
 # systemd-nspawn) and runs duet.target there: see tests/systemd_boot.sh.

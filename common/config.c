@@ -37,12 +37,22 @@ static int parse_bool(const char *v, int *out)
 	return -1;
 }
 
-/* Sets one key from text; where says where the text came from. */
+/* Sets one key from text; where says where the text came from, dir is the
+ * config file's directory ("" for flags). */
 static int set(struct duet_settings *c, const struct duet_opt *o, const char *v, int copy,
-	       const char *where, struct duet_err *err)
+	       const char *dir, const char *where, struct duet_err *err)
 {
 	char *end;
+	char joined[4096];
 	switch (o->type) {
+	case DUET_OPT_PATH:
+		if (*dir && *v && *v != '/') {
+			if (snprintf(joined, sizeof joined, "%s/%s", dir, v) >= (int)sizeof joined)
+				return duet_errf(err, "%s: %s path too long", where, o->key);
+			v = joined;
+			copy = 1;
+		}
+		/* fall through */
 	case DUET_OPT_STR:
 		if (copy) {
 			if (c->n_owned == DUET_CONFIG_MAX_OWNED)
@@ -87,6 +97,7 @@ struct ini_ctx {
 	const struct duet_opt *opts;
 	int n;
 	const char *file;
+	char dir[4096];
 	struct duet_err *err;
 	int failed;
 };
@@ -103,7 +114,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		x->failed = 1;
 		return 0;
 	}
-	if (set(x->c, o, value, 1, "value", x->err)) {
+	if (set(x->c, o, value, 1, x->dir, "value", x->err)) {
 		x->failed = 1;
 		return 0;
 	}
@@ -113,7 +124,10 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 static int load_file(struct duet_settings *c, const struct duet_opt *opts, int n,
 		     const char *file, struct duet_err *err)
 {
-	struct ini_ctx x = {c, opts, n, file, err, 0};
+	struct ini_ctx x = {c, opts, n, file, ".", err, 0};
+	const char *slash = strrchr(file, '/');
+	if (slash)
+		snprintf(x.dir, sizeof x.dir, "%.*s", slash == file ? 1 : (int)(slash - file), file);
 	int rc = ini_parse(file, on_ini, &x);
 	if (rc == -1)
 		return duet_errnof(err, "config %s: cannot open", file);
@@ -174,7 +188,7 @@ int duet_config_load(struct duet_settings *c, const struct duet_opt *opts, int n
 			v = argv[++i];
 		else
 			return duet_errf(err, "--%s needs a value", o->key);
-		if (set(c, o, v, 0, "flag", err))
+		if (set(c, o, v, 0, "", "flag", err))
 			return -1;
 	}
 	return 0;
@@ -190,6 +204,7 @@ void duet_config_free(struct duet_settings *c)
 static void print_value(FILE *f, const struct duet_opt *o)
 {
 	switch (o->type) {
+	case DUET_OPT_PATH:
 	case DUET_OPT_STR: {
 		const char *s = *(const char **)o->ptr;
 		if (s && *s)

@@ -16,6 +16,9 @@ enum duet_opt_type {
 	DUET_OPT_INT,	 /* int * within [min, max] */
 	DUET_OPT_DOUBLE, /* double * within [min, max] */
 	DUET_OPT_BOOL,	 /* int *: true/false, yes/no, on/off, 1/0; a bare flag is true */
+	DUET_OPT_PATH,	 /* const char **: a file; relative in a config file means
+			  * relative to that file's directory (so a unit can load
+			  * keys as credentials beside its config) */
 };
 
 struct duet_opt {

@@ -1,6 +1,7 @@
 #include "cpu.h"
 
 #include <cblas.h>
+#include <cpuid.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -11,11 +12,17 @@
 char *openblas_get_corename(void);
 char *openblas_get_config(void);
 
+/* CPUID leaf 1, ECX bit 29: clang's __builtin_cpu_supports has no "f16c". */
+static int has_f16c(void)
+{
+	unsigned a, b, c, d;
+	return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+
 int duet_cpu_has_avx2(void)
 {
 	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-	       __builtin_cpu_supports("f16c");
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 }
 
 int duet_cpu_has_avx512(void)

@@ -35,9 +35,9 @@ void duet_node_defaults(struct duet_node_cfg *c, const char *name)
 	c->kernels = "";
 }
 
-int duet_node_opts(struct duet_node_cfg *c, struct duet_opt *o)
+int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
 {
-	const struct duet_opt t[DUET_NODE_COMMON_OPTS] = {
+	const struct duet_opt t[] = {
 		{"name", DUET_OPT_STR, &c->name, 0, 0, "NAME",
 		 "node name: its ZeroMQ identity at the router and in logs"},
 		{"router", DUET_OPT_STR, &c->router, 0, 0, "ENDPOINT",
@@ -47,7 +47,7 @@ int duet_node_opts(struct duet_node_cfg *c, struct duet_opt *o)
 		{"threads", DUET_OPT_INT, &c->threads, 1, 1024, "N", "compute threads"},
 		{"cpus", DUET_OPT_STR, &c->cpus, 0, 0, "LIST",
 		 "CPUs to pin the threads to, e.g. 0-1,4 (empty: no pinning)"},
-		{"report-ms", DUET_OPT_INT, &c->report_ms, 20, 60000, "MS",
+		{"report-ms", DUET_OPT_INT, &c->report_ms, DUET_MIN_REPORT_MS, DUET_MAX_REPORT_MS, "MS",
 		 "load report interval; the router takes 3 missed reports as death"},
 		{"kv-mb", DUET_OPT_INT, &c->kv_mb, 1, 1 << 22, "MB", "KV pool memory budget"},
 		{"block-tokens", DUET_OPT_INT, &c->block_tokens, 1, DUET_KV_MAX_BLOCK_TOKENS, "N",
@@ -62,7 +62,8 @@ int duet_node_opts(struct duet_node_cfg *c, struct duet_opt *o)
 		 "decode kernels: avx512, avx2 or scalar (empty: best for this CPU)"},
 	};
 	memcpy(o, t, sizeof t);
-	return DUET_NODE_COMMON_OPTS;
+	int n = (int)(sizeof t / sizeof t[0]);
+	return n + duet_curve_opts(&c->curve, server, 1, o + n);
 }
 
 int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
@@ -78,6 +79,10 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 		return duet_errf(err, "name: must be 1 to %d bytes", DUET_MAX_NAME);
 	duet_log_init(c->name, lvl);
 	duet_notify_init();
+	int server = role == DUET__ROLE__ROLE_DECODE;
+	const char *eps[] = {c->router, c->serve_endpoint ? c->serve_endpoint : c->router};
+	if (duet_curve_setup(&c->curve, server, 1, eps, 2, &n->curve, err))
+		return -1;
 	if (!*c->model)
 		return duet_errf(err, "model: no model file given (--model FILE)");
 	if (*c->cpus && duet_cpu_parse_list(c->cpus, n->cpus, DUET_NODE_MAX_CPUS, &n->n_cpus, err))
@@ -114,8 +119,20 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 		return duet_errf(err, "zmq: context: %s", zmq_strerror(errno));
 	struct duet_zsock_opts so = {.identity = c->name, .linger_ms = 1000,
 				     .max_msg_bytes = DUET_MAX_CTRL_BYTES};
-	if (duet_zsock(n->zctx, ZMQ_DEALER, c->router, 0, &so, &n->ctl, err))
+	if (n->curve.on) {
+		so.curve = &n->curve.key;
+		so.curve_server = n->curve.router_pub;
+		/* Decode nodes admit prefill nodes by key: the handler is bound
+		 * before the KV endpoint is. */
+		if (duet_zap_start(n->zctx, n->curve.allow, &n->zap, err))
+			return -1;
+	}
+	if (duet_zsock(n->zctx, ZMQ_DEALER, c->router, 0, &so, &n->ctl, err) ||
+	    (n->zap && duet_zap_watch(n->zap, n->ctl, "control channel to the router", 0, err)))
 		return -1;
+	if (n->curve.on)
+		duet_log(DUET_LOG_INFO, 0, "CURVE on: public key %s, router key %s", n->curve.key.pub,
+			 n->curve.router_pub);
 	duet_log(DUET_LOG_INFO, 0, "%s node: model %s (%s), %d KV blocks of %d positions, %d threads",
 		 role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode", c->model,
 		 n->model->digest, (int)blocks, g.block_tokens, duet_engine_threads(n->engine));
@@ -126,6 +143,9 @@ void duet_node_stop(struct duet_node *n)
 {
 	if (n->ctl)
 		zmq_close(n->ctl);
+	duet_zap_stop(n->zap);
+	n->zap = NULL;
+	duet_curve_free(&n->curve);
 	if (n->zctx)
 		zmq_ctx_term(n->zctx);
 	duet_engine_destroy(n->engine);
@@ -150,12 +170,14 @@ int duet_node_hello(struct duet_node *n, const char *kv_endpoint, struct duet_er
 	h.name = (char *)n->cfg.name;
 	h.model_digest = n->model->digest;
 	h.kv_endpoint = (char *)(kv_endpoint ? kv_endpoint : "");
+	h.kv_public_key = kv_endpoint && n->curve.on ? n->curve.key.pub : "";
 	h.threads = (uint32_t)duet_engine_threads(n->engine);
 	h.kv_blocks = (uint32_t)n->kv->n_blocks;
 	h.block_tokens = (uint32_t)n->kv->g.block_tokens;
 	h.ctx_len = (uint32_t)mc->ctx_len;
 	h.max_batch_tokens = (uint32_t)n->cfg.max_batch_tokens;
 	h.vocab_size = (uint32_t)mc->vocab_size;
+	h.report_ms = (uint32_t)n->cfg.report_ms;
 	Duet__Msg m = duet_wire_msg();
 	m.body_case = DUET__MSG__BODY_HELLO;
 	m.hello = &h;
@@ -177,6 +199,7 @@ void duet_node_tick(struct duet_node *n, const char *kv_endpoint,
 		r.seq = ++n->report_seq;
 		r.draining = n->stopping;
 		r.bad_messages = n->bad_messages;
+		r.auth_refused = duet_zap_refused(n->zap);
 		r.kv_blocks_total = (uint32_t)n->kv->n_blocks;
 		r.kv_blocks_free = (uint32_t)n->kv->n_free;
 		r.kv_bytes_in = n->kv_bytes_in;

@@ -12,11 +12,12 @@
 #include "kvcache.h"
 #include "model.h"
 #include "transport.h"
+#include "zap.h"
 #include "wire.h"
 
 #define DUET_NODE_MAX_CPUS 256
 #define DUET_NODE_HELLO_RETRY_US 1000000LL
-#define DUET_NODE_COMMON_OPTS 12
+#define DUET_NODE_COMMON_OPTS (12 + DUET_CURVE_OPTS) /* at most */
 #define DUET_NODE_STATUS_MAX 160
 
 struct duet_node_cfg {
@@ -32,6 +33,8 @@ struct duet_node_cfg {
 	double drain_timeout_s;
 	const char *log_level;
 	const char *kernels;
+	struct duet_curve_cfg curve;
+	const char *serve_endpoint; /* decode: the KV endpoint it binds (not a key) */
 };
 
 struct duet_node {
@@ -43,6 +46,8 @@ struct duet_node {
 	struct duet_wire_limits lim;
 	int cpus[DUET_NODE_MAX_CPUS], n_cpus;
 	void *zctx, *ctl;
+	struct duet_curve curve;
+	struct duet_zap *zap; /* NULL without CURVE */
 	int registered, ready_sent;
 	char last_status[DUET_NODE_STATUS_MAX]; /* last STATUS= sent */
 	long long hello_us, report_us;
@@ -53,10 +58,11 @@ struct duet_node {
 	long long stop_deadline_us;
 };
 
-/* Defaults, then the options table entries for the common keys (fills
- * DUET_NODE_COMMON_OPTS entries of out). */
+/* Defaults, then the options table entries for the common keys (fills at
+ * most DUET_NODE_COMMON_OPTS entries of out and returns how many); server:
+ * the node accepts connections (decode nodes' KV endpoint). */
 void duet_node_defaults(struct duet_node_cfg *c, const char *name);
-int duet_node_opts(struct duet_node_cfg *c, struct duet_opt *out);
+int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *out);
 
 /* Loads the model, makes the KV pool (kv_mb) and engine, pins this thread,
  * installs signal handlers, opens the control channel and says hello. */

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zap.h"
+
 static int setopt_int(void *s, int opt, int v, const char *name, struct duet_err *err)
 {
 	if (zmq_setsockopt(s, opt, &v, sizeof v))
@@ -42,6 +44,8 @@ int duet_zsock(void *ctx, int type, const char *endpoint, int bind,
 		duet_errf(err, "zmq: identity '%s': %s", o->identity, zmq_strerror(errno));
 		goto fail;
 	}
+	if (o->curve && duet_curve_sockopts(s, o->curve, o->curve_server, err))
+		goto fail;
 	if ((bind ? zmq_bind(s, endpoint) : zmq_connect(s, endpoint)) != 0) {
 		duet_errf(err, "zmq: %s %s: %s", bind ? "bind" : "connect", endpoint,
 			  zmq_strerror(errno));

@@ -8,6 +8,7 @@
 #include <zmq.h>
 
 #include "clock.h"
+#include "curve.h"
 #include "err.h"
 #include "wire.h"
 
@@ -24,6 +25,10 @@ struct duet_zsock_opts {
 	int linger_ms;	      /* on close */
 	int router_mandatory; /* ROUTER: sending to an unknown peer fails */
 	long long max_msg_bytes; /* larger incoming frames drop the peer; 0 = none */
+	/* CURVE: this end's key pair (NULL = plaintext), and for a client the
+	 * server's public key (NULL = this socket is a CURVE server) */
+	const struct duet_curve_key *curve;
+	const char *curve_server;
 };
 
 /* Opens a socket of `type` and binds (bind = 1) or connects it. */

@@ -17,6 +17,9 @@
 /* Node names, endpoints and digests are short; longer ones are refused. */
 #define DUET_MAX_NAME 64
 #define DUET_MAX_ENDPOINT 256
+/* A node's load report interval (Hello.report_ms, --report-ms). */
+#define DUET_MIN_REPORT_MS 20
+#define DUET_MAX_REPORT_MS 60000
 
 /* Packs m into a malloc'd buffer the caller frees. */
 int duet_wire_pack(const Duet__Msg *m, void **buf, size_t *len, struct duet_err *err);

@@ -41,6 +41,9 @@ struct dreq {
 
 struct decode_cfg {
 	const char *kv_endpoint;
+	/* What prefill nodes are told to connect to: kv_endpoint unless the
+	 * socket binds a wildcard or sits behind NAT or a relay. */
+	const char *kv_advertise;
 	int max_requests; /* reservations, local prefills and running, together */
 	double kv_timeout_s;
 };

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "curve.h"
 #include "decode.h"
 #include "log.h"
 #include "notify.h"
@@ -32,7 +33,7 @@ static void fill_report(void *ctx, Duet__LoadReport *r)
 
 static void on_control(struct decode *d, const Duet__Msg *m)
 {
-	if (duet_node_handle_common(&d->node, m, d->cfg.kv_endpoint))
+	if (duet_node_handle_common(&d->node, m, d->cfg.kv_advertise))
 		return;
 	switch (m->body_case) {
 	case DUET__MSG__BODY_RESERVE:
@@ -93,11 +94,15 @@ int main(int argc, char **argv)
 	duet_blas_select_core(argv);
 	static struct decode d;
 	duet_node_defaults(&d.node.cfg, "decode-0");
-	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", 64, 60};
-	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 3];
-	int n = duet_node_opts(&d.node.cfg, opts);
+	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60};
+	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 4];
+	int n = duet_node_opts(&d.node.cfg, 1, opts);
 	opts[n++] = (struct duet_opt){"kv-endpoint", DUET_OPT_STR, &d.cfg.kv_endpoint, 0, 0,
 				      "ENDPOINT", "where this node receives KV from prefill nodes (bound)"};
+	opts[n++] = (struct duet_opt){
+		"kv-advertise", DUET_OPT_STR, &d.cfg.kv_advertise, 0, 0, "ENDPOINT",
+		"the endpoint prefill nodes are told to connect to, when kv-endpoint binds a wildcard "
+		"(tcp://*:5601) or the node is reached through NAT or a relay (empty: kv-endpoint)"};
 	opts[n++] = (struct duet_opt){"max-requests", DUET_OPT_INT, &d.cfg.max_requests, 1, 4096,
 				      "N", "requests held at once: running, prefilling or receiving KV"};
 	opts[n++] = (struct duet_opt){"kv-timeout", DUET_OPT_DOUBLE, &d.cfg.kv_timeout_s, 0.1, 3600,
@@ -108,7 +113,18 @@ int main(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	struct duet_node *node = &d.node;
+	node->cfg.serve_endpoint = d.cfg.kv_endpoint;
 	int status = 1;
+	if (!*d.cfg.kv_advertise)
+		d.cfg.kv_advertise = d.cfg.kv_endpoint;
+	const char *kv_public = d.cfg.kv_advertise;
+	if (duet_endpoint_is_wildcard(kv_public)) {
+		fprintf(stderr,
+			"duet-decode: kv-endpoint %s binds every address, which prefill nodes cannot "
+			"connect to: set kv-advertise to this machine's address (tcp://10.0.0.2:5601)\n",
+			kv_public);
+		goto out;
+	}
 	if (duet_node_start(node, DUET__ROLE__ROLE_DECODE, d.cfg.max_requests, &err)) {
 		fprintf(stderr, "duet-decode: %s\n", err.msg);
 		goto out;
@@ -118,7 +134,8 @@ int main(int argc, char **argv)
 		.max_msg_bytes = (long long)duet_kvwire_bytes(DUET_KV_F32, mc->ctx_len,
 							       mc->n_kv_heads * mc->head_dim) +
 				 DUET_MAX_CTRL_BYTES,
-		.linger_ms = 0};
+		.linger_ms = 0,
+		.curve = node->curve.on ? &node->curve.key : NULL};
 	d.reqs = calloc((size_t)d.cfg.max_requests, sizeof *d.reqs);
 	d.batch = calloc((size_t)d.cfg.max_requests, sizeof *d.batch);
 	d.fwd = calloc((size_t)d.cfg.max_requests, sizeof *d.fwd);
@@ -127,11 +144,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (duet_zsock(node->zctx, ZMQ_PULL, d.cfg.kv_endpoint, 1, &ko, &d.kv_sock, &err) ||
-	    duet_node_hello(node, d.cfg.kv_endpoint, &err)) {
+	    (node->zap && duet_zap_watch(node->zap, d.kv_sock, "KV endpoint", 1, &err)) ||
+	    duet_node_hello(node, kv_public, &err)) {
 		fprintf(stderr, "duet-decode: %s\n", err.msg);
 		goto out;
 	}
-	duet_log(DUET_LOG_INFO, 0, "KV endpoint %s, router %s", d.cfg.kv_endpoint, node->cfg.router);
+	duet_log(DUET_LOG_INFO, 0, "KV endpoint %s (announced as %s), router %s", d.cfg.kv_endpoint,
+		 kv_public, node->cfg.router);
 	for (;;) {
 		if (duet_node_stopping(node)) {
 			if (d.n_reqs == 0)
@@ -146,7 +165,7 @@ int main(int argc, char **argv)
 		receive(&d, busy ? 0 : duet_notify_wait_ms(duet_now_us(), IDLE_POLL_MS));
 		decode_expire(&d, duet_now_us());
 		decode_step(&d);
-		duet_node_tick(node, d.cfg.kv_endpoint, fill_report, &d);
+		duet_node_tick(node, kv_public, fill_report, &d);
 	}
 	duet_log(DUET_LOG_INFO, 0, "stopped");
 	status = 0;

@@ -16,6 +16,7 @@
 
 struct peer {
 	char endpoint[DUET_MAX_ENDPOINT + 1];
+	char key[DUET_CURVE_Z85 + 1]; /* its CURVE public key; "" = plaintext */
 	void *sock;
 	long long used_us;
 };
@@ -81,7 +82,8 @@ uint64_t prefill_queued_tokens(const struct prefill *p);
 int prefill_run_batch(struct prefill *p);
 
 /* ship.c */
-int prefill_connect(struct prefill *p, struct preq *r, const char *endpoint,
+/* key: the decode node's CURVE public key ("" when it has none). */
+int prefill_connect(struct prefill *p, struct preq *r, const char *endpoint, const char *key,
 		    struct duet_err *err);
 void prefill_close_peers(struct prefill *p);
 /* Sends positions [0, n) of every layer from the request's KV blocks. */

@@ -93,7 +93,7 @@ void prefill_handle_work(struct prefill *p, const Duet__PrefillWork *w)
 	for (size_t i = 0; i < w->n_tokens; i++)
 		r->tokens[i] = w->tokens[i];
 	if (duet_wire_sampling(w->sampling, &r->sampling, &err) ||
-	    prefill_connect(p, r, w->decode_endpoint, &err)) {
+	    prefill_connect(p, r, w->decode_endpoint, w->decode_public_key, &err)) {
 		free(r->tokens);
 		free(r->logits);
 		free(r);

@@ -21,14 +21,24 @@ static int peer_in_use(const struct prefill *p, const struct peer *pe)
 	return 0;
 }
 
-int prefill_connect(struct prefill *p, struct preq *r, const char *endpoint,
+int prefill_connect(struct prefill *p, struct preq *r, const char *endpoint, const char *key,
 		    struct duet_err *err)
 {
+	int curve = p->node.curve.on;
+	if (curve && !*key)
+		return duet_errf(err, "decode node %s has no CURVE key; KV is not sent in plaintext",
+				 r->decode_node);
+	if (!curve && *key)
+		return duet_errf(err, "decode node %s takes KV over CURVE only; this prefill node has "
+				      "no curve-key", r->decode_node);
+	if (curve && !duet_curve_valid(key))
+		return duet_errf(err, "decode node %s: CURVE key '%.48s' is not Z85", r->decode_node,
+				 key);
 	struct peer *free_slot = NULL, *lru = NULL;
 	long long now = duet_now_us();
 	for (int i = 0; i < PREFILL_MAX_PEERS; i++) {
 		struct peer *pe = &p->peers[i];
-		if (pe->sock && strcmp(pe->endpoint, endpoint) == 0) {
+		if (pe->sock && strcmp(pe->endpoint, endpoint) == 0 && strcmp(pe->key, key) == 0) {
 			pe->used_us = now;
 			r->peer = pe;
 			return 0;
@@ -46,10 +56,20 @@ int prefill_connect(struct prefill *p, struct preq *r, const char *endpoint,
 		pe->sock = NULL;
 	}
 	struct duet_zsock_opts o = {.sndhwm = KV_SNDHWM, .send_timeout_ms = KV_SEND_TIMEOUT_MS,
-				    .linger_ms = 2000};
+				    .linger_ms = 2000,
+				    .curve = curve ? &p->node.curve.key : NULL,
+				    .curve_server = curve ? key : NULL};
+	char label[DUET_MAX_NAME + 32];
+	snprintf(label, sizeof label, "KV to %s", r->decode_node);
 	if (duet_zsock(p->node.zctx, ZMQ_PUSH, endpoint, 0, &o, &pe->sock, err))
 		return -1;
+	if (p->node.zap && duet_zap_watch(p->node.zap, pe->sock, label, 0, err)) {
+		zmq_close(pe->sock);
+		pe->sock = NULL;
+		return -1;
+	}
 	snprintf(pe->endpoint, sizeof pe->endpoint, "%s", endpoint);
+	snprintf(pe->key, sizeof pe->key, "%s", key);
 	pe->used_us = now;
 	r->peer = pe;
 	return 0;

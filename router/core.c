@@ -303,6 +303,7 @@ static void send_prefill(struct router *r, struct rreq *q)
 	w.sample_index = (uint32_t)q->base;
 	w.decode_node = d->name;
 	w.decode_endpoint = d->kv_endpoint;
+	w.decode_public_key = d->kv_key;
 	w.decode_digest = d->digest;
 	Duet__Msg m = duet_wire_msg();
 	m.body_case = DUET__MSG__BODY_PREFILL;
@@ -446,6 +447,16 @@ static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
 		duet_log(DUET_LOG_WARN, 0, "hello from %s refused: %s", peer, err.msg);
 		return;
 	}
+	if (h->report_ms && (h->report_ms < DUET_MIN_REPORT_MS || h->report_ms > DUET_MAX_REPORT_MS)) {
+		duet_log(DUET_LOG_WARN, 0, "hello from %s refused: report_ms %u is outside %d-%d", peer,
+			 h->report_ms, DUET_MIN_REPORT_MS, DUET_MAX_REPORT_MS);
+		return;
+	}
+	if (*h->kv_public_key && !duet_curve_valid(h->kv_public_key)) {
+		duet_log(DUET_LOG_WARN, 0, "hello from %s refused: kv_public_key is not a Z85 key",
+			 peer);
+		return;
+	}
 	if (h->vocab_size != (uint32_t)r->model->cfg.vocab_size ||
 	    h->ctx_len != (uint32_t)r->model->cfg.ctx_len ||
 	    (r->digest[0] && strcmp(r->digest, h->model_digest) != 0) ||
@@ -480,6 +491,7 @@ static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
 	struct node *n = &r->nodes[i];
 	n->role = h->role;
 	snprintf(n->kv_endpoint, sizeof n->kv_endpoint, "%s", h->kv_endpoint);
+	snprintf(n->kv_key, sizeof n->kv_key, "%s", h->kv_public_key);
 	snprintf(n->digest, sizeof n->digest, "%s", h->model_digest);
 	n->kv_blocks = (int)h->kv_blocks;
 	n->block_tokens = h->block_tokens ? (int)h->block_tokens : 16;
@@ -488,8 +500,14 @@ static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
 	n->alive = 1;
 	n->last_seen_us = n->last_report_us = duet_now_us();
 	n->last_report_seq = 0;
-	if (!n->report_ms)
-		n->report_ms = 250;
+	/* Without the node's own interval the router would judge a node that
+	 * reports once a second by a default of 250 ms, and bury it before its
+	 * first report. Nodes that do not say are learned from their reports. */
+	n->report_ms_announced = h->report_ms != 0;
+	if (h->report_ms)
+		n->report_ms = (int)h->report_ms;
+	else if (!n->report_ms)
+		n->report_ms = ROUTER_DEFAULT_REPORT_MS;
 	duet_log(DUET_LOG_INFO, 0, "%s node %s registered (%d KV blocks)",
 		 n->role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode", n->name, n->kv_blocks);
 	Duet__HelloAck a = DUET__HELLO_ACK__INIT;
@@ -505,9 +523,11 @@ static void on_load(struct router *r, int i, const Duet__LoadReport *l)
 	struct node *n = &r->nodes[i];
 	long long now = duet_now_us();
 	/* The node's report interval, learned from consecutive reports. */
-	if (n->last_report_us && l->seq == n->last_report_seq + 1) {
+	if (!n->report_ms_announced && n->last_report_us && l->seq == n->last_report_seq + 1) {
 		int ms = (int)((now - n->last_report_us) / 1000);
-		ms = ms < 20 ? 20 : ms > 60000 ? 60000 : ms;
+		ms = ms < DUET_MIN_REPORT_MS ? DUET_MIN_REPORT_MS
+		     : ms > DUET_MAX_REPORT_MS ? DUET_MAX_REPORT_MS
+						 : ms;
 		n->report_ms = n->report_ms ? (3 * n->report_ms + ms) / 4 : ms;
 	}
 	n->last_report_us = n->last_seen_us = now;
@@ -523,6 +543,7 @@ static void on_load(struct router *r, int i, const Duet__LoadReport *l)
 	n->kv_free = (int)l->kv_blocks_free;
 	n->kv_total = (int)l->kv_blocks_total;
 	n->bad_messages = l->bad_messages;
+	n->auth_refused = l->auth_refused;
 	n->n_hashes = l->n_prefix_hashes < ROUTER_PREFIX_HASHES ? (int)l->n_prefix_hashes
 								 : ROUTER_PREFIX_HASHES;
 	if (n->n_hashes)
@@ -745,6 +766,15 @@ void router_core_turn(struct router *r, int timeout_ms)
 		if (gone && q->state != RQ_DONE) {
 			cancel_on_nodes(r, q);
 			end(r, q, NULL, 499, "the client went away");
+		} else if (r->cfg.request_timeout_s > 0 && q->state != RQ_DONE &&
+			   duet_now_us() - q->t_arrival_us >
+				   (long long)r->cfg.request_timeout_s * 1000000) {
+			char why[96];
+			snprintf(why, sizeof why, "the request took longer than request-timeout (%d s)",
+				 r->cfg.request_timeout_s);
+			duet_log(DUET_LOG_WARN, q->id, "%s after %d tokens", why, q->n_out);
+			cancel_on_nodes(r, q); /* drain_waitq drops it if queued */
+			end(r, q, NULL, 504, why);
 		}
 	}
 	check_liveness(r);

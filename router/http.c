@@ -14,8 +14,6 @@
 #include "log.h"
 #include "router.h"
 
-#define MAX_PROMPT_BYTES (1 << 20)
-
 struct body {
 	char *buf;
 	size_t n;
@@ -56,252 +54,6 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int status, const ch
 					   : "invalid_request_error";
 	return send_json(c, status,
 			 json_pack("{s:{s:s,s:s,s:n}}", "error", "message", msg, "type", type, "code"));
-}
-
-/* ---- request parsing ---- */
-
-/* Fields a request may carry; the first is "prompt" or, for chat,
- * "messages". */
-static const char *const KNOWN[] = {"prompt", "model", "max_tokens", "temperature", "top_p",
-				    "top_k",  "seed",  "stop",	     "stream",	    "ignore_eos",
-				    "n",      "user"};
-
-/* Renders the chat messages with the model's template into text. */
-static char *render_chat(struct router *r, json_t *msgs, char *err, size_t cap)
-{
-	if (r->chat == DUET_CHAT_NONE) {
-		snprintf(err, cap, "the model %s has no chat template; use /v1/completions",
-			 r->cfg.model_name);
-		return NULL;
-	}
-	size_t n = json_is_array(msgs) ? json_array_size(msgs) : 0;
-	if (!n || n > 1024) {
-		snprintf(err, cap, "messages must be an array of 1 to 1024 messages");
-		return NULL;
-	}
-	struct duet_chat_msg *m = calloc(n, sizeof *m);
-	if (!m) {
-		snprintf(err, cap, "out of memory");
-		return NULL;
-	}
-	char *text = NULL;
-	for (size_t i = 0; i < n; i++) {
-		json_t *e = json_array_get(msgs, i);
-		json_t *role = json_object_get(e, "role"), *content = json_object_get(e, "content");
-		if (!json_is_object(e) || !json_is_string(role) || !json_is_string(content) ||
-		    json_object_size(e) > 3 || (json_object_size(e) == 3 && !json_object_get(e, "name"))) {
-			snprintf(err, cap, "messages[%zu] must be {\"role\": string, \"content\": string}", i);
-			goto out;
-		}
-		m[i] = (struct duet_chat_msg){json_string_value(role), json_string_value(content)};
-	}
-	struct duet_err e;
-	if (duet_chat_render(r->chat, m, (int)n, &text, &e))
-		snprintf(err, cap, "%s", e.msg);
-out:
-	free(m);
-	return text;
-}
-
-static int num(json_t *v, double lo, double hi, double *out)
-{
-	if (!json_is_number(v))
-		return -1;
-	double x = json_number_value(v);
-	if (!isfinite(x) || x < lo || x > hi)
-		return -1;
-	*out = x;
-	return 0;
-}
-
-static int integer(json_t *v, long long lo, long long hi, long long *out)
-{
-	if (!json_is_integer(v))
-		return -1;
-	long long x = json_integer_value(v);
-	if (x < lo || x > hi)
-		return -1;
-	*out = x;
-	return 0;
-}
-
-/* Fills q from the JSON body or writes why not into err. */
-static int parse(struct router *r, const char *text, size_t n, struct rreq *q, char *err,
-		 size_t cap)
-{
-	const char *first = q->chat ? "messages" : "prompt";
-	json_error_t je;
-	json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
-	int rc = -1;
-	if (!root) {
-		snprintf(err, cap, "body is not valid JSON: %s (line %d, column %d)", je.text, je.line,
-			 je.column);
-		return -1;
-	}
-	if (!json_is_object(root)) {
-		snprintf(err, cap, "body must be a JSON object");
-		goto out;
-	}
-	const char *key;
-	json_t *v;
-	json_object_foreach(root, key, v)
-	{
-		int known = strcmp(key, first) == 0;
-		for (size_t k = 1; !known && k < sizeof KNOWN / sizeof KNOWN[0]; k++)
-			known = strcmp(KNOWN[k], key) == 0;
-		if (!known) {
-			snprintf(err, cap, "unknown field '%.64s'", key);
-			goto out;
-		}
-	}
-	const struct duet_config *mc = &r->model->cfg;
-	long long ll;
-	double d;
-	q->max_tokens = 16;
-	q->sampling = (struct duet_sampling){1, 0, 1, (uint64_t)time(NULL)};
-	if ((v = json_object_get(root, "max_tokens")) && !json_is_null(v)) {
-		if (integer(v, 1, r->cfg.max_tokens_limit, &ll)) {
-			snprintf(err, cap, "max_tokens must be an integer from 1 to %d",
-				 r->cfg.max_tokens_limit);
-			goto out;
-		}
-		q->max_tokens = (int)ll;
-	}
-	if ((v = json_object_get(root, "temperature")) && !json_is_null(v)) {
-		if (num(v, 0, 100, &d)) {
-			snprintf(err, cap, "temperature must be a number from 0 to 100");
-			goto out;
-		}
-		q->sampling.temperature = (float)d;
-	}
-	if ((v = json_object_get(root, "top_p")) && !json_is_null(v)) {
-		if (num(v, 1e-9, 1, &d)) {
-			snprintf(err, cap, "top_p must be a number in (0, 1]");
-			goto out;
-		}
-		q->sampling.top_p = (float)d;
-	}
-	if ((v = json_object_get(root, "top_k")) && !json_is_null(v)) {
-		if (integer(v, 0, mc->vocab_size, &ll)) {
-			snprintf(err, cap, "top_k must be an integer from 0 to %d", mc->vocab_size);
-			goto out;
-		}
-		q->sampling.top_k = (int)ll;
-	}
-	if ((v = json_object_get(root, "seed")) && !json_is_null(v)) {
-		if (integer(v, 0, 0x7fffffffffffffffLL, &ll)) {
-			snprintf(err, cap, "seed must be a non-negative integer");
-			goto out;
-		}
-		q->sampling.seed = (uint64_t)ll;
-	}
-	if ((v = json_object_get(root, "n")) && !json_is_null(v) &&
-	    (integer(v, 1, 1, &ll))) {
-		snprintf(err, cap, "n must be 1");
-		goto out;
-	}
-	if ((v = json_object_get(root, "stream")) && !json_is_null(v)) {
-		if (!json_is_boolean(v)) {
-			snprintf(err, cap, "stream must be true or false");
-			goto out;
-		}
-		q->stream = json_is_true(v);
-	}
-	if ((v = json_object_get(root, "ignore_eos")) && !json_is_null(v)) {
-		if (!json_is_boolean(v)) {
-			snprintf(err, cap, "ignore_eos must be true or false");
-			goto out;
-		}
-		q->ignore_eos = json_is_true(v);
-	}
-	if ((v = json_object_get(root, "model")) && !json_is_null(v) && !json_is_string(v)) {
-		snprintf(err, cap, "model must be a string");
-		goto out;
-	}
-	if ((v = json_object_get(root, "stop")) && !json_is_null(v)) {
-		json_t *arr = json_is_string(v) ? json_pack("[O]", v) : json_incref(v);
-		size_t i;
-		json_t *s;
-		if (!json_is_array(arr) || json_array_size(arr) > ROUTER_MAX_STOPS) {
-			json_decref(arr);
-			snprintf(err, cap, "stop must be a string or up to %d strings", ROUTER_MAX_STOPS);
-			goto out;
-		}
-		json_array_foreach(arr, i, s)
-		{
-			if (!json_is_string(s) || json_string_length(s) == 0 ||
-			    json_string_length(s) > DUET_MAX_STOP_LEN) {
-				json_decref(arr);
-				snprintf(err, cap, "each stop must be a string of 1 to %d bytes",
-					 DUET_MAX_STOP_LEN);
-				goto out;
-			}
-			q->stops[q->n_stops++] = strdup(json_string_value(s));
-		}
-		json_decref(arr);
-	}
-	char *rendered = NULL;
-	if (q->chat) {
-		rendered = render_chat(r, json_object_get(root, "messages"), err, cap);
-		if (!rendered)
-			goto out;
-		v = json_string(rendered);
-		free(rendered);
-		json_object_set_new(root, "prompt", v);
-	}
-	v = json_object_get(root, "prompt");
-	if (json_is_string(v)) {
-		size_t len = json_string_length(v);
-		if (len == 0 || len > MAX_PROMPT_BYTES) {
-			snprintf(err, cap, "prompt must be 1 to %d bytes", MAX_PROMPT_BYTES);
-			goto out;
-		}
-		size_t cap_t = duet_tokenize_max(len), nt = 0;
-		q->prompt = malloc(sizeof(int) * cap_t);
-		struct duet_err e;
-		if (!q->prompt ||
-		    duet_tokenize(&r->model->vocab, json_string_value(v), len, 1, q->prompt, cap_t,
-				  &nt, &e)) {
-			snprintf(err, cap, "prompt: %s", q->prompt ? e.msg : "out of memory");
-			goto out;
-		}
-		q->n_prompt = (int)nt;
-	} else if (json_is_array(v)) {
-		size_t len = json_array_size(v), i;
-		json_t *t;
-		if (len == 0 || len >= (size_t)mc->ctx_len) {
-			snprintf(err, cap, "prompt must have 1 to %d token ids", mc->ctx_len - 1);
-			goto out;
-		}
-		q->prompt = malloc(sizeof(int) * len);
-		if (!q->prompt) {
-			snprintf(err, cap, "out of memory");
-			goto out;
-		}
-		json_array_foreach(v, i, t)
-		{
-			if (integer(t, 0, mc->vocab_size - 1, &ll)) {
-				snprintf(err, cap, "prompt[%zu] is not a token id in [0, %d)", i,
-					 mc->vocab_size);
-				goto out;
-			}
-			q->prompt[i] = (int)ll;
-		}
-		q->n_prompt = (int)len;
-	} else {
-		snprintf(err, cap, "prompt must be a string or an array of token ids");
-		goto out;
-	}
-	if (q->n_prompt >= mc->ctx_len || q->n_prompt + q->max_tokens > mc->ctx_len) {
-		snprintf(err, cap,
-			 "prompt (%d tokens) plus max_tokens (%d) exceeds the context of %d tokens",
-			 q->n_prompt, q->max_tokens, mc->ctx_len);
-		goto out;
-	}
-	rc = 0;
-out:
-	json_decref(root);
-	return rc;
 }
 
 /* ---- responses ---- */
@@ -441,7 +193,7 @@ static enum MHD_Result completions(struct router *r, struct MHD_Connection *c, s
 	q->t_arrival_us = duet_now_us();
 	char err[DUET_ERR_MAX + 64];
 	q->refs = 1; /* this thread's, until submitted */
-	if (parse(r, b->buf ? b->buf : "", b->n, q, err, sizeof err)) {
+	if (router_parse_request(r, b->buf ? b->buf : "", b->n, q, err, sizeof err)) {
 		router_release(r, q);
 		return send_error(c, 400, err);
 	}
@@ -592,6 +344,13 @@ static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
 	print_hist(f, "duet_relay_seconds",
 		   "decode node sending a token to its text being ready for the client (same host)",
 		   &r->relay);
+	fprintf(f, "# HELP duet_auth_refused_total peers refused by CURVE authentication\n"
+		   "# TYPE duet_auth_refused_total counter\n");
+	fprintf(f, "duet_auth_refused_total{node=\"router\"} %llu\n",
+		(unsigned long long)duet_zap_refused(r->zap));
+	for (int i = 0; i < r->n_snap; i++)
+		fprintf(f, "duet_auth_refused_total{node=\"%s\"} %llu\n", r->snap[i].name,
+			(unsigned long long)r->snap[i].auth_refused);
 	fprintf(f, "# TYPE duet_node_up gauge\n");
 	for (int i = 0; i < r->n_snap; i++) {
 		const struct node *n = &r->snap[i];
@@ -685,6 +444,31 @@ static void done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
 	}
 }
 
+/* Reads a PEM file whole; libmicrohttpd takes certificates from memory. */
+static char *read_pem(const char *path, const char *key, struct duet_err *err)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		duet_errnof(err, "%s %s: cannot open", key, path);
+		return NULL;
+	}
+	char *buf = malloc(ROUTER_MAX_PEM + 1);
+	size_t n = buf ? fread(buf, 1, ROUTER_MAX_PEM + 1, f) : 0;
+	int bad = ferror(f);
+	fclose(f);
+	if (!buf || bad || n == 0 || n > ROUTER_MAX_PEM || !memmem(buf, n, "-----BEGIN ", 11)) {
+		duet_errf(err, "%s %s: %s", key, path,
+			  !buf ? "out of memory"
+			  : bad ? "read error"
+			  : n > ROUTER_MAX_PEM ? "larger than 1 MiB"
+					       : "not a PEM file (no -----BEGIN line)");
+		free(buf);
+		return NULL;
+	}
+	buf[n] = 0;
+	return buf;
+}
+
 struct MHD_Daemon *router_http_start(struct router *r, struct duet_err *err)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->cfg.http_port)};
@@ -692,14 +476,43 @@ struct MHD_Daemon *router_http_start(struct router *r, struct duet_err *err)
 		duet_errf(err, "http-addr '%s': not an IPv4 address", r->cfg.http_addr);
 		return NULL;
 	}
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			 MHD_USE_ERROR_LOG;
+	int tls = *r->cfg.tls_cert || *r->cfg.tls_key;
+	if (tls) {
+		if (!*r->cfg.tls_cert || !*r->cfg.tls_key) {
+			duet_errf(err, "tls-cert and tls-key: give both or neither");
+			return NULL;
+		}
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			duet_errf(err, "tls-cert: this libmicrohttpd has no TLS support");
+			return NULL;
+		}
+		if (!(r->tls_cert_pem = read_pem(r->cfg.tls_cert, "tls-cert", err)) ||
+		    !(r->tls_key_pem = read_pem(r->cfg.tls_key, "tls-key", err)))
+			return NULL;
+		flags |= MHD_USE_TLS;
+	}
+	/* Options end early (at the first MHD_OPTION_END) without TLS. */
 	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-		(uint16_t)r->cfg.http_port, NULL, NULL, handle, r, MHD_OPTION_NOTIFY_COMPLETED,
-		done_cb, r, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
+		flags, (uint16_t)r->cfg.http_port, NULL, NULL, handle, r,
+		MHD_OPTION_NOTIFY_COMPLETED, done_cb, r, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)r->cfg.client_timeout_s,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)r->cfg.max_connections,
-		MHD_OPTION_END);
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)r->cfg.max_connections_per_ip,
+		tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, r->tls_cert_pem,
+		MHD_OPTION_HTTPS_MEM_KEY, r->tls_key_pem, MHD_OPTION_END);
 	if (!d)
-		duet_errf(err, "http: cannot listen on %s:%d", r->cfg.http_addr, r->cfg.http_port);
+		duet_errf(err, "http: cannot listen on %s:%d%s", r->cfg.http_addr, r->cfg.http_port,
+			  tls ? " (or tls-cert and tls-key do not make a usable pair)" : "");
 	return d;
+}
+
+void router_http_stop(struct router *r, struct MHD_Daemon *d)
+{
+	if (d)
+		MHD_stop_daemon(d);
+	free(r->tls_cert_pem);
+	free(r->tls_key_pem);
+	r->tls_cert_pem = r->tls_key_pem = NULL;
 }

@@ -54,7 +54,11 @@ int main(int argc, char **argv)
 				    .max_queue = 256,
 				    .queue_timeout_ms = 30000,
 				    .client_timeout_s = 60,
-				    .max_connections = 1000};
+				    .max_connections = 1000,
+				    .max_connections_per_ip = 0,
+				    .request_timeout_s = 0,
+				    .tls_cert = "",
+				    .tls_key = ""};
 	struct duet_opt opts[] = {
 		{"http-addr", DUET_OPT_STR, &r.cfg.http_addr, 0, 0, "ADDR", "IPv4 address to serve HTTP on"},
 		{"http-port", DUET_OPT_INT, &r.cfg.http_port, 1, 65535, "PORT", "HTTP port"},
@@ -80,13 +84,23 @@ int main(int argc, char **argv)
 		 "a connection idle this long (a slow or stalled client) is closed"},
 		{"max-connections", DUET_OPT_INT, &r.cfg.max_connections, 1, 100000, "N",
 		 "HTTP connections at once"},
+		{"max-connections-per-ip", DUET_OPT_INT, &r.cfg.max_connections_per_ip, 0, 100000,
+		 "N", "HTTP connections at once from one client address (0: no limit)"},
+		{"request-timeout", DUET_OPT_INT, &r.cfg.request_timeout_s, 0, 86400 * 7, "S",
+		 "a request not finished this long after it arrived ends with 504 (0: no limit)"},
 		{"api-keys", DUET_OPT_STR, &r.cfg.api_keys, 0, 0, "KEY,KEY",
 		 "bearer keys clients must send (Authorization: Bearer KEY); empty: none"},
+		{"tls-cert", DUET_OPT_PATH, &r.cfg.tls_cert, 0, 0, "FILE",
+		 "PEM certificate (chain) for HTTPS; with tls-key, the API is served over TLS only"},
+		{"tls-key", DUET_OPT_PATH, &r.cfg.tls_key, 0, 0, "FILE", "PEM private key of tls-cert"},
 	};
+	struct duet_opt all[sizeof opts / sizeof opts[0] + DUET_CURVE_OPTS];
 	int n_opts = (int)(sizeof opts / sizeof opts[0]);
+	memcpy(all, opts, sizeof opts);
+	n_opts += duet_curve_opts(&r.cfg.curve, 1, 0, all + n_opts);
 	struct duet_settings cfg;
 	struct duet_err err;
-	int rc = duet_config_main(&cfg, opts, n_opts, argc, argv, "duet-router", ABOUT);
+	int rc = duet_config_main(&cfg, all, n_opts, argc, argv, "duet-router", ABOUT);
 	if (rc >= 0)
 		return rc;
 	enum duet_log_level lvl;
@@ -131,14 +145,30 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	r.zctx = zmq_ctx_new();
 	struct duet_zsock_opts so = {.router_mandatory = 1, .max_msg_bytes = DUET_MAX_CTRL_BYTES};
+	const char *eps[] = {r.cfg.control};
+	if (duet_curve_setup(&r.cfg.curve, 1, 0, eps, 1, &r.curve, &err)) {
+		fprintf(stderr, "duet-router: %s\n", err.msg);
+		goto out;
+	}
+	if (r.curve.on)
+		so.curve = &r.curve.key;
+	/* The ZAP handler is bound before the control socket exists. */
 	if (!r.zctx || router_core_init(&r, &err) ||
+	    (r.curve.on && duet_zap_start(r.zctx, r.curve.allow, &r.zap, &err)) ||
 	    duet_zsock(r.zctx, ZMQ_ROUTER, r.cfg.control, 1, &so, &r.ctl, &err) ||
+	    (r.zap && duet_zap_watch(r.zap, r.ctl, "control", 1, &err)) ||
 	    !(http = router_http_start(&r, &err))) {
 		fprintf(stderr, "duet-router: %s\n", err.msg);
 		goto out;
 	}
-	duet_log(DUET_LOG_INFO, 0, "serving %s on http://%s:%d, nodes connect to %s, policy %s",
-		 r.cfg.model_name, r.cfg.http_addr, r.cfg.http_port, r.cfg.control, r.cfg.policy);
+	duet_log(DUET_LOG_INFO, 0,
+		 "serving %s on %s://%s:%d, nodes connect to %s (%s), policy %s",
+		 r.cfg.model_name, *r.cfg.tls_cert ? "https" : "http", r.cfg.http_addr,
+		 r.cfg.http_port, r.cfg.control,
+		 r.curve.on ? "CURVE" : "plaintext", r.cfg.policy);
+	if (r.curve.on)
+		duet_log(DUET_LOG_INFO, 0, "CURVE public key %s, %d node keys allowed",
+			 r.curve.key.pub, r.curve.allow->n);
 	duet_notify_ready("serving");
 	while (!g_stop) {
 		router_core_turn(&r, duet_notify_wait_ms(duet_now_us(), CORE_POLL_MS));
@@ -149,10 +179,11 @@ int main(int argc, char **argv)
 	router_shutdown(&r);
 	status = 0;
 out:
-	if (http)
-		MHD_stop_daemon(http);
+	router_http_stop(&r, http);
 	if (r.ctl)
 		zmq_close(r.ctl);
+	duet_zap_stop(r.zap);
+	duet_curve_free(&r.curve);
 	if (r.zctx)
 		zmq_ctx_term(r.zctx);
 	duet_model_close(r.model);

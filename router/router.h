@@ -18,15 +18,19 @@
 #include "stopper.h"
 #include "tokenizer.h"
 #include "transport.h"
+#include "zap.h"
 
 #define ROUTER_MAX_NODES 64
 #define ROUTER_MAX_STOPS 4
 #define ROUTER_MISSED_REPORTS 3
+/* Assumed for a node that does not announce its report interval. */
+#define ROUTER_DEFAULT_REPORT_MS 250
 #define ROUTER_MAX_ATTEMPTS 4
 #define ROUTER_PREFIX_HASHES 256 /* a prefill node's most recent cached blocks */ /* placements of one request, failovers included */
 
 #define ROUTER_HIST_BUCKETS 19
 #define ROUTER_MAX_KEYS 32
+#define ROUTER_MAX_PEM (1 << 20)
 
 /* A Prometheus histogram of seconds. */
 struct hist {
@@ -43,12 +47,14 @@ struct node {
 	char name[DUET_MAX_NAME + 1];
 	Duet__Role role;
 	char kv_endpoint[DUET_MAX_ENDPOINT + 1];
+	char kv_key[DUET_CURVE_Z85 + 1]; /* its KV endpoint's CURVE key, "" = none */
 	char digest[DUET_DIGEST_HEX + 8];
 	int kv_blocks, block_tokens, max_batch_tokens;
 	int alive;
 	long long last_seen_us, last_report_us;
 	uint64_t last_report_seq;
-	int report_ms; /* learned interval between its load reports */
+	int report_ms; /* interval between its load reports: announced, else learned */
+	int report_ms_announced;
 	/* from the latest load report */
 	int draining;
 	uint64_t queued_tokens;
@@ -57,6 +63,7 @@ struct node {
 	double step_ms;
 	int kv_free, kv_total;
 	uint64_t bad_messages;
+	uint64_t auth_refused; /* peers its sockets refused (CURVE) */
 	uint64_t hashes[ROUTER_PREFIX_HASHES]; /* prefix-cache chain hashes */
 	int n_hashes;
 	/* placed and not yet finished by this router */
@@ -125,10 +132,14 @@ struct router_cfg {
 	int queue_timeout_ms; /* longest wait for room */
 	int client_timeout_s; /* idle connection (slow client) limit */
 	int max_connections;
+	int max_connections_per_ip; /* 0 = no limit */
+	int request_timeout_s;	    /* arrival to the last token; 0 = no limit */
+	const char *tls_cert, *tls_key; /* PEM files; both set = HTTPS */
 	int local_max_prompt; /* length-aware: prompts up to this prefill on the decode node */
 	const char *model_name;
 	const char *log_level;
 	const char *api_keys; /* comma-separated; empty = no authentication */
+	struct duet_curve_cfg curve;
 };
 
 struct router {
@@ -160,6 +171,9 @@ struct router {
 	struct hist relay; /* decode node's send -> text ready for the client (one host) */
 	char *keys[ROUTER_MAX_KEYS];
 	int n_keys;
+	struct duet_curve curve;
+	struct duet_zap *zap; /* NULL without CURVE */
+	char *tls_cert_pem, *tls_key_pem; /* http.c: loaded by start, freed by stop */
 };
 
 /* core.c */
@@ -177,8 +191,15 @@ int router_can_serve_snap(struct router *r);
 /* place.c */
 int router_place(struct router *r, struct rreq *q, int *pnode, int *dnode, const char **why);
 
+/* request.c: fills q (q->chat says which API) from a JSON body, or writes
+ * why not into err and returns -1. Strings q takes are freed with q. */
+int router_parse_request(struct router *r, const char *text, size_t n, struct rreq *q,
+			 char *err, size_t cap);
+
 /* http.c */
 struct MHD_Daemon;
 struct MHD_Daemon *router_http_start(struct router *r, struct duet_err *err);
+/* Stops d (NULL is fine) and frees what start loaded. */
+void router_http_stop(struct router *r, struct MHD_Daemon *d);
 
 #endif

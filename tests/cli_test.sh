@@ -143,5 +143,9 @@ check "replay: bad --slo-tbt" fails_with_one_line "$DUET replay --trace $TMP/ok.
 check "up: missing model" fails_with_one_line "$DUET up --model $TMP/none.gguf" "$TMP/none.gguf"
 
 check "duet-prefill: bad kv-dtype" fails_with_one_line "$BUILD/duet-prefill --kv-dtype q4 --model x" "q4"
+check "duet-decode: wildcard kv-endpoint without kv-advertise" fails_with_one_line \
+	"$BUILD/duet-decode --kv-endpoint tcp://0.0.0.0:5601 --model x" "kv-advertise"
+check "keygen: makes its directory, keys 0600" bash -c "$DUET keygen -d $TMP/k/new a >/dev/null &&
+	[ \"\$(stat -c %a $TMP/k/new/a.key)\" = 600 ] && grep -q ' a\$' $TMP/k/new/a.pub"
 
 [ "$failures" -eq 0 ]

@@ -46,7 +46,6 @@ T=$(mktemp -d /tmp/duet-systemd.XXXXXX)
 ROOT=$T/root
 NSPAWN_PID=
 LEADER=
-failures=0
 
 cleanup() {
 	if [ -n "${KEEP_CONTAINER:-}" ]; then
@@ -66,31 +65,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { echo "ok - $1"; }
-not_ok() {
-	echo "not ok - $1"
-	failures=$((failures + 1))
-}
-# check NAME CMD...: CMD must succeed; its output is shown when it does not.
-check() {
-	local name=$1
-	shift
-	if "$@" >"$T/out" 2>&1; then ok "$name"; else
-		not_ok "$name"
-		sed 's/^/    /' "$T/out" | tail -30
-	fi
-}
+CHECK_DIR=$T
+. tests/checks.sh
 # Runs a command inside the container (all its namespaces).
 in_ct() { nsenter -t "$LEADER" -m -u -i -n -p -- "$@"; }
-# until SECONDS CMD...: retries CMD every 0.2 s until it succeeds.
-until_ok() {
-	local end=$((SECONDS + $1))
-	shift
-	while ! "$@" >/dev/null 2>&1; do
-		[ $SECONDS -lt $end ] || return 1
-		sleep 0.2
-	done
-}
 unit_prop() { in_ct systemctl show -p "$2" --value "$1"; }
 all_active() { in_ct systemctl is-active --quiet duet.target duet-router.service \
 	duet-prefill@0.service duet-decode@0.service; }
@@ -134,9 +112,28 @@ mkdir -p "$ROOT/srv/duet/models"
 EXPECTED=$("$BUILD/duet" generate -m "$ROOT/srv/duet/models/model.gguf" -p "$PROMPT" \
 	-n $N_TOKENS --temp 0 2>/dev/null | sed 's/\\/\\\\/g; s/"/\\"/g' | sed ':a;N;$!ba;s/\n/\\n/g')
 
+# CURVE on every link, as the README's two-machine guide sets it up: keys
+# from duet keygen, handed to each unit as credentials in a drop-in.
+KEYS="$ROOT/etc/duet/keys"
+mkdir -p "$KEYS"
+"$BUILD/duet" keygen -d "$KEYS" router prefill-0 decode-0 >/dev/null || exit 1
+cat "$KEYS/prefill-0.pub" "$KEYS/decode-0.pub" >"$KEYS/nodes.allow"
+ROUTER_PUB=$(cut -d' ' -f1 "$KEYS/router.pub")
+credentials() { # UNIT KEY [allow]: a drop-in loading the unit's key (and the allow-list)
+	mkdir -p "$ROOT/etc/systemd/system/$1.d"
+	{
+		printf '[Service]\nLoadCredential=curve-key:/etc/duet/keys/%s.key\n' "$2"
+		[ -z "${3:-}" ] || printf 'LoadCredential=curve-allow:/etc/duet/keys/nodes.allow\n'
+	} >"$ROOT/etc/systemd/system/$1.d/curve.conf"
+}
+credentials duet-router.service router allow
+credentials duet-prefill@0.service prefill-0
+credentials duet-decode@0.service decode-0 allow
+
 # One machine, so ipc:// endpoints in the units' RuntimeDirectory; every
 # prompt goes through the prefill node (local_max_prompt 0) so one request
-# crosses all three daemons. Debug level logs each request's steps.
+# crosses all three daemons. Debug level logs each request's steps. Key
+# paths are relative to the configuration: the credentials directory.
 cat >"$ROOT/etc/duet/router.conf" <<EOF
 [router]
 http_addr = 127.0.0.1
@@ -145,13 +142,17 @@ control = ipc:///run/duet-router/control.ipc
 model = /srv/duet/models/model.gguf
 local_max_prompt = 0
 log_level = debug
+curve_key = curve-key
+curve_allow = curve-allow
 EOF
-node_conf() { # ROLE [extra line]: /etc/duet/ROLE-0.conf
+node_conf() { # ROLE [extra lines]: /etc/duet/ROLE-0.conf
 	printf '[%s]\nname = %s-0\nrouter = ipc:///run/duet-router/control.ipc\n' "$1" "$1"
-	printf 'model = /srv/duet/models/model.gguf\nkv_mb = 64\nlog_level = debug\n%s\n' "${2:-}"
+	printf 'model = /srv/duet/models/model.gguf\nkv_mb = 64\nlog_level = debug\n'
+	printf 'curve_key = curve-key\ncurve_router_key = %s\n%s\n' "$ROUTER_PUB" "${2:-}"
 }
 node_conf prefill >"$ROOT/etc/duet/prefill-0.conf"
-node_conf decode "kv_endpoint = ipc:///run/duet-decode-0/kv.ipc" >"$ROOT/etc/duet/decode-0.conf"
+node_conf decode "kv_endpoint = ipc:///run/duet-decode-0/kv.ipc
+curve_allow = curve-allow" >"$ROOT/etc/duet/decode-0.conf"
 chmod 600 "$ROOT"/etc/duet/*.conf
 mkdir -p "$ROOT/etc/systemd/system/duet-decode@0.service.d"
 printf '[Service]\nWatchdogSec=%ss\n' $WATCHDOG_S >"$ROOT/etc/systemd/system/duet-decode@0.service.d/test.conf"
@@ -182,11 +183,16 @@ if until_ok $BOOT_TIMEOUT all_active; then ok "duet.target and its units become 
 	exit 1
 fi
 # A node's unit is active only after READY=1, which it sends once the
-# router acknowledged it: so the router already lists both.
-check "the router knows both nodes when their units are active" \
-	bash -c "$(declare -f decode_alive); LEADER=$LEADER; decode_alive &&
-		nsenter -t $LEADER -n -- curl -sS -m 5 http://127.0.0.1:8080/metrics |
-		grep -q '^duet_node_up{node=\"prefill-0\",role=\"prefill\"} 1'"
+# router acknowledged it: so the router lists both (its /metrics snapshot
+# follows within one turn of its loop).
+both_listed() {
+	decode_alive && nsenter -t "$LEADER" -n -- curl -sS -m 5 http://127.0.0.1:8080/metrics |
+		grep -q '^duet_node_up{node="prefill-0",role="prefill"} 1'
+}
+check "the router knows both nodes when their units are active" until_ok 3 both_listed
+check "CURVE on every link (keys loaded as credentials)" bash -c "
+	nsenter -t $LEADER -m -u -i -n -p -- journalctl --no-pager -u duet-router.service | grep -q 'nodes connect to .* (CURVE)' &&
+	nsenter -t $LEADER -m -u -i -n -p -- journalctl --no-pager -u 'duet-*@0.service' | grep -c 'CURVE on: public key' | grep -qx 2"
 check "systemctl status shows each daemon's STATUS=" bash -c "
 	for u in duet-router.service duet-prefill@0.service duet-decode@0.service; do
 		s=\$(nsenter -t $LEADER -m -u -i -n -p -- systemctl show -p StatusText --value \$u)

@@ -335,12 +335,16 @@ static void test_summary(void **state)
 	assert_true(fabs(s.goodput_rps - 1 / 2.01) < 1e-12);
 	assert_true(fabs(s.offered_rps - 1.0) < 1e-12);
 	assert_true(fabs(s.send_lag.max - 0.003) < 1e-12);
+	/* second tokens at 0.12 and 0.319 after sending */
+	assert_int_equal(s.t2.n, 2);
+	assert_true(fabs(s.t2.p50 - (0.12 + 0.319) / 2) < 1e-12 && fabs(s.t2.max - 0.319) < 1e-12);
 	/* the JSON form reads back */
 	json_t *j = replay_summary_to_json(&s);
 	struct replay_summary b;
 	assert_int_equal(replay_summary_from_json(j, &b, &err), 0);
 	json_decref(j);
 	assert_int_equal(b.n_slo, 1);
+	assert_true(fabs(b.t2.max - 0.319) < 1e-12);
 	assert_int_equal(b.kinds[0].count, 1);
 	assert_true(b.tbt.max == s.tbt.max && b.goodput_rps == s.goodput_rps);
 }
@@ -574,7 +578,7 @@ static void test_end_to_end(void **state)
 	(void)state;
 	char model[4096], dir[4096], upout[4096], out[4096], rlog[4096], duet[4096];
 	char trace[4200], vdir[4096];
-	tu_make_model(model, "tiny", DUET_F32, "gguf", -1, 5);
+	tu_make_model(model, "tiny", DUET_F32, "gguf", 0, 5);
 	snprintf(duet, sizeof duet, "%s/duet", tu_build_dir());
 	snprintf(vdir, sizeof vdir, "%s", tu_vocab_gguf());
 	*strrchr(vdir, '/') = 0;
@@ -614,7 +618,7 @@ static void test_end_to_end(void **state)
 	 * scaled to the tiny model's 512-token context */
 	char *rp[] = {duet,	 "replay", "--url", base, "--trace", trace,
 		      "--max-requests", "50", "--rate-scale", "4", "--length-scale", "0.2",
-		      "--out",	 out,	   "-q",    NULL};
+		      "--out",	 out,	   "-q",    "--verify", model, NULL};
 	pid_t rpid = spawn(rp, rlog);
 	int st;
 	assert_int_equal(waitpid(rpid, &st, 0), rpid);
@@ -628,16 +632,21 @@ static void test_end_to_end(void **state)
 	json_error_t je;
 	json_t *j = json_load_file(sp, 0, &je);
 	assert_non_null(j);
-	json_int_t n, ok, failed, pt, ot, probes, probe_prompt;
-	assert_int_equal(json_unpack(j, "{s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I}}", "requests", &n,
-				     "completed", &ok, "failed", &failed, "prompt_tokens", &pt,
-				     "output_tokens", &ot, "unloaded", "probes", &probes,
-				     "prompt_tokens", &probe_prompt),
+	json_int_t n, ok, failed, pt, ot, probes, probe_prompt, lost, verified, wrong;
+	assert_int_equal(json_unpack(j, "{s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I},s:I,s:I,s:I}",
+				     "requests", &n, "completed", &ok, "failed", &failed,
+				     "prompt_tokens", &pt, "output_tokens", &ot, "unloaded", "probes",
+				     &probes, "prompt_tokens", &probe_prompt, "lost", &lost,
+				     "verified", &verified, "wrong_text", &wrong),
 			 0);
 	json_decref(j);
 	assert_int_equal(n, 50);
 	assert_int_equal(ok, 50);
 	assert_int_equal(failed, 0);
+	assert_int_equal(lost, 0);
+	/* every stream equals duet generate's text */
+	assert_int_equal(verified, 50);
+	assert_int_equal(wrong, 0);
 	/* every file and plot is there */
 	static const char *files[] = {"requests.csv", "ttft_cdf.csv", "tbt_cdf.csv",
 				      "timeline.csv", "ttft_cdf.png", "tbt_cdf.png",
@@ -662,6 +671,27 @@ static void test_end_to_end(void **state)
 		    pt + probes * probe_prompt);
 	assert_true(metric(metrics, "duet_tokens_total{direction=\"out\"} ") == ot + probes * 32);
 	free(metrics);
+	/* --verify against another model's weights: every text differs, exit 4 */
+	char other[4096], out2[4096];
+	tu_make_model(other, "tiny", DUET_F32, "gguf", 0, 6);
+	tu_path(out2, "replay-other");
+	char *rp2[] = {duet, "replay", "--url", base, "--trace", trace, "--max-requests", "3",
+		       "--length-scale", "0.2", "--probe", "0", "--slo-ttft", "1", "--slo-tbt", "1",
+		       "--out", out2, "-q", "--verify", other, NULL};
+	rpid = spawn(rp2, rlog);
+	assert_int_equal(waitpid(rpid, &st, 0), rpid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 4) {
+		size_t n;
+		char *s = tu_read_file(rlog, &n);
+		fail_msg("duet replay --verify OTHER exited %#x:\n%.*s", st, (int)n, s);
+	}
+	snprintf(sp, sizeof sp, "%s/summary.json", out2);
+	j = json_load_file(sp, 0, &je);
+	assert_non_null(j);
+	assert_int_equal(json_unpack(j, "{s:I,s:I}", "verified", &verified, "wrong_text", &wrong), 0);
+	json_decref(j);
+	assert_int_equal(verified, 3);
+	assert_int_equal(wrong, 3);
 	/* --compare reads the run back */
 	char cmp[4096];
 	tu_path(cmp, "cmp");

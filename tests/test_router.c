@@ -32,70 +32,23 @@ static struct duet_model *M;
 static struct duet_engine *E;
 static struct duet_kv_pool *KV;
 
-struct buf {
-	char *p;
-	size_t n;
-};
-
-static size_t on_data(char *d, size_t sz, size_t n, void *ctx)
-{
-	struct buf *b = ctx;
-	char *np = realloc(b->p, b->n + sz * n + 1);
-	memcpy(np + b->n, d, sz * n);
-	b->p = np;
-	b->n += sz * n;
-	b->p[b->n] = 0;
-	return sz * n;
-}
-
 #define API_KEY "sk-duet-test-2"
-
-/* One HTTP request; the response body goes to write(ctx) as it arrives.
- * key NULL sends no Authorization header. Returns the status, 0 when no
- * answer came. */
-static long http_url(const char *url, const char *method, const char *body, const char *key,
-		     curl_write_callback write, void *ctx)
-{
-	CURL *c = curl_easy_init();
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, ctx);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
-	struct curl_slist *hdr = NULL;
-	char auth[128];
-	if (key) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-		hdr = curl_slist_append(hdr, auth);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	}
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-	}
-	long status = 0;
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(hdr);
-	return status;
-}
 
 /* A request to the test router; the body into out (caller frees out->p). */
 static long http_key(const char *method, const char *path, const char *body, const char *key,
-		     struct buf *out)
+		     struct tu_buf *out)
 {
 	char url[256];
 	snprintf(url, sizeof url, "%s%s", base_url, path);
 	out->p = NULL;
 	out->n = 0;
-	long status = http_url(url, method, body, key, on_data, out);
+	long status = tu_http(url, method, body, key, NULL, tu_buf_write, out);
 	if (!out->p)
 		out->p = calloc(1, 1);
 	return status;
 }
 
-static long http(const char *method, const char *path, const char *body, struct buf *out)
+static long http(const char *method, const char *path, const char *body, struct tu_buf *out)
 {
 	return http_key(method, path, body, API_KEY, out);
 }
@@ -123,20 +76,7 @@ static pid_t spawn(const char *binary, const char *name, char **flags)
 	char path[PATH_MAX], log[4200], logname[64];
 	snprintf(path, sizeof path, "%s/%s", bin_dir, binary);
 	snprintf(logname, sizeof logname, "%s.log", name);
-	tu_path(log, logname);
-	char *argv[32] = {path, "--model", model_path};
-	int n = 3;
-	for (int i = 0; flags[i]; i++)
-		argv[n++] = flags[i];
-	argv[n] = NULL;
-	pid_t pid = fork();
-	if (pid == 0) {
-		if (!freopen(log, "a", stderr))
-			_exit(126);
-		execv(path, argv);
-		_exit(127);
-	}
-	return pid;
+	return tu_spawn(path, model_path, flags, tu_path(log, logname), 1);
 }
 
 static void reference_eos(const int *prompt, int n, int max_tokens, int ignore_eos,
@@ -195,7 +135,7 @@ static int setup(void **state)
 	for (int round = 0; round < 2; round++) {
 		int up = 0;
 		for (int i = 0; i < 300 && !up; i++) {
-			struct buf b;
+			struct tu_buf b;
 			long st = http("GET", "/health", NULL, &b);
 			free(b.p);
 			http("GET", "/metrics", NULL, &b);
@@ -279,7 +219,7 @@ static char *ids_body(const int *t, int n, int max_tokens, const char *extra)
 
 static json_t *ok_json(const char *body)
 {
-	struct buf b;
+	struct tu_buf b;
 	long st = http("POST", "/v1/completions", body, &b);
 	if (st != 200)
 		fail_msg("status %ld: %s", st, b.p);
@@ -311,7 +251,7 @@ static void test_completion_paths(void **state)
 		assert_int_equal(json_integer_value(json_object_get(u, "prompt_tokens")), lens[i]);
 		json_decref(j);
 	}
-	struct buf b;
+	struct tu_buf b;
 	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
 	assert_non_null(strstr(b.p, "duet_placements_total{path=\"disaggregated\"} 2"));
 	assert_non_null(strstr(b.p, "duet_placements_total{path=\"local\"} 2"));
@@ -371,7 +311,7 @@ static void test_text_prompt_and_stream(void **state)
 	struct tu_gen ref;
 	reference(t, (int)n, 30, &ref);
 	free(t);
-	struct buf b;
+	struct tu_buf b;
 	char body[256];
 	snprintf(body, sizeof body,
 		 "{\"prompt\":\"%s\",\"max_tokens\":30,\"temperature\":0,\"stream\":true}", prompt);
@@ -418,7 +358,7 @@ static void test_stop_string(void **state)
 static void test_endpoints(void **state)
 {
 	(void)state;
-	struct buf b;
+	struct tu_buf b;
 	assert_int_equal(http("GET", "/health", NULL, &b), 200);
 	free(b.p);
 	assert_int_equal(http("GET", "/v1/models", NULL, &b), 200);
@@ -454,7 +394,7 @@ static long metric(const char *text, const char *name)
 static void test_metrics_agree(void **state)
 {
 	(void)state;
-	struct buf b;
+	struct tu_buf b;
 	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
 	long ok = metric(b.p, "duet_requests_total{outcome=\"ok\"} ");
 	assert_true(ok >= 5);
@@ -520,7 +460,7 @@ static void test_bad_requests(void **state)
 		{"POST", "/health", "{}", 405, "POST", NULL},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		struct buf b;
+		struct tu_buf b;
 		const char *key = !cases[i].key ? API_KEY : *cases[i].key ? cases[i].key : NULL;
 		long st = http_key(cases[i].method, cases[i].path, cases[i].body, key, &b);
 		if (st != cases[i].status)
@@ -537,7 +477,7 @@ static void test_bad_requests(void **state)
 	static int t[500];
 	tu_random_prompt(t, 500, 9);
 	char *body = ids_body(t, 500, 100, NULL);
-	struct buf b;
+	struct tu_buf b;
 	assert_int_equal(http("POST", "/v1/completions", body, &b), 400);
 	assert_non_null(strstr(b.p, "context"));
 	free(b.p);
@@ -548,7 +488,7 @@ static void test_bad_requests(void **state)
 }
 
 struct victim {
-	struct buf b;
+	struct tu_buf b;
 	int killed, which; /* which: index into pids */
 };
 
@@ -601,7 +541,7 @@ static int serving_node(int n_prompt, int prefill)
 static size_t on_stream(char *d, size_t sz, size_t n, void *ctx)
 {
 	struct victim *v = ctx;
-	on_data(d, sz, n, &v->b);
+	tu_buf_write(d, sz, n, &v->b);
 	int chunks = 0;
 	for (const char *p = v->b.p; (p = strstr(p, "data: ")); p++)
 		chunks++;
@@ -633,7 +573,7 @@ static void test_decode_failover(void **state)
 	pthread_t th;
 	throttling = 1;
 	pthread_create(&th, NULL, throttle, NULL);
-	long status = http_url(url, "POST", body, API_KEY, on_stream, &v);
+	long status = tu_http(url, "POST", body, API_KEY, NULL, on_stream, &v);
 	throttling = 0;
 	pthread_join(th, NULL);
 	for (int i = 1; i < N_NODES; i += 2)
@@ -651,7 +591,7 @@ static void test_decode_failover(void **state)
 	struct tu_gen ref;
 	reference_eos(t, 21, 400, 1, &ref);
 	assert_string_equal(got, ref.text);
-	struct buf b;
+	struct tu_buf b;
 	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
 	assert_true(metric(b.p, "\nduet_failovers_total ") >= 1);
 	free(b.p);
@@ -688,7 +628,7 @@ static void test_chat(void **state)
 			   "\"max_tokens\":20,\"temperature\":0%s}";
 	char req[1024];
 	snprintf(req, sizeof req, body, "");
-	struct buf b;
+	struct tu_buf b;
 	long st = http("POST", "/v1/chat/completions", req, &b);
 	if (st != 200)
 		fail_msg("status %ld: %s", st, b.p);
@@ -730,7 +670,7 @@ static void restart_router(const char *policy)
 	pids[0] = start_router_policy(policy);
 	int up = 0;
 	for (int i = 0; i < 300 && !up; i++) {
-		struct buf b;
+		struct tu_buf b;
 		if (http("GET", "/metrics", NULL, &b) == 200)
 			up = strstr(b.p, "duet_node_up{node=\"decode-0\",role=\"decode\"} 1") &&
 			     strstr(b.p, "duet_node_up{node=\"decode-1\",role=\"decode\"} 1") &&
@@ -749,7 +689,7 @@ static void stream_matches(int n, uint64_t seed)
 	static int t[512];
 	tu_random_prompt(t, n, seed);
 	char *body = ids_body(t, n, 16, "{\"stream\":true}");
-	struct buf b;
+	struct tu_buf b;
 	assert_int_equal(http("POST", "/v1/completions", body, &b), 200);
 	free(body);
 	char got[65536];
@@ -770,7 +710,7 @@ static void test_router_restart_policies(void **state)
 		restart_router(policies[p]);
 		stream_matches(10, 1000 + (uint64_t)p);
 		stream_matches(300, 2000 + (uint64_t)p);
-		struct buf b;
+		struct tu_buf b;
 		assert_int_equal(http("GET", "/v1/cluster", NULL, &b), 200);
 		assert_non_null(strstr(b.p, policies[p]));
 		free(b.p);
@@ -789,7 +729,7 @@ static void *one_stream(void *arg)
 	int n = 5 + c->id * 13;
 	tu_random_prompt(t[c->id], n, 5000 + (uint64_t)c->id);
 	char *body = ids_body(t[c->id], n, 12, "{\"stream\":true}");
-	struct buf b;
+	struct tu_buf b;
 	long st = http("POST", "/v1/completions", body, &b);
 	free(body);
 	c->ok = st == 200 && strstr(b.p, "data: [DONE]") && !strstr(b.p, "\"error\"");
@@ -801,7 +741,7 @@ static void *one_stream(void *arg)
 static void test_concurrent_streams(void **state)
 {
 	(void)state;
-	struct buf b;
+	struct tu_buf b;
 	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
 	long ok0 = metric(b.p, "duet_requests_total{outcome=\"ok\"} ");
 	long in0 = metric(b.p, "duet_tokens_total{direction=\"in\"} ");
@@ -828,7 +768,7 @@ static void test_concurrent_streams(void **state)
 
 struct bg_req {
 	char *body;
-	struct buf b;
+	struct tu_buf b;
 	long status;
 };
 
@@ -845,7 +785,7 @@ static void *bg_post(void *arg)
 static void test_prefill_failover(void **state)
 {
 	(void)state;
-	struct buf b;
+	struct tu_buf b;
 	assert_int_equal(http("GET", "/metrics", NULL, &b), 200);
 	long before = metric(b.p, "\nduet_failovers_total ");
 	free(b.p);
@@ -904,8 +844,8 @@ static void *queue_post(void *arg)
 	static int t[20];
 	tu_random_prompt(t, 20, 4321);
 	char *body = ids_body(t, 20, 480, "{\"ignore_eos\":true}");
-	struct buf b = {NULL, 0};
-	q->status = http_url(q->url, "POST", body, NULL, on_data, &b);
+	struct tu_buf b = {NULL, 0};
+	q->status = tu_http(q->url, "POST", body, NULL, NULL, tu_buf_write, &b);
 	json_t *j = b.p ? json_loads(b.p, 0, NULL) : NULL;
 	q->tokens = (int)json_integer_value(
 		json_object_get(json_object_get(j, "usage"), "completion_tokens"));
@@ -937,8 +877,8 @@ static void test_queue(void **state)
 	snprintf(health, sizeof health, "http://127.0.0.1:%d/health", PORT + 1);
 	long st = 0;
 	for (int k = 0; k < 300 && st != 200; k++) {
-		struct buf b = {NULL, 0};
-		st = http_url(health, "GET", NULL, NULL, on_data, &b);
+		struct tu_buf b = {NULL, 0};
+		st = tu_http(health, "GET", NULL, NULL, NULL, tu_buf_write, &b);
 		free(b.p);
 		if (st != 200)
 			usleep(100000);
@@ -989,7 +929,7 @@ static void test_health_follows_decode_nodes(void **state)
 			kill(pids[i], SIGSTOP);
 	long st = 200;
 	for (int k = 0; k < 100 && st == 200; k++) {
-		struct buf b;
+		struct tu_buf b;
 		st = http("GET", "/health", NULL, &b);
 		free(b.p);
 		if (st == 200)
@@ -1000,7 +940,7 @@ static void test_health_follows_decode_nodes(void **state)
 		if (pids[i] > 0)
 			kill(pids[i], SIGCONT);
 	for (int k = 0; k < 100 && st != 200; k++) {
-		struct buf b;
+		struct tu_buf b;
 		st = http("GET", "/health", NULL, &b);
 		free(b.p);
 		if (st != 200)

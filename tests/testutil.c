@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <curl/curl.h>
 #include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
@@ -160,6 +161,7 @@ void *tu_read_file(const char *path, size_t *n)
 	if (fread(buf, 1, (size_t)sz, f) != (size_t)sz)
 		fail_msg("cannot read %s", path);
 	fclose(f);
+	((char *)buf)[sz] = 0; /* text files can be used as strings */
 	*n = (size_t)sz;
 	return buf;
 }
@@ -220,4 +222,67 @@ const char *tu_build_dir(void)
 		snprintf(dir, sizeof dir, "%s", dirname(dirname(exe)));
 	}
 	return dir;
+}
+
+size_t tu_buf_write(char *d, size_t sz, size_t n, void *ctx)
+{
+	struct tu_buf *b = ctx;
+	char *np = realloc(b->p, b->n + sz * n + 1);
+	if (!np)
+		return 0; /* libcurl fails the transfer */
+	memcpy(np + b->n, d, sz * n);
+	b->p = np;
+	b->n += sz * n;
+	b->p[b->n] = 0;
+	return sz * n;
+}
+
+long tu_http(const char *url, const char *method, const char *body, const char *key,
+	     const char *cainfo, size_t (*write)(char *, size_t, size_t, void *), void *ctx)
+{
+	CURL *c = curl_easy_init();
+	assert_non_null(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, ctx);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+	if (cainfo)
+		curl_easy_setopt(c, CURLOPT_CAINFO, cainfo);
+	struct curl_slist *hdr = NULL;
+	char auth[128];
+	if (key) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+		hdr = curl_slist_append(hdr, auth);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+	}
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	long status = 0;
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(hdr);
+	return status;
+}
+
+pid_t tu_spawn(const char *path, const char *model, char **flags, const char *log, int append)
+{
+	char *argv[TU_SPAWN_MAX_ARGS] = {(char *)path, "--model", (char *)model};
+	int n = 3;
+	for (int i = 0; flags[i]; i++) {
+		assert_true(n < TU_SPAWN_MAX_ARGS - 1);
+		argv[n++] = flags[i];
+	}
+	argv[n] = NULL;
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (!freopen(log, append ? "a" : "w", stderr))
+			_exit(126);
+		execv(path, argv);
+		_exit(127);
+	}
+	return pid;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <cmocka.h>
 
 #include "dtype.h"
@@ -59,7 +60,26 @@ const char *tu_build_dir(void);
 /* n pseudo-random token ids in [3, 31003) from seed (never BOS/EOS). */
 void tu_random_prompt(int *t, int n, uint64_t seed);
 
-/* Reads a whole file into a malloc'd buffer. */
+/* A growing, NUL-terminated response body (p is malloc'd; the caller
+ * frees it). */
+struct tu_buf {
+	char *p;
+	size_t n;
+};
+/* A libcurl write callback appending to a struct tu_buf. */
+size_t tu_buf_write(char *d, size_t sz, size_t n, void *ctx);
+/* One HTTP(S) request; the response body goes to write(ctx) as it
+ * arrives. key NULL: no Authorization header; cainfo NULL: the system's
+ * CAs. Returns the status, 0 when no HTTP answer came. */
+long tu_http(const char *url, const char *method, const char *body, const char *key,
+	     const char *cainfo, size_t (*write)(char *, size_t, size_t, void *), void *ctx);
+
+/* Starts `path --model model flags...` (flags NULL-terminated) with its
+ * stderr in log (appended when append, else truncated); returns the pid. */
+#define TU_SPAWN_MAX_ARGS 40
+pid_t tu_spawn(const char *path, const char *model, char **flags, const char *log, int append);
+
+/* Reads a whole file into a malloc'd buffer, NUL-terminated (not counted in n). */
 void *tu_read_file(const char *path, size_t *n);
 void tu_write_file(const char *path, const void *data, size_t n);
 

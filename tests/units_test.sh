@@ -12,19 +12,8 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 R=$TMP/root
 UNITS="duet-router.service duet-prefill@0.service duet-decode@0.service"
-failures=0
-
-check() { # name, then a command that must succeed
-	local name=$1
-	shift
-	if "$@" >"$TMP/out" 2>&1; then
-		echo "ok - $name"
-	else
-		echo "not ok - $name"
-		sed 's/^/    /' "$TMP/out" | head -30
-		failures=$((failures + 1))
-	fi
-}
+CHECK_DIR=$TMP
+. tests/checks.sh
 
 check "make install DESTDIR PREFIX" make -s install DESTDIR="$R" PREFIX=/usr/local BUILD="$BUILD"
 # verify resolves dependencies (sysinit.target, ...) inside the root: give

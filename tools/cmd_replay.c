@@ -32,7 +32,7 @@ struct slo {
 
 struct args {
 	struct replay_opts ro;
-	const char *trace, *out, *label;
+	const char *trace, *out, *label, *verify;
 	enum trace_format format;
 	double start, duration, pscale, oscale, rate;
 	long max_requests, max_context, vocab_size, probes;
@@ -92,12 +92,17 @@ static void usage(FILE *f)
 		"                      DIR/rate-X, then DIR/sweep.csv and goodput/p99 plots\n"
 		"  --compare DIR...    overlay earlier runs (or sweeps) in one table and one set of\n"
 		"                      plots, written to --out (default compare-out)\n"
+		"  --verify MODEL      after the replay, generate every completed request again\n"
+		"                      with MODEL (the server's model file) in this process and\n"
+		"                      count streams whose text differs (greedy; the oracle)\n"
 		"  -q, --quiet         no progress line\n"
 		"  -h, --help          this help\n\n"
 		"A request meets the SLO when it completed, its TTFT <= the TTFT objective and\n"
 		"its own p99 time between tokens <= the TBT objective; goodput is such requests\n"
-		"per second. Exit status: 0 all requests completed, 3 some failed, 1 the replay\n"
-		"could not run, 2 bad usage. Ctrl-C stops sending and writes what finished;\n"
+		"per second. A failed request is lost when the server never said it failed (no\n"
+		"HTTP error status or error event: a timeout, a cut or refused connection, a\n"
+		"short stream). Exit status: 0 all requests completed, 3 some failed, 4 some\n"
+		"text differed from --verify's, 1 the replay could not run, 2 bad usage. Ctrl-C stops sending and writes what finished;\n"
 		"a second Ctrl-C abandons running requests.\n",
 		PROBE_OUTPUT);
 }
@@ -287,7 +292,8 @@ static int run_one(const struct args *a, const struct trace *t, const struct syn
 		t->req[t->n - 1].arrival_s / rate_scale, rate_scale);
 	if (replay_run(&o, t, s, res, err) ||
 	    replay_summarize(res, t->n, slo_ttft, slo_tbt, sum, err) ||
-	    replay_write_csv(dir, res, t->n, sum, err))
+	    replay_write_csv(dir, res, t->n, sum, err) ||
+	    (a->verify && replay_verify(a->verify, t, s, res, a->ro.quiet, sum, err)))
 		goto out;
 	json_t *j = replay_summary_to_json(sum);
 	json_t *ctx = context_json(a, t, fit, u, rate_scale);
@@ -325,7 +331,7 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 {
 	enum { O_URL = 256, O_TRACE, O_FORMAT, O_RATE, O_MEANRATE, O_START, O_DUR, O_MAXREQ, O_LEN, O_CTX,
 	       O_TTFT, O_TBT, O_PROBE, O_SEED, O_VOCAB, O_OUT, O_LABEL, O_KEY, O_TIMEOUT, O_SWEEP,
-	       O_COMPARE };
+	       O_COMPARE, O_VERIFY };
 	static const struct option opts[] = {
 		{"url", 1, 0, O_URL}, {"trace", 1, 0, O_TRACE}, {"format", 1, 0, O_FORMAT},
 		{"rate-scale", 1, 0, O_RATE}, {"rate", 1, 0, O_MEANRATE}, {"start", 1, 0, O_START}, {"duration", 1, 0, O_DUR},
@@ -334,7 +340,7 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 		{"probe", 1, 0, O_PROBE}, {"seed", 1, 0, O_SEED}, {"vocab-size", 1, 0, O_VOCAB},
 		{"out", 1, 0, O_OUT}, {"label", 1, 0, O_LABEL}, {"api-key", 1, 0, O_KEY},
 		{"timeout", 1, 0, O_TIMEOUT}, {"sweep", 1, 0, O_SWEEP},
-		{"compare", 0, 0, O_COMPARE}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0}};
+		{"compare", 0, 0, O_COMPARE}, {"verify", 1, 0, O_VERIFY}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0}};
 	int ch;
 	double v;
 	char *comma;
@@ -388,6 +394,7 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 			break;
 		case O_COMPARE: *compare_at = 1; break;
 		case 'q': a->ro.quiet = 1; break;
+		case O_VERIFY: a->verify = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -524,9 +531,12 @@ int cmd_replay(int argc, char **argv)
 		printf("sweep: %s/sweep.csv, goodput.png, tbt_p99.png, ttft_p99.png\n", a.out);
 	}
 	rc = 0;
-	for (int i = 0; i < done; i++)
-		if (sums[i].n_failed)
+	for (int i = 0; i < done; i++) {
+		if (sums[i].n_failed && rc == 0)
 			rc = 3;
+		if (sums[i].n_wrong > 0)
+			rc = 4;
+	}
 fail_sweep:
 	free(dirs);
 	free(names);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "curve.h"
 #include "commands.h"
 #include "http_get.h"
 #include "cpu.h"
@@ -62,6 +63,8 @@ static void usage(FILE *f)
 		"      --node-arg ARG  pass ARG to every prefill and decode node, e.g.\n"
 		"                      --node-arg=--max-batch-tokens=128 (repeatable, up to %d)\n"
 		"      --router-arg ARG pass ARG to the router, e.g. --router-arg=--local-max-prompt=0\n"
+		"      --curve         encrypt and authenticate every ZeroMQ link: key pairs for\n"
+		"                      each daemon go to DIR/keys, every node key on one allow-list\n"
 		"  -h, --help          this help\n", UP_MAX_EXTRA);
 }
 
@@ -185,6 +188,36 @@ static void stop_all(struct child *c, int n)
 		}
 }
 
+/* DIR/router.{key,pub}, one pair per node, and DIR/nodes.allow with every
+ * node's public key (the router's and the decode nodes' allow-list). */
+static int make_keys(const char *dir, int n_prefill, int n_decode)
+{
+	struct duet_err err;
+	char path[PATH_MAX + 32], name[32];
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return cli_fail("up", "cannot create %s: %s", dir, strerror(errno));
+	snprintf(path, sizeof path, "%s/nodes.allow", dir);
+	FILE *allow = fopen(path, "w");
+	if (!allow)
+		return cli_fail("up", "cannot create %s: %s", path, strerror(errno));
+	int rc = 0;
+	for (int k = -1; k < n_prefill + n_decode && !rc; k++) {
+		struct duet_curve_key key;
+		if (k < 0)
+			snprintf(name, sizeof name, "router");
+		else
+			snprintf(name, sizeof name, "%s-%d", k < n_prefill ? "prefill" : "decode",
+				 k < n_prefill ? k : k - n_prefill);
+		if (duet_curve_keygen(&key, &err) || duet_curve_write(dir, name, &key, &err))
+			rc = cli_fail("up", "%s", err.msg);
+		else if (k >= 0)
+			fprintf(allow, "%s %s\n", key.pub, name);
+	}
+	if (fclose(allow) && !rc)
+		rc = cli_fail("up", "cannot write %s", path);
+	return rc;
+}
+
 /* Appends to a NULL-terminated argv with room for them. */
 static void append_args(char **argv, char *const *extra, int n)
 {
@@ -201,7 +234,7 @@ int cmd_up(int argc, char **argv)
 	const char *model = NULL, *policy = "length-aware", *host = "127.0.0.1", *dir_opt = NULL;
 	long n_prefill = 1, n_decode = 1, port = 8080, threads = 1, kv_mb = 2048;
 	char *node_extra[UP_MAX_EXTRA], *router_extra[UP_MAX_EXTRA];
-	int n_node_extra = 0, n_router_extra = 0;
+	int n_node_extra = 0, n_router_extra = 0, curve = 0;
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'}, {"prefill", required_argument, 0, 'P'},
 		{"decode", required_argument, 0, 'D'}, {"policy", required_argument, 0, 'p'},
@@ -209,7 +242,7 @@ int cmd_up(int argc, char **argv)
 		{"threads", required_argument, 0, 't'}, {"kv-mb", required_argument, 0, 'k'},
 		{"dir", required_argument, 0, 'd'},   {"help", no_argument, 0, 'h'},
 		{"node-arg", required_argument, 0, 'N'}, {"router-arg", required_argument, 0, 'R'},
-		{0, 0, 0, 0}};
+		{"curve", no_argument, 0, 'C'}, {0, 0, 0, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "m:P:D:t:h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -222,6 +255,7 @@ int cmd_up(int argc, char **argv)
 		case 't': if (cli_int("--threads", optarg, 1, 256, &threads)) return 2; break;
 		case 'k': if (cli_int("--kv-mb", optarg, 1, 1 << 22, &kv_mb)) return 2; break;
 		case 'd': dir_opt = optarg; break;
+		case 'C': curve = 1; break;
 		case 'N':
 		case 'R':
 			if ((ch == 'N' ? n_node_extra : n_router_extra) == UP_MAX_EXTRA)
@@ -259,6 +293,10 @@ int cmd_up(int argc, char **argv)
 		if (!mkdtemp(dir))
 			return cli_fail("up", "cannot create a run directory: %s", strerror(errno));
 	}
+	char keys[PATH_MAX / 2 + 16];
+	snprintf(keys, sizeof keys, "%s/keys", dir);
+	if (curve && make_keys(keys, (int)n_prefill, (int)n_decode))
+		return 1;
 	char path[PATH_MAX + 32], ctl[PATH_MAX + 16], port_s[16], threads_s[16], kv_s[16];
 	snprintf(ctl, sizeof ctl, "ipc://%s/router.ipc", dir);
 	snprintf(port_s, sizeof port_s, "%ld", port);
@@ -274,6 +312,14 @@ int cmd_up(int argc, char **argv)
 	char *rargv[16 + UP_MAX_EXTRA] = {path, "--model", (char *)model, "--control", ctl,
 					  "--policy", (char *)policy, "--http-addr", (char *)host,
 					  "--http-port", port_s};
+	char key_arg[PATH_MAX + 64], allow_arg[PATH_MAX + 32], router_pub_arg[PATH_MAX + 32];
+	snprintf(allow_arg, sizeof allow_arg, "--curve-allow=%s/nodes.allow", keys);
+	snprintf(router_pub_arg, sizeof router_pub_arg, "--curve-router-key=%s/router.pub", keys);
+	if (curve) {
+		snprintf(key_arg, sizeof key_arg, "--curve-key=%s/router.key", keys);
+		char *c[] = {key_arg, allow_arg};
+		append_args(rargv, c, 2);
+	}
 	append_args(rargv, router_extra, n_router_extra);
 	snprintf(kids[n].name, sizeof kids[n].name, "router");
 	kids[n].pid = start(dir, "router", rargv);
@@ -297,6 +343,11 @@ int cmd_up(int argc, char **argv)
 		if (!is_prefill) {
 			char *kv[] = {"--kv-endpoint", kv_ep};
 			append_args(nargv, kv, 2);
+		}
+		if (curve) {
+			snprintf(key_arg, sizeof key_arg, "--curve-key=%s/%s.key", keys, name);
+			char *c[] = {key_arg, router_pub_arg, allow_arg};
+			append_args(nargv, c, is_prefill ? 2 : 3);
 		}
 		append_args(nargv, node_extra, n_node_extra);
 		snprintf(kids[n].name, sizeof kids[n].name, "%s", name);

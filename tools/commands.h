@@ -7,5 +7,6 @@ int cmd_bench(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);
 int cmd_up(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
 
 #endif

@@ -1,4 +1,5 @@
-/* duet: the command-line tool (generate, tokenize, bench, mkmodel, up, replay). */
+/* duet: the command-line tool (generate, tokenize, bench, mkmodel, up, replay,
+ * keygen). */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ static const struct {
 	{"mkmodel", cmd_mkmodel, "write a random-weight model of a real shape"},
 	{"up", cmd_up, "start a local cluster (router, prefill and decode nodes)"},
 	{"replay", cmd_replay, "replay a request trace against a server and measure it"},
+	{"keygen", cmd_keygen, "make CURVE key pairs for encrypted links between daemons"},
 };
 
 static void usage(FILE *f)

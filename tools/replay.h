@@ -24,6 +24,14 @@
 
 enum replay_status { RS_PENDING, RS_OK, RS_FAILED };
 
+/* A growing byte string, NUL-terminated once anything was added. */
+struct replay_text {
+	char *p;
+	size_t n, cap;
+};
+/* Appends s[0..n); -1 when out of memory (t is then unchanged). */
+int replay_text_add(struct replay_text *t, const char *s, size_t n);
+
 /* One request's outcome. Times are seconds from the replay's start. */
 struct replay_result {
 	double sched_s; /* when the trace says it arrives (scaled) */
@@ -34,6 +42,7 @@ struct replay_result {
 	int n_tok;		    /* token events received */
 	double *tok_s;		    /* arrival time of each token event */
 	double done_s;		    /* end of the response */
+	struct replay_text text;    /* the streamed text, every event's in order */
 };
 
 struct replay_opts {
@@ -73,12 +82,23 @@ struct replay_kind {
 
 struct replay_summary {
 	int n, n_ok, n_failed;
+	/* failed without the server saying so (no HTTP error status or error
+	 * event: timeout, refused or cut connection, short stream) */
+	int n_lost;
+	/* --verify: completed streams checked against duet generate, and how
+	 * many differed (-1: not verified) */
+	int n_verified, n_wrong;
 	struct replay_kind kinds[REPLAY_MAX_KINDS + 1];
 	int n_kinds;
 	double duration_s; /* first send to last response */
 	double req_per_s, out_tok_per_s, in_tok_per_s;
 	long long prompt_tokens, output_tokens;
 	struct replay_dist ttft, tbt, e2e, send_lag;
+	/* Time to the second token. In a disaggregated cluster the first token
+	 * comes from the prefill node with its last logits; the second only
+	 * once the KV has reached the decode node, so this is where a slow
+	 * KV link shows. */
+	struct replay_dist t2;
 	double slo_ttft_s, slo_tbt_s;
 	int n_slo;	    /* completed within both SLOs */
 	double slo_attainment; /* n_slo / n */
@@ -90,6 +110,14 @@ struct replay_summary {
  * own p99 time between tokens <= slo_tbt_s. */
 int replay_summarize(const struct replay_result *res, int n, double slo_ttft_s, double slo_tbt_s,
 		     struct replay_summary *s, struct duet_err *err);
+
+/* Regenerates every completed request's prompt locally with the model
+ * (greedy, as the replay asks) and compares the text with what streamed;
+ * fills s->n_verified and s->n_wrong, and names the first few mismatches
+ * on stderr. */
+int replay_verify(const char *model_path, const struct trace *t, const struct synth *syn,
+		  const struct replay_result *res, int quiet, struct replay_summary *s,
+		  struct duet_err *err);
 
 /* summary.json's measured part, and back (for --compare). */
 json_t *replay_summary_to_json(const struct replay_summary *s);

@@ -23,8 +23,7 @@ struct xfer {
 	char *body;
 	struct replay_result *r;
 	int tok_cap;
-	char *line; /* SSE bytes not yet ending in a newline */
-	size_t n, cap;
+	struct replay_text line; /* SSE bytes not yet ending in a newline */
 	char errbody[ERR_BODY_MAX];
 	size_t n_err;
 	int saw_done, saw_final, usage_tokens;
@@ -51,6 +50,32 @@ static void add_token(struct xfer *x, double t)
 	r->tok_s[r->n_tok++] = t;
 }
 
+int replay_text_add(struct replay_text *t, const char *s, size_t n)
+{
+	if (t->n + n + 1 > t->cap) {
+		size_t cap = t->cap ? t->cap : 256;
+		while (cap < t->n + n + 1)
+			cap *= 2;
+		char *p = realloc(t->p, cap);
+		if (!p)
+			return -1;
+		t->p = p;
+		t->cap = cap;
+	}
+	memcpy(t->p + t->n, s, n);
+	t->n += n;
+	t->p[t->n] = 0;
+	return 0;
+}
+
+static void add_text(struct replay_result *r, json_t *c0)
+{
+	json_t *t = json_object_get(c0, "text");
+	/* out of memory, the text differs: --verify says so */
+	if (json_is_string(t))
+		(void)replay_text_add(&r->text, json_string_value(t), json_string_length(t));
+}
+
 /* One "data: ..." payload. Every chunk whose finish_reason is null is one
  * token; the final chunk counts as one more only when its usage says a
  * token is still missing (servers that put the last token in it). */
@@ -73,6 +98,7 @@ static void on_event(struct xfer *x, const char *data, size_t len, double t)
 	} else {
 		json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
 		json_t *fin = json_object_get(c0, "finish_reason");
+		add_text(x->r, c0);
 		if (!fin || json_is_null(fin)) {
 			add_token(x, t);
 		} else {
@@ -102,31 +128,21 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *arg)
 		x->errbody[x->n_err] = 0;
 		return len;
 	}
-	if (x->n + len + 1 > x->cap) {
-		size_t cap = x->cap ? x->cap : 4096;
-		while (cap < x->n + len + 1)
-			cap *= 2;
-		char *q = realloc(x->line, cap);
-		if (!q)
-			return 0; /* aborts the transfer: a curl error */
-		x->line = q;
-		x->cap = cap;
-	}
-	memcpy(x->line + x->n, p, len);
-	x->n += len;
+	if (replay_text_add(&x->line, p, len))
+		return 0; /* aborts the transfer: a curl error */
 	size_t start = 0;
-	for (size_t i = 0; i < x->n; i++) {
-		if (x->line[i] != '\n')
+	for (size_t i = 0; i < x->line.n; i++) {
+		if (x->line.p[i] != '\n')
 			continue;
 		size_t e = i;
-		if (e > start && x->line[e - 1] == '\r')
+		if (e > start && x->line.p[e - 1] == '\r')
 			e--;
-		if (e - start > 6 && !memcmp(x->line + start, "data: ", 6))
-			on_event(x, x->line + start + 6, e - start - 6, t);
+		if (e - start > 6 && !memcmp(x->line.p + start, "data: ", 6))
+			on_event(x, x->line.p + start + 6, e - start - 6, t);
 		start = i + 1;
 	}
-	memmove(x->line, x->line + start, x->n - start);
-	x->n -= start;
+	memmove(x->line.p, x->line.p + start, x->line.n - start);
+	x->line.n -= start;
 	return len;
 }
 
@@ -225,7 +241,7 @@ static void finish(CURLM *m, struct xfer *x, CURLcode rc, double t)
 	curl_easy_cleanup(x->h);
 	curl_slist_free_all(x->hdr);
 	free(x->body);
-	free(x->line);
+	free(x->line.p);
 	free(x);
 }
 
@@ -324,6 +340,8 @@ int replay_run(const struct replay_opts *o, const struct trace *t, const struct 
 
 void replay_results_free(struct replay_result *res, int n)
 {
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		free(res[i].tok_s);
+		free(res[i].text.p);
+	}
 }

@@ -55,6 +55,11 @@ static double ttft_of(const struct replay_result *r)
 	return r->n_tok ? r->tok_s[0] - r->sent_s : NAN;
 }
 
+static double t2_of(const struct replay_result *r)
+{
+	return r->n_tok > 1 ? r->tok_s[1] - r->sent_s : NAN;
+}
+
 /* One request's gaps between tokens, sorted, into gaps (room for n_tok). */
 static int gaps_of(const struct replay_result *r, double *gaps)
 {
@@ -84,22 +89,24 @@ int replay_summarize(const struct replay_result *res, int n, double slo_ttft_s, 
 		     struct replay_summary *s, struct duet_err *err)
 {
 	memset(s, 0, sizeof *s);
+	s->n_verified = s->n_wrong = -1;
 	long long n_tok = 0;
 	for (int i = 0; i < n; i++)
 		n_tok += res[i].n_tok;
 	double *ttft = malloc(((size_t)n + 1) * sizeof *ttft);
 	double *e2e = malloc(((size_t)n + 1) * sizeof *e2e);
 	double *lag = malloc(((size_t)n + 1) * sizeof *lag);
+	double *t2 = malloc(((size_t)n + 1) * sizeof *t2);
 	double *tbt = malloc(((size_t)n_tok + 1) * sizeof *tbt);
 	int rc = -1;
-	if (!ttft || !e2e || !lag || !tbt) {
+	if (!ttft || !e2e || !lag || !t2 || !tbt) {
 		duet_errf(err, "out of memory summarizing %d requests", n);
 		goto out;
 	}
 	s->n = n;
 	s->slo_ttft_s = slo_ttft_s;
 	s->slo_tbt_s = slo_tbt_s;
-	int n_ttft = 0, n_tbt = 0;
+	int n_ttft = 0, n_tbt = 0, n_t2 = 0;
 	double first = INFINITY, last = 0;
 	for (int i = 0; i < n; i++) {
 		const struct replay_result *r = &res[i];
@@ -109,6 +116,7 @@ int replay_summarize(const struct replay_result *res, int n, double slo_ttft_s, 
 		s->output_tokens += r->n_tok;
 		if (r->status != RS_OK) {
 			s->n_failed++;
+			s->n_lost += strncmp(r->kind, "http_", 5) != 0 && strncmp(r->kind, "stream_", 7) != 0;
 			count_kind(s, r->kind[0] ? r->kind : "unknown");
 			continue;
 		}
@@ -116,6 +124,8 @@ int replay_summarize(const struct replay_result *res, int n, double slo_ttft_s, 
 		s->prompt_tokens += r->prompt_tokens;
 		e2e[n_ttft] = r->done_s - r->sent_s;
 		ttft[n_ttft++] = ttft_of(r);
+		if (r->n_tok > 1)
+			t2[n_t2++] = t2_of(r);
 		int g = gaps_of(r, tbt + n_tbt);
 		double own_p99 = replay_percentile(tbt + n_tbt, g, 99);
 		n_tbt += g;
@@ -136,11 +146,13 @@ int replay_summarize(const struct replay_result *res, int n, double slo_ttft_s, 
 	replay_dist_of(e2e, n_ttft, &s->e2e);
 	replay_dist_of(tbt, n_tbt, &s->tbt);
 	replay_dist_of(lag, n, &s->send_lag);
+	replay_dist_of(t2, n_t2, &s->t2);
 	rc = 0;
 out:
 	free(ttft);
 	free(e2e);
 	free(lag);
+	free(t2);
 	free(tbt);
 	return rc;
 }
@@ -196,7 +208,7 @@ static int write_requests(const char *dir, const struct replay_result *res, int 
 	if (!f)
 		return -1;
 	fprintf(f, "id,sched_s,sent_s,prompt_tokens,output_tokens,tokens,status,ttft_s,tbt_mean_s,"
-		   "tbt_p50_s,tbt_p99_s,tbt_max_s,e2e_s\n");
+		   "tbt_p50_s,tbt_p99_s,tbt_max_s,e2e_s,t2_s\n");
 	for (int i = 0; i < n; i++) {
 		const struct replay_result *r = &res[i];
 		int g = gaps_of(r, gaps);
@@ -211,7 +223,8 @@ static int write_requests(const char *dir, const struct replay_result *res, int 
 				replay_percentile(gaps, g, 99), gaps[g - 1]);
 		else
 			fprintf(f, "NaN,NaN,NaN,NaN,");
-		fprintf(f, "%.6f\n", r->done_s - r->sent_s);
+		fprintf(f, "%.6f,", r->done_s - r->sent_s);
+		print_opt(f, t2_of(r), "\n");
 	}
 	return close_checked(f, dir, "requests.csv", err);
 }
@@ -327,6 +340,8 @@ static void row(FILE *f, const char *name, const struct replay_summary *s, int n
 GETTER(g_n, s->n)
 GETTER(g_ok, s->n_ok)
 GETTER(g_failed, s->n_failed)
+GETTER(g_lost, s->n_lost)
+GETTER(g_wrong, s->n_wrong)
 GETTER(g_dur, s->duration_s)
 GETTER(g_offered, s->offered_rps)
 GETTER(g_rps, s->req_per_s)
@@ -337,6 +352,7 @@ GETTER(g_ttft99, s->ttft.p99 * 1e3)
 GETTER(g_tbt50, s->tbt.p50 * 1e3)
 GETTER(g_tbt90, s->tbt.p90 * 1e3)
 GETTER(g_tbt99, s->tbt.p99 * 1e3)
+GETTER(g_t2_50, s->t2.p50 * 1e3)
 GETTER(g_e2e50, s->e2e.p50)
 GETTER(g_e2e90, s->e2e.p90)
 GETTER(g_e2e99, s->e2e.p99)
@@ -354,6 +370,12 @@ void replay_print_table(FILE *f, const char *const *labels, const struct replay_
 	row(f, "requests", s, n, g_n, "%.0f");
 	row(f, "  completed", s, n, g_ok, "%.0f");
 	row(f, "  failed", s, n, g_failed, "%.0f");
+	row(f, "    lost", s, n, g_lost, "%.0f");
+	int verified = 0;
+	for (int i = 0; i < n; i++)
+		verified |= s[i].n_verified >= 0;
+	if (verified) /* -1 shows where a run was not verified */
+		row(f, "  wrong text", s, n, g_wrong, "%.0f");
 	row(f, "duration s", s, n, g_dur, "%.1f");
 	row(f, "offered req/s", s, n, g_offered, "%.3f");
 	row(f, "completed req/s", s, n, g_rps, "%.3f");
@@ -361,6 +383,7 @@ void replay_print_table(FILE *f, const char *const *labels, const struct replay_
 	row(f, "TTFT p50 ms", s, n, g_ttft50, "%.1f");
 	row(f, "TTFT p90 ms", s, n, g_ttft90, "%.1f");
 	row(f, "TTFT p99 ms", s, n, g_ttft99, "%.1f");
+	row(f, "2nd token p50 ms", s, n, g_t2_50, "%.1f");
 	row(f, "TBT p50 ms", s, n, g_tbt50, "%.1f");
 	row(f, "TBT p90 ms", s, n, g_tbt90, "%.1f");
 	row(f, "TBT p99 ms", s, n, g_tbt99, "%.1f");
@@ -389,7 +412,7 @@ json_t *replay_summary_to_json(const struct replay_summary *s)
 	json_t *kinds = json_object();
 	for (int i = 0; i < s->n_kinds; i++)
 		json_object_set_new(kinds, s->kinds[i].kind, json_integer(s->kinds[i].count));
-	return json_pack("{s:i,s:i,s:i,s:o,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:o,s:o,s:o,s:o,"
+	json_t *j = json_pack("{s:i,s:i,s:i,s:o,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:o,s:o,s:o,s:o,"
 			 "s:{s:f,s:f,s:i,s:f,s:f}}",
 			 "requests", s->n, "completed", s->n_ok, "failed", s->n_failed, "errors",
 			 kinds, "duration_s", s->duration_s, "offered_req_per_s", s->offered_rps,
@@ -400,6 +423,13 @@ json_t *replay_summary_to_json(const struct replay_summary *s)
 			 dist_json(&s->e2e), "send_lag_s", dist_json(&s->send_lag), "slo", "ttft_s",
 			 s->slo_ttft_s, "tbt_s", s->slo_tbt_s, "met", s->n_slo, "attainment",
 			 s->slo_attainment, "goodput_req_per_s", s->goodput_rps);
+	json_object_set_new(j, "lost", json_integer(s->n_lost));
+	json_object_set_new(j, "t2_s", dist_json(&s->t2));
+	if (s->n_verified >= 0) {
+		json_object_set_new(j, "verified", json_integer(s->n_verified));
+		json_object_set_new(j, "wrong_text", json_integer(s->n_wrong));
+	}
+	return j;
 }
 
 static int dist_from(json_t *j, const char *key, struct replay_dist *d, struct duet_err *err)
@@ -436,6 +466,17 @@ int replay_summary_from_json(json_t *j, struct replay_summary *s, struct duet_er
 	s->prompt_tokens = pt;
 	s->output_tokens = ot;
 	s->n_slo = (int)met;
+	/* runs from before t2 was measured have none */
+	if (json_object_get(j, "t2_s") && dist_from(j, "t2_s", &s->t2, err))
+		return -1;
+	json_t *x;
+	s->n_lost = json_is_integer(x = json_object_get(j, "lost")) ? (int)json_integer_value(x) : 0;
+	s->n_verified = json_is_integer(x = json_object_get(j, "verified"))
+				? (int)json_integer_value(x)
+				: -1;
+	s->n_wrong = json_is_integer(x = json_object_get(j, "wrong_text"))
+			     ? (int)json_integer_value(x)
+			     : -1;
 	const char *k;
 	json_t *v;
 	json_object_foreach(kinds, k, v)

@@ -1,0 +1,360 @@
+#!/bin/bash
+# make test-cluster: duet across five hosts on one machine, and what it
+# does when hosts fail, links fail or slow down, and strangers knock.
+#
+# Each daemon runs in its own network namespace (a host): the router, two
+# prefill nodes and two decode nodes, each joined by a veth link to a
+# bridge in this namespace (10.77.0.0/24), where the client runs. CURVE is
+# on for every ZeroMQ link (tcp across hosts requires it), clients need an
+# API key. Every scenario replays a slice of the Azure conversation trace
+# through the router with `duet replay --verify`, which regenerates each
+# completed request in-process and compares the streamed text:
+#
+#   baseline       all hosts up, links unconstrained
+#   kill           kill -9 a prefill node, then a decode node, mid-replay
+#   link-down      a decode host's link down for 3 s (liveness is 0.7 s),
+#                  then up again: the node must come back
+#   link-*         prefill->decode at 1 Gbit/s (tc tbf) with 10 ms one-way
+#                  delay (a relay: this kernel has no sch_netem), against
+#                  the unconstrained link: TTFT and time to the second
+#                  token (the first that needs the KV on the decode node),
+#                  with the KV streamed layer by layer and sent whole
+#   intruders      a plaintext node and a node with an unknown key try to
+#                  join; a client with a bad API key tries to send
+#
+# Bar: every request completes, none is lost, none has wrong text.
+# Prints "ok - NAME" / "not ok - NAME" per check and a table (also in
+# OUT/cluster.csv, OUT = $DUET_CLUSTER_OUT or a temporary directory that is
+# removed), and the slow link's ratios in OUT/link_ratios.csv. Needs root,
+# iproute2 (ip, tc), curl and jq.
+# Usage: cluster_netns.sh BUILD_DIR
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+SHARED=${DUET_SHARED:-$(cd .. && pwd)/shared}
+[ -r "$SHARED/models/ggml-vocab-llama-spm.gguf" ] || SHARED=/work/shared
+VOCAB=$SHARED/models/ggml-vocab-llama-spm.gguf
+TRACE=$SHARED/traces/azure_llm_2023_conv.csv
+NET=10.77.0
+BR=duetbr0
+API_KEY=cluster-test-key
+REPORT_MS=200    # load reports; the router declares a node dead after 3 missed
+LINK_DOWN_S=3    # > 3 * REPORT_MS: the router must notice
+DELAY_MS=10      # one-way prefill->decode delay in the link-slow runs
+RATE=1gbit       # prefill egress in the link-slow runs
+START_TIMEOUT=60 # s: model load and registration
+declare -A IP=([router]=10 [p0]=21 [p1]=22 [d0]=31 [d1]=32)
+HOSTS="router p0 p1 d0 d1"
+
+if [ "$(id -u)" != 0 ]; then
+	echo "test-cluster: needs root (network namespaces)" >&2
+	exit 2
+fi
+for c in ip tc curl jq; do
+	command -v $c >/dev/null || { echo "test-cluster: $c not found (make deps installs it)" >&2; exit 2; }
+done
+
+if [ -n "${DUET_CLUSTER_OUT:-}" ]; then
+	OUT=$DUET_CLUSTER_OUT
+	mkdir -p "$OUT"
+else
+	OUT=$(mktemp -d /tmp/duet-cluster.XXXXXX)
+fi
+T=$(mktemp -d /tmp/duet-cluster-run.XXXXXX)
+declare -A PID
+RELAYS=()
+
+ns() { echo "duet-$1"; }
+in_ns() { local h=$1; shift; ip netns exec "$(ns "$h")" "$@"; }
+
+teardown_net() {
+	for h in $HOSTS; do
+		ip netns del "$(ns "$h")" 2>/dev/null
+		ip link del "dv-$h" 2>/dev/null
+	done
+	ip link del $BR 2>/dev/null
+}
+cleanup() {
+	for p in "${PID[@]}" "${RELAYS[@]+"${RELAYS[@]}"}"; do kill -9 "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	teardown_net
+	if [ -z "${DUET_CLUSTER_OUT:-}" ]; then rm -rf "$OUT"; fi
+	if [ -n "${KEEP_LOGS:-}" ]; then echo "logs: $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+
+CHECK_DIR=$T
+. tests/checks.sh
+
+# ---- hosts: a namespace each, a veth to the bridge ----
+teardown_net # leftovers of an interrupted run
+ip link add $BR type bridge || exit 1
+ip addr add $NET.1/24 dev $BR
+ip link set $BR up
+for h in $HOSTS; do
+	ip netns add "$(ns "$h")" || exit 1
+	ip link add "dv-$h" type veth peer name eth0 netns "$(ns "$h")" || exit 1
+	ip link set "dv-$h" master $BR up
+	in_ns "$h" ip addr add "$NET.${IP[$h]}/24" dev eth0
+	in_ns "$h" ip link set eth0 up
+	in_ns "$h" ip link set lo up
+done
+# reach IP: a TCP connection from p0 to a closed port there is refused
+# (not timed out): the host answers.
+reach() { in_ns p0 timeout 3 bash -c "echo >/dev/tcp/$1/9" 2>&1 | grep -q refused; }
+all_reach() { for h in $HOSTS; do reach "$NET.${IP[$h]}" || { echo "no answer from $h"; return 1; }; done; }
+check "five hosts reach each other over the bridge" all_reach
+
+# ---- keys, model, configurations ----
+KEYS=$T/keys
+"$BUILD/duet" keygen -d "$KEYS" router p0 p1 d0 d1 stranger >/dev/null || exit 1
+cat "$KEYS"/{p0,p1,d0,d1}.pub >"$KEYS/nodes.allow"
+cat "$KEYS"/{p0,p1}.pub >"$KEYS/prefill.allow"
+# Untied: a tied random model repeats its last prompt token whatever its
+# KV holds, which would make --verify blind to a wrong cache.
+MODEL=$T/model.gguf
+"$BUILD/duet" mkmodel --shape stories15m --untied --ctx 1024 --seed 3 --vocab "$VOCAB" \
+	-o "$MODEL" >/dev/null 2>&1 || { echo "test-cluster: mkmodel failed"; exit 1; }
+
+cat >"$T/router.conf" <<EOF
+http_addr = $NET.${IP[router]}
+http_port = 8080
+control = tcp://$NET.${IP[router]}:5555
+model = $MODEL
+local_max_prompt = 32
+api_keys = $API_KEY
+curve_key = $KEYS/router.key
+curve_allow = $KEYS/nodes.allow
+EOF
+for h in p0 p1 d0 d1; do
+	{
+		echo "name = $h"
+		echo "router = tcp://$NET.${IP[router]}:5555"
+		echo "model = $MODEL"
+		echo "report_ms = $REPORT_MS"
+		echo "kv_mb = 256"
+		echo "curve_key = $KEYS/$h.key"
+		echo "curve_router_key = $KEYS/router.pub"
+		# f32 transit: f16 rounds the cache, and greedy text may then
+		# differ from --verify's where logits nearly tie (README)
+		[ "${h:0:1}" = d ] || echo "kv_dtype = f32"
+		if [ "${h:0:1}" = d ]; then
+			echo "kv_endpoint = tcp://$NET.${IP[$h]}:5601"
+			echo "curve_allow = $KEYS/prefill.allow"
+		fi
+	} >"$T/$h.conf"
+done
+BASE=http://$NET.${IP[router]}:8080
+
+daemon_of() { case $1 in router) echo duet-router ;; p*) echo duet-prefill ;; d*) echo duet-decode ;; esac; }
+# start HOST [flags]: the host's daemon, in its namespace, logging to
+# T/HOST.log. ip netns exec execs the daemon, so $! is the daemon itself
+# (through a shell function it would be a subshell, and kill -9 would miss).
+start() {
+	local h=$1
+	shift
+	ip netns exec "$(ns "$h")" "$BUILD/$(daemon_of "$h")" --config "$T/$h.conf" "$@" \
+		>>"$T/$h.log" 2>&1 &
+	PID[$h]=$!
+}
+stop_host() { # HOST: SIGTERM, then SIGKILL after 10 s
+	local h=$1 p=${PID[$1]:-}
+	[ -n "$p" ] || return 0
+	kill -TERM "$p" 2>/dev/null
+	for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+	unset "PID[$h]"
+}
+metrics() { curl -sS -m 5 -H "Authorization: Bearer $API_KEY" "$BASE/metrics"; }
+# node_up NAME: the router counts the node as alive.
+node_up() { metrics | grep -q "^duet_node_up{node=\"$1\",role=\"[a-z]*\"} 1"; }
+all_up() { for h in p0 p1 d0 d1; do node_up "$h" || return 1; done; }
+
+start router
+for h in p0 p1 d0 d1; do start "$h"; done
+if ! until_ok $START_TIMEOUT all_up; then
+	not_ok "router, two prefill and two decode hosts start and register over CURVE"
+	for h in $HOSTS; do echo "--- $h"; tail -20 "$T/$h.log"; done
+	exit 1
+fi
+ok "router, two prefill and two decode hosts start and register over CURVE"
+curve_everywhere() {
+	grep 'CURVE public key .*, 4 node keys allowed' "$T/router.log" || return 1
+	for h in p0 p1 d0 d1; do grep -F "CURVE on: public key $(cut -d' ' -f1 "$KEYS/$h.pub")" "$T/$h.log" || return 1; done
+}
+check "every daemon runs CURVE with its own key" curve_everywhere
+
+# ---- replays ----
+echo "scenario,sent,completed,failed,lost,verified,wrong,failovers,ttft_p50_s,ttft_p90_s,t2_p50_s" >"$OUT/cluster.csv"
+failovers() { metrics | sed -n 's/^duet_failovers_total //p'; }
+# replay NAME TRACE [args]: a replay with --verify into OUT/NAME; its
+# summary, and the requests the router placed again after a node failed,
+# go into the table.
+replay() {
+	local name=$1 trace=$2 f0
+	shift 2
+	f0=$(failovers)
+	"$BUILD/duet" replay --url "$BASE" --trace "$trace" --api-key "$API_KEY" --probe 0 \
+		--slo-ttft 10 --slo-tbt 1 --timeout 120 --verify "$MODEL" -q --label "$name" \
+		--out "$OUT/$name" "$@" >"$T/replay-$name.log" 2>&1
+	local s=$OUT/$name/summary.json
+	if [ ! -r "$s" ]; then
+		echo "$name: no summary" >&2
+		cat "$T/replay-$name.log" >&2
+		echo "$name,0,0,0,0,0,0,0,0,0,0" >>"$OUT/cluster.csv"
+		return 1
+	fi
+	jq -r --arg n "$name" --argjson f $(($(failovers) - f0)) \
+		'[$n, .requests, .completed, .failed, .lost, .verified, .wrong_text, $f,
+		(.ttft_s.p50 * 1e4 | round / 1e4), (.ttft_s.p90 * 1e4 | round / 1e4),
+		(.t2_s.p50 * 1e4 | round / 1e4)] | @csv' "$s" | tr -d '"' >>"$OUT/cluster.csv"
+}
+# clean NAME: every request of the replay completed with the right text.
+clean() {
+	local row
+	row=$(grep "^$1," "$OUT/cluster.csv" | tail -1)
+	IFS=, read -r _ sent done failed lost verified wrong _ <<<"$row"
+	echo "$1: sent $sent completed $done failed $failed lost $lost verified $verified wrong $wrong"
+	[ "$sent" -gt 0 ] && [ "$done" = "$sent" ] && [ "$lost" = 0 ] && [ "$verified" = "$done" ] &&
+		[ "$wrong" = 0 ] || { tail -20 "$T/replay-$1.log"; return 1; }
+}
+# busy NODE FIELD: the router's view of the node has FIELD > 0 (decode
+# nodes: running; prefill nodes: queued_prompt_tokens).
+busy() {
+	curl -sS -m 5 -H "Authorization: Bearer $API_KEY" "$BASE/v1/cluster" |
+		jq -e --arg n "$1" --arg f "$2" '.nodes[] | select(.name == $n) | .[$f] > 0'
+}
+# hit NAME: the fault reached running requests (the router placed some
+# again), so the scenario tested something.
+hit() { [ "$(grep "^$1," "$OUT/cluster.csv" | tail -1 | cut -d, -f8)" -gt 0 ]; }
+# A slice of the trace: 40 conversation requests at 4 per second, prompts
+# at a quarter of their length (the model's context is 1024), outputs at
+# twice theirs (about 220 tokens), so that decode nodes always hold some.
+# Each scenario draws its own prompts (--seed): repeats would be answered
+# by the prefix cache.
+SLICE=(--max-requests 40 --rate 4 --length-scale 0.25,2)
+
+replay baseline "$TRACE" "${SLICE[@]}" --seed 1
+check "baseline: every request completes with the reference text" clean baseline
+
+# kill -9 a prefill node 3 s in, a decode node 3 s later, each at a moment
+# the router sees it working (up to 5 s more).
+replay kill "$TRACE" "${SLICE[@]}" --seed 2 &
+rp=$!
+sleep 3
+until_ok 5 busy p0 queued_prompt_tokens
+kill -9 "${PID[p0]}"
+sleep 3
+until_ok 5 busy d0 running
+kill -9 "${PID[d0]}"
+wait $rp
+check "kill -9 of a prefill then a decode node: nothing lost, text right" clean kill
+check "the kills hit running requests, which the router placed again" hit kill
+both_dead() { ! node_up p0 && ! node_up d0; }
+check "the router saw both die" both_dead
+wait "${PID[p0]}" "${PID[d0]}" 2>/dev/null
+start p0
+start d0
+check "restarted nodes rejoin" until_ok $START_TIMEOUT all_up
+
+# A decode host's link down for longer than the liveness timeout.
+replay link-down "$TRACE" "${SLICE[@]}" --seed 3 &
+rp=$!
+sleep 3
+until_ok 5 busy d1 running
+ip link set dv-d1 down
+d1_dead() { ! node_up d1; }
+t_down=$SECONDS
+check "link down: the router declares d1 dead" until_ok $((LINK_DOWN_S - 1)) d1_dead
+sleep $((LINK_DOWN_S - (SECONDS - t_down)))
+ip link set dv-d1 up
+wait $rp
+check "link down then up: nothing lost, text right" clean link-down
+check "the cut hit running requests, which the router placed again" hit link-down
+check "link up: d1 comes back" until_ok 30 node_up d1
+
+# Slow prefill->decode link. A fixed-size request, one at a time, so TTFT
+# is the prompt's prefill plus its KV's way to the decode node; each run
+# has prompts of its own, or the prefix cache would answer the repeats.
+TTFT_TRACE=$T/ttft.csv
+for i in $(seq 0 11); do echo "$((i * 3 / 2)).$((i * 5 % 10)),800,8"; done >"$TTFT_TRACE"
+replay link-fast "$TTFT_TRACE" --seed 11
+check "unconstrained link: requests complete with the reference text" clean link-fast
+for h in p0 p1; do in_ns "$h" tc qdisc add dev eth0 root tbf rate $RATE burst 256k latency 100ms; done
+for h in d0 d1; do
+	ip netns exec "$(ns "$h")" "$BUILD/tests/delay_relay" "$NET.${IP[$h]}:5611" \
+		"$NET.${IP[$h]}:5601" $DELAY_MS >>"$T/relay-$h.log" 2>&1 &
+	RELAYS+=($!)
+	stop_host "$h"
+	start "$h" --kv-advertise "tcp://$NET.${IP[$h]}:5611"
+done
+check "decode nodes announce the delayed endpoint" until_ok $START_TIMEOUT all_up
+replay link-slow "$TTFT_TRACE" --seed 12
+check "1 Gbit/s, 10 ms link, KV streamed by layer: text right" clean link-slow
+for h in p0 p1; do stop_host "$h"; start "$h" --stream-layers false; done
+check "prefill nodes restart sending KV whole" until_ok $START_TIMEOUT all_up
+replay link-slow-whole "$TTFT_TRACE" --seed 13
+check "1 Gbit/s, 10 ms link, KV sent whole: text right" clean link-slow-whole
+for h in p0 p1; do in_ns "$h" tc qdisc del dev eth0 root; stop_host "$h"; start "$h"; done
+kv_moved() { metrics | grep -E '^duet_kv_bytes_total [1-9]'; }
+check "KV crossed the links" kv_moved
+
+# Strangers: a plaintext node and a node whose key is on no list, both on
+# p1's host; a client with a wrong API key.
+until_ok $START_TIMEOUT all_up
+refused_before=$(metrics | sed -n 's/^duet_auth_refused_total{node="router"} //p')
+replay intruders "$TRACE" --max-requests 20 --rate 4 --length-scale 0.25,2 --seed 4 &
+rp=$!
+ip netns exec "$(ns p1)" "$BUILD/duet-prefill" --name intruder-plain --router "tcp://$NET.${IP[router]}:5555" \
+	--model "$MODEL" --allow-plaintext >"$T/intruder-plain.log" 2>&1 &
+i1=$!
+ip netns exec "$(ns p1)" "$BUILD/duet-prefill" --name intruder-key --router "tcp://$NET.${IP[router]}:5555" \
+	--model "$MODEL" --curve-key "$KEYS/stranger.key" --curve-router-key "$KEYS/router.pub" \
+	>"$T/intruder-key.log" 2>&1 &
+i2=$!
+bad_key() {
+	local code
+	code=$(curl -sS -m 10 -o "$T/401.json" -w '%{http_code}' "$BASE/v1/completions" \
+		-H 'Authorization: Bearer not-the-key' -H 'Content-Type: application/json' \
+		-d '{"prompt": "Hello", "max_tokens": 4}')
+	[ "$code" = 401 ] && jq -e .error "$T/401.json" >/dev/null || { echo "HTTP $code"; cat "$T/401.json"; return 1; }
+}
+check "a client with a wrong API key gets 401 and a JSON error" bad_key
+sleep 4
+kill -9 $i1 $i2 2>/dev/null
+wait $i1 $i2 2>/dev/null
+wait $rp
+check "intruders: the replay beside them completes with the reference text" clean intruders
+refused_after=$(metrics | sed -n 's/^duet_auth_refused_total{node="router"} //p')
+no_intruder() { ! metrics | grep intruder; }
+check "neither intruder registered" no_intruder
+check "the router refused and counted them ($refused_before -> $refused_after)" \
+	test "${refused_after:-0}" -gt "${refused_before:-0}"
+logged_refusals() { # the plaintext handshake; the stranger's key
+	grep -F "control: handshake on tcp://$NET.${IP[router]}:5555 failed" "$T/router.log" &&
+		grep -F "refused CURVE key $(cut -d' ' -f1 "$KEYS/stranger.pub") from $NET.${IP[p1]}" "$T/router.log"
+}
+check "the router logged both refusals" logged_refusals
+
+# ---- the table ----
+echo
+column -s, -t "$OUT/cluster.csv" 2>/dev/null || cat "$OUT/cluster.csv"
+col() { grep "^$1," "$OUT/cluster.csv" | cut -d, -f"$2"; } # SCENARIO FIELD
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
+{
+	echo "metric,streamed_by_layer,sent_whole"
+	for m in ttft_p50:9 t2_p50:11; do
+		f=${m#*:}
+		echo "${m%:*},$(ratio "$(col link-slow "$f")" "$(col link-fast "$f")"),$(ratio "$(col link-slow-whole "$f")" "$(col link-fast "$f")")"
+	done
+} >"$OUT/link_ratios.csv"
+echo
+echo "Ratios to the unconstrained link, at $RATE and ${DELAY_MS} ms one way (the first token comes from"
+echo "the prefill node; the second waits for the KV to reach the decode node):"
+column -s, -t "$OUT/link_ratios.csv" 2>/dev/null || cat "$OUT/link_ratios.csv"
+
+if [ $failures -ne 0 ] && [ -z "${KEEP_LOGS:-}" ]; then
+	for h in $HOSTS; do echo "--- $h log (last 15 lines)"; tail -15 "$T/$h.log"; done
+fi
+[ $failures -eq 0 ]

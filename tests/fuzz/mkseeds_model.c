@@ -1,0 +1,92 @@
+/* Writes the seed corpus of fuzz_model: micro models (dim 32, one layer,
+ * the 259-token byte vocabulary) in each format the loader reads, in the
+ * target's input format (4-byte model length, model, tokenizer.bin).
+ * Usage: mkseeds_model DIR */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_random.h"
+#include "model_write.h"
+#include "vocab.h"
+
+static unsigned char *slurp(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	unsigned char *b = malloc((size_t)len + 1);
+	*n = b ? fread(b, 1, (size_t)len, f) : 0;
+	fclose(f);
+	return b;
+}
+
+/* DIR/name = length of model, model, tokenizer (tok may be NULL). */
+static int put(const char *dir, const char *name, const char *model, const char *tok)
+{
+	size_t nm = 0, nt = 0;
+	unsigned char *m = slurp(model, &nm), *t = tok ? slurp(tok, &nt) : NULL;
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	if (!m || !f) {
+		perror(path);
+		return -1;
+	}
+	unsigned char l[4] = {(unsigned char)nm, (unsigned char)(nm >> 8),
+			      (unsigned char)(nm >> 16), (unsigned char)(nm >> 24)};
+	fwrite(l, 1, 4, f);
+	fwrite(m, 1, nm, f);
+	if (t)
+		fwrite(t, 1, nt, f);
+	fclose(f);
+	free(m);
+	free(t);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: mkseeds_model DIR\n");
+		return 2;
+	}
+	const char *dir = argv[1];
+	static const struct duet_shape micro = {"micro", 32, 64, 1, 2, 1, 16, 1, "fuzz seed"};
+	struct duet_vocab v;
+	struct duet_err err;
+	if (duet_vocab_bytes(&v, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		return 1;
+	}
+	const struct {
+		enum duet_dtype t;
+		const char *name;
+	} types[] = {{DUET_F32, "gguf_f32"}, {DUET_F16, "gguf_f16"}, {DUET_Q8_0, "gguf_q8_0"}};
+	char tmp[1024], tok[1024], name[128];
+	snprintf(tmp, sizeof tmp, "%s/.model.tmp", dir);
+	snprintf(tok, sizeof tok, "%s/.tokenizer.tmp", dir);
+	int rc = 0;
+	for (int i = 0; i < 4 && !rc; i++) {
+		struct duet_random_gen g;
+		struct duet_model_spec spec;
+		int llama2c = i == 3;
+		duet_random_spec(&spec, &g, &micro, llama2c ? DUET_F32 : types[i].t, -1, 0, 5, &v,
+				 name);
+		if (llama2c)
+			rc = duet_write_llama2c(tmp, &spec, &err) ||
+			     duet_write_llama2c_tokenizer(tok, &v, &err) ||
+			     put(dir, "llama2c", tmp, tok);
+		else
+			rc = duet_write_gguf(tmp, &spec, &err) || put(dir, types[i].name, tmp, NULL);
+		if (rc)
+			fprintf(stderr, "%s\n", err.msg);
+	}
+	remove(tmp);
+	remove(tok);
+	duet_vocab_free(&v);
+	return rc;
+}
