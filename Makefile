@@ -37,7 +37,7 @@ DEB_PACKAGES := build-essential pkg-config libopenblas-dev libxxhash-dev \
 	libcmocka-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	libsystemd-dev libinih-dev libjansson-dev libmicrohttpd-dev \
 	libcurl4-openssl-dev gnuplot-nox clang libclang-rt-14-dev \
-	help2man man-db systemd systemd-container openssl iproute2 jq
+	help2man man-db systemd systemd-container openssl iproute2 nftables jq
 
 PROTO_C := $(BUILD)/proto/duet.pb-c.c
 PROTO_H := $(BUILD)/proto/duet.pb-c.h

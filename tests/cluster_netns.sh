@@ -14,6 +14,8 @@
 #   kill           kill -9 a prefill node, then a decode node, mid-replay
 #   link-down      a decode host's link down for 3 s (liveness is 0.7 s),
 #                  then up again: the node must come back
+#   lossy          2% of the packets into and out of a decode host dropped
+#                  (nf_tables numgen)
 #   link-*         prefill->decode at 1 Gbit/s (tc tbf) with 10 ms one-way
 #                  delay (a relay: this kernel has no sch_netem), against
 #                  the unconstrained link: TTFT and time to the second
@@ -26,7 +28,7 @@
 # Prints "ok - NAME" / "not ok - NAME" per check and a table (also in
 # OUT/cluster.csv, OUT = $DUET_CLUSTER_OUT or a temporary directory that is
 # removed), and the slow link's ratios in OUT/link_ratios.csv. Needs root,
-# iproute2 (ip, tc), curl and jq.
+# iproute2 (ip, tc), nftables, curl and jq.
 # Usage: cluster_netns.sh BUILD_DIR
 set -u
 cd "$(dirname "$0")/.."
@@ -41,6 +43,7 @@ API_KEY=cluster-test-key
 REPORT_MS=200    # load reports; the router declares a node dead after 3 missed
 LINK_DOWN_S=3    # > 3 * REPORT_MS: the router must notice
 DELAY_MS=10      # one-way prefill->decode delay in the link-slow runs
+LOSS_PERMILLE=20 # packets dropped into and out of d0 in the lossy run
 RATE=1gbit       # prefill egress in the link-slow runs
 START_TIMEOUT=60 # s: model load and registration
 declare -A IP=([router]=10 [p0]=21 [p1]=22 [d0]=31 [d1]=32)
@@ -50,7 +53,7 @@ if [ "$(id -u)" != 0 ]; then
 	echo "test-cluster: needs root (network namespaces)" >&2
 	exit 2
 fi
-for c in ip tc curl jq; do
+for c in ip tc nft curl jq; do
 	command -v $c >/dev/null || { echo "test-cluster: $c not found (make deps installs it)" >&2; exit 2; }
 done
 
@@ -273,6 +276,21 @@ wait $rp
 check "link down then up: nothing lost, text right" clean link-down
 check "the cut hit running requests, which the router placed again" hit link-down
 check "link up: d1 comes back" until_ok 30 node_up d1
+
+# A lossy decode host: nf_tables drops LOSS_PERMILLE of the packets into
+# and out of d0 (this kernel has no sch_netem); TCP must carry everything.
+in_ns d0 nft -f - <<EOF
+table inet duetloss {
+	chain in { type filter hook input priority 0; policy accept; numgen random mod 1000 < $LOSS_PERMILLE counter drop; }
+	chain out { type filter hook output priority 0; policy accept; numgen random mod 1000 < $LOSS_PERMILLE counter drop; }
+}
+EOF
+replay lossy "$TRACE" "${SLICE[@]}" --seed 5
+dropped=$(in_ns d0 nft list table inet duetloss | sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+in_ns d0 nft delete table inet duetloss
+check "$((LOSS_PERMILLE / 10)).$((LOSS_PERMILLE % 10)) % loss on a decode host: nothing lost, text right" clean lossy
+dropped_some() { echo "dropped $dropped packets"; [ "$dropped" -gt 0 ]; }
+check "the loss dropped packets ($dropped)" dropped_some
 
 # Slow prefill->decode link. A fixed-size request, one at a time, so TTFT
 # is the prompt's prefill plus its KV's way to the decode node; each run
