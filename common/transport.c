@@ -29,7 +29,9 @@ int duet_zsock(void *ctx, int type, const char *endpoint, int bind,
 	    setopt_int(s, ZMQ_SNDTIMEO, timeout < 0 ? -1 : timeout, "ZMQ_SNDTIMEO", err) ||
 	    setopt_int(s, ZMQ_LINGER, o->linger_ms, "ZMQ_LINGER", err) ||
 	    (o->router_mandatory &&
-	     setopt_int(s, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err)))
+	     setopt_int(s, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err)) ||
+	    (o->router_handover &&
+	     setopt_int(s, ZMQ_ROUTER_HANDOVER, 1, "ZMQ_ROUTER_HANDOVER", err)))
 		goto fail;
 	/* A frame bigger than the largest legitimate one closes the peer's
 	 * connection before it is buffered whole. */

@@ -24,6 +24,10 @@ struct duet_zsock_opts {
 	int send_timeout_ms;  /* 0 = DUET_DEFAULT_SEND_TIMEOUT_MS; < 0 = wait forever */
 	int linger_ms;	      /* on close */
 	int router_mandatory; /* ROUTER: sending to an unknown peer fails */
+	/* ROUTER: a new connection under a name in use takes the name over
+	 * (else it is refused until the old connection dies, which for a peer
+	 * that lost power without closing can be never) */
+	int router_handover;
 	long long max_msg_bytes; /* larger incoming frames drop the peer; 0 = none */
 	/* CURVE: this end's key pair (NULL = plaintext), and for a client the
 	 * server's public key (NULL = this socket is a CURVE server) */

@@ -438,6 +438,8 @@ static void drain_waitq(struct router *r)
 
 /* ---- membership ---- */
 
+static void fail_node_requests(struct router *r, int i, const char *why);
+
 static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
 {
 	struct duet_err err;
@@ -489,6 +491,15 @@ static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
 		snprintf(r->nodes[i].name, sizeof r->nodes[i].name, "%s", peer);
 	}
 	struct node *n = &r->nodes[i];
+	if (n->alive && n->last_report_seq > 0) {
+		/* A hello from a node that was running is a new process under
+		 * the old name (the control socket hands the name over to the
+		 * newest connection): whatever the old one held is gone. */
+		duet_log(DUET_LOG_WARN, 0,
+			 "node %s registered again while alive: it restarted (or two nodes share "
+			 "the name)", peer);
+		fail_node_requests(r, i, "the node serving the request restarted");
+	}
 	n->role = h->role;
 	snprintf(n->kv_endpoint, sizeof n->kv_endpoint, "%s", h->kv_endpoint);
 	snprintf(n->kv_key, sizeof n->kv_key, "%s", h->kv_public_key);

@@ -144,7 +144,9 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	r.zctx = zmq_ctx_new();
-	struct duet_zsock_opts so = {.router_mandatory = 1, .max_msg_bytes = DUET_MAX_CTRL_BYTES};
+	struct duet_zsock_opts so = {.router_mandatory = 1,
+				     .router_handover = 1,
+				     .max_msg_bytes = DUET_MAX_CTRL_BYTES};
 	const char *eps[] = {r.cfg.control};
 	if (duet_curve_setup(&r.cfg.curve, 1, 0, eps, 1, &r.curve, &err)) {
 		fprintf(stderr, "duet-router: %s\n", err.msg);

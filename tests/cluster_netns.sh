@@ -94,14 +94,16 @@ teardown_net # leftovers of an interrupted run
 ip link add $BR type bridge || exit 1
 ip addr add $NET.1/24 dev $BR
 ip link set $BR up
-for h in $HOSTS; do
-	ip netns add "$(ns "$h")" || exit 1
-	ip link add "dv-$h" type veth peer name eth0 netns "$(ns "$h")" || exit 1
+make_host() { # HOST: its namespace, and a veth from it to the bridge
+	local h=$1
+	ip netns add "$(ns "$h")" || return 1
+	ip link add "dv-$h" type veth peer name eth0 netns "$(ns "$h")" || return 1
 	ip link set "dv-$h" master $BR up
 	in_ns "$h" ip addr add "$NET.${IP[$h]}/24" dev eth0
 	in_ns "$h" ip link set eth0 up
 	in_ns "$h" ip link set lo up
-done
+}
+for h in $HOSTS; do make_host "$h" || exit 1; done
 # reach IP: a TCP connection from p0 to a closed port there is refused
 # (not timed out): the host answers.
 reach() { in_ns p0 timeout 3 bash -c "echo >/dev/tcp/$1/9" 2>&1 | grep -q refused; }
@@ -276,6 +278,21 @@ wait $rp
 check "link down then up: nothing lost, text right" clean link-down
 check "the cut hit running requests, which the router placed again" hit link-down
 check "link up: d1 comes back" until_ok 30 node_up d1
+
+# A decode host loses power: its link goes first, so nothing it would say
+# on the way down (a FIN, a reset) reaches the router, which keeps a
+# half-open connection under the node's name. The host comes back with a
+# fresh network stack and the node starts again under the same name: it
+# must get in now, not when the old connection times out.
+ip link set dv-d1 down
+kill -9 "${PID[d1]}"
+wait "${PID[d1]}" 2>/dev/null
+ip link del dv-d1 # and its peer: the old stack has no way out
+ip netns del "$(ns d1)"
+until_ok 10 d1_dead
+make_host d1
+start d1
+check "a decode host back from a power loss rejoins under its old name" until_ok 20 node_up d1
 
 # A lossy decode host: nf_tables drops LOSS_PERMILLE of the packets into
 # and out of d0 (this kernel has no sch_netem); TCP must carry everything.
