@@ -180,7 +180,7 @@ FUZZ_ENV = DUET_FUZZ_VOCAB=$(SHARED_MODELS)/ggml-vocab-llama-spm.gguf
 fuzz: $(FUZZ_BINS) $(BUILD)/fuzz/seeds-model/.done
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(BUILD)/fuzz/corpus-$$t; \
-		seeds=tests/fuzz/corpus/$$t; [ $$t = model ] && seeds="$$seeds $(FUZZ_SEEDS_model)"; \
+		seeds=$$(ls -d tests/fuzz/corpus/$$t 2>/dev/null); [ $$t = model ] && seeds="$$seeds $(FUZZ_SEEDS_model)"; \
 		echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
 		$(FUZZ_ENV) $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 			-rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crash-$$t- \
