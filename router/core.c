@@ -18,6 +18,10 @@ static int send_to(struct router *r, int node, Duet__Msg *m)
 		/* ROUTER_MANDATORY: the peer's connection is gone, so the node
 		 * is, whatever its last load report said. */
 		duet_log(DUET_LOG_WARN, 0, "to %s: %s", r->nodes[node].name, err.msg);
+		/* Its other requests are placed again by check_liveness, not
+		 * here: the caller may be in the middle of placing one. */
+		if (r->nodes[node].alive)
+			r->nodes[node].gone = 1;
 		r->nodes[node].alive = 0;
 		return -1;
 	}
@@ -491,13 +495,15 @@ static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
 		snprintf(r->nodes[i].name, sizeof r->nodes[i].name, "%s", peer);
 	}
 	struct node *n = &r->nodes[i];
-	if (n->alive && n->last_report_seq > 0) {
+	if (n->gone || (n->alive && n->last_report_seq > 0)) {
 		/* A hello from a node that was running is a new process under
 		 * the old name (the control socket hands the name over to the
 		 * newest connection): whatever the old one held is gone. */
-		duet_log(DUET_LOG_WARN, 0,
-			 "node %s registered again while alive: it restarted (or two nodes share "
-			 "the name)", peer);
+		if (n->alive) /* expected after a drain; otherwise it crashed */
+			duet_log(n->draining ? DUET_LOG_INFO : DUET_LOG_WARN, 0,
+				 "node %s registered again while alive: it restarted (or two nodes "
+				 "share the name)", peer);
+		n->gone = 0;
 		fail_node_requests(r, i, "the node serving the request restarted");
 	}
 	n->role = h->role;
@@ -610,6 +616,10 @@ static void check_liveness(struct router *r)
 	long long now = duet_now_us();
 	for (int i = 0; i < r->n_nodes; i++) {
 		struct node *n = &r->nodes[i];
+		if (n->gone) {
+			n->gone = 0;
+			fail_node_requests(r, i, "the connection to a node serving the request is gone");
+		}
 		if (n->alive && now - n->last_report_us >
 				       (long long)ROUTER_MISSED_REPORTS * n->report_ms * 1000 + 100000) {
 			n->alive = 0;
@@ -704,14 +714,15 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 			wait_or_reject(r, q);
 			break;
 		}
-		int status = m->error->code == DUET__ERROR_CODE__ERR_NO_ROOM ||
-					     m->error->code == DUET__ERROR_CODE__ERR_DRAINING
-				     ? 503
-				     : m->error->code == DUET__ERROR_CODE__ERR_BAD_MESSAGE ? 400 : 500;
+		/* The router checked the client's request, so a node's error is
+		 * about the nodes: KV lost on a connection that broke (a decode
+		 * node that came back), a reservation whose KV never came, a
+		 * stopping node, an unreachable peer. Like a death: the request
+		 * is placed again, up to ROUTER_MAX_ATTEMPTS placements. */
 		char msg[300];
 		snprintf(msg, sizeof msg, "%s: %s", peer, m->error->message);
-		cancel_on_nodes(r, q);
-		end(r, q, NULL, status, msg);
+		duet_log(DUET_LOG_WARN, q->id, "%s", msg);
+		resume(r, q, msg);
 		break;
 	}
 	default:

@@ -55,6 +55,7 @@ struct node {
 	uint64_t last_report_seq;
 	int report_ms; /* interval between its load reports: announced, else learned */
 	int report_ms_announced;
+	int gone; /* a send found its connection gone: its requests to place again */
 	/* from the latest load report */
 	int draining;
 	uint64_t queued_tokens;

@@ -145,6 +145,7 @@ for h in p0 p1 d0 d1; do
 		[ "${h:0:1}" = d ] || echo "kv_dtype = f32"
 		if [ "${h:0:1}" = d ]; then
 			echo "kv_endpoint = tcp://$NET.${IP[$h]}:5601"
+			echo "kv_timeout = 10" # KV lost to a dead connection: fail sooner
 			echo "curve_allow = $KEYS/prefill.allow"
 		fi
 	} >"$T/$h.conf"
@@ -293,6 +294,12 @@ until_ok 10 d1_dead
 make_host d1
 start d1
 check "a decode host back from a power loss rejoins under its old name" until_ok 20 node_up d1
+# The prefill nodes' connections to the old d1 are half-open too: what
+# they write there first is lost when the new stack answers with a reset,
+# and d1 gets a request's KV with holes (it says so; the router places the
+# request again) or never gets it (kv_timeout, then the same).
+replay power-loss "$TRACE" --max-requests 20 --rate 4 --length-scale 0.25,2 --seed 6
+check "requests right after the power loss: nothing lost, text right" clean power-loss
 
 # A lossy decode host: nf_tables drops LOSS_PERMILLE of the packets into
 # and out of d0 (this kernel has no sch_netem); TCP must carry everything.
