@@ -240,12 +240,18 @@ check "SIGSTOP decode: served again after the restart" until_ok $STEP_TIMEOUT \
 
 # ---- stop ----
 in_ct systemctl stop duet.target
-check "systemctl stop duet.target: each unit drained and exited 0" bash -c "
+# systemctl returns when the target's own job is done; the units' stop
+# jobs (PartOf=, the router last) may still be running.
+stopped_clean() {
+	local u st
 	for u in duet-router.service duet-prefill@0.service duet-decode@0.service; do
-		st=\$(nsenter -t $LEADER -m -u -i -n -p -- systemctl show -p ActiveState -p Result -p ExecMainStatus \$u | sort | tr '\n' ' ')
-		echo \"\$u: \$st\"
-		[ \"\$st\" = 'ActiveState=inactive ExecMainStatus=0 Result=success ' ] || exit 1
-	done"
+		st=$(in_ct systemctl show -p ActiveState -p Result -p ExecMainStatus "$u" | sort | tr '\n' ' ')
+		echo "$u: $st"
+		[ "$st" = 'ActiveState=inactive ExecMainStatus=0 Result=success ' ] || return 1
+	done
+}
+until_ok $STEP_TIMEOUT stopped_clean
+check "systemctl stop duet.target: each unit drained and exited 0" stopped_clean
 
 if [ $failures -ne 0 ]; then
 	echo "--- console"
