@@ -14,6 +14,10 @@
 #   kill           kill -9 a prefill node, then a decode node, mid-replay
 #   link-down      a decode host's link down for 3 s (liveness is 0.7 s),
 #                  then up again: the node must come back
+#   power-loss     a decode host vanishes without a word (link down, node
+#                  killed, network stack replaced) and comes back: its node
+#                  must rejoin under its old name, and requests right after
+#                  must not suffer from the half-open connections left
 #   lossy          2% of the packets into and out of a decode host dropped
 #                  (nf_tables numgen)
 #   link-*         prefill->decode at 1 Gbit/s (tc tbf) with 10 ms one-way
