@@ -352,6 +352,12 @@ static void test_summary(void **state)
 /* ---- scheduling against a stub server ---- */
 
 #define STUB_MAX 64
+static int cmp_gap(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
 #define STUB_GAP_US 5000
 static double g_recv[STUB_MAX];
 static int g_n_recv;
@@ -488,6 +494,7 @@ static void test_schedule(void **state)
 	struct replay_opts o = {.url = url, .model = "m", .rate_scale = 2, .timeout_s = 30,
 				.quiet = 1};
 	struct replay_result res[N];
+	double gaps[N];
 	memset(res, 0, sizeof res);
 	g_n_recv = 0;
 	assert_int_equal(replay_run(&o, &t, &s, res, &err), 0);
@@ -500,9 +507,15 @@ static void test_schedule(void **state)
 		if (fabs(off) > SEND_TOLERANCE_S)
 			fail_msg("request %d reached the server %.1f ms off its schedule", i,
 				 off * 1e3);
-		/* tokens come STUB_GAP_US apart */
-		assert_true(res[i].tok_s[2] - res[i].tok_s[1] >= 0.8 * STUB_GAP_US * 1e-6);
+		gaps[i] = res[i].tok_s[2] - res[i].tok_s[1];
 	}
+	/* Tokens leave the stub STUB_GAP_US apart and are timed one event at a
+	 * time. The median gap, not each one: a client thread held up (by a
+	 * burst of sends, or ASan) can read two events in one go now and then. */
+	qsort(gaps, N, sizeof *gaps, cmp_gap);
+	if (gaps[N / 2] < 0.8 * STUB_GAP_US * 1e-6)
+		fail_msg("median gap between token events %.2f ms, the stub sends them %d us apart",
+			 gaps[N / 2] * 1e3, STUB_GAP_US);
 	replay_results_free(res, N);
 
 	/* failures are results, counted by kind */
