@@ -517,14 +517,9 @@ static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
 	n->alive = 1;
 	n->last_seen_us = n->last_report_us = duet_now_us();
 	n->last_report_seq = 0;
-	/* Without the node's own interval the router would judge a node that
-	 * reports once a second by a default of 250 ms, and bury it before its
-	 * first report. Nodes that do not say are learned from their reports. */
-	n->report_ms_announced = h->report_ms != 0;
-	if (h->report_ms)
-		n->report_ms = (int)h->report_ms;
-	else if (!n->report_ms)
-		n->report_ms = ROUTER_DEFAULT_REPORT_MS;
+	/* The node's own interval: judged by a fixed default, a node that
+	 * reports once a second was buried before its first report. */
+	n->report_ms = h->report_ms ? (int)h->report_ms : ROUTER_DEFAULT_REPORT_MS;
 	duet_log(DUET_LOG_INFO, 0, "%s node %s registered (%d KV blocks)",
 		 n->role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode", n->name, n->kv_blocks);
 	Duet__HelloAck a = DUET__HELLO_ACK__INIT;
@@ -539,14 +534,6 @@ static void on_load(struct router *r, int i, const Duet__LoadReport *l)
 {
 	struct node *n = &r->nodes[i];
 	long long now = duet_now_us();
-	/* The node's report interval, learned from consecutive reports. */
-	if (!n->report_ms_announced && n->last_report_us && l->seq == n->last_report_seq + 1) {
-		int ms = (int)((now - n->last_report_us) / 1000);
-		ms = ms < DUET_MIN_REPORT_MS ? DUET_MIN_REPORT_MS
-		     : ms > DUET_MAX_REPORT_MS ? DUET_MAX_REPORT_MS
-						 : ms;
-		n->report_ms = n->report_ms ? (3 * n->report_ms + ms) / 4 : ms;
-	}
 	n->last_report_us = n->last_seen_us = now;
 	n->last_report_seq = l->seq;
 	n->alive = 1;
@@ -721,8 +708,7 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 		 * is placed again, up to ROUTER_MAX_ATTEMPTS placements. */
 		char msg[300];
 		snprintf(msg, sizeof msg, "%s: %s", peer, m->error->message);
-		duet_log(DUET_LOG_WARN, q->id, "%s", msg);
-		resume(r, q, msg);
+		resume(r, q, msg); /* which logs msg */
 		break;
 	}
 	default:

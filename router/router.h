@@ -23,10 +23,10 @@
 #define ROUTER_MAX_NODES 64
 #define ROUTER_MAX_STOPS 4
 #define ROUTER_MISSED_REPORTS 3
-/* Assumed for a node that does not announce its report interval. */
+/* Assumed for a node whose hello does not give its report interval. */
 #define ROUTER_DEFAULT_REPORT_MS 250
-#define ROUTER_MAX_ATTEMPTS 4
-#define ROUTER_PREFIX_HASHES 256 /* a prefill node's most recent cached blocks */ /* placements of one request, failovers included */
+#define ROUTER_MAX_ATTEMPTS 4 /* placements of one request, failovers included */
+#define ROUTER_PREFIX_HASHES 256 /* a prefill node's most recent cached blocks */
 
 #define ROUTER_HIST_BUCKETS 19
 #define ROUTER_MAX_KEYS 32
@@ -53,8 +53,7 @@ struct node {
 	int alive;
 	long long last_seen_us, last_report_us;
 	uint64_t last_report_seq;
-	int report_ms; /* interval between its load reports: announced, else learned */
-	int report_ms_announced;
+	int report_ms; /* interval between its load reports, from its hello */
 	int gone; /* a send found its connection gone: its requests to place again */
 	/* from the latest load report */
 	int draining;
