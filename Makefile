@@ -41,12 +41,18 @@ DEB_PACKAGES := build-essential pkg-config libopenblas-dev libxxhash-dev \
 
 PROTO_C := $(BUILD)/proto/duet.pb-c.c
 PROTO_H := $(BUILD)/proto/duet.pb-c.h
-COMMON_SRC := $(sort $(wildcard common/*.c))
+# libduet: common/ in its parts (docs/ARCHITECTURE.md says what each may
+# include; tests/layers_test.sh checks it).
+COMMON_SRC := $(sort $(wildcard common/*/*.c common/engine/kern/*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/proto/duet.pb-c.o
+# The model writer (duet mkmodel, tests, fuzz seeds): not in libduet, so the
+# daemons never carry it.
+MKMODEL_SRC := $(filter-out tools/mkmodel/cmd_%,$(sort $(wildcard tools/mkmodel/*.c)))
+MKMODEL_LIB := $(BUILD)/libmkmodel.a
 PREFILL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard prefill-node/*.c)))
 DECODE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard decode-node/*.c)))
 ROUTER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard router/*.c)))
-TOOLS_SRC := $(sort $(wildcard tools/*.c))
+TOOLS_SRC := $(sort $(wildcard tools/*.c tools/bench/*.c tools/replay/*.c) $(wildcard tools/mkmodel/cmd_*.c))
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 TEST_SUPPORT_SRC := tests/ref_forward.c tests/testutil.c tests/driver.c
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/%.o)
@@ -69,8 +75,10 @@ $(BUILD)/proto/duet.pb-c.o: $(PROTO_C)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-parameter -c $< -o $@
 
 # Kernels for one instruction set each; the library picks at run time.
-$(BUILD)/common/kern_avx512.o: ISA := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
-$(BUILD)/common/kern_avx2.o: ISA := -mavx2 -mfma -mf16c
+ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
+ISA_avx2 := -mavx2 -mfma -mf16c
+$(BUILD)/common/engine/kern/avx512.o: ISA := $(ISA_avx512)
+$(BUILD)/common/engine/kern/avx2.o: ISA := $(ISA_avx2)
 
 $(BUILD)/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
@@ -80,8 +88,12 @@ $(LIB): $(COMMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(DUET): $(TOOLS_OBJ) $(LIB)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(TOOLS_OBJ) $(LIB) -lcurl -ljansson $(LDLIBS) -o $@
+$(MKMODEL_LIB): $(MKMODEL_SRC:%.c=$(BUILD)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(DUET): $(TOOLS_OBJ) $(MKMODEL_LIB) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(TOOLS_OBJ) $(MKMODEL_LIB) $(LIB) -lcurl -ljansson $(LDLIBS) -o $@
 
 $(BUILD)/duet-prefill: $(PREFILL_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(PREFILL_OBJ) $(LIB) $(LDLIBS) -o $@
@@ -93,17 +105,16 @@ $(BUILD)/duet-router: $(ROUTER_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(ROUTER_OBJ) $(LIB) -lmicrohttpd -ljansson $(LDLIBS) -o $@
 
 # Placement is tested as a unit, against the router's own place.c.
-$(BUILD)/tests/test_place: $(BUILD)/tests/test_place.o $(BUILD)/router/place.o $(TEST_SUPPORT_OBJ) $(LIB)
+$(BUILD)/tests/test_place: $(BUILD)/tests/test_place.o $(BUILD)/router/place.o $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
 
 # The replay pieces are tested as units and against a stub HTTP server.
-REPLAY_OBJ := $(patsubst %.c,$(BUILD)/%.o,tools/trace.c tools/synth.c tools/replay_run.c \
-	tools/replay_stats.c tools/replay_plot.c tools/replay_compare.c tools/replay_verify.c tools/http_get.c \
-	tools/cli.c)
-$(BUILD)/tests/test_replay: $(BUILD)/tests/test_replay.o $(REPLAY_OBJ) $(TEST_SUPPORT_OBJ) $(LIB)
+REPLAY_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tools/replay/cmd_%,$(wildcard tools/replay/*.c)) \
+	tools/http_get.c tools/cli.c)
+$(BUILD)/tests/test_replay: $(BUILD)/tests/test_replay.o $(REPLAY_OBJ) $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lmicrohttpd -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB)
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
 
 test-bin: $(DUET) $(DAEMONS) $(TEST_BIN)
@@ -119,7 +130,7 @@ deps:
 	fi
 
 bench: $(DUET)
-	@tests/bench.sh $(BUILD)
+	@bench/bench.sh $(BUILD)
 
 # The daemons' benchmark: KV transfer, streaming overlap, decode batching,
 # on a stories110m-shaped model with a 4096-token context (made once).
@@ -129,10 +140,10 @@ $(BUILD)/models/stories110m-ctx4k.gguf: | $(DUET)
 	$(DUET) mkmodel --shape stories110m --ctx 4096 --vocab $(SHARED_MODELS)/ggml-vocab-llama-spm.gguf -o $@
 
 .PHONY: bench-daemons
-bench-daemons: $(DAEMONS) $(BUILD)/tests/bench_daemons $(BENCH_MODEL)
-	$(BUILD)/tests/bench_daemons $(BUILD) $(BENCH_MODEL) $(REPS)
+bench-daemons: $(DAEMONS) $(BUILD)/bench/bench_daemons $(BENCH_MODEL)
+	$(BUILD)/bench/bench_daemons $(BUILD) $(BENCH_MODEL) $(REPS)
 
-$(BUILD)/tests/bench_daemons: $(BUILD)/tests/bench_daemons.o $(BUILD)/tests/driver.o $(LIB)
+$(BUILD)/bench/bench_daemons: $(BUILD)/bench/bench_daemons.o $(BUILD)/tests/driver.o $(BUILD)/tools/bench/ceilings.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # libFuzzer targets (clang): `make fuzz FUZZ_SECONDS=600` runs each target
@@ -148,8 +159,8 @@ FUZZ_LIB_FLAGS := $(FUZZ_BASE) -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_FLAGS := $(FUZZ_BASE) $(WARN) -fsanitize=fuzzer,address,undefined
 FUZZ_OBJ := $(COMMON_SRC:%.c=$(BUILD)/fuzz/obj/%.o) $(BUILD)/fuzz/obj/proto.o
 FUZZ_LIB := $(BUILD)/fuzz/libduet-fuzz.a
-$(BUILD)/fuzz/obj/common/kern_avx512.o: ISA := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
-$(BUILD)/fuzz/obj/common/kern_avx2.o: ISA := -mavx2 -mfma -mf16c
+$(BUILD)/fuzz/obj/common/engine/kern/avx512.o: ISA := $(ISA_avx512)
+$(BUILD)/fuzz/obj/common/engine/kern/avx2.o: ISA := $(ISA_avx2)
 $(BUILD)/fuzz/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_LIB_FLAGS) $(ISA) -c $< -o $@
@@ -161,7 +172,7 @@ $(FUZZ_LIB): $(FUZZ_OBJ)
 	ar rcs $@ $^
 # What each target tests beyond libduet.
 FUZZ_EXTRA_request := $(BUILD)/fuzz/obj/router/request.o
-FUZZ_EXTRA_trace := $(BUILD)/fuzz/obj/tools/trace.o
+FUZZ_EXTRA_trace := $(BUILD)/fuzz/obj/tools/replay/trace.o
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 .SECONDEXPANSION:
 $(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_EXTRA_$$*) $(FUZZ_LIB)
@@ -169,9 +180,9 @@ $(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_EXTRA_$$*) $(FUZ
 
 # Seeds that are binary files made by code (model files) are written at
 # build time by the normal build's tools.
-$(BUILD)/fuzz/seeds-model/.done: tests/fuzz/mkseeds_model.c $(LIB)
+$(BUILD)/fuzz/seeds-model/.done: tests/fuzz/mkseeds_model.c $(MKMODEL_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS) -o $(BUILD)/fuzz/mkseeds_model
+	$(CC) $(ALL_CFLAGS) $< $(MKMODEL_LIB) $(LIB) $(LDLIBS) -o $(BUILD)/fuzz/mkseeds_model
 	$(BUILD)/fuzz/mkseeds_model $(dir $@)
 	touch $@
 FUZZ_SEEDS_model := $(BUILD)/fuzz/seeds-model
@@ -210,7 +221,7 @@ DUET_CMDS := generate tokenize bench mkmodel up replay keygen
 UNITS := duet-router.service duet-prefill@.service duet-decode@.service
 EXAMPLES := router.conf prefill-0.conf decode-0.conf
 MAN_PAGES := $(PROGRAMS:%=$(BUILD)/man/%.1) $(DUET_CMDS:%=$(BUILD)/man/duet-%.1)
-VERSION = $(shell sed -n 's/^#define DUET_VERSION "\(.*\)"/\1/p' common/version.h)
+VERSION = $(shell sed -n 's/^#define DUET_VERSION "\(.*\)"/\1/p' common/base/version.h)
 
 # Man pages are the programs' --help through help2man; `duet CMD` pages run
 # the command through a one-line wrapper, as help2man takes one program.
@@ -268,7 +279,7 @@ test-cluster: all $(BUILD)/tests/delay_relay
 test-systemd: all
 	tests/systemd_boot.sh $(BUILD)
 
--include $(COMMON_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(PREFILL_OBJ:.o=.d) $(DECODE_OBJ:.o=.d) $(ROUTER_OBJ:.o=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(TEST_BIN:%=%.d)
+-include $(COMMON_OBJ:.o=.d) $(MKMODEL_SRC:%.c=$(BUILD)/%.d) $(TOOLS_OBJ:.o=.d) $(PREFILL_OBJ:.o=.d) $(DECODE_OBJ:.o=.d) $(ROUTER_OBJ:.o=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(TEST_BIN:%=%.d)
 
 # A first run: a random-weight stories15m model with the real Llama-2
 # vocabulary, then one streamed completion.
@@ -291,21 +302,21 @@ demo: $(DUET) $(DEMO_MODEL)
 	$(DUET) generate -m $(DEMO_MODEL) -p "Once upon a time" -n 48 --temp 0
 
 # Router overhead: a local cluster (duet up) on the small demo model, then
-# tests/bench_router.c against it.
+# bench/bench_router.c against it.
 .PHONY: bench-router
-bench-router: $(DUET) $(DAEMONS) $(BUILD)/tests/bench_router $(DEMO_MODEL)
+bench-router: $(DUET) $(DAEMONS) $(BUILD)/bench/bench_router $(DEMO_MODEL)
 	@rm -rf $(BUILD)/bench-up; \
 	$(DUET) up --model $(DEMO_MODEL) --port 18601 --dir $(BUILD)/bench-up >$(BUILD)/bench-up.out 2>&1 & \
 	pid=$$!; for i in $$(seq 1 300); do grep -q '^duet up: serving' $(BUILD)/bench-up.out && break; sleep 0.1; done; \
 	grep -q '^duet up: serving' $(BUILD)/bench-up.out || { cat $(BUILD)/bench-up.out; kill $$pid; exit 1; }; \
-	$(BUILD)/tests/bench_router http://127.0.0.1:18601; rc=$$?; kill -INT $$pid; wait $$pid; exit $$rc
+	$(BUILD)/bench/bench_router http://127.0.0.1:18601; rc=$$?; kill -INT $$pid; wait $$pid; exit $$rc
 
-$(BUILD)/tests/bench_router: $(BUILD)/tests/bench_router.o
+$(BUILD)/bench/bench_router: $(BUILD)/bench/bench_router.o
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -o $@
 
 # Colocated vs disaggregated over a sweep of request rates, replaying the
-# Azure traces (tests/bench_cluster.sh documents the knobs; about 30 min).
+# Azure traces (bench/bench_cluster.sh documents the knobs; about 30 min).
 SHARED_TRACES ?= $(abspath ../shared/traces)
 .PHONY: bench-cluster
 bench-cluster: $(DUET) $(DAEMONS) $(BENCH_MODEL)
-	tests/bench_cluster.sh $(BUILD) $(BENCH_MODEL) $(SHARED_TRACES)
+	bench/bench_cluster.sh $(BUILD) $(BENCH_MODEL) $(SHARED_TRACES)

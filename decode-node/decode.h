@@ -6,9 +6,9 @@
 
 #include <stdint.h>
 
-#include "kvwire.h"
-#include "node.h"
-#include "sampler.h"
+#include "engine/sampler.h"
+#include "net/kvwire.h"
+#include "node/node.h"
 
 #define DECODE_RECENT_FAILED 64 /* failed ids remembered to quiet their stragglers */
 

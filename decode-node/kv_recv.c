@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "decode.h"
-#include "log.h"
 
 static void bad(struct decode *d, struct dreq *r, const char *peer, const char *why)
 {
@@ -101,9 +101,7 @@ static void on_first_token(struct decode *d, const Duet__FirstToken *f)
 	Duet__KvDone done = DUET__KV_DONE__INIT;
 	done.request_id = r->id;
 	done.bytes = r->kv_bytes;
-	Duet__Msg out = duet_wire_msg();
-	out.body_case = DUET__MSG__BODY_KV_DONE;
-	out.kv_done = &done;
+	Duet__Msg out = duet_wire_msg(DUET__MSG__BODY_KV_DONE, &done);
 	struct duet_err err;
 	if (duet_node_send(&d->node, &out, &err))
 		duet_log(DUET_LOG_WARN, r->id, "sending kv_done: %s", err.msg);

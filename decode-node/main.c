@@ -3,11 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu.h"
-#include "curve.h"
+#include "base/cpu.h"
+#include "base/log.h"
 #include "decode.h"
-#include "log.h"
-#include "notify.h"
+#include "net/curve.h"
+#include "node/notify.h"
 
 #define MAX_MSGS_PER_TURN 256 /* messages handled between two steps */
 #define IDLE_POLL_MS 50

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "decode.h"
-#include "log.h"
 
 struct dreq *decode_find(struct decode *d, uint64_t id)
 {
@@ -21,13 +21,6 @@ int decode_recently_failed(const struct decode *d, uint64_t id)
 		if (d->recent_failed[i] == id)
 			return 1;
 	return 0;
-}
-
-static Duet__Msg msg(Duet__Msg__BodyCase c)
-{
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = c;
-	return m;
 }
 
 static void send_or_log(struct decode *d, const Duet__Msg *m, uint64_t id)
@@ -54,7 +47,7 @@ struct dreq *decode_new_req(struct decode *d, uint64_t id, int n_prompt, int max
 	if (max_tokens < 1 || n_sampled < 0 || n_sampled > max_tokens)
 		return duet_errf(err, "max_tokens %d with %d already sampled", max_tokens, n_sampled),
 		       NULL;
-	if (duet_wire_sampling(s, &sp, err))
+	if (duet_node_sampling(s, &sp, err))
 		return NULL;
 	if (d->n_reqs == d->cfg.max_requests)
 		return duet_errf(err, "no room: %d requests already here (max-requests)",
@@ -175,8 +168,7 @@ void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 	Duet__KvReserveReply rep = DUET__KV_RESERVE_REPLY__INIT;
 	rep.request_id = r->id;
 	rep.kv_blocks_free = (uint32_t)d->node.kv->n_free;
-	Duet__Msg out = msg(DUET__MSG__BODY_RESERVE_REPLY);
-	out.reserve_reply = &rep;
+	Duet__Msg out = duet_wire_msg(DUET__MSG__BODY_RESERVE_REPLY, &rep);
 	send_or_log(d, &out, r->id);
 	duet_log(DUET_LOG_DEBUG, r->id, "reserved %d blocks for %d + %d tokens", r->kv.n_blocks,
 		 r->n_prompt, r->max_tokens);
@@ -222,8 +214,7 @@ static void finish(struct decode *d, struct dreq *r, Duet__FinishReason why)
 	f.request_id = r->id;
 	f.reason = why;
 	f.n_generated = (uint32_t)r->n_generated;
-	Duet__Msg out = msg(DUET__MSG__BODY_FINISH);
-	out.finish = &f;
+	Duet__Msg out = duet_wire_msg(DUET__MSG__BODY_FINISH, &f);
 	send_or_log(d, &out, r->id);
 	duet_log(DUET_LOG_DEBUG, r->id, "finished (%s) after %d tokens",
 		 why == DUET__FINISH_REASON__FINISH_STOP	 ? "stop"
@@ -264,8 +255,7 @@ int decode_emit(struct decode *d, struct dreq *r, int token, int first)
 		t.index = (uint32_t)index;
 		t.token = token;
 		t.emitted_us = (uint64_t)duet_now_us();
-		Duet__Msg out = msg(DUET__MSG__BODY_TOKEN);
-		out.token = &t;
+		Duet__Msg out = duet_wire_msg(DUET__MSG__BODY_TOKEN, &t);
 		send_or_log(d, &out, r->id);
 	}
 	/* The same ends as duet_generate: EOS, max_tokens, a full context. */

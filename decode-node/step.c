@@ -4,8 +4,8 @@
  * by its whole length). Sequences join and leave between steps. */
 #include <stdio.h>
 
+#include "base/log.h"
 #include "decode.h"
-#include "log.h"
 
 int decode_has_work(const struct decode *d)
 {
@@ -22,9 +22,7 @@ static void send_first(struct decode *d, struct dreq *r, int token, long long us
 	f.token = token;
 	f.n_prompt = (uint32_t)r->n_prompt;
 	f.prefill_us = (uint64_t)us;
-	Duet__Msg out = duet_wire_msg();
-	out.body_case = DUET__MSG__BODY_FIRST_TOKEN;
-	out.first_token = &f;
+	Duet__Msg out = duet_wire_msg(DUET__MSG__BODY_FIRST_TOKEN, &f);
 	struct duet_err err;
 	if (duet_node_send(&d->node, &out, &err))
 		duet_log(DUET_LOG_WARN, r->id, "sending first token: %s", err.msg);

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu.h"
-#include "log.h"
-#include "notify.h"
+#include "base/cpu.h"
+#include "base/log.h"
+#include "node/notify.h"
 #include "prefill.h"
 
 #define MAX_MSGS_PER_TURN 256

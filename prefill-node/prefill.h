@@ -6,10 +6,10 @@
 
 #include <stdint.h>
 
-#include "kvwire.h"
-#include "node.h"
-#include "prefix_cache.h"
-#include "sampler.h"
+#include "engine/sampler.h"
+#include "net/kvwire.h"
+#include "node/node.h"
+#include "node/prefix_cache.h"
 
 #define PREFILL_MAX_PEERS 64	   /* decode nodes with an open KV socket */
 #define PREFILL_SUMMARY_HASHES 256 /* prefix hashes in a load report */

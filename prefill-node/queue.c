@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "base/log.h"
 #include "prefill.h"
 
 static void refuse(struct prefill *p, uint64_t id, Duet__ErrorCode code, const char *why)
@@ -92,7 +92,7 @@ void prefill_handle_work(struct prefill *p, const Duet__PrefillWork *w)
 	}
 	for (size_t i = 0; i < w->n_tokens; i++)
 		r->tokens[i] = w->tokens[i];
-	if (duet_wire_sampling(w->sampling, &r->sampling, &err) ||
+	if (duet_node_sampling(w->sampling, &r->sampling, &err) ||
 	    prefill_connect(p, r, w->decode_endpoint, w->decode_public_key, &err)) {
 		free(r->tokens);
 		free(r->logits);

@@ -5,7 +5,8 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "log.h"
+#include "base/grow.h"
+#include "base/log.h"
 #include "prefill.h"
 
 /* KV messages queued per decode node before a send waits (then fails
@@ -96,9 +97,7 @@ void prefill_free_held(struct preq *r)
 static int send_chunk(struct prefill *p, struct preq *r, Duet__KvChunk *h, void *payload,
 		      size_t plen, struct duet_err *err)
 {
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_KV_CHUNK;
-	m.kv_chunk = h;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_KV_CHUNK, h);
 	if (duet_zsend(r->peer->sock, NULL, &m, payload, plen, err))
 		return -1;
 	p->node.kv_bytes_out += plen;
@@ -132,16 +131,12 @@ static int encode(struct prefill *p, struct preq *r, int layer, int first, int n
 	h.model_digest = p->node.model->digest;
 	if (p->cfg.stream_layers)
 		return send_chunk(p, r, &h, payload, plen, err);
-	if (r->n_held == r->cap_held) {
-		int cap = r->cap_held ? 2 * r->cap_held : 64;
-		struct held *nh = realloc(r->held, sizeof *nh * (size_t)cap);
-		if (!nh) {
-			free(payload);
-			return duet_errf(err, "out of memory holding KV chunks");
-		}
-		r->held = nh;
-		r->cap_held = cap;
+	struct held *nh = duet_grow(r->held, &r->cap_held, r->n_held + 1, sizeof *nh, 64);
+	if (!nh) {
+		free(payload);
+		return duet_errf(err, "out of memory holding KV chunks");
 	}
+	r->held = nh;
 	r->held[r->n_held++] = (struct held){h, payload, plen};
 	return 0;
 }
@@ -219,9 +214,7 @@ int prefill_ship_first(struct prefill *p, struct preq *r, int token, struct duet
 	f.n_prompt = (uint32_t)r->n;
 	f.n_cached = (uint32_t)r->cached;
 	f.prefill_us = (uint64_t)r->compute_us;
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_FIRST_TOKEN;
-	m.first_token = &f;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_FIRST_TOKEN, &f);
 	if (duet_zsend(r->peer->sock, NULL, &m, NULL, 0, err))
 		return -1;
 	return duet_node_send(&p->node, &m, err);

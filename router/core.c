@@ -8,7 +8,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "base/grow.h"
+#include "base/log.h"
 #include "router.h"
 
 static int send_to(struct router *r, int node, Duet__Msg *m)
@@ -38,10 +39,10 @@ static int find_node(struct router *r, const char *name)
 	return -1;
 }
 
-static int any_decode_usable(const struct node *t, int n)
+static int any_decode_usable(const struct router_node *t, int n)
 {
 	for (int i = 0; i < n; i++)
-		if (node_usable(&t[i], DUET__ROLE__ROLE_DECODE))
+		if (router_node_usable(&t[i], DUET__ROLE__ROLE_DECODE))
 			return 1;
 	return 0;
 }
@@ -55,7 +56,7 @@ const double ROUTER_HIST_BOUNDS[ROUTER_HIST_BUCKETS] = {
 	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 	0.25,	0.5,	 1,	 2.5,	5,	10,    30,   60,    1e300};
 
-void hist_add(struct hist *h, double s)
+void router_hist_add(struct router_hist *h, double s)
 {
 	for (int i = 0; i < ROUTER_HIST_BUCKETS; i++)
 		if (s <= ROUTER_HIST_BOUNDS[i]) {
@@ -78,15 +79,11 @@ int router_can_serve_snap(struct router *r)
 
 static int list_add(struct rreq ***l, int *n, int *cap, struct rreq *q)
 {
-	if (*n == *cap) {
-		int c = *cap ? 2 * *cap : 64;
-		struct rreq **nl = realloc(*l, sizeof *nl * (size_t)c);
-		if (!nl)
-			return -1;
-		*l = nl;
-		*cap = c;
-	}
-	(*l)[(*n)++] = q;
+	struct rreq **nl = duet_grow(*l, cap, *n + 1, sizeof *nl, 64);
+	if (!nl)
+		return -1;
+	*l = nl;
+	nl[(*n)++] = q;
 	return 0;
 }
 
@@ -198,7 +195,7 @@ static void end(struct router *r, struct rreq *q, const char *reason, int status
 		r->n_failed++;
 	} else {
 		r->n_ok++;
-		hist_add(&r->e2e, (double)(duet_now_us() - q->t_arrival_us) * 1e-6);
+		router_hist_add(&r->e2e, (double)(duet_now_us() - q->t_arrival_us) * 1e-6);
 	}
 	r->tokens_out += (uint64_t)q->n_out;
 	list_del(r->live, &r->n_live, q);
@@ -212,9 +209,7 @@ static void cancel_on_nodes(struct router *r, struct rreq *q)
 {
 	Duet__Cancel c = DUET__CANCEL__INIT;
 	c.request_id = q->wid;
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_CANCEL;
-	m.cancel = &c;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_CANCEL, &c);
 	if (q->dnode >= 0)
 		send_to(r, q->dnode, &m);
 	if (q->pnode >= 0)
@@ -230,9 +225,9 @@ static void emit_ready(struct router *r, struct rreq *q)
 		long long now = duet_now_us();
 		pthread_mutex_lock(&r->mu);
 		if (q->n_out == 0)
-			hist_add(&r->ttft, (double)(now - q->t_arrival_us) * 1e-6);
+			router_hist_add(&r->ttft, (double)(now - q->t_arrival_us) * 1e-6);
 		else
-			hist_add(&r->tbt, (double)(now - q->t_last_us) * 1e-6);
+			router_hist_add(&r->tbt, (double)(now - q->t_last_us) * 1e-6);
 		pthread_mutex_unlock(&r->mu);
 		pthread_mutex_lock(&q->mu);
 		if (q->n_out == 0)
@@ -297,7 +292,7 @@ static Duet__Sampling wire_sampling(const struct rreq *q)
 
 static void send_prefill(struct router *r, struct rreq *q)
 {
-	struct node *d = &r->nodes[q->dnode];
+	struct router_node *d = &r->nodes[q->dnode];
 	Duet__Sampling s = wire_sampling(q);
 	Duet__PrefillWork w = DUET__PREFILL_WORK__INIT;
 	w.request_id = q->wid;
@@ -309,9 +304,7 @@ static void send_prefill(struct router *r, struct rreq *q)
 	w.decode_endpoint = d->kv_endpoint;
 	w.decode_public_key = d->kv_key;
 	w.decode_digest = d->digest;
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_PREFILL;
-	m.prefill = &w;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_PREFILL, &w);
 	q->state = RQ_PREFILLING;
 	if (send_to(r, q->pnode, &m))
 		resume(r, q, "the prefill node is unreachable");
@@ -329,15 +322,17 @@ static void reject(struct router *r, struct rreq *q, int status, const char *why
  * done: the caller queues it or answers). */
 static int place(struct router *r, struct rreq *q)
 {
-	const char *why;
-	int p, d;
-	if (router_place(r, q, &p, &d, &why)) {
+	struct router_placement pl;
+	struct duet_err err;
+	if (router_place(r, q, &pl, &err)) {
 		if (!router_can_serve(r)) {
 			reject(r, q, 503, "no decode node is up");
 			return 0;
 		}
+		duet_log(DUET_LOG_DEBUG, q->id, "waits: %s", err.msg);
 		return 1;
 	}
+	int p = pl.pnode, d = pl.dnode;
 	/* The first placement uses the client's id, so the nodes' journal
 	 * entries carry the same DUET_REQUEST_ID as the router's; a placement
 	 * after a failure needs a fresh one (late messages of the old one must
@@ -368,9 +363,8 @@ static int place(struct router *r, struct rreq *q)
 	duet_log(q->attempts > 1 ? DUET_LOG_INFO : DUET_LOG_DEBUG, q->id,
 		 "%d prompt tokens: %s on %s%s%s (%s), wire id %llu", q->n_prompt,
 		 q->local ? "local" : "disaggregated", r->nodes[d].name, p >= 0 ? " after " : "",
-		 p >= 0 ? r->nodes[p].name : "", why, (unsigned long long)q->wid);
+		 p >= 0 ? r->nodes[p].name : "", pl.reason, (unsigned long long)q->wid);
 	Duet__Sampling s = wire_sampling(q);
-	Duet__Msg m = duet_wire_msg();
 	if (q->local) {
 		Duet__LocalWork w = DUET__LOCAL_WORK__INIT;
 		w.request_id = q->wid;
@@ -380,8 +374,7 @@ static int place(struct router *r, struct rreq *q)
 		w.n_sampled = (uint32_t)q->base;
 		w.sampling = &s;
 		w.ignore_eos = q->ignore_eos;
-		m.body_case = DUET__MSG__BODY_LOCAL;
-		m.local = &w;
+		Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_LOCAL, &w);
 		q->state = RQ_DECODING;
 		if (send_to(r, d, &m))
 			resume(r, q, "the decode node is unreachable");
@@ -394,8 +387,7 @@ static int place(struct router *r, struct rreq *q)
 	res.sampling = &s;
 	res.ignore_eos = q->ignore_eos;
 	res.n_sampled = (uint32_t)q->base + 1;
-	m.body_case = DUET__MSG__BODY_RESERVE;
-	m.reserve = &res;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_RESERVE, &res);
 	q->state = RQ_RESERVING;
 	if (send_to(r, d, &m))
 		resume(r, q, "the decode node is unreachable");
@@ -472,13 +464,8 @@ static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
 			 "cluster's %s",
 			 peer, h->model_digest, h->vocab_size, h->ctx_len,
 			 r->digest[0] ? r->digest : "(router model)");
-		Duet__Error e = DUET__ERROR__INIT;
-		e.code = DUET__ERROR_CODE__ERR_MODEL_MISMATCH;
-		e.message = "model differs from the cluster's";
-		Duet__Msg m = duet_wire_msg();
-		m.body_case = DUET__MSG__BODY_ERROR;
-		m.error = &e;
-		duet_zsend(r->ctl, peer, &m, NULL, 0, &err);
+		duet_zsend_error(r->ctl, peer, 0, DUET__ERROR_CODE__ERR_MODEL_MISMATCH,
+				 "model differs from the cluster's", &err);
 		return;
 	}
 	if (!r->digest[0])
@@ -494,7 +481,7 @@ static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
 		memset(&r->nodes[i], 0, sizeof r->nodes[i]);
 		snprintf(r->nodes[i].name, sizeof r->nodes[i].name, "%s", peer);
 	}
-	struct node *n = &r->nodes[i];
+	struct router_node *n = &r->nodes[i];
 	if (n->gone || (n->alive && n->last_report_seq > 0)) {
 		/* A hello from a node that was running is a new process under
 		 * the old name (the control socket hands the name over to the
@@ -524,15 +511,13 @@ static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
 		 n->role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode", n->name, n->kv_blocks);
 	Duet__HelloAck a = DUET__HELLO_ACK__INIT;
 	a.router = "duet-router";
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_HELLO_ACK;
-	m.hello_ack = &a;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_HELLO_ACK, &a);
 	send_to(r, i, &m);
 }
 
 static void on_load(struct router *r, int i, const Duet__LoadReport *l)
 {
-	struct node *n = &r->nodes[i];
+	struct router_node *n = &r->nodes[i];
 	long long now = duet_now_us();
 	n->last_report_us = n->last_seen_us = now;
 	n->last_report_seq = l->seq;
@@ -602,7 +587,7 @@ static void check_liveness(struct router *r)
 {
 	long long now = duet_now_us();
 	for (int i = 0; i < r->n_nodes; i++) {
-		struct node *n = &r->nodes[i];
+		struct router_node *n = &r->nodes[i];
 		if (n->gone) {
 			n->gone = 0;
 			fail_node_requests(r, i, "the connection to a node serving the request is gone");
@@ -628,14 +613,9 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 	int i = find_node(r, peer);
 	if (i < 0) {
 		/* A node from before a router restart: ask it to register. */
-		Duet__Error e = DUET__ERROR__INIT;
-		e.code = DUET__ERROR_CODE__ERR_UNKNOWN_NODE;
-		e.message = "say hello first";
-		Duet__Msg out = duet_wire_msg();
-		out.body_case = DUET__MSG__BODY_ERROR;
-		out.error = &e;
 		struct duet_err err;
-		duet_zsend(r->ctl, peer, &out, NULL, 0, &err);
+		duet_zsend_error(r->ctl, peer, 0, DUET__ERROR_CODE__ERR_UNKNOWN_NODE,
+				 "say hello first", &err);
 		return;
 	}
 	r->nodes[i].last_seen_us = duet_now_us();
@@ -675,7 +655,7 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 		long long dt = duet_now_us() - (long long)m->token->emitted_us;
 		if (m->token->emitted_us && dt >= 0 && dt < 10000000) {
 			pthread_mutex_lock(&r->mu);
-			hist_add(&r->relay, (double)dt * 1e-6);
+			router_hist_add(&r->relay, (double)dt * 1e-6);
 			pthread_mutex_unlock(&r->mu);
 		}
 		break;

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "chat.h"
-#include "log.h"
+#include "base/log.h"
 #include "router.h"
+#include "text/chat.h"
 
 struct body {
 	char *buf;
@@ -191,11 +191,11 @@ static enum MHD_Result completions(struct router *r, struct MHD_Connection *c, s
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	q->t_arrival_us = duet_now_us();
-	char err[DUET_ERR_MAX + 64];
+	struct duet_err err;
 	q->refs = 1; /* this thread's, until submitted */
-	if (router_parse_request(r, b->buf ? b->buf : "", b->n, q, err, sizeof err)) {
+	if (router_parse_request(r, b->buf ? b->buf : "", b->n, q, &err)) {
 		router_release(r, q);
-		return send_error(c, 400, err);
+		return send_error(c, 400, err.msg);
 	}
 	if (!router_can_serve_snap(r)) {
 		router_release(r, q);
@@ -252,7 +252,7 @@ static enum MHD_Result health(struct router *r, struct MHD_Connection *c)
 			 json_pack("{s:s}", "status", ok ? "ok" : "no decode node is up"));
 }
 
-static void print_hist(FILE *f, const char *name, const char *help, const struct hist *h)
+static void print_hist(FILE *f, const char *name, const char *help, const struct router_hist *h)
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
 	uint64_t cum = 0;
@@ -272,7 +272,7 @@ static enum MHD_Result cluster(struct router *r, struct MHD_Connection *c)
 	json_t *nodes = json_array();
 	pthread_mutex_lock(&r->mu);
 	for (int i = 0; i < r->n_snap; i++) {
-		const struct node *n = &r->snap[i];
+		const struct router_node *n = &r->snap[i];
 		json_array_append_new(
 			nodes,
 			json_pack("{s:s,s:s,s:b,s:b,s:s,s:i,s:i,s:I,s:f,s:i,s:i,s:i,s:f,s:I}", "name",
@@ -353,7 +353,7 @@ static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
 			(unsigned long long)r->snap[i].auth_refused);
 	fprintf(f, "# TYPE duet_node_up gauge\n");
 	for (int i = 0; i < r->n_snap; i++) {
-		const struct node *n = &r->snap[i];
+		const struct router_node *n = &r->snap[i];
 		const char *role = n->role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode";
 		fprintf(f, "duet_node_up{node=\"%s\",role=\"%s\"} %d\n", n->name, role, n->alive);
 		fprintf(f, "duet_node_kv_blocks_free{node=\"%s\"} %d\n", n->name, n->kv_free);

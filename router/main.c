@@ -5,9 +5,9 @@
 #include <string.h>
 #include <microhttpd.h>
 
-#include "config.h"
-#include "log.h"
-#include "notify.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "node/notify.h"
 #include "router.h"
 
 #define CORE_POLL_MS 20
@@ -28,12 +28,12 @@ static const char *ABOUT =
 	"computes the prompt and streams its KV to a decode node) or local (the\n"
 	"decode node prefills it in chunks).";
 
-static int parse_policy(const char *s, enum policy *p)
+static int parse_policy(const char *s, enum router_policy *p)
 {
 	static const char *const names[] = {"length-aware", "round-robin", "least-loaded", "colocated"};
 	for (int i = 0; i < 4; i++)
 		if (strcmp(s, names[i]) == 0)
-			return *p = (enum policy)i, 0;
+			return *p = (enum router_policy)i, 0;
 	return -1;
 }
 

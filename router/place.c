@@ -1,7 +1,7 @@
 /* Placement: which decode node holds the request, and whether a prefill
  * node computes its prompt (disaggregated) or the decode node does
  * (local). See DESIGN.md, Placement. */
-#include "prefix_cache.h"
+#include "node/prefix_cache.h"
 #include "router.h"
 
 /* Tokens a request can hold at most on a node of this context. */
@@ -11,12 +11,12 @@ static long need_tokens(const struct router *r, const struct rreq *q)
 	return n > r->model->cfg.ctx_len ? r->model->cfg.ctx_len : n;
 }
 
-static long room(const struct node *n)
+static long room(const struct router_node *n)
 {
 	return (long)n->kv_free * n->block_tokens - n->reserved_tokens;
 }
 
-static int load_of(const struct node *n)
+static int load_of(const struct router_node *n)
 {
 	return n->running + n->local_prefill + n->waiting_kv + n->inflight;
 }
@@ -26,17 +26,17 @@ static int pick_decode(struct router *r, const struct rreq *q)
 	int cand[ROUTER_MAX_NODES], nc = 0;
 	long need = need_tokens(r, q);
 	for (int i = 0; i < r->n_nodes; i++)
-		if (node_usable(&r->nodes[i], DUET__ROLE__ROLE_DECODE) && room(&r->nodes[i]) >= need)
+		if (router_node_usable(&r->nodes[i], DUET__ROLE__ROLE_DECODE) && room(&r->nodes[i]) >= need)
 			cand[nc++] = i;
 	if (!nc)
 		return -1;
-	if (r->policy == POLICY_ROUND_ROBIN)
+	if (r->policy == ROUTER_POLICY_ROUND_ROBIN)
 		return cand[r->rr % (unsigned)nc];
 	/* Fewest sequences (a step's cost grows with them), then the most
 	 * free KV. */
 	int best = cand[0];
 	for (int k = 1; k < nc; k++) {
-		struct node *n = &r->nodes[cand[k]], *b = &r->nodes[best];
+		struct router_node *n = &r->nodes[cand[k]], *b = &r->nodes[best];
 		if (load_of(n) < load_of(b) || (load_of(n) == load_of(b) && room(n) > room(b)))
 			best = cand[k];
 	}
@@ -47,14 +47,14 @@ static int pick_decode(struct router *r, const struct rreq *q)
  * report with a measurement. */
 #define UNMEASURED_PREFILL_TPS 1000.0
 
-static double node_rate(const struct node *n)
+static double node_rate(const struct router_node *n)
 {
 	return n->prefill_tps > 1 ? n->prefill_tps : UNMEASURED_PREFILL_TPS;
 }
 
 /* Prompt tokens prefill node n holds in its prefix cache (whole blocks,
  * by the chain hashes of its last load report). */
-static int cached_tokens(const struct node *n, const struct rreq *q)
+static int cached_tokens(const struct router_node *n, const struct rreq *q)
 {
 	int bt = n->block_tokens, k = 0;
 	uint64_t h = DUET_PREFIX_SEED;
@@ -75,7 +75,7 @@ static int cached_tokens(const struct node *n, const struct rreq *q)
 /* Predicted seconds until this prompt's first token on prefill node n:
  * its queue plus the part of this prompt it has not cached, at its
  * measured rate. */
-static double prefill_ttft(const struct node *n, const struct rreq *q)
+static double prefill_ttft(const struct router_node *n, const struct rreq *q)
 {
 	return ((double)n->queued_tokens + q->n_prompt - cached_tokens(n, q)) / node_rate(n);
 }
@@ -86,11 +86,11 @@ static int pick_prefill(struct router *r, const struct rreq *q, double *ttft)
 {
 	int cand[ROUTER_MAX_NODES], nc = 0;
 	for (int i = 0; i < r->n_nodes; i++)
-		if (node_usable(&r->nodes[i], DUET__ROLE__ROLE_PREFILL))
+		if (router_node_usable(&r->nodes[i], DUET__ROLE__ROLE_PREFILL))
 			cand[nc++] = i;
 	if (!nc)
 		return -1;
-	if (r->policy == POLICY_ROUND_ROBIN) {
+	if (r->policy == ROUTER_POLICY_ROUND_ROBIN) {
 		int p = cand[r->rr % (unsigned)nc];
 		*ttft = prefill_ttft(&r->nodes[p], q);
 		return p;
@@ -106,43 +106,43 @@ static int pick_prefill(struct router *r, const struct rreq *q, double *ttft)
 	return best;
 }
 
-int router_place(struct router *r, struct rreq *q, int *pnode, int *dnode, const char **why)
+int router_place(struct router *r, struct rreq *q, struct router_placement *out,
+		 struct duet_err *err)
 {
-	*pnode = -1;
-	*dnode = pick_decode(r, q);
-	if (*dnode < 0) {
-		*why = "no decode node has room";
-		return -1;
-	}
-	if (r->policy == POLICY_COLOCATED) {
-		*why = "colocated policy";
+	out->pnode = -1;
+	out->dnode = pick_decode(r, q);
+	if (out->dnode < 0)
+		return duet_errf(err, "no decode node has room for %d prompt and %d new tokens",
+				 q->n_prompt, q->max_tokens);
+	if (r->policy == ROUTER_POLICY_COLOCATED) {
+		out->reason = "colocated policy";
 		return 0;
 	}
 	double ttft = 0;
 	int p = pick_prefill(r, q, &ttft);
 	if (p < 0) {
-		*why = "no prefill node";
+		out->reason = "no prefill node";
 		return 0;
 	}
-	if (r->policy == POLICY_LENGTH_AWARE) {
+	if (r->policy == ROUTER_POLICY_LENGTH_AWARE) {
 		/* A short prompt costs the decode node's batch little, and
 		 * skips a KV transfer. */
 		if (q->n_prompt <= r->cfg.local_max_prompt) {
-			*why = "short prompt";
+			out->reason = "short prompt";
 			return 0;
 		}
 		/* Prefilling locally stalls every running stream on the
 		 * decode node for the prompt's time; it only pays when all
 		 * prefill nodes are queued that much deeper. */
-		const struct node *dn = &r->nodes[*dnode];
+		const struct router_node *dn = &r->nodes[out->dnode];
 		double local = (double)q->n_prompt / node_rate(&r->nodes[p]) *
 			       (1 + dn->running + dn->local_prefill);
 		if (local < ttft) {
-			*why = "prefill nodes queued deeper than a local prefill costs";
+			out->reason = "prefill nodes queued deeper than a local prefill costs";
 			return 0;
 		}
 	}
-	*pnode = p;
-	*why = "disaggregated";
+	out->pnode = p;
+	out->reason = "disaggregated";
 	return 0;
 }

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "chat.h"
 #include "router.h"
+#include "text/chat.h"
 
 #define MAX_PROMPT_BYTES (1 << 20)
 
@@ -20,21 +20,21 @@ static const char *const KNOWN[] = {"prompt", "model", "max_tokens", "temperatur
 				    "n",      "user"};
 
 /* Renders the chat messages with the model's template into text. */
-static char *render_chat(struct router *r, json_t *msgs, char *err, size_t cap)
+static char *render_chat(struct router *r, json_t *msgs, struct duet_err *err)
 {
 	if (r->chat == DUET_CHAT_NONE) {
-		snprintf(err, cap, "the model %s has no chat template; use /v1/completions",
+		duet_errf(err, "the model %s has no chat template; use /v1/completions",
 			 r->cfg.model_name);
 		return NULL;
 	}
 	size_t n = json_is_array(msgs) ? json_array_size(msgs) : 0;
 	if (!n || n > 1024) {
-		snprintf(err, cap, "messages must be an array of 1 to 1024 messages");
+		duet_errf(err, "messages must be an array of 1 to 1024 messages");
 		return NULL;
 	}
 	struct duet_chat_msg *m = calloc(n, sizeof *m);
 	if (!m) {
-		snprintf(err, cap, "out of memory");
+		duet_errf(err, "out of memory");
 		return NULL;
 	}
 	char *text = NULL;
@@ -43,14 +43,12 @@ static char *render_chat(struct router *r, json_t *msgs, char *err, size_t cap)
 		json_t *role = json_object_get(e, "role"), *content = json_object_get(e, "content");
 		if (!json_is_object(e) || !json_is_string(role) || !json_is_string(content) ||
 		    json_object_size(e) > 3 || (json_object_size(e) == 3 && !json_object_get(e, "name"))) {
-			snprintf(err, cap, "messages[%zu] must be {\"role\": string, \"content\": string}", i);
+			duet_errf(err, "messages[%zu] must be {\"role\": string, \"content\": string}", i);
 			goto out;
 		}
 		m[i] = (struct duet_chat_msg){json_string_value(role), json_string_value(content)};
 	}
-	struct duet_err e;
-	if (duet_chat_render(r->chat, m, (int)n, &text, &e))
-		snprintf(err, cap, "%s", e.msg);
+	duet_chat_render(r->chat, m, (int)n, &text, err);
 out:
 	free(m);
 	return text;
@@ -79,19 +77,19 @@ static int integer(json_t *v, long long lo, long long hi, long long *out)
 }
 
 int router_parse_request(struct router *r, const char *text, size_t n, struct rreq *q,
-			 char *err, size_t cap)
+			 struct duet_err *err)
 {
 	const char *first = q->chat ? "messages" : "prompt";
 	json_error_t je;
 	json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
 	int rc = -1;
 	if (!root) {
-		snprintf(err, cap, "body is not valid JSON: %s (line %d, column %d)", je.text, je.line,
+		duet_errf(err, "body is not valid JSON: %s (line %d, column %d)", je.text, je.line,
 			 je.column);
 		return -1;
 	}
 	if (!json_is_object(root)) {
-		snprintf(err, cap, "body must be a JSON object");
+		duet_errf(err, "body must be a JSON object");
 		goto out;
 	}
 	const char *key;
@@ -102,7 +100,7 @@ int router_parse_request(struct router *r, const char *text, size_t n, struct rr
 		for (size_t k = 1; !known && k < sizeof KNOWN / sizeof KNOWN[0]; k++)
 			known = strcmp(KNOWN[k], key) == 0;
 		if (!known) {
-			snprintf(err, cap, "unknown field '%.64s'", key);
+			duet_errf(err, "unknown field '%.64s'", key);
 			goto out;
 		}
 	}
@@ -113,7 +111,7 @@ int router_parse_request(struct router *r, const char *text, size_t n, struct rr
 	q->sampling = (struct duet_sampling){1, 0, 1, (uint64_t)time(NULL)};
 	if ((v = json_object_get(root, "max_tokens")) && !json_is_null(v)) {
 		if (integer(v, 1, r->cfg.max_tokens_limit, &ll)) {
-			snprintf(err, cap, "max_tokens must be an integer from 1 to %d",
+			duet_errf(err, "max_tokens must be an integer from 1 to %d",
 				 r->cfg.max_tokens_limit);
 			goto out;
 		}
@@ -121,53 +119,53 @@ int router_parse_request(struct router *r, const char *text, size_t n, struct rr
 	}
 	if ((v = json_object_get(root, "temperature")) && !json_is_null(v)) {
 		if (num(v, 0, 100, &d)) {
-			snprintf(err, cap, "temperature must be a number from 0 to 100");
+			duet_errf(err, "temperature must be a number from 0 to 100");
 			goto out;
 		}
 		q->sampling.temperature = (float)d;
 	}
 	if ((v = json_object_get(root, "top_p")) && !json_is_null(v)) {
 		if (num(v, 1e-9, 1, &d)) {
-			snprintf(err, cap, "top_p must be a number in (0, 1]");
+			duet_errf(err, "top_p must be a number in (0, 1]");
 			goto out;
 		}
 		q->sampling.top_p = (float)d;
 	}
 	if ((v = json_object_get(root, "top_k")) && !json_is_null(v)) {
 		if (integer(v, 0, mc->vocab_size, &ll)) {
-			snprintf(err, cap, "top_k must be an integer from 0 to %d", mc->vocab_size);
+			duet_errf(err, "top_k must be an integer from 0 to %d", mc->vocab_size);
 			goto out;
 		}
 		q->sampling.top_k = (int)ll;
 	}
 	if ((v = json_object_get(root, "seed")) && !json_is_null(v)) {
 		if (integer(v, 0, 0x7fffffffffffffffLL, &ll)) {
-			snprintf(err, cap, "seed must be a non-negative integer");
+			duet_errf(err, "seed must be a non-negative integer");
 			goto out;
 		}
 		q->sampling.seed = (uint64_t)ll;
 	}
 	if ((v = json_object_get(root, "n")) && !json_is_null(v) &&
 	    (integer(v, 1, 1, &ll))) {
-		snprintf(err, cap, "n must be 1");
+		duet_errf(err, "n must be 1");
 		goto out;
 	}
 	if ((v = json_object_get(root, "stream")) && !json_is_null(v)) {
 		if (!json_is_boolean(v)) {
-			snprintf(err, cap, "stream must be true or false");
+			duet_errf(err, "stream must be true or false");
 			goto out;
 		}
 		q->stream = json_is_true(v);
 	}
 	if ((v = json_object_get(root, "ignore_eos")) && !json_is_null(v)) {
 		if (!json_is_boolean(v)) {
-			snprintf(err, cap, "ignore_eos must be true or false");
+			duet_errf(err, "ignore_eos must be true or false");
 			goto out;
 		}
 		q->ignore_eos = json_is_true(v);
 	}
 	if ((v = json_object_get(root, "model")) && !json_is_null(v) && !json_is_string(v)) {
-		snprintf(err, cap, "model must be a string");
+		duet_errf(err, "model must be a string");
 		goto out;
 	}
 	if ((v = json_object_get(root, "stop")) && !json_is_null(v)) {
@@ -176,7 +174,7 @@ int router_parse_request(struct router *r, const char *text, size_t n, struct rr
 		json_t *s;
 		if (!json_is_array(arr) || json_array_size(arr) > ROUTER_MAX_STOPS) {
 			json_decref(arr);
-			snprintf(err, cap, "stop must be a string or up to %d strings", ROUTER_MAX_STOPS);
+			duet_errf(err, "stop must be a string or up to %d strings", ROUTER_MAX_STOPS);
 			goto out;
 		}
 		json_array_foreach(arr, i, s)
@@ -184,7 +182,7 @@ int router_parse_request(struct router *r, const char *text, size_t n, struct rr
 			if (!json_is_string(s) || json_string_length(s) == 0 ||
 			    json_string_length(s) > DUET_MAX_STOP_LEN) {
 				json_decref(arr);
-				snprintf(err, cap, "each stop must be a string of 1 to %d bytes",
+				duet_errf(err, "each stop must be a string of 1 to %d bytes",
 					 DUET_MAX_STOP_LEN);
 				goto out;
 			}
@@ -194,7 +192,7 @@ int router_parse_request(struct router *r, const char *text, size_t n, struct rr
 	}
 	char *rendered = NULL;
 	if (q->chat) {
-		rendered = render_chat(r, json_object_get(root, "messages"), err, cap);
+		rendered = render_chat(r, json_object_get(root, "messages"), err);
 		if (!rendered)
 			goto out;
 		v = json_string(rendered);
@@ -205,16 +203,18 @@ int router_parse_request(struct router *r, const char *text, size_t n, struct rr
 	if (json_is_string(v)) {
 		size_t len = json_string_length(v);
 		if (len == 0 || len > MAX_PROMPT_BYTES) {
-			snprintf(err, cap, "prompt must be 1 to %d bytes", MAX_PROMPT_BYTES);
+			duet_errf(err, "prompt must be 1 to %d bytes", MAX_PROMPT_BYTES);
 			goto out;
 		}
 		size_t cap_t = duet_tokenize_max(len), nt = 0;
 		q->prompt = malloc(sizeof(int) * cap_t);
-		struct duet_err e;
-		if (!q->prompt ||
-		    duet_tokenize(&r->model->vocab, json_string_value(v), len, 1, q->prompt, cap_t,
-				  &nt, &e)) {
-			snprintf(err, cap, "prompt: %s", q->prompt ? e.msg : "out of memory");
+		if (!q->prompt) {
+			duet_errf(err, "out of memory");
+			goto out;
+		}
+		if (duet_tokenize(&r->model->vocab, json_string_value(v), len, 1, q->prompt, cap_t,
+				  &nt, err)) {
+			duet_err_prefix(err, "prompt");
 			goto out;
 		}
 		q->n_prompt = (int)nt;
@@ -222,18 +222,18 @@ int router_parse_request(struct router *r, const char *text, size_t n, struct rr
 		size_t len = json_array_size(v), i;
 		json_t *t;
 		if (len == 0 || len >= (size_t)mc->ctx_len) {
-			snprintf(err, cap, "prompt must have 1 to %d token ids", mc->ctx_len - 1);
+			duet_errf(err, "prompt must have 1 to %d token ids", mc->ctx_len - 1);
 			goto out;
 		}
 		q->prompt = malloc(sizeof(int) * len);
 		if (!q->prompt) {
-			snprintf(err, cap, "out of memory");
+			duet_errf(err, "out of memory");
 			goto out;
 		}
 		json_array_foreach(v, i, t)
 		{
 			if (integer(t, 0, mc->vocab_size - 1, &ll)) {
-				snprintf(err, cap, "prompt[%zu] is not a token id in [0, %d)", i,
+				duet_errf(err, "prompt[%zu] is not a token id in [0, %d)", i,
 					 mc->vocab_size);
 				goto out;
 			}
@@ -241,13 +241,12 @@ int router_parse_request(struct router *r, const char *text, size_t n, struct rr
 		}
 		q->n_prompt = (int)len;
 	} else {
-		snprintf(err, cap, "prompt must be a string or an array of token ids");
+		duet_errf(err, "prompt must be a string or an array of token ids");
 		goto out;
 	}
 	if (q->n_prompt >= mc->ctx_len || q->n_prompt + q->max_tokens > mc->ctx_len) {
-		snprintf(err, cap,
-			 "prompt (%d tokens) plus max_tokens (%d) exceeds the context of %d tokens",
-			 q->n_prompt, q->max_tokens, mc->ctx_len);
+		duet_errf(err, "prompt (%d tokens) plus max_tokens (%d) exceeds the context of %d tokens",
+			  q->n_prompt, q->max_tokens, mc->ctx_len);
 		goto out;
 	}
 	rc = 0;

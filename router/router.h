@@ -12,13 +12,13 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "chat.h"
-#include "model.h"
-#include "sampler.h"
-#include "stopper.h"
-#include "tokenizer.h"
-#include "transport.h"
-#include "zap.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "engine/tokenizer.h"
+#include "net/transport.h"
+#include "net/zap.h"
+#include "text/chat.h"
+#include "text/stopper.h"
 
 #define ROUTER_MAX_NODES 64
 #define ROUTER_MAX_STOPS 4
@@ -33,17 +33,22 @@
 #define ROUTER_MAX_PEM (1 << 20)
 
 /* A Prometheus histogram of seconds. */
-struct hist {
+struct router_hist {
 	uint64_t le[ROUTER_HIST_BUCKETS]; /* cumulative counts come at print time */
 	uint64_t count;
 	double sum;
 };
 extern const double ROUTER_HIST_BOUNDS[ROUTER_HIST_BUCKETS];
-void hist_add(struct hist *h, double seconds);
+void router_hist_add(struct router_hist *h, double seconds);
 
-enum policy { POLICY_LENGTH_AWARE, POLICY_ROUND_ROBIN, POLICY_LEAST_LOADED, POLICY_COLOCATED };
+enum router_policy {
+	ROUTER_POLICY_LENGTH_AWARE,
+	ROUTER_POLICY_ROUND_ROBIN,
+	ROUTER_POLICY_LEAST_LOADED,
+	ROUTER_POLICY_COLOCATED,
+};
 
-struct node {
+struct router_node {
 	char name[DUET_MAX_NAME + 1];
 	Duet__Role role;
 	char kv_endpoint[DUET_MAX_ENDPOINT + 1];
@@ -72,7 +77,7 @@ struct node {
 };
 
 /* A node that takes new work of this role. */
-static inline int node_usable(const struct node *n, Duet__Role role)
+static inline int router_node_usable(const struct router_node *n, Duet__Role role)
 {
 	return n->alive && !n->draining && n->role == role;
 }
@@ -144,14 +149,14 @@ struct router_cfg {
 
 struct router {
 	struct router_cfg cfg;
-	enum policy policy;
+	enum router_policy policy;
 	struct duet_model *model; /* vocabulary and geometry only */
 	enum duet_chat_family chat; /* from the GGUF's tokenizer.chat_template */
 	void *zctx, *ctl;
 	int wake_fd;
-	struct node nodes[ROUTER_MAX_NODES]; /* core thread only */
+	struct router_node nodes[ROUTER_MAX_NODES]; /* core thread only */
 	int n_nodes;
-	struct node snap[ROUTER_MAX_NODES]; /* copy for HTTP threads, under mu */
+	struct router_node snap[ROUTER_MAX_NODES]; /* copy for HTTP threads, under mu */
 	int n_snap;
 	char digest[DUET_DIGEST_HEX + 8]; /* the cluster's model, from the first node */
 	pthread_mutex_t mu;		  /* guards pending, reqs, stats */
@@ -167,8 +172,8 @@ struct router {
 	/* counters, under mu */
 	uint64_t n_ok, n_failed, n_rejected, n_disagg, n_local, n_resumed, tokens_in, tokens_out;
 	uint64_t kv_bytes;
-	struct hist ttft, tbt, e2e;
-	struct hist relay; /* decode node's send -> text ready for the client (one host) */
+	struct router_hist ttft, tbt, e2e;
+	struct router_hist relay; /* decode node's send -> text ready for the client (one host) */
 	char *keys[ROUTER_MAX_KEYS];
 	int n_keys;
 	struct duet_curve curve;
@@ -188,13 +193,20 @@ int router_can_serve(struct router *r);
 /* Any thread, from the snapshot (takes mu). */
 int router_can_serve_snap(struct router *r);
 
-/* place.c */
-int router_place(struct router *r, struct rreq *q, int *pnode, int *dnode, const char **why);
+/* place.c: where a request goes and why (for the log). */
+struct router_placement {
+	int pnode, dnode;   /* indexes into the node table; pnode -1 = local */
+	const char *reason; /* static text */
+};
+/* Fails (err says why) when no decode node has room for q now. */
+int router_place(struct router *r, struct rreq *q, struct router_placement *out,
+		 struct duet_err *err);
 
-/* request.c: fills q (q->chat says which API) from a JSON body, or writes
- * why not into err and returns -1. Strings q takes are freed with q. */
+/* request.c: fills q (q->chat says which API) from a JSON body, or says
+ * why not in err (the client's 400 message). Strings q takes are freed
+ * with q. */
 int router_parse_request(struct router *r, const char *text, size_t n, struct rreq *q,
-			 char *err, size_t cap);
+			 struct duet_err *err);
 
 /* http.c */
 struct MHD_Daemon;

@@ -136,9 +136,7 @@ static void handle(struct drv *d, const char *peer, const Duet__Msg *m)
 		n->kv_blocks = (int)m->hello->kv_blocks;
 		Duet__HelloAck a = DUET__HELLO_ACK__INIT;
 		a.router = "test-driver";
-		Duet__Msg out = duet_wire_msg();
-		out.body_case = DUET__MSG__BODY_HELLO_ACK;
-		out.hello_ack = &a;
+		Duet__Msg out = duet_wire_msg(DUET__MSG__BODY_HELLO_ACK, &a);
 		drv_send(d, peer, &out);
 		return;
 	}
@@ -263,15 +261,13 @@ uint64_t drv_submit(struct drv *d, const char *p, const char *dn, const int *tok
 	res.sampling = &s;
 	res.ignore_eos = pp->ignore_eos;
 	res.n_sampled = 1;
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_RESERVE;
-	m.reserve = &res;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_RESERVE, &res);
 	uint64_t id = r->id;
 	drv_send(d, dn, &m);
 	long long end = duet_now_us() + 10000000;
 	while (!r->reserved && !r->error && duet_now_us() < end)
 		drv_poll(d, 5);
-	if (!r->reserved)
+	if (!r->reserved || !p)
 		return id;
 	Duet__PrefillWork w = DUET__PREFILL_WORK__INIT;
 	w.request_id = id;
@@ -281,9 +277,7 @@ uint64_t drv_submit(struct drv *d, const char *p, const char *dn, const int *tok
 	w.decode_node = (char *)dn;
 	w.decode_endpoint = dnode->kv_endpoint;
 	w.decode_digest = dnode->digest;
-	m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_PREFILL;
-	m.prefill = &w;
+	m = duet_wire_msg(DUET__MSG__BODY_PREFILL, &w);
 	drv_send(d, p, &m);
 	return id;
 }
@@ -302,9 +296,7 @@ uint64_t drv_submit_local(struct drv *d, const char *dn, const int *tokens, int 
 	w.max_tokens = (uint32_t)pp->max_tokens;
 	w.sampling = &s;
 	w.ignore_eos = pp->ignore_eos;
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_LOCAL;
-	m.local = &w;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_LOCAL, &w);
 	drv_send(d, dn, &m);
 	return r->id;
 }
@@ -313,9 +305,7 @@ void drv_cancel(struct drv *d, const char *node, uint64_t id)
 {
 	Duet__Cancel c = DUET__CANCEL__INIT;
 	c.request_id = id;
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_CANCEL;
-	m.cancel = &c;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_CANCEL, &c);
 	drv_send(d, node, &m);
 }
 

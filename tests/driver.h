@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "transport.h"
+#include "net/transport.h"
 
 #define DRV_MAX_NODES 8
 #define DRV_MAX_REQS 256
@@ -72,7 +72,9 @@ struct drv_params {
 };
 
 /* Disaggregated: reserve on D (waiting for the answer), then work to P.
- * Returns the request id; the request records a refusal in ->error. */
+ * Returns the request id; the request records a refusal in ->error. With
+ * p NULL only the reservation is made: no KV ever comes, so D holds the
+ * room until the request is cancelled (or its kv-timeout). */
 uint64_t drv_submit(struct drv *d, const char *p, const char *dn, const int *tokens, int n,
 		    const struct drv_params *pp);
 /* Local prefill on D. */

@@ -6,7 +6,7 @@
 #ifndef DUET_REF_FORWARD_H
 #define DUET_REF_FORWARD_H
 
-#include "model.h"
+#include "engine/model.h"
 
 /* logits[t * vocab + v] for every position t of tokens[0..T). Returns 0,
  * or -1 on allocation failure. */

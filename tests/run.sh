@@ -65,6 +65,9 @@ for build in "$@"; do
 	run_script "$build/cli_test.sh" tests/cli_test.sh "$build"
 done
 
+# The parts of the code and the direction of their includes, once.
+run_script layers_test.sh tests/layers_test.sh
+
 # Units, install and man pages, once (from the first build).
 run_script units_test.sh tests/units_test.sh "$1"
 

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat.h"
 #include "testutil.h"
+#include "text/chat.h"
 
 static void test_detect(void **state)
 {

@@ -14,9 +14,9 @@
 #include <xxhash.h>
 
 #include "driver.h"
-#include "forward.h"
-#include "generate.h"
-#include "kvwire.h"
+#include "engine/forward.h"
+#include "engine/generate.h"
+#include "net/kvwire.h"
 #include "testutil.h"
 
 #define WAIT_MS 60000
@@ -251,14 +251,16 @@ static void test_admission(void **state)
 {
 	(void)state;
 	/* decode-small holds 1 MB: 128 blocks of 16 positions, so four
-	 * requests of 100 + 412 tokens fill it. */
+	 * reservations of 100 + 412 tokens fill it. They are reservations
+	 * whose KV never comes, so they hold the room until cancelled however
+	 * fast this machine decodes. */
 	static int t[100];
 	tu_random_prompt(t, 100, 600);
 	struct drv_params pp = {.max_tokens = 412, .ignore_eos = 1};
 	uint64_t ids[4];
 	for (int i = 0; i < 4; i++) {
-		ids[i] = drv_submit_local(&D, "decode-small", t, 100, &pp);
-		drv_poll(&D, 20);
+		ids[i] = drv_submit(&D, NULL, "decode-small", t, 100, &pp);
+		assert_true(drv_req(&D, ids[i])->reserved);
 		assert_int_equal(drv_req(&D, ids[i])->error, 0);
 	}
 	uint64_t refused = drv_submit(&D, "prefill-f32", "decode-small", t, 100, &pp);
@@ -321,9 +323,7 @@ static void send_chunk(void *s, uint64_t id, int layer, int first, int n, enum d
 	h.payload_bytes = plen;
 	h.checksum = XXH3_64bits(payload, plen) + (bad == BAD_CHECKSUM);
 	h.model_digest = bad == BAD_DIGEST ? "0123456789abcdef0123456789abcdef" : M->digest;
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_KV_CHUNK;
-	m.kv_chunk = &h;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_KV_CHUNK, &h);
 	if (bad == BAD_VERSION)
 		m.version = 99;
 	uint8_t hdr[512];
@@ -340,9 +340,7 @@ static void send_first_token(void *s, uint64_t id)
 	Duet__FirstToken f = DUET__FIRST_TOKEN__INIT;
 	f.request_id = id;
 	f.token = 5;
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_FIRST_TOKEN;
-	m.first_token = &f;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_FIRST_TOKEN, &f);
 	uint8_t hdr[128];
 	size_t hlen = duet__msg__pack(&m, hdr);
 	const void *fr[1] = {hdr};
@@ -359,9 +357,7 @@ static uint64_t reserve_only(int n_prompt)
 	res.n_prompt = (uint32_t)n_prompt;
 	res.max_tokens = 8;
 	res.n_sampled = 1;
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_RESERVE;
-	m.reserve = &res;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_RESERVE, &res);
 	drv_send(&D, "decode-0", &m);
 	long long end = duet_now_us() + 10000000LL;
 	while (!r->reserved && !r->error && duet_now_us() < end)
@@ -430,9 +426,7 @@ static void test_malformed_frames(void **state)
 		zmq_send(D.sock, peers[i], strlen(peers[i]), ZMQ_SNDMORE);
 		zmq_send(D.sock, "\x08\x01\x12", 3, 0);
 		Duet__TokenEvent t = DUET__TOKEN_EVENT__INIT;
-		Duet__Msg m = duet_wire_msg();
-		m.body_case = DUET__MSG__BODY_TOKEN;
-		m.token = &t;
+		Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_TOKEN, &t);
 		drv_send(&D, peers[i], &m);
 	}
 	/* A prefill node refuses to pair with a decode node of another model. */
@@ -447,9 +441,7 @@ static void test_malformed_frames(void **state)
 		pw.decode_node = "decode-0";
 		pw.decode_endpoint = dn->kv_endpoint;
 		pw.decode_digest = "ffffffffffffffffffffffffffffffff";
-		Duet__Msg m = duet_wire_msg();
-		m.body_case = DUET__MSG__BODY_PREFILL;
-		m.prefill = &pw;
+		Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_PREFILL, &pw);
 		drv_send(&D, "prefill-f32", &m);
 		assert_int_equal(drv_wait(&D, r->id, WAIT_MS), 0);
 		assert_int_equal(r->error, DUET__ERROR_CODE__ERR_MODEL_MISMATCH);
@@ -527,6 +519,18 @@ static long long largest_gap(const long long *t, int n, long long from, long lon
 
 #define WD_USEC 20000 /* WATCHDOG_USEC: a ping every 10 ms */
 
+/* Time from submission to the first token of a local prefill of n tokens
+ * on node dn, in microseconds. */
+static long long prefill_us(const char *dn, const int *p, int n, const struct drv_params *pp)
+{
+	long long from = duet_now_us();
+	uint64_t id = drv_submit_local(&D, dn, p, n, pp);
+	assert_int_equal(drv_wait(&D, id, WAIT_MS), 0);
+	struct drv_req *r = drv_req(&D, id);
+	assert_true(r->t_first > 0);
+	return r->t_first - from;
+}
+
 static int notify_fd = -1;
 
 /* Whatever failed: a stopped node resumes, and with the socket closed its
@@ -543,11 +547,11 @@ static int notify_teardown(void **state)
 	return 0;
 }
 
-/* The notify protocol against a real socket, on a stories15m-shaped decode
- * node (so that one local prefill step of 250 tokens takes a while): no
- * READY=1 before the router acknowledged, then READY=1 and STATUS=,
- * WATCHDOG=1 every WATCHDOG_USEC/2, none while the main loop is busy with a
- * long step or stopped, and STOPPING=1 on SIGTERM. */
+/* The notify protocol against a real socket, on a stories42m-shaped decode
+ * node (so that one local prefill step can be made long): no READY=1
+ * before the router acknowledged, then READY=1 and STATUS=, WATCHDOG=1
+ * every WATCHDOG_USEC/2, none while the main loop is busy with a long step
+ * or stopped, and STOPPING=1 on SIGTERM. */
 static void test_sd_notify(void **state)
 {
 	(void)state;
@@ -563,10 +567,10 @@ static void test_sd_notify(void **state)
 	char *env[] = {env_sock, env_wd, NULL};
 	char ep[300];
 	snprintf(ep, sizeof ep, "ipc://%s/decode-notify.ipc", tu_tmpdir());
-	tu_make_model(big, "stories15m", DUET_F32, "gguf", -1, 5);
+	tu_make_model(big, "stories42m", DUET_F32, "gguf", -1, 5);
 	spawn("decode-notify", "duet-decode",
-	      (char *[]){"--model", big, "--kv-endpoint", ep, "--kv-mb", "16",
-			 "--max-batch-tokens", "256", NULL},
+	      (char *[]){"--model", big, "--kv-endpoint", ep, "--kv-mb", "64",
+			 "--max-batch-tokens", "1024", NULL},
 	      env);
 	struct drv_node *n = drv_node(&D, "decode-notify");
 	/* Not ready before the router acknowledged: read without answering. */
@@ -586,14 +590,20 @@ static void test_sd_notify(void **state)
 	assert_true(k >= 20);
 	assert_true(largest_gap(t, k, from, t[k - 1]) < 4 * WD_USEC);
 
-	/* A long step: a 250-token prefill in one chunk. The loop does not turn
-	 * during it, so neither do the pings: the largest gap covers most of
-	 * the time to the first token. */
-	static int p[250];
-	tu_random_prompt(p, 250, 77);
+	/* A long step: a prefill in one chunk. The loop does not turn during
+	 * it, so neither do the pings: the largest gap covers most of the time
+	 * to the first token. The prompt is sized from a short prefill timed
+	 * here first, so the step lasts some 8 watchdog intervals on any
+	 * machine (the check needs at least 2.5). */
+	static int p[1000];
+	tu_random_prompt(p, 1000, 77);
 	struct drv_params pp = {.max_tokens = 1, .ignore_eos = 1};
+	prefill_us("decode-notify", p, 100, &pp); /* the first pages the weights in */
+	long long probe = prefill_us("decode-notify", p, 100, &pp);
+	int n_long = (int)(100.0 * 8 * WD_USEC / (double)(probe > 1 ? probe : 1));
+	n_long = n_long < 100 ? 100 : n_long > 1000 ? 1000 : n_long;
 	from = duet_now_us();
-	uint64_t id = drv_submit_local(&D, "decode-notify", p, 250, &pp);
+	uint64_t id = drv_submit_local(&D, "decode-notify", p, n_long, &pp);
 	struct drv_req *r = drv_req(&D, id);
 	k = 0;
 	while (!r->finished && duet_now_us() - from < (long long)WAIT_MS * 1000)
@@ -601,8 +611,9 @@ static void test_sd_notify(void **state)
 	assert_true(r->finished && r->t_first > 0);
 	long long step = r->t_first - from;
 	long long gap = largest_gap(t, k, from, r->t_first);
-	print_message("   250-token step: %.1f ms to the first token, largest ping gap %.1f ms\n",
-		      step / 1e3, gap / 1e3);
+	print_message("   100 tokens took %.1f ms; %d-token step: %.1f ms to the first token, "
+		      "largest ping gap %.1f ms\n",
+		      probe / 1e3, n_long, step / 1e3, gap / 1e3);
 	assert_true(step >= 5 * WD_USEC / 2); /* else the check below says nothing */
 	assert_true(gap >= step / 2);
 	/* Pings resume once the loop turns again. */
@@ -632,7 +643,9 @@ static void test_drain(void **state)
 	(void)state;
 	static int t[30];
 	tu_random_prompt(t, 30, 800);
-	/* Long enough (470 steps) to still run when the signal lands. */
+	/* 470 steps: a node reports draining at the first turn of its loop
+	 * after the signal, a step or two later, so the request still runs
+	 * then however fast the machine is. */
 	struct drv_params pp = {.max_tokens = 470, .ignore_eos = 1};
 	uint64_t id = drv_submit_local(&D, "decode-small", t, 30, &pp);
 	struct drv_req *r = drv_req(&D, id);

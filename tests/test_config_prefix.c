@@ -1,10 +1,12 @@
-/* Daemon configuration (INI file plus flags) and the prefix cache. */
+/* Daemon configuration (INI file plus flags), growable arrays and the
+ * prefix cache. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "prefix_cache.h"
+#include "base/config.h"
+#include "base/grow.h"
+#include "node/prefix_cache.h"
 #include "testutil.h"
 
 struct settings {
@@ -173,11 +175,35 @@ static void test_prefix_cache(void **state)
 	duet_kv_pool_destroy(p);
 }
 
+static void test_grow(void **state)
+{
+	(void)state;
+	int *a = NULL, cap = 0;
+	a = duet_grow(a, &cap, 1, sizeof *a, 4);
+	assert_non_null(a);
+	assert_int_equal(cap, 4);
+	for (int i = 0; i < 4; i++)
+		a[i] = i;
+	assert_ptr_equal(duet_grow(a, &cap, 4, sizeof *a, 4), a); /* room: same array */
+	a = duet_grow(a, &cap, 9, sizeof *a, 4);
+	assert_non_null(a);
+	assert_int_equal(cap, 16); /* doubled until it fits */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(a[i], i); /* contents kept */
+	int *same = a;
+	assert_null(duet_grow(a, &cap, -1, sizeof *a, 4)); /* absurd: refused, a kept */
+	assert_null(duet_grow(a, &cap, 1 << 30, (size_t)1 << 40, 4));
+	assert_int_equal(cap, 16);
+	assert_ptr_equal(a, same);
+	free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_file_then_flags),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_grow),
 		cmocka_unit_test(test_prefix_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

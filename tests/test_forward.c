@@ -10,15 +10,16 @@
  * (about 1e-5 absolute on logits of size 30-40), 100x inside the bound. */
 #include "testutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "forward.h"
-#include "generate.h"
-#include "kernels.h"
-#include "kvcache.h"
+#include "engine/forward.h"
+#include "engine/generate.h"
+#include "engine/kern/kernels.h"
+#include "engine/kvcache.h"
+#include "engine/sampler.h"
 #include "ref_forward.h"
-#include "sampler.h"
 
 #define LOGIT_TOL 1e-4f
 #define POOL_BLOCKS 512

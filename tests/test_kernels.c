@@ -3,12 +3,13 @@
  * cover the vector tails and every batch width of the decode kernels. */
 #include "testutil.h"
 
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dtype.h"
-#include "kernels.h"
+#include "engine/dtype.h"
+#include "engine/kern/kernels.h"
 
 static float frand(uint64_t *s)
 {

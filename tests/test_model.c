@@ -3,15 +3,16 @@
  * in the sanitizer build, no memory error on the way). */
 #include "testutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gguf.h"
-#include "model.h"
-#include "model_random.h"
-#include "model_write.h"
+#include "engine/gguf.h"
+#include "engine/model.h"
+#include "mkmodel/model_random.h"
+#include "mkmodel/model_write.h"
 
 /* Where the fields of a GGUF file sit, found by walking it independently
  * of the library's parser, so corruptions can be aimed at one field. */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prefix_cache.h"
+#include "node/prefix_cache.h"
 #include "router.h"
 #include "testutil.h"
 
@@ -13,7 +13,7 @@ static struct duet_model model;
 static struct router R;
 static int prompt[400];
 
-static void reset(enum policy p)
+static void reset(enum router_policy p)
 {
 	memset(&R, 0, sizeof R);
 	model.cfg.ctx_len = 512;
@@ -29,7 +29,7 @@ static void reset(enum policy p)
 		     {"decode-0", DUET__ROLE__ROLE_DECODE, 0},
 		     {"decode-1", DUET__ROLE__ROLE_DECODE, 0}};
 	for (int i = 0; i < 4; i++) {
-		struct node *n = &R.nodes[i];
+		struct router_node *n = &R.nodes[i];
 		strcpy(n->name, nodes[i].name);
 		n->role = nodes[i].role;
 		n->alive = 1;
@@ -46,11 +46,15 @@ static int place(int n_prompt, int max_tokens, int *p, int *d)
 	q.prompt = prompt;
 	q.n_prompt = n_prompt;
 	q.max_tokens = max_tokens;
-	const char *why;
-	return router_place(&R, &q, p, d, &why);
+	struct router_placement pl;
+	struct duet_err err;
+	int rc = router_place(&R, &q, &pl, &err);
+	*p = pl.pnode;
+	*d = pl.dnode;
+	return rc;
 }
 
-static void cache_prefix(struct node *n, int tokens)
+static void cache_prefix(struct router_node *n, int tokens)
 {
 	uint64_t h = DUET_PREFIX_SEED;
 	for (int k = 0; (k + 1) * 16 <= tokens; k++) {
@@ -64,7 +68,7 @@ static void test_length_aware(void **state)
 	(void)state;
 	tu_random_prompt(prompt, 400, 1);
 	int p, d;
-	reset(POLICY_LENGTH_AWARE);
+	reset(ROUTER_POLICY_LENGTH_AWARE);
 	/* Short: local on the first least-loaded decode node. */
 	assert_int_equal(place(40, 16, &p, &d), 0);
 	assert_int_equal(p, -1);
@@ -109,13 +113,13 @@ static void test_other_policies(void **state)
 {
 	(void)state;
 	int p, d;
-	reset(POLICY_COLOCATED);
+	reset(ROUTER_POLICY_COLOCATED);
 	assert_int_equal(place(300, 16, &p, &d), 0);
 	assert_int_equal(p, -1);
-	reset(POLICY_LEAST_LOADED);
+	reset(ROUTER_POLICY_LEAST_LOADED);
 	assert_int_equal(place(10, 16, &p, &d), 0);
 	assert_int_equal(p, 0); /* no local shortcut */
-	reset(POLICY_ROUND_ROBIN);
+	reset(ROUTER_POLICY_ROUND_ROBIN);
 	int seen_p[2] = {0}, seen_d[2] = {0};
 	for (int i = 0; i < 4; i++) {
 		assert_int_equal(place(300, 16, &p, &d), 0);
@@ -128,7 +132,7 @@ static void test_other_policies(void **state)
 	assert_int_equal(seen_d[0], 2);
 	assert_int_equal(seen_d[1], 2);
 	/* Without prefill nodes everything is local. */
-	reset(POLICY_LENGTH_AWARE);
+	reset(ROUTER_POLICY_LENGTH_AWARE);
 	R.nodes[0].alive = R.nodes[1].alive = 0;
 	assert_int_equal(place(300, 16, &p, &d), 0);
 	assert_int_equal(p, -1);

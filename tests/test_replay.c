@@ -14,12 +14,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "base/clock.h"
 #include "http_get.h"
-#include "replay.h"
-#include "synth.h"
+#include "replay/replay.h"
+#include "replay/synth.h"
+#include "replay/trace.h"
 #include "testutil.h"
-#include "trace.h"
 
 /* ---- parsers ---- */
 

@@ -14,14 +14,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "forward.h"
-#include "generate.h"
+#include "base/clock.h"
+#include "engine/forward.h"
+#include "engine/generate.h"
+#include "engine/tokenizer.h"
+#include "engine/vocab.h"
+#include "mkmodel/model_random.h"
+#include "mkmodel/model_write.h"
 #include "testutil.h"
-#include "tokenizer.h"
-#include "chat.h"
-#include "model_random.h"
-#include "model_write.h"
-#include "vocab.h"
+#include "text/chat.h"
 
 #define PORT 18431
 #define N_NODES 5 /* router, decode-0, prefill-0, decode-1, prefill-1 */
@@ -63,7 +64,7 @@ static pid_t start_router_policy(const char *policy)
 	return spawn("duet-router", "router",
 		     (char *[]){"--http-port", port, "--control", router_ctl, "--max-body", "65536",
 				"--max-tokens", "480", "--api-keys", "sk-duet-test-1," API_KEY,
-				"--policy", (char *)policy, NULL});
+				"--policy", (char *)policy, "--log-level", "debug", NULL});
 }
 
 static pid_t start_router(void)
@@ -496,17 +497,16 @@ struct victim {
  * than a client can react; stopping both decode nodes most of the time
  * slows them enough to kill one mid-stream. */
 static volatile int throttling;
-static int throttle_first = 1; /* 1: decode nodes (1, 3); 2: prefill nodes (2, 4) */
 
 static void *throttle(void *arg)
 {
 	(void)arg;
 	while (throttling) {
-		for (int i = throttle_first; i < N_NODES; i += 2)
+		for (int i = 1; i < N_NODES; i += 2)
 			if (pids[i] > 0)
 				kill(pids[i], SIGSTOP);
 		usleep(20000);
-		for (int i = throttle_first; i < N_NODES; i += 2)
+		for (int i = 1; i < N_NODES; i += 2)
 			if (pids[i] > 0)
 				kill(pids[i], SIGCONT);
 		usleep(1000);
@@ -782,6 +782,32 @@ static void *bg_post(void *arg)
 /* kill -9 the prefill node computing a prompt: the router places the
  * request again (the decode node frees the partial KV) and the client gets
  * exactly the reference text. */
+/* The prefill node (index into pids) the router's log says it placed a
+ * prompt of this many tokens on, or -1 while it has not. */
+static int placed_on_prefill(int n_prompt)
+{
+	char path[4200], want[64];
+	size_t n;
+	snprintf(want, sizeof want, "%d prompt tokens: disaggregated on ", n_prompt);
+	char *text = tu_read_file(tu_path(path, "router.log"), &n);
+	const char *at = text ? strstr(text, want) : NULL;
+	const char *after = at ? strstr(at, " after ") : NULL;
+	int which = -1;
+	if (after && strchr(after, '(')) {
+		after += strlen(" after ");
+		if (strncmp(after, "prefill-1 (", 11) == 0)
+			which = 4;
+		else if (strncmp(after, "prefill (", 9) == 0)
+			which = 2;
+	}
+	free(text);
+	return which;
+}
+
+/* kill -9 the prefill node a prompt was placed on, before it could look at
+ * it: both prefill nodes are stopped while the router places the request,
+ * the chosen one is killed and the other resumed, so the request must go
+ * to the other however fast this machine prefills. */
 static void test_prefill_failover(void **state)
 {
 	(void)state;
@@ -792,30 +818,28 @@ static void test_prefill_failover(void **state)
 	static int t[401]; /* a length no other test sends; long: disaggregated */
 	tu_random_prompt(t, 401, 31337);
 	struct bg_req q = {ids_body(t, 401, 30, NULL), {NULL, 0}, 0};
-	throttle_first = 2;
-	throttling = 1;
-	pthread_t th, tt;
-	pthread_create(&tt, NULL, throttle, NULL);
+	for (int i = 2; i < N_NODES; i += 2)
+		if (pids[i] > 0)
+			kill(pids[i], SIGSTOP);
+	pthread_t th;
 	pthread_create(&th, NULL, bg_post, &q);
 	int victim = -1;
-	for (int k = 0; k < 2000 && victim < 0; k++) {
-		victim = serving_node(401, 1);
-		if (victim < 0)
-			usleep(1000);
+	long long end = duet_now_us() + 20000000LL;
+	while ((victim = placed_on_prefill(401)) < 0 && duet_now_us() < end)
+		usleep(1000);
+	if (victim > 0) {
+		pid_t pid = pids[victim];
+		pids[victim] = -pid;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		pids[victim] = 0;
 	}
-	assert_true(victim > 0);
-	pid_t pid = pids[victim];
-	pids[victim] = -pid;
-	kill(pid, SIGKILL);
-	throttling = 0;
-	pthread_join(tt, NULL);
 	for (int i = 2; i < N_NODES; i += 2)
 		if (pids[i] > 0)
 			kill(pids[i], SIGCONT);
-	throttle_first = 1;
 	pthread_join(th, NULL);
-	waitpid(pid, NULL, 0);
-	pids[victim] = 0;
+	if (victim < 0)
+		fail_msg("the router did not place the prompt on a prefill node (see router.log)");
 	if (q.status != 200)
 		fail_msg("status %ld: %s", q.status, q.b.p);
 	json_t *j = json_loads(q.b.p, 0, NULL);
@@ -855,6 +879,17 @@ static void *queue_post(void *arg)
 	return NULL;
 }
 
+/* The router-q's /metrics, whole. */
+static char *queue_metrics(const char *url)
+{
+	struct tu_buf b = {NULL, 0};
+	if (tu_http(url, "GET", NULL, NULL, NULL, tu_buf_write, &b) != 200) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
+
 /* A second, small cluster: a decode node whose 1 MB pool holds four
  * requests of 500 tokens (128 blocks of 16), and a router with a queue of
  * one. Of six requests sent at once four run, one waits for room and then
@@ -871,10 +906,11 @@ static void test_queue(void **state)
 				    "--max-queue", "1", "--queue-timeout-ms", "30000", NULL});
 	pid_t dq = spawn("duet-decode", "decode-q",
 			 (char *[]){"--router", ctl, "--kv-endpoint", kv, "--kv-mb", "1",
-				    "--report-ms", "200", "--name", "decode-q", NULL});
-	char url[128], health[128];
+				    "--report-ms", "1000", "--name", "decode-q", NULL});
+	char url[128], health[128], metrics[128];
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/completions", PORT + 1);
 	snprintf(health, sizeof health, "http://127.0.0.1:%d/health", PORT + 1);
+	snprintf(metrics, sizeof metrics, "http://127.0.0.1:%d/metrics", PORT + 1);
 	long st = 0;
 	for (int k = 0; k < 300 && st != 200; k++) {
 		struct tu_buf b = {NULL, 0};
@@ -884,9 +920,20 @@ static void test_queue(void **state)
 			usleep(100000);
 	}
 	assert_int_equal(st, 200);
-	usleep(300000); /* a load report with the pool's size */
-	/* Hold the decode node still while all six arrive (less than its
-	 * 3 x 200 ms liveness window). */
+	/* A load report with the pool's size. */
+	char *m = NULL;
+	for (int k = 0; k < 300; k++) {
+		free(m);
+		m = queue_metrics(metrics);
+		if (m && metric(m, "duet_node_kv_blocks_free{node=\"decode-q\"} ") > 0)
+			break;
+		usleep(20000);
+	}
+	assert_true(m && metric(m, "duet_node_kv_blocks_free{node=\"decode-q\"} ") > 0);
+	free(m);
+	/* Hold the decode node still until the router has placed four, queued
+	 * one and refused one (within its 3 x 1 s liveness window), so none can
+	 * finish and make room early however fast this machine decodes. */
 	kill(dq, SIGSTOP);
 	queue_pids[0] = rq;
 	queue_pids[1] = dq;
@@ -896,7 +943,15 @@ static void test_queue(void **state)
 		q[i] = (struct qreq){url, 0, 0};
 		pthread_create(&th[i], NULL, queue_post, &q[i]);
 	}
-	usleep(300000);
+	for (int k = 0; k < 100; k++) {
+		m = queue_metrics(metrics);
+		int settled = m && metric(m, "duet_requests_total{outcome=\"rejected\"} ") == 1 &&
+			      metric(m, "duet_queue_depth ") == 1;
+		free(m);
+		if (settled)
+			break;
+		usleep(10000);
+	}
 	kill(dq, SIGCONT);
 	int ok = 0, refused = 0;
 	for (int i = 0; i < 6; i++) {

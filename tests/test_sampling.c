@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvcache.h"
-#include "sampler.h"
-#include "stopper.h"
+#include "engine/kvcache.h"
+#include "engine/sampler.h"
+#include "text/stopper.h"
 
 static void sampler(struct duet_sampler *s, float temp, int k, float p, uint64_t seed, int V)
 {

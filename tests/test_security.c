@@ -18,8 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "curve.h"
-#include "forward.h"
+#include "engine/forward.h"
+#include "net/curve.h"
 #include "testutil.h"
 
 #define HTTP_PORT 18531

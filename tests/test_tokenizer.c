@@ -3,12 +3,13 @@
  * incremental detokenization. Uses the real Llama-2 vocabulary. */
 #include "testutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_write.h"
-#include "tokenizer.h"
-#include "vocab.h"
+#include "engine/tokenizer.h"
+#include "engine/vocab.h"
+#include "mkmodel/model_write.h"
 
 static struct duet_vocab gguf_v, bin_v;
 

@@ -6,10 +6,11 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "forward.h"
-#include "kvwire.h"
+#include "engine/forward.h"
+#include "net/kvwire.h"
+#include "net/wire.h"
+#include "node/node.h"
 #include "testutil.h"
-#include "wire.h"
 
 static void test_codec_round_trip(void **state)
 {
@@ -76,7 +77,7 @@ static void test_envelope(void **state)
 	Duet__Msg *m;
 	assert_int_equal(duet_wire_unpack("\xff\xff\xff", 3, &m, &err), -1);
 	assert_non_null(strstr(err.msg, "not a valid duet.Msg"));
-	Duet__Msg out = duet_wire_msg();
+	Duet__Msg out = duet_wire_msg(DUET__MSG__BODY__NOT_SET, NULL);
 	void *buf;
 	size_t len;
 	assert_int_equal(duet_wire_pack(&out, &buf, &len, &err), 0);
@@ -85,8 +86,7 @@ static void test_envelope(void **state)
 	free(buf);
 	Duet__Cancel c = DUET__CANCEL__INIT;
 	c.request_id = 42;
-	out.body_case = DUET__MSG__BODY_CANCEL;
-	out.cancel = &c;
+	out = duet_wire_msg(DUET__MSG__BODY_CANCEL, &c);
 	out.version = 7;
 	assert_int_equal(duet_wire_pack(&out, &buf, &len, &err), 0);
 	assert_int_equal(duet_wire_unpack(buf, len, &m, &err), -1);
@@ -119,15 +119,15 @@ static void test_tokens_and_sampling(void **state)
 	free(many);
 	struct duet_sampling sp;
 	Duet__Sampling s = DUET__SAMPLING__INIT;
-	assert_int_equal(duet_wire_sampling(NULL, &sp, &err), 0);
+	assert_int_equal(duet_node_sampling(NULL, &sp, &err), 0);
 	assert_true(sp.temperature == 0 && sp.top_p == 1);
 	s.temperature = NAN;
-	assert_int_equal(duet_wire_sampling(&s, &sp, &err), -1);
+	assert_int_equal(duet_node_sampling(&s, &sp, &err), -1);
 	s.temperature = -1;
-	assert_int_equal(duet_wire_sampling(&s, &sp, &err), -1);
+	assert_int_equal(duet_node_sampling(&s, &sp, &err), -1);
 	s.temperature = 0.5f;
 	s.top_p = 2;
-	assert_int_equal(duet_wire_sampling(&s, &sp, &err), -1);
+	assert_int_equal(duet_node_sampling(&s, &sp, &err), -1);
 	assert_int_equal(duet_wire_check_str("abcdef", 5, "name", &err), -1);
 }
 

@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "generate.h"
-#include "model_random.h"
-#include "model_write.h"
+#include "engine/generate.h"
+#include "mkmodel/model_random.h"
+#include "mkmodel/model_write.h"
 
 #define VOCAB_GGUF "ggml-vocab-llama-spm.gguf"
 #define TOKENIZER_BIN "llama2-tokenizer.bin"

@@ -11,9 +11,9 @@
 #include <sys/types.h>
 #include <cmocka.h>
 
-#include "dtype.h"
-#include "forward.h"
-#include "model.h"
+#include "engine/dtype.h"
+#include "engine/forward.h"
+#include "engine/model.h"
 
 /* ../shared/models files, found from $DUET_SHARED_MODELS, the source
  * tree's parent, or /work/shared/models. Fails the test if absent. */

@@ -49,7 +49,7 @@ check "man pages render, one per program and duet command" bash -c "
 	done
 	man -l '$R/usr/local/share/man/man1/duet-decode.1' | grep -q -- '--kv-endpoint'"
 check "--version of every installed program" bash -c "
-	v=\$(sed -n 's/^#define DUET_VERSION \"\(.*\)\"/\1/p' common/version.h)
+	v=\$(sed -n 's/^#define DUET_VERSION \"\(.*\)\"/\1/p' common/base/version.h)
 	for p in duet duet-prefill duet-decode duet-router; do
 		[ \"\$('$R/usr/local/bin/'\$p --version)\" = \"\$p \$v\" ] || exit 1
 	done"

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "base/clock.h"
 
 int cli_int(const char *flag, const char *s, long lo, long hi, long *out)
 {

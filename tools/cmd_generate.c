@@ -7,13 +7,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/cpu.h"
 #include "cli.h"
 #include "commands.h"
-#include "cpu.h"
-#include "forward.h"
-#include "generate.h"
-#include "stopper.h"
-#include "tokenizer.h"
+#include "engine/forward.h"
+#include "engine/generate.h"
+#include "engine/tokenizer.h"
+#include "text/stopper.h"
 
 static void usage(FILE *f)
 {

@@ -5,7 +5,7 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "curve.h"
+#include "net/curve.h"
 
 static void usage(FILE *f)
 {

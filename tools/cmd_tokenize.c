@@ -7,9 +7,9 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "model.h"
-#include "model_write.h"
-#include "tokenizer.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+#include "mkmodel/model_write.h"
 
 static void usage(FILE *f)
 {

@@ -15,12 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/cpu.h"
 #include "cli.h"
-#include "curve.h"
 #include "commands.h"
 #include "http_get.h"
-#include "cpu.h"
-#include "model_write.h"
+#include "mkmodel/model_write.h"
+#include "net/curve.h"
 
 #define UP_MAX_NODES 32
 #define UP_MAX_EXTRA 16 /* --node-arg / --router-arg each */

@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/cpu.h"
+#include "base/version.h"
 #include "commands.h"
-#include "cpu.h"
-#include "version.h"
 
 static const struct {
 	const char *name;

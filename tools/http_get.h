@@ -4,7 +4,7 @@
 #ifndef DUET_HTTP_GET_H
 #define DUET_HTTP_GET_H
 
-#include "err.h"
+#include "base/err.h"
 
 /* GET url (with a bearer key unless NULL) within timeout_s. On success
  * *body is the NUL-terminated answer (the caller frees it, NULL when

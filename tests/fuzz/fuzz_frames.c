@@ -8,8 +8,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "kvwire.h"
-#include "wire.h"
+#include "net/kvwire.h"
+#include "net/wire.h"
+#include "node/node.h"
 
 /* The geometry of the `tiny` test shape. */
 static const struct duet_wire_limits LIM = {2, 2, 32, 512, 32000, "0123456789abcdef0123456789abcdef"};
@@ -59,14 +60,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case DUET__MSG__BODY_PREFILL:
 		(void)duet_wire_check_tokens(m->prefill->tokens, m->prefill->n_tokens, &LIM, &err);
 		(void)duet_wire_check_str(m->prefill->decode_endpoint, DUET_MAX_ENDPOINT, "ep", &err);
-		(void)duet_wire_sampling(m->prefill->sampling, &sp, &err);
+		(void)duet_node_sampling(m->prefill->sampling, &sp, &err);
 		break;
 	case DUET__MSG__BODY_LOCAL:
 		(void)duet_wire_check_tokens(m->local->tokens, m->local->n_tokens, &LIM, &err);
-		(void)duet_wire_sampling(m->local->sampling, &sp, &err);
+		(void)duet_node_sampling(m->local->sampling, &sp, &err);
 		break;
 	case DUET__MSG__BODY_RESERVE:
-		(void)duet_wire_sampling(m->reserve->sampling, &sp, &err);
+		(void)duet_node_sampling(m->reserve->sampling, &sp, &err);
 		break;
 	case DUET__MSG__BODY_HELLO:
 		(void)duet_wire_check_str(m->hello->name, DUET_MAX_NAME, "name", &err);

@@ -12,8 +12,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "model.h"
-#include "tokenizer.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
 
 static int memfd_with(const char *name, const uint8_t *d, size_t n)
 {

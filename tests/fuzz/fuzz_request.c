@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "model_write.h"
+#include "mkmodel/model_write.h"
 #include "router.h"
 
 static struct router R;
@@ -40,8 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct rreq q = {0};
 	q.chat = data[0] & 1;
 	R.chat = (enum duet_chat_family)((data[0] >> 1) & 3);
-	char err[DUET_ERR_MAX + 64];
-	(void)router_parse_request(&R, (const char *)data + 1, size - 1, &q, err, sizeof err);
+	struct duet_err err;
+	(void)router_parse_request(&R, (const char *)data + 1, size - 1, &q, &err);
 	free(q.prompt);
 	for (int i = 0; i < q.n_stops; i++)
 		free(q.stops[i]);

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "kvwire.h"
-#include "wire.h"
+#include "net/kvwire.h"
+#include "net/wire.h"
 
 static void put(const char *dir, const char *name, const Duet__Msg *m, const void *payload,
 		size_t plen)
@@ -61,9 +61,7 @@ int main(int argc, char **argv)
 		c.payload_bytes = plen;
 		c.checksum = XXH3_64bits(p, plen);
 		c.model_digest = "0123456789abcdef0123456789abcdef";
-		Duet__Msg m = duet_wire_msg();
-		m.body_case = DUET__MSG__BODY_KV_CHUNK;
-		m.kv_chunk = &c;
+		Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_KV_CHUNK, &c);
 		char name[64];
 		snprintf(name, sizeof name, "kv_chunk_%s", duet_kvwire_dtype_name(types[t]));
 		put(dir, name, &m, p, plen);
@@ -82,9 +80,7 @@ int main(int argc, char **argv)
 	w.decode_node = "decode-0";
 	w.decode_endpoint = "tcp://10.0.0.2:5601";
 	w.decode_digest = "0123456789abcdef0123456789abcdef";
-	Duet__Msg m = duet_wire_msg();
-	m.body_case = DUET__MSG__BODY_PREFILL;
-	m.prefill = &w;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_PREFILL, &w);
 	put(dir, "prefill", &m, NULL, 0);
 	Duet__LocalWork l = DUET__LOCAL_WORK__INIT;
 	l.request_id = 10;

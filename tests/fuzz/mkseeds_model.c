@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_random.h"
-#include "model_write.h"
-#include "vocab.h"
+#include "engine/vocab.h"
+#include "mkmodel/model_random.h"
+#include "mkmodel/model_write.h"
 
 static unsigned char *slurp(const char *path, size_t *n)
 {

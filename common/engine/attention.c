@@ -1,0 +1,224 @@
+#include "engine/attention.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+int duet_attn_init(struct duet_attn *a, struct duet_threadpool *tp,
+		   const struct duet_kernels *k, const struct duet_kv_pool *kv,
+		   const struct duet_config *cfg, struct duet_err *err)
+{
+	memset(a, 0, sizeof *a);
+	a->tp = tp;
+	a->k = k;
+	a->kv = kv;
+	a->n_heads = cfg->n_heads;
+	a->n_kv_heads = cfg->n_kv_heads;
+	a->head_dim = cfg->head_dim;
+	a->scale = 1.0f / sqrtf((float)cfg->head_dim);
+	a->scores = calloc((size_t)duet_threadpool_threads(tp), sizeof *a->scores);
+	if (!a->scores)
+		return duet_errf(err, "attention: out of memory");
+	return 0;
+}
+
+void duet_attn_free(struct duet_attn *a)
+{
+	if (a->scores)
+		for (int i = 0; i < duet_threadpool_threads(a->tp); i++)
+			free(a->scores[i]);
+	free(a->scores);
+	free(a->gk);
+	free(a->gv);
+	memset(a, 0, sizeof *a);
+}
+
+int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err)
+{
+	int hpg = a->n_heads / a->n_kv_heads;
+	int rows = DUET_ATTN_TILE > hpg ? DUET_ATTN_TILE : hpg;
+	size_t need = (size_t)rows * (size_t)positions;
+	if (need > a->scores_cap) {
+		for (int i = 0; i < duet_threadpool_threads(a->tp); i++) {
+			float *p = realloc(a->scores[i], sizeof(float) * need);
+			if (!p)
+				return duet_errf(err, "attention: out of memory for %d positions", positions);
+			a->scores[i] = p;
+		}
+		a->scores_cap = need;
+	}
+	if ((size_t)positions > a->gather_cap) {
+		size_t bytes = sizeof(float) * (size_t)positions * (size_t)a->kv->g.kv_dim;
+		float *k = realloc(a->gk, bytes);
+		if (k)
+			a->gk = k;
+		float *v = realloc(a->gv, bytes);
+		if (v)
+			a->gv = v;
+		if (!k || !v)
+			return duet_errf(err, "attention: out of memory for %d positions", positions);
+		a->gather_cap = (size_t)positions;
+	}
+	return 0;
+}
+
+/* ---- many rows of one sequence ---- */
+
+struct rows_args {
+	struct duet_attn *a;
+	int layer;
+	const struct duet_kv_seq *s;
+	int p0, n;
+	const float *q, *K, *V;
+	float *out;
+	int tiles;
+	atomic_int next;
+};
+
+static void gather(void *arg, int ith, int nth)
+{
+	struct rows_args *r = arg;
+	const struct duet_kv_pool *kv = r->a->kv;
+	int kvd = kv->g.kv_dim, bt = kv->g.block_tokens;
+	long b0, b1;
+	int nblocks = duet_kv_blocks_for(&kv->g, r->p0 + r->n);
+	duet_split(nblocks, ith, nth, 1, &b0, &b1);
+	for (long b = b0; b < b1; b++) {
+		int p = (int)b * bt;
+		int cnt = r->p0 + r->n - p < bt ? r->p0 + r->n - p : bt;
+		size_t bytes = sizeof(float) * (size_t)cnt * (size_t)kvd;
+		memcpy(r->a->gk + (size_t)p * kvd, duet_kv_row(kv, r->layer, 0, r->s, p), bytes);
+		memcpy(r->a->gv + (size_t)p * kvd, duet_kv_row(kv, r->layer, 1, r->s, p), bytes);
+	}
+}
+
+static void rows_unit(struct rows_args *r, int unit, float *sc)
+{
+	const struct duet_attn *a = r->a;
+	int hd = a->head_dim, qd = a->n_heads * hd, kvd = a->n_kv_heads * hd;
+	int hpg = a->n_heads / a->n_kv_heads;
+	/* Units run largest first: the last query tile sees the most keys. */
+	int tile = r->tiles - 1 - unit / a->n_heads;
+	int h = unit % a->n_heads, g = h / hpg;
+	int r0 = tile * DUET_ATTN_TILE;
+	int r1 = r0 + DUET_ATTN_TILE < r->n ? r0 + DUET_ATTN_TILE : r->n;
+	int rt = r1 - r0, S = r->p0 + r1;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rt, S, hd, a->scale,
+		    r->q + (size_t)r0 * qd + (size_t)h * hd, qd, r->K + (size_t)g * hd, kvd,
+		    0.0f, sc, S);
+	for (int i = 0; i < rt; i++) {
+		int vis = r->p0 + r0 + i + 1; /* causal: keys up to its own position */
+		float *row = sc + (size_t)i * S;
+		a->k->softmax(row, vis);
+		memset(row + vis, 0, sizeof(float) * (size_t)(S - vis));
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rt, hd, S, 1.0f, sc, S,
+		    r->V + (size_t)g * hd, kvd, 0.0f, r->out + (size_t)r0 * qd + (size_t)h * hd,
+		    qd);
+}
+
+static void rows_worker(void *arg, int ith, int nth)
+{
+	(void)nth;
+	struct rows_args *r = arg;
+	int units = r->tiles * r->a->n_heads;
+	for (;;) {
+		int u = atomic_fetch_add(&r->next, 1);
+		if (u >= units)
+			break;
+		rows_unit(r, u, r->a->scores[ith]);
+	}
+}
+
+void duet_attn_rows(struct duet_attn *a, int layer, const struct duet_kv_seq *s,
+		    int p0, int n, const float *q, const float *k_new,
+		    const float *v_new, float *out)
+{
+	struct rows_args r = {.a = a, .layer = layer, .s = s, .p0 = p0, .n = n, .q = q,
+			      .out = out, .tiles = (n + DUET_ATTN_TILE - 1) / DUET_ATTN_TILE};
+	atomic_init(&r.next, 0);
+	if (p0 == 0) {
+		/* A whole prompt: its keys are exactly the new rows. */
+		r.K = k_new;
+		r.V = v_new;
+	} else {
+		/* Earlier positions live in cache blocks; sgemm wants them
+		 * contiguous. Copying is linear in positions, the products
+		 * quadratic, so the copy is cheap. */
+		duet_threadpool_run(a->tp, gather, &r);
+		r.K = a->gk;
+		r.V = a->gv;
+	}
+	duet_threadpool_run(a->tp, rows_worker, &r);
+}
+
+/* ---- one row each of many sequences (decode) ---- */
+
+struct single_args {
+	struct duet_attn *a;
+	int layer;
+	const struct duet_kv_seq *const *seqs;
+	const int *pos, *rows;
+	int n;
+	const float *q;
+	float *out;
+	atomic_int next;
+};
+
+static void single_unit(struct single_args *s, int unit, float *sc)
+{
+	const struct duet_attn *a = s->a;
+	const struct duet_kv_pool *kv = a->kv;
+	int hd = a->head_dim, qd = a->n_heads * hd;
+	int hpg = a->n_heads / a->n_kv_heads;
+	int i = unit / a->n_kv_heads, g = unit % a->n_kv_heads;
+	const struct duet_kv_seq *seq = s->seqs[i];
+	int npos = s->pos[i] + 1, bt = kv->g.block_tokens, kvd = kv->g.kv_dim;
+	const float *q = s->q + (size_t)s->rows[i] * qd + (size_t)g * hpg * hd;
+	float *out = s->out + (size_t)s->rows[i] * qd + (size_t)g * hpg * hd;
+	/* Each K and V row of the group's head is read once for all the query
+	 * heads that share it. */
+	for (int p0 = 0; p0 < npos; p0 += bt) {
+		int cnt = npos - p0 < bt ? npos - p0 : bt;
+		const float *kr = duet_kv_row(kv, s->layer, 0, seq, p0) + (size_t)g * hd;
+		for (int t = 0; t < cnt; t++, kr += kvd)
+			for (int h = 0; h < hpg; h++)
+				sc[(size_t)h * npos + p0 + t] = a->k->dot(q + h * hd, kr, hd) * a->scale;
+	}
+	for (int h = 0; h < hpg; h++) {
+		a->k->softmax(sc + (size_t)h * npos, npos);
+		memset(out + h * hd, 0, sizeof(float) * (size_t)hd);
+	}
+	for (int p0 = 0; p0 < npos; p0 += bt) {
+		int cnt = npos - p0 < bt ? npos - p0 : bt;
+		const float *vr = duet_kv_row(kv, s->layer, 1, seq, p0) + (size_t)g * hd;
+		for (int t = 0; t < cnt; t++, vr += kvd)
+			for (int h = 0; h < hpg; h++)
+				a->k->axpy(sc[(size_t)h * npos + p0 + t], vr, out + h * hd, hd);
+	}
+}
+
+static void single_worker(void *arg, int ith, int nth)
+{
+	(void)nth;
+	struct single_args *s = arg;
+	int units = s->n * s->a->n_kv_heads;
+	for (;;) {
+		int u = atomic_fetch_add(&s->next, 1);
+		if (u >= units)
+			break;
+		single_unit(s, u, s->a->scores[ith]);
+	}
+}
+
+void duet_attn_single(struct duet_attn *a, int layer,
+		      const struct duet_kv_seq *const *seqs, const int *pos,
+		      const int *rows, int n, const float *q, float *out)
+{
+	struct single_args s = {.a = a, .layer = layer, .seqs = seqs, .pos = pos,
+				.rows = rows, .n = n, .q = q, .out = out};
+	atomic_init(&s.next, 0);
+	duet_threadpool_run(a->tp, single_worker, &s);
+}

@@ -1,0 +1,49 @@
+/* Causal grouped-query attention over the paged KV cache. */
+#ifndef DUET_ATTENTION_H
+#define DUET_ATTENTION_H
+
+#include "base/err.h"
+#include "base/threadpool.h"
+#include "engine/kern/kernels.h"
+#include "engine/kvcache.h"
+#include "engine/model.h"
+
+/* Query rows per prefill work unit: scores for one unit are
+ * DUET_ATTN_TILE x positions floats, per thread. */
+#define DUET_ATTN_TILE 64
+
+struct duet_attn {
+	struct duet_threadpool *tp;
+	const struct duet_kernels *k;
+	const struct duet_kv_pool *kv;
+	int n_heads, n_kv_heads, head_dim;
+	float scale;
+	float **scores;	  /* per thread */
+	size_t scores_cap; /* floats per thread */
+	float *gk, *gv;	   /* gathered K and V, [positions, kv_dim] */
+	size_t gather_cap; /* positions */
+};
+
+int duet_attn_init(struct duet_attn *a, struct duet_threadpool *tp,
+		   const struct duet_kernels *k, const struct duet_kv_pool *kv,
+		   const struct duet_config *cfg, struct duet_err *err);
+void duet_attn_free(struct duet_attn *a);
+
+/* Makes room for attention over up to `positions` keys. Called before a
+ * batch so that workers never allocate. */
+int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err);
+
+/* n query rows of one sequence at positions p0.., over its KV [0, p0+n)
+ * (the new rows already written to the cache). k_new/v_new are the new
+ * rows [n, kv_dim], used in place of a gather when p0 == 0. */
+void duet_attn_rows(struct duet_attn *a, int layer, const struct duet_kv_seq *s,
+		    int p0, int n, const float *q, const float *k_new,
+		    const float *v_new, float *out);
+
+/* One query row for each of n sequences: row rows[i] of q/out ([*, q_dim])
+ * belongs to seqs[i] at position pos[i]. */
+void duet_attn_single(struct duet_attn *a, int layer,
+		      const struct duet_kv_seq *const *seqs, const int *pos,
+		      const int *rows, int n, const float *q, float *out);
+
+#endif

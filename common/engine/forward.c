@@ -1,0 +1,477 @@
+#include "engine/forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cpu.h"
+#include "base/threadpool.h"
+#include "engine/attention.h"
+#include "engine/kern/kernels.h"
+#include "engine/matmul.h"
+
+#define DEFAULT_MAX_BATCH 512
+/* Rows below which elementwise work stays on the calling thread: waking
+ * the pool costs more than it saves. */
+#define PARALLEL_ROWS 8
+
+struct duet_engine {
+	const struct duet_model *m;
+	struct duet_kv_pool *kv;
+	const struct duet_kernels *k;
+	struct duet_threadpool *tp;
+	struct duet_matmul mm;
+	struct duet_attn attn;
+	duet_layer_hook hook;
+	void *hook_ctx;
+	int max_T;
+	/* activations, [max_T, width] each */
+	float *x, *xb, *q, *kx, *vx, *att, *hb, *hb2;
+	float *rope_cos, *rope_sin; /* [max_T, head_dim/2] */
+	int *pos, *row_seq;	     /* per row: position, sequence index */
+	/* rows that need logits */
+	float *lx;
+	float *logits;
+	size_t logits_cap;
+};
+
+struct duet_kv_geom duet_kv_geom_for(const struct duet_model *m, int block_tokens)
+{
+	struct duet_kv_geom g = {m->cfg.n_layers, m->cfg.n_kv_heads * m->cfg.head_dim,
+				 block_tokens > 0 ? block_tokens : DUET_KV_BLOCK_TOKENS};
+	return g;
+}
+
+static float *alloc_f(size_t n)
+{
+	return aligned_alloc(64, ((sizeof(float) * n + 63) / 64) * 64);
+}
+
+void duet_engine_destroy(struct duet_engine *e)
+{
+	if (!e)
+		return;
+	duet_attn_free(&e->attn);
+	duet_matmul_free(&e->mm);
+	duet_threadpool_destroy(e->tp);
+	free(e->x);
+	free(e->xb);
+	free(e->q);
+	free(e->kx);
+	free(e->vx);
+	free(e->att);
+	free(e->hb);
+	free(e->hb2);
+	free(e->rope_cos);
+	free(e->rope_sin);
+	free(e->pos);
+	free(e->row_seq);
+	free(e->lx);
+	free(e->logits);
+	free(e);
+}
+
+int duet_engine_create(struct duet_engine **out, const struct duet_model *m,
+		       struct duet_kv_pool *kv, const struct duet_engine_opts *o,
+		       struct duet_err *err)
+{
+	*out = NULL;
+	const struct duet_config *c = &m->cfg;
+	struct duet_kv_geom g = duet_kv_geom_for(m, kv->g.block_tokens);
+	if (kv->g.n_layers != g.n_layers || kv->g.kv_dim != g.kv_dim)
+		return duet_errf(err, "engine: KV pool geometry (%d layers x %d) does not match the model (%d x %d)",
+				 kv->g.n_layers, kv->g.kv_dim, g.n_layers, g.kv_dim);
+	struct duet_engine *e = calloc(1, sizeof *e);
+	if (!e)
+		return duet_errf(err, "engine: out of memory");
+	e->m = m;
+	e->kv = kv;
+	e->k = o && o->kernels ? duet_kernels_named(o->kernels) : duet_kernels();
+	if (!e->k) {
+		free(e);
+		return duet_errf(err, "engine: kernels '%s' are unknown or unsupported by this CPU",
+				 o->kernels);
+	}
+	int threads = o && o->n_threads > 0 ? o->n_threads : duet_cpu_count();
+	e->max_T = o && o->max_batch_tokens > 0 ? o->max_batch_tokens : DEFAULT_MAX_BATCH;
+	duet_blas_single_thread();
+	if (duet_threadpool_create(&e->tp, threads, o ? o->cpus : NULL, o ? o->n_cpus : 0, err))
+		goto fail;
+	int max_cols = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+	if (duet_matmul_init(&e->mm, e->tp, e->k, max_cols, err) ||
+	    duet_attn_init(&e->attn, e->tp, e->k, kv, c, err))
+		goto fail;
+	size_t T = (size_t)e->max_T;
+	int kvd = g.kv_dim;
+	e->x = alloc_f(T * c->dim);
+	e->xb = alloc_f(T * c->dim);
+	e->q = alloc_f(T * c->dim);
+	e->kx = alloc_f(T * kvd);
+	e->vx = alloc_f(T * kvd);
+	e->att = alloc_f(T * c->dim);
+	e->hb = alloc_f(T * c->hidden_dim);
+	e->hb2 = alloc_f(T * c->hidden_dim);
+	e->rope_cos = alloc_f(T * (c->head_dim / 2));
+	e->rope_sin = alloc_f(T * (c->head_dim / 2));
+	e->pos = malloc(sizeof(int) * T);
+	e->row_seq = malloc(sizeof(int) * T);
+	e->lx = alloc_f(T * c->dim);
+	if (!e->x || !e->xb || !e->q || !e->kx || !e->vx || !e->att || !e->hb || !e->hb2 ||
+	    !e->rope_cos || !e->rope_sin || !e->pos || !e->row_seq || !e->lx) {
+		duet_errf(err, "engine: out of memory for a batch of %d tokens", e->max_T);
+		goto fail;
+	}
+	*out = e;
+	return 0;
+fail:
+	duet_engine_destroy(e);
+	return -1;
+}
+
+void duet_engine_set_hook(struct duet_engine *e, duet_layer_hook hook, void *ctx)
+{
+	e->hook = hook;
+	e->hook_ctx = ctx;
+}
+
+int duet_engine_threads(const struct duet_engine *e)
+{
+	return duet_threadpool_threads(e->tp);
+}
+
+int duet_engine_max_batch(const struct duet_engine *e)
+{
+	return e->max_T;
+}
+
+const char *duet_engine_kernels(const struct duet_engine *e)
+{
+	return e->k->name;
+}
+
+/* ---- elementwise steps, parallel over rows when there are many ---- */
+
+enum rows_op { OP_EMBED, OP_RMSNORM, OP_ROPE, OP_SILU };
+
+struct rows_args {
+	struct duet_engine *e;
+	enum rows_op op;
+	int T;
+	const float *norm_w;
+	const float *src;
+	float *dst;
+	const int *tokens;
+};
+
+static void rope_row(const struct duet_engine *e, float *v, int n_heads, int t)
+{
+	int hd = e->m->cfg.head_dim, half = hd / 2;
+	const float *cs = e->rope_cos + (size_t)t * half, *sn = e->rope_sin + (size_t)t * half;
+	for (int h = 0; h < n_heads; h++) {
+		float *x = v + (size_t)h * hd;
+		for (int i = 0; i < half; i++) {
+			float a = x[2 * i], b = x[2 * i + 1];
+			x[2 * i] = a * cs[i] - b * sn[i];
+			x[2 * i + 1] = a * sn[i] + b * cs[i];
+		}
+	}
+}
+
+static void rows_range(struct rows_args *a, long t0, long t1)
+{
+	struct duet_engine *e = a->e;
+	const struct duet_config *c = &e->m->cfg;
+	int kvd = c->n_kv_heads * c->head_dim;
+	for (long t = t0; t < t1; t++) {
+		switch (a->op) {
+		case OP_EMBED:
+			duet_kernels_cvt(e->k, e->m->tok_embd.type,
+					 duet_tensor_row(&e->m->tok_embd, a->tokens[t]),
+					 e->x + t * c->dim, c->dim);
+			break;
+		case OP_RMSNORM:
+			e->k->rmsnorm(a->dst + t * c->dim, a->src + t * c->dim, a->norm_w,
+				      c->dim, c->rms_eps);
+			break;
+		case OP_ROPE:
+			rope_row(e, e->q + t * c->dim, c->n_heads, (int)t);
+			rope_row(e, e->kx + t * kvd, c->n_kv_heads, (int)t);
+			break;
+		case OP_SILU:
+			e->k->silu_mul(e->hb + t * c->hidden_dim, e->hb2 + t * c->hidden_dim,
+				       c->hidden_dim);
+			break;
+		}
+	}
+}
+
+static void rows_worker(void *arg, int ith, int nth)
+{
+	struct rows_args *a = arg;
+	long t0, t1;
+	duet_split(a->T, ith, nth, 1, &t0, &t1);
+	rows_range(a, t0, t1);
+}
+
+static void rows_run(struct duet_engine *e, struct rows_args *a)
+{
+	a->e = e;
+	if (a->T < PARALLEL_ROWS)
+		rows_range(a, 0, a->T);
+	else
+		duet_threadpool_run(e->tp, rows_worker, a);
+}
+
+/* cos and sin of every row's rotation angles. Angles are computed in double
+ * so that positions far into the context lose no precision. */
+static void rope_tables(struct duet_engine *e, int T)
+{
+	const struct duet_config *c = &e->m->cfg;
+	int half = c->head_dim / 2;
+	for (int t = 0; t < T; t++) {
+		double p = (double)e->pos[t] / (double)c->rope_scale;
+		for (int i = 0; i < half; i++) {
+			double f = pow((double)c->rope_base, -2.0 * i / (double)c->head_dim);
+			e->rope_cos[(size_t)t * half + i] = (float)cos(p * f);
+			e->rope_sin[(size_t)t * half + i] = (float)sin(p * f);
+		}
+	}
+}
+
+static int check_batch(struct duet_engine *e, struct duet_fwd_seq *seqs, int n_seqs,
+		       int *T_out, struct duet_err *err)
+{
+	const struct duet_config *c = &e->m->cfg;
+	long T = 0;
+	if (n_seqs < 1)
+		return duet_errf(err, "forward: empty batch");
+	for (int s = 0; s < n_seqs; s++) {
+		const struct duet_fwd_seq *q = &seqs[s];
+		if (q->n_tokens < 1)
+			return duet_errf(err, "forward: sequence %d has %d new tokens", s, q->n_tokens);
+		if ((long)q->kv->n_tokens + q->n_tokens > c->ctx_len)
+			return duet_errf(err, "forward: sequence %d would reach %ld positions, past the context of %d",
+					 s, (long)q->kv->n_tokens + q->n_tokens, c->ctx_len);
+		if (q->logits_mode != DUET_LOGITS_NONE && !q->logits)
+			return duet_errf(err, "forward: sequence %d wants logits but has no buffer", s);
+		for (int i = 0; i < q->n_tokens; i++)
+			if (q->tokens[i] < 0 || q->tokens[i] >= c->vocab_size)
+				return duet_errf(err, "forward: sequence %d token %d is %d, outside the vocabulary of %d",
+						 s, i, q->tokens[i], c->vocab_size);
+		for (int o = 0; o < s; o++)
+			if (seqs[o].kv == q->kv)
+				return duet_errf(err, "forward: sequences %d and %d share one KV cache", o, s);
+		T += q->n_tokens;
+	}
+	if (T > e->max_T)
+		return duet_errf(err, "forward: batch of %ld tokens exceeds the engine's %d", T, e->max_T);
+	*T_out = (int)T;
+	return 0;
+}
+
+/* All-or-nothing block reservation, so a short pool fails the batch before
+ * any state changes. */
+static int reserve_blocks(struct duet_engine *e, struct duet_fwd_seq *seqs, int n_seqs,
+			  struct duet_err *err)
+{
+	long need = 0;
+	for (int s = 0; s < n_seqs; s++) {
+		int want = duet_kv_blocks_for(&e->kv->g, (long)seqs[s].kv->n_tokens + seqs[s].n_tokens);
+		if (want > seqs[s].kv->n_blocks)
+			need += want - seqs[s].kv->n_blocks;
+	}
+	if (need > e->kv->n_free)
+		return duet_errf(err, "KV pool exhausted: the batch needs %ld more blocks, %d free of %d",
+				 need, e->kv->n_free, e->kv->n_blocks);
+	for (int s = 0; s < n_seqs; s++)
+		if (duet_kv_seq_reserve(e->kv, seqs[s].kv, seqs[s].kv->n_tokens + seqs[s].n_tokens, err))
+			return -1;
+	return 0;
+}
+
+static void write_kv(struct duet_engine *e, int layer, struct duet_fwd_seq *seqs,
+		     int n_seqs)
+{
+	int kvd = e->kv->g.kv_dim, bt = e->kv->g.block_tokens;
+	int row = 0;
+	for (int s = 0; s < n_seqs; s++) {
+		const struct duet_fwd_seq *q = &seqs[s];
+		int p0 = q->kv->n_tokens;
+		for (int i = 0; i < q->n_tokens;) {
+			int p = p0 + i;
+			int cnt = bt - p % bt;
+			if (cnt > q->n_tokens - i)
+				cnt = q->n_tokens - i;
+			size_t bytes = sizeof(float) * (size_t)cnt * kvd;
+			memcpy(duet_kv_row(e->kv, layer, 0, q->kv, p), e->kx + (size_t)(row + i) * kvd, bytes);
+			memcpy(duet_kv_row(e->kv, layer, 1, q->kv, p), e->vx + (size_t)(row + i) * kvd, bytes);
+			i += cnt;
+		}
+		row += q->n_tokens;
+	}
+}
+
+static void attention(struct duet_engine *e, int layer, struct duet_fwd_seq *seqs,
+		      int n_seqs)
+{
+	const struct duet_config *c = &e->m->cfg;
+	int kvd = c->n_kv_heads * c->head_dim;
+	const struct duet_kv_seq *single_seq[DUET_ATTN_TILE];
+	int single_pos[DUET_ATTN_TILE], single_row[DUET_ATTN_TILE];
+	int ns = 0, row = 0;
+	for (int s = 0; s < n_seqs; s++) {
+		struct duet_fwd_seq *q = &seqs[s];
+		int p0 = q->kv->n_tokens;
+		if (q->n_tokens == 1) {
+			single_seq[ns] = q->kv;
+			single_pos[ns] = p0;
+			single_row[ns] = row;
+			if (++ns == DUET_ATTN_TILE) {
+				duet_attn_single(&e->attn, layer, single_seq, single_pos, single_row,
+						 ns, e->q, e->att);
+				ns = 0;
+			}
+		} else {
+			duet_attn_rows(&e->attn, layer, q->kv, p0, q->n_tokens,
+				       e->q + (size_t)row * c->dim, e->kx + (size_t)row * kvd,
+				       e->vx + (size_t)row * kvd, e->att + (size_t)row * c->dim);
+		}
+		row += q->n_tokens;
+	}
+	if (ns)
+		duet_attn_single(&e->attn, layer, single_seq, single_pos, single_row, ns, e->q,
+				 e->att);
+}
+
+static int call_hooks(struct duet_engine *e, int layer, struct duet_fwd_seq *seqs,
+		      int n_seqs, struct duet_err *err)
+{
+	int kvd = e->kv->g.kv_dim, row = 0;
+	for (int s = 0; s < n_seqs; s++) {
+		const struct duet_fwd_seq *q = &seqs[s];
+		if (e->hook(e->hook_ctx, layer, q, q->kv->n_tokens, q->n_tokens,
+			    e->kx + (size_t)row * kvd, e->vx + (size_t)row * kvd, kvd, err))
+			return -1;
+		row += q->n_tokens;
+	}
+	return 0;
+}
+
+static int compute_logits(struct duet_engine *e, struct duet_fwd_seq *seqs, int n_seqs,
+			  struct duet_err *err)
+{
+	const struct duet_config *c = &e->m->cfg;
+	int n = 0, row = 0;
+	for (int s = 0; s < n_seqs; s++) {
+		const struct duet_fwd_seq *q = &seqs[s];
+		int first = q->logits_mode == DUET_LOGITS_ALL ? 0 : q->n_tokens - 1;
+		if (q->logits_mode != DUET_LOGITS_NONE)
+			for (int i = first; i < q->n_tokens; i++)
+				memcpy(e->lx + (size_t)n++ * c->dim, e->x + (size_t)(row + i) * c->dim,
+				       sizeof(float) * (size_t)c->dim);
+		row += q->n_tokens;
+	}
+	if (!n)
+		return 0;
+	size_t need = (size_t)n * (size_t)c->vocab_size;
+	if (need > e->logits_cap) {
+		free(e->logits);
+		e->logits = alloc_f(need);
+		if (!e->logits) {
+			e->logits_cap = 0;
+			return duet_errf(err, "forward: out of memory for %d rows of logits", n);
+		}
+		e->logits_cap = need;
+	}
+	struct rows_args norm = {.op = OP_RMSNORM, .T = n, .norm_w = e->m->out_norm,
+				 .src = e->lx, .dst = e->lx};
+	rows_run(e, &norm);
+	struct duet_matmul_job j = {&e->m->output, e->lx, n, e->logits, 0};
+	duet_matmul_run(&e->mm, &j, 1);
+	n = 0;
+	for (int s = 0; s < n_seqs; s++) {
+		const struct duet_fwd_seq *q = &seqs[s];
+		int cnt = q->logits_mode == DUET_LOGITS_ALL ? q->n_tokens
+			  : q->logits_mode == DUET_LOGITS_LAST ? 1
+							       : 0;
+		memcpy(q->logits, e->logits + (size_t)n * c->vocab_size,
+		       sizeof(float) * (size_t)cnt * (size_t)c->vocab_size);
+		n += cnt;
+	}
+	return 0;
+}
+
+int duet_forward(struct duet_engine *e, struct duet_fwd_seq *seqs, int n_seqs,
+		 struct duet_err *err)
+{
+	const struct duet_model *m = e->m;
+	const struct duet_config *c = &m->cfg;
+	int T = 0;
+	if (check_batch(e, seqs, n_seqs, &T, err))
+		return -1;
+	int max_pos = 0;
+	for (int s = 0, t = 0; s < n_seqs; s++) {
+		for (int i = 0; i < seqs[s].n_tokens; i++, t++) {
+			e->pos[t] = seqs[s].kv->n_tokens + i;
+			e->row_seq[t] = s;
+		}
+		if (seqs[s].kv->n_tokens + seqs[s].n_tokens > max_pos)
+			max_pos = seqs[s].kv->n_tokens + seqs[s].n_tokens;
+	}
+	if (duet_attn_reserve(&e->attn, max_pos, err) || reserve_blocks(e, seqs, n_seqs, err))
+		return -1;
+	rope_tables(e, T);
+
+	/* Token rows, concatenated in batch order. */
+	int *tokens = malloc(sizeof(int) * (size_t)T);
+	if (!tokens)
+		return duet_errf(err, "forward: out of memory");
+	for (int s = 0, t = 0; s < n_seqs; s++)
+		for (int i = 0; i < seqs[s].n_tokens; i++)
+			tokens[t++] = seqs[s].tokens[i];
+	struct rows_args embed = {.op = OP_EMBED, .T = T, .tokens = tokens};
+	rows_run(e, &embed);
+	free(tokens);
+
+	int rc = 0;
+	for (int l = 0; l < c->n_layers && !rc; l++) {
+		const struct duet_layer *L = &m->layers[l];
+		struct rows_args norm = {.op = OP_RMSNORM, .T = T, .norm_w = L->attn_norm,
+					 .src = e->x, .dst = e->xb};
+		rows_run(e, &norm);
+		struct duet_matmul_job qkv[3] = {
+			{&L->wq, e->xb, T, e->q, 0},
+			{&L->wk, e->xb, T, e->kx, 0},
+			{&L->wv, e->xb, T, e->vx, 0},
+		};
+		duet_matmul_run(&e->mm, qkv, 3);
+		struct rows_args rope = {.op = OP_ROPE, .T = T};
+		rows_run(e, &rope);
+		write_kv(e, l, seqs, n_seqs);
+		if (e->hook && (rc = call_hooks(e, l, seqs, n_seqs, err)))
+			break;
+		attention(e, l, seqs, n_seqs);
+		struct duet_matmul_job wo = {&L->wo, e->att, T, e->x, 1};
+		duet_matmul_run(&e->mm, &wo, 1);
+
+		struct rows_args norm2 = {.op = OP_RMSNORM, .T = T, .norm_w = L->ffn_norm,
+					  .src = e->x, .dst = e->xb};
+		rows_run(e, &norm2);
+		struct duet_matmul_job ffn[2] = {
+			{&L->w_gate, e->xb, T, e->hb, 0},
+			{&L->w_up, e->xb, T, e->hb2, 0},
+		};
+		duet_matmul_run(&e->mm, ffn, 2);
+		struct rows_args silu = {.op = OP_SILU, .T = T};
+		rows_run(e, &silu);
+		struct duet_matmul_job down = {&L->w_down, e->hb, T, e->x, 1};
+		duet_matmul_run(&e->mm, &down, 1);
+	}
+	if (!rc)
+		rc = compute_logits(e, seqs, n_seqs, err);
+	if (rc)
+		return -1; /* KV positions are not advanced: the call had no effect */
+	for (int s = 0; s < n_seqs; s++)
+		seqs[s].kv->n_tokens += seqs[s].n_tokens;
+	return 0;
+}

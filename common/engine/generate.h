@@ -1,0 +1,47 @@
+/* Single-sequence generation: prefill the prompt (in chunks of the
+ * engine's batch size), then sample and decode one token at a time until
+ * EOS, max_tokens, a stop string or the end of the context. This is what
+ * `duet generate` runs and the reference every other path must match. */
+#ifndef DUET_GENERATE_H
+#define DUET_GENERATE_H
+
+#include <stddef.h>
+
+#include "base/err.h"
+#include "engine/forward.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+
+enum duet_finish {
+	DUET_FINISH_STOP,   /* EOS or a stop string */
+	DUET_FINISH_LENGTH, /* max_tokens or the context is full */
+};
+
+struct duet_gen_params {
+	struct duet_sampling sampling;
+	int max_tokens;
+	int ignore_eos;
+	const char *const *stops;
+	int n_stops;
+};
+
+struct duet_gen_stats {
+	int n_prompt, n_gen;
+	int n_decode;		/* forward passes after the prompt's */
+	double t_prompt, t_gen; /* seconds */
+	enum duet_finish finish;
+};
+
+/* Receives each generated token and the text it completes (whole UTF-8
+ * characters, with stop strings held back and cut). A last call with token
+ * -1 may carry text held back until the end. Non-zero stops generation. */
+typedef int (*duet_gen_fn)(void *ctx, int token, const char *text, size_t n);
+
+int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
+		  const struct duet_model *m, const int *prompt, int n_prompt,
+		  const struct duet_gen_params *p, duet_gen_fn on_token, void *ctx,
+		  struct duet_gen_stats *st, struct duet_err *err);
+
+const char *duet_finish_name(enum duet_finish f);
+
+#endif

@@ -1,0 +1,61 @@
+#include "engine/kern/kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cpu.h"
+
+const struct duet_kernels *duet_kernels_named(const char *name)
+{
+	if (!strcmp(name, "scalar"))
+		return &duet_kernels_scalar;
+	if (!strcmp(name, "avx2") && duet_cpu_has_avx2())
+		return &duet_kernels_avx2;
+	if (!strcmp(name, "avx512") && duet_cpu_has_avx512())
+		return &duet_kernels_avx512;
+	return NULL;
+}
+
+const struct duet_kernels *duet_kernels(void)
+{
+	static const struct duet_kernels *chosen;
+	if (chosen)
+		return chosen;
+	const char *env = getenv("DUET_KERNELS");
+	const struct duet_kernels *k = env ? duet_kernels_named(env) : NULL;
+	if (!k)
+		k = duet_cpu_has_avx512() ? &duet_kernels_avx512
+		    : duet_cpu_has_avx2() ? &duet_kernels_avx2
+					  : &duet_kernels_scalar;
+	chosen = k;
+	return k;
+}
+
+duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype t)
+{
+	switch (t) {
+	case DUET_F32:
+		return k->matmul_f32;
+	case DUET_F16:
+		return k->matmul_f16;
+	case DUET_Q8_0:
+		return k->matmul_q8_0;
+	}
+	return NULL;
+}
+
+void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
+		      const void *src, float *dst, int n)
+{
+	switch (t) {
+	case DUET_F32:
+		memcpy(dst, src, sizeof(float) * (size_t)n);
+		break;
+	case DUET_F16:
+		k->cvt_f16(src, dst, n);
+		break;
+	case DUET_Q8_0:
+		k->cvt_q8_0(src, dst, n);
+		break;
+	}
+}

@@ -1,0 +1,109 @@
+/* A Llama-family model: geometry, weights (views into the memory-mapped
+ * file, in their stored type), vocabulary and a digest that identifies the
+ * weights and geometry across machines and file formats. */
+#ifndef DUET_MODEL_H
+#define DUET_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "engine/dtype.h"
+#include "engine/gguf.h"
+#include "engine/vocab.h"
+
+/* Bounds on geometry accepted from a file: generous for real models, tight
+ * enough that sizes computed from them cannot overflow. */
+#define DUET_MAX_DIM 65536
+#define DUET_MAX_HIDDEN (1 << 20)
+#define DUET_MAX_LAYERS 1024
+#define DUET_MAX_HEAD_DIM 512
+#define DUET_MAX_CTX (1 << 20)
+
+/* A weight matrix of `rows` outputs by `cols` inputs, row-major, each row
+ * row_bytes long in type `type` (GGUF's ne[0] = cols, ne[1] = rows). */
+struct duet_tensor {
+	enum duet_dtype type;
+	const void *data;
+	int64_t rows, cols;
+	size_t row_bytes;
+};
+
+static inline const void *duet_tensor_row(const struct duet_tensor *t, int64_t r)
+{
+	return (const uint8_t *)t->data + (size_t)r * t->row_bytes;
+}
+
+struct duet_layer {
+	const float *attn_norm, *ffn_norm; /* [dim], always f32 */
+	struct duet_tensor wq, wk, wv, wo;  /* [dim,dim] [kv,dim] [kv,dim] [dim,dim] */
+	struct duet_tensor w_gate, w_up;    /* [hidden, dim] */
+	struct duet_tensor w_down;	    /* [dim, hidden] */
+};
+
+struct duet_config {
+	int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim;
+	int vocab_size, ctx_len;
+	float rope_base, rms_eps;
+	float rope_scale; /* linear RoPE scaling: position is divided by it */
+};
+
+enum duet_model_format {
+	DUET_FORMAT_GGUF,
+	DUET_FORMAT_LLAMA2C,
+};
+
+#define DUET_DIGEST_HEX 33
+
+struct duet_model {
+	char *path;
+	enum duet_model_format format;
+	char name[128];
+	struct duet_config cfg;
+	struct duet_tensor tok_embd; /* [vocab, dim] */
+	struct duet_tensor output;   /* [vocab, dim]; tok_embd's data if tied */
+	int tied_output;
+	const float *out_norm;
+	struct duet_layer *layers;
+	struct duet_vocab vocab;
+	char digest[DUET_DIGEST_HEX]; /* 32 hex digits */
+	uint64_t n_params;	      /* every weight, embeddings included */
+	uint64_t n_matmul_params;     /* weights a token multiplies through */
+	uint64_t weight_bytes;	      /* bytes of all weights as stored */
+	uint64_t decode_bytes;	      /* bytes read per decoded token */
+	/* private */
+	struct duet_gguf gguf; /* kept for metadata such as chat templates */
+	float *norms;	       /* owned f32 copies of every norm vector */
+	void *map;
+	size_t map_size;
+	void *tok_map;
+	size_t tok_map_size;
+};
+
+struct duet_model_opts {
+	/* llama2.c models: tokenizer file; NULL means tokenizer.bin in the
+	 * model's directory. Ignored for GGUF. */
+	const char *tokenizer_path;
+	/* Skip hashing the weights (the digest then covers geometry and
+	 * vocabulary only, and says so with a leading 'g'). For tools that
+	 * only need the vocabulary. */
+	int skip_weight_digest;
+};
+
+int duet_model_open(struct duet_model **out, const char *path,
+		    const struct duet_model_opts *opts, struct duet_err *err);
+void duet_model_close(struct duet_model *m);
+
+/* Human description, e.g. "llama 110M F32 (gguf)". */
+void duet_model_describe(const struct duet_model *m, char *buf, size_t cap);
+/* Dominant weight type (that of the layers' matrices). */
+enum duet_dtype duet_model_dtype(const struct duet_model *m);
+
+/* Checks geometry read from a file (or about to be written to one) against
+ * duet's bounds; path names the file in the message. */
+int duet_model_check_config(const struct duet_config *c, const char *path,
+			    struct duet_err *err);
+/* Floats the norm vectors take: (2 * n_layers + 1) * dim. */
+size_t duet_model_norms_count(const struct duet_config *c);
+
+#endif

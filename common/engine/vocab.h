@@ -1,0 +1,74 @@
+/* A SentencePiece vocabulary as Llama uses it, read from GGUF
+ * (tokenizer.ggml.*) or from llama2.c's tokenizer.bin.
+ *
+ * Pieces are kept in one canonical form whatever the source: GGUF spells
+ * the word-boundary marker U+2581 ("▁"), tokenizer.bin a plain space; here
+ * it is always a space. Token types follow GGUF's numbering; when a source
+ * has none (tokenizer.bin) they are inferred the same way for both, so the
+ * two files of one vocabulary give the same ids. */
+#ifndef DUET_VOCAB_H
+#define DUET_VOCAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "engine/gguf.h"
+
+enum duet_tok_type {
+	DUET_TOK_NORMAL = 1,
+	DUET_TOK_UNKNOWN = 2,
+	DUET_TOK_CONTROL = 3,
+	DUET_TOK_USER = 4,
+	DUET_TOK_UNUSED = 5,
+	DUET_TOK_BYTE = 6,
+};
+
+/* Longest piece accepted from a file (Llama's longest is 16 bytes; the
+ * limit guards buffers sized from it against forged files). */
+#define DUET_VOCAB_MAX_PIECE 256
+#define DUET_VOCAB_MAX_TOKENS (1 << 22)
+
+struct duet_vocab {
+	int n;
+	char *arena;	 /* all pieces, canonical form, NUL-separated */
+	uint32_t *off;	 /* piece i is arena + off[i], len[i] bytes */
+	uint32_t *len;
+	float *score;
+	uint8_t *type;
+	int bos, eos, unk;
+	int byte_id[256]; /* token of each raw byte, -1 if absent */
+	int max_piece_len;
+	int add_bos;	      /* prepend BOS when encoding a prompt */
+	int add_space_prefix; /* SentencePiece's dummy prefix */
+	/* Open-addressing map from piece to id, for normal and user tokens
+	 * only: control, byte and unknown tokens never come out of merging. */
+	int32_t *map;
+	uint32_t map_mask;
+};
+
+/* tokenizer.* keys of a GGUF file (tokenizer.ggml.model must be "llama"). */
+int duet_vocab_from_gguf(struct duet_vocab *v, const struct duet_gguf *g,
+			 struct duet_err *err);
+/* A llama2.c tokenizer.bin in memory. expect_n is the model's vocabulary
+ * size, or -1 to read entries up to the end of the file. */
+int duet_vocab_from_llama2c(struct duet_vocab *v, const void *data, size_t size,
+			    int expect_n, const char *path, struct duet_err *err);
+void duet_vocab_free(struct duet_vocab *v);
+/* Reads a vocabulary from a vocab-only (or any) GGUF or a tokenizer.bin. */
+int duet_vocab_load_file(struct duet_vocab *v, const char *path, struct duet_err *err);
+
+/* Id of a normal or user piece (canonical form), or -1. */
+int duet_vocab_find(const struct duet_vocab *v, const char *s, size_t n);
+
+static inline const char *duet_vocab_piece(const struct duet_vocab *v, int id)
+{
+	return v->arena + v->off[id];
+}
+
+/* Piece i spelled as GGUF stores it (space back to U+2581) into buf of
+ * cap bytes; returns the length, or -1 if it does not fit. */
+int duet_vocab_gguf_piece(const struct duet_vocab *v, int id, char *buf,
+			  size_t cap);
+
+#endif

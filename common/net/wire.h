@@ -1,0 +1,76 @@
+/* The wire schema's runtime side: packing and unpacking Msg (proto/duet.proto)
+ * and checking every field a peer sent against this node's limits. Frames
+ * come from the network, so nothing here trusts a size, index or enum. */
+#ifndef DUET_WIRE_H
+#define DUET_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "duet.pb-c.h"
+
+#define DUET_PROTO_VERSION 1
+/* A control message (prompt tokens included) is never bigger than this. */
+#define DUET_MAX_CTRL_BYTES (16u << 20)
+/* Node names, endpoints and digests are short; longer ones are refused. */
+#define DUET_MAX_NAME 64
+#define DUET_MAX_ENDPOINT 256
+/* A node's load report interval (Hello.report_ms, --report-ms). */
+#define DUET_MIN_REPORT_MS 20
+#define DUET_MAX_REPORT_MS 60000
+
+/* Packs m into a malloc'd buffer the caller frees. */
+int duet_wire_pack(const Duet__Msg *m, void **buf, size_t *len, struct duet_err *err);
+/* Unpacks and checks the envelope: size, version, a body set. On success
+ * *out is freed with duet_wire_free. */
+int duet_wire_unpack(const void *buf, size_t len, Duet__Msg **out, struct duet_err *err);
+void duet_wire_free(Duet__Msg *m);
+/* The request an event for the router names (reserve reply, first token,
+ * KV done, token, finish, error); 0 for every other kind of message. */
+uint64_t duet_wire_event_request(const Duet__Msg *m);
+/* "hello", "kv_chunk", ... for logs. */
+const char *duet_wire_body_name(int body_case);
+
+/* What a receiver checks fields against: its model and its limits. */
+struct duet_wire_limits {
+	int n_layers, n_kv_heads, head_dim;
+	int ctx_len, vocab_size;
+	const char *digest;
+};
+
+/* Sampling parameters as sent, defaults filled in: the network layer knows
+ * nothing of the sampler; a node hands them to it (duet_node_sampling),
+ * which checks the ranges the sampler needs. */
+struct duet_wire_sampling {
+	float temperature; /* 0 = greedy */
+	int top_k;	   /* 0 = no limit */
+	float top_p;	   /* 1 = no limit */
+	uint64_t seed;
+};
+/* Fills *out from s (NULL means greedy); fails on NaN or absurd values. */
+int duet_wire_sampling(const Duet__Sampling *s, struct duet_wire_sampling *out,
+		       struct duet_err *err);
+/* Prompt tokens: 1 to ctx_len - 1 of them, each in the vocabulary. */
+int duet_wire_check_tokens(const int32_t *t, size_t n, const struct duet_wire_limits *lim,
+			   struct duet_err *err);
+/* A string field: at most max bytes (names, endpoints). */
+int duet_wire_check_str(const char *s, size_t max, const char *field, struct duet_err *err);
+/* A KV chunk header and its payload: geometry, layer and position ranges,
+ * dtype, payload size and checksum. */
+int duet_wire_check_kv_chunk(const Duet__KvChunk *c, const void *payload, size_t plen,
+			     const struct duet_wire_limits *lim, struct duet_err *err);
+/* The envelope around one body: body_case says which message body points
+ * at (a Duet__Hello for DUET__MSG__BODY_HELLO, ...). Every body is a
+ * pointer to a protobuf-c message struct, and C gives all pointers to
+ * structs one representation, so one member of the union holds any. */
+static inline Duet__Msg duet_wire_msg(Duet__Msg__BodyCase body_case, void *body)
+{
+	Duet__Msg m = DUET__MSG__INIT;
+	m.version = DUET_PROTO_VERSION;
+	m.body_case = body_case;
+	m.hello = body;
+	return m;
+}
+
+#endif

@@ -1,0 +1,308 @@
+#include "node/node.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cpu.h"
+#include "base/log.h"
+#include "node/notify.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+}
+
+void duet_node_defaults(struct duet_node_cfg *c, const char *name)
+{
+	memset(c, 0, sizeof *c);
+	c->name = name;
+	c->router = "tcp://127.0.0.1:5555"; /* the router's default control */
+	c->model = "";
+	c->threads = 1;
+	c->cpus = "";
+	c->report_ms = 200;
+	c->kv_mb = 1024;
+	c->block_tokens = DUET_KV_BLOCK_TOKENS;
+	c->max_batch_tokens = 512;
+	c->drain_timeout_s = 30;
+	c->log_level = "info";
+	c->kernels = "";
+}
+
+int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
+{
+	const struct duet_opt t[] = {
+		{"name", DUET_OPT_STR, &c->name, 0, 0, "NAME",
+		 "node name: its ZeroMQ identity at the router and in logs"},
+		{"router", DUET_OPT_STR, &c->router, 0, 0, "ENDPOINT",
+		 "the router's control endpoint (tcp://host:port or ipc://path)"},
+		{"model", DUET_OPT_STR, &c->model, 0, 0, "FILE",
+		 "model file (GGUF, or llama2.c with tokenizer.bin beside it); required"},
+		{"threads", DUET_OPT_INT, &c->threads, 1, 1024, "N", "compute threads"},
+		{"cpus", DUET_OPT_STR, &c->cpus, 0, 0, "LIST",
+		 "CPUs to pin the threads to, e.g. 0-1,4 (empty: no pinning)"},
+		{"report-ms", DUET_OPT_INT, &c->report_ms, DUET_MIN_REPORT_MS, DUET_MAX_REPORT_MS, "MS",
+		 "load report interval; the router takes 3 missed reports as death"},
+		{"kv-mb", DUET_OPT_INT, &c->kv_mb, 1, 1 << 22, "MB", "KV pool memory budget"},
+		{"block-tokens", DUET_OPT_INT, &c->block_tokens, 1, DUET_KV_MAX_BLOCK_TOKENS, "N",
+		 "positions per KV block (and per prefix-cache entry)"},
+		{"max-batch-tokens", DUET_OPT_INT, &c->max_batch_tokens, 1, 1 << 20, "N",
+		 "prompt tokens per forward pass"},
+		{"drain-timeout", DUET_OPT_DOUBLE, &c->drain_timeout_s, 0, 86400, "S",
+		 "on SIGTERM, seconds to finish in-flight work before exiting"},
+		{"log-level", DUET_OPT_STR, &c->log_level, 0, 0, "LEVEL",
+		 "error, warning, info or debug"},
+		{"kernels", DUET_OPT_STR, &c->kernels, 0, 0, "ISA",
+		 "decode kernels: avx512, avx2 or scalar (empty: best for this CPU)"},
+	};
+	memcpy(o, t, sizeof t);
+	int n = (int)(sizeof t / sizeof t[0]);
+	return n + duet_curve_opts(&c->curve, server, 1, o + n);
+}
+
+int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
+		    struct duet_err *err)
+{
+	struct duet_node_cfg *c = &n->cfg;
+	n->role = role;
+	enum duet_log_level lvl;
+	if (duet_log_level_parse(c->log_level, &lvl))
+		return duet_errf(err, "log-level '%s': want error, warning, info or debug",
+				 c->log_level);
+	if (duet_wire_check_str(c->name, DUET_MAX_NAME, "name", err) || !*c->name)
+		return duet_errf(err, "name: must be 1 to %d bytes", DUET_MAX_NAME);
+	duet_log_init(c->name, lvl);
+	duet_notify_init();
+	int server = role == DUET__ROLE__ROLE_DECODE;
+	const char *eps[] = {c->router, c->serve_endpoint ? c->serve_endpoint : c->router};
+	if (duet_curve_setup(&c->curve, server, 1, eps, 2, &n->curve, err))
+		return -1;
+	if (!*c->model)
+		return duet_errf(err, "model: no model file given (--model FILE)");
+	if (*c->cpus && duet_cpu_parse_list(c->cpus, n->cpus, DUET_NODE_MAX_CPUS, &n->n_cpus, err))
+		return -1;
+	if (n->n_cpus && duet_cpu_pin_self(n->cpus[0], err))
+		return -1;
+	if (duet_model_open(&n->model, c->model, NULL, err))
+		return -1;
+	const struct duet_config *mc = &n->model->cfg;
+	struct duet_kv_geom g = duet_kv_geom_for(n->model, c->block_tokens);
+	long blocks = (long)((double)c->kv_mb * 1048576.0 / (double)duet_kv_block_bytes(&g));
+	if (blocks < 1)
+		return duet_errf(err, "kv-mb: %d MB holds no block of %zu bytes", c->kv_mb,
+				 duet_kv_block_bytes(&g));
+	if (blocks > 1 << 30)
+		blocks = 1 << 30;
+	struct duet_engine_opts eo = {.n_threads = c->threads,
+				      .cpus = n->n_cpus ? n->cpus : NULL,
+				      .n_cpus = n->n_cpus,
+				      .max_batch_tokens = c->max_batch_tokens + extra_batch,
+				      .kernels = *c->kernels ? c->kernels : NULL};
+	if (duet_kv_pool_create(&n->kv, &g, (int)blocks, err) ||
+	    duet_engine_create(&n->engine, n->model, n->kv, &eo, err))
+		return -1;
+	n->lim = (struct duet_wire_limits){mc->n_layers, mc->n_kv_heads, mc->head_dim,
+					   mc->ctx_len, mc->vocab_size, n->model->digest};
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	n->zctx = zmq_ctx_new();
+	if (!n->zctx)
+		return duet_errf(err, "zmq: context: %s", zmq_strerror(errno));
+	struct duet_zsock_opts so = {.identity = c->name, .linger_ms = 1000,
+				     .max_msg_bytes = DUET_MAX_CTRL_BYTES};
+	if (n->curve.on) {
+		so.curve = &n->curve.key;
+		so.curve_server = n->curve.router_pub;
+		/* Decode nodes admit prefill nodes by key: the handler is bound
+		 * before the KV endpoint is. */
+		if (duet_zap_start(n->zctx, n->curve.allow, &n->zap, err))
+			return -1;
+	}
+	if (duet_zsock(n->zctx, ZMQ_DEALER, c->router, 0, &so, &n->ctl, err) ||
+	    (n->zap && duet_zap_watch(n->zap, n->ctl, "control channel to the router", 0, err)))
+		return -1;
+	if (n->curve.on)
+		duet_log(DUET_LOG_INFO, 0, "CURVE on: public key %s, router key %s", n->curve.key.pub,
+			 n->curve.router_pub);
+	duet_log(DUET_LOG_INFO, 0, "%s node: model %s (%s), %d KV blocks of %d positions, %d threads",
+		 role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode", c->model,
+		 n->model->digest, (int)blocks, g.block_tokens, duet_engine_threads(n->engine));
+	return 0;
+}
+
+void duet_node_stop(struct duet_node *n)
+{
+	if (n->ctl)
+		zmq_close(n->ctl);
+	duet_zap_stop(n->zap);
+	n->zap = NULL;
+	duet_curve_free(&n->curve);
+	if (n->zctx)
+		zmq_ctx_term(n->zctx);
+	duet_engine_destroy(n->engine);
+	duet_kv_pool_destroy(n->kv);
+	duet_model_close(n->model);
+	n->ctl = n->zctx = NULL;
+	n->engine = NULL;
+	n->kv = NULL;
+	n->model = NULL;
+}
+
+int duet_node_send(struct duet_node *n, const Duet__Msg *m, struct duet_err *err)
+{
+	return duet_zsend(n->ctl, NULL, m, NULL, 0, err);
+}
+
+int duet_node_hello(struct duet_node *n, const char *kv_endpoint, struct duet_err *err)
+{
+	const struct duet_config *mc = &n->model->cfg;
+	Duet__Hello h = DUET__HELLO__INIT;
+	h.role = n->role;
+	h.name = (char *)n->cfg.name;
+	h.model_digest = n->model->digest;
+	h.kv_endpoint = (char *)(kv_endpoint ? kv_endpoint : "");
+	h.kv_public_key = kv_endpoint && n->curve.on ? n->curve.key.pub : "";
+	h.threads = (uint32_t)duet_engine_threads(n->engine);
+	h.kv_blocks = (uint32_t)n->kv->n_blocks;
+	h.block_tokens = (uint32_t)n->kv->g.block_tokens;
+	h.ctx_len = (uint32_t)mc->ctx_len;
+	h.max_batch_tokens = (uint32_t)n->cfg.max_batch_tokens;
+	h.vocab_size = (uint32_t)mc->vocab_size;
+	h.report_ms = (uint32_t)n->cfg.report_ms;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_HELLO, &h);
+	n->hello_us = duet_now_us();
+	return duet_node_send(n, &m, err);
+}
+
+void duet_node_tick(struct duet_node *n, const char *kv_endpoint,
+		    void (*fill)(void *ctx, Duet__LoadReport *r), void *ctx)
+{
+	long long now = duet_now_us();
+	struct duet_err err;
+	if (!n->registered && now - n->hello_us >= DUET_NODE_HELLO_RETRY_US &&
+	    duet_node_hello(n, kv_endpoint, &err))
+		duet_log(DUET_LOG_WARN, 0, "hello: %s", err.msg);
+	if (now - n->report_us >= (long long)n->cfg.report_ms * 1000) {
+		n->report_us = now;
+		Duet__LoadReport r = DUET__LOAD_REPORT__INIT;
+		r.seq = ++n->report_seq;
+		r.draining = n->stopping;
+		r.bad_messages = n->bad_messages;
+		r.auth_refused = duet_zap_refused(n->zap);
+		r.kv_blocks_total = (uint32_t)n->kv->n_blocks;
+		r.kv_blocks_free = (uint32_t)n->kv->n_free;
+		r.kv_bytes_in = n->kv_bytes_in;
+		r.kv_bytes_out = n->kv_bytes_out;
+		fill(ctx, &r);
+		Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_LOAD, &r);
+		if (duet_node_send(n, &m, &err))
+			duet_log(DUET_LOG_WARN, 0, "load report: %s", err.msg);
+		char status[DUET_NODE_STATUS_MAX];
+		snprintf(status, sizeof status, "%s; %u/%u KV blocks free; %s",
+			 n->registered ? "registered" : "waiting for the router",
+			 r.kv_blocks_free, r.kv_blocks_total,
+			 n->role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode");
+		if (n->role == DUET__ROLE__ROLE_PREFILL)
+			snprintf(status + strlen(status), sizeof status - strlen(status),
+				 ", %u queued (%llu tokens)", r.queued_requests,
+				 (unsigned long long)r.queued_prompt_tokens);
+		else
+			snprintf(status + strlen(status), sizeof status - strlen(status),
+				 ", %u running, %u receiving KV", r.running, r.waiting_kv);
+		/* Only changes: PID 1 reads every message. */
+		if (n->ready_sent && strcmp(status, n->last_status)) {
+			duet_notify_status(status);
+			snprintf(n->last_status, sizeof n->last_status, "%s", status);
+		}
+	}
+	duet_notify_watchdog(now);
+}
+
+int duet_node_handle_common(struct duet_node *n, const Duet__Msg *m, const char *kv_endpoint)
+{
+	struct duet_err err;
+	if (m->body_case == DUET__MSG__BODY_HELLO_ACK) {
+		if (!n->registered)
+			duet_log(DUET_LOG_INFO, 0, "registered with the router");
+		n->registered = 1;
+		if (!n->ready_sent) {
+			n->ready_sent = 1;
+			duet_notify_ready("registered with the router");
+		}
+		return 1;
+	}
+	if (m->body_case == DUET__MSG__BODY_ERROR &&
+	    m->error->code == DUET__ERROR_CODE__ERR_UNKNOWN_NODE) {
+		/* The router restarted and forgot us: register again. */
+		duet_log(DUET_LOG_INFO, 0, "router does not know this node; saying hello again");
+		n->registered = 0;
+		if (duet_node_hello(n, kv_endpoint, &err))
+			duet_log(DUET_LOG_WARN, 0, "hello: %s", err.msg);
+		return 1;
+	}
+	return 0;
+}
+
+void duet_node_fail(struct duet_node *n, uint64_t request, Duet__ErrorCode code,
+		    const char *msg)
+{
+	duet_log(DUET_LOG_WARN, request, "%s", msg);
+	struct duet_err err;
+	if (duet_zsend_error(n->ctl, NULL, request, code, msg, &err))
+		duet_log(DUET_LOG_WARN, request, "reporting the error: %s", err.msg);
+}
+
+void duet_node_bad_message(struct duet_node *n, const char *peer, uint64_t request,
+			   const char *why)
+{
+	n->bad_messages++;
+	duet_log(DUET_LOG_WARN, request, "bad message from %s: %s", *peer ? peer : "a peer", why);
+}
+
+void duet_node_unexpected(struct duet_node *n, const char *peer, const Duet__Msg *m,
+			  const char *where)
+{
+	char why[96];
+	snprintf(why, sizeof why, "%s message on the %s", duet_wire_body_name(m->body_case), where);
+	duet_node_bad_message(n, peer, 0, why);
+}
+
+int duet_node_stopping(struct duet_node *n)
+{
+	if (g_stop && !n->stopping) {
+		n->stopping = 1;
+		n->stop_deadline_us = duet_now_us() + (long long)(n->cfg.drain_timeout_s * 1e6);
+		n->report_us = 0; /* the router hears of the drain at the next tick */
+		duet_notify_stopping();
+		duet_log(DUET_LOG_INFO, 0, "stopping: draining in-flight work (up to %.0f s)",
+			 n->cfg.drain_timeout_s);
+	}
+	return n->stopping;
+}
+
+int duet_node_drain_expired(const struct duet_node *n)
+{
+	return n->stopping && duet_now_us() >= n->stop_deadline_us;
+}
+
+int duet_node_sampling(const Duet__Sampling *s, struct duet_sampling *out,
+		       struct duet_err *err)
+{
+	struct duet_wire_sampling w;
+	if (duet_wire_sampling(s, &w, err))
+		return -1;
+	struct duet_sampling p = {w.temperature, w.top_k, w.top_p, w.seed};
+	if (duet_sampling_check(&p, err))
+		return -1;
+	*out = p;
+	return 0;
+}

@@ -1,0 +1,98 @@
+#include "bench/ceilings.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/threadpool.h"
+#include "engine/kern/kernels.h"
+
+#define MIN_RUNS 3
+#define PAGE 4096
+
+void openblas_set_num_threads(int n);
+
+int duet_measure_sgemm(int n, int threads, double seconds,
+		       struct duet_sgemm_ceiling *out, struct duet_err *err)
+{
+	if (n < 64 || n > 16384)
+		return duet_errf(err, "sgemm ceiling: size %d out of range (64 to 16384)", n);
+	size_t nn = (size_t)n * (size_t)n;
+	float *a = malloc(sizeof(float) * nn), *b = malloc(sizeof(float) * nn);
+	float *c = malloc(sizeof(float) * nn);
+	if (!a || !b || !c) {
+		free(a), free(b), free(c);
+		return duet_errf(err, "sgemm ceiling: out of memory for %d x %d matrices", n, n);
+	}
+	/* Small, normal values: denormals would slow the arithmetic down. */
+	for (size_t i = 0; i < nn; i++) {
+		a[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
+		b[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+	}
+	openblas_set_num_threads(threads);
+	double best = 1e30, t_end = duet_now_s() + seconds;
+	for (int r = 0; r < MIN_RUNS + 1 || duet_now_s() < t_end; r++) {
+		double t0 = duet_now_s();
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n,
+			    0.0f, c, n);
+		double t = duet_now_s() - t0;
+		if (r > 0 && t < best) /* the first run pages memory in */
+			best = t;
+	}
+	openblas_set_num_threads(1);
+	free(a), free(b), free(c);
+	out->n = n;
+	out->threads = threads;
+	out->gflops = 2.0 * n * (double)n * n / best * 1e-9;
+	return 0;
+}
+
+struct bw_arg {
+	const float *buf;
+	size_t n;
+	const struct duet_kernels *k;
+	volatile float sink[256];
+};
+
+static void bw_part(void *arg, int ith, int nth)
+{
+	struct bw_arg *a = arg;
+	long lo, hi;
+	duet_split((long)a->n, ith, nth, PAGE / sizeof(float), &lo, &hi);
+	/* dot(x, x) reads each line once; the sum keeps it from being elided. */
+	a->sink[ith] = a->k->dot(a->buf + lo, a->buf + lo, (int)(hi - lo));
+}
+
+int duet_measure_bandwidth(size_t bytes, int threads, double seconds,
+			   struct duet_bw_ceiling *out, struct duet_err *err)
+{
+	size_t n = bytes / sizeof(float);
+	if (n < PAGE || n > (size_t)1 << 31)
+		return duet_errf(err, "bandwidth ceiling: buffer of %zu bytes out of range", bytes);
+	float *buf = aligned_alloc(PAGE, n * sizeof(float));
+	if (!buf)
+		return duet_errf(err, "bandwidth ceiling: out of memory for %zu bytes", bytes);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = 1.0f / (float)(1 + (i & 255));
+	struct duet_threadpool *tp;
+	if (duet_threadpool_create(&tp, threads, NULL, 0, err)) {
+		free(buf);
+		return -1;
+	}
+	struct bw_arg a = {.buf = buf, .n = n, .k = duet_kernels()};
+	double best = 1e30, t_end = duet_now_s() + seconds;
+	for (int r = 0; r < MIN_RUNS + 1 || duet_now_s() < t_end; r++) {
+		double t0 = duet_now_s();
+		duet_threadpool_run(tp, bw_part, &a);
+		double t = duet_now_s() - t0;
+		if (r > 0 && t < best)
+			best = t;
+	}
+	duet_threadpool_destroy(tp);
+	free(buf);
+	out->bytes = n * sizeof(float);
+	out->threads = threads;
+	out->gbps = (double)out->bytes / best * 1e-9;
+	return 0;
+}

@@ -1,0 +1,36 @@
+/* The machine's own ceilings, measured in the run that reports against
+ * them: sgemm throughput (what prefill can reach) and memory read
+ * bandwidth (what decode can reach). Benchmarks print their figures as
+ * fractions of these rather than as bare numbers that mean nothing on
+ * another machine. */
+#ifndef DUET_CEILINGS_H
+#define DUET_CEILINGS_H
+
+#include <stddef.h>
+
+#include "base/err.h"
+
+struct duet_sgemm_ceiling {
+	int n;		/* square size used */
+	int threads;
+	double gflops;	/* best run */
+};
+
+struct duet_bw_ceiling {
+	size_t bytes;	/* buffer streamed, far larger than the caches */
+	int threads;
+	double gbps;	/* best run, 1e9 bytes/s */
+};
+
+/* n x n x n sgemm with OpenBLAS on `threads` threads, repeated for about
+ * `seconds` (at least 3 runs); the best run counts. Leaves OpenBLAS
+ * single-threaded afterwards, as the engine wants it. */
+int duet_measure_sgemm(int n, int threads, double seconds,
+		       struct duet_sgemm_ceiling *out, struct duet_err *err);
+
+/* Streams a buffer of `bytes` with the vector kernels on `threads`
+ * threads (each its own slice), repeated for about `seconds`; best run. */
+int duet_measure_bandwidth(size_t bytes, int threads, double seconds,
+			   struct duet_bw_ceiling *out, struct duet_err *err);
+
+#endif

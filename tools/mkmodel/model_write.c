@@ -1,0 +1,325 @@
+#include "mkmodel/model_write.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mkmodel/gguf_write.h"
+
+/* Rows are produced and written in batches of about this many bytes. */
+#define WRITE_CHUNK (4u << 20)
+
+struct out {
+	FILE *f;			 /* llama2.c */
+	struct duet_gguf_writer *gw;	 /* GGUF */
+	const char *path;
+	const struct duet_model_spec *s;
+	uint64_t done, total;
+	float *frow;
+	uint8_t *buf;
+};
+
+static int out_write(struct out *o, const void *p, size_t n, struct duet_err *err)
+{
+	if (o->gw)
+		return duet_gguf_write_data(o->gw, p, n, err);
+	if (fwrite(p, 1, n, o->f) != n)
+		return duet_errnof(err, "%s: write failed", o->path);
+	return 0;
+}
+
+/* Writes rows x cols of (role, layer) converted to dtype. */
+static int write_tensor(struct out *o, enum duet_weight_role role, int layer,
+			int64_t rows, int64_t cols, enum duet_dtype t, struct duet_err *err)
+{
+	size_t rb = duet_row_bytes(t, cols);
+	size_t per = WRITE_CHUNK / rb ? WRITE_CHUNK / rb : 1;
+	for (int64_t r = 0; r < rows;) {
+		size_t k = 0;
+		for (; k < per && r < rows; k++, r++) {
+			o->s->weight(o->s->weight_ctx, role, layer, r, o->frow, (int)cols);
+			duet_quant_row(t, o->frow, o->buf + k * rb, cols);
+		}
+		if (out_write(o, o->buf, k * rb, err))
+			return -1;
+		o->done += k * rb;
+	}
+	if (o->s->progress)
+		o->s->progress(o->s->progress_ctx, o->done, o->total);
+	return 0;
+}
+
+static int out_alloc(struct out *o, struct duet_err *err)
+{
+	const struct duet_config *c = &o->s->cfg;
+	int64_t maxc = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+	o->frow = malloc(sizeof(float) * (size_t)maxc);
+	size_t rb = duet_row_bytes(DUET_F32, maxc);
+	o->buf = malloc(WRITE_CHUNK > rb ? WRITE_CHUNK : rb);
+	if (!o->frow || !o->buf)
+		return duet_errf(err, "%s: out of memory", o->path);
+	return 0;
+}
+
+static void out_free(struct out *o)
+{
+	free(o->frow);
+	free(o->buf);
+}
+
+static int check_spec(const char *path, const struct duet_model_spec *s,
+		      struct duet_config *c, struct duet_err *err)
+{
+	*c = s->cfg;
+	c->vocab_size = s->vocab->n;
+	c->head_dim = c->n_heads > 0 ? c->dim / c->n_heads : 0;
+	if (duet_model_check_config(c, path, err))
+		return -1;
+	int bs = duet_dtype_block(s->dtype);
+	if (c->dim % bs || c->hidden_dim % bs)
+		return duet_errf(err, "%s: dim %d and hidden %d must be multiples of %d for %s",
+				 path, c->dim, c->hidden_dim, bs, duet_dtype_name(s->dtype));
+	return 0;
+}
+
+static uint64_t total_bytes(const struct duet_config *c, enum duet_dtype t, int tied)
+{
+	uint64_t d = (uint64_t)c->dim, h = (uint64_t)c->hidden_dim;
+	uint64_t kv = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+	uint64_t per_layer = (2 * d + 2 * kv) * duet_row_bytes(t, c->dim) +
+			     2 * h * duet_row_bytes(t, c->dim) + d * duet_row_bytes(t, c->hidden_dim) +
+			     2 * d * 4;
+	return (uint64_t)c->vocab_size * duet_row_bytes(t, c->dim) * (tied ? 1 : 2) +
+	       per_layer * (uint64_t)c->n_layers + d * 4;
+}
+
+int duet_write_gguf(const char *path, const struct duet_model_spec *s,
+		    struct duet_err *err)
+{
+	struct duet_config c;
+	if (check_spec(path, s, &c, err))
+		return -1;
+	const struct duet_vocab *v = s->vocab;
+	struct duet_gguf_writer w;
+	struct out o = {.path = path, .s = s, .gw = &w};
+	if (out_alloc(&o, err)) {
+		out_free(&o);
+		return -1;
+	}
+	int rc = -1;
+	char **pieces = calloc((size_t)v->n, sizeof *pieces);
+	uint32_t *lens = calloc((size_t)v->n, sizeof *lens);
+	int32_t *types = calloc((size_t)v->n, sizeof *types);
+	if (!pieces || !lens || !types) {
+		duet_errf(err, "%s: out of memory", path);
+		goto done;
+	}
+	for (int i = 0; i < v->n; i++) {
+		char buf[DUET_VOCAB_MAX_PIECE * 3];
+		int n = duet_vocab_gguf_piece(v, i, buf, sizeof buf);
+		pieces[i] = malloc((size_t)n + 1);
+		if (!pieces[i]) {
+			duet_errf(err, "%s: out of memory", path);
+			goto done;
+		}
+		memcpy(pieces[i], buf, (size_t)n);
+		lens[i] = (uint32_t)n;
+		types[i] = v->type[i];
+		/* A llama2.c source spells BOS/EOS with newlines around them;
+		 * GGUF readers expect <s> and </s>. */
+		if (i == v->bos || i == v->eos) {
+			const char *sp = i == v->bos ? "<s>" : "</s>";
+			lens[i] = (uint32_t)strlen(sp);
+			memcpy(pieces[i], sp, lens[i]);
+		}
+	}
+	if (duet_gguf_writer_open(&w, path, err))
+		goto done;
+	int ftype = s->dtype == DUET_F32 ? 0 : s->dtype == DUET_F16 ? 1 : 7;
+	duet_gguf_put_str(&w, "general.architecture", "llama");
+	duet_gguf_put_str(&w, "general.name", s->name ? s->name : "duet model");
+	duet_gguf_put_u32(&w, "general.file_type", (uint32_t)ftype);
+	if (s->dtype == DUET_Q8_0)
+		duet_gguf_put_u32(&w, "general.quantization_version", 2);
+	duet_gguf_put_u32(&w, "llama.context_length", (uint32_t)c.ctx_len);
+	duet_gguf_put_u32(&w, "llama.embedding_length", (uint32_t)c.dim);
+	duet_gguf_put_u32(&w, "llama.block_count", (uint32_t)c.n_layers);
+	duet_gguf_put_u32(&w, "llama.feed_forward_length", (uint32_t)c.hidden_dim);
+	duet_gguf_put_u32(&w, "llama.rope.dimension_count", (uint32_t)c.head_dim);
+	duet_gguf_put_u32(&w, "llama.attention.head_count", (uint32_t)c.n_heads);
+	duet_gguf_put_u32(&w, "llama.attention.head_count_kv", (uint32_t)c.n_kv_heads);
+	duet_gguf_put_f32(&w, "llama.attention.layer_norm_rms_epsilon", c.rms_eps);
+	duet_gguf_put_f32(&w, "llama.rope.freq_base", c.rope_base);
+	duet_gguf_put_u32(&w, "llama.vocab_size", (uint32_t)c.vocab_size);
+	duet_gguf_put_str(&w, "tokenizer.ggml.model", "llama");
+	if (s->chat_template)
+		duet_gguf_put_str(&w, "tokenizer.chat_template", s->chat_template);
+	duet_gguf_put_str_arr(&w, "tokenizer.ggml.tokens", (const char *const *)pieces, lens,
+			      (uint64_t)v->n);
+	duet_gguf_put_f32_arr(&w, "tokenizer.ggml.scores", v->score, (uint64_t)v->n);
+	duet_gguf_put_i32_arr(&w, "tokenizer.ggml.token_type", types, (uint64_t)v->n);
+	duet_gguf_put_u32(&w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
+	duet_gguf_put_u32(&w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
+	if (v->unk >= 0)
+		duet_gguf_put_u32(&w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk);
+	duet_gguf_put_bool(&w, "tokenizer.ggml.add_bos_token", v->add_bos);
+	duet_gguf_put_bool(&w, "tokenizer.ggml.add_eos_token", 0);
+
+	/* Tensors in llama.cpp's order; norms f32 as llama.cpp keeps them. */
+	uint64_t kv = (uint64_t)c.n_kv_heads * (uint64_t)c.head_dim;
+	uint64_t d = (uint64_t)c.dim, h = (uint64_t)c.hidden_dim, vs = (uint64_t)c.vocab_size;
+	uint32_t mt = (uint32_t)s->dtype;
+	duet_gguf_add_tensor(&w, "token_embd.weight", 2, (uint64_t[]){d, vs}, mt);
+	duet_gguf_add_tensor(&w, "output_norm.weight", 1, (uint64_t[]){d}, DUET_F32);
+	if (!s->tied)
+		duet_gguf_add_tensor(&w, "output.weight", 2, (uint64_t[]){d, vs}, mt);
+	char name[64];
+	for (int l = 0; l < c.n_layers; l++) {
+#define T(suffix, nd, type, ...)                                                       \
+	snprintf(name, sizeof name, "blk.%d." suffix ".weight", l);                     \
+	duet_gguf_add_tensor(&w, name, nd, (uint64_t[]){__VA_ARGS__}, type);
+		T("attn_norm", 1, DUET_F32, d)
+		T("attn_q", 2, mt, d, d)
+		T("attn_k", 2, mt, d, kv)
+		T("attn_v", 2, mt, d, kv)
+		T("attn_output", 2, mt, d, d)
+		T("ffn_norm", 1, DUET_F32, d)
+		T("ffn_gate", 2, mt, d, h)
+		T("ffn_up", 2, mt, d, h)
+		T("ffn_down", 2, mt, h, d)
+#undef T
+	}
+	if (duet_gguf_writer_begin_data(&w, err))
+		goto fail;
+	o.total = total_bytes(&c, s->dtype, s->tied);
+	if (write_tensor(&o, DUET_W_EMBD, -1, c.vocab_size, c.dim, s->dtype, err) ||
+	    write_tensor(&o, DUET_W_OUT_NORM, -1, 1, c.dim, DUET_F32, err) ||
+	    (!s->tied && write_tensor(&o, DUET_W_OUTPUT, -1, c.vocab_size, c.dim, s->dtype, err)))
+		goto fail;
+	for (int l = 0; l < c.n_layers; l++) {
+		if (write_tensor(&o, DUET_W_ATTN_NORM, l, 1, c.dim, DUET_F32, err) ||
+		    write_tensor(&o, DUET_W_Q, l, c.dim, c.dim, s->dtype, err) ||
+		    write_tensor(&o, DUET_W_K, l, (int64_t)kv, c.dim, s->dtype, err) ||
+		    write_tensor(&o, DUET_W_V, l, (int64_t)kv, c.dim, s->dtype, err) ||
+		    write_tensor(&o, DUET_W_O, l, c.dim, c.dim, s->dtype, err) ||
+		    write_tensor(&o, DUET_W_FFN_NORM, l, 1, c.dim, DUET_F32, err) ||
+		    write_tensor(&o, DUET_W_GATE, l, c.hidden_dim, c.dim, s->dtype, err) ||
+		    write_tensor(&o, DUET_W_UP, l, c.hidden_dim, c.dim, s->dtype, err) ||
+		    write_tensor(&o, DUET_W_DOWN, l, c.dim, c.hidden_dim, s->dtype, err))
+			goto fail;
+	}
+	if (duet_gguf_writer_close(&w, err) == 0)
+		rc = 0;
+	goto done;
+fail:
+	duet_gguf_writer_abort(&w);
+done:
+	if (pieces)
+		for (int i = 0; i < v->n; i++)
+			free(pieces[i]);
+	free(pieces);
+	free(lens);
+	free(types);
+	out_free(&o);
+	return rc;
+}
+
+int duet_write_llama2c(const char *path, const struct duet_model_spec *s,
+		       struct duet_err *err)
+{
+	struct duet_config c;
+	if (check_spec(path, s, &c, err))
+		return -1;
+	if (s->dtype != DUET_F32)
+		return duet_errf(err, "%s: llama2.c checkpoints hold f32 weights only (asked for %s)",
+				 path, duet_dtype_name(s->dtype));
+	if (c.rope_base != 10000.0f || c.rms_eps != 1e-5f)
+		return duet_errf(err, "%s: llama2.c checkpoints imply RoPE base 10000 and RMS epsilon 1e-5",
+				 path);
+	struct out o = {.path = path, .s = s};
+	if (out_alloc(&o, err)) {
+		out_free(&o);
+		return -1;
+	}
+	o.f = fopen(path, "wb");
+	if (!o.f) {
+		out_free(&o);
+		return duet_errnof(err, "%s: cannot create", path);
+	}
+	int32_t h[7] = {c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
+			s->tied ? c.vocab_size : -c.vocab_size, c.ctx_len};
+	int64_t kv = (int64_t)c.n_kv_heads * c.head_dim;
+	o.total = total_bytes(&c, DUET_F32, s->tied);
+	int rc = out_write(&o, h, sizeof h, err);
+	rc = rc || write_tensor(&o, DUET_W_EMBD, -1, c.vocab_size, c.dim, DUET_F32, err);
+	/* Layer weights grouped by kind, as llama2.c's legacy exporter does. */
+	struct {
+		enum duet_weight_role role;
+		int64_t rows, cols;
+	} kinds[] = {
+		{DUET_W_ATTN_NORM, 1, c.dim}, {DUET_W_Q, c.dim, c.dim},
+		{DUET_W_K, kv, c.dim},	       {DUET_W_V, kv, c.dim},
+		{DUET_W_O, c.dim, c.dim},      {DUET_W_FFN_NORM, 1, c.dim},
+		{DUET_W_GATE, c.hidden_dim, c.dim}, {DUET_W_DOWN, c.dim, c.hidden_dim},
+		{DUET_W_UP, c.hidden_dim, c.dim},
+	};
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0] && !rc; k++)
+		for (int l = 0; l < c.n_layers && !rc; l++)
+			rc = write_tensor(&o, kinds[k].role, l, kinds[k].rows, kinds[k].cols,
+					  DUET_F32, err);
+	rc = rc || write_tensor(&o, DUET_W_OUT_NORM, -1, 1, c.dim, DUET_F32, err);
+	/* freq_cis tables (unused by readers, part of the layout). */
+	int half = c.head_dim / 2;
+	for (int which = 0; which < 2 && !rc; which++)
+		for (int p = 0; p < c.ctx_len && !rc; p++) {
+			for (int i = 0; i < half; i++) {
+				double f = pow(10000.0, -2.0 * i / c.head_dim);
+				o.frow[i] = (float)(which ? sin(p * f) : cos(p * f));
+			}
+			rc = out_write(&o, o.frow, sizeof(float) * (size_t)half, err);
+		}
+	if (!s->tied && !rc)
+		rc = write_tensor(&o, DUET_W_OUTPUT, -1, c.vocab_size, c.dim, DUET_F32, err);
+	if (fclose(o.f) && !rc)
+		rc = duet_errnof(err, "%s: close failed", path);
+	if (rc)
+		unlink(path);
+	out_free(&o);
+	return rc ? -1 : 0;
+}
+
+int duet_write_llama2c_tokenizer(const char *path, const struct duet_vocab *v,
+				 struct duet_err *err)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return duet_errnof(err, "%s: cannot create", path);
+	int32_t maxl = 0;
+	for (int i = 0; i < v->n; i++)
+		if ((int32_t)v->len[i] > maxl)
+			maxl = (int32_t)v->len[i];
+	if (maxl < 7)
+		maxl = 7; /* room for "\n</s>\n" */
+	int ok = fwrite(&maxl, 4, 1, f) == 1;
+	for (int i = 0; i < v->n && ok; i++) {
+		const char *p = duet_vocab_piece(v, i);
+		int32_t len = (int32_t)v->len[i];
+		if (i == v->bos) {
+			p = "\n<s>\n";
+			len = 5;
+		} else if (i == v->eos) {
+			p = "\n</s>\n";
+			len = 6;
+		}
+		ok = fwrite(&v->score[i], 4, 1, f) == 1 && fwrite(&len, 4, 1, f) == 1 &&
+		     fwrite(p, 1, (size_t)len, f) == (size_t)len;
+	}
+	if (fclose(f) || !ok) {
+		duet_errnof(err, "%s: write failed", path);
+		unlink(path);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,63 @@
+/* Writing model files (GGUF v3 or llama2.c legacy) whose weights come from
+ * a row generator, so that a 4 GB model never needs to sit in memory. Used
+ * by `duet mkmodel` and by tests that build models of their own. */
+#ifndef DUET_MODEL_WRITE_H
+#define DUET_MODEL_WRITE_H
+
+#include <stdint.h>
+
+#include "base/err.h"
+#include "engine/dtype.h"
+#include "engine/model.h"
+#include "engine/vocab.h"
+
+enum duet_weight_role {
+	DUET_W_EMBD,
+	DUET_W_ATTN_NORM,
+	DUET_W_Q,
+	DUET_W_K,
+	DUET_W_V,
+	DUET_W_O,
+	DUET_W_FFN_NORM,
+	DUET_W_GATE,
+	DUET_W_UP,
+	DUET_W_DOWN,
+	DUET_W_OUT_NORM,
+	DUET_W_OUTPUT,
+};
+
+/* Fills out[n] with row `row` of the weight (role, layer); layer is -1 for
+ * the ones outside layers. Norms are one row. Must be deterministic: the
+ * writers may ask for a row more than once. */
+typedef void (*duet_weight_fn)(void *ctx, enum duet_weight_role role, int layer,
+			       int64_t row, float *out, int n);
+
+struct duet_model_spec {
+	struct duet_config cfg; /* vocab_size taken from the vocabulary */
+	enum duet_dtype dtype;	/* matrices; norms are always f32 */
+	int tied;		/* classifier shares the embedding */
+	const char *name;
+	const char *chat_template; /* GGUF tokenizer.chat_template, or NULL */
+	const struct duet_vocab *vocab;
+	duet_weight_fn weight;
+	void *weight_ctx;
+	/* Called after each tensor with done/total bytes, for progress. */
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);
+	void *progress_ctx;
+};
+
+int duet_write_gguf(const char *path, const struct duet_model_spec *s,
+		    struct duet_err *err);
+/* llama2.c legacy layout (f32 only). */
+int duet_write_llama2c(const char *path, const struct duet_model_spec *s,
+		       struct duet_err *err);
+/* tokenizer.bin for llama2.c: pieces with spaces, BOS/EOS spelled as
+ * llama2.c's exporter does. */
+int duet_write_llama2c_tokenizer(const char *path, const struct duet_vocab *v,
+				 struct duet_err *err);
+/* The built-in byte-level vocabulary (259 tokens: <unk>, <s>, </s>, bytes),
+ * what `--vocab builtin:bytes` names. */
+#define DUET_VOCAB_BUILTIN_BYTES "builtin:bytes"
+int duet_vocab_bytes(struct duet_vocab *v, struct duet_err *err);
+
+#endif
