@@ -13,6 +13,7 @@
 #   make install         binaries, systemd units, man pages, example configs
 #                        (PREFIX=/usr/local DESTDIR= SYSCONFDIR=/etc); make uninstall
 #   make test-systemd    boot a real systemd in a container and run duet.target there
+#   make test-stress     the daemon tests again and again under a CPU hog (stress-ng)
 
 SANITIZE ?=
 ifeq ($(SANITIZE),1)
@@ -37,7 +38,7 @@ DEB_PACKAGES := build-essential pkg-config libopenblas-dev libxxhash-dev \
 	libcmocka-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	libsystemd-dev libinih-dev libjansson-dev libmicrohttpd-dev \
 	libcurl4-openssl-dev gnuplot-nox clang libclang-rt-14-dev \
-	help2man man-db systemd systemd-container openssl iproute2 nftables jq
+	help2man man-db systemd systemd-container openssl iproute2 nftables jq stress-ng
 
 PROTO_C := $(BUILD)/proto/duet.pb-c.c
 PROTO_H := $(BUILD)/proto/duet.pb-c.h
@@ -273,6 +274,16 @@ $(BUILD)/tests/delay_relay: tests/delay_relay.c
 .PHONY: test-cluster
 test-cluster: all $(BUILD)/tests/delay_relay
 	tests/cluster_netns.sh $(BUILD)
+
+# Tests must hold on a slower or busier machine than this one: the ASan
+# builds of the daemon tests, STRESS_RUNS times each, while stress-ng keeps
+# every CPU busy (tests/stress.sh; not part of make test).
+STRESS_RUNS ?= 20
+STRESS_TESTS ?= test_cluster
+.PHONY: test-stress
+test-stress:
+	@$(MAKE) -s SANITIZE=1 BUILD=build-asan test-bin
+	tests/stress.sh $(STRESS_RUNS) $(STRESS_TESTS:%=build-asan/tests/%)
 
 # Boots systemd in a container over this machine's root (as root; needs
 # systemd-nspawn) and runs duet.target there: see tests/systemd_boot.sh.

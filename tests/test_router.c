@@ -126,10 +126,14 @@ static int setup(void **state)
 	pids[0] = start_router();
 	pids[1] = spawn("duet-decode", "decode",
 			(char *[]){"--router", ctl, "--kv-endpoint", kv, "--kv-mb", "16",
-				   "--report-ms", "50", "--log-level", "debug", NULL});
+				   "--report-ms", "250", "--log-level", "debug", NULL});
+	/* Nodes report at the default 250 ms: the failover tests hold them
+	 * stopped (test_prefill_failover, while the router places a prompt)
+	 * or mostly stopped (test_decode_failover's throttle), and that must
+	 * stay inside their liveness window (3 reports) on a busy machine. */
 	pids[2] = spawn("duet-prefill", "prefill",
-			(char *[]){"--router", ctl, "--report-ms", "50", "--kv-dtype", "f32", "--log-level",
-				   "debug", NULL});
+			(char *[]){"--router", ctl, "--report-ms", "250", "--kv-dtype", "f32",
+				   "--log-level", "debug", NULL});
 	/* Ready when /health says a decode node is up and both nodes show;
 	 * then a second decode node, so the first one comes first in the
 	 * router's table (failover kills it). */
@@ -157,10 +161,10 @@ static int setup(void **state)
 		snprintf(kv1, sizeof kv1, "ipc://%s/decode1.ipc", tu_tmpdir());
 		pids[3] = spawn("duet-decode", "decode-1",
 				(char *[]){"--router", ctl, "--kv-endpoint", kv1, "--kv-mb", "16",
-					   "--report-ms", "50", "--name", "decode-1", "--log-level",
+					   "--report-ms", "250", "--name", "decode-1", "--log-level",
 					   "debug", NULL});
 		pids[4] = spawn("duet-prefill", "prefill-1",
-				(char *[]){"--router", ctl, "--report-ms", "50", "--kv-dtype", "f16",
+				(char *[]){"--router", ctl, "--report-ms", "250", "--kv-dtype", "f16",
 					   "--name", "prefill-1", "--log-level", "debug", NULL});
 	}
 	fprintf(stderr, "the cluster did not come up; its logs:\n");
