@@ -35,62 +35,127 @@ static void close_enough(const float *a, const float *ref, int n, float tol, con
 				 (double)ref[i]);
 }
 
-/* matmul for every type, K with and without tails, B = 1..9 and 17. */
+/* y = x W^T in double precision from the weights as stored (dequantized)
+ * and the activations as the kernel sees them. */
+static void reference(enum duet_dtype t, const uint8_t *w, size_t rb, int N, int K,
+		      const float *x, int ldx, int B, double *ref)
+{
+	float *wd = malloc(sizeof(float) * K);
+	for (int b = 0; b < B; b++)
+		for (int n = 0; n < N; n++) {
+			duet_dequant_row(t, w + rb * n, wd, K);
+			double s = 0;
+			for (int k = 0; k < K; k++)
+				s += (double)wd[k] * x[b * ldx + k];
+			ref[b * N + n] = s;
+		}
+	free(wd);
+}
+
+/* Row b of a q8 panel of B rows back to f32 (what the integer kernels
+ * multiply by). */
+static void dequant_q8a(const struct duet_q8a_pair *panel, int B, int b, float *x, int K)
+{
+	for (int k = 0; k < K; k++) {
+		const struct duet_q8a_pair *p = &panel[(size_t)(k / 64) * B + b];
+		x[k] = (float)p->q[k % 64] * p->d[(k % 64) / 32 * 8];
+	}
+}
+
+/* Every kernel against double precision for every weight type, on odd
+ * sizes: K with and without vector tails, N not a multiple of any tile
+ * height (split in two row ranges, as threads split it), B = 1 to 17 (the
+ * tile widths and their groups), for f32 activations and for int8 ones. */
 static void test_matmul(void **st)
 {
 	(void)st;
-	static const enum duet_dtype types[] = {DUET_F32, DUET_F16, DUET_Q8_0};
-	static const int Ks[] = {32, 96, 160, 288, 1056};
-	static const int Bs[] = {1, 2, 3, 4, 5, 7, 8, 9, 17};
-	const int N = 37;
-	for (int ti = 0; ti < 3; ti++)
-		for (int ki = 0; ki < 5; ki++) {
+	static const enum duet_dtype types[] = {DUET_F32, DUET_F16, DUET_BF16, DUET_Q8_0};
+	static const int Ks[] = {32, 96, 160, 288, 1056, 37, 4099};
+	const int N = 37, BMAX = 17;
+	for (int ti = 0; ti < 4; ti++)
+		for (int ki = 0; ki < 7; ki++) {
 			int K = Ks[ki];
 			enum duet_dtype t = types[ti];
+			if (K % duet_dtype_block(t))
+				continue;
 			size_t rb = duet_row_bytes(t, K);
+			int ldx = K + 3, ldy = N + 5;
 			float *wf = malloc(sizeof(float) * (size_t)N * K);
 			uint8_t *w = malloc(rb * N);
-			float *wd = malloc(sizeof(float) * K);
-			float *x = malloc(sizeof(float) * 17 * (K + 3));
-			float *ref = malloc(sizeof(float) * 17 * N);
-			float *y = malloc(sizeof(float) * 17 * (N + 5));
+			float *x = malloc(sizeof(float) * BMAX * ldx);
+			float *xq = malloc(sizeof(float) * BMAX * ldx);
+			double *ref = malloc(sizeof(double) * BMAX * N);
+			double *refq = malloc(sizeof(double) * BMAX * N);
+			float *y = malloc(sizeof(float) * BMAX * ldy);
 			fill(wf, N * K, (uint64_t)K + ti);
-			fill(x, 17 * (K + 3), (uint64_t)K * 7);
+			fill(x, BMAX * ldx, (uint64_t)K * 7);
 			for (int n = 0; n < N; n++)
 				duet_quant_row(t, wf + (size_t)n * K, w + rb * n, K);
-			int ldx = K + 3, ldy = N + 5;
-			for (int b = 0; b < 17; b++)
-				for (int n = 0; n < N; n++) {
-					duet_dequant_row(t, w + rb * n, wd, K);
-					double s = 0;
-					for (int k = 0; k < K; k++)
-						s += (double)wd[k] * x[b * ldx + k];
-					ref[b * N + n] = (float)s;
+			reference(t, w, rb, N, K, x, ldx, BMAX, ref);
+			/* The panels depend on B: each B gets its own, and the
+			 * int8 reference its own dequantized activations. */
+			size_t np = duet_panel_q8_pairs(K, BMAX);
+			struct duet_q8a_pair *qa = aligned_alloc(64, sizeof *qa * np);
+			struct duet_q8a_pair *mine = aligned_alloc(64, sizeof *qa * np);
+			float *pf = aligned_alloc(64, sizeof(float) * duet_panel_f32_floats(K, BMAX));
+			/* A row's int8 form does not depend on the panel's width
+			 * (only quantized weights, whole blocks, take it). */
+			if (t == DUET_Q8_0) {
+				for (int b = 0; b < BMAX; b++) {
+					duet_quant_q8a_ref(x + b * ldx, K, qa, BMAX, b);
+					dequant_q8a(qa, BMAX, b, xq + b * ldx, K);
 				}
+				reference(t, w, rb, N, K, xq, ldx, BMAX, refq);
+			}
 			for (int ii = 0; ii < 3; ii++) {
 				const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 				if (!kt)
 					continue;
-				duet_matmul_fn mm = duet_kernels_matmul(kt, t);
-				for (int bi = 0; bi < 9; bi++) {
-					int B = Bs[bi];
-					memset(y, 0, sizeof(float) * 17 * (N + 5));
-					/* Two row ranges: the split threads make. */
-					mm(w, rb, K, x, ldx, B, y, ldy, 0, 13);
-					mm(w, rb, K, x, ldx, B, y, ldy, 13, N);
-					for (int b = 0; b < B; b++) {
-						char what[128];
-						snprintf(what, sizeof what, "%s matmul %s K=%d B=%d row %d",
-							 isas[ii], duet_dtype_name(t), K, B, b);
-						close_enough(y + b * ldy, ref + b * N, N, 1e-4f, what);
+				for (int ai = 0; ai < 2; ai++) {
+					enum duet_act act = ai ? DUET_ACT_Q8 : DUET_ACT_F32;
+					duet_matmul_fn mm = duet_kernels_matmul(kt, t, act);
+					if (!mm) {
+						assert_true(act == DUET_ACT_Q8 && t != DUET_Q8_0);
+						continue;
 					}
-					/* Outside the rows asked for stays untouched. */
-					for (int b = 0; b < B; b++)
-						for (int n = N; n < ldy; n++)
-							assert_true(y[b * ldy + n] == 0);
+					const double *want = act == DUET_ACT_Q8 ? refq : ref;
+					for (int B = 1; B <= BMAX; B++) {
+						const void *xa = pf;
+						if (act == DUET_ACT_Q8) {
+							/* This ISA's quantization is the
+							 * reference's, bit for bit. */
+							for (int b = 0; b < B; b++) {
+								kt->quant_q8a(x + b * ldx, K, mine, B, b);
+								duet_quant_q8a_ref(x + b * ldx, K, qa, B, b);
+							}
+							assert_memory_equal(mine, qa, sizeof *qa * duet_panel_q8_pairs(K, B));
+							xa = mine;
+						} else {
+							duet_panel_pack_f32(x, ldx, K, B, pf);
+						}
+						memset(y, 0, sizeof(float) * BMAX * ldy);
+						/* Two row ranges: the split threads make. */
+						mm(w, rb, K, xa, B, y, ldy, 0, 13);
+						mm(w, rb, K, xa, B, y, ldy, 13, N);
+						for (int b = 0; b < B; b++)
+							for (int n = 0; n < N; n++) {
+								double r = want[b * N + n];
+								float got = y[b * ldy + n];
+								if (!(fabs(got - r) <= 1e-4 * (1 + fabs(r))))
+									fail_msg("%s matmul %s (%s activations) K=%d B=%d: y[%d][%d] = %g, expected %g",
+										 isas[ii], duet_dtype_name(t),
+										 ai ? "int8" : "f32", K, B, b, n,
+										 (double)got, r);
+							}
+						/* Outside the rows asked for stays untouched. */
+						for (int b = 0; b < B; b++)
+							for (int n = N; n < ldy; n++)
+								assert_true(y[b * ldy + n] == 0);
+					}
 				}
 			}
-			free(wf), free(w), free(wd), free(x), free(ref), free(y);
+			free(wf), free(w), free(x), free(xq), free(qa), free(mine), free(pf), free(ref),
+				free(refq), free(y);
 		}
 }
 

@@ -24,6 +24,22 @@ int cli_int(const char *flag, const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
+int cli_weights(const char *flag, const char *s, enum duet_weights *out)
+{
+	if (duet_weights_parse(s, out)) {
+		fprintf(stderr, "duet: %s expects hugepages or mmap, got '%s'\n", flag, s);
+		return -1;
+	}
+	return 0;
+}
+
+void cli_weights_note(const char *cmd, enum duet_weights asked, const struct duet_model *m)
+{
+	if (asked != m->weights)
+		fprintf(stderr, "duet %s: weights in %s, not %s: %s\n", cmd,
+			duet_weights_name(m->weights), duet_weights_name(asked), m->weights_note);
+}
+
 int cli_float(const char *flag, const char *s, double lo, double hi, double *out)
 {
 	char *end;

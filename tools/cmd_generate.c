@@ -36,6 +36,8 @@ static void usage(FILE *f)
 		"  -t, --threads N      threads (default: all CPUs this process may use)\n"
 		"  --cpus LIST          pin worker threads to these CPUs, e.g. 0-3,6\n"
 		"  -b, --batch N        prompt tokens per forward pass (default 512)\n"
+		"  --weights WHERE      hugepages (default: a copy in 2 MiB pages, which decode\n"
+		"                       streams up to twice as fast) or mmap (the file's pages)\n"
 		"  --ids                print generated token ids, one line, instead of text\n"
 		"  --no-echo            do not print the prompt before the continuation\n");
 }
@@ -67,6 +69,7 @@ int cmd_generate(int argc, char **argv)
 	double temp = 0.8, top_p = 0.95;
 	uint64_t seed = (uint64_t)time(NULL);
 	int seed_given = 0, ignore_eos = 0;
+	enum duet_weights weights = DUET_WEIGHTS_HUGEPAGES;
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'},	 {"tokenizer", required_argument, 0, 'z'},
 		{"prompt", required_argument, 0, 'p'},	 {"max-tokens", required_argument, 0, 'n'},
@@ -76,6 +79,7 @@ int cmd_generate(int argc, char **argv)
 		{"threads", required_argument, 0, 't'},	 {"cpus", required_argument, 0, 'c'},
 		{"batch", required_argument, 0, 'b'},	 {"ids", no_argument, 0, 'I'},
 		{"no-echo", no_argument, 0, 'N'},	 {"help", no_argument, 0, 'h'},
+		{"weights", required_argument, 0, 'W'},
 		{0, 0, 0, 0},
 	};
 	int c;
@@ -100,6 +104,7 @@ int cmd_generate(int argc, char **argv)
 		case 'b': if (cli_int("--batch", optarg, 1, 65536, &batch)) return 2; break;
 		case 'I': ids = 1; break;
 		case 'N': echo = 0; break;
+		case 'W': if (cli_weights("--weights", optarg, &weights)) return 2; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -113,9 +118,10 @@ int cmd_generate(int argc, char **argv)
 	if (cpus_s && duet_cpu_parse_list(cpus_s, cpus, DUET_MAX_THREADS, &n_cpus, &err))
 		return cli_fail("generate", "%s", err.msg);
 	struct duet_model *m;
-	struct duet_model_opts mo = {.tokenizer_path = tok_path};
+	struct duet_model_opts mo = {.tokenizer_path = tok_path, .weights = weights};
 	if (duet_model_open(&m, model, &mo, &err))
 		return cli_fail("generate", "%s", err.msg);
+	cli_weights_note("generate", weights, m);
 	size_t plen = strlen(prompt), n_prompt = 0;
 	int *toks = malloc(sizeof(int) * duet_tokenize_max(plen));
 	struct duet_kv_pool *kv = NULL;

@@ -33,6 +33,12 @@ int duet_cpu_has_avx512(void)
 	       __builtin_cpu_supports("avx512dq");
 }
 
+int duet_cpu_has_avx512vnni(void)
+{
+	__builtin_cpu_init();
+	return duet_cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+}
+
 int duet_cpu_count(void)
 {
 	cpu_set_t set;

@@ -50,3 +50,20 @@ uint16_t duet_fp32_to_fp16(float f)
 	uint32_t m = ax + 0xc8000fff + ((ax >> 13) & 1);
 	return sign | (uint16_t)(m >> 13);
 }
+
+float duet_bf16_to_fp32(uint16_t h)
+{
+	uint32_t bits = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+uint16_t duet_fp32_to_bf16(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, 4);
+	if ((x & 0x7fffffff) > 0x7f800000)
+		return (uint16_t)((x >> 16) | 0x40);
+	return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}

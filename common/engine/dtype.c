@@ -6,7 +6,7 @@
 
 int duet_dtype_supported(uint32_t t)
 {
-	return t == DUET_F32 || t == DUET_F16 || t == DUET_Q8_0;
+	return t == DUET_F32 || t == DUET_F16 || t == DUET_BF16 || t == DUET_Q8_0;
 }
 
 const char *duet_dtype_name(uint32_t t)
@@ -41,6 +41,7 @@ size_t duet_dtype_block_bytes(enum duet_dtype t)
 	case DUET_F32:
 		return 4;
 	case DUET_F16:
+	case DUET_BF16:
 		return 2;
 	case DUET_Q8_0:
 		return DUET_Q8_0_BYTES;
@@ -59,6 +60,8 @@ int duet_dtype_parse(const char *s, enum duet_dtype *out)
 		*out = DUET_F32;
 	else if (!strcmp(s, "f16"))
 		*out = DUET_F16;
+	else if (!strcmp(s, "bf16"))
+		*out = DUET_BF16;
 	else if (!strcmp(s, "q8_0"))
 		*out = DUET_Q8_0;
 	else
@@ -76,6 +79,12 @@ void duet_dequant_row(enum duet_dtype t, const void *src, float *dst, int64_t n)
 		const uint16_t *h = src;
 		for (int64_t i = 0; i < n; i++)
 			dst[i] = duet_fp16_to_fp32(h[i]);
+		break;
+	}
+	case DUET_BF16: {
+		const uint16_t *h = src;
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = duet_bf16_to_fp32(h[i]);
 		break;
 	}
 	case DUET_Q8_0: {
@@ -104,6 +113,12 @@ void duet_quant_row(enum duet_dtype t, const float *src, void *dst, int64_t n)
 		uint16_t *h = dst;
 		for (int64_t i = 0; i < n; i++)
 			h[i] = duet_fp32_to_fp16(src[i]);
+		break;
+	}
+	case DUET_BF16: {
+		uint16_t *h = dst;
+		for (int64_t i = 0; i < n; i++)
+			h[i] = duet_fp32_to_bf16(src[i]);
 		break;
 	}
 	case DUET_Q8_0: {

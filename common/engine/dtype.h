@@ -12,6 +12,7 @@ enum duet_dtype {
 	DUET_F32 = 0,
 	DUET_F16 = 1,
 	DUET_Q8_0 = 8,
+	DUET_BF16 = 30,
 };
 
 /* Q8_0: blocks of 32 weights, one fp16 scale then 32 signed bytes. */
@@ -23,7 +24,7 @@ struct duet_q8_0_block {
 	int8_t qs[DUET_Q8_0_BLOCK];
 };
 
-/* 1 if t is a type duet computes with. */
+/* 1 if t is a type duet computes with: f32, f16, bf16, q8_0. */
 int duet_dtype_supported(uint32_t t);
 /* "f32", "f16", "q8_0", or a GGUF name for types duet knows of but does not
  * support ("q4_k", ...), or "type-N". */
@@ -33,7 +34,7 @@ int duet_dtype_block(enum duet_dtype t);
 size_t duet_dtype_block_bytes(enum duet_dtype t);
 /* Bytes of a row of n elements; n must be a multiple of the block size. */
 size_t duet_row_bytes(enum duet_dtype t, int64_t n);
-/* Parses "f32", "f16", "q8_0"; returns -1 if unknown. */
+/* Parses "f32", "f16", "bf16", "q8_0"; returns -1 if unknown. */
 int duet_dtype_parse(const char *s, enum duet_dtype *out);
 
 /* Scalar reference conversions of one row of n elements to f32. */

@@ -19,6 +19,7 @@ struct duet_engine {
 	const struct duet_model *m;
 	struct duet_kv_pool *kv;
 	const struct duet_kernels *k;
+	enum duet_qdot qdot;
 	struct duet_threadpool *tp;
 	struct duet_matmul mm;
 	struct duet_attn attn;
@@ -98,7 +99,8 @@ int duet_engine_create(struct duet_engine **out, const struct duet_model *m,
 	if (duet_threadpool_create(&e->tp, threads, o ? o->cpus : NULL, o ? o->n_cpus : 0, err))
 		goto fail;
 	int max_cols = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
-	if (duet_matmul_init(&e->mm, e->tp, e->k, max_cols, err) ||
+	e->qdot = o ? o->qdot : DUET_QDOT_INT8;
+	if (duet_matmul_init(&e->mm, e->tp, e->k, e->qdot, e->max_T, max_cols, err) ||
 	    duet_attn_init(&e->attn, e->tp, e->k, kv, c, err))
 		goto fail;
 	size_t T = (size_t)e->max_T;
@@ -147,6 +149,27 @@ int duet_engine_max_batch(const struct duet_engine *e)
 const char *duet_engine_kernels(const struct duet_engine *e)
 {
 	return e->k->name;
+}
+
+enum duet_qdot duet_engine_qdot(const struct duet_engine *e)
+{
+	return e->qdot;
+}
+
+const char *duet_qdot_name(enum duet_qdot q)
+{
+	return q == DUET_QDOT_EXACT ? "exact" : "int8";
+}
+
+int duet_qdot_parse(const char *s, enum duet_qdot *out)
+{
+	if (!strcmp(s, "int8"))
+		*out = DUET_QDOT_INT8;
+	else if (!strcmp(s, "exact"))
+		*out = DUET_QDOT_EXACT;
+	else
+		return -1;
+	return 0;
 }
 
 /* ---- elementwise steps, parallel over rows when there are many ---- */

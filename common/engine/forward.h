@@ -9,6 +9,7 @@
 #define DUET_FORWARD_H
 
 #include "base/err.h"
+#include "engine/kern/kernels.h"
 #include "engine/kvcache.h"
 #include "engine/model.h"
 
@@ -41,6 +42,7 @@ struct duet_engine_opts {
 	int n_cpus;
 	int max_batch_tokens; /* rows per forward call; 0 = 512 */
 	const char *kernels;  /* NULL = best for this CPU */
+	enum duet_qdot qdot;  /* quantized weights: int8 (0, the default) or exact */
 };
 
 struct duet_engine;
@@ -53,6 +55,10 @@ void duet_engine_set_hook(struct duet_engine *e, duet_layer_hook hook, void *ctx
 int duet_engine_threads(const struct duet_engine *e);
 int duet_engine_max_batch(const struct duet_engine *e);
 const char *duet_engine_kernels(const struct duet_engine *e);
+enum duet_qdot duet_engine_qdot(const struct duet_engine *e);
+/* "int8", "exact"; parse returns -1 on anything else. */
+const char *duet_qdot_name(enum duet_qdot q);
+int duet_qdot_parse(const char *s, enum duet_qdot *out);
 
 /* Runs the batch; on success every sequence's kv->n_tokens has advanced by
  * its n_tokens. Blocks for the new positions are reserved as needed (fails

@@ -3,7 +3,10 @@
  *
  * Few activation rows (decode): duet's own kernels read W in its stored
  * type once for all rows. Many rows (prefill): cblas_sgemm on each slice,
- * f16/q8_0 weights converted to f32 a tile at a time. */
+ * f16/bf16/q8_0 weights converted to f32 a tile at a time. Quantized
+ * weights in int8 mode (DUET_QDOT_INT8) always take the kernels, with the
+ * activations quantized per 32-block first, so a row's result does not
+ * depend on how many rows share the call (prefill and decode agree). */
 #ifndef DUET_MATMUL_H
 #define DUET_MATMUL_H
 
@@ -30,15 +33,24 @@ struct duet_matmul_job {
 struct duet_matmul {
 	struct duet_threadpool *tp;
 	const struct duet_kernels *k;
+	enum duet_qdot qdot;
 	int gemv_max_rows;
-	float **scratch; /* per thread: DUET_SGEMM_TILE_ROWS x max_cols */
-	int max_cols;
+	float **scratch; /* per thread: conversion tile or partial sums */
+	int max_cols, max_rows;
+	/* The activations of the current call as the kernels read them: an
+	 * f32 panel, or a q8 panel (kernels.h). */
+	float *panel;
+	struct duet_q8a_pair *qa;
 };
 
+/* max_rows: the most activation rows a job will have; max_cols: the widest
+ * weight matrix (its columns). */
 int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
-		     const struct duet_kernels *k, int max_cols, struct duet_err *err);
+		     const struct duet_kernels *k, enum duet_qdot qdot, int max_rows,
+		     int max_cols, struct duet_err *err);
 void duet_matmul_free(struct duet_matmul *mm);
-/* Runs the jobs in one parallel region. */
+/* Runs the jobs in one parallel region. Jobs that take the kernels must
+ * share x and its width (as the forward pass's do). */
 void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 		     int n_jobs);
 

@@ -114,6 +114,47 @@ static void compute_sizes(struct duet_model *m)
 			  m->tok_embd.row_bytes;
 }
 
+const char *duet_weights_name(enum duet_weights w)
+{
+	return w == DUET_WEIGHTS_HUGEPAGES ? "hugepages" : "mmap";
+}
+
+int duet_weights_parse(const char *s, enum duet_weights *out)
+{
+	if (strcmp(s, "mmap") == 0)
+		*out = DUET_WEIGHTS_MMAP;
+	else if (strcmp(s, "hugepages") == 0)
+		*out = DUET_WEIGHTS_HUGEPAGES;
+	else
+		return -1;
+	return 0;
+}
+
+/* Maps the file, or copies it into huge pages when asked and the machine
+ * has them; a copy that cannot be made (no memory for it) falls back to
+ * the mapping, which always works, and says so. */
+static int place_weights(struct duet_model *m, enum duet_weights want, struct duet_err *err)
+{
+	m->weights = DUET_WEIGHTS_MMAP;
+	if (want == DUET_WEIGHTS_HUGEPAGES) {
+		if (duet_thp_mode() == 0) {
+			snprintf(m->weights_note, sizeof m->weights_note,
+				 "transparent huge pages are off on this machine");
+		} else {
+			struct duet_err e;
+			if (duet_copy_file_huge(m->path, &m->map, &m->map_size, &m->map_bytes, &e) == 0) {
+				m->weights = DUET_WEIGHTS_HUGEPAGES;
+				return 0;
+			}
+			snprintf(m->weights_note, sizeof m->weights_note, "%.90s", e.msg);
+		}
+	}
+	if (duet_map_file(m->path, &m->map, &m->map_size, err))
+		return -1;
+	m->map_bytes = m->map_size;
+	return 0;
+}
+
 int duet_model_open(struct duet_model **out, const char *path,
 		    const struct duet_model_opts *opts, struct duet_err *err)
 {
@@ -129,7 +170,7 @@ int duet_model_open(struct duet_model **out, const char *path,
 		free(m);
 		return duet_errf(err, "%s: out of memory", path);
 	}
-	if (duet_map_file(path, &m->map, &m->map_size, err))
+	if (place_weights(m, opts->weights, err))
 		goto fail;
 	uint32_t magic = 0;
 	if (m->map_size >= 4)
@@ -168,7 +209,7 @@ void duet_model_close(struct duet_model *m)
 	duet_vocab_free(&m->vocab);
 	free(m->layers);
 	free(m->norms);
-	duet_unmap_file(m->map, m->map_size);
+	duet_unmap_file(m->map, m->map_bytes);
 	duet_unmap_file(m->tok_map, m->tok_map_size);
 	free(m->path);
 	free(m);

@@ -55,6 +55,19 @@ enum duet_model_format {
 
 #define DUET_DIGEST_HEX 33
 
+/* Where the weights live. Decode streams every weight per token, and on
+ * 4 KiB pages a TLB miss every 4 KiB halves the read rate: a copy in 2 MiB
+ * transparent huge pages is the decode default. The file mapping shares
+ * its pages with every process on the machine and costs no copy: the
+ * prefill default (sgemm reads each weight once per many tokens). */
+enum duet_weights {
+	DUET_WEIGHTS_MMAP,
+	DUET_WEIGHTS_HUGEPAGES,
+};
+/* "mmap", "hugepages"; parse returns -1 on anything else. */
+const char *duet_weights_name(enum duet_weights w);
+int duet_weights_parse(const char *s, enum duet_weights *out);
+
 struct duet_model {
 	char *path;
 	enum duet_model_format format;
@@ -71,11 +84,17 @@ struct duet_model {
 	uint64_t n_matmul_params;     /* weights a token multiplies through */
 	uint64_t weight_bytes;	      /* bytes of all weights as stored */
 	uint64_t decode_bytes;	      /* bytes read per decoded token */
+	/* Where the weights ended up: hugepages only when asked for and this
+	 * machine has transparent huge pages (else mmap, and weights_note
+	 * says why). */
+	enum duet_weights weights;
+	char weights_note[96];
 	/* private */
 	struct duet_gguf gguf; /* kept for metadata such as chat templates */
 	float *norms;	       /* owned f32 copies of every norm vector */
 	void *map;
-	size_t map_size;
+	size_t map_size;  /* the file's bytes */
+	size_t map_bytes; /* the mapping's (whole huge pages for a copy) */
 	void *tok_map;
 	size_t tok_map_size;
 };
@@ -88,6 +107,8 @@ struct duet_model_opts {
 	 * vocabulary only, and says so with a leading 'g'). For tools that
 	 * only need the vocabulary. */
 	int skip_weight_digest;
+	/* DUET_WEIGHTS_MMAP (the zero default) or a huge-page copy. */
+	enum duet_weights weights;
 };
 
 int duet_model_open(struct duet_model **out, const char *path,

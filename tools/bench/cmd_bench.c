@@ -10,6 +10,7 @@
 
 #include "base/clock.h"
 #include "base/cpu.h"
+#include "base/mapfile.h"
 #include "bench/ceilings.h"
 #include "cli.h"
 #include "commands.h"
@@ -44,7 +45,9 @@ static void usage(FILE *f)
 		"                          (default 1; batch 1 is tgN itself)\n"
 		"  --ceiling-seconds S     time spent on each ceiling (default 2)\n"
 		"  --no-ceilings           skip measuring the ceilings\n"
-		"  --tokenizer FILE        tokenizer.bin of a llama2.c model\n");
+		"  --tokenizer FILE        tokenizer.bin of a llama2.c model\n"
+		"  --weights WHERE         hugepages (default: a copy in 2 MiB pages) or mmap\n"
+		"                          (the file's 4 KiB page-cache pages)\n");
 }
 
 struct stats {
@@ -190,13 +193,15 @@ int cmd_bench(int argc, char **argv)
 	long n_prompt = 512, n_gen = 128, threads = 0, reps = 5;
 	double ceil_s = 2.0;
 	int no_ceilings = 0, batches[MAX_BATCHES] = {1}, n_batches = 1;
+	enum duet_weights weights = DUET_WEIGHTS_HUGEPAGES;
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'},	{"prompt", required_argument, 0, 'p'},
 		{"gen", required_argument, 0, 'n'},	{"threads", required_argument, 0, 't'},
 		{"reps", required_argument, 0, 'r'},	{"batch", required_argument, 0, 'b'},
 		{"ceiling-seconds", required_argument, 0, 'C'},
 		{"no-ceilings", no_argument, 0, 'N'},	{"tokenizer", required_argument, 0, 'z'},
-		{"help", no_argument, 0, 'h'},		{0, 0, 0, 0},
+		{"weights", required_argument, 0, 'W'},	{"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:h", opts, NULL)) != -1) {
@@ -210,6 +215,7 @@ int cmd_bench(int argc, char **argv)
 		case 'b': if (parse_batches(optarg, batches, &n_batches)) return 2; break;
 		case 'C': if (cli_float("--ceiling-seconds", optarg, 0, 600, &ceil_s)) return 2; break;
 		case 'N': no_ceilings = 1; break;
+		case 'W': if (cli_weights("--weights", optarg, &weights)) return 2; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -220,9 +226,10 @@ int cmd_bench(int argc, char **argv)
 	}
 	struct duet_err err;
 	struct bench b = {0};
-	struct duet_model_opts mo = {.tokenizer_path = tok_path};
+	struct duet_model_opts mo = {.tokenizer_path = tok_path, .weights = weights};
 	if (duet_model_open(&b.m, model, &mo, &err))
 		return cli_fail("bench", "%s", err.msg);
+	cli_weights_note("bench", weights, b.m);
 	const struct duet_config *cfg = &b.m->cfg;
 	int max_b = 1;
 	for (int i = 0; i < n_batches; i++)
@@ -256,6 +263,11 @@ int cmd_bench(int argc, char **argv)
 	       b.m->n_matmul_params / 1e6, b.m->decode_bytes / 1e6, b.m->digest);
 	printf("threads: %d, kernels: %s, OpenBLAS core: %s\n", nth, duet_engine_kernels(b.e),
 	       duet_blas_core());
+	long long huge = duet_huge_bytes();
+	printf("weights: %s", duet_weights_name(b.m->weights));
+	if (b.m->weights == DUET_WEIGHTS_HUGEPAGES && huge >= 0)
+		printf(" (%.0f of %.0f MB in huge pages)", huge / 1e6, b.m->weight_bytes / 1e6);
+	printf("\n");
 
 	struct duet_sgemm_ceiling sg = {0};
 	struct duet_bw_ceiling bw = {0};

@@ -37,7 +37,8 @@ static void usage(FILE *f)
 		"  --vocab FILE        vocabulary source; builtin:bytes is a built-in byte-level\n"
 		"                      vocabulary (259 tokens) for machines without one\n"
 		"  -o, --out OUT       output file\n"
-		"  --dtype TYPE        f32 (default), f16 or q8_0 for the weight matrices\n"
+		"  --dtype TYPE        f32 (default), f16, bf16 or q8_0 for the weight\n"
+		"                      matrices\n"
 		"  --format FMT        gguf (default) or llama2c; llama2c is f32 only and also\n"
 		"                      writes tokenizer.bin next to OUT\n"
 		"  --seed N            weight seed (default 1); same seed, same weights in\n"
@@ -122,7 +123,7 @@ int cmd_mkmodel(int argc, char **argv)
 		case 'f': format = optarg; break;
 		case 'd':
 			if (duet_dtype_parse(optarg, &dtype))
-				return cli_fail("mkmodel", "--dtype must be f32, f16 or q8_0, not '%s'", optarg);
+				return cli_fail("mkmodel", "--dtype must be f32, f16, bf16 or q8_0, not '%s'", optarg);
 			break;
 		case 'S':
 			if (cli_u64("--seed", optarg, &seed))

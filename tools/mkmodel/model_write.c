@@ -137,7 +137,8 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 	}
 	if (duet_gguf_writer_open(&w, path, err))
 		goto done;
-	int ftype = s->dtype == DUET_F32 ? 0 : s->dtype == DUET_F16 ? 1 : 7;
+	/* llama.cpp's llama_ftype: the file's dominant type. */
+	int ftype = s->dtype == DUET_F32 ? 0 : s->dtype == DUET_F16 ? 1 : s->dtype == DUET_BF16 ? 32 : 7;
 	duet_gguf_put_str(&w, "general.architecture", "llama");
 	duet_gguf_put_str(&w, "general.name", s->name ? s->name : "duet model");
 	duet_gguf_put_u32(&w, "general.file_type", (uint32_t)ftype);

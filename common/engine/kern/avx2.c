@@ -5,14 +5,14 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/half.h"
 #include "engine/kern/kernels.h"
 
 #define INLINE static inline __attribute__((always_inline))
-/* 4 x 2 accumulators + 2 activations + 1 weight (+ 4 scales for q8_0)
- * fit the 16 ymm registers. */
-#define NR 4
-#define NBMAX 2
-#define KC 1024
+/* Tiles of NR weight rows by NB activation rows, NR x NB <= 8 accumulators
+ * (16 ymm registers): 4 x 1-2, 2 x 3-4, 1 x 5-8; the AVX-512 file has the
+ * full story. */
+#define MAX_NB 8
 
 INLINE float hsum(__m256 v)
 {
@@ -22,79 +22,219 @@ INLINE float hsum(__m256 v)
 	return _mm_cvtss_f32(s);
 }
 
-INLINE void tile_f32(const float *w, size_t rs, int K, const float *x, int ldx,
-		     float *y, int ldy, int accumulate, const int nr, const int nb)
-{
-	__m256 acc[NR][NBMAX];
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			acc[r][b] = _mm256_setzero_ps();
-	int k = 0;
-	for (; k + 8 <= K; k += 8) {
-		__m256 xv[NBMAX];
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			xv[b] = _mm256_loadu_ps(x + (size_t)b * ldx + k);
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			__m256 wv = _mm256_loadu_ps(w + r * rs + k);
-			_Pragma("GCC unroll 4")
-			for (int b = 0; b < nb; b++)
-				acc[r][b] = _mm256_fmadd_ps(wv, xv[b], acc[r][b]);
-		}
-	}
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++) {
-			float s = hsum(acc[r][b]);
-			for (int kk = k; kk < K; kk++)
-				s += w[r * rs + kk] * x[(size_t)b * ldx + kk];
-			float *o = y + (size_t)b * ldy + r;
-			*o = accumulate ? *o + s : s;
-		}
-}
-
-static void tile_f32_any(const float *w, size_t rs, int K, const float *x, int ldx,
-			 float *y, int ldy, int accumulate, int nr, int nb)
-{
-	if (nr == 4 && nb == 2)
-		tile_f32(w, rs, K, x, ldx, y, ldy, accumulate, 4, 2);
-	else if (nr == 4 && nb == 1)
-		tile_f32(w, rs, K, x, ldx, y, ldy, accumulate, 4, 1);
-	else
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			if (nb == 2)
-				tile_f32(w + r * rs, rs, K, x, ldx, y + r, ldy, accumulate, 1, 2);
-			else
-				tile_f32(w + r * rs, rs, K, x, ldx, y + r, ldy, accumulate, 1, 1);
-		}
-}
-
-static void matmul_f32(const void *wv, size_t rb, int K, const float *x, int ldx,
-		       int B, float *y, int ldy, int n0, int n1)
-{
-	const float *w = wv;
-	size_t rs = rb / sizeof(float);
-	for (int n = n0; n < n1; n += NR) {
-		int nr = n1 - n < NR ? n1 - n : NR;
-		for (int b = 0; b < B; b += NBMAX) {
-			int nb = B - b < NBMAX ? B - b : NBMAX;
-			tile_f32_any(w + (size_t)n * rs, rs, K, x + (size_t)b * ldx, ldx,
-				     y + (size_t)b * ldy + n, ldy, 0, nr, nb);
-		}
-	}
-}
-
-/* ---- f16 ---- */
-
 INLINE __m256 load_h(const uint16_t *p)
 {
 	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
+
+INLINE __m256 load_bf(const uint16_t *p)
+{
+	__m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+INLINE __m256 q8_scale(const uint8_t *blk)
+{
+	uint16_t h;
+	memcpy(&h, blk, 2);
+	return _mm256_set1_ps(_cvtsh_ss(h));
+}
+
+INLINE __m256 q8_group(const uint8_t *blk, int j, __m256 d)
+{
+	__m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * j));
+	return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+}
+
+/* Weights [k, k + 16) of a row as two 8-float vectors (k + 16 <= K). */
+INLINE void load16(enum duet_dtype t, const void *row, int k, __m256 *a, __m256 *b)
+{
+	switch (t) {
+	case DUET_F32:
+		*a = _mm256_loadu_ps((const float *)row + k);
+		*b = _mm256_loadu_ps((const float *)row + k + 8);
+		break;
+	case DUET_F16:
+		*a = load_h((const uint16_t *)row + k);
+		*b = load_h((const uint16_t *)row + k + 8);
+		break;
+	case DUET_BF16:
+		*a = load_bf((const uint16_t *)row + k);
+		*b = load_bf((const uint16_t *)row + k + 8);
+		break;
+	case DUET_Q8_0: {
+		const uint8_t *blk = (const uint8_t *)row + (size_t)(k / DUET_Q8_0_BLOCK) * DUET_Q8_0_BYTES;
+		__m256 d = q8_scale(blk);
+		int j = (k % DUET_Q8_0_BLOCK) / 8;
+		*a = q8_group(blk, j, d);
+		*b = q8_group(blk, j + 1, d);
+		break;
+	}
+	}
+}
+
+INLINE float weight_at(enum duet_dtype t, const void *row, int k)
+{
+	switch (t) {
+	case DUET_F32:
+		return ((const float *)row)[k];
+	case DUET_F16:
+		return _cvtsh_ss(((const uint16_t *)row)[k]);
+	case DUET_BF16:
+		return duet_bf16_to_fp32(((const uint16_t *)row)[k]);
+	case DUET_Q8_0:
+		break; /* rows are whole blocks: no tail */
+	}
+	return 0;
+}
+
+/* x: the tile's first row in an f32 panel of B rows (kernels.h). */
+INLINE void tile_f(enum duet_dtype t, const uint8_t *w, size_t rb, int K, const float *x,
+		   int B, float *y, int ldy, const int nr, const int nb)
+{
+	__m256 acc[4][MAX_NB];
+	_Pragma("GCC unroll 8")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++)
+			acc[r][b] = _mm256_setzero_ps();
+	const size_t cs = (size_t)B * DUET_PANEL_CHUNK;
+	int k = 0;
+	for (; k + 16 <= K; k += 16, x += cs) {
+		__m256 wv[4][2];
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++)
+			load16(t, w + (size_t)r * rb, k, &wv[r][0], &wv[r][1]);
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++) {
+			__m256 x0 = _mm256_loadu_ps(x + b * DUET_PANEL_CHUNK);
+			__m256 x1 = _mm256_loadu_ps(x + b * DUET_PANEL_CHUNK + 8);
+			_Pragma("GCC unroll 4")
+			for (int r = 0; r < nr; r++) {
+				acc[r][b] = _mm256_fmadd_ps(wv[r][0], x0, acc[r][b]);
+				acc[r][b] = _mm256_fmadd_ps(wv[r][1], x1, acc[r][b]);
+			}
+		}
+	}
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++) {
+			float s = hsum(acc[r][b]);
+			for (int kk = k; kk < K; kk++)
+				s += weight_at(t, w + (size_t)r * rb, kk) *
+				     x[b * DUET_PANEL_CHUNK + kk - k];
+			y[(size_t)b * ldy + r] = s;
+		}
+}
+
+/* q8_0 weights against int8 activations, a block at a time: |w| times x
+ * with w's sign (maddubs keeps the pair sums within 16 bits that way),
+ * summed to 32 bits by madd. x: the tile's first row in a q8 panel. */
+INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
+		    int B, float *y, int ldy, const int nr, const int nb)
+{
+	__m256 acc[4][MAX_NB];
+	_Pragma("GCC unroll 8")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++)
+			acc[r][b] = _mm256_setzero_ps();
+	const __m256i ones = _mm256_set1_epi16(1);
+	for (int i = 0; i < K / DUET_Q8_0_BLOCK; i++) {
+		const struct duet_q8a_pair *xp = x + (size_t)(i / 2) * B;
+		int h = i % 2;
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++) {
+			const uint8_t *blk = w + (size_t)r * rb + (size_t)i * DUET_Q8_0_BYTES;
+			__m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
+			__m256i aq = _mm256_sign_epi8(q, q);
+			__m256 d = q8_scale(blk);
+			_Pragma("GCC unroll 8")
+			for (int b = 0; b < nb; b++) {
+				const struct duet_q8a_pair *a = xp + b;
+				__m256i xq = _mm256_loadu_si256((const __m256i *)(a->q + 32 * h));
+				__m256i dp = _mm256_madd_epi16(
+					_mm256_maddubs_epi16(aq, _mm256_sign_epi8(xq, q)), ones);
+				acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp),
+							    _mm256_mul_ps(d, _mm256_loadu_ps(a->d + 8 * h)),
+							    acc[r][b]);
+			}
+		}
+	}
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++)
+			y[(size_t)b * ldy + r] = hsum(acc[r][b]);
+}
+
+#define NB_CASES_2(F, NR) F(NR, 1) F(NR, 2)
+#define NB_CASES_4(F, NR) F(NR, 3) F(NR, 4)
+#define NB_CASES_8(F, NR)                                                               \
+	F(NR, 1) F(NR, 2) F(NR, 3) F(NR, 4) F(NR, 5) F(NR, 6) F(NR, 7) F(NR, 8)
+
+INLINE int rows_for(int B)
+{
+	return B <= 2 ? 4 : B <= 4 ? 2 : 1;
+}
+
+#define F_CASE(R, NB)                                                                   \
+	case (R) * 16 + (NB):                                                           \
+		tile_f(T, w, rb, K, x, B, y, ldy, R, NB);                               \
+		return;
+#define DEFINE_TILE_F(name, TYPE)                                                       \
+	static void name(const uint8_t *w, size_t rb, int K, const float *x, int B,     \
+			 float *y, int ldy, int nr, int nb)                              \
+	{                                                                               \
+		const enum duet_dtype T = TYPE;                                         \
+		switch (nr * 16 + nb) {                                                 \
+			NB_CASES_2(F_CASE, 4)                                           \
+			NB_CASES_4(F_CASE, 2)                                           \
+			NB_CASES_8(F_CASE, 1)                                           \
+		}                                                                       \
+	}
+DEFINE_TILE_F(tiles_f32, DUET_F32)
+DEFINE_TILE_F(tiles_f16, DUET_F16)
+DEFINE_TILE_F(tiles_bf16, DUET_BF16)
+DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
+
+#define Q_CASE(R, NB)                                                                   \
+	case (R) * 16 + (NB):                                                           \
+		tile_q8(w, rb, K, x, B, y, ldy, R, NB);                                 \
+		return;
+static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
+		     int B, float *y, int ldy, int nr, int nb)
+{
+	switch (nr * 16 + nb) {
+		NB_CASES_2(Q_CASE, 4)
+		NB_CASES_4(Q_CASE, 2)
+		NB_CASES_8(Q_CASE, 1)
+	}
+}
+
+#define DEFINE_MATMUL(name, tiles, XT, ROW)                                             \
+	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
+			 float *y, int ldy, int n0, int n1)                              \
+	{                                                                               \
+		const uint8_t *w = wv;                                                  \
+		const int nr = rows_for(B);                                             \
+		for (int n = n0; n < n1;) {                                             \
+			int r = n1 - n >= nr ? nr : 1;                                  \
+			for (int b = 0; b < B; b += MAX_NB) {                           \
+				int nb = B - b < MAX_NB ? B - b : MAX_NB;               \
+				tiles(w + (size_t)n * rb, rb, K,                        \
+				      (const XT *)xv + (size_t)b * (ROW), B,            \
+				      y + (size_t)b * ldy + n, ldy, r, nb);             \
+			}                                                               \
+			n += r;                                                         \
+		}                                                                       \
+	}
+DEFINE_MATMUL(matmul_f32, tiles_f32, float, DUET_PANEL_CHUNK)
+DEFINE_MATMUL(matmul_f16, tiles_f16, float, DUET_PANEL_CHUNK)
+DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, DUET_PANEL_CHUNK)
+DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, DUET_PANEL_CHUNK)
+DEFINE_MATMUL(matmul_q8_0_q8, tiles_q8, struct duet_q8a_pair, 1)
 
 static void cvt_f16(const void *src, float *dst, int n)
 {
@@ -106,53 +246,14 @@ static void cvt_f16(const void *src, float *dst, int n)
 		dst[i] = _cvtsh_ss(h[i]);
 }
 
-INLINE void tile_f16(const uint16_t *w, size_t rs, int K, const float *x, int ldx,
-		     float *y, int ldy, const int nr, const int nb)
+static void cvt_bf16(const void *src, float *dst, int n)
 {
-	__m256 acc[NR][NBMAX];
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			acc[r][b] = _mm256_setzero_ps();
-	int k = 0;
-	for (; k + 8 <= K; k += 8) {
-		__m256 xv[NBMAX];
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			xv[b] = _mm256_loadu_ps(x + (size_t)b * ldx + k);
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			__m256 wv = load_h(w + r * rs + k);
-			_Pragma("GCC unroll 4")
-			for (int b = 0; b < nb; b++)
-				acc[r][b] = _mm256_fmadd_ps(wv, xv[b], acc[r][b]);
-		}
-	}
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++) {
-			float s = hsum(acc[r][b]);
-			for (int kk = k; kk < K; kk++)
-				s += _cvtsh_ss(w[r * rs + kk]) * x[(size_t)b * ldx + kk];
-			y[(size_t)b * ldy + r] = s;
-		}
-}
-
-/* ---- q8_0 ---- */
-
-INLINE __m256 q8_group(const uint8_t *blk, int j, __m256 d)
-{
-	__m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * j));
-	return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
-}
-
-INLINE __m256 q8_scale(const uint8_t *blk)
-{
-	uint16_t h;
-	memcpy(&h, blk, 2);
-	return _mm256_set1_ps(_cvtsh_ss(h));
+	const uint16_t *h = src;
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i, load_bf(h + i));
+	for (; i < n; i++)
+		dst[i] = duet_bf16_to_fp32(h[i]);
 }
 
 static void cvt_q8_0(const void *src, float *dst, int n)
@@ -165,112 +266,17 @@ static void cvt_q8_0(const void *src, float *dst, int n)
 	}
 }
 
-INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const float *x, int ldx,
-		    float *y, int ldy, const int nr, const int nb)
+static float read4(const float *x, long n)
 {
-	__m256 acc[NR][NBMAX];
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			acc[r][b] = _mm256_setzero_ps();
-	for (int k = 0, blk = 0; k < K; k += DUET_Q8_0_BLOCK, blk++) {
-		__m256 d[NR];
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++)
-			d[r] = q8_scale(w + r * rb + (size_t)blk * DUET_Q8_0_BYTES);
-		for (int j = 0; j < 4; j++) {
-			__m256 xv[NBMAX];
-			_Pragma("GCC unroll 4")
-			for (int b = 0; b < nb; b++)
-				xv[b] = _mm256_loadu_ps(x + (size_t)b * ldx + k + 8 * j);
-			_Pragma("GCC unroll 4")
-			for (int r = 0; r < nr; r++) {
-				__m256 wv = q8_group(w + r * rb + (size_t)blk * DUET_Q8_0_BYTES, j, d[r]);
-				_Pragma("GCC unroll 4")
-				for (int b = 0; b < nb; b++)
-					acc[r][b] = _mm256_fmadd_ps(wv, xv[b], acc[r][b]);
-			}
-		}
+	long q = n / 4;
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	for (long i = 0; i < q; i += 8) {
+		s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + i));
+		s1 = _mm256_add_ps(s1, _mm256_loadu_ps(x + q + i));
+		s2 = _mm256_add_ps(s2, _mm256_loadu_ps(x + 2 * q + i));
+		s3 = _mm256_add_ps(s3, _mm256_loadu_ps(x + 3 * q + i));
 	}
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			y[(size_t)b * ldy + r] = hsum(acc[r][b]);
-}
-
-static void matmul_converted(enum duet_dtype t, const void *w, size_t rb, int K,
-			     const float *x, int ldx, int B, float *y, int ldy,
-			     int n0, int n1)
-{
-	float tile[NR * KC] __attribute__((aligned(32)));
-	for (int n = n0; n < n1; n += NR) {
-		int nr = n1 - n < NR ? n1 - n : NR;
-		for (int k0 = 0; k0 < K; k0 += KC) {
-			int kc = K - k0 < KC ? K - k0 : KC;
-			_Pragma("GCC unroll 4")
-			for (int r = 0; r < nr; r++) {
-				const uint8_t *src = (const uint8_t *)w + (size_t)(n + r) * rb +
-						     duet_row_bytes(t, k0);
-				if (t == DUET_F16)
-					cvt_f16(src, tile + r * KC, kc);
-				else
-					cvt_q8_0(src, tile + r * KC, kc);
-			}
-			for (int b = 0; b < B; b += NBMAX) {
-				int nb = B - b < NBMAX ? B - b : NBMAX;
-				tile_f32_any(tile, KC, kc, x + (size_t)b * ldx + k0, ldx,
-					     y + (size_t)b * ldy + n, ldy, k0 > 0, nr, nb);
-			}
-		}
-	}
-}
-
-#define DIRECT(fn, W, STRIDE)                                                     \
-	do {                                                                      \
-		if (nr == 4 && B == 2)                                            \
-			fn(W, STRIDE, K, x, ldx, yo, ldy, 4, 2);                  \
-		else if (nr == 4 && B == 1)                                       \
-			fn(W, STRIDE, K, x, ldx, yo, ldy, 4, 1);                  \
-		else                                                              \
-			for (int r = 0; r < nr; r++) {                            \
-				if (B == 2)                                       \
-					fn(W + r * (STRIDE), STRIDE, K, x, ldx, yo + r, ldy, 1, 2); \
-				else                                              \
-					fn(W + r * (STRIDE), STRIDE, K, x, ldx, yo + r, ldy, 1, 1); \
-			}                                                         \
-	} while (0)
-
-static void matmul_f16(const void *w, size_t rb, int K, const float *x, int ldx,
-		       int B, float *y, int ldy, int n0, int n1)
-{
-	if (B > NBMAX) {
-		matmul_converted(DUET_F16, w, rb, K, x, ldx, B, y, ldy, n0, n1);
-		return;
-	}
-	size_t rs = rb / 2;
-	for (int n = n0; n < n1; n += NR) {
-		int nr = n1 - n < NR ? n1 - n : NR;
-		const uint16_t *wr = (const uint16_t *)w + (size_t)n * rs;
-		float *yo = y + n;
-		DIRECT(tile_f16, wr, rs);
-	}
-}
-
-static void matmul_q8_0(const void *w, size_t rb, int K, const float *x, int ldx,
-			int B, float *y, int ldy, int n0, int n1)
-{
-	if (B > NBMAX) {
-		matmul_converted(DUET_Q8_0, w, rb, K, x, ldx, B, y, ldy, n0, n1);
-		return;
-	}
-	for (int n = n0; n < n1; n += NR) {
-		int nr = n1 - n < NR ? n1 - n : NR;
-		const uint8_t *wr = (const uint8_t *)w + (size_t)n * rb;
-		float *yo = y + n;
-		DIRECT(tile_q8, wr, rb);
-	}
+	return hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
 }
 
 /* ---- elementwise ---- */
@@ -375,12 +381,17 @@ const struct duet_kernels duet_kernels_avx2 = {
 	.name = "avx2",
 	.matmul_f32 = matmul_f32,
 	.matmul_f16 = matmul_f16,
+	.matmul_bf16 = matmul_bf16,
 	.matmul_q8_0 = matmul_q8_0,
+	.matmul_q8_0_q8 = matmul_q8_0_q8,
+	.quant_q8a = duet_quant_q8a_ref,
 	.cvt_f16 = cvt_f16,
+	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,
 	.dot = dot,
 	.axpy = axpy,
 	.softmax = softmax,
 	.silu_mul = silu_mul,
 	.rmsnorm = rmsnorm,
+	.read4 = read4,
 };

@@ -1,5 +1,5 @@
-/* AVX-512 kernels (F, BW, VL, DQ, plus F16C for half conversion). Built
- * with -mavx512* flags; only called when the CPU has them. */
+/* AVX-512 kernels (F, BW, VL, DQ, VNNI, plus F16C for half conversion).
+ * Built with -mavx512* flags; only called when the CPU has them. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -7,111 +7,38 @@
 #include "engine/kern/kernels.h"
 
 #define INLINE static inline __attribute__((always_inline))
-/* Weight rows per block and activation rows per tile: 4 x 4 accumulators
- * plus 4 activation and 1 weight register fit the 32 zmm registers. */
+/* A tile is NR = 4 weight rows by up to MAX_NB = 4 activation rows: 16
+ * accumulators, the weights of a step converted once into 8 registers and
+ * used by every activation row. Tiles of 2 x 8 and 1 x 16 were tried: they
+ * re-read the activations from L2 for every block (BENCHMARKS.md). */
 #define NR 4
-#define NBMAX 4
-/* K chunk for converted weight tiles: NR x KC floats stay in L1. */
-#define KC 1024
-
-/* Decode streams weights from memory once per step; with several
- * activation rows per weight the hardware prefetcher alone falls behind
- * (measured: 14 GB/s at 8 rows against 32 GB/s at 1), so each tile asks
- * for the same columns of the next row block while it computes. */
-#define PREFETCH_NEXT_BLOCK(p, block_bytes) \
-	_mm_prefetch((const char *)(p) + (block_bytes), _MM_HINT_T0)
+#define MAX_NB 4
+/* K per slice when B > MAX_NB (a multiple of 64, a q8 pair). f32
+ * activations: the panel's slice for 16 rows is 32 KiB, in L1 with a
+ * block's weights. int8 activations are a quarter of that, and their
+ * kernel pays for each slice (scales and reductions again): longer
+ * slices. Measured in BENCHMARKS.md. */
+#define KC_F32 512
+#define KC_Q8 2048
+/* Decode streams the weights from memory once per step; the hardware
+ * prefetcher follows one stream well but several interleaved row streams
+ * less so, so each tile asks for the same columns of its next row block.
+ * (Measured in BENCHMARKS.md, issue 18.) */
+#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 
 INLINE __mmask16 tail_mask(int r)
 {
-	return (__mmask16)((1u << r) - 1);
+	return (__mmask16)(r >= 16 ? 0xffff : (1u << r) - 1);
 }
 
-/* One NR x NB tile over K from f32 weights w (row stride rs floats). */
-INLINE void tile_f32(const float *w, size_t rs, int K, const float *x, int ldx,
-		     float *y, int ldy, int accumulate, const int nr, const int nb)
+/* A tile's result: the sum over its K, or added to what earlier slices of
+ * K left (add). */
+INLINE void store(float *y, float v, int add)
 {
-	__m512 acc[NR][NBMAX];
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			acc[r][b] = _mm512_setzero_ps();
-	int k = 0;
-	for (; k + 16 <= K; k += 16) {
-		__m512 xv[NBMAX];
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			xv[b] = _mm512_loadu_ps(x + (size_t)b * ldx + k);
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			PREFETCH_NEXT_BLOCK(w + r * rs + k, NR * rs * sizeof(float));
-			__m512 wv = _mm512_loadu_ps(w + r * rs + k);
-			_Pragma("GCC unroll 4")
-			for (int b = 0; b < nb; b++)
-				acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
-		}
-	}
-	if (k < K) {
-		__mmask16 m = tail_mask(K - k);
-		__m512 xv[NBMAX];
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			xv[b] = _mm512_maskz_loadu_ps(m, x + (size_t)b * ldx + k);
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			__m512 wv = _mm512_maskz_loadu_ps(m, w + r * rs + k);
-			_Pragma("GCC unroll 4")
-			for (int b = 0; b < nb; b++)
-				acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
-		}
-	}
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++) {
-			float s = _mm512_reduce_add_ps(acc[r][b]);
-			float *o = y + (size_t)b * ldy + r;
-			*o = accumulate ? *o + s : s;
-		}
+	*y = add ? *y + v : v;
 }
 
-/* Dispatches a tile of nr (<= NR) rows and nb (<= NBMAX) activation rows to
- * a specialised instance. */
-static void tile_f32_any(const float *w, size_t rs, int K, const float *x, int ldx,
-			 float *y, int ldy, int accumulate, int nr, int nb)
-{
-#define CASE(R, B)                                                              \
-	case (R) * 8 + (B):                                                     \
-		tile_f32(w, rs, K, x, ldx, y, ldy, accumulate, R, B);           \
-		return;
-	switch (nr * 8 + nb) {
-		CASE(4, 1) CASE(4, 2) CASE(4, 3) CASE(4, 4)
-		CASE(1, 1) CASE(1, 2) CASE(1, 3) CASE(1, 4)
-	default:
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++)
-			tile_f32_any(w + r * rs, rs, K, x, ldx, y + r, ldy, accumulate, 1, nb);
-	}
-#undef CASE
-}
-
-static void matmul_f32(const void *wv, size_t rb, int K, const float *x, int ldx,
-		       int B, float *y, int ldy, int n0, int n1)
-{
-	const float *w = wv;
-	size_t rs = rb / sizeof(float);
-	for (int n = n0; n < n1; n += NR) {
-		int nr = n1 - n < NR ? n1 - n : NR;
-		/* All batch tiles of this row block while its rows are hot. */
-		for (int b = 0; b < B; b += NBMAX) {
-			int nb = B - b < NBMAX ? B - b : NBMAX;
-			tile_f32_any(w + (size_t)n * rs, rs, K, x + (size_t)b * ldx, ldx,
-				     y + (size_t)b * ldy + n, ldy, 0, nr, nb);
-		}
-	}
-}
-
-/* ---- f16 ---- */
+/* ---- 32 weights as two f32 vectors, per storage type ---- */
 
 INLINE __m512 load_h(const uint16_t *p)
 {
@@ -123,50 +50,307 @@ INLINE __m512 load_h_tail(const uint16_t *p, __mmask16 m)
 	return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 
-INLINE void tile_f16(const uint16_t *w, size_t rs, int K, const float *x, int ldx,
-		     float *y, int ldy, const int nr, const int nb)
+INLINE __m512 bf16_to_ps(__m256i h)
 {
-	__m512 acc[NR][NBMAX];
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+INLINE __m512 q8_scale(const uint8_t *blk)
+{
+	uint16_t h;
+	memcpy(&h, blk, 2);
+	return _mm512_set1_ps(_cvtsh_ss(h));
+}
+
+INLINE __m512 q8_half(const uint8_t *blk, int half, __m512 d)
+{
+	__m128i q = _mm_loadu_si128((const __m128i *)(blk + 2 + 16 * half));
+	return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
+}
+
+/* Byte offset of weight k in a row (k a multiple of 32): inline, as a call
+ * in the loop would spill every accumulator (no vector register survives
+ * a call). */
+INLINE size_t offset_of(enum duet_dtype t, int k)
+{
+	switch (t) {
+	case DUET_F32:
+		return (size_t)k * 4;
+	case DUET_F16:
+	case DUET_BF16:
+		return (size_t)k * 2;
+	case DUET_Q8_0:
+		return (size_t)(k / DUET_Q8_0_BLOCK) * DUET_Q8_0_BYTES;
+	}
+	return 0;
+}
+
+/* Weights [k, k + 32) of a row into a and b; `rem` < 32 reads only that
+ * many (the row's tail; never for q8_0, whose rows are whole blocks). */
+INLINE void load32(enum duet_dtype t, const void *row, int k, int rem, __m512 *a, __m512 *b)
+{
+	__mmask16 m0 = tail_mask(rem), m1 = tail_mask(rem - 16 > 0 ? rem - 16 : 0);
+	switch (t) {
+	case DUET_F32: {
+		const float *p = (const float *)row + k;
+		if (rem >= 32) {
+			*a = _mm512_loadu_ps(p);
+			*b = _mm512_loadu_ps(p + 16);
+		} else {
+			*a = _mm512_maskz_loadu_ps(m0, p);
+			*b = _mm512_maskz_loadu_ps(m1, p + 16);
+		}
+		break;
+	}
+	case DUET_F16: {
+		const uint16_t *p = (const uint16_t *)row + k;
+		if (rem >= 32) {
+			*a = load_h(p);
+			*b = load_h(p + 16);
+		} else {
+			*a = load_h_tail(p, m0);
+			*b = load_h_tail(p + 16, m1);
+		}
+		break;
+	}
+	case DUET_BF16: {
+		const uint16_t *p = (const uint16_t *)row + k;
+		if (rem >= 32) {
+			*a = bf16_to_ps(_mm256_loadu_si256((const __m256i *)p));
+			*b = bf16_to_ps(_mm256_loadu_si256((const __m256i *)(p + 16)));
+		} else {
+			*a = bf16_to_ps(_mm256_maskz_loadu_epi16(m0, p));
+			*b = bf16_to_ps(_mm256_maskz_loadu_epi16(m1, p + 16));
+		}
+		break;
+	}
+	case DUET_Q8_0: {
+		const uint8_t *blk = (const uint8_t *)row + (size_t)(k / DUET_Q8_0_BLOCK) * DUET_Q8_0_BYTES;
+		__m512 d = q8_scale(blk);
+		*a = q8_half(blk, 0, d);
+		*b = q8_half(blk, 1, d);
+		break;
+	}
+	}
+}
+
+/* One k-step of a tile: the nr rows' weights [k, k + 32) converted once,
+ * then each activation row against all of them. x points at the step's
+ * first chunk of the tile's first row in an f32 panel; the second chunk is
+ * cs floats further (the panel's B rows of a chunk). `rem` < 32 only for
+ * the row's tail, where the panel holds zeros past K. */
+INLINE void step_f(enum duet_dtype t, const uint8_t *w, size_t rb, int k, int rem,
+		   const float *x, size_t cs, __m512 acc[4][MAX_NB], const int nr, const int nb)
+{
+	__m512 wv[4][2];
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++) {
+		const uint8_t *row = w + (size_t)r * rb;
+		const uint8_t *next = row + offset_of(t, k) + (size_t)nr * rb;
+		PREFETCH(next);
+		if (t == DUET_F32 || t == DUET_Q8_0) /* 128 and 68 bytes a step */
+			PREFETCH(next + 64);
+		load32(t, row, k, rem, &wv[r][0], &wv[r][1]);
+	}
+	_Pragma("GCC unroll 16")
+	for (int b = 0; b < nb; b++) {
+		__m512 x0 = _mm512_loadu_ps(x + b * DUET_PANEL_CHUNK);
+		__m512 x1 = _mm512_loadu_ps(x + cs + b * DUET_PANEL_CHUNK);
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++) {
+			acc[r][b] = _mm512_fmadd_ps(wv[r][0], x0, acc[r][b]);
+			acc[r][b] = _mm512_fmadd_ps(wv[r][1], x1, acc[r][b]);
+		}
+	}
+}
+
+/* One tile with f32 activations: rows [0, nr) of w against rows [0, nb)
+ * of a panel of B rows (x at the tile's first row), into y[b * ldy + r]. */
+INLINE void tile_f(enum duet_dtype t, const uint8_t *w, size_t rb, int K, const float *x,
+		   int B, float *y, int ldy, int add, const int nr, const int nb)
+{
+	__m512 acc[4][MAX_NB];
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
+		_Pragma("GCC unroll 16")
 		for (int b = 0; b < nb; b++)
 			acc[r][b] = _mm512_setzero_ps();
+	const size_t cs = (size_t)B * DUET_PANEL_CHUNK;
 	int k = 0;
-	for (; k + 16 <= K; k += 16) {
-		__m512 xv[NBMAX];
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			xv[b] = _mm512_loadu_ps(x + (size_t)b * ldx + k);
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			PREFETCH_NEXT_BLOCK(w + r * rs + k, NR * rs * sizeof(uint16_t));
-			__m512 wv = load_h(w + r * rs + k);
-			_Pragma("GCC unroll 4")
-			for (int b = 0; b < nb; b++)
-				acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
-		}
-	}
-	if (k < K) {
-		__mmask16 m = tail_mask(K - k);
-		__m512 xv[NBMAX];
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			xv[b] = _mm512_maskz_loadu_ps(m, x + (size_t)b * ldx + k);
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			__m512 wv = load_h_tail(w + r * rs + k, m);
-			_Pragma("GCC unroll 4")
-			for (int b = 0; b < nb; b++)
-				acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
-		}
-	}
+	for (; k + 32 <= K; k += 32, x += 2 * cs)
+		step_f(t, w, rb, k, 32, x, cs, acc, nr, nb);
+	if (k < K)
+		step_f(t, w, rb, k, K - k, x, cs, acc, nr, nb);
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
+		_Pragma("GCC unroll 16")
 		for (int b = 0; b < nb; b++)
-			y[(size_t)b * ldy + r] = _mm512_reduce_add_ps(acc[r][b]);
+			store(y + (size_t)b * ldy + r, _mm512_reduce_add_ps(acc[r][b]), add);
 }
+
+/* ---- q8_0 weights against int8 activations (struct duet_q8a_pair) ---- */
+
+/* Quants of a pair of q8_0 blocks (the second absent when `one`) as
+ * unsigned bytes w + 128, and their scales as [d0 x 8, d1 x 8]. */
+INLINE void q8_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
+{
+	uint16_t h0, h1 = 0;
+	memcpy(&h0, blk, 2);
+	__m256i lo = _mm256_loadu_si256((const __m256i *)(blk + 2)), hi = _mm256_setzero_si256();
+	if (!one) {
+		memcpy(&h1, blk + DUET_Q8_0_BYTES, 2);
+		hi = _mm256_loadu_si256((const __m256i *)(blk + DUET_Q8_0_BYTES + 2));
+	}
+	*q = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
+			      _mm512_set1_epi8((char)0x80));
+	*d = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)h1), _mm_set1_epi16((short)h0)));
+}
+
+/* One pair of blocks of a tile; x points at the pair of the tile's first
+ * row in a q8 panel (the rows' pairs are adjacent). */
+INLINE void step_q8(const uint8_t *w, size_t rb, int p, int one,
+		    const struct duet_q8a_pair *x, __m512 acc[4][MAX_NB], const int nr,
+		    const int nb)
+{
+	__m512i q[4];
+	__m512 d[4];
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++) {
+		const uint8_t *blk = w + (size_t)r * rb + (size_t)p * 2 * DUET_Q8_0_BYTES;
+		PREFETCH(blk + (size_t)nr * rb);
+		PREFETCH(blk + (size_t)nr * rb + 64);
+		q8_pair(blk, one, &q[r], &d[r]);
+	}
+	_Pragma("GCC unroll 16")
+	for (int b = 0; b < nb; b++) {
+		const struct duet_q8a_pair *a = x + b;
+		__m512i xq = _mm512_load_si512(a->q), corr = _mm512_load_si512(a->corr);
+		__m512 xd = _mm512_load_ps(a->d);
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++) {
+			__m512i dp = _mm512_dpbusd_epi32(corr, q[r], xq);
+			acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(d[r], xd),
+						    acc[r][b]);
+		}
+	}
+}
+
+INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
+		    int B, float *y, int ldy, int add, const int nr, const int nb)
+{
+	__m512 acc[4][MAX_NB];
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 16")
+		for (int b = 0; b < nb; b++)
+			acc[r][b] = _mm512_setzero_ps();
+	int p = 0;
+	for (; p < K / 64; p++, x += B)
+		step_q8(w, rb, p, 0, x, acc, nr, nb);
+	if (K % 64)
+		step_q8(w, rb, p, 1, x, acc, nr, nb);
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 16")
+		for (int b = 0; b < nb; b++)
+			store(y + (size_t)b * ldy + r, _mm512_reduce_add_ps(acc[r][b]), add);
+}
+
+/* ---- the tile shapes, each an instance with constant nr and nb ---- */
+
+#define NB_CASES_4(F, NR) F(NR, 1) F(NR, 2) F(NR, 3) F(NR, 4)
+#define NB_CASES_8(F, NR) F(NR, 5) F(NR, 6) F(NR, 7) F(NR, 8)
+#define NB_CASES_16(F, NR)                                                              \
+	NB_CASES_4(F, NR) NB_CASES_8(F, NR) F(NR, 9) F(NR, 10) F(NR, 11) F(NR, 12)      \
+	F(NR, 13) F(NR, 14) F(NR, 15) F(NR, 16)
+
+
+#define F_CASE(R, NB)                                                                   \
+	case (R) * 32 + (NB):                                                           \
+		tile_f(T, w, rb, K, x, B, y, ldy, add, R, NB);                          \
+		return;
+
+/* Dispatches a tile of (nr, nb) to its instance for type T. */
+#define DEFINE_TILE_F(name, TYPE)                                                       \
+	static void name(const uint8_t *w, size_t rb, int K, const float *x, int B,     \
+			 float *y, int ldy, int add, int nr, int nb)                     \
+	{                                                                               \
+		const enum duet_dtype T = TYPE;                                         \
+		switch (nr * 32 + nb) {                                                 \
+			NB_CASES_4(F_CASE, 4)                                           \
+			NB_CASES_4(F_CASE, 1)                                           \
+		}                                                                       \
+	}
+DEFINE_TILE_F(tiles_f32, DUET_F32)
+DEFINE_TILE_F(tiles_f16, DUET_F16)
+DEFINE_TILE_F(tiles_bf16, DUET_BF16)
+DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
+
+#define Q_CASE(R, NB)                                                                   \
+	case (R) * 32 + (NB):                                                           \
+		tile_q8(w, rb, K, x, B, y, ldy, add, R, NB);                            \
+		return;
+
+static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
+		     int B, float *y, int ldy, int add, int nr, int nb)
+{
+	switch (nr * 32 + nb) {
+		NB_CASES_4(Q_CASE, 4)
+		NB_CASES_4(Q_CASE, 1)
+	}
+}
+
+/* Rows [n0, n1) in blocks of NR rows (a short last block row by row),
+ * each against the B activation rows in groups of MAX_NB.
+ *
+ * One group (B <= MAX_NB) runs each block over the whole of K: every
+ * weight is read once, and accumulates in registers throughout. More
+ * groups take K in slices of KC: a slice of the panel for all B rows stays
+ * in L1 while every block's slice of weights passes through it once per
+ * group (from L1 after the first), where whole rows would re-read the
+ * panel from L2 for every block and the step would wait on L2 (measured:
+ * BENCHMARKS.md). OFF is a slice's offset into the panel, in XT units. */
+#define DEFINE_MATMUL(name, tiles, XT, OFF, KC)                                         \
+	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
+			 float *y, int ldy, int n0, int n1)                              \
+	{                                                                               \
+		const uint8_t *w = wv;                                                  \
+		const XT *x = xv;                                                       \
+		const int kc = B <= MAX_NB ? K : KC;                                    \
+		for (int k0 = 0; k0 < K; k0 += kc) {                                    \
+			int kn = K - k0 < kc ? K - k0 : kc;                             \
+			size_t wo = offset_of(T, k0);                                   \
+			for (int n = n0; n < n1;) {                                     \
+				int r = n1 - n >= NR ? NR : 1;                          \
+				for (int b = 0; b < B; b += MAX_NB)                     \
+					tiles(w + (size_t)n * rb + wo, rb, kn,          \
+					      x + (OFF) + (size_t)b * ROW, B,           \
+					      y + (size_t)b * ldy + n, ldy, k0 > 0, r,  \
+					      B - b < MAX_NB ? B - b : MAX_NB);         \
+				n += r;                                                 \
+			}                                                               \
+		}                                                                       \
+	}
+#define T DUET_F32
+#define ROW DUET_PANEL_CHUNK
+DEFINE_MATMUL(matmul_f32, tiles_f32, float, (size_t)k0 * B, KC_F32)
+#undef T
+#define T DUET_F16
+DEFINE_MATMUL(matmul_f16, tiles_f16, float, (size_t)k0 * B, KC_F32)
+#undef T
+#define T DUET_BF16
+DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, (size_t)k0 * B, KC_F32)
+#undef T
+#define T DUET_Q8_0
+DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
+#undef ROW
+#define ROW 1
+DEFINE_MATMUL(matmul_q8_0_q8, tiles_q8, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+#undef ROW
+#undef T
+
+
+/* ---- conversions ---- */
 
 static void cvt_f16(const void *src, float *dst, int n)
 {
@@ -178,61 +362,15 @@ static void cvt_f16(const void *src, float *dst, int n)
 		_mm512_mask_storeu_ps(dst + i, tail_mask(n - i), load_h_tail(h + i, tail_mask(n - i)));
 }
 
-/* ---- q8_0 ---- */
-
-INLINE __m512 q8_lo(const uint8_t *blk, __m512 d)
+static void cvt_bf16(const void *src, float *dst, int n)
 {
-	__m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
-	return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
-}
-
-INLINE __m512 q8_hi(const uint8_t *blk, __m512 d)
-{
-	__m128i q = _mm_loadu_si128((const __m128i *)(blk + 18));
-	return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
-}
-
-INLINE __m512 q8_scale(const uint8_t *blk)
-{
-	uint16_t h;
-	memcpy(&h, blk, 2);
-	return _mm512_set1_ps(_cvtsh_ss(h));
-}
-
-INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const float *x, int ldx,
-		    float *y, int ldy, const int nr, const int nb)
-{
-	__m512 acc[NR][NBMAX];
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			acc[r][b] = _mm512_setzero_ps();
-	for (int k = 0, blk = 0; k < K; k += DUET_Q8_0_BLOCK, blk++) {
-		__m512 xl[NBMAX], xh[NBMAX];
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++) {
-			xl[b] = _mm512_loadu_ps(x + (size_t)b * ldx + k);
-			xh[b] = _mm512_loadu_ps(x + (size_t)b * ldx + k + 16);
-		}
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			const uint8_t *p = w + r * rb + (size_t)blk * DUET_Q8_0_BYTES;
-			PREFETCH_NEXT_BLOCK(p, NR * rb);
-			__m512 d = q8_scale(p);
-			__m512 lo = q8_lo(p, d), hi = q8_hi(p, d);
-			_Pragma("GCC unroll 4")
-			for (int b = 0; b < nb; b++) {
-				acc[r][b] = _mm512_fmadd_ps(lo, xl[b], acc[r][b]);
-				acc[r][b] = _mm512_fmadd_ps(hi, xh[b], acc[r][b]);
-			}
-		}
-	}
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 4")
-		for (int b = 0; b < nb; b++)
-			y[(size_t)b * ldy + r] = _mm512_reduce_add_ps(acc[r][b]);
+	const uint16_t *h = src;
+	int i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(dst + i, bf16_to_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+	if (i < n)
+		_mm512_mask_storeu_ps(dst + i, tail_mask(n - i),
+				      bf16_to_ps(_mm256_maskz_loadu_epi16(tail_mask(n - i), h + i)));
 }
 
 static void cvt_q8_0(const void *src, float *dst, int n)
@@ -240,86 +378,60 @@ static void cvt_q8_0(const void *src, float *dst, int n)
 	const uint8_t *p = src;
 	for (int k = 0; k < n; k += DUET_Q8_0_BLOCK, p += DUET_Q8_0_BYTES) {
 		__m512 d = q8_scale(p);
-		_mm512_storeu_ps(dst + k, q8_lo(p, d));
-		_mm512_storeu_ps(dst + k + 16, q8_hi(p, d));
+		_mm512_storeu_ps(dst + k, q8_half(p, 0, d));
+		_mm512_storeu_ps(dst + k + 16, q8_half(p, 1, d));
 	}
 }
 
-/* Small batches convert in registers; larger ones convert each NR-row block
- * once into an L1-sized f32 tile and reuse it for every batch tile, so the
- * conversion cost does not grow with the batch. */
-static void matmul_converted(enum duet_dtype t, const void *w, size_t rb, int K,
-			     const float *x, int ldx, int B, float *y, int ldy,
-			     int n0, int n1)
+/* The scalar table's quant_q8a, bit for bit: max|x| per block, d =
+ * amax / 127, q = x * (1 / d) rounded to nearest even. */
+static void quant_q8a(const float *x, int K, struct duet_q8a_pair *panel, int B, int b)
 {
-	float tile[NR * KC] __attribute__((aligned(64)));
-	for (int n = n0; n < n1; n += NR) {
-		int nr = n1 - n < NR ? n1 - n : NR;
-		for (int k0 = 0; k0 < K; k0 += KC) {
-			int kc = K - k0 < KC ? K - k0 : KC;
-			_Pragma("GCC unroll 4")
-			for (int r = 0; r < nr; r++) {
-				const uint8_t *src = (const uint8_t *)w + (size_t)(n + r) * rb +
-						     duet_row_bytes(t, k0);
-				if (t == DUET_F16)
-					cvt_f16(src, tile + r * KC, kc);
-				else
-					cvt_q8_0(src, tile + r * KC, kc);
-			}
-			for (int b = 0; b < B; b += NBMAX) {
-				int nb = B - b < NBMAX ? B - b : NBMAX;
-				tile_f32_any(tile, KC, kc, x + (size_t)b * ldx + k0, ldx,
-					     y + (size_t)b * ldy + n, ldy, k0 > 0, nr, nb);
-			}
+	const __m512 sign = _mm512_set1_ps(-0.0f);
+	int pairs = (K + 63) / 64;
+	for (int p = 0; p < pairs; p++) {
+		struct duet_q8a_pair *o = &panel[(size_t)p * B + b];
+		__m512i corr = _mm512_setzero_si512();
+		__m512 dv = _mm512_setzero_ps();
+		__m128i qs[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
+				 _mm_setzero_si128()};
+		for (int h = 0; h < 2; h++) {
+			int k0 = p * 64 + h * 32;
+			if (k0 >= K)
+				break;
+			__m512 a = _mm512_loadu_ps(x + k0), c = _mm512_loadu_ps(x + k0 + 16);
+			float amax = _mm512_reduce_max_ps(
+				_mm512_max_ps(_mm512_andnot_ps(sign, a), _mm512_andnot_ps(sign, c)));
+			float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+			__m512 idv = _mm512_set1_ps(id);
+			__m512i ia = _mm512_cvtps_epi32(_mm512_mul_ps(a, idv));
+			__m512i ic = _mm512_cvtps_epi32(_mm512_mul_ps(c, idv));
+			qs[2 * h] = _mm512_cvtsepi32_epi8(ia);
+			qs[2 * h + 1] = _mm512_cvtsepi32_epi8(ic);
+			int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(ia, ic));
+			corr = _mm512_mask_set1_epi32(corr, (__mmask16)(1u << (8 * h)), -128 * sum);
+			dv = _mm512_mask_mov_ps(dv, (__mmask16)(0xffu << (8 * h)), _mm512_set1_ps(d));
 		}
+		_mm_storeu_si128((__m128i *)o->q, qs[0]);
+		_mm_storeu_si128((__m128i *)(o->q + 16), qs[1]);
+		_mm_storeu_si128((__m128i *)(o->q + 32), qs[2]);
+		_mm_storeu_si128((__m128i *)(o->q + 48), qs[3]);
+		_mm512_storeu_si512(o->corr, corr);
+		_mm512_storeu_ps(o->d, dv);
 	}
 }
 
-#define DIRECT_CASES(fn, W, STRIDE)                                               \
-	switch (nr * 8 + B) {                                                     \
-	case 4 * 8 + 1: fn(W, STRIDE, K, x, ldx, yo, ldy, 4, 1); break;           \
-	case 4 * 8 + 2: fn(W, STRIDE, K, x, ldx, yo, ldy, 4, 2); break;           \
-	case 4 * 8 + 3: fn(W, STRIDE, K, x, ldx, yo, ldy, 4, 3); break;           \
-	case 4 * 8 + 4: fn(W, STRIDE, K, x, ldx, yo, ldy, 4, 4); break;           \
-	default:                                                                  \
-		for (int r = 0; r < nr; r++)                                      \
-			switch (B) {                                              \
-			case 1: fn(W + r * (STRIDE), STRIDE, K, x, ldx, yo + r, ldy, 1, 1); break; \
-			case 2: fn(W + r * (STRIDE), STRIDE, K, x, ldx, yo + r, ldy, 1, 2); break; \
-			case 3: fn(W + r * (STRIDE), STRIDE, K, x, ldx, yo + r, ldy, 1, 3); break; \
-			default: fn(W + r * (STRIDE), STRIDE, K, x, ldx, yo + r, ldy, 1, 4); break; \
-			}                                                         \
-	}
-
-static void matmul_f16(const void *w, size_t rb, int K, const float *x, int ldx,
-		       int B, float *y, int ldy, int n0, int n1)
+static float read4(const float *x, long n)
 {
-	if (B > NBMAX) {
-		matmul_converted(DUET_F16, w, rb, K, x, ldx, B, y, ldy, n0, n1);
-		return;
+	long q = n / 4;
+	__m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	for (long i = 0; i < q; i += 16) {
+		s0 = _mm512_add_ps(s0, _mm512_loadu_ps(x + i));
+		s1 = _mm512_add_ps(s1, _mm512_loadu_ps(x + q + i));
+		s2 = _mm512_add_ps(s2, _mm512_loadu_ps(x + 2 * q + i));
+		s3 = _mm512_add_ps(s3, _mm512_loadu_ps(x + 3 * q + i));
 	}
-	size_t rs = rb / 2;
-	for (int n = n0; n < n1; n += NR) {
-		int nr = n1 - n < NR ? n1 - n : NR;
-		const uint16_t *wr = (const uint16_t *)w + (size_t)n * rs;
-		float *yo = y + n;
-		DIRECT_CASES(tile_f16, wr, rs)
-	}
-}
-
-static void matmul_q8_0(const void *w, size_t rb, int K, const float *x, int ldx,
-			int B, float *y, int ldy, int n0, int n1)
-{
-	if (B > NBMAX) {
-		matmul_converted(DUET_Q8_0, w, rb, K, x, ldx, B, y, ldy, n0, n1);
-		return;
-	}
-	for (int n = n0; n < n1; n += NR) {
-		int nr = n1 - n < NR ? n1 - n : NR;
-		const uint8_t *wr = (const uint8_t *)w + (size_t)n * rb;
-		float *yo = y + n;
-		DIRECT_CASES(tile_q8, wr, rb)
-	}
+	return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
 /* ---- elementwise ---- */
@@ -438,12 +550,17 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.name = "avx512",
 	.matmul_f32 = matmul_f32,
 	.matmul_f16 = matmul_f16,
+	.matmul_bf16 = matmul_bf16,
 	.matmul_q8_0 = matmul_q8_0,
+	.matmul_q8_0_q8 = matmul_q8_0_q8,
+	.quant_q8a = quant_q8a,
 	.cvt_f16 = cvt_f16,
+	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,
 	.dot = dot,
 	.axpy = axpy,
 	.softmax = softmax,
 	.silu_mul = silu_mul,
 	.rmsnorm = rmsnorm,
+	.read4 = read4,
 };

@@ -9,18 +9,80 @@
 
 #include "engine/dtype.h"
 
-/* y[b*ldy + n] = sum_k W[n][k] * x[b*ldx + k] for rows n in [n0, n1) and
- * b in [0, B): each weight row, stored in its own type, is read once for
- * all B activation rows (batched decode reads the weights once per step). */
-typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K,
-			       const float *x, int ldx, int B, float *y, int ldy,
-			       int n0, int n1);
+/* How activations meet the weights of a matmul. */
+enum duet_act {
+	DUET_ACT_F32, /* rows of K floats; weights dequantized exactly */
+	DUET_ACT_Q8,  /* rows quantized per 32-block for integer dot products */
+};
+
+/* Quantized weights and activations: how they are multiplied. */
+enum duet_qdot {
+	/* Activations quantized per 32-block to int8, integer dot products
+	 * (AVX-512 VNNI vpdpbusd): the fast path, and llama.cpp's numerics. */
+	DUET_QDOT_INT8,
+	/* Weights dequantized to f32 and multiplied in f32: the exact model,
+	 * the accuracy reference. */
+	DUET_QDOT_EXACT,
+};
+
+/* Activations are handed to the kernels as panels: the B rows interleaved
+ * a chunk at a time, so that a kernel reaches every row of a chunk from
+ * one pointer at fixed offsets (sixteen row pointers would not fit the
+ * general registers, and the kernels slowed by half spilling them).
+ *
+ * f32 panel: chunk c (values [16c, 16c + 16)) of row b at
+ * x[(c * B + b) * 16]; K is padded with zeros to a multiple of 32. */
+#define DUET_PANEL_CHUNK 16
+static inline size_t duet_panel_f32_floats(int K, int B)
+{
+	return (size_t)((K + 31) / 32 * 32) * (size_t)B;
+}
+
+/* Two 32-blocks of activations quantized for integer dot products: d =
+ * max|x| / 127 and q = x / d rounded to nearest even, per block, as Q8_0
+ * weights are made. corr and d are laid out for one 512-bit vector per
+ * pair: the kernels compute sum((w + 128) * q) with an unsigned-by-signed
+ * dot product, and corr (-128 * sum(q) of a block, in the first lane of
+ * its half) starts the accumulator so that what remains is exactly
+ * sum(w * q). The q8 panel: pair p of row b at x[p * B + b]; a row's last
+ * pair is padded with a zero block when K / 32 is odd. */
+#define DUET_Q8A_PAIR 64
+struct duet_q8a_pair {
+	int8_t q[DUET_Q8A_PAIR];
+	int32_t corr[16]; /* lanes 0 and 8: -128 * sum(q) of block 0 and 1 */
+	float d[16];	  /* lanes 0-7: scale of block 0; 8-15: of block 1 */
+};
+static inline size_t duet_panel_q8_pairs(int K, int B)
+{
+	return (size_t)((K + DUET_Q8A_PAIR - 1) / DUET_Q8A_PAIR) * (size_t)B;
+}
+
+/* B rows of K floats (ldx apart) into an f32 panel. */
+void duet_panel_pack_f32(const float *x, int ldx, int K, int B, float *panel);
+/* The definition of the int8 form: row b of K floats (K a multiple of 32:
+ * quantized weights come in whole blocks) into the q8 panel of B rows
+ * (the scalar table's; the others reproduce it bit for bit). */
+void duet_quant_q8a_ref(const float *x, int K, struct duet_q8a_pair *panel, int B, int b);
+
+/* y[b*ldy + n] = dot(W row n, activation row b) for rows n in [n0, n1) and
+ * b in [0, B), the activations a panel in the form the kernel takes (f32,
+ * or q8). Each weight row, stored in its own type, is read from memory
+ * once for all B activation rows (a decode step reads the weights once for
+ * the whole batch). */
+typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const void *panel,
+			       int B, float *y, int ldy, int n0, int n1);
 
 struct duet_kernels {
 	const char *name;
-	duet_matmul_fn matmul_f32, matmul_f16, matmul_q8_0;
+	/* f32 activations, weights dequantized exactly in registers */
+	duet_matmul_fn matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0;
+	/* int8 activations (DUET_ACT_Q8) */
+	duet_matmul_fn matmul_q8_0_q8;
+	/* Row b of K activations into a q8 panel of B rows. */
+	void (*quant_q8a)(const float *x, int K, struct duet_q8a_pair *panel, int B, int b);
 	/* Row of n elements to f32 (prefill converts weight tiles). */
 	void (*cvt_f16)(const void *src, float *dst, int n);
+	void (*cvt_bf16)(const void *src, float *dst, int n);
 	void (*cvt_q8_0)(const void *src, float *dst, int n);
 	float (*dot)(const float *a, const float *b, int n);
 	void (*axpy)(float a, const float *x, float *y, int n); /* y += a x */
@@ -30,6 +92,9 @@ struct duet_kernels {
 	void (*silu_mul)(float *g, const float *u, int n);
 	/* out = x / rms(x) * w. */
 	void (*rmsnorm)(float *out, const float *x, const float *w, int n, float eps);
+	/* Sum of n floats read as four interleaved streams (n a multiple of
+	 * 64): the read pattern of a matmul, for the bandwidth ceiling. */
+	float (*read4)(const float *x, long n);
 };
 
 extern const struct duet_kernels duet_kernels_scalar;
@@ -42,7 +107,11 @@ const struct duet_kernels *duet_kernels(void);
 /* A table by name if this CPU can run it, else NULL (tests compare ISAs). */
 const struct duet_kernels *duet_kernels_named(const char *name);
 
-duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype t);
+/* The activations weight type t takes in mode q (f32 for f32, f16, bf16). */
+enum duet_act duet_kernels_act(enum duet_dtype t, enum duet_qdot q);
+/* The kernel for weight type t and activations a; NULL when there is none. */
+duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype t,
+				   enum duet_act a);
 /* Converts one row of any type to f32 with the table's kernels. */
 void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
 		      const void *src, float *dst, int n);

@@ -31,13 +31,30 @@ const struct duet_kernels *duet_kernels(void)
 	return k;
 }
 
-duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype t)
+enum duet_act duet_kernels_act(enum duet_dtype t, enum duet_qdot q)
 {
+	return t == DUET_Q8_0 && q == DUET_QDOT_INT8 ? DUET_ACT_Q8 : DUET_ACT_F32;
+}
+
+duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype t,
+				   enum duet_act a)
+{
+	if (a == DUET_ACT_Q8) {
+		if (t != DUET_Q8_0)
+			return NULL;
+		/* The AVX-512 integer kernel needs VNNI (vpdpbusd); AVX-512 CPUs
+		 * without it (Skylake-X) take the AVX2 one. */
+		if (k == &duet_kernels_avx512 && !duet_cpu_has_avx512vnni())
+			return duet_kernels_avx2.matmul_q8_0_q8;
+		return k->matmul_q8_0_q8;
+	}
 	switch (t) {
 	case DUET_F32:
 		return k->matmul_f32;
 	case DUET_F16:
 		return k->matmul_f16;
+	case DUET_BF16:
+		return k->matmul_bf16;
 	case DUET_Q8_0:
 		return k->matmul_q8_0;
 	}
@@ -53,6 +70,9 @@ void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
 		break;
 	case DUET_F16:
 		k->cvt_f16(src, dst, n);
+		break;
+	case DUET_BF16:
+		k->cvt_bf16(src, dst, n);
 		break;
 	case DUET_Q8_0:
 		k->cvt_q8_0(src, dst, n);

@@ -4,8 +4,14 @@
 
 #include "engine/kern/kernels.h"
 
+/* Value k of row b of an f32 panel of B rows. */
+static float panel_at(const float *p, int B, int b, int k)
+{
+	return p[((size_t)(k / DUET_PANEL_CHUNK) * B + b) * DUET_PANEL_CHUNK + k % DUET_PANEL_CHUNK];
+}
+
 static void matmul_any(enum duet_dtype t, const void *w, size_t row_bytes, int K,
-		       const float *x, int ldx, int B, float *y, int ldy, int n0, int n1)
+		       const float *x, int B, float *y, int ldy, int n0, int n1)
 {
 	float row[4096];
 	for (int n = n0; n < n1; n++) {
@@ -18,32 +24,81 @@ static void matmul_any(enum duet_dtype t, const void *w, size_t row_bytes, int K
 			int kc = K - k0 < 4096 ? K - k0 : 4096;
 			duet_dequant_row(t, wr + duet_row_bytes(t, k0), row, kc);
 			for (int b = 0; b < B; b++) {
-				const float *xb = x + (size_t)b * ldx + k0;
 				float s = 0;
 				for (int k = 0; k < kc; k++)
-					s += row[k] * xb[k];
+					s += row[k] * panel_at(x, B, b, k0 + k);
 				y[(size_t)b * ldy + n] += s;
 			}
 		}
 	}
 }
 
-static void matmul_f32(const void *w, size_t rb, int K, const float *x, int ldx,
-		       int B, float *y, int ldy, int n0, int n1)
+#define F32_ACT_KERNEL(name, T)                                                          \
+	static void name(const void *w, size_t rb, int K, const void *x, int B, float *y, \
+			 int ldy, int n0, int n1)                                         \
+	{                                                                                \
+		matmul_any(T, w, rb, K, x, B, y, ldy, n0, n1);                           \
+	}
+F32_ACT_KERNEL(matmul_f32, DUET_F32)
+F32_ACT_KERNEL(matmul_f16, DUET_F16)
+F32_ACT_KERNEL(matmul_bf16, DUET_BF16)
+F32_ACT_KERNEL(matmul_q8_0, DUET_Q8_0)
+
+/* Scale max|x| / 127, values rounded to nearest (even on ties, as the
+ * vector conversions round), padding blocks all zero. */
+void duet_quant_q8a_ref(const float *x, int K, struct duet_q8a_pair *panel, int B, int b)
 {
-	matmul_any(DUET_F32, w, rb, K, x, ldx, B, y, ldy, n0, n1);
+	int pairs = (K + DUET_Q8A_PAIR - 1) / DUET_Q8A_PAIR;
+	for (int p = 0; p < pairs; p++) {
+		struct duet_q8a_pair *o = &panel[(size_t)p * B + b];
+		memset(o, 0, sizeof *o);
+		for (int h = 0; h < 2; h++) {
+			int k0 = p * DUET_Q8A_PAIR + h * 32;
+			if (k0 >= K)
+				break;
+			const float *v = x + k0;
+			float amax = 0;
+			for (int i = 0; i < 32; i++)
+				amax = fmaxf(amax, fabsf(v[i]));
+			float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+			int sum = 0;
+			for (int i = 0; i < 32; i++) {
+				float r = nearbyintf(v[i] * id);
+				r = r > 127 ? 127 : r < -127 ? -127 : r;
+				o->q[h * 32 + i] = (int8_t)r;
+				sum += (int)r;
+			}
+			o->corr[h * 8] = -128 * sum;
+			for (int i = 0; i < 8; i++)
+				o->d[h * 8 + i] = d;
+		}
+	}
 }
 
-static void matmul_f16(const void *w, size_t rb, int K, const float *x, int ldx,
-		       int B, float *y, int ldy, int n0, int n1)
+static void matmul_q8_0_q8(const void *w, size_t rb, int K, const void *xv, int B, float *y,
+			   int ldy, int n0, int n1)
 {
-	matmul_any(DUET_F16, w, rb, K, x, ldx, B, y, ldy, n0, n1);
-}
-
-static void matmul_q8_0(const void *w, size_t rb, int K, const float *x, int ldx,
-			int B, float *y, int ldy, int n0, int n1)
-{
-	matmul_any(DUET_Q8_0, w, rb, K, x, ldx, B, y, ldy, n0, n1);
+	const struct duet_q8a_pair *x = xv;
+	int blocks = K / DUET_Q8_0_BLOCK;
+	for (int n = n0; n < n1; n++) {
+		const uint8_t *wr = (const uint8_t *)w + (size_t)n * rb;
+		for (int b = 0; b < B; b++) {
+			float acc = 0;
+			for (int i = 0; i < blocks; i++) {
+				const uint8_t *blk = wr + (size_t)i * DUET_Q8_0_BYTES;
+				uint16_t dh;
+				memcpy(&dh, blk, 2);
+				const int8_t *wq = (const int8_t *)(blk + 2);
+				const struct duet_q8a_pair *pp = &x[(size_t)(i / 2) * B + b];
+				const int8_t *xq = pp->q + (i % 2) * 32;
+				int s = 0;
+				for (int j = 0; j < 32; j++)
+					s += wq[j] * xq[j];
+				acc += (float)s * (duet_fp16_to_fp32(dh) * pp->d[(i % 2) * 8]);
+			}
+			y[(size_t)b * ldy + n] = acc;
+		}
+	}
 }
 
 static void cvt_f16(const void *src, float *dst, int n)
@@ -51,9 +106,27 @@ static void cvt_f16(const void *src, float *dst, int n)
 	duet_dequant_row(DUET_F16, src, dst, n);
 }
 
+static void cvt_bf16(const void *src, float *dst, int n)
+{
+	duet_dequant_row(DUET_BF16, src, dst, n);
+}
+
 static void cvt_q8_0(const void *src, float *dst, int n)
 {
 	duet_dequant_row(DUET_Q8_0, src, dst, n);
+}
+
+static float read4(const float *x, long n)
+{
+	long q = n / 4;
+	float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+	for (long i = 0; i < q; i++) {
+		s0 += x[i];
+		s1 += x[q + i];
+		s2 += x[2 * q + i];
+		s3 += x[3 * q + i];
+	}
+	return s0 + s1 + s2 + s3;
 }
 
 static float dot(const float *a, const float *b, int n)
@@ -105,12 +178,17 @@ const struct duet_kernels duet_kernels_scalar = {
 	.name = "scalar",
 	.matmul_f32 = matmul_f32,
 	.matmul_f16 = matmul_f16,
+	.matmul_bf16 = matmul_bf16,
 	.matmul_q8_0 = matmul_q8_0,
+	.matmul_q8_0_q8 = matmul_q8_0_q8,
+	.quant_q8a = duet_quant_q8a_ref,
 	.cvt_f16 = cvt_f16,
+	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,
 	.dot = dot,
 	.axpy = axpy,
 	.softmax = softmax,
 	.silu_mul = silu_mul,
 	.rmsnorm = rmsnorm,
+	.read4 = read4,
 };
