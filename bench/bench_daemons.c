@@ -16,7 +16,7 @@
 #include "engine/forward.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
-#include "net/kvwire.h"
+#include "base/kvrow.h"
 
 #define CHUNKS 200
 
@@ -96,14 +96,15 @@ static double memcpy_rate(size_t plen)
 
 static void bench_transfer(const struct duet_model *m, const char *dir)
 {
-	int kv_dim = m->cfg.n_kv_heads * m->cfg.head_dim, n = 512;
+	int n = 512;
 	void *zctx = zmq_ctx_new();
 	printf("\n## KV transfer: one layer of %d positions per message (%s)\n\n", n, m->name);
 	printf("| dtype | bytes/msg | memcpy GB/s | ipc GB/s | ipc/memcpy | tcp GB/s | tcp/memcpy | tcp Ktok-layers/s |\n");
 	printf("|---|---|---|---|---|---|---|---|\n");
 	const enum duet_kv_dtype types[] = {DUET_KV_F32, DUET_KV_F16, DUET_KV_INT8};
 	for (int t = 0; t < 3; t++) {
-		size_t plen = duet_kvwire_bytes(types[t], n, kv_dim);
+		size_t plen = 2 * (size_t)n *
+			      duet_kv_row_bytes(types[t], m->cfg.n_kv_heads, m->cfg.head_dim);
 		char ipc[300];
 		snprintf(ipc, sizeof ipc, "ipc://%s/bench-%d.ipc", dir, t);
 		char tcp[64];
@@ -111,7 +112,7 @@ static void bench_transfer(const struct duet_model *m, const char *dir)
 		double mc = memcpy_rate(plen), ip = transfer(zctx, ipc, plen),
 		       tc = transfer(zctx, tcp, plen);
 		printf("| %s | %zu | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f |\n",
-		       duet_kvwire_dtype_name(types[t]), plen, mc / 1e9, ip / 1e9, ip / mc, tc / 1e9,
+		       duet_kv_dtype_name(types[t]), plen, mc / 1e9, ip / 1e9, ip / mc, tc / 1e9,
 		       tc / mc, tc / (double)plen * n / 1e3);
 		fflush(stdout);
 	}
@@ -214,7 +215,7 @@ static double engine_rate(const struct duet_model *m, int B, int steps)
 	sched_getaffinity(0, sizeof all, &all);
 	struct duet_err err;
 	int cpu = 1;
-	struct duet_kv_geom g = duet_kv_geom_for(m, 0);
+	struct duet_kv_geom g = duet_kv_geom_for(m, 0, DUET_KV_DEFAULT);
 	struct duet_kv_pool *kv;
 	struct duet_engine *e;
 	struct duet_engine_opts eo = {.n_threads = 1, .cpus = &cpu, .n_cpus = 1};

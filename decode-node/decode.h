@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "engine/sampler.h"
-#include "net/kvwire.h"
+#include "base/kvrow.h"
 #include "node/node.h"
 
 #define DECODE_RECENT_FAILED 64 /* failed ids remembered to quiet their stragglers */
@@ -60,6 +60,7 @@ struct decode {
 	/* per-step scratch */
 	struct duet_fwd_seq *fwd;
 	struct dreq **batch;
+	float *row; /* one KV row in f32, converting another node's type */
 };
 
 /* requests.c */

@@ -61,17 +61,27 @@ static void on_chunk(struct decode *d, const Duet__KvChunk *c, const void *paylo
 		bad(d, r, "KV peer", err.msg);
 		return;
 	}
+	/* Rows in the cache's own type are copied as they are; a prefill
+	 * node storing another type costs a conversion here. */
 	struct duet_kv_pool *pool = d->node.kv;
-	int kv_dim = pool->g.kv_dim;
+	const struct duet_kv_geom *g = &pool->g;
 	enum duet_kv_dtype t = (enum duet_kv_dtype)c->dtype;
+	size_t rb = duet_kv_row_bytes(t, g->n_kv_heads, g->head_dim);
+	if (duet_kv_rows_check(t, g->n_kv_heads, g->head_dim, payload, 2 * n, &err)) {
+		bad(d, r, "KV peer", err.msg);
+		return;
+	}
 	for (int which = 0; which < 2; which++)
-		for (int i = 0; i < n; i++)
-			if (duet_kvwire_get_row(t, payload, n, kv_dim, which, i,
-						duet_kv_row(pool, layer, which, &r->kv, first + i),
-						&err)) {
-				bad(d, r, "KV peer", err.msg);
-				return;
+		for (int i = 0; i < n; i++) {
+			const uint8_t *src = (const uint8_t *)payload + ((size_t)which * n + i) * rb;
+			void *dst = duet_kv_row(pool, layer, which, &r->kv, first + i);
+			if (t == g->dtype) {
+				memcpy(dst, src, rb);
+			} else {
+				duet_kv_row_get(t, g->n_kv_heads, g->head_dim, src, d->row);
+				duet_kv_row_put(g->dtype, g->n_kv_heads, g->head_dim, d->row, dst);
 			}
+		}
 	r->layer_next[layer] += n;
 	if (r->layer_next[layer] == r->n_prompt)
 		r->layers_done++;

@@ -131,15 +131,18 @@ int main(int argc, char **argv)
 	}
 	const struct duet_config *mc = &node->model->cfg;
 	struct duet_zsock_opts ko = {
-		.max_msg_bytes = (long long)duet_kvwire_bytes(DUET_KV_F32, mc->ctx_len,
-							       mc->n_kv_heads * mc->head_dim) +
+		/* The largest chunk: a whole context of f32 rows, K and V. */
+		.max_msg_bytes = (long long)(2 * (size_t)mc->ctx_len *
+					     duet_kv_row_bytes(DUET_KV_F32, mc->n_kv_heads,
+							       mc->head_dim)) +
 				 DUET_MAX_CTRL_BYTES,
 		.linger_ms = 0,
 		.curve = node->curve.on ? &node->curve.key : NULL};
 	d.reqs = calloc((size_t)d.cfg.max_requests, sizeof *d.reqs);
 	d.batch = calloc((size_t)d.cfg.max_requests, sizeof *d.batch);
 	d.fwd = calloc((size_t)d.cfg.max_requests, sizeof *d.fwd);
-	if (!d.reqs || !d.batch || !d.fwd) {
+	d.row = malloc(sizeof(float) * (size_t)mc->n_kv_heads * (size_t)mc->head_dim);
+	if (!d.reqs || !d.batch || !d.fwd || !d.row) {
 		fprintf(stderr, "duet-decode: out of memory\n");
 		goto out;
 	}
@@ -175,6 +178,7 @@ out:
 	free(d.reqs);
 	free(d.batch);
 	free(d.fwd);
+	free(d.row);
 	if (d.kv_sock)
 		zmq_close(d.kv_sock);
 	duet_node_stop(node);

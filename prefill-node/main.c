@@ -74,14 +74,9 @@ int main(int argc, char **argv)
 	duet_blas_select_core(argv);
 	static struct prefill p;
 	duet_node_defaults(&p.node.cfg, "prefill-0");
-	/* f32 by default: f16 and int8 halve and quarter the KV traffic but
-	 * round the cache, and greedy text can then differ from duet generate
-	 * where the top two logits nearly tie (README, "Wire protocol"). */
-	p.cfg = (struct prefill_cfg){"f32", 256, 1, 1024, 64};
-	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 5];
+	p.cfg = (struct prefill_cfg){256, 1, 1024, 64};
+	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 4];
 	int n = duet_node_opts(&p.node.cfg, 0, opts);
-	opts[n++] = (struct duet_opt){"kv-dtype", DUET_OPT_STR, &p.cfg.kv_dtype, 0, 0, "TYPE",
-				      "KV transit type to decode nodes: f32 (exact), f16 or int8 (row scales; both lossy)"};
 	opts[n++] = (struct duet_opt){"prefix-cache-mb", DUET_OPT_INT, &p.cfg.prefix_cache_mb, 0,
 				      1 << 22, "MB", "most KV kept for reuse by later prompts (0: off)"};
 	opts[n++] = (struct duet_opt){"stream-layers", DUET_OPT_BOOL, &p.cfg.stream_layers, 0, 0,
@@ -96,11 +91,6 @@ int main(int argc, char **argv)
 	int rc = duet_config_main(&cfg, opts, n, argc, argv, "duet-prefill", ABOUT);
 	if (rc >= 0)
 		return rc;
-	if (duet_kvwire_dtype_parse(p.cfg.kv_dtype, &p.dtype)) {
-		fprintf(stderr, "duet-prefill: kv-dtype '%s': want f32, f16 or int8\n", p.cfg.kv_dtype);
-		duet_config_free(&cfg);
-		return 2;
-	}
 	struct duet_node *node = &p.node;
 	int status = 1;
 	if (duet_node_start(node, DUET__ROLE__ROLE_PREFILL, 0, &err)) {
@@ -122,8 +112,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "duet-prefill: %s\n", err.msg);
 		goto out;
 	}
-	duet_log(DUET_LOG_INFO, 0, "router %s, KV transit %s, prefix cache %d blocks, streaming %s",
-		 node->cfg.router, duet_kvwire_dtype_name(p.dtype), p.cache->max_blocks,
+	duet_log(DUET_LOG_INFO, 0, "router %s, KV %s, prefix cache %d blocks, streaming %s",
+		 node->cfg.router, duet_kv_dtype_name(node->kv->g.dtype), p.cache->max_blocks,
 		 p.cfg.stream_layers ? "on" : "off");
 	for (;;) {
 		if (duet_node_stopping(node)) {

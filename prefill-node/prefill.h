@@ -7,7 +7,6 @@
 #include <stdint.h>
 
 #include "engine/sampler.h"
-#include "net/kvwire.h"
 #include "node/node.h"
 #include "node/prefix_cache.h"
 
@@ -48,7 +47,6 @@ struct preq {
 };
 
 struct prefill_cfg {
-	const char *kv_dtype;
 	int prefix_cache_mb;
 	int stream_layers;
 	int max_queue;
@@ -58,7 +56,6 @@ struct prefill_cfg {
 struct prefill {
 	struct duet_node node;
 	struct prefill_cfg cfg;
-	enum duet_kv_dtype dtype;
 	struct duet_prefix_cache *cache;
 	struct preq **q; /* FIFO */
 	int n_q;

@@ -1,6 +1,7 @@
 /* KV shipping to decode nodes: one PUSH socket per decode endpoint, a
- * multipart message per layer and chunk of positions (header, payload in
- * the transit dtype), and the first token after the last layer. */
+ * multipart message per layer and chunk of positions (header, payload of
+ * the cache's rows as they are), and the first token after the last
+ * layer. */
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -104,28 +105,28 @@ static int send_chunk(struct prefill *p, struct preq *r, Duet__KvChunk *h, void 
 	return 0;
 }
 
-/* Row i of K (which 0) or V (which 1) of the chunk being encoded. */
-typedef const float *(*row_fn)(const void *ctx, int which, int i);
-
-static int encode(struct prefill *p, struct preq *r, int layer, int first, int n, row_fn row,
-		  const void *ctx, struct duet_err *err)
+/* Positions [first, first + n) of one layer as a KV chunk: the cache's
+ * rows as they are (K rows, then V rows), in the cache's row type. */
+static int encode(struct prefill *p, struct preq *r, int layer, int first, int n,
+		  struct duet_err *err)
 {
-	int kv_dim = p->node.kv->g.kv_dim;
-	size_t plen = duet_kvwire_bytes(p->dtype, n, kv_dim);
-	void *payload = malloc(plen);
+	const struct duet_kv_pool *pool = p->node.kv;
+	size_t rb = pool->row_bytes, plen = 2 * (size_t)n * rb;
+	uint8_t *payload = malloc(plen);
 	if (!payload)
 		return duet_errf(err, "out of memory for a %zu-byte KV chunk", plen);
 	for (int which = 0; which < 2; which++)
 		for (int i = 0; i < n; i++)
-			duet_kvwire_put_row(p->dtype, payload, n, kv_dim, which, i, row(ctx, which, i));
+			memcpy(payload + ((size_t)which * n + i) * rb,
+			       duet_kv_row(pool, layer, which, &r->kv, first + i), rb);
 	Duet__KvChunk h = DUET__KV_CHUNK__INIT;
 	h.request_id = r->id;
 	h.layer = (uint32_t)layer;
 	h.first_pos = (uint32_t)first;
 	h.n_tokens = (uint32_t)n;
-	h.n_kv_heads = (uint32_t)p->node.model->cfg.n_kv_heads;
-	h.head_dim = (uint32_t)p->node.model->cfg.head_dim;
-	h.dtype = (Duet__KvDtype)p->dtype;
+	h.n_kv_heads = (uint32_t)pool->g.n_kv_heads;
+	h.head_dim = (uint32_t)pool->g.head_dim;
+	h.dtype = (Duet__KvDtype)pool->g.dtype;
 	h.payload_bytes = plen;
 	h.checksum = XXH3_64bits(payload, plen);
 	h.model_digest = p->node.model->digest;
@@ -141,40 +142,16 @@ static int encode(struct prefill *p, struct preq *r, int layer, int first, int n
 	return 0;
 }
 
-struct pool_rows {
-	const struct duet_kv_pool *pool;
-	const struct duet_kv_seq *seq;
-	int layer, first;
-};
-
-static const float *pool_row(const void *ctx, int which, int i)
-{
-	const struct pool_rows *c = ctx;
-	return duet_kv_row(c->pool, c->layer, which, c->seq, c->first + i);
-}
-
 int prefill_ship_cached(struct prefill *p, struct preq *r, int n, struct duet_err *err)
 {
 	int chunk = p->node.cfg.max_batch_tokens;
 	for (int l = 0; l < p->node.model->cfg.n_layers; l++)
 		for (int first = 0; first < n; first += chunk) {
 			int m = n - first < chunk ? n - first : chunk;
-			struct pool_rows c = {p->node.kv, &r->kv, l, first};
-			if (encode(p, r, l, first, m, pool_row, &c, err))
+			if (encode(p, r, l, first, m, err))
 				return -1;
 		}
 	return 0;
-}
-
-struct new_rows {
-	const float *k, *v;
-	int kv_dim;
-};
-
-static const float *new_row(const void *ctx, int which, int i)
-{
-	const struct new_rows *c = ctx;
-	return (which ? c->v : c->k) + (size_t)i * (size_t)c->kv_dim;
 }
 
 int prefill_layer_hook(void *ctx, int layer, const struct duet_fwd_seq *seq, int first_pos,
@@ -189,9 +166,11 @@ int prefill_layer_hook(void *ctx, int layer, const struct duet_fwd_seq *seq, int
 	duet_node_tick(&p->node, NULL, prefill_fill_report, p);
 	if (r->failed)
 		return 0;
-	struct new_rows c = {k, v, kv_dim};
+	/* The layer's new rows are in the cache already, in its row type:
+	 * they go as they are (k and v are the f32 values before that). */
+	(void)k, (void)v, (void)kv_dim;
 	struct duet_err e;
-	if (encode(p, r, layer, first_pos, n, new_row, &c, &e)) {
+	if (encode(p, r, layer, first_pos, n, &e)) {
 		/* Only this request fails; the batch goes on for the others. */
 		r->failed = 1;
 		duet_log(DUET_LOG_WARN, r->id, "KV to %s: %s", r->peer->endpoint, e.msg);

@@ -143,6 +143,11 @@ check "replay: bad --slo-tbt" fails_with_one_line "$DUET replay --trace $TMP/ok.
 check "up: missing model" fails_with_one_line "$DUET up --model $TMP/none.gguf" "$TMP/none.gguf"
 
 check "duet-prefill: bad kv-dtype" fails_with_one_line "$BUILD/duet-prefill --kv-dtype q4 --model x" "q4"
+check "duet-decode: bad kv-dtype" fails_with_one_line "$BUILD/duet-decode --kv-dtype q4 --model x" "q4"
+check "duet-decode: bad qdot" fails_with_one_line "$BUILD/duet-decode --qdot fast --model x" "qdot"
+check "duet-decode: bad weights" fails_with_one_line "$BUILD/duet-decode --weights disk --model x" "weights"
+check "duet generate: bad --kv-dtype" fails_with_one_line "$DUET generate -m x -p hi --kv-dtype q4" "kv-dtype"
+check "duet bench: bad --qdot" fails_with_one_line "$DUET bench -m x --qdot fast" "qdot"
 check "duet-decode: wildcard kv-endpoint without kv-advertise" fails_with_one_line \
 	"$BUILD/duet-decode --kv-endpoint tcp://0.0.0.0:5601 --model x" "kv-advertise"
 check "keygen: makes its directory, keys 0600" bash -c "$DUET keygen -d $TMP/k/new a >/dev/null &&

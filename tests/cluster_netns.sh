@@ -144,9 +144,8 @@ for h in p0 p1 d0 d1; do
 		echo "kv_mb = 256"
 		echo "curve_key = $KEYS/$h.key"
 		echo "curve_router_key = $KEYS/router.pub"
-		# f32 transit: f16 rounds the cache, and greedy text may then
-		# differ from --verify's where logits nearly tie (README)
-		[ "${h:0:1}" = d ] || echo "kv_dtype = f32"
+		# every node stores (and sends) f16 KV rows, the default, as
+		# --verify's engine does
 		if [ "${h:0:1}" = d ]; then
 			echo "kv_endpoint = tcp://$NET.${IP[$h]}:5601"
 			echo "kv_timeout = 10" # KV lost to a dead connection: fail sooner

@@ -16,7 +16,7 @@
 #include "driver.h"
 #include "engine/forward.h"
 #include "engine/generate.h"
-#include "net/kvwire.h"
+#include "base/kvrow.h"
 #include "testutil.h"
 
 #define WAIT_MS 60000
@@ -76,7 +76,7 @@ static int setup(void **state)
 	 * its KV holds, so its greedy text would prove nothing about the cache */
 	tu_make_model(model_path, "tiny", DUET_F32, "gguf", 0, 11);
 	M = tu_open(model_path);
-	struct duet_kv_geom g = duet_kv_geom_for(M, 0);
+	struct duet_kv_geom g = duet_kv_geom_for(M, 0, DUET_KV_DEFAULT);
 	struct duet_err err;
 	struct duet_engine_opts eo = {.n_threads = 1};
 	if (duet_kv_pool_create(&KV, &g, duet_kv_blocks_for(&g, M->cfg.ctx_len), &err) ||
@@ -94,8 +94,11 @@ static int setup(void **state)
 	spawn("decode-0", "duet-decode",
 	      (char *[]){"--kv-endpoint", ep0, "--max-batch-tokens", "32", "--kv-mb", "16", NULL},
 	      NULL);
+	/* f32 rows: 1 MB is 128 blocks (test_admission counts on it). */
 	spawn("decode-small", "duet-decode",
-	      (char *[]){"--kv-endpoint", ep1, "--kv-mb", "1", "--max-requests", "16", NULL}, NULL);
+	      (char *[]){"--kv-endpoint", ep1, "--kv-mb", "1", "--max-requests", "16", "--kv-dtype",
+			 "f32", NULL},
+	      NULL);
 	spawn("prefill-f32", "duet-prefill", (char *[]){"--kv-dtype", "f32", NULL}, NULL);
 	spawn("prefill-f16", "duet-prefill",
 	      (char *[]){"--kv-dtype", "f16", "--max-batch-tokens", "64", NULL}, NULL);
@@ -302,12 +305,11 @@ static void send_chunk(void *s, uint64_t id, int layer, int first, int n, enum d
 		       enum bad_kind bad)
 {
 	int kv_dim = M->cfg.n_kv_heads * M->cfg.head_dim;
-	size_t plen = duet_kvwire_bytes(t, n, kv_dim);
+	size_t rb = duet_kv_row_bytes(t, M->cfg.n_kv_heads, M->cfg.head_dim), plen = 2 * (size_t)n * rb;
 	float *row = calloc((size_t)kv_dim, sizeof(float));
 	uint8_t *payload = calloc(1, plen);
-	for (int w = 0; w < 2; w++)
-		for (int i = 0; i < n; i++)
-			duet_kvwire_put_row(t, payload, n, kv_dim, w, i, row);
+	for (int i = 0; i < 2 * n; i++)
+		duet_kv_row_put(t, M->cfg.n_kv_heads, M->cfg.head_dim, row, payload + (size_t)i * rb);
 	if (bad == BAD_NAN_SCALE) {
 		float nan = __builtin_nanf("");
 		memcpy(payload + plen - sizeof nan, &nan, sizeof nan);

@@ -119,7 +119,8 @@ static void fill_seq(struct duet_kv_pool *p, struct duet_kv_seq *s, int n)
 static void test_prefix_cache(void **state)
 {
 	(void)state;
-	struct duet_kv_geom g = {1, 4, 4};
+	struct duet_kv_geom g = {.n_layers = 1, .n_kv_heads = 1, .head_dim = 4, .block_tokens = 4,
+				 .dtype = DUET_KV_F32};
 	struct duet_kv_pool *p;
 	struct duet_prefix_cache *c;
 	struct duet_err err;

@@ -27,11 +27,16 @@
  * 1.5% on the random test models, whose logits are flat: 3% allowed). */
 #define LOGIT_TOL 1e-4f
 #define LOGIT_TOL_INT8 3e-2f
+/* KV rows stored rounded: f16 (measured up to 1e-3 of the largest logit)
+ * and int8 with a scale per head (measured up to 1.3%). */
+#define LOGIT_TOL_KV_F16 3e-3f
+#define LOGIT_TOL_KV_INT8 3e-2f
 #define POOL_BLOCKS 512
 
-/* How the engines of the current test multiply quantized weights; the
- * reference checks run in exact mode unless a test says otherwise. */
+/* How the engines of the current test multiply quantized weights and
+ * store KV; the reference checks run exact unless a test says otherwise. */
 static enum duet_qdot g_qdot = DUET_QDOT_EXACT;
+static enum duet_kv_dtype g_kv = DUET_KV_F32;
 
 struct rig {
 	struct duet_model *m;
@@ -44,7 +49,7 @@ static void rig_open(struct rig *r, const char *path, int threads, int max_batch
 {
 	struct duet_err err;
 	r->m = tu_open(path);
-	struct duet_kv_geom g = duet_kv_geom_for(r->m, DUET_KV_BLOCK_TOKENS);
+	struct duet_kv_geom g = duet_kv_geom_for(r->m, DUET_KV_BLOCK_TOKENS, g_kv);
 	if (duet_kv_pool_create(&r->kv, &g, POOL_BLOCKS, &err))
 		fail_msg("%s", err.msg);
 	struct duet_engine_opts o = {.n_threads = threads, .max_batch_tokens = max_batch,
@@ -73,8 +78,9 @@ static void some_tokens(int *t, int n, int salt, int vocab)
 
 static float tol_for(const struct duet_model *m)
 {
-	return g_qdot == DUET_QDOT_INT8 && duet_model_dtype(m) == DUET_Q8_0 ? LOGIT_TOL_INT8
-									      : LOGIT_TOL;
+	float t = g_qdot == DUET_QDOT_INT8 && duet_model_dtype(m) == DUET_Q8_0 ? LOGIT_TOL_INT8
+										: LOGIT_TOL;
+	return t + (g_kv == DUET_KV_F16 ? LOGIT_TOL_KV_F16 : g_kv == DUET_KV_INT8 ? LOGIT_TOL_KV_INT8 : 0);
 }
 
 static void check_logits(const struct duet_model *m, const float *got, const float *ref,
@@ -373,7 +379,40 @@ static int exact_mode(void **st)
 {
 	(void)st;
 	g_qdot = DUET_QDOT_EXACT;
+	g_kv = DUET_KV_F32;
 	return 0;
+}
+
+static int kv_f16(void **st)
+{
+	(void)st;
+	g_kv = DUET_KV_F16;
+	return 0;
+}
+
+static int kv_int8(void **st)
+{
+	(void)st;
+	g_kv = DUET_KV_INT8;
+	return 0;
+}
+
+/* KV rows stored as f16 or int8 (test setup picks which): prompts whole,
+ * prompts after cached context (attention over stored rows), batched
+ * decode, and the same greedy text by every route, within the stated
+ * tolerance of the exact reference. */
+static void test_kv_rounded(void **st)
+{
+	(void)st;
+	char p[4096];
+	model_path(p, "tiny-mha", DUET_F32, "gguf");
+	prefill_vs_ref(p, 6, NULL);
+	prefill_vs_ref(p, 37, NULL);
+	batched_decode(p, 1, 3);
+	batched_decode(p, 6, 2);
+	model_path(p, "tiny", DUET_F16, "gguf");
+	batched_decode(p, 20, 1);
+	greedy_routes(p);
 }
 
 /* Q8_0 weights with int8 activations (the default mode): logits within
@@ -486,7 +525,7 @@ static void test_kv_exhaustion(void **st)
 	char p[4096];
 	model_path(p, "tiny", DUET_F32, "gguf");
 	struct duet_model *m = tu_open(p);
-	struct duet_kv_geom g = duet_kv_geom_for(m, DUET_KV_BLOCK_TOKENS);
+	struct duet_kv_geom g = duet_kv_geom_for(m, DUET_KV_BLOCK_TOKENS, DUET_KV_F32);
 	struct duet_kv_pool *kv;
 	struct duet_engine *e;
 	struct duet_err err;
@@ -525,6 +564,8 @@ int main(void)
 		cmocka_unit_test(test_greedy_same_every_route),
 		cmocka_unit_test(test_bf16),
 		cmocka_unit_test_setup_teardown(test_q8_0_int8, int8_mode, exact_mode),
+		cmocka_unit_test_setup_teardown(test_kv_rounded, kv_f16, exact_mode),
+		cmocka_unit_test_setup_teardown(test_kv_rounded, kv_int8, exact_mode),
 		cmocka_unit_test(test_formats_agree),
 		cmocka_unit_test(test_layer_hook),
 		cmocka_unit_test(test_kv_exhaustion),

@@ -112,7 +112,7 @@ static int setup(void **state)
 	if (wrc)
 		return -1;
 	M = tu_open(model_path);
-	struct duet_kv_geom kg = duet_kv_geom_for(M, 0);
+	struct duet_kv_geom kg = duet_kv_geom_for(M, 0, DUET_KV_DEFAULT);
 	struct duet_engine_opts eo = {.n_threads = 1};
 	if (duet_kv_pool_create(&KV, &kg, duet_kv_blocks_for(&kg, M->cfg.ctx_len), &err) ||
 	    duet_engine_create(&E, M, KV, &eo, &err))
@@ -894,9 +894,9 @@ static char *queue_metrics(const char *url)
 	return b.p;
 }
 
-/* A second, small cluster: a decode node whose 1 MB pool holds four
- * requests of 500 tokens (128 blocks of 16), and a router with a queue of
- * one. Of six requests sent at once four run, one waits for room and then
+/* A second, small cluster: a decode node whose 1 MB pool of f32 rows
+ * holds four requests of 500 tokens (128 blocks of 16), and a router with
+ * a queue of one. Of six requests sent at once four run, one waits for room and then
  * runs, one is refused (429). */
 static void test_queue(void **state)
 {
@@ -910,7 +910,8 @@ static void test_queue(void **state)
 				    "--max-queue", "1", "--queue-timeout-ms", "30000", NULL});
 	pid_t dq = spawn("duet-decode", "decode-q",
 			 (char *[]){"--router", ctl, "--kv-endpoint", kv, "--kv-mb", "1",
-				    "--report-ms", "1000", "--name", "decode-q", NULL});
+				    "--kv-dtype", "f32", "--report-ms", "1000", "--name", "decode-q",
+				    NULL});
 	char url[128], health[128], metrics[128];
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/completions", PORT + 1);
 	snprintf(health, sizeof health, "http://127.0.0.1:%d/health", PORT + 1);

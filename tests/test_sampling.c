@@ -176,7 +176,8 @@ static void test_stop_strings(void **st)
 static void test_kv_pool(void **st)
 {
 	(void)st;
-	struct duet_kv_geom g = {.n_layers = 2, .kv_dim = 8, .block_tokens = 4};
+	struct duet_kv_geom g = {.n_layers = 2, .n_kv_heads = 2, .head_dim = 4, .block_tokens = 4,
+				 .dtype = DUET_KV_F32};
 	struct duet_kv_pool *p;
 	struct duet_err err;
 	assert_int_equal(duet_kv_pool_create(&p, &g, 6, &err), 0);
@@ -195,12 +196,12 @@ static void test_kv_pool(void **st)
 		for (int w = 0; w < 2; w++)
 			for (int pos = 0; pos < 9; pos++)
 				for (int i = 0; i < 8; i++)
-					duet_kv_row(p, l, w, &a, pos)[i] =
+					((float *)duet_kv_row(p, l, w, &a, pos))[i] =
 						(float)(((l * 2 + w) * 100 + pos) * 10 + i);
 	for (int l = 0; l < 2; l++)
 		for (int w = 0; w < 2; w++)
 			for (int pos = 0; pos < 9; pos++)
-				assert_true(duet_kv_row(p, l, w, &a, pos)[3] ==
+				assert_true(((float *)duet_kv_row(p, l, w, &a, pos))[3] ==
 					    (float)(((l * 2 + w) * 100 + pos) * 10 + 3));
 	/* Sharing a full block: b takes a's first block; it stays allocated
 	 * until both let go. */
@@ -208,7 +209,7 @@ static void test_kv_pool(void **st)
 	assert_int_equal(duet_kv_seq_append_shared(p, &b, shared, &err), 0);
 	b.n_tokens = 4;
 	assert_int_equal(p->refs[shared], 2);
-	assert_true(duet_kv_row(p, 1, 1, &b, 2)[0] == duet_kv_row(p, 1, 1, &a, 2)[0]);
+	assert_true(duet_kv_row(p, 1, 1, &b, 2) == duet_kv_row(p, 1, 1, &a, 2));
 	duet_kv_seq_release(p, &a);
 	assert_int_equal(p->n_free, 5);
 	assert_int_equal(p->refs[shared], 1);
@@ -216,8 +217,19 @@ static void test_kv_pool(void **st)
 	assert_int_equal(p->n_free, 6);
 	duet_kv_pool_destroy(p);
 	/* Bad geometry is refused. */
-	struct duet_kv_geom bad = {.n_layers = 0, .kv_dim = 8, .block_tokens = 4};
+	struct duet_kv_geom bad = g;
+	bad.n_layers = 0;
 	assert_int_not_equal(duet_kv_pool_create(&p, &bad, 6, &err), 0);
+	bad = g;
+	bad.dtype = (enum duet_kv_dtype)7;
+	assert_int_not_equal(duet_kv_pool_create(&p, &bad, 6, &err), 0);
+	/* Each row type's block size: f16 half of f32, int8 a quarter plus a
+	 * scale per head. */
+	size_t f32 = duet_kv_block_bytes(&g);
+	g.dtype = DUET_KV_F16;
+	assert_int_equal(duet_kv_block_bytes(&g) * 2, f32);
+	g.dtype = DUET_KV_INT8;
+	assert_int_equal(duet_kv_block_bytes(&g), 2 * 2 * 4 * (8 + 2 * sizeof(float)));
 }
 
 int main(void)

@@ -258,7 +258,7 @@ static int setup(void **state)
 	mkdir(keys, 0700);
 	tu_make_model(model_path, "tiny", DUET_F32, "gguf", 0, 33);
 	M = tu_open(model_path);
-	struct duet_kv_geom kg = duet_kv_geom_for(M, 0);
+	struct duet_kv_geom kg = duet_kv_geom_for(M, 0, DUET_KV_DEFAULT);
 	struct duet_engine_opts eo = {.n_threads = 1};
 	struct duet_err err;
 	if (duet_kv_pool_create(&KV, &kg, duet_kv_blocks_for(&kg, M->cfg.ctx_len), &err) ||

@@ -33,6 +33,15 @@ int cli_weights(const char *flag, const char *s, enum duet_weights *out)
 	return 0;
 }
 
+int cli_qdot(const char *flag, const char *s, enum duet_qdot *out)
+{
+	if (duet_qdot_parse(s, out)) {
+		fprintf(stderr, "duet: %s expects int8 or exact, got '%s'\n", flag, s);
+		return -1;
+	}
+	return 0;
+}
+
 void cli_weights_note(const char *cmd, enum duet_weights asked, const struct duet_model *m)
 {
 	if (asked != m->weights)

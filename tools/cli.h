@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "base/err.h"
+#include "engine/forward.h"
 #include "engine/model.h"
 
 int cli_int(const char *flag, const char *s, long lo, long hi, long *out);
@@ -14,6 +15,8 @@ int cli_float(const char *flag, const char *s, double lo, double hi, double *out
 int cli_u64(const char *flag, const char *s, uint64_t *out);
 /* --weights hugepages|mmap (engine/model.h says which is for what). */
 int cli_weights(const char *flag, const char *s, enum duet_weights *out);
+/* --qdot int8|exact (engine/kern/kernels.h says which is for what). */
+int cli_qdot(const char *flag, const char *s, enum duet_qdot *out);
 /* Says on stderr when a model's weights did not land where asked. */
 void cli_weights_note(const char *cmd, enum duet_weights asked, const struct duet_model *m);
 /* Prints "duet <cmd>: msg" to stderr; returns 1 (the exit status). */

@@ -38,6 +38,9 @@ static void usage(FILE *f)
 		"  -b, --batch N        prompt tokens per forward pass (default 512)\n"
 		"  --weights WHERE      hugepages (default: a copy in 2 MiB pages, which decode\n"
 		"                       streams up to twice as fast) or mmap (the file's pages)\n"
+		"  --qdot MODE          quantized weights: int8 (default: integer dot products)\n"
+		"                       or exact (dequantized to f32: the accuracy reference)\n"
+		"  --kv-dtype TYPE      KV cache rows: f16 (default), int8 or f32\n"
 		"  --ids                print generated token ids, one line, instead of text\n"
 		"  --no-echo            do not print the prompt before the continuation\n");
 }
@@ -70,6 +73,8 @@ int cmd_generate(int argc, char **argv)
 	uint64_t seed = (uint64_t)time(NULL);
 	int seed_given = 0, ignore_eos = 0;
 	enum duet_weights weights = DUET_WEIGHTS_HUGEPAGES;
+	enum duet_qdot qdot = DUET_QDOT_INT8;
+	enum duet_kv_dtype kvt = DUET_KV_DEFAULT;
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'},	 {"tokenizer", required_argument, 0, 'z'},
 		{"prompt", required_argument, 0, 'p'},	 {"max-tokens", required_argument, 0, 'n'},
@@ -79,7 +84,8 @@ int cmd_generate(int argc, char **argv)
 		{"threads", required_argument, 0, 't'},	 {"cpus", required_argument, 0, 'c'},
 		{"batch", required_argument, 0, 'b'},	 {"ids", no_argument, 0, 'I'},
 		{"no-echo", no_argument, 0, 'N'},	 {"help", no_argument, 0, 'h'},
-		{"weights", required_argument, 0, 'W'},
+		{"weights", required_argument, 0, 'W'},	 {"qdot", required_argument, 0, 'Q'},
+		{"kv-dtype", required_argument, 0, 'V'},
 		{0, 0, 0, 0},
 	};
 	int c;
@@ -105,6 +111,12 @@ int cmd_generate(int argc, char **argv)
 		case 'I': ids = 1; break;
 		case 'N': echo = 0; break;
 		case 'W': if (cli_weights("--weights", optarg, &weights)) return 2; break;
+		case 'Q': if (cli_qdot("--qdot", optarg, &qdot)) return 2; break;
+		case 'V':
+			if (duet_kv_dtype_parse(optarg, &kvt))
+				return cli_fail("generate", "--kv-dtype expects f16, int8 or f32, got '%s'",
+						optarg);
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -135,12 +147,13 @@ int cmd_generate(int argc, char **argv)
 		cli_fail("generate", "%s", err.msg);
 		goto out;
 	}
-	struct duet_kv_geom g = duet_kv_geom_for(m, 0);
+	struct duet_kv_geom g = duet_kv_geom_for(m, 0, kvt);
 	long need = (long)n_prompt + max_tokens;
 	if (need > m->cfg.ctx_len)
 		need = m->cfg.ctx_len;
 	struct duet_engine_opts eo = {.n_threads = (int)threads, .cpus = n_cpus ? cpus : NULL,
-				      .n_cpus = n_cpus, .max_batch_tokens = (int)batch};
+				      .n_cpus = n_cpus, .max_batch_tokens = (int)batch,
+				      .qdot = qdot};
 	if (duet_kv_pool_create(&kv, &g, duet_kv_blocks_for(&g, need), &err) ||
 	    duet_engine_create(&e, m, kv, &eo, &err)) {
 		cli_fail("generate", "%s", err.msg);

@@ -18,18 +18,27 @@ int duet_attn_init(struct duet_attn *a, struct duet_threadpool *tp,
 	a->n_kv_heads = cfg->n_kv_heads;
 	a->head_dim = cfg->head_dim;
 	a->scale = 1.0f / sqrtf((float)cfg->head_dim);
-	a->scores = calloc((size_t)duet_threadpool_threads(tp), sizeof *a->scores);
-	if (!a->scores)
+	int n = duet_threadpool_threads(tp);
+	a->scores = calloc((size_t)n, sizeof *a->scores);
+	a->head = calloc((size_t)n, sizeof *a->head);
+	if (!a->scores || !a->head)
 		return duet_errf(err, "attention: out of memory");
+	for (int i = 0; i < n; i++)
+		if (!(a->head[i] = malloc(sizeof(float) * (size_t)cfg->head_dim)))
+			return duet_errf(err, "attention: out of memory");
 	return 0;
 }
 
 void duet_attn_free(struct duet_attn *a)
 {
-	if (a->scores)
-		for (int i = 0; i < duet_threadpool_threads(a->tp); i++)
+	for (int i = 0; i < duet_threadpool_threads(a->tp); i++) {
+		if (a->scores)
 			free(a->scores[i]);
+		if (a->head)
+			free(a->head[i]);
+	}
 	free(a->scores);
+	free(a->head);
 	free(a->gk);
 	free(a->gv);
 	memset(a, 0, sizeof *a);
@@ -50,7 +59,7 @@ int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err)
 		a->scores_cap = need;
 	}
 	if ((size_t)positions > a->gather_cap) {
-		size_t bytes = sizeof(float) * (size_t)positions * (size_t)a->kv->g.kv_dim;
+		size_t bytes = sizeof(float) * (size_t)positions * (size_t)duet_kv_dim(&a->kv->g);
 		float *k = realloc(a->gk, bytes);
 		if (k)
 			a->gk = k;
@@ -77,20 +86,27 @@ struct rows_args {
 	atomic_int next;
 };
 
+/* The sequence's cached K and V as f32 rows, contiguous, for sgemm. */
 static void gather(void *arg, int ith, int nth)
 {
 	struct rows_args *r = arg;
 	const struct duet_kv_pool *kv = r->a->kv;
-	int kvd = kv->g.kv_dim, bt = kv->g.block_tokens;
+	const struct duet_kv_geom *g = &kv->g;
+	int kvd = duet_kv_dim(g), bt = g->block_tokens;
 	long b0, b1;
-	int nblocks = duet_kv_blocks_for(&kv->g, r->p0 + r->n);
+	int nblocks = duet_kv_blocks_for(g, r->p0 + r->n);
 	duet_split(nblocks, ith, nth, 1, &b0, &b1);
 	for (long b = b0; b < b1; b++) {
 		int p = (int)b * bt;
 		int cnt = r->p0 + r->n - p < bt ? r->p0 + r->n - p : bt;
-		size_t bytes = sizeof(float) * (size_t)cnt * (size_t)kvd;
-		memcpy(r->a->gk + (size_t)p * kvd, duet_kv_row(kv, r->layer, 0, r->s, p), bytes);
-		memcpy(r->a->gv + (size_t)p * kvd, duet_kv_row(kv, r->layer, 1, r->s, p), bytes);
+		for (int i = 0; i < cnt; i++) {
+			duet_kv_row_get(g->dtype, g->n_kv_heads, g->head_dim,
+					duet_kv_row(kv, r->layer, 0, r->s, p + i),
+					r->a->gk + (size_t)(p + i) * kvd);
+			duet_kv_row_get(g->dtype, g->n_kv_heads, g->head_dim,
+					duet_kv_row(kv, r->layer, 1, r->s, p + i),
+					r->a->gv + (size_t)(p + i) * kvd);
+		}
 	}
 }
 
@@ -139,7 +155,7 @@ void duet_attn_rows(struct duet_attn *a, int layer, const struct duet_kv_seq *s,
 	struct rows_args r = {.a = a, .layer = layer, .s = s, .p0 = p0, .n = n, .q = q,
 			      .out = out, .tiles = (n + DUET_ATTN_TILE - 1) / DUET_ATTN_TILE};
 	atomic_init(&r.next, 0);
-	if (p0 == 0) {
+	if (p0 == 0 && a->kv->g.dtype == DUET_KV_F32) {
 		/* A whole prompt: its keys are exactly the new rows. */
 		r.K = k_new;
 		r.V = v_new;
@@ -167,7 +183,27 @@ struct single_args {
 	atomic_int next;
 };
 
-static void single_unit(struct single_args *s, int unit, float *sc)
+/* Head g of a K or V row as f32: the row itself when the cache holds
+ * f32, else converted into buf. */
+static const float *head_f32(const struct duet_attn *a, const void *row, int g, float *buf)
+{
+	const struct duet_kv_geom *kg = &a->kv->g;
+	const void *h = duet_kv_row_head(kg->dtype, kg->head_dim, row, g);
+	switch (kg->dtype) {
+	case DUET_KV_F32:
+		return h;
+	case DUET_KV_F16:
+		a->k->cvt_f16(h, buf, kg->head_dim);
+		return buf;
+	case DUET_KV_INT8:
+		a->k->cvt_i8(h, duet_kv_row_scale(kg->dtype, kg->n_kv_heads, kg->head_dim, row, g),
+			     buf, kg->head_dim);
+		return buf;
+	}
+	return buf;
+}
+
+static void single_unit(struct single_args *s, int unit, float *sc, float *buf)
 {
 	const struct duet_attn *a = s->a;
 	const struct duet_kv_pool *kv = a->kv;
@@ -175,28 +211,24 @@ static void single_unit(struct single_args *s, int unit, float *sc)
 	int hpg = a->n_heads / a->n_kv_heads;
 	int i = unit / a->n_kv_heads, g = unit % a->n_kv_heads;
 	const struct duet_kv_seq *seq = s->seqs[i];
-	int npos = s->pos[i] + 1, bt = kv->g.block_tokens, kvd = kv->g.kv_dim;
+	int npos = s->pos[i] + 1;
 	const float *q = s->q + (size_t)s->rows[i] * qd + (size_t)g * hpg * hd;
 	float *out = s->out + (size_t)s->rows[i] * qd + (size_t)g * hpg * hd;
-	/* Each K and V row of the group's head is read once for all the query
-	 * heads that share it. */
-	for (int p0 = 0; p0 < npos; p0 += bt) {
-		int cnt = npos - p0 < bt ? npos - p0 : bt;
-		const float *kr = duet_kv_row(kv, s->layer, 0, seq, p0) + (size_t)g * hd;
-		for (int t = 0; t < cnt; t++, kr += kvd)
-			for (int h = 0; h < hpg; h++)
-				sc[(size_t)h * npos + p0 + t] = a->k->dot(q + h * hd, kr, hd) * a->scale;
+	/* Each K and V row of the group's head is read (and converted) once
+	 * for all the query heads that share it. */
+	for (int p = 0; p < npos; p++) {
+		const float *kr = head_f32(a, duet_kv_row(kv, s->layer, 0, seq, p), g, buf);
+		for (int h = 0; h < hpg; h++)
+			sc[(size_t)h * npos + p] = a->k->dot(q + h * hd, kr, hd) * a->scale;
 	}
 	for (int h = 0; h < hpg; h++) {
 		a->k->softmax(sc + (size_t)h * npos, npos);
 		memset(out + h * hd, 0, sizeof(float) * (size_t)hd);
 	}
-	for (int p0 = 0; p0 < npos; p0 += bt) {
-		int cnt = npos - p0 < bt ? npos - p0 : bt;
-		const float *vr = duet_kv_row(kv, s->layer, 1, seq, p0) + (size_t)g * hd;
-		for (int t = 0; t < cnt; t++, vr += kvd)
-			for (int h = 0; h < hpg; h++)
-				a->k->axpy(sc[(size_t)h * npos + p0 + t], vr, out + h * hd, hd);
+	for (int p = 0; p < npos; p++) {
+		const float *vr = head_f32(a, duet_kv_row(kv, s->layer, 1, seq, p), g, buf);
+		for (int h = 0; h < hpg; h++)
+			a->k->axpy(sc[(size_t)h * npos + p], vr, out + h * hd, hd);
 	}
 }
 
@@ -209,7 +241,7 @@ static void single_worker(void *arg, int ith, int nth)
 		int u = atomic_fetch_add(&s->next, 1);
 		if (u >= units)
 			break;
-		single_unit(s, u, s->a->scores[ith]);
+		single_unit(s, u, s->a->scores[ith], s->a->head[ith]);
 	}
 }
 

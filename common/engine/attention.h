@@ -20,6 +20,7 @@ struct duet_attn {
 	float scale;
 	float **scores;	  /* per thread */
 	size_t scores_cap; /* floats per thread */
+	float **head;	  /* per thread: one head of a K or V row in f32 */
 	float *gk, *gv;	   /* gathered K and V, [positions, kv_dim] */
 	size_t gather_cap; /* positions */
 };
@@ -35,7 +36,9 @@ int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err);
 
 /* n query rows of one sequence at positions p0.., over its KV [0, p0+n)
  * (the new rows already written to the cache). k_new/v_new are the new
- * rows [n, kv_dim], used in place of a gather when p0 == 0. */
+ * rows [n, kv_dim], used in place of a gather when p0 == 0 and the cache
+ * holds f32 (else the rows as stored are what later steps see, so they are
+ * what this one sees too). */
 void duet_attn_rows(struct duet_attn *a, int layer, const struct duet_kv_seq *s,
 		    int p0, int n, const float *q, const float *k_new,
 		    const float *v_new, float *out);

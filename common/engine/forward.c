@@ -36,10 +36,11 @@ struct duet_engine {
 	size_t logits_cap;
 };
 
-struct duet_kv_geom duet_kv_geom_for(const struct duet_model *m, int block_tokens)
+struct duet_kv_geom duet_kv_geom_for(const struct duet_model *m, int block_tokens,
+				     enum duet_kv_dtype dtype)
 {
-	struct duet_kv_geom g = {m->cfg.n_layers, m->cfg.n_kv_heads * m->cfg.head_dim,
-				 block_tokens > 0 ? block_tokens : DUET_KV_BLOCK_TOKENS};
+	struct duet_kv_geom g = {m->cfg.n_layers, m->cfg.n_kv_heads, m->cfg.head_dim,
+				 block_tokens > 0 ? block_tokens : DUET_KV_BLOCK_TOKENS, dtype};
 	return g;
 }
 
@@ -78,10 +79,12 @@ int duet_engine_create(struct duet_engine **out, const struct duet_model *m,
 {
 	*out = NULL;
 	const struct duet_config *c = &m->cfg;
-	struct duet_kv_geom g = duet_kv_geom_for(m, kv->g.block_tokens);
-	if (kv->g.n_layers != g.n_layers || kv->g.kv_dim != g.kv_dim)
-		return duet_errf(err, "engine: KV pool geometry (%d layers x %d) does not match the model (%d x %d)",
-				 kv->g.n_layers, kv->g.kv_dim, g.n_layers, g.kv_dim);
+	struct duet_kv_geom g = duet_kv_geom_for(m, kv->g.block_tokens, kv->g.dtype);
+	if (kv->g.n_layers != g.n_layers || kv->g.n_kv_heads != g.n_kv_heads ||
+	    kv->g.head_dim != g.head_dim)
+		return duet_errf(err, "engine: KV pool geometry (%d layers x %d heads x %d) does not match the model (%d x %d x %d)",
+				 kv->g.n_layers, kv->g.n_kv_heads, kv->g.head_dim, g.n_layers,
+				 g.n_kv_heads, g.head_dim);
 	struct duet_engine *e = calloc(1, sizeof *e);
 	if (!e)
 		return duet_errf(err, "engine: out of memory");
@@ -104,7 +107,7 @@ int duet_engine_create(struct duet_engine **out, const struct duet_model *m,
 	    duet_attn_init(&e->attn, e->tp, e->k, kv, c, err))
 		goto fail;
 	size_t T = (size_t)e->max_T;
-	int kvd = g.kv_dim;
+	int kvd = duet_kv_dim(&g);
 	e->x = alloc_f(T * c->dim);
 	e->xb = alloc_f(T * c->dim);
 	e->q = alloc_f(T * c->dim);
@@ -312,23 +315,21 @@ static int reserve_blocks(struct duet_engine *e, struct duet_fwd_seq *seqs, int 
 	return 0;
 }
 
+/* The new positions' K and V into the cache, in its row type. */
 static void write_kv(struct duet_engine *e, int layer, struct duet_fwd_seq *seqs,
 		     int n_seqs)
 {
-	int kvd = e->kv->g.kv_dim, bt = e->kv->g.block_tokens;
-	int row = 0;
+	const struct duet_kv_geom *g = &e->kv->g;
+	int kvd = duet_kv_dim(g), row = 0;
 	for (int s = 0; s < n_seqs; s++) {
 		const struct duet_fwd_seq *q = &seqs[s];
 		int p0 = q->kv->n_tokens;
-		for (int i = 0; i < q->n_tokens;) {
-			int p = p0 + i;
-			int cnt = bt - p % bt;
-			if (cnt > q->n_tokens - i)
-				cnt = q->n_tokens - i;
-			size_t bytes = sizeof(float) * (size_t)cnt * kvd;
-			memcpy(duet_kv_row(e->kv, layer, 0, q->kv, p), e->kx + (size_t)(row + i) * kvd, bytes);
-			memcpy(duet_kv_row(e->kv, layer, 1, q->kv, p), e->vx + (size_t)(row + i) * kvd, bytes);
-			i += cnt;
+		for (int i = 0; i < q->n_tokens; i++) {
+			size_t off = (size_t)(row + i) * kvd;
+			duet_kv_row_put(g->dtype, g->n_kv_heads, g->head_dim, e->kx + off,
+					duet_kv_row(e->kv, layer, 0, q->kv, p0 + i));
+			duet_kv_row_put(g->dtype, g->n_kv_heads, g->head_dim, e->vx + off,
+					duet_kv_row(e->kv, layer, 1, q->kv, p0 + i));
 		}
 		row += q->n_tokens;
 	}
@@ -369,7 +370,7 @@ static void attention(struct duet_engine *e, int layer, struct duet_fwd_seq *seq
 static int call_hooks(struct duet_engine *e, int layer, struct duet_fwd_seq *seqs,
 		      int n_seqs, struct duet_err *err)
 {
-	int kvd = e->kv->g.kv_dim, row = 0;
+	int kvd = duet_kv_dim(&e->kv->g), row = 0;
 	for (int s = 0; s < n_seqs; s++) {
 		const struct duet_fwd_seq *q = &seqs[s];
 		if (e->hook(e->hook_ctx, layer, q, q->kv->n_tokens, q->n_tokens,

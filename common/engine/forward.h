@@ -66,7 +66,11 @@ int duet_qdot_parse(const char *s, enum duet_qdot *out);
 int duet_forward(struct duet_engine *e, struct duet_fwd_seq *seqs, int n_seqs,
 		 struct duet_err *err);
 
-/* KV geometry for a model, with the default block size. */
-struct duet_kv_geom duet_kv_geom_for(const struct duet_model *m, int block_tokens);
+/* KV geometry for a model: block_tokens 0 is the default block size. f16
+ * is the default row type (DUET_KV_DEFAULT): half the memory of f32 per
+ * position, so twice the sequences per node. */
+#define DUET_KV_DEFAULT DUET_KV_F16
+struct duet_kv_geom duet_kv_geom_for(const struct duet_model *m, int block_tokens,
+				     enum duet_kv_dtype dtype);
 
 #endif

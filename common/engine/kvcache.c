@@ -8,24 +8,26 @@
 
 size_t duet_kv_block_bytes(const struct duet_kv_geom *g)
 {
-	return (size_t)g->n_layers * 2 * (size_t)g->block_tokens * (size_t)g->kv_dim *
-	       sizeof(float);
+	return (size_t)g->n_layers * 2 * (size_t)g->block_tokens *
+	       duet_kv_row_bytes(g->dtype, g->n_kv_heads, g->head_dim);
 }
 
 int duet_kv_pool_create(struct duet_kv_pool **out, const struct duet_kv_geom *g,
 			int n_blocks, struct duet_err *err)
 {
 	*out = NULL;
-	if (g->n_layers < 1 || g->kv_dim < 1 || g->block_tokens < 1 ||
-	    g->block_tokens > DUET_KV_MAX_BLOCK_TOKENS)
-		return duet_errf(err, "KV pool: bad geometry (layers %d, kv_dim %d, block %d tokens)",
-				 g->n_layers, g->kv_dim, g->block_tokens);
+	if (g->n_layers < 1 || g->n_kv_heads < 1 || g->head_dim < 1 || g->block_tokens < 1 ||
+	    g->block_tokens > DUET_KV_MAX_BLOCK_TOKENS || !duet_kv_dtype_valid(g->dtype))
+		return duet_errf(err, "KV pool: bad geometry (layers %d, %d heads of %d, block %d tokens, dtype %d)",
+				 g->n_layers, g->n_kv_heads, g->head_dim, g->block_tokens,
+				 (int)g->dtype);
 	if (n_blocks < 1)
 		return duet_errf(err, "KV pool: %d blocks requested; need at least 1", n_blocks);
 	struct duet_kv_pool *p = calloc(1, sizeof *p);
 	if (!p)
 		return duet_errf(err, "KV pool: out of memory");
 	p->g = *g;
+	p->row_bytes = duet_kv_row_bytes(g->dtype, g->n_kv_heads, g->head_dim);
 	p->n_blocks = n_blocks;
 	p->bytes = duet_kv_block_bytes(g) * (size_t)n_blocks;
 	/* Anonymous pages: zeroed, allocated only when first written, and

@@ -1,7 +1,8 @@
 /* Paged KV cache: a pool of fixed-size blocks (block_tokens positions of K
  * and V for every layer) and per-sequence block tables. Blocks are
  * refcounted so full blocks can be shared between sequences (prefix
- * caching); a sequence only ever writes blocks it holds alone. */
+ * caching); a sequence only ever writes blocks it holds alone. Rows are
+ * stored in f32, f16 or int8 (base/kvrow.h), the form the wire carries. */
 #ifndef DUET_KVCACHE_H
 #define DUET_KVCACHE_H
 
@@ -9,20 +10,28 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "base/kvrow.h"
 
 #define DUET_KV_BLOCK_TOKENS 16 /* default positions per block */
 #define DUET_KV_MAX_BLOCK_TOKENS 4096
 
 struct duet_kv_geom {
 	int n_layers;
-	int kv_dim; /* n_kv_heads * head_dim */
+	int n_kv_heads, head_dim;
 	int block_tokens;
+	enum duet_kv_dtype dtype;
 };
+
+static inline int duet_kv_dim(const struct duet_kv_geom *g)
+{
+	return g->n_kv_heads * g->head_dim;
+}
 
 struct duet_kv_pool {
 	struct duet_kv_geom g;
+	size_t row_bytes; /* one position's K (or V) of one layer */
 	int n_blocks;
-	float *data; /* [layer][K|V][block][block_tokens][kv_dim] */
+	uint8_t *data; /* [layer][K|V][block][block_tokens] rows */
 	size_t bytes;
 	int *refs;
 	int *free_ids; /* stack of free block ids */
@@ -62,15 +71,16 @@ int duet_kv_seq_append_shared(struct duet_kv_pool *p, struct duet_kv_seq *s,
 void duet_kv_block_ref(struct duet_kv_pool *p, int block);
 void duet_kv_block_unref(struct duet_kv_pool *p, int block);
 
-/* K (which = 0) or V (which = 1) row of layer l at position pos. */
-static inline float *duet_kv_row(const struct duet_kv_pool *p, int layer, int which,
-				 const struct duet_kv_seq *s, int pos)
+/* K (which = 0) or V (which = 1) row of layer l at position pos; the rows
+ * of one block follow each other. */
+static inline void *duet_kv_row(const struct duet_kv_pool *p, int layer, int which,
+				const struct duet_kv_seq *s, int pos)
 {
 	const struct duet_kv_geom *g = &p->g;
 	size_t block = (size_t)s->blocks[pos / g->block_tokens];
 	size_t slab = ((size_t)layer * 2 + (size_t)which) * (size_t)p->n_blocks;
 	return p->data + ((slab + block) * (size_t)g->block_tokens +
-			  (size_t)(pos % g->block_tokens)) * (size_t)g->kv_dim;
+			  (size_t)(pos % g->block_tokens)) * p->row_bytes;
 }
 
 #endif

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "net/kvwire.h"
+#include "base/kvrow.h"
 
 int duet_wire_pack(const Duet__Msg *m, void **buf, size_t *len, struct duet_err *err)
 {
@@ -148,17 +148,16 @@ int duet_wire_check_kv_chunk(const Duet__KvChunk *c, const void *payload, size_t
 	    c->first_pos > (uint32_t)lim->ctx_len - c->n_tokens)
 		return duet_errf(err, "kv_chunk: positions %u + %u outside the context of %d",
 				 c->first_pos, c->n_tokens, lim->ctx_len);
-	if (c->dtype != DUET__KV_DTYPE__KV_F32 && c->dtype != DUET__KV_DTYPE__KV_F16 &&
-	    c->dtype != DUET__KV_DTYPE__KV_INT8)
+	if (!duet_kv_dtype_valid((uint32_t)c->dtype))
 		return duet_errf(err, "kv_chunk: unknown dtype %d", (int)c->dtype);
-	size_t want = duet_kvwire_bytes((enum duet_kv_dtype)c->dtype, (int)c->n_tokens,
-					lim->n_kv_heads * lim->head_dim);
+	size_t want = 2 * (size_t)c->n_tokens *
+		      duet_kv_row_bytes((enum duet_kv_dtype)c->dtype, lim->n_kv_heads, lim->head_dim);
 	if (c->payload_bytes != want || plen != want)
 		return duet_errf(err,
 				 "kv_chunk: payload of %zu bytes (header says %llu); %u tokens "
 				 "in %s take %zu",
 				 plen, (unsigned long long)c->payload_bytes, c->n_tokens,
-				 duet_kvwire_dtype_name((enum duet_kv_dtype)c->dtype), want);
+				 duet_kv_dtype_name((enum duet_kv_dtype)c->dtype), want);
 	uint64_t h = XXH3_64bits(payload, plen);
 	if (h != c->checksum)
 		return duet_errf(err, "kv_chunk: checksum %016llx, payload hashes to %016llx",

@@ -10,7 +10,8 @@
 #include "base/err.h"
 #include "duet.pb-c.h"
 
-#define DUET_PROTO_VERSION 1
+/* 2: KV rows in the cache's form (int8 with one scale per head). */
+#define DUET_PROTO_VERSION 2
 /* A control message (prompt tokens included) is never bigger than this. */
 #define DUET_MAX_CTRL_BYTES (16u << 20)
 /* Node names, endpoints and digests are short; longer ones are refused. */

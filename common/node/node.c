@@ -34,6 +34,8 @@ void duet_node_defaults(struct duet_node_cfg *c, const char *name)
 	c->log_level = "info";
 	c->kernels = "";
 	c->weights = "";
+	c->qdot = "int8";
+	c->kv_dtype = "f16";
 }
 
 int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
@@ -65,6 +67,14 @@ int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
 		 "hugepages (a copy in 2 MiB pages, which decode streams up to twice as fast) "
 		 "or mmap (the file's page-cache pages, shared with other processes, no copy); "
 		 "default: hugepages on decode nodes, mmap on prefill nodes"},
+		{"qdot", DUET_OPT_STR, &c->qdot, 0, 0, "MODE",
+		 "quantized weights: int8 (activations quantized per 32-block, integer dot "
+		 "products) or exact (weights dequantized to f32, the accuracy reference); "
+		 "every node of a cluster must use the same"},
+		{"kv-dtype", DUET_OPT_STR, &c->kv_dtype, 0, 0, "TYPE",
+		 "KV cache rows: f16 (half the memory of f32), int8 (a quarter, one scale "
+		 "per head) or f32; sent to decode nodes as stored, so give every node the "
+		 "same (a decode node converts what differs)"},
 	};
 	memcpy(o, t, sizeof t);
 	int n = (int)(sizeof t / sizeof t[0]);
@@ -82,6 +92,18 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 				 c->log_level);
 	if (duet_wire_check_str(c->name, DUET_MAX_NAME, "name", err) || !*c->name)
 		return duet_errf(err, "name: must be 1 to %d bytes", DUET_MAX_NAME);
+	/* Every setting checked before the model loads (which takes a while). */
+	struct duet_model_opts mo = {.weights = role == DUET__ROLE__ROLE_DECODE
+							 ? DUET_WEIGHTS_HUGEPAGES
+							 : DUET_WEIGHTS_MMAP};
+	if (*c->weights && duet_weights_parse(c->weights, &mo.weights))
+		return duet_errf(err, "weights '%s': want hugepages or mmap", c->weights);
+	enum duet_qdot qdot;
+	if (duet_qdot_parse(c->qdot, &qdot))
+		return duet_errf(err, "qdot '%s': want int8 or exact", c->qdot);
+	enum duet_kv_dtype kvt;
+	if (duet_kv_dtype_parse(c->kv_dtype, &kvt))
+		return duet_errf(err, "kv-dtype '%s': want f16, int8 or f32", c->kv_dtype);
 	duet_log_init(c->name, lvl);
 	duet_notify_init();
 	int server = role == DUET__ROLE__ROLE_DECODE;
@@ -94,18 +116,13 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 		return -1;
 	if (n->n_cpus && duet_cpu_pin_self(n->cpus[0], err))
 		return -1;
-	struct duet_model_opts mo = {.weights = role == DUET__ROLE__ROLE_DECODE
-							 ? DUET_WEIGHTS_HUGEPAGES
-							 : DUET_WEIGHTS_MMAP};
-	if (*c->weights && duet_weights_parse(c->weights, &mo.weights))
-		return duet_errf(err, "weights '%s': want hugepages or mmap", c->weights);
 	if (duet_model_open(&n->model, c->model, &mo, err))
 		return -1;
 	if (mo.weights != n->model->weights)
 		duet_log(DUET_LOG_WARN, 0, "weights: mmap instead of hugepages (%s)",
 			 n->model->weights_note);
 	const struct duet_config *mc = &n->model->cfg;
-	struct duet_kv_geom g = duet_kv_geom_for(n->model, c->block_tokens);
+	struct duet_kv_geom g = duet_kv_geom_for(n->model, c->block_tokens, kvt);
 	long blocks = (long)((double)c->kv_mb * 1048576.0 / (double)duet_kv_block_bytes(&g));
 	if (blocks < 1)
 		return duet_errf(err, "kv-mb: %d MB holds no block of %zu bytes", c->kv_mb,
@@ -113,6 +130,7 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 	if (blocks > 1 << 30)
 		blocks = 1 << 30;
 	struct duet_engine_opts eo = {.n_threads = c->threads,
+				      .qdot = qdot,
 				      .cpus = n->n_cpus ? n->cpus : NULL,
 				      .n_cpus = n->n_cpus,
 				      .max_batch_tokens = c->max_batch_tokens + extra_batch,

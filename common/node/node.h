@@ -18,7 +18,7 @@
 
 #define DUET_NODE_MAX_CPUS 256
 #define DUET_NODE_HELLO_RETRY_US 1000000LL
-#define DUET_NODE_COMMON_OPTS (13 + DUET_CURVE_OPTS) /* at most */
+#define DUET_NODE_COMMON_OPTS (15 + DUET_CURVE_OPTS) /* at most */
 #define DUET_NODE_STATUS_MAX 160
 
 struct duet_node_cfg {
@@ -35,6 +35,8 @@ struct duet_node_cfg {
 	const char *log_level;
 	const char *kernels;
 	const char *weights; /* "" = the role's default */
+	const char *qdot;
+	const char *kv_dtype;
 	struct duet_curve_cfg curve;
 	const char *serve_endpoint; /* decode: the KV endpoint it binds (not a key) */
 };

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "net/kvwire.h"
+#include "base/kvrow.h"
 #include "net/wire.h"
 #include "node/node.h"
 
@@ -20,13 +20,15 @@ static void kv_chunk(const Duet__KvChunk *c, const uint8_t *payload, size_t plen
 	struct duet_err err;
 	if (duet_wire_check_kv_chunk(c, payload, plen, &LIM, &err))
 		return;
-	int kv_dim = LIM.n_kv_heads * LIM.head_dim, n = (int)c->n_tokens;
+	/* What a decode node does next: check the rows, then read them. */
+	enum duet_kv_dtype t = (enum duet_kv_dtype)c->dtype;
+	int n = (int)c->n_tokens;
+	if (duet_kv_rows_check(t, LIM.n_kv_heads, LIM.head_dim, payload, 2 * n, &err))
+		return;
+	size_t rb = duet_kv_row_bytes(t, LIM.n_kv_heads, LIM.head_dim);
 	float row[64];
-	for (int w = 0; w < 2; w++)
-		for (int i = 0; i < n; i++)
-			if (duet_kvwire_get_row((enum duet_kv_dtype)c->dtype, payload, n, kv_dim, w, i, row,
-						&err))
-				return;
+	for (int i = 0; i < 2 * n; i++)
+		duet_kv_row_get(t, LIM.n_kv_heads, LIM.head_dim, payload + (size_t)i * rb, row);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "net/kvwire.h"
+#include "base/kvrow.h"
 #include "net/wire.h"
 
 static void put(const char *dir, const char *name, const Duet__Msg *m, const void *payload,
@@ -41,15 +41,14 @@ int main(int argc, char **argv)
 	const char *dir = argv[1];
 	const enum duet_kv_dtype types[] = {DUET_KV_F32, DUET_KV_F16, DUET_KV_INT8};
 	for (int t = 0; t < 3; t++) {
-		int n = 2, kv_dim = 64;
-		size_t plen = duet_kvwire_bytes(types[t], n, kv_dim);
-		void *p = calloc(1, plen);
+		int n = 2;
+		size_t rb = duet_kv_row_bytes(types[t], 2, 32), plen = 2 * (size_t)n * rb;
+		uint8_t *p = calloc(1, plen);
 		float row[64];
 		for (int i = 0; i < 64; i++)
 			row[i] = (float)i - 30;
-		for (int w = 0; w < 2; w++)
-			for (int i = 0; i < n; i++)
-				duet_kvwire_put_row(types[t], p, n, kv_dim, w, i, row);
+		for (int i = 0; i < 2 * n; i++)
+			duet_kv_row_put(types[t], 2, 32, row, p + (size_t)i * rb);
 		Duet__KvChunk c = DUET__KV_CHUNK__INIT;
 		c.request_id = 7;
 		c.layer = 1;
@@ -63,7 +62,7 @@ int main(int argc, char **argv)
 		c.model_digest = "0123456789abcdef0123456789abcdef";
 		Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_KV_CHUNK, &c);
 		char name[64];
-		snprintf(name, sizeof name, "kv_chunk_%s", duet_kvwire_dtype_name(types[t]));
+		snprintf(name, sizeof name, "kv_chunk_%s", duet_kv_dtype_name(types[t]));
 		put(dir, name, &m, p, plen);
 		free(p);
 	}

@@ -1,8 +1,9 @@
 /* duet bench: prefill and decode speed of one model, as a llama-bench
  * style table, with the machine's sgemm and memory-bandwidth ceilings
  * measured in the same run and every figure given as a fraction of the
- * ceiling it is bound by. */
+ * ceiling it is bound by; --json writes the same as a file for scripts. */
 #include <getopt.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,14 +19,18 @@
 #include "engine/sampler.h"
 
 #define MAX_BATCHES 16
+#define MAX_BATCH 1024
 #define MAX_REPS 1000
 #define SGEMM_N 2048
 #define BW_BYTES ((size_t)1 << 30)
+/* --agree: prompts and greedy tokens each, int8 against exact. */
+#define AGREE_TOKENS 64
+#define AGREE_PROMPT 32
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: duet bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [-b LIST]\n"
+		"Usage: duet bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [-b LIST] [options]\n"
 		"\n"
 		"Measures prompt processing (ppN: N prompt tokens in one prefill) and text\n"
 		"generation (tgN: N decode steps of one sequence), mean and standard\n"
@@ -33,8 +38,9 @@ static void usage(FILE *f)
 		"for each batch size in LIST (B sequences decoding N tokens together).\n"
 		"The sgemm and memory-bandwidth ceilings of this machine are measured in\n"
 		"the same run: prefill is shown against sgemm peak / (2 x matrix params per\n"
-		"token), decode against bandwidth / (weight bytes read per token), with\n"
-		"bandwidth measured before and after the decode runs and averaged.\n"
+		"token), decode against bandwidth / (bytes read per step: weights, and the\n"
+		"KV cache at the run's depth), with bandwidth measured before and after the\n"
+		"decode runs and averaged.\n"
 		"\n"
 		"  -m, --model FILE        GGUF or llama2.c model\n"
 		"  -p, --prompt N          prompt tokens for ppN (default 512; 0 skips)\n"
@@ -43,11 +49,20 @@ static void usage(FILE *f)
 		"  -r, --reps N            measured repetitions (default 5)\n"
 		"  -b, --batch LIST        batch sizes for batched decode, e.g. 1,4,8\n"
 		"                          (default 1; batch 1 is tgN itself)\n"
+		"  -d, --depth N           context already in the cache of every sequence\n"
+		"                          before each measured run (prefilled, not timed;\n"
+		"                          default 0), as llama-bench -d\n"
+		"  --kv-dtype TYPE         KV cache rows: f16 (default), int8 or f32\n"
+		"  --qdot MODE             quantized weights: int8 (default) or exact\n"
+		"  --weights WHERE         hugepages (default: a copy in 2 MiB pages) or mmap\n"
+		"                          (the file's 4 KiB page-cache pages)\n"
+		"  --agree N               also generate N prompts greedily with --qdot int8 and\n"
+		"                          exact and count the tokens on which they agree\n"
+		"                          (quantized models)\n"
+		"  --json FILE             every figure, both ceilings and the settings as JSON\n"
 		"  --ceiling-seconds S     time spent on each ceiling (default 2)\n"
 		"  --no-ceilings           skip measuring the ceilings\n"
-		"  --tokenizer FILE        tokenizer.bin of a llama2.c model\n"
-		"  --weights WHERE         hugepages (default: a copy in 2 MiB pages) or mmap\n"
-		"                          (the file's 4 KiB page-cache pages)\n");
+		"  --tokenizer FILE        tokenizer.bin of a llama2.c model\n");
 }
 
 struct stats {
@@ -70,15 +85,17 @@ struct bench {
 	struct duet_model *m;
 	struct duet_kv_pool *kv;
 	struct duet_engine *e;
-	int *tokens;
+	int *tokens; /* prompt and context tokens */
+	int n_tokens;
 	float *logits;
+	int depth;
 };
 
 /* Prompt tokens: a fixed pseudo-random walk over the vocabulary (speed
  * does not depend on which tokens, only how many). */
-static void fill_tokens(int *t, int n, int vocab)
+static void fill_tokens(int *t, int n, int vocab, uint64_t salt)
 {
-	uint64_t s = 88172645463325252ull;
+	uint64_t s = 88172645463325252ull ^ salt;
 	t[0] = 1;
 	for (int i = 1; i < n; i++) {
 		s ^= s << 13, s ^= s >> 7, s ^= s << 17;
@@ -86,40 +103,55 @@ static void fill_tokens(int *t, int n, int vocab)
 	}
 }
 
-/* One prefill of n tokens into a fresh sequence; tokens/s. */
+/* n tokens into a sequence in engine-sized chunks; logits of the last. */
+static int prefill(struct bench *b, struct duet_kv_seq *s, const int *t, int n, float *logits,
+		   struct duet_err *err)
+{
+	int chunk = duet_engine_max_batch(b->e);
+	for (int i = 0; i < n; i += chunk) {
+		int k = n - i < chunk ? n - i : chunk;
+		struct duet_fwd_seq fs = {s, t + i, k,
+					  i + k == n && logits ? DUET_LOGITS_LAST : DUET_LOGITS_NONE,
+					  logits, NULL};
+		if (duet_forward(b->e, &fs, 1, err))
+			return -1;
+	}
+	return 0;
+}
+
+/* One prefill of n tokens after the depth's context (not timed). */
 static int run_pp(struct bench *b, int n, double *tps, struct duet_err *err)
 {
 	struct duet_kv_seq s;
 	duet_kv_seq_init(&s);
-	int chunk = duet_engine_max_batch(b->e);
+	int rc = -1;
+	if (b->depth && prefill(b, &s, b->tokens + n, b->depth, NULL, err))
+		goto out;
 	double t0 = duet_now_s();
-	for (int i = 0; i < n; i += chunk) {
-		int k = n - i < chunk ? n - i : chunk;
-		struct duet_fwd_seq fs = {&s, b->tokens + i, k,
-					  i + k == n ? DUET_LOGITS_LAST : DUET_LOGITS_NONE,
-					  b->logits, NULL};
-		if (duet_forward(b->e, &fs, 1, err)) {
-			duet_kv_seq_release(b->kv, &s);
-			return -1;
-		}
-	}
+	if (prefill(b, &s, b->tokens, n, b->logits, err))
+		goto out;
 	*tps = n / (duet_now_s() - t0);
+	rc = 0;
+out:
 	duet_kv_seq_release(b->kv, &s);
-	return 0;
+	return rc;
 }
 
-/* B sequences, each started from BOS, decode n greedy tokens together;
- * tokens/s over all B (the BOS pass is not timed). */
+/* B sequences, each holding the depth's context (and then a first token
+ * of its own), decode n greedy tokens together; tokens/s over all B. */
 static int run_tg(struct bench *b, int B, int n, double *tps, struct duet_err *err)
 {
 	const int V = b->m->cfg.vocab_size;
-	struct duet_kv_seq s[MAX_BATCHES * 64];
-	struct duet_fwd_seq fs[MAX_BATCHES * 64];
-	int next[MAX_BATCHES * 64];
+	static struct duet_kv_seq s[MAX_BATCH];
+	static struct duet_fwd_seq fs[MAX_BATCH];
+	static int next[MAX_BATCH];
 	int rc = -1;
-	for (int i = 0; i < B; i++) {
+	for (int i = 0; i < B; i++)
 		duet_kv_seq_init(&s[i]);
-		next[i] = b->tokens[i % 8]; /* BOS, then different first tokens */
+	for (int i = 0; i < B; i++) {
+		if (b->depth && prefill(b, &s[i], b->tokens, b->depth, NULL, err))
+			goto out;
+		next[i] = b->tokens[1 + i % 8]; /* different first tokens */
 		fs[i] = (struct duet_fwd_seq){&s[i], &next[i], 1, DUET_LOGITS_LAST,
 					      b->logits + (size_t)i * V, NULL};
 	}
@@ -165,46 +197,128 @@ static int parse_batches(const char *s, int *out, int *n)
 	while (*p) {
 		char *end;
 		long v = strtol(p, &end, 10);
-		if (end == p || v < 1 || v > MAX_BATCHES * 64 || *n == MAX_BATCHES ||
+		if (end == p || v < 1 || v > MAX_BATCH || *n == MAX_BATCHES ||
 		    (*end && *end != ','))
 			return cli_fail("bench", "--batch '%s': expected up to %d comma-separated sizes from 1 to %d",
-					s, MAX_BATCHES, MAX_BATCHES * 64);
+					s, MAX_BATCHES, MAX_BATCH);
 		out[(*n)++] = (int)v;
 		p = *end ? end + 1 : end;
 	}
 	return *n ? 0 : cli_fail("bench", "--batch is empty");
 }
 
-static void row(const char *test, struct stats s, double ceiling, const char *bound,
-		const char *extra)
+/* One row of the table, and of the JSON results. */
+static void row(json_t *results, const char *test, int B, int depth, struct stats s,
+		double ceiling, const char *bound, double vs_b1)
 {
-	char ceil_s[32] = "-", frac_s[32] = "-";
+	char ceil_s[32] = "-", frac_s[32] = "-", extra[48] = "";
 	if (ceiling > 0) {
 		snprintf(ceil_s, sizeof ceil_s, "%.1f", ceiling);
 		snprintf(frac_s, sizeof frac_s, "%.0f%% %s", 100 * s.mean / ceiling, bound);
 	}
-	printf("| %-10s | %10.2f | %8.2f | %11s | %-15s | %s\n", test, s.mean, s.sd, ceil_s,
-	       frac_s, extra);
+	if (vs_b1 > 0)
+		snprintf(extra, sizeof extra, "%.2fx batch 1", vs_b1);
+	printf("| %-14s | %10.2f | %8.2f | %11s | %-15s | %s\n", test, s.mean, s.sd, ceil_s, frac_s,
+	       extra);
+	json_t *r = json_pack("{s:s, s:i, s:i, s:f, s:f}", "test", test, "batch", B, "depth", depth,
+			      "tokens_per_s", s.mean, "stddev", s.sd);
+	if (ceiling > 0) {
+		json_object_set_new(r, "ceiling_tokens_per_s", json_real(ceiling));
+		json_object_set_new(r, "of_ceiling", json_real(s.mean / ceiling));
+		json_object_set_new(r, "bound", json_string(bound));
+	}
+	if (vs_b1 > 0)
+		json_object_set_new(r, "vs_batch1", json_real(vs_b1));
+	json_array_append_new(results, r);
+}
+
+/* Greedy continuations of n prompts under int8 and exact quantized dot
+ * products: how many tokens agree (position by position, counting until
+ * the first difference of each prompt, and in all). */
+static int agreement(struct bench *b, const struct duet_engine_opts *base, int n_prompts,
+		     json_t *out, struct duet_err *err)
+{
+	const int V = b->m->cfg.vocab_size;
+	struct duet_engine *e[2] = {NULL, NULL};
+	int rc = -1, prefix = 0, same = 0, total = 0;
+	int *gen[2] = {malloc(sizeof(int) * AGREE_TOKENS), malloc(sizeof(int) * AGREE_TOKENS)};
+	int prompt[AGREE_PROMPT];
+	if (!gen[0] || !gen[1]) {
+		duet_errf(err, "--agree: out of memory");
+		goto out;
+	}
+	for (int q = 0; q < 2; q++) {
+		struct duet_engine_opts o = *base;
+		o.qdot = q ? DUET_QDOT_EXACT : DUET_QDOT_INT8;
+		if (duet_engine_create(&e[q], b->m, b->kv, &o, err))
+			goto out;
+	}
+	for (int p = 0; p < n_prompts; p++) {
+		fill_tokens(prompt, AGREE_PROMPT, V, (uint64_t)p * 7919 + 1);
+		for (int q = 0; q < 2; q++) {
+			struct duet_kv_seq s;
+			duet_kv_seq_init(&s);
+			struct bench bb = *b;
+			bb.e = e[q];
+			int ok = prefill(&bb, &s, prompt, AGREE_PROMPT, b->logits, err) == 0;
+			for (int i = 0; ok && i < AGREE_TOKENS; i++) {
+				gen[q][i] = duet_argmax(b->logits, V);
+				struct duet_fwd_seq fs = {&s, &gen[q][i], 1, DUET_LOGITS_LAST,
+							  b->logits, NULL};
+				ok = i + 1 == AGREE_TOKENS || duet_forward(e[q], &fs, 1, err) == 0;
+			}
+			duet_kv_seq_release(b->kv, &s);
+			if (!ok)
+				goto out;
+		}
+		int first = AGREE_TOKENS;
+		for (int i = 0; i < AGREE_TOKENS; i++) {
+			if (gen[0][i] == gen[1][i])
+				same++;
+			else if (first == AGREE_TOKENS)
+				first = i;
+		}
+		prefix += first;
+		total += AGREE_TOKENS;
+	}
+	printf("| agreement: int8 and exact greedy tokens equal at %d of %d positions; "
+	       "%d of %d before each prompt's first difference (%d prompts of %d tokens)\n",
+	       same, total, prefix, total, n_prompts, AGREE_PROMPT);
+	json_object_set_new(out, "agreement",
+			    json_pack("{s:i, s:i, s:i, s:i, s:i}", "prompts", n_prompts,
+				      "tokens_each", AGREE_TOKENS, "equal", same, "before_first_difference",
+				      prefix, "total", total));
+	rc = 0;
+out:
+	duet_engine_destroy(e[0]);
+	duet_engine_destroy(e[1]);
+	free(gen[0]);
+	free(gen[1]);
+	return rc;
 }
 
 int cmd_bench(int argc, char **argv)
 {
-	const char *model = NULL, *tok_path = NULL;
-	long n_prompt = 512, n_gen = 128, threads = 0, reps = 5;
+	const char *model = NULL, *tok_path = NULL, *json_path = NULL;
+	long n_prompt = 512, n_gen = 128, threads = 0, reps = 5, depth = 0, agree = 0;
 	double ceil_s = 2.0;
 	int no_ceilings = 0, batches[MAX_BATCHES] = {1}, n_batches = 1;
 	enum duet_weights weights = DUET_WEIGHTS_HUGEPAGES;
+	enum duet_qdot qdot = DUET_QDOT_INT8;
+	enum duet_kv_dtype kvt = DUET_KV_DEFAULT;
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'},	{"prompt", required_argument, 0, 'p'},
 		{"gen", required_argument, 0, 'n'},	{"threads", required_argument, 0, 't'},
 		{"reps", required_argument, 0, 'r'},	{"batch", required_argument, 0, 'b'},
-		{"ceiling-seconds", required_argument, 0, 'C'},
+		{"depth", required_argument, 0, 'd'},	{"ceiling-seconds", required_argument, 0, 'C'},
 		{"no-ceilings", no_argument, 0, 'N'},	{"tokenizer", required_argument, 0, 'z'},
-		{"weights", required_argument, 0, 'W'},	{"help", no_argument, 0, 'h'},
+		{"weights", required_argument, 0, 'W'},	{"qdot", required_argument, 0, 'Q'},
+		{"kv-dtype", required_argument, 0, 'K'}, {"json", required_argument, 0, 'J'},
+		{"agree", required_argument, 0, 'A'},	{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:d:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': model = optarg; break;
 		case 'z': tok_path = optarg; break;
@@ -213,9 +327,17 @@ int cmd_bench(int argc, char **argv)
 		case 't': if (cli_int("--threads", optarg, 1, DUET_MAX_THREADS, &threads)) return 2; break;
 		case 'r': if (cli_int("--reps", optarg, 1, MAX_REPS, &reps)) return 2; break;
 		case 'b': if (parse_batches(optarg, batches, &n_batches)) return 2; break;
+		case 'd': if (cli_int("--depth", optarg, 0, DUET_MAX_CTX, &depth)) return 2; break;
 		case 'C': if (cli_float("--ceiling-seconds", optarg, 0, 600, &ceil_s)) return 2; break;
 		case 'N': no_ceilings = 1; break;
 		case 'W': if (cli_weights("--weights", optarg, &weights)) return 2; break;
+		case 'Q': if (cli_qdot("--qdot", optarg, &qdot)) return 2; break;
+		case 'K':
+			if (duet_kv_dtype_parse(optarg, &kvt))
+				return cli_fail("bench", "--kv-dtype expects f16, int8 or f32, got '%s'", optarg);
+			break;
+		case 'J': json_path = optarg; break;
+		case 'A': if (cli_int("--agree", optarg, 1, 1000, &agree)) return 2; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -225,7 +347,7 @@ int cmd_bench(int argc, char **argv)
 		return 2;
 	}
 	struct duet_err err;
-	struct bench b = {0};
+	struct bench b = {.depth = (int)depth};
 	struct duet_model_opts mo = {.tokenizer_path = tok_path, .weights = weights};
 	if (duet_model_open(&b.m, model, &mo, &err))
 		return cli_fail("bench", "%s", err.msg);
@@ -235,21 +357,26 @@ int cmd_bench(int argc, char **argv)
 	for (int i = 0; i < n_batches; i++)
 		max_b = batches[i] > max_b ? batches[i] : max_b;
 	int rc = 1;
-	if (n_prompt >= cfg->ctx_len || n_gen + 1 > cfg->ctx_len) {
-		cli_fail("bench", "-p %ld / -n %ld do not fit the model's context of %d", n_prompt,
-			 n_gen, cfg->ctx_len);
+	json_t *doc = json_object(), *results = json_array();
+	if (depth + n_prompt >= cfg->ctx_len || depth + n_gen + 1 > cfg->ctx_len) {
+		cli_fail("bench", "-d %ld with -p %ld / -n %ld does not fit the model's context of %d",
+			 depth, n_prompt, n_gen, cfg->ctx_len);
 		goto out;
 	}
-	struct duet_kv_geom g = duet_kv_geom_for(b.m, 0);
-	int per_seq = duet_kv_blocks_for(&g, n_prompt > n_gen + 1 ? n_prompt : n_gen + 1);
-	struct duet_engine_opts eo = {.n_threads = (int)threads};
-	b.tokens = malloc(sizeof(int) * (size_t)(n_prompt > 8 ? n_prompt : 8));
+	struct duet_kv_geom g = duet_kv_geom_for(b.m, 0, kvt);
+	long seq_len = depth + (n_prompt > n_gen + 1 ? n_prompt : n_gen + 1);
+	if (agree && AGREE_PROMPT + AGREE_TOKENS > seq_len)
+		seq_len = AGREE_PROMPT + AGREE_TOKENS;
+	int per_seq = duet_kv_blocks_for(&g, seq_len);
+	struct duet_engine_opts eo = {.n_threads = (int)threads, .qdot = qdot};
+	b.n_tokens = (int)(n_prompt + depth > 8 ? n_prompt + depth : 8);
+	b.tokens = malloc(sizeof(int) * (size_t)b.n_tokens);
 	b.logits = malloc(sizeof(float) * (size_t)cfg->vocab_size * (size_t)max_b);
-	if (!b.tokens || !b.logits) {
+	if (!b.tokens || !b.logits || !doc || !results) {
 		cli_fail("bench", "out of memory");
 		goto out;
 	}
-	fill_tokens(b.tokens, (int)(n_prompt > 8 ? n_prompt : 8), cfg->vocab_size);
+	fill_tokens(b.tokens, b.n_tokens, cfg->vocab_size, 0);
 	if (duet_kv_pool_create(&b.kv, &g, per_seq * max_b, &err) ||
 	    duet_engine_create(&b.e, b.m, b.kv, &eo, &err)) {
 		cli_fail("bench", "%s", err.msg);
@@ -258,19 +385,39 @@ int cmd_bench(int argc, char **argv)
 	int nth = duet_engine_threads(b.e);
 	char desc[256];
 	duet_model_describe(b.m, desc, sizeof desc);
+	/* Bytes a decode step reads besides the weights: every layer's K and V
+	 * rows of the context, at the middle of the measured steps. */
+	double kv_per_pos = 2.0 * cfg->n_layers * (double)b.kv->row_bytes;
+	double kv_bytes = kv_per_pos * ((double)depth + (double)n_gen / 2);
 	printf("model: %s, %s\n", model, desc);
-	printf("  %.1f M matrix params/token, %.1f MB read per decoded token, digest %s\n",
+	printf("  %.1f M matrix params/token, %.1f MB of weights read per decode step, digest %s\n",
 	       b.m->n_matmul_params / 1e6, b.m->decode_bytes / 1e6, b.m->digest);
-	printf("threads: %d, kernels: %s, OpenBLAS core: %s\n", nth, duet_engine_kernels(b.e),
-	       duet_blas_core());
+	printf("threads: %d, kernels: %s, OpenBLAS core: %s, quantized dot products: %s\n", nth,
+	       duet_engine_kernels(b.e), duet_blas_core(), duet_qdot_name(qdot));
 	long long huge = duet_huge_bytes();
 	printf("weights: %s", duet_weights_name(b.m->weights));
 	if (b.m->weights == DUET_WEIGHTS_HUGEPAGES && huge >= 0)
 		printf(" (%.0f of %.0f MB in huge pages)", huge / 1e6, b.m->weight_bytes / 1e6);
+	printf("; KV cache: %s, %.1f KB per position (%.0f positions per GiB)", duet_kv_dtype_name(kvt),
+	       kv_per_pos / 1e3, 1073741824.0 / kv_per_pos);
+	if (depth)
+		printf(", depth %ld", depth);
 	printf("\n");
+	json_object_set_new(doc, "model", json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "file", model,
+						     "description", desc, "digest", b.m->digest,
+						     "matrix_params", (json_int_t)b.m->n_matmul_params,
+						     "weight_bytes_per_step", (json_int_t)b.m->decode_bytes,
+						     "kv_bytes_per_position", kv_per_pos));
+	json_object_set_new(doc, "settings",
+			    json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i}", "threads", nth,
+				      "kernels", duet_engine_kernels(b.e), "blas_core", duet_blas_core(),
+				      "weights", duet_weights_name(b.m->weights), "kv_dtype",
+				      duet_kv_dtype_name(kvt), "qdot", duet_qdot_name(qdot), "depth",
+				      (int)depth, "prompt", (int)n_prompt, "gen", (int)n_gen, "reps",
+				      (int)reps));
 
 	struct duet_sgemm_ceiling sg = {0};
-	struct duet_bw_ceiling bw = {0};
+	struct duet_bw_ceiling bw = {0}, after = {0};
 	if (!no_ceilings) {
 		fprintf(stderr, "duet bench: measuring the sgemm ceiling...\n");
 		if (duet_measure_sgemm(SGEMM_N, nth, ceil_s, &sg, &err)) {
@@ -286,21 +433,24 @@ int cmd_bench(int argc, char **argv)
 		       sg.gflops, sg.n, sg.threads, bw.gbps, bw.bytes >> 20, bw.threads);
 	}
 	double pp_ceiling = sg.gflops * 1e9 / (2.0 * (double)b.m->n_matmul_params);
-	double tg_ceiling = bw.gbps * 1e9 / (double)b.m->decode_bytes;
-	printf("\n| %-10s | %10s | %8s | %11s | %-15s |\n", "test", "t/s", "stddev", "ceiling t/s",
+	double step_bytes = (double)b.m->decode_bytes + kv_bytes;
+	double tg_ceiling = bw.gbps * 1e9 / step_bytes;
+	printf("\n| %-14s | %10s | %8s | %11s | %-15s |\n", "test", "t/s", "stddev", "ceiling t/s",
 	       "of ceiling");
-	printf("|------------|------------|----------|-------------|-----------------|\n");
+	printf("|----------------|------------|----------|-------------|-----------------|\n");
 	fflush(stdout);
 
 	double x[MAX_REPS];
-	char name[32];
+	char name[48], at[24] = "";
+	if (depth)
+		snprintf(at, sizeof at, " @ d%ld", depth);
 	if (n_prompt > 0) {
 		if (repeat(&b, 0, (int)n_prompt, (int)reps, x, &err)) {
 			cli_fail("bench", "%s", err.msg);
 			goto out;
 		}
-		snprintf(name, sizeof name, "pp%ld", n_prompt);
-		row(name, summarize(x, (int)reps), pp_ceiling, "sgemm", "");
+		snprintf(name, sizeof name, "pp%ld%s", n_prompt, at);
+		row(results, name, 1, (int)depth, summarize(x, (int)reps), pp_ceiling, "sgemm", 0);
 		fflush(stdout);
 	}
 	/* Decode rows wait for a second bandwidth measurement after the decode
@@ -315,7 +465,6 @@ int cmd_bench(int argc, char **argv)
 		tg[bi] = summarize(x, (int)reps);
 	}
 	if (n_gen > 0 && !no_ceilings) {
-		struct duet_bw_ceiling after;
 		fprintf(stderr, "duet bench: measuring the memory bandwidth ceiling again...\n");
 		if (duet_measure_bandwidth(BW_BYTES, nth, ceil_s, &after, &err)) {
 			cli_fail("bench", "%s", err.msg);
@@ -323,26 +472,44 @@ int cmd_bench(int argc, char **argv)
 		}
 		printf("| (read bandwidth %.1f GB/s before and %.1f GB/s after the decode runs; decode uses the mean)\n",
 		       bw.gbps, after.gbps);
-		tg_ceiling = (bw.gbps + after.gbps) / 2 * 1e9 / (double)b.m->decode_bytes;
+		tg_ceiling = (bw.gbps + after.gbps) / 2 * 1e9 / step_bytes;
 	}
 	double b1 = 0;
 	for (int bi = 0; n_gen > 0 && bi < n_batches; bi++) {
 		int B = batches[bi];
-		char extra[64] = "";
 		if (B == 1) {
 			b1 = tg[bi].mean;
-			snprintf(name, sizeof name, "tg%ld", n_gen);
+			snprintf(name, sizeof name, "tg%ld%s", n_gen, at);
 		} else {
-			snprintf(name, sizeof name, "tg%ld b%d", n_gen, B);
-			if (b1 > 0)
-				snprintf(extra, sizeof extra, "%.2fx batch 1", tg[bi].mean / b1);
+			snprintf(name, sizeof name, "tg%ld b%d%s", n_gen, B, at);
 		}
-		/* The bandwidth bound is per step: B tokens share one read of
-		 * the weights, so it scales with B. */
-		row(name, tg[bi], tg_ceiling * B, "bandwidth", extra);
+		/* The weights are read once per step for all B sequences; each
+		 * sequence's KV is its own. */
+		double ceiling = bw.gbps > 0 ? B * tg_ceiling * step_bytes /
+						       ((double)b.m->decode_bytes + B * kv_bytes)
+					     : 0;
+		row(results, name, B, (int)depth, tg[bi], ceiling, "bandwidth",
+		    B > 1 && b1 > 0 ? tg[bi].mean / b1 : 0);
+	}
+	if (agree && agreement(&b, &eo, (int)agree, doc, &err)) {
+		cli_fail("bench", "%s", err.msg);
+		goto out;
+	}
+	if (!no_ceilings)
+		json_object_set_new(doc, "ceilings",
+				    json_pack("{s:f, s:i, s:f, s:f, s:I}", "sgemm_gflops", sg.gflops,
+					      "sgemm_n", sg.n, "bandwidth_gbps_before", bw.gbps,
+					      "bandwidth_gbps_after", after.gbps, "bandwidth_bytes",
+					      (json_int_t)bw.bytes));
+	json_object_set(doc, "results", results);
+	if (json_path && json_dump_file(doc, json_path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
+		cli_fail("bench", "%s: cannot write the JSON results", json_path);
+		goto out;
 	}
 	rc = 0;
 out:
+	json_decref(results);
+	json_decref(doc);
 	duet_engine_destroy(b.e);
 	duet_kv_pool_destroy(b.kv);
 	free(b.tokens);

@@ -32,7 +32,8 @@ struct slo {
 
 struct args {
 	struct replay_opts ro;
-	const char *trace, *out, *label, *verify;
+	const char *trace, *out, *label;
+	struct replay_verify_opts verify;
 	enum trace_format format;
 	double start, duration, pscale, oscale, rate;
 	long max_requests, max_context, vocab_size, probes;
@@ -95,6 +96,9 @@ static void usage(FILE *f)
 		"  --verify MODEL      after the replay, generate every completed request again\n"
 		"                      with MODEL (the server's model file) in this process and\n"
 		"                      count streams whose text differs (greedy; the oracle)\n"
+		"  --kv-dtype TYPE     for --verify: the nodes' KV rows (default f16)\n"
+		"  --qdot MODE         for --verify: the nodes' quantized dot products (default\n"
+		"                      int8)\n"
 		"  -q, --quiet         no progress line\n"
 		"  -h, --help          this help\n\n"
 		"A request meets the SLO when it completed, its TTFT <= the TTFT objective and\n"
@@ -293,7 +297,7 @@ static int run_one(const struct args *a, const struct trace *t, const struct syn
 	if (replay_run(&o, t, s, res, err) ||
 	    replay_summarize(res, t->n, slo_ttft, slo_tbt, sum, err) ||
 	    replay_write_csv(dir, res, t->n, sum, err) ||
-	    (a->verify && replay_verify(a->verify, t, s, res, a->ro.quiet, sum, err)))
+	    (a->verify.model && replay_verify(&a->verify, t, s, res, a->ro.quiet, sum, err)))
 		goto out;
 	json_t *j = replay_summary_to_json(sum);
 	json_t *ctx = context_json(a, t, fit, u, rate_scale);
@@ -331,7 +335,7 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 {
 	enum { O_URL = 256, O_TRACE, O_FORMAT, O_RATE, O_MEANRATE, O_START, O_DUR, O_MAXREQ, O_LEN, O_CTX,
 	       O_TTFT, O_TBT, O_PROBE, O_SEED, O_VOCAB, O_OUT, O_LABEL, O_KEY, O_TIMEOUT, O_SWEEP,
-	       O_COMPARE, O_VERIFY };
+	       O_COMPARE, O_VERIFY, O_KVTYPE, O_QDOT };
 	static const struct option opts[] = {
 		{"url", 1, 0, O_URL}, {"trace", 1, 0, O_TRACE}, {"format", 1, 0, O_FORMAT},
 		{"rate-scale", 1, 0, O_RATE}, {"rate", 1, 0, O_MEANRATE}, {"start", 1, 0, O_START}, {"duration", 1, 0, O_DUR},
@@ -340,7 +344,8 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 		{"probe", 1, 0, O_PROBE}, {"seed", 1, 0, O_SEED}, {"vocab-size", 1, 0, O_VOCAB},
 		{"out", 1, 0, O_OUT}, {"label", 1, 0, O_LABEL}, {"api-key", 1, 0, O_KEY},
 		{"timeout", 1, 0, O_TIMEOUT}, {"sweep", 1, 0, O_SWEEP},
-		{"compare", 0, 0, O_COMPARE}, {"verify", 1, 0, O_VERIFY}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0}};
+		{"compare", 0, 0, O_COMPARE}, {"verify", 1, 0, O_VERIFY}, {"kv-dtype", 1, 0, O_KVTYPE},
+		{"qdot", 1, 0, O_QDOT}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0}};
 	int ch;
 	double v;
 	char *comma;
@@ -394,7 +399,14 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 			break;
 		case O_COMPARE: *compare_at = 1; break;
 		case 'q': a->ro.quiet = 1; break;
-		case O_VERIFY: a->verify = optarg; break;
+		case O_VERIFY: a->verify.model = optarg; break;
+		case O_KVTYPE:
+			if (duet_kv_dtype_parse(optarg, &a->verify.kv)) {
+				fprintf(stderr, "duet replay: --kv-dtype expects f16, int8 or f32, got '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case O_QDOT: if (cli_qdot("--qdot", optarg, &a->verify.qdot)) return 2; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -427,7 +439,8 @@ int cmd_replay(int argc, char **argv)
 	struct args a = {.ro = {.url = "http://127.0.0.1:8080", .rate_scale = 1, .timeout_s = 600,
 				.stop = &g_stop},
 			 .pscale = 1, .oscale = 1, .probes = 3, .seed = 1,
-			 .slo_ttft = {DEFAULT_SLO_X, 1}, .slo_tbt = {DEFAULT_SLO_X, 1}};
+			 .slo_ttft = {DEFAULT_SLO_X, 1}, .slo_tbt = {DEFAULT_SLO_X, 1},
+			 .verify = {NULL, DUET_KV_DEFAULT, DUET_QDOT_INT8}};
 	a.ro.api_key = getenv("DUET_API_KEY");
 	const char *out = NULL;
 	int compare_at = 0;

@@ -14,6 +14,8 @@
 #include <signal.h>
 #include <stdio.h>
 
+#include "base/kvrow.h"
+#include "engine/kern/kernels.h"
 #include "replay/synth.h"
 #include "replay/trace.h"
 
@@ -115,9 +117,14 @@ int replay_summarize(const struct replay_result *res, int n, double slo_ttft_s, 
  * (greedy, as the replay asks) and compares the text with what streamed;
  * fills s->n_verified and s->n_wrong, and names the first few mismatches
  * on stderr. */
-int replay_verify(const char *model_path, const struct trace *t, const struct synth *syn,
-		  const struct replay_result *res, int quiet, struct replay_summary *s,
-		  struct duet_err *err);
+struct replay_verify_opts {
+	const char *model;	 /* the server's model file */
+	enum duet_kv_dtype kv;	 /* and how its nodes run it */
+	enum duet_qdot qdot;
+};
+int replay_verify(const struct replay_verify_opts *o, const struct trace *t,
+		  const struct synth *syn, const struct replay_result *res, int quiet,
+		  struct replay_summary *s, struct duet_err *err);
 
 /* summary.json's measured part, and back (for --compare). */
 json_t *replay_summary_to_json(const struct replay_summary *s);

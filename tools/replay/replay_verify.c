@@ -24,9 +24,9 @@ static int shown(size_t n, size_t from)
 	return (int)(n - from < 2 * SHOW_CONTEXT ? n - from : 2 * SHOW_CONTEXT);
 }
 
-int replay_verify(const char *model_path, const struct trace *t, const struct synth *syn,
-		  const struct replay_result *res, int quiet, struct replay_summary *s,
-		  struct duet_err *err)
+int replay_verify(const struct replay_verify_opts *o, const struct trace *t,
+		  const struct synth *syn, const struct replay_result *res, int quiet,
+		  struct replay_summary *s, struct duet_err *err)
 {
 	struct duet_model *m = NULL;
 	struct duet_kv_pool *kv = NULL;
@@ -38,10 +38,11 @@ int replay_verify(const char *model_path, const struct trace *t, const struct sy
 			max_prompt = t->req[i].prompt_tokens;
 		todo += res[i].status == RS_OK;
 	}
-	struct duet_engine_opts eo = {.n_threads = duet_cpu_count()};
-	if (duet_model_open(&m, model_path, NULL, err))
+	struct duet_engine_opts eo = {.n_threads = duet_cpu_count(), .qdot = o->qdot};
+	struct duet_model_opts mo = {.weights = DUET_WEIGHTS_HUGEPAGES};
+	if (duet_model_open(&m, o->model, &mo, err))
 		return duet_err_prefix(err, "--verify");
-	struct duet_kv_geom g = duet_kv_geom_for(m, 0);
+	struct duet_kv_geom g = duet_kv_geom_for(m, 0, o->kv);
 	if (duet_kv_pool_create(&kv, &g, duet_kv_blocks_for(&g, m->cfg.ctx_len), err) ||
 	    duet_engine_create(&e, m, kv, &eo, err))
 		goto out;

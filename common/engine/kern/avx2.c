@@ -256,6 +256,20 @@ static void cvt_bf16(const void *src, float *dst, int n)
 		dst[i] = duet_bf16_to_fp32(h[i]);
 }
 
+static void cvt_i8(const void *src, float d, float *dst, int n)
+{
+	const int8_t *q = src;
+	__m256 dv = _mm256_set1_ps(d);
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i,
+				 _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+						       _mm_loadl_epi64((const __m128i *)(q + i)))),
+					       dv));
+	for (; i < n; i++)
+		dst[i] = d * (float)q[i];
+}
+
 static void cvt_q8_0(const void *src, float *dst, int n)
 {
 	const uint8_t *p = src;
@@ -388,6 +402,7 @@ const struct duet_kernels duet_kernels_avx2 = {
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,
+	.cvt_i8 = cvt_i8,
 	.dot = dot,
 	.axpy = axpy,
 	.softmax = softmax,

@@ -373,6 +373,19 @@ static void cvt_bf16(const void *src, float *dst, int n)
 				      bf16_to_ps(_mm256_maskz_loadu_epi16(tail_mask(n - i), h + i)));
 }
 
+static void cvt_i8(const void *src, float d, float *dst, int n)
+{
+	const int8_t *q = src;
+	__m512 dv = _mm512_set1_ps(d);
+	int i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+								_mm_loadu_si128((const __m128i *)(q + i)))),
+							dv));
+	for (; i < n; i++)
+		dst[i] = d * (float)q[i];
+}
+
 static void cvt_q8_0(const void *src, float *dst, int n)
 {
 	const uint8_t *p = src;
@@ -557,6 +570,7 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,
+	.cvt_i8 = cvt_i8,
 	.dot = dot,
 	.axpy = axpy,
 	.softmax = softmax,

@@ -84,6 +84,8 @@ struct duet_kernels {
 	void (*cvt_f16)(const void *src, float *dst, int n);
 	void (*cvt_bf16)(const void *src, float *dst, int n);
 	void (*cvt_q8_0)(const void *src, float *dst, int n);
+	/* n int8 values times d (int8 KV rows, one head at a time). */
+	void (*cvt_i8)(const void *src, float d, float *dst, int n);
 	float (*dot)(const float *a, const float *b, int n);
 	void (*axpy)(float a, const float *x, float *y, int n); /* y += a x */
 	/* x = softmax(x) over n entries. */

@@ -111,6 +111,13 @@ static void cvt_bf16(const void *src, float *dst, int n)
 	duet_dequant_row(DUET_BF16, src, dst, n);
 }
 
+static void cvt_i8(const void *src, float d, float *dst, int n)
+{
+	const int8_t *q = src;
+	for (int i = 0; i < n; i++)
+		dst[i] = d * (float)q[i];
+}
+
 static void cvt_q8_0(const void *src, float *dst, int n)
 {
 	duet_dequant_row(DUET_Q8_0, src, dst, n);
@@ -185,6 +192,7 @@ const struct duet_kernels duet_kernels_scalar = {
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,
+	.cvt_i8 = cvt_i8,
 	.dot = dot,
 	.axpy = axpy,
 	.softmax = softmax,
