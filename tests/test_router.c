@@ -799,9 +799,10 @@ static int placed_on_prefill(int n_prompt)
 	int which = -1;
 	if (after && strchr(after, '(')) {
 		after += strlen(" after ");
+		/* pids[2] runs under the default name, pids[4] as prefill-1 */
 		if (strncmp(after, "prefill-1 (", 11) == 0)
 			which = 4;
-		else if (strncmp(after, "prefill (", 9) == 0)
+		else if (strncmp(after, "prefill-0 (", 11) == 0)
 			which = 2;
 	}
 	free(text);
@@ -842,8 +843,14 @@ static void test_prefill_failover(void **state)
 		if (pids[i] > 0)
 			kill(pids[i], SIGCONT);
 	pthread_join(th, NULL);
-	if (victim < 0)
-		fail_msg("the router did not place the prompt on a prefill node (see router.log)");
+	if (victim < 0) {
+		char path[4200];
+		size_t n;
+		char *text = tu_read_file(tu_path(path, "router.log"), &n);
+		const char *at = text ? strstr(text, "401 prompt tokens") : NULL;
+		fail_msg("the router did not place the prompt on a prefill node: %.300s",
+			 at ? at : "(no placement in router.log)");
+	}
 	if (q.status != 200)
 		fail_msg("status %ld: %s", q.status, q.b.p);
 	json_t *j = json_loads(q.b.p, 0, NULL);
