@@ -159,6 +159,60 @@ static void test_matmul(void **st)
 		}
 }
 
+/* Decode attention kernels against the scalar table, for every KV row type
+ * on odd sizes: head sizes with and without vector tails, 1 to 9 query
+ * heads per KV head, 1 to 37 positions (past one 16-row tile). */
+static void test_attention_kernels(void **st)
+{
+	(void)st;
+	static const int hds[] = {16, 48, 64, 80, 128};
+	static const int nqs[] = {1, 3, 8, 9};
+	static const int ns[] = {1, 5, 16, 37};
+	const struct duet_kernels *ref = duet_kernels_named("scalar");
+	enum { HEADS = 2, MAXN = 37, MAXQ = 9, MAXHD = 128 };
+	static float rows[MAXN][HEADS * MAXHD], q[MAXQ * MAXHD], p[MAXQ * MAXN];
+	static float s0[MAXQ * MAXN], s1[MAXQ * MAXN], o0[MAXQ * MAXHD], o1[MAXQ * MAXHD];
+	static uint8_t store[MAXN * (HEADS * MAXHD * 4 + 64)];
+	for (int hi = 0; hi < 5; hi++)
+		for (int t = 0; t < 3; t++) {
+			int hd = hds[hi];
+			enum duet_kv_dtype kt = (enum duet_kv_dtype)t;
+			size_t rb = duet_kv_row_bytes(kt, HEADS, hd);
+			fill(&rows[0][0], MAXN * HEADS * MAXHD, (uint64_t)hd * 3 + t);
+			for (int i = 0; i < MAXN; i++)
+				duet_kv_row_put(kt, HEADS, hd, rows[i], store + i * rb);
+			fill(q, MAXQ * MAXHD, 5);
+			fill(p, MAXQ * MAXN, 6);
+			for (int g = 0; g < HEADS; g++) {
+				/* head g of every row, as attention.c describes it */
+				const uint8_t *h = duet_kv_row_head(kt, hd, store, g);
+				struct duet_kv_rows r = {h, rb, hd, kt,
+							 (long)(HEADS * hd + 4 * g) - (long)(h - store)};
+				for (int ii = 1; ii < 3; ii++) {
+					const struct duet_kernels *k = duet_kernels_named(isas[ii]);
+					if (!k)
+						continue;
+					for (int qi = 0; qi < 4; qi++)
+						for (int ni = 0; ni < 4; ni++) {
+							int nq = nqs[qi], n = ns[ni];
+							char what[128];
+							snprintf(what, sizeof what, "%s attention %s hd=%d nq=%d n=%d",
+								 isas[ii], duet_kv_dtype_name(kt), hd, nq, n);
+							ref->attn_qk(q, nq, &r, n, 0.125f, s0, MAXN);
+							k->attn_qk(q, nq, &r, n, 0.125f, s1, MAXN);
+							for (int h2 = 0; h2 < nq; h2++)
+								close_enough(s1 + h2 * MAXN, s0 + h2 * MAXN, n, 1e-4f, what);
+							for (int j = 0; j < MAXQ * MAXHD; j++)
+								o0[j] = o1[j] = (float)(j % 7) * 0.01f;
+							ref->attn_av(p, MAXN, nq, &r, n, o0);
+							k->attn_av(p, MAXN, nq, &r, n, o1);
+							close_enough(o1, o0, MAXQ * MAXHD, 1e-4f, what);
+						}
+				}
+			}
+		}
+}
+
 static void test_vector_ops(void **st)
 {
 	(void)st;
@@ -295,6 +349,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_matmul),
+		cmocka_unit_test(test_attention_kernels),
 		cmocka_unit_test(test_vector_ops),
 		cmocka_unit_test(test_fp16_exhaustive),
 		cmocka_unit_test(test_q8_0_format),

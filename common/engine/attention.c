@@ -18,27 +18,18 @@ int duet_attn_init(struct duet_attn *a, struct duet_threadpool *tp,
 	a->n_kv_heads = cfg->n_kv_heads;
 	a->head_dim = cfg->head_dim;
 	a->scale = 1.0f / sqrtf((float)cfg->head_dim);
-	int n = duet_threadpool_threads(tp);
-	a->scores = calloc((size_t)n, sizeof *a->scores);
-	a->head = calloc((size_t)n, sizeof *a->head);
-	if (!a->scores || !a->head)
+	a->scores = calloc((size_t)duet_threadpool_threads(tp), sizeof *a->scores);
+	if (!a->scores)
 		return duet_errf(err, "attention: out of memory");
-	for (int i = 0; i < n; i++)
-		if (!(a->head[i] = malloc(sizeof(float) * (size_t)cfg->head_dim)))
-			return duet_errf(err, "attention: out of memory");
 	return 0;
 }
 
 void duet_attn_free(struct duet_attn *a)
 {
-	for (int i = 0; i < duet_threadpool_threads(a->tp); i++) {
-		if (a->scores)
+	if (a->scores)
+		for (int i = 0; i < duet_threadpool_threads(a->tp); i++)
 			free(a->scores[i]);
-		if (a->head)
-			free(a->head[i]);
-	}
 	free(a->scores);
-	free(a->head);
 	free(a->gk);
 	free(a->gv);
 	memset(a, 0, sizeof *a);
@@ -183,52 +174,45 @@ struct single_args {
 	atomic_int next;
 };
 
-/* Head g of a K or V row as f32: the row itself when the cache holds
- * f32, else converted into buf. */
-static const float *head_f32(const struct duet_attn *a, const void *row, int g, float *buf)
+/* Head g of the rows of one cache block, positions [p, p + n). */
+static struct duet_kv_rows block_rows(const struct duet_attn *a, int layer, int which,
+				      const struct duet_kv_seq *seq, int p, int g)
 {
-	const struct duet_kv_geom *kg = &a->kv->g;
-	const void *h = duet_kv_row_head(kg->dtype, kg->head_dim, row, g);
-	switch (kg->dtype) {
-	case DUET_KV_F32:
-		return h;
-	case DUET_KV_F16:
-		a->k->cvt_f16(h, buf, kg->head_dim);
-		return buf;
-	case DUET_KV_INT8:
-		a->k->cvt_i8(h, duet_kv_row_scale(kg->dtype, kg->n_kv_heads, kg->head_dim, row, g),
-			     buf, kg->head_dim);
-		return buf;
-	}
-	return buf;
+	const struct duet_kv_pool *kv = a->kv;
+	const struct duet_kv_geom *kg = &kv->g;
+	const uint8_t *row = duet_kv_row(kv, layer, which, seq, p);
+	const uint8_t *head = duet_kv_row_head(kg->dtype, kg->head_dim, row, g);
+	/* int8: the head's scale sits after every head's values */
+	long scale_off = (long)((size_t)kg->n_kv_heads * kg->head_dim + sizeof(float) * (size_t)g) -
+			 (long)(head - row);
+	return (struct duet_kv_rows){head, kv->row_bytes, kg->head_dim, kg->dtype, scale_off};
 }
 
-static void single_unit(struct single_args *s, int unit, float *sc, float *buf)
+static void single_unit(struct single_args *s, int unit, float *sc)
 {
 	const struct duet_attn *a = s->a;
-	const struct duet_kv_pool *kv = a->kv;
 	int hd = a->head_dim, qd = a->n_heads * hd;
-	int hpg = a->n_heads / a->n_kv_heads;
+	int hpg = a->n_heads / a->n_kv_heads, bt = a->kv->g.block_tokens;
 	int i = unit / a->n_kv_heads, g = unit % a->n_kv_heads;
 	const struct duet_kv_seq *seq = s->seqs[i];
 	int npos = s->pos[i] + 1;
 	const float *q = s->q + (size_t)s->rows[i] * qd + (size_t)g * hpg * hd;
 	float *out = s->out + (size_t)s->rows[i] * qd + (size_t)g * hpg * hd;
 	/* Each K and V row of the group's head is read (and converted) once
-	 * for all the query heads that share it. */
-	for (int p = 0; p < npos; p++) {
-		const float *kr = head_f32(a, duet_kv_row(kv, s->layer, 0, seq, p), g, buf);
-		for (int h = 0; h < hpg; h++)
-			sc[(size_t)h * npos + p] = a->k->dot(q + h * hd, kr, hd) * a->scale;
+	 * for all the query heads that share it, a cache block at a time. */
+	for (int p = 0; p < npos; p += bt) {
+		int n = npos - p < bt ? npos - p : bt;
+		struct duet_kv_rows k = block_rows(a, s->layer, 0, seq, p, g);
+		a->k->attn_qk(q, hpg, &k, n, a->scale, sc + p, (size_t)npos);
 	}
 	for (int h = 0; h < hpg; h++) {
 		a->k->softmax(sc + (size_t)h * npos, npos);
 		memset(out + h * hd, 0, sizeof(float) * (size_t)hd);
 	}
-	for (int p = 0; p < npos; p++) {
-		const float *vr = head_f32(a, duet_kv_row(kv, s->layer, 1, seq, p), g, buf);
-		for (int h = 0; h < hpg; h++)
-			a->k->axpy(sc[(size_t)h * npos + p], vr, out + h * hd, hd);
+	for (int p = 0; p < npos; p += bt) {
+		int n = npos - p < bt ? npos - p : bt;
+		struct duet_kv_rows v = block_rows(a, s->layer, 1, seq, p, g);
+		a->k->attn_av(sc + p, (size_t)npos, hpg, &v, n, out);
 	}
 }
 
@@ -241,7 +225,7 @@ static void single_worker(void *arg, int ith, int nth)
 		int u = atomic_fetch_add(&s->next, 1);
 		if (u >= units)
 			break;
-		single_unit(s, u, s->a->scores[ith], s->a->head[ith]);
+		single_unit(s, u, s->a->scores[ith]);
 	}
 }
 

@@ -20,7 +20,6 @@ struct duet_attn {
 	float scale;
 	float **scores;	  /* per thread */
 	size_t scores_cap; /* floats per thread */
-	float **head;	  /* per thread: one head of a K or V row in f32 */
 	float *gk, *gv;	   /* gathered K and V, [positions, kv_dim] */
 	size_t gather_cap; /* positions */
 };

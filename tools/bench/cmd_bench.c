@@ -19,6 +19,7 @@
 #include "engine/sampler.h"
 
 #define MAX_BATCHES 16
+#define MAX_DEPTHS 8
 #define MAX_BATCH 1024
 #define MAX_REPS 1000
 #define SGEMM_N 2048
@@ -49,9 +50,10 @@ static void usage(FILE *f)
 		"  -r, --reps N            measured repetitions (default 5)\n"
 		"  -b, --batch LIST        batch sizes for batched decode, e.g. 1,4,8\n"
 		"                          (default 1; batch 1 is tgN itself)\n"
-		"  -d, --depth N           context already in the cache of every sequence\n"
+		"  -d, --depth LIST        context already in the cache of every sequence\n"
 		"                          before each measured run (prefilled, not timed;\n"
-		"                          default 0), as llama-bench -d\n"
+		"                          default 0), as llama-bench -d; e.g. 0,2048 measures\n"
+		"                          both in one run\n"
 		"  --kv-dtype TYPE         KV cache rows: f16 (default), int8 or f32\n"
 		"  --qdot MODE             quantized weights: int8 (default) or exact\n"
 		"  --weights WHERE         hugepages (default: a copy in 2 MiB pages) or mmap\n"
@@ -172,39 +174,45 @@ out:
 	return rc;
 }
 
-/* One warm-up run, then reps measured ones into x: prefill of n tokens
- * (B = 0) or n decode steps of B sequences. */
-static int repeat(struct bench *b, int B, int n, int reps, double *x, struct duet_err *err)
+/* One warm-up run, then reps measured ones into x[d][r], of prefill of n
+ * tokens (B = 0) or n decode steps of B sequences, at each depth in turn:
+ * the depths alternate run by run, so a drift of the machine's bandwidth
+ * during the runs moves them alike and their ratio holds. */
+static int repeat(struct bench *b, const int *depths, int n_depths, int B, int n, int reps,
+		  double x[][MAX_REPS], struct duet_err *err)
 {
 	struct cli_progress prog;
 	cli_progress_init(&prog, "bench");
-	for (int r = -1; r < reps; r++) {
-		double v;
-		if (B ? run_tg(b, B, n, &v, err) : run_pp(b, n, &v, err))
-			return -1;
-		if (r >= 0)
-			x[r] = v;
-		cli_progress_update(&prog, r + 2, (double)reps + 1, "runs");
-	}
+	for (int r = -1; r < reps; r++)
+		for (int d = 0; d < n_depths; d++) {
+			double v;
+			b->depth = depths[d];
+			if (B ? run_tg(b, B, n, &v, err) : run_pp(b, n, &v, err))
+				return -1;
+			if (r >= 0)
+				x[d][r] = v;
+			cli_progress_update(&prog, (r + 1) * n_depths + d + 1,
+					    (double)(reps + 1) * n_depths, "runs");
+		}
 	cli_progress_end(&prog);
 	return 0;
 }
 
-static int parse_batches(const char *s, int *out, int *n)
+/* "1,4,8": up to cap numbers from lo to hi. */
+static int parse_list(const char *flag, const char *s, int lo, int hi, int cap, int *out, int *n)
 {
 	*n = 0;
 	const char *p = s;
 	while (*p) {
 		char *end;
 		long v = strtol(p, &end, 10);
-		if (end == p || v < 1 || v > MAX_BATCH || *n == MAX_BATCHES ||
-		    (*end && *end != ','))
-			return cli_fail("bench", "--batch '%s': expected up to %d comma-separated sizes from 1 to %d",
-					s, MAX_BATCHES, MAX_BATCH);
+		if (end == p || v < lo || v > hi || *n == cap || (*end && *end != ','))
+			return cli_fail("bench", "%s '%s': expected up to %d comma-separated numbers from %d to %d",
+					flag, s, cap, lo, hi);
 		out[(*n)++] = (int)v;
 		p = *end ? end + 1 : end;
 	}
-	return *n ? 0 : cli_fail("bench", "--batch is empty");
+	return *n ? 0 : cli_fail("bench", "%s is empty", flag);
 }
 
 /* One row of the table, and of the JSON results. */
@@ -300,9 +308,10 @@ out:
 int cmd_bench(int argc, char **argv)
 {
 	const char *model = NULL, *tok_path = NULL, *json_path = NULL;
-	long n_prompt = 512, n_gen = 128, threads = 0, reps = 5, depth = 0, agree = 0;
+	long n_prompt = 512, n_gen = 128, threads = 0, reps = 5, agree = 0;
 	double ceil_s = 2.0;
 	int no_ceilings = 0, batches[MAX_BATCHES] = {1}, n_batches = 1;
+	int depths[MAX_DEPTHS] = {0}, n_depths = 1;
 	enum duet_weights weights = DUET_WEIGHTS_HUGEPAGES;
 	enum duet_qdot qdot = DUET_QDOT_INT8;
 	enum duet_kv_dtype kvt = DUET_KV_DEFAULT;
@@ -326,8 +335,14 @@ int cmd_bench(int argc, char **argv)
 		case 'n': if (cli_int("--gen", optarg, 0, DUET_MAX_CTX, &n_gen)) return 2; break;
 		case 't': if (cli_int("--threads", optarg, 1, DUET_MAX_THREADS, &threads)) return 2; break;
 		case 'r': if (cli_int("--reps", optarg, 1, MAX_REPS, &reps)) return 2; break;
-		case 'b': if (parse_batches(optarg, batches, &n_batches)) return 2; break;
-		case 'd': if (cli_int("--depth", optarg, 0, DUET_MAX_CTX, &depth)) return 2; break;
+		case 'b':
+			if (parse_list("--batch", optarg, 1, MAX_BATCH, MAX_BATCHES, batches, &n_batches))
+				return 2;
+			break;
+		case 'd':
+			if (parse_list("--depth", optarg, 0, DUET_MAX_CTX, MAX_DEPTHS, depths, &n_depths))
+				return 2;
+			break;
 		case 'C': if (cli_float("--ceiling-seconds", optarg, 0, 600, &ceil_s)) return 2; break;
 		case 'N': no_ceilings = 1; break;
 		case 'W': if (cli_weights("--weights", optarg, &weights)) return 2; break;
@@ -347,29 +362,31 @@ int cmd_bench(int argc, char **argv)
 		return 2;
 	}
 	struct duet_err err;
-	struct bench b = {.depth = (int)depth};
+	struct bench b = {0};
 	struct duet_model_opts mo = {.tokenizer_path = tok_path, .weights = weights};
 	if (duet_model_open(&b.m, model, &mo, &err))
 		return cli_fail("bench", "%s", err.msg);
 	cli_weights_note("bench", weights, b.m);
 	const struct duet_config *cfg = &b.m->cfg;
-	int max_b = 1;
+	int max_b = 1, max_d = 0;
 	for (int i = 0; i < n_batches; i++)
 		max_b = batches[i] > max_b ? batches[i] : max_b;
+	for (int i = 0; i < n_depths; i++)
+		max_d = depths[i] > max_d ? depths[i] : max_d;
 	int rc = 1;
 	json_t *doc = json_object(), *results = json_array();
-	if (depth + n_prompt >= cfg->ctx_len || depth + n_gen + 1 > cfg->ctx_len) {
-		cli_fail("bench", "-d %ld with -p %ld / -n %ld does not fit the model's context of %d",
-			 depth, n_prompt, n_gen, cfg->ctx_len);
+	if (max_d + n_prompt >= cfg->ctx_len || max_d + n_gen + 1 > cfg->ctx_len) {
+		cli_fail("bench", "-d %d with -p %ld / -n %ld does not fit the model's context of %d",
+			 max_d, n_prompt, n_gen, cfg->ctx_len);
 		goto out;
 	}
 	struct duet_kv_geom g = duet_kv_geom_for(b.m, 0, kvt);
-	long seq_len = depth + (n_prompt > n_gen + 1 ? n_prompt : n_gen + 1);
+	long seq_len = max_d + (n_prompt > n_gen + 1 ? n_prompt : n_gen + 1);
 	if (agree && AGREE_PROMPT + AGREE_TOKENS > seq_len)
 		seq_len = AGREE_PROMPT + AGREE_TOKENS;
 	int per_seq = duet_kv_blocks_for(&g, seq_len);
 	struct duet_engine_opts eo = {.n_threads = (int)threads, .qdot = qdot};
-	b.n_tokens = (int)(n_prompt + depth > 8 ? n_prompt + depth : 8);
+	b.n_tokens = (int)(n_prompt + max_d > 8 ? n_prompt + max_d : 8);
 	b.tokens = malloc(sizeof(int) * (size_t)b.n_tokens);
 	b.logits = malloc(sizeof(float) * (size_t)cfg->vocab_size * (size_t)max_b);
 	if (!b.tokens || !b.logits || !doc || !results) {
@@ -386,9 +403,8 @@ int cmd_bench(int argc, char **argv)
 	char desc[256];
 	duet_model_describe(b.m, desc, sizeof desc);
 	/* Bytes a decode step reads besides the weights: every layer's K and V
-	 * rows of the context, at the middle of the measured steps. */
+	 * rows of the context. */
 	double kv_per_pos = 2.0 * cfg->n_layers * (double)b.kv->row_bytes;
-	double kv_bytes = kv_per_pos * ((double)depth + (double)n_gen / 2);
 	printf("model: %s, %s\n", model, desc);
 	printf("  %.1f M matrix params/token, %.1f MB of weights read per decode step, digest %s\n",
 	       b.m->n_matmul_params / 1e6, b.m->decode_bytes / 1e6, b.m->digest);
@@ -398,23 +414,19 @@ int cmd_bench(int argc, char **argv)
 	printf("weights: %s", duet_weights_name(b.m->weights));
 	if (b.m->weights == DUET_WEIGHTS_HUGEPAGES && huge >= 0)
 		printf(" (%.0f of %.0f MB in huge pages)", huge / 1e6, b.m->weight_bytes / 1e6);
-	printf("; KV cache: %s, %.1f KB per position (%.0f positions per GiB)", duet_kv_dtype_name(kvt),
-	       kv_per_pos / 1e3, 1073741824.0 / kv_per_pos);
-	if (depth)
-		printf(", depth %ld", depth);
-	printf("\n");
+	printf("; KV cache: %s, %.1f KB per position (%.0f positions per GiB)\n",
+	       duet_kv_dtype_name(kvt), kv_per_pos / 1e3, 1073741824.0 / kv_per_pos);
 	json_object_set_new(doc, "model", json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "file", model,
 						     "description", desc, "digest", b.m->digest,
 						     "matrix_params", (json_int_t)b.m->n_matmul_params,
 						     "weight_bytes_per_step", (json_int_t)b.m->decode_bytes,
 						     "kv_bytes_per_position", kv_per_pos));
 	json_object_set_new(doc, "settings",
-			    json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i}", "threads", nth,
+			    json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "threads", nth,
 				      "kernels", duet_engine_kernels(b.e), "blas_core", duet_blas_core(),
 				      "weights", duet_weights_name(b.m->weights), "kv_dtype",
-				      duet_kv_dtype_name(kvt), "qdot", duet_qdot_name(qdot), "depth",
-				      (int)depth, "prompt", (int)n_prompt, "gen", (int)n_gen, "reps",
-				      (int)reps));
+				      duet_kv_dtype_name(kvt), "qdot", duet_qdot_name(qdot), "prompt",
+				      (int)n_prompt, "gen", (int)n_gen, "reps", (int)reps));
 
 	struct duet_sgemm_ceiling sg = {0};
 	struct duet_bw_ceiling bw = {0}, after = {0};
@@ -433,37 +445,42 @@ int cmd_bench(int argc, char **argv)
 		       sg.gflops, sg.n, sg.threads, bw.gbps, bw.bytes >> 20, bw.threads);
 	}
 	double pp_ceiling = sg.gflops * 1e9 / (2.0 * (double)b.m->n_matmul_params);
-	double step_bytes = (double)b.m->decode_bytes + kv_bytes;
-	double tg_ceiling = bw.gbps * 1e9 / step_bytes;
 	printf("\n| %-14s | %10s | %8s | %11s | %-15s |\n", "test", "t/s", "stddev", "ceiling t/s",
 	       "of ceiling");
 	printf("|----------------|------------|----------|-------------|-----------------|\n");
 	fflush(stdout);
 
-	double x[MAX_REPS];
-	char name[48], at[24] = "";
-	if (depth)
-		snprintf(at, sizeof at, " @ d%ld", depth);
+	static double x[MAX_DEPTHS][MAX_REPS];
+	char name[48];
 	if (n_prompt > 0) {
-		if (repeat(&b, 0, (int)n_prompt, (int)reps, x, &err)) {
+		if (repeat(&b, depths, n_depths, 0, (int)n_prompt, (int)reps, x, &err)) {
 			cli_fail("bench", "%s", err.msg);
 			goto out;
 		}
-		snprintf(name, sizeof name, "pp%ld%s", n_prompt, at);
-		row(results, name, 1, (int)depth, summarize(x, (int)reps), pp_ceiling, "sgemm", 0);
+		for (int di = 0; di < n_depths; di++) {
+			char at[24] = "";
+			if (depths[di])
+				snprintf(at, sizeof at, " @ d%d", depths[di]);
+			snprintf(name, sizeof name, "pp%ld%s", n_prompt, at);
+			row(results, name, 1, depths[di], summarize(x[di], (int)reps), pp_ceiling,
+			    "sgemm", 0);
+		}
 		fflush(stdout);
 	}
-	/* Decode rows wait for a second bandwidth measurement after the decode
-	 * runs: on a shared machine the bandwidth drifts over a minute, and the
-	 * decode figures are held against the mean of before and after. */
-	struct stats tg[MAX_BATCHES];
+	/* Decode rows wait for a second bandwidth measurement after every
+	 * decode run: on a shared machine the bandwidth drifts over a minute,
+	 * and the decode figures are held against the mean of before and
+	 * after. */
+	static struct stats tg[MAX_DEPTHS][MAX_BATCHES];
 	for (int bi = 0; n_gen > 0 && bi < n_batches; bi++) {
-		if (repeat(&b, batches[bi], (int)n_gen, (int)reps, x, &err)) {
+		if (repeat(&b, depths, n_depths, batches[bi], (int)n_gen, (int)reps, x, &err)) {
 			cli_fail("bench", "%s", err.msg);
 			goto out;
 		}
-		tg[bi] = summarize(x, (int)reps);
+		for (int di = 0; di < n_depths; di++)
+			tg[di][bi] = summarize(x[di], (int)reps);
 	}
+	double gbps = bw.gbps;
 	if (n_gen > 0 && !no_ceilings) {
 		fprintf(stderr, "duet bench: measuring the memory bandwidth ceiling again...\n");
 		if (duet_measure_bandwidth(BW_BYTES, nth, ceil_s, &after, &err)) {
@@ -472,24 +489,32 @@ int cmd_bench(int argc, char **argv)
 		}
 		printf("| (read bandwidth %.1f GB/s before and %.1f GB/s after the decode runs; decode uses the mean)\n",
 		       bw.gbps, after.gbps);
-		tg_ceiling = (bw.gbps + after.gbps) / 2 * 1e9 / step_bytes;
+		gbps = (bw.gbps + after.gbps) / 2;
 	}
-	double b1 = 0;
-	for (int bi = 0; n_gen > 0 && bi < n_batches; bi++) {
-		int B = batches[bi];
-		if (B == 1) {
-			b1 = tg[bi].mean;
-			snprintf(name, sizeof name, "tg%ld%s", n_gen, at);
-		} else {
-			snprintf(name, sizeof name, "tg%ld b%d%s", n_gen, B, at);
+	for (int di = 0; n_gen > 0 && di < n_depths; di++) {
+		double b1 = 0;
+		/* KV read per sequence and step, at the middle of the steps */
+		double kv_bytes = kv_per_pos * ((double)depths[di] + (double)n_gen / 2);
+		for (int bi = 0; bi < n_batches; bi++) {
+			int B = batches[bi];
+			char at[24] = "";
+			if (depths[di])
+				snprintf(at, sizeof at, " @ d%d", depths[di]);
+			if (B == 1) {
+				b1 = tg[di][bi].mean;
+				snprintf(name, sizeof name, "tg%ld%s", n_gen, at);
+			} else {
+				snprintf(name, sizeof name, "tg%ld b%d%s", n_gen, B, at);
+			}
+			/* The weights are read once per step for all B sequences;
+			 * each sequence's KV is its own. */
+			double ceiling = gbps * 1e9 * B / ((double)b.m->decode_bytes + B * kv_bytes);
+			row(results, name, B, depths[di], tg[di][bi], ceiling, "bandwidth",
+			    B > 1 && b1 > 0 ? tg[di][bi].mean / b1 : 0);
 		}
-		/* The weights are read once per step for all B sequences; each
-		 * sequence's KV is its own. */
-		double ceiling = bw.gbps > 0 ? B * tg_ceiling * step_bytes /
-						       ((double)b.m->decode_bytes + B * kv_bytes)
-					     : 0;
-		row(results, name, B, (int)depth, tg[bi], ceiling, "bandwidth",
-		    B > 1 && b1 > 0 ? tg[bi].mean / b1 : 0);
+		if (di > 0 && depths[0] == 0 && tg[0][0].mean > 0 && batches[0] == 1)
+			printf("| (depth %d: %.2fx the tokens/s at depth 0, batch %d)\n", depths[di],
+			       tg[di][0].mean / tg[0][0].mean, batches[0]);
 	}
 	if (agree && agreement(&b, &eo, (int)agree, doc, &err)) {
 		cli_fail("bench", "%s", err.msg);

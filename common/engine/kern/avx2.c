@@ -341,6 +341,53 @@ static void axpy(float a, const float *x, float *y, int n)
 		y[i] += a * x[i];
 }
 
+/* One head of a KV row as f32 into buf (head sizes are at most 512). */
+static const float *kv_head(const struct duet_kv_rows *r, int i, float *buf)
+{
+	const uint8_t *row = (const uint8_t *)r->base + (size_t)i * r->stride;
+	int j = 0;
+	switch (r->t) {
+	case DUET_KV_F32:
+		return (const float *)row;
+	case DUET_KV_F16:
+		for (; j + 8 <= r->hd; j += 8)
+			_mm256_storeu_ps(buf + j, load_h((const uint16_t *)row + j));
+		for (; j < r->hd; j++)
+			buf[j] = _cvtsh_ss(((const uint16_t *)row)[j]);
+		return buf;
+	case DUET_KV_INT8: {
+		float d;
+		memcpy(&d, row + r->scale_off, sizeof d);
+		for (; j < r->hd; j++)
+			buf[j] = d * (float)((const int8_t *)row)[j];
+		return buf;
+	}
+	}
+	return buf;
+}
+
+static void attn_qk(const float *q, int nq, const struct duet_kv_rows *k, int n, float scale,
+		    float *s, size_t ld)
+{
+	float buf[512];
+	for (int i = 0; i < n; i++) {
+		const float *kr = kv_head(k, i, buf);
+		for (int h = 0; h < nq; h++)
+			s[(size_t)h * ld + i] = dot(q + (size_t)h * k->hd, kr, k->hd) * scale;
+	}
+}
+
+static void attn_av(const float *p, size_t ld, int nq, const struct duet_kv_rows *v, int n,
+		    float *out)
+{
+	float buf[512];
+	for (int i = 0; i < n; i++) {
+		const float *vr = kv_head(v, i, buf);
+		for (int h = 0; h < nq; h++)
+			axpy(p[(size_t)h * ld + i], vr, out + (size_t)h * v->hd, v->hd);
+	}
+}
+
 static void softmax(float *x, int n)
 {
 	float mx = x[0];
@@ -404,6 +451,8 @@ const struct duet_kernels duet_kernels_avx2 = {
 	.cvt_q8_0 = cvt_q8_0,
 	.cvt_i8 = cvt_i8,
 	.dot = dot,
+	.attn_qk = attn_qk,
+	.attn_av = attn_av,
 	.axpy = axpy,
 	.softmax = softmax,
 	.silu_mul = silu_mul,

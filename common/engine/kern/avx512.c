@@ -470,6 +470,185 @@ INLINE __m512 exp512(__m512 x)
 	return _mm512_scalef_ps(p, n);
 }
 
+/* ---- decode attention over one KV head's cached rows ---- */
+
+/* Values [j, j + 16) of a KV row as f32 (m: which of them exist), before
+ * an int8 row's scale. */
+INLINE __m512 kv16(enum duet_kv_dtype t, const uint8_t *row, int j, __mmask16 m)
+{
+	switch (t) {
+	case DUET_KV_F32:
+		return _mm512_maskz_loadu_ps(m, (const float *)row + j);
+	case DUET_KV_F16:
+		return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + j));
+	case DUET_KV_INT8:
+		return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, row + j)));
+	}
+	return _mm512_setzero_ps();
+}
+
+INLINE float kv_scale(const struct duet_kv_rows *r, const uint8_t *row)
+{
+	float d = 1.0f;
+	if (r->t == DUET_KV_INT8)
+		memcpy(&d, row + r->scale_off, sizeof d);
+	return d;
+}
+
+/* 16 x 16 transpose: r[i] holds row i; afterwards r[j] holds column j. */
+INLINE void transpose16(__m512 r[16])
+{
+	__m512 t[16];
+	_Pragma("GCC unroll 8")
+	for (int i = 0; i < 16; i += 2) {
+		t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+	}
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < 16; i += 4) {
+		r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+		r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+		r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+		r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+	}
+	/* r[4k + m] now holds, per 128-bit lane L, row 4L' ... : gather the
+	 * lanes of rows 4 apart, then 8 apart. */
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < 4; i++) {
+		t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+		t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+		t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+		t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+	}
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < 4; i++) {
+		r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+		r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+		r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+		r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+	}
+}
+
+/* Scores of nh (<= 8) query heads for up to 16 rows at once: each 16 x 16
+ * piece of the rows converted and transposed once, so that an accumulator
+ * holds one head's scores for 16 positions and no per-position reduction
+ * is needed. */
+INLINE void qk16(const float *q, const struct duet_kv_rows *k, int i0, int n, float scale,
+		 float *s, size_t ld, const int nh)
+{
+	const int hd = k->hd;
+	__m512 acc[8];
+	_Pragma("GCC unroll 8")
+	for (int h = 0; h < nh; h++)
+		acc[h] = _mm512_setzero_ps();
+	float sc[16];
+	for (int i = 0; i < 16; i++)
+		sc[i] = i < n ? kv_scale(k, (const uint8_t *)k->base + (size_t)(i0 + i) * k->stride) : 0;
+	for (int j = 0; j < hd; j += 16) {
+		__mmask16 m = tail_mask(hd - j);
+		__m512 col[16];
+		_Pragma("GCC unroll 16")
+		for (int i = 0; i < 16; i++)
+			col[i] = i < n ? kv16(k->t, (const uint8_t *)k->base + (size_t)(i0 + i) * k->stride, j, m)
+				       : _mm512_setzero_ps();
+		transpose16(col);
+		_Pragma("GCC unroll 16")
+		for (int c = 0; c < 16; c++) {
+			if (j + c >= hd)
+				break;
+			_Pragma("GCC unroll 8")
+			for (int h = 0; h < nh; h++)
+				acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)h * hd + j + c]), col[c],
+							 acc[h]);
+		}
+	}
+	__m512 f = _mm512_mul_ps(_mm512_loadu_ps(sc), _mm512_set1_ps(scale));
+	__mmask16 out = tail_mask(n);
+	_Pragma("GCC unroll 8")
+	for (int h = 0; h < nh; h++)
+		_mm512_mask_storeu_ps(s + (size_t)h * ld + i0, out, _mm512_mul_ps(acc[h], f));
+}
+
+INLINE void qk_heads(const float *q, const struct duet_kv_rows *k, int n, float scale, float *s,
+		     size_t ld, const int nh)
+{
+	for (int i0 = 0; i0 < n; i0 += 16)
+		qk16(q, k, i0, n - i0 < 16 ? n - i0 : 16, scale, s, ld, nh);
+}
+
+static void attn_qk(const float *q, int nq, const struct duet_kv_rows *k, int n, float scale,
+		    float *s, size_t ld)
+{
+	for (int h0 = 0; h0 < nq; h0 += 8) {
+		const float *qh = q + (size_t)h0 * k->hd;
+		float *sh = s + (size_t)h0 * ld;
+		switch (nq - h0 < 8 ? nq - h0 : 8) {
+		case 1: qk_heads(qh, k, n, scale, sh, ld, 1); break;
+		case 2: qk_heads(qh, k, n, scale, sh, ld, 2); break;
+		case 3: qk_heads(qh, k, n, scale, sh, ld, 3); break;
+		case 4: qk_heads(qh, k, n, scale, sh, ld, 4); break;
+		case 5: qk_heads(qh, k, n, scale, sh, ld, 5); break;
+		case 6: qk_heads(qh, k, n, scale, sh, ld, 6); break;
+		case 7: qk_heads(qh, k, n, scale, sh, ld, 7); break;
+		default: qk_heads(qh, k, n, scale, sh, ld, 8); break;
+		}
+	}
+}
+
+/* out of nh (<= 4) heads, values [j0, j0 + 64), accumulated in registers
+ * over every row: each row's 64 values converted once for all heads. */
+INLINE void av_heads(const float *p, size_t ld, const struct duet_kv_rows *v, int n, float *out,
+		     int j0, const int nh)
+{
+	const int hd = v->hd;
+	__mmask16 m[4];
+	__m512 acc[4][4];
+	_Pragma("GCC unroll 4")
+	for (int c = 0; c < 4; c++) {
+		int left = hd - j0 - 16 * c;
+		m[c] = tail_mask(left > 0 ? left : 0);
+		_Pragma("GCC unroll 4")
+		for (int h = 0; h < nh; h++)
+			acc[h][c] = _mm512_maskz_loadu_ps(m[c], out + (size_t)h * hd + j0 + 16 * c);
+	}
+	for (int i = 0; i < n; i++) {
+		const uint8_t *row = (const uint8_t *)v->base + (size_t)i * v->stride;
+		float d = kv_scale(v, row);
+		__m512 kv[4];
+		_Pragma("GCC unroll 4")
+		for (int c = 0; c < 4; c++)
+			kv[c] = kv16(v->t, row, j0 + 16 * c, m[c]);
+		_Pragma("GCC unroll 4")
+		for (int h = 0; h < nh; h++) {
+			__m512 w = _mm512_set1_ps(p[(size_t)h * ld + i] * d);
+			_Pragma("GCC unroll 4")
+			for (int c = 0; c < 4; c++)
+				acc[h][c] = _mm512_fmadd_ps(w, kv[c], acc[h][c]);
+		}
+	}
+	_Pragma("GCC unroll 4")
+	for (int c = 0; c < 4; c++)
+		_Pragma("GCC unroll 4")
+		for (int h = 0; h < nh; h++)
+			_mm512_mask_storeu_ps(out + (size_t)h * hd + j0 + 16 * c, m[c], acc[h][c]);
+}
+
+static void attn_av(const float *p, size_t ld, int nq, const struct duet_kv_rows *v, int n,
+		    float *out)
+{
+	for (int h0 = 0; h0 < nq; h0 += 4)
+		for (int j0 = 0; j0 < v->hd; j0 += 64) {
+			const float *ph = p + (size_t)h0 * ld;
+			float *oh = out + (size_t)h0 * v->hd;
+			switch (nq - h0 < 4 ? nq - h0 : 4) {
+			case 1: av_heads(ph, ld, v, n, oh, j0, 1); break;
+			case 2: av_heads(ph, ld, v, n, oh, j0, 2); break;
+			case 3: av_heads(ph, ld, v, n, oh, j0, 3); break;
+			default: av_heads(ph, ld, v, n, oh, j0, 4); break;
+			}
+		}
+}
+
 static float dot(const float *a, const float *b, int n)
 {
 	__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
@@ -572,6 +751,8 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.cvt_q8_0 = cvt_q8_0,
 	.cvt_i8 = cvt_i8,
 	.dot = dot,
+	.attn_qk = attn_qk,
+	.attn_av = attn_av,
 	.axpy = axpy,
 	.softmax = softmax,
 	.silu_mul = silu_mul,

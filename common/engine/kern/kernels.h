@@ -7,7 +7,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/kvrow.h"
 #include "engine/dtype.h"
+
+/* One KV head's rows at n consecutive positions of a cache block: head i
+ * at (uint8_t *)base + i * stride, in type t (base/kvrow.h); for int8 its
+ * scale is a float at scale_off bytes from the head's values. */
+struct duet_kv_rows {
+	const void *base;
+	size_t stride;
+	int hd;
+	enum duet_kv_dtype t;
+	long scale_off;
+};
 
 /* How activations meet the weights of a matmul. */
 enum duet_act {
@@ -87,6 +99,14 @@ struct duet_kernels {
 	/* n int8 values times d (int8 KV rows, one head at a time). */
 	void (*cvt_i8)(const void *src, float d, float *dst, int n);
 	float (*dot)(const float *a, const float *b, int n);
+	/* Decode attention over n cached positions of one KV head, whose rows
+	 * (struct duet_kv_rows) are read once for all nq query heads sharing
+	 * it. qk: s[h * ld + i] = scale * dot(q + h * hd, K row i). av:
+	 * out[h * hd ..] += sum over i of p[h * ld + i] * V row i. */
+	void (*attn_qk)(const float *q, int nq, const struct duet_kv_rows *k, int n, float scale,
+			float *s, size_t ld);
+	void (*attn_av)(const float *p, size_t ld, int nq, const struct duet_kv_rows *v, int n,
+			float *out);
 	void (*axpy)(float a, const float *x, float *y, int n); /* y += a x */
 	/* x = softmax(x) over n entries. */
 	void (*softmax)(float *x, int n);

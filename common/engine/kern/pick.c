@@ -43,8 +43,12 @@ duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype
 		if (t != DUET_Q8_0)
 			return NULL;
 		/* The AVX-512 integer kernel needs VNNI (vpdpbusd); AVX-512 CPUs
-		 * without it (Skylake-X) take the AVX2 one. */
-		if (k == &duet_kernels_avx512 && !duet_cpu_has_avx512vnni())
+		 * without it (Skylake-X) take the AVX2 one. Asked once: this
+		 * runs for every matmul. */
+		static int vnni = -1;
+		if (vnni < 0)
+			vnni = duet_cpu_has_avx512vnni();
+		if (k == &duet_kernels_avx512 && !vnni)
 			return duet_kernels_avx2.matmul_q8_0_q8;
 		return k->matmul_q8_0_q8;
 	}

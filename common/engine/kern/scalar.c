@@ -136,6 +136,47 @@ static float read4(const float *x, long n)
 	return s0 + s1 + s2 + s3;
 }
 
+/* Value j of row i of one KV head, as f32. */
+static float kv_at(const struct duet_kv_rows *r, int i, int j)
+{
+	const uint8_t *row = (const uint8_t *)r->base + (size_t)i * r->stride;
+	switch (r->t) {
+	case DUET_KV_F32:
+		return ((const float *)row)[j];
+	case DUET_KV_F16:
+		return duet_fp16_to_fp32(((const uint16_t *)row)[j]);
+	case DUET_KV_INT8: {
+		float d;
+		memcpy(&d, row + r->scale_off, sizeof d);
+		return d * (float)((const int8_t *)row)[j];
+	}
+	}
+	return 0;
+}
+
+static void attn_qk(const float *q, int nq, const struct duet_kv_rows *k, int n, float scale,
+		    float *s, size_t ld)
+{
+	for (int i = 0; i < n; i++)
+		for (int h = 0; h < nq; h++) {
+			float acc = 0;
+			for (int j = 0; j < k->hd; j++)
+				acc += q[(size_t)h * k->hd + j] * kv_at(k, i, j);
+			s[(size_t)h * ld + i] = acc * scale;
+		}
+}
+
+static void attn_av(const float *p, size_t ld, int nq, const struct duet_kv_rows *v, int n,
+		    float *out)
+{
+	for (int i = 0; i < n; i++)
+		for (int h = 0; h < nq; h++) {
+			float w = p[(size_t)h * ld + i];
+			for (int j = 0; j < v->hd; j++)
+				out[(size_t)h * v->hd + j] += w * kv_at(v, i, j);
+		}
+}
+
 static float dot(const float *a, const float *b, int n)
 {
 	float s = 0;
@@ -194,6 +235,8 @@ const struct duet_kernels duet_kernels_scalar = {
 	.cvt_q8_0 = cvt_q8_0,
 	.cvt_i8 = cvt_i8,
 	.dot = dot,
+	.attn_qk = attn_qk,
+	.attn_av = attn_av,
 	.axpy = axpy,
 	.softmax = softmax,
 	.silu_mul = silu_mul,
