@@ -6,6 +6,7 @@
 #   make test SANITIZE=0 only the normal build; SANITIZE=1 only the sanitizer build
 #   make bench           `duet bench` on the benchmark models (see BENCHMARKS.md)
 #   make bench-daemons   KV transfer, streaming overlap, decode batching
+#   make bench-matmul    the matmul kernels alone: weight GB/s and GFLOP/s
 #   make bench-router    the router's overhead
 #   make bench-cluster   colocated vs disaggregated, trace replay over a rate sweep
 #   make up              start a local cluster (router + nodes) until Ctrl-C
@@ -142,7 +143,16 @@ $(BUILD)/models/stories110m-ctx4k.gguf: | $(DUET)
 
 .PHONY: bench-daemons
 bench-daemons: $(DAEMONS) $(BUILD)/bench/bench_daemons $(BENCH_MODEL)
-	$(BUILD)/bench/bench_daemons $(BUILD) $(BENCH_MODEL) $(REPS)
+	$(BUILD)/bench/bench_daemons $(BUILD) $(BENCH_MODEL) $(or $(REPS),3) $(or $(KV),f16)
+
+# The matmul kernels alone, per weight type and batch width (weight GB/s
+# and GFLOP/s; see bench/bench_matmul.c).
+.PHONY: bench-matmul
+bench-matmul: $(BUILD)/bench/bench_matmul
+	@for t in f32 f16 bf16 q8_0; do for b in 1 4 8 16; do $(BUILD)/bench/bench_matmul $$t $$b; done; done
+
+$(BUILD)/bench/bench_matmul: $(BUILD)/bench/bench_matmul.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/bench/bench_daemons: $(BUILD)/bench/bench_daemons.o $(BUILD)/tests/driver.o $(BUILD)/tools/bench/ceilings.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@

@@ -1,7 +1,11 @@
 /* The daemons' benchmark (make bench-daemons): KV transfer rate over tcp
  * loopback and ipc per transit dtype against memcpy, the overlap of KV
  * streaming with prefill, and decode-node throughput at 1, 4 and 16
- * running sequences. Usage: bench_daemons BIN_DIR MODEL [REPS] */
+ * running sequences against the same decode in this process (the daemon
+ * should keep up with its engine). Every node stores KV_DTYPE rows (f16 by
+ * default), as the in-process engine does; the decode node and the engine
+ * both hold the weights in huge pages.
+ * Usage: bench_daemons BIN_DIR MODEL [REPS [KV_DTYPE]] */
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -19,6 +23,8 @@
 #include "base/kvrow.h"
 
 #define CHUNKS 200
+
+static enum duet_kv_dtype g_kv = DUET_KV_F16;
 
 struct sender {
 	const char *endpoint;
@@ -215,7 +221,7 @@ static double engine_rate(const struct duet_model *m, int B, int steps)
 	sched_getaffinity(0, sizeof all, &all);
 	struct duet_err err;
 	int cpu = 1;
-	struct duet_kv_geom g = duet_kv_geom_for(m, 0, DUET_KV_DEFAULT);
+	struct duet_kv_geom g = duet_kv_geom_for(m, 0, g_kv);
 	struct duet_kv_pool *kv;
 	struct duet_engine *e;
 	struct duet_engine_opts eo = {.n_threads = 1, .cpus = &cpu, .n_cpus = 1};
@@ -307,23 +313,29 @@ static void bench_decode(const struct duet_model *m, int reps)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: bench_daemons BIN_DIR MODEL [REPS]\n");
+		fprintf(stderr, "usage: bench_daemons BIN_DIR MODEL [REPS [KV_DTYPE]]\n");
 		return 2;
 	}
 	int reps = argc > 3 ? atoi(argv[3]) : 3;
 	if (reps < 1 || reps > 16)
 		reps = 3;
+	const char *kv_name = argc > 4 ? argv[4] : "f16";
+	if (duet_kv_dtype_parse(kv_name, &g_kv)) {
+		fprintf(stderr, "KV_DTYPE '%s': want f16, int8 or f32\n", kv_name);
+		return 2;
+	}
 	struct duet_model *m;
 	struct duet_err err;
-	if (duet_model_open(&m, argv[2], NULL, &err)) {
+	struct duet_model_opts mo = {.weights = DUET_WEIGHTS_HUGEPAGES};
+	if (duet_model_open(&m, argv[2], &mo, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
 	char dir[] = "/tmp/duet-bench-XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
-	printf("# duet daemons benchmark: %s (%s), %d layers, kv_dim %d\n", argv[2], m->name,
-	       m->cfg.n_layers, m->cfg.n_kv_heads * m->cfg.head_dim);
+	printf("# duet daemons benchmark: %s (%s), %d layers, kv_dim %d, KV rows %s\n", argv[2],
+	       m->name, m->cfg.n_layers, m->cfg.n_kv_heads * m->cfg.head_dim, kv_name);
 	struct duet_sgemm_ceiling sg;
 	struct duet_bw_ceiling bw;
 	if (duet_measure_sgemm(2048, 1, 3, &sg, &err) ||
@@ -343,8 +355,9 @@ int main(int argc, char **argv)
 	char ep[300];
 	snprintf(ep, sizeof ep, "ipc://%s/decode-0.ipc", dir);
 	spawn(argv[1], "duet-decode", "decode-0", argv[2], "1",
-	      (char *[]){"--kv-endpoint", ep, "--max-requests", "32", NULL});
-	char *common[] = {"--prefix-cache-mb", "0", "--kv-dtype", "f16", "--max-batch-tokens",
+	      (char *[]){"--kv-endpoint", ep, "--max-requests", "32", "--kv-dtype", (char *)kv_name,
+			 NULL});
+	char *common[] = {"--prefix-cache-mb", "0", "--kv-dtype", (char *)kv_name, "--max-batch-tokens",
 			  flag("%d", 2048), NULL, NULL, NULL};
 	spawn(argv[1], "duet-prefill", "prefill-stream", argv[2], "0", common);
 	common[6] = "--stream-layers";
