@@ -42,6 +42,15 @@ int cli_qdot(const char *flag, const char *s, enum duet_qdot *out)
 	return 0;
 }
 
+int cli_kv_dtype(const char *flag, const char *s, enum duet_kv_dtype *out)
+{
+	if (duet_kv_dtype_parse(s, out)) {
+		fprintf(stderr, "duet: %s expects f16, int8 or f32, got '%s'\n", flag, s);
+		return -1;
+	}
+	return 0;
+}
+
 void cli_weights_note(const char *cmd, enum duet_weights asked, const struct duet_model *m)
 {
 	if (asked != m->weights)

@@ -17,6 +17,8 @@ int cli_u64(const char *flag, const char *s, uint64_t *out);
 int cli_weights(const char *flag, const char *s, enum duet_weights *out);
 /* --qdot int8|exact (engine/kern/kernels.h says which is for what). */
 int cli_qdot(const char *flag, const char *s, enum duet_qdot *out);
+/* --kv-dtype f16|int8|f32 (base/kvrow.h). */
+int cli_kv_dtype(const char *flag, const char *s, enum duet_kv_dtype *out);
 /* Says on stderr when a model's weights did not land where asked. */
 void cli_weights_note(const char *cmd, enum duet_weights asked, const struct duet_model *m);
 /* Prints "duet <cmd>: msg" to stderr; returns 1 (the exit status). */

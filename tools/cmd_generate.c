@@ -112,11 +112,7 @@ int cmd_generate(int argc, char **argv)
 		case 'N': echo = 0; break;
 		case 'W': if (cli_weights("--weights", optarg, &weights)) return 2; break;
 		case 'Q': if (cli_qdot("--qdot", optarg, &qdot)) return 2; break;
-		case 'V':
-			if (duet_kv_dtype_parse(optarg, &kvt))
-				return cli_fail("generate", "--kv-dtype expects f16, int8 or f32, got '%s'",
-						optarg);
-			break;
+		case 'V': if (cli_kv_dtype("--kv-dtype", optarg, &kvt)) return 2; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

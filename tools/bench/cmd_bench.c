@@ -347,10 +347,7 @@ int cmd_bench(int argc, char **argv)
 		case 'N': no_ceilings = 1; break;
 		case 'W': if (cli_weights("--weights", optarg, &weights)) return 2; break;
 		case 'Q': if (cli_qdot("--qdot", optarg, &qdot)) return 2; break;
-		case 'K':
-			if (duet_kv_dtype_parse(optarg, &kvt))
-				return cli_fail("bench", "--kv-dtype expects f16, int8 or f32, got '%s'", optarg);
-			break;
+		case 'K': if (cli_kv_dtype("--kv-dtype", optarg, &kvt)) return 2; break;
 		case 'J': json_path = optarg; break;
 		case 'A': if (cli_int("--agree", optarg, 1, 1000, &agree)) return 2; break;
 		case 'h': usage(stdout); return 0;

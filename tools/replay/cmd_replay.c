@@ -400,12 +400,7 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 		case O_COMPARE: *compare_at = 1; break;
 		case 'q': a->ro.quiet = 1; break;
 		case O_VERIFY: a->verify.model = optarg; break;
-		case O_KVTYPE:
-			if (duet_kv_dtype_parse(optarg, &a->verify.kv)) {
-				fprintf(stderr, "duet replay: --kv-dtype expects f16, int8 or f32, got '%s'\n", optarg);
-				return 2;
-			}
-			break;
+		case O_KVTYPE: if (cli_kv_dtype("--kv-dtype", optarg, &a->verify.kv)) return 2; break;
 		case O_QDOT: if (cli_qdot("--qdot", optarg, &a->verify.qdot)) return 2; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
