@@ -674,6 +674,9 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 			/* The router's view of the decode node's room was stale
 			 * (reports lag): wait for room like any other request. */
 			duet_log(DUET_LOG_DEBUG, q->id, "%s had no room after all; queueing", peer);
+			pthread_mutex_lock(&r->mu);
+			r->n_requeued++;
+			pthread_mutex_unlock(&r->mu);
 			cancel_on_nodes(r, q);
 			node_done(r, q);
 			q->pnode = q->dnode = -1;

@@ -332,6 +332,8 @@ static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
 	fprintf(f, "duet_placements_total{path=\"local\"} %llu\n", (unsigned long long)r->n_local);
 	fprintf(f, "# TYPE duet_failovers_total counter\nduet_failovers_total %llu\n",
 		(unsigned long long)r->n_resumed);
+	fprintf(f, "# TYPE duet_requeued_total counter\nduet_requeued_total %llu\n",
+		(unsigned long long)r->n_requeued);
 	fprintf(f, "# TYPE duet_tokens_total counter\n");
 	fprintf(f, "duet_tokens_total{direction=\"in\"} %llu\n", (unsigned long long)r->tokens_in);
 	fprintf(f, "duet_tokens_total{direction=\"out\"} %llu\n", (unsigned long long)r->tokens_out);

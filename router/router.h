@@ -171,6 +171,7 @@ struct router {
 	unsigned rr;
 	/* counters, under mu */
 	uint64_t n_ok, n_failed, n_rejected, n_disagg, n_local, n_resumed, tokens_in, tokens_out;
+	uint64_t n_requeued; /* placed, then refused for lack of room: queued again */
 	uint64_t kv_bytes;
 	struct router_hist ttft, tbt, e2e;
 	struct router_hist relay; /* decode node's send -> text ready for the client (one host) */

@@ -405,8 +405,11 @@ static void test_metrics_agree(void **state)
 	assert_true(ok >= 5);
 	assert_int_equal(metric(b.p, "duet_e2e_seconds_count "), ok);
 	assert_int_equal(metric(b.p, "duet_ttft_seconds_count "), ok);
+	/* Every completed request was placed once, and again for each
+	 * failover or refusal for lack of room (a busy machine makes those). */
 	assert_int_equal(metric(b.p, "duet_placements_total{path=\"disaggregated\"} ") +
-				 metric(b.p, "duet_placements_total{path=\"local\"} "),
+				 metric(b.p, "duet_placements_total{path=\"local\"} ") -
+				 metric(b.p, "\nduet_failovers_total ") - metric(b.p, "duet_requeued_total "),
 			 ok);
 	free(b.p);
 }
