@@ -77,7 +77,7 @@ $(BUILD)/proto/duet.pb-c.o: $(PROTO_C)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-parameter -c $< -o $@
 
 # Kernels for one instruction set each; the library picks at run time.
-ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c
+ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
 ISA_avx2 := -mavx2 -mfma -mf16c
 $(BUILD)/common/engine/kern/avx512.o: ISA := $(ISA_avx512)
 $(BUILD)/common/engine/kern/avx2.o: ISA := $(ISA_avx2)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/cpu.h"
 #include "engine/dtype.h"
 #include "engine/kern/kernels.h"
 
@@ -98,6 +99,21 @@ static void test_matmul(void **st)
 			struct duet_q8a_pair *qa = aligned_alloc(64, sizeof *qa * np);
 			struct duet_q8a_pair *mine = aligned_alloc(64, sizeof *qa * np);
 			float *pf = aligned_alloc(64, sizeof(float) * duet_panel_f32_floats(K, BMAX));
+			size_t nbf = duet_panel_bf16_chunks(K, BMAX);
+			struct duet_bf16x2 *bref = aligned_alloc(64, sizeof *bref * nbf);
+			struct duet_bf16x2 *bmine = aligned_alloc(64, sizeof *bref * nbf);
+			/* bf16 pairs: what the kernel multiplies is hi + lo. */
+			double *refb = malloc(sizeof(double) * BMAX * N);
+			if (t == DUET_BF16) {
+				duet_panel_pack_bf16_ref(x, ldx, K, BMAX, bref);
+				for (int b = 0; b < BMAX; b++)
+					for (int k = 0; k < K; k++) {
+						const struct duet_bf16x2 *c = &bref[(size_t)(k / 32) * BMAX + b];
+						xq[b * ldx + k] = duet_bf16_to_fp32(c->hi[k % 32]) +
+								  duet_bf16_to_fp32(c->lo[k % 32]);
+					}
+				reference(t, w, rb, N, K, xq, ldx, BMAX, refb);
+			}
 			/* A row's int8 form does not depend on the panel's width
 			 * (only quantized weights, whole blocks, take it). */
 			if (t == DUET_Q8_0) {
@@ -111,14 +127,18 @@ static void test_matmul(void **st)
 				const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 				if (!kt)
 					continue;
-				for (int ai = 0; ai < 2; ai++) {
-					enum duet_act act = ai ? DUET_ACT_Q8 : DUET_ACT_F32;
+				static const enum duet_act acts[] = {DUET_ACT_F32, DUET_ACT_Q8, DUET_ACT_BF16};
+				static const char *act_names[] = {"f32", "int8", "bf16 pair"};
+				for (int ai = 0; ai < 3; ai++) {
+					enum duet_act act = acts[ai];
 					duet_matmul_fn mm = duet_kernels_matmul(kt, t, act);
 					if (!mm) {
-						assert_true(act == DUET_ACT_Q8 && t != DUET_Q8_0);
+						assert_true(act != DUET_ACT_F32);
 						continue;
 					}
-					const double *want = act == DUET_ACT_Q8 ? refq : ref;
+					if (act == DUET_ACT_BF16 && !duet_cpu_has_avx512bf16())
+						continue;
+					const double *want = act == DUET_ACT_Q8 ? refq : act == DUET_ACT_BF16 ? refb : ref;
 					for (int B = 1; B <= BMAX; B++) {
 						const void *xa = pf;
 						if (act == DUET_ACT_Q8) {
@@ -130,6 +150,13 @@ static void test_matmul(void **st)
 							}
 							assert_memory_equal(mine, qa, sizeof *qa * duet_panel_q8_pairs(K, B));
 							xa = mine;
+						} else if (act == DUET_ACT_BF16) {
+							/* This ISA's packing is the
+							 * reference's, bit for bit. */
+							kt->pack_bf16(x, ldx, K, B, bmine);
+							duet_panel_pack_bf16_ref(x, ldx, K, B, bref);
+							assert_memory_equal(bmine, bref, sizeof *bref * duet_panel_bf16_chunks(K, B));
+							xa = bmine;
 						} else {
 							duet_panel_pack_f32(x, ldx, K, B, pf);
 						}
@@ -144,7 +171,7 @@ static void test_matmul(void **st)
 								if (!(fabs(got - r) <= 1e-4 * (1 + fabs(r))))
 									fail_msg("%s matmul %s (%s activations) K=%d B=%d: y[%d][%d] = %g, expected %g",
 										 isas[ii], duet_dtype_name(t),
-										 ai ? "int8" : "f32", K, B, b, n,
+										 act_names[ai], K, B, b, n,
 										 (double)got, r);
 							}
 						/* Outside the rows asked for stays untouched. */
@@ -155,7 +182,7 @@ static void test_matmul(void **st)
 				}
 			}
 			free(wf), free(w), free(x), free(xq), free(qa), free(mine), free(pf), free(ref),
-				free(refq), free(y);
+				free(refq), free(y), free(bref), free(bmine), free(refb);
 		}
 }
 

@@ -39,6 +39,12 @@ int duet_cpu_has_avx512vnni(void)
 	return duet_cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
 }
 
+int duet_cpu_has_avx512bf16(void)
+{
+	__builtin_cpu_init();
+	return duet_cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+}
+
 int duet_cpu_count(void)
 {
 	cpu_set_t set;

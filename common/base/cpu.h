@@ -10,6 +10,7 @@
 int duet_cpu_has_avx2(void);   /* AVX2 + FMA + F16C */
 int duet_cpu_has_avx512(void); /* AVX-512 F, BW, VL, DQ */
 int duet_cpu_has_avx512vnni(void); /* and its 8-bit dot product */
+int duet_cpu_has_avx512bf16(void); /* and its bfloat16 dot product */
 int duet_cpu_count(void);      /* CPUs this process may run on */
 
 /* OpenBLAS 0.3.21 (Debian 12) does not know CPUs newer than it, e.g. AMD

@@ -38,7 +38,8 @@ int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 	}
 	mm->panel = aligned_alloc(64, sizeof(float) * duet_panel_f32_floats(max_cols, max_rows));
 	mm->qa = aligned_alloc(64, sizeof *mm->qa * duet_panel_q8_pairs(max_cols, max_rows));
-	if (!mm->panel || !mm->qa) {
+	mm->bf = aligned_alloc(64, sizeof *mm->bf * duet_panel_bf16_chunks(max_cols, max_rows));
+	if (!mm->panel || !mm->qa || !mm->bf) {
 		duet_matmul_free(mm);
 		return duet_errf(err, "matmul: out of memory for %d quantized activation rows",
 				 max_rows);
@@ -55,13 +56,15 @@ void duet_matmul_free(struct duet_matmul *mm)
 	mm->scratch = NULL;
 	free(mm->panel);
 	free(mm->qa);
+	free(mm->bf);
 	mm->panel = NULL;
 	mm->qa = NULL;
+	mm->bf = NULL;
 }
 
 static enum duet_act act_of(const struct duet_matmul *mm, const struct duet_matmul_job *j)
 {
-	return duet_kernels_act(j->w->type, mm->qdot);
+	return duet_kernels_act(mm->k, j->w->type, mm->qdot);
 }
 
 /* The kernels, on rows [n0, n1) of the job's weights; tmp (room for T x
@@ -73,7 +76,9 @@ static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_jo
 	enum duet_act act = act_of(mm, j);
 	duet_matmul_fn fn = duet_kernels_matmul(mm->k, w->type, act);
 	int K = (int)w->cols, N = (int)w->rows;
-	const void *x = act == DUET_ACT_Q8 ? (const void *)mm->qa : (const void *)mm->panel;
+	const void *x = act == DUET_ACT_Q8	  ? (const void *)mm->qa
+			: act == DUET_ACT_BF16 ? (const void *)mm->bf
+					       : (const void *)mm->panel;
 	if (!j->accumulate) {
 		fn(w->data, w->row_bytes, K, x, j->T, j->y, N, (int)n0, (int)n1);
 		return;
@@ -121,7 +126,7 @@ struct run_args {
 	 * layer's matrices may mix types, so both forms may be needed) */
 	const float *x;
 	int T, K;
-	int f32, q8;
+	int f32, q8, bf16;
 };
 
 static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_job *j)
@@ -164,19 +169,22 @@ static void prepare_part(void *arg, int ith, int nth)
 void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 		     int n_jobs)
 {
-	struct run_args a = {mm, jobs, n_jobs, NULL, 0, 0, 0, 0};
+	struct run_args a = {mm, jobs, n_jobs, NULL, 0, 0, 0, 0, 0};
 	for (int i = 0; i < n_jobs; i++)
 		if (uses_kernels(mm, &jobs[i])) {
 			a.x = jobs[i].x;
 			a.T = jobs[i].T;
 			a.K = (int)jobs[i].w->cols;
-			if (act_of(mm, &jobs[i]) == DUET_ACT_Q8)
-				a.q8 = 1;
-			else
-				a.f32 = 1;
+			switch (act_of(mm, &jobs[i])) {
+			case DUET_ACT_Q8: a.q8 = 1; break;
+			case DUET_ACT_BF16: a.bf16 = 1; break;
+			case DUET_ACT_F32: a.f32 = 1; break;
+			}
 		}
 	if (a.f32)
 		duet_panel_pack_f32(a.x, a.K, a.K, a.T, mm->panel);
+	if (a.bf16)
+		mm->k->pack_bf16(a.x, a.K, a.K, a.T, mm->bf);
 	if (a.q8 && a.T < QUANT_PARALLEL_ROWS)
 		prepare_rows(&a, 0, a.T);
 	else if (a.q8)

@@ -256,6 +256,86 @@ INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pa
 			store(y + (size_t)b * ldy + r, _mm512_reduce_add_ps(acc[r][b]), add);
 }
 
+/* ---- bf16 weights against bf16 activation pairs (AVX512_BF16) ---- */
+
+/* 32 bf16 weights of a row from k, zero past `rem`. */
+INLINE __m512bh load_bh(const uint8_t *row, int k, int rem)
+{
+	const uint16_t *p = (const uint16_t *)row + k;
+	if (rem >= 32)
+		return (__m512bh)_mm512_loadu_si512(p);
+	return (__m512bh)_mm512_maskz_loadu_epi16((__mmask32)((1ull << rem) - 1), p);
+}
+
+/* One step of 32 values: x points at the step's chunk of the tile's first
+ * row in a bf16 panel. */
+INLINE void step_bf(const uint8_t *w, size_t rb, int k, int rem, const struct duet_bf16x2 *x,
+		    __m512 acc[4][MAX_NB], const int nr, const int nb)
+{
+	__m512bh wv[4];
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++) {
+		const uint8_t *row = w + (size_t)r * rb;
+		PREFETCH(row + (size_t)k * 2 + (size_t)nr * rb);
+		wv[r] = load_bh(row, k, rem);
+	}
+	_Pragma("GCC unroll 16")
+	for (int b = 0; b < nb; b++) {
+		__m512bh hi = (__m512bh)_mm512_loadu_si512(x[b].hi);
+		__m512bh lo = (__m512bh)_mm512_loadu_si512(x[b].lo);
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++) {
+			acc[r][b] = _mm512_dpbf16_ps(acc[r][b], wv[r], hi);
+			acc[r][b] = _mm512_dpbf16_ps(acc[r][b], wv[r], lo);
+		}
+	}
+}
+
+INLINE void tile_bf(const uint8_t *w, size_t rb, int K, const struct duet_bf16x2 *x, int B,
+		    float *y, int ldy, int add, const int nr, const int nb)
+{
+	__m512 acc[4][MAX_NB];
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 16")
+		for (int b = 0; b < nb; b++)
+			acc[r][b] = _mm512_setzero_ps();
+	int k = 0;
+	for (; k + 32 <= K; k += 32, x += B)
+		step_bf(w, rb, k, 32, x, acc, nr, nb);
+	if (k < K)
+		step_bf(w, rb, k, K - k, x, acc, nr, nb);
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 16")
+		for (int b = 0; b < nb; b++)
+			store(y + (size_t)b * ldy + r, _mm512_reduce_add_ps(acc[r][b]), add);
+}
+
+/* duet_panel_pack_bf16_ref, bit for bit: vcvtneps2bf16 rounds to nearest
+ * even and treats subnormal inputs as zero, as the reference does. */
+static void pack_bf16(const float *x, int ldx, int K, int B, struct duet_bf16x2 *panel)
+{
+	int chunks = (K + DUET_BF16_CHUNK - 1) / DUET_BF16_CHUNK;
+	for (int c = 0; c < chunks; c++)
+		for (int b = 0; b < B; b++) {
+			struct duet_bf16x2 *o = &panel[(size_t)c * B + b];
+			int k0 = c * DUET_BF16_CHUNK, left = K - k0;
+			_Pragma("GCC unroll 2")
+			for (int h = 0; h < 2; h++) {
+				int n = left - 16 * h;
+				__m512 v = _mm512_maskz_loadu_ps(tail_mask(n > 0 ? n : 0),
+								 x + (size_t)b * ldx + k0 + 16 * h);
+				__m256bh hi = _mm512_cvtneps_pbh(v);
+				__m512 back = _mm512_castsi512_ps(
+					_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)hi), 16));
+				__m256bh lo = _mm512_cvtneps_pbh(_mm512_sub_ps(v, back));
+				_mm256_storeu_si256((__m256i *)(o->hi + 16 * h), (__m256i)hi);
+				_mm256_storeu_si256((__m256i *)(o->lo + 16 * h), (__m256i)lo);
+			}
+		}
+}
+
 /* ---- the tile shapes, each an instance with constant nr and nb ---- */
 
 #define NB_CASES_4(F, NR) F(NR, 1) F(NR, 2) F(NR, 3) F(NR, 4)
@@ -297,6 +377,20 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 	switch (nr * 32 + nb) {
 		NB_CASES_4(Q_CASE, 4)
 		NB_CASES_4(Q_CASE, 1)
+	}
+}
+
+#define BF_CASE(R, NB)                                                                  \
+	case (R) * 32 + (NB):                                                           \
+		tile_bf(w, rb, K, x, B, y, ldy, add, R, NB);                            \
+		return;
+
+static void tiles_bf(const uint8_t *w, size_t rb, int K, const struct duet_bf16x2 *x, int B,
+		     float *y, int ldy, int add, int nr, int nb)
+{
+	switch (nr * 32 + nb) {
+		NB_CASES_4(BF_CASE, 4)
+		NB_CASES_4(BF_CASE, 1)
 	}
 }
 
@@ -346,6 +440,9 @@ DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
 #undef ROW
 #define ROW 1
 DEFINE_MATMUL(matmul_q8_0_q8, tiles_q8, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+#undef T
+#define T DUET_BF16
+DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)
 #undef ROW
 #undef T
 
@@ -745,6 +842,8 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.matmul_bf16 = matmul_bf16,
 	.matmul_q8_0 = matmul_q8_0,
 	.matmul_q8_0_q8 = matmul_q8_0_q8,
+	.matmul_bf16_bf16 = matmul_bf16_bf16,
+	.pack_bf16 = pack_bf16,
 	.quant_q8a = quant_q8a,
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,

@@ -23,8 +23,9 @@ struct duet_kv_rows {
 
 /* How activations meet the weights of a matmul. */
 enum duet_act {
-	DUET_ACT_F32, /* rows of K floats; weights dequantized exactly */
-	DUET_ACT_Q8,  /* rows quantized per 32-block for integer dot products */
+	DUET_ACT_F32,  /* rows of K floats; weights dequantized exactly */
+	DUET_ACT_Q8,   /* rows quantized per 32-block for integer dot products */
+	DUET_ACT_BF16, /* rows split into two bfloat16 halves, for bf16 weights */
 };
 
 /* Quantized weights and activations: how they are multiplied. */
@@ -69,6 +70,30 @@ static inline size_t duet_panel_q8_pairs(int K, int B)
 	return (size_t)((K + DUET_Q8A_PAIR - 1) / DUET_Q8A_PAIR) * (size_t)B;
 }
 
+/* bf16 panel, for bf16 weights on CPUs with AVX512_BF16: each value x as
+ * hi = bf16(x) and lo = bf16(x - hi), so that a bf16 dot product
+ * (vdpbf16ps: products of two bf16 are exact in f32) of the weights with
+ * hi and then with lo misses only x - hi - lo (2^-16 of x): the
+ * activations stay as good as f32 for the purpose, at a third of the
+ * instructions of converting every weight to f32. Chunk c (values [32c,
+ * 32c + 32)) of row b at x[c * B + b]; K padded with zeros to a multiple
+ * of 32. */
+#define DUET_BF16_CHUNK 32
+struct duet_bf16x2 {
+	uint16_t hi[DUET_BF16_CHUNK];
+	uint16_t lo[DUET_BF16_CHUNK];
+};
+static inline size_t duet_panel_bf16_chunks(int K, int B)
+{
+	return (size_t)((K + DUET_BF16_CHUNK - 1) / DUET_BF16_CHUNK) * (size_t)B;
+}
+
+/* The definition of the bf16 pair form: B rows of K floats into a bf16
+ * panel, each bf16 rounded to nearest even with subnormal inputs as zero,
+ * as vcvtneps2bf16 converts (the AVX-512 table's packing reproduces it bit
+ * for bit). */
+void duet_panel_pack_bf16_ref(const float *x, int ldx, int K, int B, struct duet_bf16x2 *panel);
+
 /* B rows of K floats (ldx apart) into an f32 panel. */
 void duet_panel_pack_f32(const float *x, int ldx, int K, int B, float *panel);
 /* The definition of the int8 form: row b of K floats (K a multiple of 32:
@@ -90,6 +115,10 @@ struct duet_kernels {
 	duet_matmul_fn matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0;
 	/* int8 activations (DUET_ACT_Q8) */
 	duet_matmul_fn matmul_q8_0_q8;
+	/* bf16 activation pairs (DUET_ACT_BF16; NULL where the ISA has no
+	 * bf16 dot product) and their packing from B rows of floats */
+	duet_matmul_fn matmul_bf16_bf16;
+	void (*pack_bf16)(const float *x, int ldx, int K, int B, struct duet_bf16x2 *panel);
 	/* Row b of K activations into a q8 panel of B rows. */
 	void (*quant_q8a)(const float *x, int K, struct duet_q8a_pair *panel, int B, int b);
 	/* Row of n elements to f32 (prefill converts weight tiles). */
@@ -129,8 +158,11 @@ const struct duet_kernels *duet_kernels(void);
 /* A table by name if this CPU can run it, else NULL (tests compare ISAs). */
 const struct duet_kernels *duet_kernels_named(const char *name);
 
-/* The activations weight type t takes in mode q (f32 for f32, f16, bf16). */
-enum duet_act duet_kernels_act(enum duet_dtype t, enum duet_qdot q);
+/* The activations weight type t takes with table k in mode q: int8 for
+ * q8_0 in int8 mode, bf16 pairs for bf16 where k and this CPU have a bf16
+ * dot product, else f32. */
+enum duet_act duet_kernels_act(const struct duet_kernels *k, enum duet_dtype t,
+			       enum duet_qdot q);
 /* The kernel for weight type t and activations a; NULL when there is none. */
 duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype t,
 				   enum duet_act a);

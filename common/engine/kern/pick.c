@@ -31,14 +31,23 @@ const struct duet_kernels *duet_kernels(void)
 	return k;
 }
 
-enum duet_act duet_kernels_act(enum duet_dtype t, enum duet_qdot q)
+enum duet_act duet_kernels_act(const struct duet_kernels *k, enum duet_dtype t,
+			       enum duet_qdot q)
 {
-	return t == DUET_Q8_0 && q == DUET_QDOT_INT8 ? DUET_ACT_Q8 : DUET_ACT_F32;
+	if (t == DUET_Q8_0 && q == DUET_QDOT_INT8)
+		return DUET_ACT_Q8;
+	/* A table is picked by its base ISA; bf16 dot products are an
+	 * extension some AVX-512 CPUs lack. */
+	if (t == DUET_BF16 && k->matmul_bf16_bf16 && duet_cpu_has_avx512bf16())
+		return DUET_ACT_BF16;
+	return DUET_ACT_F32;
 }
 
 duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype t,
 				   enum duet_act a)
 {
+	if (a == DUET_ACT_BF16)
+		return t == DUET_BF16 ? k->matmul_bf16_bf16 : NULL;
 	if (a == DUET_ACT_Q8) {
 		if (t != DUET_Q8_0)
 			return NULL;
