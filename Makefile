@@ -164,7 +164,7 @@ $(BUILD)/bench/bench_daemons: $(BUILD)/bench/bench_daemons.o $(BUILD)/tests/driv
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_TARGETS ?= frames model request trace
-FUZZ_BASE := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
+FUZZ_BASE := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -MMD -MP \
 	-Icommon -Irouter -Itools -I$(BUILD)/proto
 FUZZ_LIB_FLAGS := $(FUZZ_BASE) -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_FLAGS := $(FUZZ_BASE) $(WARN) -fsanitize=fuzzer,address,undefined
@@ -300,6 +300,9 @@ test-stress:
 test-systemd: all
 	tests/systemd_boot.sh $(BUILD)
 
+# The fuzz objects too: a target built against an older struct layout
+# reads the wrong fields.
+-include $(FUZZ_OBJ:.o=.d) $(FUZZ_EXTRA_request:.o=.d) $(FUZZ_EXTRA_trace:.o=.d) $(FUZZ_BINS:=.d)
 -include $(COMMON_OBJ:.o=.d) $(MKMODEL_SRC:%.c=$(BUILD)/%.d) $(TOOLS_OBJ:.o=.d) $(PREFILL_OBJ:.o=.d) $(DECODE_OBJ:.o=.d) $(ROUTER_OBJ:.o=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(TEST_BIN:%=%.d)
 
 # A first run: a random-weight stories15m model with the real Llama-2

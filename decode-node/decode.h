@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "engine/sampler.h"
+#include "base/idmap.h"
 #include "base/kvrow.h"
 #include "node/node.h"
 
@@ -52,8 +53,9 @@ struct decode {
 	struct duet_node node;
 	struct decode_cfg cfg;
 	void *kv_sock;
-	struct dreq **reqs;
+	struct dreq **reqs; /* in arrival order */
 	int n_reqs;
+	struct duet_idmap by_id; /* the same requests by id */
 	uint64_t recent_failed[DECODE_RECENT_FAILED];
 	int recent_pos;
 	double step_ms; /* moving average */

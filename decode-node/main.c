@@ -176,6 +176,7 @@ out:
 	while (d.n_reqs)
 		decode_drop(&d, d.reqs[0]);
 	free(d.reqs);
+	duet_idmap_free(&d.by_id);
 	free(d.batch);
 	free(d.fwd);
 	free(d.row);

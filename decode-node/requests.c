@@ -9,10 +9,7 @@
 
 struct dreq *decode_find(struct decode *d, uint64_t id)
 {
-	for (int i = 0; i < d->n_reqs; i++)
-		if (d->reqs[i]->id == id)
-			return d->reqs[i];
-	return NULL;
+	return duet_idmap_get(&d->by_id, id);
 }
 
 int decode_recently_failed(const struct decode *d, uint64_t id)
@@ -65,25 +62,31 @@ struct dreq *decode_new_req(struct decode *d, uint64_t id, int n_prompt, int max
 	r->n_generated = n_sampled;
 	duet_kv_seq_init(&r->kv);
 	r->logits = malloc(sizeof(float) * (size_t)n->model->cfg.vocab_size);
-	if (!r->logits || duet_sampler_init(&r->sampler, &sp, n->model->cfg.vocab_size, err)) {
-		if (!r->logits)
-			duet_errf(err, "out of memory");
-		free(r->logits);
-		free(r);
-		return NULL;
+	if (!r->logits) {
+		duet_errf(err, "out of memory");
+		goto fail_logits;
 	}
+	if (duet_sampler_init(&r->sampler, &sp, n->model->cfg.vocab_size, err))
+		goto fail_logits;
 	duet_sampler_skip(&r->sampler, n_sampled);
 	/* Admission holds the room for the whole answer up front, so a
 	 * running sequence can never run out of KV mid-stream. */
 	if (duet_kv_seq_reserve(n->kv, &r->kv, (int)need, err)) {
 		duet_err_prefix(err, "no room");
-		duet_sampler_free(&r->sampler);
-		free(r->logits);
-		free(r);
-		return NULL;
+		goto fail_sampler;
 	}
+	if (duet_idmap_put(&d->by_id, id, r, err))
+		goto fail_kv;
 	d->reqs[d->n_reqs++] = r;
 	return r;
+fail_kv:
+	duet_kv_seq_release(n->kv, &r->kv);
+fail_sampler:
+	duet_sampler_free(&r->sampler);
+fail_logits:
+	free(r->logits);
+	free(r);
+	return NULL;
 }
 
 void decode_drop(struct decode *d, struct dreq *r)
@@ -96,6 +99,7 @@ void decode_drop(struct decode *d, struct dreq *r)
 			d->n_reqs--;
 			break;
 		}
+	duet_idmap_del(&d->by_id, r->id);
 	duet_kv_seq_release(d->node.kv, &r->kv);
 	duet_sampler_free(&r->sampler);
 	free(r->logits);

@@ -139,6 +139,7 @@ out:
 	while (p.n_q)
 		prefill_drop(&p, p.q[0]);
 	free(p.q);
+	duet_idmap_free(&p.by_id);
 	free(p.fwd);
 	free(p.batch);
 	duet_prefix_destroy(p.cache);

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "base/idmap.h"
 #include "engine/sampler.h"
 #include "node/node.h"
 #include "node/prefix_cache.h"
@@ -59,6 +60,7 @@ struct prefill {
 	struct duet_prefix_cache *cache;
 	struct preq **q; /* FIFO */
 	int n_q;
+	struct duet_idmap by_id; /* the same requests by id */
 	struct peer peers[PREFILL_MAX_PEERS];
 	double rate; /* prompt tokens/s, moving average */
 	uint64_t computed_tokens;

@@ -16,63 +16,46 @@ static void refuse(struct prefill *p, uint64_t id, Duet__ErrorCode code, const c
 	duet_node_fail(&p->node, id, code, buf);
 }
 
-static int queued(const struct prefill *p, uint64_t id)
+/* Checks work from the router and makes its queue entry; NULL with the
+ * code and reason of the refusal. */
+static struct preq *admit(struct prefill *p, const Duet__PrefillWork *w, Duet__ErrorCode *code,
+			  struct duet_err *err)
 {
-	for (int i = 0; i < p->n_q; i++)
-		if (p->q[i]->id == id)
-			return 1;
-	return 0;
-}
-
-void prefill_handle_work(struct prefill *p, const Duet__PrefillWork *w)
-{
-	struct duet_err err;
 	const struct duet_node *n = &p->node;
-	Duet__ErrorCode bad = DUET__ERROR_CODE__ERR_BAD_MESSAGE;
-	if (n->stopping)
-		{
-		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_DRAINING, "the node is draining");
-		return;
+	*code = DUET__ERROR_CODE__ERR_BAD_MESSAGE;
+	if (n->stopping) {
+		*code = DUET__ERROR_CODE__ERR_DRAINING;
+		return duet_errf(err, "the node is draining"), NULL;
 	}
-	if (w->request_id == 0 || queued(p, w->request_id))
-		{
-		refuse(p, w->request_id, bad, "request id is 0 or already queued");
-		return;
+	if (w->request_id == 0 || duet_idmap_get(&p->by_id, w->request_id))
+		return duet_errf(err, "request id is 0 or already queued"), NULL;
+	if (p->n_q == p->cfg.max_queue) {
+		*code = DUET__ERROR_CODE__ERR_NO_ROOM;
+		return duet_errf(err, "the queue is full"), NULL;
 	}
-	if (p->n_q == p->cfg.max_queue)
-		{
-		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_NO_ROOM, "the queue is full");
-		return;
-	}
-	if (duet_wire_check_tokens(w->tokens, w->n_tokens, &n->lim, &err) ||
-	    duet_wire_check_str(w->decode_node, DUET_MAX_NAME, "decode_node", &err) ||
-	    duet_wire_check_str(w->decode_endpoint, DUET_MAX_ENDPOINT, "decode_endpoint", &err))
-		{
-		refuse(p, w->request_id, bad, err.msg);
-		return;
-	}
+	if (duet_wire_check_tokens(w->tokens, w->n_tokens, &n->lim, err) ||
+	    duet_wire_check_str(w->decode_node, DUET_MAX_NAME, "decode_node", err) ||
+	    duet_wire_check_str(w->decode_endpoint, DUET_MAX_ENDPOINT, "decode_endpoint", err))
+		return NULL;
 	if (strcmp(w->decode_digest, n->model->digest) != 0) {
-		snprintf(err.msg, sizeof err.msg, "decode node %s serves model %.40s, this node %s",
-			 w->decode_node, w->decode_digest, n->model->digest);
-		{
-		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_MODEL_MISMATCH, err.msg);
-		return;
-	}
+		*code = DUET__ERROR_CODE__ERR_MODEL_MISMATCH;
+		return duet_errf(err, "decode node %s serves model %.40s, this node %s",
+				 w->decode_node, w->decode_digest, n->model->digest),
+		       NULL;
 	}
 	/* The whole prompt's KV must fit beside nothing else. */
 	if (duet_kv_blocks_for(&n->kv->g, (long)w->n_tokens) > n->kv->n_blocks) {
-		snprintf(err.msg, sizeof err.msg, "no room: a prompt of %zu tokens needs more than the %d KV blocks of kv-mb",
-			 w->n_tokens, n->kv->n_blocks);
-		{
-		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_NO_ROOM, err.msg);
-		return;
-	}
+		*code = DUET__ERROR_CODE__ERR_NO_ROOM;
+		return duet_errf(err,
+				 "no room: a prompt of %zu tokens needs more than the %d KV blocks "
+				 "of kv-mb",
+				 w->n_tokens, n->kv->n_blocks),
+		       NULL;
 	}
 	struct preq *r = calloc(1, sizeof *r);
-	if (!r)
-		{
-		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_INTERNAL, "out of memory");
-		return;
+	if (!r) {
+		*code = DUET__ERROR_CODE__ERR_INTERNAL;
+		return duet_errf(err, "out of memory"), NULL;
 	}
 	r->id = w->request_id;
 	r->n = (int)w->n_tokens;
@@ -82,25 +65,35 @@ void prefill_handle_work(struct prefill *p, const Duet__PrefillWork *w)
 	r->tokens = malloc(sizeof(int) * w->n_tokens);
 	r->logits = malloc(sizeof(float) * (size_t)n->model->cfg.vocab_size);
 	if (!r->tokens || !r->logits) {
-		free(r->tokens);
-		free(r->logits);
-		free(r);
-		{
-		refuse(p, w->request_id, DUET__ERROR_CODE__ERR_INTERNAL, "out of memory");
-		return;
-	}
+		*code = DUET__ERROR_CODE__ERR_INTERNAL;
+		duet_errf(err, "out of memory");
+		goto fail;
 	}
 	for (size_t i = 0; i < w->n_tokens; i++)
 		r->tokens[i] = w->tokens[i];
-	if (duet_node_sampling(w->sampling, &r->sampling, &err) ||
-	    prefill_connect(p, r, w->decode_endpoint, w->decode_public_key, &err)) {
-		free(r->tokens);
-		free(r->logits);
-		free(r);
-		{
-		refuse(p, w->request_id, bad, err.msg);
-		return;
+	if (duet_node_sampling(w->sampling, &r->sampling, err) ||
+	    prefill_connect(p, r, w->decode_endpoint, w->decode_public_key, err))
+		goto fail;
+	if (duet_idmap_put(&p->by_id, r->id, r, err)) {
+		*code = DUET__ERROR_CODE__ERR_INTERNAL;
+		goto fail;
 	}
+	return r;
+fail:
+	free(r->tokens);
+	free(r->logits);
+	free(r);
+	return NULL;
+}
+
+void prefill_handle_work(struct prefill *p, const Duet__PrefillWork *w)
+{
+	struct duet_err err;
+	Duet__ErrorCode code;
+	struct preq *r = admit(p, w, &code, &err);
+	if (!r) {
+		refuse(p, w->request_id, code, err.msg);
+		return;
 	}
 	p->q[p->n_q++] = r;
 	duet_log(DUET_LOG_DEBUG, r->id, "queued %d prompt tokens for %s", r->n, r->decode_node);
@@ -114,6 +107,7 @@ void prefill_drop(struct prefill *p, struct preq *r)
 			p->n_q--;
 			break;
 		}
+	duet_idmap_del(&p->by_id, r->id);
 	duet_kv_seq_release(p->node.kv, &r->kv);
 	prefill_free_held(r);
 	free(r->tokens);
@@ -123,12 +117,11 @@ void prefill_drop(struct prefill *p, struct preq *r)
 
 void prefill_handle_cancel(struct prefill *p, const Duet__Cancel *c)
 {
-	for (int i = 0; i < p->n_q; i++)
-		if (p->q[i]->id == c->request_id) {
-			duet_log(DUET_LOG_DEBUG, c->request_id, "cancelled");
-			prefill_drop(p, p->q[i]);
-			return;
-		}
+	struct preq *r = duet_idmap_get(&p->by_id, c->request_id);
+	if (r) {
+		duet_log(DUET_LOG_DEBUG, c->request_id, "cancelled");
+		prefill_drop(p, r);
+	}
 }
 
 uint64_t prefill_queued_tokens(const struct prefill *p)

@@ -97,6 +97,21 @@ static void list_del(struct rreq **l, int *n, struct rreq *q)
 		}
 }
 
+/* Every message of a node names a wire id: found in O(1). */
+static struct rreq *find_req(struct router *r, uint64_t id)
+{
+	struct rreq *q = duet_idmap_get(&r->by_wid, id);
+	return q && q->state != RQ_PENDING ? q : NULL;
+}
+
+/* The request's current wire id stops naming it (late messages of an old
+ * placement then find nothing). */
+static void forget_wid(struct router *r, struct rreq *q)
+{
+	if (duet_idmap_get(&r->by_wid, q->wid) == q)
+		duet_idmap_del(&r->by_wid, q->wid);
+}
+
 int router_submit(struct router *r, struct rreq *q)
 {
 	pthread_mutex_lock(&r->mu);
@@ -171,6 +186,7 @@ static void end(struct router *r, struct rreq *q, const char *reason, int status
 	if (q->state != RQ_PENDING)
 		node_done(r, q);
 	q->state = RQ_DONE;
+	forget_wid(r, q);
 	pthread_mutex_lock(&q->mu);
 	if (status) {
 		q->http_status = status;
@@ -198,6 +214,7 @@ static void end(struct router *r, struct rreq *q, const char *reason, int status
 		router_hist_add(&r->e2e, (double)(duet_now_us() - q->t_arrival_us) * 1e-6);
 	}
 	r->tokens_out += (uint64_t)q->n_out;
+	r->tok_pub = r->tok; /* this request's tokens are in /metrics when it ends */
 	list_del(r->live, &r->n_live, q);
 	int last = --q->refs == 0;
 	pthread_mutex_unlock(&r->mu);
@@ -223,12 +240,10 @@ static void emit_ready(struct router *r, struct rreq *q)
 	while (q->n_emitted < q->tok_cap && q->have[q->n_emitted] && q->state != RQ_DONE) {
 		int t = q->tok[q->n_emitted++];
 		long long now = duet_now_us();
-		pthread_mutex_lock(&r->mu);
 		if (q->n_out == 0)
-			router_hist_add(&r->ttft, (double)(now - q->t_arrival_us) * 1e-6);
+			router_hist_add(&r->tok.ttft, (double)(now - q->t_arrival_us) * 1e-6);
 		else
-			router_hist_add(&r->tbt, (double)(now - q->t_last_us) * 1e-6);
-		pthread_mutex_unlock(&r->mu);
+			router_hist_add(&r->tok.tbt, (double)(now - q->t_last_us) * 1e-6);
 		pthread_mutex_lock(&q->mu);
 		if (q->n_out == 0)
 			q->t_first_us = now;
@@ -270,14 +285,6 @@ static void got_token(struct router *r, struct rreq *q, uint32_t index, int toke
 	if (q->state == RQ_PREFILLING || q->state == RQ_RESERVING)
 		q->state = RQ_DECODING;
 	emit_ready(r, q);
-}
-
-static struct rreq *find_req(struct router *r, uint64_t id)
-{
-	for (int i = 0; i < r->n_live; i++)
-		if (r->live[i]->wid == id && r->live[i]->state != RQ_PENDING)
-			return r->live[i];
-	return NULL;
 }
 
 static Duet__Sampling wire_sampling(const struct rreq *q)
@@ -337,12 +344,17 @@ static int place(struct router *r, struct rreq *q)
 	 * entries carry the same DUET_REQUEST_ID as the router's; a placement
 	 * after a failure needs a fresh one (late messages of the old one must
 	 * not match) and the router logs it. */
+	forget_wid(r, q);
 	if (q->attempts == 0) {
 		q->wid = q->id;
 	} else {
 		pthread_mutex_lock(&r->mu);
 		q->wid = r->next_id++;
 		pthread_mutex_unlock(&r->mu);
+	}
+	if (duet_idmap_put(&r->by_wid, q->wid, q, &err)) {
+		end(r, q, NULL, 500, err.msg);
+		return 0;
 	}
 	q->attempts++;
 	r->rr++;
@@ -583,21 +595,30 @@ static void fail_node_requests(struct router *r, int i, const char *why)
 	}
 }
 
+/* Liveness is the connection's, not the reports': heartbeats (answered by
+ * ZeroMQ's I/O thread in the node) keep it while the node computes a step
+ * or a prompt of any length, and drop it node-timeout-ms after the process
+ * stops or its host goes away. A silent node is pinged once a report
+ * interval so that a dropped connection shows at once as a failed send. */
 static void check_liveness(struct router *r)
 {
 	long long now = duet_now_us();
 	for (int i = 0; i < r->n_nodes; i++) {
 		struct router_node *n = &r->nodes[i];
+		long long interval = (long long)n->report_ms * 1000;
+		if (n->alive && now - n->last_seen_us > interval &&
+		    now - n->last_probe_us >= interval) {
+			n->last_probe_us = now;
+			Duet__Ping p = DUET__PING__INIT;
+			Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_PING, &p);
+			if (send_to(r, i, &m))
+				duet_log(DUET_LOG_WARN, 0,
+					 "node %s: its connection is gone (silent %.1f s): dead",
+					 n->name, (double)(now - n->last_seen_us) / 1e6);
+		}
 		if (n->gone) {
 			n->gone = 0;
 			fail_node_requests(r, i, "the connection to a node serving the request is gone");
-		}
-		if (n->alive && now - n->last_report_us >
-				       (long long)ROUTER_MISSED_REPORTS * n->report_ms * 1000 + 100000) {
-			n->alive = 0;
-			duet_log(DUET_LOG_WARN, 0, "node %s missed %d load reports: dead", n->name,
-				 ROUTER_MISSED_REPORTS);
-			fail_node_requests(r, i, "a node serving the request stopped answering");
 		}
 	}
 }
@@ -653,11 +674,8 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 		 * across machines the difference means nothing, so only a
 		 * plausible one is kept. */
 		long long dt = duet_now_us() - (long long)m->token->emitted_us;
-		if (m->token->emitted_us && dt >= 0 && dt < 10000000) {
-			pthread_mutex_lock(&r->mu);
-			router_hist_add(&r->relay, (double)dt * 1e-6);
-			pthread_mutex_unlock(&r->mu);
-		}
+		if (m->token->emitted_us && dt >= 0 && dt < 10000000)
+			router_hist_add(&r->tok.relay, (double)dt * 1e-6);
 		break;
 	}
 	case DUET__MSG__BODY_FINISH:
@@ -774,6 +792,7 @@ void router_core_turn(struct router *r, int timeout_ms)
 	memcpy(r->snap, r->nodes, sizeof r->nodes);
 	r->n_snap = r->n_nodes;
 	r->queued = r->n_waitq;
+	r->tok_pub = r->tok;
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -798,6 +817,7 @@ void router_shutdown(struct router *r)
 	free(r->live);
 	r->live = NULL;
 	r->n_live = r->cap_live = 0;
+	duet_idmap_free(&r->by_wid);
 	free(r->waitq);
 	r->waitq = NULL;
 	r->n_waitq = r->cap_waitq = 0;

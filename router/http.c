@@ -270,14 +270,19 @@ static enum MHD_Result cluster(struct router *r, struct MHD_Connection *c)
 	static const char *const policies[] = {"length-aware", "round-robin", "least-loaded",
 					       "colocated"};
 	json_t *nodes = json_array();
+	long long now = duet_now_us();
 	pthread_mutex_lock(&r->mu);
 	for (int i = 0; i < r->n_snap; i++) {
 		const struct router_node *n = &r->snap[i];
+		/* A node computing a long step reports late but stays alive:
+		 * the age of its last report shows it. */
+		json_int_t age = n->last_report_us ? (now - n->last_report_us) / 1000 : -1;
 		json_array_append_new(
 			nodes,
-			json_pack("{s:s,s:s,s:b,s:b,s:s,s:i,s:i,s:I,s:f,s:i,s:i,s:i,s:f,s:I}", "name",
+			json_pack("{s:s,s:s,s:b,s:b,s:I,s:s,s:i,s:i,s:I,s:f,s:i,s:i,s:i,s:f,s:I}", "name",
 				  n->name, "role", n->role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode",
-				  "alive", n->alive, "draining", n->draining, "kv_endpoint", n->kv_endpoint,
+				  "alive", n->alive, "draining", n->draining, "report_age_ms", age,
+				  "kv_endpoint", n->kv_endpoint,
 				  "kv_blocks_free", n->kv_free, "kv_blocks_total", n->kv_total,
 				  "queued_prompt_tokens", (json_int_t)n->queued_tokens,
 				  "prefill_tokens_per_s", n->prefill_tps, "running", n->running,
@@ -340,12 +345,12 @@ static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
 	fprintf(f, "# TYPE duet_kv_bytes_total counter\nduet_kv_bytes_total %llu\n",
 		(unsigned long long)r->kv_bytes);
 	fprintf(f, "# TYPE duet_queue_depth gauge\nduet_queue_depth %d\n", r->n_pending + r->queued);
-	print_hist(f, "duet_ttft_seconds", "time to first token", &r->ttft);
-	print_hist(f, "duet_tbt_seconds", "time between tokens", &r->tbt);
+	print_hist(f, "duet_ttft_seconds", "time to first token", &r->tok_pub.ttft);
+	print_hist(f, "duet_tbt_seconds", "time between tokens", &r->tok_pub.tbt);
 	print_hist(f, "duet_e2e_seconds", "end-to-end latency of completed requests", &r->e2e);
 	print_hist(f, "duet_relay_seconds",
 		   "decode node sending a token to its text being ready for the client (same host)",
-		   &r->relay);
+		   &r->tok_pub.relay);
 	fprintf(f, "# HELP duet_auth_refused_total peers refused by CURVE authentication\n"
 		   "# TYPE duet_auth_refused_total counter\n");
 	fprintf(f, "duet_auth_refused_total{node=\"router\"} %llu\n",

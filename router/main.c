@@ -53,6 +53,7 @@ int main(int argc, char **argv)
 				    .api_keys = "",
 				    .max_queue = 256,
 				    .queue_timeout_ms = 30000,
+				    .node_timeout_ms = 1000,
 				    .client_timeout_s = 60,
 				    .max_connections = 1000,
 				    .max_connections_per_ip = 0,
@@ -80,6 +81,9 @@ int main(int argc, char **argv)
 		 "requests that may wait for KV room; more get 429"},
 		{"queue-timeout-ms", DUET_OPT_INT, &r.cfg.queue_timeout_ms, 0, 3600000, "MS",
 		 "longest wait for room before 429"},
+		{"node-timeout-ms", DUET_OPT_INT, &r.cfg.node_timeout_ms, 100, 600000, "MS",
+		 "a node whose ZeroMQ heartbeats go unanswered this long is dead (a node busy "
+		 "computing still answers them)"},
 		{"client-timeout", DUET_OPT_INT, &r.cfg.client_timeout_s, 1, 86400, "S",
 		 "a connection idle this long (a slow or stalled client) is closed"},
 		{"max-connections", DUET_OPT_INT, &r.cfg.max_connections, 1, 100000, "N",
@@ -144,9 +148,16 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	r.zctx = zmq_ctx_new();
+	/* Heartbeats are what keeps a node alive: ZeroMQ's I/O thread in the
+	 * node answers them while its main thread computes a step or a prompt
+	 * of any length, and stops when the process stops or its host goes
+	 * away; the connection is dropped then (check_liveness notices). */
+	int hb = r.cfg.node_timeout_ms / ROUTER_PINGS_PER_TIMEOUT;
 	struct duet_zsock_opts so = {.router_mandatory = 1,
 				     .router_handover = 1,
-				     .max_msg_bytes = DUET_MAX_CTRL_BYTES};
+				     .max_msg_bytes = DUET_MAX_CTRL_BYTES,
+				     .heartbeat_ms = hb > 0 ? hb : 1,
+				     .peer_timeout_ms = r.cfg.node_timeout_ms};
 	const char *eps[] = {r.cfg.control};
 	if (duet_curve_setup(&r.cfg.curve, 1, 0, eps, 1, &r.curve, &err)) {
 		fprintf(stderr, "duet-router: %s\n", err.msg);

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "base/idmap.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
@@ -22,7 +23,8 @@
 
 #define ROUTER_MAX_NODES 64
 #define ROUTER_MAX_STOPS 4
-#define ROUTER_MISSED_REPORTS 3
+/* Heartbeats the router sends a node within node-timeout-ms. */
+#define ROUTER_PINGS_PER_TIMEOUT 4
 /* Assumed for a node whose hello does not give its report interval. */
 #define ROUTER_DEFAULT_REPORT_MS 250
 #define ROUTER_MAX_ATTEMPTS 4 /* placements of one request, failovers included */
@@ -41,6 +43,11 @@ struct router_hist {
 extern const double ROUTER_HIST_BOUNDS[ROUTER_HIST_BUCKETS];
 void router_hist_add(struct router_hist *h, double seconds);
 
+struct router_token_hists {
+	struct router_hist ttft, tbt;
+	struct router_hist relay; /* decode node's send -> text ready for the client (one host) */
+};
+
 enum router_policy {
 	ROUTER_POLICY_LENGTH_AWARE,
 	ROUTER_POLICY_ROUND_ROBIN,
@@ -56,7 +63,7 @@ struct router_node {
 	char digest[DUET_DIGEST_HEX + 8];
 	int kv_blocks, block_tokens, max_batch_tokens;
 	int alive;
-	long long last_seen_us, last_report_us;
+	long long last_seen_us, last_report_us, last_probe_us;
 	uint64_t last_report_seq;
 	int report_ms; /* interval between its load reports, from its hello */
 	int gone; /* a send found its connection gone: its requests to place again */
@@ -135,6 +142,7 @@ struct router_cfg {
 	int max_tokens_limit;
 	int max_queue;	      /* requests waiting for room */
 	int queue_timeout_ms; /* longest wait for room */
+	int node_timeout_ms;  /* unanswered heartbeats this long: the node is dead */
 	int client_timeout_s; /* idle connection (slow client) limit */
 	int max_connections;
 	int max_connections_per_ip; /* 0 = no limit */
@@ -163,6 +171,7 @@ struct router {
 	struct rreq **pending;
 	int n_pending, cap_pending;
 	struct rreq **live;
+	struct duet_idmap by_wid; /* live requests by their current wire id */
 	int n_live, cap_live;
 	struct rreq **waitq; /* placed nowhere yet: no room (also in live) */
 	int n_waitq, cap_waitq;
@@ -173,8 +182,10 @@ struct router {
 	uint64_t n_ok, n_failed, n_rejected, n_disagg, n_local, n_resumed, tokens_in, tokens_out;
 	uint64_t n_requeued; /* placed, then refused for lack of room: queued again */
 	uint64_t kv_bytes;
-	struct router_hist ttft, tbt, e2e;
-	struct router_hist relay; /* decode node's send -> text ready for the client (one host) */
+	struct router_hist e2e;
+	/* Per-token histograms: the core thread adds to tok without a lock
+	 * and publishes a copy, tok_pub (under mu), once a turn. */
+	struct router_token_hists tok, tok_pub;
 	char *keys[ROUTER_MAX_KEYS];
 	int n_keys;
 	struct duet_curve curve;

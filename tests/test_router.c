@@ -21,6 +21,7 @@
 #include "engine/vocab.h"
 #include "mkmodel/model_random.h"
 #include "mkmodel/model_write.h"
+#include "net/transport.h"
 #include "testutil.h"
 #include "text/chat.h"
 
@@ -1005,10 +1006,12 @@ static void test_health_follows_decode_nodes(void **state)
 		if (st == 200)
 			usleep(50000);
 	}
-	assert_int_equal(st, 503);
+	/* Going on before asserting: a node left stopped would fail every
+	 * later test. */
 	for (int i = 1; i < N_NODES; i += 2)
 		if (pids[i] > 0)
 			kill(pids[i], SIGCONT);
+	assert_int_equal(st, 503);
 	for (int k = 0; k < 100 && st != 200; k++) {
 		struct tu_buf b;
 		st = http("GET", "/health", NULL, &b);
@@ -1018,6 +1021,102 @@ static void test_health_follows_decode_nodes(void **state)
 	}
 	assert_int_equal(st, 200);
 	stream_matches(40, 777);
+}
+
+/* One node's entry of /v1/cluster: alive (1/0, -1 when absent) and the age
+ * of its last load report. */
+static int cluster_node(const char *name, long long *report_age_ms)
+{
+	struct tu_buf b;
+	long st = http("GET", "/v1/cluster", NULL, &b);
+	json_t *j = st == 200 ? json_loads(b.p, 0, NULL) : NULL;
+	free(b.p);
+	int alive = -1;
+	size_t i;
+	json_t *n;
+	json_array_foreach(json_object_get(j, "nodes"), i, n)
+	{
+		if (strcmp(json_string_value(json_object_get(n, "name")), name))
+			continue;
+		alive = json_is_true(json_object_get(n, "alive"));
+		*report_age_ms = json_integer_value(json_object_get(n, "report_age_ms"));
+	}
+	json_decref(j);
+	return alive;
+}
+
+/* A node busy computing (its thread silent: no load reports, no replies)
+ * is not a dead node: ZeroMQ's I/O thread keeps its heartbeats going. Here
+ * the node is this process, registered by hand, whose thread simply stops
+ * talking for 10 report intervals. Closing its socket then is a death the
+ * router notices without waiting for reports. */
+static void test_busy_node_stays_alive(void **state)
+{
+	(void)state;
+	enum { REPORT_MS = 50, SILENT_INTERVALS = 10 };
+	void *ctx = zmq_ctx_new(), *sock = NULL;
+	struct duet_err err;
+	struct duet_zsock_opts o = {.identity = "busy-0", .heartbeat_ms = REPORT_MS,
+				    .peer_timeout_ms = DUET_MISSED_REPORTS * REPORT_MS};
+	if (duet_zsock(ctx, ZMQ_DEALER, router_ctl, 0, &o, &sock, &err))
+		fail_msg("%s", err.msg);
+	Duet__Hello h = DUET__HELLO__INIT;
+	h.role = DUET__ROLE__ROLE_PREFILL;
+	h.name = "busy-0";
+	h.model_digest = M->digest;
+	h.kv_endpoint = "";
+	h.kv_public_key = "";
+	h.threads = 1;
+	h.kv_blocks = 1;
+	h.block_tokens = 16;
+	h.ctx_len = (uint32_t)M->cfg.ctx_len;
+	h.vocab_size = (uint32_t)M->cfg.vocab_size;
+	h.report_ms = REPORT_MS;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_HELLO, &h);
+	assert_int_equal(duet_zsend(sock, NULL, &m, NULL, 0, &err), 0);
+	/* The HelloAck, then one report: alive and reporting. */
+	int acked = 0;
+	for (int k = 0; k < 100 && !acked; k++) {
+		zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+		if (zmq_poll(&it, 1, 100) <= 0)
+			continue;
+		struct duet_inmsg in;
+		if (duet_zrecv(sock, 0, &in, &err) > 0)
+			acked = in.m->body_case == DUET__MSG__BODY_HELLO_ACK;
+		duet_inmsg_close(&in);
+	}
+	assert_true(acked);
+	Duet__LoadReport l = DUET__LOAD_REPORT__INIT;
+	l.seq = 1;
+	l.kv_blocks_total = l.kv_blocks_free = 1;
+	m = duet_wire_msg(DUET__MSG__BODY_LOAD, &l);
+	assert_int_equal(duet_zsend(sock, NULL, &m, NULL, 0, &err), 0);
+	/* Silent until its last report is 10 intervals old, alive all along
+	 * (the router pings it meanwhile; nobody reads them). */
+	long long age = 0;
+	int checks = 0;
+	while (age < SILENT_INTERVALS * REPORT_MS) {
+		int alive = cluster_node("busy-0", &age);
+		if (alive != 1)
+			fail_msg("a silent but connected node taken for dead after %lld ms (alive %d)",
+				 age, alive);
+		checks++;
+		usleep(REPORT_MS * 1000 / 2);
+	}
+	assert_true(checks >= SILENT_INTERVALS);
+	/* The process goes away: dead without a report interval's grace
+	 * times 3 more to wait (its connection is gone at once). */
+	zmq_close(sock);
+	zmq_ctx_term(ctx);
+	int alive = 1;
+	for (int k = 0; k < 200 && alive == 1; k++) {
+		alive = cluster_node("busy-0", &age);
+		if (alive == 1)
+			usleep(50000);
+	}
+	assert_int_equal(alive, 0);
+	/* The real nodes went on serving. */
+	stream_matches(16, 4242);
 }
 
 /* SIGTERM: every process exits 0 with no sanitizer report in its log. */
@@ -1062,6 +1161,7 @@ int main(void)
 		cmocka_unit_test(test_decode_failover),
 		cmocka_unit_test(test_prefill_failover),
 		cmocka_unit_test(test_health_follows_decode_nodes),
+		cmocka_unit_test(test_busy_node_stays_alive),
 		cmocka_unit_test(test_clean_exit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -306,7 +306,8 @@ static int setup(void **state)
 			(char *[]){"--http-port", port, "--control", ctl, "--api-keys", API_KEY,
 				   "--policy", "least-loaded", "--tls-cert", crt, "--tls-key", key,
 				   "--curve-key", rkey, "--curve-allow", allow,
-				   "--max-connections-per-ip", "4", "--request-timeout", "2", NULL});
+				   "--max-connections-per-ip", "4", "--request-timeout", "2",
+				   "--node-timeout-ms", "5000", NULL});
 	pids[1] = spawn("duet-decode", "decode.log",
 			(char *[]){"--router", ctl, "--kv-endpoint", kv, "--kv-mb", "16",
 				   "--report-ms", "1000", "--curve-key", dkey, "--curve-allow", allow,
@@ -523,7 +524,7 @@ static void test_request_timeout(void **state)
 	(void)state;
 	/* A stopped decode node sends no more tokens: request-timeout (2 s)
 	 * ends the request with 504 before the router would declare the node
-	 * dead (3 missed reports of 1 s) and resume the request elsewhere. */
+	 * dead (node-timeout-ms 5000) and resume the request elsewhere. */
 	static int t[64];
 	tu_random_prompt(t, 8, 9);
 	char *body = ids_body(t, 8, 400);

@@ -24,10 +24,15 @@ int duet_zsock(void *ctx, int type, const char *endpoint, int bind,
 	if (!s)
 		return duet_errf(err, "zmq: socket: %s", zmq_strerror(errno));
 	int timeout = o->send_timeout_ms ? o->send_timeout_ms : DUET_DEFAULT_SEND_TIMEOUT_MS;
+	int hb = o->heartbeat_ms ? o->heartbeat_ms : DUET_HEARTBEAT_MS;
+	int peer_timeout = o->peer_timeout_ms ? o->peer_timeout_ms : DUET_PEER_TIMEOUT_MS;
 	if (setopt_int(s, ZMQ_SNDHWM, o->sndhwm ? o->sndhwm : DUET_DEFAULT_HWM, "ZMQ_SNDHWM", err) ||
 	    setopt_int(s, ZMQ_RCVHWM, o->rcvhwm ? o->rcvhwm : DUET_DEFAULT_HWM, "ZMQ_RCVHWM", err) ||
 	    setopt_int(s, ZMQ_SNDTIMEO, timeout < 0 ? -1 : timeout, "ZMQ_SNDTIMEO", err) ||
 	    setopt_int(s, ZMQ_LINGER, o->linger_ms, "ZMQ_LINGER", err) ||
+	    (hb > 0 && (setopt_int(s, ZMQ_HEARTBEAT_IVL, hb, "ZMQ_HEARTBEAT_IVL", err) ||
+			setopt_int(s, ZMQ_HEARTBEAT_TIMEOUT, peer_timeout, "ZMQ_HEARTBEAT_TIMEOUT",
+				   err))) ||
 	    (o->router_mandatory &&
 	     setopt_int(s, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err)) ||
 	    (o->router_handover &&

@@ -17,6 +17,9 @@
 #define DUET_MAX_FRAMES 3
 #define DUET_DEFAULT_HWM 1000
 #define DUET_DEFAULT_SEND_TIMEOUT_MS 2000
+/* ZMTP heartbeats on links that do not say otherwise (the KV links). */
+#define DUET_HEARTBEAT_MS 1000
+#define DUET_PEER_TIMEOUT_MS 3000
 
 struct duet_zsock_opts {
 	const char *identity; /* DEALER: the node name */
@@ -29,6 +32,15 @@ struct duet_zsock_opts {
 	 * that lost power without closing can be never) */
 	int router_handover;
 	long long max_msg_bytes; /* larger incoming frames drop the peer; 0 = none */
+	/* ZMTP heartbeats, sent and answered by ZeroMQ's I/O thread whatever
+	 * the application's thread is doing: a PING every heartbeat_ms, and
+	 * the connection dropped when nothing arrives within peer_timeout_ms
+	 * of one. 0 = DUET_HEARTBEAT_MS and DUET_PEER_TIMEOUT_MS; heartbeat_ms
+	 * < 0: this end sends none (it still answers the peer's). Each end
+	 * judges by its own timeout: ZMQ_HEARTBEAT_TTL is not used, because
+	 * any message cancels the TTL and only a PING re-arms it, so a peer
+	 * whose last word was a message is never timed out by it. */
+	int heartbeat_ms, peer_timeout_ms;
 	/* CURVE: this end's key pair (NULL = plaintext), and for a client the
 	 * server's public key (NULL = this socket is a CURVE server) */
 	const struct duet_curve_key *curve;

@@ -37,7 +37,7 @@ int duet_wire_unpack(const void *buf, size_t len, Duet__Msg **out, struct duet_e
 		duet__msg__free_unpacked(m, NULL);
 		return -1;
 	}
-	if (m->body_case == DUET__MSG__BODY__NOT_SET || m->body_case > DUET__MSG__BODY_ERROR) {
+	if (m->body_case == DUET__MSG__BODY__NOT_SET || m->body_case > DUET__MSG__BODY_PING) {
 		duet_errf(err, "wire: message has no body");
 		duet__msg__free_unpacked(m, NULL);
 		return -1;
@@ -82,8 +82,9 @@ const char *duet_wire_body_name(int c)
 		[DUET__MSG__BODY_FINISH] = "finish",
 		[DUET__MSG__BODY_CANCEL] = "cancel",
 		[DUET__MSG__BODY_ERROR] = "error",
+		[DUET__MSG__BODY_PING] = "ping",
 	};
-	if (c <= 0 || c > DUET__MSG__BODY_ERROR || !names[c])
+	if (c <= 0 || c > DUET__MSG__BODY_PING || !names[c])
 		return "none";
 	return names[c];
 }

@@ -10,8 +10,9 @@
 #include "base/err.h"
 #include "duet.pb-c.h"
 
-/* 2: KV rows in the cache's form (int8 with one scale per head). */
-#define DUET_PROTO_VERSION 2
+/* 2: KV rows in the cache's form (int8 with one scale per head).
+ * 3: Ping (the router's liveness probe). */
+#define DUET_PROTO_VERSION 3
 /* A control message (prompt tokens included) is never bigger than this. */
 #define DUET_MAX_CTRL_BYTES (16u << 20)
 /* Node names, endpoints and digests are short; longer ones are refused. */
@@ -20,6 +21,10 @@
 /* A node's load report interval (Hello.report_ms, --report-ms). */
 #define DUET_MIN_REPORT_MS 20
 #define DUET_MAX_REPORT_MS 60000
+/* A node takes its router for gone after this many report intervals
+ * without a heartbeat's answer (the router judges nodes by its own
+ * node-timeout-ms). */
+#define DUET_MISSED_REPORTS 3
 
 /* Packs m into a malloc'd buffer the caller frees. */
 int duet_wire_pack(const Duet__Msg *m, void **buf, size_t *len, struct duet_err *err);

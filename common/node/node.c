@@ -148,8 +148,12 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 	n->zctx = zmq_ctx_new();
 	if (!n->zctx)
 		return duet_errf(err, "zmq: context: %s", zmq_strerror(errno));
+	/* Heartbeats at the report interval, so that a node notices a router
+	 * gone (and reconnects) as soon as the router notices a node gone. */
 	struct duet_zsock_opts so = {.identity = c->name, .linger_ms = 1000,
-				     .max_msg_bytes = DUET_MAX_CTRL_BYTES};
+				     .max_msg_bytes = DUET_MAX_CTRL_BYTES,
+				     .heartbeat_ms = c->report_ms,
+				     .peer_timeout_ms = DUET_MISSED_REPORTS * c->report_ms};
 	if (n->curve.on) {
 		so.curve = &n->curve.key;
 		so.curve_server = n->curve.router_pub;
@@ -271,6 +275,8 @@ int duet_node_handle_common(struct duet_node *n, const Duet__Msg *m, const char 
 		}
 		return 1;
 	}
+	if (m->body_case == DUET__MSG__BODY_PING)
+		return 1; /* the router checking that the connection is there */
 	if (m->body_case == DUET__MSG__BODY_ERROR &&
 	    m->error->code == DUET__ERROR_CODE__ERR_UNKNOWN_NODE) {
 		/* The router restarted and forgot us: register again. */
