@@ -74,11 +74,13 @@ int main(int argc, char **argv)
 	duet_blas_select_core(argv);
 	static struct prefill p;
 	duet_node_defaults(&p.node.cfg, "prefill-0");
-	p.cfg = (struct prefill_cfg){256, 1, 1024, 64};
+	p.cfg = (struct prefill_cfg){PREFILL_CACHE_MB_ALL, 1, 1024, 64};
 	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 4];
 	int n = duet_node_opts(&p.node.cfg, 0, opts);
 	opts[n++] = (struct duet_opt){"prefix-cache-mb", DUET_OPT_INT, &p.cfg.prefix_cache_mb, 0,
-				      1 << 22, "MB", "most KV kept for reuse by later prompts (0: off)"};
+				      PREFILL_CACHE_MB_ALL, "MB",
+				      "most KV kept for reuse by later prompts (0: off; the default, "
+				      "the most, keeps all of kv-mb that prompts in progress leave)"};
 	opts[n++] = (struct duet_opt){"stream-layers", DUET_OPT_BOOL, &p.cfg.stream_layers, 0, 0,
 				      "BOOL", "send each layer as soon as it is computed (false: send "
 				      "all after the prefill, to measure what overlap buys)"};
@@ -98,8 +100,14 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	duet_engine_set_hook(node->engine, prefill_layer_hook, &p);
-	int cache_blocks = (int)((double)p.cfg.prefix_cache_mb * 1048576.0 /
-				 (double)duet_kv_block_bytes(&node->kv->g));
+	/* Cached blocks go back to new prompts least recently used first, so
+	 * a cache as big as the pool costs them nothing; a smaller one only
+	 * forgets sooner (a replay that cycles through more prompts than the
+	 * cache holds then never hits: LRU's worst case). */
+	double cache_mb_blocks = (double)p.cfg.prefix_cache_mb * 1048576.0 /
+				 (double)duet_kv_block_bytes(&node->kv->g);
+	int cache_blocks = cache_mb_blocks < node->kv->n_blocks ? (int)cache_mb_blocks
+								 : node->kv->n_blocks;
 	p.q = calloc((size_t)p.cfg.max_queue, sizeof *p.q);
 	p.fwd = calloc((size_t)p.cfg.max_batch_seqs, sizeof *p.fwd);
 	p.batch = calloc((size_t)p.cfg.max_batch_seqs, sizeof *p.batch);

@@ -12,7 +12,9 @@
 #include "node/prefix_cache.h"
 
 #define PREFILL_MAX_PEERS 64	   /* decode nodes with an open KV socket */
-#define PREFILL_SUMMARY_HASHES 256 /* prefix hashes in a load report */
+/* Prefix hashes in a load report, most recently used first: as many as
+ * the router matches prompts against (32 KB a report). */
+#define PREFILL_SUMMARY_HASHES 4096
 
 struct peer {
 	char endpoint[DUET_MAX_ENDPOINT + 1];
@@ -46,6 +48,9 @@ struct preq {
 	struct held *held;
 	int n_held, cap_held;
 };
+
+/* prefix-cache-mb's default and largest value: as much as the pool holds. */
+#define PREFILL_CACHE_MB_ALL (1 << 22)
 
 struct prefill_cfg {
 	int prefix_cache_mb;

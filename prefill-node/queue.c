@@ -124,11 +124,18 @@ void prefill_handle_cancel(struct prefill *p, const Duet__Cancel *c)
 	}
 }
 
+/* Prompt tokens still to compute: what the cache holds of a waiting
+ * prompt costs nothing (the router predicts time to first token from it;
+ * a repeated long prompt counted whole sent the next prompts elsewhere). */
 uint64_t prefill_queued_tokens(const struct prefill *p)
 {
 	uint64_t t = 0;
-	for (int i = 0; i < p->n_q; i++)
-		t += (uint64_t)(p->q[i]->n - p->q[i]->done);
+	for (int i = 0; i < p->n_q; i++) {
+		const struct preq *r = p->q[i];
+		int have = r->started ? r->done
+				      : duet_prefix_cached(p->cache, r->tokens, r->n - 1);
+		t += (uint64_t)(r->n - have);
+	}
 	return t;
 }
 

@@ -363,8 +363,9 @@ static int place(struct router *r, struct rreq *q)
 	q->local = p < 0;
 	r->nodes[d].inflight++;
 	r->nodes[d].reserved_tokens += (long)q->n_prompt + q->max_tokens;
+	q->queued_on_pnode = p >= 0 ? pl.uncached : 0;
 	if (p >= 0)
-		r->nodes[p].queued_tokens += (uint64_t)q->n_prompt;
+		r->nodes[p].queued_tokens += (uint64_t)pl.uncached;
 	pthread_mutex_lock(&r->mu);
 	if (q->local)
 		r->n_local++;
@@ -545,10 +546,9 @@ static void on_load(struct router *r, int i, const Duet__LoadReport *l)
 	n->kv_total = (int)l->kv_blocks_total;
 	n->bad_messages = l->bad_messages;
 	n->auth_refused = l->auth_refused;
-	n->n_hashes = l->n_prefix_hashes < ROUTER_PREFIX_HASHES ? (int)l->n_prefix_hashes
-								 : ROUTER_PREFIX_HASHES;
-	if (n->n_hashes)
-		memcpy(n->hashes, l->prefix_hashes, sizeof(uint64_t) * (size_t)n->n_hashes);
+	struct duet_err err;
+	if (router_node_set_prefix(n, l->prefix_hashes, l->n_prefix_hashes, &err))
+		duet_log(DUET_LOG_WARN, 0, "node %s: %s", n->name, err.msg);
 	/* The report counts every reservation made before it. */
 	n->reserved_tokens = 0;
 }
@@ -662,6 +662,15 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 		/* The first token of this placement: index 0, or the first
 		 * after those already streamed when resuming. */
 		got_token(r, q, (uint32_t)q->base, m->first_token->token);
+		/* The prompt left the prefill node's queue: the next placement
+		 * must not wait for the load report to know (a repeated prompt
+		 * would be prefilled locally behind a queue that is gone). */
+		if (q->pnode >= 0 && q->queued_on_pnode) {
+			struct router_node *pn = &r->nodes[q->pnode];
+			uint64_t left = (uint64_t)q->queued_on_pnode;
+			pn->queued_tokens = pn->queued_tokens > left ? pn->queued_tokens - left : 0;
+			q->queued_on_pnode = 0;
+		}
 		break;
 	case DUET__MSG__BODY_KV_DONE:
 		pthread_mutex_lock(&r->mu);
@@ -818,6 +827,8 @@ void router_shutdown(struct router *r)
 	r->live = NULL;
 	r->n_live = r->cap_live = 0;
 	duet_idmap_free(&r->by_wid);
+	for (int i = 0; i < r->n_nodes; i++)
+		router_node_free(&r->nodes[i]);
 	free(r->waitq);
 	r->waitq = NULL;
 	r->n_waitq = r->cap_waitq = 0;

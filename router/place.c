@@ -1,6 +1,10 @@
 /* Placement: which decode node holds the request, and whether a prefill
  * node computes its prompt (disaggregated) or the decode node does
  * (local). See DESIGN.md, Placement. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/grow.h"
 #include "node/prefix_cache.h"
 #include "router.h"
 
@@ -52,6 +56,37 @@ static double node_rate(const struct router_node *n)
 	return n->prefill_tps > 1 ? n->prefill_tps : UNMEASURED_PREFILL_TPS;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int router_node_set_prefix(struct router_node *n, const uint64_t *hashes, size_t count,
+			   struct duet_err *err)
+{
+	if (count > ROUTER_PREFIX_HASHES)
+		count = ROUTER_PREFIX_HASHES; /* the most recently used come first */
+	uint64_t *h = duet_grow(n->hashes, &n->cap_hashes, (int)count, sizeof *h, 256);
+	if (!h) {
+		n->n_hashes = 0;
+		return duet_errf(err, "out of memory for %zu prefix hashes", count);
+	}
+	n->hashes = h;
+	if (count)
+		memcpy(h, hashes, sizeof *h * count);
+	qsort(h, count, sizeof *h, cmp_u64);
+	n->n_hashes = (int)count;
+	return 0;
+}
+
+void router_node_free(struct router_node *n)
+{
+	free(n->hashes);
+	n->hashes = NULL;
+	n->n_hashes = n->cap_hashes = 0;
+}
+
 /* Prompt tokens prefill node n holds in its prefix cache (whole blocks,
  * by the chain hashes of its last load report). */
 static int cached_tokens(const struct router_node *n, const struct rreq *q)
@@ -63,10 +98,7 @@ static int cached_tokens(const struct router_node *n, const struct rreq *q)
 	/* The node computes at least the last token itself. */
 	for (; (k + 1) * bt <= q->n_prompt - 1; k++) {
 		h = duet_prefix_chain(h, q->prompt + (size_t)k * (size_t)bt, bt);
-		int hit = 0;
-		for (int i = 0; i < n->n_hashes && !hit; i++)
-			hit = n->hashes[i] == h;
-		if (!hit)
+		if (!bsearch(&h, n->hashes, (size_t)n->n_hashes, sizeof h, cmp_u64))
 			break;
 	}
 	return k * bt;
@@ -143,6 +175,7 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		}
 	}
 	out->pnode = p;
+	out->uncached = q->n_prompt - cached_tokens(&r->nodes[p], q);
 	out->reason = "disaggregated";
 	return 0;
 }

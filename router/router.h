@@ -28,7 +28,10 @@
 /* Assumed for a node whose hello does not give its report interval. */
 #define ROUTER_DEFAULT_REPORT_MS 250
 #define ROUTER_MAX_ATTEMPTS 4 /* placements of one request, failovers included */
-#define ROUTER_PREFIX_HASHES 256 /* a prefill node's most recent cached blocks */
+/* A prefill node's most recently used cached blocks the router matches
+ * prompts against: 64k positions at 16 per block, as much as a default
+ * pool holds of a small model. */
+#define ROUTER_PREFIX_HASHES 4096
 
 #define ROUTER_HIST_BUCKETS 19
 #define ROUTER_MAX_KEYS 32
@@ -76,14 +79,23 @@ struct router_node {
 	int kv_free, kv_total;
 	uint64_t bad_messages;
 	uint64_t auth_refused; /* peers its sockets refused (CURVE) */
-	uint64_t hashes[ROUTER_PREFIX_HASHES]; /* prefix-cache chain hashes */
-	int n_hashes;
+	/* prefix-cache chain hashes, sorted (router_node_set_prefix); the
+	 * core thread's alone (the HTTP threads' snapshot copies the pointer
+	 * only and never reads it) */
+	uint64_t *hashes;
+	int n_hashes, cap_hashes;
 	/* placed and not yet finished by this router */
 	int inflight;
 	long long reserved_tokens; /* prompt + max tokens of requests in flight */
 };
 
 /* A node that takes new work of this role. */
+/* place.c: a node's prefix summary, kept sorted for lookups; freed by
+ * router_node_free. */
+int router_node_set_prefix(struct router_node *n, const uint64_t *hashes, size_t count,
+			   struct duet_err *err);
+void router_node_free(struct router_node *n);
+
 static inline int router_node_usable(const struct router_node *n, Duet__Role role)
 {
 	return n->alive && !n->draining && n->role == role;
@@ -103,6 +115,9 @@ struct rreq {
 	uint64_t wid; /* id on the wire for the current placement: id, then fresh ones */
 	int attempts;
 	int base;     /* tokens streamed before the current placement (resume) */
+	/* prompt tokens this placement added to its prefill node's queue
+	 * (until the first token says they left it) */
+	int queued_on_pnode;
 	int *work;    /* prompt + those tokens, when base > 0 */
 	enum rreq_state state;
 	int local;
@@ -208,6 +223,7 @@ int router_can_serve_snap(struct router *r);
 /* place.c: where a request goes and why (for the log). */
 struct router_placement {
 	int pnode, dnode;   /* indexes into the node table; pnode -1 = local */
+	int uncached;	    /* prompt tokens pnode will compute (its cache has the rest) */
 	const char *reason; /* static text */
 };
 /* Fails (err says why) when no decode node has room for q now. */

@@ -139,6 +139,12 @@ static void test_prefix_cache(void **state)
 	duet_kv_seq_release(p, &s);
 	assert_int_equal(p->n_free, 16 - 3); /* the cache keeps its blocks */
 	duet_kv_seq_init(&s);
+	/* The lookup alone says what attaching would cover, and takes nothing. */
+	uint64_t hits = c->hit_tokens;
+	assert_int_equal(duet_prefix_cached(c, b, 13), 8);
+	assert_int_equal(duet_prefix_cached(c, a, 13), 12);
+	assert_int_equal(duet_prefix_cached(c, a, 7), 4);
+	assert_true(c->hit_tokens == hits && p->n_free == 16 - 3);
 	assert_int_equal(duet_prefix_attach(c, &s, b, 13, &err), 8);
 	assert_int_equal(s.n_tokens, 8);
 	assert_int_equal(p->refs[s.blocks[0]], 2);

@@ -15,6 +15,8 @@ static int prompt[400];
 
 static void reset(enum router_policy p)
 {
+	for (int i = 0; i < ROUTER_MAX_NODES; i++)
+		router_node_free(&R.nodes[i]);
 	memset(&R, 0, sizeof R);
 	model.cfg.ctx_len = 512;
 	R.model = &model;
@@ -54,13 +56,19 @@ static int place(int n_prompt, int max_tokens, int *p, int *d)
 	return rc;
 }
 
+/* The node's summary: its old hashes and the blocks of tokens of prompt. */
 static void cache_prefix(struct router_node *n, int tokens)
 {
-	uint64_t h = DUET_PREFIX_SEED;
+	uint64_t h = DUET_PREFIX_SEED, all[ROUTER_PREFIX_HASHES];
+	int c = n->n_hashes;
+	if (c)
+		memcpy(all, n->hashes, sizeof *all * (size_t)c);
 	for (int k = 0; (k + 1) * 16 <= tokens; k++) {
 		h = duet_prefix_chain(h, prompt + k * 16, 16);
-		n->hashes[n->n_hashes++] = h;
+		all[c++] = h;
 	}
+	struct duet_err err;
+	assert_int_equal(router_node_set_prefix(n, all, (size_t)c, &err), 0);
 }
 
 static void test_length_aware(void **state)
@@ -76,8 +84,17 @@ static void test_length_aware(void **state)
 	/* Long: the faster prefill node. */
 	assert_int_equal(place(300, 16, &p, &d), 0);
 	assert_int_equal(p, 0);
-	/* ...unless the slower one holds most of the prompt in its cache. */
+	/* ...unless the slower one holds most of the prompt in its cache,
+	 * even among thousands of other cached blocks (the report lists them
+	 * most recently used first; the prompt's come last here). */
+	uint64_t others[ROUTER_PREFIX_HASHES - 18];
+	for (size_t i = 0; i < sizeof others / sizeof *others; i++)
+		others[i] = 0x9E3779B97F4A7C15ull * (i + 1);
+	struct duet_err err;
+	assert_int_equal(router_node_set_prefix(&R.nodes[1], others,
+						sizeof others / sizeof *others, &err), 0);
 	cache_prefix(&R.nodes[1], 288);
+	assert_int_equal(R.nodes[1].n_hashes, ROUTER_PREFIX_HASHES);
 	assert_int_equal(place(300, 16, &p, &d), 0);
 	assert_int_equal(p, 1);
 	/* A deep queue sends work elsewhere. */
@@ -138,11 +155,19 @@ static void test_other_policies(void **state)
 	assert_int_equal(p, -1);
 }
 
+static int free_nodes(void **state)
+{
+	(void)state;
+	for (int i = 0; i < ROUTER_MAX_NODES; i++)
+		router_node_free(&R.nodes[i]);
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_length_aware),
 		cmocka_unit_test(test_other_policies),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, NULL, free_nodes);
 }

@@ -100,21 +100,37 @@ uint64_t duet_prefix_chain(uint64_t prev, const int *tokens, int n)
 	return XXH3_64bits_withSeed(tokens, sizeof(int) * (size_t)n, prev);
 }
 
-int duet_prefix_attach(struct duet_prefix_cache *c, struct duet_kv_seq *seq,
-		       const int *tokens, int max_tokens, struct duet_err *err)
+/* Walks the chain of tokens' full blocks (at most max_tokens) while the
+ * cache has them; with seq, appends each to it. Returns the tokens
+ * covered, or -1 when appending fails. */
+static int walk(const struct duet_prefix_cache *c, const int *tokens, int max_tokens,
+		struct duet_kv_seq *seq, struct duet_err *err)
 {
-	int bt = c->pool->g.block_tokens;
+	int bt = c->pool->g.block_tokens, n = 0;
 	uint64_t h = DUET_PREFIX_SEED;
-	int n = 0;
 	while (n + bt <= max_tokens) {
 		h = duet_prefix_chain(h, tokens + n, bt);
 		int b = lookup(c, h);
 		if (b < 0)
 			break;
-		if (duet_kv_seq_append_shared(c->pool, seq, b, err))
+		if (seq && duet_kv_seq_append_shared(c->pool, seq, b, err))
 			return -1;
 		n += bt;
 	}
+	return n;
+}
+
+int duet_prefix_cached(const struct duet_prefix_cache *c, const int *tokens, int max_tokens)
+{
+	return walk(c, tokens, max_tokens, NULL, NULL);
+}
+
+int duet_prefix_attach(struct duet_prefix_cache *c, struct duet_kv_seq *seq,
+		       const int *tokens, int max_tokens, struct duet_err *err)
+{
+	int n = walk(c, tokens, max_tokens, seq, err);
+	if (n < 0)
+		return -1;
 	/* Deepest first, so the root ends most recent: eviction then takes
 	 * leaves before the blocks they hang from. */
 	for (int i = seq->n_blocks - 1; i >= 0; i--)

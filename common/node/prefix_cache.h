@@ -38,6 +38,9 @@ uint64_t duet_prefix_chain(uint64_t prev, const int *tokens, int n);
  * it covers, or -1 on error. */
 int duet_prefix_attach(struct duet_prefix_cache *c, struct duet_kv_seq *seq,
 		       const int *tokens, int max_tokens, struct duet_err *err);
+/* How many of tokens[0..max_tokens) duet_prefix_attach would cover now,
+ * without attaching or touching anything. */
+int duet_prefix_cached(const struct duet_prefix_cache *c, const int *tokens, int max_tokens);
 /* Offers the full blocks of seq (holding tokens[0..n)) to the cache. */
 void duet_prefix_insert(struct duet_prefix_cache *c, const struct duet_kv_seq *seq,
 			const int *tokens, int n);
