@@ -35,8 +35,9 @@ struct dreq {
 	uint64_t kv_bytes;
 	long long deadline_us;
 	/* DREQ_LOCAL */
-	int *prompt;
+	int *prompt; /* local work, and reservations that name their tokens */
 	int prefilled;
+	int cached; /* prompt tokens shared from the prefix cache */
 	int step_tokens; /* rows in the current step */
 };
 
@@ -67,9 +68,14 @@ struct decode {
 
 /* requests.c */
 struct dreq *decode_find(struct decode *d, uint64_t id);
-struct dreq *decode_new_req(struct decode *d, uint64_t id, int n_prompt, int max_tokens,
-			    const Duet__Sampling *s, int ignore_eos, int n_sampled,
-			    struct duet_err *err);
+/* A new request holding KV room for its prompt and answer. With prompt
+ * (n_prompt tokens), the full blocks the prefix cache holds of it are
+ * shared into its KV first (a local prefill then starts at r->cached). */
+struct dreq *decode_new_req(struct decode *d, uint64_t id, int n_prompt, const int *prompt,
+			    int max_tokens, const Duet__Sampling *s, int ignore_eos,
+			    int n_sampled, struct duet_err *err);
+/* Offers the request's prompt blocks, now computed, to the prefix cache. */
+void decode_cache_prompt(struct decode *d, struct dreq *r);
 /* Frees the request and its KV blocks. */
 void decode_drop(struct decode *d, struct dreq *r);
 /* Drops the request and tells the router why. */

@@ -108,6 +108,7 @@ static void on_first_token(struct decode *d, const Duet__FirstToken *f)
 		return;
 	}
 	r->kv.n_tokens = r->n_prompt;
+	decode_cache_prompt(d, r);
 	Duet__KvDone done = DUET__KV_DONE__INIT;
 	done.request_id = r->id;
 	done.bytes = r->kv_bytes;

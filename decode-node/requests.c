@@ -28,9 +28,9 @@ static void send_or_log(struct decode *d, const Duet__Msg *m, uint64_t id)
 			 duet_wire_body_name(m->body_case), err.msg);
 }
 
-struct dreq *decode_new_req(struct decode *d, uint64_t id, int n_prompt, int max_tokens,
-			    const Duet__Sampling *s, int ignore_eos, int n_sampled,
-			    struct duet_err *err)
+struct dreq *decode_new_req(struct decode *d, uint64_t id, int n_prompt, const int *prompt,
+			    int max_tokens, const Duet__Sampling *s, int ignore_eos,
+			    int n_sampled, struct duet_err *err)
 {
 	struct duet_node *n = &d->node;
 	int ctx = n->model->cfg.ctx_len;
@@ -69,11 +69,22 @@ struct dreq *decode_new_req(struct decode *d, uint64_t id, int n_prompt, int max
 	if (duet_sampler_init(&r->sampler, &sp, n->model->cfg.vocab_size, err))
 		goto fail_logits;
 	duet_sampler_skip(&r->sampler, n_sampled);
+	/* The last prompt token is always computed: its logits give the
+	 * next token. */
+	if (prompt && (r->cached = duet_prefix_attach(n->cache, &r->kv, prompt, n_prompt - 1,
+						      err)) < 0)
+		goto fail_kv;
 	/* Admission holds the room for the whole answer up front, so a
-	 * running sequence can never run out of KV mid-stream. */
+	 * running sequence can never run out of KV mid-stream; blocks only
+	 * the prefix cache holds are room. */
+	int more = duet_kv_blocks_for(&n->kv->g, need) - r->kv.n_blocks;
+	if (duet_prefix_make_room(n->cache, more) < more) {
+		duet_errf(err, "no room: %d more KV blocks wanted, %d free", more, n->kv->n_free);
+		goto fail_kv;
+	}
 	if (duet_kv_seq_reserve(n->kv, &r->kv, (int)need, err)) {
 		duet_err_prefix(err, "no room");
-		goto fail_sampler;
+		goto fail_kv;
 	}
 	if (duet_idmap_put(&d->by_id, id, r, err))
 		goto fail_kv;
@@ -81,7 +92,6 @@ struct dreq *decode_new_req(struct decode *d, uint64_t id, int n_prompt, int max
 	return r;
 fail_kv:
 	duet_kv_seq_release(n->kv, &r->kv);
-fail_sampler:
 	duet_sampler_free(&r->sampler);
 fail_logits:
 	free(r->logits);
@@ -141,6 +151,21 @@ static void refuse(struct decode *d, uint64_t id, const char *what, const char *
 	duet_node_fail(&d->node, id, code, buf);
 }
 
+static int *copy_tokens(const int32_t *t, size_t n)
+{
+	int *c = malloc(sizeof(int) * n);
+	if (c)
+		for (size_t i = 0; i < n; i++)
+			c[i] = t[i];
+	return c;
+}
+
+void decode_cache_prompt(struct decode *d, struct dreq *r)
+{
+	if (r->prompt)
+		duet_prefix_insert(d->node.cache, &r->kv, r->prompt, r->n_prompt);
+}
+
 void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 {
 	struct duet_err err;
@@ -153,9 +178,18 @@ void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 		       "n_sampled must be at least 1 (the prefill node's token)");
 		return;
 	}
-	struct dreq *r = decode_new_req(d, m->request_id, as_int(m->n_prompt),
-					as_int(m->max_tokens),
-					m->sampling, m->ignore_eos,
+	/* A reservation's KV all comes from the prefill node, into blocks of
+	 * its own (cached blocks are shared read-only, never written); the
+	 * prompt's tokens, when given, let the node keep that KV in its
+	 * prefix cache for later prompts. */
+	if (m->n_tokens && (m->n_tokens != m->n_prompt ||
+			    duet_wire_check_tokens(m->tokens, m->n_tokens, &d->node.lim, &err))) {
+		refuse(d, m->request_id, "reservation",
+		       m->n_tokens != m->n_prompt ? "tokens do not match n_prompt" : err.msg);
+		return;
+	}
+	struct dreq *r = decode_new_req(d, m->request_id, as_int(m->n_prompt), NULL,
+					as_int(m->max_tokens), m->sampling, m->ignore_eos,
 					as_int(m->n_sampled), &err);
 	if (!r) {
 		refuse(d, m->request_id, "reservation", err.msg);
@@ -164,14 +198,16 @@ void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 	int L = d->node.model->cfg.n_layers;
 	r->st = DREQ_WAIT_KV;
 	r->layer_next = calloc((size_t)L, sizeof(int));
-	if (!r->layer_next) {
+	if (m->n_tokens)
+		r->prompt = copy_tokens(m->tokens, m->n_tokens);
+	if (!r->layer_next || (m->n_tokens && !r->prompt)) {
 		decode_fail(d, r, DUET__ERROR_CODE__ERR_INTERNAL, "out of memory");
 		return;
 	}
 	r->deadline_us = duet_now_us() + (long long)(d->cfg.kv_timeout_s * 1e6);
 	Duet__KvReserveReply rep = DUET__KV_RESERVE_REPLY__INIT;
 	rep.request_id = r->id;
-	rep.kv_blocks_free = (uint32_t)d->node.kv->n_free;
+	rep.kv_blocks_free = (uint32_t)duet_node_kv_room(&d->node);
 	Duet__Msg out = duet_wire_msg(DUET__MSG__BODY_RESERVE_REPLY, &rep);
 	send_or_log(d, &out, r->id);
 	duet_log(DUET_LOG_DEBUG, r->id, "reserved %d blocks for %d + %d tokens", r->kv.n_blocks,
@@ -193,23 +229,24 @@ void decode_handle_local(struct decode *d, const Duet__LocalWork *m)
 		refuse(d, m->request_id, "local work", "no token left to generate (n_sampled >= max_tokens)");
 		return;
 	}
-	struct dreq *r = decode_new_req(d, m->request_id, (int)m->n_tokens,
-					as_int(m->max_tokens),
-					m->sampling, m->ignore_eos,
+	int *prompt = copy_tokens(m->tokens, m->n_tokens);
+	if (!prompt) {
+		refuse(d, m->request_id, "local work", "out of memory");
+		return;
+	}
+	struct dreq *r = decode_new_req(d, m->request_id, (int)m->n_tokens, prompt,
+					as_int(m->max_tokens), m->sampling, m->ignore_eos,
 					as_int(m->n_sampled), &err);
 	if (!r) {
+		free(prompt);
 		refuse(d, m->request_id, "local work", err.msg);
 		return;
 	}
 	r->st = DREQ_LOCAL;
-	r->prompt = malloc(sizeof(int) * m->n_tokens);
-	if (!r->prompt) {
-		decode_fail(d, r, DUET__ERROR_CODE__ERR_INTERNAL, "out of memory");
-		return;
-	}
-	for (size_t i = 0; i < m->n_tokens; i++)
-		r->prompt[i] = m->tokens[i];
-	duet_log(DUET_LOG_DEBUG, r->id, "local prefill of %d tokens", r->n_prompt);
+	r->prompt = prompt;
+	r->prefilled = r->cached;
+	duet_log(DUET_LOG_DEBUG, r->id, "local prefill of %d tokens (%d cached)", r->n_prompt,
+		 r->cached);
 }
 
 static void finish(struct decode *d, struct dreq *r, Duet__FinishReason why)

@@ -77,6 +77,7 @@ void decode_step(struct decode *d)
 		r->prefilled += r->step_tokens;
 		if (r->prefilled < r->n_prompt)
 			continue;
+		decode_cache_prompt(d, r);
 		int tok = duet_sample(&r->sampler, r->logits);
 		if (r->n_generated == 0) {
 			send_first(d, r, tok, dt);

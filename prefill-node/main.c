@@ -25,10 +25,6 @@ void prefill_fill_report(void *ctx, Duet__LoadReport *r)
 	r->queued_requests = (uint32_t)p->n_q;
 	r->queued_prompt_tokens = prefill_queued_tokens(p);
 	r->prefill_tokens_per_s = (float)p->rate;
-	r->prefix_cached_blocks = (uint32_t)p->cache->n;
-	r->n_prefix_hashes = (size_t)duet_prefix_summary(p->cache, p->hashes, PREFILL_SUMMARY_HASHES);
-	r->prefix_hashes = p->hashes;
-	r->prefix_hit_tokens = p->cache->hit_tokens;
 	r->computed_prompt_tokens = p->computed_tokens;
 }
 
@@ -74,13 +70,9 @@ int main(int argc, char **argv)
 	duet_blas_select_core(argv);
 	static struct prefill p;
 	duet_node_defaults(&p.node.cfg, "prefill-0");
-	p.cfg = (struct prefill_cfg){PREFILL_CACHE_MB_ALL, 1, 1024, 64};
-	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 4];
+	p.cfg = (struct prefill_cfg){1, 1024, 64};
+	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 3];
 	int n = duet_node_opts(&p.node.cfg, 0, opts);
-	opts[n++] = (struct duet_opt){"prefix-cache-mb", DUET_OPT_INT, &p.cfg.prefix_cache_mb, 0,
-				      PREFILL_CACHE_MB_ALL, "MB",
-				      "most KV kept for reuse by later prompts (0: off; the default, "
-				      "the most, keeps all of kv-mb that prompts in progress leave)"};
 	opts[n++] = (struct duet_opt){"stream-layers", DUET_OPT_BOOL, &p.cfg.stream_layers, 0, 0,
 				      "BOOL", "send each layer as soon as it is computed (false: send "
 				      "all after the prefill, to measure what overlap buys)"};
@@ -100,14 +92,6 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	duet_engine_set_hook(node->engine, prefill_layer_hook, &p);
-	/* Cached blocks go back to new prompts least recently used first, so
-	 * a cache as big as the pool costs them nothing; a smaller one only
-	 * forgets sooner (a replay that cycles through more prompts than the
-	 * cache holds then never hits: LRU's worst case). */
-	double cache_mb_blocks = (double)p.cfg.prefix_cache_mb * 1048576.0 /
-				 (double)duet_kv_block_bytes(&node->kv->g);
-	int cache_blocks = cache_mb_blocks < node->kv->n_blocks ? (int)cache_mb_blocks
-								 : node->kv->n_blocks;
 	p.q = calloc((size_t)p.cfg.max_queue, sizeof *p.q);
 	p.fwd = calloc((size_t)p.cfg.max_batch_seqs, sizeof *p.fwd);
 	p.batch = calloc((size_t)p.cfg.max_batch_seqs, sizeof *p.batch);
@@ -115,13 +99,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "duet-prefill: out of memory\n");
 		goto out;
 	}
-	if (duet_prefix_create(&p.cache, node->kv, cache_blocks, &err) ||
-	    duet_node_hello(node, NULL, &err)) {
+	if (duet_node_hello(node, NULL, &err)) {
 		fprintf(stderr, "duet-prefill: %s\n", err.msg);
 		goto out;
 	}
 	duet_log(DUET_LOG_INFO, 0, "router %s, KV %s, prefix cache %d blocks, streaming %s",
-		 node->cfg.router, duet_kv_dtype_name(node->kv->g.dtype), p.cache->max_blocks,
+		 node->cfg.router, duet_kv_dtype_name(node->kv->g.dtype), node->cache->max_blocks,
 		 p.cfg.stream_layers ? "on" : "off");
 	for (;;) {
 		if (duet_node_stopping(node)) {
@@ -150,7 +133,6 @@ out:
 	duet_idmap_free(&p.by_id);
 	free(p.fwd);
 	free(p.batch);
-	duet_prefix_destroy(p.cache);
 	prefill_close_peers(&p);
 	duet_node_stop(node);
 	duet_config_free(&cfg);

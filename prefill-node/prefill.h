@@ -12,9 +12,6 @@
 #include "node/prefix_cache.h"
 
 #define PREFILL_MAX_PEERS 64	   /* decode nodes with an open KV socket */
-/* Prefix hashes in a load report, most recently used first: as many as
- * the router matches prompts against (32 KB a report). */
-#define PREFILL_SUMMARY_HASHES 4096
 
 struct peer {
 	char endpoint[DUET_MAX_ENDPOINT + 1];
@@ -49,11 +46,7 @@ struct preq {
 	int n_held, cap_held;
 };
 
-/* prefix-cache-mb's default and largest value: as much as the pool holds. */
-#define PREFILL_CACHE_MB_ALL (1 << 22)
-
 struct prefill_cfg {
-	int prefix_cache_mb;
 	int stream_layers;
 	int max_queue;
 	int max_batch_seqs;
@@ -62,7 +55,6 @@ struct prefill_cfg {
 struct prefill {
 	struct duet_node node;
 	struct prefill_cfg cfg;
-	struct duet_prefix_cache *cache;
 	struct preq **q; /* FIFO */
 	int n_q;
 	struct duet_idmap by_id; /* the same requests by id */
@@ -71,7 +63,6 @@ struct prefill {
 	uint64_t computed_tokens;
 	struct duet_fwd_seq *fwd;
 	struct preq **batch;
-	uint64_t hashes[PREFILL_SUMMARY_HASHES];
 };
 
 /* main.c: the role's fields of a load report. */

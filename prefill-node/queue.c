@@ -133,7 +133,7 @@ uint64_t prefill_queued_tokens(const struct prefill *p)
 	for (int i = 0; i < p->n_q; i++) {
 		const struct preq *r = p->q[i];
 		int have = r->started ? r->done
-				      : duet_prefix_cached(p->cache, r->tokens, r->n - 1);
+				      : duet_prefix_cached(p->node.cache, r->tokens, r->n - 1);
 		t += (uint64_t)(r->n - have);
 	}
 	return t;
@@ -147,11 +147,11 @@ static int start(struct prefill *p, struct preq *r)
 	struct duet_kv_pool *pool = p->node.kv;
 	/* At least the last prompt token is computed: its logits give the
 	 * first token. */
-	int cached = duet_prefix_attach(p->cache, &r->kv, r->tokens, r->n - 1, &err);
+	int cached = duet_prefix_attach(p->node.cache, &r->kv, r->tokens, r->n - 1, &err);
 	if (cached < 0)
 		goto fail;
 	int need = duet_kv_blocks_for(&pool->g, r->n) - r->kv.n_blocks;
-	if (duet_prefix_make_room(p->cache, need) < need) {
+	if (duet_prefix_make_room(p->node.cache, need) < need) {
 		duet_kv_seq_release(pool, &r->kv);
 		duet_kv_seq_init(&r->kv);
 		return 0;
@@ -182,7 +182,7 @@ static void complete(struct prefill *p, struct preq *r)
 	duet_sampler_skip(&s, r->sample_index);
 	int tok = duet_sample(&s, r->logits);
 	duet_sampler_free(&s);
-	duet_prefix_insert(p->cache, &r->kv, r->tokens, r->n);
+	duet_prefix_insert(p->node.cache, &r->kv, r->tokens, r->n);
 	if (prefill_ship_first(p, r, tok, &err)) {
 		char why[DUET_ERR_MAX + DUET_MAX_NAME + 32];
 		snprintf(why, sizeof why, "sending to decode node %s: %s", r->decode_node, err.msg);

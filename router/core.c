@@ -396,6 +396,8 @@ static int place(struct router *r, struct rreq *q)
 	Duet__KvReserve res = DUET__KV_RESERVE__INIT;
 	res.request_id = q->wid;
 	res.n_prompt = (uint32_t)(q->n_prompt + q->base);
+	res.n_tokens = (size_t)(q->n_prompt + q->base);
+	res.tokens = q->base ? q->work : q->prompt;
 	res.max_tokens = (uint32_t)q->max_tokens;
 	res.sampling = &s;
 	res.ignore_eos = q->ignore_eos;
@@ -670,6 +672,15 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 			uint64_t left = (uint64_t)q->queued_on_pnode;
 			pn->queued_tokens = pn->queued_tokens > left ? pn->queued_tokens - left : 0;
 			q->queued_on_pnode = 0;
+		}
+		/* Both nodes now hold the prompt's KV in their prefix caches. */
+		{
+			const int *t = q->base ? q->work : q->prompt;
+			int n = q->n_prompt + q->base;
+			if (q->pnode >= 0)
+				router_node_learn_prefix(&r->nodes[q->pnode], t, n);
+			if (q->dnode >= 0)
+				router_node_learn_prefix(&r->nodes[q->dnode], t, n);
 		}
 		break;
 	case DUET__MSG__BODY_KV_DONE:

@@ -80,6 +80,28 @@ int router_node_set_prefix(struct router_node *n, const uint64_t *hashes, size_t
 	return 0;
 }
 
+void router_node_learn_prefix(struct router_node *n, const int *tokens, int n_tokens)
+{
+	int bt = n->block_tokens, add = bt > 0 ? n_tokens / bt : 0;
+	if (add > ROUTER_PREFIX_HASHES)
+		add = ROUTER_PREFIX_HASHES;
+	int keep = n->n_hashes < ROUTER_PREFIX_HASHES - add ? n->n_hashes
+							     : ROUTER_PREFIX_HASHES - add;
+	uint64_t *h = duet_grow(n->hashes, &n->cap_hashes, keep + add, sizeof *h, 256);
+	if (!h)
+		return; /* a guess only: the next report brings the truth */
+	n->hashes = h;
+	uint64_t c = DUET_PREFIX_SEED;
+	for (int k = 0; k < add; k++) {
+		c = duet_prefix_chain(c, tokens + (size_t)k * (size_t)bt, bt);
+		h[keep + k] = c;
+	}
+	/* (Dropping the largest hashes to make room is as good a guess as
+	 * any: the report says which the node really keeps.) */
+	qsort(h, (size_t)(keep + add), sizeof *h, cmp_u64);
+	n->n_hashes = keep + add;
+}
+
 void router_node_free(struct router_node *n)
 {
 	free(n->hashes);
@@ -157,17 +179,22 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		return 0;
 	}
 	if (r->policy == ROUTER_POLICY_LENGTH_AWARE) {
+		/* What the decode node must compute of the prompt: its prefix
+		 * cache may hold the rest (a prompt seen before, a chat's
+		 * earlier turns), and then nothing need be sent either. */
+		const struct router_node *dn = &r->nodes[out->dnode];
+		int local_tokens = q->n_prompt - cached_tokens(dn, q);
 		/* A short prompt costs the decode node's batch little, and
 		 * skips a KV transfer. */
-		if (q->n_prompt <= r->cfg.local_max_prompt) {
-			out->reason = "short prompt";
+		if (local_tokens <= r->cfg.local_max_prompt) {
+			out->reason = local_tokens < q->n_prompt ? "cached on the decode node"
+								  : "short prompt";
 			return 0;
 		}
 		/* Prefilling locally stalls every running stream on the
 		 * decode node for the prompt's time; it only pays when all
 		 * prefill nodes are queued that much deeper. */
-		const struct router_node *dn = &r->nodes[out->dnode];
-		double local = (double)q->n_prompt / node_rate(&r->nodes[p]) *
+		double local = (double)local_tokens / node_rate(&r->nodes[p]) *
 			       (1 + dn->running + dn->local_prefill);
 		if (local < ttft) {
 			out->reason = "prefill nodes queued deeper than a local prefill costs";

@@ -95,6 +95,10 @@ struct router_node {
 int router_node_set_prefix(struct router_node *n, const uint64_t *hashes, size_t count,
 			   struct duet_err *err);
 void router_node_free(struct router_node *n);
+/* The node has just cached the full blocks of tokens (its prompt's KV is
+ * complete there): added to its summary at once, so that the same prompt
+ * right after finds them; its next load report replaces the guess. */
+void router_node_learn_prefix(struct router_node *n, const int *tokens, int n_tokens);
 
 static inline int router_node_usable(const struct router_node *n, Duet__Role role)
 {

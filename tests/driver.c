@@ -261,6 +261,8 @@ uint64_t drv_submit(struct drv *d, const char *p, const char *dn, const int *tok
 	res.sampling = &s;
 	res.ignore_eos = pp->ignore_eos;
 	res.n_sampled = 1;
+	res.n_tokens = (size_t)n; /* as the router does: for the decode node's cache */
+	res.tokens = (int32_t *)tokens;
 	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_RESERVE, &res);
 	uint64_t id = r->id;
 	drv_send(d, dn, &m);

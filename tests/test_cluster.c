@@ -208,14 +208,37 @@ static void test_prefix_cache(void **state)
 	assert_int_equal(p->last.computed_prompt_tokens - before, 190 - 160);
 }
 
+/* The decode node's own prefix cache: a prompt it received the KV of (or
+ * prefilled itself) is served from its blocks when it comes back as local
+ * work, with the same tokens. */
+static void test_decode_prefix_cache(void **state)
+{
+	(void)state;
+	static int c[200];
+	tu_random_prompt(c, 200, 600);
+	struct drv_params pp = {.max_tokens = 12};
+	struct drv_node *dn = drv_node(&D, "decode-0");
+	uint64_t id = drv_submit(&D, "prefill-f32", "decode-0", c, 200, &pp);
+	expect_same(id, c, 200, 12, 0);
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(drv_wait_report(&D, dn, WAIT_MS), 0);
+		uint64_t before = dn->last.prefix_hit_tokens;
+		id = drv_submit_local(&D, "decode-0", c, 200, &pp);
+		expect_same(id, c, 200, 12, 0);
+		/* The last token is computed: 12 whole blocks of the first 199. */
+		assert_int_equal(drv_wait_report(&D, dn, WAIT_MS), 0);
+		assert_int_equal(dn->last.prefix_hit_tokens - before, 192);
+	}
+}
+
 static void wait_pool_idle(const char *name)
 {
 	struct drv_node *n = drv_node(&D, name);
 	long long end = duet_now_us() + (long long)WAIT_MS * 1000;
 	while (duet_now_us() < end) {
 		assert_int_equal(drv_wait_report(&D, n, WAIT_MS), 0);
-		uint32_t held = n->role == DUET__ROLE__ROLE_PREFILL ? n->last.prefix_cached_blocks : 0;
-		if (n->last.kv_blocks_free + held == n->last.kv_blocks_total &&
+		/* Free counts the blocks only the prefix cache holds. */
+		if (n->last.kv_blocks_free == n->last.kv_blocks_total &&
 		    n->last.running == 0 && n->last.waiting_kv == 0 && n->last.queued_requests == 0)
 			return;
 	}
@@ -705,6 +728,7 @@ int main(void)
 		cmocka_unit_test(test_local_chunked_prefill),
 		cmocka_unit_test(test_sixteen_concurrent),
 		cmocka_unit_test(test_prefix_cache),
+		cmocka_unit_test(test_decode_prefix_cache),
 		cmocka_unit_test(test_cancel_frees_blocks),
 		cmocka_unit_test(test_admission),
 		cmocka_unit_test(test_malformed_frames),

@@ -116,6 +116,24 @@ static void test_length_aware(void **state)
 	R.nodes[3].kv_free = 2000;
 	assert_int_equal(place(300, 16, &p, &d), 0);
 	assert_int_equal(d, 3);
+	/* A long prompt the chosen decode node holds in its own prefix cache
+	 * (all but the last 44 tokens, within local-max-prompt) is computed
+	 * there: no prefill node, no KV sent. */
+	cache_prefix(&R.nodes[3], 256);
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(d, 3);
+	assert_int_equal(p, -1);
+	/* Holding less than that, it goes to a prefill node as before. */
+	router_node_free(&R.nodes[3]);
+	cache_prefix(&R.nodes[3], 160);
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, 0);
+	/* Once the prompt's KV is complete there (its first token), the
+	 * router knows before the next report: the same prompt stays local. */
+	router_node_learn_prefix(&R.nodes[3], prompt, 300);
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, -1);
+	router_node_free(&R.nodes[3]);
 	/* No room for prompt + max_tokens anywhere: refused. */
 	R.nodes[2].kv_free = R.nodes[3].kv_free = 10; /* 160 positions */
 	assert_int_equal(place(150, 100, &p, &d), -1);

@@ -28,6 +28,7 @@ void duet_node_defaults(struct duet_node_cfg *c, const char *name)
 	c->cpus = "";
 	c->report_ms = 200;
 	c->kv_mb = 1024;
+	c->prefix_cache_mb = DUET_NODE_CACHE_MB_ALL;
 	c->block_tokens = DUET_KV_BLOCK_TOKENS;
 	c->max_batch_tokens = 512;
 	c->drain_timeout_s = 30;
@@ -51,8 +52,11 @@ int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
 		{"cpus", DUET_OPT_STR, &c->cpus, 0, 0, "LIST",
 		 "CPUs to pin the threads to, e.g. 0-1,4 (empty: no pinning)"},
 		{"report-ms", DUET_OPT_INT, &c->report_ms, DUET_MIN_REPORT_MS, DUET_MAX_REPORT_MS, "MS",
-		 "load report interval; the router takes 3 missed reports as death"},
+		 "load report interval (and of heartbeats to the router)"},
 		{"kv-mb", DUET_OPT_INT, &c->kv_mb, 1, 1 << 22, "MB", "KV pool memory budget"},
+		{"prefix-cache-mb", DUET_OPT_INT, &c->prefix_cache_mb, 0, DUET_NODE_CACHE_MB_ALL, "MB",
+		 "most KV kept for reuse by later prompts (0: off; the default, the most, keeps "
+		 "all of kv-mb that requests in progress leave)"},
 		{"block-tokens", DUET_OPT_INT, &c->block_tokens, 1, DUET_KV_MAX_BLOCK_TOKENS, "N",
 		 "positions per KV block (and per prefix-cache entry)"},
 		{"max-batch-tokens", DUET_OPT_INT, &c->max_batch_tokens, 1, 1 << 20, "N",
@@ -135,7 +139,15 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 				      .n_cpus = n->n_cpus,
 				      .max_batch_tokens = c->max_batch_tokens + extra_batch,
 				      .kernels = *c->kernels ? c->kernels : NULL};
+	/* Cached blocks go back to new requests least recently used first, so
+	 * a cache as big as the pool costs them nothing; a smaller one only
+	 * forgets sooner (a replay that cycles through more prompts than the
+	 * cache holds then never hits: LRU's worst case). */
+	double cache_blocks = (double)c->prefix_cache_mb * 1048576.0 / (double)duet_kv_block_bytes(&g);
+	if (cache_blocks > (double)blocks)
+		cache_blocks = (double)blocks;
 	if (duet_kv_pool_create(&n->kv, &g, (int)blocks, err) ||
+	    duet_prefix_create(&n->cache, n->kv, (int)cache_blocks, err) ||
 	    duet_engine_create(&n->engine, n->model, n->kv, &eo, err))
 		return -1;
 	n->lim = (struct duet_wire_limits){mc->n_layers, mc->n_kv_heads, mc->head_dim,
@@ -184,12 +196,19 @@ void duet_node_stop(struct duet_node *n)
 	if (n->zctx)
 		zmq_ctx_term(n->zctx);
 	duet_engine_destroy(n->engine);
+	duet_prefix_destroy(n->cache); /* its references, before the pool goes */
 	duet_kv_pool_destroy(n->kv);
 	duet_model_close(n->model);
 	n->ctl = n->zctx = NULL;
 	n->engine = NULL;
+	n->cache = NULL;
 	n->kv = NULL;
 	n->model = NULL;
+}
+
+int duet_node_kv_room(const struct duet_node *n)
+{
+	return n->kv->n_free + duet_prefix_evictable(n->cache);
 }
 
 int duet_node_send(struct duet_node *n, const Duet__Msg *m, struct duet_err *err)
@@ -234,7 +253,14 @@ void duet_node_tick(struct duet_node *n, const char *kv_endpoint,
 		r.bad_messages = n->bad_messages;
 		r.auth_refused = duet_zap_refused(n->zap);
 		r.kv_blocks_total = (uint32_t)n->kv->n_blocks;
-		r.kv_blocks_free = (uint32_t)n->kv->n_free;
+		/* Blocks only the prefix cache holds are room: taken back the
+		 * moment a request needs them. */
+		r.kv_blocks_free = (uint32_t)duet_node_kv_room(n);
+		r.prefix_cached_blocks = (uint32_t)n->cache->n;
+		r.n_prefix_hashes = (size_t)duet_prefix_summary(n->cache, n->hashes,
+								DUET_NODE_SUMMARY_HASHES);
+		r.prefix_hashes = n->hashes;
+		r.prefix_hit_tokens = n->cache->hit_tokens;
 		r.kv_bytes_in = n->kv_bytes_in;
 		r.kv_bytes_out = n->kv_bytes_out;
 		fill(ctx, &r);

@@ -15,10 +15,16 @@
 #include "net/transport.h"
 #include "net/wire.h"
 #include "net/zap.h"
+#include "node/prefix_cache.h"
 
 #define DUET_NODE_MAX_CPUS 256
 #define DUET_NODE_HELLO_RETRY_US 1000000LL
-#define DUET_NODE_COMMON_OPTS (15 + DUET_CURVE_OPTS) /* at most */
+#define DUET_NODE_COMMON_OPTS (16 + DUET_CURVE_OPTS) /* at most */
+/* prefix-cache-mb's default and largest value: as much as the pool holds. */
+#define DUET_NODE_CACHE_MB_ALL (1 << 22)
+/* Prefix hashes in a load report, most recently used first: as many as
+ * the router matches prompts against (32 KB a report). */
+#define DUET_NODE_SUMMARY_HASHES 4096
 #define DUET_NODE_STATUS_MAX 160
 
 struct duet_node_cfg {
@@ -29,6 +35,7 @@ struct duet_node_cfg {
 	const char *cpus;
 	int report_ms;
 	int kv_mb;
+	int prefix_cache_mb;
 	int block_tokens;
 	int max_batch_tokens;
 	double drain_timeout_s;
@@ -46,6 +53,9 @@ struct duet_node {
 	Duet__Role role;
 	struct duet_model *model;
 	struct duet_kv_pool *kv;
+	/* full blocks of finished prompts, kept in the pool for later ones */
+	struct duet_prefix_cache *cache;
+	uint64_t hashes[DUET_NODE_SUMMARY_HASHES]; /* the report's summary */
 	struct duet_engine *engine;
 	struct duet_wire_limits lim;
 	int cpus[DUET_NODE_MAX_CPUS], n_cpus;
@@ -74,6 +84,9 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 		    struct duet_err *err);
 void duet_node_stop(struct duet_node *n);
 
+/* KV blocks a new request can have: the free ones and those only the
+ * prefix cache holds. */
+int duet_node_kv_room(const struct duet_node *n);
 /* Sends hello (again). */
 int duet_node_hello(struct duet_node *n, const char *kv_endpoint, struct duet_err *err);
 /* Timers: hello retry until acknowledged, the load report (filled by the

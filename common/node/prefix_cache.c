@@ -176,6 +176,14 @@ int duet_prefix_make_room(struct duet_prefix_cache *c, int need_free)
 	return c->pool->n_free;
 }
 
+int duet_prefix_evictable(const struct duet_prefix_cache *c)
+{
+	int n = 0;
+	for (int b = c->head; b >= 0; b = c->next[b])
+		n += c->pool->refs[b] == 1;
+	return n;
+}
+
 int duet_prefix_summary(const struct duet_prefix_cache *c, uint64_t *out, int max)
 {
 	int n = 0;

@@ -47,6 +47,9 @@ void duet_prefix_insert(struct duet_prefix_cache *c, const struct duet_kv_seq *s
 /* Evicts least recently used blocks until the pool has need_free free
  * blocks or the cache is empty. Returns the pool's free blocks. */
 int duet_prefix_make_room(struct duet_prefix_cache *c, int need_free);
+/* Blocks only the cache holds (no sequence shares them): what
+ * duet_prefix_make_room can give back. */
+int duet_prefix_evictable(const struct duet_prefix_cache *c);
 /* Writes up to max chain hashes, most recently used first. */
 int duet_prefix_summary(const struct duet_prefix_cache *c, uint64_t *out, int max);
 
