@@ -40,6 +40,28 @@ INLINE void store(float *y, float v, int add)
 
 /* ---- 32 weights as two f32 vectors, per storage type ---- */
 
+/* A tile's nr x nb accumulators: cleared, and summed into y[b * ldy + r]
+ * (added to it with add). Inlined with constant nr and nb, the loops
+ * unroll away. */
+INLINE void acc_zero(__m512 acc[4][MAX_NB], const int nr, const int nb)
+{
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 16")
+		for (int b = 0; b < nb; b++)
+			acc[r][b] = _mm512_setzero_ps();
+}
+
+INLINE void acc_store(__m512 acc[4][MAX_NB], float *y, int ldy, int add, const int nr,
+		      const int nb)
+{
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 16")
+		for (int b = 0; b < nb; b++)
+			store(y + (size_t)b * ldy + r, _mm512_reduce_add_ps(acc[r][b]), add);
+}
+
 INLINE __m512 load_h(const uint16_t *p)
 {
 	return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
@@ -170,22 +192,14 @@ INLINE void tile_f(enum duet_dtype t, const uint8_t *w, size_t rb, int K, const 
 		   int B, float *y, int ldy, int add, const int nr, const int nb)
 {
 	__m512 acc[4][MAX_NB];
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 16")
-		for (int b = 0; b < nb; b++)
-			acc[r][b] = _mm512_setzero_ps();
+	acc_zero(acc, nr, nb);
 	const size_t cs = (size_t)B * DUET_PANEL_CHUNK;
 	int k = 0;
 	for (; k + 32 <= K; k += 32, x += 2 * cs)
 		step_f(t, w, rb, k, 32, x, cs, acc, nr, nb);
 	if (k < K)
 		step_f(t, w, rb, k, K - k, x, cs, acc, nr, nb);
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 16")
-		for (int b = 0; b < nb; b++)
-			store(y + (size_t)b * ldy + r, _mm512_reduce_add_ps(acc[r][b]), add);
+	acc_store(acc, y, ldy, add, nr, nb);
 }
 
 /* ---- q8_0 weights against int8 activations (struct duet_q8a_pair) ---- */
@@ -239,21 +253,13 @@ INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pa
 		    int B, float *y, int ldy, int add, const int nr, const int nb)
 {
 	__m512 acc[4][MAX_NB];
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 16")
-		for (int b = 0; b < nb; b++)
-			acc[r][b] = _mm512_setzero_ps();
+	acc_zero(acc, nr, nb);
 	int p = 0;
 	for (; p < K / 64; p++, x += B)
 		step_q8(w, rb, p, 0, x, acc, nr, nb);
 	if (K % 64)
 		step_q8(w, rb, p, 1, x, acc, nr, nb);
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 16")
-		for (int b = 0; b < nb; b++)
-			store(y + (size_t)b * ldy + r, _mm512_reduce_add_ps(acc[r][b]), add);
+	acc_store(acc, y, ldy, add, nr, nb);
 }
 
 /* ---- bf16 weights against bf16 activation pairs (AVX512_BF16) ---- */
@@ -295,21 +301,13 @@ INLINE void tile_bf(const uint8_t *w, size_t rb, int K, const struct duet_bf16x2
 		    float *y, int ldy, int add, const int nr, const int nb)
 {
 	__m512 acc[4][MAX_NB];
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 16")
-		for (int b = 0; b < nb; b++)
-			acc[r][b] = _mm512_setzero_ps();
+	acc_zero(acc, nr, nb);
 	int k = 0;
 	for (; k + 32 <= K; k += 32, x += B)
 		step_bf(w, rb, k, 32, x, acc, nr, nb);
 	if (k < K)
 		step_bf(w, rb, k, K - k, x, acc, nr, nb);
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 16")
-		for (int b = 0; b < nb; b++)
-			store(y + (size_t)b * ldy + r, _mm512_reduce_add_ps(acc[r][b]), add);
+	acc_store(acc, y, ldy, add, nr, nb);
 }
 
 /* duet_panel_pack_bf16_ref, bit for bit: vcvtneps2bf16 rounds to nearest
