@@ -660,29 +660,29 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 		if (q->state == RQ_RESERVING)
 			send_prefill(r, q);
 		break;
-	case DUET__MSG__BODY_FIRST_TOKEN:
-		/* The first token of this placement: index 0, or the first
-		 * after those already streamed when resuming. */
-		got_token(r, q, (uint32_t)q->base, m->first_token->token);
-		/* The prompt left the prefill node's queue: the next placement
+	case DUET__MSG__BODY_FIRST_TOKEN: {
+		/* Before the token: it may end the request, and free it. The
+		 * prompt left the prefill node's queue, so the next placement
 		 * must not wait for the load report to know (a repeated prompt
-		 * would be prefilled locally behind a queue that is gone). */
+		 * would be prefilled locally behind a queue that is gone); and
+		 * both nodes now hold the prompt's KV in their prefix caches. */
 		if (q->pnode >= 0 && q->queued_on_pnode) {
 			struct router_node *pn = &r->nodes[q->pnode];
 			uint64_t left = (uint64_t)q->queued_on_pnode;
 			pn->queued_tokens = pn->queued_tokens > left ? pn->queued_tokens - left : 0;
 			q->queued_on_pnode = 0;
 		}
-		/* Both nodes now hold the prompt's KV in their prefix caches. */
-		{
-			const int *t = q->base ? q->work : q->prompt;
-			int n = q->n_prompt + q->base;
-			if (q->pnode >= 0)
-				router_node_learn_prefix(&r->nodes[q->pnode], t, n);
-			if (q->dnode >= 0)
-				router_node_learn_prefix(&r->nodes[q->dnode], t, n);
-		}
+		const int *t = q->base ? q->work : q->prompt;
+		int n = q->n_prompt + q->base;
+		if (q->pnode >= 0)
+			router_node_learn_prefix(&r->nodes[q->pnode], t, n);
+		if (q->dnode >= 0)
+			router_node_learn_prefix(&r->nodes[q->dnode], t, n);
+		/* The first token of this placement: index 0, or the first
+		 * after those already streamed when resuming. */
+		got_token(r, q, (uint32_t)q->base, m->first_token->token);
 		break;
+	}
 	case DUET__MSG__BODY_KV_DONE:
 		pthread_mutex_lock(&r->mu);
 		r->kv_bytes += m->kv_done->bytes;
