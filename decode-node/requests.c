@@ -151,15 +151,6 @@ static void refuse(struct decode *d, uint64_t id, const char *what, const char *
 	duet_node_fail(&d->node, id, code, buf);
 }
 
-static int *copy_tokens(const int32_t *t, size_t n)
-{
-	int *c = malloc(sizeof(int) * n);
-	if (c)
-		for (size_t i = 0; i < n; i++)
-			c[i] = t[i];
-	return c;
-}
-
 void decode_cache_prompt(struct decode *d, struct dreq *r)
 {
 	if (r->prompt)
@@ -199,7 +190,7 @@ void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 	r->st = DREQ_WAIT_KV;
 	r->layer_next = calloc((size_t)L, sizeof(int));
 	if (m->n_tokens)
-		r->prompt = copy_tokens(m->tokens, m->n_tokens);
+		r->prompt = duet_wire_tokens_copy(m->tokens, m->n_tokens);
 	if (!r->layer_next || (m->n_tokens && !r->prompt)) {
 		decode_fail(d, r, DUET__ERROR_CODE__ERR_INTERNAL, "out of memory");
 		return;
@@ -229,7 +220,7 @@ void decode_handle_local(struct decode *d, const Duet__LocalWork *m)
 		refuse(d, m->request_id, "local work", "no token left to generate (n_sampled >= max_tokens)");
 		return;
 	}
-	int *prompt = copy_tokens(m->tokens, m->n_tokens);
+	int *prompt = duet_wire_tokens_copy(m->tokens, m->n_tokens);
 	if (!prompt) {
 		refuse(d, m->request_id, "local work", "out of memory");
 		return;

@@ -62,15 +62,13 @@ static struct preq *admit(struct prefill *p, const Duet__PrefillWork *w, Duet__E
 	r->sample_index = (int)(w->sample_index > (1u << 30) ? 1u << 30 : w->sample_index);
 	snprintf(r->decode_node, sizeof r->decode_node, "%s", w->decode_node);
 	duet_kv_seq_init(&r->kv);
-	r->tokens = malloc(sizeof(int) * w->n_tokens);
+	r->tokens = duet_wire_tokens_copy(w->tokens, w->n_tokens);
 	r->logits = malloc(sizeof(float) * (size_t)n->model->cfg.vocab_size);
 	if (!r->tokens || !r->logits) {
 		*code = DUET__ERROR_CODE__ERR_INTERNAL;
 		duet_errf(err, "out of memory");
 		goto fail;
 	}
-	for (size_t i = 0; i < w->n_tokens; i++)
-		r->tokens[i] = w->tokens[i];
 	if (duet_node_sampling(w->sampling, &r->sampling, err) ||
 	    prefill_connect(p, r, w->decode_endpoint, w->decode_public_key, err))
 		goto fail;

@@ -109,8 +109,9 @@ void router_node_free(struct router_node *n)
 	n->n_hashes = n->cap_hashes = 0;
 }
 
-/* Prompt tokens prefill node n holds in its prefix cache (whole blocks,
- * by the chain hashes of its last load report). */
+/* Prompt tokens node n (prefill or decode) holds in its prefix cache
+ * (whole blocks, by the chain hashes of its last load report and those
+ * learned since). */
 static int cached_tokens(const struct router_node *n, const struct rreq *q)
 {
 	int bt = n->block_tokens, k = 0;
@@ -127,16 +128,17 @@ static int cached_tokens(const struct router_node *n, const struct rreq *q)
 }
 
 /* Predicted seconds until this prompt's first token on prefill node n:
- * its queue plus the part of this prompt it has not cached, at its
- * measured rate. */
-static double prefill_ttft(const struct router_node *n, const struct rreq *q)
+ * its queue plus the part of this prompt it has not cached (*uncached),
+ * at its measured rate. */
+static double prefill_ttft(const struct router_node *n, const struct rreq *q, int *uncached)
 {
-	return ((double)n->queued_tokens + q->n_prompt - cached_tokens(n, q)) / node_rate(n);
+	*uncached = q->n_prompt - cached_tokens(n, q);
+	return ((double)n->queued_tokens + *uncached) / node_rate(n);
 }
 
-/* The prefill node for q and its predicted TTFT (each candidate's prompt
- * hashing done once). */
-static int pick_prefill(struct router *r, const struct rreq *q, double *ttft)
+/* The prefill node for q, its predicted TTFT and the prompt tokens it
+ * would compute (each candidate's prompt hashing done once). */
+static int pick_prefill(struct router *r, const struct rreq *q, double *ttft, int *uncached)
 {
 	int cand[ROUTER_MAX_NODES], nc = 0;
 	for (int i = 0; i < r->n_nodes; i++)
@@ -146,15 +148,17 @@ static int pick_prefill(struct router *r, const struct rreq *q, double *ttft)
 		return -1;
 	if (r->policy == ROUTER_POLICY_ROUND_ROBIN) {
 		int p = cand[r->rr % (unsigned)nc];
-		*ttft = prefill_ttft(&r->nodes[p], q);
+		*ttft = prefill_ttft(&r->nodes[p], q, uncached);
 		return p;
 	}
 	int best = -1;
 	for (int k = 0; k < nc; k++) {
-		double t = prefill_ttft(&r->nodes[cand[k]], q);
+		int u;
+		double t = prefill_ttft(&r->nodes[cand[k]], q, &u);
 		if (best < 0 || t < *ttft) {
 			best = cand[k];
 			*ttft = t;
+			*uncached = u;
 		}
 	}
 	return best;
@@ -164,6 +168,7 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 struct duet_err *err)
 {
 	out->pnode = -1;
+	out->uncached = 0;
 	out->dnode = pick_decode(r, q);
 	if (out->dnode < 0)
 		return duet_errf(err, "no decode node has room for %d prompt and %d new tokens",
@@ -173,7 +178,8 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		return 0;
 	}
 	double ttft = 0;
-	int p = pick_prefill(r, q, &ttft);
+	int uncached = 0;
+	int p = pick_prefill(r, q, &ttft, &uncached);
 	if (p < 0) {
 		out->reason = "no prefill node";
 		return 0;
@@ -202,7 +208,7 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		}
 	}
 	out->pnode = p;
-	out->uncached = q->n_prompt - cached_tokens(&r->nodes[p], q);
+	out->uncached = uncached;
 	out->reason = "disaggregated";
 	return 0;
 }

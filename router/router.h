@@ -28,9 +28,9 @@
 /* Assumed for a node whose hello does not give its report interval. */
 #define ROUTER_DEFAULT_REPORT_MS 250
 #define ROUTER_MAX_ATTEMPTS 4 /* placements of one request, failovers included */
-/* A prefill node's most recently used cached blocks the router matches
- * prompts against: 64k positions at 16 per block, as much as a default
- * pool holds of a small model. */
+/* A node's most recently used cached blocks the router matches prompts
+ * against: 64k positions at 16 per block, as much as a default pool holds
+ * of a small model. */
 #define ROUTER_PREFIX_HASHES 4096
 
 #define ROUTER_HIST_BUCKETS 19

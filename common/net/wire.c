@@ -109,6 +109,15 @@ int duet_wire_sampling(const Duet__Sampling *s, struct duet_wire_sampling *out,
 	return 0;
 }
 
+int *duet_wire_tokens_copy(const int32_t *t, size_t n)
+{
+	int *c = malloc(sizeof(int) * (n ? n : 1));
+	if (c)
+		for (size_t i = 0; i < n; i++)
+			c[i] = t[i];
+	return c;
+}
+
 int duet_wire_check_tokens(const int32_t *t, size_t n, const struct duet_wire_limits *lim,
 			   struct duet_err *err)
 {

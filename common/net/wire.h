@@ -57,6 +57,9 @@ struct duet_wire_sampling {
 /* Fills *out from s (NULL means greedy); fails on NaN or absurd values. */
 int duet_wire_sampling(const Duet__Sampling *s, struct duet_wire_sampling *out,
 		       struct duet_err *err);
+/* A message's token ids as a malloc'd array of int the caller frees (NULL
+ * when out of memory): what the daemons keep of a prompt. */
+int *duet_wire_tokens_copy(const int32_t *t, size_t n);
 /* Prompt tokens: 1 to ctx_len - 1 of them, each in the vocabulary. */
 int duet_wire_check_tokens(const int32_t *t, size_t n, const struct duet_wire_limits *lim,
 			   struct duet_err *err);
