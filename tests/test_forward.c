@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/attention.h"
 #include "engine/forward.h"
 #include "engine/generate.h"
 #include "engine/kern/kernels.h"
@@ -106,8 +107,10 @@ static void check_logits(const struct duet_model *m, const float *got, const flo
 	}
 }
 
-/* Prefill of T tokens with logits for all of them, against the reference. */
-static void prefill_vs_ref(const char *path, int T, const char *kernels)
+/* Prefill of T tokens in chunks of `chunk` (a chunk after the first
+ * attends over rows already in the cache), with logits for all of them,
+ * against the reference. */
+static void prefill_chunked_vs_ref(const char *path, int T, int chunk, const char *kernels)
 {
 	struct rig r;
 	rig_open(&r, path, 2, 0, kernels);
@@ -119,19 +122,28 @@ static void prefill_vs_ref(const char *path, int T, const char *kernels)
 	some_tokens(tok, T, T, V);
 	struct duet_kv_seq s;
 	duet_kv_seq_init(&s);
-	struct duet_fwd_seq fs = {&s, tok, T, DUET_LOGITS_ALL, got, NULL};
-	struct duet_err err;
-	if (duet_forward(r.e, &fs, 1, &err))
-		fail_msg("%s", err.msg);
+	for (int p0 = 0; p0 < T; p0 += chunk) {
+		int n = T - p0 < chunk ? T - p0 : chunk;
+		struct duet_fwd_seq fs = {&s, tok + p0, n, DUET_LOGITS_ALL,
+					  got + (size_t)p0 * V, NULL};
+		struct duet_err err;
+		if (duet_forward(r.e, &fs, 1, &err))
+			fail_msg("%s", err.msg);
+	}
 	assert_int_equal(s.n_tokens, T);
 	assert_int_equal(ref_forward(r.m, tok, T, ref), 0);
 	char what[256];
-	snprintf(what, sizeof what, "%s prefill T=%d kernels=%s qdot=%s", path, T,
-		 kernels ? kernels : "best", duet_qdot_name(g_qdot));
+	snprintf(what, sizeof what, "%s prefill T=%d chunk=%d kernels=%s qdot=%s kv=%s", path, T,
+		 chunk, kernels ? kernels : "best", duet_qdot_name(g_qdot), duet_kv_dtype_name(g_kv));
 	check_logits(r.m, got, ref, T, V, what);
 	duet_kv_seq_release(r.kv, &s);
 	free(tok), free(got), free(ref);
 	rig_close(&r);
+}
+
+static void prefill_vs_ref(const char *path, int T, const char *kernels)
+{
+	prefill_chunked_vs_ref(path, T, T, kernels);
 }
 
 static void model_path(char *p, const char *shape, enum duet_dtype dt, const char *fmt)
@@ -146,6 +158,10 @@ static void test_prefill_f32_gguf(void **st)
 	model_path(p, "tiny", DUET_F32, "gguf");
 	prefill_vs_ref(p, 5, NULL);  /* native kernels path */
 	prefill_vs_ref(p, 40, NULL); /* sgemm path, several KV blocks */
+	/* After cached context: chunks read from the cache blocks (few rows)
+	 * and through the gathered copy (DUET_ATTN_FEW_ROWS and more). */
+	prefill_chunked_vs_ref(p, 40, 7, NULL);
+	prefill_chunked_vs_ref(p, 40, DUET_ATTN_FEW_ROWS + 3, NULL);
 }
 
 static void test_prefill_llama2c_untied(void **st)
@@ -189,6 +205,7 @@ static void test_prefill_each_isa(void **st)
 				continue;
 			prefill_vs_ref(p, 4, isas[i]);
 			prefill_vs_ref(p, 20, isas[i]);
+			prefill_chunked_vs_ref(p, 20, 6, isas[i]);
 		}
 	}
 }
@@ -408,6 +425,8 @@ static void test_kv_rounded(void **st)
 	model_path(p, "tiny-mha", DUET_F32, "gguf");
 	prefill_vs_ref(p, 6, NULL);
 	prefill_vs_ref(p, 37, NULL);
+	prefill_chunked_vs_ref(p, 37, 5, NULL);
+	prefill_chunked_vs_ref(p, 37, DUET_ATTN_FEW_ROWS + 1, NULL);
 	batched_decode(p, 1, 3);
 	batched_decode(p, 6, 2);
 	model_path(p, "tiny", DUET_F16, "gguf");

@@ -18,18 +18,32 @@ int duet_attn_init(struct duet_attn *a, struct duet_threadpool *tp,
 	a->n_kv_heads = cfg->n_kv_heads;
 	a->head_dim = cfg->head_dim;
 	a->scale = 1.0f / sqrtf((float)cfg->head_dim);
-	a->scores = calloc((size_t)duet_threadpool_threads(tp), sizeof *a->scores);
-	if (!a->scores)
+	int nt = duet_threadpool_threads(tp);
+	a->scores = calloc((size_t)nt, sizeof *a->scores);
+	a->stage = calloc((size_t)nt, sizeof *a->stage);
+	if (!a->scores || !a->stage)
 		return duet_errf(err, "attention: out of memory");
+	for (int i = 0; i < nt; i++) {
+		int rows = DUET_ATTN_FEW > cfg->n_heads / cfg->n_kv_heads
+				   ? DUET_ATTN_FEW
+				   : cfg->n_heads / cfg->n_kv_heads;
+		a->stage[i] = malloc(sizeof(float) * 2 * (size_t)rows * (size_t)cfg->head_dim);
+		if (!a->stage[i])
+			return duet_errf(err, "attention: out of memory");
+	}
 	return 0;
 }
 
 void duet_attn_free(struct duet_attn *a)
 {
-	if (a->scores)
-		for (int i = 0; i < duet_threadpool_threads(a->tp); i++)
+	for (int i = 0; i < duet_threadpool_threads(a->tp); i++) {
+		if (a->scores)
 			free(a->scores[i]);
+		if (a->stage)
+			free(a->stage[i]);
+	}
 	free(a->scores);
+	free(a->stage);
 	free(a->gk);
 	free(a->gv);
 	memset(a, 0, sizeof *a);
@@ -64,6 +78,20 @@ int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err)
 	return 0;
 }
 
+/* Head g of the rows of one cache block, positions [p, p + n). */
+static struct duet_kv_rows block_rows(const struct duet_attn *a, int layer, int which,
+				      const struct duet_kv_seq *seq, int p, int g)
+{
+	const struct duet_kv_pool *kv = a->kv;
+	const struct duet_kv_geom *kg = &kv->g;
+	const uint8_t *row = duet_kv_row(kv, layer, which, seq, p);
+	const uint8_t *head = duet_kv_row_head(kg->dtype, kg->head_dim, row, g);
+	/* int8: the head's scale sits after every head's values */
+	long scale_off = (long)((size_t)kg->n_kv_heads * kg->head_dim + sizeof(float) * (size_t)g) -
+			 (long)(head - row);
+	return (struct duet_kv_rows){head, kv->row_bytes, kg->head_dim, kg->dtype, scale_off};
+}
+
 /* ---- many rows of one sequence ---- */
 
 struct rows_args {
@@ -73,7 +101,7 @@ struct rows_args {
 	int p0, n;
 	const float *q, *K, *V;
 	float *out;
-	int tiles;
+	int tiles, few; /* few: query rows per unit of the block path, else 0 */
 	atomic_int next;
 };
 
@@ -91,12 +119,12 @@ static void gather(void *arg, int ith, int nth)
 		int p = (int)b * bt;
 		int cnt = r->p0 + r->n - p < bt ? r->p0 + r->n - p : bt;
 		for (int i = 0; i < cnt; i++) {
-			duet_kv_row_get(g->dtype, g->n_kv_heads, g->head_dim,
-					duet_kv_row(kv, r->layer, 0, r->s, p + i),
-					r->a->gk + (size_t)(p + i) * kvd);
-			duet_kv_row_get(g->dtype, g->n_kv_heads, g->head_dim,
-					duet_kv_row(kv, r->layer, 1, r->s, p + i),
-					r->a->gv + (size_t)(p + i) * kvd);
+			duet_kernels_kv_row(r->a->k, g->dtype, g->n_kv_heads, g->head_dim,
+					    duet_kv_row(kv, r->layer, 0, r->s, p + i),
+					    r->a->gk + (size_t)(p + i) * kvd);
+			duet_kernels_kv_row(r->a->k, g->dtype, g->n_kv_heads, g->head_dim,
+					    duet_kv_row(kv, r->layer, 1, r->s, p + i),
+					    r->a->gv + (size_t)(p + i) * kvd);
 		}
 	}
 }
@@ -126,16 +154,56 @@ static void rows_unit(struct rows_args *r, int unit, float *sc)
 		    qd);
 }
 
+/* A few rows after a long cached context: copying the whole context to
+ * f32 for sgemm would cost more than the products, so KV head g's cache
+ * blocks are read in place, once for all query rows and heads of the unit
+ * (the decode kernels, given rows x heads as their query heads). */
+static void few_unit(struct rows_args *r, int unit, float *sc, float *stage)
+{
+	const struct duet_attn *a = r->a;
+	int hd = a->head_dim, qd = a->n_heads * hd, bt = a->kv->g.block_tokens;
+	int hpg = a->n_heads / a->n_kv_heads;
+	int g = unit % a->n_kv_heads, r0 = unit / a->n_kv_heads * r->few;
+	int r1 = r0 + r->few < r->n ? r0 + r->few : r->n;
+	int nq = (r1 - r0) * hpg, S = r->p0 + r1;
+	float *qs = stage, *os = stage + (size_t)nq * hd;
+	for (int i = r0; i < r1; i++)
+		memcpy(qs + (size_t)(i - r0) * hpg * hd, r->q + (size_t)i * qd + (size_t)g * hpg * hd,
+		       sizeof(float) * (size_t)(hpg * hd));
+	for (int p = 0; p < S; p += bt) {
+		struct duet_kv_rows k = block_rows(a, r->layer, 0, r->s, p, g);
+		a->k->attn_qk(qs, nq, &k, S - p < bt ? S - p : bt, a->scale, sc + p, (size_t)S);
+	}
+	for (int j = 0; j < nq; j++) {
+		int vis = r->p0 + r0 + j / hpg + 1; /* causal */
+		float *row = sc + (size_t)j * S;
+		a->k->softmax(row, vis);
+		memset(row + vis, 0, sizeof(float) * (size_t)(S - vis));
+	}
+	memset(os, 0, sizeof(float) * (size_t)nq * hd);
+	for (int p = 0; p < S; p += bt) {
+		struct duet_kv_rows v = block_rows(a, r->layer, 1, r->s, p, g);
+		a->k->attn_av(sc + p, (size_t)S, nq, &v, S - p < bt ? S - p : bt, os);
+	}
+	for (int i = r0; i < r1; i++)
+		memcpy(r->out + (size_t)i * qd + (size_t)g * hpg * hd, os + (size_t)(i - r0) * hpg * hd,
+		       sizeof(float) * (size_t)(hpg * hd));
+}
+
 static void rows_worker(void *arg, int ith, int nth)
 {
 	(void)nth;
 	struct rows_args *r = arg;
-	int units = r->tiles * r->a->n_heads;
+	int units = r->few ? (r->n + r->few - 1) / r->few * r->a->n_kv_heads
+			   : r->tiles * r->a->n_heads;
 	for (;;) {
 		int u = atomic_fetch_add(&r->next, 1);
 		if (u >= units)
 			break;
-		rows_unit(r, u, r->a->scores[ith]);
+		if (r->few)
+			few_unit(r, u, r->a->scores[ith], r->a->stage[ith]);
+		else
+			rows_unit(r, u, r->a->scores[ith]);
 	}
 }
 
@@ -146,7 +214,10 @@ void duet_attn_rows(struct duet_attn *a, int layer, const struct duet_kv_seq *s,
 	struct rows_args r = {.a = a, .layer = layer, .s = s, .p0 = p0, .n = n, .q = q,
 			      .out = out, .tiles = (n + DUET_ATTN_TILE - 1) / DUET_ATTN_TILE};
 	atomic_init(&r.next, 0);
-	if (p0 == 0 && a->kv->g.dtype == DUET_KV_F32) {
+	int hpg = a->n_heads / a->n_kv_heads;
+	if (p0 > 0 && n <= DUET_ATTN_FEW_ROWS) {
+		r.few = DUET_ATTN_FEW > hpg ? DUET_ATTN_FEW / hpg : 1;
+	} else if (p0 == 0 && a->kv->g.dtype == DUET_KV_F32) {
 		/* A whole prompt: its keys are exactly the new rows. */
 		r.K = k_new;
 		r.V = v_new;
@@ -173,20 +244,6 @@ struct single_args {
 	float *out;
 	atomic_int next;
 };
-
-/* Head g of the rows of one cache block, positions [p, p + n). */
-static struct duet_kv_rows block_rows(const struct duet_attn *a, int layer, int which,
-				      const struct duet_kv_seq *seq, int p, int g)
-{
-	const struct duet_kv_pool *kv = a->kv;
-	const struct duet_kv_geom *kg = &kv->g;
-	const uint8_t *row = duet_kv_row(kv, layer, which, seq, p);
-	const uint8_t *head = duet_kv_row_head(kg->dtype, kg->head_dim, row, g);
-	/* int8: the head's scale sits after every head's values */
-	long scale_off = (long)((size_t)kg->n_kv_heads * kg->head_dim + sizeof(float) * (size_t)g) -
-			 (long)(head - row);
-	return (struct duet_kv_rows){head, kv->row_bytes, kg->head_dim, kg->dtype, scale_off};
-}
 
 static void single_unit(struct single_args *s, int unit, float *sc)
 {

@@ -169,5 +169,9 @@ duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype
 /* Converts one row of any type to f32 with the table's kernels. */
 void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
 		      const void *src, float *dst, int n);
+/* Converts one KV cache row of n_heads x head_dim (base/kvrow.h layout) to
+ * f32 with the table's kernels: the vectorized twin of duet_kv_row_get. */
+void duet_kernels_kv_row(const struct duet_kernels *k, enum duet_kv_dtype t, int n_heads,
+			 int head_dim, const void *src, float *dst);
 
 #endif

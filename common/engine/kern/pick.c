@@ -92,3 +92,23 @@ void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
 		break;
 	}
 }
+
+void duet_kernels_kv_row(const struct duet_kernels *k, enum duet_kv_dtype t, int n_heads,
+			 int head_dim, const void *src, float *dst)
+{
+	int n = n_heads * head_dim;
+	switch (t) {
+	case DUET_KV_F32:
+		memcpy(dst, src, sizeof(float) * (size_t)n);
+		break;
+	case DUET_KV_F16:
+		k->cvt_f16(src, dst, n);
+		break;
+	case DUET_KV_INT8:
+		for (int h = 0; h < n_heads; h++)
+			k->cvt_i8((const int8_t *)src + (size_t)h * head_dim,
+				  duet_kv_row_scale(t, n_heads, head_dim, src, h),
+				  dst + (size_t)h * head_dim, head_dim);
+		break;
+	}
+}
