@@ -54,7 +54,7 @@ MKMODEL_LIB := $(BUILD)/libmkmodel.a
 PREFILL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard prefill-node/*.c)))
 DECODE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard decode-node/*.c)))
 ROUTER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard router/*.c)))
-TOOLS_SRC := $(sort $(wildcard tools/*.c tools/bench/*.c tools/replay/*.c) $(wildcard tools/mkmodel/cmd_*.c))
+TOOLS_SRC := $(sort $(wildcard tools/*.c tools/bench/*.c tools/replay/*.c tools/trace/*.c) $(wildcard tools/mkmodel/cmd_*.c))
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 TEST_SUPPORT_SRC := tests/ref_forward.c tests/testutil.c tests/driver.c
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/%.o)
@@ -112,9 +112,12 @@ $(BUILD)/tests/test_place: $(BUILD)/tests/test_place.o $(BUILD)/router/place.o $
 
 # The replay pieces are tested as units and against a stub HTTP server.
 REPLAY_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tools/replay/cmd_%,$(wildcard tools/replay/*.c)) \
-	tools/http_get.c tools/cli.c)
+	tools/http_get.c tools/cli.c tools/trace/tracefile.c)
 $(BUILD)/tests/test_replay: $(BUILD)/tests/test_replay.o $(REPLAY_OBJ) $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lmicrohttpd -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
+
+$(BUILD)/tests/test_trace: $(BUILD)/tests/test_trace.o $(BUILD)/tools/trace/tracefile.o $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -ljansson $(LDLIBS) -lcmocka -o $@

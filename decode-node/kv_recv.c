@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/trace.h"
 #include "decode.h"
 
 static void bad(struct decode *d, struct dreq *r, const char *peer, const char *why)
@@ -38,6 +40,7 @@ static struct dreq *waiting(struct decode *d, uint64_t id, const char *what)
 
 static void on_chunk(struct decode *d, const Duet__KvChunk *c, const void *payload, size_t plen)
 {
+	long long t0 = duet_now_us();
 	struct duet_err err;
 	struct dreq *r = waiting(d, c->request_id, "KV chunk");
 	if (!r)
@@ -87,6 +90,9 @@ static void on_chunk(struct decode *d, const Duet__KvChunk *c, const void *paylo
 		r->layers_done++;
 	r->kv_bytes += plen;
 	d->node.kv_bytes_in += plen;
+	duet_trace_span("kv", "kv write", t0, duet_now_us(),
+			"\"request\":%llu,\"layer\":%d,\"first\":%d,\"rows\":%d,\"bytes\":%zu",
+			(unsigned long long)r->id, layer, first, n, plen);
 }
 
 static void on_first_token(struct decode *d, const Duet__FirstToken *f)

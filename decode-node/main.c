@@ -5,6 +5,7 @@
 
 #include "base/cpu.h"
 #include "base/log.h"
+#include "base/trace.h"
 #include "decode.h"
 #include "net/curve.h"
 #include "node/notify.h"
@@ -54,13 +55,14 @@ static void on_control(struct decode *d, const Duet__Msg *m)
 static void receive(struct decode *d, int timeout_ms)
 {
 	zmq_pollitem_t items[2] = {{d->node.ctl, 0, ZMQ_POLLIN, 0}, {d->kv_sock, 0, ZMQ_POLLIN, 0}};
-	if (zmq_poll(items, 2, timeout_ms) <= 0)
+	if (duet_node_poll(items, 2, timeout_ms) <= 0)
 		return;
 	for (int k = 0; k < MAX_MSGS_PER_TURN; k++) {
 		int got = 0;
 		for (int s = 0; s < 2; s++) {
 			struct duet_inmsg in;
 			struct duet_err err;
+			long long tm = duet_now_us();
 			int rc = duet_zrecv(s ? d->kv_sock : d->node.ctl, 0, &in, &err);
 			if (rc < 0) {
 				if (s)
@@ -70,10 +72,14 @@ static void receive(struct decode *d, int timeout_ms)
 				duet_inmsg_close(&in);
 				got = 1;
 			} else if (rc > 0) {
-				if (s)
+				if (s) {
 					decode_handle_kv(d, &in);
-				else
+				} else {
 					on_control(d, in.m);
+					duet_trace_span("decode", "control", tm, duet_now_us(),
+							"\"kind\":\"%s\"",
+							duet_wire_body_name(in.m->body_case));
+				}
 				duet_inmsg_close(&in);
 				got = 1;
 			}

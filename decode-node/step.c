@@ -4,7 +4,9 @@
  * by its whole length). Sequences join and leave between steps. */
 #include <stdio.h>
 
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/trace.h"
 #include "decode.h"
 
 int decode_has_work(const struct decode *d)
@@ -30,7 +32,7 @@ static void send_first(struct decode *d, struct dreq *r, int token, long long us
 
 void decode_step(struct decode *d)
 {
-	int n = 0, budget = d->node.cfg.max_batch_tokens;
+	int n = 0, budget = d->node.cfg.max_batch_tokens, running = 0;
 	for (int i = 0; i < d->n_reqs; i++) {
 		struct dreq *r = d->reqs[i];
 		if (r->st != DREQ_RUNNING)
@@ -40,6 +42,7 @@ void decode_step(struct decode *d)
 						  r->logits, r};
 		d->batch[n++] = r;
 	}
+	running = n;
 	/* Oldest local prefill first (requests are kept in arrival order). */
 	for (int i = 0; i < d->n_reqs && budget > 0; i++) {
 		struct dreq *r = d->reqs[i];
@@ -65,7 +68,10 @@ void decode_step(struct decode *d)
 			decode_fail(d, d->batch[i], DUET__ERROR_CODE__ERR_INTERNAL, err.msg);
 		return;
 	}
-	long long dt = duet_now_us() - t0;
+	long long t1 = duet_now_us(), dt = t1 - t0;
+	duet_trace_span("decode", "step", t0, t1,
+			"\"running\":%d,\"prefill_seqs\":%d,\"prefill_tokens\":%d", running,
+			n - running, d->node.cfg.max_batch_tokens - budget);
 	double ms = (double)dt / 1000.0;
 	d->step_ms = d->step_ms == 0 ? ms : 0.9 * d->step_ms + 0.1 * ms;
 	for (int i = 0; i < n; i++) {
@@ -86,4 +92,5 @@ void decode_step(struct decode *d)
 			decode_emit(d, r, tok, 0); /* a resumed stream */
 		}
 	}
+	duet_trace_span("decode", "sample+send", t1, duet_now_us(), "\"seqs\":%d", n);
 }

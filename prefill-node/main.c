@@ -47,7 +47,7 @@ static void on_control(struct prefill *p, const Duet__Msg *m)
 static void receive(struct prefill *p, int timeout_ms)
 {
 	zmq_pollitem_t item = {p->node.ctl, 0, ZMQ_POLLIN, 0};
-	if (zmq_poll(&item, 1, timeout_ms) <= 0)
+	if (duet_node_poll(&item, 1, timeout_ms) <= 0)
 		return;
 	for (int k = 0; k < MAX_MSGS_PER_TURN; k++) {
 		struct duet_inmsg in;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/trace.h"
 #include "prefill.h"
 
 static void refuse(struct prefill *p, uint64_t id, Duet__ErrorCode code, const char *why)
@@ -228,8 +229,9 @@ int prefill_run_batch(struct prefill *p)
 		}
 		return 1;
 	}
-	long long dt = duet_now_us() - t0;
+	long long t1 = duet_now_us(), dt = t1 - t0;
 	int tokens = p->node.cfg.max_batch_tokens - budget;
+	duet_trace_span("prefill", "prefill", t0, t1, "\"seqs\":%d,\"tokens\":%d", n, tokens);
 	double rate = (double)tokens / ((double)dt * 1e-6 + 1e-9);
 	p->rate = p->rate == 0 ? rate : 0.8 * p->rate + 0.2 * rate;
 	p->computed_tokens += (uint64_t)tokens;

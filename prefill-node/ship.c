@@ -7,7 +7,9 @@
 #include <xxhash.h>
 
 #include "base/grow.h"
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/trace.h"
 #include "prefill.h"
 
 /* KV messages queued per decode node before a send waits (then fails
@@ -145,12 +147,15 @@ static int encode(struct prefill *p, struct preq *r, int layer, int first, int n
 int prefill_ship_cached(struct prefill *p, struct preq *r, int n, struct duet_err *err)
 {
 	int chunk = p->node.cfg.max_batch_tokens;
+	long long t0 = duet_now_us();
 	for (int l = 0; l < p->node.model->cfg.n_layers; l++)
 		for (int first = 0; first < n; first += chunk) {
 			int m = n - first < chunk ? n - first : chunk;
 			if (encode(p, r, l, first, m, err))
 				return -1;
 		}
+	duet_trace_span("kv", "kv send cached", t0, duet_now_us(), "\"request\":%llu,\"rows\":%d",
+			(unsigned long long)r->id, n);
 	return 0;
 }
 
@@ -170,7 +175,12 @@ int prefill_layer_hook(void *ctx, int layer, const struct duet_fwd_seq *seq, int
 	 * they go as they are (k and v are the f32 values before that). */
 	(void)k, (void)v, (void)kv_dim;
 	struct duet_err e;
-	if (encode(p, r, layer, first_pos, n, &e)) {
+	long long t0 = duet_now_us();
+	int rc = encode(p, r, layer, first_pos, n, &e);
+	duet_trace_span("kv", "kv send", t0, duet_now_us(),
+			"\"request\":%llu,\"layer\":%d,\"first\":%d,\"rows\":%d",
+			(unsigned long long)r->id, layer, first_pos, n);
+	if (rc) {
 		/* Only this request fails; the batch goes on for the others. */
 		r->failed = 1;
 		duet_log(DUET_LOG_WARN, r->id, "KV to %s: %s", r->peer->endpoint, e.msg);

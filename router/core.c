@@ -10,6 +10,7 @@
 
 #include "base/grow.h"
 #include "base/log.h"
+#include "base/trace.h"
 #include "router.h"
 
 static int send_to(struct router *r, int node, Duet__Msg *m)
@@ -329,6 +330,7 @@ static void reject(struct router *r, struct rreq *q, int status, const char *why
  * done: the caller queues it or answers). */
 static int place(struct router *r, struct rreq *q)
 {
+	long long t0 = duet_now_us();
 	struct router_placement pl;
 	struct duet_err err;
 	if (router_place(r, q, &pl, &err)) {
@@ -377,6 +379,17 @@ static int place(struct router *r, struct rreq *q)
 		 "%d prompt tokens: %s on %s%s%s (%s), wire id %llu", q->n_prompt,
 		 q->local ? "local" : "disaggregated", r->nodes[d].name, p >= 0 ? " after " : "",
 		 p >= 0 ? r->nodes[p].name : "", pl.reason, (unsigned long long)q->wid);
+	if (duet_trace_on()) {
+		char dn[2 * DUET_MAX_NAME + 2] = "", pn[2 * DUET_MAX_NAME + 2] = "";
+		duet_trace_escape(r->nodes[d].name, dn, sizeof dn);
+		if (p >= 0)
+			duet_trace_escape(r->nodes[p].name, pn, sizeof pn);
+		duet_trace_span("router", "place", t0, duet_now_us(),
+				"\"request\":%llu,\"wire_id\":%llu,\"prompt\":%d,\"uncached\":%d,"
+				"\"decode\":\"%s\",\"prefill\":\"%s\"",
+				(unsigned long long)q->id, (unsigned long long)q->wid, q->n_prompt,
+				pl.uncached, dn, pn);
+	}
 	Duet__Sampling s = wire_sampling(q);
 	if (q->local) {
 		Duet__LocalWork w = DUET__LOCAL_WORK__INIT;
@@ -749,12 +762,15 @@ void router_core_turn(struct router *r, int timeout_ms)
 	for (int k = 0; k < 1024; k++) {
 		struct duet_inmsg in;
 		struct duet_err err;
+		long long t0 = duet_now_us();
 		int rc = duet_zrecv(r->ctl, 1, &in, &err);
 		if (rc == 0)
 			break;
-		if (rc > 0)
+		if (rc > 0) {
 			on_message(r, in.peer, in.m);
-		else
+			duet_trace_span("router", duet_wire_body_name(in.m->body_case), t0,
+					duet_now_us(), NULL);
+		} else
 			duet_log(DUET_LOG_WARN, 0, "bad message from %s: %s", in.peer, err.msg);
 		duet_inmsg_close(&in);
 	}

@@ -10,7 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/trace.h"
 #include "router.h"
 #include "text/chat.h"
 
@@ -138,6 +140,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		pthread_mutex_lock(&q->mu);
 		while (q->n_streamed == q->n_out && !q->done)
 			pthread_cond_wait(&q->cv, &q->mu);
+		long long t0 = duet_now_us();
+		int first = q->n_streamed;
 		/* One event per token, even when its text is empty (held back by
 		 * the detokenizer or the stop-string matcher). */
 		for (; q->n_streamed < q->n_out; q->n_streamed++) {
@@ -166,6 +170,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			}
 			s->finished = 1;
 		}
+		duet_trace_span("router", "sse", t0, duet_now_us(),
+				"\"request\":%llu,\"first\":%d,\"tokens\":%d,\"done\":%d",
+				(unsigned long long)q->id, first, q->n_streamed - first, done);
 	}
 	size_t k = s->n - s->off < max ? s->n - s->off : max;
 	memcpy(buf, s->pending + s->off, k);

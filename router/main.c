@@ -7,10 +7,12 @@
 
 #include "base/config.h"
 #include "base/log.h"
+#include "base/trace.h"
 #include "node/notify.h"
 #include "router.h"
 
 #define CORE_POLL_MS 20
+#define TRACE_FLUSH_US 200000LL /* a killed router loses at most this much of its trace */
 
 static volatile sig_atomic_t g_stop;
 
@@ -59,7 +61,8 @@ int main(int argc, char **argv)
 				    .max_connections_per_ip = 0,
 				    .request_timeout_s = 0,
 				    .tls_cert = "",
-				    .tls_key = ""};
+				    .tls_key = "",
+				    .trace = ""};
 	struct duet_opt opts[] = {
 		{"http-addr", DUET_OPT_STR, &r.cfg.http_addr, 0, 0, "ADDR", "IPv4 address to serve HTTP on"},
 		{"http-port", DUET_OPT_INT, &r.cfg.http_port, 1, 65535, "PORT", "HTTP port"},
@@ -97,6 +100,9 @@ int main(int argc, char **argv)
 		{"tls-cert", DUET_OPT_PATH, &r.cfg.tls_cert, 0, 0, "FILE",
 		 "PEM certificate (chain) for HTTPS; with tls-key, the API is served over TLS only"},
 		{"tls-key", DUET_OPT_PATH, &r.cfg.tls_key, 0, 0, "FILE", "PEM private key of tls-cert"},
+		{"trace", DUET_OPT_STR, &r.cfg.trace, 0, 0, "FILE",
+		 "write a Chrome trace-event file of placements, node messages and SSE writes "
+		 "(`duet trace merge` joins it with the nodes'); empty: none"},
 	};
 	struct duet_opt all[sizeof opts / sizeof opts[0] + DUET_CURVE_OPTS];
 	int n_opts = (int)(sizeof opts / sizeof opts[0]);
@@ -115,6 +121,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	duet_log_init("router", lvl);
+	if (*r.cfg.trace && duet_trace_open(r.cfg.trace, "router", &err)) {
+		fprintf(stderr, "duet-router: %s\n", err.msg);
+		duet_config_free(&cfg);
+		return 1;
+	}
 	for (const char *p = r.cfg.api_keys; *p && r.n_keys < ROUTER_MAX_KEYS;) {
 		size_t n = strcspn(p, ",");
 		if (n)
@@ -183,9 +194,15 @@ int main(int argc, char **argv)
 		duet_log(DUET_LOG_INFO, 0, "CURVE public key %s, %d node keys allowed",
 			 r.curve.key.pub, r.curve.allow->n);
 	duet_notify_ready("serving");
+	long long flushed_us = 0;
 	while (!g_stop) {
 		router_core_turn(&r, duet_notify_wait_ms(duet_now_us(), CORE_POLL_MS));
-		duet_notify_watchdog(duet_now_us());
+		long long now = duet_now_us();
+		duet_notify_watchdog(now);
+		if (now - flushed_us >= TRACE_FLUSH_US) {
+			duet_trace_flush();
+			flushed_us = now;
+		}
 	}
 	duet_notify_stopping();
 	duet_log(DUET_LOG_INFO, 0, "stopping");
@@ -203,5 +220,6 @@ out:
 	for (int i = 0; i < r.n_keys; i++)
 		free(r.keys[i]);
 	duet_config_free(&cfg);
+	duet_trace_close();
 	return status;
 }

@@ -171,6 +171,7 @@ struct router_cfg {
 	const char *model_name;
 	const char *log_level;
 	const char *api_keys; /* comma-separated; empty = no authentication */
+	const char *trace;    /* Chrome trace-event file; empty = none */
 	struct duet_curve_cfg curve;
 };
 

@@ -109,24 +109,44 @@ post() { # port path body: the raw HTTP response
 }
 up_cluster() {
 	local port=18517 out="$TMP/up.out"
-	"$DUET" up --model "$TMP/tiny.gguf" --port $port --dir "$TMP/up" >"$out" 2>"$TMP/up.err" &
+	"$DUET" up --model "$TMP/tiny.gguf" --port $port --dir "$TMP/up" --trace >"$out" 2>"$TMP/up.err" &
 	local pid=$!
 	for _ in $(seq 1 300); do
 		grep -q '^duet up: serving' "$out" && break
 		sleep 0.1
 	done
 	grep -q '^duet up: serving' "$out" || { cat "$TMP/up.err"; kill $pid; return 1; }
-	local resp chat
+	local resp chat stream
 	resp=$(post $port /v1/completions '{"prompt":"Hello","max_tokens":5,"temperature":0}')
 	# The tiny model carries no chat template: chat is a clear 400.
 	chat=$(post $port /v1/chat/completions '{"messages":[{"role":"user","content":"hi"}]}')
+	stream=$(post $port /v1/completions '{"prompt":"Hi","max_tokens":2,"stream":true}')
 	kill -INT $pid
 	wait $pid || { echo "duet up exited with $?"; return 1; }
 	grep -q '"completion_tokens":5' <<<"$resp" || { echo "$resp"; return 1; }
 	grep -q '^HTTP/1.1 400' <<<"$chat" && grep -q 'no chat template' <<<"$chat" || { echo "$chat"; return 1; }
+	grep -q '^data: \[DONE\]' <<<"$stream" || { echo "$stream"; return 1; }
 	! pgrep -f "$TMP/up/" >/dev/null || { echo "daemons left running"; return 1; }
 }
 check "up: serves a completion and stops on Ctrl-C" up_cluster
+# --trace: every daemon wrote a closed trace; the merge reads them and its
+# own output back (valid JSON both ways), and the timeline has the router's
+# placement and SSE writes and the decode node's steps.
+trace_merge() {
+	local up="$TMP/up" m="$TMP/merged.json"
+	for d in router prefill-0 decode-0; do
+		tail -c 3 "$up/$d.trace.json" | grep -q ']' || { echo "$d: trace not closed"; return 1; }
+	done
+	"$DUET" trace merge -o "$m" "$up"/router.trace.json "$up"/prefill-0.trace.json \
+		"$up"/decode-0.trace.json | grep -q 'events from 3 files' || return 1
+	"$DUET" trace merge -o "$TMP/merged2.json" "$m" >/dev/null || return 1
+	for ev in place sse step sample+send; do
+		grep -q "\"name\":\"$ev\"" "$m" || { echo "no $ev event"; return 1; }
+	done
+	grep -q '"name":"process_name".*"decode-0"' "$m"
+}
+check "up --trace: the daemons' traces merge into one timeline" trace_merge
+check "trace merge: a file that is not a trace" fails_with_one_line "$DUET trace merge -o $TMP/x.json $TMP/tiny.gguf" "$TMP/tiny.gguf"
 check "up --help" bash -c "'$DUET' up --help | grep -q -- '--prefill'"
 check "up --help: passing flags to nodes" bash -c "'$DUET' up --help | grep -q -- '--node-arg'"
 

@@ -65,6 +65,8 @@ static void usage(FILE *f)
 		"      --router-arg ARG pass ARG to the router, e.g. --router-arg=--local-max-prompt=0\n"
 		"      --curve         encrypt and authenticate every ZeroMQ link: key pairs for\n"
 		"                      each daemon go to DIR/keys, every node key on one allow-list\n"
+		"      --trace         every daemon writes a Chrome trace-event file,\n"
+		"                      DIR/NAME.trace.json; `duet trace merge` joins them\n"
 		"  -h, --help          this help\n", UP_MAX_EXTRA);
 }
 
@@ -234,7 +236,7 @@ int cmd_up(int argc, char **argv)
 	const char *model = NULL, *policy = "length-aware", *host = "127.0.0.1", *dir_opt = NULL;
 	long n_prefill = 1, n_decode = 1, port = 8080, threads = 1, kv_mb = 2048;
 	char *node_extra[UP_MAX_EXTRA], *router_extra[UP_MAX_EXTRA];
-	int n_node_extra = 0, n_router_extra = 0, curve = 0;
+	int n_node_extra = 0, n_router_extra = 0, curve = 0, trace = 0;
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'}, {"prefill", required_argument, 0, 'P'},
 		{"decode", required_argument, 0, 'D'}, {"policy", required_argument, 0, 'p'},
@@ -242,7 +244,7 @@ int cmd_up(int argc, char **argv)
 		{"threads", required_argument, 0, 't'}, {"kv-mb", required_argument, 0, 'k'},
 		{"dir", required_argument, 0, 'd'},   {"help", no_argument, 0, 'h'},
 		{"node-arg", required_argument, 0, 'N'}, {"router-arg", required_argument, 0, 'R'},
-		{"curve", no_argument, 0, 'C'}, {0, 0, 0, 0}};
+		{"curve", no_argument, 0, 'C'}, {"trace", no_argument, 0, 'T'}, {0, 0, 0, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "m:P:D:t:h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -256,6 +258,7 @@ int cmd_up(int argc, char **argv)
 		case 'k': if (cli_int("--kv-mb", optarg, 1, 1 << 22, &kv_mb)) return 2; break;
 		case 'd': dir_opt = optarg; break;
 		case 'C': curve = 1; break;
+		case 'T': trace = 1; break;
 		case 'N':
 		case 'R':
 			if ((ch == 'N' ? n_node_extra : n_router_extra) == UP_MAX_EXTRA)
@@ -320,6 +323,12 @@ int cmd_up(int argc, char **argv)
 		char *c[] = {key_arg, allow_arg};
 		append_args(rargv, c, 2);
 	}
+	char trace_arg[PATH_MAX + 64];
+	if (trace) {
+		snprintf(trace_arg, sizeof trace_arg, "--trace=%s/router.trace.json", dir);
+		char *t[] = {trace_arg};
+		append_args(rargv, t, 1);
+	}
 	append_args(rargv, router_extra, n_router_extra);
 	snprintf(kids[n].name, sizeof kids[n].name, "router");
 	kids[n].pid = start(dir, "router", rargv);
@@ -348,6 +357,12 @@ int cmd_up(int argc, char **argv)
 			snprintf(key_arg, sizeof key_arg, "--curve-key=%s/%s.key", keys, name);
 			char *c[] = {key_arg, router_pub_arg, allow_arg};
 			append_args(nargv, c, is_prefill ? 2 : 3);
+		}
+		char node_trace[PATH_MAX + 64];
+		if (trace) {
+			snprintf(node_trace, sizeof node_trace, "--trace=%s/%s.trace.json", dir, name);
+			char *t[] = {node_trace};
+			append_args(nargv, t, 1);
 		}
 		append_args(nargv, node_extra, n_node_extra);
 		snprintf(kids[n].name, sizeof kids[n].name, "%s", name);

@@ -8,5 +8,6 @@ int cmd_mkmodel(int argc, char **argv);
 int cmd_up(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
 
 #endif

@@ -1,5 +1,5 @@
 /* duet: the command-line tool (generate, tokenize, bench, mkmodel, up, replay,
- * keygen). */
+ * keygen, trace). */
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +19,7 @@ static const struct {
 	{"up", cmd_up, "start a local cluster (router, prefill and decode nodes)"},
 	{"replay", cmd_replay, "replay a request trace against a server and measure it"},
 	{"keygen", cmd_keygen, "make CURVE key pairs for encrypted links between daemons"},
+	{"trace", cmd_trace, "merge the daemons' trace files; attribute a replay's stalls"},
 };
 
 static void usage(FILE *f)

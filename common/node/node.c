@@ -8,6 +8,7 @@
 
 #include "base/cpu.h"
 #include "base/log.h"
+#include "base/trace.h"
 #include "node/notify.h"
 
 static volatile sig_atomic_t g_stop;
@@ -37,6 +38,7 @@ void duet_node_defaults(struct duet_node_cfg *c, const char *name)
 	c->weights = "";
 	c->qdot = "int8";
 	c->kv_dtype = "f16";
+	c->trace = "";
 }
 
 int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
@@ -79,6 +81,10 @@ int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
 		 "KV cache rows: f16 (half the memory of f32), int8 (a quarter, one scale "
 		 "per head) or f32; sent to decode nodes as stored, so give every node the "
 		 "same (a decode node converts what differs)"},
+		{"trace", DUET_OPT_STR, &c->trace, 0, 0, "FILE",
+		 "write a Chrome trace-event file of what the node spends its time on (steps, "
+		 "prefill chunks, KV messages, sends; opens in Perfetto; `duet trace merge` "
+		 "joins it with the router's and other nodes'); empty: none"},
 	};
 	memcpy(o, t, sizeof t);
 	int n = (int)(sizeof t / sizeof t[0]);
@@ -110,6 +116,8 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 		return duet_errf(err, "kv-dtype '%s': want f16, int8 or f32", c->kv_dtype);
 	duet_log_init(c->name, lvl);
 	duet_notify_init();
+	if (*c->trace && duet_trace_open(c->trace, c->name, err))
+		return -1;
 	int server = role == DUET__ROLE__ROLE_DECODE;
 	const char *eps[] = {c->router, c->serve_endpoint ? c->serve_endpoint : c->router};
 	if (duet_curve_setup(&c->curve, server, 1, eps, 2, &n->curve, err))
@@ -204,11 +212,21 @@ void duet_node_stop(struct duet_node *n)
 	n->cache = NULL;
 	n->kv = NULL;
 	n->model = NULL;
+	duet_trace_close();
 }
 
 int duet_node_kv_room(const struct duet_node *n)
 {
 	return n->kv->n_free + duet_prefix_evictable(n->cache);
+}
+
+int duet_node_poll(zmq_pollitem_t *items, int n, int timeout_ms)
+{
+	long long t0 = duet_now_us();
+	int rc = zmq_poll(items, n, timeout_ms);
+	if (timeout_ms != 0)
+		duet_trace_span("node", "idle", t0, duet_now_us(), NULL);
+	return rc;
 }
 
 int duet_node_send(struct duet_node *n, const Duet__Msg *m, struct duet_err *err)
@@ -267,6 +285,9 @@ void duet_node_tick(struct duet_node *n, const char *kv_endpoint,
 		Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_LOAD, &r);
 		if (duet_node_send(n, &m, &err))
 			duet_log(DUET_LOG_WARN, 0, "load report: %s", err.msg);
+		duet_trace_span("node", "load report", now, duet_now_us(), "\"kv_free\":%u",
+				r.kv_blocks_free);
+		duet_trace_flush();
 		char status[DUET_NODE_STATUS_MAX];
 		snprintf(status, sizeof status, "%s; %u/%u KV blocks free; %s",
 			 n->registered ? "registered" : "waiting for the router",

@@ -19,7 +19,7 @@
 
 #define DUET_NODE_MAX_CPUS 256
 #define DUET_NODE_HELLO_RETRY_US 1000000LL
-#define DUET_NODE_COMMON_OPTS (16 + DUET_CURVE_OPTS) /* at most */
+#define DUET_NODE_COMMON_OPTS (17 + DUET_CURVE_OPTS) /* at most */
 /* prefix-cache-mb's default and largest value: as much as the pool holds. */
 #define DUET_NODE_CACHE_MB_ALL (1 << 22)
 /* Prefix hashes in a load report, most recently used first: as many as
@@ -44,6 +44,7 @@ struct duet_node_cfg {
 	const char *weights; /* "" = the role's default */
 	const char *qdot;
 	const char *kv_dtype;
+	const char *trace; /* Chrome trace-event file ("" = none) */
 	struct duet_curve_cfg curve;
 	const char *serve_endpoint; /* decode: the KV endpoint it binds (not a key) */
 };
@@ -96,6 +97,8 @@ void duet_node_tick(struct duet_node *n, const char *kv_endpoint,
 		    void (*fill)(void *ctx, Duet__LoadReport *r), void *ctx);
 /* Handles hello_ack and error(unknown node); returns 1 if it did. */
 int duet_node_handle_common(struct duet_node *n, const Duet__Msg *m, const char *kv_endpoint);
+/* zmq_poll, with the time spent waiting traced as the node's idle time. */
+int duet_node_poll(zmq_pollitem_t *items, int n, int timeout_ms);
 /* Sends a message to the router. */
 int duet_node_send(struct duet_node *n, const Duet__Msg *m, struct duet_err *err);
 /* Sends an error about one request to the router (and logs it). */

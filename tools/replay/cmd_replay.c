@@ -7,11 +7,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "http_get.h"
 #include "replay/replay.h"
+#include "trace/tracefile.h"
 
 #define PROBE_OUTPUT 32 /* tokens per unloaded probe request */
 #define DEFAULT_SLO_X 5.0
@@ -41,6 +43,8 @@ struct args {
 	struct slo slo_ttft, slo_tbt;
 	double sweep[REPLAY_MAX_SWEEP];
 	int n_sweep;
+	const char *node_trace[REPLAY_MAX_NODE_TRACES]; /* daemons' trace files */
+	int n_node_trace;
 };
 
 /* What the unloaded probe measured. */
@@ -99,6 +103,11 @@ static void usage(FILE *f)
 		"  --kv-dtype TYPE     for --verify: the nodes' KV rows (default f16)\n"
 		"  --qdot MODE         for --verify: the nodes' quantized dot products (default\n"
 		"                      int8)\n"
+		"  --node-trace FILE   after the replay, attribute the worst 1%% of token gaps to\n"
+		"                      what the decode node was doing, from the trace files its\n"
+		"                      daemons wrote with --trace (repeatable; `duet up --trace`\n"
+		"                      writes DIR/NAME.trace.json): prints the shares, writes\n"
+		"                      stalls.json (as `duet trace stalls`)\n"
 		"  -q, --quiet         no progress line\n"
 		"  -h, --help          this help\n\n"
 		"A request meets the SLO when it completed, its TTFT <= the TTFT objective and\n"
@@ -289,6 +298,8 @@ static int run_one(const struct args *a, const struct trace *t, const struct syn
 		return duet_errf(err, "out of memory for %d results", t->n);
 	struct replay_opts o = a->ro;
 	o.rate_scale = rate_scale;
+	long long start_unix_us = 0;
+	o.start_unix_us = &start_unix_us;
 	int rc = -1;
 	double slo_ttft = a->slo_ttft.times ? a->slo_ttft.v * u->ttft_s : a->slo_ttft.v;
 	double slo_tbt = a->slo_tbt.times ? a->slo_tbt.v * u->tbt_s : a->slo_tbt.v;
@@ -303,11 +314,20 @@ static int run_one(const struct args *a, const struct trace *t, const struct syn
 	json_t *ctx = context_json(a, t, fit, u, rate_scale);
 	json_object_update(j, ctx);
 	json_object_set_new(j, "label", json_string(label));
+	json_object_set_new(j, "start_unix_us", json_integer(start_unix_us));
 	json_decref(ctx);
 	int bad = write_json(dir, "summary.json", j, err);
 	json_decref(j);
 	if (bad)
 		goto out;
+	if (a->n_node_trace) {
+		/* The daemons flush their traces at every load report. */
+		usleep(REPLAY_TRACE_FLUSH_WAIT_US);
+		struct duet_err terr;
+		if (tracefile_stalls_for_replay(dir, a->node_trace, a->n_node_trace, NULL, 1.0,
+						stdout, &terr))
+			fprintf(stderr, "duet replay: no stall attribution: %s\n", terr.msg);
+	}
 	const char *dirs[1] = {dir}, *labels[1] = {label};
 	struct duet_err perr;
 	if (replay_plot_runs(dir, dirs, labels, 1, &perr))
@@ -335,7 +355,7 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 {
 	enum { O_URL = 256, O_TRACE, O_FORMAT, O_RATE, O_MEANRATE, O_START, O_DUR, O_MAXREQ, O_LEN, O_CTX,
 	       O_TTFT, O_TBT, O_PROBE, O_SEED, O_VOCAB, O_OUT, O_LABEL, O_KEY, O_TIMEOUT, O_SWEEP,
-	       O_COMPARE, O_VERIFY, O_KVTYPE, O_QDOT };
+	       O_COMPARE, O_VERIFY, O_KVTYPE, O_QDOT, O_NODETRACE };
 	static const struct option opts[] = {
 		{"url", 1, 0, O_URL}, {"trace", 1, 0, O_TRACE}, {"format", 1, 0, O_FORMAT},
 		{"rate-scale", 1, 0, O_RATE}, {"rate", 1, 0, O_MEANRATE}, {"start", 1, 0, O_START}, {"duration", 1, 0, O_DUR},
@@ -345,7 +365,8 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 		{"out", 1, 0, O_OUT}, {"label", 1, 0, O_LABEL}, {"api-key", 1, 0, O_KEY},
 		{"timeout", 1, 0, O_TIMEOUT}, {"sweep", 1, 0, O_SWEEP},
 		{"compare", 0, 0, O_COMPARE}, {"verify", 1, 0, O_VERIFY}, {"kv-dtype", 1, 0, O_KVTYPE},
-		{"qdot", 1, 0, O_QDOT}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0}};
+		{"qdot", 1, 0, O_QDOT}, {"node-trace", 1, 0, O_NODETRACE}, {"quiet", 0, 0, 'q'},
+		{"help", 0, 0, 'h'}, {0}};
 	int ch;
 	double v;
 	char *comma;
@@ -402,6 +423,12 @@ static int parse_args(int argc, char **argv, struct args *a, int *compare_at, co
 		case O_VERIFY: a->verify.model = optarg; break;
 		case O_KVTYPE: if (cli_kv_dtype("--kv-dtype", optarg, &a->verify.kv)) return 2; break;
 		case O_QDOT: if (cli_qdot("--qdot", optarg, &a->verify.qdot)) return 2; break;
+		case O_NODETRACE:
+			if (a->n_node_trace == REPLAY_MAX_NODE_TRACES)
+				return cli_fail("replay", "at most %d --node-trace files",
+						REPLAY_MAX_NODE_TRACES);
+			a->node_trace[a->n_node_trace++] = optarg;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

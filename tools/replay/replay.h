@@ -23,6 +23,10 @@
 #define REPLAY_MAX_KINDS 16 /* distinct error kinds counted; the rest are "other" */
 #define REPLAY_MAX_SWEEP 32   /* rates in one --sweep */
 #define REPLAY_MAX_COMPARE 16 /* directories in one --compare */
+#define REPLAY_MAX_NODE_TRACES 16 /* --node-trace files */
+/* Before reading daemon traces: longer than their flush interval (a load
+ * report, 200 ms by default). */
+#define REPLAY_TRACE_FLUSH_WAIT_US 600000
 
 enum replay_status { RS_PENDING, RS_OK, RS_FAILED };
 
@@ -57,6 +61,9 @@ struct replay_opts {
 	/* Set by a signal handler: 1 = send nothing more, let running requests
 	 * finish; 2 = abandon them too. NULL: never. */
 	volatile sig_atomic_t *stop;
+	/* Out, when not NULL: the wall-clock microseconds (CLOCK_REALTIME) of
+	 * the replay's time 0, to line its times up with daemon traces. */
+	long long *start_unix_us;
 };
 
 /* Sends every request of t at sched = arrival / rate_scale from the start,

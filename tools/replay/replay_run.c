@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/clock.h"
 #include "base/grow.h"
@@ -272,6 +273,12 @@ int replay_run(const struct replay_opts *o, const struct trace *t, const struct 
 		return duet_errf(err, "out of memory for %d requests", t->n);
 	}
 	const double t0 = duet_now_s();
+	if (o->start_unix_us) {
+		struct timespec rt;
+		clock_gettime(CLOCK_REALTIME, &rt);
+		*o->start_unix_us = (long long)rt.tv_sec * 1000000LL + rt.tv_nsec / 1000 -
+				    (long long)((duet_now_s() - t0) * 1e6);
+	}
 	int next = 0, active = 0, done = 0, failed = 0;
 	while (next < t->n || active > 0) {
 		double now = duet_now_s() - t0;

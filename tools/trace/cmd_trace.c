@@ -1,0 +1,114 @@
+/* duet trace: merge the daemons' trace files into one timeline, and
+ * attribute a replay's worst token gaps. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "trace/tracefile.h"
+
+#define TRACE_DEFAULT_TOP_PCT 1.0
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: duet trace merge -o OUT FILE...\n"
+		"       duet trace stalls --replay DIR [--node NAME] [--top PCT] FILE...\n\n"
+		"Works on the Chrome trace-event files that duet-router, duet-prefill and\n"
+		"duet-decode write with --trace FILE (duet up --trace writes one per daemon\n"
+		"into its run directory). Timestamps are wall-clock microseconds, so the\n"
+		"files of one run line up.\n\n"
+		"merge     writes one trace with every file's events, sorted by time (a file\n"
+		"          cut short by a killed daemon is read up to its last event); open\n"
+		"          it in https://ui.perfetto.dev or chrome://tracing\n"
+		"  -o, --out FILE     the merged trace\n\n"
+		"stalls    for the worst PCT%% of the gaps between two tokens of a request that\n"
+		"          `duet replay` measured into DIR, what the decode node's main thread\n"
+		"          was doing: decode steps (with or without a local prefill chunk),\n"
+		"          sampling and sending, KV ingest, router messages, load reports,\n"
+		"          idle, or nothing traced (off-CPU); prints the shares and writes\n"
+		"          DIR/stalls.json\n"
+		"  --replay DIR       a duet replay output directory (tokens.csv, summary.json)\n"
+		"  --node NAME        the decode node (default: the first named decode*)\n"
+		"  --top PCT          share of gaps attributed, worst first (default %g)\n",
+		TRACE_DEFAULT_TOP_PCT);
+}
+
+static int merge(int argc, char **argv)
+{
+	const char *out = NULL;
+	static const struct option opts[] = {
+		{"out", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!out || optind == argc) {
+		usage(stderr);
+		return 2;
+	}
+	struct duet_err err;
+	json_t *m = tracefile_merge((const char *const *)argv + optind, argc - optind, &err);
+	if (!m)
+		return cli_fail("trace merge", "%s", err.msg);
+	size_t n = json_array_size(json_object_get(m, "traceEvents"));
+	int bad = json_dump_file(m, out, JSON_COMPACT);
+	json_decref(m);
+	if (bad)
+		return cli_fail("trace merge", "%s: write failed", out);
+	printf("%s: %zu events from %d files\n", out, n, argc - optind);
+	return 0;
+}
+
+static int stalls(int argc, char **argv)
+{
+	const char *dir = NULL, *node = NULL;
+	double top = TRACE_DEFAULT_TOP_PCT;
+	static const struct option opts[] = {{"replay", required_argument, 0, 'r'},
+					     {"node", required_argument, 0, 'n'},
+					     {"top", required_argument, 0, 't'},
+					     {"help", no_argument, 0, 'h'},
+					     {0, 0, 0, 0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r': dir = optarg; break;
+		case 'n': node = optarg; break;
+		case 't': if (cli_float("--top", optarg, 1e-6, 100, &top)) return 2; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!dir || optind == argc) {
+		usage(stderr);
+		return 2;
+	}
+	struct duet_err err;
+	if (tracefile_stalls_for_replay(dir, (const char *const *)argv + optind, argc - optind,
+					node, top, stdout, &err))
+		return cli_fail("trace stalls", "%s", err.msg);
+	return 0;
+}
+
+int cmd_trace(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "merge"))
+		return merge(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "stalls"))
+		return stalls(argc - 1, argv + 1);
+	fprintf(stderr, "duet trace: unknown subcommand '%s' (merge or stalls)\n", argv[1]);
+	return 2;
+}
