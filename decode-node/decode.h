@@ -8,6 +8,7 @@
 
 #include "engine/sampler.h"
 #include "base/idmap.h"
+#include "base/linfit.h"
 #include "base/kvrow.h"
 #include "node/node.h"
 
@@ -60,6 +61,10 @@ struct decode {
 	uint64_t recent_failed[DECODE_RECENT_FAILED];
 	int recent_pos;
 	double step_ms; /* moving average */
+	/* step time against its features (step.c says which), for the
+	 * router's predictions */
+	struct duet_linfit step_model;
+	unsigned steps_fitted;
 	/* per-step scratch */
 	struct duet_fwd_seq *fwd;
 	struct dreq **batch;
@@ -96,6 +101,11 @@ void decode_handle_kv(struct decode *d, const struct duet_inmsg *in);
 void decode_kv_malformed(struct decode *d, const struct duet_inmsg *in, const char *why);
 
 /* step.c */
+/* The step-time model's forgetting factor: about the last 200 steps count. */
+#define DECODE_STEP_MODEL_LAMBDA 0.995
+#define DECODE_STEP_MODEL_RIDGE 1e-3
+#define DECODE_STEP_MODEL_FEATURES 4
+void decode_step_model_init(struct decode *d);
 int decode_has_work(const struct decode *d);
 void decode_step(struct decode *d);
 

@@ -24,12 +24,24 @@ static void fill_report(void *ctx, Duet__LoadReport *r)
 {
 	struct decode *d = ctx;
 	for (int i = 0; i < d->n_reqs; i++) {
-		enum dreq_state st = d->reqs[i]->st;
-		r->running += st == DREQ_RUNNING;
-		r->waiting_kv += st == DREQ_WAIT_KV;
-		r->local_prefill += st == DREQ_LOCAL;
+		const struct dreq *q = d->reqs[i];
+		r->running += q->st == DREQ_RUNNING;
+		r->waiting_kv += q->st == DREQ_WAIT_KV;
+		r->local_prefill += q->st == DREQ_LOCAL;
+		if (q->st == DREQ_RUNNING)
+			r->context_tokens += (uint64_t)q->kv.n_tokens;
+		if (q->st == DREQ_LOCAL)
+			r->local_prefill_tokens += (uint64_t)(q->n_prompt - q->prefilled);
 	}
 	r->step_ms = (float)d->step_ms;
+	if (d->steps_fitted) {
+		const double *w = d->step_model.w;
+		r->step_base_ms = (float)w[0];
+		r->step_seq_ms = (float)w[1];
+		r->step_token_ms = (float)w[2];
+		r->step_kctx_ms = (float)w[3];
+		r->steps_fitted = d->steps_fitted;
+	}
 }
 
 static void on_control(struct decode *d, const Duet__Msg *m)
@@ -101,6 +113,7 @@ int main(int argc, char **argv)
 	static struct decode d;
 	duet_node_defaults(&d.node.cfg, "decode-0");
 	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60};
+	decode_step_model_init(&d);
 	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 4];
 	int n = duet_node_opts(&d.node.cfg, 1, opts);
 	opts[n++] = (struct duet_opt){"kv-endpoint", DUET_OPT_STR, &d.cfg.kv_endpoint, 0, 0,

@@ -9,6 +9,23 @@
 #include "base/trace.h"
 #include "decode.h"
 
+void decode_step_model_init(struct decode *d)
+{
+	duet_linfit_init(&d->step_model, DECODE_STEP_MODEL_FEATURES, DECODE_STEP_MODEL_LAMBDA,
+			 DECODE_STEP_MODEL_RIDGE);
+}
+
+/* What a step's time depends on: a fixed part (reading the weights once),
+ * each sequence (its activations through every matmul), each prefill
+ * token (the same, heavier), and attention over the positions seen. */
+static void step_features(int seqs, int prefill_tokens, long long positions, double *x)
+{
+	x[0] = 1;
+	x[1] = seqs;
+	x[2] = prefill_tokens;
+	x[3] = (double)positions / 1024.0;
+}
+
 int decode_has_work(const struct decode *d)
 {
 	for (int i = 0; i < d->n_reqs; i++)
@@ -74,6 +91,13 @@ void decode_step(struct decode *d)
 			n - running, d->node.cfg.max_batch_tokens - budget);
 	double ms = (double)dt / 1000.0;
 	d->step_ms = d->step_ms == 0 ? ms : 0.9 * d->step_ms + 0.1 * ms;
+	long long positions = 0;
+	for (int i = 0; i < n; i++)
+		positions += (long long)d->batch[i]->kv.n_tokens; /* after the step */
+	double x[DECODE_STEP_MODEL_FEATURES];
+	step_features(n, d->node.cfg.max_batch_tokens - budget, positions, x);
+	duet_linfit_add(&d->step_model, x, ms);
+	d->steps_fitted++;
 	for (int i = 0; i < n; i++) {
 		struct dreq *r = d->batch[i];
 		if (r->st == DREQ_RUNNING) {

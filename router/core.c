@@ -318,6 +318,15 @@ static void send_prefill(struct router *r, struct rreq *q)
 		resume(r, q, "the prefill node is unreachable");
 }
 
+/* The request is placed or queued: its HTTP thread may start a stream. */
+static void admit(struct rreq *q)
+{
+	pthread_mutex_lock(&q->mu);
+	q->admitted = 1;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
 static void reject(struct router *r, struct rreq *q, int status, const char *why)
 {
 	pthread_mutex_lock(&r->mu);
@@ -341,6 +350,21 @@ static int place(struct router *r, struct rreq *q)
 		duet_log(DUET_LOG_DEBUG, q->id, "waits: %s", err.msg);
 		return 1;
 	}
+	if (pl.reject) {
+		char why[200];
+		snprintf(why, sizeof why,
+			 "the first token would come in %.0f ms, past the %d ms objective: the "
+			 "cluster is queued too deep (retry after %d s)",
+			 pl.ttft_ms, router_slo_ttft_ms(r, q), pl.retry_after_s);
+		duet_log(DUET_LOG_DEBUG, q->id, "early 429: %s", why);
+		pthread_mutex_lock(&r->mu);
+		r->n_early_rejected++;
+		pthread_mutex_unlock(&r->mu);
+		q->retry_after_s = pl.retry_after_s;
+		reject(r, q, 429, why);
+		return 0;
+	}
+	admit(q);
 	int p = pl.pnode, d = pl.dnode;
 	/* The first placement uses the client's id, so the nodes' journal
 	 * entries carry the same DUET_REQUEST_ID as the router's; a placement
@@ -366,8 +390,12 @@ static int place(struct router *r, struct rreq *q)
 	r->nodes[d].inflight++;
 	r->nodes[d].reserved_tokens += (long)q->n_prompt + q->max_tokens;
 	q->queued_on_pnode = p >= 0 ? pl.uncached : 0;
+	/* Until the node's next report says so itself: what placement
+	 * predicts from for the next request. */
 	if (p >= 0)
 		r->nodes[p].queued_tokens += (uint64_t)pl.uncached;
+	else
+		r->nodes[d].local_prefill_tokens += (uint64_t)pl.uncached;
 	pthread_mutex_lock(&r->mu);
 	if (q->local)
 		r->n_local++;
@@ -386,9 +414,10 @@ static int place(struct router *r, struct rreq *q)
 			duet_trace_escape(r->nodes[p].name, pn, sizeof pn);
 		duet_trace_span("router", "place", t0, duet_now_us(),
 				"\"request\":%llu,\"wire_id\":%llu,\"prompt\":%d,\"uncached\":%d,"
-				"\"decode\":\"%s\",\"prefill\":\"%s\"",
+				"\"decode\":\"%s\",\"prefill\":\"%s\",\"ttft_ms\":%.1f,"
+				"\"step_ms\":%.1f,\"reason\":\"%s\"",
 				(unsigned long long)q->id, (unsigned long long)q->wid, q->n_prompt,
-				pl.uncached, dn, pn);
+				pl.uncached, dn, pn, pl.ttft_ms, pl.step_ms, pl.reason);
 	}
 	Duet__Sampling s = wire_sampling(q);
 	if (q->local) {
@@ -433,6 +462,8 @@ static void wait_or_reject(struct router *r, struct rreq *q)
 	q->queue_deadline_us = duet_now_us() + (long long)r->cfg.queue_timeout_ms * 1000;
 	if (list_add(&r->waitq, &r->n_waitq, &r->cap_waitq, q))
 		reject(r, q, 500, "out of memory");
+	else
+		admit(q);
 }
 
 /* Places queued requests in arrival order while there is room. */
@@ -557,6 +588,13 @@ static void on_load(struct router *r, int i, const Duet__LoadReport *l)
 	n->waiting_kv = (int)l->waiting_kv;
 	n->local_prefill = (int)l->local_prefill;
 	n->step_ms = l->step_ms;
+	n->step_base_ms = l->step_base_ms;
+	n->step_seq_ms = l->step_seq_ms;
+	n->step_token_ms = l->step_token_ms;
+	n->step_kctx_ms = l->step_kctx_ms;
+	n->steps_fitted = l->steps_fitted;
+	n->context_tokens = l->context_tokens;
+	n->local_prefill_tokens = l->local_prefill_tokens;
 	n->kv_free = (int)l->kv_blocks_free;
 	n->kv_total = (int)l->kv_blocks_total;
 	n->bad_messages = l->bad_messages;

@@ -22,40 +22,64 @@ struct body {
 	int too_big;
 };
 
-static enum MHD_Result send_text(struct MHD_Connection *c, int status, const char *type,
-				 const char *text, size_t n)
+/* retry_s: the Retry-After of a 429 or 503 (at least 1). */
+static enum MHD_Result send_text_retry(struct MHD_Connection *c, int status, const char *type,
+				       const char *text, size_t n, int retry_s)
 {
 	struct MHD_Response *resp =
 		MHD_create_response_from_buffer(n, (void *)text, MHD_RESPMEM_MUST_COPY);
 	if (!resp)
 		return MHD_NO;
 	MHD_add_response_header(resp, "Content-Type", type);
-	if (status == 429 || status == 503)
-		MHD_add_response_header(resp, "Retry-After", "1");
+	if (status == 429 || status == 503) {
+		char v[16];
+		snprintf(v, sizeof v, "%d", retry_s > 1 ? retry_s : 1);
+		MHD_add_response_header(resp, "Retry-After", v);
+	}
 	enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return rc;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *j)
+static enum MHD_Result send_text(struct MHD_Connection *c, int status, const char *type,
+				 const char *text, size_t n)
+{
+	return send_text_retry(c, status, type, text, n, 1);
+}
+
+static enum MHD_Result send_json_retry(struct MHD_Connection *c, int status, json_t *j,
+				       int retry_s)
 {
 	char *s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	if (!s)
 		return MHD_NO;
-	enum MHD_Result rc = send_text(c, status, "application/json", s, strlen(s));
+	enum MHD_Result rc = send_text_retry(c, status, "application/json", s, strlen(s), retry_s);
 	free(s);
 	return rc;
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, int status, const char *msg)
+static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *j)
+{
+	return send_json_retry(c, status, j, 1);
+}
+
+static enum MHD_Result send_error_retry(struct MHD_Connection *c, int status, const char *msg,
+					int retry_s)
 {
 	const char *type = status == 401 ? "authentication_error"
 			   : status == 429 ? "rate_limit_error"
 			   : status >= 500 ? "server_error"
 					   : "invalid_request_error";
-	return send_json(c, status,
-			 json_pack("{s:{s:s,s:s,s:n}}", "error", "message", msg, "type", type, "code"));
+	return send_json_retry(
+		c, status,
+		json_pack("{s:{s:s,s:s,s:n}}", "error", "message", msg, "type", type, "code"),
+		retry_s);
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, int status, const char *msg)
+{
+	return send_error_retry(c, status, msg, 1);
 }
 
 /* ---- responses ---- */
@@ -212,6 +236,19 @@ static enum MHD_Result completions(struct router *r, struct MHD_Connection *c, s
 		router_release(r, q);
 		return send_error(c, 500, "out of memory");
 	}
+	/* The status line waits for the placement decision, so that a request
+	 * refused at once (an early 429, no node up) is an HTTP error with
+	 * Retry-After even when it asked for a stream. */
+	pthread_mutex_lock(&q->mu);
+	while (!q->admitted && !q->done)
+		pthread_cond_wait(&q->cv, &q->mu);
+	int refused = q->done && q->http_status && q->n_out == 0;
+	pthread_mutex_unlock(&q->mu);
+	if (refused) {
+		enum MHD_Result rc = send_error_retry(c, q->http_status, q->error, q->retry_after_s);
+		router_release(r, q);
+		return rc;
+	}
 	if (q->stream) {
 		struct stream *s = calloc(1, sizeof *s);
 		if (!s) {
@@ -233,7 +270,7 @@ static enum MHD_Result completions(struct router *r, struct MHD_Connection *c, s
 		pthread_cond_wait(&q->cv, &q->mu);
 	pthread_mutex_unlock(&q->mu);
 	enum MHD_Result rc = q->http_status
-				     ? send_error(c, q->http_status, q->error)
+				     ? send_error_retry(c, q->http_status, q->error, q->retry_after_s)
 				     : send_json(c, 200, completion(r, q, q->text ? q->text : "",
 								    q->text_len, q->finish_reason, 1));
 	router_release(r, q);
@@ -295,10 +332,21 @@ static enum MHD_Result cluster(struct router *r, struct MHD_Connection *c)
 				  "prefill_tokens_per_s", n->prefill_tps, "running", n->running,
 				  "waiting_kv", n->waiting_kv, "local_prefill", n->local_prefill, "step_ms",
 				  n->step_ms, "bad_messages", (json_int_t)n->bad_messages));
+		if (n->role == DUET__ROLE__ROLE_DECODE)
+			json_object_set_new(
+				json_array_get(nodes, json_array_size(nodes) - 1), "step_model",
+				json_pack("{s:f,s:f,s:f,s:f,s:i,s:f,s:f}", "base_ms", n->step_base_ms,
+					  "per_sequence_ms", n->step_seq_ms, "per_prefill_token_ms",
+					  n->step_token_ms, "per_1k_positions_ms", n->step_kctx_ms,
+					  "steps", (int)n->steps_fitted, "next_step_ms",
+					  router_step_ms(n, 0, 0, 0), "prefill_chunk_step_ms",
+					  router_step_ms(n, 1, n->max_batch_tokens, 0)));
 	}
-	json_t *j = json_pack("{s:s,s:s,s:o,s:{s:I,s:I}}", "model", r->cfg.model_name, "policy",
-			      policies[r->policy], "nodes", nodes, "decisions", "disaggregated",
-			      (json_int_t)r->n_disagg, "local", (json_int_t)r->n_local);
+	json_t *j = json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I},s:{s:i,s:i}}", "model",
+			      r->cfg.model_name, "policy", policies[r->policy], "nodes", nodes,
+			      "decisions", "disaggregated", (json_int_t)r->n_disagg, "local",
+			      (json_int_t)r->n_local, "rejected_early", (json_int_t)r->n_early_rejected,
+			      "slo", "ttft_ms", r->cfg.slo_ttft_ms, "tbt_ms", r->cfg.slo_tbt_ms);
 	pthread_mutex_unlock(&r->mu);
 	return send_json(c, 200, j);
 }
@@ -338,6 +386,8 @@ static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
 	fprintf(f, "duet_requests_total{outcome=\"failed\"} %llu\n", (unsigned long long)r->n_failed);
 	fprintf(f, "duet_requests_total{outcome=\"rejected\"} %llu\n",
 		(unsigned long long)r->n_rejected);
+	fprintf(f, "# TYPE duet_early_rejections_total counter\nduet_early_rejections_total %llu\n",
+		(unsigned long long)r->n_early_rejected);
 	fprintf(f, "# TYPE duet_placements_total counter\n");
 	fprintf(f, "duet_placements_total{path=\"disaggregated\"} %llu\n",
 		(unsigned long long)r->n_disagg);

@@ -100,6 +100,14 @@ int main(int argc, char **argv)
 		{"tls-cert", DUET_OPT_PATH, &r.cfg.tls_cert, 0, 0, "FILE",
 		 "PEM certificate (chain) for HTTPS; with tls-key, the API is served over TLS only"},
 		{"tls-key", DUET_OPT_PATH, &r.cfg.tls_key, 0, 0, "FILE", "PEM private key of tls-cert"},
+		{"slo-ttft-ms", DUET_OPT_INT, &r.cfg.slo_ttft_ms, 0, 3600000, "MS",
+		 "time-to-first-token objective (0: none): a request whose predicted first token "
+		 "misses it only because of the queue ahead is answered 429 with Retry-After at "
+		 "once; a request may set its own with slo_ttft_ms"},
+		{"slo-tbt-ms", DUET_OPT_INT, &r.cfg.slo_tbt_ms, 0, 3600000, "MS",
+		 "time-between-tokens objective (0: none): a prompt is prefilled on a decode node "
+		 "only while the predicted step that carries it keeps this for the node's running "
+		 "streams; a request may set its own with slo_tbt_ms"},
 		{"trace", DUET_OPT_STR, &r.cfg.trace, 0, 0, "FILE",
 		 "write a Chrome trace-event file of placements, node messages and SSE writes "
 		 "(`duet trace merge` joins it with the nodes'); empty: none"},

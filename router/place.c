@@ -164,17 +164,93 @@ static int pick_prefill(struct router *r, const struct rreq *q, double *ttft, in
 	return best;
 }
 
+int router_slo_ttft_ms(const struct router *r, const struct rreq *q)
+{
+	return q->slo_ttft_ms > 0 ? q->slo_ttft_ms : r->cfg.slo_ttft_ms;
+}
+
+int router_slo_tbt_ms(const struct router *r, const struct rreq *q)
+{
+	return q->slo_tbt_ms > 0 ? q->slo_tbt_ms : r->cfg.slo_tbt_ms;
+}
+
+/* A fitted coefficient can come out negative where a feature barely
+ * varied; none of the costs it stands for can be. */
+static double cost(double c)
+{
+	return c > 0 ? c : 0;
+}
+
+double router_step_ms(const struct router_node *n, int add_seqs, int prefill_tokens,
+		      long add_positions)
+{
+	if (!n->steps_fitted)
+		return -1;
+	double seqs = (double)(n->running + n->local_prefill + add_seqs);
+	return cost(n->step_base_ms) + cost(n->step_seq_ms) * seqs +
+	       cost(n->step_token_ms) * prefill_tokens +
+	       cost(n->step_kctx_ms) * ((double)n->context_tokens + (double)add_positions) / 1024.0;
+}
+
+/* A local prefill of `tokens` prompt tokens on decode node n, behind the
+ * local prefills it has queued: the step that carries its chunks (what
+ * every running stream waits between two tokens) and its first token's
+ * time; own_ms: the first token's time were nothing queued before it.
+ * -1 each before the node has measured steps. */
+static void local_cost(const struct router_node *n, int tokens, double *step, double *ttft,
+		       double *own_ms)
+{
+	long pending = (long)n->local_prefill_tokens + tokens;
+	long chunk = n->max_batch_tokens > 0 && n->max_batch_tokens < pending ? n->max_batch_tokens
+										 : pending;
+	if (chunk < 1)
+		chunk = 1;
+	*step = router_step_ms(n, 1, (int)chunk, tokens);
+	*ttft = *own_ms = -1;
+	if (*step < 0)
+		return;
+	*ttft = (double)((pending + chunk - 1) / chunk) * *step;
+	*own_ms = (double)((tokens + chunk - 1) / chunk) * *step;
+}
+
+/* Early rejection (as Mooncake does): the predicted first token misses
+ * the objective, because of the work queued ahead of it (an idle node
+ * would meet it); waiting would only make the request miss it, and hold
+ * up those behind. */
+static void maybe_reject(struct router_placement *out, int slo_ttft, double own_ms)
+{
+	if (slo_ttft <= 0 || out->ttft_ms < 0 || own_ms < 0 || out->ttft_ms <= slo_ttft ||
+	    own_ms > slo_ttft)
+		return;
+	out->reject = 1;
+	int s = (int)((out->ttft_ms - slo_ttft + 999) / 1000);
+	out->retry_after_s = s < 1 ? 1 : s;
+}
+
 int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 struct duet_err *err)
 {
+	memset(out, 0, sizeof *out);
 	out->pnode = -1;
-	out->uncached = 0;
+	out->ttft_ms = out->step_ms = -1;
 	out->dnode = pick_decode(r, q);
 	if (out->dnode < 0)
 		return duet_errf(err, "no decode node has room for %d prompt and %d new tokens",
 				 q->n_prompt, q->max_tokens);
+	const struct router_node *dn = &r->nodes[out->dnode];
+	int slo_ttft = router_slo_ttft_ms(r, q), slo_tbt = router_slo_tbt_ms(r, q);
+	/* What the decode node must compute of the prompt: its prefix cache
+	 * may hold the rest (a prompt seen before, a chat's earlier turns),
+	 * and then nothing need be sent either. */
+	int local_tokens = q->n_prompt - cached_tokens(dn, q);
+	double local_step, local_ttft, local_own;
+	local_cost(dn, local_tokens, &local_step, &local_ttft, &local_own);
+	out->ttft_ms = local_ttft;
+	out->step_ms = local_step;
+	out->uncached = local_tokens;
 	if (r->policy == ROUTER_POLICY_COLOCATED) {
 		out->reason = "colocated policy";
+		maybe_reject(out, slo_ttft, local_own);
 		return 0;
 	}
 	double ttft = 0;
@@ -182,19 +258,21 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 	int p = pick_prefill(r, q, &ttft, &uncached);
 	if (p < 0) {
 		out->reason = "no prefill node";
+		maybe_reject(out, slo_ttft, local_own);
 		return 0;
 	}
 	if (r->policy == ROUTER_POLICY_LENGTH_AWARE) {
-		/* What the decode node must compute of the prompt: its prefix
-		 * cache may hold the rest (a prompt seen before, a chat's
-		 * earlier turns), and then nothing need be sent either. */
-		const struct router_node *dn = &r->nodes[out->dnode];
-		int local_tokens = q->n_prompt - cached_tokens(dn, q);
+		/* Running streams wait for every step that carries a chunk of
+		 * the prompt: local only while that step keeps their TBT
+		 * objective (or nothing runs there to suffer it). */
+		int keeps_tbt = slo_tbt <= 0 || local_step < 0 ||
+				dn->running + dn->local_prefill == 0 || local_step <= slo_tbt;
 		/* A short prompt costs the decode node's batch little, and
 		 * skips a KV transfer. */
-		if (local_tokens <= r->cfg.local_max_prompt) {
+		if (keeps_tbt && local_tokens <= r->cfg.local_max_prompt) {
 			out->reason = local_tokens < q->n_prompt ? "cached on the decode node"
 								  : "short prompt";
+			maybe_reject(out, slo_ttft, local_own);
 			return 0;
 		}
 		/* Prefilling locally stalls every running stream on the
@@ -202,13 +280,22 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 * prefill nodes are queued that much deeper. */
 		double local = (double)local_tokens / node_rate(&r->nodes[p]) *
 			       (1 + dn->running + dn->local_prefill);
-		if (local < ttft) {
+		if (keeps_tbt && local < ttft) {
 			out->reason = "prefill nodes queued deeper than a local prefill costs";
+			maybe_reject(out, slo_ttft, local_own);
 			return 0;
 		}
 	}
 	out->pnode = p;
 	out->uncached = uncached;
 	out->reason = "disaggregated";
+	out->step_ms = -1;
+	const struct router_node *pn = &r->nodes[p];
+	if (pn->prefill_tps > 1) {
+		out->ttft_ms = ttft * 1000.0;
+		maybe_reject(out, slo_ttft, (double)uncached / pn->prefill_tps * 1000.0);
+	} else {
+		out->ttft_ms = -1;
+	}
 	return 0;
 }

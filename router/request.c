@@ -17,7 +17,7 @@
  * "messages". */
 static const char *const KNOWN[] = {"prompt", "model", "max_tokens", "temperature", "top_p",
 				    "top_k",  "seed",  "stop",	     "stream",	    "ignore_eos",
-				    "n",      "user"};
+				    "n",      "user", "slo_ttft_ms", "slo_tbt_ms"};
 
 /* Renders the chat messages with the model's template into text. */
 static char *render_chat(struct router *r, json_t *msgs, struct duet_err *err)
@@ -144,6 +144,21 @@ int router_parse_request(struct router *r, const char *text, size_t n, struct rr
 			goto out;
 		}
 		q->sampling.seed = (uint64_t)ll;
+	}
+	/* duet's own: the request's latency objectives (place.c) */
+	if ((v = json_object_get(root, "slo_ttft_ms")) && !json_is_null(v)) {
+		if (integer(v, 1, 3600000, &ll)) {
+			duet_errf(err, "slo_ttft_ms must be an integer from 1 to 3600000");
+			goto out;
+		}
+		q->slo_ttft_ms = (int)ll;
+	}
+	if ((v = json_object_get(root, "slo_tbt_ms")) && !json_is_null(v)) {
+		if (integer(v, 1, 3600000, &ll)) {
+			duet_errf(err, "slo_tbt_ms must be an integer from 1 to 3600000");
+			goto out;
+		}
+		q->slo_tbt_ms = (int)ll;
 	}
 	if ((v = json_object_get(root, "n")) && !json_is_null(v) &&
 	    (integer(v, 1, 1, &ll))) {

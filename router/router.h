@@ -76,6 +76,12 @@ struct router_node {
 	double prefill_tps;
 	int running, waiting_kv, local_prefill;
 	double step_ms;
+	/* decode nodes: the step-time model the node fits (LoadReport says
+	 * how), the positions its running sequences hold and the prompt
+	 * tokens its local prefills have left */
+	double step_base_ms, step_seq_ms, step_token_ms, step_kctx_ms;
+	unsigned steps_fitted;
+	uint64_t context_tokens, local_prefill_tokens;
 	int kv_free, kv_total;
 	uint64_t bad_messages;
 	uint64_t auth_refused; /* peers its sockets refused (CURVE) */
@@ -112,6 +118,7 @@ struct rreq {
 	int *prompt, n_prompt;
 	int max_tokens, ignore_eos, stream;
 	int chat; /* /v1/chat/completions */
+	int slo_ttft_ms, slo_tbt_ms; /* the request's own objectives; 0 = the router's */
 	struct duet_sampling sampling;
 	char *stops[ROUTER_MAX_STOPS];
 	int n_stops;
@@ -143,6 +150,8 @@ struct rreq {
 	int n_out;	/* tokens produced */
 	int n_streamed; /* tokens sent as stream events */
 	int done;
+	int admitted;	  /* placed or queued: a stream may start */
+	int retry_after_s; /* with a 429: when trying again may succeed */
 	const char *finish_reason; /* "stop" or "length" */
 	int http_status;	   /* != 0: failed with this status */
 	char error[256];
@@ -172,6 +181,9 @@ struct router_cfg {
 	const char *log_level;
 	const char *api_keys; /* comma-separated; empty = no authentication */
 	const char *trace;    /* Chrome trace-event file; empty = none */
+	/* Latency objectives placement aims at (0 = none): time to the first
+	 * token, and between tokens (a decode step) */
+	int slo_ttft_ms, slo_tbt_ms;
 	struct duet_curve_cfg curve;
 };
 
@@ -200,6 +212,7 @@ struct router {
 	unsigned rr;
 	/* counters, under mu */
 	uint64_t n_ok, n_failed, n_rejected, n_disagg, n_local, n_resumed, tokens_in, tokens_out;
+	uint64_t n_early_rejected; /* of n_rejected: 429 because no placement met the TTFT objective */
 	uint64_t n_requeued; /* placed, then refused for lack of room: queued again */
 	uint64_t kv_bytes;
 	struct router_hist e2e;
@@ -228,9 +241,26 @@ int router_can_serve_snap(struct router *r);
 /* place.c: where a request goes and why (for the log). */
 struct router_placement {
 	int pnode, dnode;   /* indexes into the node table; pnode -1 = local */
-	int uncached;	    /* prompt tokens pnode will compute (its cache has the rest) */
+	/* prompt tokens the node that prefills (pnode, or dnode when local)
+	 * computes: its prefix cache has the rest */
+	int uncached;
 	const char *reason; /* static text */
+	/* predictions (-1: no measurement to predict from): time to the
+	 * first token; the decode node's step while it prefills locally */
+	double ttft_ms, step_ms;
+	/* 1: answer 429 now, no placement meets the request's TTFT objective
+	 * although an idle cluster would: it would only wait to miss it */
+	int reject;
+	int retry_after_s;
 };
+/* The objectives that hold for q: its own, else the router's (0 = none). */
+int router_slo_ttft_ms(const struct router *r, const struct rreq *q);
+int router_slo_tbt_ms(const struct router *r, const struct rreq *q);
+/* Predicted milliseconds of decode node n's next step if add_seqs more
+ * sequences join it and it carries prefill_tokens prompt tokens holding
+ * add_positions more positions; -1 before the node has measured steps. */
+double router_step_ms(const struct router_node *n, int add_seqs, int prefill_tokens,
+		      long add_positions);
 /* Fails (err says why) when no decode node has room for q now. */
 int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 struct duet_err *err);

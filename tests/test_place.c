@@ -181,11 +181,117 @@ static int free_nodes(void **state)
 	return 0;
 }
 
+/* Both decode nodes measured: step = 15 ms + 3 per sequence + 1 per
+ * prefill token, chunks of 64. */
+static void measured(struct router_node *n, int running)
+{
+	n->steps_fitted = 100;
+	n->step_base_ms = 15;
+	n->step_seq_ms = 3;
+	n->step_token_ms = 1;
+	n->step_kctx_ms = 0;
+	n->max_batch_tokens = 64;
+	n->running = running;
+}
+
+static struct router_placement place_slo(int n_prompt, int slo_ttft, int slo_tbt)
+{
+	struct rreq q = {0};
+	q.prompt = prompt;
+	q.n_prompt = n_prompt;
+	q.max_tokens = 16;
+	q.slo_ttft_ms = slo_ttft;
+	q.slo_tbt_ms = slo_tbt;
+	struct router_placement pl;
+	struct duet_err err;
+	assert_int_equal(router_place(&R, &q, &pl, &err), 0);
+	return pl;
+}
+
+/* Placement against the objectives, on scripted load reports: a short
+ * prompt is prefilled on the decode node only while the step carrying it
+ * keeps the running streams' TBT objective; a request that would wait
+ * past its TTFT objective is refused at once with a Retry-After, unless
+ * even an idle node could not meet it (then it is served as well as can
+ * be). */
+static void test_slo(void **state)
+{
+	(void)state;
+	tu_random_prompt(prompt, 400, 3);
+	reset(ROUTER_POLICY_LENGTH_AWARE);
+	measured(&R.nodes[2], 4);
+	measured(&R.nodes[3], 6);
+	R.cfg.slo_tbt_ms = 60;
+	/* 40 tokens on decode-0 (the less loaded): 15 + 3 x 5 + 40 = 70 ms
+	 * a step > 60: the prefill node takes it. */
+	struct router_placement pl = place_slo(40, 0, 0);
+	assert_int_equal(pl.dnode, 2);
+	assert_int_equal(pl.pnode, 0);
+	assert_string_equal(pl.reason, "disaggregated");
+	R.cfg.slo_tbt_ms = 80; /* 70 ms keeps it: local, one step to the first token */
+	pl = place_slo(40, 0, 0);
+	assert_int_equal(pl.pnode, -1);
+	assert_true(pl.step_ms > 69.9 && pl.step_ms < 70.1);
+	assert_true(pl.ttft_ms > 69.9 && pl.ttft_ms < 70.1);
+	pl = place_slo(40, 0, 50); /* the request's own objective is tighter */
+	assert_int_equal(pl.pnode, 0);
+	R.nodes[2].running = 0; /* nobody to stall: local whatever the step */
+	pl = place_slo(40, 0, 10);
+	assert_int_equal(pl.pnode, -1);
+	R.nodes[2].running = 4;
+
+	/* Prefill queues: 10000 tokens at 5000/s and 9000 at 4000/s. A
+	 * 200-token prompt would be prefilled on decode-0 (4 steps of 94 ms,
+	 * 376 ms) were its 94 ms steps within the 60 ms TBT objective; they
+	 * are not, so prefill-0: first token in (10000 + 200) / 5000 = 2.04 s
+	 * against 500 ms, where an idle prefill node needs 40 ms: 429, retry
+	 * after 2 s. */
+	R.nodes[0].queued_tokens = 10000;
+	R.nodes[1].queued_tokens = 9000;
+	R.cfg.slo_ttft_ms = 500;
+	R.cfg.slo_tbt_ms = 0;
+	pl = place_slo(200, 0, 0);
+	assert_int_equal(pl.pnode, -1); /* no TBT objective: local pays */
+	assert_true(pl.ttft_ms > 375.9 && pl.ttft_ms < 376.1);
+	R.cfg.slo_tbt_ms = 60;
+	pl = place_slo(200, 0, 0);
+	assert_int_equal(pl.reject, 1);
+	assert_int_equal(pl.retry_after_s, 2);
+	assert_true(pl.ttft_ms > 2039 && pl.ttft_ms < 2041);
+	/* Within its own looser objective: placed. */
+	pl = place_slo(200, 3000, 0);
+	assert_int_equal(pl.reject, 0);
+	assert_int_equal(pl.pnode, 0);
+	/* An objective no idle node meets (40 ms > 30): served anyway. */
+	pl = place_slo(200, 30, 0);
+	assert_int_equal(pl.reject, 0);
+	/* Nothing measured yet: no prediction, no refusal. */
+	R.nodes[0].prefill_tps = R.nodes[1].prefill_tps = 0;
+	pl = place_slo(200, 0, 0);
+	assert_int_equal(pl.reject, 0);
+	assert_true(pl.ttft_ms < 0);
+
+	/* Colocated: decode-0 has 1000 prompt tokens of local prefill queued;
+	 * 40 more make 1040, 17 steps of 15 + 3 x 5 + 64 = 94 ms: 1598 ms
+	 * against 500 where its own chunk alone is one step. */
+	reset(ROUTER_POLICY_COLOCATED);
+	measured(&R.nodes[2], 4);
+	measured(&R.nodes[3], 6);
+	R.nodes[2].local_prefill_tokens = 1000;
+	R.cfg.slo_ttft_ms = 500;
+	pl = place_slo(40, 0, 0);
+	assert_int_equal(pl.dnode, 2);
+	assert_true(pl.ttft_ms > 1597 && pl.ttft_ms < 1599);
+	assert_int_equal(pl.reject, 1);
+	assert_int_equal(pl.retry_after_s, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_length_aware),
 		cmocka_unit_test(test_other_policies),
+		cmocka_unit_test(test_slo),
 	};
 	return cmocka_run_group_tests(tests, NULL, free_nodes);
 }

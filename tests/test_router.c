@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -183,16 +184,18 @@ static int setup(void **state)
 	return -1;
 }
 
-static pid_t queue_pids[2];
+/* Daemons a test runs beside the shared cluster, stopped here if the test
+ * fails before it stops them itself. */
+static pid_t extra_pids[4];
 
 static int teardown(void **state)
 {
 	(void)state;
-	for (int i = 0; i < 2; i++)
-		if (queue_pids[i] > 0) {
-			kill(queue_pids[i], SIGCONT);
-			kill(queue_pids[i], SIGTERM);
-			waitpid(queue_pids[i], NULL, 0);
+	for (int i = 0; i < 4; i++)
+		if (extra_pids[i] > 0) {
+			kill(extra_pids[i], SIGCONT);
+			kill(extra_pids[i], SIGTERM);
+			waitpid(extra_pids[i], NULL, 0);
 		}
 	for (int i = N_NODES - 1; i >= 0; i--)
 		if (pids[i] > 0) {
@@ -393,8 +396,11 @@ static void test_endpoints(void **state)
  * first token in the TTFT one. */
 static long metric(const char *text, const char *name)
 {
-	const char *p = strstr(text, name);
-	return p ? atol(p + strlen(name)) : -1;
+	/* at the start of a line: "# TYPE name counter" names it too */
+	for (const char *p = strstr(text, name); p; p = strstr(p + 1, name))
+		if (p == text || p[-1] == '\n' || name[0] == '\n')
+			return atol(p + strlen(name));
+	return -1;
 }
 
 static void test_metrics_agree(void **state)
@@ -951,8 +957,8 @@ static void test_queue(void **state)
 	 * one and refused one (within its 3 x 1 s liveness window), so none can
 	 * finish and make room early however fast this machine decodes. */
 	kill(dq, SIGSTOP);
-	queue_pids[0] = rq;
-	queue_pids[1] = dq;
+	extra_pids[0] = rq;
+	extra_pids[1] = dq;
 	struct qreq q[6];
 	pthread_t th[6];
 	for (int i = 0; i < 6; i++) {
@@ -986,7 +992,170 @@ static void test_queue(void **state)
 	int s1, s2;
 	waitpid(dq, &s1, 0);
 	waitpid(rq, &s2, 0);
-	queue_pids[0] = queue_pids[1] = 0;
+	extra_pids[0] = extra_pids[1] = 0;
+	assert_true(WIFEXITED(s1) && WEXITSTATUS(s1) == 0);
+	assert_true(WIFEXITED(s2) && WEXITSTATUS(s2) == 0);
+}
+
+/* A POST to url; status, the Retry-After header (0: none) and the body. */
+static size_t retry_header(char *d, size_t sz, size_t n, void *ctx)
+{
+	if (sz * n > 13 && !strncasecmp(d, "Retry-After:", 12))
+		*(int *)ctx = atoi(d + 12);
+	return sz * n;
+}
+
+static long post_retry(const char *url, const char *body, int *retry, struct tu_buf *out)
+{
+	CURL *c = curl_easy_init();
+	assert_non_null(c);
+	*retry = 0;
+	out->p = NULL;
+	out->n = 0;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tu_buf_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, retry_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, retry);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	long status = 0;
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	return status;
+}
+
+struct long_req {
+	const char *url;
+	long status;
+};
+
+static void *post_long(void *arg)
+{
+	struct long_req *q = arg;
+	static int t[400];
+	tu_random_prompt(t, 400, 77);
+	char *body = ids_body(t, 400, 4, NULL);
+	struct tu_buf b = {NULL, 0};
+	q->status = tu_http(q->url, "POST", body, NULL, NULL, tu_buf_write, &b);
+	free(b.p);
+	free(body);
+	return NULL;
+}
+
+/* Early rejection: with 1600 prompt tokens of local prefill queued on the
+ * only decode node (held still, so the queue is exactly what the router
+ * placed), a 40-token request whose TTFT objective its own 5 chunks meet
+ * but the 205 chunks ahead do not is answered 429 with Retry-After at
+ * once, streamed or not; the objective is set from the step the router
+ * itself predicts (/v1/cluster), so the case holds on any CPU. */
+static void test_early_reject(void **state)
+{
+	(void)state;
+	char ctl[300], kv[300], port[16], base[64], url[128];
+	snprintf(ctl, sizeof ctl, "ipc://%s/router-s.ipc", tu_tmpdir());
+	snprintf(kv, sizeof kv, "ipc://%s/decode-s.ipc", tu_tmpdir());
+	snprintf(port, sizeof port, "%d", PORT + 2);
+	snprintf(base, sizeof base, "http://127.0.0.1:%d", PORT + 2);
+	snprintf(url, sizeof url, "%s/v1/completions", base);
+	pid_t rs = spawn("duet-router", "router-s",
+			 (char *[]){"--http-port", port, "--control", ctl, "--policy", "colocated",
+				    "--node-timeout-ms", "60000", "--log-level", "debug", NULL});
+	pid_t ds = spawn("duet-decode", "decode-s",
+			 (char *[]){"--router", ctl, "--kv-endpoint", kv, "--max-batch-tokens", "8",
+				    "--report-ms", "50", "--name", "decode-s", NULL});
+	extra_pids[2] = rs;
+	extra_pids[3] = ds;
+	/* Served once, so that the node has measured steps and reported them. */
+	static int t[40];
+	tu_random_prompt(t, 40, 78);
+	char *warm = ids_body(t, 20, 4, NULL);
+	long st = 0;
+	for (int k = 0; k < 300 && st != 200; k++) {
+		struct tu_buf b = {NULL, 0};
+		st = tu_http(url, "POST", warm, NULL, NULL, tu_buf_write, &b);
+		free(b.p);
+		if (st != 200)
+			usleep(100000);
+	}
+	free(warm);
+	assert_int_equal(st, 200);
+	double chunk_ms = -1;
+	char cl[128];
+	snprintf(cl, sizeof cl, "%s/v1/cluster", base);
+	for (int k = 0; k < 200 && chunk_ms <= 0; k++) {
+		struct tu_buf b = {NULL, 0};
+		json_t *j = tu_http(cl, "GET", NULL, NULL, NULL, tu_buf_write, &b) == 200
+				    ? json_loads(b.p, 0, NULL)
+				    : NULL;
+		free(b.p);
+		json_t *m = json_object_get(json_array_get(json_object_get(j, "nodes"), 0), "step_model");
+		if (json_integer_value(json_object_get(m, "steps")) > 0 &&
+		    json_integer_value(json_object_get(json_array_get(json_object_get(j, "nodes"), 0),
+						       "running")) == 0)
+			chunk_ms = json_real_value(json_object_get(m, "prefill_chunk_step_ms"));
+		json_decref(j);
+		if (chunk_ms <= 0)
+			usleep(20000);
+	}
+	assert_true(chunk_ms > 0);
+	kill(ds, SIGSTOP);
+	/* A report already on its way would replace the router's count of
+	 * what it placed since: let it land first. */
+	usleep(300000);
+	struct long_req lr[4];
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++) {
+		lr[i] = (struct long_req){url, 0};
+		pthread_create(&th[i], NULL, post_long, &lr[i]);
+	}
+	char mu[128];
+	snprintf(mu, sizeof mu, "%s/metrics", base);
+	for (int k = 0; k < 300; k++) {
+		char *m = queue_metrics(mu);
+		int placed = m && metric(m, "duet_placements_total{path=\"local\"} ") == 5;
+		free(m);
+		if (placed)
+			break;
+		usleep(10000);
+	}
+	/* 40 tokens: 5 chunks of its own, 205 with the queue: an objective of
+	 * 20 chunk steps sits between. */
+	char extra[96];
+	snprintf(extra, sizeof extra, "{\"slo_ttft_ms\":%d}", (int)(20 * chunk_ms) + 1);
+	char *body = ids_body(t, 40, 4, extra);
+	snprintf(extra, sizeof extra, "{\"slo_ttft_ms\":%d,\"stream\":true}", (int)(20 * chunk_ms) + 1);
+	char *sbody = ids_body(t, 40, 4, extra);
+	int retry = 0;
+	struct tu_buf b;
+	st = post_retry(url, body, &retry, &b);
+	if (st != 429)
+		fail_msg("status %ld: %s", st, b.p ? b.p : "");
+	assert_true(retry >= 1);
+	assert_non_null(strstr(b.p, "objective"));
+	free(b.p);
+	st = post_retry(url, sbody, &retry, &b);
+	assert_int_equal(st, 429);
+	assert_true(retry >= 1);
+	free(b.p);
+	free(body);
+	free(sbody);
+	kill(ds, SIGCONT);
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(lr[i].status, 200);
+	}
+	char *m = queue_metrics(mu);
+	assert_non_null(m);
+	assert_int_equal(metric(m, "duet_early_rejections_total "), 2);
+	free(m);
+	kill(ds, SIGTERM);
+	kill(rs, SIGTERM);
+	int s1, s2;
+	waitpid(ds, &s1, 0);
+	waitpid(rs, &s2, 0);
+	extra_pids[2] = extra_pids[3] = 0;
 	assert_true(WIFEXITED(s1) && WEXITSTATUS(s1) == 0);
 	assert_true(WIFEXITED(s2) && WEXITSTATUS(s2) == 0);
 }
@@ -1157,6 +1326,7 @@ int main(void)
 		cmocka_unit_test(test_chat),
 		cmocka_unit_test(test_concurrent_streams),
 		cmocka_unit_test(test_queue),
+		cmocka_unit_test(test_early_reject),
 		cmocka_unit_test(test_router_restart_policies),
 		cmocka_unit_test(test_decode_failover),
 		cmocka_unit_test(test_prefill_failover),

@@ -162,7 +162,7 @@ static void test_stalls(void **st)
 	assert_non_null(ev);
 	/* The long gap starts 10 ms into the first step, ends 5 ms after the
 	 * second. */
-	struct stall_gap gaps[2] = {{1.001, 1.002}, {1.010, 1.060}};
+	struct stall_gap gaps[2] = {{1.001, 1.002, 0}, {1.010, 1.060, 0}};
 	struct stall_report r;
 	struct duet_err err;
 	if (tracefile_stalls(ev, NULL, gaps, 2, 50, &r, &err))
@@ -180,6 +180,41 @@ static void test_stalls(void **st)
 	json_decref(ev);
 }
 
+/* Two decode nodes: each gap goes to the node the router placed its
+ * request on last (request 6 failed over from decode-0 to decode-1); a
+ * request the router never placed is counted, not attributed. */
+static void test_stalls_two_nodes(void **st)
+{
+	(void)st;
+	const char *text =
+		"[{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":3,\"tid\":3,\"args\":{\"name\":\"decode-0\"}},"
+		"{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":3,\"tid\":3,\"args\":{\"name\":\"main\"}},"
+		"{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":4,\"tid\":4,\"args\":{\"name\":\"decode-1\"}},"
+		"{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":4,\"tid\":4,\"args\":{\"name\":\"main\"}},"
+		"{\"ph\":\"X\",\"name\":\"place\",\"pid\":1,\"tid\":1,\"ts\":1,\"dur\":1,"
+		"\"args\":{\"request\":5,\"decode\":\"decode-1\"}},"
+		"{\"ph\":\"X\",\"name\":\"place\",\"pid\":1,\"tid\":1,\"ts\":2,\"dur\":1,"
+		"\"args\":{\"request\":6,\"decode\":\"decode-0\"}},"
+		"{\"ph\":\"X\",\"name\":\"place\",\"pid\":1,\"tid\":1,\"ts\":3,\"dur\":1,"
+		"\"args\":{\"request\":6,\"decode\":\"decode-1\"}},"
+		"{\"ph\":\"X\",\"name\":\"idle\",\"pid\":3,\"tid\":3,\"ts\":1000000,\"dur\":100000},"
+		"{\"ph\":\"X\",\"name\":\"kv write\",\"pid\":4,\"tid\":4,\"ts\":1000000,\"dur\":100000}]";
+	json_error_t je;
+	json_t *ev = json_loads(text, 0, &je);
+	assert_non_null(ev);
+	struct stall_gap gaps[3] = {{1.00, 1.02, 5}, {1.03, 1.06, 6}, {1.06, 1.10, 9}};
+	struct stall_report r;
+	struct duet_err err;
+	if (tracefile_stalls(ev, NULL, gaps, 3, 100, &r, &err))
+		fail_msg("%s", err.msg);
+	assert_string_equal(r.node, "decode-0,decode-1");
+	assert_int_equal(r.n_worst, 3);
+	assert_int_equal(r.n_unplaced, 1);
+	assert_true(r.seconds[STALL_KV] > 0.0499 && r.seconds[STALL_KV] < 0.0501);
+	assert_true(r.seconds[STALL_IDLE] == 0);
+	json_decref(ev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -187,6 +222,7 @@ int main(void)
 		cmocka_unit_test(test_cut_short),
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_stalls),
+		cmocka_unit_test(test_stalls_two_nodes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

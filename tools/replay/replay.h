@@ -20,6 +20,7 @@
 #include "replay/trace.h"
 
 #define REPLAY_KIND_MAX 32  /* length of an error kind ("http_503") */
+#define REPLAY_ID_MAX 48 /* a response's id as the server named it */
 #define REPLAY_MAX_KINDS 16 /* distinct error kinds counted; the rest are "other" */
 #define REPLAY_MAX_SWEEP 32   /* rates in one --sweep */
 #define REPLAY_MAX_COMPARE 16 /* directories in one --compare */
@@ -49,6 +50,9 @@ struct replay_result {
 	double *tok_s;		    /* arrival time of each token event */
 	double done_s;		    /* end of the response */
 	struct replay_text text;    /* the streamed text, every event's in order */
+	/* the response's "id" (duet-router: cmpl-N, N its request id in
+	 * logs and traces), letters, digits, '-', '_' and '.' only */
+	char server_id[REPLAY_ID_MAX];
 };
 
 struct replay_opts {

@@ -88,6 +88,17 @@ static void on_event(struct xfer *x, const char *data, size_t len, double t)
 		snprintf(x->stream_kind, REPLAY_KIND_MAX, "bad_event");
 		return;
 	}
+	const char *id = json_string_value(json_object_get(j, "id"));
+	if (id && !x->r->server_id[0]) {
+		size_t k = 0;
+		for (; id[k] && k < REPLAY_ID_MAX - 1; k++) {
+			char c = id[k];
+			int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+				 (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+			x->r->server_id[k] = ok ? c : '_';
+		}
+		x->r->server_id[k] = 0;
+	}
 	json_t *e = json_object_get(j, "error");
 	if (e) {
 		json_t *code = json_object_get(e, "code");

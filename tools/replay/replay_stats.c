@@ -208,7 +208,7 @@ static int write_requests(const char *dir, const struct replay_result *res, int 
 	if (!f)
 		return -1;
 	fprintf(f, "id,sched_s,sent_s,prompt_tokens,output_tokens,tokens,status,ttft_s,tbt_mean_s,"
-		   "tbt_p50_s,tbt_p99_s,tbt_max_s,e2e_s,t2_s\n");
+		   "tbt_p50_s,tbt_p99_s,tbt_max_s,e2e_s,t2_s,server_id\n");
 	for (int i = 0; i < n; i++) {
 		const struct replay_result *r = &res[i];
 		int g = gaps_of(r, gaps);
@@ -224,7 +224,8 @@ static int write_requests(const char *dir, const struct replay_result *res, int 
 		else
 			fprintf(f, "NaN,NaN,NaN,NaN,");
 		fprintf(f, "%.6f,", r->done_s - r->sent_s);
-		print_opt(f, t2_of(r), "\n");
+		print_opt(f, t2_of(r), ",");
+		fprintf(f, "%s\n", r->server_id);
 	}
 	return close_checked(f, dir, "requests.csv", err);
 }

@@ -225,39 +225,180 @@ static int kind_of(json_t *e, enum stall_kind *k)
 	return 0;
 }
 
-/* The pid and main thread of the node to attribute. */
-static int find_node(json_t *ev, const char *node, json_int_t *pid, json_int_t *tid, char *name,
-		     size_t cap, struct duet_err *err)
+/* One decode node's main thread, its spans sorted by start. */
+struct node_spans {
+	char name[64];
+	json_int_t pid, tid;
+	struct span *sp;
+	int n;
+};
+
+/* A request the router placed, and on which decode node. */
+struct placed {
+	unsigned long long request;
+	int node;
+	int seq; /* order in the trace */
+};
+
+static int placed_cmp(const void *a, const void *b)
 {
-	int found = 0;
-	for (size_t i = 0; i < json_array_size(ev) && !found; i++) {
+	const struct placed *x = a, *y = b;
+	if (x->request != y->request)
+		return x->request < y->request ? -1 : 1;
+	return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+static int request_cmp(const void *a, const void *b)
+{
+	const struct placed *x = a, *y = b;
+	return x->request < y->request ? -1 : x->request > y->request;
+}
+
+static const char *meta_name(json_t *e, const char *what)
+{
+	const char *ph = json_string_value(json_object_get(e, "ph"));
+	const char *nm = json_string_value(json_object_get(e, "name"));
+	if (!ph || strcmp(ph, "M") || !nm || strcmp(nm, what))
+		return NULL;
+	return json_string_value(json_object_get(json_object_get(e, "args"), "name"));
+}
+
+/* The decode nodes to attribute to (node, or every decode*), with the
+ * spans of their main threads. */
+static int find_nodes(json_t *ev, const char *node, struct node_spans *nodes, int *n_nodes,
+		      struct duet_err *err)
+{
+	int n = 0;
+	for (size_t i = 0; i < json_array_size(ev); i++) {
 		json_t *e = json_array_get(ev, i);
-		const char *ph = json_string_value(json_object_get(e, "ph"));
-		const char *what = json_string_value(json_object_get(e, "name"));
-		const char *pn = json_string_value(json_object_get(json_object_get(e, "args"), "name"));
-		if (!ph || strcmp(ph, "M") || !what || strcmp(what, "process_name") || !pn)
+		const char *pn = meta_name(e, "process_name");
+		if (!pn || !(node ? strcmp(pn, node) == 0 : strncmp(pn, "decode", 6) == 0))
 			continue;
-		if (node ? strcmp(pn, node) == 0 : strncmp(pn, "decode", 6) == 0) {
-			*pid = json_integer_value(json_object_get(e, "pid"));
-			snprintf(name, cap, "%s", pn);
-			found = 1;
-		}
+		if (n == STALL_MAX_NODES)
+			return duet_errf(err, "stalls: more than %d decode nodes", STALL_MAX_NODES);
+		memset(&nodes[n], 0, sizeof nodes[n]);
+		snprintf(nodes[n].name, sizeof nodes[n].name, "%s", pn);
+		nodes[n].pid = json_integer_value(json_object_get(e, "pid"));
+		nodes[n].tid = -1;
+		n++;
 	}
-	if (!found)
+	*n_nodes = n;
+	if (!n)
 		return duet_errf(err, "stalls: no process named %s in the trace",
 				 node ? node : "decode*");
 	for (size_t i = 0; i < json_array_size(ev); i++) {
 		json_t *e = json_array_get(ev, i);
+		const char *tn = meta_name(e, "thread_name");
+		if (!tn || strcmp(tn, "main"))
+			continue;
+		json_int_t pid = json_integer_value(json_object_get(e, "pid"));
+		for (int k = 0; k < n; k++)
+			if (nodes[k].pid == pid)
+				nodes[k].tid = json_integer_value(json_object_get(e, "tid"));
+	}
+	for (int k = 0; k < n; k++) {
+		if (nodes[k].tid < 0)
+			return duet_errf(err, "stalls: process %s has no main thread in the trace",
+					 nodes[k].name);
+		nodes[k].sp = malloc(sizeof(struct span) * (json_array_size(ev) + 1));
+		if (!nodes[k].sp)
+			return duet_errf(err, "stalls: out of memory");
+	}
+	for (size_t i = 0; i < json_array_size(ev); i++) {
+		json_t *e = json_array_get(ev, i);
 		const char *ph = json_string_value(json_object_get(e, "ph"));
-		const char *what = json_string_value(json_object_get(e, "name"));
-		const char *tn = json_string_value(json_object_get(json_object_get(e, "args"), "name"));
-		if (ph && !strcmp(ph, "M") && what && !strcmp(what, "thread_name") && tn &&
-		    !strcmp(tn, "main") && json_integer_value(json_object_get(e, "pid")) == *pid) {
-			*tid = json_integer_value(json_object_get(e, "tid"));
-			return 0;
+		enum stall_kind kind;
+		if (!ph || strcmp(ph, "X") || kind_of(e, &kind))
+			continue;
+		json_int_t pid = json_integer_value(json_object_get(e, "pid"));
+		json_int_t tid = json_integer_value(json_object_get(e, "tid"));
+		double ts = num(e, "ts"), dur = num(e, "dur");
+		if (isnan(ts) || isnan(dur))
+			continue;
+		for (int k = 0; k < n; k++)
+			if (nodes[k].pid == pid && nodes[k].tid == tid)
+				nodes[k].sp[nodes[k].n++] = (struct span){ts * 1e-6, (ts + dur) * 1e-6, kind};
+	}
+	for (int k = 0; k < n; k++)
+		qsort(nodes[k].sp, (size_t)nodes[k].n, sizeof(struct span), span_cmp);
+	return 0;
+}
+
+/* The router's placements: request id -> index into nodes (the last
+ * placement wins: a request that failed over ended where it was placed
+ * last). Sorted by request. */
+static struct placed *placements(json_t *ev, const struct node_spans *nodes, int n_nodes,
+				 int *n_out)
+{
+	struct placed *pl = malloc(sizeof *pl * (json_array_size(ev) + 1));
+	int n = 0;
+	if (!pl)
+		return NULL;
+	for (size_t i = 0; i < json_array_size(ev); i++) {
+		json_t *e = json_array_get(ev, i);
+		const char *nm = json_string_value(json_object_get(e, "name"));
+		if (!nm || strcmp(nm, "place"))
+			continue;
+		json_t *args = json_object_get(e, "args");
+		const char *dn = json_string_value(json_object_get(args, "decode"));
+		json_t *rq = json_object_get(args, "request");
+		if (!dn || !json_is_integer(rq))
+			continue;
+		for (int k = 0; k < n_nodes; k++)
+			if (!strcmp(nodes[k].name, dn)) {
+				pl[n] = (struct placed){(unsigned long long)json_integer_value(rq), k, n};
+				n++;
+			}
+	}
+	qsort(pl, (size_t)n, sizeof *pl, placed_cmp);
+	int m = 0; /* the last placement of each request */
+	for (int i = 0; i < n; i++) {
+		if (i + 1 < n && pl[i + 1].request == pl[i].request)
+			continue;
+		pl[m++] = pl[i];
+	}
+	*n_out = m;
+	return pl;
+}
+
+static int node_of(const struct stall_gap *g, const struct placed *pl, int n_pl, int n_nodes,
+		   int fixed)
+{
+	if (fixed || n_nodes == 1)
+		return 0;
+	struct placed key = {g->request, 0, 0};
+	const struct placed *p = g->request ? bsearch(&key, pl, (size_t)n_pl, sizeof *pl, request_cmp)
+					     : NULL;
+	return p ? p->node : -1;
+}
+
+static void attribute(const struct node_spans *ns, double a, double b, struct stall_report *out,
+		      double *steps_s)
+{
+	const struct span *sp = ns->sp;
+	double covered = 0;
+	/* Spans of the main thread do not overlap: the first that ends after
+	 * a is found by bisection on start times. */
+	int lo = 0, hi = ns->n;
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		if (sp[mid].t1 <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (int i = lo; i < ns->n && sp[i].t0 < b; i++) {
+		double o = fmin(b, sp[i].t1) - fmax(a, sp[i].t0);
+		if (o <= 0)
+			continue;
+		out->seconds[sp[i].kind] += o;
+		covered += o;
+		if (sp[i].kind == STALL_STEP || sp[i].kind == STALL_STEP_PREFILL) {
+			*steps_s += sp[i].t1 - sp[i].t0;
+			out->steps++;
 		}
 	}
-	return duet_errf(err, "stalls: process %s has no main thread in the trace", name);
+	out->seconds[STALL_UNTRACED] += fmax(0, (b - a) - covered);
 }
 
 int tracefile_stalls(json_t *merged, const char *node, struct stall_gap *gaps, int n,
@@ -269,26 +410,18 @@ int tracefile_stalls(json_t *merged, const char *node, struct stall_gap *gaps, i
 		return duet_errf(err, "stalls: not a trace");
 	if (n < 1)
 		return duet_errf(err, "stalls: no token gaps to attribute");
-	json_int_t pid = 0, tid = 0;
-	if (find_node(ev, node, &pid, &tid, out->node, sizeof out->node, err))
-		return -1;
-	struct span *sp = malloc(sizeof *sp * (json_array_size(ev) + 1));
-	if (!sp)
-		return duet_errf(err, "stalls: out of memory");
-	int ns = 0;
-	for (size_t i = 0; i < json_array_size(ev); i++) {
-		json_t *e = json_array_get(ev, i);
-		const char *ph = json_string_value(json_object_get(e, "ph"));
-		enum stall_kind k;
-		if (!ph || strcmp(ph, "X") || json_integer_value(json_object_get(e, "pid")) != pid ||
-		    json_integer_value(json_object_get(e, "tid")) != tid || kind_of(e, &k))
-			continue;
-		double ts = num(e, "ts"), dur = num(e, "dur");
-		if (isnan(ts) || isnan(dur))
-			continue;
-		sp[ns++] = (struct span){ts * 1e-6, (ts + dur) * 1e-6, k};
+	struct node_spans nodes[STALL_MAX_NODES];
+	int n_nodes = 0, n_pl = 0, rc = -1;
+	struct placed *pl = NULL;
+	if (find_nodes(ev, node, nodes, &n_nodes, err))
+		goto out;
+	if (!(pl = placements(ev, nodes, n_nodes, &n_pl))) {
+		duet_errf(err, "stalls: out of memory");
+		goto out;
 	}
-	qsort(sp, (size_t)ns, sizeof *sp, span_cmp);
+	for (int k = 0; k < n_nodes; k++)
+		snprintf(out->node + strlen(out->node), sizeof out->node - strlen(out->node), "%s%s",
+			 k ? "," : "", nodes[k].name);
 	qsort(gaps, (size_t)n, sizeof *gaps, gap_cmp);
 	int worst = (int)ceil((double)n * top_pct / 100.0);
 	worst = worst < 1 ? 1 : worst > n ? n : worst;
@@ -297,42 +430,72 @@ int tracefile_stalls(json_t *merged, const char *node, struct stall_gap *gaps, i
 	out->threshold_s = gaps[worst - 1].t1 - gaps[worst - 1].t0;
 	double steps_s = 0;
 	for (int g = 0; g < worst; g++) {
-		double a = gaps[g].t0, b = gaps[g].t1, covered = 0;
-		out->worst_mean_s += (b - a) / worst;
-		/* Spans of the main thread do not overlap: the first that ends
-		 * after a is found by bisection on start times. */
-		int lo = 0, hi = ns;
-		while (lo < hi) {
-			int mid = (lo + hi) / 2;
-			if (sp[mid].t1 <= a)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo > 0 && sp[lo - 1].t1 > a)
-			lo--;
-		for (int i = lo; i < ns && sp[i].t0 < b; i++) {
-			double o = fmin(b, sp[i].t1) - fmax(a, sp[i].t0);
-			if (o <= 0)
-				continue;
-			out->seconds[sp[i].kind] += o;
-			covered += o;
-			if (sp[i].kind == STALL_STEP || sp[i].kind == STALL_STEP_PREFILL) {
-				steps_s += sp[i].t1 - sp[i].t0;
-				out->steps++;
-			}
-		}
-		out->seconds[STALL_UNTRACED] += fmax(0, (b - a) - covered);
+		out->worst_mean_s += (gaps[g].t1 - gaps[g].t0) / worst;
+		int k = node_of(&gaps[g], pl, n_pl, n_nodes, node != NULL);
+		if (k < 0)
+			out->n_unplaced++;
+		else
+			attribute(&nodes[k], gaps[g].t0, gaps[g].t1, out, &steps_s);
 	}
 	out->steps_mean_ms = out->steps ? 1e3 * steps_s / out->steps : 0;
-	free(sp);
+	rc = 0;
+out:
+	for (int k = 0; k < n_nodes; k++)
+		free(nodes[k].sp);
+	free(pl);
+	return rc;
+}
+
+/* requests.csv's server_id column, as the router's request ids (cmpl-N,
+ * chatcmpl-N); 0 where there is none. ids[i] for replay request i. */
+static int read_request_ids(const char *dir, unsigned long long **out, int *n_out,
+			    struct duet_err *err)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/requests.csv", dir);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return duet_errf(err, "%s: %s", path, strerror(errno));
+	char line[1024];
+	unsigned long long *ids = NULL;
+	int n = 0, cap = 0, header = 1;
+	while (fgets(line, sizeof line, f)) {
+		if (header) {
+			header = 0;
+			continue;
+		}
+		long id = strtol(line, NULL, 10);
+		char *last = strrchr(line, ',');
+		char *dash = last ? strrchr(last, '-') : NULL;
+		unsigned long long rq = dash ? strtoull(dash + 1, NULL, 10) : 0;
+		if (id < 0 || id > (1L << 30))
+			continue;
+		if (id >= cap) {
+			int nc = (int)id + 1024;
+			unsigned long long *p = realloc(ids, sizeof *p * (size_t)nc);
+			if (!p) {
+				fclose(f);
+				free(ids);
+				return duet_errf(err, "%s: out of memory", path);
+			}
+			memset(p + cap, 0, sizeof *p * (size_t)(nc - cap));
+			ids = p;
+			cap = nc;
+		}
+		ids[id] = rq;
+		if (id >= n)
+			n = (int)id + 1;
+	}
+	fclose(f);
+	*out = ids;
+	*n_out = n;
 	return 0;
 }
 
 /* tokens.csv: "id,index,t_s" rows; gaps between consecutive tokens of a
  * request, in wall-clock seconds. */
-static int read_gaps(const char *dir, double start_s, struct stall_gap **out, int *n,
-		     struct duet_err *err)
+static int read_gaps(const char *dir, double start_s, const unsigned long long *ids, int n_ids,
+		     struct stall_gap **out, int *n, struct duet_err *err)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/tokens.csv", dir);
@@ -368,7 +531,8 @@ static int read_gaps(const char *dir, double start_s, struct stall_gap **out, in
 				}
 				g = p;
 			}
-			g[k++] = (struct stall_gap){start_s + prev_t, start_s + t};
+			g[k++] = (struct stall_gap){start_s + prev_t, start_s + t,
+						    id < n_ids ? ids[id] : 0};
 		}
 		prev_id = id;
 		prev_t = t;
@@ -394,32 +558,45 @@ int tracefile_stalls_for_replay(const char *dir, const char *const *traces, int 
 	if (isnan(start_s))
 		return duet_errf(err, "%s: no start_unix_us (a replay of an older duet?)", path);
 	struct stall_gap *gaps = NULL;
-	int n = 0;
-	if (read_gaps(dir, start_s, &gaps, &n, err))
+	unsigned long long *ids = NULL;
+	int n = 0, n_ids = 0;
+	if (read_request_ids(dir, &ids, &n_ids, err))
 		return -1;
+	if (read_gaps(dir, start_s, ids, n_ids, &gaps, &n, err)) {
+		free(ids);
+		return -1;
+	}
+	free(ids);
 	json_t *merged = tracefile_merge(traces, n_traces, err);
 	struct stall_report r;
 	int rc = -1;
 	if (!merged || tracefile_stalls(merged, node, gaps, n, top_pct, &r, err))
 		goto out;
-	double total = r.worst_mean_s * r.n_worst;
+	double total = 0; /* the attributed gaps' time */
+	for (int k = 0; k < STALL_KINDS; k++)
+		total += r.seconds[k];
+	int placed = r.n_worst - r.n_unplaced;
 	fprintf(f,
 		"stalls: the worst %.3g%% of %d token gaps (%d, >= %.1f ms, mean %.1f ms) on %s; "
-		"%d decode steps overlap them, mean %.1f ms:\n",
+		"%d decode steps overlap them, mean %.1f ms%s:\n",
 		top_pct, r.n_gaps, r.n_worst, r.threshold_s * 1e3, r.worst_mean_s * 1e3, r.node,
-		r.steps, r.steps_mean_ms);
+		r.steps, r.steps_mean_ms, r.n_unplaced ? " (some on no known node)" : "");
+	if (r.n_unplaced)
+		fprintf(f, "  %d of the gaps belong to requests the router's trace did not place "
+			   "(give its trace file too)\n", r.n_unplaced);
 	json_t *kinds = json_object();
 	for (int k = 0; k < STALL_KINDS; k++) {
 		double share = total > 0 ? r.seconds[k] / total : 0;
 		if (r.seconds[k] > 0)
 			fprintf(f, "  %-40s %5.1f%%  (%.1f ms per gap)\n", stall_kind_name(k),
-				100 * share, 1e3 * r.seconds[k] / r.n_worst);
+				100 * share, placed ? 1e3 * r.seconds[k] / placed : 0);
 		json_object_set_new(kinds, stall_kind_name(k),
 				    json_pack("{s:f,s:f}", "share", share, "ms_per_gap",
-					      1e3 * r.seconds[k] / r.n_worst));
+					      placed ? 1e3 * r.seconds[k] / placed : 0));
 	}
-	json_t *j = json_pack("{s:s,s:i,s:i,s:f,s:f,s:f,s:i,s:f,s:o}", "node", r.node, "gaps",
-			      r.n_gaps, "worst", r.n_worst, "top_pct", top_pct, "threshold_ms",
+	json_t *j = json_pack("{s:s,s:i,s:i,s:i,s:f,s:f,s:f,s:i,s:f,s:o}", "node", r.node, "gaps",
+			      r.n_gaps, "worst", r.n_worst, "unplaced", r.n_unplaced, "top_pct", top_pct,
+			      "threshold_ms",
 			      r.threshold_s * 1e3, "worst_mean_ms", r.worst_mean_s * 1e3,
 			      "steps_overlapping", r.steps, "steps_mean_ms", r.steps_mean_ms, "kinds",
 			      kinds);

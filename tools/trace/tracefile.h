@@ -38,14 +38,18 @@ enum stall_kind {
 const char *stall_kind_name(enum stall_kind k);
 
 /* A token gap in wall-clock seconds: the earlier token's arrival, the
- * later one's. */
+ * later one's; request: the router's id of the request (0: unknown). */
 struct stall_gap {
 	double t0, t1;
+	unsigned long long request;
 };
 
+#define STALL_MAX_NODES 16 /* decode nodes told apart in one attribution */
+
 struct stall_report {
-	char node[128];	     /* the process attributed */
-	int n_gaps, n_worst; /* gaps given, and the worst ones attributed */
+	char node[256];	     /* the processes attributed, comma-separated */
+	int n_gaps, n_worst; /* gaps given, and the worst ones */
+	int n_unplaced;	     /* worst gaps whose decode node is not known (not attributed) */
 	double threshold_s;  /* the shortest of the worst */
 	double worst_mean_s;
 	double seconds[STALL_KINDS]; /* summed over the worst gaps */
@@ -54,15 +58,17 @@ struct stall_report {
 };
 
 /* Attributes the worst top_pct percent of gaps (at least one) to what the
- * main thread of the process named node (NULL: the first whose name starts
- * with "decode") spent each moment on, from the events of a merged trace.
- * Sorts gaps. */
+ * main thread of a decode node spent each moment on, from the events of a
+ * merged trace: the process named node if given, else the node the
+ * router's trace placed the gap's request on (its last "place" event), or
+ * the only process named decode* when there is one. Sorts gaps. */
 int tracefile_stalls(json_t *merged, const char *node, struct stall_gap *gaps, int n,
 		     double top_pct, struct stall_report *out, struct duet_err *err);
 
 /* The same for a `duet replay` run directory: its token gaps (tokens.csv,
- * placed on the wall clock by summary.json's start_unix_us) against the
- * trace files; prints the table to f and writes DIR/stalls.json. */
+ * placed on the wall clock by summary.json's start_unix_us, each request
+ * named by requests.csv's server_id) against the trace files; prints the
+ * table to f and writes DIR/stalls.json. */
 int tracefile_stalls_for_replay(const char *dir, const char *const *traces, int n_traces,
 				const char *node, double top_pct, FILE *f, struct duet_err *err);
 

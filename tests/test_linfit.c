@@ -1,0 +1,52 @@
+/* The online least-squares fit behind the decode node's step-time model:
+ * exact on noise-free data, following a change of the underlying costs
+ * through its forgetting factor, and leaving at zero what never varied. */
+#include "testutil.h"
+
+#include <math.h>
+
+#include "base/linfit.h"
+
+static void test_fits_and_follows(void **st)
+{
+	(void)st;
+	struct duet_linfit f;
+	duet_linfit_init(&f, 3, 0.99, 1e-6);
+	/* step = 5 + 2 per sequence + 0.5 per prefill token */
+	for (int i = 0; i < 400; i++) {
+		double x[3] = {1, 1 + i % 8, (i % 5) * 16};
+		duet_linfit_add(&f, x, 5 + 2 * x[1] + 0.5 * x[2]);
+	}
+	assert_true(fabs(f.w[0] - 5) < 1e-3 && fabs(f.w[1] - 2) < 1e-3 && fabs(f.w[2] - 0.5) < 1e-3);
+	double q[3] = {1, 4, 64};
+	assert_true(fabs(duet_linfit_predict(&f, q) - 45) < 1e-2);
+	/* The machine gets twice as slow: the fit follows within a few
+	 * forgetting spans. */
+	for (int i = 0; i < 1500; i++) {
+		double x[3] = {1, 1 + i % 8, (i % 5) * 16};
+		duet_linfit_add(&f, x, 2 * (5 + 2 * x[1] + 0.5 * x[2]));
+	}
+	assert_true(fabs(duet_linfit_predict(&f, q) - 90) < 0.5);
+}
+
+static void test_unseen_feature(void **st)
+{
+	(void)st;
+	struct duet_linfit f;
+	duet_linfit_init(&f, 2, 0.995, 1e-3);
+	for (int i = 0; i < 100; i++) { /* no prefill token ever */
+		double x[2] = {1, 0};
+		duet_linfit_add(&f, x, 7);
+	}
+	assert_true(fabs(f.w[0] - 7) < 0.01);
+	assert_true(fabs(f.w[1]) < 1e-9);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fits_and_follows),
+		cmocka_unit_test(test_unseen_feature),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
