@@ -5,33 +5,59 @@
 #                  prefill, --policy colocated
 #   disaggregated: one prefill node and one decode node, one core each,
 #                  --policy length-aware
-# then `duet replay --compare` of the two sweeps per trace.
+# REPEAT times each, then per trace: `duet replay --compare` of the first
+# repetition's sweeps (table and plots side by side) and summary.csv, every
+# repetition's goodput and p99 TBT per rate with their spread, the ratio
+# disaggregated / colocated per repetition, and whether all repetitions
+# agree on the winner.
+#
+# Both configurations get the same SLOs (SLO_X times colocated's unloaded
+# TTFT and TBT, measured once per trace) and the same router objectives
+# (slo-ttft-ms = the TTFT SLO, slo-tbt-ms = ROUTER_TBT_SHARE of the TBT
+# SLO: the router keeps predicted steps within it so that a request's p99
+# gap stays inside the SLO), and the same pinning: nodes one per CPU as
+# duet up pins them, the router and the load generator on AUX_CPU
+# (disaggregated: beside the prefill node, never on the decode node's
+# core; colocated: beside decode-0, as two decode nodes leave no other).
 #
 # Usage: bench_cluster.sh BUILD MODEL TRACES_DIR
 # Environment (defaults in brackets):
-#   TRACES    trace files in TRACES_DIR [azure_llm_2023_conv.csv azure_llm_2023_code.csv]
+#   TRACES    trace files in TRACES_DIR
+#             [azure_llm_2023_conv.csv azure_llm_2023_code.csv mooncake_conversation.jsonl]
 #   START     trace seconds skipped [600]      REQUESTS  requests per rate [40]
 #   RATE      mean rate at multiplier 1, req/s [0.3]
-#   SWEEP     rate multipliers [1,2,3,4,5]    LENGTH    --length-scale [0.5]
+#   SWEEP     rate multipliers [1,2,3,4,5]
+#   LENGTH    --length-scale of the Azure traces [0.5]
+#   MOONCAKE_LENGTH  --length-scale of Mooncake traces (prompts of 7-20k) [0.1]
 #   CHUNK     max-batch-tokens of every node (the colocated prefill chunk) [64]
 #   SLO_X     SLOs as multiples of colocated's unloaded TTFT and TBT [5]
+#   ROUTER_SLO  1: give the router the objectives above, 0: none [1]
+#   ROUTER_TBT_SHARE  the router's TBT objective as a share of the SLO [0.66]
+#   REPEAT    repetitions of each configuration's sweep [3]
+#   AUX_CPU   CPU of the router and the load generator [0]
 #   OUT       results [BUILD/bench-cluster]
 set -eu
 BUILD=$1
 MODEL=$2
 TRACES_DIR=$3
 DUET=$BUILD/duet
-TRACES=${TRACES:-azure_llm_2023_conv.csv azure_llm_2023_code.csv}
+TRACES=${TRACES:-azure_llm_2023_conv.csv azure_llm_2023_code.csv mooncake_conversation.jsonl}
 START=${START:-600}
 REQUESTS=${REQUESTS:-40}
 RATE=${RATE:-0.3}
 SWEEP=${SWEEP:-1,2,3,4,5}
 LENGTH=${LENGTH:-0.5}
+MOONCAKE_LENGTH=${MOONCAKE_LENGTH:-0.1}
 CHUNK=${CHUNK:-64}
 SLO_X=${SLO_X:-5}
+ROUTER_SLO=${ROUTER_SLO:-1}
+ROUTER_TBT_SHARE=${ROUTER_TBT_SHARE:-0.66}
+REPEAT=${REPEAT:-3}
+AUX_CPU=${AUX_CPU:-0}
 OUT=${OUT:-$BUILD/bench-cluster}
 PORT=18650
 unset OPENBLAS_CORETYPE # benchmarks run with OpenBLAS's own core choice
+PIN="taskset -c $AUX_CPU"
 
 up_pid=
 stop_up() {
@@ -47,7 +73,9 @@ start_up() { # name, then duet up options
 	local name=$1
 	shift
 	local log=$OUT/$name-up.log
-	"$DUET" up --model "$MODEL" --port $PORT --dir "$OUT/$name-run" \
+	# duet up and the router inherit AUX_CPU; duet up pins each node to
+	# its own CPU.
+	$PIN "$DUET" up --model "$MODEL" --port $PORT --dir "$OUT/$name-run" \
 		--node-arg=--max-batch-tokens=$CHUNK "$@" >"$log" 2>&1 &
 	up_pid=$!
 	for _ in $(seq 1 600); do
@@ -62,27 +90,118 @@ replay() { # out dir, label, then extra options
 	local dir=$1 label=$2
 	shift 2
 	# exit status 3 (some requests failed) is a result at overload, not an error
-	"$DUET" replay --url http://127.0.0.1:$PORT --trace "$TRACES_DIR/$trace" \
+	$PIN "$DUET" replay --url http://127.0.0.1:$PORT --trace "$TRACES_DIR/$trace" \
 		--start "$START" --max-requests "$REQUESTS" --rate "$RATE" --sweep "$SWEEP" \
-		--length-scale "$LENGTH" --out "$dir" --label "$label" "$@" || [ $? -eq 3 ]
+		--length-scale "$length" --out "$dir" --label "$label" -q "$@" || [ $? -eq 3 ]
+}
+
+router_args() { # TTFT and TBT SLO in seconds
+	[ "$ROUTER_SLO" = 1 ] || return 0
+	awk -v t="$1" -v b="$2" -v s="$ROUTER_TBT_SHARE" 'BEGIN {
+		printf "--router-arg=--slo-ttft-ms=%d --router-arg=--slo-tbt-ms=%d\n",
+			t * 1000 + 0.5, b * 1000 * s + 0.5 }'
+}
+
+# summary.csv of one trace from every repetition's sweep.csv: per rate and
+# configuration, goodput and attainment (mean, min, max) and p99 TBT mean;
+# per repetition the goodput ratio; then the verdicts on stdout.
+summarize() { # trace dir
+	local d=$1
+	for cfg in colocated disaggregated; do
+		for r in $(seq 1 "$REPEAT"); do
+			awk -F, -v c=$cfg -v r=$r 'NR > 1 { print c "," r "," $0 }' "$d/$cfg/rep-$r/sweep.csv"
+		done
+	done | awk -F, -v reps="$REPEAT" '
+	# cfg,rep,mult,offered,rps,goodput,attain,ttft99,tbt99,ttft50,tbt50,failed,slo_ttft,slo_tbt
+	{
+		k = $3; g[$1, k, $2] = $6; a[$1, k, $2] = $7; t[$1, k, $2] = $9
+		off[$1, k] += $4 / reps
+		if (!(k in seen)) { seen[k] = 1; ks[++n] = k }
+	}
+	END {
+		print "rate_multiplier,config,offered_rps,goodput_mean,goodput_min,goodput_max,attainment_mean,tbt_p99_mean_s,goodput_ratio_min,goodput_ratio_max,same_winner"
+		for (i = 2; i <= n; i++) # by multiplier (a handful: insertion sort)
+			for (j = i; j > 1 && ks[j - 1] + 0 > ks[j] + 0; j--) { x = ks[j]; ks[j] = ks[j - 1]; ks[j - 1] = x }
+		for (i = 1; i <= n; i++) {
+			k = ks[i]
+			rmin = 1e9; rmax = 0; wins = 0
+			for (r = 1; r <= reps; r++) {
+				ratio = g["colocated", k, r] > 0 ? g["disaggregated", k, r] / g["colocated", k, r] : 1e9
+				if (ratio < rmin) rmin = ratio
+				if (ratio > rmax) rmax = ratio
+				wins += g["disaggregated", k, r] > g["colocated", k, r]
+			}
+			same = wins == reps ? "disaggregated" : wins == 0 ? "colocated" : "no"
+			for (c = 0; c < 2; c++) {
+				cfg = c ? "disaggregated" : "colocated"
+				s = 0; mn = 1e9; mx = 0; at = 0; tb = 0
+				for (r = 1; r <= reps; r++) {
+					v = g[cfg, k, r]; s += v; at += a[cfg, k, r]; tb += t[cfg, k, r]
+					if (v < mn) mn = v
+					if (v > mx) mx = v
+				}
+				printf "%s,%s,%.3f,%.4f,%.4f,%.4f,%.3f,%.4f,%.3f,%.3f,%s\n", k, cfg, off[cfg, k],
+					s / reps, mn, mx, at / reps, tb / reps, rmin, rmax, same
+			}
+		}
+	}' >"$d/summary.csv"
+	if command -v column >/dev/null; then column -s, -t "$d/summary.csv"; else cat "$d/summary.csv"; fi
+	# The issue's figure: at the first rate where colocated meets the SLOs
+	# for less than 90% of requests, goodput and p99 TBT against colocated.
+	awk -F, 'NR > 1 { if ($2 == "colocated") { c[$1] = $0 } else { d[$1] = $0 } ; ks[++n] = $1 }
+	END {
+		for (i = 1; i <= n; i += 2) {
+			split(c[ks[i]], cc, ","); split(d[ks[i]], dd, ",")
+			if (cc[7] < 0.9) {
+				printf "at x%s (%.3f req/s), where colocated meets both SLOs for %.0f%%: goodput %.2fx colocated (per repetition %.2f-%.2f, winner %s), p99 TBT %.2fx\n",
+					ks[i], cc[3], 100 * cc[7], dd[4] / (cc[4] > 0 ? cc[4] : 1e-9), dd[9], dd[10], dd[11], dd[8] / cc[8]
+				exit
+			}
+		}
+		print "colocated met both SLOs for >= 90% of requests at every rate: raise SWEEP"
+	}' "$d/summary.csv"
 }
 
 mkdir -p "$OUT"
 nproc_=$(nproc)
 echo "machine: $nproc_ CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "model: $MODEL; chunk $CHUNK tokens; $REQUESTS requests per rate from ${START}s; lengths x$LENGTH"
+echo "model: $MODEL; chunk $CHUNK tokens; $REQUESTS requests per rate from ${START}s; $REPEAT repetitions"
+echo "pinning: nodes one per CPU (duet up); router and load generator on CPU $AUX_CPU"
 for trace in $TRACES; do
 	name=${trace%.*}
-	echo "== $name: colocated"
-	start_up colocated -P 0 -D 2 --policy colocated
-	replay "$OUT/$name/colocated" colocated --slo-ttft ${SLO_X}x --slo-tbt ${SLO_X}x
-	stop_up
-	# The same absolute SLOs for both: colocated's unloaded figures times SLO_X.
-	read -r slo_ttft slo_tbt < <(awk -F, 'NR == 2 { print $11, $12 }' "$OUT/$name/colocated/sweep.csv")
-	echo "== $name: disaggregated (SLO: TTFT $slo_ttft s, TBT $slo_tbt s)"
-	start_up disaggregated -P 1 -D 1 --policy length-aware
-	replay "$OUT/$name/disaggregated" disaggregated --slo-ttft "$slo_ttft" --slo-tbt "$slo_tbt"
-	stop_up
-	echo "== $name: comparison"
-	"$DUET" replay --compare "$OUT/$name/colocated" "$OUT/$name/disaggregated" --out "$OUT/$name"
+	case $trace in
+	mooncake*) length=$MOONCAKE_LENGTH ;;
+	*) length=$LENGTH ;;
+	esac
+	slo_ttft= slo_tbt=
+	for r in $(seq 1 "$REPEAT"); do
+		if [ -z "$slo_ttft" ]; then
+			# The SLOs: colocated's unloaded figures times SLO_X, from a
+			# first sweep whose router has no objectives yet (it is
+			# measured again below with them).
+			echo "== $name: measuring the SLOs (colocated, unloaded probe)"
+			start_up colocated -P 0 -D 2 --policy colocated
+			replay "$OUT/$name/slo-probe" colocated --sweep 1 --max-requests 4 \
+				--slo-ttft ${SLO_X}x --slo-tbt ${SLO_X}x >/dev/null
+			stop_up
+			read -r slo_ttft slo_tbt < <(awk -F, 'NR == 2 { print $11, $12 }' \
+				"$OUT/$name/slo-probe/sweep.csv")
+			echo "   SLOs: TTFT $slo_ttft s, TBT $slo_tbt s; router: $(router_args "$slo_ttft" "$slo_tbt")"
+		fi
+		# shellcheck disable=SC2046 # router_args is a list of words
+		for cfg in colocated disaggregated; do
+			echo "== $name: $cfg, repetition $r of $REPEAT"
+			if [ $cfg = colocated ]; then
+				start_up $cfg -P 0 -D 2 --policy colocated $(router_args "$slo_ttft" "$slo_tbt")
+			else
+				start_up $cfg -P 1 -D 1 --policy length-aware $(router_args "$slo_ttft" "$slo_tbt")
+			fi
+			replay "$OUT/$name/$cfg/rep-$r" $cfg --slo-ttft "$slo_ttft" --slo-tbt "$slo_tbt" >/dev/null
+			stop_up
+		done
+	done
+	echo "== $name: comparison (repetition 1) and every repetition"
+	"$DUET" replay --compare "$OUT/$name/colocated/rep-1" "$OUT/$name/disaggregated/rep-1" \
+		--out "$OUT/$name"
+	summarize "$OUT/$name"
 done

@@ -25,6 +25,9 @@
 #define REPLAY_MAX_SWEEP 32   /* rates in one --sweep */
 #define REPLAY_MAX_COMPARE 16 /* directories in one --compare */
 #define REPLAY_MAX_NODE_TRACES 16 /* --node-trace files */
+/* A sweep's capacity, as DistServe defines it: the highest rate at which
+ * this share of requests meets both SLOs. */
+#define REPLAY_CAPACITY_ATTAINMENT 0.9
 /* Before reading daemon traces: longer than their flush interval (a load
  * report, 200 ms by default). */
 #define REPLAY_TRACE_FLUSH_WAIT_US 600000

@@ -137,6 +137,17 @@ static int compare_sweeps(const char *out, const char *const *dirs, const char *
 		       "%.3f req/s (goodput there %.3f req/s)\n",
 		       labels[i], rows[i].n ? rows[i].v[0][SC_SLO_TBT] * 1e3 : 0,
 		       rows[i].n ? rows[i].v[0][SC_SLO_TTFT] : 0, best, good);
+		/* DistServe's capacity: the highest rate at which at least
+		 * REPLAY_CAPACITY_ATTAINMENT of the requests meet both SLOs. */
+		double cap = 0;
+		for (int q = 0; q < rows[i].n; q++) {
+			const double *v = rows[i].v[q];
+			if (v[SC_ATTAIN] >= REPLAY_CAPACITY_ATTAINMENT && v[SC_OFFERED] > cap)
+				cap = v[SC_OFFERED];
+		}
+		printf("%s: highest offered rate with >= %.0f%% of requests within both SLOs: "
+		       "%.3f req/s\n",
+		       labels[i], 100 * REPLAY_CAPACITY_ATTAINMENT, cap);
 	}
 	return replay_plot_sweeps(out, dirs, labels, n, err);
 }
