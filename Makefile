@@ -347,7 +347,8 @@ $(BUILD)/bench/bench_router: $(BUILD)/bench/bench_router.o
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -o $@
 
 # Colocated vs disaggregated over a sweep of request rates, replaying the
-# Azure traces (bench/bench_cluster.sh documents the knobs; about 30 min).
+# Azure and Mooncake traces, three repetitions (bench/bench_cluster.sh
+# documents the knobs; about two hours, REQUESTS=30 SWEEP=1,3 about one).
 SHARED_TRACES ?= $(abspath ../shared/traces)
 .PHONY: bench-cluster
 bench-cluster: $(DUET) $(DAEMONS) $(BENCH_MODEL)

@@ -109,7 +109,7 @@ summarize() { # trace dir
 	local d=$1
 	for cfg in colocated disaggregated; do
 		for r in $(seq 1 "$REPEAT"); do
-			awk -F, -v c=$cfg -v r=$r 'NR > 1 { print c "," r "," $0 }' "$d/$cfg/rep-$r/sweep.csv"
+			awk -F, -v c=$cfg -v r=$r 'NR > 1 { print c "," r "," $0 }' "$d/rep-$r/$cfg/sweep.csv"
 		done
 	done | awk -F, -v reps="$REPEAT" '
 	# cfg,rep,mult,offered,rps,goodput,attain,ttft99,tbt99,ttft50,tbt50,failed,slo_ttft,slo_tbt
@@ -181,8 +181,10 @@ for trace in $TRACES; do
 			# measured again below with them).
 			echo "== $name: measuring the SLOs (colocated, unloaded probe)"
 			start_up colocated -P 0 -D 2 --policy colocated
-			replay "$OUT/$name/slo-probe" colocated --sweep 1 --max-requests 4 \
-				--slo-ttft ${SLO_X}x --slo-tbt ${SLO_X}x >/dev/null
+			# (12 requests: Mooncake's arrive six at a time, and --rate
+			# needs a slice spread in time)
+			replay "$OUT/$name/slo-probe" colocated --sweep 1 --max-requests 12 \
+				--slo-ttft ${SLO_X}x --slo-tbt ${SLO_X}x >/dev/null 2>&1
 			stop_up
 			read -r slo_ttft slo_tbt < <(awk -F, 'NR == 2 { print $11, $12 }' \
 				"$OUT/$name/slo-probe/sweep.csv")
@@ -196,12 +198,12 @@ for trace in $TRACES; do
 			else
 				start_up $cfg -P 1 -D 1 --policy length-aware $(router_args "$slo_ttft" "$slo_tbt")
 			fi
-			replay "$OUT/$name/$cfg/rep-$r" $cfg --slo-ttft "$slo_ttft" --slo-tbt "$slo_tbt" >/dev/null
+			replay "$OUT/$name/rep-$r/$cfg" $cfg --slo-ttft "$slo_ttft" --slo-tbt "$slo_tbt" >/dev/null
 			stop_up
 		done
 	done
 	echo "== $name: comparison (repetition 1) and every repetition"
-	"$DUET" replay --compare "$OUT/$name/colocated/rep-1" "$OUT/$name/disaggregated/rep-1" \
-		--out "$OUT/$name"
+	"$DUET" replay --compare "$OUT/$name/rep-1/colocated" "$OUT/$name/rep-1/disaggregated" \
+		--out "$OUT/$name" 2>/dev/null
 	summarize "$OUT/$name"
 done

@@ -264,9 +264,14 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 	if (r->policy == ROUTER_POLICY_LENGTH_AWARE) {
 		/* Running streams wait for every step that carries a chunk of
 		 * the prompt: local only while that step keeps their TBT
-		 * objective (or nothing runs there to suffer it). */
-		int keeps_tbt = slo_tbt <= 0 || local_step < 0 ||
-				dn->running + dn->local_prefill == 0 || local_step <= slo_tbt;
+		 * objective, or when nothing runs there and the prompt takes
+		 * one step (a longer one would stall every stream that joins
+		 * meanwhile: seconds of slow steps, as traces showed on the
+		 * code trace, whose answers are a few tokens long). */
+		int one_step = dn->max_batch_tokens <= 0 ||
+			       (long)dn->local_prefill_tokens + local_tokens <= dn->max_batch_tokens;
+		int keeps_tbt = slo_tbt <= 0 || local_step < 0 || local_step <= slo_tbt ||
+				(dn->running + dn->local_prefill == 0 && one_step);
 		/* A short prompt costs the decode node's batch little, and
 		 * skips a KV transfer. */
 		if (keeps_tbt && local_tokens <= r->cfg.local_max_prompt) {

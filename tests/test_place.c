@@ -235,9 +235,19 @@ static void test_slo(void **state)
 	assert_true(pl.ttft_ms > 69.9 && pl.ttft_ms < 70.1);
 	pl = place_slo(40, 0, 50); /* the request's own objective is tighter */
 	assert_int_equal(pl.pnode, 0);
-	R.nodes[2].running = 0; /* nobody to stall: local whatever the step */
+	R.nodes[2].running = 0; /* nobody to stall, one step: local whatever the step */
 	pl = place_slo(40, 0, 10);
 	assert_int_equal(pl.pnode, -1);
+	/* Four steps of 200 tokens (the prefill nodes queued deeper) would
+	 * stall whatever joins meanwhile: the prefill node. */
+	R.nodes[0].queued_tokens = R.nodes[1].queued_tokens = 100000;
+	pl = place_slo(200, 0, 10);
+	assert_int_equal(pl.pnode, 0);
+	R.cfg.slo_tbt_ms = 0; /* without an objective: local pays */
+	pl = place_slo(200, 0, 0);
+	assert_int_equal(pl.pnode, -1);
+	R.cfg.slo_tbt_ms = 80;
+	R.nodes[0].queued_tokens = R.nodes[1].queued_tokens = 0;
 	R.nodes[2].running = 4;
 
 	/* Prefill queues: 10000 tokens at 5000/s and 9000 at 4000/s. A
