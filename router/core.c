@@ -350,7 +350,9 @@ static int place(struct router *r, struct rreq *q)
 		duet_log(DUET_LOG_DEBUG, q->id, "waits: %s", err.msg);
 		return 1;
 	}
-	if (pl.reject) {
+	/* A request placed again after a node failed has its stream going:
+	 * it is served, not refused. */
+	if (pl.reject && q->attempts == 0) {
 		char why[200];
 		snprintf(why, sizeof why,
 			 "the first token would come in %.0f ms, past the %d ms objective: the "
