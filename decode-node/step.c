@@ -49,7 +49,7 @@ static void send_first(struct decode *d, struct dreq *r, int token, long long us
 
 void decode_step(struct decode *d)
 {
-	int n = 0, budget = d->node.cfg.max_batch_tokens, running = 0;
+	int n = 0, budget = d->node.cfg.max_batch_tokens;
 	for (int i = 0; i < d->n_reqs; i++) {
 		struct dreq *r = d->reqs[i];
 		if (r->st != DREQ_RUNNING)
@@ -59,7 +59,7 @@ void decode_step(struct decode *d)
 						  r->logits, r};
 		d->batch[n++] = r;
 	}
-	running = n;
+	int running = n;
 	/* Oldest local prefill first (requests are kept in arrival order). */
 	for (int i = 0; i < d->n_reqs && budget > 0; i++) {
 		struct dreq *r = d->reqs[i];

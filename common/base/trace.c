@@ -125,11 +125,25 @@ void duet_trace_thread(const char *name)
 	pthread_mutex_unlock(&g_mu);
 }
 
-static void format_args(char *buf, size_t cap, const char *fmt, va_list ap)
+/* A span (ph X, with dur) or an instant (ph i, dur < 0): the two differ
+ * only in those fields. */
+static void event(const char *cat, const char *name, long long t_us, long long dur,
+		  const char *args_fmt, va_list ap)
 {
-	buf[0] = 0;
-	if (fmt)
-		vsnprintf(buf, cap, fmt, ap);
+	char args[TRACE_ARGS_MAX] = "";
+	if (args_fmt)
+		vsnprintf(args, sizeof args, args_fmt, ap);
+	char kind[48];
+	if (dur >= 0)
+		snprintf(kind, sizeof kind, "\"ph\":\"X\",\"dur\":%lld", dur);
+	else
+		snprintf(kind, sizeof kind, "\"ph\":\"i\",\"s\":\"t\"");
+	pthread_mutex_lock(&g_mu);
+	if (g_f)
+		put("{%s,\"cat\":\"%s\",\"name\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%lld,"
+		    "\"args\":{%s}}",
+		    kind, cat, name, g_pid, tid(), duet_trace_wall_us(t_us), args);
+	pthread_mutex_unlock(&g_mu);
 }
 
 void duet_trace_span(const char *cat, const char *name, long long t0_us, long long t1_us,
@@ -137,18 +151,10 @@ void duet_trace_span(const char *cat, const char *name, long long t0_us, long lo
 {
 	if (!duet_trace_on())
 		return;
-	char args[TRACE_ARGS_MAX];
 	va_list ap;
 	va_start(ap, args_fmt);
-	format_args(args, sizeof args, args_fmt, ap);
+	event(cat, name, t0_us, t1_us > t0_us ? t1_us - t0_us : 0, args_fmt, ap);
 	va_end(ap);
-	long long dur = t1_us > t0_us ? t1_us - t0_us : 0;
-	pthread_mutex_lock(&g_mu);
-	if (g_f)
-		put("{\"ph\":\"X\",\"cat\":\"%s\",\"name\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%lld,"
-		    "\"dur\":%lld,\"args\":{%s}}",
-		    cat, name, g_pid, tid(), duet_trace_wall_us(t0_us), dur, args);
-	pthread_mutex_unlock(&g_mu);
 }
 
 void duet_trace_instant(const char *cat, const char *name, long long t_us, const char *args_fmt,
@@ -156,17 +162,10 @@ void duet_trace_instant(const char *cat, const char *name, long long t_us, const
 {
 	if (!duet_trace_on())
 		return;
-	char args[TRACE_ARGS_MAX];
 	va_list ap;
 	va_start(ap, args_fmt);
-	format_args(args, sizeof args, args_fmt, ap);
+	event(cat, name, t_us, -1, args_fmt, ap);
 	va_end(ap);
-	pthread_mutex_lock(&g_mu);
-	if (g_f)
-		put("{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"%s\",\"name\":\"%s\",\"pid\":%d,\"tid\":%d,"
-		    "\"ts\":%lld,\"args\":{%s}}",
-		    cat, name, g_pid, tid(), duet_trace_wall_us(t_us), args);
-	pthread_mutex_unlock(&g_mu);
 }
 
 void duet_trace_counter(const char *name, long long t_us, const char *series, double value)

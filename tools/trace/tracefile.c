@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/grow.h"
+
 #define TRACE_MAX_FILES 64     /* files in one merge */
 #define TRACE_MAX_PIDS 1024    /* distinct processes in one merge */
 #define TRACE_FILE_MAX (1L << 31) /* bytes of one trace file */
@@ -471,16 +473,15 @@ static int read_request_ids(const char *dir, unsigned long long **out, int *n_ou
 		if (id < 0 || id > (1L << 30))
 			continue;
 		if (id >= cap) {
-			int nc = (int)id + 1024;
-			unsigned long long *p = realloc(ids, sizeof *p * (size_t)nc);
+			int old = cap;
+			unsigned long long *p = duet_grow(ids, &cap, (int)id + 1, sizeof *p, 1024);
 			if (!p) {
 				fclose(f);
 				free(ids);
 				return duet_errf(err, "%s: out of memory", path);
 			}
-			memset(p + cap, 0, sizeof *p * (size_t)(nc - cap));
+			memset(p + old, 0, sizeof *p * (size_t)(cap - old));
 			ids = p;
-			cap = nc;
 		}
 		ids[id] = rq;
 		if (id >= n)
@@ -521,16 +522,13 @@ static int read_gaps(const char *dir, double start_s, const unsigned long long *
 			return duet_errf(err, "%s: bad row '%.40s'", path, line);
 		}
 		if (id == prev_id && idx > 0) {
-			if (k == cap) {
-				cap = cap ? 2 * cap : 1024;
-				struct stall_gap *p = realloc(g, sizeof *g * (size_t)cap);
-				if (!p) {
-					fclose(f);
-					free(g);
-					return duet_errf(err, "%s: out of memory", path);
-				}
-				g = p;
+			struct stall_gap *p = duet_grow(g, &cap, k + 1, sizeof *g, 1024);
+			if (!p) {
+				fclose(f);
+				free(g);
+				return duet_errf(err, "%s: out of memory", path);
 			}
+			g = p;
 			g[k++] = (struct stall_gap){start_s + prev_t, start_s + t,
 						    id < n_ids ? ids[id] : 0};
 		}
