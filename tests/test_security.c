@@ -7,6 +7,7 @@
  * and request-timeout hold. */
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
@@ -512,6 +513,15 @@ static long health_until(long want)
 	return st;
 }
 
+/* Whether the router has closed fd (it refuses a connection over the limit
+ * by accepting and closing it). */
+static int closed_by_peer(int fd)
+{
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 static void test_connection_limit_per_ip(void **state)
 {
 	(void)state;
@@ -519,8 +529,24 @@ static void test_connection_limit_per_ip(void **state)
 	for (int i = 0; i < 4; i++) /* max-connections-per-ip 4, all idle */
 		fds[i] = tcp_connect();
 	/* Once the router has accepted all four (on a busy machine that takes
-	 * a while; until then a fifth may still get in), a fifth is refused. */
-	assert_int_equal(health_until(0), 0);
+	 * a while; until then a fifth may still get in), a fifth is refused.
+	 * A connection of the previous test that the router has not yet
+	 * reaped still counts, so one of ours may have been refused: it is
+	 * opened again until four of ours are held. */
+	long st = -1;
+	for (int round = 0; round < 50 && st != 0; round++) {
+		for (int i = 0; i < 4; i++)
+			if (closed_by_peer(fds[i])) {
+				close(fds[i]);
+				fds[i] = tcp_connect();
+			}
+		struct tu_buf b;
+		st = https("GET", "/health", NULL, &b);
+		free(b.p);
+		if (st != 0)
+			usleep(100000);
+	}
+	assert_int_equal(st, 0);
 	for (int i = 0; i < 4; i++)
 		close(fds[i]);
 	assert_int_equal(health_until(200), 200);
