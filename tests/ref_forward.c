@@ -110,9 +110,20 @@ int ref_forward(const struct duet_model *m, const int *tokens, int T, float *log
 				xt[i] += o[i];
 		}
 	}
+	/* The classifier, the largest matrix, dequantized once for all
+	 * positions (in place: each position's normalized state into x). */
 	for (int t = 0; t < T; t++) {
 		rmsnorm(xn, x + (size_t)t * D, m->out_norm, D, c->rms_eps);
-		matvec(&m->output, xn, logits + (size_t)t * V, tmp);
+		memcpy(x + (size_t)t * D, xn, sizeof(float) * D);
+	}
+	for (int64_t r = 0; r < m->output.rows; r++) {
+		duet_dequant_row(m->output.type, duet_tensor_row(&m->output, r), tmp, D);
+		for (int t = 0; t < T; t++) {
+			double s = 0;
+			for (int k = 0; k < D; k++)
+				s += (double)tmp[k] * x[(size_t)t * D + k];
+			logits[(size_t)t * V + r] = (float)s;
+		}
 	}
 	rc = 0;
 out:

@@ -79,7 +79,7 @@ static void some_tokens(int *t, int n, int salt, int vocab)
 
 static float tol_for(const struct duet_model *m)
 {
-	float t = g_qdot == DUET_QDOT_INT8 && duet_model_dtype(m) == DUET_Q8_0 ? LOGIT_TOL_INT8
+	float t = g_qdot == DUET_QDOT_INT8 && duet_dtype_quantized(duet_model_dtype(m)) ? LOGIT_TOL_INT8
 										: LOGIT_TOL;
 	return t + (g_kv == DUET_KV_F16 ? LOGIT_TOL_KV_F16 : g_kv == DUET_KV_INT8 ? LOGIT_TOL_KV_INT8 : 0);
 }
@@ -458,6 +458,45 @@ static void test_q8_0_int8(void **st)
 	greedy_routes(p);
 }
 
+/* Every other quantized type (rows of 32-blocks on the tiny shape, of
+ * 256-blocks on tiny-k, and the q4_k_m mix) against the reference: in
+ * int8 mode prefill with every instruction set, batched decode, and greedy
+ * text the same by every route; in exact mode prefill. */
+static void test_quant_types(void **st)
+{
+	(void)st;
+	static const struct {
+		const char *shape;
+		enum duet_dtype t;
+		enum duet_mix mix;
+	} models[] = {
+		{"tiny", DUET_Q4_0, DUET_MIX_NONE},   {"tiny", DUET_Q4_1, DUET_MIX_NONE},
+		{"tiny", DUET_Q5_0, DUET_MIX_NONE},   {"tiny", DUET_Q5_1, DUET_MIX_NONE},
+		{"tiny-k", DUET_Q4_K, DUET_MIX_NONE}, {"tiny-k", DUET_Q5_K, DUET_MIX_NONE},
+		{"tiny-k", DUET_Q6_K, DUET_MIX_NONE}, {"tiny-k", DUET_Q4_K, DUET_MIX_Q4_K_M},
+	};
+	static const char *isas[] = {"scalar", "avx2", "avx512"};
+	char p[4096];
+	for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+		tu_make_model_mix(p, models[i].shape, models[i].t, models[i].mix, "gguf", -1, 7);
+		struct duet_model *m = tu_open(p);
+		assert_int_equal(duet_model_dtype(m), models[i].t);
+		duet_model_close(m);
+		if (g_qdot == DUET_QDOT_EXACT) {
+			/* Exact mode dequantizes these types with the scalar
+			 * code on every instruction set. */
+			prefill_vs_ref(p, 21, NULL);
+			continue;
+		}
+		for (int k = 0; k < 3; k++)
+			if (duet_kernels_named(isas[k]))
+				prefill_vs_ref(p, 21, isas[k]);
+		batched_decode(p, 6, 2);
+		if (models[i].mix == DUET_MIX_Q4_K_M)
+			greedy_routes(p);
+	}
+}
+
 /* The same model as GGUF and as llama2.c: same digest, same tokens. */
 static void test_formats_agree(void **st)
 {
@@ -583,6 +622,8 @@ int main(void)
 		cmocka_unit_test(test_greedy_same_every_route),
 		cmocka_unit_test(test_bf16),
 		cmocka_unit_test_setup_teardown(test_q8_0_int8, int8_mode, exact_mode),
+		cmocka_unit_test_setup_teardown(test_quant_types, int8_mode, exact_mode),
+		cmocka_unit_test(test_quant_types),
 		cmocka_unit_test_setup_teardown(test_kv_rounded, kv_f16, exact_mode),
 		cmocka_unit_test_setup_teardown(test_kv_rounded, kv_int8, exact_mode),
 		cmocka_unit_test(test_formats_agree),

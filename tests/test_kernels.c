@@ -70,11 +70,13 @@ static void dequant_q8a(const struct duet_q8a_pair *panel, int B, int b, float *
 static void test_matmul(void **st)
 {
 	(void)st;
-	static const enum duet_dtype types[] = {DUET_F32, DUET_F16, DUET_BF16, DUET_Q8_0};
-	static const int Ks[] = {32, 96, 160, 288, 1056, 37, 4099};
+	static const enum duet_dtype types[] = {DUET_F32,  DUET_F16,  DUET_BF16, DUET_Q8_0,
+						DUET_Q4_0, DUET_Q4_1, DUET_Q5_0, DUET_Q5_1,
+						DUET_Q4_K, DUET_Q5_K, DUET_Q6_K};
+	static const int Ks[] = {32, 96, 160, 288, 1056, 37, 4099, 256, 768};
 	const int N = 37, BMAX = 17;
-	for (int ti = 0; ti < 4; ti++)
-		for (int ki = 0; ki < 7; ki++) {
+	for (int ti = 0; ti < (int)(sizeof types / sizeof types[0]); ti++)
+		for (int ki = 0; ki < (int)(sizeof Ks / sizeof Ks[0]); ki++) {
 			int K = Ks[ki];
 			enum duet_dtype t = types[ti];
 			if (K % duet_dtype_block(t))
@@ -116,7 +118,7 @@ static void test_matmul(void **st)
 			}
 			/* A row's int8 form does not depend on the panel's width
 			 * (only quantized weights, whole blocks, take it). */
-			if (t == DUET_Q8_0) {
+			if (duet_dtype_quantized(t)) {
 				for (int b = 0; b < BMAX; b++) {
 					duet_quant_q8a_ref(x + b * ldx, K, qa, BMAX, b);
 					dequant_q8a(qa, BMAX, b, xq + b * ldx, K);
@@ -372,10 +374,159 @@ static void test_q8_0_format(void **st)
 	}
 }
 
+
+/* Blocks built by hand from the layouts' descriptions (ggml-common.h),
+ * element values worked out here independently of dtype.c. */
+static void test_quant_layouts(void **st)
+{
+	(void)st;
+	float y[DUET_QK];
+	uint16_t half = duet_fp32_to_fp16(0.5f), quarter = duet_fp32_to_fp16(0.25f);
+	/* Q4_0: value j < 16 the low nibble of qs[j], j + 16 the high one. */
+	struct duet_q4_0_block a = {.d = half};
+	for (int j = 0; j < 16; j++)
+		a.qs[j] = (uint8_t)(j | (15 - j) << 4);
+	duet_dequant_row(DUET_Q4_0, &a, y, 32);
+	for (int j = 0; j < 16; j++) {
+		assert_true(y[j] == 0.5f * (float)(j - 8));
+		assert_true(y[j + 16] == 0.5f * (float)(7 - j));
+	}
+	/* Q4_1: d * q + m. */
+	struct duet_q4_1_block a1 = {.d = half, .m = duet_fp32_to_fp16(-1.0f)};
+	memcpy(a1.qs, a.qs, 16);
+	duet_dequant_row(DUET_Q4_1, &a1, y, 32);
+	assert_true(y[3] == 0.5f * 3 - 1 && y[16 + 3] == 0.5f * 12 - 1);
+	/* Q5_0: bit i of qh (little-endian) is value i's fifth bit. */
+	struct duet_q5_0_block b = {.d = half, .qh = {0x01, 0x00, 0x02, 0x80}};
+	memcpy(b.qs, a.qs, 16);
+	duet_dequant_row(DUET_Q5_0, &b, y, 32);
+	assert_true(y[0] == 0.5f * (float)(0 + 16 - 16));  /* bit 0 */
+	assert_true(y[1] == 0.5f * (float)(1 - 16));	    /* no bit */
+	assert_true(y[17] == 0.5f * (float)(14 + 16 - 16)); /* bit 17 */
+	assert_true(y[31] == 0.5f * (float)(0 + 16 - 16));  /* bit 31 */
+	/* Q5_1 with the same quants, plus m. */
+	struct duet_q5_1_block b1 = {.d = half, .m = quarter};
+	memcpy(b1.qh, b.qh, 4);
+	memcpy(b1.qs, b.qs, 16);
+	duet_dequant_row(DUET_Q5_1, &b1, y, 32);
+	assert_true(y[17] == 0.5f * 30 + 0.25f);
+	/* Q4_K: scales 0-3 / mins 0-3 in the low 6 bits of bytes 0-3 / 4-7;
+	 * scale and min 4+i: low 4 bits in byte 8+i (low / high nibble), top
+	 * 2 bits in the top bits of byte i / 4+i. Scale j = 40 + j, min j =
+	 * 20 + 3j here. */
+	struct duet_q4_k_block k = {.d = half, .dmin = quarter};
+	for (int j = 0; j < 8; j++) {
+		int sc = 40 + j, mn = 20 + 3 * j;
+		if (j < 4) {
+			k.scales[j] |= (uint8_t)sc;
+			k.scales[j + 4] |= (uint8_t)mn;
+		} else {
+			k.scales[j + 4] = (uint8_t)((sc & 15) | (mn & 15) << 4);
+			k.scales[j - 4] |= (uint8_t)((sc >> 4) << 6);
+			k.scales[j] |= (uint8_t)((mn >> 4) << 6);
+		}
+	}
+	for (int i = 0; i < 128; i++)
+		k.qs[i] = (uint8_t)((i % 16) | (15 - i % 16) << 4);
+	duet_dequant_row(DUET_Q4_K, &k, y, DUET_QK);
+	/* value 64g + l: low nibble of qs[32g + l], sub-block 2g; 64g + 32 +
+	 * l: the high nibble, sub-block 2g + 1. */
+	for (int g = 0; g < 4; g++)
+		for (int l = 0; l < 32; l += 7) {
+			int lo = l % 16, hi = 15 - l % 16;
+			float w0 = 0.5f * (float)(40 + 2 * g) * (float)lo - 0.25f * (float)(20 + 6 * g);
+			float w1 = 0.5f * (float)(41 + 2 * g) * (float)hi - 0.25f * (float)(23 + 6 * g);
+			assert_true(y[64 * g + l] == w0);
+			assert_true(y[64 * g + 32 + l] == w1);
+		}
+	/* Q5_K: the fifth bit of value 64g + l is bit 2g of qh[l], of 64g + 32
+	 * + l bit 2g + 1. */
+	struct duet_q5_k_block k5 = {.d = half, .dmin = quarter};
+	memcpy(k5.scales, k.scales, sizeof k.scales);
+	memcpy(k5.qs, k.qs, sizeof k.qs);
+	k5.qh[5] = 0x24; /* bits 2 and 5: value 64 + 5 and 128 + 32 + 5 */
+	duet_dequant_row(DUET_Q5_K, &k5, y, DUET_QK);
+	assert_true(y[64 + 5] == 0.5f * 42 * (float)(5 + 16) - 0.25f * 26);
+	assert_true(y[128 + 32 + 5] == 0.5f * 45 * (float)(10 + 16) - 0.25f * 35);
+	assert_true(y[5] == 0.5f * 40 * 5 - 0.25f * 20);
+	/* Q6_K: value l + 32c (c = 0..3) of each 128: low nibble of ql[l] (c
+	 * = 0), of ql[l + 32] (1), high nibble of ql[l] (2), of ql[l + 32]
+	 * (3), with bits 2c, 2c + 1 of qh[l] above; minus 32; times the
+	 * int8 scale of its 16 and d. */
+	struct duet_q6_k_block q6 = {.d = half};
+	for (int i = 0; i < 16; i++)
+		q6.scales[i] = (int8_t)(i % 2 ? -(i + 1) : i + 1);
+	for (int i = 0; i < 128; i++)
+		q6.ql[i] = (uint8_t)((i % 16) | (i % 7) << 4);
+	for (int i = 0; i < 64; i++)
+		q6.qh[i] = (uint8_t)(i % 4 | (3 - i % 4) << 2 | (i % 3) << 4 | 1 << 6);
+	duet_dequant_row(DUET_Q6_K, &q6, y, DUET_QK);
+	for (int h = 0; h < 2; h++)
+		for (int c = 0; c < 4; c++)
+			for (int l = 0; l < 32; l += 5) {
+				int qlb = q6.ql[64 * h + l + (c % 2) * 32];
+				int lo = c < 2 ? qlb & 15 : qlb >> 4;
+				int hb = (q6.qh[32 * h + l] >> (2 * c)) & 3;
+				int e = 128 * h + 32 * c + l;
+				float want = 0.5f * (float)q6.scales[e / 16] * (float)((lo | hb << 4) - 32);
+				if (y[e] != want)
+					fail_msg("q6_k value %d: %g, expected %g", e, (double)y[e],
+						 (double)want);
+			}
+}
+
+/* Every type: quantizing then dequantizing stays within the type's step,
+ * and the integer form the scalar kernels use (duet_block_unpack32) gives
+ * exactly what the reference dequantizer gives. */
+static void test_quant_round_trip(void **st)
+{
+	(void)st;
+	static const struct {
+		enum duet_dtype t;
+		float step; /* worst error, as a fraction of the block's max|x| */
+	} types[] = {
+		{DUET_Q8_0, 0.01f}, {DUET_Q4_0, 0.15f}, {DUET_Q4_1, 0.15f}, {DUET_Q5_0, 0.07f},
+		{DUET_Q5_1, 0.07f}, {DUET_Q4_K, 0.2f},	{DUET_Q5_K, 0.1f},  {DUET_Q6_K, 0.05f},
+	};
+	enum { K = 1024 };
+	float x[K], y[K];
+	uint8_t buf[K * 2];
+	for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+		enum duet_dtype t = types[ti].t;
+		fill(x, K, 11 + ti);
+		x[300] = 7.0f; /* an outlier in one block */
+		duet_quant_row(t, x, buf, K);
+		duet_dequant_row(t, buf, y, K);
+		int bs = duet_dtype_block(t);
+		for (int b0 = 0; b0 < K; b0 += bs) {
+			float amax = 0;
+			for (int i = 0; i < bs; i++)
+				amax = fmaxf(amax, fabsf(x[b0 + i]));
+			for (int i = b0; i < b0 + bs; i++)
+				if (!(fabsf(y[i] - x[i]) <= types[ti].step * amax))
+					fail_msg("%s: value %d is %g after a round trip, was %g",
+						 duet_dtype_name(t), i, (double)y[i], (double)x[i]);
+		}
+		for (int i = 0; i < K / 32; i++) {
+			int8_t q[32];
+			float sc[2], m;
+			duet_block_unpack32(t, buf, i, q, sc, &m);
+			for (int j = 0; j < 32; j++)
+				if (sc[j / 16] * (float)q[j] + m != y[32 * i + j])
+					fail_msg("%s: integer form of value %d is %g, dequantized %g",
+						 duet_dtype_name(t), 32 * i + j,
+						 (double)(sc[j / 16] * (float)q[j] + m),
+						 (double)y[32 * i + j]);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_matmul),
+		cmocka_unit_test(test_quant_layouts),
+		cmocka_unit_test(test_quant_round_trip),
 		cmocka_unit_test(test_attention_kernels),
 		cmocka_unit_test(test_vector_ops),
 		cmocka_unit_test(test_fp16_exhaustive),

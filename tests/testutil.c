@@ -89,12 +89,19 @@ char *tu_path(char *buf, const char *name)
 void tu_make_model(char *out, const char *shape, enum duet_dtype dtype,
 		   const char *format, int tied, uint64_t seed)
 {
+	tu_make_model_mix(out, shape, dtype, DUET_MIX_NONE, format, tied, seed);
+}
+
+void tu_make_model_mix(char *out, const char *shape, enum duet_dtype dtype, enum duet_mix mix,
+		       const char *format, int tied, uint64_t seed)
+{
 	const struct duet_shape *sh = duet_shape_find(shape);
 	assert_non_null(sh);
 	int l2c = !strcmp(format, "llama2c");
 	char dir[3072];
 	snprintf(dir, sizeof dir, "%s/%s-%s-%s-t%d-s%llu", tu_tmpdir(), shape,
-		 duet_dtype_name(dtype), format, tied, (unsigned long long)seed);
+		 mix == DUET_MIX_Q4_K_M ? "q4_k_m" : duet_dtype_name(dtype), format, tied,
+		 (unsigned long long)seed);
 	snprintf(out, 4096, "%s/model.%s", dir, l2c ? "bin" : "gguf");
 	if (access(out, R_OK) == 0)
 		return; /* made earlier in this run */
@@ -108,6 +115,7 @@ void tu_make_model(char *out, const char *shape, enum duet_dtype dtype,
 	struct duet_model_spec spec;
 	char name[128];
 	duet_random_spec(&spec, &g, sh, dtype, tied, 0, seed, &v, name);
+	spec.mix = mix;
 	int rc = l2c ? duet_write_llama2c(out, &spec, &err) : duet_write_gguf(out, &spec, &err);
 	if (!rc && l2c) {
 		char tok[4200];

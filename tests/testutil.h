@@ -14,6 +14,7 @@
 #include "engine/dtype.h"
 #include "engine/forward.h"
 #include "engine/model.h"
+#include "mkmodel/model_write.h"
 
 /* ../shared/models files, found from $DUET_SHARED_MODELS, the source
  * tree's parent, or /work/shared/models. Fails the test if absent. */
@@ -31,6 +32,9 @@ char *tu_path(char *buf, const char *name);
  * go into their own directory with a tokenizer.bin. tied -1 = shape's. */
 void tu_make_model(char *out, const char *shape, enum duet_dtype dtype,
 		   const char *format, int tied, uint64_t seed);
+/* The same with a mix of weight types (mkmodel/model_write.h). */
+void tu_make_model_mix(char *out, const char *shape, enum duet_dtype dtype, enum duet_mix mix,
+		       const char *format, int tied, uint64_t seed);
 /* Opens a model, failing the test with the loader's message on error. */
 struct duet_model *tu_open(const char *path);
 

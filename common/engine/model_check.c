@@ -49,7 +49,7 @@ int duet_model_bind(struct duet_tensor *t, const char *path, const char *name,
 				 path, name, (long long)cols, (long long)rows,
 				 (long long)want_cols, (long long)want_rows);
 	if (!duet_dtype_supported(type))
-		return duet_errf(err, "%s: tensor '%s' has type %s; duet computes with f32, f16, bf16 and q8_0",
+		return duet_errf(err, "%s: tensor '%s' has type %s; duet computes with " DUET_DTYPE_LIST,
 				 path, name, duet_dtype_name(type));
 	if (cols % duet_dtype_block(type))
 		return duet_errf(err, "%s: tensor '%s' row length %lld is not a multiple of the %s block size",

@@ -132,7 +132,7 @@ static int bind_norm(struct duet_model *m, float *dst, const char *name,
 				 m->path, name, (unsigned long long)gt->ne[0],
 				 gt->n_dims > 1 ? ", ..." : "", m->cfg.dim);
 	if (!duet_dtype_supported(gt->type))
-		return duet_errf(err, "%s: tensor '%s' has type %s; duet computes with f32, f16, bf16 and q8_0",
+		return duet_errf(err, "%s: tensor '%s' has type %s; duet computes with " DUET_DTYPE_LIST,
 				 m->path, name, duet_dtype_name(gt->type));
 	duet_dequant_row(gt->type, gt->data, dst, m->cfg.dim);
 	return 0;

@@ -37,8 +37,12 @@ static void usage(FILE *f)
 		"  --vocab FILE        vocabulary source; builtin:bytes is a built-in byte-level\n"
 		"                      vocabulary (259 tokens) for machines without one\n"
 		"  -o, --out OUT       output file\n"
-		"  --dtype TYPE        f32 (default), f16, bf16 or q8_0 for the weight\n"
-		"                      matrices\n"
+		"  --dtype TYPE        weight matrices in f32 (default), f16, bf16, q8_0, q4_0,\n"
+		"                      q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, or the mix q4_k_m\n"
+		"                      (q4_k, with q6_k for the classifier and for attn_v and\n"
+		"                      ffn_down in the layers llama.cpp gives more bits);\n"
+		"                      K-quant rows that are not whole 256-blocks fall back\n"
+		"                      as llama.cpp's do (q4_k->q5_0, q5_k->q5_1, q6_k->q8_0)\n"
 		"  --format FMT        gguf (default) or llama2c; llama2c is f32 only and also\n"
 		"                      writes tokenizer.bin next to OUT\n"
 		"  --seed N            weight seed (default 1); same seed, same weights in\n"
@@ -101,6 +105,7 @@ int cmd_mkmodel(int argc, char **argv)
 {
 	const char *shape_name = NULL, *vocab_path = NULL, *out = NULL, *format = "gguf";
 	enum duet_dtype dtype = DUET_F32;
+	enum duet_mix mix = DUET_MIX_NONE;
 	uint64_t seed = 1;
 	long ctx = 0;
 	int tied = -1;
@@ -122,8 +127,13 @@ int cmd_mkmodel(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case 'f': format = optarg; break;
 		case 'd':
-			if (duet_dtype_parse(optarg, &dtype))
-				return cli_fail("mkmodel", "--dtype must be f32, f16, bf16 or q8_0, not '%s'", optarg);
+			if (!strcmp(optarg, "q4_k_m")) {
+				mix = DUET_MIX_Q4_K_M;
+				dtype = DUET_Q4_K;
+			} else if (duet_dtype_parse(optarg, &dtype)) {
+				return cli_fail("mkmodel", "--dtype '%s': want one of " DUET_DTYPE_LIST " or q4_k_m",
+						optarg);
+			}
 			break;
 		case 'S':
 			if (cli_u64("--seed", optarg, &seed))
@@ -176,6 +186,7 @@ int cmd_mkmodel(int argc, char **argv)
 	cli_progress_init(&prog.p, "mkmodel");
 	struct duet_model_spec spec;
 	duet_random_spec(&spec, &g, sh, dtype, tied, (int)ctx, seed, &vocab, name);
+	spec.mix = mix;
 	spec.chat_template = duet_chat_template(chat);
 	spec.progress = on_progress;
 	spec.progress_ctx = &prog;
@@ -187,6 +198,6 @@ int cmd_mkmodel(int argc, char **argv)
 	if (rc)
 		return cli_fail("mkmodel", "%s", err.msg);
 	fprintf(stderr, "duet mkmodel: wrote %s (%s, %s, %s, seed %llu)\n", out, sh->name,
-		duet_dtype_name(dtype), llama2c ? "llama2.c" : "GGUF", (unsigned long long)seed);
+		mix == DUET_MIX_Q4_K_M ? "q4_k_m" : duet_dtype_name(dtype), llama2c ? "llama2.c" : "GGUF", (unsigned long long)seed);
 	return 0;
 }

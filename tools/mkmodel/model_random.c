@@ -7,6 +7,7 @@
 static const struct duet_shape shapes[] = {
 	{"tiny", 64, 192, 2, 4, 2, 512, 1, "test shape, grouped-query attention"},
 	{"tiny-mha", 96, 256, 3, 3, 3, 512, 0, "test shape, separate classifier"},
+	{"tiny-k", 256, 768, 2, 4, 2, 512, 0, "test shape, rows of whole K-quant blocks"},
 	{"stories15m", 288, 768, 6, 6, 6, 256, 1, "llama2.c TinyStories 15M"},
 	{"stories42m", 512, 1376, 8, 8, 8, 1024, 1, "llama2.c TinyStories 42M"},
 	{"stories110m", 768, 2048, 12, 12, 12, 1024, 1, "llama2.c TinyStories 110M"},

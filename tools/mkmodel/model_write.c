@@ -69,6 +69,52 @@ static void out_free(struct out *o)
 	free(o->buf);
 }
 
+/* llama.cpp's use_more_bits: the first and last eighth of the layers and
+ * every third one between them. */
+static int more_bits(int layer, int n)
+{
+	return layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2;
+}
+
+enum duet_dtype duet_spec_tensor_type(const struct duet_model_spec *s, enum duet_weight_role role,
+				      int layer, int64_t cols)
+{
+	if (role == DUET_W_ATTN_NORM || role == DUET_W_FFN_NORM || role == DUET_W_OUT_NORM)
+		return DUET_F32;
+	enum duet_dtype t = s->dtype;
+	if (s->mix == DUET_MIX_Q4_K_M) {
+		t = DUET_Q4_K;
+		if (role == DUET_W_OUTPUT || (role == DUET_W_EMBD && s->tied))
+			t = DUET_Q6_K;
+		else if ((role == DUET_W_V || role == DUET_W_DOWN) &&
+			 more_bits(layer, s->cfg.n_layers))
+			t = DUET_Q6_K;
+	}
+	if (cols % DUET_QK)
+		t = t == DUET_Q4_K ? DUET_Q5_0 : t == DUET_Q5_K ? DUET_Q5_1 : t == DUET_Q6_K ? DUET_Q8_0 : t;
+	return t;
+}
+
+int duet_spec_file_type(const struct duet_model_spec *s)
+{
+	if (s->mix == DUET_MIX_Q4_K_M)
+		return 15;
+	switch (s->dtype) {
+	case DUET_F32: return 0;
+	case DUET_F16: return 1;
+	case DUET_Q4_0: return 2;
+	case DUET_Q4_1: return 3;
+	case DUET_Q8_0: return 7;
+	case DUET_Q5_0: return 8;
+	case DUET_Q5_1: return 9;
+	case DUET_Q4_K: return 14; /* Q4_K_S: the nearest "mostly" type */
+	case DUET_Q5_K: return 16;
+	case DUET_Q6_K: return 18;
+	case DUET_BF16: return 32;
+	}
+	return 0;
+}
+
 static int check_spec(const char *path, const struct duet_model_spec *s,
 		      struct duet_config *c, struct duet_err *err)
 {
@@ -77,22 +123,47 @@ static int check_spec(const char *path, const struct duet_model_spec *s,
 	c->head_dim = c->n_heads > 0 ? c->dim / c->n_heads : 0;
 	if (duet_model_check_config(c, path, err))
 		return -1;
-	int bs = duet_dtype_block(s->dtype);
+	/* The smallest block of the types the spec can give a matrix. */
+	int bs = s->mix != DUET_MIX_NONE || duet_dtype_quantized(s->dtype) ? 32 : 1;
 	if (c->dim % bs || c->hidden_dim % bs)
 		return duet_errf(err, "%s: dim %d and hidden %d must be multiples of %d for %s",
 				 path, c->dim, c->hidden_dim, bs, duet_dtype_name(s->dtype));
 	return 0;
 }
 
-static uint64_t total_bytes(const struct duet_config *c, enum duet_dtype t, int tied)
+/* The matrices of a layer in llama.cpp's order, with their shapes. */
+struct mat {
+	enum duet_weight_role role;
+	const char *name;
+	int64_t rows, cols;
+};
+
+static int layer_mats(const struct duet_config *c, struct mat m[9])
 {
-	uint64_t d = (uint64_t)c->dim, h = (uint64_t)c->hidden_dim;
-	uint64_t kv = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
-	uint64_t per_layer = (2 * d + 2 * kv) * duet_row_bytes(t, c->dim) +
-			     2 * h * duet_row_bytes(t, c->dim) + d * duet_row_bytes(t, c->hidden_dim) +
-			     2 * d * 4;
-	return (uint64_t)c->vocab_size * duet_row_bytes(t, c->dim) * (tied ? 1 : 2) +
-	       per_layer * (uint64_t)c->n_layers + d * 4;
+	int64_t d = c->dim, h = c->hidden_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+	struct mat all[9] = {
+		{DUET_W_ATTN_NORM, "attn_norm", 1, d}, {DUET_W_Q, "attn_q", d, d},
+		{DUET_W_K, "attn_k", kv, d},	       {DUET_W_V, "attn_v", kv, d},
+		{DUET_W_O, "attn_output", d, d},       {DUET_W_FFN_NORM, "ffn_norm", 1, d},
+		{DUET_W_GATE, "ffn_gate", h, d},       {DUET_W_UP, "ffn_up", h, d},
+		{DUET_W_DOWN, "ffn_down", d, h},
+	};
+	memcpy(m, all, sizeof all);
+	return 9;
+}
+
+static uint64_t total_bytes(const struct duet_config *c, const struct duet_model_spec *s)
+{
+	uint64_t vs = (uint64_t)c->vocab_size, n = c->dim * 4u;
+	n += vs * duet_row_bytes(duet_spec_tensor_type(s, DUET_W_EMBD, -1, c->dim), c->dim);
+	if (!s->tied)
+		n += vs * duet_row_bytes(duet_spec_tensor_type(s, DUET_W_OUTPUT, -1, c->dim), c->dim);
+	struct mat m[9];
+	for (int l = 0; l < c->n_layers; l++)
+		for (int i = 0; i < layer_mats(c, m); i++)
+			n += (uint64_t)m[i].rows *
+			     duet_row_bytes(duet_spec_tensor_type(s, m[i].role, l, m[i].cols), m[i].cols);
+	return n;
 }
 
 int duet_write_gguf(const char *path, const struct duet_model_spec *s,
@@ -137,12 +208,11 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 	}
 	if (duet_gguf_writer_open(&w, path, err))
 		goto done;
-	/* llama.cpp's llama_ftype: the file's dominant type. */
-	int ftype = s->dtype == DUET_F32 ? 0 : s->dtype == DUET_F16 ? 1 : s->dtype == DUET_BF16 ? 32 : 7;
+	int ftype = duet_spec_file_type(s);
 	duet_gguf_put_str(&w, "general.architecture", "llama");
 	duet_gguf_put_str(&w, "general.name", s->name ? s->name : "duet model");
 	duet_gguf_put_u32(&w, "general.file_type", (uint32_t)ftype);
-	if (s->dtype == DUET_Q8_0)
+	if (ftype > 1 && ftype != 32)
 		duet_gguf_put_u32(&w, "general.quantization_version", 2);
 	duet_gguf_put_u32(&w, "llama.context_length", (uint32_t)c.ctx_len);
 	duet_gguf_put_u32(&w, "llama.embedding_length", (uint32_t)c.dim);
@@ -169,48 +239,38 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 	duet_gguf_put_bool(&w, "tokenizer.ggml.add_eos_token", 0);
 
 	/* Tensors in llama.cpp's order; norms f32 as llama.cpp keeps them. */
-	uint64_t kv = (uint64_t)c.n_kv_heads * (uint64_t)c.head_dim;
-	uint64_t d = (uint64_t)c.dim, h = (uint64_t)c.hidden_dim, vs = (uint64_t)c.vocab_size;
-	uint32_t mt = (uint32_t)s->dtype;
-	duet_gguf_add_tensor(&w, "token_embd.weight", 2, (uint64_t[]){d, vs}, mt);
+	uint64_t d = (uint64_t)c.dim, vs = (uint64_t)c.vocab_size;
+	enum duet_dtype te = duet_spec_tensor_type(s, DUET_W_EMBD, -1, c.dim);
+	enum duet_dtype to = duet_spec_tensor_type(s, DUET_W_OUTPUT, -1, c.dim);
+	duet_gguf_add_tensor(&w, "token_embd.weight", 2, (uint64_t[]){d, vs}, te);
 	duet_gguf_add_tensor(&w, "output_norm.weight", 1, (uint64_t[]){d}, DUET_F32);
 	if (!s->tied)
-		duet_gguf_add_tensor(&w, "output.weight", 2, (uint64_t[]){d, vs}, mt);
+		duet_gguf_add_tensor(&w, "output.weight", 2, (uint64_t[]){d, vs}, to);
 	char name[64];
-	for (int l = 0; l < c.n_layers; l++) {
-#define T(suffix, nd, type, ...)                                                       \
-	snprintf(name, sizeof name, "blk.%d." suffix ".weight", l);                     \
-	duet_gguf_add_tensor(&w, name, nd, (uint64_t[]){__VA_ARGS__}, type);
-		T("attn_norm", 1, DUET_F32, d)
-		T("attn_q", 2, mt, d, d)
-		T("attn_k", 2, mt, d, kv)
-		T("attn_v", 2, mt, d, kv)
-		T("attn_output", 2, mt, d, d)
-		T("ffn_norm", 1, DUET_F32, d)
-		T("ffn_gate", 2, mt, d, h)
-		T("ffn_up", 2, mt, d, h)
-		T("ffn_down", 2, mt, h, d)
-#undef T
-	}
+	struct mat m[9];
+	int nm = layer_mats(&c, m);
+	for (int l = 0; l < c.n_layers; l++)
+		for (int i = 0; i < nm; i++) {
+			snprintf(name, sizeof name, "blk.%d.%s.weight", l, m[i].name);
+			enum duet_dtype t = duet_spec_tensor_type(s, m[i].role, l, m[i].cols);
+			if (m[i].rows == 1)
+				duet_gguf_add_tensor(&w, name, 1, (uint64_t[]){(uint64_t)m[i].cols}, t);
+			else
+				duet_gguf_add_tensor(&w, name, 2,
+						     (uint64_t[]){(uint64_t)m[i].cols, (uint64_t)m[i].rows}, t);
+		}
 	if (duet_gguf_writer_begin_data(&w, err))
 		goto fail;
-	o.total = total_bytes(&c, s->dtype, s->tied);
-	if (write_tensor(&o, DUET_W_EMBD, -1, c.vocab_size, c.dim, s->dtype, err) ||
+	o.total = total_bytes(&c, s);
+	if (write_tensor(&o, DUET_W_EMBD, -1, c.vocab_size, c.dim, te, err) ||
 	    write_tensor(&o, DUET_W_OUT_NORM, -1, 1, c.dim, DUET_F32, err) ||
-	    (!s->tied && write_tensor(&o, DUET_W_OUTPUT, -1, c.vocab_size, c.dim, s->dtype, err)))
+	    (!s->tied && write_tensor(&o, DUET_W_OUTPUT, -1, c.vocab_size, c.dim, to, err)))
 		goto fail;
-	for (int l = 0; l < c.n_layers; l++) {
-		if (write_tensor(&o, DUET_W_ATTN_NORM, l, 1, c.dim, DUET_F32, err) ||
-		    write_tensor(&o, DUET_W_Q, l, c.dim, c.dim, s->dtype, err) ||
-		    write_tensor(&o, DUET_W_K, l, (int64_t)kv, c.dim, s->dtype, err) ||
-		    write_tensor(&o, DUET_W_V, l, (int64_t)kv, c.dim, s->dtype, err) ||
-		    write_tensor(&o, DUET_W_O, l, c.dim, c.dim, s->dtype, err) ||
-		    write_tensor(&o, DUET_W_FFN_NORM, l, 1, c.dim, DUET_F32, err) ||
-		    write_tensor(&o, DUET_W_GATE, l, c.hidden_dim, c.dim, s->dtype, err) ||
-		    write_tensor(&o, DUET_W_UP, l, c.hidden_dim, c.dim, s->dtype, err) ||
-		    write_tensor(&o, DUET_W_DOWN, l, c.dim, c.hidden_dim, s->dtype, err))
-			goto fail;
-	}
+	for (int l = 0; l < c.n_layers; l++)
+		for (int i = 0; i < nm; i++)
+			if (write_tensor(&o, m[i].role, l, m[i].rows, m[i].cols,
+					 duet_spec_tensor_type(s, m[i].role, l, m[i].cols), err))
+				goto fail;
 	if (duet_gguf_writer_close(&w, err) == 0)
 		rc = 0;
 	goto done;
@@ -252,7 +312,7 @@ int duet_write_llama2c(const char *path, const struct duet_model_spec *s,
 	int32_t h[7] = {c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
 			s->tied ? c.vocab_size : -c.vocab_size, c.ctx_len};
 	int64_t kv = (int64_t)c.n_kv_heads * c.head_dim;
-	o.total = total_bytes(&c, DUET_F32, s->tied);
+	o.total = total_bytes(&c, s);
 	int rc = out_write(&o, h, sizeof h, err);
 	rc = rc || write_tensor(&o, DUET_W_EMBD, -1, c.vocab_size, c.dim, DUET_F32, err);
 	/* Layer weights grouped by kind, as llama2.c's legacy exporter does. */

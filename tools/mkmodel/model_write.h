@@ -32,9 +32,17 @@ enum duet_weight_role {
 typedef void (*duet_weight_fn)(void *ctx, enum duet_weight_role role, int layer,
 			       int64_t row, float *out, int n);
 
+/* Mixes of weight types, as llama.cpp's quantizer makes them. */
+enum duet_mix {
+	DUET_MIX_NONE,	 /* every matrix in the spec's dtype */
+	DUET_MIX_Q4_K_M, /* Q4_K, with Q6_K for the classifier and for attn_v
+			    and ffn_down in the layers that get more bits */
+};
+
 struct duet_model_spec {
 	struct duet_config cfg; /* vocab_size taken from the vocabulary */
 	enum duet_dtype dtype;	/* matrices; norms are always f32 */
+	enum duet_mix mix;	/* overrides dtype when set */
 	int tied;		/* classifier shares the embedding */
 	const char *name;
 	const char *chat_template; /* GGUF tokenizer.chat_template, or NULL */
@@ -45,6 +53,15 @@ struct duet_model_spec {
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
 	void *progress_ctx;
 };
+
+/* The type the writers give the matrix (role, layer) of rows of `cols`:
+ * the spec's dtype or its mix, and where a row is not a whole number of
+ * 256-value super-blocks, llama.cpp's fallback for the K-quants (Q4_K to
+ * Q5_0, Q5_K to Q5_1, Q6_K to Q8_0). */
+enum duet_dtype duet_spec_tensor_type(const struct duet_model_spec *s, enum duet_weight_role role,
+				      int layer, int64_t cols);
+/* llama.cpp's llama_ftype number for the spec (general.file_type). */
+int duet_spec_file_type(const struct duet_model_spec *s);
 
 int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 		    struct duet_err *err);

@@ -70,6 +70,9 @@ INLINE void load16(enum duet_dtype t, const void *row, int k, __m256 *a, __m256 
 		*b = q8_group(blk, j + 1, d);
 		break;
 	}
+	default: /* instantiated for the four types above only */
+		*a = *b = _mm256_setzero_ps();
+		break;
 	}
 }
 
@@ -82,8 +85,8 @@ INLINE float weight_at(enum duet_dtype t, const void *row, int k)
 		return _cvtsh_ss(((const uint16_t *)row)[k]);
 	case DUET_BF16:
 		return duet_bf16_to_fp32(((const uint16_t *)row)[k]);
-	case DUET_Q8_0:
-		break; /* rows are whole blocks: no tail */
+	default:
+		break; /* q8_0 rows are whole blocks: no tail */
 	}
 	return 0;
 }
@@ -440,11 +443,9 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 const struct duet_kernels duet_kernels_avx2 = {
 	.name = "avx2",
-	.matmul_f32 = matmul_f32,
-	.matmul_f16 = matmul_f16,
-	.matmul_bf16 = matmul_bf16,
-	.matmul_q8_0 = matmul_q8_0,
-	.matmul_q8_0_q8 = matmul_q8_0_q8,
+	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
+		     [DUET_Q8_0] = matmul_q8_0},
+	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8},
 	.quant_q8a = duet_quant_q8a_ref,
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,

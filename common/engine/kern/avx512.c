@@ -103,6 +103,14 @@ INLINE size_t offset_of(enum duet_dtype t, int k)
 		return (size_t)k * 2;
 	case DUET_Q8_0:
 		return (size_t)(k / DUET_Q8_0_BLOCK) * DUET_Q8_0_BYTES;
+	case DUET_Q4_0:
+		return (size_t)(k / 32) * sizeof(struct duet_q4_0_block);
+	case DUET_Q4_K:
+		return (size_t)(k / DUET_QK) * sizeof(struct duet_q4_k_block);
+	case DUET_Q6_K:
+		return (size_t)(k / DUET_QK) * sizeof(struct duet_q6_k_block);
+	default: /* the types with no kernel here */
+		break;
 	}
 	return 0;
 }
@@ -153,6 +161,9 @@ INLINE void load32(enum duet_dtype t, const void *row, int k, int rem, __m512 *a
 		*b = q8_half(blk, 1, d);
 		break;
 	}
+	default: /* instantiated for the four types above only */
+		*a = *b = _mm512_setzero_ps();
+		break;
 	}
 }
 
@@ -835,11 +846,9 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 const struct duet_kernels duet_kernels_avx512 = {
 	.name = "avx512",
-	.matmul_f32 = matmul_f32,
-	.matmul_f16 = matmul_f16,
-	.matmul_bf16 = matmul_bf16,
-	.matmul_q8_0 = matmul_q8_0,
-	.matmul_q8_0_q8 = matmul_q8_0_q8,
+	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
+		     [DUET_Q8_0] = matmul_q8_0},
+	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8},
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
 	.pack_bf16 = pack_bf16,
 	.quant_q8a = quant_q8a,

@@ -111,10 +111,12 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 
 struct duet_kernels {
 	const char *name;
-	/* f32 activations, weights dequantized exactly in registers */
-	duet_matmul_fn matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0;
-	/* int8 activations (DUET_ACT_Q8) */
-	duet_matmul_fn matmul_q8_0_q8;
+	/* By weight type: f32 activations with the weights dequantized
+	 * exactly (matmul_f), and int8 activations (DUET_ACT_Q8) for the
+	 * quantized types (matmul_q8). A NULL entry takes the scalar table's:
+	 * the scalar table has every type. */
+	duet_matmul_fn matmul_f[DUET_DTYPE_SLOTS];
+	duet_matmul_fn matmul_q8[DUET_DTYPE_SLOTS];
 	/* bf16 activation pairs (DUET_ACT_BF16; NULL where the ISA has no
 	 * bf16 dot product) and their packing from B rows of floats */
 	duet_matmul_fn matmul_bf16_bf16;
@@ -159,7 +161,7 @@ const struct duet_kernels *duet_kernels(void);
 const struct duet_kernels *duet_kernels_named(const char *name);
 
 /* The activations weight type t takes with table k in mode q: int8 for
- * q8_0 in int8 mode, bf16 pairs for bf16 where k and this CPU have a bf16
+ * the quantized types in int8 mode, bf16 pairs for bf16 where k and this CPU have a bf16
  * dot product, else f32. */
 enum duet_act duet_kernels_act(const struct duet_kernels *k, enum duet_dtype t,
 			       enum duet_qdot q);

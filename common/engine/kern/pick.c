@@ -34,7 +34,7 @@ const struct duet_kernels *duet_kernels(void)
 enum duet_act duet_kernels_act(const struct duet_kernels *k, enum duet_dtype t,
 			       enum duet_qdot q)
 {
-	if (t == DUET_Q8_0 && q == DUET_QDOT_INT8)
+	if (duet_dtype_quantized(t) && q == DUET_QDOT_INT8)
 		return DUET_ACT_Q8;
 	/* A table is picked by its base ISA; bf16 dot products are an
 	 * extension some AVX-512 CPUs lack. */
@@ -46,32 +46,24 @@ enum duet_act duet_kernels_act(const struct duet_kernels *k, enum duet_dtype t,
 duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype t,
 				   enum duet_act a)
 {
+	if ((unsigned)t >= DUET_DTYPE_SLOTS)
+		return NULL;
 	if (a == DUET_ACT_BF16)
 		return t == DUET_BF16 ? k->matmul_bf16_bf16 : NULL;
 	if (a == DUET_ACT_Q8) {
-		if (t != DUET_Q8_0)
+		if (!duet_dtype_quantized(t))
 			return NULL;
-		/* The AVX-512 integer kernel needs VNNI (vpdpbusd); AVX-512 CPUs
-		 * without it (Skylake-X) take the AVX2 one. Asked once: this
+		/* The AVX-512 integer kernels need VNNI (vpdpbusd); AVX-512 CPUs
+		 * without it (Skylake-X) take the AVX2 ones. Asked once: this
 		 * runs for every matmul. */
 		static int vnni = -1;
 		if (vnni < 0)
 			vnni = duet_cpu_has_avx512vnni();
 		if (k == &duet_kernels_avx512 && !vnni)
-			return duet_kernels_avx2.matmul_q8_0_q8;
-		return k->matmul_q8_0_q8;
+			k = &duet_kernels_avx2;
+		return k->matmul_q8[t] ? k->matmul_q8[t] : duet_kernels_scalar.matmul_q8[t];
 	}
-	switch (t) {
-	case DUET_F32:
-		return k->matmul_f32;
-	case DUET_F16:
-		return k->matmul_f16;
-	case DUET_BF16:
-		return k->matmul_bf16;
-	case DUET_Q8_0:
-		return k->matmul_q8_0;
-	}
-	return NULL;
+	return k->matmul_f[t] ? k->matmul_f[t] : duet_kernels_scalar.matmul_f[t];
 }
 
 void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
@@ -89,6 +81,9 @@ void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
 		break;
 	case DUET_Q8_0:
 		k->cvt_q8_0(src, dst, n);
+		break;
+	default:
+		duet_dequant_row(t, src, dst, n);
 		break;
 	}
 }

@@ -43,6 +43,13 @@ F32_ACT_KERNEL(matmul_f32, DUET_F32)
 F32_ACT_KERNEL(matmul_f16, DUET_F16)
 F32_ACT_KERNEL(matmul_bf16, DUET_BF16)
 F32_ACT_KERNEL(matmul_q8_0, DUET_Q8_0)
+F32_ACT_KERNEL(matmul_q4_0, DUET_Q4_0)
+F32_ACT_KERNEL(matmul_q4_1, DUET_Q4_1)
+F32_ACT_KERNEL(matmul_q5_0, DUET_Q5_0)
+F32_ACT_KERNEL(matmul_q5_1, DUET_Q5_1)
+F32_ACT_KERNEL(matmul_q4_k, DUET_Q4_K)
+F32_ACT_KERNEL(matmul_q5_k, DUET_Q5_K)
+F32_ACT_KERNEL(matmul_q6_k, DUET_Q6_K)
 
 /* Scale max|x| / 127, values rounded to nearest (even on ties, as the
  * vector conversions round), padding blocks all zero. */
@@ -75,31 +82,53 @@ void duet_quant_q8a_ref(const float *x, int K, struct duet_q8a_pair *panel, int 
 	}
 }
 
-static void matmul_q8_0_q8(const void *w, size_t rb, int K, const void *xv, int B, float *y,
-			   int ldy, int n0, int n1)
+/* Any quantized type through its integer form (duet_block_unpack32):
+ * each 32-block's two 16-value halves dotted in integers with the
+ * activations' quants, scaled by the halves' scales, plus the block's
+ * offset times the activations' sum (from corr = -128 * sum). */
+static void matmul_any_q8(enum duet_dtype t, const void *w, size_t rb, int K, const void *xv,
+			  int B, float *y, int ldy, int n0, int n1)
 {
 	const struct duet_q8a_pair *x = xv;
-	int blocks = K / DUET_Q8_0_BLOCK;
+	int blocks = K / 32;
 	for (int n = n0; n < n1; n++) {
 		const uint8_t *wr = (const uint8_t *)w + (size_t)n * rb;
-		for (int b = 0; b < B; b++) {
-			float acc = 0;
-			for (int i = 0; i < blocks; i++) {
-				const uint8_t *blk = wr + (size_t)i * DUET_Q8_0_BYTES;
-				uint16_t dh;
-				memcpy(&dh, blk, 2);
-				const int8_t *wq = (const int8_t *)(blk + 2);
+		for (int b = 0; b < B; b++)
+			y[(size_t)b * ldy + n] = 0;
+		for (int i = 0; i < blocks; i++) {
+			int8_t wq[32];
+			float sc[2], m;
+			duet_block_unpack32(t, wr, i, wq, sc, &m);
+			for (int b = 0; b < B; b++) {
 				const struct duet_q8a_pair *pp = &x[(size_t)(i / 2) * B + b];
 				const int8_t *xq = pp->q + (i % 2) * 32;
-				int s = 0;
-				for (int j = 0; j < 32; j++)
-					s += wq[j] * xq[j];
-				acc += (float)s * (duet_fp16_to_fp32(dh) * pp->d[(i % 2) * 8]);
+				int s0 = 0, s1 = 0;
+				for (int j = 0; j < 16; j++) {
+					s0 += wq[j] * xq[j];
+					s1 += wq[j + 16] * xq[j + 16];
+				}
+				float sum_x = (float)(pp->corr[(i % 2) * 8] / -128);
+				y[(size_t)b * ldy + n] += pp->d[(i % 2) * 8] *
+					(sc[0] * (float)s0 + sc[1] * (float)s1 + m * sum_x);
 			}
-			y[(size_t)b * ldy + n] = acc;
 		}
 	}
 }
+
+#define Q8_ACT_KERNEL(name, T)                                                           \
+	static void name(const void *w, size_t rb, int K, const void *x, int B, float *y, \
+			 int ldy, int n0, int n1)                                         \
+	{                                                                                \
+		matmul_any_q8(T, w, rb, K, x, B, y, ldy, n0, n1);                        \
+	}
+Q8_ACT_KERNEL(matmul_q8_0_q8, DUET_Q8_0)
+Q8_ACT_KERNEL(matmul_q4_0_q8, DUET_Q4_0)
+Q8_ACT_KERNEL(matmul_q4_1_q8, DUET_Q4_1)
+Q8_ACT_KERNEL(matmul_q5_0_q8, DUET_Q5_0)
+Q8_ACT_KERNEL(matmul_q5_1_q8, DUET_Q5_1)
+Q8_ACT_KERNEL(matmul_q4_k_q8, DUET_Q4_K)
+Q8_ACT_KERNEL(matmul_q5_k_q8, DUET_Q5_K)
+Q8_ACT_KERNEL(matmul_q6_k_q8, DUET_Q6_K)
 
 static void cvt_f16(const void *src, float *dst, int n)
 {
@@ -224,11 +253,14 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 const struct duet_kernels duet_kernels_scalar = {
 	.name = "scalar",
-	.matmul_f32 = matmul_f32,
-	.matmul_f16 = matmul_f16,
-	.matmul_bf16 = matmul_bf16,
-	.matmul_q8_0 = matmul_q8_0,
-	.matmul_q8_0_q8 = matmul_q8_0_q8,
+	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
+		     [DUET_Q8_0] = matmul_q8_0, [DUET_Q4_0] = matmul_q4_0, [DUET_Q4_1] = matmul_q4_1,
+		     [DUET_Q5_0] = matmul_q5_0, [DUET_Q5_1] = matmul_q5_1, [DUET_Q4_K] = matmul_q4_k,
+		     [DUET_Q5_K] = matmul_q5_k, [DUET_Q6_K] = matmul_q6_k},
+	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8, [DUET_Q4_0] = matmul_q4_0_q8,
+		      [DUET_Q4_1] = matmul_q4_1_q8, [DUET_Q5_0] = matmul_q5_0_q8,
+		      [DUET_Q5_1] = matmul_q5_1_q8, [DUET_Q4_K] = matmul_q4_k_q8,
+		      [DUET_Q5_K] = matmul_q5_k_q8, [DUET_Q6_K] = matmul_q6_k_q8},
 	.quant_q8a = duet_quant_q8a_ref,
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,
