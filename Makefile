@@ -152,7 +152,7 @@ bench-daemons: $(DAEMONS) $(BUILD)/bench/bench_daemons $(BENCH_MODEL)
 # and GFLOP/s; see bench/bench_matmul.c).
 .PHONY: bench-matmul
 bench-matmul: $(BUILD)/bench/bench_matmul
-	@for t in f32 f16 bf16 q8_0; do for b in 1 4 8 16; do $(BUILD)/bench/bench_matmul $$t $$b; done; done
+	@for t in f32 f16 bf16 q8_0 q4_0 q4_k q6_k; do for b in 1 4 8 16; do $(BUILD)/bench/bench_matmul $$t $$b; done; done
 
 $(BUILD)/bench/bench_matmul: $(BUILD)/bench/bench_matmul.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@

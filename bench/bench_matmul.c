@@ -3,7 +3,7 @@
  * decode step meets them (so none is in cache), for B activation rows, on
  * all threads. Prints weight GB/s (what batch-1 decode is bound by) and
  * GFLOP/s (what wide batches are bound by), best of 5 passes.
- * Usage: bench_matmul TYPE B [N K [COPIES]]   (TYPE f32, f16, bf16, q8_0;
+ * Usage: bench_matmul TYPE B [N K [COPIES]]   (TYPE any weight type duet reads;
  * DUET_QDOT=exact for the exact q8_0 path) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,16 +25,16 @@ int main(int argc, char **argv)
 {
 	enum duet_dtype t;
 	if (argc < 3 || duet_dtype_parse(argv[1], &t)) {
-		fprintf(stderr, "usage: bench_matmul f32|f16|bf16|q8_0 B [N K [COPIES]]\n");
+		fprintf(stderr, "usage: bench_matmul TYPE B [N K [COPIES]]\n");
 		return 2;
 	}
 	int B = atoi(argv[2]), N = argc > 3 ? atoi(argv[3]) : 5632, K = argc > 4 ? atoi(argv[4]) : 2048;
 	int copies = argc > 5 ? atoi(argv[5]) : 16;
 	const char *q = getenv("DUET_QDOT");
 	enum duet_qdot qdot = DUET_QDOT_INT8;
-	if (B < 1 || B > 512 || N < 1 || K < 32 || K % 32 || copies < 1 || copies > MAX_COPIES ||
+	if (B < 1 || B > 512 || N < 1 || K < 32 || K % duet_dtype_block(t) || copies < 1 || copies > MAX_COPIES ||
 	    (q && duet_qdot_parse(q, &qdot))) {
-		fprintf(stderr, "bench_matmul: B 1-512, K a multiple of 32, COPIES 1-%d\n", MAX_COPIES);
+		fprintf(stderr, "bench_matmul: B 1-512, K a multiple of the block size, COPIES 1-%d\n", MAX_COPIES);
 		return 2;
 	}
 	size_t rb = duet_row_bytes(t, K), bytes = rb * (size_t)N;

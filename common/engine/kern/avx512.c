@@ -2,6 +2,7 @@
  * Built with -mavx512* flags; only called when the CPU has them. */
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "engine/kern/kernels.h"
@@ -273,6 +274,267 @@ INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pa
 	acc_store(acc, y, ldy, add, nr, nb);
 }
 
+/* ---- 4- and 6-bit weights against int8 activations ----
+ *
+ * Each step unpacks 64 weights of a row (a pair of activation blocks) to
+ * unsigned bytes for vpdpbusd, with a float scale per dword lane (a lane
+ * holds 4 consecutive values; Q6_K's scales change every 4 lanes). A
+ * fixed offset of the quants (8 for Q4_0, 32 for Q6_K) is taken out in
+ * integers by starting the dot product at -offset * sum(activations); the
+ * mins of Q4_K are a float term per 32-block from the activations' sums
+ * (corr = -128 * sum, kernels.h). */
+
+INLINE __m512 half_scales(uint16_t h0, uint16_t h1)
+{
+	return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)h1), _mm_set1_epi16((short)h0)));
+}
+
+/* Nibbles of a pair of Q4_0 blocks (the second absent when `one`) in
+ * value order: [low 16 of block 0, high 16, low 16 of block 1, high 16]. */
+INLINE void q4_0_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
+{
+	const size_t bb = sizeof(struct duet_q4_0_block);
+	uint16_t h0, h1 = 0;
+	memcpy(&h0, blk, 2);
+	__m128i a = _mm_loadu_si128((const __m128i *)(blk + 2)), b = _mm_setzero_si128();
+	if (!one) {
+		memcpy(&h1, blk + bb, 2);
+		b = _mm_loadu_si128((const __m128i *)(blk + bb + 2));
+	}
+	__m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(a, a)),
+				       _mm256_set_m128i(b, b), 1);
+	v = _mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+	*q = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+	*d = half_scales(h0, h1);
+}
+
+INLINE void step_q4_0(const uint8_t *w, size_t rb, int p, int one,
+		      const struct duet_q8a_pair *x, __m512 acc[4][MAX_NB], const int nr,
+		      const int nb)
+{
+	__m512i q[4];
+	__m512 d[4];
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++) {
+		const uint8_t *blk = w + (size_t)r * rb + (size_t)p * 2 * sizeof(struct duet_q4_0_block);
+		PREFETCH(blk + (size_t)nr * rb);
+		q4_0_pair(blk, one, &q[r], &d[r]);
+	}
+	_Pragma("GCC unroll 16")
+	for (int b = 0; b < nb; b++) {
+		const struct duet_q8a_pair *a = x + b;
+		__m512i xq = _mm512_load_si512(a->q);
+		/* -8 * sum(q) of each block: corr / 16, in lanes 0 and 8 */
+		__m512i off = _mm512_srai_epi32(_mm512_load_si512(a->corr), 4);
+		__m512 xd = _mm512_load_ps(a->d);
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++) {
+			__m512i dp = _mm512_dpbusd_epi32(off, q[r], xq);
+			acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(d[r], xd),
+						    acc[r][b]);
+		}
+	}
+}
+
+INLINE void tile_q4_0(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
+		      int B, float *y, int ldy, int add, const int nr, const int nb)
+{
+	__m512 acc[4][MAX_NB];
+	acc_zero(acc, nr, nb);
+	int p = 0;
+	for (; p < K / 64; p++, x += B)
+		step_q4_0(w, rb, p, 0, x, acc, nr, nb);
+	if (K % 64)
+		step_q4_0(w, rb, p, 1, x, acc, nr, nb);
+	acc_store(acc, y, ldy, add, nr, nb);
+}
+
+/* Lane indices picking the scales of pair g from a super-block's 16: two
+ * 32-blocks of 8 lanes each (Q4_K: scale j in lane j, min j in 8 + j), or
+ * four 16-value sub-blocks of 4 lanes (Q6_K). */
+INLINE __m512i pick_2x8(int j0)
+{
+	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(j0)),
+				  _mm256_set1_epi32(j0 + 1), 1);
+}
+
+INLINE __m512i pick_4x4(int s0)
+{
+	return _mm512_set_epi32(s0 + 3, s0 + 3, s0 + 3, s0 + 3, s0 + 2, s0 + 2, s0 + 2, s0 + 2,
+				s0 + 1, s0 + 1, s0 + 1, s0 + 1, s0, s0, s0, s0);
+}
+
+/* A Q4_K super-block's 8 scales times d (lanes 0-7) and 8 mins times
+ * dmin / 128 (lanes 8-15; the 128 undoes corr's factor). The 12 bytes,
+ * as three little-endian words u0-u2: scales 0-3 are the low 6 bits of
+ * u0's bytes, 4-7 the low nibbles of u2's with u0's top 2 bits above;
+ * mins likewise from u1 and u2's high nibbles. */
+INLINE __m512 q4_k_scales(const uint8_t *blk)
+{
+	uint16_t dh, mh;
+	uint32_t u[3];
+	memcpy(&dh, blk, 2);
+	memcpy(&mh, blk + 2, 2);
+	memcpy(u, blk + 4, 12);
+	uint32_t sc_lo = u[0] & 0x3f3f3f3fu;
+	uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+	uint32_t m_lo = u[1] & 0x3f3f3f3fu;
+	uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+	__m128i b = _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
+	__m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+	__m512 dd = half_scales(dh, mh);
+	return _mm512_mul_ps(f, _mm512_mul_ps(dd, _mm512_set_ps(0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f,
+							      0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f,
+							      1, 1, 1, 1, 1, 1, 1, 1)));
+}
+
+/* One super-block of a tile; x points at its first pair for the tile's
+ * first activation row (pairs B apart). The mins' term, sum over blocks j
+ * of dmin * m_j * (the activations' scale times sum of block j), is one
+ * product per super-block: the four pairs' sums (lanes 0 and 8 of each
+ * pair's corr) gathered into one vector, block 2g in lane g and 2g + 1 in
+ * lane 8 + g, against the mins in the same lanes. */
+INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x, int B,
+		      __m512 acc[4][MAX_NB], const int nr, const int nb)
+{
+	__m512 sm[4];
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++) {
+		const uint8_t *blk = w + (size_t)r * rb;
+		PREFETCH(blk + (size_t)nr * rb);
+		PREFETCH(blk + (size_t)nr * rb + 64);
+		PREFETCH(blk + (size_t)nr * rb + 128);
+		sm[r] = q4_k_scales(blk);
+	}
+	const __m512i lo4 = _mm512_set1_epi8(0x0F);
+	_Pragma("GCC unroll 4")
+	for (int g = 0; g < 4; g++) {
+		__m512i q[4];
+		__m512 ds[4];
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++) {
+			const uint8_t *qs = w + (size_t)r * rb + 4 + DUET_QK_SCALES + 32 * g;
+			__m256i v = _mm256_loadu_si256((const __m256i *)qs);
+			q[r] = _mm512_and_si512(
+				_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1),
+				lo4);
+			ds[r] = _mm512_permutexvar_ps(pick_2x8(2 * g), sm[r]);
+		}
+		_Pragma("GCC unroll 16")
+		for (int b = 0; b < nb; b++) {
+			const struct duet_q8a_pair *a = x + (size_t)g * B + b;
+			__m512i xq = _mm512_load_si512(a->q);
+			__m512 xd = _mm512_load_ps(a->d);
+			_Pragma("GCC unroll 4")
+			for (int r = 0; r < nr; r++) {
+				__m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[r], xq);
+				acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(ds[r], xd),
+							    acc[r][b]);
+			}
+		}
+	}
+	/* The mins: the pairs' sums read again (from L1) rather than kept
+	 * in registers through the loop. */
+	const __m512i mi = _mm512_set_epi32(0, 0, 0, 0, 15, 13, 11, 9, 0, 0, 0, 0, 14, 12, 10, 8);
+	_Pragma("GCC unroll 16")
+	for (int b = 0; b < nb; b++) {
+		__m512 sums = _mm512_setzero_ps();
+		_Pragma("GCC unroll 4")
+		for (int g = 0; g < 4; g++) {
+			const struct duet_q8a_pair *a = x + (size_t)g * B + b;
+			__m512i sx = _mm512_castps_si512(_mm512_mul_ps(
+				_mm512_cvtepi32_ps(_mm512_load_si512(a->corr)), _mm512_load_ps(a->d)));
+			sums = _mm512_add_ps(sums, _mm512_castsi512_ps(g ? _mm512_alignr_epi32(sx, sx, 16 - g) : sx));
+		}
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++)
+			acc[r][b] = _mm512_fmadd_ps(sums, _mm512_permutexvar_ps(mi, sm[r]), acc[r][b]);
+	}
+}
+
+INLINE void tile_q4_k(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
+		      int B, float *y, int ldy, int add, const int nr, const int nb)
+{
+	__m512 acc[4][MAX_NB];
+	acc_zero(acc, nr, nb);
+	for (int s = 0; s < K / DUET_QK; s++, x += 4 * (size_t)B)
+		step_q4_k(w + (size_t)s * sizeof(struct duet_q4_k_block), rb, x, B, acc, nr, nb);
+	acc_store(acc, y, ldy, add, nr, nb);
+}
+
+
+INLINE void step_q6_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x, int B,
+		      __m512 acc[4][MAX_NB], const int nr, const int nb)
+{
+	const size_t sc_off = offsetof(struct duet_q6_k_block, scales);
+	const size_t d_off = offsetof(struct duet_q6_k_block, d);
+	const size_t qh_off = offsetof(struct duet_q6_k_block, qh);
+	__m512 sc[4];
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++) {
+		const uint8_t *blk = w + (size_t)r * rb;
+		PREFETCH(blk + (size_t)nr * rb);
+		PREFETCH(blk + (size_t)nr * rb + 64);
+		PREFETCH(blk + (size_t)nr * rb + 128);
+		PREFETCH(blk + (size_t)nr * rb + 192);
+		uint16_t dh;
+		memcpy(&dh, blk + d_off, 2);
+		__m512 s16 = _mm512_cvtepi32_ps(
+			_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + sc_off))));
+		sc[r] = _mm512_mul_ps(s16, _mm512_set1_ps(duet_fp16_to_fp32(dh)));
+	}
+	const __m512i lo4 = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(3);
+	_Pragma("GCC unroll 4")
+	for (int g = 0; g < 4; g++) {
+		/* Pair g: values 64g..64g+63, in the half h = g / 2 of the
+		 * super-block, its low nibbles (c = 0) or high ones (c = 1). */
+		const int h = g / 2, c = g % 2;
+		__m512i q[4];
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++) {
+			const uint8_t *blk = w + (size_t)r * rb;
+			__m512i ql = _mm512_loadu_si512(blk + 64 * h);
+			if (c)
+				ql = _mm512_srli_epi16(ql, 4);
+			__m256i qh = _mm256_loadu_si256((const __m256i *)(blk + qh_off + 32 * h));
+			__m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+			hv = _mm512_srlv_epi64(hv, _mm512_set_epi64(4 * c + 2, 4 * c + 2, 4 * c + 2,
+								    4 * c + 2, 4 * c, 4 * c, 4 * c,
+								    4 * c));
+			q[r] = _mm512_or_si512(_mm512_and_si512(ql, lo4),
+					       _mm512_slli_epi16(_mm512_and_si512(hv, two), 4));
+		}
+		_Pragma("GCC unroll 16")
+		for (int b = 0; b < nb; b++) {
+			const struct duet_q8a_pair *a = x + (size_t)g * B + b;
+			__m512i xq = _mm512_load_si512(a->q);
+			__m512 xd = _mm512_load_ps(a->d);
+			/* -32 * the sum of each lane's four activations */
+			__m512i off = _mm512_sub_epi32(
+				_mm512_setzero_si512(),
+				_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(32), xq));
+			_Pragma("GCC unroll 4")
+			for (int r = 0; r < nr; r++) {
+				__m512i dp = _mm512_dpbusd_epi32(off, q[r], xq);
+				__m512 ds = _mm512_permutexvar_ps(pick_4x4(4 * g), sc[r]);
+				acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
+							    _mm512_mul_ps(ds, xd), acc[r][b]);
+			}
+		}
+	}
+}
+
+INLINE void tile_q6_k(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
+		      int B, float *y, int ldy, int add, const int nr, const int nb)
+{
+	__m512 acc[4][MAX_NB];
+	acc_zero(acc, nr, nb);
+	for (int s = 0; s < K / DUET_QK; s++, x += 4 * (size_t)B)
+		step_q6_k(w + (size_t)s * sizeof(struct duet_q6_k_block), rb, x, B, acc, nr, nb);
+	acc_store(acc, y, ldy, add, nr, nb);
+}
+
+
 /* ---- bf16 weights against bf16 activation pairs (AVX512_BF16) ---- */
 
 /* 32 bf16 weights of a row from k, zero past `rem`. */
@@ -389,6 +651,30 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 	}
 }
 
+/* The integer tiles of the other quantized types, dispatched alike. */
+#define DEFINE_TILES_Q(name)                                                            \
+	static void name(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x, \
+			 int B, float *y, int ldy, int add, int nr, int nb)                 \
+	{                                                                               \
+		switch (nr * 32 + nb) {                                                 \
+			NB_CASES_4(TQ_CASE, 4)                                          \
+			NB_CASES_4(TQ_CASE, 1)                                          \
+		}                                                                       \
+	}
+#define TQ_CASE(R, NB)                                                                  \
+	case (R) * 32 + (NB):                                                           \
+		TQ_TILE(w, rb, K, x, B, y, ldy, add, R, NB);                            \
+		return;
+#define TQ_TILE tile_q4_0
+DEFINE_TILES_Q(tiles_q4_0)
+#undef TQ_TILE
+#define TQ_TILE tile_q4_k
+DEFINE_TILES_Q(tiles_q4_k)
+#undef TQ_TILE
+#define TQ_TILE tile_q6_k
+DEFINE_TILES_Q(tiles_q6_k)
+#undef TQ_TILE
+
 #define BF_CASE(R, NB)                                                                  \
 	case (R) * 32 + (NB):                                                           \
 		tile_bf(w, rb, K, x, B, y, ldy, add, R, NB);                            \
@@ -412,7 +698,11 @@ static void tiles_bf(const uint8_t *w, size_t rb, int K, const struct duet_bf16x
  * in L1 while every block's slice of weights passes through it once per
  * group (from L1 after the first), where whole rows would re-read the
  * panel from L2 for every block and the step would wait on L2 (measured:
- * BENCHMARKS.md). OFF is a slice's offset into the panel, in XT units. */
+ * BENCHMARKS.md). OFF is a slice's offset into the panel, in XT units.
+ * Wide batches (prefill) take the activation rows BC at a time, so that
+ * the panel's slice stays in L2 while the weights pass (all 512 rows of a
+ * prompt were read from L3 again for every block of weight rows). */
+#define BC 64
 #define DEFINE_MATMUL(name, tiles, XT, OFF, KC)                                         \
 	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
 			 float *y, int ldy, int n0, int n1)                              \
@@ -423,14 +713,18 @@ static void tiles_bf(const uint8_t *w, size_t rb, int K, const struct duet_bf16x
 		for (int k0 = 0; k0 < K; k0 += kc) {                                    \
 			int kn = K - k0 < kc ? K - k0 : kc;                             \
 			size_t wo = offset_of(T, k0);                                   \
-			for (int n = n0; n < n1;) {                                     \
-				int r = n1 - n >= NR ? NR : 1;                          \
-				for (int b = 0; b < B; b += MAX_NB)                     \
-					tiles(w + (size_t)n * rb + wo, rb, kn,          \
-					      x + (OFF) + (size_t)b * ROW, B,           \
-					      y + (size_t)b * ldy + n, ldy, k0 > 0, r,  \
-					      B - b < MAX_NB ? B - b : MAX_NB);         \
-				n += r;                                                 \
+			for (int bc = 0; bc < B; bc += BC) {                            \
+				int be = B - bc < BC ? B : bc + BC;                     \
+				for (int n = n0; n < n1;) {                             \
+					int r = n1 - n >= NR ? NR : 1;                  \
+					for (int b = bc; b < be; b += MAX_NB)           \
+						tiles(w + (size_t)n * rb + wo, rb, kn,  \
+						      x + (OFF) + (size_t)b * ROW, B,   \
+						      y + (size_t)b * ldy + n, ldy,     \
+						      k0 > 0, r,                        \
+						      be - b < MAX_NB ? be - b : MAX_NB); \
+					n += r;                                         \
+				}                                                       \
 			}                                                               \
 		}                                                                       \
 	}
@@ -449,6 +743,15 @@ DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
 #undef ROW
 #define ROW 1
 DEFINE_MATMUL(matmul_q8_0_q8, tiles_q8, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+#undef T
+#define T DUET_Q4_0
+DEFINE_MATMUL(matmul_q4_0_q8, tiles_q4_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+#undef T
+#define T DUET_Q4_K
+DEFINE_MATMUL(matmul_q4_k_q8, tiles_q4_k, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+#undef T
+#define T DUET_Q6_K
+DEFINE_MATMUL(matmul_q6_k_q8, tiles_q6_k, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
 #undef T
 #define T DUET_BF16
 DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)
@@ -848,7 +1151,8 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.name = "avx512",
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
-	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8},
+	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8, [DUET_Q4_0] = matmul_q4_0_q8,
+		      [DUET_Q4_K] = matmul_q4_k_q8, [DUET_Q6_K] = matmul_q6_k_q8},
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
 	.pack_bf16 = pack_bf16,
 	.quant_q8a = quant_q8a,
