@@ -192,7 +192,7 @@ static void c_unknown_type(uint8_t *b, size_t *n, const struct layout *L)
 static void c_unsupported_type(uint8_t *b, size_t *n, const struct layout *L)
 {
 	(void)n;
-	put32(b, L->t[tensor(L, "blk.1.ffn_up.weight")].type_off, 2); /* Q4_0 */
+	put32(b, L->t[tensor(L, "blk.1.ffn_up.weight")].type_off, 16); /* IQ2_XXS */
 }
 static void c_shape_vs_metadata(uint8_t *b, size_t *n, const struct layout *L)
 {
@@ -260,7 +260,7 @@ static const struct corruption corruptions[] = {
 	{"misaligned tensor offset", "align", c_offset_misaligned},
 	{"overlapping tensors", "overlap", c_offset_overlap},
 	{"unknown tensor type", "type", c_unknown_type},
-	{"unsupported tensor type", "q4_0", c_unsupported_type},
+	{"unsupported tensor type", "blk.1.ffn_up.weight' has type iq2_xxs", c_unsupported_type},
 	{"shape disagrees with metadata", "shape", c_shape_vs_metadata},
 	{"missing metadata key", "llama.block_count", c_missing_key},
 	{"wrong architecture", "mamba", c_wrong_arch},

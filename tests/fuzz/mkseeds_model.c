@@ -62,26 +62,38 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
+	/* Rows of 256 for the K-quants (smaller rows fall back to 32-blocks). */
+	static const struct duet_shape micro_k = {"micro-k", 256, 256, 1, 2, 1, 16, 1, "fuzz seed"};
 	const struct {
 		enum duet_dtype t;
+		enum duet_mix mix;
+		const struct duet_shape *shape;
 		const char *name;
-	} types[] = {{DUET_F32, "gguf_f32"}, {DUET_F16, "gguf_f16"}, {DUET_Q8_0, "gguf_q8_0"}};
+	} seeds[] = {
+		{DUET_F32, DUET_MIX_NONE, &micro, "gguf_f32"},
+		{DUET_F16, DUET_MIX_NONE, &micro, "gguf_f16"},
+		{DUET_Q8_0, DUET_MIX_NONE, &micro, "gguf_q8_0"},
+		{DUET_Q5_1, DUET_MIX_NONE, &micro, "gguf_q5_1"},
+		{DUET_Q4_K, DUET_MIX_Q4_K_M, &micro_k, "gguf_q4_k_m"},
+		{DUET_Q5_K, DUET_MIX_NONE, &micro_k, "gguf_q5_k"},
+		{DUET_F32, DUET_MIX_NONE, &micro, "llama2c"},
+	};
 	char tmp[1024], tok[1024], name[128];
 	snprintf(tmp, sizeof tmp, "%s/.model.tmp", dir);
 	snprintf(tok, sizeof tok, "%s/.tokenizer.tmp", dir);
 	int rc = 0;
-	for (int i = 0; i < 4 && !rc; i++) {
+	for (size_t i = 0; i < sizeof seeds / sizeof seeds[0] && !rc; i++) {
 		struct duet_random_gen g;
 		struct duet_model_spec spec;
-		int llama2c = i == 3;
-		duet_random_spec(&spec, &g, &micro, llama2c ? DUET_F32 : types[i].t, -1, 0, 5, &v,
-				 name);
+		int llama2c = !strcmp(seeds[i].name, "llama2c");
+		duet_random_spec(&spec, &g, seeds[i].shape, seeds[i].t, -1, 0, 5, &v, name);
+		spec.mix = seeds[i].mix;
 		if (llama2c)
 			rc = duet_write_llama2c(tmp, &spec, &err) ||
 			     duet_write_llama2c_tokenizer(tok, &v, &err) ||
 			     put(dir, "llama2c", tmp, tok);
 		else
-			rc = duet_write_gguf(tmp, &spec, &err) || put(dir, types[i].name, tmp, NULL);
+			rc = duet_write_gguf(tmp, &spec, &err) || put(dir, seeds[i].name, tmp, NULL);
 		if (rc)
 			fprintf(stderr, "%s\n", err.msg);
 	}

@@ -364,28 +364,41 @@ INLINE __m512i pick_4x4(int s0)
 				s0 + 1, s0 + 1, s0 + 1, s0 + 1, s0, s0, s0, s0);
 }
 
-/* A Q4_K super-block's 8 scales times d (lanes 0-7) and 8 mins times
- * dmin / 128 (lanes 8-15; the 128 undoes corr's factor). The 12 bytes,
- * as three little-endian words u0-u2: scales 0-3 are the low 6 bits of
- * u0's bytes, 4-7 the low nibbles of u2's with u0's top 2 bits above;
- * mins likewise from u1 and u2's high nibbles. */
-INLINE __m512 q4_k_scales(const uint8_t *blk)
+/* The 8 scales times d (lanes 0-7) and 8 mins times dmin / 128 (lanes
+ * 8-15; the 128 undoes corr's factor) of the same super-block of nr rows,
+ * each row's 16-byte header (d, dmin, 12 bytes of scales) in a 128-bit
+ * lane and unpacked together with in-lane byte shuffles: scales 0-3 are
+ * the low 6 bits of bytes 0-3, scales 4-7 the low nibbles of bytes 8-11
+ * with the top 2 bits of bytes 0-3 above them; the mins likewise from
+ * bytes 4-7 and the high nibbles of bytes 8-11. */
+INLINE void q4_k_scales(const uint8_t *w, size_t rb, const int nr, __m512 sm[4])
 {
-	uint16_t dh, mh;
-	uint32_t u[3];
-	memcpy(&dh, blk, 2);
-	memcpy(&mh, blk + 2, 2);
-	memcpy(u, blk + 4, 12);
-	uint32_t sc_lo = u[0] & 0x3f3f3f3fu;
-	uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6) & 0x03030303u) << 4;
-	uint32_t m_lo = u[1] & 0x3f3f3f3fu;
-	uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 6) & 0x03030303u) << 4;
-	__m128i b = _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
-	__m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
-	__m512 dd = half_scales(dh, mh);
-	return _mm512_mul_ps(f, _mm512_mul_ps(dd, _mm512_set_ps(0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f,
-							      0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f,
-							      1, 1, 1, 1, 1, 1, 1, 1)));
+	__m512i v = _mm512_setzero_si512();
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++)
+		v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(w + (size_t)r * rb)), r);
+	/* header byte 4 + i is scale byte i; -1 gives a zero */
+	const __m512i pick_lo = _mm512_broadcast_i32x4(
+		_mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+	const __m512i pick_hi = _mm512_broadcast_i32x4(
+		_mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
+	__m512i a = _mm512_shuffle_epi8(v, pick_lo), b = _mm512_shuffle_epi8(v, pick_hi);
+	/* bytes 12-15 of each lane take the high nibbles */
+	a = _mm512_mask_blend_epi8(0xF000F000F000F000ull, a, _mm512_srli_epi16(a, 4));
+	const __m512i keep = _mm512_broadcast_i32x4(
+		_mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
+	__m512i six = _mm512_or_si512(_mm512_and_si512(a, keep),
+				      _mm512_and_si512(_mm512_srli_epi16(b, 2), _mm512_set1_epi8(0x30)));
+	const __m256i pick_d = _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+	const __m512 unit = _mm512_set_ps(0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f,
+					  0x1p-7f, 0x1p-7f, 1, 1, 1, 1, 1, 1, 1, 1);
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++) {
+		__m128i hdr = _mm512_extracti32x4_epi32(v, r);
+		__m512 dd = _mm512_cvtph_ps(_mm256_permutexvar_epi16(pick_d, _mm256_castsi128_si256(hdr)));
+		__m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(six, r)));
+		sm[r] = _mm512_mul_ps(f, _mm512_mul_ps(dd, unit));
+	}
 }
 
 /* One super-block of a tile; x points at its first pair for the tile's
@@ -404,8 +417,8 @@ INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x
 		PREFETCH(blk + (size_t)nr * rb);
 		PREFETCH(blk + (size_t)nr * rb + 64);
 		PREFETCH(blk + (size_t)nr * rb + 128);
-		sm[r] = q4_k_scales(blk);
 	}
+	q4_k_scales(w, rb, nr, sm);
 	const __m512i lo4 = _mm512_set1_epi8(0x0F);
 	_Pragma("GCC unroll 4")
 	for (int g = 0; g < 4; g++) {
