@@ -31,11 +31,11 @@ CFLAGS ?= $(OPT) -g
 WARN := -Wall -Wextra -Werror
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Icommon -Irouter -Itools -I$(BUILD)/proto -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
 LDFLAGS ?=
-LDLIBS := -lzmq -lprotobuf-c -lsystemd -linih -lopenblas -lxxhash -lm -pthread
+LDLIBS := -lzmq -lprotobuf-c -lsystemd -linih -lopenblas -lxxhash -lpcre2-8 -lutf8proc -lm -pthread
 
 # Debian packages: build tools and -dev libraries the code uses, plus what
 # tests and benchmarks run.
-DEB_PACKAGES := build-essential pkg-config libopenblas-dev libxxhash-dev \
+DEB_PACKAGES := build-essential pkg-config libopenblas-dev libxxhash-dev libpcre2-dev libutf8proc-dev \
 	libcmocka-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	libsystemd-dev libinih-dev libjansson-dev libmicrohttpd-dev \
 	libcurl4-openssl-dev gnuplot-nox clang libclang-rt-14-dev \

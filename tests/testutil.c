@@ -42,6 +42,11 @@ static const char *shared_file(const char *name, char *buf, size_t cap)
 	return NULL;
 }
 
+void tu_shared_path(const char *name, char *buf, size_t cap)
+{
+	shared_file(name, buf, cap);
+}
+
 const char *tu_vocab_gguf(void)
 {
 	static char buf[PATH_MAX + 64];

@@ -19,6 +19,8 @@
 /* ../shared/models files, found from $DUET_SHARED_MODELS, the source
  * tree's parent, or /work/shared/models. Fails the test if absent. */
 const char *tu_vocab_gguf(void);
+/* Any file of ../shared/models by name, into buf. */
+void tu_shared_path(const char *name, char *buf, size_t cap);
 const char *tu_tokenizer_bin(void);
 
 /* A scratch directory for this test program, removed at exit. */

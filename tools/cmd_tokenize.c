@@ -10,6 +10,7 @@
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 #include "mkmodel/model_write.h"
+#include "mkmodel/vocab_hf.h"
 
 static void usage(FILE *f)
 {
@@ -22,12 +23,15 @@ static void usage(FILE *f)
 		"  -m, --model FILE    GGUF or llama2.c model (only its vocabulary is used)\n"
 		"  --tokenizer FILE    tokenizer.bin of a llama2.c model (default: next to it)\n"
 		"  --vocab FILE        a vocabulary alone instead of a model: a GGUF with\n"
-		"                      tokenizer.ggml.* keys (vocab-only files work) or a\n"
-		"                      llama2.c tokenizer.bin\n"
+		"                      tokenizer.ggml.* keys (vocab-only files work), a\n"
+		"                      llama2.c tokenizer.bin, or a Hugging Face\n"
+		"                      tokenizer.json (byte-level BPE; its\n"
+		"                      tokenizer_config.json beside it)\n"
 		"  -p, --prompt TEXT   text to tokenize instead of standard input\n"
 		"  --ids               print the ids on one line (default)\n"
 		"  --pieces            print one 'id <tab> piece' line per token, pieces as\n"
-		"                      GGUF spells them (U+2581 for a word boundary)\n"
+		"                      GGUF spells them (U+2581 for a word boundary, or\n"
+		"                      GPT-2's byte characters: U+0120 for a space)\n"
 		"  --no-bos            do not prepend the BOS token\n");
 }
 
@@ -87,7 +91,10 @@ int cmd_tokenize(int argc, char **argv)
 	struct duet_vocab own;
 	const struct duet_vocab *v = &own;
 	if (vocab_path) {
-		if (duet_vocab_load_file(&own, vocab_path, &err))
+		char *tmpl;
+		int rc = duet_vocab_load_any(&own, vocab_path, &tmpl, &err);
+		free(tmpl);
+		if (rc)
 			return cli_fail("tokenize", "%s", err.msg);
 	} else {
 		struct duet_model_opts mo = {.tokenizer_path = tok_path, .skip_weight_digest = 1};

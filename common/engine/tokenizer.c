@@ -1,4 +1,5 @@
 #include "engine/tokenizer.h"
+#include "engine/tokenizer_bpe.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,8 @@ int duet_tokenize(const struct duet_vocab *v, const char *text, size_t n,
 		  int add_bos, int *out, size_t cap, size_t *n_out,
 		  struct duet_err *err)
 {
+	if (v->bpe)
+		return duet_bpe_tokenize(v, text, n, add_bos, out, cap, n_out, err);
 	size_t k = 0;
 	*n_out = 0;
 	if (add_bos && v->add_bos) {
@@ -229,7 +232,7 @@ int duet_token_bytes(const struct duet_vocab *v, int id, char *buf)
 void duet_detok_init(struct duet_detok *d, const struct duet_vocab *v, int at_start)
 {
 	d->v = v;
-	d->strip_space = at_start;
+	d->strip_space = at_start && v->add_space_prefix;
 	d->npend = 0;
 }
 

@@ -5,10 +5,11 @@
 #include <xxhash.h>
 
 #include "base/mapfile.h"
+#include "engine/vocab_impl.h"
 
 static const char SPM_SPACE[] = "\xe2\x96\x81"; /* U+2581 */
 
-static int alloc_arrays(struct duet_vocab *v, int n, size_t arena_bytes)
+int duet_vocab_alloc(struct duet_vocab *v, int n, size_t arena_bytes)
 {
 	memset(v, 0, sizeof *v);
 	v->n = n;
@@ -28,6 +29,7 @@ void duet_vocab_free(struct duet_vocab *v)
 	free(v->score);
 	free(v->type);
 	free(v->map);
+	duet_vocab_bpe_free(v);
 	memset(v, 0, sizeof *v);
 }
 
@@ -48,7 +50,7 @@ static uint64_t piece_hash(const char *s, size_t n)
 }
 
 /* Fills the byte table and the piece map, and checks the special ids. */
-static int finish(struct duet_vocab *v, const char *path, struct duet_err *err)
+int duet_vocab_index(struct duet_vocab *v, const char *path, struct duet_err *err)
 {
 	for (int b = 0; b < 256; b++)
 		v->byte_id[b] = -1;
@@ -88,7 +90,9 @@ static int finish(struct duet_vocab *v, const char *path, struct duet_err *err)
 		if (v->map[h] < 0)
 			v->map[h] = i;
 	}
-	if (v->bos < 0 || v->bos >= v->n || v->eos < 0 || v->eos >= v->n)
+	/* A BPE vocabulary that adds no BOS may have none (Qwen). */
+	int bos_ok = v->bos >= 0 ? v->bos < v->n : v->bpe && !v->add_bos;
+	if (!bos_ok || v->eos < 0 || v->eos >= v->n)
 		return duet_errf(err, "%s: BOS id %d or EOS id %d is outside the vocabulary of %d tokens",
 				 path, v->bos, v->eos, v->n);
 	if (v->unk >= v->n)
@@ -127,6 +131,17 @@ static size_t spm_to_canonical(char *dst, const char *src, size_t n)
 int duet_vocab_gguf_piece(const struct duet_vocab *v, int id, char *buf, size_t cap)
 {
 	const char *p = duet_vocab_piece(v, id);
+	if (v->bpe) {
+		if (v->type[id] != DUET_TOK_NORMAL) {
+			if (v->len[id] > cap)
+				return -1;
+			memcpy(buf, p, v->len[id]);
+			return (int)v->len[id];
+		}
+		if (2 * (size_t)v->len[id] > cap)
+			return -1;
+		return (int)duet_bytelevel_encode(p, v->len[id], buf);
+	}
 	size_t o = 0;
 	for (uint32_t i = 0; i < v->len[id]; i++) {
 		if (p[i] == ' ') {
@@ -159,6 +174,30 @@ static void infer_types(struct duet_vocab *v)
 	}
 }
 
+/* tokenizer.ggml.merges (validated strings) to the merge table. */
+static int gguf_merges(struct duet_vocab *v, const struct duet_gguf_kv *merges, const char *path,
+		       struct duet_err *err)
+{
+	int n = (int)merges->arr_n;
+	const char **p = malloc(sizeof *p * (size_t)(n ? n : 1));
+	uint32_t *len = malloc(sizeof *len * (size_t)(n ? n : 1));
+	if (!p || !len) {
+		free(p);
+		free(len);
+		return duet_errf(err, "%s: out of memory for %d merges", path, n);
+	}
+	const uint8_t *cur = merges->data;
+	for (int i = 0; i < n; i++) {
+		struct duet_gguf_str s = duet_gguf_next_str(&cur);
+		p[i] = s.ptr;
+		len[i] = s.len > UINT32_MAX ? UINT32_MAX : (uint32_t)s.len;
+	}
+	int rc = duet_vocab_bpe_merges(v, n, p, len, path, err);
+	free(p);
+	free(len);
+	return rc;
+}
+
 int duet_vocab_from_gguf(struct duet_vocab *v, const struct duet_gguf *g,
 			 struct duet_err *err)
 {
@@ -168,13 +207,29 @@ int duet_vocab_from_gguf(struct duet_vocab *v, const struct duet_gguf *g,
 	memset(v, 0, sizeof *v);
 	if (duet_gguf_get_str(g, "tokenizer.ggml.model", 1, &model, err))
 		return -1;
-	if (!duet_gguf_str_eq(model, "llama")) {
+	int bpe = duet_gguf_str_eq(model, "gpt2");
+	if (!bpe && !duet_gguf_str_eq(model, "llama")) {
 		char m[64];
 		size_t n = model.len < sizeof m - 1 ? (size_t)model.len : sizeof m - 1;
 		memcpy(m, model.ptr, n);
 		m[n] = 0;
-		return duet_errf(err, "%s: tokenizer.ggml.model is '%s'; duet supports SentencePiece ('llama') vocabularies only",
+		return duet_errf(err, "%s: tokenizer.ggml.model is '%s'; duet reads SentencePiece ('llama') and byte-level BPE ('gpt2') vocabularies",
 				 path, m);
+	}
+	enum duet_bpe_pre pre = DUET_PRE_LLAMA3;
+	const struct duet_gguf_kv *merges = NULL;
+	if (bpe) {
+		struct duet_gguf_str ps;
+		if (duet_gguf_get_str(g, "tokenizer.ggml.pre", 1, &ps, err))
+			return -1;
+		if (duet_bpe_pre_parse(ps.ptr, ps.len, &pre))
+			return duet_errf(err, "%s: tokenizer.ggml.pre is '%.*s'; duet knows 'llama-bpe' (Llama 3) and 'qwen2'",
+					 path, (int)(ps.len > 64 ? 64 : ps.len), ps.ptr);
+		if (duet_gguf_get_arr(g, "tokenizer.ggml.merges", 1, DUET_GGUF_STRING, &merges, err))
+			return -1;
+		if (merges->arr_n > DUET_VOCAB_MAX_TOKENS * 4ull)
+			return duet_errf(err, "%s: tokenizer.ggml.merges has %llu entries", path,
+					 (unsigned long long)merges->arr_n);
 	}
 	if (duet_gguf_get_arr(g, "tokenizer.ggml.tokens", 1, DUET_GGUF_STRING, &tokens, err))
 		return -1;
@@ -202,16 +257,31 @@ int duet_vocab_from_gguf(struct duet_vocab *v, const struct duet_gguf *g,
 					 path, i, (unsigned long long)s.len, DUET_VOCAB_MAX_PIECE);
 		total += s.len + 1;
 	}
-	if (alloc_arrays(v, n, total)) {
+	if (duet_vocab_alloc(v, n, total)) {
 		duet_vocab_free(v);
 		return duet_errf(err, "%s: out of memory for %d tokens", path, n);
 	}
+	if (types) {
+		for (int i = 0; i < n; i++) {
+			int32_t t;
+			memcpy(&t, types->data + 4 * (size_t)i, 4);
+			if (t < DUET_TOK_NORMAL || t > DUET_TOK_BYTE) {
+				duet_errf(err, "%s: token %d has unknown type %d", path, i, t);
+				goto fail;
+			}
+			v->type[i] = (uint8_t)t;
+		}
+	} else if (bpe) {
+		memset(v->type, DUET_TOK_NORMAL, (size_t)n);
+	}
+	v->bpe = bpe;
 	cur = tokens->data;
 	size_t o = 0;
 	for (int i = 0; i < n; i++) {
 		struct duet_gguf_str s = duet_gguf_next_str(&cur);
 		v->off[i] = (uint32_t)o;
-		v->len[i] = (uint32_t)spm_to_canonical(v->arena + o, s.ptr, s.len);
+		v->len[i] = (uint32_t)(bpe ? duet_vocab_bpe_canonical(s.ptr, s.len, v->type[i], v->arena + o)
+				       : spm_to_canonical(v->arena + o, s.ptr, s.len));
 		o += v->len[i];
 		v->arena[o++] = 0;
 		if (scores)
@@ -234,27 +304,27 @@ int duet_vocab_from_gguf(struct duet_vocab *v, const struct duet_gguf *g,
 		goto fail;
 	if (!r)
 		v->unk = id > INT32_MAX ? -1 : (int)id;
-	if (types) {
-		for (int i = 0; i < n; i++) {
-			int32_t t;
-			memcpy(&t, types->data + 4 * (size_t)i, 4);
-			if (t < DUET_TOK_NORMAL || t > DUET_TOK_BYTE) {
-				duet_errf(err, "%s: token %d has unknown type %d", path, i, t);
-				goto fail;
-			}
-			v->type[i] = (uint8_t)t;
-		}
-	} else {
+	if (!types && !bpe)
 		infer_types(v);
-	}
 	v->add_bos = 1;
-	v->add_space_prefix = 1;
+	v->add_space_prefix = !bpe;
+	if (bpe) {
+		/* Byte-level BPE files name their BOS only when they use one. */
+		v->unk = -1;
+		if (!duet_gguf_find(g, "tokenizer.ggml.bos_token_id"))
+			v->bos = -1;
+		v->add_bos = v->bos >= 0;
+	}
 	const struct duet_gguf_kv *kv;
 	if ((kv = duet_gguf_find(g, "tokenizer.ggml.add_bos_token")) && kv->type == DUET_GGUF_BOOL)
 		v->add_bos = kv->data[0] != 0;
 	if ((kv = duet_gguf_find(g, "tokenizer.ggml.add_space_prefix")) && kv->type == DUET_GGUF_BOOL)
 		v->add_space_prefix = kv->data[0] != 0;
-	if (finish(v, path, err))
+	if (duet_vocab_index(v, path, err))
+		goto fail;
+	if (bpe && gguf_merges(v, merges, path, err))
+		goto fail;
+	if (bpe && duet_vocab_bpe_finish(v, pre, path, err))
 		goto fail;
 	return 0;
 fail:
@@ -306,7 +376,7 @@ int duet_vocab_from_llama2c(struct duet_vocab *v, const void *data, size_t size,
 	if (n < 3)
 		return duet_errf(err, "%s: tokenizer has %d entries; a Llama vocabulary needs at least <unk>, <s>, </s>",
 				 path, n);
-	if (alloc_arrays(v, n, total)) {
+	if (duet_vocab_alloc(v, n, total)) {
 		duet_vocab_free(v);
 		return duet_errf(err, "%s: out of memory for %d tokens", path, n);
 	}
@@ -340,7 +410,7 @@ int duet_vocab_from_llama2c(struct duet_vocab *v, const void *data, size_t size,
 		}
 	}
 	infer_types(v);
-	if (finish(v, path, err)) {
+	if (duet_vocab_index(v, path, err)) {
 		duet_vocab_free(v);
 		return -1;
 	}

@@ -29,6 +29,12 @@ enum duet_tok_type {
 #define DUET_VOCAB_MAX_PIECE 256
 #define DUET_VOCAB_MAX_TOKENS (1 << 22)
 
+/* Byte-level BPE pre-tokenizers (tokenizer.ggml.pre). */
+enum duet_bpe_pre {
+	DUET_PRE_LLAMA3, /* "llama-bpe": Llama 3 */
+	DUET_PRE_QWEN2,	 /* "qwen2": Qwen2, Qwen2.5, Qwen3 (and NFC first) */
+};
+
 struct duet_vocab {
 	int n;
 	char *arena;	 /* all pieces, canonical form, NUL-separated */
@@ -45,9 +51,26 @@ struct duet_vocab {
 	 * only: control, byte and unknown tokens never come out of merging. */
 	int32_t *map;
 	uint32_t map_mask;
+	/* Byte-level BPE (tokenizer.ggml.model "gpt2"): pieces are raw bytes
+	 * (GGUF spells them in GPT-2's byte-to-character form); the merges
+	 * in rank order as (left, right, merged) ids, and a map from the pair
+	 * to its rank; the added tokens (control and user-defined), longest
+	 * first, matched in text before the pre-tokenizer, with a bitmap of
+	 * their first bytes; the pre-tokenizer's compiled regex. */
+	int bpe;
+	enum duet_bpe_pre pre;
+	int n_merges;
+	int32_t *merges;
+	uint64_t *merge_key;
+	int32_t *merge_rank;
+	uint32_t merge_mask;
+	int n_special;
+	int32_t *special;
+	uint8_t special_first[32];
+	void *re;
 };
 
-/* tokenizer.* keys of a GGUF file (tokenizer.ggml.model must be "llama"). */
+/* tokenizer.* keys of a GGUF file (tokenizer.ggml.model "llama" or "gpt2"). */
 int duet_vocab_from_gguf(struct duet_vocab *v, const struct duet_gguf *g,
 			 struct duet_err *err);
 /* A llama2.c tokenizer.bin in memory. expect_n is the model's vocabulary
@@ -66,9 +89,21 @@ static inline const char *duet_vocab_piece(const struct duet_vocab *v, int id)
 	return v->arena + v->off[id];
 }
 
-/* Piece i spelled as GGUF stores it (space back to U+2581) into buf of
- * cap bytes; returns the length, or -1 if it does not fit. */
+/* Piece i spelled as GGUF stores it (space back to U+2581, or a BPE piece
+ * in the byte-to-character form) into buf of cap bytes; returns the
+ * length, or -1 if it does not fit. */
 int duet_vocab_gguf_piece(const struct duet_vocab *v, int id, char *buf,
 			  size_t cap);
+
+/* The rank of merging tokens l and r and the merged id, or -1. */
+int duet_bpe_merge_find(const struct duet_vocab *v, int l, int r, int *merged);
+/* Pre-tokenizer names (tokenizer.ggml.pre) and the regex of each. */
+int duet_bpe_pre_parse(const char *s, size_t n, enum duet_bpe_pre *out);
+const char *duet_bpe_pre_name(enum duet_bpe_pre p);
+const char *duet_bpe_pre_regex(enum duet_bpe_pre p);
+/* GPT-2's byte-level spelling: raw bytes to characters (out needs 2n
+ * bytes), and back (-1 if a character is not in the table). */
+size_t duet_bytelevel_encode(const char *raw, size_t n, char *out);
+int duet_bytelevel_decode(const char *s, size_t n, char *out, size_t *n_out);
 
 #endif

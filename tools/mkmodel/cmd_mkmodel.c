@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "mkmodel/model_random.h"
+#include "mkmodel/vocab_hf.h"
 #include "text/chat.h"
 
 struct prog {
@@ -31,7 +32,8 @@ static void usage(FILE *f)
 		"\n"
 		"Writes a Llama-architecture model with deterministic random weights of a\n"
 		"real shape and the vocabulary from FILE (a GGUF with tokenizer.ggml.* keys,\n"
-		"or a llama2.c tokenizer.bin).\n"
+		"a llama2.c tokenizer.bin, or a Hugging Face tokenizer.json of a byte-level\n"
+		"BPE model, Llama 3 or Qwen2/Qwen3, with its tokenizer_config.json beside it).\n"
 		"\n"
 		"  --shape NAME        model shape (see --list-shapes)\n"
 		"  --vocab FILE        vocabulary source; builtin:bytes is a built-in byte-level\n"
@@ -50,7 +52,8 @@ static void usage(FILE *f)
 		"  --ctx N             override the shape's context length\n"
 		"  --tied | --untied   share the classifier with the embedding, or not\n"
 		"  --chat-template F   write a chat template of family F (llama2, chatml, zephyr)\n"
-		"                      (default: the shape's own choice)\n"
+		"                      (default: a tokenizer.json's own template, else the\n"
+		"                      shape's own choice)\n"
 		"  --list-shapes       print the shapes and exit\n");
 }
 
@@ -177,8 +180,10 @@ int cmd_mkmodel(int argc, char **argv)
 
 	struct duet_err err;
 	struct duet_vocab vocab;
-	if (strcmp(vocab_path, DUET_VOCAB_BUILTIN_BYTES) == 0 ? duet_vocab_bytes(&vocab, &err)
-							      : duet_vocab_load_file(&vocab, vocab_path, &err))
+	char *hf_template = NULL;
+	if (strcmp(vocab_path, DUET_VOCAB_BUILTIN_BYTES) == 0
+		    ? duet_vocab_bytes(&vocab, &err)
+		    : duet_vocab_load_any(&vocab, vocab_path, &hf_template, &err))
 		return cli_fail("mkmodel", "%s", err.msg);
 	struct duet_random_gen g;
 	char name[128];
@@ -187,7 +192,8 @@ int cmd_mkmodel(int argc, char **argv)
 	struct duet_model_spec spec;
 	duet_random_spec(&spec, &g, sh, dtype, tied, (int)ctx, seed, &vocab, name);
 	spec.mix = mix;
-	spec.chat_template = duet_chat_template(chat);
+	/* A tokenizer.json brings its model's own template. */
+	spec.chat_template = chat == DUET_CHAT_NONE && hf_template ? hf_template : duet_chat_template(chat);
 	spec.progress = on_progress;
 	spec.progress_ctx = &prog;
 	int rc = llama2c ? duet_write_llama2c(out, &spec, &err) : duet_write_gguf(out, &spec, &err);
@@ -195,6 +201,7 @@ int cmd_mkmodel(int argc, char **argv)
 	if (!rc && llama2c)
 		rc = write_sidecar_tokenizer(out, &vocab, &err);
 	duet_vocab_free(&vocab);
+	free(hf_template);
 	if (rc)
 		return cli_fail("mkmodel", "%s", err.msg);
 	fprintf(stderr, "duet mkmodel: wrote %s (%s, %s, %s, seed %llu)\n", out, sh->name,

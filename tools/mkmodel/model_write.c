@@ -166,6 +166,35 @@ static uint64_t total_bytes(const struct duet_config *c, const struct duet_model
 	return n;
 }
 
+/* tokenizer.ggml.merges: "left right" in the GGUF spelling, rank order. */
+static int put_merges(struct duet_gguf_writer *w, const struct duet_vocab *v, struct duet_err *err)
+{
+	size_t n = (size_t)v->n_merges;
+	char **m = calloc(n ? n : 1, sizeof *m);
+	uint32_t *len = calloc(n ? n : 1, sizeof *len);
+	int rc = m && len ? 0 : -1;
+	for (size_t i = 0; i < n && !rc; i++) {
+		char a[DUET_VOCAB_MAX_PIECE * 2], b[DUET_VOCAB_MAX_PIECE * 2];
+		int la = duet_vocab_gguf_piece(v, v->merges[3 * i], a, sizeof a);
+		int lb = duet_vocab_gguf_piece(v, v->merges[3 * i + 1], b, sizeof b);
+		if (la < 0 || lb < 0 || !(m[i] = malloc((size_t)la + (size_t)lb + 2))) {
+			rc = -1;
+			break;
+		}
+		memcpy(m[i], a, (size_t)la);
+		m[i][la] = ' ';
+		memcpy(m[i] + la + 1, b, (size_t)lb);
+		len[i] = (uint32_t)(la + lb + 1);
+	}
+	if (!rc)
+		duet_gguf_put_str_arr(w, "tokenizer.ggml.merges", (const char *const *)m, len, n);
+	for (size_t i = 0; m && i < n; i++)
+		free(m[i]);
+	free(m);
+	free(len);
+	return rc ? duet_errf(err, "out of memory writing %zu merges", n) : 0;
+}
+
 int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 		    struct duet_err *err)
 {
@@ -200,7 +229,7 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 		types[i] = v->type[i];
 		/* A llama2.c source spells BOS/EOS with newlines around them;
 		 * GGUF readers expect <s> and </s>. */
-		if (i == v->bos || i == v->eos) {
+		if (!v->bpe && (i == v->bos || i == v->eos)) {
 			const char *sp = i == v->bos ? "<s>" : "</s>";
 			lens[i] = (uint32_t)strlen(sp);
 			memcpy(pieces[i], sp, lens[i]);
@@ -224,14 +253,20 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 	duet_gguf_put_f32(&w, "llama.attention.layer_norm_rms_epsilon", c.rms_eps);
 	duet_gguf_put_f32(&w, "llama.rope.freq_base", c.rope_base);
 	duet_gguf_put_u32(&w, "llama.vocab_size", (uint32_t)c.vocab_size);
-	duet_gguf_put_str(&w, "tokenizer.ggml.model", "llama");
+	duet_gguf_put_str(&w, "tokenizer.ggml.model", v->bpe ? "gpt2" : "llama");
+	if (v->bpe)
+		duet_gguf_put_str(&w, "tokenizer.ggml.pre", duet_bpe_pre_name(v->pre));
 	if (s->chat_template)
 		duet_gguf_put_str(&w, "tokenizer.chat_template", s->chat_template);
 	duet_gguf_put_str_arr(&w, "tokenizer.ggml.tokens", (const char *const *)pieces, lens,
 			      (uint64_t)v->n);
-	duet_gguf_put_f32_arr(&w, "tokenizer.ggml.scores", v->score, (uint64_t)v->n);
+	if (!v->bpe) /* byte-level vocabularies rank merges, not pieces */
+		duet_gguf_put_f32_arr(&w, "tokenizer.ggml.scores", v->score, (uint64_t)v->n);
 	duet_gguf_put_i32_arr(&w, "tokenizer.ggml.token_type", types, (uint64_t)v->n);
-	duet_gguf_put_u32(&w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
+	if (v->bpe && put_merges(&w, v, err))
+		goto fail;
+	if (v->bos >= 0)
+		duet_gguf_put_u32(&w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
 	duet_gguf_put_u32(&w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
 	if (v->unk >= 0)
 		duet_gguf_put_u32(&w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk);
