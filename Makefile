@@ -195,7 +195,7 @@ FUZZ_EXTRA_trace := $(BUILD)/fuzz/obj/tools/replay/trace.o
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 .SECONDEXPANSION:
 $(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_EXTRA_$$*) $(FUZZ_LIB)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $^ -ljansson $(LDLIBS) -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(filter %.c %.o %.a,$^) -ljansson $(LDLIBS) -o $@
 
 # Seeds that are binary files made by code (model files) are written at
 # build time by the normal build's tools.

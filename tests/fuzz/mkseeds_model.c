@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/vocab.h"
+#include "engine/vocab_impl.h"
 #include "mkmodel/model_random.h"
 #include "mkmodel/model_write.h"
 
@@ -45,6 +46,50 @@ static int put(const char *dir, const char *name, const char *model, const char 
 	fclose(f);
 	free(m);
 	free(t);
+	return 0;
+}
+
+/* A byte-level BPE vocabulary in miniature: the 256 byte tokens, a few
+ * merges ("Ġt", "th", "the", "Ġthe", "in", "ing"), two special tokens;
+ * Qwen's pre-tokenizer, so the NFC step is fuzzed too. */
+static int micro_bpe(struct duet_vocab *v, struct duet_err *err)
+{
+	static const char *const extra[] = {" t", "th", "the", " the", "in", "ing"};
+	static const char *const special[] = {"<|im_start|>", "<|im_end|>"};
+	static const char *const merges[] = {"Ġ t", "t h", "th e", "Ġ the", "i n", "in g"};
+	int n = 256 + 6 + 2;
+	if (duet_vocab_alloc(v, n, 4096))
+		return -1;
+	size_t o = 0;
+	for (int i = 0; i < n; i++) {
+		const char *p;
+		size_t l;
+		char b = (char)i;
+		if (i < 256) {
+			p = &b;
+			l = 1;
+		} else {
+			p = i < 262 ? extra[i - 256] : special[i - 262];
+			l = strlen(p);
+		}
+		v->type[i] = i < 262 ? DUET_TOK_NORMAL : DUET_TOK_CONTROL;
+		v->off[i] = (uint32_t)o;
+		v->len[i] = (uint32_t)l;
+		memcpy(v->arena + o, p, l);
+		o += l;
+		v->arena[o++] = 0;
+	}
+	v->bpe = 1;
+	v->bos = -1;
+	v->eos = 263;
+	v->unk = -1;
+	uint32_t ml[6];
+	for (int i = 0; i < 6; i++)
+		ml[i] = (uint32_t)strlen(merges[i]);
+	if (duet_vocab_index(v, "micro-bpe", err) ||
+	    duet_vocab_bpe_merges(v, 6, merges, ml, "micro-bpe", err) ||
+	    duet_vocab_bpe_finish(v, DUET_PRE_QWEN2, "micro-bpe", err))
+		return -1;
 	return 0;
 }
 
@@ -96,6 +141,19 @@ int main(int argc, char **argv)
 			rc = duet_write_gguf(tmp, &spec, &err) || put(dir, seeds[i].name, tmp, NULL);
 		if (rc)
 			fprintf(stderr, "%s\n", err.msg);
+	}
+	struct duet_vocab bv;
+	if (!rc && micro_bpe(&bv, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		rc = 1;
+	} else if (!rc) {
+		struct duet_random_gen g;
+		struct duet_model_spec spec;
+		duet_random_spec(&spec, &g, &micro, DUET_Q8_0, -1, 0, 5, &bv, name);
+		rc = duet_write_gguf(tmp, &spec, &err) || put(dir, "gguf_bpe", tmp, NULL);
+		if (rc)
+			fprintf(stderr, "%s\n", err.msg);
+		duet_vocab_free(&bv);
 	}
 	remove(tmp);
 	remove(tok);

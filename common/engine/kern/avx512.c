@@ -373,10 +373,16 @@ INLINE __m512i pick_4x4(int s0)
  * bytes 4-7 and the high nibbles of bytes 8-11. */
 INLINE void q4_k_scales(const uint8_t *w, size_t rb, const int nr, __m512 sm[4])
 {
-	__m512i v = _mm512_setzero_si512();
+	/* (immediates must be constants for every compiler: through memory) */
+	union {
+		__m512i v;
+		__m128i lane[4];
+	} hdr, six;
+	hdr.v = _mm512_setzero_si512();
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++)
-		v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(w + (size_t)r * rb)), r);
+		hdr.lane[r] = _mm_loadu_si128((const __m128i *)(w + (size_t)r * rb));
+	__m512i v = hdr.v;
 	/* header byte 4 + i is scale byte i; -1 gives a zero */
 	const __m512i pick_lo = _mm512_broadcast_i32x4(
 		_mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
@@ -387,16 +393,15 @@ INLINE void q4_k_scales(const uint8_t *w, size_t rb, const int nr, __m512 sm[4])
 	a = _mm512_mask_blend_epi8(0xF000F000F000F000ull, a, _mm512_srli_epi16(a, 4));
 	const __m512i keep = _mm512_broadcast_i32x4(
 		_mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
-	__m512i six = _mm512_or_si512(_mm512_and_si512(a, keep),
-				      _mm512_and_si512(_mm512_srli_epi16(b, 2), _mm512_set1_epi8(0x30)));
+	six.v = _mm512_or_si512(_mm512_and_si512(a, keep),
+				_mm512_and_si512(_mm512_srli_epi16(b, 2), _mm512_set1_epi8(0x30)));
 	const __m256i pick_d = _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
 	const __m512 unit = _mm512_set_ps(0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f,
 					  0x1p-7f, 0x1p-7f, 1, 1, 1, 1, 1, 1, 1, 1);
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
-		__m128i hdr = _mm512_extracti32x4_epi32(v, r);
-		__m512 dd = _mm512_cvtph_ps(_mm256_permutexvar_epi16(pick_d, _mm256_castsi128_si256(hdr)));
-		__m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(six, r)));
+		__m512 dd = _mm512_cvtph_ps(_mm256_permutexvar_epi16(pick_d, _mm256_castsi128_si256(hdr.lane[r])));
+		__m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(six.lane[r]));
 		sm[r] = _mm512_mul_ps(f, _mm512_mul_ps(dd, unit));
 	}
 }
@@ -449,15 +454,19 @@ INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x
 	/* The mins: the pairs' sums read again (from L1) rather than kept
 	 * in registers through the loop. */
 	const __m512i mi = _mm512_set_epi32(0, 0, 0, 0, 15, 13, 11, 9, 0, 0, 0, 0, 14, 12, 10, 8);
+	const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
 	_Pragma("GCC unroll 16")
 	for (int b = 0; b < nb; b++) {
 		__m512 sums = _mm512_setzero_ps();
 		_Pragma("GCC unroll 4")
 		for (int g = 0; g < 4; g++) {
 			const struct duet_q8a_pair *a = x + (size_t)g * B + b;
-			__m512i sx = _mm512_castps_si512(_mm512_mul_ps(
-				_mm512_cvtepi32_ps(_mm512_load_si512(a->corr)), _mm512_load_ps(a->d)));
-			sums = _mm512_add_ps(sums, _mm512_castsi512_ps(g ? _mm512_alignr_epi32(sx, sx, 16 - g) : sx));
+			__m512 sx = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(a->corr)),
+						  _mm512_load_ps(a->d));
+			/* lane i <- lane i - g (mod 16): 0 to g, 8 to 8 + g */
+			__m512i rot = _mm512_and_si512(_mm512_sub_epi32(iota, _mm512_set1_epi32(g)),
+						       _mm512_set1_epi32(15));
+			sums = _mm512_add_ps(sums, _mm512_permutexvar_ps(rot, sx));
 		}
 		_Pragma("GCC unroll 4")
 		for (int r = 0; r < nr; r++)
