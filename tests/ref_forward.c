@@ -26,18 +26,25 @@ static void rmsnorm(float *out, const float *x, const float *g, int n, float eps
 		out[i] = (float)(x[i] * scale * g[i]);
 }
 
-/* Rotates each adjacent pair (2i, 2i+1) of every head by pos * base^(-2i/hd). */
-static void rope(float *v, int n_heads, int hd, int pos, const struct duet_config *c)
+/* Rotates pair i of every head (values 2i and 2i+1; for Qwen2, i and
+ * i + hd/2) by pos * base^(-2i/hd), divided by Llama 3's factor for pair i
+ * when the model has them. */
+static void rope(float *v, int n_heads, int hd, int pos, const struct duet_model *m)
 {
+	const struct duet_config *c = &m->cfg;
 	for (int h = 0; h < n_heads; h++)
 		for (int i = 0; i < hd / 2; i++) {
 			double theta = (pos / (double)c->rope_scale) *
-				       pow(c->rope_base, -2.0 * i / hd);
+				       pow(c->rope_base, -2.0 * i / hd) /
+				       (m->rope_freqs ? m->rope_freqs[i] : 1.0);
 			double cs = cos(theta), sn = sin(theta);
-			float *p = v + h * hd + 2 * i;
-			double a = p[0], b = p[1];
+			/* Qwen2 pairs value i with i + hd/2 (NeoX), Llama 2i with 2i+1 */
+			int neox = c->arch == DUET_ARCH_QWEN2;
+			float *p = v + h * hd + (neox ? i : 2 * i);
+			int o = neox ? hd / 2 : 1;
+			double a = p[0], b = p[o];
 			p[0] = (float)(a * cs - b * sn);
-			p[1] = (float)(a * sn + b * cs);
+			p[o] = (float)(a * sn + b * cs);
 		}
 }
 
@@ -72,8 +79,16 @@ int ref_forward(const struct duet_model *m, const int *tokens, int T, float *log
 			matvec(&ly->wq, xn, q, tmp);
 			matvec(&ly->wk, xn, Kl + (size_t)t * kvd, tmp);
 			matvec(&ly->wv, xn, Vl + (size_t)t * kvd, tmp);
-			rope(q, c->n_heads, hd, t, c);
-			rope(Kl + (size_t)t * kvd, c->n_kv_heads, hd, t, c);
+			if (ly->bq) { /* Qwen2: biases on Q, K and V */
+				for (int i = 0; i < D; i++)
+					q[i] += ly->bq[i];
+				for (int i = 0; i < kvd; i++) {
+					Kl[(size_t)t * kvd + i] += ly->bk[i];
+					Vl[(size_t)t * kvd + i] += ly->bv[i];
+				}
+			}
+			rope(q, c->n_heads, hd, t, m);
+			rope(Kl + (size_t)t * kvd, c->n_kv_heads, hd, t, m);
 			for (int h = 0; h < c->n_heads; h++) {
 				int kh = h / group;
 				double mx = -INFINITY, sum = 0;

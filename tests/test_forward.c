@@ -497,6 +497,28 @@ static void test_quant_types(void **st)
 	}
 }
 
+/* The architectures beyond Llama 2: Llama 3's RoPE frequency divisors
+ * (rope_freqs.weight; a prompt of 150 positions turns the low frequencies
+ * far enough for them to show) and Qwen2 (Q/K/V biases, NeoX RoPE pairs),
+ * against the reference: prefill whole and in chunks, batched decode, and
+ * greedy text by every route. (llama.cpp gives these files' greedy tokens
+ * too: BENCHMARKS.md.) */
+static void test_architectures(void **st)
+{
+	(void)st;
+	static const char *shapes[] = {"tiny-llama3", "tiny-qwen2"};
+	char p[4096];
+	for (int i = 0; i < 2; i++) {
+		tu_make_model(p, shapes[i], DUET_F32, "gguf", 0, 7);
+		prefill_vs_ref(p, 5, NULL);
+		prefill_chunked_vs_ref(p, 150, 37, NULL);
+		batched_decode(p, 6, 2);
+		greedy_routes(p);
+	}
+	tu_make_model(p, "tiny-qwen2", DUET_Q8_0, "gguf", 0, 7);
+	prefill_vs_ref(p, 21, NULL);
+}
+
 /* The same model as GGUF and as llama2.c: same digest, same tokens. */
 static void test_formats_agree(void **st)
 {
@@ -626,6 +648,7 @@ int main(void)
 		cmocka_unit_test(test_quant_types),
 		cmocka_unit_test_setup_teardown(test_kv_rounded, kv_f16, exact_mode),
 		cmocka_unit_test_setup_teardown(test_kv_rounded, kv_int8, exact_mode),
+		cmocka_unit_test(test_architectures),
 		cmocka_unit_test(test_formats_agree),
 		cmocka_unit_test(test_layer_hook),
 		cmocka_unit_test(test_kv_exhaustion),

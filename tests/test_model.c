@@ -339,6 +339,33 @@ static void test_corrupt_llama2c(void **st)
 	free(b), free(orig), free(tokdata);
 }
 
+/* The other architectures' own parts, broken one at a time in a copy of a
+ * good file by renaming a tensor in the header: each refused naming it. */
+static void test_corrupt_architectures(void **st)
+{
+	(void)st;
+	static const struct {
+		const char *shape, *name, *renamed, *want;
+	} cases[] = {
+		{"tiny-qwen2", "blk.1.attn_k.bias", "blk.1.attn_k.biax", "blk.1.attn_k.bias' is missing"},
+		{"tiny-llama3", "rope_freqs.weight", "rope_freqz.weight", "rope_freqz.weight' is not part of the llama"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char good[4096], bad[4200];
+		tu_make_model(good, cases[i].shape, DUET_F32, "gguf", -1, 3);
+		size_t n;
+		uint8_t *b = tu_read_file(good, &n);
+		assert_non_null(b);
+		uint8_t *at = memmem(b, n, cases[i].name, strlen(cases[i].name));
+		assert_non_null(at);
+		memcpy(at, cases[i].renamed, strlen(cases[i].renamed));
+		snprintf(bad, sizeof bad, "%s.bad", good);
+		tu_write_file(bad, b, n);
+		free(b);
+		expect_refused(bad, cases[i].want, cases[i].name);
+	}
+}
+
 /* The digest: stable across writes and formats, and changed by anything
  * that changes the function the model computes. */
 static void test_digest(void **st)
@@ -404,6 +431,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_corrupt_gguf),
 		cmocka_unit_test(test_corrupt_llama2c),
+		cmocka_unit_test(test_corrupt_architectures),
 		cmocka_unit_test(test_digest),
 		cmocka_unit_test(test_gguf_layout),
 	};

@@ -187,18 +187,25 @@ struct rows_args {
 	const float *src;
 	float *dst;
 	const int *tokens;
+	const struct duet_layer *L; /* OP_ROPE: its Q/K/V biases */
 };
 
+/* Rotates pair i of each head by angle i: the pairs are adjacent values
+ * (2i, 2i + 1) in Llama files (their converter permutes Q and K for it),
+ * and values i and i + head_dim / 2 in Qwen2's (the NeoX layout). */
 static void rope_row(const struct duet_engine *e, float *v, int n_heads, int t)
 {
 	int hd = e->m->cfg.head_dim, half = hd / 2;
+	int neox = e->m->cfg.arch == DUET_ARCH_QWEN2;
+	int stride = neox ? 1 : 2, other = neox ? half : 1;
 	const float *cs = e->rope_cos + (size_t)t * half, *sn = e->rope_sin + (size_t)t * half;
 	for (int h = 0; h < n_heads; h++) {
 		float *x = v + (size_t)h * hd;
 		for (int i = 0; i < half; i++) {
-			float a = x[2 * i], b = x[2 * i + 1];
-			x[2 * i] = a * cs[i] - b * sn[i];
-			x[2 * i + 1] = a * sn[i] + b * cs[i];
+			float *p = x + stride * i;
+			float a = p[0], b = p[other];
+			p[0] = a * cs[i] - b * sn[i];
+			p[other] = a * sn[i] + b * cs[i];
 		}
 	}
 }
@@ -220,6 +227,12 @@ static void rows_range(struct rows_args *a, long t0, long t1)
 				      c->dim, c->rms_eps);
 			break;
 		case OP_ROPE:
+			/* Qwen2's biases go on before the rotation. */
+			if (a->L->bq) {
+				e->k->axpy(1.0f, a->L->bq, e->q + t * c->dim, c->dim);
+				e->k->axpy(1.0f, a->L->bk, e->kx + t * kvd, kvd);
+				e->k->axpy(1.0f, a->L->bv, e->vx + t * kvd, kvd);
+			}
 			rope_row(e, e->q + t * c->dim, c->n_heads, (int)t);
 			rope_row(e, e->kx + t * kvd, c->n_kv_heads, (int)t);
 			break;
@@ -258,6 +271,8 @@ static void rope_tables(struct duet_engine *e, int T)
 		double p = (double)e->pos[t] / (double)c->rope_scale;
 		for (int i = 0; i < half; i++) {
 			double f = pow((double)c->rope_base, -2.0 * i / (double)c->head_dim);
+			if (e->m->rope_freqs)
+				f /= (double)e->m->rope_freqs[i];
 			e->rope_cos[(size_t)t * half + i] = (float)cos(p * f);
 			e->rope_sin[(size_t)t * half + i] = (float)sin(p * f);
 		}
@@ -469,7 +484,7 @@ int duet_forward(struct duet_engine *e, struct duet_fwd_seq *seqs, int n_seqs,
 			{&L->wv, e->xb, T, e->vx, 0},
 		};
 		duet_matmul_run(&e->mm, qkv, 3);
-		struct rows_args rope = {.op = OP_ROPE, .T = T};
+		struct rows_args rope = {.op = OP_ROPE, .T = T, .L = L};
 		rows_run(e, &rope);
 		write_kv(e, l, seqs, n_seqs);
 		if (e->hook && (rc = call_hooks(e, l, seqs, n_seqs, err)))

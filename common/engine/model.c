@@ -58,6 +58,17 @@ static int compute_digest(struct duet_model *m, int skip_weights, struct duet_er
 			hash_tensor(st, 9, l, &L->w_down);
 		}
 		hash_floats(st, 10, -1, m->out_norm, c->dim);
+		/* Architecture-specific parts, only when present (the digests
+		 * of plain Llama files stay as they were). */
+		int kvd = c->n_kv_heads * c->head_dim;
+		for (int l = 0; l < c->n_layers; l++)
+			if (m->layers[l].bq) {
+				hash_floats(st, 12, l, m->layers[l].bq, c->dim);
+				hash_floats(st, 13, l, m->layers[l].bk, kvd);
+				hash_floats(st, 14, l, m->layers[l].bv, kvd);
+			}
+		if (m->rope_freqs)
+			hash_floats(st, 15, -1, m->rope_freqs, c->head_dim / 2);
 		if (m->tied_output)
 			XXH3_128bits_update(st, "tied", 4);
 		else
@@ -112,6 +123,11 @@ static void compute_sizes(struct duet_model *m)
 	 * norms; of the embedding table it reads one row. */
 	m->decode_bytes = layer_bytes + tensor_bytes(&m->output) + norms * 4 +
 			  m->tok_embd.row_bytes;
+}
+
+const char *duet_arch_name(enum duet_arch a)
+{
+	return a == DUET_ARCH_QWEN2 ? "qwen2" : "llama";
 }
 
 const char *duet_weights_name(enum duet_weights w)
@@ -209,6 +225,8 @@ void duet_model_close(struct duet_model *m)
 	duet_vocab_free(&m->vocab);
 	free(m->layers);
 	free(m->norms);
+	free(m->biases);
+	free(m->rope_freqs);
 	duet_unmap_file(m->map, m->map_bytes);
 	duet_unmap_file(m->tok_map, m->tok_map_size);
 	free(m->path);
@@ -234,6 +252,6 @@ void duet_model_describe(const struct duet_model *m, char *buf, size_t cap)
 	for (char *c = ty; *c; c++)
 		if (*c >= 'a' && *c <= 'z')
 			*c = (char)(*c - 'a' + 'A');
-	snprintf(buf, cap, "llama %.*f%s %s (%s)", v < 10 ? 2 : v < 100 ? 1 : 0, v, unit,
+	snprintf(buf, cap, "%s %.*f%s %s (%s)", duet_arch_name(m->cfg.arch), v < 10 ? 2 : v < 100 ? 1 : 0, v, unit,
 		 ty, m->format == DUET_FORMAT_GGUF ? "gguf" : "llama2.c");
 }

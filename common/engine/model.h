@@ -36,12 +36,25 @@ static inline const void *duet_tensor_row(const struct duet_tensor *t, int64_t r
 
 struct duet_layer {
 	const float *attn_norm, *ffn_norm; /* [dim], always f32 */
+	/* Biases of the Q, K and V projections ([dim], [kv], [kv], f32), added
+	 * before RoPE: Qwen2 has them; NULL for Llama. */
+	const float *bq, *bk, *bv;
 	struct duet_tensor wq, wk, wv, wo;  /* [dim,dim] [kv,dim] [kv,dim] [dim,dim] */
 	struct duet_tensor w_gate, w_up;    /* [hidden, dim] */
 	struct duet_tensor w_down;	    /* [dim, hidden] */
 };
 
+/* The architectures duet runs (general.architecture): Llama (Llama 2 and
+ * 3.x, TinyLlama, Mistral) and Qwen2 (Qwen2, Qwen2.5: Llama with biases on
+ * Q, K and V). */
+enum duet_arch {
+	DUET_ARCH_LLAMA,
+	DUET_ARCH_QWEN2,
+};
+const char *duet_arch_name(enum duet_arch a);
+
 struct duet_config {
+	enum duet_arch arch;
 	int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim;
 	int vocab_size, ctx_len;
 	float rope_base, rms_eps;
@@ -92,6 +105,11 @@ struct duet_model {
 	/* private */
 	struct duet_gguf gguf; /* kept for metadata such as chat templates */
 	float *norms;	       /* owned f32 copies of every norm vector */
+	float *biases;	       /* owned f32 copies of the Q/K/V biases, or NULL */
+	/* Llama 3.1+ RoPE: frequency i of each head is divided by
+	 * rope_freqs[i] ([head_dim / 2], the file's rope_freqs.weight); NULL
+	 * when the file has none. Owned. */
+	float *rope_freqs;
 	void *map;
 	size_t map_size;  /* the file's bytes */
 	size_t map_bytes; /* the mapping's (whole huge pages for a copy) */

@@ -1,5 +1,6 @@
-/* Llama-architecture GGUF files: metadata keys and tensor names as written
- * by llama.cpp's converters. */
+/* Llama- and Qwen2-architecture GGUF files: metadata keys (under the
+ * architecture's name) and tensor names as llama.cpp's converters write
+ * them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,71 +35,102 @@ static void gstr_copy(char *dst, size_t cap, struct duet_gguf_str s)
 			dst[i] = '?';
 }
 
+/* "<arch>.<suffix>" into buf (64 bytes). */
+static const char *akey(char *buf, const struct duet_config *c, const char *suffix)
+{
+	snprintf(buf, 64, "%s.%s", duet_arch_name(c->arch), suffix);
+	return buf;
+}
+
 static int read_config(struct duet_model *m, struct duet_err *err)
 {
 	const struct duet_gguf *g = &m->gguf;
 	struct duet_config *c = &m->cfg;
 	struct duet_gguf_str arch;
+	char k[64];
 	if (duet_gguf_get_str(g, "general.architecture", 1, &arch, err))
 		return -1;
-	if (!gstr_is(arch, "llama")) {
+	if (gstr_is(arch, "llama")) {
+		c->arch = DUET_ARCH_LLAMA;
+	} else if (gstr_is(arch, "qwen2")) {
+		c->arch = DUET_ARCH_QWEN2;
+	} else {
 		char a[64];
 		gstr_copy(a, sizeof a, arch);
-		return duet_errf(err, "%s: architecture '%s' is not supported (duet runs 'llama')",
+		return duet_errf(err, "%s: architecture '%s' is not supported (duet runs 'llama' and 'qwen2')",
 				 m->path, a);
 	}
 	int experts = 0;
-	if (get_int(g, "llama.expert_count", 0, &experts, err) < 0)
+	if (get_int(g, akey(k, c, "expert_count"), 0, &experts, err) < 0)
 		return -1;
 	if (experts > 0)
-		return duet_errf(err, "%s: mixture-of-experts models (llama.expert_count = %d) are not supported",
-				 m->path, experts);
-	if (get_int(g, "llama.context_length", 1, &c->ctx_len, err) ||
-	    get_int(g, "llama.embedding_length", 1, &c->dim, err) ||
-	    get_int(g, "llama.block_count", 1, &c->n_layers, err) ||
-	    get_int(g, "llama.feed_forward_length", 1, &c->hidden_dim, err) ||
-	    get_int(g, "llama.attention.head_count", 1, &c->n_heads, err))
+		return duet_errf(err, "%s: mixture-of-experts models (%s = %d) are not supported",
+				 m->path, k, experts);
+	if (get_int(g, akey(k, c, "context_length"), 1, &c->ctx_len, err) ||
+	    get_int(g, akey(k, c, "embedding_length"), 1, &c->dim, err) ||
+	    get_int(g, akey(k, c, "block_count"), 1, &c->n_layers, err) ||
+	    get_int(g, akey(k, c, "feed_forward_length"), 1, &c->hidden_dim, err) ||
+	    get_int(g, akey(k, c, "attention.head_count"), 1, &c->n_heads, err))
 		return -1;
 	c->n_kv_heads = c->n_heads;
-	if (get_int(g, "llama.attention.head_count_kv", 0, &c->n_kv_heads, err) < 0)
+	if (get_int(g, akey(k, c, "attention.head_count_kv"), 0, &c->n_kv_heads, err) < 0)
 		return -1;
-	if (duet_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", 1, &c->rms_eps, err))
+	if (duet_gguf_get_f32(g, akey(k, c, "attention.layer_norm_rms_epsilon"), 1, &c->rms_eps, err))
 		return -1;
 	c->rope_base = 10000.0f;
-	if (duet_gguf_get_f32(g, "llama.rope.freq_base", 0, &c->rope_base, err) < 0)
+	if (duet_gguf_get_f32(g, akey(k, c, "rope.freq_base"), 0, &c->rope_base, err) < 0)
 		return -1;
 	c->head_dim = c->n_heads > 0 ? c->dim / c->n_heads : 0;
-	const char *same_as_head[] = {"llama.rope.dimension_count",
-				      "llama.attention.key_length",
-				      "llama.attention.value_length"};
+	const char *same_as_head[] = {"rope.dimension_count", "attention.key_length",
+				      "attention.value_length"};
 	for (size_t i = 0; i < 3; i++) {
 		int v = c->head_dim;
-		if (get_int(g, same_as_head[i], 0, &v, err) < 0)
+		if (get_int(g, akey(k, c, same_as_head[i]), 0, &v, err) < 0)
 			return -1;
 		if (v != c->head_dim)
 			return duet_errf(err, "%s: %s = %d differs from the head size %d; duet supports full-width RoPE and equal head sizes only",
-					 m->path, same_as_head[i], v, c->head_dim);
+					 m->path, k, v, c->head_dim);
 	}
 	c->rope_scale = 1.0f;
 	struct duet_gguf_str st;
-	int r = duet_gguf_get_str(g, "llama.rope.scaling.type", 0, &st, err);
+	int r = duet_gguf_get_str(g, akey(k, c, "rope.scaling.type"), 0, &st, err);
 	if (r < 0)
 		return -1;
 	if (r == 0 && !gstr_is(st, "none")) {
 		if (!gstr_is(st, "linear")) {
 			char s[32];
 			gstr_copy(s, sizeof s, st);
-			return duet_errf(err, "%s: RoPE scaling '%s' is not supported (only linear)",
+			return duet_errf(err, "%s: RoPE scaling '%s' is not supported (linear, or Llama 3's rope_freqs tensor)",
 					 m->path, s);
 		}
-		if (duet_gguf_get_f32(g, "llama.rope.scaling.factor", 1, &c->rope_scale, err))
+		if (duet_gguf_get_f32(g, akey(k, c, "rope.scaling.factor"), 1, &c->rope_scale, err))
 			return -1;
 	}
-	if (duet_gguf_get_f32(g, "llama.rope.scale_linear", 0, &c->rope_scale, err) < 0)
+	if (duet_gguf_get_f32(g, akey(k, c, "rope.scale_linear"), 0, &c->rope_scale, err) < 0)
 		return -1;
 	struct duet_gguf_str name;
 	if (duet_gguf_get_str(g, "general.name", 0, &name, err) == 0)
 		gstr_copy(m->name, sizeof m->name, name);
+	return 0;
+}
+
+/* A 1-dimensional f32/f16/bf16 tensor of n values into dst as f32. */
+static int bind_vector(struct duet_model *m, float *dst, const char *name, int64_t n,
+		       unsigned char *used, struct duet_err *err)
+{
+	const struct duet_gguf *g = &m->gguf;
+	const struct duet_gguf_tensor *gt = duet_gguf_tensor(g, name);
+	if (!gt)
+		return duet_errf(err, "%s: tensor '%s' is missing", m->path, name);
+	used[gt - g->tensors] = 1;
+	if (gt->n_dims != 1 || gt->ne[0] != (uint64_t)n)
+		return duet_errf(err, "%s: tensor '%s' has shape [%llu%s] but the metadata implies [%lld]",
+				 m->path, name, (unsigned long long)gt->ne[0],
+				 gt->n_dims > 1 ? ", ..." : "", (long long)n);
+	if (gt->type != DUET_F32 && gt->type != DUET_F16 && gt->type != DUET_BF16)
+		return duet_errf(err, "%s: tensor '%s' has type %s; vectors are f32, f16 or bf16",
+				 m->path, name, duet_dtype_name(gt->type));
+	duet_dequant_row(gt->type, gt->data, dst, n);
 	return 0;
 }
 
@@ -119,23 +151,10 @@ static int bind(struct duet_model *m, struct duet_tensor *t, const char *name,
 			       (int64_t)gt->ne[1], want_cols, want_rows, err);
 }
 
-static int bind_norm(struct duet_model *m, float *dst, const char *name,
-		     unsigned char *used, struct duet_err *err)
+static int bind_norm(struct duet_model *m, float *dst, const char *name, unsigned char *used,
+		     struct duet_err *err)
 {
-	const struct duet_gguf *g = &m->gguf;
-	const struct duet_gguf_tensor *gt = duet_gguf_tensor(g, name);
-	if (!gt)
-		return duet_errf(err, "%s: tensor '%s' is missing", m->path, name);
-	used[gt - g->tensors] = 1;
-	if (gt->n_dims != 1 || gt->ne[0] != (uint64_t)m->cfg.dim)
-		return duet_errf(err, "%s: tensor '%s' has shape [%llu%s] but the metadata implies [%d]",
-				 m->path, name, (unsigned long long)gt->ne[0],
-				 gt->n_dims > 1 ? ", ..." : "", m->cfg.dim);
-	if (!duet_dtype_supported(gt->type))
-		return duet_errf(err, "%s: tensor '%s' has type %s; duet computes with " DUET_DTYPE_LIST,
-				 m->path, name, duet_dtype_name(gt->type));
-	duet_dequant_row(gt->type, gt->data, dst, m->cfg.dim);
-	return 0;
+	return bind_vector(m, dst, name, m->cfg.dim, used, err);
 }
 
 int duet_model_load_gguf(struct duet_model *m, struct duet_err *err)
@@ -150,11 +169,12 @@ int duet_model_load_gguf(struct duet_model *m, struct duet_err *err)
 	struct duet_config *c = &m->cfg;
 	c->vocab_size = m->vocab.n;
 	int vs = c->vocab_size;
-	if (get_int(g, "llama.vocab_size", 0, &vs, err) < 0)
+	char k[64];
+	if (get_int(g, akey(k, c, "vocab_size"), 0, &vs, err) < 0)
 		return -1;
 	if (vs != c->vocab_size)
-		return duet_errf(err, "%s: llama.vocab_size = %d but tokenizer.ggml.tokens has %d entries",
-				 m->path, vs, c->vocab_size);
+		return duet_errf(err, "%s: %s = %d but tokenizer.ggml.tokens has %d entries",
+				 m->path, k, vs, c->vocab_size);
 	if (duet_model_check_config(c, m->path, err))
 		return -1;
 
@@ -205,6 +225,42 @@ int duet_model_load_gguf(struct duet_model *m, struct duet_err *err)
 	if (bind_norm(m, nv, "output_norm.weight", used, err))
 		goto out;
 	m->out_norm = nv;
+	if (c->arch == DUET_ARCH_QWEN2) {
+		m->biases = malloc(sizeof(float) * (size_t)c->n_layers * (size_t)(c->dim + 2 * kv));
+		if (!m->biases) {
+			duet_errf(err, "%s: out of memory", m->path);
+			goto out;
+		}
+		float *bv = m->biases;
+		for (int l = 0; l < c->n_layers; l++) {
+			struct duet_layer *L = &m->layers[l];
+			const float **dst[3] = {&L->bq, &L->bk, &L->bv};
+			static const char *const what[3] = {"attn_q", "attn_k", "attn_v"};
+			for (int i = 0; i < 3; i++) {
+				int n = i ? kv : c->dim;
+				snprintf(name, sizeof name, "blk.%d.%s.bias", l, what[i]);
+				if (bind_vector(m, bv, name, n, used, err))
+					goto out;
+				*dst[i] = bv;
+				bv += n;
+			}
+		}
+	}
+	if (duet_gguf_tensor(g, "rope_freqs.weight")) {
+		m->rope_freqs = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
+		if (!m->rope_freqs) {
+			duet_errf(err, "%s: out of memory", m->path);
+			goto out;
+		}
+		if (bind_vector(m, m->rope_freqs, "rope_freqs.weight", c->head_dim / 2, used, err))
+			goto out;
+		for (int i = 0; i < c->head_dim / 2; i++)
+			if (!(m->rope_freqs[i] > 0) || m->rope_freqs[i] > 1e6f) {
+				duet_errf(err, "%s: rope_freqs.weight[%d] = %g is not a frequency divisor",
+					  m->path, i, (double)m->rope_freqs[i]);
+				goto out;
+			}
+	}
 	if (duet_gguf_tensor(g, "output.weight")) {
 		if (bind(m, &m->output, "output.weight", c->dim, c->vocab_size, used, err))
 			goto out;
@@ -217,9 +273,8 @@ int duet_model_load_gguf(struct duet_model *m, struct duet_err *err)
 			continue;
 		char tn[96];
 		gstr_copy(tn, sizeof tn, g->tensors[i].name);
-		duet_errf(err, "%s: tensor '%s' is not part of the llama architecture duet implements%s",
-			  m->path, tn,
-			  !strcmp(tn, "rope_freqs.weight") ? " (Llama 3.1 RoPE scaling is not supported)" : "");
+		duet_errf(err, "%s: tensor '%s' is not part of the %s architecture duet implements",
+			  m->path, tn, duet_arch_name(c->arch));
 		goto out;
 	}
 	rc = 0;

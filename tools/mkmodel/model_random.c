@@ -4,15 +4,32 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Llama 2's architecture, RoPE and norm. */
+#define LLAMA2 DUET_ARCH_LLAMA, 10000.0f, 1e-5f, 0
+
 static const struct duet_shape shapes[] = {
-	{"tiny", 64, 192, 2, 4, 2, 512, 1, "test shape, grouped-query attention"},
-	{"tiny-mha", 96, 256, 3, 3, 3, 512, 0, "test shape, separate classifier"},
-	{"tiny-k", 256, 768, 2, 4, 2, 512, 0, "test shape, rows of whole K-quant blocks"},
-	{"stories15m", 288, 768, 6, 6, 6, 256, 1, "llama2.c TinyStories 15M"},
-	{"stories42m", 512, 1376, 8, 8, 8, 1024, 1, "llama2.c TinyStories 42M"},
-	{"stories110m", 768, 2048, 12, 12, 12, 1024, 1, "llama2.c TinyStories 110M"},
-	{"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 2048, 0, "TinyLlama 1.1B"},
-	{"llama2-7b", 4096, 11008, 32, 32, 32, 4096, 0, "Llama 2 7B"},
+	{"tiny", 64, 192, 2, 4, 2, 512, 1, "test shape, grouped-query attention", LLAMA2},
+	{"tiny-mha", 96, 256, 3, 3, 3, 512, 0, "test shape, separate classifier", LLAMA2},
+	{"tiny-k", 256, 768, 2, 4, 2, 512, 0, "test shape, rows of whole K-quant blocks", LLAMA2},
+	{"stories15m", 288, 768, 6, 6, 6, 256, 1, "llama2.c TinyStories 15M", LLAMA2},
+	{"stories42m", 512, 1376, 8, 8, 8, 1024, 1, "llama2.c TinyStories 42M", LLAMA2},
+	{"stories110m", 768, 2048, 12, 12, 12, 1024, 1, "llama2.c TinyStories 110M", LLAMA2},
+	/* (RoPE base 10000: with Llama 3's and Qwen's larger bases, these
+	 * small heads hardly rotate and the random models repeat one token) */
+	{"tiny-llama3", 64, 192, 2, 4, 2, 512, 1, "test shape, Llama 3 RoPE scaling", DUET_ARCH_LLAMA,
+	 10000.0f, 1e-5f, 32},
+	{"tiny-qwen2", 64, 192, 2, 4, 2, 512, 1, "test shape, Q/K/V biases", DUET_ARCH_QWEN2,
+	 10000.0f, 1e-6f, 0},
+	{"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 2048, 0, "TinyLlama 1.1B", LLAMA2},
+	{"llama2-7b", 4096, 11008, 32, 32, 32, 4096, 0, "Llama 2 7B", LLAMA2},
+	{"llama3.2-1b", 2048, 8192, 16, 32, 8, 131072, 1, "Llama 3.2 1B", DUET_ARCH_LLAMA, 500000.0f,
+	 1e-5f, 32},
+	{"llama3.1-8b", 4096, 14336, 32, 32, 8, 131072, 0, "Llama 3.1 8B", DUET_ARCH_LLAMA,
+	 500000.0f, 1e-5f, 8},
+	{"qwen2.5-0.5b", 896, 4864, 24, 14, 2, 32768, 1, "Qwen2.5 0.5B", DUET_ARCH_QWEN2, 1e6f, 1e-6f,
+	 0},
+	{"qwen2.5-1.5b", 1536, 8960, 28, 12, 2, 32768, 1, "Qwen2.5 1.5B", DUET_ARCH_QWEN2, 1e6f,
+	 1e-6f, 0},
 };
 
 #define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
@@ -88,8 +105,10 @@ void duet_random_spec(struct duet_model_spec *spec, struct duet_random_gen *g,
 	spec->cfg = (struct duet_config){
 		.dim = sh->dim, .hidden_dim = sh->hidden, .n_layers = sh->layers,
 		.n_heads = sh->heads, .n_kv_heads = sh->kv_heads,
-		.ctx_len = ctx > 0 ? ctx : sh->ctx, .rope_base = 10000.0f,
-		.rms_eps = 1e-5f, .rope_scale = 1.0f};
+		.ctx_len = ctx > 0 ? ctx : sh->ctx, .arch = sh->arch,
+		.rope_base = sh->rope_base > 0 ? sh->rope_base : 10000.0f,
+		.rms_eps = sh->rms_eps > 0 ? sh->rms_eps : 1e-5f, .rope_scale = 1.0f};
+	spec->llama3_rope = sh->llama3_rope;
 	spec->dtype = dtype;
 	spec->tied = tied >= 0 ? tied : sh->tied;
 	spec->name = name;

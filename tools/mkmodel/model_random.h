@@ -13,6 +13,11 @@ struct duet_shape {
 	const char *name;
 	int dim, hidden, layers, heads, kv_heads, ctx, tied;
 	const char *what;
+	/* Zero for Llama 2's: llama, RoPE base 10000, RMS epsilon 1e-5. */
+	enum duet_arch arch;
+	float rope_base, rms_eps;
+	int llama3_rope; /* Llama 3.1+ RoPE scaling factor (8 for 3.1, 32 for
+			    3.2), written as rope_freqs.weight; 0 for none */
 };
 
 /* The shape called name, or NULL. */

@@ -79,7 +79,8 @@ static int more_bits(int layer, int n)
 enum duet_dtype duet_spec_tensor_type(const struct duet_model_spec *s, enum duet_weight_role role,
 				      int layer, int64_t cols)
 {
-	if (role == DUET_W_ATTN_NORM || role == DUET_W_FFN_NORM || role == DUET_W_OUT_NORM)
+	if (role == DUET_W_ATTN_NORM || role == DUET_W_FFN_NORM || role == DUET_W_OUT_NORM ||
+	    role == DUET_W_BQ || role == DUET_W_BK || role == DUET_W_BV)
 		return DUET_F32;
 	enum duet_dtype t = s->dtype;
 	if (s->mix == DUET_MIX_Q4_K_M) {
@@ -138,7 +139,11 @@ struct mat {
 	int64_t rows, cols;
 };
 
-static int layer_mats(const struct duet_config *c, struct mat m[9])
+#define MAX_LAYER_MATS 12
+
+/* A layer's tensors; Qwen2 adds the Q/K/V biases (vectors, so rows 1 and
+ * the name's suffix .bias). */
+static int layer_mats(const struct duet_config *c, struct mat m[MAX_LAYER_MATS])
 {
 	int64_t d = c->dim, h = c->hidden_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
 	struct mat all[9] = {
@@ -149,7 +154,31 @@ static int layer_mats(const struct duet_config *c, struct mat m[9])
 		{DUET_W_DOWN, "ffn_down", d, h},
 	};
 	memcpy(m, all, sizeof all);
-	return 9;
+	if (c->arch != DUET_ARCH_QWEN2)
+		return 9;
+	struct mat bias[3] = {
+		{DUET_W_BQ, "attn_q", 1, d}, {DUET_W_BK, "attn_k", 1, kv}, {DUET_W_BV, "attn_v", 1, kv}};
+	memcpy(m + 9, bias, sizeof bias);
+	return 12;
+}
+
+static int is_bias(enum duet_weight_role r)
+{
+	return r == DUET_W_BQ || r == DUET_W_BK || r == DUET_W_BV;
+}
+
+float duet_llama3_rope_factor(int i, int n, float base, double factor)
+{
+	const double low = 1, high = 4, orig = 8192;
+	const double pi = 3.14159265358979323846;
+	double freq = pow((double)base, -(double)i / n);
+	double wavelen = 2 * pi / freq;
+	if (wavelen < orig / high)
+		return 1.0f;
+	if (wavelen > orig / low)
+		return (float)factor;
+	double smooth = (orig / wavelen - low) / (high - low);
+	return (float)(1.0 / ((1 - smooth) / factor + smooth));
 }
 
 static uint64_t total_bytes(const struct duet_config *c, const struct duet_model_spec *s)
@@ -158,7 +187,9 @@ static uint64_t total_bytes(const struct duet_config *c, const struct duet_model
 	n += vs * duet_row_bytes(duet_spec_tensor_type(s, DUET_W_EMBD, -1, c->dim), c->dim);
 	if (!s->tied)
 		n += vs * duet_row_bytes(duet_spec_tensor_type(s, DUET_W_OUTPUT, -1, c->dim), c->dim);
-	struct mat m[9];
+	struct mat m[MAX_LAYER_MATS];
+	if (s->llama3_rope)
+		n += (uint64_t)c->head_dim / 2 * 4;
 	for (int l = 0; l < c->n_layers; l++)
 		for (int i = 0; i < layer_mats(c, m); i++)
 			n += (uint64_t)m[i].rows *
@@ -238,21 +269,25 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 	if (duet_gguf_writer_open(&w, path, err))
 		goto done;
 	int ftype = duet_spec_file_type(s);
-	duet_gguf_put_str(&w, "general.architecture", "llama");
+	const char *arch = duet_arch_name(c.arch);
+	char k[64];
+#define AK(suffix) (snprintf(k, sizeof k, "%s." suffix, arch), k)
+	duet_gguf_put_str(&w, "general.architecture", arch);
 	duet_gguf_put_str(&w, "general.name", s->name ? s->name : "duet model");
 	duet_gguf_put_u32(&w, "general.file_type", (uint32_t)ftype);
 	if (ftype > 1 && ftype != 32)
 		duet_gguf_put_u32(&w, "general.quantization_version", 2);
-	duet_gguf_put_u32(&w, "llama.context_length", (uint32_t)c.ctx_len);
-	duet_gguf_put_u32(&w, "llama.embedding_length", (uint32_t)c.dim);
-	duet_gguf_put_u32(&w, "llama.block_count", (uint32_t)c.n_layers);
-	duet_gguf_put_u32(&w, "llama.feed_forward_length", (uint32_t)c.hidden_dim);
-	duet_gguf_put_u32(&w, "llama.rope.dimension_count", (uint32_t)c.head_dim);
-	duet_gguf_put_u32(&w, "llama.attention.head_count", (uint32_t)c.n_heads);
-	duet_gguf_put_u32(&w, "llama.attention.head_count_kv", (uint32_t)c.n_kv_heads);
-	duet_gguf_put_f32(&w, "llama.attention.layer_norm_rms_epsilon", c.rms_eps);
-	duet_gguf_put_f32(&w, "llama.rope.freq_base", c.rope_base);
-	duet_gguf_put_u32(&w, "llama.vocab_size", (uint32_t)c.vocab_size);
+	duet_gguf_put_u32(&w, AK("context_length"), (uint32_t)c.ctx_len);
+	duet_gguf_put_u32(&w, AK("embedding_length"), (uint32_t)c.dim);
+	duet_gguf_put_u32(&w, AK("block_count"), (uint32_t)c.n_layers);
+	duet_gguf_put_u32(&w, AK("feed_forward_length"), (uint32_t)c.hidden_dim);
+	duet_gguf_put_u32(&w, AK("rope.dimension_count"), (uint32_t)c.head_dim);
+	duet_gguf_put_u32(&w, AK("attention.head_count"), (uint32_t)c.n_heads);
+	duet_gguf_put_u32(&w, AK("attention.head_count_kv"), (uint32_t)c.n_kv_heads);
+	duet_gguf_put_f32(&w, AK("attention.layer_norm_rms_epsilon"), c.rms_eps);
+	duet_gguf_put_f32(&w, AK("rope.freq_base"), c.rope_base);
+	duet_gguf_put_u32(&w, AK("vocab_size"), (uint32_t)c.vocab_size);
+#undef AK
 	duet_gguf_put_str(&w, "tokenizer.ggml.model", v->bpe ? "gpt2" : "llama");
 	if (v->bpe)
 		duet_gguf_put_str(&w, "tokenizer.ggml.pre", duet_bpe_pre_name(v->pre));
@@ -282,11 +317,15 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 	if (!s->tied)
 		duet_gguf_add_tensor(&w, "output.weight", 2, (uint64_t[]){d, vs}, to);
 	char name[64];
-	struct mat m[9];
+	struct mat m[MAX_LAYER_MATS];
 	int nm = layer_mats(&c, m);
+	if (s->llama3_rope)
+		duet_gguf_add_tensor(&w, "rope_freqs.weight", 1, (uint64_t[]){(uint64_t)c.head_dim / 2},
+				     DUET_F32);
 	for (int l = 0; l < c.n_layers; l++)
 		for (int i = 0; i < nm; i++) {
-			snprintf(name, sizeof name, "blk.%d.%s.weight", l, m[i].name);
+			snprintf(name, sizeof name, "blk.%d.%s.%s", l, m[i].name,
+				 is_bias(m[i].role) ? "bias" : "weight");
 			enum duet_dtype t = duet_spec_tensor_type(s, m[i].role, l, m[i].cols);
 			if (m[i].rows == 1)
 				duet_gguf_add_tensor(&w, name, 1, (uint64_t[]){(uint64_t)m[i].cols}, t);
@@ -301,6 +340,13 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 	    write_tensor(&o, DUET_W_OUT_NORM, -1, 1, c.dim, DUET_F32, err) ||
 	    (!s->tied && write_tensor(&o, DUET_W_OUTPUT, -1, c.vocab_size, c.dim, to, err)))
 		goto fail;
+	if (s->llama3_rope) {
+		float f[DUET_MAX_HEAD_DIM / 2];
+		for (int i = 0; i < c.head_dim / 2; i++)
+			f[i] = duet_llama3_rope_factor(2 * i, c.head_dim, c.rope_base, s->llama3_rope);
+		if (duet_gguf_write_data(&w, f, sizeof(float) * (size_t)(c.head_dim / 2), err))
+			goto fail;
+	}
 	for (int l = 0; l < c.n_layers; l++)
 		for (int i = 0; i < nm; i++)
 			if (write_tensor(&o, m[i].role, l, m[i].rows, m[i].cols,
@@ -331,8 +377,9 @@ int duet_write_llama2c(const char *path, const struct duet_model_spec *s,
 	if (s->dtype != DUET_F32)
 		return duet_errf(err, "%s: llama2.c checkpoints hold f32 weights only (asked for %s)",
 				 path, duet_dtype_name(s->dtype));
-	if (c.rope_base != 10000.0f || c.rms_eps != 1e-5f)
-		return duet_errf(err, "%s: llama2.c checkpoints imply RoPE base 10000 and RMS epsilon 1e-5",
+	if (c.rope_base != 10000.0f || c.rms_eps != 1e-5f || c.arch != DUET_ARCH_LLAMA ||
+	    s->llama3_rope)
+		return duet_errf(err, "%s: llama2.c checkpoints imply Llama 2: RoPE base 10000 without scaling, RMS epsilon 1e-5, no biases",
 				 path);
 	struct out o = {.path = path, .s = s};
 	if (out_alloc(&o, err)) {

@@ -24,6 +24,9 @@ enum duet_weight_role {
 	DUET_W_DOWN,
 	DUET_W_OUT_NORM,
 	DUET_W_OUTPUT,
+	DUET_W_BQ, /* Qwen2's Q/K/V biases: one row each */
+	DUET_W_BK,
+	DUET_W_BV,
 };
 
 /* Fills out[n] with row `row` of the weight (role, layer); layer is -1 for
@@ -43,6 +46,10 @@ struct duet_model_spec {
 	struct duet_config cfg; /* vocab_size taken from the vocabulary */
 	enum duet_dtype dtype;	/* matrices; norms are always f32 */
 	enum duet_mix mix;	/* overrides dtype when set */
+	/* Llama 3.1+ RoPE: when nonzero, the scaling factor (8 for 3.1, 32 for
+	 * 3.2; low/high frequency factors 1 and 4, original context 8192),
+	 * written as rope_freqs.weight as llama.cpp's converter computes it. */
+	int llama3_rope;
 	int tied;		/* classifier shares the embedding */
 	const char *name;
 	const char *chat_template; /* GGUF tokenizer.chat_template, or NULL */
@@ -60,6 +67,9 @@ struct duet_model_spec {
  * Q5_0, Q5_K to Q5_1, Q6_K to Q8_0). */
 enum duet_dtype duet_spec_tensor_type(const struct duet_model_spec *s, enum duet_weight_role role,
 				      int layer, int64_t cols);
+/* Llama 3.1+'s RoPE frequency divisor for dimension i (even) of a head of
+ * n at the given base and scaling factor. */
+float duet_llama3_rope_factor(int i, int n, float base, double factor);
 /* llama.cpp's llama_ftype number for the spec (general.file_type). */
 int duet_spec_file_type(const struct duet_model_spec *s);
 
