@@ -125,11 +125,6 @@ static void compute_sizes(struct duet_model *m)
 			  m->tok_embd.row_bytes;
 }
 
-const char *duet_arch_name(enum duet_arch a)
-{
-	return a == DUET_ARCH_QWEN2 ? "qwen2" : "llama";
-}
-
 const char *duet_weights_name(enum duet_weights w)
 {
 	return w == DUET_WEIGHTS_HUGEPAGES ? "hugepages" : "mmap";

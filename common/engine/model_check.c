@@ -1,7 +1,13 @@
-/* What every model loader checks the same way: geometry bounds and each
- * tensor's shape and type against what the geometry implies. */
+/* What every model loader shares: the architectures' names, geometry
+ * bounds and each tensor's shape and type against what the geometry
+ * implies. */
 #include "engine/model.h"
 #include "engine/model_impl.h"
+
+const char *duet_arch_name(enum duet_arch a)
+{
+	return a == DUET_ARCH_QWEN2 ? "qwen2" : "llama";
+}
 
 size_t duet_model_norms_count(const struct duet_config *c)
 {
