@@ -38,8 +38,8 @@ static void rope(float *v, int n_heads, int hd, int pos, const struct duet_model
 				       pow(c->rope_base, -2.0 * i / hd) /
 				       (m->rope_freqs ? m->rope_freqs[i] : 1.0);
 			double cs = cos(theta), sn = sin(theta);
-			/* Qwen2 pairs value i with i + hd/2 (NeoX), Llama 2i with 2i+1 */
-			int neox = c->arch == DUET_ARCH_QWEN2;
+			/* Qwen pairs value i with i + hd/2 (NeoX), Llama 2i with 2i+1 */
+			int neox = c->arch != DUET_ARCH_LLAMA;
 			float *p = v + h * hd + (neox ? i : 2 * i);
 			int o = neox ? hd / 2 : 1;
 			double a = p[0], b = p[o];
@@ -55,11 +55,14 @@ int ref_forward(const struct duet_model *m, const int *tokens, int T, float *log
 	int kvd = c->n_kv_heads * hd, L = c->n_layers, V = c->vocab_size;
 	int group = c->n_heads / c->n_kv_heads;
 	int widest = D > H ? D : H;
+	if (c->n_heads * hd > widest)
+		widest = c->n_heads * hd;
 	float *x = calloc((size_t)T * D, sizeof *x);
 	float *K = calloc((size_t)L * T * kvd, sizeof *K);
 	float *Vv = calloc((size_t)L * T * kvd, sizeof *Vv);
-	float *xn = malloc(sizeof(float) * D), *q = malloc(sizeof(float) * D);
-	float *att = malloc(sizeof(float) * D), *o = malloc(sizeof(float) * D);
+	int QD = c->n_heads * hd; /* Qwen3's heads may span more than D */
+	float *xn = malloc(sizeof(float) * D), *q = malloc(sizeof(float) * QD);
+	float *att = malloc(sizeof(float) * QD), *o = malloc(sizeof(float) * D);
 	float *g = malloc(sizeof(float) * H), *u = malloc(sizeof(float) * H);
 	float *tmp = malloc(sizeof(float) * (size_t)(widest > V ? widest : V));
 	double *sc = malloc(sizeof(double) * T);
@@ -80,12 +83,19 @@ int ref_forward(const struct duet_model *m, const int *tokens, int T, float *log
 			matvec(&ly->wk, xn, Kl + (size_t)t * kvd, tmp);
 			matvec(&ly->wv, xn, Vl + (size_t)t * kvd, tmp);
 			if (ly->bq) { /* Qwen2: biases on Q, K and V */
-				for (int i = 0; i < D; i++)
+				for (int i = 0; i < QD; i++)
 					q[i] += ly->bq[i];
 				for (int i = 0; i < kvd; i++) {
 					Kl[(size_t)t * kvd + i] += ly->bk[i];
 					Vl[(size_t)t * kvd + i] += ly->bv[i];
 				}
+			}
+			if (ly->q_norm) { /* Qwen3: RMS norm of each head of Q and K */
+				for (int h = 0; h < c->n_heads; h++)
+					rmsnorm(q + h * hd, q + h * hd, ly->q_norm, hd, c->rms_eps);
+				for (int h = 0; h < c->n_kv_heads; h++)
+					rmsnorm(Kl + (size_t)t * kvd + h * hd, Kl + (size_t)t * kvd + h * hd,
+						ly->k_norm, hd, c->rms_eps);
 			}
 			rope(q, c->n_heads, hd, t, m);
 			rope(Kl + (size_t)t * kvd, c->n_kv_heads, hd, t, m);

@@ -499,16 +499,17 @@ static void test_quant_types(void **st)
 
 /* The architectures beyond Llama 2: Llama 3's RoPE frequency divisors
  * (rope_freqs.weight; a prompt of 150 positions turns the low frequencies
- * far enough for them to show) and Qwen2 (Q/K/V biases, NeoX RoPE pairs),
- * against the reference: prefill whole and in chunks, batched decode, and
+ * far enough for them to show), Qwen2 (Q/K/V biases, NeoX RoPE pairs) and
+ * Qwen3 (per-head Q/K norms, heads of 32 on a dim of 64: Q twice as wide as
+ * the residual), against the reference: prefill whole and in chunks, batched decode, and
  * greedy text by every route. (llama.cpp gives these files' greedy tokens
  * too: BENCHMARKS.md.) */
 static void test_architectures(void **st)
 {
 	(void)st;
-	static const char *shapes[] = {"tiny-llama3", "tiny-qwen2"};
+	static const char *shapes[] = {"tiny-llama3", "tiny-qwen2", "tiny-qwen3"};
 	char p[4096];
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		tu_make_model(p, shapes[i], DUET_F32, "gguf", 0, 7);
 		prefill_vs_ref(p, 5, NULL);
 		prefill_chunked_vs_ref(p, 150, 37, NULL);

@@ -348,6 +348,7 @@ static void test_corrupt_architectures(void **st)
 		const char *shape, *name, *renamed, *want;
 	} cases[] = {
 		{"tiny-qwen2", "blk.1.attn_k.bias", "blk.1.attn_k.biax", "blk.1.attn_k.bias' is missing"},
+		{"tiny-qwen3", "blk.0.attn_q_norm", "blk.0.attn_q_form", "blk.0.attn_q_norm.weight' is missing"},
 		{"tiny-llama3", "rope_freqs.weight", "rope_freqz.weight", "rope_freqz.weight' is not part of the llama"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -102,6 +102,8 @@ int duet_engine_create(struct duet_engine **out, const struct duet_model *m,
 	if (duet_threadpool_create(&e->tp, threads, o ? o->cpus : NULL, o ? o->n_cpus : 0, err))
 		goto fail;
 	int max_cols = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+	if (duet_q_dim(c) > max_cols)
+		max_cols = duet_q_dim(c);
 	e->qdot = o ? o->qdot : DUET_QDOT_INT8;
 	if (duet_matmul_init(&e->mm, e->tp, e->k, e->qdot, e->max_T, max_cols, err) ||
 	    duet_attn_init(&e->attn, e->tp, e->k, kv, c, err))
@@ -110,10 +112,10 @@ int duet_engine_create(struct duet_engine **out, const struct duet_model *m,
 	int kvd = duet_kv_dim(&g);
 	e->x = alloc_f(T * c->dim);
 	e->xb = alloc_f(T * c->dim);
-	e->q = alloc_f(T * c->dim);
+	e->q = alloc_f(T * (size_t)duet_q_dim(c));
 	e->kx = alloc_f(T * kvd);
 	e->vx = alloc_f(T * kvd);
-	e->att = alloc_f(T * c->dim);
+	e->att = alloc_f(T * (size_t)duet_q_dim(c));
 	e->hb = alloc_f(T * c->hidden_dim);
 	e->hb2 = alloc_f(T * c->hidden_dim);
 	e->rope_cos = alloc_f(T * (c->head_dim / 2));
@@ -192,11 +194,11 @@ struct rows_args {
 
 /* Rotates pair i of each head by angle i: the pairs are adjacent values
  * (2i, 2i + 1) in Llama files (their converter permutes Q and K for it),
- * and values i and i + head_dim / 2 in Qwen2's (the NeoX layout). */
+ * and values i and i + head_dim / 2 in Qwen's (the NeoX layout). */
 static void rope_row(const struct duet_engine *e, float *v, int n_heads, int t)
 {
 	int hd = e->m->cfg.head_dim, half = hd / 2;
-	int neox = e->m->cfg.arch == DUET_ARCH_QWEN2;
+	int neox = e->m->cfg.arch != DUET_ARCH_LLAMA;
 	int stride = neox ? 1 : 2, other = neox ? half : 1;
 	const float *cs = e->rope_cos + (size_t)t * half, *sn = e->rope_sin + (size_t)t * half;
 	for (int h = 0; h < n_heads; h++) {
@@ -226,16 +228,26 @@ static void rows_range(struct rows_args *a, long t0, long t1)
 			e->k->rmsnorm(a->dst + t * c->dim, a->src + t * c->dim, a->norm_w,
 				      c->dim, c->rms_eps);
 			break;
-		case OP_ROPE:
-			/* Qwen2's biases go on before the rotation. */
+		case OP_ROPE: {
+			/* Qwen2's biases and Qwen3's per-head norms go on before
+			 * the rotation. */
+			int qd = duet_q_dim(c), hd = c->head_dim;
+			float *q = e->q + t * qd, *k = e->kx + t * kvd;
 			if (a->L->bq) {
-				e->k->axpy(1.0f, a->L->bq, e->q + t * c->dim, c->dim);
-				e->k->axpy(1.0f, a->L->bk, e->kx + t * kvd, kvd);
+				e->k->axpy(1.0f, a->L->bq, q, qd);
+				e->k->axpy(1.0f, a->L->bk, k, kvd);
 				e->k->axpy(1.0f, a->L->bv, e->vx + t * kvd, kvd);
 			}
-			rope_row(e, e->q + t * c->dim, c->n_heads, (int)t);
-			rope_row(e, e->kx + t * kvd, c->n_kv_heads, (int)t);
+			if (a->L->q_norm) {
+				for (int h = 0; h < c->n_heads; h++)
+					e->k->rmsnorm(q + h * hd, q + h * hd, a->L->q_norm, hd, c->rms_eps);
+				for (int h = 0; h < c->n_kv_heads; h++)
+					e->k->rmsnorm(k + h * hd, k + h * hd, a->L->k_norm, hd, c->rms_eps);
+			}
+			rope_row(e, q, c->n_heads, (int)t);
+			rope_row(e, k, c->n_kv_heads, (int)t);
 			break;
+		}
 		case OP_SILU:
 			e->k->silu_mul(e->hb + t * c->hidden_dim, e->hb2 + t * c->hidden_dim,
 				       c->hidden_dim);
@@ -372,8 +384,8 @@ static void attention(struct duet_engine *e, int layer, struct duet_fwd_seq *seq
 			}
 		} else {
 			duet_attn_rows(&e->attn, layer, q->kv, p0, q->n_tokens,
-				       e->q + (size_t)row * c->dim, e->kx + (size_t)row * kvd,
-				       e->vx + (size_t)row * kvd, e->att + (size_t)row * c->dim);
+				       e->q + (size_t)row * duet_q_dim(c), e->kx + (size_t)row * kvd,
+				       e->vx + (size_t)row * kvd, e->att + (size_t)row * duet_q_dim(c));
 		}
 		row += q->n_tokens;
 	}

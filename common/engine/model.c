@@ -67,6 +67,11 @@ static int compute_digest(struct duet_model *m, int skip_weights, struct duet_er
 				hash_floats(st, 13, l, m->layers[l].bk, kvd);
 				hash_floats(st, 14, l, m->layers[l].bv, kvd);
 			}
+		for (int l = 0; l < c->n_layers; l++)
+			if (m->layers[l].q_norm) {
+				hash_floats(st, 16, l, m->layers[l].q_norm, c->head_dim);
+				hash_floats(st, 17, l, m->layers[l].k_norm, c->head_dim);
+			}
 		if (m->rope_freqs)
 			hash_floats(st, 15, -1, m->rope_freqs, c->head_dim / 2);
 		if (m->tied_output)

@@ -36,9 +36,12 @@ static inline const void *duet_tensor_row(const struct duet_tensor *t, int64_t r
 
 struct duet_layer {
 	const float *attn_norm, *ffn_norm; /* [dim], always f32 */
-	/* Biases of the Q, K and V projections ([dim], [kv], [kv], f32), added
+	/* Biases of the Q, K and V projections ([q], [kv], [kv], f32), added
 	 * before RoPE: Qwen2 has them; NULL for Llama. */
 	const float *bq, *bk, *bv;
+	/* Qwen3: RMS norm weights applied to each head of Q and of K
+	 * ([head_dim] each) before RoPE; NULL otherwise. */
+	const float *q_norm, *k_norm;
 	struct duet_tensor wq, wk, wv, wo;  /* [dim,dim] [kv,dim] [kv,dim] [dim,dim] */
 	struct duet_tensor w_gate, w_up;    /* [hidden, dim] */
 	struct duet_tensor w_down;	    /* [dim, hidden] */
@@ -50,16 +53,26 @@ struct duet_layer {
 enum duet_arch {
 	DUET_ARCH_LLAMA,
 	DUET_ARCH_QWEN2,
+	DUET_ARCH_QWEN3, /* no biases; per-head Q/K norms; heads may span more
+			    than dim (head_dim from attention.key_length) */
 };
 const char *duet_arch_name(enum duet_arch a);
 
+
 struct duet_config {
 	enum duet_arch arch;
+	/* n_heads * head_dim is dim for Llama and Qwen2, not always for
+	 * Qwen3 (duet_q_dim): the width of Q and of attention's output. */
 	int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim;
 	int vocab_size, ctx_len;
 	float rope_base, rms_eps;
 	float rope_scale; /* linear RoPE scaling: position is divided by it */
 };
+
+static inline int duet_q_dim(const struct duet_config *c)
+{
+	return c->n_heads * c->head_dim;
+}
 
 enum duet_model_format {
 	DUET_FORMAT_GGUF,
@@ -105,7 +118,7 @@ struct duet_model {
 	/* private */
 	struct duet_gguf gguf; /* kept for metadata such as chat templates */
 	float *norms;	       /* owned f32 copies of every norm vector */
-	float *biases;	       /* owned f32 copies of the Q/K/V biases, or NULL */
+	float *biases;	       /* owned f32 copies of the Q/K/V biases or norms, or NULL */
 	/* Llama 3.1+ RoPE: frequency i of each head is divided by
 	 * rope_freqs[i] ([head_dim / 2], the file's rope_freqs.weight); NULL
 	 * when the file has none. Owned. */

@@ -6,7 +6,7 @@
 
 const char *duet_arch_name(enum duet_arch a)
 {
-	return a == DUET_ARCH_QWEN2 ? "qwen2" : "llama";
+	return a == DUET_ARCH_QWEN3 ? "qwen3" : a == DUET_ARCH_QWEN2 ? "qwen2" : "llama";
 }
 
 size_t duet_model_norms_count(const struct duet_config *c)
@@ -35,8 +35,10 @@ int duet_model_check_config(const struct duet_config *c, const char *path,
 	if (c->n_heads % c->n_kv_heads)
 		return duet_errf(err, "%s: n_heads %d is not a multiple of n_kv_heads %d",
 				 path, c->n_heads, c->n_kv_heads);
-	if (c->head_dim != c->dim / c->n_heads || c->head_dim % 2 ||
-	    c->head_dim > DUET_MAX_HEAD_DIM)
+	/* Qwen3 states its head size; the others' is dim / n_heads. */
+	int free_heads = c->arch == DUET_ARCH_QWEN3;
+	if ((!free_heads && c->head_dim != c->dim / c->n_heads) || c->head_dim % 2 ||
+	    c->head_dim < 2 || c->head_dim > DUET_MAX_HEAD_DIM)
 		return duet_errf(err, "%s: head size %d is unsupported (must be dim/n_heads, even, at most %d)",
 				 path, c->head_dim, DUET_MAX_HEAD_DIM);
 	if (!(c->rope_base > 0) || !(c->rms_eps > 0) || !(c->rope_scale > 0))

@@ -54,10 +54,12 @@ static int read_config(struct duet_model *m, struct duet_err *err)
 		c->arch = DUET_ARCH_LLAMA;
 	} else if (gstr_is(arch, "qwen2")) {
 		c->arch = DUET_ARCH_QWEN2;
+	} else if (gstr_is(arch, "qwen3")) {
+		c->arch = DUET_ARCH_QWEN3;
 	} else {
 		char a[64];
 		gstr_copy(a, sizeof a, arch);
-		return duet_errf(err, "%s: architecture '%s' is not supported (duet runs 'llama' and 'qwen2')",
+		return duet_errf(err, "%s: architecture '%s' is not supported (duet runs 'llama', 'qwen2' and 'qwen3')",
 				 m->path, a);
 	}
 	int experts = 0;
@@ -81,6 +83,10 @@ static int read_config(struct duet_model *m, struct duet_err *err)
 	if (duet_gguf_get_f32(g, akey(k, c, "rope.freq_base"), 0, &c->rope_base, err) < 0)
 		return -1;
 	c->head_dim = c->n_heads > 0 ? c->dim / c->n_heads : 0;
+	/* Qwen3's heads are as wide as it says (128 on a dim of 1024). */
+	if (c->arch == DUET_ARCH_QWEN3 &&
+	    get_int(g, akey(k, c, "attention.key_length"), 0, &c->head_dim, err) < 0)
+		return -1;
 	const char *same_as_head[] = {"rope.dimension_count", "attention.key_length",
 				      "attention.value_length"};
 	for (size_t i = 0; i < 3; i++) {
@@ -198,10 +204,10 @@ int duet_model_load_gguf(struct duet_model *m, struct duet_err *err)
 			struct duet_tensor *t;
 			int64_t cols, rows;
 		} mats[] = {
-			{"attn_q", &L->wq, c->dim, c->dim},
+			{"attn_q", &L->wq, c->dim, duet_q_dim(c)},
 			{"attn_k", &L->wk, c->dim, kv},
 			{"attn_v", &L->wv, c->dim, kv},
-			{"attn_output", &L->wo, c->dim, c->dim},
+			{"attn_output", &L->wo, duet_q_dim(c), c->dim},
 			{"ffn_gate", &L->w_gate, c->dim, c->hidden_dim},
 			{"ffn_up", &L->w_up, c->dim, c->hidden_dim},
 			{"ffn_down", &L->w_down, c->hidden_dim, c->dim},
@@ -225,6 +231,27 @@ int duet_model_load_gguf(struct duet_model *m, struct duet_err *err)
 	if (bind_norm(m, nv, "output_norm.weight", used, err))
 		goto out;
 	m->out_norm = nv;
+	if (c->arch == DUET_ARCH_QWEN3) {
+		m->biases = malloc(sizeof(float) * (size_t)c->n_layers * 2 * (size_t)c->head_dim);
+		if (!m->biases) {
+			duet_errf(err, "%s: out of memory", m->path);
+			goto out;
+		}
+		float *qk = m->biases;
+		for (int l = 0; l < c->n_layers; l++) {
+			struct duet_layer *L = &m->layers[l];
+			snprintf(name, sizeof name, "blk.%d.attn_q_norm.weight", l);
+			if (bind_vector(m, qk, name, c->head_dim, used, err))
+				goto out;
+			L->q_norm = qk;
+			qk += c->head_dim;
+			snprintf(name, sizeof name, "blk.%d.attn_k_norm.weight", l);
+			if (bind_vector(m, qk, name, c->head_dim, used, err))
+				goto out;
+			L->k_norm = qk;
+			qk += c->head_dim;
+		}
+	}
 	if (c->arch == DUET_ARCH_QWEN2) {
 		m->biases = malloc(sizeof(float) * (size_t)c->n_layers * (size_t)(c->dim + 2 * kv));
 		if (!m->biases) {

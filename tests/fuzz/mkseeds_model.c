@@ -101,7 +101,7 @@ int main(int argc, char **argv)
 	}
 	const char *dir = argv[1];
 	static const struct duet_shape micro = {"micro", 32, 64, 1, 2, 1, 16, 1, "fuzz seed",
-						DUET_ARCH_LLAMA, 10000.0f, 1e-5f, 0};
+						DUET_ARCH_LLAMA, 10000.0f, 1e-5f, 0, 0};
 	struct duet_vocab v;
 	struct duet_err err;
 	if (duet_vocab_bytes(&v, &err)) {
@@ -110,7 +110,7 @@ int main(int argc, char **argv)
 	}
 	/* Rows of 256 for the K-quants (smaller rows fall back to 32-blocks). */
 	static const struct duet_shape micro_k = {"micro-k", 256, 256, 1, 2, 1, 16, 1, "fuzz seed",
-						  DUET_ARCH_LLAMA, 10000.0f, 1e-5f, 0};
+						  DUET_ARCH_LLAMA, 10000.0f, 1e-5f, 0, 0};
 	const struct {
 		enum duet_dtype t;
 		enum duet_mix mix;

@@ -18,6 +18,7 @@ struct duet_shape {
 	float rope_base, rms_eps;
 	int llama3_rope; /* Llama 3.1+ RoPE scaling factor (8 for 3.1, 32 for
 			    3.2), written as rope_freqs.weight; 0 for none */
+	int head_dim;	 /* 0: dim / heads (Qwen3 states its own) */
 };
 
 /* The shape called name, or NULL. */

@@ -80,7 +80,8 @@ enum duet_dtype duet_spec_tensor_type(const struct duet_model_spec *s, enum duet
 				      int layer, int64_t cols)
 {
 	if (role == DUET_W_ATTN_NORM || role == DUET_W_FFN_NORM || role == DUET_W_OUT_NORM ||
-	    role == DUET_W_BQ || role == DUET_W_BK || role == DUET_W_BV)
+	    role == DUET_W_BQ || role == DUET_W_BK || role == DUET_W_BV || role == DUET_W_QNORM ||
+	    role == DUET_W_KNORM)
 		return DUET_F32;
 	enum duet_dtype t = s->dtype;
 	if (s->mix == DUET_MIX_Q4_K_M) {
@@ -121,7 +122,8 @@ static int check_spec(const char *path, const struct duet_model_spec *s,
 {
 	*c = s->cfg;
 	c->vocab_size = s->vocab->n;
-	c->head_dim = c->n_heads > 0 ? c->dim / c->n_heads : 0;
+	if (c->head_dim <= 0)
+		c->head_dim = c->n_heads > 0 ? c->dim / c->n_heads : 0;
 	if (duet_model_check_config(c, path, err))
 		return -1;
 	/* The smallest block of the types the spec can give a matrix. */
@@ -142,22 +144,29 @@ struct mat {
 #define MAX_LAYER_MATS 12
 
 /* A layer's tensors; Qwen2 adds the Q/K/V biases (vectors, so rows 1 and
- * the name's suffix .bias). */
+ * the name's suffix .bias), Qwen3 the per-head Q/K norms. */
 static int layer_mats(const struct duet_config *c, struct mat m[MAX_LAYER_MATS])
 {
 	int64_t d = c->dim, h = c->hidden_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+	int64_t q = duet_q_dim(c), hd = c->head_dim;
 	struct mat all[9] = {
-		{DUET_W_ATTN_NORM, "attn_norm", 1, d}, {DUET_W_Q, "attn_q", d, d},
+		{DUET_W_ATTN_NORM, "attn_norm", 1, d}, {DUET_W_Q, "attn_q", q, d},
 		{DUET_W_K, "attn_k", kv, d},	       {DUET_W_V, "attn_v", kv, d},
-		{DUET_W_O, "attn_output", d, d},       {DUET_W_FFN_NORM, "ffn_norm", 1, d},
+		{DUET_W_O, "attn_output", d, q},       {DUET_W_FFN_NORM, "ffn_norm", 1, d},
 		{DUET_W_GATE, "ffn_gate", h, d},       {DUET_W_UP, "ffn_up", h, d},
 		{DUET_W_DOWN, "ffn_down", d, h},
 	};
 	memcpy(m, all, sizeof all);
+	if (c->arch == DUET_ARCH_QWEN3) {
+		struct mat norms[2] = {{DUET_W_QNORM, "attn_q_norm", 1, hd},
+				       {DUET_W_KNORM, "attn_k_norm", 1, hd}};
+		memcpy(m + 9, norms, sizeof norms);
+		return 11;
+	}
 	if (c->arch != DUET_ARCH_QWEN2)
 		return 9;
 	struct mat bias[3] = {
-		{DUET_W_BQ, "attn_q", 1, d}, {DUET_W_BK, "attn_k", 1, kv}, {DUET_W_BV, "attn_v", 1, kv}};
+		{DUET_W_BQ, "attn_q", 1, q}, {DUET_W_BK, "attn_k", 1, kv}, {DUET_W_BV, "attn_v", 1, kv}};
 	memcpy(m + 9, bias, sizeof bias);
 	return 12;
 }
@@ -282,6 +291,10 @@ int duet_write_gguf(const char *path, const struct duet_model_spec *s,
 	duet_gguf_put_u32(&w, AK("block_count"), (uint32_t)c.n_layers);
 	duet_gguf_put_u32(&w, AK("feed_forward_length"), (uint32_t)c.hidden_dim);
 	duet_gguf_put_u32(&w, AK("rope.dimension_count"), (uint32_t)c.head_dim);
+	if (c.arch == DUET_ARCH_QWEN3) {
+		duet_gguf_put_u32(&w, AK("attention.key_length"), (uint32_t)c.head_dim);
+		duet_gguf_put_u32(&w, AK("attention.value_length"), (uint32_t)c.head_dim);
+	}
 	duet_gguf_put_u32(&w, AK("attention.head_count"), (uint32_t)c.n_heads);
 	duet_gguf_put_u32(&w, AK("attention.head_count_kv"), (uint32_t)c.n_kv_heads);
 	duet_gguf_put_f32(&w, AK("attention.layer_norm_rms_epsilon"), c.rms_eps);

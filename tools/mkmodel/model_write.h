@@ -27,6 +27,8 @@ enum duet_weight_role {
 	DUET_W_BQ, /* Qwen2's Q/K/V biases: one row each */
 	DUET_W_BK,
 	DUET_W_BV,
+	DUET_W_QNORM, /* Qwen3's per-head Q/K norms: one row of head_dim */
+	DUET_W_KNORM,
 };
 
 /* Fills out[n] with row `row` of the weight (role, layer); layer is -1 for
@@ -43,7 +45,8 @@ enum duet_mix {
 };
 
 struct duet_model_spec {
-	struct duet_config cfg; /* vocab_size taken from the vocabulary */
+	struct duet_config cfg; /* vocab_size taken from the vocabulary; head_dim
+				   0 for dim / n_heads */
 	enum duet_dtype dtype;	/* matrices; norms are always f32 */
 	enum duet_mix mix;	/* overrides dtype when set */
 	/* Llama 3.1+ RoPE: when nonzero, the scaling factor (8 for 3.1, 32 for
