@@ -290,8 +290,9 @@ int decode_emit(struct decode *d, struct dreq *r, int token, int first)
 		Duet__Msg out = duet_wire_msg(DUET__MSG__BODY_TOKEN, &t);
 		send_or_log(d, &out, r->id);
 	}
-	/* The same ends as duet_generate: EOS, max_tokens, a full context. */
-	if (token == m->vocab.eos && !r->ignore_eos) {
+	/* The same ends as duet_generate: EOS or an end-of-turn token,
+	 * max_tokens, a full context. */
+	if (duet_vocab_is_eog(&m->vocab, token) && !r->ignore_eos) {
 		finish(d, r, DUET__FINISH_REASON__FINISH_STOP);
 		return 1;
 	}

@@ -237,7 +237,6 @@ static void cancel_on_nodes(struct router *r, struct rreq *q)
 /* Feeds tokens that are now contiguous to the detokenizer and stopper. */
 static void emit_ready(struct router *r, struct rreq *q)
 {
-	const int eos = r->model->vocab.eos;
 	while (q->n_emitted < q->tok_cap && q->have[q->n_emitted] && q->state != RQ_DONE) {
 		int t = q->tok[q->n_emitted++];
 		long long now = duet_now_us();
@@ -250,7 +249,7 @@ static void emit_ready(struct router *r, struct rreq *q)
 			q->t_first_us = now;
 		q->t_last_us = now;
 		q->n_out++;
-		int is_eos = t == eos && !q->ignore_eos;
+		int is_eos = duet_vocab_is_eog(&r->model->vocab, t) && !q->ignore_eos;
 		if (!is_eos) {
 			char text[DUET_DETOK_MAX_OUT], shown[DUET_DETOK_MAX_OUT + DUET_MAX_STOP_LEN];
 			size_t n = 0;

@@ -100,6 +100,10 @@ static void test_llama3(void **st)
 	assert_int_equal(v.n_merges, 280147);
 	assert_int_equal(v.bos, 128000);
 	assert_true(v.add_bos);
+	/* generation ends at <|end_of_text|> and at the end of a turn */
+	assert_true(duet_vocab_is_eog(&v, 128001));
+	assert_true(duet_vocab_is_eog(&v, 128009)); /* <|eot_id|> */
+	assert_false(duet_vocab_is_eog(&v, 128000));
 	check_all(&v, "llama3");
 	/* BOS first when asked for */
 	int ids[8];
@@ -119,6 +123,9 @@ static void test_qwen3(void **st)
 	assert_int_equal(v.bos, -1);
 	assert_false(v.add_bos);
 	assert_int_equal(v.pre, DUET_PRE_QWEN2);
+	assert_true(duet_vocab_is_eog(&v, 151645)); /* <|im_end|>, its EOS */
+	assert_true(duet_vocab_is_eog(&v, 151643)); /* <|endoftext|> */
+	assert_false(duet_vocab_is_eog(&v, 151644)); /* <|im_start|> */
 	check_all(&v, "qwen3");
 	duet_vocab_free(&v);
 }

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "testutil.h"
+
+#include <jansson.h>
 #include "text/chat.h"
 
 static void test_detect(void **state)
@@ -21,7 +23,7 @@ static void test_detect(void **state)
 	assert_int_equal(duet_chat_detect(zephyr, strlen(zephyr)), DUET_CHAT_ZEPHYR);
 	assert_int_equal(duet_chat_detect("{{ messages }}", 14), DUET_CHAT_NONE);
 	assert_int_equal(duet_chat_detect(NULL, 0), DUET_CHAT_NONE);
-	for (int f = DUET_CHAT_LLAMA2; f <= DUET_CHAT_ZEPHYR; f++) {
+	for (int f = DUET_CHAT_LLAMA2; f <= DUET_CHAT_LLAMA3; f++) {
 		const char *t = duet_chat_template((enum duet_chat_family)f);
 		assert_int_equal(duet_chat_detect(t, strlen(t)), f);
 		enum duet_chat_family back;
@@ -52,6 +54,41 @@ static void test_render(void **state)
 		assert_int_equal(duet_chat_render(cases[i].f, m, 4, &out, &err), 0);
 		assert_string_equal(out, cases[i].want);
 		free(out);
+	}
+	/* The real Llama 3 and Qwen3 templates (../shared/models), recognised
+	 * and rendered as @huggingface/jinja renders them (bos_token empty:
+	 * duet's tokenizer adds BOS), for turns with surrounding whitespace. */
+	const struct duet_chat_msg ws[] = {
+		{"system", "Be brief."}, {"user", " Hi\n"}, {"assistant", "Hello."}, {"user", "Bye"}};
+	const struct {
+		const char *config;
+		enum duet_chat_family f;
+		const char *want;
+	} real[] = {
+		{"llama3-tokenizer_config.json", DUET_CHAT_LLAMA3,
+		 "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user"
+		 "<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello."
+		 "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|><|start_header_id|>"
+		 "assistant<|end_header_id|>\n\n"},
+		{"qwen3-tokenizer_config.json", DUET_CHAT_CHATML,
+		 "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n Hi\n<|im_end|>\n<|im_start|>"
+		 "assistant\nHello.<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"},
+	};
+	for (size_t i = 0; i < 2; i++) {
+		char path[4200];
+		tu_shared_path(real[i].config, path, sizeof path);
+		json_error_t je;
+		json_t *cfg = json_load_file(path, JSON_DECODE_INT_AS_REAL, &je);
+		assert_non_null(cfg);
+		const char *t = json_string_value(json_object_get(cfg, "chat_template"));
+		assert_non_null(t);
+		assert_int_equal(duet_chat_detect(t, strlen(t)), real[i].f);
+		char *out;
+		struct duet_err err;
+		assert_int_equal(duet_chat_render(real[i].f, ws, 4, &out, &err), 0);
+		assert_string_equal(out, real[i].want);
+		free(out);
+		json_decref(cfg);
 	}
 	char *out;
 	struct duet_err err;

@@ -62,7 +62,7 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 	st->finish = DUET_FINISH_LENGTH;
 	for (int i = 0; i < p->max_tokens; i++) {
 		int tok = duet_sample(&sampler, logits);
-		int is_eos = tok == m->vocab.eos && !p->ignore_eos;
+		int is_eos = duet_vocab_is_eog(&m->vocab, tok) && !p->ignore_eos;
 		size_t n = 0, ns = 0;
 		if (!is_eos) {
 			if (duet_detok_push(&dt, tok, text, &n, err))

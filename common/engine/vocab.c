@@ -90,6 +90,20 @@ int duet_vocab_index(struct duet_vocab *v, const char *path, struct duet_err *er
 		if (v->map[h] < 0)
 			v->map[h] = i;
 	}
+	/* End of generation: EOS, then the end-of-turn control tokens. */
+	static const char *const eot_text[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>",
+					       "<|end|>", "<end_of_turn>", "<|endoftext|>"};
+	v->n_eog = 0;
+	if (v->eos >= 0 && v->eos < v->n)
+		v->eog[v->n_eog++] = v->eos;
+	for (int i = 0; i < v->n && v->n_eog < DUET_VOCAB_MAX_EOG; i++) {
+		if (v->type[i] != DUET_TOK_CONTROL || i == v->eos)
+			continue;
+		for (size_t k = 0; k < sizeof eot_text / sizeof eot_text[0]; k++)
+			if (v->len[i] == strlen(eot_text[k]) &&
+			    !memcmp(duet_vocab_piece(v, i), eot_text[k], v->len[i]))
+				v->eog[v->n_eog++] = i;
+	}
 	/* A BPE vocabulary that adds no BOS may have none (Qwen). */
 	int bos_ok = v->bos >= 0 ? v->bos < v->n : v->bpe && !v->add_bos;
 	if (!bos_ok || v->eos < 0 || v->eos >= v->n)
@@ -98,6 +112,14 @@ int duet_vocab_index(struct duet_vocab *v, const char *path, struct duet_err *er
 	if (v->unk >= v->n)
 		return duet_errf(err, "%s: unknown-token id %d is outside the vocabulary of %d tokens",
 				 path, v->unk, v->n);
+	return 0;
+}
+
+int duet_vocab_is_eog(const struct duet_vocab *v, int id)
+{
+	for (int i = 0; i < v->n_eog; i++)
+		if (v->eog[i] == id)
+			return 1;
 	return 0;
 }
 

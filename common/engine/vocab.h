@@ -27,6 +27,8 @@ enum duet_tok_type {
 /* Longest piece accepted from a file (Llama's longest is 16 bytes; the
  * limit guards buffers sized from it against forged files). */
 #define DUET_VOCAB_MAX_PIECE 256
+/* End-of-generation tokens kept (EOS plus the end-of-turn ones). */
+#define DUET_VOCAB_MAX_EOG 8
 #define DUET_VOCAB_MAX_TOKENS (1 << 22)
 
 /* Byte-level BPE pre-tokenizers (tokenizer.ggml.pre). */
@@ -43,6 +45,12 @@ struct duet_vocab {
 	float *score;
 	uint8_t *type;
 	int bos, eos, unk;
+	/* Tokens that end a generation: EOS, and the chat models' end-of-turn
+	 * tokens (tokenizer.ggml.eot_token_id, or control tokens spelled
+	 * <|eot_id|>, <|eom_id|>, <|im_end|>, <|end|>, <end_of_turn>,
+	 * <|endoftext|>, as llama.cpp recognises them). */
+	int eog[DUET_VOCAB_MAX_EOG];
+	int n_eog;
 	int byte_id[256]; /* token of each raw byte, -1 if absent */
 	int max_piece_len;
 	int add_bos;	      /* prepend BOS when encoding a prompt */
@@ -80,6 +88,9 @@ int duet_vocab_from_llama2c(struct duet_vocab *v, const void *data, size_t size,
 void duet_vocab_free(struct duet_vocab *v);
 /* Reads a vocabulary from a vocab-only (or any) GGUF or a tokenizer.bin. */
 int duet_vocab_load_file(struct duet_vocab *v, const char *path, struct duet_err *err);
+
+/* Whether token id ends a generation (EOS or an end-of-turn token). */
+int duet_vocab_is_eog(const struct duet_vocab *v, int id);
 
 /* Id of a normal or user piece (canonical form), or -1. */
 int duet_vocab_find(const struct duet_vocab *v, const char *s, size_t n);

@@ -17,6 +17,8 @@ enum duet_chat_family duet_chat_detect(const char *t, size_t n)
 {
 	if (!t || !n)
 		return DUET_CHAT_NONE;
+	if (contains(t, n, "<|start_header_id|>"))
+		return DUET_CHAT_LLAMA3;
 	if (contains(t, n, "<|im_start|>"))
 		return DUET_CHAT_CHATML;
 	if (contains(t, n, "<|user|>") || contains(t, n, "<|assistant|>"))
@@ -32,6 +34,7 @@ const char *duet_chat_family_name(enum duet_chat_family f)
 	case DUET_CHAT_LLAMA2: return "llama2";
 	case DUET_CHAT_CHATML: return "chatml";
 	case DUET_CHAT_ZEPHYR: return "zephyr";
+	case DUET_CHAT_LLAMA3: return "llama3";
 	case DUET_CHAT_NONE: break;
 	}
 	return "none";
@@ -39,7 +42,7 @@ const char *duet_chat_family_name(enum duet_chat_family f)
 
 int duet_chat_family_parse(const char *s, enum duet_chat_family *out)
 {
-	for (int f = DUET_CHAT_LLAMA2; f <= DUET_CHAT_ZEPHYR; f++)
+	for (int f = DUET_CHAT_LLAMA2; f <= DUET_CHAT_LLAMA3; f++)
 		if (strcmp(s, duet_chat_family_name((enum duet_chat_family)f)) == 0) {
 			*out = (enum duet_chat_family)f;
 			return 0;
@@ -63,6 +66,13 @@ const char *duet_chat_template(enum duet_chat_family f)
 		return "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + "
 		       "message['content'] + eos_token + '\\n' }}{% endfor %}{% if "
 		       "add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
+	case DUET_CHAT_LLAMA3:
+		return "{% set loop_messages = messages %}{% for message in loop_messages %}{% set "
+		       "content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ "
+		       "message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set "
+		       "content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if "
+		       "add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' "
+		       "}}{% endif %}";
 	case DUET_CHAT_NONE: break;
 	}
 	return NULL;
@@ -70,11 +80,10 @@ const char *duet_chat_template(enum duet_chat_family f)
 
 /* Appends to a growing string; on allocation failure the string is freed
  * and *s set to NULL, which the caller checks once at the end. */
-static void put(char **s, size_t *len, size_t *cap, const char *a)
+static void put_n(char **s, size_t *len, size_t *cap, const char *a, size_t n)
 {
 	if (!*s)
 		return;
-	size_t n = strlen(a);
 	if (*len + n + 1 > *cap) {
 		size_t c = *cap * 2 > *len + n + 1 ? *cap * 2 : *len + n + 1;
 		char *ns = realloc(*s, c);
@@ -86,8 +95,14 @@ static void put(char **s, size_t *len, size_t *cap, const char *a)
 		*s = ns;
 		*cap = c;
 	}
-	memcpy(*s + *len, a, n + 1);
+	memcpy(*s + *len, a, n);
 	*len += n;
+	(*s)[*len] = 0;
+}
+
+static void put(char **s, size_t *len, size_t *cap, const char *a)
+{
+	put_n(s, len, cap, a, strlen(a));
 }
 
 int duet_chat_render(enum duet_chat_family f, const struct duet_chat_msg *m, int n, char **out,
@@ -131,6 +146,22 @@ int duet_chat_render(enum duet_chat_family f, const struct duet_chat_msg *m, int
 				put(&s, &len, &cap, " </s>");
 			}
 		}
+	} else if (f == DUET_CHAT_LLAMA3) {
+		/* Each turn's content trimmed (the template's | trim); BOS,
+		 * which the template puts first, is added by the tokenizer. */
+		for (int i = 0; i < n; i++) {
+			const char *c = m[i].content, *e = c + strlen(c);
+			while (c < e && strchr(" \t\n\r\f\v", *c))
+				c++;
+			while (e > c && strchr(" \t\n\r\f\v", e[-1]))
+				e--;
+			put(&s, &len, &cap, "<|start_header_id|>");
+			put(&s, &len, &cap, m[i].role);
+			put(&s, &len, &cap, "<|end_header_id|>\n\n");
+			put_n(&s, &len, &cap, c, (size_t)(e - c));
+			put(&s, &len, &cap, "<|eot_id|>");
+		}
+		put(&s, &len, &cap, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 	} else {
 		for (int i = 0; i < n; i++) {
 			if (f == DUET_CHAT_CHATML) {
