@@ -51,7 +51,8 @@ static void usage(FILE *f)
 		"                      either format\n"
 		"  --ctx N             override the shape's context length\n"
 		"  --tied | --untied   share the classifier with the embedding, or not\n"
-		"  --chat-template F   write a chat template of family F (llama2, chatml, zephyr)\n"
+		"  --chat-template F   write a chat template of family F (llama2, chatml, zephyr,\n"
+		"                      llama3)\n"
 		"                      (default: a tokenizer.json's own template, else the\n"
 		"                      shape's own choice)\n"
 		"  --list-shapes       print the shapes and exit\n");
@@ -150,7 +151,7 @@ int cmd_mkmodel(int argc, char **argv)
 		case 'U': tied = 0; break;
 		case 'C':
 			if (duet_chat_family_parse(optarg, &chat))
-				return cli_fail("mkmodel", "--chat-template '%s': want llama2, chatml or zephyr",
+				return cli_fail("mkmodel", "--chat-template '%s': want llama2, chatml, zephyr or llama3",
 						optarg);
 			break;
 		case 'L':
