@@ -106,6 +106,8 @@ INLINE size_t offset_of(enum duet_dtype t, int k)
 		return (size_t)(k / DUET_Q8_0_BLOCK) * DUET_Q8_0_BYTES;
 	case DUET_Q4_0:
 		return (size_t)(k / 32) * sizeof(struct duet_q4_0_block);
+	case DUET_Q5_0:
+		return (size_t)(k / 32) * sizeof(struct duet_q5_0_block);
 	case DUET_Q4_K:
 		return (size_t)(k / DUET_QK) * sizeof(struct duet_q4_k_block);
 	case DUET_Q6_K:
@@ -346,6 +348,73 @@ INLINE void tile_q4_0(const uint8_t *w, size_t rb, int K, const struct duet_q8a_
 		step_q4_0(w, rb, p, 0, x, acc, nr, nb);
 	if (K % 64)
 		step_q4_0(w, rb, p, 1, x, acc, nr, nb);
+	acc_store(acc, y, ldy, add, nr, nb);
+}
+
+/* A pair of Q5_0 blocks: Q4_0's nibbles in the same order, each with its
+ * fifth bit (bit i of the block's qh is value i's: one 64-bit mask for
+ * the pair, spread to bytes by vpmovm2b). */
+INLINE void q5_0_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
+{
+	const size_t bb = sizeof(struct duet_q5_0_block);
+	uint16_t h0, h1 = 0;
+	uint32_t b0, b1 = 0;
+	memcpy(&h0, blk, 2);
+	memcpy(&b0, blk + 2, 4);
+	__m128i a = _mm_loadu_si128((const __m128i *)(blk + 6)), b = _mm_setzero_si128();
+	if (!one) {
+		memcpy(&h1, blk + bb, 2);
+		memcpy(&b1, blk + bb + 2, 4);
+		b = _mm_loadu_si128((const __m128i *)(blk + bb + 6));
+	}
+	__m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(a, a)),
+				       _mm256_set_m128i(b, b), 1);
+	v = _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)),
+			     _mm512_set1_epi8(0x0F));
+	__m512i hi = _mm512_and_si512(_mm512_movm_epi8((__mmask64)b0 | (__mmask64)b1 << 32),
+				      _mm512_set1_epi8(0x10));
+	*q = _mm512_or_si512(v, hi);
+	*d = half_scales(h0, h1);
+}
+
+INLINE void step_q5_0(const uint8_t *w, size_t rb, int p, int one,
+		      const struct duet_q8a_pair *x, __m512 acc[4][MAX_NB], const int nr,
+		      const int nb)
+{
+	__m512i q[4];
+	__m512 d[4];
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++) {
+		const uint8_t *blk = w + (size_t)r * rb + (size_t)p * 2 * sizeof(struct duet_q5_0_block);
+		PREFETCH(blk + (size_t)nr * rb);
+		q5_0_pair(blk, one, &q[r], &d[r]);
+	}
+	_Pragma("GCC unroll 16")
+	for (int b = 0; b < nb; b++) {
+		const struct duet_q8a_pair *a = x + b;
+		__m512i xq = _mm512_load_si512(a->q);
+		/* -16 * sum(q) of each block: corr / 8, in lanes 0 and 8 */
+		__m512i off = _mm512_srai_epi32(_mm512_load_si512(a->corr), 3);
+		__m512 xd = _mm512_load_ps(a->d);
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++) {
+			__m512i dp = _mm512_dpbusd_epi32(off, q[r], xq);
+			acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(d[r], xd),
+						    acc[r][b]);
+		}
+	}
+}
+
+INLINE void tile_q5_0(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
+		      int B, float *y, int ldy, int add, const int nr, const int nb)
+{
+	__m512 acc[4][MAX_NB];
+	acc_zero(acc, nr, nb);
+	int p = 0;
+	for (; p < K / 64; p++, x += B)
+		step_q5_0(w, rb, p, 0, x, acc, nr, nb);
+	if (K % 64)
+		step_q5_0(w, rb, p, 1, x, acc, nr, nb);
 	acc_store(acc, y, ldy, add, nr, nb);
 }
 
@@ -690,6 +759,9 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 #define TQ_TILE tile_q4_0
 DEFINE_TILES_Q(tiles_q4_0)
 #undef TQ_TILE
+#define TQ_TILE tile_q5_0
+DEFINE_TILES_Q(tiles_q5_0)
+#undef TQ_TILE
 #define TQ_TILE tile_q4_k
 DEFINE_TILES_Q(tiles_q4_k)
 #undef TQ_TILE
@@ -768,6 +840,9 @@ DEFINE_MATMUL(matmul_q8_0_q8, tiles_q8, struct duet_q8a_pair, (size_t)(k0 / 64) 
 #undef T
 #define T DUET_Q4_0
 DEFINE_MATMUL(matmul_q4_0_q8, tiles_q4_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+#undef T
+#define T DUET_Q5_0
+DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
 #undef T
 #define T DUET_Q4_K
 DEFINE_MATMUL(matmul_q4_k_q8, tiles_q4_k, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
@@ -1174,7 +1249,8 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
 	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8, [DUET_Q4_0] = matmul_q4_0_q8,
-		      [DUET_Q4_K] = matmul_q4_k_q8, [DUET_Q6_K] = matmul_q6_k_q8},
+		      [DUET_Q5_0] = matmul_q5_0_q8, [DUET_Q4_K] = matmul_q4_k_q8,
+		      [DUET_Q6_K] = matmul_q6_k_q8},
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
 	.pack_bf16 = pack_bf16,
 	.quant_q8a = quant_q8a,
