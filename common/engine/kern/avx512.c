@@ -110,6 +110,8 @@ INLINE size_t offset_of(enum duet_dtype t, int k)
 		return (size_t)(k / 32) * sizeof(struct duet_q5_0_block);
 	case DUET_Q4_K:
 		return (size_t)(k / DUET_QK) * sizeof(struct duet_q4_k_block);
+	case DUET_Q5_K:
+		return (size_t)(k / DUET_QK) * sizeof(struct duet_q5_k_block);
 	case DUET_Q6_K:
 		return (size_t)(k / DUET_QK) * sizeof(struct duet_q6_k_block);
 	default: /* the types with no kernel here */
@@ -480,10 +482,14 @@ INLINE void q4_k_scales(const uint8_t *w, size_t rb, const int nr, __m512 sm[4])
  * of dmin * m_j * (the activations' scale times sum of block j), is one
  * product per super-block: the four pairs' sums (lanes 0 and 8 of each
  * pair's corr) gathered into one vector, block 2g in lane g and 2g + 1 in
- * lane 8 + g, against the mins in the same lanes. */
+ * lane 8 + g, against the mins in the same lanes. With `five` (a constant:
+ * the branch compiles away) the block is Q5_K's: the same header, then 32
+ * bytes of fifth bits (value l of 64-group g: bit 2g of qh[l]; value 32 +
+ * l: bit 2g + 1) before the nibbles. */
 INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x, int B,
-		      __m512 acc[4][MAX_NB], const int nr, const int nb)
+		      __m512 acc[4][MAX_NB], const int nr, const int nb, const int five)
 {
+	const size_t qs_off = 4 + DUET_QK_SCALES + (five ? DUET_QK / 8 : 0);
 	__m512 sm[4];
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
@@ -491,6 +497,8 @@ INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x
 		PREFETCH(blk + (size_t)nr * rb);
 		PREFETCH(blk + (size_t)nr * rb + 64);
 		PREFETCH(blk + (size_t)nr * rb + 128);
+		if (five)
+			PREFETCH(blk + (size_t)nr * rb + 175);
 	}
 	q4_k_scales(w, rb, nr, sm);
 	const __m512i lo4 = _mm512_set1_epi8(0x0F);
@@ -500,11 +508,21 @@ INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x
 		__m512 ds[4];
 		_Pragma("GCC unroll 4")
 		for (int r = 0; r < nr; r++) {
-			const uint8_t *qs = w + (size_t)r * rb + 4 + DUET_QK_SCALES + 32 * g;
+			const uint8_t *qs = w + (size_t)r * rb + qs_off + 32 * g;
 			__m256i v = _mm256_loadu_si256((const __m256i *)qs);
 			q[r] = _mm512_and_si512(
 				_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1),
 				lo4);
+			if (five) {
+				__m256i h = _mm256_loadu_si256(
+					(const __m256i *)(w + (size_t)r * rb + 4 + DUET_QK_SCALES));
+				__m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
+				hv = _mm512_srlv_epi64(hv, _mm512_set_epi64(2 * g + 1, 2 * g + 1, 2 * g + 1,
+									    2 * g + 1, 2 * g, 2 * g, 2 * g,
+									    2 * g));
+				q[r] = _mm512_or_si512(
+					q[r], _mm512_slli_epi16(_mm512_and_si512(hv, _mm512_set1_epi8(1)), 4));
+			}
 			ds[r] = _mm512_permutexvar_ps(pick_2x8(2 * g), sm[r]);
 		}
 		_Pragma("GCC unroll 16")
@@ -549,7 +567,17 @@ INLINE void tile_q4_k(const uint8_t *w, size_t rb, int K, const struct duet_q8a_
 	__m512 acc[4][MAX_NB];
 	acc_zero(acc, nr, nb);
 	for (int s = 0; s < K / DUET_QK; s++, x += 4 * (size_t)B)
-		step_q4_k(w + (size_t)s * sizeof(struct duet_q4_k_block), rb, x, B, acc, nr, nb);
+		step_q4_k(w + (size_t)s * sizeof(struct duet_q4_k_block), rb, x, B, acc, nr, nb, 0);
+	acc_store(acc, y, ldy, add, nr, nb);
+}
+
+INLINE void tile_q5_k(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
+		      int B, float *y, int ldy, int add, const int nr, const int nb)
+{
+	__m512 acc[4][MAX_NB];
+	acc_zero(acc, nr, nb);
+	for (int s = 0; s < K / DUET_QK; s++, x += 4 * (size_t)B)
+		step_q4_k(w + (size_t)s * sizeof(struct duet_q5_k_block), rb, x, B, acc, nr, nb, 1);
 	acc_store(acc, y, ldy, add, nr, nb);
 }
 
@@ -765,6 +793,9 @@ DEFINE_TILES_Q(tiles_q5_0)
 #define TQ_TILE tile_q4_k
 DEFINE_TILES_Q(tiles_q4_k)
 #undef TQ_TILE
+#define TQ_TILE tile_q5_k
+DEFINE_TILES_Q(tiles_q5_k)
+#undef TQ_TILE
 #define TQ_TILE tile_q6_k
 DEFINE_TILES_Q(tiles_q6_k)
 #undef TQ_TILE
@@ -846,6 +877,9 @@ DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64
 #undef T
 #define T DUET_Q4_K
 DEFINE_MATMUL(matmul_q4_k_q8, tiles_q4_k, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+#undef T
+#define T DUET_Q5_K
+DEFINE_MATMUL(matmul_q5_k_q8, tiles_q5_k, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
 #undef T
 #define T DUET_Q6_K
 DEFINE_MATMUL(matmul_q6_k_q8, tiles_q6_k, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
@@ -1250,7 +1284,7 @@ const struct duet_kernels duet_kernels_avx512 = {
 		     [DUET_Q8_0] = matmul_q8_0},
 	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8, [DUET_Q4_0] = matmul_q4_0_q8,
 		      [DUET_Q5_0] = matmul_q5_0_q8, [DUET_Q4_K] = matmul_q4_k_q8,
-		      [DUET_Q6_K] = matmul_q6_k_q8},
+		      [DUET_Q5_K] = matmul_q5_k_q8, [DUET_Q6_K] = matmul_q6_k_q8},
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
 	.pack_bf16 = pack_bf16,
 	.quant_q8a = quant_q8a,
