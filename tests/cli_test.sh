@@ -41,7 +41,8 @@ fails_with_one_line() {
 
 mk() { "$DUET" mkmodel --vocab "$VOCAB" "$@" 2>/dev/null; }
 
-check "mkmodel gguf" mk --shape tiny --dtype f16 -o "$TMP/tiny.gguf"
+check "mkmodel gguf" mk --shape tiny --dtype f16 --chat-template none -o "$TMP/tiny.gguf"
+check "mkmodel writes a chat template by default" bash -c "'$DUET' mkmodel --vocab '$VOCAB' --shape tiny -o '$TMP/chat.gguf' 2>/dev/null && grep -q 'tokenizer.chat_template' '$TMP/chat.gguf' && grep -q 'INST' '$TMP/chat.gguf'"
 mkdir -p "$TMP/l2c"
 check "mkmodel gguf mha" mk --shape tiny-mha -o "$TMP/mha.gguf" --seed 4
 check "mkmodel llama2c" mk --shape tiny-mha --format llama2c -o "$TMP/l2c/mha.bin" --seed 4
@@ -118,7 +119,7 @@ up_cluster() {
 	grep -q '^duet up: serving' "$out" || { cat "$TMP/up.err"; kill $pid; return 1; }
 	local resp chat stream
 	resp=$(post $port /v1/completions '{"prompt":"Hello","max_tokens":5,"temperature":0}')
-	# The tiny model carries no chat template: chat is a clear 400.
+	# The tiny model was made without a chat template: chat is a clear 400.
 	chat=$(post $port /v1/chat/completions '{"messages":[{"role":"user","content":"hi"}]}')
 	stream=$(post $port /v1/completions '{"prompt":"Hi","max_tokens":2,"stream":true}')
 	kill -INT $pid

@@ -96,13 +96,11 @@ int duet_vocab_index(struct duet_vocab *v, const char *path, struct duet_err *er
 	v->n_eog = 0;
 	if (v->eos >= 0 && v->eos < v->n)
 		v->eog[v->n_eog++] = v->eos;
-	for (int i = 0; i < v->n && v->n_eog < DUET_VOCAB_MAX_EOG; i++) {
-		if (v->type[i] != DUET_TOK_CONTROL || i == v->eos)
-			continue;
-		for (size_t k = 0; k < sizeof eot_text / sizeof eot_text[0]; k++)
-			if (v->len[i] == strlen(eot_text[k]) &&
-			    !memcmp(duet_vocab_piece(v, i), eot_text[k], v->len[i]))
-				v->eog[v->n_eog++] = i;
+	for (size_t k = 0; k < sizeof eot_text / sizeof eot_text[0]; k++) {
+		int id = duet_vocab_find_special(v, eot_text[k]);
+		if (id >= 0 && id != v->eos && v->type[id] == DUET_TOK_CONTROL &&
+		    v->n_eog < DUET_VOCAB_MAX_EOG)
+			v->eog[v->n_eog++] = id;
 	}
 	/* A BPE vocabulary that adds no BOS may have none (Qwen). */
 	int bos_ok = v->bos >= 0 ? v->bos < v->n : v->bpe && !v->add_bos;
@@ -113,6 +111,16 @@ int duet_vocab_index(struct duet_vocab *v, const char *path, struct duet_err *er
 		return duet_errf(err, "%s: unknown-token id %d is outside the vocabulary of %d tokens",
 				 path, v->unk, v->n);
 	return 0;
+}
+
+int duet_vocab_find_special(const struct duet_vocab *v, const char *s)
+{
+	size_t n = strlen(s);
+	for (int i = 0; i < v->n; i++)
+		if ((v->type[i] == DUET_TOK_CONTROL || v->type[i] == DUET_TOK_USER) && v->len[i] == n &&
+		    !memcmp(duet_vocab_piece(v, i), s, n))
+			return i;
+	return -1;
 }
 
 int duet_vocab_is_eog(const struct duet_vocab *v, int id)

@@ -89,6 +89,9 @@ void duet_vocab_free(struct duet_vocab *v);
 /* Reads a vocabulary from a vocab-only (or any) GGUF or a tokenizer.bin. */
 int duet_vocab_load_file(struct duet_vocab *v, const char *path, struct duet_err *err);
 
+/* Id of the control or user-defined token spelled s, or -1. */
+int duet_vocab_find_special(const struct duet_vocab *v, const char *s);
+
 /* Whether token id ends a generation (EOS or an end-of-turn token). */
 int duet_vocab_is_eog(const struct duet_vocab *v, int id);
 

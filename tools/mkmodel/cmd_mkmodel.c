@@ -52,9 +52,9 @@ static void usage(FILE *f)
 		"  --ctx N             override the shape's context length\n"
 		"  --tied | --untied   share the classifier with the embedding, or not\n"
 		"  --chat-template F   write a chat template of family F (llama2, chatml, zephyr,\n"
-		"                      llama3)\n"
-		"                      (default: a tokenizer.json's own template, else the\n"
-		"                      shape's own choice)\n"
+		"                      llama3), or none (default: a tokenizer.json's own\n"
+		"                      template, else llama3 or chatml when the vocabulary has\n"
+		"                      their special tokens, else llama2)\n"
 		"  --list-shapes       print the shapes and exit\n");
 }
 
@@ -114,6 +114,7 @@ int cmd_mkmodel(int argc, char **argv)
 	long ctx = 0;
 	int tied = -1;
 	enum duet_chat_family chat = DUET_CHAT_NONE;
+	int no_chat = 0;
 	static const struct option opts[] = {
 		{"shape", required_argument, 0, 's'}, {"vocab", required_argument, 0, 'v'},
 		{"out", required_argument, 0, 'o'},   {"dtype", required_argument, 0, 'd'},
@@ -150,8 +151,10 @@ int cmd_mkmodel(int argc, char **argv)
 		case 'T': tied = 1; break;
 		case 'U': tied = 0; break;
 		case 'C':
-			if (duet_chat_family_parse(optarg, &chat))
-				return cli_fail("mkmodel", "--chat-template '%s': want llama2, chatml, zephyr or llama3",
+			if (!strcmp(optarg, "none"))
+				no_chat = 1;
+			else if (duet_chat_family_parse(optarg, &chat))
+				return cli_fail("mkmodel", "--chat-template '%s': want llama2, chatml, zephyr, llama3 or none",
 						optarg);
 			break;
 		case 'L':
@@ -193,8 +196,16 @@ int cmd_mkmodel(int argc, char **argv)
 	struct duet_model_spec spec;
 	duet_random_spec(&spec, &g, sh, dtype, tied, (int)ctx, seed, &vocab, name);
 	spec.mix = mix;
-	/* A tokenizer.json brings its model's own template. */
-	spec.chat_template = chat == DUET_CHAT_NONE && hf_template ? hf_template : duet_chat_template(chat);
+	/* By default every model answers chat: a tokenizer.json brings its
+	 * model's own template, else the family the vocabulary's special
+	 * tokens belong to (Llama 2's [INST] for SentencePiece). */
+	if (chat == DUET_CHAT_NONE && !hf_template && !no_chat)
+		chat = duet_vocab_find_special(&vocab, "<|start_header_id|>") >= 0 ? DUET_CHAT_LLAMA3
+		       : duet_vocab_find_special(&vocab, "<|im_start|>") >= 0	   ? DUET_CHAT_CHATML
+										   : DUET_CHAT_LLAMA2;
+	spec.chat_template = no_chat			       ? NULL
+			     : chat == DUET_CHAT_NONE && hf_template ? hf_template
+								     : duet_chat_template(chat);
 	spec.progress = on_progress;
 	spec.progress_ctx = &prog;
 	int rc = llama2c ? duet_write_llama2c(out, &spec, &err) : duet_write_gguf(out, &spec, &err);
