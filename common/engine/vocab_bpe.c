@@ -4,6 +4,7 @@
  * pre-tokenizer, and the pre-tokenizer's regular expression. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -64,21 +65,22 @@ static int byte_char(int b)
 	return 256 + k;
 }
 
+static int byte_of_char[256 + 68];
+static pthread_once_t byte_of_char_once = PTHREAD_ONCE_INIT;
+
+static void fill_byte_of_char(void)
+{
+	for (int i = 0; i < 256 + 68; i++)
+		byte_of_char[i] = -1;
+	for (int b = 0; b < 256; b++)
+		byte_of_char[byte_char(b)] = b;
+}
+
 /* The byte a character stands for, or -1. */
 static int char_byte(uint32_t cp)
 {
-	static int inv[256 + 68];
-	static int ready;
-	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-		int tmp[256 + 68];
-		for (int i = 0; i < 256 + 68; i++)
-			tmp[i] = -1;
-		for (int b = 0; b < 256; b++)
-			tmp[byte_char(b)] = b;
-		memcpy(inv, tmp, sizeof inv); /* same values from every thread */
-		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-	}
-	return cp < 256 + 68 ? inv[cp] : -1;
+	pthread_once(&byte_of_char_once, fill_byte_of_char);
+	return cp < 256 + 68 ? byte_of_char[cp] : -1;
 }
 
 size_t duet_bytelevel_encode(const char *raw, size_t n, char *out)
