@@ -158,7 +158,15 @@ int main(int argc, char **argv)
 	if (r.model->format == DUET_FORMAT_GGUF &&
 	    duet_gguf_get_str(&r.model->gguf, "tokenizer.chat_template", 0, &tmpl, &err) == 0)
 		r.chat = duet_chat_detect(tmpl.ptr, (size_t)tmpl.len);
-	duet_log(DUET_LOG_INFO, 0, "chat template: %s", duet_chat_family_name(r.chat));
+	/* A template duet cannot render is never rendered approximately:
+	 * chat requests are refused, and the operator told now. */
+	r.chat_unknown = tmpl.len > 0 && r.chat == DUET_CHAT_NONE;
+	if (r.chat_unknown)
+		duet_log(DUET_LOG_WARN, 0,
+			 "%s: tokenizer.chat_template is not one duet renders (llama2, chatml, zephyr, llama3): /v1/chat/completions will answer 400",
+			 r.cfg.model);
+	else
+		duet_log(DUET_LOG_INFO, 0, "chat template: %s", duet_chat_family_name(r.chat));
 	pthread_mutex_init(&r.mu, NULL);
 	r.next_id = 1;
 	struct sigaction sa = {0};

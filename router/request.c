@@ -23,8 +23,9 @@ static const char *const KNOWN[] = {"prompt", "model", "max_tokens", "temperatur
 static char *render_chat(struct router *r, json_t *msgs, struct duet_err *err)
 {
 	if (r->chat == DUET_CHAT_NONE) {
-		duet_errf(err, "the model %s has no chat template; use /v1/completions",
-			 r->cfg.model_name);
+		duet_errf(err, r->chat_unknown ? "the model %s has a chat template duet cannot render (it renders llama2, chatml, zephyr and llama3); use /v1/completions"
+					       : "the model %s has no chat template; use /v1/completions",
+			  r->cfg.model_name);
 		return NULL;
 	}
 	size_t n = json_is_array(msgs) ? json_array_size(msgs) : 0;

@@ -192,6 +192,7 @@ struct router {
 	enum router_policy policy;
 	struct duet_model *model; /* vocabulary and geometry only */
 	enum duet_chat_family chat; /* from the GGUF's tokenizer.chat_template */
+	int chat_unknown;	    /* a template is there, of no family duet renders */
 	void *zctx, *ctl;
 	int wake_fd;
 	struct router_node nodes[ROUTER_MAX_NODES]; /* core thread only */
