@@ -50,19 +50,18 @@ static const char *config_token(json_t *cfg, const char *key)
 	return json_string_value(t);
 }
 
-/* The id of a special token named in the config, by its text (an added
- * token before a normal piece of the same text). */
+/* The id of a special token named in the config, by its text: an added
+ * token, else a normal piece of the same text (linear: the piece map is
+ * not built yet). */
 static int id_of(const struct duet_vocab *v, const char *s)
 {
-	int normal = -1;
-	for (int i = 0; s && i < v->n; i++)
-		if (v->len[i] == strlen(s) && !memcmp(duet_vocab_piece(v, i), s, v->len[i])) {
-			if (v->type[i] != DUET_TOK_NORMAL)
-				return i;
-			if (normal < 0)
-				normal = i;
-		}
-	return normal;
+	if (!s)
+		return -1;
+	int id = duet_vocab_find_special(v, s);
+	for (int i = 0; id < 0 && i < v->n; i++)
+		if (v->len[i] == strlen(s) && !memcmp(duet_vocab_piece(v, i), s, v->len[i]))
+			id = i;
+	return id;
 }
 
 /* Whether the post-processor puts the BOS token before a single text. */

@@ -265,18 +265,6 @@ INLINE void step_q8(const uint8_t *w, size_t rb, int p, int one,
 	}
 }
 
-INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
-		    int B, float *y, int ldy, int add, const int nr, const int nb)
-{
-	__m512 acc[4][MAX_NB];
-	acc_zero(acc, nr, nb);
-	int p = 0;
-	for (; p < K / 64; p++, x += B)
-		step_q8(w, rb, p, 0, x, acc, nr, nb);
-	if (K % 64)
-		step_q8(w, rb, p, 1, x, acc, nr, nb);
-	acc_store(acc, y, ldy, add, nr, nb);
-}
 
 /* ---- 4- and 6-bit weights against int8 activations ----
  *
@@ -293,6 +281,17 @@ INLINE __m512 half_scales(uint16_t h0, uint16_t h1)
 	return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)h1), _mm_set1_epi16((short)h0)));
 }
 
+/* The 64 nibbles of two 16-byte blocks of quants in value order: [low 16
+ * of a, high 16 of a, low 16 of b, high 16 of b], as Q4_0 and Q5_0 order
+ * their values. */
+INLINE __m512i nibbles_pair(__m128i a, __m128i b)
+{
+	__m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(a, a)),
+				       _mm256_set_m128i(b, b), 1);
+	v = _mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+	return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+}
+
 /* Nibbles of a pair of Q4_0 blocks (the second absent when `one`) in
  * value order: [low 16 of block 0, high 16, low 16 of block 1, high 16]. */
 INLINE void q4_0_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
@@ -305,10 +304,7 @@ INLINE void q4_0_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
 		memcpy(&h1, blk + bb, 2);
 		b = _mm_loadu_si128((const __m128i *)(blk + bb + 2));
 	}
-	__m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(a, a)),
-				       _mm256_set_m128i(b, b), 1);
-	v = _mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
-	*q = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+	*q = nibbles_pair(a, b);
 	*d = half_scales(h0, h1);
 }
 
@@ -340,18 +336,6 @@ INLINE void step_q4_0(const uint8_t *w, size_t rb, int p, int one,
 	}
 }
 
-INLINE void tile_q4_0(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
-		      int B, float *y, int ldy, int add, const int nr, const int nb)
-{
-	__m512 acc[4][MAX_NB];
-	acc_zero(acc, nr, nb);
-	int p = 0;
-	for (; p < K / 64; p++, x += B)
-		step_q4_0(w, rb, p, 0, x, acc, nr, nb);
-	if (K % 64)
-		step_q4_0(w, rb, p, 1, x, acc, nr, nb);
-	acc_store(acc, y, ldy, add, nr, nb);
-}
 
 /* A pair of Q5_0 blocks: Q4_0's nibbles in the same order, each with its
  * fifth bit (bit i of the block's qh is value i's: one 64-bit mask for
@@ -369,10 +353,7 @@ INLINE void q5_0_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
 		memcpy(&b1, blk + bb + 2, 4);
 		b = _mm_loadu_si128((const __m128i *)(blk + bb + 6));
 	}
-	__m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(a, a)),
-				       _mm256_set_m128i(b, b), 1);
-	v = _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)),
-			     _mm512_set1_epi8(0x0F));
+	__m512i v = nibbles_pair(a, b);
 	__m512i hi = _mm512_and_si512(_mm512_movm_epi8((__mmask64)b0 | (__mmask64)b1 << 32),
 				      _mm512_set1_epi8(0x10));
 	*q = _mm512_or_si512(v, hi);
@@ -407,18 +388,25 @@ INLINE void step_q5_0(const uint8_t *w, size_t rb, int p, int one,
 	}
 }
 
-INLINE void tile_q5_0(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
-		      int B, float *y, int ldy, int add, const int nr, const int nb)
-{
-	__m512 acc[4][MAX_NB];
-	acc_zero(acc, nr, nb);
-	int p = 0;
-	for (; p < K / 64; p++, x += B)
-		step_q5_0(w, rb, p, 0, x, acc, nr, nb);
-	if (K % 64)
-		step_q5_0(w, rb, p, 1, x, acc, nr, nb);
-	acc_store(acc, y, ldy, add, nr, nb);
-}
+
+/* A tile over pairs of 32-blocks: STEP on each whole pair, then on a last
+ * lone block when K / 32 is odd. */
+#define DEFINE_PAIR_TILE(name, STEP)                                                    \
+	INLINE void name(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x, \
+			 int B, float *y, int ldy, int add, const int nr, const int nb)     \
+	{                                                                               \
+		__m512 acc[4][MAX_NB];                                                  \
+		acc_zero(acc, nr, nb);                                                  \
+		int p = 0;                                                              \
+		for (; p < K / 64; p++, x += B)                                         \
+			STEP(w, rb, p, 0, x, acc, nr, nb);                              \
+		if (K % 64)                                                             \
+			STEP(w, rb, p, 1, x, acc, nr, nb);                              \
+		acc_store(acc, y, ldy, add, nr, nb);                                    \
+	}
+DEFINE_PAIR_TILE(tile_q8, step_q8)
+DEFINE_PAIR_TILE(tile_q4_0, step_q4_0)
+DEFINE_PAIR_TILE(tile_q5_0, step_q5_0)
 
 /* Lane indices picking the scales of pair g from a super-block's 16: two
  * 32-blocks of 8 lanes each (Q4_K: scale j in lane j, min j in 8 + j), or
@@ -561,25 +549,7 @@ INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x
 	}
 }
 
-INLINE void tile_q4_k(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
-		      int B, float *y, int ldy, int add, const int nr, const int nb)
-{
-	__m512 acc[4][MAX_NB];
-	acc_zero(acc, nr, nb);
-	for (int s = 0; s < K / DUET_QK; s++, x += 4 * (size_t)B)
-		step_q4_k(w + (size_t)s * sizeof(struct duet_q4_k_block), rb, x, B, acc, nr, nb, 0);
-	acc_store(acc, y, ldy, add, nr, nb);
-}
 
-INLINE void tile_q5_k(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
-		      int B, float *y, int ldy, int add, const int nr, const int nb)
-{
-	__m512 acc[4][MAX_NB];
-	acc_zero(acc, nr, nb);
-	for (int s = 0; s < K / DUET_QK; s++, x += 4 * (size_t)B)
-		step_q4_k(w + (size_t)s * sizeof(struct duet_q5_k_block), rb, x, B, acc, nr, nb, 1);
-	acc_store(acc, y, ldy, add, nr, nb);
-}
 
 
 INLINE void step_q6_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x, int B,
@@ -643,15 +613,6 @@ INLINE void step_q6_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x
 	}
 }
 
-INLINE void tile_q6_k(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
-		      int B, float *y, int ldy, int add, const int nr, const int nb)
-{
-	__m512 acc[4][MAX_NB];
-	acc_zero(acc, nr, nb);
-	for (int s = 0; s < K / DUET_QK; s++, x += 4 * (size_t)B)
-		step_q6_k(w + (size_t)s * sizeof(struct duet_q6_k_block), rb, x, B, acc, nr, nb);
-	acc_store(acc, y, ldy, add, nr, nb);
-}
 
 
 /* ---- bf16 weights against bf16 activation pairs (AVX512_BF16) ---- */
@@ -769,6 +730,24 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 		NB_CASES_4(Q_CASE, 1)
 	}
 }
+
+/* A tile over 256-value super-blocks: STEP on each (its pairs B apart in
+ * the panel). */
+#define DEFINE_SUPER_TILE(name, STEP, BLOCK)                                            \
+	INLINE void name(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x, \
+			 int B, float *y, int ldy, int add, const int nr, const int nb)     \
+	{                                                                               \
+		__m512 acc[4][MAX_NB];                                                  \
+		acc_zero(acc, nr, nb);                                                  \
+		for (int s = 0; s < K / DUET_QK; s++, x += 4 * (size_t)B)              \
+			STEP(w + (size_t)s * sizeof(BLOCK), rb, x, B, acc, nr, nb);     \
+		acc_store(acc, y, ldy, add, nr, nb);                                    \
+	}
+#define STEP_Q4_K(...) step_q4_k(__VA_ARGS__, 0)
+#define STEP_Q5_K(...) step_q4_k(__VA_ARGS__, 1)
+DEFINE_SUPER_TILE(tile_q4_k, STEP_Q4_K, struct duet_q4_k_block)
+DEFINE_SUPER_TILE(tile_q5_k, STEP_Q5_K, struct duet_q5_k_block)
+DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 
 /* The integer tiles of the other quantized types, dispatched alike. */
 #define DEFINE_TILES_Q(name)                                                            \
