@@ -166,7 +166,7 @@ $(BUILD)/bench/bench_daemons: $(BUILD)/bench/bench_daemons.o $(BUILD)/tests/driv
 # the run and is written to build/fuzz/crash-*.
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
-FUZZ_TARGETS ?= frames model request trace
+FUZZ_TARGETS ?= frames model request trace hfvocab
 FUZZ_BASE := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -MMD -MP \
 	-Icommon -Irouter -Itools -I$(BUILD)/proto
 FUZZ_LIB_FLAGS = $(FUZZ_BASE) $(SAN_FLAGS)
@@ -192,6 +192,7 @@ $(FUZZ_LIB): $(FUZZ_OBJ)
 # What each target tests beyond libduet.
 FUZZ_EXTRA_request := $(BUILD)/fuzz/obj/router/request.o
 FUZZ_EXTRA_trace := $(BUILD)/fuzz/obj/tools/replay/trace.o
+FUZZ_EXTRA_hfvocab := $(BUILD)/fuzz/obj/tools/mkmodel/vocab_hf.o
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 .SECONDEXPANSION:
 $(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_EXTRA_$$*) $(FUZZ_LIB)
@@ -310,7 +311,8 @@ test-systemd: all
 
 # The fuzz objects too: a target built against an older struct layout
 # reads the wrong fields.
--include $(FUZZ_OBJ:.o=.d) $(FUZZ_EXTRA_request:.o=.d) $(FUZZ_EXTRA_trace:.o=.d) $(FUZZ_BINS:=.d)
+-include $(FUZZ_OBJ:.o=.d) $(FUZZ_EXTRA_request:.o=.d) $(FUZZ_EXTRA_trace:.o=.d) \
+	$(FUZZ_EXTRA_hfvocab:.o=.d) $(FUZZ_BINS:=.d)
 -include $(COMMON_OBJ:.o=.d) $(MKMODEL_SRC:%.c=$(BUILD)/%.d) $(TOOLS_OBJ:.o=.d) $(PREFILL_OBJ:.o=.d) $(DECODE_OBJ:.o=.d) $(ROUTER_OBJ:.o=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(TEST_BIN:%=%.d)
 
 # A first run: a random-weight stories15m model with the real Llama-2
