@@ -236,34 +236,6 @@ INLINE void q8_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
 	*d = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)h1), _mm_set1_epi16((short)h0)));
 }
 
-/* One pair of blocks of a tile; x points at the pair of the tile's first
- * row in a q8 panel (the rows' pairs are adjacent). */
-INLINE void step_q8(const uint8_t *w, size_t rb, int p, int one,
-		    const struct duet_q8a_pair *x, __m512 acc[4][MAX_NB], const int nr,
-		    const int nb)
-{
-	__m512i q[4];
-	__m512 d[4];
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * rb + (size_t)p * 2 * DUET_Q8_0_BYTES;
-		PREFETCH(blk + (size_t)nr * rb);
-		PREFETCH(blk + (size_t)nr * rb + 64);
-		q8_pair(blk, one, &q[r], &d[r]);
-	}
-	_Pragma("GCC unroll 16")
-	for (int b = 0; b < nb; b++) {
-		const struct duet_q8a_pair *a = x + b;
-		__m512i xq = _mm512_load_si512(a->q), corr = _mm512_load_si512(a->corr);
-		__m512 xd = _mm512_load_ps(a->d);
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			__m512i dp = _mm512_dpbusd_epi32(corr, q[r], xq);
-			acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(d[r], xd),
-						    acc[r][b]);
-		}
-	}
-}
 
 
 /* ---- 4- and 6-bit weights against int8 activations ----
@@ -308,33 +280,6 @@ INLINE void q4_0_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
 	*d = half_scales(h0, h1);
 }
 
-INLINE void step_q4_0(const uint8_t *w, size_t rb, int p, int one,
-		      const struct duet_q8a_pair *x, __m512 acc[4][MAX_NB], const int nr,
-		      const int nb)
-{
-	__m512i q[4];
-	__m512 d[4];
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * rb + (size_t)p * 2 * sizeof(struct duet_q4_0_block);
-		PREFETCH(blk + (size_t)nr * rb);
-		q4_0_pair(blk, one, &q[r], &d[r]);
-	}
-	_Pragma("GCC unroll 16")
-	for (int b = 0; b < nb; b++) {
-		const struct duet_q8a_pair *a = x + b;
-		__m512i xq = _mm512_load_si512(a->q);
-		/* -8 * sum(q) of each block: corr / 16, in lanes 0 and 8 */
-		__m512i off = _mm512_srai_epi32(_mm512_load_si512(a->corr), 4);
-		__m512 xd = _mm512_load_ps(a->d);
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			__m512i dp = _mm512_dpbusd_epi32(off, q[r], xq);
-			acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(d[r], xd),
-						    acc[r][b]);
-		}
-	}
-}
 
 
 /* A pair of Q5_0 blocks: Q4_0's nibbles in the same order, each with its
@@ -360,24 +305,42 @@ INLINE void q5_0_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
 	*d = half_scales(h0, h1);
 }
 
-INLINE void step_q5_0(const uint8_t *w, size_t rb, int p, int one,
+
+
+/* One pair of 32-blocks of a tile, for the types whose quants carry a
+ * fixed offset (Q8_0 stored + 128 here, Q4_0 8, Q5_0 16): the dot product
+ * starts at -offset x sum(activations), which is corr (-128 x sum, in lanes
+ * 0 and 8) shifted right by 0, 4 or 3. x points at the pair of the tile's
+ * first row in a q8 panel (the rows' pairs are adjacent). T is a constant:
+ * the switches compile away. */
+INLINE void step_pair(const enum duet_dtype T, const uint8_t *w, size_t rb, int p, int one,
 		      const struct duet_q8a_pair *x, __m512 acc[4][MAX_NB], const int nr,
 		      const int nb)
 {
+	const size_t pair = 2 * (T == DUET_Q8_0	  ? DUET_Q8_0_BYTES
+				 : T == DUET_Q4_0 ? sizeof(struct duet_q4_0_block)
+						  : sizeof(struct duet_q5_0_block));
+	const int shift = T == DUET_Q8_0 ? 0 : T == DUET_Q4_0 ? 4 : 3;
 	__m512i q[4];
 	__m512 d[4];
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * rb + (size_t)p * 2 * sizeof(struct duet_q5_0_block);
+		const uint8_t *blk = w + (size_t)r * rb + (size_t)p * pair;
 		PREFETCH(blk + (size_t)nr * rb);
-		q5_0_pair(blk, one, &q[r], &d[r]);
+		if (pair > 64)
+			PREFETCH(blk + (size_t)nr * rb + 64);
+		if (T == DUET_Q8_0)
+			q8_pair(blk, one, &q[r], &d[r]);
+		else if (T == DUET_Q4_0)
+			q4_0_pair(blk, one, &q[r], &d[r]);
+		else
+			q5_0_pair(blk, one, &q[r], &d[r]);
 	}
 	_Pragma("GCC unroll 16")
 	for (int b = 0; b < nb; b++) {
 		const struct duet_q8a_pair *a = x + b;
 		__m512i xq = _mm512_load_si512(a->q);
-		/* -16 * sum(q) of each block: corr / 8, in lanes 0 and 8 */
-		__m512i off = _mm512_srai_epi32(_mm512_load_si512(a->corr), 3);
+		__m512i off = _mm512_srai_epi32(_mm512_load_si512(a->corr), shift);
 		__m512 xd = _mm512_load_ps(a->d);
 		_Pragma("GCC unroll 4")
 		for (int r = 0; r < nr; r++) {
@@ -388,10 +351,9 @@ INLINE void step_q5_0(const uint8_t *w, size_t rb, int p, int one,
 	}
 }
 
-
-/* A tile over pairs of 32-blocks: STEP on each whole pair, then on a last
+/* A tile over pairs of 32-blocks of type T: each whole pair, then a last
  * lone block when K / 32 is odd. */
-#define DEFINE_PAIR_TILE(name, STEP)                                                    \
+#define DEFINE_PAIR_TILE(name, T)                                                       \
 	INLINE void name(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x, \
 			 int B, float *y, int ldy, int add, const int nr, const int nb)     \
 	{                                                                               \
@@ -399,14 +361,14 @@ INLINE void step_q5_0(const uint8_t *w, size_t rb, int p, int one,
 		acc_zero(acc, nr, nb);                                                  \
 		int p = 0;                                                              \
 		for (; p < K / 64; p++, x += B)                                         \
-			STEP(w, rb, p, 0, x, acc, nr, nb);                              \
+			step_pair(T, w, rb, p, 0, x, acc, nr, nb);                      \
 		if (K % 64)                                                             \
-			STEP(w, rb, p, 1, x, acc, nr, nb);                              \
+			step_pair(T, w, rb, p, 1, x, acc, nr, nb);                      \
 		acc_store(acc, y, ldy, add, nr, nb);                                    \
 	}
-DEFINE_PAIR_TILE(tile_q8, step_q8)
-DEFINE_PAIR_TILE(tile_q4_0, step_q4_0)
-DEFINE_PAIR_TILE(tile_q5_0, step_q5_0)
+DEFINE_PAIR_TILE(tile_q8, DUET_Q8_0)
+DEFINE_PAIR_TILE(tile_q4_0, DUET_Q4_0)
+DEFINE_PAIR_TILE(tile_q5_0, DUET_Q5_0)
 
 /* Lane indices picking the scales of pair g from a super-block's 16: two
  * 32-blocks of 8 lanes each (Q4_K: scale j in lane j, min j in 8 + j), or
