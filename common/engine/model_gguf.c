@@ -163,6 +163,12 @@ static int bind_norm(struct duet_model *m, float *dst, const char *name, unsigne
 	return bind_vector(m, dst, name, m->cfg.dim, used, err);
 }
 
+/* A per-layer vector tensor: its name with %d for the layer, its length. */
+struct layer_vec {
+	const char *fmt;
+	int n;
+};
+
 int duet_model_load_gguf(struct duet_model *m, struct duet_err *err)
 {
 	if (duet_gguf_parse(&m->gguf, m->map, m->map_size, m->path, err))
@@ -231,46 +237,36 @@ int duet_model_load_gguf(struct duet_model *m, struct duet_err *err)
 	if (bind_norm(m, nv, "output_norm.weight", used, err))
 		goto out;
 	m->out_norm = nv;
-	if (c->arch == DUET_ARCH_QWEN3) {
-		m->biases = malloc(sizeof(float) * (size_t)c->n_layers * 2 * (size_t)c->head_dim);
-		if (!m->biases) {
-			duet_errf(err, "%s: out of memory", m->path);
-			goto out;
-		}
-		float *qk = m->biases;
-		for (int l = 0; l < c->n_layers; l++) {
-			struct duet_layer *L = &m->layers[l];
-			snprintf(name, sizeof name, "blk.%d.attn_q_norm.weight", l);
-			if (bind_vector(m, qk, name, c->head_dim, used, err))
-				goto out;
-			L->q_norm = qk;
-			qk += c->head_dim;
-			snprintf(name, sizeof name, "blk.%d.attn_k_norm.weight", l);
-			if (bind_vector(m, qk, name, c->head_dim, used, err))
-				goto out;
-			L->k_norm = qk;
-			qk += c->head_dim;
-		}
-	}
+	/* The architectures' per-layer vectors, copied to f32: Qwen2's Q/K/V
+	 * biases, Qwen3's per-head Q/K norm weights. */
+	struct layer_vec vec[3];
+	int n_vec = 0, per_layer = 0;
 	if (c->arch == DUET_ARCH_QWEN2) {
-		m->biases = malloc(sizeof(float) * (size_t)c->n_layers * (size_t)(c->dim + 2 * kv));
-		if (!m->biases) {
-			duet_errf(err, "%s: out of memory", m->path);
-			goto out;
-		}
-		float *bv = m->biases;
-		for (int l = 0; l < c->n_layers; l++) {
-			struct duet_layer *L = &m->layers[l];
-			const float **dst[3] = {&L->bq, &L->bk, &L->bv};
-			static const char *const what[3] = {"attn_q", "attn_k", "attn_v"};
-			for (int i = 0; i < 3; i++) {
-				int n = i ? kv : c->dim;
-				snprintf(name, sizeof name, "blk.%d.%s.bias", l, what[i]);
-				if (bind_vector(m, bv, name, n, used, err))
-					goto out;
-				*dst[i] = bv;
-				bv += n;
-			}
+		vec[n_vec++] = (struct layer_vec){"blk.%d.attn_q.bias", duet_q_dim(c)};
+		vec[n_vec++] = (struct layer_vec){"blk.%d.attn_k.bias", kv};
+		vec[n_vec++] = (struct layer_vec){"blk.%d.attn_v.bias", kv};
+	} else if (c->arch == DUET_ARCH_QWEN3) {
+		vec[n_vec++] = (struct layer_vec){"blk.%d.attn_q_norm.weight", c->head_dim};
+		vec[n_vec++] = (struct layer_vec){"blk.%d.attn_k_norm.weight", c->head_dim};
+	}
+	for (int i = 0; i < n_vec; i++)
+		per_layer += vec[i].n;
+	if (n_vec && !(m->biases = malloc(sizeof(float) * (size_t)c->n_layers * (size_t)per_layer))) {
+		duet_errf(err, "%s: out of memory", m->path);
+		goto out;
+	}
+	float *bv = m->biases;
+	for (int l = 0; l < c->n_layers && n_vec; l++) {
+		struct duet_layer *L = &m->layers[l];
+		const float **dst[3] = {&L->bq, &L->bk, &L->bv};
+		if (c->arch == DUET_ARCH_QWEN3)
+			dst[0] = &L->q_norm, dst[1] = &L->k_norm;
+		for (int i = 0; i < n_vec; i++) {
+			snprintf(name, sizeof name, vec[i].fmt, l);
+			if (bind_vector(m, bv, name, vec[i].n, used, err))
+				goto out;
+			*dst[i] = bv;
+			bv += vec[i].n;
 		}
 	}
 	if (duet_gguf_tensor(g, "rope_freqs.weight")) {
