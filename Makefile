@@ -31,7 +31,7 @@ CFLAGS ?= $(OPT) -g
 WARN := -Wall -Wextra -Werror
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Icommon -Irouter -Itools -I$(BUILD)/proto -pthread -MMD -MP $(SANFLAGS) $(CFLAGS)
 LDFLAGS ?=
-LDLIBS := -lzmq -lprotobuf-c -lsystemd -linih -lopenblas -lxxhash -lpcre2-8 -lutf8proc -lm -pthread
+LDLIBS := -ljansson -lzmq -lprotobuf-c -lsystemd -linih -lopenblas -lxxhash -lpcre2-8 -lutf8proc -lm -pthread
 
 # Debian packages: build tools and -dev libraries the code uses, plus what
 # tests and benchmarks run.

@@ -25,6 +25,8 @@ struct dreq {
 	enum dreq_state st;
 	struct duet_kv_seq kv;
 	struct duet_sampler sampler;
+	struct duet_guide guide; /* response_format */
+	int guided;
 	int n_prompt;
 	int max_tokens, ignore_eos;
 	int n_generated; /* tokens of the request sampled so far, anywhere */
@@ -92,7 +94,8 @@ void decode_handle_cancel(struct decode *d, const Duet__Cancel *m);
 void decode_expire(struct decode *d, long long now_us);
 /* Emits a token the request just sampled; finishes it when it ends.
  * Returns 1 if the request finished (and was dropped). */
-int decode_emit(struct decode *d, struct dreq *r, int token, int first);
+int decode_emit(struct decode *d, struct dreq *r, int token, int first,
+		const struct duet_logprobs *lp);
 
 /* kv_recv.c */
 void decode_handle_kv(struct decode *d, const struct duet_inmsg *in);

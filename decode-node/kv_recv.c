@@ -124,7 +124,7 @@ static void on_first_token(struct decode *d, const Duet__FirstToken *f)
 		duet_log(DUET_LOG_WARN, r->id, "sending kv_done: %s", err.msg);
 	/* The prefill node counted its token as sampled (n_sampled). */
 	r->n_generated--;
-	decode_emit(d, r, f->token, 1);
+	decode_emit(d, r, f->token, 1, NULL);
 }
 
 void decode_handle_kv(struct decode *d, const struct duet_inmsg *in)

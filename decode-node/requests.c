@@ -20,6 +20,10 @@ int decode_recently_failed(const struct decode *d, uint64_t id)
 	return 0;
 }
 
+/* A message's response format (checked by duet_wire_sampling). */
+#define FORMAT(s) ((s) ? (int)(s)->format : 0)
+#define SCHEMA(s) ((s) && (s)->json_schema ? (s)->json_schema : "")
+
 static void send_or_log(struct decode *d, const Duet__Msg *m, uint64_t id)
 {
 	struct duet_err err;
@@ -44,7 +48,7 @@ struct dreq *decode_new_req(struct decode *d, uint64_t id, int n_prompt, const i
 	if (max_tokens < 1 || n_sampled < 0 || n_sampled > max_tokens)
 		return duet_errf(err, "max_tokens %d with %d already sampled", max_tokens, n_sampled),
 		       NULL;
-	if (duet_node_sampling(s, &sp, err))
+	if (duet_node_sampling(s, n->model->cfg.vocab_size, &sp, err))
 		return NULL;
 	if (d->n_reqs == d->cfg.max_requests)
 		return duet_errf(err, "no room: %d requests already here (max-requests)",
@@ -112,6 +116,8 @@ void decode_drop(struct decode *d, struct dreq *r)
 	duet_idmap_del(&d->by_id, r->id);
 	duet_kv_seq_release(d->node.kv, &r->kv);
 	duet_sampler_free(&r->sampler);
+	if (r->guided)
+		duet_guide_free(&r->guide);
 	free(r->logits);
 	free(r->layer_next);
 	free(r->prompt);
@@ -195,6 +201,16 @@ void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 		decode_fail(d, r, DUET__ERROR_CODE__ERR_INTERNAL, "out of memory");
 		return;
 	}
+	/* The tokens end with the n_sampled - 1 generated before this
+	 * placement; the prefill node's first token comes with the KV. */
+	if (r->prompt)
+		duet_sampler_history(&r->sampler, r->prompt, r->n_prompt, (int)m->n_sampled - 1);
+	if (duet_node_guide(&d->node, FORMAT(m->sampling), SCHEMA(m->sampling), r->prompt, r->prompt ? r->n_prompt : 0,
+			    (int)m->n_sampled - 1, &r->guide, &r->sampler, &r->guided, &err)) {
+		d->node.bad_messages++;
+		decode_fail(d, r, DUET__ERROR_CODE__ERR_BAD_MESSAGE, err.msg);
+		return;
+	}
 	r->deadline_us = duet_now_us() + (long long)(d->cfg.kv_timeout_s * 1e6);
 	Duet__KvReserveReply rep = DUET__KV_RESERVE_REPLY__INIT;
 	rep.request_id = r->id;
@@ -235,6 +251,13 @@ void decode_handle_local(struct decode *d, const Duet__LocalWork *m)
 	}
 	r->st = DREQ_LOCAL;
 	r->prompt = prompt;
+	duet_sampler_history(&r->sampler, prompt, r->n_prompt, (int)m->n_sampled);
+	if (duet_node_guide(&d->node, FORMAT(m->sampling), SCHEMA(m->sampling), prompt, r->n_prompt, (int)m->n_sampled,
+			    &r->guide, &r->sampler, &r->guided, &err)) {
+		d->node.bad_messages++;
+		decode_fail(d, r, DUET__ERROR_CODE__ERR_BAD_MESSAGE, err.msg);
+		return;
+	}
 	r->prefilled = r->cached;
 	duet_log(DUET_LOG_DEBUG, r->id, "local prefill of %d tokens (%d cached)", r->n_prompt,
 		 r->cached);
@@ -276,10 +299,22 @@ void decode_expire(struct decode *d, long long now_us)
 	}
 }
 
-int decode_emit(struct decode *d, struct dreq *r, int token, int first)
+int decode_emit(struct decode *d, struct dreq *r, int token, int first,
+		const struct duet_logprobs *lp)
 {
 	const struct duet_model *m = d->node.model;
+	if (token < 0) {
+		decode_fail(d, r, DUET__ERROR_CODE__ERR_INTERNAL,
+			    "no token of the vocabulary continues the response_format document");
+		return 1;
+	}
+	if (r->guided && duet_guide_accept(&r->guide, token)) {
+		decode_fail(d, r, DUET__ERROR_CODE__ERR_BAD_MESSAGE,
+			    "the first token breaks the response_format document");
+		return 1;
+	}
 	int index = r->n_generated++;
+	duet_sampler_accept(&r->sampler, token);
 	if (!first) {
 		/* The first token reached the router from whoever sampled it. */
 		Duet__TokenEvent t = DUET__TOKEN_EVENT__INIT;
@@ -287,12 +322,18 @@ int decode_emit(struct decode *d, struct dreq *r, int token, int first)
 		t.index = (uint32_t)index;
 		t.token = token;
 		t.emitted_us = (uint64_t)duet_now_us();
+		Duet__Logprobs wl;
+		if (lp)
+			t.logprobs = duet_node_logprobs(lp, &wl);
 		Duet__Msg out = duet_wire_msg(DUET__MSG__BODY_TOKEN, &t);
 		send_or_log(d, &out, r->id);
 	}
 	/* The same ends as duet_generate: EOS or an end-of-turn token,
 	 * max_tokens, a full context. */
-	if (duet_vocab_is_eog(&m->vocab, token) && !r->ignore_eos) {
+	/* A guided document that is whole ends the answer, even with
+	 * ignore_eos: nothing could follow it. */
+	if ((duet_vocab_is_eog(&m->vocab, token) && !r->ignore_eos) ||
+	    (r->guided && duet_guide_finished(&r->guide))) {
 		finish(d, r, DUET__FINISH_REASON__FINISH_STOP);
 		return 1;
 	}

@@ -34,9 +34,13 @@ int decode_has_work(const struct decode *d)
 	return 0;
 }
 
-static void send_first(struct decode *d, struct dreq *r, int token, long long us)
+static void send_first(struct decode *d, struct dreq *r, int token, long long us,
+		       const struct duet_logprobs *lp)
 {
 	Duet__FirstToken f = DUET__FIRST_TOKEN__INIT;
+	Duet__Logprobs wl;
+	if (lp)
+		f.logprobs = duet_node_logprobs(lp, &wl);
 	f.request_id = r->id;
 	f.token = token;
 	f.n_prompt = (uint32_t)r->n_prompt;
@@ -100,20 +104,21 @@ void decode_step(struct decode *d)
 	d->steps_fitted++;
 	for (int i = 0; i < n; i++) {
 		struct dreq *r = d->batch[i];
+		struct duet_logprobs lps, *lp = r->sampler.p.logprobs ? &lps : NULL;
 		if (r->st == DREQ_RUNNING) {
-			decode_emit(d, r, duet_sample(&r->sampler, r->logits), 0);
+			decode_emit(d, r, duet_sample_lp(&r->sampler, r->logits, lp), 0, lp);
 			continue;
 		}
 		r->prefilled += r->step_tokens;
 		if (r->prefilled < r->n_prompt)
 			continue;
 		decode_cache_prompt(d, r);
-		int tok = duet_sample(&r->sampler, r->logits);
-		if (r->n_generated == 0) {
-			send_first(d, r, tok, dt);
-			decode_emit(d, r, tok, 1);
+		int tok = duet_sample_lp(&r->sampler, r->logits, lp);
+		if (r->n_generated == 0 && tok >= 0) {
+			send_first(d, r, tok, dt, lp);
+			decode_emit(d, r, tok, 1, lp);
 		} else {
-			decode_emit(d, r, tok, 0); /* a resumed stream */
+			decode_emit(d, r, tok, 0, lp); /* a resumed stream */
 		}
 	}
 	duet_trace_span("decode", "sample+send", t1, duet_now_us(), "\"seqs\":%d", n);

@@ -31,6 +31,8 @@ struct preq {
 	uint64_t id;
 	int *tokens, n;
 	struct duet_sampling sampling;
+	int format;   /* response_format (the wire's) */
+	char *schema; /* its JSON schema, or NULL */
 	int sample_index;
 	char decode_node[DUET_MAX_NAME + 1];
 	struct peer *peer;
@@ -87,7 +89,8 @@ int prefill_ship_cached(struct prefill *p, struct preq *r, int n, struct duet_er
 int prefill_layer_hook(void *ctx, int layer, const struct duet_fwd_seq *seq, int first_pos,
 		       int n, const float *k, const float *v, int kv_dim, struct duet_err *err);
 /* Sends what was held back (streaming off), then the first token. */
-int prefill_ship_first(struct prefill *p, struct preq *r, int token, struct duet_err *err);
+int prefill_ship_first(struct prefill *p, struct preq *r, int token,
+		       const struct duet_logprobs *lp, struct duet_err *err);
 void prefill_free_held(struct preq *r);
 
 #endif

@@ -70,7 +70,15 @@ static struct preq *admit(struct prefill *p, const Duet__PrefillWork *w, Duet__E
 		duet_errf(err, "out of memory");
 		goto fail;
 	}
-	if (duet_node_sampling(w->sampling, &r->sampling, err) ||
+	if (w->sampling && w->sampling->format) {
+		r->format = (int)w->sampling->format;
+		if (!(r->schema = strdup(w->sampling->json_schema ? w->sampling->json_schema : ""))) {
+			*code = DUET__ERROR_CODE__ERR_INTERNAL;
+			duet_errf(err, "out of memory");
+			goto fail;
+		}
+	}
+	if (duet_node_sampling(w->sampling, n->model->cfg.vocab_size, &r->sampling, err) ||
 	    prefill_connect(p, r, w->decode_endpoint, w->decode_public_key, err))
 		goto fail;
 	if (duet_idmap_put(&p->by_id, r->id, r, err)) {
@@ -81,6 +89,7 @@ static struct preq *admit(struct prefill *p, const Duet__PrefillWork *w, Duet__E
 fail:
 	free(r->tokens);
 	free(r->logits);
+	free(r->schema);
 	free(r);
 	return NULL;
 }
@@ -109,6 +118,7 @@ void prefill_drop(struct prefill *p, struct preq *r)
 	duet_idmap_del(&p->by_id, r->id);
 	duet_kv_seq_release(p->node.kv, &r->kv);
 	prefill_free_held(r);
+	free(r->schema);
 	free(r->tokens);
 	free(r->logits);
 	free(r);
@@ -179,10 +189,27 @@ static void complete(struct prefill *p, struct preq *r)
 		return;
 	}
 	duet_sampler_skip(&s, r->sample_index);
-	int tok = duet_sample(&s, r->logits);
+	duet_sampler_history(&s, r->tokens, r->n, r->sample_index);
+	struct duet_guide g;
+	int guided;
+	if (duet_node_guide(&p->node, r->format, r->schema, r->tokens, r->n, r->sample_index, &g, &s,
+			    &guided, &err)) {
+		duet_sampler_free(&s);
+		duet_node_fail(&p->node, r->id, DUET__ERROR_CODE__ERR_BAD_MESSAGE, err.msg);
+		return;
+	}
+	struct duet_logprobs lps, *lp = r->sampling.logprobs ? &lps : NULL;
+	int tok = duet_sample_lp(&s, r->logits, lp);
 	duet_sampler_free(&s);
+	if (guided)
+		duet_guide_free(&g);
+	if (tok < 0) {
+		duet_node_fail(&p->node, r->id, DUET__ERROR_CODE__ERR_INTERNAL,
+			       "no token of the vocabulary continues the response_format document");
+		return;
+	}
 	duet_prefix_insert(p->node.cache, &r->kv, r->tokens, r->n);
-	if (prefill_ship_first(p, r, tok, &err)) {
+	if (prefill_ship_first(p, r, tok, lp, &err)) {
 		char why[DUET_ERR_MAX + DUET_MAX_NAME + 32];
 		snprintf(why, sizeof why, "sending to decode node %s: %s", r->decode_node, err.msg);
 		duet_node_fail(&p->node, r->id, DUET__ERROR_CODE__ERR_UNREACHABLE, why);

@@ -188,7 +188,8 @@ int prefill_layer_hook(void *ctx, int layer, const struct duet_fwd_seq *seq, int
 	return 0;
 }
 
-int prefill_ship_first(struct prefill *p, struct preq *r, int token, struct duet_err *err)
+int prefill_ship_first(struct prefill *p, struct preq *r, int token,
+		       const struct duet_logprobs *lp, struct duet_err *err)
 {
 	for (int i = 0; i < r->n_held; i++) {
 		struct held *h = &r->held[i];
@@ -203,6 +204,9 @@ int prefill_ship_first(struct prefill *p, struct preq *r, int token, struct duet
 	f.n_prompt = (uint32_t)r->n;
 	f.n_cached = (uint32_t)r->cached;
 	f.prefill_us = (uint64_t)r->compute_us;
+	Duet__Logprobs wl;
+	if (lp)
+		f.logprobs = duet_node_logprobs(lp, &wl);
 	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_FIRST_TOKEN, &f);
 	if (duet_zsend(r->peer->sock, NULL, &m, NULL, 0, err))
 		return -1;

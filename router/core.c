@@ -2,6 +2,7 @@
  * reports, placement of queued requests, and the events of each request
  * (first token, tokens, finish, errors) turned into text for its client. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,57 @@ int router_submit(struct router *r, struct rreq *q)
 	return 0;
 }
 
+struct rwaker *router_waker_new(void)
+{
+	struct rwaker *w = calloc(1, sizeof *w);
+	if (!w)
+		return NULL;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->refs = 1;
+	return w;
+}
+
+void router_waker_ref(struct rwaker *w)
+{
+	pthread_mutex_lock(&w->mu);
+	w->refs++;
+	pthread_mutex_unlock(&w->mu);
+}
+
+void router_waker_unref(struct rwaker *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	int last = --w->refs == 0;
+	pthread_mutex_unlock(&w->mu);
+	if (last) {
+		pthread_mutex_destroy(&w->mu);
+		pthread_cond_destroy(&w->cv);
+		free(w);
+	}
+}
+
+void router_waker_signal(struct rwaker *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->seq++;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Wakes whoever waits on q (its HTTP thread), after a change made under
+ * q->mu, which it releases. */
+static void wake_unlock(struct rreq *q)
+{
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	router_waker_signal(q->waker);
+}
+
 static void free_req(struct rreq *q)
 {
 	duet_stopper_free(&q->stopper);
@@ -135,6 +187,9 @@ static void free_req(struct rreq *q)
 		free(q->stops[i]);
 	free(q->prompt);
 	free(q->tok);
+	free(q->lp);
+	free(q->json_schema);
+	router_waker_unref(q->waker);
 	free(q->have);
 	free(q->tok_end);
 	free(q->work);
@@ -205,8 +260,7 @@ static void end(struct router *r, struct rreq *q, const char *reason, int status
 		q->finish_reason = reason;
 	}
 	q->done = 1;
-	pthread_cond_broadcast(&q->cv);
-	pthread_mutex_unlock(&q->mu);
+	wake_unlock(q);
 	pthread_mutex_lock(&r->mu);
 	if (status) {
 		r->n_failed++;
@@ -258,8 +312,7 @@ static void emit_ready(struct router *r, struct rreq *q)
 				append_text(q, shown, duet_stopper_feed(&q->stopper, text, n, shown));
 		}
 		q->tok_end[q->n_out - 1] = q->text_len;
-		pthread_cond_broadcast(&q->cv);
-		pthread_mutex_unlock(&q->mu);
+		wake_unlock(q);
 		if (q->stopper.stopped) {
 			cancel_on_nodes(r, q);
 			end(r, q, "stop", 0, NULL);
@@ -274,12 +327,44 @@ static void emit_ready(struct router *r, struct rreq *q)
 		end(r, q, q->finish_hint, 0, NULL);
 }
 
-static void got_token(struct router *r, struct rreq *q, uint32_t index, int token)
+/* The node's log-probabilities as the request asked for them; a malformed
+ * set is logged and left out (the token itself stands). */
+static void got_logprobs(struct router *r, struct rreq *q, uint32_t index,
+			 const Duet__Logprobs *w)
+{
+	if (!q->lp)
+		return;
+	struct rlogprob *lp = &q->lp[index];
+	lp->chosen = NAN;
+	lp->n_top = 0;
+	if (!w)
+		return;
+	size_t k = w->n_top_tokens;
+	int ok = k == w->n_top && k <= (size_t)q->sampling.top_logprobs && isfinite(w->chosen) &&
+		 w->chosen <= 0;
+	for (size_t i = 0; ok && i < k; i++)
+		ok = w->top_tokens[i] >= 0 && w->top_tokens[i] < r->model->cfg.vocab_size &&
+		     w->top[i] <= 0 && !isnan(w->top[i]);
+	if (!ok) {
+		duet_log(DUET_LOG_WARN, q->id, "malformed log-probabilities for token %u", index);
+		return;
+	}
+	lp->chosen = w->chosen;
+	lp->n_top = (int)k;
+	for (size_t i = 0; i < k; i++) {
+		lp->top_id[i] = w->top_tokens[i];
+		lp->top[i] = w->top[i];
+	}
+}
+
+static void got_token(struct router *r, struct rreq *q, uint32_t index, int token,
+		      const Duet__Logprobs *lp)
 {
 	if (token < 0 || token >= r->model->cfg.vocab_size || index >= (uint32_t)q->tok_cap) {
 		duet_log(DUET_LOG_WARN, q->id, "token %d at index %u out of range", token, index);
 		return;
 	}
+	got_logprobs(r, q, index, lp);
 	q->tok[index] = token;
 	q->have[index] = 1;
 	if (q->state == RQ_PREFILLING || q->state == RQ_RESERVING)
@@ -287,20 +372,43 @@ static void got_token(struct router *r, struct rreq *q, uint32_t index, int toke
 	emit_ready(r, q);
 }
 
-static Duet__Sampling wire_sampling(const struct rreq *q)
+/* Logit-bias arrays as the wire carries them. */
+struct wire_bias {
+	int32_t tok[DUET_MAX_LOGIT_BIAS];
+	float val[DUET_MAX_LOGIT_BIAS];
+};
+
+static Duet__Sampling wire_sampling(const struct rreq *q, struct wire_bias *b)
 {
+	const struct duet_sampling *p = &q->sampling;
 	Duet__Sampling s = DUET__SAMPLING__INIT;
-	s.temperature = q->sampling.temperature;
-	s.top_k = q->sampling.top_k;
-	s.top_p = q->sampling.top_p;
-	s.seed = q->sampling.seed;
+	s.temperature = p->temperature;
+	s.top_k = p->top_k;
+	s.top_p = p->top_p;
+	s.seed = p->seed;
+	s.min_p = p->min_p;
+	s.presence_penalty = p->presence_penalty;
+	s.frequency_penalty = p->frequency_penalty;
+	s.repetition_penalty = p->repetition_penalty;
+	for (int i = 0; i < p->n_bias; i++) {
+		b->tok[i] = p->bias[i].id;
+		b->val[i] = p->bias[i].bias;
+	}
+	s.n_bias_tokens = s.n_bias_values = (size_t)p->n_bias;
+	s.bias_tokens = b->tok;
+	s.bias_values = b->val;
+	s.logprobs = p->logprobs;
+	s.top_logprobs = (uint32_t)p->top_logprobs;
+	s.format = (Duet__ResponseFormat)q->format;
+	s.json_schema = q->json_schema ? q->json_schema : "";
 	return s;
 }
 
 static void send_prefill(struct router *r, struct rreq *q)
 {
 	struct router_node *d = &r->nodes[q->dnode];
-	Duet__Sampling s = wire_sampling(q);
+	struct wire_bias b;
+	Duet__Sampling s = wire_sampling(q, &b);
 	Duet__PrefillWork w = DUET__PREFILL_WORK__INIT;
 	w.request_id = q->wid;
 	w.n_tokens = (size_t)(q->n_prompt + q->base);
@@ -322,8 +430,7 @@ static void admit(struct rreq *q)
 {
 	pthread_mutex_lock(&q->mu);
 	q->admitted = 1;
-	pthread_cond_broadcast(&q->cv);
-	pthread_mutex_unlock(&q->mu);
+	wake_unlock(q);
 }
 
 static void reject(struct router *r, struct rreq *q, int status, const char *why)
@@ -420,7 +527,8 @@ static int place(struct router *r, struct rreq *q)
 				(unsigned long long)q->id, (unsigned long long)q->wid, q->n_prompt,
 				pl.uncached, dn, pn, pl.ttft_ms, pl.step_ms, pl.reason);
 	}
-	Duet__Sampling s = wire_sampling(q);
+	struct wire_bias b;
+	Duet__Sampling s = wire_sampling(q, &b);
 	if (q->local) {
 		Duet__LocalWork w = DUET__LOCAL_WORK__INIT;
 		w.request_id = q->wid;
@@ -732,7 +840,7 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 			router_node_learn_prefix(&r->nodes[q->dnode], t, n);
 		/* The first token of this placement: index 0, or the first
 		 * after those already streamed when resuming. */
-		got_token(r, q, (uint32_t)q->base, m->first_token->token);
+		got_token(r, q, (uint32_t)q->base, m->first_token->token, m->first_token->logprobs);
 		break;
 	}
 	case DUET__MSG__BODY_KV_DONE:
@@ -741,7 +849,7 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 		pthread_mutex_unlock(&r->mu);
 		break;
 	case DUET__MSG__BODY_TOKEN: {
-		got_token(r, q, m->token->index, m->token->token);
+		got_token(r, q, m->token->index, m->token->token, m->token->logprobs);
 		/* The clocks agree only on one machine (CLOCK_MONOTONIC);
 		 * across machines the difference means nothing, so only a
 		 * plausible one is kept. */
@@ -829,10 +937,12 @@ void router_core_turn(struct router *r, int timeout_ms)
 		q->tok_cap = q->max_tokens;
 		q->tok = calloc((size_t)q->tok_cap, sizeof(int));
 		q->have = calloc((size_t)q->tok_cap, 1);
+		if (q->sampling.logprobs)
+			q->lp = calloc((size_t)q->tok_cap, sizeof *q->lp);
 		q->tok_end = calloc((size_t)q->tok_cap, sizeof(size_t));
 		duet_detok_init(&q->detok, &r->model->vocab, 0);
 		struct duet_err err;
-		if (!q->tok || !q->have || !q->tok_end ||
+		if (!q->tok || !q->have || !q->tok_end || (q->sampling.logprobs && !q->lp) ||
 		    duet_stopper_init(&q->stopper, (const char *const *)q->stops, q->n_stops, &err)) {
 			end(r, q, NULL, 500, "out of memory");
 			continue;

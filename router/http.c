@@ -84,196 +84,448 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int status, const ch
 
 /* ---- responses ---- */
 
-static json_t *usage(const struct rreq *q)
-{
-	return json_pack("{s:i,s:i,s:i}", "prompt_tokens", q->n_prompt, "completion_tokens",
-			 q->n_out, "total_tokens", q->n_prompt + q->n_out);
-}
-
-/* A chat answer: the whole message, or (stream) a delta chunk. */
-static json_t *chat_completion(struct router *r, const struct rreq *q, const char *text, size_t n,
-			       const char *finish, int with_usage, int stream)
-{
-	char id[48];
-	snprintf(id, sizeof id, "chatcmpl-%llu", (unsigned long long)q->id);
-	json_t *msg = json_pack("{s:s,s:s%}", "role", "assistant", "content", text, n);
-	json_t *choice = json_pack("{s:i,s:o,s:n}", "index", 0, stream ? "delta" : "message", msg,
-				   "finish_reason");
-	if (finish)
-		json_object_set_new(choice, "finish_reason", json_string(finish));
-	json_t *j = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", id, "object",
-			      stream ? "chat.completion.chunk" : "chat.completion", "created",
-			      (json_int_t)time(NULL), "model", r->cfg.model_name, "choices", choice);
-	if (with_usage)
-		json_object_set_new(j, "usage", usage(q));
-	return j;
-}
-
-static json_t *completion(struct router *r, const struct rreq *q, const char *text, size_t n,
-			  const char *finish, int with_usage)
-{
-	if (q->chat)
-		return chat_completion(r, q, text, n, finish, with_usage, q->stream);
-	char id[48];
-	snprintf(id, sizeof id, "cmpl-%llu", (unsigned long long)q->id);
-	json_t *choice = json_pack("{s:s%,s:i,s:n,s:s?}", "text", text, n, "index", 0, "logprobs",
-				   "finish_reason", finish);
-	if (!finish)
-		json_object_set_new(choice, "finish_reason", json_null());
-	json_t *j = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", id, "object", "text_completion",
-			      "created", (json_int_t)time(NULL), "model", r->cfg.model_name,
-			      "choices", choice);
-	if (with_usage)
-		json_object_set_new(j, "usage", usage(q));
-	return j;
-}
-
-struct stream {
+/* An HTTP completions request in flight: the requests of its choices and,
+ * when it streams, the formatted bytes not yet handed to MHD. */
+struct run {
 	struct router *r;
-	struct rreq *q;
-	char *pending; /* formatted bytes not yet handed to MHD */
+	struct rjob job;
+	struct rwaker *w;
+	int n_q;
+	struct rreq *q[ROUTER_MAX_CHOICES];
+	unsigned char submitted[ROUTER_MAX_CHOICES], ended[ROUTER_MAX_CHOICES];
+	char id[48];
+	json_int_t created;
+	char *pending;
 	size_t n, off;
 	int finished;
 };
 
-static void stream_queue(struct stream *s, json_t *j)
+static void run_free(struct run *u)
+{
+	for (int i = 0; i < u->n_q; i++)
+		router_release(u->r, u->q[i]);
+	router_waker_unref(u->w);
+	router_job_free(&u->job);
+	free(u->pending);
+	free(u);
+}
+
+/* The prompts' tokens once each (n samples share a prompt) and every
+ * choice's output. */
+static json_t *usage(const struct run *u)
+{
+	int in = 0, out = 0;
+	for (int i = 0; i < u->job.n_prompts; i++)
+		in += u->job.n_prompt[i];
+	for (int i = 0; i < u->n_q; i++)
+		out += u->q[i]->n_out;
+	return json_pack("{s:i,s:i,s:i}", "prompt_tokens", in, "completion_tokens", out,
+			 "total_tokens", in + out);
+}
+
+/* A token's text in a log-probability entry: a token may hold part of a
+ * UTF-8 character, which a JSON string cannot, so its text has U+FFFD
+ * there and (chat) its bytes say exactly what it is. A control token
+ * shows its piece ("</s>"). */
+static json_t *token_entry(struct router *r, int id, float lp, int with_bytes)
+{
+	char b[DUET_VOCAB_MAX_PIECE + 8], t[3 * (DUET_VOCAB_MAX_PIECE + 8)];
+	int n = duet_token_bytes(&r->model->vocab, id, b);
+	if (n == 0) {
+		const char *piece = duet_vocab_piece(&r->model->vocab, id);
+		n = (int)strnlen(piece, DUET_VOCAB_MAX_PIECE);
+		memcpy(b, piece, (size_t)n);
+	}
+	size_t o = 0;
+	for (int i = 0; i < n;) {
+		int cl = duet_utf8_len((const unsigned char *)b + i, (size_t)(n - i));
+		if (cl > 0) {
+			memcpy(t + o, b + i, (size_t)cl);
+			o += (size_t)cl;
+			i += cl;
+		} else {
+			memcpy(t + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		}
+	}
+	json_t *e = json_pack("{s:s%}", "token", t, o);
+	json_object_set_new(e, "logprob", isfinite(lp) ? json_real(lp) : json_null());
+	if (with_bytes) {
+		json_t *bytes = json_array();
+		for (int i = 0; i < n; i++)
+			json_array_append_new(bytes, json_integer((unsigned char)b[i]));
+		json_object_set_new(e, "bytes", bytes);
+	}
+	return e;
+}
+
+/* The end-of-text token ends the answer and is not part of it. */
+static int shown(const struct router *r, const struct rreq *q, int i)
+{
+	return q->ignore_eos || !duet_vocab_is_eog(&r->model->vocab, q->tok[i]);
+}
+
+/* Log-probabilities of tokens [a, b) of choice q, in the API's format:
+ * chat's list of entries, or completions' parallel arrays (text_offset
+ * counts from the start of the choice's text, after an echoed prompt of
+ * echo_len bytes). */
+static json_t *logprobs(struct run *u, const struct rreq *q, int a, int b, size_t echo_len)
+{
+	struct router *r = u->r;
+	if (q->chat) {
+		json_t *content = json_array();
+		for (int i = a; i < b; i++) {
+			if (!shown(r, q, i))
+				continue;
+			const struct rlogprob *lp = &q->lp[i];
+			json_t *e = token_entry(r, q->tok[i], lp->chosen, 1), *top = json_array();
+			for (int k = 0; k < lp->n_top; k++)
+				json_array_append_new(top, token_entry(r, lp->top_id[k], lp->top[k], 1));
+			json_object_set_new(e, "top_logprobs", top);
+			json_array_append_new(content, e);
+		}
+		return json_pack("{s:o}", "content", content);
+	}
+	json_t *toks = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+	for (int i = a; i < b; i++) {
+		if (!shown(r, q, i))
+			continue;
+		const struct rlogprob *lp = &q->lp[i];
+		json_t *e = token_entry(r, q->tok[i], lp->chosen, 0);
+		json_array_append(toks, json_object_get(e, "token"));
+		json_array_append(lps, json_object_get(e, "logprob"));
+		json_decref(e);
+		json_t *top = json_object();
+		for (int k = 0; k < lp->n_top; k++) {
+			json_t *t = token_entry(r, lp->top_id[k], lp->top[k], 0);
+			json_object_set(top, json_string_value(json_object_get(t, "token")),
+					json_object_get(t, "logprob"));
+			json_decref(t);
+		}
+		json_array_append_new(tops, top);
+		json_array_append_new(offs,
+				      json_integer((json_int_t)(echo_len + (i ? q->tok_end[i - 1] : 0))));
+	}
+	return json_pack("{s:o,s:o,s:o,s:o}", "tokens", toks, "token_logprobs", lps, "top_logprobs",
+			 tops, "text_offset", offs);
+}
+
+/* The prompt as the client sent it, for echo (malloc'd). */
+static char *prompt_text(struct run *u, int i, size_t *len)
+{
+	int p = i / u->job.n;
+	if (u->job.prompt_text[p]) {
+		*len = strlen(u->job.prompt_text[p]);
+		return strdup(u->job.prompt_text[p]);
+	}
+	size_t cap = (size_t)u->job.n_prompt[p] * (DUET_VOCAB_MAX_PIECE + 4) + 1;
+	char *t = malloc(cap);
+	struct duet_err err;
+	if (t && duet_detokenize(&u->r->model->vocab, u->job.prompt[p], (size_t)u->job.n_prompt[p],
+				 t, cap, len, &err)) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* Choice i with text, finish (NULL: more to come) and the log-probabilities
+ * of tokens [a, b); a stream's first chunk of a choice that echoes carries
+ * the prompt before its text. */
+static json_t *choice(struct run *u, int i, const char *text, size_t n, const char *finish, int a,
+		      int b, int with_echo)
+{
+	const struct rreq *q = u->q[i];
+	size_t elen = 0;
+	char *echo = u->job.echo ? prompt_text(u, i, &elen) : NULL;
+	json_t *c;
+	if (q->chat) {
+		json_t *msg = json_pack("{s:s,s:s%}", "role", "assistant", "content", text, n);
+		c = json_pack("{s:i,s:o}", "index", i, q->stream ? "delta" : "message", msg);
+	} else if (echo && with_echo) {
+		char *t = malloc(elen + n + 1);
+		if (t) {
+			memcpy(t, echo, elen);
+			memcpy(t + elen, text, n);
+		}
+		c = json_pack("{s:s%,s:i}", "text", t ? t : "", t ? elen + n : 0, "index", i);
+		free(t);
+	} else {
+		c = json_pack("{s:s%,s:i}", "text", text, n, "index", i);
+	}
+	json_object_set_new(c, "logprobs",
+			    q->lp && b > a ? logprobs(u, q, a, b, echo ? elen : 0) : json_null());
+	json_object_set_new(c, "finish_reason", finish ? json_string(finish) : json_null());
+	free(echo);
+	return c;
+}
+
+static json_t *envelope(struct run *u, json_t *choices, int with_usage)
+{
+	const struct rreq *q = u->q[0];
+	json_t *j = json_pack("{s:s,s:s,s:I,s:s,s:o}", "id", u->id, "object",
+			      !q->chat	   ? "text_completion"
+			      : q->stream ? "chat.completion.chunk"
+					  : "chat.completion",
+			      "created", u->created, "model", u->r->cfg.model_name, "choices", choices);
+	if (with_usage)
+		json_object_set_new(j, "usage", usage(u));
+	return j;
+}
+
+static void stream_raw(struct run *u, const char *t, size_t len)
+{
+	char *p = realloc(u->pending, u->n + len + 1);
+	if (p) {
+		u->pending = p;
+		memcpy(p + u->n, t, len);
+		u->n += len;
+	}
+}
+
+static void stream_queue(struct run *u, json_t *j)
 {
 	char *t = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	if (!t)
 		return;
-	size_t len = strlen(t);
-	/* "data: " + t + "\n\n" + NUL */
-	char *p = realloc(s->pending, s->n + len + 9);
-	if (p) {
-		s->pending = p;
-		s->n += (size_t)snprintf(p + s->n, len + 9, "data: %s\n\n", t);
-	}
+	stream_raw(u, "data: ", 6);
+	stream_raw(u, t, strlen(t));
+	stream_raw(u, "\n\n", 2);
 	free(t);
+}
+
+/* Formats what the choices produced since the last call (under u->w->mu);
+ * 0 when there was nothing. One event per token, even when its text is
+ * empty (held back by the detokenizer or the stop-string matcher), so
+ * clients can time every token as with OpenAI's API. */
+static int stream_collect(struct run *u)
+{
+	int any = 0, all_done = 1, failed = -1, status = 0;
+	char error[sizeof u->q[0]->error];
+	for (int i = 0; i < u->n_q; i++) {
+		struct rreq *q = u->q[i];
+		pthread_mutex_lock(&q->mu);
+		int first = q->n_streamed;
+		for (; q->n_streamed < q->n_out; q->n_streamed++) {
+			size_t from = q->text_sent, to = q->tok_end[q->n_streamed];
+			q->text_sent = to;
+			stream_queue(u, envelope(u,
+						 json_pack("[o]", choice(u, i, q->text ? q->text + from : "",
+									 to - from, NULL, q->n_streamed,
+									 q->n_streamed + 1, q->n_streamed == 0)),
+						 0));
+			any = 1;
+		}
+		if (q->done && !u->ended[i]) {
+			u->ended[i] = 1;
+			any = 1;
+			if (q->http_status) {
+				failed = i;
+				status = q->http_status;
+				snprintf(error, sizeof error, "%s", q->error);
+			} else { /* with what the detokenizer held until the end */
+				size_t from = q->text_sent;
+				q->text_sent = q->text_len;
+				stream_queue(u, envelope(u,
+							 json_pack("[o]", choice(u, i, q->text ? q->text + from : "",
+										 q->text_len - from, q->finish_reason,
+										 q->n_out, q->n_out, q->n_out == 0)),
+							 u->n_q == 1 && !u->job.include_usage));
+			}
+		}
+		all_done &= q->done;
+		if (q->n_streamed > first)
+			duet_trace_span("router", "sse", duet_now_us(), duet_now_us(),
+					"\"request\":%llu,\"first\":%d,\"tokens\":%d",
+					(unsigned long long)q->id, first, q->n_streamed - first);
+		pthread_mutex_unlock(&q->mu);
+	}
+	if (failed >= 0) {
+		/* An answer that cannot be finished ends with an error event:
+		 * a client never mistakes a cut stream for a whole one. */
+		stream_queue(u, json_pack("{s:{s:s,s:i,s:s,s:i}}", "error", "message", error, "code",
+					  status, "type", status >= 500 ? "server_error" : "invalid_request_error",
+					  "choice", failed));
+	} else if (!all_done) {
+		return any;
+	} else if (u->job.include_usage) {
+		stream_queue(u, envelope(u, json_array(), 1));
+	}
+	stream_raw(u, "data: [DONE]\n\n", 14);
+	u->finished = 1;
+	return 1;
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	(void)pos;
-	struct stream *s = cls;
-	while (s->off == s->n) {
-		s->off = s->n = 0;
-		if (s->finished)
+	struct run *u = cls;
+	while (u->off == u->n) {
+		u->off = u->n = 0;
+		if (u->finished)
 			return MHD_CONTENT_READER_END_OF_STREAM;
-		struct rreq *q = s->q;
-		pthread_mutex_lock(&q->mu);
-		while (q->n_streamed == q->n_out && !q->done)
-			pthread_cond_wait(&q->cv, &q->mu);
-		long long t0 = duet_now_us();
-		int first = q->n_streamed;
-		/* One event per token, even when its text is empty (held back by
-		 * the detokenizer or the stop-string matcher). */
-		for (; q->n_streamed < q->n_out; q->n_streamed++) {
-			size_t from = q->text_sent, to = q->tok_end[q->n_streamed];
-			q->text_sent = to;
-			stream_queue(s, completion(s->r, q, q->text ? q->text + from : "", to - from,
-						   NULL, 0));
-		}
-		int done = q->done, status = q->http_status;
-		size_t from = q->text_sent, to = q->text_len;
-		q->text_sent = to;
-		pthread_mutex_unlock(&q->mu);
-		if (done) {
-			if (status)
-				stream_queue(s, json_pack("{s:{s:s,s:i}}", "error", "message", q->error,
-							  "code", status));
-			else /* with what the detokenizer held until the end */
-				stream_queue(s, completion(s->r, q, q->text ? q->text + from : "",
-							   to - from, q->finish_reason, 1));
-			static const char done_line[] = "data: [DONE]\n\n";
-			char *p = realloc(s->pending, s->n + sizeof done_line);
-			if (p) {
-				s->pending = p;
-				memcpy(p + s->n, done_line, sizeof done_line);
-				s->n += sizeof done_line - 1;
-			}
-			s->finished = 1;
-		}
-		duet_trace_span("router", "sse", t0, duet_now_us(),
-				"\"request\":%llu,\"first\":%d,\"tokens\":%d,\"done\":%d",
-				(unsigned long long)q->id, first, q->n_streamed - first, done);
+		pthread_mutex_lock(&u->w->mu);
+		while (!stream_collect(u))
+			pthread_cond_wait(&u->w->cv, &u->w->mu);
+		pthread_mutex_unlock(&u->w->mu);
 	}
-	size_t k = s->n - s->off < max ? s->n - s->off : max;
-	memcpy(buf, s->pending + s->off, k);
-	s->off += k;
+	size_t k = u->n - u->off < max ? u->n - u->off : max;
+	memcpy(buf, u->pending + u->off, k);
+	u->off += k;
 	return (ssize_t)k;
 }
 
 static void stream_free(void *cls)
 {
-	struct stream *s = cls;
-	router_release(s->r, s->q);
-	free(s->pending);
-	free(s);
+	run_free(cls);
+}
+
+/* Hands choices [from, to) in steps of step to the core and waits until
+ * each is placed or has failed; then, if first_token, until each has its
+ * first token (so that the other samples of its prompt find the prompt's
+ * KV in the prefix cache). -1 with the status of one refused at once. */
+static int submit(struct run *u, int from, int to, int step, int first_token)
+{
+	for (int i = from; i < to; i += step) {
+		if (router_submit(u->r, u->q[i]))
+			return 500;
+		u->submitted[i] = 1;
+	}
+	pthread_mutex_lock(&u->w->mu);
+	for (;;) {
+		int waiting = 0, refused = 0;
+		for (int i = from; i < to; i += step) {
+			struct rreq *q = u->q[i];
+			pthread_mutex_lock(&q->mu);
+			if (!q->done && (!q->admitted || (first_token && q->n_out == 0)))
+				waiting = 1;
+			if (q->done && q->http_status && q->n_out == 0)
+				refused = i + 1;
+			pthread_mutex_unlock(&q->mu);
+		}
+		if (refused) {
+			pthread_mutex_unlock(&u->w->mu);
+			return refused;
+		}
+		if (!waiting)
+			break;
+		pthread_cond_wait(&u->w->cv, &u->w->mu);
+	}
+	pthread_mutex_unlock(&u->w->mu);
+	return 0;
+}
+
+static enum MHD_Result send_run_error(struct run *u, struct MHD_Connection *c, int which)
+{
+	struct rreq *q = u->q[which - 1];
+	enum MHD_Result rc = send_error_retry(c, q->http_status, q->error, q->retry_after_s);
+	run_free(u);
+	return rc;
 }
 
 static enum MHD_Result completions(struct router *r, struct MHD_Connection *c, struct body *b,
 				   int chat)
 {
-	struct rreq *q = calloc(1, sizeof *q);
-	if (!q)
+	struct run *u = calloc(1, sizeof *u);
+	if (!u || !(u->w = router_waker_new())) {
+		free(u);
 		return send_error(c, 500, "out of memory");
-	q->chat = chat;
-	pthread_mutex_init(&q->mu, NULL);
-	pthread_cond_init(&q->cv, NULL);
-	q->t_arrival_us = duet_now_us();
+	}
+	u->r = r;
+	u->created = (json_int_t)time(NULL);
+	u->job.tmpl.chat = chat;
+	long long t_arrival = duet_now_us();
 	struct duet_err err;
-	q->refs = 1; /* this thread's, until submitted */
-	if (router_parse_request(r, b->buf ? b->buf : "", b->n, q, &err)) {
-		router_release(r, q);
+	if (router_parse_request(r, b->buf ? b->buf : "", b->n, &u->job, &err)) {
+		run_free(u);
 		return send_error(c, 400, err.msg);
 	}
 	if (!router_can_serve_snap(r)) {
-		router_release(r, q);
+		run_free(u);
 		return send_error(c, 503, "no decode node is up");
 	}
-	if (router_submit(r, q)) {
-		router_release(r, q);
-		return send_error(c, 500, "out of memory");
-	}
-	/* The status line waits for the placement decision, so that a request
-	 * refused at once (an early 429, no node up) is an HTTP error with
-	 * Retry-After even when it asked for a stream. */
-	pthread_mutex_lock(&q->mu);
-	while (!q->admitted && !q->done)
-		pthread_cond_wait(&q->cv, &q->mu);
-	int refused = q->done && q->http_status && q->n_out == 0;
-	pthread_mutex_unlock(&q->mu);
-	if (refused) {
-		enum MHD_Result rc = send_error_retry(c, q->http_status, q->error, q->retry_after_s);
-		router_release(r, q);
-		return rc;
-	}
-	if (q->stream) {
-		struct stream *s = calloc(1, sizeof *s);
-		if (!s) {
-			router_release(r, q);
+	int n = u->job.n;
+	for (; u->n_q < u->job.n_prompts * n; u->n_q++) {
+		struct rreq *q = router_job_request(&u->job, u->n_q);
+		if (!q) {
+			run_free(u);
 			return send_error(c, 500, "out of memory");
 		}
-		s->r = r;
-		s->q = q;
-		struct MHD_Response *resp = MHD_create_response_from_callback(
-			MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
+		q->t_arrival_us = t_arrival;
+		q->waker = u->w;
+		router_waker_ref(u->w);
+		u->q[u->n_q] = q;
+	}
+	if (*u->job.warning)
+		duet_log(DUET_LOG_INFO, 0, "request fields %s", u->job.warning);
+	/* The status line waits for the placement decision, so that a request
+	 * refused at once (an early 429, no node up) is an HTTP error with
+	 * Retry-After even when it asked for a stream. With n > 1 the first
+	 * sample of each prompt goes first: the others then find the prompt's
+	 * KV cached. */
+	int bad = submit(u, 0, u->n_q, n, n > 1);
+	if (!bad && n > 1)
+		for (int p = 0; !bad && p < u->job.n_prompts; p++)
+			bad = submit(u, p * n + 1, (p + 1) * n, 1, 0);
+	if (bad == 500) {
+		run_free(u);
+		return send_error(c, 500, "out of memory");
+	}
+	if (bad)
+		return send_run_error(u, c, bad);
+	snprintf(u->id, sizeof u->id, "%s-%llu", chat ? "chatcmpl" : "cmpl",
+		 (unsigned long long)u->q[0]->id);
+	struct MHD_Response *resp;
+	enum MHD_Result rc;
+	if (u->q[0]->stream) {
+		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, u,
+							 stream_free);
+		if (!resp) {
+			run_free(u);
+			return MHD_NO;
+		}
 		MHD_add_response_header(resp, "Content-Type", "text/event-stream");
 		MHD_add_response_header(resp, "Cache-Control", "no-cache");
-		enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
-		MHD_destroy_response(resp);
-		return rc;
+	} else {
+		pthread_mutex_lock(&u->w->mu);
+		for (int i = 0; i < u->n_q; i++) {
+			pthread_mutex_lock(&u->q[i]->mu);
+			while (!u->q[i]->done) {
+				pthread_mutex_unlock(&u->q[i]->mu);
+				pthread_cond_wait(&u->w->cv, &u->w->mu);
+				pthread_mutex_lock(&u->q[i]->mu);
+			}
+			pthread_mutex_unlock(&u->q[i]->mu);
+		}
+		pthread_mutex_unlock(&u->w->mu);
+		for (int i = 0; i < u->n_q; i++)
+			if (u->q[i]->http_status)
+				return send_run_error(u, c, i + 1);
+		json_t *choices = json_array();
+		for (int i = 0; i < u->n_q; i++) {
+			struct rreq *q = u->q[i];
+			json_array_append_new(choices, choice(u, i, q->text ? q->text : "", q->text_len,
+							      q->finish_reason, 0, q->n_out, 1));
+		}
+		json_t *j = envelope(u, choices, 1);
+		char *s = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+		resp = s ? MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE) : NULL;
+		if (!resp) {
+			free(s);
+			run_free(u);
+			return send_error(c, 500, "out of memory");
+		}
+		MHD_add_response_header(resp, "Content-Type", "application/json");
 	}
-	pthread_mutex_lock(&q->mu);
-	while (!q->done)
-		pthread_cond_wait(&q->cv, &q->mu);
-	pthread_mutex_unlock(&q->mu);
-	enum MHD_Result rc = q->http_status
-				     ? send_error_retry(c, q->http_status, q->error, q->retry_after_s)
-				     : send_json(c, 200, completion(r, q, q->text ? q->text : "",
-								    q->text_len, q->finish_reason, 1));
-	router_release(r, q);
+	if (*u->job.warning)
+		MHD_add_response_header(resp, "X-Duet-Warning", u->job.warning);
+	rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	if (!u->q[0]->stream)
+		run_free(u);
 	return rc;
 }
 

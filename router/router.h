@@ -111,7 +111,34 @@ static inline int router_node_usable(const struct router_node *n, Duet__Role rol
 	return n->alive && !n->draining && n->role == role;
 }
 
+struct router;
+
 enum rreq_state { RQ_PENDING, RQ_RESERVING, RQ_PREFILLING, RQ_DECODING, RQ_DONE };
+
+/* One HTTP request may ask for several completions (n, a list of
+ * prompts): each is a request of its own to the core, and its HTTP thread
+ * waits on this, which the core signals whenever any of them changes.
+ * Counted references (under its mu): the HTTP thread's and one per
+ * request. */
+struct rwaker {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t seq; /* bumped on every change */
+	int refs;
+};
+/* NULL when out of memory; one reference, the caller's. */
+struct rwaker *router_waker_new(void);
+void router_waker_ref(struct rwaker *w);
+void router_waker_unref(struct rwaker *w);
+void router_waker_signal(struct rwaker *w);
+
+/* A generated token's log-probabilities, as the node reported them. */
+struct rlogprob {
+	float chosen;
+	int n_top;
+	int top_id[DUET_MAX_TOP_LOGPROBS];
+	float top[DUET_MAX_TOP_LOGPROBS];
+};
 
 struct rreq {
 	uint64_t id;
@@ -120,8 +147,11 @@ struct rreq {
 	int chat; /* /v1/chat/completions */
 	int slo_ttft_ms, slo_tbt_ms; /* the request's own objectives; 0 = the router's */
 	struct duet_sampling sampling;
+	int format;	   /* Duet__ResponseFormat */
+	char *json_schema; /* FORMAT_JSON_SCHEMA: the schema, compact JSON */
 	char *stops[ROUTER_MAX_STOPS];
 	int n_stops;
+	struct rwaker *waker; /* the HTTP request's; NULL = none */
 	/* core only */
 	uint64_t wid; /* id on the wire for the current placement: id, then fresh ones */
 	int attempts;
@@ -136,6 +166,7 @@ struct rreq {
 	struct duet_detok detok;
 	struct duet_stopper stopper;
 	int *tok;	  /* by index */
+	struct rlogprob *lp; /* by index, when the sampling asks */
 	unsigned char *have;
 	int tok_cap, n_emitted, n_total; /* n_total: from Finish, -1 unknown */
 	const char *finish_hint;	 /* from Finish */
@@ -266,11 +297,33 @@ double router_step_ms(const struct router_node *n, int add_seqs, int prefill_tok
 int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 struct duet_err *err);
 
-/* request.c: fills q (q->chat says which API) from a JSON body, or says
- * why not in err (the client's 400 message). Strings q takes are freed
- * with q. */
-int router_parse_request(struct router *r, const char *text, size_t n, struct rreq *q,
+/* request.c: what one HTTP body asks for: the fields every completion of
+ * it shares (tmpl: limits, sampling, stops, format), its prompts, and n
+ * completions of each (choice index = prompt * n + sample). */
+#define ROUTER_MAX_N 8		/* OpenAI's n goes to 128; 8 fit a node's batch */
+#define ROUTER_MAX_CHOICES 16	/* prompts * n */
+#define ROUTER_MAX_WARNING 256
+
+struct rjob {
+	struct rreq tmpl; /* no prompt of its own */
+	int n, n_prompts;
+	int *prompt[ROUTER_MAX_CHOICES], n_prompt[ROUTER_MAX_CHOICES];
+	char *prompt_text[ROUTER_MAX_CHOICES]; /* as sent, for echo (NULL: token ids) */
+	int echo, include_usage;
+	int logprobs; /* chosen token's log-probability reported */
+	/* fields of OpenAI's API taken but not honoured: the response's
+	 * X-Duet-Warning header and a log line */
+	char warning[ROUTER_MAX_WARNING];
+};
+/* Fills job (job->tmpl.chat says which API) from a JSON body, or says why
+ * not in err (the client's 400 message). rjob_free frees what it took. */
+int router_parse_request(struct router *r, const char *text, size_t n, struct rjob *job,
 			 struct duet_err *err);
+void router_job_free(struct rjob *job);
+/* A request for choice i of job (NULL when out of memory): the shared
+ * fields copied, its prompt, its seed (the job's + the sample index, so a
+ * choice reproduces alone). */
+struct rreq *router_job_request(const struct rjob *job, int i);
 
 /* http.c */
 struct MHD_Daemon;

@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -450,7 +451,7 @@ static void test_bad_requests(void **state)
 		{"POST", "/v1/completions", "{\"max_tokens\":5}", 400, "prompt must be", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":5}", 400, "prompt must be", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":\"\"}", 400, "prompt must be", NULL},
-		{"POST", "/v1/completions", "{\"prompt\":[]}", 400, "prompt must have", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":[]}", 400, "prompt must be", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":[1,99999999]}", 400, "token id", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":[1,-4]}", 400, "token id", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":[1,\"a\"]}", 400, "token id", NULL},
@@ -463,7 +464,22 @@ static void test_bad_requests(void **state)
 		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stream\":\"yes\"}", 400, "stream", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", 400, "stop", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stop\":[3]}", 400, "stop", NULL},
-		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"n\":2}", 400, "n must be 1", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"n\":9}", 400, "n must be an integer from 1 to 8", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"top_logprobs\":2}", 400, "a /v1/chat/completions field", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"logprobs\":21}", 400, "logprobs", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"logprobs\":1,\"echo\":true}", 400, "echo with logprobs", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"logit_bias\":{\"99999999\":1}}", 400, "logit_bias", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"logit_bias\":{\"5\":101}}", 400, "logit_bias", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"presence_penalty\":3}", 400, "presence_penalty", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"min_p\":2}", 400, "min_p", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":3,\"max_completion_tokens\":4}", 400, "differ", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"suffix\":\"x\"}", 400, "suffix", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"stream_options\":{\"include_usage\":1}}", 400, "stream_options", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"response_format\":{\"type\":\"yaml\"}}", 400, "response_format", NULL},
+		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"string\",\"pattern\":\"a+\"}}}}", 400, "'pattern' is not supported", NULL},
+		{"POST", "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\"}]}", 400, "tools", NULL},
+		{"POST", "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"echo\":true}", 400, "a /v1/completions field", NULL},
+		{"POST", "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", 400, "parts are supported", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"prompt\":\"x\"}", 400, "JSON", NULL},
 		{"POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":2,\"seed\":-3}", 400, "seed", NULL},
 		{"POST", "/v1/completions", long_prompt, 400, "token ids", NULL},
@@ -499,6 +515,244 @@ static void test_bad_requests(void **state)
 	free(body);
 	/* Still serving. */
 	json_t *j = ok_json("{\"prompt\":\"Hello\",\"max_tokens\":4}");
+	json_decref(j);
+}
+
+/* ---- OpenAI request fields ---- */
+
+/* duet generate's answer with these sampling parameters and format. */
+static void sampled_reference(const int *t, int n, int max_tokens, const struct duet_sampling *sp,
+			      enum duet_format f, const char *schema, struct tu_gen *out)
+{
+	static struct duet_gen_params gp;
+	memset(&gp, 0, sizeof gp);
+	gp.sampling = *sp;
+	gp.max_tokens = max_tokens;
+	gp.format = f;
+	gp.json_schema = schema;
+	tu_generate(E, KV, M, t, n, &gp, out);
+}
+
+static json_t *choice_n(json_t *j, size_t i)
+{
+	return json_array_get(json_object_get(j, "choices"), i);
+}
+
+static const char *choice_text(json_t *j, size_t i)
+{
+	const char *t = json_string_value(json_object_get(choice_n(j, i), "text"));
+	assert_non_null(t);
+	return t;
+}
+
+/* Penalties, logit bias, min-p, top-k/top-p and log-probabilities on both
+ * paths (local and disaggregated prefill) give duet generate's tokens, and
+ * log-probabilities within 1e-3 of its own. */
+static void test_sampling_fields(void **state)
+{
+	(void)state;
+	const int lens[] = {20, 200};
+	for (int k = 0; k < 2; k++) {
+		static int t[256];
+		tu_random_prompt(t, lens[k], 300 + (uint64_t)k);
+		struct tu_gen greedy;
+		reference(t, lens[k], 4, &greedy);
+		static struct duet_sampling sp;
+		memset(&sp, 0, sizeof sp);
+		sp = (struct duet_sampling){.temperature = 0.9f, .top_k = 40, .top_p = 0.95f,
+					    .seed = 11, .min_p = 0.05f, .presence_penalty = 0.6f,
+					    .frequency_penalty = 0.4f, .repetition_penalty = 1.3f,
+					    .n_bias = 2, .logprobs = 1, .top_logprobs = 2};
+		/* the greedy first token banned, another pushed up */
+		sp.bias[0] = (struct duet_logit_bias){greedy.tokens[0], -100};
+		sp.bias[1] = (struct duet_logit_bias){1000 + k, 3};
+		struct tu_gen ref;
+		sampled_reference(t, lens[k], 24, &sp, DUET_FORMAT_TEXT, NULL, &ref);
+		assert_int_not_equal(ref.tokens[0], greedy.tokens[0]);
+		char extra[512];
+		snprintf(extra, sizeof extra,
+			 "{\"temperature\":0.9,\"top_k\":40,\"top_p\":0.95,\"seed\":11,\"min_p\":0.05,"
+			 "\"presence_penalty\":0.6,\"frequency_penalty\":0.4,\"repetition_penalty\":1.3,"
+			 "\"logit_bias\":{\"%d\":-100,\"%d\":3},\"logprobs\":2}",
+			 greedy.tokens[0], 1000 + k);
+		char *body = ids_body(t, lens[k], 24, extra);
+		json_t *j = ok_json(body);
+		free(body);
+		if (strcmp(choice_text(j, 0), ref.text) != 0)
+			fail_msg("prompt of %d: got '%s', generate gives '%s'", lens[k],
+				 choice_text(j, 0), ref.text);
+		json_t *lp = json_object_get(choice_n(j, 0), "logprobs");
+		json_t *tl = json_object_get(lp, "token_logprobs"), *tops = json_object_get(lp, "top_logprobs");
+		assert_int_equal(json_array_size(tl), ref.n);
+		for (int i = 0; i < ref.n; i++) {
+			double got = json_number_value(json_array_get(tl, (size_t)i));
+			if (fabs(got - ref.logprob[i]) > 1e-3)
+				fail_msg("token %d: logprob %g, generate's %g", i, got, ref.logprob[i]);
+			assert_int_equal(json_object_size(json_array_get(tops, (size_t)i)), 2);
+		}
+		json_decref(j);
+	}
+}
+
+/* n samples of each prompt of a list, each its own choice: choice j of a
+ * prompt is what a single request with seed + j gives, and the same again
+ * on a second run; echo puts the prompt before each text. */
+static void test_n_and_prompt_lists(void **state)
+{
+	(void)state;
+	const char *body = "{\"prompt\":[\"Once upon a time\",\"The little dog\"],\"n\":2,"
+			   "\"max_tokens\":12,\"temperature\":1,\"seed\":7,\"echo\":true}";
+	json_t *a = ok_json(body), *b = ok_json(body);
+	assert_int_equal(json_array_size(json_object_get(a, "choices")), 4);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(json_integer_value(json_object_get(choice_n(a, (size_t)i), "index")), i);
+		assert_string_equal(choice_text(a, (size_t)i), choice_text(b, (size_t)i));
+		char one[256];
+		snprintf(one, sizeof one,
+			 "{\"prompt\":\"%s\",\"max_tokens\":12,\"temperature\":1,\"seed\":%d}",
+			 i < 2 ? "Once upon a time" : "The little dog", 7 + i % 2);
+		json_t *s = ok_json(one);
+		const char *p = i < 2 ? "Once upon a time" : "The little dog";
+		assert_memory_equal(choice_text(a, (size_t)i), p, strlen(p));
+		assert_string_equal(choice_text(a, (size_t)i) + strlen(p), choice_text(s, 0));
+		json_decref(s);
+	}
+	json_t *u = json_object_get(a, "usage");
+	int out = (int)json_integer_value(json_object_get(u, "completion_tokens"));
+	assert_true(out >= 4 && out <= 48);
+	json_decref(a);
+	json_decref(b);
+	/* max_completion_tokens is max_tokens' other name */
+	json_t *m = ok_json("{\"prompt\":\"Hello\",\"max_completion_tokens\":5,\"ignore_eos\":true,"
+			    "\"user\":\"u1\",\"metadata\":{\"k\":\"v\"},\"store\":false,"
+			    "\"service_tier\":\"auto\"}");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "usage"),
+							    "completion_tokens")),
+			 5);
+	json_decref(m);
+}
+
+/* stream_options.include_usage: a last chunk before [DONE] with empty
+ * choices and the usage of all of them; chunks name their choice. */
+static void test_stream_usage(void **state)
+{
+	(void)state;
+	struct tu_buf b;
+	assert_int_equal(http("POST", "/v1/completions",
+			      "{\"prompt\":\"Hello there\",\"max_tokens\":6,\"n\":2,\"ignore_eos\":true,"
+			      "\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
+			      &b),
+			 200);
+	int chunks[2] = {0, 0}, usage_last = 0, done = 0;
+	for (char *line = strtok(b.p, "\n"); line; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "data: ", 6) != 0)
+			continue;
+		assert_false(done);
+		if (strcmp(line + 6, "[DONE]") == 0) {
+			done = 1;
+			continue;
+		}
+		json_t *j = json_loads(line + 6, 0, NULL);
+		assert_non_null(j);
+		json_t *ch = json_object_get(j, "choices");
+		usage_last = json_array_size(ch) == 0;
+		if (usage_last) {
+			assert_int_equal(json_integer_value(json_object_get(
+						 json_object_get(j, "usage"), "completion_tokens")),
+					 12);
+		} else {
+			json_int_t idx = json_integer_value(json_object_get(json_array_get(ch, 0), "index"));
+			assert_true(idx == 0 || idx == 1);
+			assert_null(json_object_get(j, "usage"));
+			chunks[idx]++;
+		}
+		json_decref(j);
+	}
+	free(b.p);
+	assert_true(done && usage_last);
+	assert_int_equal(chunks[0], 7); /* six tokens and the final chunk */
+	assert_int_equal(chunks[1], 7);
+}
+
+#define SCHEMA "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":12}," \
+	       "\"age\":{\"type\":\"integer\"},\"pet\":{\"enum\":[\"cat\",\"dog\",null]}," \
+	       "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"maxItems\":3}}," \
+	       "\"required\":[\"name\",\"age\",\"pet\",\"tags\"],\"additionalProperties\":false}"
+
+/* Characters (code points), as JSON Schema's maxLength counts them. */
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xC0) != 0x80;
+	return n;
+}
+
+/* The document matches SCHEMA (the few checks it needs). */
+static void check_document(const char *text)
+{
+	json_error_t je;
+	json_t *d = json_loads(text, JSON_DECODE_ANY, &je);
+	if (!d)
+		fail_msg("not JSON (%s): '%s'", je.text, text);
+	json_t *tags = json_object_get(d, "tags"), *pet = json_object_get(d, "pet");
+	size_t i;
+	json_t *v;
+	if (!json_is_object(d) || json_object_size(d) != 4 ||
+	    !json_is_string(json_object_get(d, "name")) ||
+	    utf8_chars(json_string_value(json_object_get(d, "name"))) > 12 ||
+	    !json_is_integer(json_object_get(d, "age")) || !json_is_array(tags) ||
+	    json_array_size(tags) > 3 ||
+	    !(json_is_null(pet) || (json_is_string(pet) && (!strcmp(json_string_value(pet), "cat") ||
+							     !strcmp(json_string_value(pet), "dog")))))
+		fail_msg("does not match the schema: '%s'", text);
+	json_array_foreach(tags, i, v) if (!json_is_boolean(v)) fail_msg("tag not boolean: '%s'", text);
+	json_decref(d);
+}
+
+/* response_format json_schema: greedy on both paths is duet generate's
+ * document; sampled ones all parse and match the schema. */
+static void test_response_format(void **state)
+{
+	(void)state;
+	const int lens[] = {20, 200};
+	for (int k = 0; k < 2; k++) {
+		static int t[256];
+		tu_random_prompt(t, lens[k], 500 + (uint64_t)k);
+		static struct duet_sampling sp;
+		memset(&sp, 0, sizeof sp);
+		sp.top_p = 1;
+		struct tu_gen ref;
+		sampled_reference(t, lens[k], 250, &sp, DUET_FORMAT_JSON_SCHEMA, SCHEMA, &ref);
+		check_document(ref.text);
+		char *body = ids_body(t, lens[k], 250,
+				      "{\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+				      "{\"name\":\"p\",\"schema\":" SCHEMA "}}}");
+		json_t *j = ok_json(body);
+		free(body);
+		assert_string_equal(choice_text(j, 0), ref.text);
+		assert_string_equal(json_string_value(json_object_get(choice_n(j, 0), "finish_reason")),
+				    "stop");
+		json_decref(j);
+	}
+	for (int i = 0; i < 10; i++) {
+		char body[1024];
+		snprintf(body, sizeof body,
+			 "{\"prompt\":\"Tell me about a person number %d\",\"max_tokens\":250,\"temperature\":1,"
+			 "\"seed\":%d,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+			 "{\"name\":\"p\",\"schema\":" SCHEMA "}}}",
+			 i, i);
+		json_t *j = ok_json(body);
+		check_document(choice_text(j, 0));
+		json_decref(j);
+	}
+	json_t *j = ok_json("{\"prompt\":\"x\",\"max_tokens\":200,\"temperature\":0,"
+			    "\"response_format\":{\"type\":\"json_object\"}}");
+	json_t *d = json_loads(choice_text(j, 0), 0, NULL);
+	if (!json_is_object(d)) /* 200 tokens may not close an arbitrary object */
+		assert_string_equal(json_string_value(json_object_get(choice_n(j, 0), "finish_reason")),
+				    "length");
+	json_decref(d);
 	json_decref(j);
 }
 
@@ -1324,6 +1578,10 @@ int main(void)
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_metrics_agree),
 		cmocka_unit_test(test_chat),
+		cmocka_unit_test(test_sampling_fields),
+		cmocka_unit_test(test_n_and_prompt_lists),
+		cmocka_unit_test(test_stream_usage),
+		cmocka_unit_test(test_response_format),
 		cmocka_unit_test(test_concurrent_streams),
 		cmocka_unit_test(test_queue),
 		cmocka_unit_test(test_early_reject),

@@ -11,7 +11,7 @@
 
 static void sampler(struct duet_sampler *s, float temp, int k, float p, uint64_t seed, int V)
 {
-	struct duet_sampling sp = {temp, k, p, seed};
+	struct duet_sampling sp = {.temperature = temp, .top_k = k, .top_p = p, .seed = seed};
 	struct duet_err err;
 	if (duet_sampler_init(s, &sp, V, &err))
 		fail_msg("%s", err.msg);
@@ -120,10 +120,16 @@ static void test_bad_params(void **st)
 {
 	(void)st;
 	struct duet_err err;
-	struct duet_sampling bad[] = {{-1, 0, 1, 0}, {1, -3, 1, 0}, {1, 0, 0, 0},
-				      {1, 0, 1.5f, 0}, {NAN, 0, 1, 0}};
+	struct duet_sampling bad[] = {
+		{.temperature = -1, .top_p = 1},	 {.temperature = 1, .top_k = -3, .top_p = 1},
+		{.temperature = 1, .top_p = 0},		 {.temperature = 1, .top_p = 1.5f},
+		{.temperature = NAN, .top_p = 1},	 {.top_p = 1, .min_p = 1.5f},
+		{.top_p = 1, .presence_penalty = 2.5f},	 {.top_p = 1, .frequency_penalty = -3},
+		{.top_p = 1, .repetition_penalty = -1},	 {.top_p = 1, .top_logprobs = 21},
+		{.top_p = 1, .n_bias = 1, .bias = {{100, 1}}}, {.top_p = 1, .n_bias = 1, .bias = {{1, 101}}},
+	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-		assert_int_not_equal(duet_sampling_check(&bad[i], &err), 0);
+		assert_int_not_equal(duet_sampling_check(&bad[i], 100, &err), 0);
 }
 
 /* Feeds text in pieces and returns what the stopper lets through. */

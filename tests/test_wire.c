@@ -125,15 +125,15 @@ static void test_tokens_and_sampling(void **state)
 	free(many);
 	struct duet_sampling sp;
 	Duet__Sampling s = DUET__SAMPLING__INIT;
-	assert_int_equal(duet_node_sampling(NULL, &sp, &err), 0);
+	assert_int_equal(duet_node_sampling(NULL, 100, &sp, &err), 0);
 	assert_true(sp.temperature == 0 && sp.top_p == 1);
 	s.temperature = NAN;
-	assert_int_equal(duet_node_sampling(&s, &sp, &err), -1);
+	assert_int_equal(duet_node_sampling(&s, 100, &sp, &err), -1);
 	s.temperature = -1;
-	assert_int_equal(duet_node_sampling(&s, &sp, &err), -1);
+	assert_int_equal(duet_node_sampling(&s, 100, &sp, &err), -1);
 	s.temperature = 0.5f;
 	s.top_p = 2;
-	assert_int_equal(duet_node_sampling(&s, &sp, &err), -1);
+	assert_int_equal(duet_node_sampling(&s, 100, &sp, &err), -1);
 	assert_int_equal(duet_wire_check_str("abcdef", 5, "name", &err), -1);
 }
 

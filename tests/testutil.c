@@ -209,18 +209,36 @@ static int gen_token(void *ctx, int token, const char *text, size_t n)
 	return 0;
 }
 
-void tu_greedy(struct duet_engine *e, struct duet_kv_pool *kv, const struct duet_model *m,
-	       const int *prompt, int n, int max_tokens, int ignore_eos, struct tu_gen *out)
+static void gen_logprobs(void *ctx, int token, const struct duet_logprobs *lp)
 {
-	struct duet_gen_params gp = {.sampling = {0, 0, 1, 0}, .max_tokens = max_tokens,
-				     .ignore_eos = ignore_eos};
+	struct tu_gen *g = ctx;
+	(void)token;
+	if (g->n < TU_GEN_MAX_TOKENS) { /* called before gen_token for the token */
+		g->logprob[g->n] = lp->chosen;
+		g->top_id[g->n] = lp->n_top ? lp->top_id[0] : -1;
+	}
+}
+
+void tu_generate(struct duet_engine *e, struct duet_kv_pool *kv, const struct duet_model *m,
+		 const int *prompt, int n, const struct duet_gen_params *gp, struct tu_gen *out)
+{
+	struct duet_gen_params p = *gp;
 	struct duet_gen_stats st;
 	struct duet_err err;
+	p.on_logprobs = gen_logprobs;
 	out->n = 0;
 	out->n_text = 0;
 	out->text[0] = 0;
-	if (duet_generate(e, kv, m, prompt, n, &gp, gen_token, out, &st, &err))
+	if (duet_generate(e, kv, m, prompt, n, &p, gen_token, out, &st, &err))
 		fail_msg("reference generate: %s", err.msg);
+}
+
+void tu_greedy(struct duet_engine *e, struct duet_kv_pool *kv, const struct duet_model *m,
+	       const int *prompt, int n, int max_tokens, int ignore_eos, struct tu_gen *out)
+{
+	struct duet_gen_params gp = {.sampling = {.top_p = 1}, .max_tokens = max_tokens,
+				     .ignore_eos = ignore_eos};
+	tu_generate(e, kv, m, prompt, n, &gp, out);
 }
 
 const char *tu_build_dir(void)

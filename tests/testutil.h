@@ -13,6 +13,7 @@
 
 #include "engine/dtype.h"
 #include "engine/forward.h"
+#include "engine/generate.h"
 #include "engine/model.h"
 #include "mkmodel/model_write.h"
 
@@ -50,6 +51,8 @@ float tu_max_abs(const float *a, size_t n);
 /* A greedy continuation: its token ids and the text duet_generate shows. */
 struct tu_gen {
 	int tokens[TU_GEN_MAX_TOKENS], n;
+	float logprob[TU_GEN_MAX_TOKENS]; /* when the sampling asks for them */
+	int top_id[TU_GEN_MAX_TOKENS];	  /* the likeliest token, with top_logprobs */
 	char text[TU_GEN_MAX_TEXT];
 	size_t n_text;
 };
@@ -58,6 +61,9 @@ struct tu_gen {
  * every other path is compared with. Fails the test on error. */
 void tu_greedy(struct duet_engine *e, struct duet_kv_pool *kv, const struct duet_model *m,
 	       const int *prompt, int n, int max_tokens, int ignore_eos, struct tu_gen *out);
+/* The same with any parameters (sampling, response format). */
+void tu_generate(struct duet_engine *e, struct duet_kv_pool *kv, const struct duet_model *m,
+		 const int *prompt, int n, const struct duet_gen_params *gp, struct tu_gen *out);
 
 /* The build directory this test program was built into (its daemons and
  * the duet tool live there): the parent of the tests/ directory. */

@@ -6,9 +6,11 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/mapfile.h"
 
 int cli_int(const char *flag, const char *s, long lo, long hi, long *out)
 {
@@ -140,4 +142,26 @@ int cli_mkdirs(const char *path, struct duet_err *err)
 				return 0;
 		}
 	}
+}
+
+char *cli_read_file(const char *path, size_t max, size_t *n)
+{
+	struct duet_err err;
+	void *map;
+	size_t size;
+	if (duet_map_file(path, &map, &size, &err)) {
+		fprintf(stderr, "duet: %s\n", err.msg);
+		return NULL;
+	}
+	char *t = size <= max ? malloc(size + 1) : NULL;
+	if (t) {
+		memcpy(t, map, size);
+		t[size] = 0;
+		*n = size;
+	} else {
+		fprintf(stderr, "duet: %s: %s\n", path,
+			size > max ? "larger than the limit" : "out of memory");
+	}
+	duet_unmap_file(map, size);
+	return t;
 }

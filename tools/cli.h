@@ -26,6 +26,9 @@ int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 
 /* mkdir -p. */
 int cli_mkdirs(const char *path, struct duet_err *err);
+/* A whole text file, NUL-terminated, malloc'd (caller frees); NULL after
+ * printing why (missing, unreadable, longer than max). */
+char *cli_read_file(const char *path, size_t max, size_t *n);
 
 /* A progress line on stderr, redrawn at most every 100 ms, only when
  * stderr is a terminal. */

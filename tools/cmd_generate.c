@@ -13,7 +13,11 @@
 #include "engine/forward.h"
 #include "engine/generate.h"
 #include "engine/tokenizer.h"
+#include "text/json_schema.h"
 #include "text/stopper.h"
+
+/* A schema file bigger than the wire takes is no use to the cluster. */
+#define DUET_MAX_SCHEMA_FILE (64 * 1024)
 
 static void usage(FILE *f)
 {
@@ -31,6 +35,17 @@ static void usage(FILE *f)
 		"  --top-k K            keep the K likeliest tokens, 0 = all (default 40)\n"
 		"  --top-p P            nucleus sampling mass, 1 = off (default 0.95)\n"
 		"  --seed N             sampling seed (default: from the clock, printed)\n"
+		"  --min-p P            drop tokens below P times the likeliest's probability\n"
+		"  --presence-penalty X subtract X from the logit of every token generated so\n"
+		"                       far (-2..2, OpenAI's)\n"
+		"  --frequency-penalty X subtract X times its count so far (-2..2)\n"
+		"  --repeat-penalty X   divide positive logits (multiply negative ones) of every\n"
+		"                       token in the prompt or output by X (1 = off)\n"
+		"  --logit-bias ID=B    add B (-100..100) to token ID's logit (repeatable)\n"
+		"  --logprobs K         print each generated token's log-probability and the K\n"
+		"                       likeliest tokens' to stderr, one line per token\n"
+		"  --json               the output is a JSON object (constrained sampling)\n"
+		"  --json-schema FILE   the output is JSON valid against the schema in FILE\n"
 		"  --stop STR           stop before STR appears (repeatable, up to 16)\n"
 		"  --ignore-eos         keep going past end-of-sequence\n"
 		"  -t, --threads N      threads (default: all CPUs this process may use)\n"
@@ -49,6 +64,31 @@ struct out {
 	int ids;
 	int first;
 };
+
+/* "lp ID LOGPROB top ID:LOGPROB ..." on stderr. */
+static void on_logprobs(void *ctx, int token, const struct duet_logprobs *lp)
+{
+	(void)ctx;
+	fprintf(stderr, "lp %d %.6f top", token, lp->chosen);
+	for (int i = 0; i < lp->n_top; i++)
+		fprintf(stderr, " %d:%.6f", lp->top_id[i], lp->top[i]);
+	fputc('\n', stderr);
+}
+
+static int parse_bias(const char *s, struct duet_sampling *sp)
+{
+	char *end;
+	long id = strtol(s, &end, 10);
+	if (end == s || *end != '=' || id < 0 || id > DUET_VOCAB_MAX_TOKENS)
+		return cli_fail("generate", "--logit-bias '%s': want ID=BIAS", s);
+	double b;
+	if (cli_float("--logit-bias", end + 1, -100, 100, &b))
+		return 2;
+	if (sp->n_bias == DUET_MAX_LOGIT_BIAS)
+		return cli_fail("generate", "at most %d --logit-bias", DUET_MAX_LOGIT_BIAS);
+	sp->bias[sp->n_bias++] = (struct duet_logit_bias){(int)id, (float)b};
+	return 0;
+}
 
 static int on_token(void *ctx, int token, const char *text, size_t n)
 {
@@ -75,7 +115,17 @@ int cmd_generate(int argc, char **argv)
 	enum duet_weights weights = DUET_WEIGHTS_HUGEPAGES;
 	enum duet_qdot qdot = DUET_QDOT_INT8;
 	enum duet_kv_dtype kvt = DUET_KV_DEFAULT;
+	static struct duet_sampling sp; /* large (logit bias): off the stack */
+	double minp = 0, pres = 0, freq = 0, rep = 0;
+	long top_lp = -1;
+	enum duet_format format = DUET_FORMAT_TEXT;
+	const char *schema_path = NULL;
+	char *schema = NULL;
 	static const struct option opts[] = {
+		{"min-p", required_argument, 0, 1},	 {"presence-penalty", required_argument, 0, 2},
+		{"frequency-penalty", required_argument, 0, 3}, {"repeat-penalty", required_argument, 0, 4},
+		{"logit-bias", required_argument, 0, 5}, {"logprobs", required_argument, 0, 6},
+		{"json", no_argument, 0, 7},		 {"json-schema", required_argument, 0, 8},
 		{"model", required_argument, 0, 'm'},	 {"tokenizer", required_argument, 0, 'z'},
 		{"prompt", required_argument, 0, 'p'},	 {"max-tokens", required_argument, 0, 'n'},
 		{"temp", required_argument, 0, 'T'},	 {"top-k", required_argument, 0, 'K'},
@@ -113,6 +163,14 @@ int cmd_generate(int argc, char **argv)
 		case 'W': if (cli_weights("--weights", optarg, &weights)) return 2; break;
 		case 'Q': if (cli_qdot("--qdot", optarg, &qdot)) return 2; break;
 		case 'V': if (cli_kv_dtype("--kv-dtype", optarg, &kvt)) return 2; break;
+		case 1: if (cli_float("--min-p", optarg, 0, 1, &minp)) return 2; break;
+		case 2: if (cli_float("--presence-penalty", optarg, -2, 2, &pres)) return 2; break;
+		case 3: if (cli_float("--frequency-penalty", optarg, -2, 2, &freq)) return 2; break;
+		case 4: if (cli_float("--repeat-penalty", optarg, 1e-6, 10, &rep)) return 2; break;
+		case 5: if (parse_bias(optarg, &sp)) return 2; break;
+		case 6: if (cli_int("--logprobs", optarg, 0, DUET_MAX_TOP_LOGPROBS, &top_lp)) return 2; break;
+		case 7: format = DUET_FORMAT_JSON_OBJECT; break;
+		case 8: format = DUET_FORMAT_JSON_SCHEMA; schema_path = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -122,6 +180,17 @@ int cmd_generate(int argc, char **argv)
 		return 2;
 	}
 	struct duet_err err;
+	if (schema_path) {
+		size_t sn;
+		if (!(schema = cli_read_file(schema_path, DUET_MAX_SCHEMA_FILE, &sn)))
+			return 1;
+		struct duet_json_schema *cs = duet_json_schema_compile(schema, &err);
+		if (!cs) {
+			free(schema);
+			return cli_fail("generate", "--json-schema %s: %s", schema_path, err.msg);
+		}
+		duet_json_schema_free(cs);
+	}
 	int cpus[DUET_MAX_THREADS], n_cpus = 0;
 	if (cpus_s && duet_cpu_parse_list(cpus_s, cpus, DUET_MAX_THREADS, &n_cpus, &err))
 		return cli_fail("generate", "%s", err.msg);
@@ -161,8 +230,21 @@ int cmd_generate(int argc, char **argv)
 		fputs(prompt, stdout);
 		fflush(stdout);
 	}
+	sp.temperature = (float)temp;
+	sp.top_k = (int)top_k;
+	sp.top_p = (float)top_p;
+	sp.seed = seed;
+	sp.min_p = (float)minp;
+	sp.presence_penalty = (float)pres;
+	sp.frequency_penalty = (float)freq;
+	sp.repetition_penalty = (float)rep;
+	sp.logprobs = top_lp >= 0;
+	sp.top_logprobs = top_lp > 0 ? (int)top_lp : 0;
 	struct duet_gen_params gp = {
-		.sampling = {(float)temp, (int)top_k, (float)top_p, seed},
+		.sampling = sp,
+		.format = format,
+		.json_schema = schema,
+		.on_logprobs = on_logprobs,
 		.max_tokens = (int)max_tokens,
 		.ignore_eos = ignore_eos,
 		.stops = stops,
@@ -188,6 +270,7 @@ out:
 	duet_engine_destroy(e);
 	duet_kv_pool_destroy(kv);
 	free(toks);
+	free(schema);
 	duet_model_close(m);
 	return rc;
 }

@@ -1,6 +1,8 @@
 /* duet up: a whole local cluster from one command, without systemd: the
  * router and P prefill plus D decode nodes, each pinned to a CPU, until
- * Ctrl-C. The daemons are the binaries beside this one. */
+ * Ctrl-C. The daemons are the binaries beside this one. A daemon that
+ * exits is started again after a backoff (as systemd's Restart=on-failure
+ * would); the router places the work of a lost node elsewhere meanwhile. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
@@ -26,6 +28,12 @@
 #define UP_MAX_EXTRA 16 /* --node-arg / --router-arg each */
 #define UP_READY_TIMEOUT_S 300
 #define UP_DEFAULT_SHAPE "stories110m"
+#define UP_MAX_ARGS 64
+/* Restart backoff: doubles from the first to the last while a daemon keeps
+ * dying young; one that ran UP_STABLE_S starts over from the first. */
+#define UP_BACKOFF_FIRST_MS 500
+#define UP_BACKOFF_MAX_MS 30000
+#define UP_STABLE_S 30
 
 static volatile sig_atomic_t g_stop;
 
@@ -38,7 +46,17 @@ static void on_signal(int sig)
 struct child {
 	char name[32];
 	pid_t pid;
+	char *argv[UP_MAX_ARGS + 1]; /* copies, to start it again */
+	int restarts, backoff_ms;
+	long long started_ms, restart_at_ms; /* restart_at_ms 0: none due */
 };
+
+static long long now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 static void usage(FILE *f)
 {
@@ -65,6 +83,9 @@ static void usage(FILE *f)
 		"      --router-arg ARG pass ARG to the router, e.g. --router-arg=--local-max-prompt=0\n"
 		"      --curve         encrypt and authenticate every ZeroMQ link: key pairs for\n"
 		"                      each daemon go to DIR/keys, every node key on one allow-list\n"
+		"      --no-restart    stop the whole cluster when any daemon exits (for scripts);\n"
+		"                      by default a daemon that exits is started again after\n"
+		"                      0.5 s, doubling to 30 s while it keeps failing\n"
 		"      --trace         every daemon writes a Chrome trace-event file,\n"
 		"                      DIR/NAME.trace.json; `duet trace merge` joins them\n"
 		"  -h, --help          this help\n", UP_MAX_EXTRA);
@@ -161,10 +182,15 @@ static int nodes_up(const char *base)
 	return up;
 }
 
-static pid_t start(const char *dir, const char *name, char *const argv[])
+/* Starts child c from its argv (stderr to DIR/NAME.log). */
+static pid_t start(const char *dir, struct child *c)
 {
 	char log[PATH_MAX];
+	const char *name = c->name;
+	char *const *argv = c->argv;
 	snprintf(log, sizeof log, "%s/%s.log", dir, name);
+	c->started_ms = now_ms();
+	c->restart_at_ms = 0;
 	pid_t pid = fork();
 	if (pid == 0) {
 		if (!freopen(log, "a", stderr))
@@ -173,7 +199,43 @@ static pid_t start(const char *dir, const char *name, char *const argv[])
 		execv(argv[0], argv);
 		_exit(127);
 	}
-	return pid;
+	return c->pid = pid;
+}
+
+/* c's name and a copy of argv; -1 if it does not fit or memory is out. */
+static int child_init(struct child *c, const char *name, char *const argv[])
+{
+	memset(c, 0, sizeof *c);
+	snprintf(c->name, sizeof c->name, "%s", name);
+	c->backoff_ms = UP_BACKOFF_FIRST_MS;
+	for (int i = 0; argv[i]; i++) {
+		if (i == UP_MAX_ARGS || !(c->argv[i] = strdup(argv[i])))
+			return -1;
+	}
+	return 0;
+}
+
+static void child_free(struct child *c)
+{
+	for (int i = 0; c->argv[i]; i++)
+		free(c->argv[i]);
+	memset(c->argv, 0, sizeof c->argv);
+}
+
+/* A daemon died: schedule its restart, after longer and longer pauses while
+ * it keeps dying young. */
+static void schedule_restart(struct child *c, int st, const char *dir)
+{
+	long long now = now_ms();
+	if (now - c->started_ms >= UP_STABLE_S * 1000LL)
+		c->backoff_ms = UP_BACKOFF_FIRST_MS;
+	fprintf(stderr, "duet up: %s exited (%s %d); restarting it in %.1f s (see %s/%s.log)\n",
+		c->name, WIFSIGNALED(st) ? "signal" : "status",
+		WIFSIGNALED(st) ? WTERMSIG(st) : WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+		c->backoff_ms / 1000.0, dir, c->name);
+	c->pid = 0;
+	c->restart_at_ms = now + c->backoff_ms;
+	c->backoff_ms = c->backoff_ms * 2 > UP_BACKOFF_MAX_MS ? UP_BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
 static void stop_all(struct child *c, int n)
@@ -236,7 +298,7 @@ int cmd_up(int argc, char **argv)
 	const char *model = NULL, *policy = "length-aware", *host = "127.0.0.1", *dir_opt = NULL;
 	long n_prefill = 1, n_decode = 1, port = 8080, threads = 1, kv_mb = 2048;
 	char *node_extra[UP_MAX_EXTRA], *router_extra[UP_MAX_EXTRA];
-	int n_node_extra = 0, n_router_extra = 0, curve = 0, trace = 0;
+	int n_node_extra = 0, n_router_extra = 0, curve = 0, trace = 0, no_restart = 0;
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'}, {"prefill", required_argument, 0, 'P'},
 		{"decode", required_argument, 0, 'D'}, {"policy", required_argument, 0, 'p'},
@@ -244,7 +306,8 @@ int cmd_up(int argc, char **argv)
 		{"threads", required_argument, 0, 't'}, {"kv-mb", required_argument, 0, 'k'},
 		{"dir", required_argument, 0, 'd'},   {"help", no_argument, 0, 'h'},
 		{"node-arg", required_argument, 0, 'N'}, {"router-arg", required_argument, 0, 'R'},
-		{"curve", no_argument, 0, 'C'}, {"trace", no_argument, 0, 'T'}, {0, 0, 0, 0}};
+		{"curve", no_argument, 0, 'C'}, {"trace", no_argument, 0, 'T'},
+		{"no-restart", no_argument, 0, 'n'}, {0, 0, 0, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "m:P:D:t:h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -259,6 +322,7 @@ int cmd_up(int argc, char **argv)
 		case 'd': dir_opt = optarg; break;
 		case 'C': curve = 1; break;
 		case 'T': trace = 1; break;
+		case 'n': no_restart = 1; break;
 		case 'N':
 		case 'R':
 			if ((ch == 'N' ? n_node_extra : n_router_extra) == UP_MAX_EXTRA)
@@ -330,9 +394,9 @@ int cmd_up(int argc, char **argv)
 		append_args(rargv, t, 1);
 	}
 	append_args(rargv, router_extra, n_router_extra);
-	snprintf(kids[n].name, sizeof kids[n].name, "router");
-	kids[n].pid = start(dir, "router", rargv);
-	n++;
+	if (child_init(&kids[n], "router", rargv))
+		return cli_fail("up", "router: too many arguments");
+	start(dir, &kids[n++]);
 	int ncpu = duet_cpu_count();
 	for (int k = 0; k < n_prefill + n_decode; k++) {
 		int is_prefill = k < n_prefill;
@@ -365,9 +429,11 @@ int cmd_up(int argc, char **argv)
 			append_args(nargv, t, 1);
 		}
 		append_args(nargv, node_extra, n_node_extra);
-		snprintf(kids[n].name, sizeof kids[n].name, "%s", name);
-		kids[n].pid = start(dir, name, nargv);
-		n++;
+		if (child_init(&kids[n], name, nargv)) {
+			stop_all(kids, n);
+			return cli_fail("up", "%s: too many arguments", name);
+		}
+		start(dir, &kids[n++]);
 	}
 	char base[300];
 	snprintf(base, sizeof base, "http://%s:%ld", host, port);
@@ -379,18 +445,31 @@ int cmd_up(int argc, char **argv)
 	int ready = 0;
 	while (!g_stop) {
 		int st;
-		pid_t dead = waitpid(-1, &st, WNOHANG);
-		if (dead > 0) {
-			for (int i = 0; i < n; i++)
-				if (kids[i].pid == dead) {
+		pid_t dead;
+		while ((dead = waitpid(-1, &st, WNOHANG)) > 0)
+			for (int i = 0; i < n; i++) {
+				if (kids[i].pid != dead)
+					continue;
+				if (no_restart) {
 					fprintf(stderr, "duet up: %s exited (status %d); see %s/%s.log\n",
 						kids[i].name, WIFEXITED(st) ? WEXITSTATUS(st) : -1, dir,
 						kids[i].name);
 					kids[i].pid = 0;
+					status = 1;
+				} else {
+					schedule_restart(&kids[i], st, dir);
 				}
-			status = 1;
+			}
+		if (status)
 			break;
-		}
+		long long now = now_ms();
+		for (int i = 0; i < n; i++)
+			if (!kids[i].pid && kids[i].restart_at_ms && now >= kids[i].restart_at_ms) {
+				kids[i].restarts++;
+				fprintf(stderr, "duet up: starting %s again (restart %d)\n", kids[i].name,
+					kids[i].restarts);
+				start(dir, &kids[i]);
+			}
 		if (!ready) {
 			int up = nodes_up(base);
 			if (up == n_prefill + n_decode) {
@@ -412,6 +491,8 @@ int cmd_up(int argc, char **argv)
 	}
 	fprintf(stderr, "duet up: stopping\n");
 	stop_all(kids, n);
+	for (int i = 0; i < n; i++)
+		child_free(&kids[i]);
 	curl_global_cleanup();
 	return status;
 }

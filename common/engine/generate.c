@@ -28,12 +28,15 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 		return duet_errf(err, "generate: max_tokens %d is negative", p->max_tokens);
 	struct duet_sampler sampler;
 	struct duet_stopper stopper;
+	struct duet_token_table tt = {0};
+	struct duet_guide guide = {0};
 	if (duet_sampler_init(&sampler, &p->sampling, V, err))
 		return -1;
 	if (duet_stopper_init(&stopper, p->stops, p->n_stops, err)) {
 		duet_sampler_free(&sampler);
 		return -1;
 	}
+	duet_sampler_history(&sampler, prompt, n_prompt, 0);
 	float *logits = malloc(sizeof(float) * (size_t)V);
 	char *text = malloc(DUET_DETOK_MAX_OUT);
 	char *shown = malloc(DUET_DETOK_MAX_OUT + DUET_MAX_STOP_LEN);
@@ -43,6 +46,12 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 	if (!logits || !text || !shown) {
 		duet_errf(err, "generate: out of memory");
 		goto out;
+	}
+	if (p->format != DUET_FORMAT_TEXT) {
+		if (duet_token_table_build(&tt, &m->vocab, err) ||
+		    duet_guide_init(&guide, &m->vocab, &tt, p->format, p->json_schema, err))
+			goto out;
+		duet_guide_attach(&guide, &sampler);
 	}
 	double t0 = duet_now_s();
 	int chunk = duet_engine_max_batch(e);
@@ -61,7 +70,18 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 	duet_detok_init(&dt, &m->vocab, 0);
 	st->finish = DUET_FINISH_LENGTH;
 	for (int i = 0; i < p->max_tokens; i++) {
-		int tok = duet_sample(&sampler, logits);
+		struct duet_logprobs lp;
+		int tok = duet_sample_lp(&sampler, logits, p->sampling.logprobs ? &lp : NULL);
+		if (tok < 0) {
+			duet_errf(err, "generate: no token continues the JSON document");
+			goto out;
+		}
+		duet_sampler_accept(&sampler, tok);
+		if (p->sampling.logprobs && p->on_logprobs)
+			p->on_logprobs(ctx, tok, &lp);
+		/* A whole guided document ends the text: nothing may follow. */
+		int guided_end = guide.schema && (duet_guide_accept(&guide, tok) == 0) &&
+				 duet_guide_finished(&guide);
 		int is_eos = duet_vocab_is_eog(&m->vocab, tok) && !p->ignore_eos;
 		size_t n = 0, ns = 0;
 		if (!is_eos) {
@@ -74,7 +94,7 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 			st->finish = DUET_FINISH_STOP;
 			break;
 		}
-		if (is_eos || stopper.stopped) {
+		if (is_eos || stopper.stopped || guided_end) {
 			st->finish = DUET_FINISH_STOP;
 			break;
 		}
@@ -98,6 +118,9 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 	rc = 0;
 out:
 	duet_kv_seq_release(kv, &seq);
+	if (guide.schema)
+		duet_guide_free(&guide);
+	duet_token_table_free(&tt);
 	duet_stopper_free(&stopper);
 	duet_sampler_free(&sampler);
 	free(logits);

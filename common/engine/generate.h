@@ -9,6 +9,7 @@
 
 #include "base/err.h"
 #include "engine/forward.h"
+#include "engine/guide.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 
@@ -17,12 +18,18 @@ enum duet_finish {
 	DUET_FINISH_LENGTH, /* max_tokens or the context is full */
 };
 
+/* Receives each generated token's log-probabilities (sampling.logprobs). */
+typedef void (*duet_gen_lp_fn)(void *ctx, int token, const struct duet_logprobs *lp);
+
 struct duet_gen_params {
 	struct duet_sampling sampling;
 	int max_tokens;
 	int ignore_eos;
 	const char *const *stops;
 	int n_stops;
+	enum duet_format format; /* response_format: the output is JSON */
+	const char *json_schema; /* DUET_FORMAT_JSON_SCHEMA: the schema's text */
+	duet_gen_lp_fn on_logprobs; /* NULL = not wanted */
 };
 
 struct duet_gen_stats {

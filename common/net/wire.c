@@ -92,17 +92,51 @@ const char *duet_wire_body_name(int c)
 int duet_wire_sampling(const Duet__Sampling *s, struct duet_wire_sampling *out,
 		       struct duet_err *err)
 {
-	struct duet_wire_sampling p = {0, 0, 1, 0};
+	struct duet_wire_sampling p = {.top_p = 1, .json_schema = ""};
 	if (s) {
 		p.temperature = s->temperature;
 		p.top_k = s->top_k;
 		p.top_p = s->top_p == 0 ? 1 : s->top_p;
 		p.seed = s->seed;
+		p.min_p = s->min_p;
+		p.presence_penalty = s->presence_penalty;
+		p.frequency_penalty = s->frequency_penalty;
+		p.repetition_penalty = s->repetition_penalty;
+		if (s->n_bias_tokens != s->n_bias_values)
+			return duet_errf(err, "sampling: %zu logit-bias tokens but %zu values",
+					 s->n_bias_tokens, s->n_bias_values);
+		if (s->n_bias_tokens > DUET_WIRE_MAX_BIAS)
+			return duet_errf(err, "sampling: %zu logit-bias entries; at most %d",
+					 s->n_bias_tokens, DUET_WIRE_MAX_BIAS);
+		p.n_bias = s->n_bias_tokens;
+		p.bias_tokens = s->bias_tokens;
+		p.bias_values = s->bias_values;
+		p.logprobs = s->logprobs;
+		if (s->top_logprobs > 64)
+			return duet_errf(err, "sampling: top_logprobs %u is out of range",
+					 s->top_logprobs);
+		p.top_logprobs = (int)s->top_logprobs;
+		if (s->format != DUET__RESPONSE_FORMAT__FORMAT_TEXT &&
+		    s->format != DUET__RESPONSE_FORMAT__FORMAT_JSON_OBJECT &&
+		    s->format != DUET__RESPONSE_FORMAT__FORMAT_JSON_SCHEMA)
+			return duet_errf(err, "sampling: response format %d is unknown", s->format);
+		p.format = s->format;
+		if (s->json_schema && duet_wire_check_str(s->json_schema, DUET_MAX_SCHEMA,
+							  "sampling.json_schema", err))
+			return -1;
+		if (s->json_schema)
+			p.json_schema = s->json_schema;
 	}
 	/* NaN fails every comparison in the sampler's range checks, so it is
 	 * refused here explicitly. */
-	if (p.temperature != p.temperature || p.top_p != p.top_p)
-		return duet_errf(err, "sampling: temperature or top_p is NaN");
+	if (p.temperature != p.temperature || p.top_p != p.top_p || p.min_p != p.min_p ||
+	    p.presence_penalty != p.presence_penalty ||
+	    p.frequency_penalty != p.frequency_penalty ||
+	    p.repetition_penalty != p.repetition_penalty)
+		return duet_errf(err, "sampling: a parameter is NaN");
+	for (size_t i = 0; i < p.n_bias; i++)
+		if (p.bias_values[i] != p.bias_values[i])
+			return duet_errf(err, "sampling: logit bias %zu is NaN", i);
 	if (p.temperature > 1e4f)
 		return duet_errf(err, "sampling: temperature %g is out of range", p.temperature);
 	*out = p;

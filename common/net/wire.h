@@ -12,7 +12,7 @@
 
 /* 2: KV rows in the cache's form (int8 with one scale per head).
  * 3: Ping (the router's liveness probe). */
-#define DUET_PROTO_VERSION 3
+#define DUET_PROTO_VERSION 4
 /* A control message (prompt tokens included) is never bigger than this. */
 #define DUET_MAX_CTRL_BYTES (16u << 20)
 /* Node names, endpoints and digests are short; longer ones are refused. */
@@ -53,7 +53,18 @@ struct duet_wire_sampling {
 	int top_k;	   /* 0 = no limit */
 	float top_p;	   /* 1 = no limit */
 	uint64_t seed;
+	float min_p, presence_penalty, frequency_penalty, repetition_penalty;
+	size_t n_bias; /* pointers into the message */
+	const int32_t *bias_tokens;
+	const float *bias_values;
+	int logprobs, top_logprobs;
+	int format;		 /* Duet__ResponseFormat */
+	const char *json_schema; /* "" = none */
 };
+/* The longest JSON schema a request may carry. */
+#define DUET_MAX_SCHEMA (64 * 1024)
+/* Logit-bias entries on the wire (OpenAI's limit). */
+#define DUET_WIRE_MAX_BIAS 300
 /* Fills *out from s (NULL means greedy); fails on NaN or absurd values. */
 int duet_wire_sampling(const Duet__Sampling *s, struct duet_wire_sampling *out,
 		       struct duet_err *err);

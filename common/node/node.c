@@ -206,6 +206,7 @@ void duet_node_stop(struct duet_node *n)
 	duet_engine_destroy(n->engine);
 	duet_prefix_destroy(n->cache); /* its references, before the pool goes */
 	duet_kv_pool_destroy(n->kv);
+	duet_token_table_free(&n->tokens);
 	duet_model_close(n->model);
 	n->ctl = n->zctx = NULL;
 	n->engine = NULL;
@@ -378,14 +379,60 @@ int duet_node_drain_expired(const struct duet_node *n)
 	return n->stopping && duet_now_us() >= n->stop_deadline_us;
 }
 
-int duet_node_sampling(const Duet__Sampling *s, struct duet_sampling *out,
+Duet__Logprobs *duet_node_logprobs(const struct duet_logprobs *lp, Duet__Logprobs *wl)
+{
+	duet__logprobs__init(wl);
+	wl->chosen = lp->chosen;
+	wl->n_top_tokens = wl->n_top = (size_t)lp->n_top;
+	wl->top_tokens = (int32_t *)lp->top_id;
+	wl->top = (float *)lp->top;
+	return wl;
+}
+
+int duet_node_guide(struct duet_node *n, int format, const char *schema, const int *ids, int n_ids,
+		    int n_gen, struct duet_guide *g, struct duet_sampler *sampler, int *guided,
+		    struct duet_err *err)
+{
+	_Static_assert((int)DUET_FORMAT_JSON_SCHEMA == (int)DUET__RESPONSE_FORMAT__FORMAT_JSON_SCHEMA &&
+			       (int)DUET_FORMAT_JSON_OBJECT ==
+				       (int)DUET__RESPONSE_FORMAT__FORMAT_JSON_OBJECT,
+		       "the engine's formats are the wire's");
+	*guided = 0;
+	if (format == DUET__RESPONSE_FORMAT__FORMAT_TEXT)
+		return 0;
+	if (!n->tokens.n && duet_token_table_build(&n->tokens, &n->model->vocab, err))
+		return -1;
+	if (duet_guide_init(g, &n->model->vocab, &n->tokens, (enum duet_format)format, schema,
+			    err))
+		return -1;
+	for (int i = n_ids - n_gen; i < n_ids; i++)
+		if (i >= 0 && duet_guide_accept(g, ids[i])) {
+			duet_guide_free(g);
+			return duet_errf(err, "response_format: the tokens generated so far are not the start of a valid document");
+		}
+	duet_guide_attach(g, sampler);
+	*guided = 1;
+	return 0;
+}
+
+int duet_node_sampling(const Duet__Sampling *s, int vocab, struct duet_sampling *out,
 		       struct duet_err *err)
 {
 	struct duet_wire_sampling w;
 	if (duet_wire_sampling(s, &w, err))
 		return -1;
-	struct duet_sampling p = {w.temperature, w.top_k, w.top_p, w.seed};
-	if (duet_sampling_check(&p, err))
+	struct duet_sampling p = {.temperature = w.temperature, .top_k = w.top_k, .top_p = w.top_p,
+				  .seed = w.seed};
+	p.min_p = w.min_p;
+	p.presence_penalty = w.presence_penalty;
+	p.frequency_penalty = w.frequency_penalty;
+	p.repetition_penalty = w.repetition_penalty;
+	p.n_bias = (int)w.n_bias;
+	for (size_t i = 0; i < w.n_bias; i++)
+		p.bias[i] = (struct duet_logit_bias){w.bias_tokens[i], w.bias_values[i]};
+	p.logprobs = w.logprobs;
+	p.top_logprobs = w.top_logprobs;
+	if (duet_sampling_check(&p, vocab, err))
 		return -1;
 	*out = p;
 	return 0;

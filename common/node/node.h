@@ -9,6 +9,7 @@
 
 #include "base/config.h"
 #include "engine/forward.h"
+#include "engine/guide.h"
 #include "engine/kvcache.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
@@ -69,6 +70,9 @@ struct duet_node {
 	uint64_t report_seq;
 	uint64_t bad_messages;
 	uint64_t kv_bytes_in, kv_bytes_out;
+	/* every token's bytes, for guided (response_format) requests: made
+	 * at the first one */
+	struct duet_token_table tokens;
 	int stopping;		  /* SIGTERM or SIGINT seen */
 	long long stop_deadline_us;
 };
@@ -113,8 +117,17 @@ void duet_node_unexpected(struct duet_node *n, const char *peer, const Duet__Msg
 			  const char *where);
 /* A message's sampling parameters (NULL = greedy) in the sampler's form,
  * checked as the sampler needs them. */
-int duet_node_sampling(const Duet__Sampling *s, struct duet_sampling *out,
+int duet_node_sampling(const Duet__Sampling *s, int vocab, struct duet_sampling *out,
 		       struct duet_err *err);
+/* lp in a wire message that points into it (wl is its storage): what a
+ * first token or token event carries when the request asked. */
+Duet__Logprobs *duet_node_logprobs(const struct duet_logprobs *lp, Duet__Logprobs *wl);
+/* Sets g up for a request whose sampling asks for a JSON response
+ * format (format and schema as the wire's Sampling has them), advanced by the n_gen tokens it generated before (the tail of
+ * ids), and attaches it to sampler; *guided says whether there was one. */
+int duet_node_guide(struct duet_node *n, int format, const char *schema, const int *ids, int n_ids,
+		    int n_gen, struct duet_guide *g, struct duet_sampler *sampler, int *guided,
+		    struct duet_err *err);
 /* 1 once SIGTERM/SIGINT arrived; the first call after it sends STOPPING=1,
  * starts the drain timer and makes the next tick send a load report, so the
  * router stops placing work here within one step. */

@@ -62,14 +62,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case DUET__MSG__BODY_PREFILL:
 		(void)duet_wire_check_tokens(m->prefill->tokens, m->prefill->n_tokens, &LIM, &err);
 		(void)duet_wire_check_str(m->prefill->decode_endpoint, DUET_MAX_ENDPOINT, "ep", &err);
-		(void)duet_node_sampling(m->prefill->sampling, &sp, &err);
+		(void)duet_node_sampling(m->prefill->sampling, 32000, &sp, &err);
 		break;
 	case DUET__MSG__BODY_LOCAL:
 		(void)duet_wire_check_tokens(m->local->tokens, m->local->n_tokens, &LIM, &err);
-		(void)duet_node_sampling(m->local->sampling, &sp, &err);
+		(void)duet_node_sampling(m->local->sampling, 32000, &sp, &err);
 		break;
 	case DUET__MSG__BODY_RESERVE:
-		(void)duet_node_sampling(m->reserve->sampling, &sp, &err);
+		(void)duet_node_sampling(m->reserve->sampling, 32000, &sp, &err);
 		break;
 	case DUET__MSG__BODY_HELLO:
 		(void)duet_wire_check_str(m->hello->name, DUET_MAX_NAME, "name", &err);

@@ -37,13 +37,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	struct rreq q = {0};
-	q.chat = data[0] & 1;
+	static struct rjob job; /* large: off the stack */
+	memset(&job, 0, sizeof job);
+	job.tmpl.chat = data[0] & 1;
 	R.chat = (enum duet_chat_family)((data[0] >> 1) & 3);
 	struct duet_err err;
-	(void)router_parse_request(&R, (const char *)data + 1, size - 1, &q, &err);
-	free(q.prompt);
-	for (int i = 0; i < q.n_stops; i++)
-		free(q.stops[i]);
+	if (router_parse_request(&R, (const char *)data + 1, size - 1, &job, &err) == 0)
+		for (int i = 0; i < job.n * job.n_prompts; i++) {
+			struct rreq *q = router_job_request(&job, i);
+			if (q)
+				router_release(&R, q);
+		}
+	router_job_free(&job);
 	return 0;
 }

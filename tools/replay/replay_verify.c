@@ -57,7 +57,7 @@ int replay_verify(const struct replay_verify_opts *o, const struct trace *t,
 		if (r->status != RS_OK)
 			continue;
 		synth_prompt(syn, &t->req[i], i, prompt);
-		struct duet_gen_params p = {.sampling = {0, 0, 1, 0},
+		struct duet_gen_params p = {.sampling = {.top_p = 1},
 					    .max_tokens = t->req[i].output_tokens,
 					    .ignore_eos = 1};
 		struct duet_gen_stats st;
