@@ -7,6 +7,7 @@
 #   make bench           `duet bench` on the benchmark models (see BENCHMARKS.md)
 #   make bench-daemons   KV transfer, streaming overlap, decode batching
 #   make bench-matmul    the matmul kernels alone: weight GB/s and GFLOP/s
+#   make bench-guide     guided decoding (response_format): token mask cost
 #   make bench-router    the router's overhead
 #   make bench-cluster   colocated vs disaggregated, trace replay over a rate sweep
 #   make up              start a local cluster (router + nodes) until Ctrl-C
@@ -127,11 +128,18 @@ test-bin: $(DUET) $(DAEMONS) $(TEST_BIN)
 test:
 	@tests/run.sh $(if $(SANITIZE),$(BUILD),build build-asan)
 
+# The API test's Node packages (the official openai client, Ajv) go into
+# tests/js/node_modules from the npm registry, as package-lock.json pins
+# them; Node.js and npm come from Debian where the machine has none.
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES); \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES) && \
+		{ command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }; \
 	else \
-		echo "run as root: apt-get install -y $(DEB_PACKAGES)"; \
+		echo "run as root: apt-get install -y $(DEB_PACKAGES) nodejs npm"; \
+	fi
+	@if command -v npm >/dev/null; then \
+		cd tests/js && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
 bench: $(DUET)
@@ -153,6 +161,16 @@ bench-daemons: $(DAEMONS) $(BUILD)/bench/bench_daemons $(BENCH_MODEL)
 .PHONY: bench-matmul
 bench-matmul: $(BUILD)/bench/bench_matmul
 	@for t in f32 f16 bf16 q8_0 q4_0 q4_k q6_k; do for b in 1 4 8 16; do $(BUILD)/bench/bench_matmul $$t $$b; done; done
+
+# Guided decoding's cost per step: the full token mask and one check, over
+# each real vocabulary (see bench/bench_guide.c).
+.PHONY: bench-guide
+bench-guide: $(BUILD)/bench/bench_guide
+	@for v in ggml-vocab-llama-spm.gguf llama3-tokenizer.json qwen3-tokenizer.json; do \
+		$(BUILD)/bench/bench_guide $(SHARED_MODELS)/$$v; done
+
+$(BUILD)/bench/bench_guide: $(BUILD)/bench/bench_guide.o $(MKMODEL_LIB) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/bench/bench_matmul: $(BUILD)/bench/bench_matmul.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@

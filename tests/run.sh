@@ -68,6 +68,10 @@ done
 # The parts of the code and the direction of their includes, once.
 run_script layers_test.sh tests/layers_test.sh
 
+# The OpenAI API through the official Node client, against `duet up`,
+# once (from the first build).
+run_script openai_test.sh tests/openai_test.sh "$1"
+
 # Units, install and man pages, once (from the first build).
 run_script units_test.sh tests/units_test.sh "$1"
 

@@ -238,6 +238,136 @@ static void test_kv_pool(void **st)
 	assert_int_equal(duet_kv_block_bytes(&g), 2 * 2 * 4 * (8 + 2 * sizeof(float)));
 }
 
+/* Bias and penalties against the formulas written out plainly: OpenAI's
+ * presence and frequency penalties over generated tokens, CTRL's
+ * repetition penalty over prompt and output, then the log-softmax the
+ * log-probabilities report and the greedy pick. */
+static void test_penalties_scripted(void **st)
+{
+	(void)st;
+	enum { V = 6 };
+	const float base[V] = {2.0f, 1.5f, 1.0f, 0.5f, 0.0f, -1.0f};
+	const int history[] = {0, 3, 1, 1, 2}; /* prompt 0 3, generated 1 1 2 */
+	static struct duet_sampling sp;
+	sp = (struct duet_sampling){.top_p = 1, .presence_penalty = 0.5f, .frequency_penalty = 0.25f,
+				    .repetition_penalty = 1.5f, .n_bias = 1, .logprobs = 1,
+				    .top_logprobs = 3};
+	sp.bias[0] = (struct duet_logit_bias){5, 4.0f};
+	double want[V];
+	const int count[V] = {0, 2, 1, 0, 0, 0}, seen[V] = {1, 1, 1, 1, 0, 0};
+	for (int i = 0; i < V; i++) {
+		double l = base[i] + (i == 5 ? 4.0 : 0);
+		if (seen[i])
+			l = l > 0 ? l / 1.5 : l * 1.5;
+		l -= 0.25 * count[i] + (count[i] ? 0.5 : 0);
+		want[i] = l;
+	}
+	double mx = want[0], sum = 0;
+	int best = 0;
+	for (int i = 1; i < V; i++)
+		if (want[i] > mx)
+			mx = want[i], best = i;
+	for (int i = 0; i < V; i++)
+		sum += exp(want[i] - mx);
+	struct duet_sampler s;
+	struct duet_err err;
+	assert_int_equal(duet_sampler_init(&s, &sp, V, &err), 0);
+	duet_sampler_history(&s, history, 5, 3);
+	float l[V];
+	memcpy(l, base, sizeof l);
+	struct duet_logprobs lp;
+	int tok = duet_sample_lp(&s, l, &lp);
+	assert_int_equal(tok, best);
+	assert_true(fabs(lp.chosen - (want[best] - mx - log(sum))) < 1e-5);
+	assert_int_equal(lp.n_top, 3);
+	for (int k = 0; k < 3; k++) {
+		assert_true(fabs(lp.top[k] - (want[lp.top_id[k]] - mx - log(sum))) < 1e-5);
+		if (k)
+			assert_true(lp.top[k] <= lp.top[k - 1]);
+	}
+	assert_int_equal(lp.top_id[0], best);
+	/* accepting the pick counts it: a second draw sees it penalized */
+	duet_sampler_accept(&s, tok);
+	memcpy(l, base, sizeof l);
+	struct duet_logprobs lp2;
+	duet_sample_lp(&s, l, &lp2);
+	assert_true(lp2.top_id[0] != best || lp2.top[0] < lp.top[0]);
+	duet_sampler_free(&s);
+}
+
+/* min_p keeps the tokens with at least min_p of the best one's
+ * probability; the others are never drawn, the rest in proportion. */
+static void test_min_p(void **st)
+{
+	(void)st;
+	const float pr[4] = {0.5f, 0.3f, 0.15f, 0.05f};
+	float l[4], c[4];
+	for (int i = 0; i < 4; i++)
+		l[i] = logf(pr[i]);
+	static struct duet_sampling sp;
+	sp = (struct duet_sampling){.temperature = 1, .top_p = 1, .seed = 5, .min_p = 0.2f};
+	struct duet_sampler s;
+	struct duet_err err;
+	assert_int_equal(duet_sampler_init(&s, &sp, 4, &err), 0);
+	const int N = 40000;
+	int cnt[4] = {0};
+	for (int i = 0; i < N; i++) {
+		memcpy(c, l, sizeof l);
+		cnt[duet_sample(&s, c)]++;
+	}
+	duet_sampler_free(&s);
+	assert_int_equal(cnt[3], 0);
+	for (int i = 0; i < 3; i++)
+		assert_true(fabs((double)cnt[i] / N - pr[i] / 0.95) < 0.01);
+}
+
+static int even_only(void *ctx, int id)
+{
+	(*(int *)ctx)++;
+	return id % 2 == 0;
+}
+
+/* A constraint: greedy takes the best allowed token; sampling follows the
+ * allowed tokens' renormalized distribution (rejection first, the full
+ * mask only when the first draw is refused). */
+static void test_allow(void **st)
+{
+	(void)st;
+	const float pr[6] = {0.4f, 0.25f, 0.15f, 0.1f, 0.06f, 0.04f};
+	float l[6], c[6];
+	for (int i = 0; i < 6; i++)
+		l[i] = logf(pr[i]);
+	int calls = 0;
+	struct duet_sampler s;
+	struct duet_err err;
+	static struct duet_sampling sp;
+	sp = (struct duet_sampling){.top_p = 1};
+	assert_int_equal(duet_sampler_init(&s, &sp, 6, &err), 0);
+	s.allow = even_only;
+	s.allow_ctx = &calls;
+	float g[6] = {0.1f, 3.0f, 0.5f, 2.0f, 0.7f, -1.0f};
+	assert_int_equal(duet_sample(&s, g), 4);
+	duet_sampler_free(&s);
+	sp = (struct duet_sampling){.temperature = 1, .top_p = 1, .seed = 9};
+	assert_int_equal(duet_sampler_init(&s, &sp, 6, &err), 0);
+	s.allow = even_only;
+	s.allow_ctx = &calls;
+	const int N = 40000;
+	int cnt[6] = {0};
+	calls = 0;
+	for (int i = 0; i < N; i++) {
+		memcpy(c, l, sizeof l);
+		cnt[duet_sample(&s, c)]++;
+	}
+	double even = pr[0] + pr[2] + pr[4];
+	for (int i = 0; i < 6; i++)
+		assert_true(fabs((double)cnt[i] / N - (i % 2 ? 0 : pr[i] / even)) < 0.01);
+	/* 61% of first draws are allowed and cost one check */
+	assert_true(s.n_masked > (uint64_t)(N * 0.35) && s.n_masked < (uint64_t)(N * 0.43));
+	assert_true(calls < N * 4);
+	duet_sampler_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +375,9 @@ int main(void)
 		cmocka_unit_test(test_distribution),
 		cmocka_unit_test(test_seed_reproducible),
 		cmocka_unit_test(test_bad_params),
+		cmocka_unit_test(test_penalties_scripted),
+		cmocka_unit_test(test_min_p),
+		cmocka_unit_test(test_allow),
 		cmocka_unit_test(test_stop_strings),
 		cmocka_unit_test(test_kv_pool),
 	};

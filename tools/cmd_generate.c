@@ -265,6 +265,9 @@ int cmd_generate(int argc, char **argv)
 		st.n_prompt, st.t_prompt, st.t_prompt > 0 ? st.n_prompt / st.t_prompt : 0, st.n_gen,
 		st.n_decode, st.t_gen, st.t_gen > 0 ? st.n_decode / st.t_gen : 0,
 		duet_finish_name(st.finish), duet_engine_threads(e), duet_engine_kernels(e));
+	if (format != DUET_FORMAT_TEXT)
+		fprintf(stderr, "duet generate: guided: %llu of %d tokens needed the full token mask\n",
+			(unsigned long long)st.n_masked, st.n_gen);
 	rc = 0;
 out:
 	duet_engine_destroy(e);

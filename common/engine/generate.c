@@ -115,6 +115,7 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 			on_token(ctx, -1, shown, ns);
 	}
 	st->t_gen = duet_now_s() - t1;
+	st->n_masked = sampler.n_masked;
 	rc = 0;
 out:
 	duet_kv_seq_release(kv, &seq);

@@ -35,6 +35,7 @@ struct duet_gen_params {
 struct duet_gen_stats {
 	int n_prompt, n_gen;
 	int n_decode;		/* forward passes after the prompt's */
+	uint64_t n_masked;	/* guided tokens whose first draw was refused */
 	double t_prompt, t_gen; /* seconds */
 	enum duet_finish finish;
 };

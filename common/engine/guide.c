@@ -1,5 +1,6 @@
 #include "engine/guide.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +65,14 @@ void duet_guide_free(struct duet_guide *g)
 	g->schema = NULL;
 }
 
+/* The state's live part: frames above the depth are written before they
+ * are read (a push initializes its frame), so a trial copy leaves them. */
+static void copy_state(struct duet_json_state *to, const struct duet_json_state *from)
+{
+	memcpy(to, from,
+	       offsetof(struct duet_json_state, f) + sizeof from->f[0] * (size_t)from->depth);
+}
+
 int duet_guide_allow(void *ctx, int id)
 {
 	struct duet_guide *g = ctx;
@@ -74,7 +83,23 @@ int duet_guide_allow(void *ctx, int id)
 	uint32_t a = g->tt->off[id], b = g->tt->off[id + 1];
 	if (a == b)
 		return 0; /* control tokens write nothing a document could use */
-	struct duet_json_state s = g->st;
+	/* Most tokens fail on their first byte: 256 trials once per state
+	 * spare a copy per token. */
+	if (!g->first_ready) {
+		for (int c = 0; c < 256; c++) {
+			struct duet_json_state s;
+			char ch = (char)c;
+			copy_state(&s, &g->st);
+			g->first_ok[c] = duet_json_feed(&s, &ch, 1) == 0;
+		}
+		g->first_ready = 1;
+	}
+	if (!g->first_ok[(unsigned char)g->tt->bytes[a]])
+		return 0;
+	if (b - a == 1)
+		return 1;
+	struct duet_json_state s;
+	copy_state(&s, &g->st);
 	return duet_json_feed(&s, g->tt->bytes + a, b - a) == 0;
 }
 
@@ -82,6 +107,7 @@ int duet_guide_accept(struct duet_guide *g, int id)
 {
 	if (id < 0 || id >= g->tt->n)
 		return -1;
+	g->first_ready = 0;
 	if (duet_vocab_is_eog(g->v, id))
 		return duet_json_complete(&g->st) ? 0 : -1;
 	uint32_t a = g->tt->off[id], b = g->tt->off[id + 1];

@@ -36,6 +36,10 @@ struct duet_guide {
 	const struct duet_token_table *tt;
 	const struct duet_vocab *v;
 	uint64_t checks; /* tokens tried against the state */
+	/* which first bytes the state takes (a token starting otherwise is
+	 * refused without a copy of the state); valid while first_ready */
+	unsigned char first_ok[256];
+	int first_ready;
 };
 
 /* schema: the JSON schema text for DUET_FORMAT_JSON_SCHEMA (else unused). */

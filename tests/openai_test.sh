@@ -1,0 +1,50 @@
+#!/bin/bash
+# The router through the official `openai` Node client (tests/js, installed
+# by `make deps`, never vendored), against a cluster that `duet up` starts
+# the way a newcomer would: completions and chat, streamed and not,
+# include_usage, logprobs, n, response_format json_schema (100 sampled
+# answers validated by Ajv), and four streams that survive kill -9 of a
+# decode node. Prints "ok - NAME" / "not ok - NAME" per check (counted by
+# run.sh). Usage: openai_test.sh BUILD_DIR
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+DUET="$PWD/$BUILD/duet"
+SHARED=${DUET_SHARED_MODELS:-$(cd .. && pwd)/shared/models}
+[ -r "$SHARED/ggml-vocab-llama-spm.gguf" ] || SHARED=/work/shared/models
+TMP=$(mktemp -d)
+CHECK_DIR=$TMP
+. tests/checks.sh
+UP_PID=
+cleanup() {
+	[ -n "$UP_PID" ] && kill -INT "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+if ! command -v node >/dev/null || [ ! -d tests/js/node_modules/openai ]; then
+	not_ok "the openai client is installed (make deps: npm install in tests/js)"
+	exit 1
+fi
+# stories15m: slow enough that a kill lands mid-stream, small enough to be quick
+check "mkmodel stories15m with a chat template" \
+	"$DUET" mkmodel --shape stories15m --vocab "$SHARED/ggml-vocab-llama-spm.gguf" -o "$TMP/m.gguf"
+PORT=$((19200 + $$ % 500))
+while (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do PORT=$((PORT + 1)); done
+"$DUET" up -m "$TMP/m.gguf" -P 1 -D 2 --port "$PORT" --dir "$TMP/up" >"$TMP/up.out" 2>&1 &
+UP_PID=$!
+if until_ok 120 grep -q "duet up: serving" "$TMP/up.out"; then ok "duet up serves"; else
+	not_ok "duet up serves"
+	cat "$TMP/up.out"
+	exit 1
+fi
+node tests/js/openai_client.mjs "http://127.0.0.1:$PORT" "$TMP/m.gguf" "$DUET" | tee "$TMP/js.out"
+failures=$((failures + $(grep -c '^not ok' "$TMP/js.out")))
+grep -q '^ok - four streams' "$TMP/js.out" || true
+check "duet up restarted the killed decode node" until_ok 30 grep -q "starting decode-0 again" "$TMP/up.out"
+check "the restarted node serves again" until_ok 30 bash -c \
+	"curl -s http://127.0.0.1:$PORT/v1/cluster | jq -e '[.nodes[] | select(.alive)] | length == 3'"
+kill -INT "$UP_PID"
+if wait "$UP_PID"; then ok "duet up stops cleanly on Ctrl-C"; else not_ok "duet up stops cleanly on Ctrl-C"; fi
+UP_PID=
+exit $((failures > 0))
