@@ -8,6 +8,7 @@
 #   make bench-daemons   KV transfer, streaming overlap, decode batching
 #   make bench-matmul    the matmul kernels alone: weight GB/s and GFLOP/s
 #   make bench-guide     guided decoding (response_format): token mask cost
+#   make soak            2000 requests, hang-ups, a node killed: nothing leaks
 #   make bench-router    the router's overhead
 #   make bench-cluster   colocated vs disaggregated, trace replay over a rate sweep
 #   make up              start a local cluster (router + nodes) until Ctrl-C
@@ -164,6 +165,12 @@ bench-matmul: $(BUILD)/bench/bench_matmul
 
 # Guided decoding's cost per step: the full token mask and one check, over
 # each real vocabulary (see bench/bench_guide.c).
+# The soak (BENCHMARKS.md, issue 21): 2000 requests, 30% of clients hanging
+# up, a decode node killed halfway; nothing may leak (bench/soak.mjs).
+.PHONY: soak
+soak: $(DUET) $(DAEMONS)
+	bench/soak.sh $(BUILD) $(SHARED_MODELS) $(or $(REQUESTS),2000) $(or $(HANGUP),0.3)
+
 .PHONY: bench-guide
 bench-guide: $(BUILD)/bench/bench_guide
 	@for v in ggml-vocab-llama-spm.gguf llama3-tokenizer.json qwen3-tokenizer.json; do \

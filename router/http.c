@@ -584,6 +584,9 @@ static enum MHD_Result cluster(struct router *r, struct MHD_Connection *c)
 				  "prefill_tokens_per_s", n->prefill_tps, "running", n->running,
 				  "waiting_kv", n->waiting_kv, "local_prefill", n->local_prefill, "step_ms",
 				  n->step_ms, "bad_messages", (json_int_t)n->bad_messages));
+		/* requests this router placed there and has not seen end */
+		json_object_set_new(json_array_get(nodes, json_array_size(nodes) - 1), "inflight",
+				    json_integer(n->inflight));
 		if (n->role == DUET__ROLE__ROLE_DECODE)
 			json_object_set_new(
 				json_array_get(nodes, json_array_size(nodes) - 1), "step_model",
