@@ -191,7 +191,7 @@ $(BUILD)/bench/bench_daemons: $(BUILD)/bench/bench_daemons.o $(BUILD)/tests/driv
 # the run and is written to build/fuzz/crash-*.
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
-FUZZ_TARGETS ?= frames model request trace hfvocab
+FUZZ_TARGETS ?= frames model request trace hfvocab json
 FUZZ_BASE := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -MMD -MP \
 	-Icommon -Irouter -Itools -I$(BUILD)/proto
 FUZZ_LIB_FLAGS = $(FUZZ_BASE) $(SAN_FLAGS)

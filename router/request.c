@@ -390,9 +390,11 @@ static int refuse_unsupported(json_t *root, struct rjob *job, struct duet_err *e
 		json_t *m;
 		if (!json_is_array(v))
 			return duet_errf(err, "modalities must be a list");
-		json_array_foreach(v, i, m) if (!json_is_string(m) ||
-						strcmp(json_string_value(m), "text") != 0) return duet_errf(
-			err, "modalities: this model writes text only");
+		json_array_foreach(v, i, m)
+		{
+			if (!json_is_string(m) || strcmp(json_string_value(m), "text") != 0)
+				return duet_errf(err, "modalities: this model writes text only");
+		}
 	}
 	if ((v = field(root, "suffix")) && !(json_is_string(v) && json_string_length(v) == 0))
 		return duet_errf(err, "suffix: insertion (fill in the middle) is not supported");

@@ -706,7 +706,11 @@ static void check_document(const char *text)
 	    !(json_is_null(pet) || (json_is_string(pet) && (!strcmp(json_string_value(pet), "cat") ||
 							     !strcmp(json_string_value(pet), "dog")))))
 		fail_msg("does not match the schema: '%s'", text);
-	json_array_foreach(tags, i, v) if (!json_is_boolean(v)) fail_msg("tag not boolean: '%s'", text);
+	json_array_foreach(tags, i, v)
+	{
+		if (!json_is_boolean(v))
+			fail_msg("tag not boolean: '%s'", text);
+	}
 	json_decref(d);
 }
 

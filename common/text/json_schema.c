@@ -253,7 +253,11 @@ static struct duet_json_node *compile(struct duet_json_schema *s, json_t *j, int
 		size_t i;
 		if (!json_is_array(en) || !json_array_size(en))
 			return duet_errf(err, "enum must be a non-empty list"), NULL;
-		json_array_foreach(en, i, v) if (add_literal(n, v, err)) return NULL;
+		json_array_foreach(en, i, v)
+		{
+			if (add_literal(n, v, err))
+				return NULL;
+		}
 	}
 	if (cn && add_literal(n, cn, err))
 		return NULL;
