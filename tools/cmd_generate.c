@@ -46,6 +46,14 @@ static void usage(FILE *f)
 		"                       likeliest tokens' to stderr, one line per token\n"
 		"  --json               the output is a JSON object (constrained sampling)\n"
 		"  --json-schema FILE   the output is JSON valid against the schema in FILE\n"
+		"  --draft FILE         speculative decoding with FILE as the draft model (the\n"
+		"                       same vocabulary; e.g. this model in q4_0): it proposes\n"
+		"                       tokens, the model checks them all in one pass\n"
+		"  --lookup N           speculative decoding by prompt lookup: propose what\n"
+		"                       followed the last N-gram (N down to 1) earlier in the text\n"
+		"  --spec-k K           most tokens proposed per step (default 8; adapts to the\n"
+		"                       acceptance from 4 up to K unless --spec-fixed)\n"
+		"  --spec-fixed         always propose K tokens\n"
 		"  --stop STR           stop before STR appears (repeatable, up to 16)\n"
 		"  --ignore-eos         keep going past end-of-sequence\n"
 		"  -t, --threads N      threads (default: all CPUs this process may use)\n"
@@ -119,13 +127,17 @@ int cmd_generate(int argc, char **argv)
 	double minp = 0, pres = 0, freq = 0, rep = 0;
 	long top_lp = -1;
 	enum duet_format format = DUET_FORMAT_TEXT;
-	const char *schema_path = NULL;
+	const char *schema_path = NULL, *draft_path = NULL;
 	char *schema = NULL;
+	long spec_k = 8, lookup = 0;
+	int spec_fixed = 0;
 	static const struct option opts[] = {
 		{"min-p", required_argument, 0, 1},	 {"presence-penalty", required_argument, 0, 2},
 		{"frequency-penalty", required_argument, 0, 3}, {"repeat-penalty", required_argument, 0, 4},
 		{"logit-bias", required_argument, 0, 5}, {"logprobs", required_argument, 0, 6},
 		{"json", no_argument, 0, 7},		 {"json-schema", required_argument, 0, 8},
+		{"draft", required_argument, 0, 9},	 {"lookup", required_argument, 0, 10},
+		{"spec-k", required_argument, 0, 11},	 {"spec-fixed", no_argument, 0, 12},
 		{"model", required_argument, 0, 'm'},	 {"tokenizer", required_argument, 0, 'z'},
 		{"prompt", required_argument, 0, 'p'},	 {"max-tokens", required_argument, 0, 'n'},
 		{"temp", required_argument, 0, 'T'},	 {"top-k", required_argument, 0, 'K'},
@@ -171,6 +183,10 @@ int cmd_generate(int argc, char **argv)
 		case 6: if (cli_int("--logprobs", optarg, 0, DUET_MAX_TOP_LOGPROBS, &top_lp)) return 2; break;
 		case 7: format = DUET_FORMAT_JSON_OBJECT; break;
 		case 8: format = DUET_FORMAT_JSON_SCHEMA; schema_path = optarg; break;
+		case 9: draft_path = optarg; break;
+		case 10: if (cli_int("--lookup", optarg, 1, 16, &lookup)) return 2; break;
+		case 11: if (cli_int("--spec-k", optarg, 1, DUET_SPEC_MAX_K, &spec_k)) return 2; break;
+		case 12: spec_fixed = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -201,8 +217,9 @@ int cmd_generate(int argc, char **argv)
 	cli_weights_note("generate", weights, m);
 	size_t plen = strlen(prompt), n_prompt = 0;
 	int *toks = malloc(sizeof(int) * duet_tokenize_max(plen));
-	struct duet_kv_pool *kv = NULL;
-	struct duet_engine *e = NULL;
+	struct duet_kv_pool *kv = NULL, *dkv = NULL;
+	struct duet_engine *e = NULL, *de = NULL;
+	struct duet_model *dm = NULL;
 	int rc = 1;
 	if (!toks) {
 		cli_fail("generate", "out of memory");
@@ -223,6 +240,25 @@ int cmd_generate(int argc, char **argv)
 	    duet_engine_create(&e, m, kv, &eo, &err)) {
 		cli_fail("generate", "%s", err.msg);
 		goto out;
+	}
+	struct duet_spec_cfg spec = {.k_max = (int)spec_k, .adaptive = !spec_fixed,
+				     .ngram = (int)lookup};
+	if (draft_path) {
+		/* The draft's own pool, as deep as the model's context. */
+		struct duet_model_opts dmo = {.weights = weights};
+		if (duet_model_open(&dm, draft_path, &dmo, &err)) {
+			cli_fail("generate", "--draft: %s", err.msg);
+			goto out;
+		}
+		struct duet_kv_geom dg = duet_kv_geom_for(dm, 0, kvt);
+		if (duet_kv_pool_create(&dkv, &dg, duet_kv_blocks_for(&dg, need), &err) ||
+		    duet_engine_create(&de, dm, dkv, &eo, &err)) {
+			cli_fail("generate", "--draft: %s", err.msg);
+			goto out;
+		}
+		spec.draft = de;
+		spec.draft_kv = dkv;
+		spec.draft_model = dm;
 	}
 	if (!seed_given && temp > 0)
 		fprintf(stderr, "duet generate: seed %llu\n", (unsigned long long)seed);
@@ -249,6 +285,7 @@ int cmd_generate(int argc, char **argv)
 		.ignore_eos = ignore_eos,
 		.stops = stops,
 		.n_stops = n_stops,
+		.spec = draft_path || lookup ? &spec : NULL,
 	};
 	struct duet_gen_stats st;
 	struct out o = {ids, 0};
@@ -261,10 +298,20 @@ int cmd_generate(int argc, char **argv)
 	fflush(stdout);
 	fprintf(stderr,
 		"duet generate: prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens, "
-		"%d decode steps in %.3f s (%.1f tok/s); finish: %s; %d threads, %s kernels\n",
+		"%d decode steps in %.3f s (%.1f generated tok/s); finish: %s; %d threads, %s kernels\n",
 		st.n_prompt, st.t_prompt, st.t_prompt > 0 ? st.n_prompt / st.t_prompt : 0, st.n_gen,
-		st.n_decode, st.t_gen, st.t_gen > 0 ? st.n_decode / st.t_gen : 0,
+		st.n_decode, st.t_gen, st.t_gen > 0 ? st.n_gen / st.t_gen : 0,
 		duet_finish_name(st.finish), duet_engine_threads(e), duet_engine_kernels(e));
+	if (st.spec_off)
+		fprintf(stderr, "duet generate: no speculation: %s\n", st.spec_off);
+	else if (gp.spec)
+		fprintf(stderr,
+			"duet generate: speculation: %llu steps, %llu tokens proposed, %llu accepted "
+			"(%.0f%%), %.2f tokens per step\n",
+			(unsigned long long)st.spec.steps, (unsigned long long)st.spec.proposed,
+			(unsigned long long)st.spec.accepted,
+			st.spec.proposed ? 100.0 * (double)st.spec.accepted / (double)st.spec.proposed : 0,
+			st.spec.steps ? (double)st.spec.emitted / (double)st.spec.steps : 0);
 	if (format != DUET_FORMAT_TEXT)
 		fprintf(stderr, "duet generate: guided: %llu of %d tokens needed the full token mask\n",
 			(unsigned long long)st.n_masked, st.n_gen);
@@ -272,6 +319,9 @@ int cmd_generate(int argc, char **argv)
 out:
 	duet_engine_destroy(e);
 	duet_kv_pool_destroy(kv);
+	duet_engine_destroy(de);
+	duet_kv_pool_destroy(dkv);
+	duet_model_close(dm);
 	free(toks);
 	free(schema);
 	duet_model_close(m);

@@ -12,6 +12,7 @@
 #include "engine/guide.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "engine/speculate.h"
 
 enum duet_finish {
 	DUET_FINISH_STOP,   /* EOS or a stop string */
@@ -30,12 +31,17 @@ struct duet_gen_params {
 	enum duet_format format; /* response_format: the output is JSON */
 	const char *json_schema; /* DUET_FORMAT_JSON_SCHEMA: the schema's text */
 	duet_gen_lp_fn on_logprobs; /* NULL = not wanted */
+	/* speculative decoding (NULL = none); set aside, with the reason in
+	 * the stats, for sampling it cannot serve (duet_spec_unsupported) */
+	const struct duet_spec_cfg *spec;
 };
 
 struct duet_gen_stats {
 	int n_prompt, n_gen;
 	int n_decode;		/* forward passes after the prompt's */
 	uint64_t n_masked;	/* guided tokens whose first draw was refused */
+	struct duet_spec_stats spec;
+	const char *spec_off; /* why speculation was not used, or NULL */
 	double t_prompt, t_gen; /* seconds */
 	enum duet_finish finish;
 };

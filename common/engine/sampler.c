@@ -230,13 +230,12 @@ void duet_sampler_skip(struct duet_sampler *s, int n)
 		(void)duet_sampler_uniform(s);
 }
 
-/* Draws from the distribution logits give after temperature, min-p, top-k
- * and top-p, with the uniform u. */
-static int pick(struct duet_sampler *s, const float *logits, float u)
+/* The candidates the distribution keeps after temperature, min-p, top-k
+ * and top-p, most likely first, in s->cand (weights not normalized);
+ * returns how many, and their total weight in *kept. Not for greedy. */
+static int candidates(struct duet_sampler *s, const float *logits, double *kept)
 {
 	int n = s->vocab;
-	if (s->p.temperature == 0)
-		return duet_argmax(logits, n);
 	float mx = logits[duet_argmax(logits, n)];
 	double sum = 0;
 	/* min_p is relative to the best token, whose weight here is 1. */
@@ -263,22 +262,33 @@ static int pick(struct duet_sampler *s, const float *logits, float u)
 				s->cand[m++] = s->cand[i];
 	}
 	qsort(s->cand, (size_t)m, sizeof *s->cand, cand_cmp);
-	double kept = 0;
+	*kept = 0;
 	for (int i = 0; i < m; i++)
-		kept += s->cand[i].p;
+		*kept += s->cand[i].p;
 	if (s->p.top_p < 1) {
 		double acc = 0;
 		int last = m - 1;
 		for (int i = 0; i < m; i++) {
 			acc += s->cand[i].p;
-			if (acc >= s->p.top_p * kept) {
+			if (acc >= s->p.top_p * *kept) {
 				last = i;
 				break;
 			}
 		}
 		m = last + 1;
-		kept = acc;
+		*kept = acc;
 	}
+	return m;
+}
+
+/* Draws from the distribution logits give after temperature, min-p, top-k
+ * and top-p, with the uniform u. */
+static int pick(struct duet_sampler *s, const float *logits, float u)
+{
+	if (s->p.temperature == 0)
+		return duet_argmax(logits, s->vocab);
+	double kept;
+	int m = candidates(s, logits, &kept);
 	double r = (double)u * kept, acc = 0;
 	for (int i = 0; i < m; i++) {
 		acc += s->cand[i].p;
@@ -286,6 +296,20 @@ static int pick(struct duet_sampler *s, const float *logits, float u)
 			return s->cand[i].id;
 	}
 	return s->cand[m - 1].id;
+}
+
+void duet_sample_dist(struct duet_sampler *s, float *logits, float *probs)
+{
+	adjust(s, logits);
+	memset(probs, 0, sizeof *probs * (size_t)s->vocab);
+	if (s->p.temperature == 0) {
+		probs[duet_argmax(logits, s->vocab)] = 1;
+		return;
+	}
+	double kept;
+	int m = candidates(s, logits, &kept);
+	for (int i = 0; i < m; i++)
+		probs[s->cand[i].id] = (float)(s->cand[i].p / kept);
 }
 
 int duet_sample_lp(struct duet_sampler *s, float *logits, struct duet_logprobs *lp)

@@ -91,6 +91,10 @@ void duet_sampler_accept(struct duet_sampler *s, int id);
 /* Picks a token from logits[vocab] (which it overwrites); fills *lp when
  * not NULL (as s->p.logprobs asks). Does not accept the token. */
 int duet_sample_lp(struct duet_sampler *s, float *logits, struct duet_logprobs *lp);
+/* The distribution duet_sample draws from (after bias, penalties,
+ * temperature, min-p, top-k, top-p; one-hot when greedy) into probs[vocab]:
+ * what speculative decoding's acceptance rule compares. Overwrites logits. */
+void duet_sample_dist(struct duet_sampler *s, float *logits, float *probs);
 static inline int duet_sample(struct duet_sampler *s, float *logits)
 {
 	return duet_sample_lp(s, logits, 0);
