@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "engine/sampler.h"
+#include "engine/speculate.h"
 #include "base/idmap.h"
 #include "base/linfit.h"
 #include "base/kvrow.h"
@@ -27,6 +28,11 @@ struct dreq {
 	struct duet_sampler sampler;
 	struct duet_guide guide; /* response_format */
 	int guided;
+	/* speculation by prompt lookup (NULL = none), and this step's
+	 * proposal: the pending token, then spec_nd proposed ones */
+	struct duet_spec *spec;
+	int spec_nd;
+	int spec_d[DUET_SPEC_MAX_K + 1];
 	int n_prompt;
 	int max_tokens, ignore_eos;
 	int n_generated; /* tokens of the request sampled so far, anywhere */
@@ -51,6 +57,10 @@ struct decode_cfg {
 	const char *kv_advertise;
 	int max_requests; /* reservations, local prefills and running, together */
 	double kv_timeout_s;
+	/* speculative decoding by prompt lookup: n-grams of up to spec_ngram
+	 * tokens (0 = off), at most spec_k proposed per sequence and step,
+	 * while at most spec_max_batch sequences run */
+	int spec_ngram, spec_k, spec_max_batch;
 };
 
 struct decode {
@@ -63,6 +73,9 @@ struct decode {
 	uint64_t recent_failed[DECODE_RECENT_FAILED];
 	int recent_pos;
 	double step_ms; /* moving average */
+	/* speculation: sequence-steps that verified proposals, tokens
+	 * proposed and accepted */
+	uint64_t spec_verified, spec_proposed, spec_accepted;
 	/* step time against its features (step.c says which), for the
 	 * router's predictions */
 	struct duet_linfit step_model;
@@ -96,6 +109,12 @@ void decode_expire(struct decode *d, long long now_us);
  * Returns 1 if the request finished (and was dropped). */
 int decode_emit(struct decode *d, struct dreq *r, int token, int first,
 		const struct duet_logprobs *lp);
+
+/* step.c: speculation for r if the node does it and r's sampling allows
+ * (tokens: its prompt and what it generated before; NULL = no text, no
+ * speculation); fails only when out of memory. */
+int decode_spec_start(struct decode *d, struct dreq *r, const int *tokens, int n,
+		      struct duet_err *err);
 
 /* kv_recv.c */
 void decode_handle_kv(struct decode *d, const struct duet_inmsg *in);

@@ -34,6 +34,9 @@ static void fill_report(void *ctx, Duet__LoadReport *r)
 			r->local_prefill_tokens += (uint64_t)(q->n_prompt - q->prefilled);
 	}
 	r->step_ms = (float)d->step_ms;
+	r->spec_verified = d->spec_verified;
+	r->spec_proposed = d->spec_proposed;
+	r->spec_accepted = d->spec_accepted;
 	if (d->steps_fitted) {
 		const double *w = d->step_model.w;
 		r->step_base_ms = (float)w[0];
@@ -112,9 +115,9 @@ int main(int argc, char **argv)
 	duet_blas_select_core(argv);
 	static struct decode d;
 	duet_node_defaults(&d.node.cfg, "decode-0");
-	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60};
+	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60, 0, 8, 4};
 	decode_step_model_init(&d);
-	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 4];
+	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 7];
 	int n = duet_node_opts(&d.node.cfg, 1, opts);
 	opts[n++] = (struct duet_opt){"kv-endpoint", DUET_OPT_STR, &d.cfg.kv_endpoint, 0, 0,
 				      "ENDPOINT", "where this node receives KV from prefill nodes (bound)"};
@@ -126,6 +129,17 @@ int main(int argc, char **argv)
 				      "N", "requests held at once: running, prefilling or receiving KV"};
 	opts[n++] = (struct duet_opt){"kv-timeout", DUET_OPT_DOUBLE, &d.cfg.kv_timeout_s, 0.1, 3600,
 				      "S", "a reservation whose KV has not all arrived by then fails"};
+	opts[n++] = (struct duet_opt){
+		"spec-lookup", DUET_OPT_INT, &d.cfg.spec_ngram, 0, 16, "N",
+		"speculative decoding by prompt lookup: propose what followed the latest earlier "
+		"occurrence of each sequence's last N-gram (N down to 1) and verify the proposals "
+		"in the step's one forward pass (0: off); greedy output is unchanged"};
+	opts[n++] = (struct duet_opt){"spec-k", DUET_OPT_INT, &d.cfg.spec_k, 1, DUET_SPEC_MAX_K,
+				      "K", "most tokens proposed per sequence and step"};
+	opts[n++] = (struct duet_opt){
+		"spec-max-batch", DUET_OPT_INT, &d.cfg.spec_max_batch, 0, 4096, "N",
+		"propose only while at most N sequences run: a larger batch already reads the "
+		"weights for enough tokens per step (BENCHMARKS.md)"};
 	struct duet_settings cfg;
 	struct duet_err err;
 	int rc = duet_config_main(&cfg, opts, n, argc, argv, "duet-decode", ABOUT);
@@ -144,7 +158,10 @@ int main(int argc, char **argv)
 			kv_public);
 		goto out;
 	}
-	if (duet_node_start(node, DUET__ROLE__ROLE_DECODE, d.cfg.max_requests, &err)) {
+	/* a step's rows: every running sequence's pending token and its
+	 * proposals, besides the prompt chunk */
+	int rows = d.cfg.max_requests * (d.cfg.spec_ngram ? d.cfg.spec_k + 1 : 1);
+	if (duet_node_start(node, DUET__ROLE__ROLE_DECODE, rows, &err)) {
 		fprintf(stderr, "duet-decode: %s\n", err.msg);
 		goto out;
 	}

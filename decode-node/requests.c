@@ -118,6 +118,10 @@ void decode_drop(struct decode *d, struct dreq *r)
 	duet_sampler_free(&r->sampler);
 	if (r->guided)
 		duet_guide_free(&r->guide);
+	if (r->spec) {
+		duet_spec_free(r->spec);
+		free(r->spec);
+	}
 	free(r->logits);
 	free(r->layer_next);
 	free(r->prompt);
@@ -155,6 +159,28 @@ static void refuse(struct decode *d, uint64_t id, const char *what, const char *
 	if (code == DUET__ERROR_CODE__ERR_BAD_MESSAGE)
 		d->node.bad_messages++;
 	duet_node_fail(&d->node, id, code, buf);
+}
+
+/* What sampling needs of the tokens so far (n, the last n_gen of them
+ * generated): the penalties' history, a response format's document state,
+ * the speculation's text; fails (and drops) the request on a bad one. */
+static int sampling_context(struct decode *d, struct dreq *r, const Duet__Sampling *s,
+			    const int *tokens, int n, int n_gen)
+{
+	struct duet_err err;
+	if (tokens)
+		duet_sampler_history(&r->sampler, tokens, n, n_gen);
+	if (duet_node_guide(&d->node, FORMAT(s), SCHEMA(s), tokens, n, n_gen, &r->guide,
+			    &r->sampler, &r->guided, &err)) {
+		d->node.bad_messages++;
+		decode_fail(d, r, DUET__ERROR_CODE__ERR_BAD_MESSAGE, err.msg);
+		return -1;
+	}
+	if (tokens && decode_spec_start(d, r, tokens, n, &err)) {
+		decode_fail(d, r, DUET__ERROR_CODE__ERR_INTERNAL, err.msg);
+		return -1;
+	}
+	return 0;
 }
 
 void decode_cache_prompt(struct decode *d, struct dreq *r)
@@ -203,14 +229,9 @@ void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 	}
 	/* The tokens end with the n_sampled - 1 generated before this
 	 * placement; the prefill node's first token comes with the KV. */
-	if (r->prompt)
-		duet_sampler_history(&r->sampler, r->prompt, r->n_prompt, (int)m->n_sampled - 1);
-	if (duet_node_guide(&d->node, FORMAT(m->sampling), SCHEMA(m->sampling), r->prompt, r->prompt ? r->n_prompt : 0,
-			    (int)m->n_sampled - 1, &r->guide, &r->sampler, &r->guided, &err)) {
-		d->node.bad_messages++;
-		decode_fail(d, r, DUET__ERROR_CODE__ERR_BAD_MESSAGE, err.msg);
+	if (sampling_context(d, r, m->sampling, r->prompt, r->prompt ? r->n_prompt : 0,
+			     (int)m->n_sampled - 1))
 		return;
-	}
 	r->deadline_us = duet_now_us() + (long long)(d->cfg.kv_timeout_s * 1e6);
 	Duet__KvReserveReply rep = DUET__KV_RESERVE_REPLY__INIT;
 	rep.request_id = r->id;
@@ -251,13 +272,8 @@ void decode_handle_local(struct decode *d, const Duet__LocalWork *m)
 	}
 	r->st = DREQ_LOCAL;
 	r->prompt = prompt;
-	duet_sampler_history(&r->sampler, prompt, r->n_prompt, (int)m->n_sampled);
-	if (duet_node_guide(&d->node, FORMAT(m->sampling), SCHEMA(m->sampling), prompt, r->n_prompt, (int)m->n_sampled,
-			    &r->guide, &r->sampler, &r->guided, &err)) {
-		d->node.bad_messages++;
-		decode_fail(d, r, DUET__ERROR_CODE__ERR_BAD_MESSAGE, err.msg);
+	if (sampling_context(d, r, m->sampling, prompt, r->n_prompt, (int)m->n_sampled))
 		return;
-	}
 	r->prefilled = r->cached;
 	duet_log(DUET_LOG_DEBUG, r->id, "local prefill of %d tokens (%d cached)", r->n_prompt,
 		 r->cached);

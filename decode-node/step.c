@@ -3,6 +3,7 @@
  * long prompt delays running streams by one bounded chunk per step, never
  * by its whole length). Sequences join and leave between steps. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -24,6 +25,67 @@ static void step_features(int seqs, int prefill_tokens, long long positions, dou
 	x[1] = seqs;
 	x[2] = prefill_tokens;
 	x[3] = (double)positions / 1024.0;
+}
+
+int decode_spec_start(struct decode *d, struct dreq *r, const int *tokens, int n,
+		      struct duet_err *err)
+{
+	if (!d->cfg.spec_ngram || duet_spec_unsupported(&r->sampler))
+		return 0;
+	struct duet_spec_cfg c = {.k_max = d->cfg.spec_k, .adaptive = 1, .ngram = d->cfg.spec_ngram};
+	r->spec = malloc(sizeof *r->spec);
+	if (!r->spec)
+		return duet_errf(err, "out of memory");
+	if (duet_spec_init(r->spec, &c, d->node.model, &r->sampler.p, tokens, n, err)) {
+		free(r->spec);
+		r->spec = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* This step's proposal for running sequence r (0 tokens when speculation
+ * is off for it, for this batch, or too near the end of its room): what
+ * the verification adds past the pending token. Plain steps still record
+ * the pending token in its text. */
+static int spec_propose(struct decode *d, struct dreq *r, int spec_on)
+{
+	r->spec_nd = 0;
+	r->spec_d[0] = r->next_token;
+	if (!r->spec)
+		return 0;
+	const struct duet_model *m = d->node.model;
+	int room = r->max_tokens - r->n_generated;
+	/* a proposal never reaches the context's end: the ends of a sequence
+	 * stay those of plain decoding */
+	if (!spec_on || r->kv.n_tokens + d->cfg.spec_k + 2 >= m->cfg.ctx_len)
+		room = 1;
+	struct duet_err err;
+	int nd = duet_spec_propose(r->spec, r->next_token, room, r->spec_d, &err);
+	if (nd < 0) {
+		duet_log(DUET_LOG_WARN, r->id, "speculation: %s", err.msg);
+		nd = 0;
+	}
+	return r->spec_nd = nd;
+}
+
+/* Verified proposals: the tokens kept and the target's own, each emitted
+ * as plain decoding would have. */
+static void spec_commit(struct decode *d, struct dreq *r)
+{
+	int out[DUET_SPEC_MAX_K + 1];
+	struct duet_err err;
+	int n = duet_spec_commit(r->spec, &r->kv, &r->sampler, r->spec_d, r->spec_nd, out, &err);
+	if (n < 0) {
+		decode_fail(d, r, DUET__ERROR_CODE__ERR_INTERNAL, err.msg);
+		return;
+	}
+	d->spec_verified++;
+	d->spec_proposed += (uint64_t)r->spec_nd;
+	d->spec_accepted += (uint64_t)(n - 1);
+	for (int i = 0; i < n; i++)
+		if (decode_emit(d, r, out[i], 0, NULL))
+			return; /* finished: r is gone */
 }
 
 int decode_has_work(const struct decode *d)
@@ -53,17 +115,25 @@ static void send_first(struct decode *d, struct dreq *r, int token, long long us
 
 void decode_step(struct decode *d)
 {
-	int n = 0, budget = d->node.cfg.max_batch_tokens;
+	int n = 0, budget = d->node.cfg.max_batch_tokens, spec_rows = 0, running = 0;
+	for (int i = 0; i < d->n_reqs; i++)
+		running += d->reqs[i]->st == DREQ_RUNNING;
+	/* Above spec-max-batch running sequences a step reads the weights for
+	 * enough tokens already: proposals would cost more than they save. */
+	int spec_on = running <= d->cfg.spec_max_batch;
 	for (int i = 0; i < d->n_reqs; i++) {
 		struct dreq *r = d->reqs[i];
 		if (r->st != DREQ_RUNNING)
 			continue;
-		r->step_tokens = 1;
-		d->fwd[n] = (struct duet_fwd_seq){&r->kv, &r->next_token, 1, DUET_LOGITS_LAST,
-						  r->logits, r};
+		int nd = spec_propose(d, r, spec_on);
+		spec_rows += nd;
+		r->step_tokens = 1 + nd;
+		d->fwd[n] = nd ? (struct duet_fwd_seq){&r->kv, r->spec_d, 1 + nd, DUET_LOGITS_ALL,
+						       r->spec->logits, r}
+			       : (struct duet_fwd_seq){&r->kv, &r->next_token, 1, DUET_LOGITS_LAST,
+						       r->logits, r};
 		d->batch[n++] = r;
 	}
-	int running = n;
 	/* Oldest local prefill first (requests are kept in arrival order). */
 	for (int i = 0; i < d->n_reqs && budget > 0; i++) {
 		struct dreq *r = d->reqs[i];
@@ -91,20 +161,25 @@ void decode_step(struct decode *d)
 	}
 	long long t1 = duet_now_us(), dt = t1 - t0;
 	duet_trace_span("decode", "step", t0, t1,
-			"\"running\":%d,\"prefill_seqs\":%d,\"prefill_tokens\":%d", running,
-			n - running, d->node.cfg.max_batch_tokens - budget);
+			"\"running\":%d,\"prefill_seqs\":%d,\"prefill_tokens\":%d,\"spec_rows\":%d",
+			running, n - running, d->node.cfg.max_batch_tokens - budget, spec_rows);
 	double ms = (double)dt / 1000.0;
 	d->step_ms = d->step_ms == 0 ? ms : 0.9 * d->step_ms + 0.1 * ms;
 	long long positions = 0;
 	for (int i = 0; i < n; i++)
 		positions += (long long)d->batch[i]->kv.n_tokens; /* after the step */
 	double x[DECODE_STEP_MODEL_FEATURES];
-	step_features(n, d->node.cfg.max_batch_tokens - budget, positions, x);
+	/* verified proposals are rows like a prompt's */
+	step_features(n, d->node.cfg.max_batch_tokens - budget + spec_rows, positions, x);
 	duet_linfit_add(&d->step_model, x, ms);
 	d->steps_fitted++;
 	for (int i = 0; i < n; i++) {
 		struct dreq *r = d->batch[i];
 		struct duet_logprobs lps, *lp = r->sampler.p.logprobs ? &lps : NULL;
+		if (r->st == DREQ_RUNNING && r->spec_nd) {
+			spec_commit(d, r);
+			continue;
+		}
 		if (r->st == DREQ_RUNNING) {
 			decode_emit(d, r, duet_sample_lp(&r->sampler, r->logits, lp), 0, lp);
 			continue;

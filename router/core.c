@@ -704,6 +704,9 @@ static void on_load(struct router *r, int i, const Duet__LoadReport *l)
 	n->steps_fitted = l->steps_fitted;
 	n->context_tokens = l->context_tokens;
 	n->local_prefill_tokens = l->local_prefill_tokens;
+	n->spec_verified = l->spec_verified;
+	n->spec_proposed = l->spec_proposed;
+	n->spec_accepted = l->spec_accepted;
 	n->kv_free = (int)l->kv_blocks_free;
 	n->kv_total = (int)l->kv_blocks_total;
 	n->bad_messages = l->bad_messages;

@@ -589,6 +589,19 @@ static enum MHD_Result cluster(struct router *r, struct MHD_Connection *c)
 				    json_integer(n->inflight));
 		if (n->role == DUET__ROLE__ROLE_DECODE)
 			json_object_set_new(
+				json_array_get(nodes, json_array_size(nodes) - 1), "speculation",
+				json_pack("{s:I,s:I,s:I,s:f,s:f}", "verified_steps",
+					  (json_int_t)n->spec_verified, "proposed",
+					  (json_int_t)n->spec_proposed, "accepted",
+					  (json_int_t)n->spec_accepted, "acceptance",
+					  n->spec_proposed ? (double)n->spec_accepted / (double)n->spec_proposed
+							   : 0.0,
+					  "tokens_per_step",
+					  n->spec_verified ? 1.0 + (double)n->spec_accepted /
+									   (double)n->spec_verified
+							   : 1.0));
+		if (n->role == DUET__ROLE__ROLE_DECODE)
+			json_object_set_new(
 				json_array_get(nodes, json_array_size(nodes) - 1), "step_model",
 				json_pack("{s:f,s:f,s:f,s:f,s:i,s:f,s:f}", "base_ms", n->step_base_ms,
 					  "per_sequence_ms", n->step_seq_ms, "per_prefill_token_ms",
@@ -679,6 +692,14 @@ static enum MHD_Result metrics(struct router *r, struct MHD_Connection *c)
 		fprintf(f, "duet_node_running{node=\"%s\"} %d\n", n->name, n->running);
 		fprintf(f, "duet_node_queued_tokens{node=\"%s\"} %llu\n", n->name,
 			(unsigned long long)n->queued_tokens);
+		if (n->role == DUET__ROLE__ROLE_DECODE)
+			fprintf(f,
+				"duet_spec_tokens_total{node=\"%s\",kind=\"proposed\"} %llu\n"
+				"duet_spec_tokens_total{node=\"%s\",kind=\"accepted\"} %llu\n"
+				"duet_spec_steps_total{node=\"%s\"} %llu\n",
+				n->name, (unsigned long long)n->spec_proposed, n->name,
+				(unsigned long long)n->spec_accepted, n->name,
+				(unsigned long long)n->spec_verified);
 	}
 	pthread_mutex_unlock(&r->mu);
 	fclose(f);

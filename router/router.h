@@ -82,6 +82,7 @@ struct router_node {
 	double step_base_ms, step_seq_ms, step_token_ms, step_kctx_ms;
 	unsigned steps_fitted;
 	uint64_t context_tokens, local_prefill_tokens;
+	uint64_t spec_verified, spec_proposed, spec_accepted; /* speculation */
 	int kv_free, kv_total;
 	uint64_t bad_messages;
 	uint64_t auth_refused; /* peers its sockets refused (CURVE) */

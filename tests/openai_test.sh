@@ -4,7 +4,10 @@
 # the way a newcomer would: completions and chat, streamed and not,
 # include_usage, logprobs, n, response_format json_schema (100 sampled
 # answers validated by Ajv), and four streams that survive kill -9 of a
-# decode node. Prints "ok - NAME" / "not ok - NAME" per check (counted by
+# decode node. The decode nodes speculate by prompt lookup, so every
+# greedy answer compared with `duet generate` (plain decoding) also checks
+# that speculation in the continuous batch, failover included, changes no
+# token. Prints "ok - NAME" / "not ok - NAME" per check (counted by
 # run.sh). Usage: openai_test.sh BUILD_DIR
 set -u
 cd "$(dirname "$0")/.."
@@ -31,7 +34,8 @@ check "mkmodel stories15m with a chat template" \
 	"$DUET" mkmodel --shape stories15m --vocab "$SHARED/ggml-vocab-llama-spm.gguf" -o "$TMP/m.gguf"
 PORT=$((19200 + $$ % 500))
 while (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do PORT=$((PORT + 1)); done
-"$DUET" up -m "$TMP/m.gguf" -P 1 -D 2 --port "$PORT" --dir "$TMP/up" >"$TMP/up.out" 2>&1 &
+"$DUET" up -m "$TMP/m.gguf" -P 1 -D 2 --port "$PORT" --dir "$TMP/up" --decode-arg=--spec-lookup=3 \
+	>"$TMP/up.out" 2>&1 &
 UP_PID=$!
 if until_ok 120 grep -q "duet up: serving" "$TMP/up.out"; then ok "duet up serves"; else
 	not_ok "duet up serves"

@@ -80,6 +80,8 @@ static void usage(FILE *f)
 		"      --dir DIR       run directory for sockets and logs (default: a new /tmp/duet-up-*)\n"
 		"      --node-arg ARG  pass ARG to every prefill and decode node, e.g.\n"
 		"                      --node-arg=--max-batch-tokens=128 (repeatable, up to %d)\n"
+		"      --decode-arg ARG pass ARG to every decode node only, e.g.\n"
+		"                      --decode-arg=--spec-lookup=3 (repeatable, up to 16)\n"
 		"      --router-arg ARG pass ARG to the router, e.g. --router-arg=--local-max-prompt=0\n"
 		"      --curve         encrypt and authenticate every ZeroMQ link: key pairs for\n"
 		"                      each daemon go to DIR/keys, every node key on one allow-list\n"
@@ -297,8 +299,9 @@ int cmd_up(int argc, char **argv)
 {
 	const char *model = NULL, *policy = "length-aware", *host = "127.0.0.1", *dir_opt = NULL;
 	long n_prefill = 1, n_decode = 1, port = 8080, threads = 1, kv_mb = 2048;
-	char *node_extra[UP_MAX_EXTRA], *router_extra[UP_MAX_EXTRA];
-	int n_node_extra = 0, n_router_extra = 0, curve = 0, trace = 0, no_restart = 0;
+	char *node_extra[UP_MAX_EXTRA], *router_extra[UP_MAX_EXTRA], *decode_extra[UP_MAX_EXTRA];
+	int n_node_extra = 0, n_router_extra = 0, n_decode_extra = 0, curve = 0, trace = 0,
+	    no_restart = 0;
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'}, {"prefill", required_argument, 0, 'P'},
 		{"decode", required_argument, 0, 'D'}, {"policy", required_argument, 0, 'p'},
@@ -306,6 +309,7 @@ int cmd_up(int argc, char **argv)
 		{"threads", required_argument, 0, 't'}, {"kv-mb", required_argument, 0, 'k'},
 		{"dir", required_argument, 0, 'd'},   {"help", no_argument, 0, 'h'},
 		{"node-arg", required_argument, 0, 'N'}, {"router-arg", required_argument, 0, 'R'},
+		{"decode-arg", required_argument, 0, 'A'},
 		{"curve", no_argument, 0, 'C'}, {"trace", no_argument, 0, 'T'},
 		{"no-restart", no_argument, 0, 'n'}, {0, 0, 0, 0}};
 	int ch;
@@ -325,14 +329,15 @@ int cmd_up(int argc, char **argv)
 		case 'n': no_restart = 1; break;
 		case 'N':
 		case 'R':
-			if ((ch == 'N' ? n_node_extra : n_router_extra) == UP_MAX_EXTRA)
-				return cli_fail("up", "at most %d --node-arg and %d --router-arg",
-						UP_MAX_EXTRA, UP_MAX_EXTRA);
-			if (ch == 'N')
-				node_extra[n_node_extra++] = optarg;
-			else
-				router_extra[n_router_extra++] = optarg;
+		case 'A': {
+			int *cnt = ch == 'N' ? &n_node_extra : ch == 'R' ? &n_router_extra : &n_decode_extra;
+			char **arr = ch == 'N' ? node_extra : ch == 'R' ? router_extra : decode_extra;
+			if (*cnt == UP_MAX_EXTRA)
+				return cli_fail("up", "at most %d of each of --node-arg, --decode-arg and --router-arg",
+						UP_MAX_EXTRA);
+			arr[(*cnt)++] = optarg;
 			break;
+		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -410,7 +415,7 @@ int cmd_up(int argc, char **argv)
 		snprintf(cpus, sizeof cpus, "%d-%d", first, last);
 		snprintf(kv_ep, sizeof kv_ep, "ipc://%s/%s-kv.ipc", dir, name);
 		snprintf(node_path, sizeof node_path, "%s/%s", bin, is_prefill ? "duet-prefill" : "duet-decode");
-		char *nargv[24 + UP_MAX_EXTRA] = {node_path, "--model", (char *)model, "--name", name,
+		char *nargv[24 + 2 * UP_MAX_EXTRA] = {node_path, "--model", (char *)model, "--name", name,
 						  "--router", ctl, "--threads", threads_s, "--cpus",
 						  cpus, "--kv-mb", kv_s};
 		if (!is_prefill) {
@@ -429,6 +434,8 @@ int cmd_up(int argc, char **argv)
 			append_args(nargv, t, 1);
 		}
 		append_args(nargv, node_extra, n_node_extra);
+		if (!is_prefill)
+			append_args(nargv, decode_extra, n_decode_extra);
 		if (child_init(&kids[n], name, nargv)) {
 			stop_all(kids, n);
 			return cli_fail("up", "%s: too many arguments", name);
@@ -450,7 +457,10 @@ int cmd_up(int argc, char **argv)
 			for (int i = 0; i < n; i++) {
 				if (kids[i].pid != dead)
 					continue;
-				if (no_restart) {
+				/* status 2 is a daemon refusing its flags or
+				 * configuration: starting it again cannot help */
+				int bad_usage = WIFEXITED(st) && WEXITSTATUS(st) == 2;
+				if (no_restart || bad_usage) {
 					fprintf(stderr, "duet up: %s exited (status %d); see %s/%s.log\n",
 						kids[i].name, WIFEXITED(st) ? WEXITSTATUS(st) : -1, dir,
 						kids[i].name);

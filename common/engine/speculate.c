@@ -61,10 +61,10 @@ int duet_spec_init(struct duet_spec *sp, const struct duet_spec_cfg *cfg,
 	sp->trials = 1;
 	duet_kv_seq_init(&sp->dkv);
 	size_t V = (size_t)sp->vocab;
-	sp->logits = malloc(sizeof(float) * V * (DUET_SPEC_MAX_K + 1));
+	sp->logits = malloc(sizeof(float) * V * (size_t)(cfg->k_max + 1));
 	sp->dlogits = malloc(sizeof(float) * V);
 	sp->p = malloc(sizeof(float) * V);
-	sp->q = cfg->draft ? malloc(sizeof(float) * V * DUET_SPEC_MAX_K) : NULL;
+	sp->q = cfg->draft ? malloc(sizeof(float) * V * (size_t)cfg->k_max) : NULL;
 	if (!sp->logits || !sp->dlogits || !sp->p || (cfg->draft && !sp->q)) {
 		duet_spec_free(sp);
 		return duet_errf(err, "speculate: out of memory");
@@ -239,9 +239,8 @@ static int best_k(const struct duet_spec *sp)
 	return best;
 }
 
-int duet_spec_step(struct duet_spec *sp, struct duet_engine *e, struct duet_kv_seq *seq,
-		   struct duet_sampler *s, int last, int max_new, int *out,
-		   struct duet_err *err)
+int duet_spec_propose(struct duet_spec *sp, int last, int max_new, int *d,
+		      struct duet_err *err)
 {
 	if (sp->cfg.adaptive && sp->verify_ms > 0) {
 		sp->k = best_k(sp);
@@ -251,7 +250,6 @@ int duet_spec_step(struct duet_spec *sp, struct duet_engine *e, struct duet_kv_s
 			sp->plain_steps = 0;
 		}
 	}
-	int d[DUET_SPEC_MAX_K + 1];
 	int k = sp->k < max_new - 1 ? sp->k : max_new - 1;
 	if (k < 0)
 		k = 0;
@@ -261,27 +259,29 @@ int duet_spec_step(struct duet_spec *sp, struct duet_engine *e, struct duet_kv_s
 	int nd = k ? propose(sp, k, d + 1, err) : 0;
 	if (nd < 0)
 		return -1;
-	double t1 = duet_now_s();
-	d[0] = last;
-	int base = seq->n_tokens;
-	size_t V = (size_t)sp->vocab;
-	struct duet_fwd_seq fs = {seq, d, nd + 1, DUET_LOGITS_ALL, sp->logits, NULL};
-	if (duet_forward(e, &fs, 1, err))
-		return -1;
-	double t2 = duet_now_s();
+	sp->t_proposed = duet_now_s();
 	if (nd && sp->cfg.draft)
-		sp->draft_ms = (1 - SPEC_EMA) * sp->draft_ms + SPEC_EMA * (t1 - t0) * 1e3 / nd;
-	sp->verify_ms = sp->verify_ms ? (1 - SPEC_EMA) * sp->verify_ms + SPEC_EMA * (t2 - t1) * 1e3
-				      : (t2 - t1) * 1e3;
+		sp->draft_ms = (1 - SPEC_EMA) * sp->draft_ms +
+			       SPEC_EMA * (sp->t_proposed - t0) * 1e3 / nd;
+	d[0] = last;
+	return nd;
+}
+
+int duet_spec_commit(struct duet_spec *sp, struct duet_kv_seq *seq, struct duet_sampler *s,
+		     const int *d, int nd, int *out, struct duet_err *err)
+{
+	double t2 = duet_now_s();
+	sp->verify_ms = sp->verify_ms ? (1 - SPEC_EMA) * sp->verify_ms +
+						SPEC_EMA * (t2 - sp->t_proposed) * 1e3
+				      : (t2 - sp->t_proposed) * 1e3;
 	sp->st.steps++;
 	sp->st.proposed += (uint64_t)nd;
+	size_t V = (size_t)sp->vocab;
 	int n = 0, greedy = s->p.temperature == 0;
 	for (int j = 0; j <= nd; j++) {
 		float *l = sp->logits + V * (size_t)j;
 		int t;
-		if (j == nd) { /* everything proposed was kept: the target's own */
-			t = duet_sample(s, l);
-		} else if (greedy) {
+		if (j == nd || greedy) { /* the target's own (everything was kept) */
 			t = duet_sample(s, l);
 		} else {
 			duet_sample_dist(s, l, sp->p);
@@ -299,7 +299,7 @@ int duet_spec_step(struct duet_spec *sp, struct duet_engine *e, struct duet_kv_s
 	sp->st.emitted += (uint64_t)n;
 	/* keep the pending token and the accepted ones; the last committed
 	 * token is the next pending one */
-	seq->n_tokens = base + 1 + accepted;
+	seq->n_tokens -= nd - accepted;
 	for (int i = 0; i < accepted; i++)
 		if (hist_push(sp, out[i], err))
 			return -1;
@@ -315,4 +315,18 @@ int duet_spec_step(struct duet_spec *sp, struct duet_engine *e, struct duet_kv_s
 		sp->trials = (1 - SPEC_EMA) * sp->trials + SPEC_EMA * (accepted + (accepted < nd));
 	}
 	return n;
+}
+
+int duet_spec_step(struct duet_spec *sp, struct duet_engine *e, struct duet_kv_seq *seq,
+		   struct duet_sampler *s, int last, int max_new, int *out,
+		   struct duet_err *err)
+{
+	int d[DUET_SPEC_MAX_K + 1];
+	int nd = duet_spec_propose(sp, last, max_new, d, err);
+	if (nd < 0)
+		return -1;
+	struct duet_fwd_seq fs = {seq, d, nd + 1, DUET_LOGITS_ALL, sp->logits, NULL};
+	if (duet_forward(e, &fs, 1, err))
+		return -1;
+	return duet_spec_commit(sp, seq, s, d, nd, out, err);
 }

@@ -52,12 +52,13 @@ struct duet_spec {
 	int *hist, n_hist, cap_hist; /* prompt and committed tokens */
 	int draft_pos;		     /* tokens of hist in dkv */
 	int vocab;
-	float *logits; /* [(DUET_SPEC_MAX_K + 1) * vocab]: the target's */
+	float *logits; /* [(k_max + 1) * vocab]: the target's */
 	float *dlogits, *p; /* [vocab] */
-	float *q;	    /* [DUET_SPEC_MAX_K * vocab]: the draft's distributions */
+	float *q;	    /* [k_max * vocab]: the draft's distributions */
 	/* recent history (moving averages): accepted proposals per trial
 	 * (the acceptance rate), draft time per token, verify time */
 	double acc, trials, draft_ms, verify_ms;
+	double t_proposed; /* when the last proposal was ready */
 	int plain_steps; /* since speculation was last tried */
 	struct duet_spec_stats st;
 };
@@ -83,6 +84,17 @@ const char *duet_spec_unsupported(const struct duet_sampler *s);
 int duet_spec_step(struct duet_spec *sp, struct duet_engine *e, struct duet_kv_seq *seq,
 		   struct duet_sampler *s, int last, int max_new, int *out,
 		   struct duet_err *err);
+
+/* The two halves of a step, for a caller that verifies many sequences in
+ * one forward pass (the decode node): propose writes last and the proposed
+ * tokens into d[DUET_SPEC_MAX_K + 1] and returns how many it proposed
+ * (nd, maybe 0); the caller runs d[0..nd] through the target with
+ * DUET_LOGITS_ALL into sp->logits; commit then picks the tokens as step
+ * does (into out) and rolls seq back past the rejected ones. */
+int duet_spec_propose(struct duet_spec *sp, int last, int max_new, int *d,
+		      struct duet_err *err);
+int duet_spec_commit(struct duet_spec *sp, struct duet_kv_seq *seq, struct duet_sampler *s,
+		     const int *d, int nd, int *out, struct duet_err *err);
 
 /* Prompt lookup: the tokens that followed the latest earlier occurrence of
  * hist's last n-gram (n from ngram down to 1), at most k, into out (past

@@ -107,6 +107,15 @@ await check("parameters OpenAI has and duet honours or ignores", async () => {
   assert(r.usage.completion_tokens <= 5, "max_completion_tokens");
 });
 
+await check("the decode nodes speculated, and kept most proposals", async () => {
+  const c = await (await fetch(`${base}/v1/cluster`)).json();
+  const s = c.nodes.filter((n) => n.role === "decode").map((n) => n.speculation);
+  const proposed = s.reduce((a, x) => a + x.proposed, 0), accepted = s.reduce((a, x) => a + x.accepted, 0);
+  assert(proposed > 0 && accepted > 0, JSON.stringify(s));
+  const m = await (await fetch(`${base}/metrics`)).text();
+  assert(/duet_spec_tokens_total\{node="decode-[01]",kind="accepted"\} [1-9]/.test(m), "metrics");
+});
+
 await check("a field in no API is refused with a JSON error", async () => {
   let err = null;
   try {
