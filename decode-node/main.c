@@ -115,7 +115,7 @@ int main(int argc, char **argv)
 	duet_blas_select_core(argv);
 	static struct decode d;
 	duet_node_defaults(&d.node.cfg, "decode-0");
-	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60, 0, 8, 4};
+	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60, 0, 8, 8};
 	decode_step_model_init(&d);
 	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 7];
 	int n = duet_node_opts(&d.node.cfg, 1, opts);
