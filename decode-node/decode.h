@@ -61,6 +61,9 @@ struct decode_cfg {
 	 * tokens (0 = off), at most spec_k proposed per sequence and step,
 	 * while at most spec_max_batch sequences run */
 	int spec_ngram, spec_k, spec_max_batch;
+	/* or with a draft model (its own KV pool of draft_kv_mb); "" = none */
+	const char *draft;
+	int draft_kv_mb;
 };
 
 struct decode {
@@ -76,6 +79,9 @@ struct decode {
 	/* speculation: sequence-steps that verified proposals, tokens
 	 * proposed and accepted */
 	uint64_t spec_verified, spec_proposed, spec_accepted;
+	struct duet_model *draft_model; /* NULL: speculation, if any, by lookup */
+	struct duet_kv_pool *draft_kv;
+	struct duet_engine *draft_engine;
 	/* step time against its features (step.c says which), for the
 	 * router's predictions */
 	struct duet_linfit step_model;

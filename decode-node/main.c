@@ -115,9 +115,9 @@ int main(int argc, char **argv)
 	duet_blas_select_core(argv);
 	static struct decode d;
 	duet_node_defaults(&d.node.cfg, "decode-0");
-	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60, 0, 8, 8};
+	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60, 0, 8, 8, "", 1024};
 	decode_step_model_init(&d);
-	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 7];
+	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 9];
 	int n = duet_node_opts(&d.node.cfg, 1, opts);
 	opts[n++] = (struct duet_opt){"kv-endpoint", DUET_OPT_STR, &d.cfg.kv_endpoint, 0, 0,
 				      "ENDPOINT", "where this node receives KV from prefill nodes (bound)"};
@@ -134,6 +134,12 @@ int main(int argc, char **argv)
 		"speculative decoding by prompt lookup: propose what followed the latest earlier "
 		"occurrence of each sequence's last N-gram (N down to 1) and verify the proposals "
 		"in the step's one forward pass (0: off); greedy output is unchanged"};
+	opts[n++] = (struct duet_opt){
+		"draft", DUET_OPT_STR, &d.cfg.draft, 0, 0, "FILE",
+		"speculative decoding with FILE as the draft model (the same vocabulary, e.g. this "
+		"model in q4_0): it proposes, the step verifies (instead of spec-lookup)"};
+	opts[n++] = (struct duet_opt){"draft-kv-mb", DUET_OPT_INT, &d.cfg.draft_kv_mb, 1, 1 << 22,
+				      "MB", "the draft model's KV pool"};
 	opts[n++] = (struct duet_opt){"spec-k", DUET_OPT_INT, &d.cfg.spec_k, 1, DUET_SPEC_MAX_K,
 				      "K", "most tokens proposed per sequence and step"};
 	opts[n++] = (struct duet_opt){
@@ -160,8 +166,14 @@ int main(int argc, char **argv)
 	}
 	/* a step's rows: every running sequence's pending token and its
 	 * proposals, besides the prompt chunk */
-	int rows = d.cfg.max_requests * (d.cfg.spec_ngram ? d.cfg.spec_k + 1 : 1);
+	int rows = d.cfg.max_requests * (d.cfg.spec_ngram || *d.cfg.draft ? d.cfg.spec_k + 1 : 1);
 	if (duet_node_start(node, DUET__ROLE__ROLE_DECODE, rows, &err)) {
+		fprintf(stderr, "duet-decode: %s\n", err.msg);
+		goto out;
+	}
+	if (*d.cfg.draft && (duet_node_open_draft(node, d.cfg.draft, d.cfg.draft_kv_mb,
+						  &d.draft_model, &d.draft_kv, &d.draft_engine, &err) ||
+			     duet_spec_check_draft(node->model, d.draft_model, &err))) {
 		fprintf(stderr, "duet-decode: %s\n", err.msg);
 		goto out;
 	}
@@ -218,6 +230,9 @@ out:
 	free(d.row);
 	if (d.kv_sock)
 		zmq_close(d.kv_sock);
+	duet_engine_destroy(d.draft_engine);
+	duet_kv_pool_destroy(d.draft_kv);
+	duet_model_close(d.draft_model);
 	duet_node_stop(node);
 	duet_config_free(&cfg);
 	return status;

@@ -30,9 +30,11 @@ static void step_features(int seqs, int prefill_tokens, long long positions, dou
 int decode_spec_start(struct decode *d, struct dreq *r, const int *tokens, int n,
 		      struct duet_err *err)
 {
-	if (!d->cfg.spec_ngram || duet_spec_unsupported(&r->sampler))
+	if ((!d->cfg.spec_ngram && !d->draft_engine) || duet_spec_unsupported(&r->sampler))
 		return 0;
-	struct duet_spec_cfg c = {.k_max = d->cfg.spec_k, .adaptive = 1, .ngram = d->cfg.spec_ngram};
+	struct duet_spec_cfg c = {.k_max = d->cfg.spec_k, .adaptive = 1, .ngram = d->cfg.spec_ngram,
+				  .draft = d->draft_engine, .draft_kv = d->draft_kv,
+				  .draft_model = d->draft_model};
 	r->spec = malloc(sizeof *r->spec);
 	if (!r->spec)
 		return duet_errf(err, "out of memory");

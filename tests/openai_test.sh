@@ -51,4 +51,27 @@ check "the restarted node serves again" until_ok 30 bash -c \
 kill -INT "$UP_PID"
 if wait "$UP_PID"; then ok "duet up stops cleanly on Ctrl-C"; else not_ok "duet up stops cleanly on Ctrl-C"; fi
 UP_PID=
+
+# A decode node drafting with the model's own Q8_0 copy: greedy answers
+# are still duet generate's, and drafts were accepted.
+check "mkmodel the Q8_0 copy" \
+	"$DUET" mkmodel --shape stories15m --dtype q8_0 --vocab "$SHARED/ggml-vocab-llama-spm.gguf" -o "$TMP/q8.gguf"
+"$DUET" up -m "$TMP/m.gguf" -P 1 -D 1 --port "$PORT" --dir "$TMP/up2" --decode-arg=--draft="$TMP/q8.gguf" \
+	>"$TMP/up2.out" 2>&1 &
+UP_PID=$!
+until_ok 120 grep -q "duet up: serving" "$TMP/up2.out" || cat "$TMP/up2.out"
+same_as_generate() { # prompt
+	local got want
+	got=$(curl -s "http://127.0.0.1:$PORT/v1/completions" -d "{\"prompt\":\"$1\",\"max_tokens\":60,\"temperature\":0,\"ignore_eos\":true}" |
+		jq -r '.choices[0].text')
+	want=$("$DUET" generate -m "$TMP/m.gguf" -p "$1" --temp 0 -n 60 --ignore-eos --no-echo -t 1 2>/dev/null)
+	[ "$got" = "$want" ]
+}
+check "draft model on the decode node: greedy text equals duet generate" \
+	bash -c "$(declare -f same_as_generate); PORT=$PORT DUET=$DUET TMP=$TMP; same_as_generate 'Once upon a time' && same_as_generate 'The little dog'"
+check "draft model on the decode node: drafts accepted" bash -c \
+	"curl -s http://127.0.0.1:$PORT/v1/cluster | jq -e '[.nodes[] | select(.role == \"decode\") | .speculation.accepted] | add > 0'"
+kill -INT "$UP_PID"
+wait "$UP_PID"
+UP_PID=
 exit $((failures > 0))

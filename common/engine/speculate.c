@@ -30,6 +30,22 @@ static int hist_push(struct duet_spec *sp, int t, struct duet_err *err)
 	return 0;
 }
 
+int duet_spec_check_draft(const struct duet_model *m, const struct duet_model *d,
+			  struct duet_err *err)
+{
+	/* Token ids must mean the same text in both models. */
+	if (!d || d->vocab.n != m->vocab.n || d->cfg.vocab_size != m->cfg.vocab_size)
+		return duet_errf(err, "speculate: the draft's vocabulary (%d tokens) is not the model's (%d)",
+				 d ? d->vocab.n : 0, m->vocab.n);
+	for (int i = 0; i < m->vocab.n; i++)
+		if (m->vocab.len[i] != d->vocab.len[i] ||
+		    memcmp(duet_vocab_piece(&m->vocab, i), duet_vocab_piece(&d->vocab, i),
+			   m->vocab.len[i]) != 0)
+			return duet_errf(err, "speculate: token %d differs between the draft's vocabulary and the model's",
+					 i);
+	return 0;
+}
+
 int duet_spec_init(struct duet_spec *sp, const struct duet_spec_cfg *cfg,
 		   const struct duet_model *m, const struct duet_sampling *sampling,
 		   const int *prompt, int n_prompt, struct duet_err *err)
@@ -41,19 +57,8 @@ int duet_spec_init(struct duet_spec *sp, const struct duet_spec_cfg *cfg,
 				 DUET_SPEC_MAX_K);
 	if (!cfg->draft && cfg->ngram <= 0)
 		return duet_errf(err, "speculate: neither a draft model nor prompt lookup");
-	const struct duet_model *d = cfg->draft_model;
-	if (cfg->draft) {
-		/* Token ids must mean the same text in both models. */
-		if (!d || d->vocab.n != m->vocab.n || d->cfg.vocab_size != m->cfg.vocab_size)
-			return duet_errf(err, "speculate: the draft's vocabulary (%d tokens) is not the model's (%d)",
-					 d ? d->vocab.n : 0, m->vocab.n);
-		for (int i = 0; i < m->vocab.n; i++)
-			if (m->vocab.len[i] != d->vocab.len[i] ||
-			    memcmp(duet_vocab_piece(&m->vocab, i), duet_vocab_piece(&d->vocab, i),
-				   m->vocab.len[i]) != 0)
-				return duet_errf(err, "speculate: token %d differs between the draft's vocabulary and the model's",
-						 i);
-	}
+	if (cfg->draft && duet_spec_check_draft(m, cfg->draft_model, err))
+		return -1;
 	sp->vocab = m->cfg.vocab_size;
 	sp->k = cfg->adaptive ? (cfg->k_max < 4 ? cfg->k_max : 4) : cfg->k_max;
 	/* an optimistic start: 80% acceptance, a free draft */

@@ -63,6 +63,10 @@ struct duet_spec {
 	struct duet_spec_stats st;
 };
 
+/* The draft model d can draft for m: the same vocabulary, token for
+ * token. */
+int duet_spec_check_draft(const struct duet_model *m, const struct duet_model *d,
+			  struct duet_err *err);
 /* Checks that the draft model can draft for m (the same vocabulary),
  * allocates, and records the prompt. The target sampler's parameters are
  * the draft's too. */

@@ -91,6 +91,51 @@ int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
 	return n + duet_curve_opts(&c->curve, server, 1, o + n);
 }
 
+/* A KV pool of kv_mb for model m and an engine on it, with the node's
+ * settings (threads, CPUs, kernels, qdot, KV row type, block size). */
+static int node_engine(struct duet_node *n, const struct duet_model *m, int kv_mb,
+		       int extra_batch, struct duet_kv_pool **kv, struct duet_engine **e,
+		       struct duet_err *err)
+{
+	const struct duet_node_cfg *c = &n->cfg;
+	enum duet_qdot qdot;
+	enum duet_kv_dtype kvt;
+	if (duet_qdot_parse(c->qdot, &qdot) || duet_kv_dtype_parse(c->kv_dtype, &kvt))
+		return duet_errf(err, "qdot '%s' or kv-dtype '%s' is unknown", c->qdot, c->kv_dtype);
+	struct duet_kv_geom g = duet_kv_geom_for(m, c->block_tokens, kvt);
+	long blocks = (long)((double)kv_mb * 1048576.0 / (double)duet_kv_block_bytes(&g));
+	if (blocks < 1)
+		return duet_errf(err, "kv-mb: %d MB holds no block of %zu bytes", kv_mb,
+				 duet_kv_block_bytes(&g));
+	if (blocks > 1 << 30)
+		blocks = 1 << 30;
+	struct duet_engine_opts eo = {.n_threads = c->threads,
+				      .qdot = qdot,
+				      .cpus = n->n_cpus ? n->cpus : NULL,
+				      .n_cpus = n->n_cpus,
+				      .max_batch_tokens = c->max_batch_tokens + extra_batch,
+				      .kernels = *c->kernels ? c->kernels : NULL};
+	if (duet_kv_pool_create(kv, &g, (int)blocks, err))
+		return -1;
+	return duet_engine_create(e, m, *kv, &eo, err);
+}
+
+int duet_node_open_draft(struct duet_node *n, const char *path, int kv_mb,
+			 struct duet_model **m, struct duet_kv_pool **kv, struct duet_engine **e,
+			 struct duet_err *err)
+{
+	struct duet_model_opts mo = {.weights = n->model->weights};
+	if (duet_model_open(m, path, &mo, err)) {
+		duet_err_prefix(err, "draft");
+		return -1;
+	}
+	if (node_engine(n, *m, kv_mb, 0, kv, e, err)) {
+		duet_err_prefix(err, "draft");
+		return -1;
+	}
+	return 0;
+}
+
 int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 		    struct duet_err *err)
 {
@@ -134,29 +179,17 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 		duet_log(DUET_LOG_WARN, 0, "weights: mmap instead of hugepages (%s)",
 			 n->model->weights_note);
 	const struct duet_config *mc = &n->model->cfg;
-	struct duet_kv_geom g = duet_kv_geom_for(n->model, c->block_tokens, kvt);
-	long blocks = (long)((double)c->kv_mb * 1048576.0 / (double)duet_kv_block_bytes(&g));
-	if (blocks < 1)
-		return duet_errf(err, "kv-mb: %d MB holds no block of %zu bytes", c->kv_mb,
-				 duet_kv_block_bytes(&g));
-	if (blocks > 1 << 30)
-		blocks = 1 << 30;
-	struct duet_engine_opts eo = {.n_threads = c->threads,
-				      .qdot = qdot,
-				      .cpus = n->n_cpus ? n->cpus : NULL,
-				      .n_cpus = n->n_cpus,
-				      .max_batch_tokens = c->max_batch_tokens + extra_batch,
-				      .kernels = *c->kernels ? c->kernels : NULL};
+	if (node_engine(n, n->model, c->kv_mb, extra_batch, &n->kv, &n->engine, err))
+		return -1;
 	/* Cached blocks go back to new requests least recently used first, so
 	 * a cache as big as the pool costs them nothing; a smaller one only
 	 * forgets sooner (a replay that cycles through more prompts than the
 	 * cache holds then never hits: LRU's worst case). */
-	double cache_blocks = (double)c->prefix_cache_mb * 1048576.0 / (double)duet_kv_block_bytes(&g);
-	if (cache_blocks > (double)blocks)
-		cache_blocks = (double)blocks;
-	if (duet_kv_pool_create(&n->kv, &g, (int)blocks, err) ||
-	    duet_prefix_create(&n->cache, n->kv, (int)cache_blocks, err) ||
-	    duet_engine_create(&n->engine, n->model, n->kv, &eo, err))
+	double cache_blocks = (double)c->prefix_cache_mb * 1048576.0 /
+			      (double)duet_kv_block_bytes(&n->kv->g);
+	if (cache_blocks > (double)n->kv->n_blocks)
+		cache_blocks = (double)n->kv->n_blocks;
+	if (duet_prefix_create(&n->cache, n->kv, (int)cache_blocks, err))
 		return -1;
 	n->lim = (struct duet_wire_limits){mc->n_layers, mc->n_kv_heads, mc->head_dim,
 					   mc->ctx_len, mc->vocab_size, n->model->digest};
@@ -190,7 +223,7 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 			 n->curve.router_pub);
 	duet_log(DUET_LOG_INFO, 0, "%s node: model %s (%s), %d KV blocks of %d positions, %d threads",
 		 role == DUET__ROLE__ROLE_PREFILL ? "prefill" : "decode", c->model,
-		 n->model->digest, (int)blocks, g.block_tokens, duet_engine_threads(n->engine));
+		 n->model->digest, n->kv->n_blocks, n->kv->g.block_tokens, duet_engine_threads(n->engine));
 	return 0;
 }
 

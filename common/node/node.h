@@ -89,6 +89,12 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 		    struct duet_err *err);
 void duet_node_stop(struct duet_node *n);
 
+/* A draft model for speculative decoding (decode nodes): opened with the
+ * node's weight placement, its own KV pool of kv_mb and engine with the
+ * node's settings. The caller closes all three. */
+int duet_node_open_draft(struct duet_node *n, const char *path, int kv_mb,
+			 struct duet_model **m, struct duet_kv_pool **kv, struct duet_engine **e,
+			 struct duet_err *err);
 /* KV blocks a new request can have: the free ones and those only the
  * prefix cache holds. */
 int duet_node_kv_room(const struct duet_node *n);
