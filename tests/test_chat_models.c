@@ -207,6 +207,64 @@ static void test_qwen3(void **st)
 	run("tiny-qwen3", "qwen3", DUET_CHAT_CHATML);
 }
 
+/* A template of no family duet renders: the router says so in its log at
+ * load, answers chat requests 400 naming the problem, and still serves
+ * /v1/completions. */
+static void test_unknown_template(void **st)
+{
+	(void)st;
+	struct duet_vocab v;
+	struct duet_random_gen g;
+	struct duet_model_spec spec;
+	char model[4096], name[128];
+	struct duet_err err;
+	assert_int_equal(duet_vocab_load_file(&v, tu_vocab_gguf(), &err), 0);
+	duet_random_spec(&spec, &g, duet_shape_find("tiny"), DUET_F32, -1, 0, 9, &v, name);
+	spec.chat_template = "{% for m in messages %}<<{{ m['role'] }}|{{ m['content'] }}>>{% endfor %}";
+	snprintf(model, sizeof model, "%s/unknown-template.gguf", tu_tmpdir());
+	assert_int_equal(duet_write_gguf(model, &spec, &err), 0);
+	duet_vocab_free(&v);
+	char ctl[300], kvep[300], port[16], path[PATH_MAX], rlog[4200], dlog[4200];
+	snprintf(ctl, sizeof ctl, "ipc://%s/unk-router.ipc", tu_tmpdir());
+	snprintf(kvep, sizeof kvep, "ipc://%s/unk-decode.ipc", tu_tmpdir());
+	snprintf(port, sizeof port, "%d", PORT);
+	pid_t pids[2];
+	snprintf(path, sizeof path, "%s/duet-router", bin_dir);
+	pids[0] = tu_spawn(path, model, (char *[]){"--http-port", port, "--control", ctl, NULL},
+			   tu_path(rlog, "unk-router.log"), 0);
+	snprintf(path, sizeof path, "%s/duet-decode", bin_dir);
+	pids[1] = tu_spawn(path, model,
+			   (char *[]){"--router", ctl, "--kv-endpoint", kvep, "--kv-mb", "16", "--threads",
+				      "1", "--report-ms", "100", NULL},
+			   tu_path(dlog, "unk-decode.log"), 0);
+	int up = 0;
+	for (int i = 0; i < 600 && !up; i++) {
+		up = healthy();
+		if (!up)
+			usleep(50000);
+	}
+	assert_true(up);
+	size_t n;
+	char *log = tu_read_file(rlog, &n);
+	assert_non_null(memmem(log, n, "is not one duet renders", 23));
+	free(log);
+	struct tu_buf b;
+	assert_int_equal(post("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &b), 400);
+	assert_non_null(strstr(b.p, "chat template duet cannot render"));
+	free(b.p);
+	char url[64];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/completions", PORT);
+	b = (struct tu_buf){calloc(1, 1), 0};
+	assert_int_equal(tu_http(url, "POST", "{\"prompt\":\"hi\",\"max_tokens\":3}", NULL, NULL,
+				 tu_buf_write, &b),
+			 200);
+	free(b.p);
+	for (int i = 0; i < 2; i++) {
+		kill(pids[i], SIGTERM);
+		waitpid(pids[i], NULL, 0);
+	}
+}
+
 int main(void)
 {
 	snprintf(bin_dir, sizeof bin_dir, "%s", tu_build_dir());
@@ -214,6 +272,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_llama3),
 		cmocka_unit_test(test_qwen3),
+		cmocka_unit_test(test_unknown_template),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
