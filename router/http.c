@@ -238,12 +238,14 @@ static json_t *choice(struct run *u, int i, const char *text, size_t n, const ch
 {
 	const struct rreq *q = u->q[i];
 	size_t elen = 0;
-	char *echo = u->job.echo ? prompt_text(u, i, &elen) : NULL;
+	/* only the chunk that carries the prompt needs it (echo with logprobs
+	 * is refused, so no offset counts past it) */
+	char *echo = u->job.echo && with_echo ? prompt_text(u, i, &elen) : NULL;
 	json_t *c;
 	if (q->chat) {
 		json_t *msg = json_pack("{s:s,s:s%}", "role", "assistant", "content", text, n);
 		c = json_pack("{s:i,s:o}", "index", i, q->stream ? "delta" : "message", msg);
-	} else if (echo && with_echo) {
+	} else if (echo) {
 		char *t = malloc(elen + n + 1);
 		if (t) {
 			memcpy(t, echo, elen);

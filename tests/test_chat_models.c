@@ -63,6 +63,29 @@ static int healthy(void)
 	return st == 200;
 }
 
+/* A decode node for the router at ctl, its KV on kvep, logging to log. */
+static pid_t spawn_decode(const char *model, const char *ctl, const char *kvep, const char *log)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/duet-decode", bin_dir);
+	return tu_spawn(path, model,
+			(char *[]){"--router", (char *)ctl, "--kv-endpoint", (char *)kvep, "--kv-mb",
+				   "16", "--threads", "1", "--report-ms", "100", NULL},
+			log, 0);
+}
+
+/* Waits (up to 30 s) for /health to say a decode node is up. */
+static void wait_healthy(void)
+{
+	int up = 0;
+	for (int i = 0; i < 600 && !up; i++) {
+		up = healthy();
+		if (!up)
+			usleep(50000);
+	}
+	assert_true(up);
+}
+
 /* A random untied model of the shape with the tokenizer's vocabulary and
  * template (a tied random model repeats its last prompt token, which
  * would prove little). */
@@ -115,24 +138,14 @@ static void run(const char *shape, const char *tok, enum duet_chat_family family
 			   (char *[]){"--http-port", port, "--control", ctl, "--policy", "length-aware",
 				      "--local-max-prompt", "64", NULL},
 			   tu_path(log, lname), 0);
-	snprintf(path, sizeof path, "%s/duet-decode", bin_dir);
 	snprintf(lname, sizeof lname, "%s-decode.log", tok);
-	pids[1] = tu_spawn(path, model,
-			   (char *[]){"--router", ctl, "--kv-endpoint", kvep, "--kv-mb", "16", "--threads",
-				      "1", "--report-ms", "100", NULL},
-			   tu_path(log, lname), 0);
+	pids[1] = spawn_decode(model, ctl, kvep, tu_path(log, lname));
 	snprintf(path, sizeof path, "%s/duet-prefill", bin_dir);
 	snprintf(lname, sizeof lname, "%s-prefill.log", tok);
 	pids[2] = tu_spawn(path, model,
 			   (char *[]){"--router", ctl, "--threads", "1", "--report-ms", "100", NULL},
 			   tu_path(log, lname), 0);
-	int up = 0;
-	for (int i = 0; i < 600 && !up; i++) {
-		up = healthy();
-		if (!up)
-			usleep(50000);
-	}
-	assert_true(up);
+	wait_healthy();
 
 	/* A short conversation (local prefill) and a long one (> 64 tokens:
 	 * the prefill node), with whitespace, CJK and digits. */
@@ -232,18 +245,8 @@ static void test_unknown_template(void **st)
 	snprintf(path, sizeof path, "%s/duet-router", bin_dir);
 	pids[0] = tu_spawn(path, model, (char *[]){"--http-port", port, "--control", ctl, NULL},
 			   tu_path(rlog, "unk-router.log"), 0);
-	snprintf(path, sizeof path, "%s/duet-decode", bin_dir);
-	pids[1] = tu_spawn(path, model,
-			   (char *[]){"--router", ctl, "--kv-endpoint", kvep, "--kv-mb", "16", "--threads",
-				      "1", "--report-ms", "100", NULL},
-			   tu_path(dlog, "unk-decode.log"), 0);
-	int up = 0;
-	for (int i = 0; i < 600 && !up; i++) {
-		up = healthy();
-		if (!up)
-			usleep(50000);
-	}
-	assert_true(up);
+	pids[1] = spawn_decode(model, ctl, kvep, tu_path(dlog, "unk-decode.log"));
+	wait_healthy();
 	size_t n;
 	char *log = tu_read_file(rlog, &n);
 	assert_non_null(memmem(log, n, "is not one duet renders", 23));
