@@ -56,7 +56,7 @@ MKMODEL_LIB := $(BUILD)/libmkmodel.a
 PREFILL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard prefill-node/*.c)))
 DECODE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard decode-node/*.c)))
 ROUTER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard router/*.c)))
-TOOLS_SRC := $(sort $(wildcard tools/*.c tools/bench/*.c tools/replay/*.c tools/trace/*.c) $(wildcard tools/mkmodel/cmd_*.c))
+TOOLS_SRC := $(sort $(wildcard tools/*.c tools/bench/*.c tools/replay/*.c tools/trace/*.c tools/plan/*.c) $(wildcard tools/mkmodel/cmd_*.c))
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 TEST_SUPPORT_SRC := tests/ref_forward.c tests/testutil.c tests/driver.c
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/%.o)
@@ -96,8 +96,9 @@ $(MKMODEL_LIB): $(MKMODEL_SRC:%.c=$(BUILD)/%.o)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(DUET): $(TOOLS_OBJ) $(MKMODEL_LIB) $(LIB)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(TOOLS_OBJ) $(MKMODEL_LIB) $(LIB) -lcurl -ljansson $(LDLIBS) -o $@
+# duet plan's simulator places requests with the router's own place.c.
+$(DUET): $(TOOLS_OBJ) $(BUILD)/router/place.o $(MKMODEL_LIB) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(TOOLS_OBJ) $(BUILD)/router/place.o $(MKMODEL_LIB) $(LIB) -lcurl -ljansson $(LDLIBS) -o $@
 
 $(BUILD)/duet-prefill: $(PREFILL_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(PREFILL_OBJ) $(LIB) $(LDLIBS) -o $@
@@ -116,6 +117,11 @@ $(BUILD)/tests/test_place: $(BUILD)/tests/test_place.o $(BUILD)/router/place.o $
 REPLAY_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tools/replay/cmd_%,$(wildcard tools/replay/*.c)) \
 	tools/http_get.c tools/cli.c tools/trace/tracefile.c)
 $(BUILD)/tests/test_replay: $(BUILD)/tests/test_replay.o $(REPLAY_OBJ) $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lmicrohttpd -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
+
+# The simulator with the router's own placement.
+PLAN_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tools/plan/cmd_%,$(wildcard tools/plan/*.c))) $(BUILD)/router/place.o
+$(BUILD)/tests/test_plan: $(BUILD)/tests/test_plan.o $(PLAN_OBJ) $(REPLAY_OBJ) $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lmicrohttpd -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
 
 $(BUILD)/tests/test_trace: $(BUILD)/tests/test_trace.o $(BUILD)/tools/trace/tracefile.o $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)

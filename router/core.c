@@ -230,8 +230,7 @@ static void append_text(struct rreq *q, const char *s, size_t n)
 
 static void node_done(struct router *r, struct rreq *q)
 {
-	if (q->dnode >= 0)
-		r->nodes[q->dnode].inflight--;
+	router_placement_end(r, q);
 }
 
 /* Ends the request for its client: done, or failed with an HTTP status. */
@@ -491,19 +490,7 @@ static int place(struct router *r, struct rreq *q)
 		return 0;
 	}
 	q->attempts++;
-	r->rr++;
-	q->pnode = p;
-	q->dnode = d;
-	q->local = p < 0;
-	r->nodes[d].inflight++;
-	r->nodes[d].reserved_tokens += (long)q->n_prompt + q->max_tokens;
-	q->queued_on_pnode = p >= 0 ? pl.uncached : 0;
-	/* Until the node's next report says so itself: what placement
-	 * predicts from for the next request. */
-	if (p >= 0)
-		r->nodes[p].queued_tokens += (uint64_t)pl.uncached;
-	else
-		r->nodes[d].local_prefill_tokens += (uint64_t)pl.uncached;
+	router_placement_commit(r, q, &pl);
 	pthread_mutex_lock(&r->mu);
 	if (q->local)
 		r->n_local++;
@@ -685,37 +672,9 @@ static void on_hello(struct router *r, const char *peer, const Duet__Hello *h)
 
 static void on_load(struct router *r, int i, const Duet__LoadReport *l)
 {
-	struct router_node *n = &r->nodes[i];
-	long long now = duet_now_us();
-	n->last_report_us = n->last_seen_us = now;
-	n->last_report_seq = l->seq;
-	n->alive = 1;
-	n->draining = l->draining;
-	n->queued_tokens = l->queued_prompt_tokens;
-	n->prefill_tps = l->prefill_tokens_per_s;
-	n->running = (int)l->running;
-	n->waiting_kv = (int)l->waiting_kv;
-	n->local_prefill = (int)l->local_prefill;
-	n->step_ms = l->step_ms;
-	n->step_base_ms = l->step_base_ms;
-	n->step_seq_ms = l->step_seq_ms;
-	n->step_token_ms = l->step_token_ms;
-	n->step_kctx_ms = l->step_kctx_ms;
-	n->steps_fitted = l->steps_fitted;
-	n->context_tokens = l->context_tokens;
-	n->local_prefill_tokens = l->local_prefill_tokens;
-	n->spec_verified = l->spec_verified;
-	n->spec_proposed = l->spec_proposed;
-	n->spec_accepted = l->spec_accepted;
-	n->kv_free = (int)l->kv_blocks_free;
-	n->kv_total = (int)l->kv_blocks_total;
-	n->bad_messages = l->bad_messages;
-	n->auth_refused = l->auth_refused;
 	struct duet_err err;
-	if (router_node_set_prefix(n, l->prefix_hashes, l->n_prefix_hashes, &err))
-		duet_log(DUET_LOG_WARN, 0, "node %s: %s", n->name, err.msg);
-	/* The report counts every reservation made before it. */
-	n->reserved_tokens = 0;
+	if (router_node_report(&r->nodes[i], l, duet_now_us(), &err))
+		duet_log(DUET_LOG_WARN, 0, "node %s: %s", r->nodes[i].name, err.msg);
 }
 
 /* Places the request again after one of its nodes died: the tokens the
@@ -829,18 +788,7 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 		 * must not wait for the load report to know (a repeated prompt
 		 * would be prefilled locally behind a queue that is gone); and
 		 * both nodes now hold the prompt's KV in their prefix caches. */
-		if (q->pnode >= 0 && q->queued_on_pnode) {
-			struct router_node *pn = &r->nodes[q->pnode];
-			uint64_t left = (uint64_t)q->queued_on_pnode;
-			pn->queued_tokens = pn->queued_tokens > left ? pn->queued_tokens - left : 0;
-			q->queued_on_pnode = 0;
-		}
-		const int *t = q->base ? q->work : q->prompt;
-		int n = q->n_prompt + q->base;
-		if (q->pnode >= 0)
-			router_node_learn_prefix(&r->nodes[q->pnode], t, n);
-		if (q->dnode >= 0)
-			router_node_learn_prefix(&r->nodes[q->dnode], t, n);
+		router_placement_prompt_done(r, q);
 		/* The first token of this placement: index 0, or the first
 		 * after those already streamed when resuming. */
 		got_token(r, q, (uint32_t)q->base, m->first_token->token, m->first_token->logprobs);

@@ -565,8 +565,6 @@ static void print_hist(FILE *f, const char *name, const char *help, const struct
 
 static enum MHD_Result cluster(struct router *r, struct MHD_Connection *c)
 {
-	static const char *const policies[] = {"length-aware", "round-robin", "least-loaded",
-					       "colocated"};
 	json_t *nodes = json_array();
 	long long now = duet_now_us();
 	pthread_mutex_lock(&r->mu);
@@ -613,7 +611,7 @@ static enum MHD_Result cluster(struct router *r, struct MHD_Connection *c)
 					  router_step_ms(n, 1, n->max_batch_tokens, 0)));
 	}
 	json_t *j = json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I},s:{s:i,s:i}}", "model",
-			      r->cfg.model_name, "policy", policies[r->policy], "nodes", nodes,
+			      r->cfg.model_name, "policy", router_policy_name(r->policy), "nodes", nodes,
 			      "decisions", "disaggregated", (json_int_t)r->n_disagg, "local",
 			      (json_int_t)r->n_local, "rejected_early", (json_int_t)r->n_early_rejected,
 			      "slo", "ttft_ms", r->cfg.slo_ttft_ms, "tbt_ms", r->cfg.slo_tbt_ms);

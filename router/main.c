@@ -30,15 +30,6 @@ static const char *ABOUT =
 	"computes the prompt and streams its KV to a decode node) or local (the\n"
 	"decode node prefills it in chunks).";
 
-static int parse_policy(const char *s, enum router_policy *p)
-{
-	static const char *const names[] = {"length-aware", "round-robin", "least-loaded", "colocated"};
-	for (int i = 0; i < 4; i++)
-		if (strcmp(s, names[i]) == 0)
-			return *p = (enum router_policy)i, 0;
-	return -1;
-}
-
 int main(int argc, char **argv)
 {
 	static struct router r;
@@ -122,7 +113,7 @@ int main(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	enum duet_log_level lvl;
-	if (parse_policy(r.cfg.policy, &r.policy) || duet_log_level_parse(r.cfg.log_level, &lvl)) {
+	if (router_policy_parse(r.cfg.policy, &r.policy) || duet_log_level_parse(r.cfg.log_level, &lvl)) {
 		fprintf(stderr, "duet-router: bad policy '%s' or log-level '%s'\n", r.cfg.policy,
 			r.cfg.log_level);
 		duet_config_free(&cfg);

@@ -304,3 +304,95 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 	}
 	return 0;
 }
+
+void router_placement_commit(struct router *r, struct rreq *q, const struct router_placement *pl)
+{
+	int p = pl->pnode, d = pl->dnode;
+	r->rr++;
+	q->pnode = p;
+	q->dnode = d;
+	q->local = p < 0;
+	r->nodes[d].inflight++;
+	r->nodes[d].reserved_tokens += (long)q->n_prompt + q->max_tokens;
+	q->queued_on_pnode = p >= 0 ? pl->uncached : 0;
+	/* Until the node's next report says so itself: what placement
+	 * predicts from for the next request. */
+	if (p >= 0)
+		r->nodes[p].queued_tokens += (uint64_t)pl->uncached;
+	else
+		r->nodes[d].local_prefill_tokens += (uint64_t)pl->uncached;
+}
+
+void router_placement_prompt_done(struct router *r, struct rreq *q)
+{
+	/* The prompt left the prefill node's queue, so the next placement
+	 * must not wait for the load report to know (a repeated prompt would
+	 * be prefilled locally behind a queue that is gone); and both nodes
+	 * now hold the prompt's KV in their prefix caches. */
+	if (q->pnode >= 0 && q->queued_on_pnode) {
+		struct router_node *pn = &r->nodes[q->pnode];
+		uint64_t left = (uint64_t)q->queued_on_pnode;
+		pn->queued_tokens = pn->queued_tokens > left ? pn->queued_tokens - left : 0;
+		q->queued_on_pnode = 0;
+	}
+	const int *t = q->base ? q->work : q->prompt;
+	int n = q->n_prompt + q->base;
+	if (q->pnode >= 0)
+		router_node_learn_prefix(&r->nodes[q->pnode], t, n);
+	if (q->dnode >= 0)
+		router_node_learn_prefix(&r->nodes[q->dnode], t, n);
+}
+
+void router_placement_end(struct router *r, struct rreq *q)
+{
+	if (q->dnode >= 0)
+		r->nodes[q->dnode].inflight--;
+}
+
+int router_node_report(struct router_node *n, const Duet__LoadReport *l, long long now_us,
+		       struct duet_err *err)
+{
+	n->last_report_us = n->last_seen_us = now_us;
+	n->last_report_seq = l->seq;
+	n->alive = 1;
+	n->draining = l->draining;
+	n->queued_tokens = l->queued_prompt_tokens;
+	n->prefill_tps = l->prefill_tokens_per_s;
+	n->running = (int)l->running;
+	n->waiting_kv = (int)l->waiting_kv;
+	n->local_prefill = (int)l->local_prefill;
+	n->step_ms = l->step_ms;
+	n->step_base_ms = l->step_base_ms;
+	n->step_seq_ms = l->step_seq_ms;
+	n->step_token_ms = l->step_token_ms;
+	n->step_kctx_ms = l->step_kctx_ms;
+	n->steps_fitted = l->steps_fitted;
+	n->context_tokens = l->context_tokens;
+	n->local_prefill_tokens = l->local_prefill_tokens;
+	n->spec_verified = l->spec_verified;
+	n->spec_proposed = l->spec_proposed;
+	n->spec_accepted = l->spec_accepted;
+	n->kv_free = (int)l->kv_blocks_free;
+	n->kv_total = (int)l->kv_blocks_total;
+	n->bad_messages = l->bad_messages;
+	n->auth_refused = l->auth_refused;
+	/* The report counts every reservation made before it. */
+	n->reserved_tokens = 0;
+	return router_node_set_prefix(n, l->prefix_hashes, l->n_prefix_hashes, err);
+}
+
+static const char *const POLICY_NAMES[] = {"length-aware", "round-robin", "least-loaded",
+					   "colocated"};
+
+int router_policy_parse(const char *s, enum router_policy *out)
+{
+	for (int i = 0; i < (int)(sizeof POLICY_NAMES / sizeof *POLICY_NAMES); i++)
+		if (strcmp(s, POLICY_NAMES[i]) == 0)
+			return *out = (enum router_policy)i, 0;
+	return -1;
+}
+
+const char *router_policy_name(enum router_policy p)
+{
+	return (unsigned)p < sizeof POLICY_NAMES / sizeof *POLICY_NAMES ? POLICY_NAMES[p] : "?";
+}

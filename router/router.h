@@ -21,7 +21,8 @@
 #include "text/chat.h"
 #include "text/stopper.h"
 
-#define ROUTER_MAX_NODES 64
+/* Nodes in one router's table (and in one `duet plan` cluster). */
+#define ROUTER_MAX_NODES 1024
 #define ROUTER_MAX_STOPS 4
 /* Heartbeats the router sends a node within node-timeout-ms. */
 #define ROUTER_PINGS_PER_TIMEOUT 4
@@ -286,6 +287,9 @@ struct router_placement {
 	int reject;
 	int retry_after_s;
 };
+/* "length-aware", "round-robin", "least-loaded", "colocated"; -1 else. */
+int router_policy_parse(const char *s, enum router_policy *out);
+const char *router_policy_name(enum router_policy p);
 /* The objectives that hold for q: its own, else the router's (0 = none). */
 int router_slo_ttft_ms(const struct router *r, const struct rreq *q);
 int router_slo_tbt_ms(const struct router *r, const struct rreq *q);
@@ -297,6 +301,18 @@ double router_step_ms(const struct router_node *n, int add_seqs, int prefill_tok
 /* Fails (err says why) when no decode node has room for q now. */
 int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 struct duet_err *err);
+/* The router's books on its node tables, kept the same way by the router
+ * core and by `duet plan`'s simulator: q goes where pl says (counts it in
+ * flight and queued on its nodes until their reports say so); its prompt's
+ * KV is complete (it left the prefill queue, both nodes cache it); its
+ * placement ended (finished, failed or moved). */
+void router_placement_commit(struct router *r, struct rreq *q, const struct router_placement *pl);
+void router_placement_prompt_done(struct router *r, struct rreq *q);
+void router_placement_end(struct router *r, struct rreq *q);
+/* A load report of node n, received at now_us, replaces what the table
+ * knew of it; fails (n's prefix summary then empty) only out of memory. */
+int router_node_report(struct router_node *n, const Duet__LoadReport *l, long long now_us,
+		       struct duet_err *err);
 
 /* request.c: what one HTTP body asks for: the fields every completion of
  * it shares (tmpl: limits, sampling, stops, format), its prompts, and n

@@ -19,6 +19,7 @@ static const struct {
 	{"up", cmd_up, "start a local cluster (router, prefill and decode nodes)"},
 	{"replay", cmd_replay, "replay a request trace against a server and measure it"},
 	{"keygen", cmd_keygen, "make CURVE key pairs for encrypted links between daemons"},
+	{"plan", cmd_plan, "size a cluster for a trace by simulation (simulate, search, scale)"},
 	{"trace", cmd_trace, "merge the daemons' trace files; attribute a replay's stalls"},
 };
 

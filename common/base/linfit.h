@@ -5,7 +5,7 @@
 #ifndef DUET_LINFIT_H
 #define DUET_LINFIT_H
 
-#define DUET_LINFIT_MAX 4 /* features */
+#define DUET_LINFIT_MAX 5 /* features */
 
 struct duet_linfit {
 	int k;	       /* features */
@@ -17,7 +17,7 @@ struct duet_linfit {
 };
 
 void duet_linfit_init(struct duet_linfit *f, int k, double lambda, double ridge);
-/* Adds a sample and solves for w again (k <= 4: a few hundred flops). */
+/* Adds a sample and solves for w again (k <= 5: a few hundred flops). */
 void duet_linfit_add(struct duet_linfit *f, const double *x, double y);
 double duet_linfit_predict(const struct duet_linfit *f, const double *x);
 

@@ -13,6 +13,7 @@
 #include "base/cpu.h"
 #include "base/mapfile.h"
 #include "bench/ceilings.h"
+#include "bench/profile_measure.h"
 #include "cli.h"
 #include "commands.h"
 #include "engine/forward.h"
@@ -64,7 +65,20 @@ static void usage(FILE *f)
 		"  --json FILE             every figure, both ceilings and the settings as JSON\n"
 		"  --ceiling-seconds S     time spent on each ceiling (default 2)\n"
 		"  --no-ceilings           skip measuring the ceilings\n"
-		"  --tokenizer FILE        tokenizer.bin of a llama2.c model\n");
+		"  --tokenizer FILE        tokenizer.bin of a llama2.c model\n"
+		"\n"
+		"Node profile for duet plan (instead of the table above):\n"
+		"  --profile FILE          fit the step-time model (ms = base + per sequence +\n"
+		"                          per prefill token + per 1k positions) over decode\n"
+		"                          steps (-b batches, default 1,2,4,8,16, at -d depths,\n"
+		"                          default 64,512,1024), prefill chunks and decode steps\n"
+		"                          carrying a chunk; print measured against fitted and\n"
+		"                          write the profile as JSON (README, duet plan)\n"
+		"  --chunk N               max-batch-tokens of the nodes profiled (default 512)\n"
+		"  --kv-mb N               their kv-mb: KV memory (default 1024)\n"
+		"  --name NAME             the profile's name (default: the model file's)\n"
+		"  --price X               price per node-hour, for duet plan search (default 1)\n"
+		"  --link-gb-s X           KV link in GB/s (default: a stated 10 GbE, 1.25)\n");
 }
 
 struct stats {
@@ -307,7 +321,10 @@ out:
 
 int cmd_bench(int argc, char **argv)
 {
-	const char *model = NULL, *tok_path = NULL, *json_path = NULL;
+	const char *model = NULL, *tok_path = NULL, *json_path = NULL, *profile = NULL, *pname = NULL;
+	long chunk = 512, kv_mb = 1024;
+	double price = 1, link = 0;
+	int lists_given = 0;
 	long n_prompt = 512, n_gen = 128, threads = 0, reps = 5, agree = 0;
 	double ceil_s = 2.0;
 	int no_ceilings = 0, batches[MAX_BATCHES] = {1}, n_batches = 1;
@@ -324,6 +341,9 @@ int cmd_bench(int argc, char **argv)
 		{"weights", required_argument, 0, 'W'},	{"qdot", required_argument, 0, 'Q'},
 		{"kv-dtype", required_argument, 0, 'K'}, {"json", required_argument, 0, 'J'},
 		{"agree", required_argument, 0, 'A'},	{"help", no_argument, 0, 'h'},
+		{"profile", required_argument, 0, 'P'},	{"chunk", required_argument, 0, 'c'},
+		{"kv-mb", required_argument, 0, 'M'},	{"name", required_argument, 0, 'S'},
+		{"price", required_argument, 0, '$'},	{"link-gb-s", required_argument, 0, 'L'},
 		{0, 0, 0, 0},
 	};
 	int c;
@@ -338,11 +358,19 @@ int cmd_bench(int argc, char **argv)
 		case 'b':
 			if (parse_list("--batch", optarg, 1, MAX_BATCH, MAX_BATCHES, batches, &n_batches))
 				return 2;
+			lists_given |= 1;
 			break;
 		case 'd':
 			if (parse_list("--depth", optarg, 0, DUET_MAX_CTX, MAX_DEPTHS, depths, &n_depths))
 				return 2;
+			lists_given |= 2;
 			break;
+		case 'P': profile = optarg; break;
+		case 'S': pname = optarg; break;
+		case 'c': if (cli_int("--chunk", optarg, 1, 4096, &chunk)) return 2; break;
+		case 'M': if (cli_int("--kv-mb", optarg, 1, 1 << 24, &kv_mb)) return 2; break;
+		case '$': if (cli_float("--price", optarg, 0, 1e9, &price)) return 2; break;
+		case 'L': if (cli_float("--link-gb-s", optarg, 1e-6, 1e6, &link)) return 2; break;
 		case 'C': if (cli_float("--ceiling-seconds", optarg, 0, 600, &ceil_s)) return 2; break;
 		case 'N': no_ceilings = 1; break;
 		case 'W': if (cli_weights("--weights", optarg, &weights)) return 2; break;
@@ -364,6 +392,19 @@ int cmd_bench(int argc, char **argv)
 	if (duet_model_open(&b.m, model, &mo, &err))
 		return cli_fail("bench", "%s", err.msg);
 	cli_weights_note("bench", weights, b.m);
+	if (profile) {
+		const char *base = strrchr(model, '/');
+		struct bench_profile_args pa = {
+			.path = profile, .name = pname ? pname : base ? base + 1 : model,
+			.threads = (int)threads, .reps = (int)reps, .chunk = (int)chunk,
+			.kv_mb = kv_mb, .link_gb_s = link, .price = price, .kv_dtype = kvt,
+			.batches = batches, .depths = depths,
+			.n_batches = lists_given & 1 ? n_batches : 0,
+			.n_depths = lists_given & 2 ? n_depths : 0};
+		int prc = bench_profile_run(b.m, &pa, &err);
+		duet_model_close(b.m);
+		return prc ? cli_fail("bench", "%s", err.msg) : 0;
+	}
 	const struct duet_config *cfg = &b.m->cfg;
 	int max_b = 1, max_d = 0;
 	for (int i = 0; i < n_batches; i++)

@@ -499,14 +499,10 @@ int cmd_replay(int argc, char **argv)
 		goto fail;
 	a.ro.model = model;
 	if (a.rate > 0) {
-		double span = t.req[t.n - 1].arrival_s;
-		if (t.n < 2 || span <= 0) {
-			duet_errf(&err, "--rate needs a slice of at least 2 requests spread in time");
+		if (trace_rate_scale(&t, a.rate, &a.ro.rate_scale, &err))
 			goto fail;
-		}
-		a.ro.rate_scale = a.rate / ((t.n - 1) / span);
-		printf("rate: the slice's %.3f requests/s scaled by %.4f to %.3f\n", (t.n - 1) / span,
-		       a.ro.rate_scale, a.rate);
+		printf("rate: the slice's %.3f requests/s scaled by %.4f to %.3f\n",
+		       a.rate / a.ro.rate_scale, a.ro.rate_scale, a.rate);
 	}
 	if (!a.max_context)
 		a.max_context = ctx;

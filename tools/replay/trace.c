@@ -437,3 +437,12 @@ int trace_fit(struct trace *t, double prompt_scale, double output_scale, int max
 	}
 	return 0;
 }
+
+int trace_rate_scale(const struct trace *t, double rate, double *scale, struct duet_err *err)
+{
+	double span = t->n ? t->req[t->n - 1].arrival_s : 0;
+	if (t->n < 2 || span <= 0)
+		return duet_errf(err, "--rate needs a slice of at least 2 requests spread in time");
+	*scale = rate / ((t->n - 1) / span);
+	return 0;
+}

@@ -68,4 +68,8 @@ int trace_slice(struct trace *t, double start_s, double duration_s, int max_requ
 int trace_fit(struct trace *t, double prompt_scale, double output_scale, int max_context,
 	      struct trace_fit *fit, struct duet_err *err);
 
+/* The arrival-time divisor that makes t's mean rate `rate` requests/s
+ * (its first to last arrival); errors for a slice with no span. */
+int trace_rate_scale(const struct trace *t, double rate, double *scale, struct duet_err *err);
+
 #endif

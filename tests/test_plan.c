@@ -1,0 +1,254 @@
+/* duet plan's simulator (tools/plan/sim.c): a timeline checked by hand,
+ * determinism for a seed, placements that are router_place's own, and
+ * node profiles read and scaled. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/prefix_cache.h"
+#include "plan/plan.h"
+#include "testutil.h"
+
+/* (cmocka of Debian 12 has no assert_double_equal) */
+#define assert_near(a, b, eps) assert_true(fabs((double)(a) - (double)(b)) <= (eps))
+
+/* Every pass 10 ms, whatever it carries; no link delay. */
+static struct plan_profile flat(void)
+{
+	struct plan_profile p;
+	plan_profile_defaults(&p);
+	p.base_ms = 10;
+	p.max_batch_tokens = 512;
+	p.link_latency_ms = 0;
+	p.kv_bytes_per_token = 1000;
+	return p;
+}
+
+static void make_trace(struct trace *t, int n, const double *at, const int *prompt, const int *out)
+{
+	memset(t, 0, sizeof *t);
+	t->req = calloc((size_t)n, sizeof *t->req);
+	assert_non_null(t->req);
+	t->n = n;
+	t->format = TRACE_PLAIN;
+	for (int i = 0; i < n; i++)
+		t->req[i] = (struct trace_req){at[i], prompt[i], out[i], 0, NULL};
+}
+
+static void run(const struct sim_cfg *c, const struct trace *t, struct replay_result *res,
+		struct sim_req *out)
+{
+	struct synth syn;
+	struct sim_stats st;
+	struct duet_err err;
+	assert_int_equal(synth_init(&syn, 1, PLAN_VOCAB, 0, &err), 0);
+	memset(res, 0, sizeof *res * (size_t)t->n);
+	int rc = sim_run(c, t, &syn, 1.0, res, out, &st, &err);
+	if (rc)
+		fail_msg("%s", err.msg);
+}
+
+/* One colocated node, 10 ms a pass, three requests:
+ *   A at 0 (10-token prompt, 3 tokens): prefill [0, 10] -> 10; steps -> 20, 30
+ *   B at 15 ms (2 tokens): joins the step from 20: its prompt [20, 30] -> 30,
+ *     then [30, 40] -> 40 (A ended at 30)
+ *   C at 100 ms (1 token): [100, 110] -> 110 */
+static void test_hand_timeline(void **state)
+{
+	(void)state;
+	struct plan_profile p = flat();
+	struct trace t;
+	make_trace(&t, 3, (double[]){0, 0.015, 0.1}, (int[]){10, 10, 5}, (int[]){3, 2, 1});
+	struct sim_cfg c = {.n_prefill = 0, .n_decode = 1, .prefill = &p, .decode = &p,
+			    .policy = ROUTER_POLICY_COLOCATED, .local_max_prompt = 64,
+			    .report_ms = 200, .seed = 1, .keep_tokens = 1};
+	struct replay_result res[3];
+	run(&c, &t, res, NULL);
+	const double want[3][3] = {{0.010, 0.020, 0.030}, {0.030, 0.040}, {0.110}};
+	const int n[3] = {3, 2, 1};
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(res[i].status, RS_OK);
+		assert_int_equal(res[i].n_tok, n[i]);
+		for (int k = 0; k < n[i]; k++)
+			assert_near(res[i].tok_s[k], want[i][k], 1e-9);
+		assert_near(res[i].done_s, want[i][n[i] - 1], 1e-9);
+	}
+	replay_results_free(res, 3);
+	trace_free(&t);
+}
+
+/* A disaggregated request: the prompt on the prefill node (one 10 ms
+ * batch), its first token from there, the KV over the link (1000 bytes a
+ * token at 1 GB/s: 10 us), then decode steps. */
+static void test_hand_disaggregated(void **state)
+{
+	(void)state;
+	struct plan_profile p = flat();
+	p.link_gb_s = 1;
+	p.ingest_gb_s = 1e6;
+	struct trace t;
+	make_trace(&t, 1, (double[]){0}, (int[]){100}, (int[]){3});
+	struct sim_cfg c = {.n_prefill = 1, .n_decode = 1, .prefill = &p, .decode = &p,
+			    .policy = ROUTER_POLICY_LENGTH_AWARE, .local_max_prompt = 64,
+			    .report_ms = 200, .seed = 1, .keep_tokens = 1};
+	struct replay_result res[1];
+	struct sim_req out[1];
+	run(&c, &t, res, out);
+	assert_int_equal(out[0].pnode, 0);
+	assert_int_equal(out[0].dnode, 1);
+	assert_int_equal(res[0].n_tok, 3);
+	/* the KV (100 KB) streams from the prompt's start: done by 0.1 ms */
+	double kv = 100 * 1000 / 1e9, ingest = 100 * 1000 / 1e15;
+	assert_near(res[0].tok_s[0], 0.010, 1e-9);
+	assert_near(res[0].tok_s[1], 0.010 + ingest + 0.010, 1e-9);
+	assert_near(res[0].tok_s[2], 0.010 + ingest + 0.020, 1e-9);
+	assert_true(kv < 0.010);
+	replay_results_free(res, 1);
+	trace_free(&t);
+}
+
+/* A busy trace of 300 requests on 2 + 3 nodes. */
+static void busy_trace(struct trace *t)
+{
+	enum { N = 300 };
+	double at[N];
+	int pr[N], out[N];
+	uint64_t x = 12345;
+	double now = 0;
+	for (int i = 0; i < N; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		now += (double)(x % 1000) / 4000.0;
+		at[i] = now;
+		pr[i] = 8 + (int)((x >> 20) % 1500);
+		out[i] = 1 + (int)((x >> 40) % 200);
+	}
+	make_trace(t, N, at, pr, out);
+}
+
+static void test_deterministic(void **state)
+{
+	(void)state;
+	struct plan_profile p = flat();
+	p.base_ms = 5;
+	p.seq_ms = 0.5;
+	p.token_ms = 0.2;
+	p.kctx_ms = 0.3;
+	struct trace t;
+	busy_trace(&t);
+	struct sim_cfg c = {.n_prefill = 2, .n_decode = 3, .prefill = &p, .decode = &p,
+			    .policy = ROUTER_POLICY_LENGTH_AWARE, .local_max_prompt = 64,
+			    .slo_ttft_ms = 2000, .slo_tbt_ms = 60, .report_ms = 200, .seed = 7,
+			    .keep_tokens = 1};
+	struct replay_result *a = calloc((size_t)t.n, sizeof *a), *b = calloc((size_t)t.n, sizeof *b);
+	struct sim_req *oa = calloc((size_t)t.n, sizeof *oa), *ob = calloc((size_t)t.n, sizeof *ob);
+	run(&c, &t, a, oa);
+	run(&c, &t, b, ob);
+	int local = 0, disagg = 0, ok = 0;
+	for (int i = 0; i < t.n; i++) {
+		assert_int_equal(a[i].status, b[i].status);
+		assert_int_equal(a[i].n_tok, b[i].n_tok);
+		for (int k = 0; k < a[i].n_tok; k++)
+			assert_true(a[i].tok_s[k] == b[i].tok_s[k]);
+		assert_int_equal(oa[i].dnode, ob[i].dnode);
+		ok += a[i].status == RS_OK;
+		if (a[i].status == RS_OK) {
+			assert_int_equal(a[i].n_tok, t.req[i].output_tokens);
+			local += oa[i].pnode < 0;
+			disagg += oa[i].pnode >= 0;
+		}
+	}
+	/* both kinds of placement happen, and most requests are served */
+	assert_true(local > 0 && disagg > 0);
+	assert_true(ok > t.n / 2);
+	replay_results_free(a, t.n);
+	replay_results_free(b, t.n);
+	free(a);
+	free(b);
+	free(oa);
+	free(ob);
+	trace_free(&t);
+}
+
+/* The reasons the simulator records are router_place's own static texts:
+ * a placement decided anywhere but router/place.c fails this. */
+static void test_router_placement(void **state)
+{
+	(void)state;
+	static struct duet_model model;
+	static struct router R;
+	int prompt[200];
+	tu_random_prompt(prompt, 200, 3);
+	memset(&R, 0, sizeof R);
+	model.cfg.ctx_len = 4096;
+	R.model = &model;
+	R.policy = ROUTER_POLICY_LENGTH_AWARE;
+	R.cfg.local_max_prompt = 64;
+	const Duet__Role roles[2] = {DUET__ROLE__ROLE_PREFILL, DUET__ROLE__ROLE_DECODE};
+	for (int i = 0; i < 2; i++) {
+		R.nodes[i].role = roles[i];
+		R.nodes[i].alive = 1;
+		R.nodes[i].block_tokens = 16;
+		R.nodes[i].kv_free = R.nodes[i].kv_total = 1000;
+	}
+	R.n_nodes = 2;
+	struct rreq q = {.prompt = prompt, .n_prompt = 10, .max_tokens = 4};
+	struct router_placement short_pl, long_pl;
+	struct duet_err err;
+	assert_int_equal(router_place(&R, &q, &short_pl, &err), 0);
+	q.n_prompt = 200;
+	assert_int_equal(router_place(&R, &q, &long_pl, &err), 0);
+
+	struct plan_profile p = flat();
+	struct trace t;
+	make_trace(&t, 2, (double[]){0, 1}, (int[]){10, 200}, (int[]){4, 4});
+	struct sim_cfg c = {.n_prefill = 1, .n_decode = 1, .prefill = &p, .decode = &p,
+			    .policy = ROUTER_POLICY_LENGTH_AWARE, .local_max_prompt = 64,
+			    .report_ms = 200, .seed = 1, .keep_tokens = 1};
+	struct replay_result res[2];
+	struct sim_req out[2];
+	run(&c, &t, res, out);
+	assert_ptr_equal(out[0].reason, short_pl.reason);
+	assert_ptr_equal(out[1].reason, long_pl.reason);
+	assert_int_equal(out[0].pnode, -1);
+	assert_int_equal(out[1].pnode, 0);
+	replay_results_free(res, 2);
+	trace_free(&t);
+}
+
+static void test_profile_json(void **state)
+{
+	(void)state;
+	struct duet_err err;
+	struct plan_profile p = flat(), q;
+	p.seq_ms = 2;
+	p.kv_tokens = 100000;
+	json_t *j = plan_profile_to_json(&p);
+	assert_int_equal(plan_profile_from_json(j, "test", &q, &err), 0);
+	assert_near(q.base_ms, 10, 0);
+	assert_int_equal(q.kv_tokens, 100000);
+	/* faster arithmetic and memory: the parts each bounds scale */
+	plan_profile_scale(&q, 4, 2, 3);
+	assert_near(q.base_ms, 5, 1e-12);
+	assert_near(q.seq_ms, 0.5, 1e-12);
+	assert_int_equal(q.kv_tokens, 300000);
+	/* a wrong field is named */
+	json_object_set_new(json_object_get(j, "step"), "seq_ms", json_string("fast"));
+	assert_int_not_equal(plan_profile_from_json(j, "test", &q, &err), 0);
+	assert_non_null(strstr(err.msg, "seq_ms"));
+	json_object_del(j, "step");
+	assert_int_not_equal(plan_profile_from_json(j, "test", &q, &err), 0);
+	assert_non_null(strstr(err.msg, "step"));
+	json_decref(j);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hand_timeline),
+		cmocka_unit_test(test_hand_disaggregated),
+		cmocka_unit_test(test_deterministic),
+		cmocka_unit_test(test_router_placement),
+		cmocka_unit_test(test_profile_json),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,161 @@
+/* Node profiles: the JSON form, defaults, prediction and scaling. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "plan/profile.h"
+
+void plan_profile_defaults(struct plan_profile *p)
+{
+	memset(p, 0, sizeof *p);
+	snprintf(p->name, sizeof p->name, "node");
+	p->threads = 1;
+	/* the nodes' own defaults (common/node/node.c) */
+	p->max_batch_tokens = 512;
+	p->max_batch_seqs = 64;
+	p->block_tokens = 16;
+	p->kv_tokens = 1 << 16;
+	p->ctx_len = 4096;
+	/* a stated link: 10 GbE, a message's trip through ZeroMQ on it */
+	p->link_gb_s = 1.25;
+	p->link_latency_ms = 0.1;
+	p->ingest_gb_s = 10;
+	p->price_per_hour = 1;
+}
+
+/* A fitted coefficient may come out slightly negative where its feature
+ * barely varied; no cost it stands for can be. */
+static double pos(double c)
+{
+	return c > 0 ? c : 0;
+}
+
+double plan_profile_step_ms(const struct plan_profile *p, int seqs, long prefill_tokens,
+			    double positions, double pairs)
+{
+	return pos(p->base_ms) + pos(p->seq_ms) * seqs + pos(p->token_ms) * (double)prefill_tokens +
+	       pos(p->kctx_ms) * positions / 1024.0 + pos(p->kpair_ms) * pairs / 1048576.0;
+}
+
+static int get_num(json_t *o, const char *key, const char *name, double lo, double hi,
+		   double *out, int required, struct duet_err *err)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v) {
+		if (required)
+			return duet_errf(err, "%s: field '%s' is missing", name, key);
+		return 0;
+	}
+	if (!json_is_number(v))
+		return duet_errf(err, "%s: field '%s' is not a number", name, key);
+	double x = json_number_value(v);
+	if (!isfinite(x) || x < lo || x > hi)
+		return duet_errf(err, "%s: field '%s' = %g is outside [%g, %g]", name, key, x, lo, hi);
+	*out = x;
+	return 0;
+}
+
+static int get_int(json_t *o, const char *key, const char *name, long lo, long hi, long *out,
+		   struct duet_err *err)
+{
+	double x = (double)*out;
+	if (get_num(o, key, name, (double)lo, (double)hi, &x, 0, err))
+		return -1;
+	if (x != floor(x))
+		return duet_errf(err, "%s: field '%s' = %g is not a whole number", name, key, x);
+	*out = (long)x;
+	return 0;
+}
+
+static int get_str(json_t *o, const char *key, const char *name, char *out, size_t cap,
+		   struct duet_err *err)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v)
+		return 0;
+	if (!json_is_string(v))
+		return duet_errf(err, "%s: field '%s' is not a string", name, key);
+	if (strlen(json_string_value(v)) >= cap)
+		return duet_errf(err, "%s: field '%s' is longer than %zu bytes", name, key, cap - 1);
+	snprintf(out, cap, "%s", json_string_value(v));
+	return 0;
+}
+
+int plan_profile_from_json(json_t *j, const char *name, struct plan_profile *p,
+			   struct duet_err *err)
+{
+	plan_profile_defaults(p);
+	if (!json_is_object(j))
+		return duet_errf(err, "%s: a profile is a JSON object", name);
+	json_t *step = json_object_get(j, "step");
+	if (!json_is_object(step))
+		return duet_errf(err, "%s: field 'step' (the step-time model) is missing", name);
+	long threads = p->threads, mbt = p->max_batch_tokens, mbs = p->max_batch_seqs,
+	     bt = p->block_tokens, kvt = p->kv_tokens, ctx = p->ctx_len;
+	if (get_str(j, "name", name, p->name, sizeof p->name, err) ||
+	    get_str(j, "model", name, p->model, sizeof p->model, err) ||
+	    get_num(step, "base_ms", name, -1e6, 1e6, &p->base_ms, 1, err) ||
+	    get_num(step, "seq_ms", name, -1e6, 1e6, &p->seq_ms, 1, err) ||
+	    get_num(step, "token_ms", name, -1e6, 1e6, &p->token_ms, 1, err) ||
+	    get_num(step, "kctx_ms", name, -1e6, 1e6, &p->kctx_ms, 1, err) ||
+	    get_num(step, "kpair_ms", name, -1e6, 1e6, &p->kpair_ms, 0, err) ||
+	    get_int(j, "threads", name, 1, 1 << 16, &threads, err) ||
+	    get_int(j, "max_batch_tokens", name, 1, 1 << 20, &mbt, err) ||
+	    get_int(j, "max_batch_seqs", name, 1, 1 << 16, &mbs, err) ||
+	    get_int(j, "block_tokens", name, 1, 1 << 16, &bt, err) ||
+	    get_int(j, "kv_tokens", name, 1, 1L << 40, &kvt, err) ||
+	    get_int(j, "ctx_len", name, 2, 1 << 24, &ctx, err) ||
+	    get_num(j, "kv_bytes_per_token", name, 0, 1e12, &p->kv_bytes_per_token, 0, err) ||
+	    get_num(j, "link_gb_s", name, 1e-6, 1e6, &p->link_gb_s, 0, err) ||
+	    get_num(j, "link_latency_ms", name, 0, 1e6, &p->link_latency_ms, 0, err) ||
+	    get_num(j, "ingest_gb_s", name, 1e-6, 1e6, &p->ingest_gb_s, 0, err) ||
+	    get_num(j, "price_per_hour", name, 0, 1e9, &p->price_per_hour, 0, err))
+		return -1;
+	if (plan_profile_step_ms(p, 1, 0, 0, 0) <= 0)
+		return duet_errf(err, "%s: the step model gives a step of one sequence no time", name);
+	if (kvt < ctx)
+		return duet_errf(err, "%s: kv_tokens %ld holds less than one sequence of ctx_len %ld",
+				 name, kvt, ctx);
+	p->threads = (int)threads;
+	p->max_batch_tokens = (int)mbt;
+	p->max_batch_seqs = (int)mbs;
+	p->block_tokens = (int)bt;
+	p->kv_tokens = kvt;
+	p->ctx_len = (int)ctx;
+	return 0;
+}
+
+int plan_profile_load(const char *path, struct plan_profile *p, struct duet_err *err)
+{
+	json_error_t je;
+	json_t *j = json_load_file(path, 0, &je);
+	if (!j)
+		return duet_errf(err, "%s:%d: %s", path, je.line, je.text);
+	int rc = plan_profile_from_json(j, path, p, err);
+	json_decref(j);
+	return rc;
+}
+
+json_t *plan_profile_to_json(const struct plan_profile *p)
+{
+	return json_pack("{s:s, s:s, s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:i, s:i, s:i, s:f, s:I, s:i, "
+			 "s:f, s:f, s:f, s:f}",
+			 "name", p->name, "model", p->model, "threads", p->threads, "step",
+			 "base_ms", p->base_ms, "seq_ms", p->seq_ms, "token_ms", p->token_ms,
+			 "kctx_ms", p->kctx_ms, "kpair_ms", p->kpair_ms, "max_batch_tokens", p->max_batch_tokens,
+			 "max_batch_seqs", p->max_batch_seqs, "block_tokens", p->block_tokens,
+			 "kv_bytes_per_token", p->kv_bytes_per_token, "kv_tokens",
+			 (json_int_t)p->kv_tokens, "ctx_len", p->ctx_len, "link_gb_s", p->link_gb_s,
+			 "link_latency_ms", p->link_latency_ms, "ingest_gb_s", p->ingest_gb_s,
+			 "price_per_hour", p->price_per_hour);
+}
+
+void plan_profile_scale(struct plan_profile *p, double compute, double bandwidth, double memory)
+{
+	p->base_ms /= bandwidth;
+	p->kctx_ms /= bandwidth;
+	p->kpair_ms /= compute; /* chunk attention is matrix products */
+	p->seq_ms /= compute;
+	p->token_ms /= compute;
+	p->kv_tokens = (long)((double)p->kv_tokens * memory);
+}

@@ -1,0 +1,69 @@
+/* Node profiles for `duet plan`: what a simulated node needs to know of
+ * the machine it stands for. A forward pass (a decode step, a prefill
+ * batch) takes
+ *
+ *   base_ms + seq_ms * seqs + token_ms * prefill_tokens
+ *   + kctx_ms * positions / 1024 + kpair_ms * pairs / 2^20
+ *
+ * milliseconds, where positions sums the sequences' lengths after the pass
+ * (what decode attention reads) and pairs sums, over the prefill chunks,
+ * rows times the positions before them (what chunk attention adds).
+ * The first four terms are the step-time model a decode node fits online
+ * and reports to the router
+ * (decode-node/step.c), here fitted offline over a grid of batches,
+ * contexts and chunks by `duet bench --profile`, or written by hand for a
+ * machine we do not have, or scaled from a measured one.
+ *
+ * The JSON form (every field but the fit's coefficients optional):
+ *   {"name": "...", "model": "...", "threads": 1,
+ *    "step": {"base_ms": .., "seq_ms": .., "token_ms": .., "kctx_ms": ..,
+ *             "kpair_ms": .. (optional)},
+ *    "max_batch_tokens": 64, "max_batch_seqs": 64, "block_tokens": 16,
+ *    "kv_bytes_per_token": .., "kv_tokens": .., "ctx_len": ..,
+ *    "link_gb_s": .., "link_latency_ms": .., "ingest_gb_s": ..,
+ *    "price_per_hour": .., "points": [...measured, for the record]} */
+#ifndef DUET_PLAN_PROFILE_H
+#define DUET_PLAN_PROFILE_H
+
+#include <jansson.h>
+
+#include "base/err.h"
+
+#define PLAN_NAME_MAX 64
+#define PLAN_MODEL_MAX 256
+
+struct plan_profile {
+	char name[PLAN_NAME_MAX];
+	char model[PLAN_MODEL_MAX]; /* what it was measured with (free text) */
+	int threads;
+	double base_ms, seq_ms, token_ms, kctx_ms, kpair_ms;
+	int max_batch_tokens; /* a node's max-batch-tokens: chunk of a prefill */
+	int max_batch_seqs;   /* prompts in one prefill batch */
+	int block_tokens;     /* KV positions per block */
+	double kv_bytes_per_token;
+	long kv_tokens;	       /* positions the node's KV memory holds */
+	int ctx_len;	       /* longest sequence */
+	double link_gb_s;      /* KV sent from this node (prefill) */
+	double link_latency_ms; /* one message between two nodes */
+	double ingest_gb_s;    /* KV written into a decode node's cache */
+	double price_per_hour;
+};
+
+/* Defaults of a field a hand-written profile leaves out. */
+void plan_profile_defaults(struct plan_profile *p);
+/* Milliseconds of a forward pass of this shape. */
+double plan_profile_step_ms(const struct plan_profile *p, int seqs, long prefill_tokens,
+			    double positions, double pairs);
+/* From JSON (a file's root); err names the field that is wrong. */
+int plan_profile_from_json(json_t *j, const char *name, struct plan_profile *p,
+			   struct duet_err *err);
+int plan_profile_load(const char *path, struct plan_profile *p, struct duet_err *err);
+/* A new JSON object (the caller decrefs). */
+json_t *plan_profile_to_json(const struct plan_profile *p);
+/* A machine `compute` times as fast at arithmetic and `bandwidth` times
+ * at reading memory, with `memory` times the KV memory: the weight-reading
+ * part of a step (base, attention over the KV) scales with bandwidth, the
+ * per-row arithmetic (seq, token) with compute. */
+void plan_profile_scale(struct plan_profile *p, double compute, double bandwidth, double memory);
+
+#endif

@@ -1,0 +1,676 @@
+/* The discrete-event simulator of `duet plan` (sim.h says what it models).
+ * Time is in seconds from the trace's start; one event heap orders
+ * arrivals, messages, forward passes ending and load reports, ties broken
+ * by the order events were made, so a run is a pure function of its
+ * inputs and seed. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/grow.h"
+#include "engine/model.h"
+#include "plan/sim.h"
+
+enum ev_type {
+	EV_ARRIVE,	/* a request reaches the router */
+	EV_RESERVE,	/* KvReserve reaches the decode node */
+	EV_WORK,	/* PrefillWork reaches the prefill node */
+	EV_LOCAL,	/* LocalWork reaches the decode node */
+	EV_PASS_DONE,	/* a node's forward pass ends */
+	EV_KV,		/* a prompt's KV has reached its decode node */
+	EV_REPORT,	/* a node's load report reaches the router */
+};
+
+struct ev {
+	double t;
+	uint64_t order;
+	int type, a; /* a: request or node */
+};
+
+enum sreq_state { SQ_WAIT_ROUTER, SQ_QUEUED, SQ_PREFILL, SQ_WAIT_KV, SQ_INGEST, SQ_LOCAL,
+		  SQ_RUNNING, SQ_DONE };
+
+struct sreq {
+	struct rreq q; /* what the router sees */
+	enum sreq_state st;
+	int prefilled;	/* prompt tokens computed */
+	int n_gen;	/* tokens produced */
+	int blocks;	/* KV blocks held on the decode node */
+	int step_rows;	/* rows in the current pass */
+	double pass_start; /* prefill: when its first chunk began */
+	double *tok;	/* token times, or the last one and gaps when not kept */
+	int cap_tok;
+	double last_tok;
+	double *gaps; /* keep_tokens 0: this request's gaps, for its p99 */
+	int n_gaps, cap_gaps;
+};
+
+struct snode {
+	int decode; /* role */
+	const struct plan_profile *p;
+	int busy;   /* a pass is running */
+	int *reqs;  /* requests on the node, in arrival order */
+	int n_reqs, cap_reqs;
+	int *batch; /* requests in the running pass */
+	int n_batch, cap_batch;
+	long pass_tokens;
+	double pass_t0;
+	int blocks_free, blocks_total;
+	double rate;	/* prefill: tokens/s, as the node averages it */
+	double step_ms; /* decode: as the node averages it */
+	unsigned steps;
+	double link_free; /* prefill: its link is busy until */
+	double ingest_s;  /* decode: KV to write before the next pass */
+	uint64_t report_seq;
+	double phase;	  /* its reports come at phase + k * report-ms */
+	int report_armed; /* a report is in the heap */
+	int dirty;	  /* changed since its last report */
+};
+
+struct sim {
+	const struct sim_cfg *c;
+	struct router *r;
+	struct duet_model model;
+	struct ev *heap;
+	int n_heap, cap_heap;
+	uint64_t order;
+	struct sreq *rq;
+	int n_rq;
+	struct snode *nodes;
+	int n_nodes;
+	int *waitq; /* requests no decode node had room for, FIFO */
+	int n_waitq, cap_waitq;
+	double now;
+	struct replay_result *res;
+	struct sim_req *out;
+	struct sim_stats *st;
+	struct duet_err *err;
+	int failed; /* out of memory: stop */
+	int left;   /* requests not ended */
+};
+
+/* ---- the event heap ---- */
+
+static int ev_before(const struct ev *x, const struct ev *y)
+{
+	return x->t < y->t || (x->t == y->t && x->order < y->order);
+}
+
+static void push(struct sim *s, double t, int type, int a)
+{
+	struct ev *h = duet_grow(s->heap, &s->cap_heap, s->n_heap + 1, sizeof *h, 1024);
+	if (!h) {
+		s->failed = 1;
+		return;
+	}
+	s->heap = h;
+	int i = s->n_heap++;
+	struct ev e = {t, s->order++, type, a};
+	while (i > 0 && ev_before(&e, &h[(i - 1) / 2])) {
+		h[i] = h[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	h[i] = e;
+}
+
+static struct ev pop(struct sim *s)
+{
+	struct ev *h = s->heap, top = h[0], last = h[--s->n_heap];
+	int i = 0;
+	for (;;) {
+		int c = 2 * i + 1;
+		if (c >= s->n_heap)
+			break;
+		if (c + 1 < s->n_heap && ev_before(&h[c + 1], &h[c]))
+			c++;
+		if (!ev_before(&h[c], &last))
+			break;
+		h[i] = h[c];
+		i = c;
+	}
+	if (s->n_heap)
+		h[i] = last;
+	return top;
+}
+
+static int add_int(struct sim *s, int **l, int *n, int *cap, int v)
+{
+	int *nl = duet_grow(*l, cap, *n + 1, sizeof *nl, 16);
+	if (!nl)
+		return s->failed = 1, -1;
+	*l = nl;
+	nl[(*n)++] = v;
+	return 0;
+}
+
+static void del_int(int *l, int *n, int v)
+{
+	for (int i = 0; i < *n; i++)
+		if (l[i] == v) {
+			memmove(&l[i], &l[i + 1], sizeof *l * (size_t)(*n - i - 1));
+			(*n)--;
+			return;
+		}
+}
+
+static double link_latency(const struct sim *s)
+{
+	return s->c->decode->link_latency_ms / 1e3;
+}
+
+/* ---- requests: tokens and the end ---- */
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* A token of request i leaves its node at time t. */
+static void token(struct sim *s, int i, double t)
+{
+	struct sreq *q = &s->rq[i];
+	struct replay_result *res = &s->res[i];
+	double at = t + link_latency(s) + s->c->client_ms / 1e3;
+	if (s->c->keep_tokens) {
+		double *nt = duet_grow(q->tok, &q->cap_tok, res->n_tok + 1, sizeof *nt, 64);
+		if (!nt) {
+			s->failed = 1;
+			return;
+		}
+		q->tok = res->tok_s = nt;
+		nt[res->n_tok] = at;
+	} else if (res->n_tok == 0) {
+		s->out[i].ttft_s = at - res->sent_s;
+	} else {
+		double *g = duet_grow(q->gaps, &q->cap_gaps, q->n_gaps + 1, sizeof *g, 64);
+		if (!g) {
+			s->failed = 1;
+			return;
+		}
+		q->gaps = g;
+		g[q->n_gaps++] = at - q->last_tok;
+	}
+	q->last_tok = at;
+	res->n_tok++;
+	q->n_gen++;
+}
+
+static void try_waitq(struct sim *s);
+
+/* Request i produced its last token on decode node d. */
+static void finish(struct sim *s, int i, int d)
+{
+	struct sreq *q = &s->rq[i];
+	struct snode *n = &s->nodes[d];
+	struct replay_result *res = &s->res[i];
+	n->blocks_free += q->blocks;
+	q->blocks = 0;
+	del_int(n->reqs, &n->n_reqs, i);
+	q->st = SQ_DONE;
+	s->left--;
+	res->status = RS_OK;
+	res->done_s = q->last_tok;
+	if (!s->c->keep_tokens) {
+		qsort(q->gaps, (size_t)q->n_gaps, sizeof *q->gaps, cmp_dbl);
+		s->out[i].tbt_p99_s = replay_percentile(q->gaps, q->n_gaps, 99);
+		free(q->gaps);
+		q->gaps = NULL;
+		q->n_gaps = q->cap_gaps = 0;
+	}
+	router_placement_end(s->r, &q->q);
+	free(q->q.prompt);
+	q->q.prompt = NULL;
+	try_waitq(s);
+}
+
+static void fail(struct sim *s, int i, const char *kind)
+{
+	struct replay_result *res = &s->res[i];
+	s->rq[i].st = SQ_DONE;
+	s->left--;
+	res->status = RS_FAILED;
+	snprintf(res->kind, sizeof res->kind, "%s", kind);
+	res->done_s = s->now;
+	free(s->rq[i].q.prompt);
+	s->rq[i].q.prompt = NULL;
+}
+
+/* ---- nodes ---- */
+
+static int blocks_for(const struct plan_profile *p, long tokens)
+{
+	return (int)((tokens + p->block_tokens - 1) / p->block_tokens);
+}
+
+static void start_pass(struct sim *s, int ni);
+
+/* Node ni changed: its next report must tell. An idle node whose last
+ * report still holds sends none (the router's view of it would not
+ * change), so a day of a thousand nodes is not a billion reports. */
+static void touch(struct sim *s, int ni)
+{
+	struct snode *n = &s->nodes[ni];
+	n->dirty = 1;
+	if (n->report_armed)
+		return;
+	double period = s->c->report_ms / 1e3;
+	double k = ceil((s->now - n->phase) / period);
+	double t = n->phase + (k > 0 ? k : 0) * period;
+	if (t <= s->now)
+		t += period;
+	n->report_armed = 1;
+	push(s, t, EV_REPORT, ni);
+}
+
+static void kick(struct sim *s, int ni)
+{
+	if (!s->nodes[ni].busy)
+		start_pass(s, ni);
+}
+
+/* A prefill node's next batch: its FIFO queue, chunks up to
+ * max-batch-tokens, at most max-batch-seqs prompts (prefill-node/queue.c). */
+static void start_prefill(struct sim *s, int ni)
+{
+	struct snode *n = &s->nodes[ni];
+	const struct plan_profile *p = n->p;
+	long budget = p->max_batch_tokens;
+	double positions = 0, pairs = 0;
+	n->n_batch = 0;
+	for (int k = 0; k < n->n_reqs && budget > 0 && n->n_batch < p->max_batch_seqs; k++) {
+		int i = n->reqs[k];
+		struct sreq *q = &s->rq[i];
+		int left = q->q.n_prompt - q->prefilled, take = left < budget ? left : (int)budget;
+		if (q->prefilled == 0)
+			q->pass_start = s->now;
+		budget -= take;
+		q->step_rows = take;
+		positions += q->prefilled + take;
+		pairs += (double)take * q->prefilled;
+		if (add_int(s, &n->batch, &n->n_batch, &n->cap_batch, i))
+			return;
+	}
+	if (!n->n_batch)
+		return;
+	n->pass_tokens = p->max_batch_tokens - budget;
+	n->pass_t0 = s->now;
+	n->busy = 1;
+	double ms = plan_profile_step_ms(p, n->n_batch, n->pass_tokens, positions, pairs);
+	push(s, s->now + ms / 1e3, EV_PASS_DONE, ni);
+	s->st->prefill_batches++;
+}
+
+/* A decode node's next step: every running sequence, then local prefill
+ * chunks oldest first up to max-batch-tokens (decode-node/step.c); KV
+ * received since the last step is written first. */
+static void start_decode(struct sim *s, int ni)
+{
+	struct snode *n = &s->nodes[ni];
+	const struct plan_profile *p = n->p;
+	long budget = p->max_batch_tokens;
+	double positions = 0, pairs = 0;
+	n->n_batch = 0;
+	for (int k = 0; k < n->n_reqs; k++) {
+		int i = n->reqs[k];
+		struct sreq *q = &s->rq[i];
+		if (q->st == SQ_INGEST)
+			q->st = SQ_RUNNING; /* written by this step's ingest */
+		if (q->st != SQ_RUNNING)
+			continue;
+		q->step_rows = 1;
+		positions += q->q.n_prompt + q->n_gen;
+		if (add_int(s, &n->batch, &n->n_batch, &n->cap_batch, i))
+			return;
+	}
+	for (int k = 0; k < n->n_reqs && budget > 0; k++) {
+		int i = n->reqs[k];
+		struct sreq *q = &s->rq[i];
+		if (q->st != SQ_LOCAL)
+			continue;
+		int left = q->q.n_prompt - q->prefilled, take = left < budget ? left : (int)budget;
+		budget -= take;
+		q->step_rows = take;
+		positions += q->prefilled + take;
+		pairs += (double)take * q->prefilled;
+		if (add_int(s, &n->batch, &n->n_batch, &n->cap_batch, i))
+			return;
+	}
+	double ingest = n->ingest_s;
+	n->ingest_s = 0;
+	if (!n->n_batch && ingest <= 0)
+		return;
+	n->pass_tokens = p->max_batch_tokens - budget;
+	n->pass_t0 = s->now;
+	n->busy = 1;
+	double ms = n->n_batch ? plan_profile_step_ms(p, n->n_batch, n->pass_tokens, positions, pairs)
+			       : 0;
+	if (n->n_batch) {
+		n->step_ms = n->step_ms == 0 ? ms : 0.9 * n->step_ms + 0.1 * ms;
+		n->steps++;
+		s->st->steps++;
+	}
+	push(s, s->now + ingest + ms / 1e3, EV_PASS_DONE, ni);
+}
+
+static void start_pass(struct sim *s, int ni)
+{
+	if (s->nodes[ni].decode)
+		start_decode(s, ni);
+	else
+		start_prefill(s, ni);
+}
+
+/* The prompt's KV is complete where it was computed: the router learns
+ * it from the first token (router_placement_prompt_done). */
+static void prompt_done(struct sim *s, int i)
+{
+	router_placement_prompt_done(s->r, &s->rq[i].q);
+}
+
+static void prefill_done(struct sim *s, int ni)
+{
+	struct snode *n = &s->nodes[ni];
+	double dt = s->now - n->pass_t0;
+	double rate = (double)n->pass_tokens / (dt + 1e-9);
+	n->rate = n->rate == 0 ? rate : 0.8 * n->rate + 0.2 * rate;
+	for (int k = 0; k < n->n_batch; k++) {
+		int i = n->batch[k];
+		struct sreq *q = &s->rq[i];
+		q->prefilled += q->step_rows;
+		if (q->prefilled < q->q.n_prompt)
+			continue;
+		del_int(n->reqs, &n->n_reqs, i);
+		prompt_done(s, i);
+		token(s, i, s->now);
+		/* The KV streamed over the link layer by layer as the prompt
+		 * computed; what is left of it goes after the last chunk. */
+		const struct plan_profile *p = n->p;
+		double bytes = p->kv_bytes_per_token * q->q.n_prompt;
+		double start = q->pass_start > n->link_free ? q->pass_start : n->link_free;
+		double done = start + bytes / (p->link_gb_s * 1e9);
+		if (done < s->now)
+			done = s->now;
+		n->link_free = done;
+		q->st = SQ_WAIT_KV;
+		push(s, done + p->link_latency_ms / 1e3, EV_KV, i);
+	}
+	n->busy = 0;
+	kick(s, ni);
+}
+
+static void decode_done(struct sim *s, int ni)
+{
+	struct snode *n = &s->nodes[ni];
+	n->busy = 0;
+	for (int k = 0; k < n->n_batch; k++) {
+		int i = n->batch[k];
+		struct sreq *q = &s->rq[i];
+		if (q->st == SQ_LOCAL) {
+			q->prefilled += q->step_rows;
+			if (q->prefilled < q->q.n_prompt)
+				continue;
+			prompt_done(s, i);
+			q->st = SQ_RUNNING;
+		}
+		token(s, i, s->now);
+		if (q->n_gen >= q->q.max_tokens)
+			finish(s, i, ni);
+	}
+	kick(s, ni);
+}
+
+/* ---- the router ---- */
+
+static void report(struct sim *s, int ni)
+{
+	struct snode *n = &s->nodes[ni];
+	Duet__LoadReport l = DUET__LOAD_REPORT__INIT;
+	l.seq = ++n->report_seq;
+	l.kv_blocks_free = (uint32_t)(n->blocks_free > 0 ? n->blocks_free : 0);
+	l.kv_blocks_total = (uint32_t)n->blocks_total;
+	if (!n->decode) {
+		uint64_t queued = 0;
+		for (int k = 0; k < n->n_reqs; k++)
+			queued += (uint64_t)(s->rq[n->reqs[k]].q.n_prompt - s->rq[n->reqs[k]].prefilled);
+		l.queued_prompt_tokens = queued;
+		l.prefill_tokens_per_s = (float)n->rate;
+	} else {
+		for (int k = 0; k < n->n_reqs; k++) {
+			const struct sreq *q = &s->rq[n->reqs[k]];
+			l.running += q->st == SQ_RUNNING || q->st == SQ_INGEST;
+			l.waiting_kv += q->st == SQ_WAIT_KV || q->st == SQ_QUEUED || q->st == SQ_PREFILL;
+			l.local_prefill += q->st == SQ_LOCAL;
+			if (q->st == SQ_RUNNING)
+				l.context_tokens += (uint64_t)(q->q.n_prompt + q->n_gen);
+			if (q->st == SQ_LOCAL)
+				l.local_prefill_tokens += (uint64_t)(q->q.n_prompt - q->prefilled);
+		}
+		l.step_ms = (float)n->step_ms;
+		if (n->steps) {
+			/* what the node's online fit converges to */
+			l.step_base_ms = (float)n->p->base_ms;
+			l.step_seq_ms = (float)n->p->seq_ms;
+			l.step_token_ms = (float)n->p->token_ms;
+			l.step_kctx_ms = (float)n->p->kctx_ms;
+			l.steps_fitted = n->steps;
+		}
+	}
+	struct duet_err err;
+	if (router_node_report(&s->r->nodes[ni], &l, (long long)(s->now * 1e6), &err))
+		s->failed = 1;
+	n->report_armed = 0;
+	if (n->dirty || n->busy || n->n_reqs) {
+		n->dirty = 0;
+		n->report_armed = 1;
+		push(s, s->now + s->c->report_ms / 1e3, EV_REPORT, ni);
+	}
+	try_waitq(s);
+}
+
+/* Placement of request i now; 1 when no decode node has room for it. */
+static int place(struct sim *s, int i)
+{
+	struct sreq *q = &s->rq[i];
+	struct router_placement pl;
+	struct duet_err err;
+	if (router_place(s->r, &q->q, &pl, &err))
+		return 1;
+	if (pl.reject) {
+		s->st->rejected++;
+		fail(s, i, "http_429");
+		return 0;
+	}
+	router_placement_commit(s->r, &q->q, &pl);
+	if (s->out)
+		s->out[i] = (struct sim_req){s->out[i].ttft_s, s->out[i].tbt_p99_s, pl.reason,
+					     pl.pnode, pl.dnode};
+	double lat = link_latency(s);
+	if (pl.pnode < 0) {
+		s->st->placed_local++;
+		push(s, s->now + lat, EV_LOCAL, i);
+	} else {
+		s->st->placed_disagg++;
+		/* KvReserve to the decode node, its reply, PrefillWork */
+		push(s, s->now + lat, EV_RESERVE, i);
+		push(s, s->now + 3 * lat, EV_WORK, i);
+	}
+	q->st = SQ_QUEUED;
+	return 0;
+}
+
+static void try_waitq(struct sim *s)
+{
+	while (s->n_waitq && !s->failed) {
+		int i = s->waitq[0];
+		if (place(s, i))
+			return;
+		del_int(s->waitq, &s->n_waitq, i);
+	}
+}
+
+/* A decode node takes request i (reserve or local work): its room was
+ * reserved by placement, from the router's view of the node. */
+static int admit(struct sim *s, int i, int ni)
+{
+	struct sreq *q = &s->rq[i];
+	struct snode *n = &s->nodes[ni];
+	q->blocks = blocks_for(n->p, (long)q->q.n_prompt + q->q.max_tokens);
+	n->blocks_free -= q->blocks;
+	return add_int(s, &n->reqs, &n->n_reqs, &n->cap_reqs, i);
+}
+
+static void handle(struct sim *s, const struct ev *e)
+{
+	struct sreq *q = e->type == EV_PASS_DONE || e->type == EV_REPORT ? NULL : &s->rq[e->a];
+	if (e->type == EV_PASS_DONE)
+		touch(s, e->a);
+	else if (q && e->type != EV_ARRIVE)
+		touch(s, e->type == EV_WORK ? q->q.pnode : q->q.dnode);
+	switch (e->type) {
+	case EV_ARRIVE:
+		if (s->n_waitq || place(s, e->a)) { /* FIFO: nobody overtakes the queue */
+			s->st->waited++;
+			add_int(s, &s->waitq, &s->n_waitq, &s->cap_waitq, e->a);
+		}
+		break;
+	case EV_RESERVE:
+		if (!admit(s, e->a, q->q.dnode))
+			q->st = SQ_WAIT_KV;
+		break;
+	case EV_WORK:
+		q->st = SQ_PREFILL;
+		if (!add_int(s, &s->nodes[q->q.pnode].reqs, &s->nodes[q->q.pnode].n_reqs,
+			     &s->nodes[q->q.pnode].cap_reqs, e->a))
+			kick(s, q->q.pnode);
+		break;
+	case EV_LOCAL:
+		q->st = SQ_LOCAL;
+		if (!admit(s, e->a, q->q.dnode))
+			kick(s, q->q.dnode);
+		break;
+	case EV_KV: {
+		struct snode *n = &s->nodes[q->q.dnode];
+		n->ingest_s += n->p->kv_bytes_per_token * q->q.n_prompt / (n->p->ingest_gb_s * 1e9);
+		if (q->n_gen >= q->q.max_tokens) {
+			finish(s, e->a, q->q.dnode);
+		} else {
+			q->st = SQ_INGEST;
+			kick(s, q->q.dnode);
+		}
+		break;
+	}
+	case EV_PASS_DONE:
+		if (s->nodes[e->a].decode)
+			decode_done(s, e->a);
+		else
+			prefill_done(s, e->a);
+		break;
+	case EV_REPORT:
+		report(s, e->a);
+		break;
+	}
+}
+
+/* ---- setup ---- */
+
+static int setup(struct sim *s, const struct sim_cfg *c, const struct trace *t,
+		 const struct synth *syn, double rate_scale, struct duet_err *err)
+{
+	int nn = c->n_prefill + c->n_decode;
+	if (c->n_decode < 1 || c->n_prefill < 0 || nn > ROUTER_MAX_NODES)
+		return duet_errf(err, "a cluster of %d prefill and %d decode nodes: at least one "
+				      "decode node, at most %d nodes",
+				 c->n_prefill, c->n_decode, ROUTER_MAX_NODES);
+	s->r = calloc(1, sizeof *s->r);
+	s->nodes = calloc((size_t)nn, sizeof *s->nodes);
+	s->rq = calloc((size_t)t->n, sizeof *s->rq);
+	if (!s->r || !s->nodes || !s->rq)
+		return duet_errf(err, "out of memory for %d nodes and %d requests", nn, t->n);
+	s->model.cfg.ctx_len = c->decode->ctx_len;
+	s->r->model = &s->model;
+	s->r->policy = c->policy;
+	s->r->cfg.local_max_prompt = c->local_max_prompt;
+	s->r->cfg.slo_ttft_ms = c->slo_ttft_ms;
+	s->r->cfg.slo_tbt_ms = c->slo_tbt_ms;
+	s->r->n_nodes = s->n_nodes = nn;
+	uint64_t x = c->seed * 0x9E3779B97F4A7C15ull + 1;
+	for (int k = 0; k < nn; k++) {
+		struct snode *n = &s->nodes[k];
+		struct router_node *rn = &s->r->nodes[k];
+		n->decode = k >= c->n_prefill;
+		n->p = n->decode ? c->decode : c->prefill;
+		n->blocks_total = n->blocks_free = (int)(n->p->kv_tokens / n->p->block_tokens);
+		snprintf(rn->name, sizeof rn->name, "%s-%d", n->decode ? "decode" : "prefill",
+			 n->decode ? k - c->n_prefill : k);
+		rn->role = n->decode ? DUET__ROLE__ROLE_DECODE : DUET__ROLE__ROLE_PREFILL;
+		rn->alive = 1;
+		rn->block_tokens = n->p->block_tokens;
+		rn->max_batch_tokens = n->p->max_batch_tokens;
+		rn->kv_blocks = rn->kv_total = rn->kv_free = n->blocks_total;
+		rn->report_ms = c->report_ms;
+		/* each node reports on its own phase, as nodes started apart do */
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		n->phase = (double)(x % 1000000) / 1e6 * c->report_ms / 1e3;
+		n->report_armed = 1;
+		push(s, n->phase, EV_REPORT, k);
+	}
+	s->n_rq = s->left = t->n;
+	for (int i = 0; i < t->n; i++) {
+		struct sreq *q = &s->rq[i];
+		const struct trace_req *tr = &t->req[i];
+		q->q.id = (uint64_t)i + 1;
+		q->q.n_prompt = tr->prompt_tokens;
+		q->q.max_tokens = tr->output_tokens;
+		q->q.pnode = q->q.dnode = -1;
+		double at = tr->arrival_s / rate_scale;
+		s->res[i].sched_s = s->res[i].sent_s = at;
+		s->res[i].prompt_tokens = tr->prompt_tokens;
+		s->res[i].output_tokens = tr->output_tokens;
+		if (tr->prompt_tokens + tr->output_tokens > c->decode->ctx_len) {
+			fail(s, i, "too_long");
+			continue;
+		}
+		q->q.prompt = malloc(sizeof(int) * (size_t)tr->prompt_tokens);
+		if (!q->q.prompt)
+			return duet_errf(err, "out of memory for request %d's prompt", i);
+		synth_prompt(syn, tr, i, q->q.prompt);
+		push(s, at + c->client_ms / 1e3, EV_ARRIVE, i);
+	}
+	return s->failed ? duet_errf(err, "out of memory for the events") : 0;
+}
+
+int sim_run(const struct sim_cfg *c, const struct trace *t, const struct synth *syn,
+	    double rate_scale, struct replay_result *res, struct sim_req *out,
+	    struct sim_stats *st, struct duet_err *err)
+{
+	struct sim s = {.c = c, .res = res, .out = out, .st = st, .err = err};
+	memset(st, 0, sizeof *st);
+	int rc = setup(&s, c, t, syn, rate_scale, err);
+	/* Reports go on forever: the run ends when every request has. */
+	while (!rc && s.left && s.n_heap && !s.failed) {
+		struct ev e = pop(&s);
+		s.now = e.t;
+		handle(&s, &e);
+		st->events++;
+	}
+	if (!rc && s.failed)
+		rc = duet_errf(err, "out of memory while simulating");
+	st->end_s = s.now;
+	for (int i = 0; i < s.n_rq; i++) {
+		free(s.rq[i].q.prompt);
+		free(s.rq[i].gaps);
+	}
+	for (int k = 0; k < s.n_nodes; k++) {
+		free(s.nodes[k].reqs);
+		free(s.nodes[k].batch);
+		if (s.r)
+			router_node_free(&s.r->nodes[k]);
+	}
+	free(s.waitq);
+	free(s.heap);
+	free(s.rq);
+	free(s.nodes);
+	free(s.r);
+	return rc;
+}

@@ -1,0 +1,62 @@
+/* duet plan's discrete-event simulator: a trace replayed against N
+ * prefill and M decode nodes described by profiles (plan/profile.h), with
+ * the router's own placement code (router/place.c: router_place, the
+ * books it keeps on its node table, load reports applied as the router
+ * applies them), driven by simulated clocks and simulated load reports.
+ *
+ * What a simulated node does is what its daemon does (decode-node/step.c,
+ * prefill-node/queue.c): a decode step carries every running sequence and
+ * local prefill chunks oldest first up to max-batch-tokens; a prefill node
+ * takes its FIFO queue in batches up to max-batch-tokens and -seqs; KV
+ * streams over the prefill node's link while it computes and is written
+ * into the decode node's cache between two steps. Each forward pass takes
+ * what its profile's step model says. Not simulated: prefix caches (every
+ * prompt is computed whole), the router's queue timeout, node failures. */
+#ifndef DUET_PLAN_SIM_H
+#define DUET_PLAN_SIM_H
+
+#include <stdint.h>
+
+#include "plan/profile.h"
+#include "replay/replay.h"
+#include "router.h"
+
+#define SIM_DEFAULT_REPORT_MS 200 /* the nodes' report-ms default */
+
+struct sim_cfg {
+	int n_prefill, n_decode; /* n_prefill 0: every prompt on decode nodes */
+	const struct plan_profile *prefill, *decode;
+	enum router_policy policy;
+	int local_max_prompt; /* the router's setting (default 64) */
+	int slo_ttft_ms, slo_tbt_ms; /* the router's objectives, 0 = none */
+	int report_ms;
+	double client_ms; /* router to client, one way, added to every token */
+	uint64_t seed;	  /* load report phases */
+	/* 1: every token's time into res[i].tok_s (what duet replay keeps);
+	 * 0: only the first and last token and the request's p99 gap
+	 * (res[i].n_tok counts them all) into struct sim_req (search) */
+	int keep_tokens;
+};
+
+/* A request's placement (its last), and its outcome when tokens are not
+ * kept. reason is router_place's own static text. */
+struct sim_req {
+	double ttft_s, tbt_p99_s;
+	const char *reason;
+	int pnode, dnode; /* node indexes: prefill nodes first; pnode -1 = local */
+};
+
+struct sim_stats {
+	long long events, steps, prefill_batches;
+	long long placed_local, placed_disagg, rejected, waited;
+	double end_s;
+};
+
+/* Replays t (arrivals divided by rate_scale) into res[0..t->n) (zeroed by
+ * the caller, freed with replay_results_free) and out[0..t->n) (NULL: none;
+ * required with keep_tokens 0). Deterministic for a seed. */
+int sim_run(const struct sim_cfg *c, const struct trace *t, const struct synth *syn,
+	    double rate_scale, struct replay_result *res, struct sim_req *out,
+	    struct sim_stats *st, struct duet_err *err);
+
+#endif
