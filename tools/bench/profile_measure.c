@@ -94,6 +94,17 @@ static int grow(struct prof *p, struct duet_kv_seq *s, int to, struct duet_err *
 	return 0;
 }
 
+/* The first B sequences, one decode row each. */
+static void decode_rows(const struct bench_profile_opts *o, struct duet_kv_seq *s,
+			struct duet_fwd_seq *fs, int *next, int B)
+{
+	for (int i = 0; i < B; i++) {
+		next[i] = o->tokens[i % 8 + 1];
+		fs[i] = (struct duet_fwd_seq){&s[i], &next[i], 1, DUET_LOGITS_LAST,
+					      o->logits + (size_t)i * o->vocab, NULL};
+	}
+}
+
 static void fit(struct prof *p, struct plan_profile *out)
 {
 	struct duet_linfit f;
@@ -145,11 +156,7 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 				goto out;
 		for (int bi = 0; bi < o->n_batches; bi++) {
 			int B = o->batches[bi];
-			for (int i = 0; i < B; i++) {
-				next[i] = o->tokens[i % 8 + 1];
-				fs[i] = (struct duet_fwd_seq){&s[i], &next[i], 1, DUET_LOGITS_LAST,
-							      o->logits + (size_t)i * o->vocab, NULL};
-			}
+			decode_rows(o, s, fs, next, B);
 			if (measure(p, "decode", fs, B, 0, err))
 				goto out;
 		}
@@ -182,11 +189,7 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 			duet_kv_seq_init(c);
 			if (grow(p, c, k ? max_d / 2 : 0, err))
 				goto out;
-			for (int i = 0; i < B; i++) {
-				next[i] = o->tokens[i % 8 + 1];
-				fs[i] = (struct duet_fwd_seq){&s[i], &next[i], 1, DUET_LOGITS_LAST,
-							      o->logits + (size_t)i * o->vocab, NULL};
-			}
+			decode_rows(o, s, fs, next, B);
 			fs[B] = (struct duet_fwd_seq){c, o->tokens, r, DUET_LOGITS_NONE, NULL, NULL};
 			int rc2 = measure(p, "decode+chunk", fs, B + 1, r, err);
 			duet_kv_seq_release(p->kv, c);

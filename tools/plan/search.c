@@ -176,14 +176,13 @@ static int family(struct search *s, struct outcome base, double share, struct du
 	return 0;
 }
 
-static double g_target;
-
-/* Reaching the target first, cheapest first; then the most goodput per
- * unit of price. */
-static int cmp_outcome(const void *x, const void *y)
+/* Reaching the target (*ctx) first, cheapest first; then the most
+ * goodput per unit of price. */
+static int cmp_outcome(const void *x, const void *y, void *ctx)
 {
 	const struct outcome *a = x, *b = y;
-	int ma = a->attainment >= g_target, mb = b->attainment >= g_target;
+	double target = *(const double *)ctx;
+	int ma = a->attainment >= target, mb = b->attainment >= target;
 	if (ma != mb)
 		return mb - ma;
 	if (ma && a->cost != b->cost)
@@ -259,8 +258,8 @@ static int run(struct search *s, struct duet_err *err)
 				}
 	}
 	fprintf(stderr, "\n");
-	g_target = a->attainment;
-	qsort(s->tried, (size_t)s->n_tried, sizeof *s->tried, cmp_outcome);
+	qsort_r(s->tried, (size_t)s->n_tried, sizeof *s->tried, cmp_outcome,
+		(void *)&a->attainment);
 	printf("%d requests over %.0f s; SLOs: TTFT %.3g s, TBT %.3g s; a plan keeps %.0f%% of "
 	       "requests within both; budget %.4g per hour\n\n",
 	       s->t.n, s->t.req[s->t.n - 1].arrival_s / s->scale, a->slo_ttft, a->slo_tbt,

@@ -27,7 +27,7 @@ struct ev {
 	int type, a; /* a: request or node */
 };
 
-enum sreq_state { SQ_WAIT_ROUTER, SQ_QUEUED, SQ_PREFILL, SQ_WAIT_KV, SQ_INGEST, SQ_LOCAL,
+enum sreq_state { SQ_QUEUED, SQ_PREFILL, SQ_WAIT_KV, SQ_INGEST, SQ_LOCAL,
 		  SQ_RUNNING, SQ_DONE };
 
 struct sreq {
@@ -38,7 +38,7 @@ struct sreq {
 	int blocks;	/* KV blocks held on the decode node */
 	int step_rows;	/* rows in the current pass */
 	double pass_start; /* prefill: when its first chunk began */
-	double *tok;	/* token times, or the last one and gaps when not kept */
+	double *tok;	/* keep_tokens: every token's time (res->tok_s) */
 	int cap_tok;
 	double last_tok;
 	double *gaps; /* keep_tokens 0: this request's gaps, for its p99 */
@@ -84,7 +84,6 @@ struct sim {
 	struct replay_result *res;
 	struct sim_req *out;
 	struct sim_stats *st;
-	struct duet_err *err;
 	int failed; /* out of memory: stop */
 	int left;   /* requests not ended */
 };
@@ -269,6 +268,20 @@ static void kick(struct sim *s, int ni)
 		start_pass(s, ni);
 }
 
+/* Request i's next prompt chunk joins node n's pass, within *budget
+ * tokens; the pass's positions and chunk pairs grow by it. */
+static int take_chunk(struct sim *s, struct snode *n, int i, long *budget, double *positions,
+		      double *pairs)
+{
+	struct sreq *q = &s->rq[i];
+	int left = q->q.n_prompt - q->prefilled, take = left < *budget ? left : (int)*budget;
+	*budget -= take;
+	q->step_rows = take;
+	*positions += q->prefilled + take;
+	*pairs += (double)take * q->prefilled;
+	return add_int(s, &n->batch, &n->n_batch, &n->cap_batch, i);
+}
+
 /* A prefill node's next batch: its FIFO queue, chunks up to
  * max-batch-tokens, at most max-batch-seqs prompts (prefill-node/queue.c). */
 static void start_prefill(struct sim *s, int ni)
@@ -280,15 +293,9 @@ static void start_prefill(struct sim *s, int ni)
 	n->n_batch = 0;
 	for (int k = 0; k < n->n_reqs && budget > 0 && n->n_batch < p->max_batch_seqs; k++) {
 		int i = n->reqs[k];
-		struct sreq *q = &s->rq[i];
-		int left = q->q.n_prompt - q->prefilled, take = left < budget ? left : (int)budget;
-		if (q->prefilled == 0)
-			q->pass_start = s->now;
-		budget -= take;
-		q->step_rows = take;
-		positions += q->prefilled + take;
-		pairs += (double)take * q->prefilled;
-		if (add_int(s, &n->batch, &n->n_batch, &n->cap_batch, i))
+		if (s->rq[i].prefilled == 0)
+			s->rq[i].pass_start = s->now;
+		if (take_chunk(s, n, i, &budget, &positions, &pairs))
 			return;
 	}
 	if (!n->n_batch)
@@ -298,7 +305,6 @@ static void start_prefill(struct sim *s, int ni)
 	n->busy = 1;
 	double ms = plan_profile_step_ms(p, n->n_batch, n->pass_tokens, positions, pairs);
 	push(s, s->now + ms / 1e3, EV_PASS_DONE, ni);
-	s->st->prefill_batches++;
 }
 
 /* A decode node's next step: every running sequence, then local prefill
@@ -325,15 +331,7 @@ static void start_decode(struct sim *s, int ni)
 	}
 	for (int k = 0; k < n->n_reqs && budget > 0; k++) {
 		int i = n->reqs[k];
-		struct sreq *q = &s->rq[i];
-		if (q->st != SQ_LOCAL)
-			continue;
-		int left = q->q.n_prompt - q->prefilled, take = left < budget ? left : (int)budget;
-		budget -= take;
-		q->step_rows = take;
-		positions += q->prefilled + take;
-		pairs += (double)take * q->prefilled;
-		if (add_int(s, &n->batch, &n->n_batch, &n->cap_batch, i))
+		if (s->rq[i].st == SQ_LOCAL && take_chunk(s, n, i, &budget, &positions, &pairs))
 			return;
 	}
 	double ingest = n->ingest_s;
@@ -361,13 +359,6 @@ static void start_pass(struct sim *s, int ni)
 		start_prefill(s, ni);
 }
 
-/* The prompt's KV is complete where it was computed: the router learns
- * it from the first token (router_placement_prompt_done). */
-static void prompt_done(struct sim *s, int i)
-{
-	router_placement_prompt_done(s->r, &s->rq[i].q);
-}
-
 static void prefill_done(struct sim *s, int ni)
 {
 	struct snode *n = &s->nodes[ni];
@@ -381,7 +372,8 @@ static void prefill_done(struct sim *s, int ni)
 		if (q->prefilled < q->q.n_prompt)
 			continue;
 		del_int(n->reqs, &n->n_reqs, i);
-		prompt_done(s, i);
+		/* the router learns of the prompt's KV from its first token */
+		router_placement_prompt_done(s->r, &q->q);
 		token(s, i, s->now);
 		/* The KV streamed over the link layer by layer as the prompt
 		 * computed; what is left of it goes after the last chunk. */
@@ -410,7 +402,7 @@ static void decode_done(struct sim *s, int ni)
 			q->prefilled += q->step_rows;
 			if (q->prefilled < q->q.n_prompt)
 				continue;
-			prompt_done(s, i);
+			router_placement_prompt_done(s->r, &q->q);
 			q->st = SQ_RUNNING;
 		}
 		token(s, i, s->now);
@@ -644,7 +636,7 @@ int sim_run(const struct sim_cfg *c, const struct trace *t, const struct synth *
 	    double rate_scale, struct replay_result *res, struct sim_req *out,
 	    struct sim_stats *st, struct duet_err *err)
 {
-	struct sim s = {.c = c, .res = res, .out = out, .st = st, .err = err};
+	struct sim s = {.c = c, .res = res, .out = out, .st = st};
 	memset(st, 0, sizeof *st);
 	int rc = setup(&s, c, t, syn, rate_scale, err);
 	/* Reports go on forever: the run ends when every request has. */

@@ -47,7 +47,7 @@ struct sim_req {
 };
 
 struct sim_stats {
-	long long events, steps, prefill_batches;
+	long long events, steps;
 	long long placed_local, placed_disagg, rejected, waited;
 	double end_s;
 };
