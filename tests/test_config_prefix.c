@@ -1,11 +1,14 @@
-/* Daemon configuration (INI file plus flags), growable arrays and the
- * prefix cache. */
+/* Daemon configuration (INI file plus flags), growable arrays, sorting
+ * doubles and the prefix cache. */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/config.h"
 #include "base/grow.h"
+#include "base/sort.h"
 #include "node/prefix_cache.h"
 #include "testutil.h"
 
@@ -205,12 +208,61 @@ static void test_grow(void **state)
 	free(a);
 }
 
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* duet_sort_f64 and duet_percentile_f64 against qsort: sizes either side of where the radix sort
+ * takes over, negatives, zeros, duplicates, values whose leading bytes are
+ * all the same (the skipped passes) and huge and tiny magnitudes. */
+static void test_sort_f64(void **state)
+{
+	(void)state;
+	const size_t sizes[] = {0, 1, 2, 47, 48, 49, 1000, 100003};
+	uint64_t x = 88172645463325252ull;
+	for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+		for (int kind = 0; kind < 3; kind++) {
+			size_t n = sizes[s];
+			double *v = malloc((n + 1) * sizeof *v), *w = malloc((n + 1) * sizeof *w);
+			assert_non_null(v);
+			assert_non_null(w);
+			for (size_t i = 0; i < n; i++) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				double u = (double)(x >> 11) / (double)(1ull << 53);
+				v[i] = kind == 0   ? 0.02 + u * 0.01 /* token gaps */
+				       : kind == 1 ? (u - 0.5) * pow(10, (double)(x % 40) - 20)
+						   : (double)(x % 5) - 2; /* duplicates, 0 */
+			}
+			memcpy(w, v, n * sizeof *v);
+			qsort(w, n, sizeof *w, cmp_dbl);
+			/* percentiles by selection: the sorted values' ranks,
+			 * interpolated, whatever order selection leaves */
+			const double ps[] = {0, 1, 50, 90, 99, 99.9, 100};
+			for (size_t k = 0; k < sizeof ps / sizeof *ps; k++) {
+				double rank = ps[k] / 100 * (n ? (double)(n - 1) : 0);
+				size_t lo = (size_t)rank;
+				double want = n == 0	       ? 0
+					      : lo + 1 >= n ? w[n - 1]
+							    : w[lo] + (rank - lo) * (w[lo + 1] - w[lo]);
+				assert_true(duet_percentile_f64(v, n, ps[k]) == want);
+			}
+			duet_sort_f64(v, n);
+			for (size_t i = 0; i < n; i++)
+				assert_true(v[i] == w[i]);
+			free(v);
+			free(w);
+		}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_file_then_flags),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_grow),
+		cmocka_unit_test(test_sort_f64),
 		cmocka_unit_test(test_prefix_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

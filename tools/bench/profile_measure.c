@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/sort.h"
 #include "base/clock.h"
 #include "base/linfit.h"
 #include "bench/profile_measure.h"
@@ -43,12 +44,6 @@ struct prof {
 	double work, done;
 };
 
-static int cmp_dbl(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Times one pass of fs[0..n) reps times (after a warm-up) and records its
  * median; each pass appends to the sequences, which the caller accounts
  * for. */
@@ -72,7 +67,7 @@ static int measure(struct prof *p, const char *kind, struct duet_fwd_seq *fs, in
 		if (r >= 0)
 			t[r] = (duet_now_s() - t0) * 1e3;
 	}
-	qsort(t, (size_t)reps, sizeof *t, cmp_dbl);
+	duet_sort_f64(t, (size_t)reps);
 	if (p->n == PROFILE_MAX_POINTS)
 		return duet_errf(err, "more than %d profile points", PROFILE_MAX_POINTS);
 	p->pt[p->n++] = (struct point){kind, n, prefill_tokens, positions, pairs, t[reps / 2], 0};

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/sort.h"
 #include "base/clock.h"
 #include "base/grow.h"
 #include "cli.h"
@@ -41,12 +42,6 @@ struct search {
 	struct outcome *tried;
 	int n_tried, cap_tried;
 };
-
-static int cmp_dbl(const void *x, const void *y)
-{
-	double a = *(const double *)x, b = *(const double *)y;
-	return a < b ? -1 : a > b;
-}
 
 static int evaluate(struct search *s, struct outcome *o, struct duet_err *err)
 {
@@ -83,14 +78,13 @@ static int evaluate(struct search *s, struct outcome *o, struct duet_err *err)
 		within += ttft_ok && tbt_ok;
 		s->v[nt++] = s->out[i].ttft_s;
 	}
-	qsort(s->v, (size_t)nt, sizeof *s->v, cmp_dbl);
-	o->ttft_p99 = replay_percentile(s->v, nt, 99);
+	o->ttft_p99 = duet_percentile_f64(s->v, (size_t)nt, 99);
 	nt = 0;
 	for (int i = 0; i < n; i++)
 		if (s->res[i].status == RS_OK)
 			s->v[nt++] = s->out[i].tbt_p99_s;
-	qsort(s->v, (size_t)nt, sizeof *s->v, cmp_dbl);
-	o->tbt_p99 = replay_percentile(s->v, nt, 99); /* of the requests' own p99 gaps */
+	/* of the requests' own p99 gaps */
+	o->tbt_p99 = duet_percentile_f64(s->v, (size_t)nt, 99);
 	o->attainment = (double)within / n;
 	o->goodput = last > first ? within / (last - first) : 0;
 	struct outcome *l = duet_grow(s->tried, &s->cap_tried, s->n_tried + 1, sizeof *l, 64);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/grow.h"
+#include "base/sort.h"
 #include "engine/model.h"
 #include "plan/sim.h"
 
@@ -31,7 +32,9 @@ enum sreq_state { SQ_QUEUED, SQ_PREFILL, SQ_WAIT_KV, SQ_INGEST, SQ_LOCAL,
 		  SQ_RUNNING, SQ_DONE };
 
 struct sreq {
-	struct rreq q; /* what the router sees */
+	/* what the router sees, from arrival to the end (pooled: a day of
+	 * requests is not a day of these at once) */
+	struct rreq *q;
 	enum sreq_state st;
 	int prefilled;	/* prompt tokens computed */
 	int n_gen;	/* tokens produced */
@@ -74,8 +77,12 @@ struct sim {
 	struct ev *heap;
 	int n_heap, cap_heap;
 	uint64_t order;
+	const struct trace *t;
+	const struct synth *syn;
 	struct sreq *rq;
 	int n_rq;
+	struct rreq **spare; /* the pool of rreqs no request holds */
+	int n_spare, cap_spare;
 	struct snode *nodes;
 	int n_nodes;
 	int *waitq; /* requests no decode node had room for, FIFO */
@@ -95,7 +102,7 @@ static int ev_before(const struct ev *x, const struct ev *y)
 	return x->t < y->t || (x->t == y->t && x->order < y->order);
 }
 
-static void push(struct sim *s, double t, int type, int a)
+static void push_ordered(struct sim *s, double t, int type, int a, uint64_t order)
 {
 	struct ev *h = duet_grow(s->heap, &s->cap_heap, s->n_heap + 1, sizeof *h, 1024);
 	if (!h) {
@@ -104,12 +111,30 @@ static void push(struct sim *s, double t, int type, int a)
 	}
 	s->heap = h;
 	int i = s->n_heap++;
-	struct ev e = {t, s->order++, type, a};
+	struct ev e = {t, order, type, a};
 	while (i > 0 && ev_before(&e, &h[(i - 1) / 2])) {
 		h[i] = h[(i - 1) / 2];
 		i = (i - 1) / 2;
 	}
 	h[i] = e;
+}
+
+static void push(struct sim *s, double t, int type, int a)
+{
+	push_ordered(s, t, type, a, s->order++);
+}
+
+/* Arrivals enter the heap one at a time (the trace is in time order), so
+ * the heap holds what is in flight, not a day of requests; each keeps the
+ * tie-breaking order it would have had pushed up front. */
+static void push_arrival(struct sim *s, int from)
+{
+	for (int i = from; i < s->n_rq; i++)
+		if (s->rq[i].st != SQ_DONE) {
+			push_ordered(s, s->res[i].sent_s + s->c->client_ms / 1e3, EV_ARRIVE, i,
+				     (uint64_t)(s->n_nodes + i));
+			return;
+		}
 }
 
 static struct ev pop(struct sim *s)
@@ -152,18 +177,57 @@ static void del_int(int *l, int *n, int v)
 		}
 }
 
+static int add_ptr(struct sim *s, struct rreq *r)
+{
+	struct rreq **l = duet_grow(s->spare, &s->cap_spare, s->n_spare + 1, sizeof *l, 64);
+	if (!l)
+		return s->failed = 1, -1;
+	s->spare = l;
+	l[s->n_spare++] = r;
+	return 0;
+}
+
 static double link_latency(const struct sim *s)
 {
 	return s->c->decode->link_latency_ms / 1e3;
 }
 
-/* ---- requests: tokens and the end ---- */
+/* ---- requests: the router's view of one in flight ---- */
 
-static int cmp_dbl(const void *a, const void *b)
+/* Request i reaches the router: its rreq from the pool, its prompt made
+ * (the prefix hashes placement reads). -1 when out of memory. */
+static int acquire(struct sim *s, int i)
 {
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
+	struct sreq *q = &s->rq[i];
+	const struct trace_req *tr = &s->t->req[i];
+	struct rreq *r = s->n_spare ? s->spare[--s->n_spare] : calloc(1, sizeof *r);
+	if (!r)
+		return s->failed = 1, -1;
+	r->id = (uint64_t)i + 1;
+	r->n_prompt = tr->prompt_tokens;
+	r->max_tokens = tr->output_tokens;
+	r->pnode = r->dnode = -1;
+	r->prompt = malloc(sizeof(int) * (size_t)tr->prompt_tokens);
+	q->q = r;
+	if (!r->prompt)
+		return s->failed = 1, -1;
+	synth_prompt(s->syn, tr, i, r->prompt);
+	return 0;
 }
+
+/* Request q has ended: its rreq back to the pool. */
+static void release(struct sim *s, struct sreq *q)
+{
+	if (!q->q)
+		return;
+	free(q->q->prompt);
+	memset(q->q, 0, sizeof *q->q);
+	if (add_ptr(s, q->q))
+		free(q->q);
+	q->q = NULL;
+}
+
+/* ---- requests: tokens and the end ---- */
 
 /* A token of request i leaves its node at time t. */
 static void token(struct sim *s, int i, double t)
@@ -172,7 +236,9 @@ static void token(struct sim *s, int i, double t)
 	struct replay_result *res = &s->res[i];
 	double at = t + link_latency(s) + s->c->client_ms / 1e3;
 	if (s->c->keep_tokens) {
-		double *nt = duet_grow(q->tok, &q->cap_tok, res->n_tok + 1, sizeof *nt, 64);
+		/* room for every token the request will have, at once */
+		double *nt = duet_grow(q->tok, &q->cap_tok, res->n_tok + 1, sizeof *nt,
+				       q->q->max_tokens > 0 ? q->q->max_tokens : 1);
 		if (!nt) {
 			s->failed = 1;
 			return;
@@ -211,15 +277,13 @@ static void finish(struct sim *s, int i, int d)
 	res->status = RS_OK;
 	res->done_s = q->last_tok;
 	if (!s->c->keep_tokens) {
-		qsort(q->gaps, (size_t)q->n_gaps, sizeof *q->gaps, cmp_dbl);
-		s->out[i].tbt_p99_s = replay_percentile(q->gaps, q->n_gaps, 99);
+		s->out[i].tbt_p99_s = duet_percentile_f64(q->gaps, (size_t)q->n_gaps, 99);
 		free(q->gaps);
 		q->gaps = NULL;
 		q->n_gaps = q->cap_gaps = 0;
 	}
-	router_placement_end(s->r, &q->q);
-	free(q->q.prompt);
-	q->q.prompt = NULL;
+	router_placement_end(s->r, q->q);
+	release(s, q);
 	try_waitq(s);
 }
 
@@ -231,8 +295,7 @@ static void fail(struct sim *s, int i, const char *kind)
 	res->status = RS_FAILED;
 	snprintf(res->kind, sizeof res->kind, "%s", kind);
 	res->done_s = s->now;
-	free(s->rq[i].q.prompt);
-	s->rq[i].q.prompt = NULL;
+	release(s, &s->rq[i]);
 }
 
 /* ---- nodes ---- */
@@ -274,7 +337,7 @@ static int take_chunk(struct sim *s, struct snode *n, int i, long *budget, doubl
 		      double *pairs)
 {
 	struct sreq *q = &s->rq[i];
-	int left = q->q.n_prompt - q->prefilled, take = left < *budget ? left : (int)*budget;
+	int left = q->q->n_prompt - q->prefilled, take = left < *budget ? left : (int)*budget;
 	*budget -= take;
 	q->step_rows = take;
 	*positions += q->prefilled + take;
@@ -325,7 +388,7 @@ static void start_decode(struct sim *s, int ni)
 		if (q->st != SQ_RUNNING)
 			continue;
 		q->step_rows = 1;
-		positions += q->q.n_prompt + q->n_gen;
+		positions += q->q->n_prompt + q->n_gen;
 		if (add_int(s, &n->batch, &n->n_batch, &n->cap_batch, i))
 			return;
 	}
@@ -369,16 +432,16 @@ static void prefill_done(struct sim *s, int ni)
 		int i = n->batch[k];
 		struct sreq *q = &s->rq[i];
 		q->prefilled += q->step_rows;
-		if (q->prefilled < q->q.n_prompt)
+		if (q->prefilled < q->q->n_prompt)
 			continue;
 		del_int(n->reqs, &n->n_reqs, i);
 		/* the router learns of the prompt's KV from its first token */
-		router_placement_prompt_done(s->r, &q->q);
+		router_placement_prompt_done(s->r, q->q);
 		token(s, i, s->now);
 		/* The KV streamed over the link layer by layer as the prompt
 		 * computed; what is left of it goes after the last chunk. */
 		const struct plan_profile *p = n->p;
-		double bytes = p->kv_bytes_per_token * q->q.n_prompt;
+		double bytes = p->kv_bytes_per_token * q->q->n_prompt;
 		double start = q->pass_start > n->link_free ? q->pass_start : n->link_free;
 		double done = start + bytes / (p->link_gb_s * 1e9);
 		if (done < s->now)
@@ -400,13 +463,13 @@ static void decode_done(struct sim *s, int ni)
 		struct sreq *q = &s->rq[i];
 		if (q->st == SQ_LOCAL) {
 			q->prefilled += q->step_rows;
-			if (q->prefilled < q->q.n_prompt)
+			if (q->prefilled < q->q->n_prompt)
 				continue;
-			router_placement_prompt_done(s->r, &q->q);
+			router_placement_prompt_done(s->r, q->q);
 			q->st = SQ_RUNNING;
 		}
 		token(s, i, s->now);
-		if (q->n_gen >= q->q.max_tokens)
+		if (q->n_gen >= q->q->max_tokens)
 			finish(s, i, ni);
 	}
 	kick(s, ni);
@@ -424,7 +487,7 @@ static void report(struct sim *s, int ni)
 	if (!n->decode) {
 		uint64_t queued = 0;
 		for (int k = 0; k < n->n_reqs; k++)
-			queued += (uint64_t)(s->rq[n->reqs[k]].q.n_prompt - s->rq[n->reqs[k]].prefilled);
+			queued += (uint64_t)(s->rq[n->reqs[k]].q->n_prompt - s->rq[n->reqs[k]].prefilled);
 		l.queued_prompt_tokens = queued;
 		l.prefill_tokens_per_s = (float)n->rate;
 	} else {
@@ -434,9 +497,9 @@ static void report(struct sim *s, int ni)
 			l.waiting_kv += q->st == SQ_WAIT_KV || q->st == SQ_QUEUED || q->st == SQ_PREFILL;
 			l.local_prefill += q->st == SQ_LOCAL;
 			if (q->st == SQ_RUNNING)
-				l.context_tokens += (uint64_t)(q->q.n_prompt + q->n_gen);
+				l.context_tokens += (uint64_t)(q->q->n_prompt + q->n_gen);
 			if (q->st == SQ_LOCAL)
-				l.local_prefill_tokens += (uint64_t)(q->q.n_prompt - q->prefilled);
+				l.local_prefill_tokens += (uint64_t)(q->q->n_prompt - q->prefilled);
 		}
 		l.step_ms = (float)n->step_ms;
 		if (n->steps) {
@@ -466,14 +529,14 @@ static int place(struct sim *s, int i)
 	struct sreq *q = &s->rq[i];
 	struct router_placement pl;
 	struct duet_err err;
-	if (router_place(s->r, &q->q, &pl, &err))
+	if (router_place(s->r, q->q, &pl, &err))
 		return 1;
 	if (pl.reject) {
 		s->st->rejected++;
 		fail(s, i, "http_429");
 		return 0;
 	}
-	router_placement_commit(s->r, &q->q, &pl);
+	router_placement_commit(s->r, q->q, &pl);
 	if (s->out)
 		s->out[i] = (struct sim_req){s->out[i].ttft_s, s->out[i].tbt_p99_s, pl.reason,
 					     pl.pnode, pl.dnode};
@@ -507,7 +570,7 @@ static int admit(struct sim *s, int i, int ni)
 {
 	struct sreq *q = &s->rq[i];
 	struct snode *n = &s->nodes[ni];
-	q->blocks = blocks_for(n->p, (long)q->q.n_prompt + q->q.max_tokens);
+	q->blocks = blocks_for(n->p, (long)q->q->n_prompt + q->q->max_tokens);
 	n->blocks_free -= q->blocks;
 	return add_int(s, &n->reqs, &n->n_reqs, &n->cap_reqs, i);
 }
@@ -518,37 +581,40 @@ static void handle(struct sim *s, const struct ev *e)
 	if (e->type == EV_PASS_DONE)
 		touch(s, e->a);
 	else if (q && e->type != EV_ARRIVE)
-		touch(s, e->type == EV_WORK ? q->q.pnode : q->q.dnode);
+		touch(s, e->type == EV_WORK ? q->q->pnode : q->q->dnode);
 	switch (e->type) {
 	case EV_ARRIVE:
+		push_arrival(s, e->a + 1);
+		if (acquire(s, e->a))
+			break;
 		if (s->n_waitq || place(s, e->a)) { /* FIFO: nobody overtakes the queue */
 			s->st->waited++;
 			add_int(s, &s->waitq, &s->n_waitq, &s->cap_waitq, e->a);
 		}
 		break;
 	case EV_RESERVE:
-		if (!admit(s, e->a, q->q.dnode))
+		if (!admit(s, e->a, q->q->dnode))
 			q->st = SQ_WAIT_KV;
 		break;
 	case EV_WORK:
 		q->st = SQ_PREFILL;
-		if (!add_int(s, &s->nodes[q->q.pnode].reqs, &s->nodes[q->q.pnode].n_reqs,
-			     &s->nodes[q->q.pnode].cap_reqs, e->a))
-			kick(s, q->q.pnode);
+		if (!add_int(s, &s->nodes[q->q->pnode].reqs, &s->nodes[q->q->pnode].n_reqs,
+			     &s->nodes[q->q->pnode].cap_reqs, e->a))
+			kick(s, q->q->pnode);
 		break;
 	case EV_LOCAL:
 		q->st = SQ_LOCAL;
-		if (!admit(s, e->a, q->q.dnode))
-			kick(s, q->q.dnode);
+		if (!admit(s, e->a, q->q->dnode))
+			kick(s, q->q->dnode);
 		break;
 	case EV_KV: {
-		struct snode *n = &s->nodes[q->q.dnode];
-		n->ingest_s += n->p->kv_bytes_per_token * q->q.n_prompt / (n->p->ingest_gb_s * 1e9);
-		if (q->n_gen >= q->q.max_tokens) {
-			finish(s, e->a, q->q.dnode);
+		struct snode *n = &s->nodes[q->q->dnode];
+		n->ingest_s += n->p->kv_bytes_per_token * q->q->n_prompt / (n->p->ingest_gb_s * 1e9);
+		if (q->n_gen >= q->q->max_tokens) {
+			finish(s, e->a, q->q->dnode);
 		} else {
 			q->st = SQ_INGEST;
-			kick(s, q->q.dnode);
+			kick(s, q->q->dnode);
 		}
 		break;
 	}
@@ -567,7 +633,7 @@ static void handle(struct sim *s, const struct ev *e)
 /* ---- setup ---- */
 
 static int setup(struct sim *s, const struct sim_cfg *c, const struct trace *t,
-		 const struct synth *syn, double rate_scale, struct duet_err *err)
+		 double rate_scale, struct duet_err *err)
 {
 	int nn = c->n_prefill + c->n_decode;
 	if (c->n_decode < 1 || c->n_prefill < 0 || nn > ROUTER_MAX_NODES)
@@ -609,26 +675,16 @@ static int setup(struct sim *s, const struct sim_cfg *c, const struct trace *t,
 	}
 	s->n_rq = s->left = t->n;
 	for (int i = 0; i < t->n; i++) {
-		struct sreq *q = &s->rq[i];
 		const struct trace_req *tr = &t->req[i];
-		q->q.id = (uint64_t)i + 1;
-		q->q.n_prompt = tr->prompt_tokens;
-		q->q.max_tokens = tr->output_tokens;
-		q->q.pnode = q->q.dnode = -1;
 		double at = tr->arrival_s / rate_scale;
 		s->res[i].sched_s = s->res[i].sent_s = at;
 		s->res[i].prompt_tokens = tr->prompt_tokens;
 		s->res[i].output_tokens = tr->output_tokens;
-		if (tr->prompt_tokens + tr->output_tokens > c->decode->ctx_len) {
+		if (tr->prompt_tokens + tr->output_tokens > c->decode->ctx_len)
 			fail(s, i, "too_long");
-			continue;
-		}
-		q->q.prompt = malloc(sizeof(int) * (size_t)tr->prompt_tokens);
-		if (!q->q.prompt)
-			return duet_errf(err, "out of memory for request %d's prompt", i);
-		synth_prompt(syn, tr, i, q->q.prompt);
-		push(s, at + c->client_ms / 1e3, EV_ARRIVE, i);
 	}
+	s->order = (uint64_t)nn + (uint64_t)t->n;
+	push_arrival(s, 0);
 	return s->failed ? duet_errf(err, "out of memory for the events") : 0;
 }
 
@@ -636,9 +692,9 @@ int sim_run(const struct sim_cfg *c, const struct trace *t, const struct synth *
 	    double rate_scale, struct replay_result *res, struct sim_req *out,
 	    struct sim_stats *st, struct duet_err *err)
 {
-	struct sim s = {.c = c, .res = res, .out = out, .st = st};
+	struct sim s = {.c = c, .t = t, .syn = syn, .res = res, .out = out, .st = st};
 	memset(st, 0, sizeof *st);
-	int rc = setup(&s, c, t, syn, rate_scale, err);
+	int rc = setup(&s, c, t, rate_scale, err);
 	/* Reports go on forever: the run ends when every request has. */
 	while (!rc && s.left && s.n_heap && !s.failed) {
 		struct ev e = pop(&s);
@@ -650,9 +706,12 @@ int sim_run(const struct sim_cfg *c, const struct trace *t, const struct synth *
 		rc = duet_errf(err, "out of memory while simulating");
 	st->end_s = s.now;
 	for (int i = 0; i < s.n_rq; i++) {
-		free(s.rq[i].q.prompt);
+		release(&s, &s.rq[i]);
 		free(s.rq[i].gaps);
 	}
+	for (int k = 0; k < s.n_spare; k++)
+		free(s.spare[k]);
+	free(s.spare);
 	for (int k = 0; k < s.n_nodes; k++) {
 		free(s.nodes[k].reqs);
 		free(s.nodes[k].batch);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "base/clock.h"
 #include "plan/plan.h"
 
 int plan_load_trace(const struct plan_args *a, int ctx_len, struct trace *t, struct synth *syn,
@@ -145,18 +146,23 @@ int plan_simulate(struct plan_args *a)
 			duet_errf(&err, "out of memory for %d results", t.n);
 			goto out;
 		}
+		double t0 = duet_now_s(), t1 = t0;
 		int bad = cli_mkdirs(dirs[i], &err) || sim_run(&c, &t, &syn, rs, res, NULL, &st, &err) ||
-			  replay_summarize(res, t.n, a->slo_ttft, a->slo_tbt, &sums[i], &err) ||
+			  (t1 = duet_now_s(),
+			   replay_summarize(res, t.n, a->slo_ttft, a->slo_tbt, &sums[i], &err)) ||
 			  replay_write_csv(dirs[i], res, t.n, &sums[i], &err) ||
 			  write_summary(dirs[i], a, &c, &st, rs, names[i], &sums[i], &err);
+		double t2 = duet_now_s();
 		replay_results_free(res, t.n);
 		free(res);
 		if (bad)
 			goto out;
 		replay_print_table(stdout, &lps[i], &sums[i], 1);
 		printf("simulated: %lld events, %lld decode steps, %lld local and %lld "
-		       "disaggregated placements, %lld rejected early\n",
-		       st.events, st.steps, st.placed_local, st.placed_disagg, st.rejected);
+		       "disaggregated placements, %lld rejected early; %.1f s simulating, %.1f s "
+		       "summarizing and writing\n",
+		       st.events, st.steps, st.placed_local, st.placed_disagg, st.rejected, t1 - t0,
+		       t2 - t1);
 		struct duet_err perr;
 		if (!a->no_plots && replay_plot_runs(dirs[i], &dps[i], &lps[i], 1, &perr))
 			fprintf(stderr, "duet plan: no plots: %s\n", perr.msg);

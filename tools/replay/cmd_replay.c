@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/sort.h"
 #include "cli.h"
 #include "commands.h"
 #include "http_get.h"
@@ -189,12 +190,6 @@ static int cmp_int(const void *a, const void *b)
 	return *(const int *)a - *(const int *)b;
 }
 
-static int cmp_dbl(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 /* Unloaded figures: requests one at a time with the slice's median prompt,
  * each with its own prompt (no prefix-cache hits). */
 static int probe(const struct args *a, const struct trace *t, const struct synth *s,
@@ -234,8 +229,8 @@ static int probe(const struct args *a, const struct trace *t, const struct synth
 			gaps[ng++] = r.tok_s[i] - r.tok_s[i - 1];
 		replay_results_free(&r, 1);
 	}
-	qsort(ttft, (size_t)u->n, sizeof *ttft, cmp_dbl);
-	qsort(gaps, (size_t)ng, sizeof *gaps, cmp_dbl);
+	duet_sort_f64(ttft, (size_t)u->n);
+	duet_sort_f64(gaps, (size_t)ng);
 	u->ttft_s = replay_percentile(ttft, u->n, 50);
 	u->tbt_s = replay_percentile(gaps, ng, 50);
 	return 0;

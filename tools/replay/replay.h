@@ -91,6 +91,17 @@ struct replay_dist {
 };
 void replay_dist_of(double *v, int n, struct replay_dist *d); /* sorts v */
 
+/* The points of a CDF that ttft_cdf.csv and tbt_cdf.csv hold: every
+ * step-th value (step = n / REPLAY_CDF_POINTS, at least 1) and the last,
+ * enough for a smooth plot, few enough that a long run's files stay small. */
+#define REPLAY_CDF_POINTS 1000
+#define REPLAY_CDF_MAX (2 * REPLAY_CDF_POINTS + 1)
+struct replay_cdf {
+	int n; /* points */
+	double value[REPLAY_CDF_MAX], fraction[REPLAY_CDF_MAX];
+};
+void replay_cdf_of(const double *sorted, int n, struct replay_cdf *c);
+
 struct replay_kind {
 	char kind[REPLAY_KIND_MAX];
 	int count;
@@ -115,6 +126,8 @@ struct replay_summary {
 	 * once the KV has reached the decode node, so this is where a slow
 	 * KV link shows. */
 	struct replay_dist t2;
+	/* replay_summarize's, for the CDF files (not in summary.json) */
+	struct replay_cdf ttft_cdf, tbt_cdf;
 	double slo_ttft_s, slo_tbt_s;
 	int n_slo;	    /* completed within both SLOs */
 	double slo_attainment; /* n_slo / n */

@@ -6,19 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/sort.h"
 #include "replay/replay.h"
 
-/* Points written per CDF (evenly spaced in rank; enough for a smooth plot,
- * few enough that a long run's files stay small). */
-#define CDF_POINTS 1000
+/* tokens.csv holds every token's time up to this many tokens; beyond, a
+ * simulated day would write gigabytes, and requests.csv, the CDFs and the
+ * timeline say what it would. */
+#define TOKENS_CSV_MAX 10000000
 /* Timeline buckets over a run (at least one second each). */
 #define TIMELINE_BUCKETS 200
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
 
 double replay_percentile(const double *v, int n, double p)
 {
@@ -39,7 +35,7 @@ void replay_dist_of(double *v, int n, struct replay_dist *d)
 	d->n = n;
 	if (n <= 0)
 		return;
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	duet_sort_f64(v, (size_t)n);
 	double sum = 0;
 	for (int i = 0; i < n; i++)
 		sum += v[i];
@@ -60,14 +56,27 @@ static double t2_of(const struct replay_result *r)
 	return r->n_tok > 1 ? r->tok_s[1] - r->sent_s : NAN;
 }
 
-/* One request's gaps between tokens, sorted, into gaps (room for n_tok). */
+/* One request's gaps between tokens into gaps (room for n_tok), in order. */
 static int gaps_of(const struct replay_result *r, double *gaps)
 {
 	int n = 0;
 	for (int k = 1; k < r->n_tok; k++)
 		gaps[n++] = r->tok_s[k] - r->tok_s[k - 1];
-	qsort(gaps, (size_t)n, sizeof *gaps, cmp_double);
 	return n;
+}
+
+void replay_cdf_of(const double *sorted, int n, struct replay_cdf *c)
+{
+	int step = n > REPLAY_CDF_POINTS ? n / REPLAY_CDF_POINTS : 1;
+	c->n = 0;
+	for (int i = 0; i < n; i += step, c->n++) {
+		c->value[c->n] = sorted[i];
+		c->fraction[c->n] = (double)(i + 1) / n;
+	}
+	if (n && (n - 1) % step) {
+		c->value[c->n] = sorted[n - 1];
+		c->fraction[c->n++] = 1;
+	}
 }
 
 static void count_kind(struct replay_summary *s, const char *kind)
@@ -127,7 +136,7 @@ int replay_summarize(const struct replay_result *res, int n, double slo_ttft_s, 
 		if (r->n_tok > 1)
 			t2[n_t2++] = t2_of(r);
 		int g = gaps_of(r, tbt + n_tbt);
-		double own_p99 = replay_percentile(tbt + n_tbt, g, 99);
+		double own_p99 = duet_percentile_f64(tbt + n_tbt, (size_t)g, 99);
 		n_tbt += g;
 		if (ttft_of(r) <= slo_ttft_s && own_p99 <= slo_tbt_s)
 			s->n_slo++;
@@ -143,8 +152,10 @@ int replay_summarize(const struct replay_result *res, int n, double slo_ttft_s, 
 	if (n > 1 && res[n - 1].sched_s > res[0].sched_s)
 		s->offered_rps = (n - 1) / (res[n - 1].sched_s - res[0].sched_s);
 	replay_dist_of(ttft, n_ttft, &s->ttft);
+	replay_cdf_of(ttft, n_ttft, &s->ttft_cdf);
 	replay_dist_of(e2e, n_ttft, &s->e2e);
 	replay_dist_of(tbt, n_tbt, &s->tbt);
+	replay_cdf_of(tbt, n_tbt, &s->tbt_cdf);
 	replay_dist_of(lag, n, &s->send_lag);
 	replay_dist_of(t2, n_t2, &s->t2);
 	rc = 0;
@@ -177,18 +188,15 @@ static int close_checked(FILE *f, const char *dir, const char *name, struct duet
 	return 0;
 }
 
-static int write_cdf(const char *dir, const char *name, double *v, int n, struct duet_err *err)
+static int write_cdf(const char *dir, const char *name, const struct replay_cdf *c,
+		     struct duet_err *err)
 {
 	FILE *f = open_in(dir, name, err);
 	if (!f)
 		return -1;
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
 	fprintf(f, "value_s,fraction\n");
-	int step = n > CDF_POINTS ? n / CDF_POINTS : 1;
-	for (int i = 0; i < n; i += step)
-		fprintf(f, "%.6f,%.6f\n", v[i], (double)(i + 1) / n);
-	if (n && (n - 1) % step)
-		fprintf(f, "%.6f,1.000000\n", v[n - 1]);
+	for (int i = 0; i < c->n; i++)
+		fprintf(f, "%.6f,%.6f\n", c->value[i], c->fraction[i]);
 	return close_checked(f, dir, name, err);
 }
 
@@ -212,15 +220,18 @@ static int write_requests(const char *dir, const struct replay_result *res, int 
 	for (int i = 0; i < n; i++) {
 		const struct replay_result *r = &res[i];
 		int g = gaps_of(r, gaps);
-		double sum = 0;
-		for (int k = 0; k < g; k++)
+		double sum = 0, most = g ? gaps[0] : 0;
+		for (int k = 0; k < g; k++) {
 			sum += gaps[k];
+			most = gaps[k] > most ? gaps[k] : most;
+		}
 		fprintf(f, "%d,%.6f,%.6f,%d,%d,%d,%s,", i, r->sched_s, r->sent_s, r->prompt_tokens,
 			r->output_tokens, r->n_tok, r->status == RS_OK ? "ok" : r->kind);
 		print_opt(f, ttft_of(r), ",");
 		if (g)
-			fprintf(f, "%.6f,%.6f,%.6f,%.6f,", sum / g, replay_percentile(gaps, g, 50),
-				replay_percentile(gaps, g, 99), gaps[g - 1]);
+			fprintf(f, "%.6f,%.6f,%.6f,%.6f,", sum / g,
+				duet_percentile_f64(gaps, (size_t)g, 50),
+				duet_percentile_f64(gaps, (size_t)g, 99), most);
 		else
 			fprintf(f, "NaN,NaN,NaN,NaN,");
 		fprintf(f, "%.6f,", r->done_s - r->sent_s);
@@ -232,8 +243,13 @@ static int write_requests(const char *dir, const struct replay_result *res, int 
 
 /* Every token's arrival, for analysis beyond the summaries. */
 static int write_tokens(const char *dir, const struct replay_result *res, int n,
-			struct duet_err *err)
+			long long n_tok, struct duet_err *err)
 {
+	if (n_tok > TOKENS_CSV_MAX) {
+		fprintf(stderr, "%s/tokens.csv not written: %lld tokens (it holds at most %d)\n",
+			dir, n_tok, TOKENS_CSV_MAX);
+		return 0;
+	}
 	FILE *f = open_in(dir, "tokens.csv", err);
 	if (!f)
 		return -1;
@@ -244,73 +260,127 @@ static int write_tokens(const char *dir, const struct replay_result *res, int n,
 	return close_checked(f, dir, "tokens.csv", err);
 }
 
+/* The bucket whose [b*w, b*w + w) holds t, or -1: estimated by division,
+ * then settled on the same comparisons a bucket-by-bucket scan makes. */
+static int bucket_of(double t, double w, int nb)
+{
+	if (!(t >= 0) || !(t < (double)nb * w + w))
+		return -1;
+	int b = (int)fmin(t / w, nb - 1);
+	while (b > 0 && t < b * w)
+		b--;
+	while (b < nb && t >= b * w + w)
+		b++;
+	return b < nb && t >= b * w ? b : -1;
+}
+
+/* The first bucket whose middle (b*w + w/2) is at or after t (nb: none). */
+static int first_mid_from(double t, double w, int nb)
+{
+	if (!(t <= (double)nb * w))
+		return nb;
+	int b = t <= 0 ? 0 : (int)fmin(ceil(t / w), nb);
+	while (b > 0 && (b - 1) * w + w / 2 >= t)
+		b--;
+	while (b < nb && b * w + w / 2 < t)
+		b++;
+	return b;
+}
+
 /* Per bucket: tokens/s and completions/s, requests in flight, median TTFT of
- * the first tokens and p99 of the gaps that ended in it. */
+ * the first tokens and p99 of the gaps that ended in it. One pass over the
+ * tokens (a day simulated has a hundred million). */
 static int write_timeline(const char *dir, const struct replay_result *res, int n, double span,
 			  double *scratch, struct duet_err *err)
 {
-	FILE *f = open_in(dir, "timeline.csv", err);
-	if (!f)
-		return -1;
 	double w = span / TIMELINE_BUCKETS > 1 ? span / TIMELINE_BUCKETS : 1;
 	int nb = (int)ceil(span / w) + 1;
-	fprintf(f, "t_s,tokens_per_s,completed_per_s,in_flight,ttft_p50_s,tbt_p99_s\n");
-	for (int b = 0; b < nb; b++) {
-		double lo = b * w, hi = lo + w, mid = lo + w / 2;
-		int toks = 0, comp = 0, fly = 0, nt = 0;
-		for (int i = 0; i < n; i++) {
-			const struct replay_result *r = &res[i];
-			comp += r->status == RS_OK && r->done_s >= lo && r->done_s < hi;
-			fly += r->sent_s <= mid && r->done_s > mid;
-			for (int k = 0; k < r->n_tok; k++)
-				toks += r->tok_s[k] >= lo && r->tok_s[k] < hi;
-		}
-		for (int i = 0; i < n; i++)
-			if (res[i].n_tok && res[i].tok_s[0] >= lo && res[i].tok_s[0] < hi)
-				scratch[nt++] = ttft_of(&res[i]);
-		qsort(scratch, (size_t)nt, sizeof *scratch, cmp_double);
-		double ttft50 = nt ? replay_percentile(scratch, nt, 50) : NAN;
-		int ng = 0;
-		for (int i = 0; i < n; i++)
-			for (int k = 1; k < res[i].n_tok; k++)
-				if (res[i].tok_s[k] >= lo && res[i].tok_s[k] < hi)
-					scratch[ng++] = res[i].tok_s[k] - res[i].tok_s[k - 1];
-		qsort(scratch, (size_t)ng, sizeof *scratch, cmp_double);
-		double tbt99 = ng ? replay_percentile(scratch, ng, 99) : NAN;
-		fprintf(f, "%.3f,%.3f,%.3f,%d,", lo, toks / w, comp / w, fly);
-		print_opt(f, ttft50, ",");
-		print_opt(f, tbt99, "\n");
+	int *toks = calloc((size_t)nb, sizeof *toks), *comp = calloc((size_t)nb, sizeof *comp);
+	int *fly = calloc((size_t)nb + 1, sizeof *fly), *nt = calloc((size_t)nb + 1, sizeof *nt);
+	int *ng = calloc((size_t)nb + 1, sizeof *ng), *at = calloc((size_t)nb + 1, sizeof *at);
+	double *ttft = malloc(sizeof *ttft * ((size_t)n + 1));
+	int rc = -1;
+	FILE *f = NULL;
+	if (!toks || !comp || !fly || !nt || !ng || !at || !ttft) {
+		duet_errf(err, "out of memory for %s/timeline.csv", dir);
+		goto out;
 	}
-	return close_checked(f, dir, "timeline.csv", err);
+	/* counts per bucket; fly as a difference array over the buckets */
+	for (int i = 0; i < n; i++) {
+		const struct replay_result *r = &res[i];
+		int b = bucket_of(r->done_s, w, nb);
+		if (r->status == RS_OK && b >= 0)
+			comp[b]++;
+		int b0 = first_mid_from(r->sent_s, w, nb), b1 = first_mid_from(r->done_s, w, nb);
+		if (r->done_s > r->sent_s && b0 < b1) /* in flight at middles b0..b1-1 */
+			fly[b0]++, fly[b1]--;
+		if (r->n_tok && (b = bucket_of(r->tok_s[0], w, nb)) >= 0)
+			nt[b + 1]++;
+		for (int k = 0; k < r->n_tok; k++)
+			if ((b = bucket_of(r->tok_s[k], w, nb)) >= 0) {
+				toks[b]++;
+				if (k)
+					ng[b + 1]++;
+			}
+	}
+	/* TTFTs and gaps grouped by bucket (counting sort), so that each
+	 * bucket's percentile selects in its own segment */
+	for (int b = 0; b < nb; b++)
+		nt[b + 1] += nt[b], ng[b + 1] += ng[b];
+	memcpy(at, nt, sizeof *at * (size_t)nb);
+	for (int i = 0; i < n; i++) {
+		int b;
+		if (res[i].n_tok && (b = bucket_of(res[i].tok_s[0], w, nb)) >= 0)
+			ttft[at[b]++] = ttft_of(&res[i]);
+	}
+	memcpy(at, ng, sizeof *at * (size_t)nb);
+	for (int i = 0; i < n; i++)
+		for (int k = 1, b; k < res[i].n_tok; k++)
+			if ((b = bucket_of(res[i].tok_s[k], w, nb)) >= 0)
+				scratch[at[b]++] = res[i].tok_s[k] - res[i].tok_s[k - 1];
+	if (!(f = open_in(dir, "timeline.csv", err)))
+		goto out;
+	fprintf(f, "t_s,tokens_per_s,completed_per_s,in_flight,ttft_p50_s,tbt_p99_s\n");
+	for (int b = 0, in_flight = 0; b < nb; b++) {
+		in_flight += fly[b];
+		double *tv = ttft + nt[b], *gv = scratch + ng[b];
+		int ntb = nt[b + 1] - nt[b], ngb = ng[b + 1] - ng[b];
+		fprintf(f, "%.3f,%.3f,%.3f,%d,", b * w, toks[b] / w, comp[b] / w, in_flight);
+		print_opt(f, ntb ? duet_percentile_f64(tv, (size_t)ntb, 50) : NAN, ",");
+		print_opt(f, ngb ? duet_percentile_f64(gv, (size_t)ngb, 99) : NAN, "\n");
+	}
+	rc = close_checked(f, dir, "timeline.csv", err);
+out:
+	free(toks);
+	free(comp);
+	free(fly);
+	free(nt);
+	free(ng);
+	free(at);
+	free(ttft);
+	return rc;
 }
 
 int replay_write_csv(const char *dir, const struct replay_result *res, int n,
 		     const struct replay_summary *s, struct duet_err *err)
 {
 	long long n_tok = 0;
-	for (int i = 0; i < n; i++)
+	int most = 0;
+	for (int i = 0; i < n; i++) {
 		n_tok += res[i].n_tok;
-	size_t cap = (size_t)(n_tok > n ? n_tok : n) + 1;
-	double *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b);
+		most = res[i].n_tok > most ? res[i].n_tok : most;
+	}
+	/* a: one request's gaps; b: every gap, by timeline bucket */
+	double *a = malloc(((size_t)most + 1) * sizeof *a);
+	double *b = malloc(((size_t)n_tok + 1) * sizeof *b);
 	int rc = -1;
 	if (!a || !b) {
 		duet_errf(err, "out of memory writing %s", dir);
 		goto out;
 	}
-	if (write_requests(dir, res, n, a, err) || write_tokens(dir, res, n, err))
-		goto out;
-	int k = 0;
-	for (int i = 0; i < n; i++)
-		if (res[i].status == RS_OK)
-			a[k++] = ttft_of(&res[i]);
-	if (write_cdf(dir, "ttft_cdf.csv", a, k, err))
-		goto out;
-	k = 0;
-	for (int i = 0; i < n; i++)
-		if (res[i].status == RS_OK)
-			for (int t = 1; t < res[i].n_tok; t++)
-				a[k++] = res[i].tok_s[t] - res[i].tok_s[t - 1];
-	if (write_cdf(dir, "tbt_cdf.csv", a, k, err))
+	if (write_requests(dir, res, n, a, err) || write_tokens(dir, res, n, n_tok, err) ||
+	    write_cdf(dir, "ttft_cdf.csv", &s->ttft_cdf, err) ||
+	    write_cdf(dir, "tbt_cdf.csv", &s->tbt_cdf, err))
 		goto out;
 	double span = 0;
 	for (int i = 0; i < n; i++)
