@@ -108,15 +108,23 @@ post() { # port path body: the raw HTTP response
 	timeout 30 cat <&3
 	exec 3<&-
 }
+# duet up itself pinned to CPU 0 (as make bench-cluster pins it with the
+# router), its nodes over --node-cpus: each on its own CPU of those.
 up_cluster() {
-	local port=18517 out="$TMP/up.out"
-	"$DUET" up --model "$TMP/tiny.gguf" --port $port --dir "$TMP/up" --trace >"$out" 2>"$TMP/up.err" &
+	local port=18517 out="$TMP/up.out" last=$(($(nproc) - 1))
+	taskset -c 0 "$DUET" up --model "$TMP/tiny.gguf" --port $port --dir "$TMP/up" --trace \
+		--node-cpus "0-$last" >"$out" 2>"$TMP/up.err" &
 	local pid=$!
 	for _ in $(seq 1 300); do
 		grep -q '^duet up: serving' "$out" && break
 		sleep 0.1
 	done
 	grep -q '^duet up: serving' "$out" || { cat "$TMP/up.err"; kill $pid; return 1; }
+	local pinned
+	pinned=$(for n in prefill-0 decode-0; do
+		grep Cpus_allowed_list "/proc/$(pgrep -f -- "--name $n --router ipc://$TMP/up/")/status"
+	done | awk '{ printf "%s ", $2 }')
+	[ "$pinned" = "0 $((1 % (last + 1))) " ] || { echo "nodes pinned to: $pinned"; kill -INT $pid; return 1; }
 	local resp chat stream
 	resp=$(post $port /v1/completions '{"prompt":"Hello","max_tokens":5,"temperature":0}')
 	# The tiny model was made without a chat template: chat is a clear 400.

@@ -76,6 +76,10 @@ static void usage(FILE *f)
 		"      --host ADDR     HTTP address (default 127.0.0.1)\n"
 		"      --port N        HTTP port (default 8080)\n"
 		"  -t, --threads N     threads per node (default 1)\n"
+		"      --node-cpus LIST CPUs the nodes are pinned over, e.g. 0-3,8: node k gets\n"
+		"                      the next N (--threads) of them, round the list (default:\n"
+		"                      the CPUs duet up may run on; give it when duet up itself\n"
+		"                      is pinned, e.g. under taskset with the router)\n"
 		"      --kv-mb N       KV pool per node in MB (default 2048)\n"
 		"      --dir DIR       run directory for sockets and logs (default: a new /tmp/duet-up-*)\n"
 		"      --node-arg ARG  pass ARG to every prefill and decode node, e.g.\n"
@@ -91,6 +95,18 @@ static void usage(FILE *f)
 		"      --trace         every daemon writes a Chrome trace-event file,\n"
 		"                      DIR/NAME.trace.json; `duet trace merge` joins them\n"
 		"  -h, --help          this help\n", UP_MAX_EXTRA);
+}
+
+/* Node k's --cpus: entries [k*threads, (k+1)*threads) of list, round it
+ * (each CPU once: more threads than CPUs share them). */
+static void node_cpu_list(const int *list, int n, int k, int threads, char *out, size_t cap)
+{
+	size_t len = 0;
+	out[0] = 0;
+	for (int j = 0; j < threads && j < n; j++) {
+		int c = list[((long)k * threads + j) % n];
+		len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s%d", j ? "," : "", c);
+	}
 }
 
 /* Where this binary's sibling daemons and the shared vocabulary are. */
@@ -311,7 +327,9 @@ int cmd_up(int argc, char **argv)
 		{"node-arg", required_argument, 0, 'N'}, {"router-arg", required_argument, 0, 'R'},
 		{"decode-arg", required_argument, 0, 'A'},
 		{"curve", no_argument, 0, 'C'}, {"trace", no_argument, 0, 'T'},
-		{"no-restart", no_argument, 0, 'n'}, {0, 0, 0, 0}};
+		{"no-restart", no_argument, 0, 'n'}, {"node-cpus", required_argument, 0, 'c'},
+		{0, 0, 0, 0}};
+	int node_cpus[DUET_MAX_THREADS], n_node_cpus = duet_cpu_allowed(node_cpus, DUET_MAX_THREADS);
 	int ch;
 	while ((ch = getopt_long(argc, argv, "m:P:D:t:h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -327,6 +345,14 @@ int cmd_up(int argc, char **argv)
 		case 'C': curve = 1; break;
 		case 'T': trace = 1; break;
 		case 'n': no_restart = 1; break;
+		case 'c': {
+			struct duet_err err;
+			if (duet_cpu_parse_list(optarg, node_cpus, DUET_MAX_THREADS, &n_node_cpus, &err)) {
+				cli_fail("up", "--node-cpus: %s", err.msg);
+				return 2;
+			}
+			break;
+		}
 		case 'N':
 		case 'R':
 		case 'A': {
@@ -402,17 +428,13 @@ int cmd_up(int argc, char **argv)
 	if (child_init(&kids[n], "router", rargv))
 		return cli_fail("up", "router: too many arguments");
 	start(dir, &kids[n++]);
-	int ncpu = duet_cpu_count();
 	for (int k = 0; k < n_prefill + n_decode; k++) {
 		int is_prefill = k < n_prefill;
-		char name[32], cpus[32], kv_ep[PATH_MAX + 32], node_path[PATH_MAX + 32];
+		char name[32], cpus[DUET_MAX_THREADS * 6], kv_ep[PATH_MAX + 32],
+			node_path[PATH_MAX + 32];
 		snprintf(name, sizeof name, "%s-%d", is_prefill ? "prefill" : "decode",
 			 is_prefill ? k : k - (int)n_prefill);
-		/* Node k gets CPUs [k*threads, (k+1)*threads) modulo the machine. */
-		int first = (int)((k * threads) % ncpu), last = first + (int)threads - 1;
-		if (last >= ncpu)
-			last = ncpu - 1;
-		snprintf(cpus, sizeof cpus, "%d-%d", first, last);
+		node_cpu_list(node_cpus, n_node_cpus, k, (int)threads, cpus, sizeof cpus);
 		snprintf(kv_ep, sizeof kv_ep, "ipc://%s/%s-kv.ipc", dir, name);
 		snprintf(node_path, sizeof node_path, "%s/%s", bin, is_prefill ? "duet-prefill" : "duet-decode");
 		char *nargv[24 + 2 * UP_MAX_EXTRA] = {node_path, "--model", (char *)model, "--name", name,

@@ -54,6 +54,22 @@ int duet_cpu_count(void)
 	return n > 0 ? (int)n : 1;
 }
 
+int duet_cpu_allowed(int *cpus, int cap)
+{
+	cpu_set_t set;
+	int n = 0;
+	if (sched_getaffinity(0, sizeof set, &set) == 0) {
+		for (int c = 0; c < CPU_SETSIZE && n < cap; c++)
+			if (CPU_ISSET(c, &set))
+				cpus[n++] = c;
+		return n;
+	}
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	for (int c = 0; c < online && n < cap; c++)
+		cpus[n++] = c;
+	return n;
+}
+
 const char *duet_blas_core(void)
 {
 	return openblas_get_corename();

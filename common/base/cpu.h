@@ -12,6 +12,8 @@ int duet_cpu_has_avx512(void); /* AVX-512 F, BW, VL, DQ */
 int duet_cpu_has_avx512vnni(void); /* and its 8-bit dot product */
 int duet_cpu_has_avx512bf16(void); /* and its bfloat16 dot product */
 int duet_cpu_count(void);      /* CPUs this process may run on */
+/* Their numbers, ascending, into cpus[0..cap); returns how many. */
+int duet_cpu_allowed(int *cpus, int cap);
 
 /* OpenBLAS 0.3.21 (Debian 12) does not know CPUs newer than it, e.g. AMD
  * Zen 4/5, and falls back to its Haswell (AVX2) kernels, at half the sgemm

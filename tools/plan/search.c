@@ -41,6 +41,7 @@ struct search {
 	double *v;
 	struct outcome *tried;
 	int n_tried, cap_tried;
+	struct cli_progress progress; /* families searched, on a terminal */
 };
 
 static int evaluate(struct search *s, struct outcome *o, struct duet_err *err)
@@ -92,8 +93,6 @@ static int evaluate(struct search *s, struct outcome *o, struct duet_err *err)
 		return duet_errf(err, "out of memory");
 	s->tried = l;
 	l[s->n_tried++] = *o;
-	fprintf(stderr, "\rduet plan: %d configurations simulated (last: %d+%d nodes, %.0f%% within SLO, %.1f s)   ",
-		s->n_tried, o->n_prefill, o->n_decode, 100 * o->attainment, o->seconds);
 	return 0;
 }
 
@@ -239,19 +238,23 @@ static int run(struct search *s, struct duet_err *err)
 					 a->policies, MAX_POLICIES);
 		n_pol++;
 	}
+	int n_fam = a->n_types * (1 + a->n_types * n_pol * N_SHARES), done = 0;
+	cli_progress_init(&s->progress, "duet plan search");
 	for (int d = 0; d < a->n_types; d++) {
 		struct outcome base = {.ptype = d, .dtype = d, .policy = ROUTER_POLICY_COLOCATED};
 		if (family(s, base, 0, err))
 			return -1;
+		cli_progress_update(&s->progress, ++done, n_fam, "families");
 		for (int p = 0; p < a->n_types; p++)
 			for (int k = 0; k < n_pol; k++)
 				for (int sh = 0; sh < N_SHARES; sh++) {
 					struct outcome b = {.ptype = p, .dtype = d, .policy = pol[k]};
 					if (family(s, b, PREFILL_SHARES[sh], err))
 						return -1;
+					cli_progress_update(&s->progress, ++done, n_fam, "families");
 				}
 	}
-	fprintf(stderr, "\n");
+	cli_progress_end(&s->progress);
 	qsort_r(s->tried, (size_t)s->n_tried, sizeof *s->tried, cmp_outcome,
 		(void *)&a->attainment);
 	printf("%d requests over %.0f s; SLOs: TTFT %.3g s, TBT %.3g s; a plan keeps %.0f%% of "
