@@ -268,6 +268,19 @@ static void test_synth(void **state)
 	for (int i = 0; i < 700; i++)
 		same += pc[i] == pc2[i];
 	assert_true(same < 10);
+	/* a sweep's first rate has the run's own prompts, the next ones their
+	 * own, still sharing the blocks of equal ids within the rate */
+	struct synth r0 = synth_for_rate(&s, 0), r1 = synth_for_rate(&s, 1), r2 = synth_for_rate(&s, 2);
+	assert_true(r0.seed == s.seed && r1.seed != s.seed && r2.seed != r1.seed);
+	synth_prompt(&r1, &c, 2, pc2);
+	same = 0;
+	for (int i = 0; i < 700; i++)
+		same += pc[i] == pc2[i];
+	assert_true(same < 10);
+	synth_prompt(&r1, &a, 0, pa2);
+	synth_prompt(&r1, &b, 1, pb);
+	assert_memory_equal(pa2, pb, 1024 * sizeof(int));
+	assert_memory_not_equal(pa2, pa, 1024 * sizeof(int));
 	/* a scaled block size keeps the sharing aligned */
 	struct synth s3;
 	assert_int_equal(synth_init(&s3, 7, 32000, 100, &err), 0);

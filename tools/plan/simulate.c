@@ -147,7 +147,8 @@ int plan_simulate(struct plan_args *a)
 			goto out;
 		}
 		double t0 = duet_now_s(), t1 = t0;
-		int bad = cli_mkdirs(dirs[i], &err) || sim_run(&c, &t, &syn, rs, res, NULL, &st, &err) ||
+		struct synth syn_i = synth_for_rate(&syn, i); /* as duet replay --sweep */
+		int bad = cli_mkdirs(dirs[i], &err) || sim_run(&c, &t, &syn_i, rs, res, NULL, &st, &err) ||
 			  (t1 = duet_now_s(),
 			   replay_summarize(res, t.n, a->slo_ttft, a->slo_tbt, &sums[i], &err)) ||
 			  replay_write_csv(dirs[i], res, t.n, &sums[i], &err) ||

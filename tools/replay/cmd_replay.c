@@ -95,7 +95,9 @@ static void usage(FILE *f)
 		"  --api-key KEY       bearer key (default: $DUET_API_KEY)\n"
 		"  --timeout S         per-request limit in seconds (default 600)\n"
 		"  --sweep X,Y,...     one replay per rate multiplier (times --rate-scale) into\n"
-		"                      DIR/rate-X, then DIR/sweep.csv and goodput/p99 plots\n"
+		"                      DIR/rate-X, then DIR/sweep.csv and goodput/p99 plots;\n"
+		"                      each rate has prompts of its own (the first: --seed's),\n"
+		"                      so none hits the prefix cache the rates before warmed\n"
 		"  --compare DIR...    overlay earlier runs (or sweeps) in one table and one set of\n"
 		"                      plots, written to --out (default compare-out)\n"
 		"  --verify MODEL      after the replay, generate every completed request again\n"
@@ -540,7 +542,8 @@ int cmd_replay(int argc, char **argv)
 		dp[i] = dirs[i];
 		lp[i] = names[i];
 		double rs = a.ro.rate_scale * (a.n_sweep ? a.sweep[i] : 1);
-		if (run_one(&a, &t, &syn, &fit, &u, rs, dirs[i], names[i], &sums[i], &err))
+		struct synth syn_i = synth_for_rate(&syn, i);
+		if (run_one(&a, &t, &syn_i, &fit, &u, rs, dirs[i], names[i], &sums[i], &err))
 			goto fail_sweep;
 		replay_print_table(stdout, &lp[i], &sums[i], 1);
 		print_ratios(&sums[i], &u);

@@ -36,3 +36,12 @@ void synth_prompt(const struct synth *s, const struct trace_req *q, int index, i
 			out[p] = SYNTH_FIRST_TOKEN + (int)(duet_splitmix64(&x) % range);
 	}
 }
+
+struct synth synth_for_rate(const struct synth *s, int k)
+{
+	struct synth r = *s;
+	uint64_t key[2] = {s->seed, (uint64_t)k};
+	if (k > 0)
+		r.seed = XXH64(key, sizeof key, 0);
+	return r;
+}

@@ -31,4 +31,10 @@ int synth_init(struct synth *s, uint64_t seed, int vocab_size, int block_tokens,
  * out (room for that many). */
 void synth_prompt(const struct synth *s, const struct trace_req *q, int index, int *out);
 
+/* The prompts of rate k (from 0) of a sweep: rate 0 is s itself, the
+ * others draw their own, so no rate is served from the prefix cache the
+ * rates before it warmed (a sweep measures load, not the cache; replaying
+ * one slice twice does measure the cache). */
+struct synth synth_for_rate(const struct synth *s, int k);
+
 #endif
