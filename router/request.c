@@ -464,7 +464,7 @@ static int add_prompt(struct router *r, struct rjob *job, json_t *v, const char 
 			return duet_errf(err, "out of memory");
 		if (duet_tokenize(&r->model->vocab, json_string_value(v), len, 1, job->prompt[k],
 				  cap_t, &nt, err)) {
-			duet_err_prefix(err, where);
+			duet_err_prefix(err, "%s", where);
 			return -1;
 		}
 		job->n_prompt[k] = (int)nt;

@@ -137,6 +137,9 @@ static void test_refused_schemas(void **state)
 		{"{\"type\":\"string\",\"enum\":[1,2]}", "no enum"},
 		{"[1]", "must be an object"},
 		{"{\"type\":", "not JSON"},
+		/* a property name is data, never a format (the fuzzer's crash) */
+		{"{\"type\":\"object\",\"properties\":{\"x%s%n%s\":{\"a\":{\"tygth\":1}}}}",
+		 "x%s%n%s"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		struct duet_err err;

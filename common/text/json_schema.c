@@ -161,7 +161,7 @@ static int compile_object(struct duet_json_schema *s, struct duet_json_node *n, 
 		n->name_len[i] = (int)len;
 		n->n_props++;
 		if (!(n->prop[i] = compile(s, v, depth + 1, err))) {
-			duet_err_prefix(err, key);
+			duet_err_prefix(err, "%s", key);
 			return -1;
 		}
 	}
