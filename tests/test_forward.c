@@ -28,6 +28,10 @@
  * 1.5% on the random test models, whose logits are flat: 3% allowed). */
 #define LOGIT_TOL 1e-4f
 #define LOGIT_TOL_INT8 3e-2f
+/* The K-quants meet activations quantized per 256 values, not per 32: a
+ * coarser step wherever one value of the 256 is large (measured up to
+ * 3.5% on the random test models: 6% allowed). */
+#define LOGIT_TOL_INT8_K 6e-2f
 /* KV rows stored rounded: f16 (measured up to 1e-3 of the largest logit)
  * and int8 with a scale per head (measured up to 1.3%). */
 #define LOGIT_TOL_KV_F16 3e-3f
@@ -79,8 +83,10 @@ static void some_tokens(int *t, int n, int salt, int vocab)
 
 static float tol_for(const struct duet_model *m)
 {
-	float t = g_qdot == DUET_QDOT_INT8 && duet_dtype_quantized(duet_model_dtype(m)) ? LOGIT_TOL_INT8
-										: LOGIT_TOL;
+	enum duet_dtype dt = duet_model_dtype(m);
+	float t = g_qdot != DUET_QDOT_INT8 || !duet_dtype_quantized(dt) ? LOGIT_TOL
+		  : duet_dtype_kquant(dt)				       ? LOGIT_TOL_INT8_K
+									       : LOGIT_TOL_INT8;
 	return t + (g_kv == DUET_KV_F16 ? LOGIT_TOL_KV_F16 : g_kv == DUET_KV_INT8 ? LOGIT_TOL_KV_INT8 : 0);
 }
 
@@ -354,15 +360,25 @@ static void greedy_routes(const char *p)
 	assert_memory_equal(whole.tokens, chunked.tokens, sizeof(int) * 24);
 	assert_memory_equal(whole.tokens, single.tokens, sizeof(int) * 24);
 	assert_memory_equal(whole.tokens, one_thread.tokens, sizeof(int) * 24);
-	/* And the reference agrees on the whole continuation. */
+	/* And the reference agrees on the whole continuation (fed the same
+	 * tokens): its argmax at every position, or in int8 mode a token
+	 * within the mode's tolerance of it (check_logits' near-tie). */
 	int seq[45 + 24];
 	memcpy(seq, prompt, sizeof prompt);
 	memcpy(seq + 45, whole.tokens, sizeof(int) * 24);
 	float *ref = malloc(sizeof(float) * (size_t)V * 69);
 	m = tu_open(p);
 	assert_int_equal(ref_forward(m, seq, 69, ref), 0);
-	for (int i = 0; i < 24; i++)
-		assert_int_equal(duet_argmax(ref + (size_t)(44 + i) * V, V), whole.tokens[i]);
+	for (int i = 0; i < 24; i++) {
+		const float *r = ref + (size_t)(44 + i) * V;
+		int ra = duet_argmax(r, V), ga = whole.tokens[i];
+		float scale = tu_max_abs(r, (size_t)V);
+		float tol = g_qdot == DUET_QDOT_INT8 ? tol_for(m) * (scale > 1 ? scale : 1) : 0;
+		if (ga != ra && !(r[ra] - r[ga] <= tol))
+			fail_msg("%s: token %d of the continuation is %d, the reference's argmax %d "
+				 "(reference logits %g and %g)",
+				 p, i, ga, ra, (double)r[ga], (double)r[ra]);
+	}
 	duet_model_close(m);
 	free(ref);
 }

@@ -63,6 +63,15 @@ static void dequant_q8a(const struct duet_q8a_pair *panel, int B, int b, float *
 	}
 }
 
+/* Row b of a q8k panel of B rows back to f32. */
+static void dequant_q8k(const struct duet_q8k_block *panel, int B, int b, float *x, int K)
+{
+	for (int k = 0; k < K; k++) {
+		const struct duet_q8k_block *p = &panel[(size_t)(k / DUET_Q8K) * B + b];
+		x[k] = (float)p->q[k % DUET_Q8K] * p->d;
+	}
+}
+
 /* Every kernel against double precision for every weight type, on odd
  * sizes: K with and without vector tails, N not a multiple of any tile
  * height (split in two row ranges, as threads split it), B = 1 to 17 (the
@@ -89,6 +98,7 @@ static void test_matmul(void **st)
 			float *xq = malloc(sizeof(float) * BMAX * ldx);
 			double *ref = malloc(sizeof(double) * BMAX * N);
 			double *refq = malloc(sizeof(double) * BMAX * N);
+			double *refk = malloc(sizeof(double) * BMAX * N);
 			float *y = malloc(sizeof(float) * BMAX * ldy);
 			fill(wf, N * K, (uint64_t)K + ti);
 			fill(x, BMAX * ldx, (uint64_t)K * 7);
@@ -101,6 +111,9 @@ static void test_matmul(void **st)
 			struct duet_q8a_pair *qa = aligned_alloc(64, sizeof *qa * np);
 			struct duet_q8a_pair *mine = aligned_alloc(64, sizeof *qa * np);
 			float *pf = aligned_alloc(64, sizeof(float) * duet_panel_f32_floats(K, BMAX));
+			size_t nk = duet_panel_q8k_blocks(K, BMAX);
+			struct duet_q8k_block *kref = aligned_alloc(64, sizeof *kref * nk);
+			struct duet_q8k_block *kmine = aligned_alloc(64, sizeof *kref * nk);
 			size_t nbf = duet_panel_bf16_chunks(K, BMAX);
 			struct duet_bf16x2 *bref = aligned_alloc(64, sizeof *bref * nbf);
 			struct duet_bf16x2 *bmine = aligned_alloc(64, sizeof *bref * nbf);
@@ -125,13 +138,21 @@ static void test_matmul(void **st)
 				}
 				reference(t, w, rb, N, K, xq, ldx, BMAX, refq);
 			}
+			if (duet_dtype_kquant(t)) {
+				for (int b = 0; b < BMAX; b++) {
+					duet_quant_q8k_ref(x + b * ldx, K, kref, BMAX, b);
+					dequant_q8k(kref, BMAX, b, xq + b * ldx, K);
+				}
+				reference(t, w, rb, N, K, xq, ldx, BMAX, refk);
+			}
 			for (int ii = 0; ii < 3; ii++) {
 				const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 				if (!kt)
 					continue;
-				static const enum duet_act acts[] = {DUET_ACT_F32, DUET_ACT_Q8, DUET_ACT_BF16};
-				static const char *act_names[] = {"f32", "int8", "bf16 pair"};
-				for (int ai = 0; ai < 3; ai++) {
+				static const enum duet_act acts[] = {DUET_ACT_F32, DUET_ACT_Q8, DUET_ACT_BF16,
+								     DUET_ACT_Q8K};
+				static const char *act_names[] = {"f32", "int8", "bf16 pair", "int8 per 256"};
+				for (int ai = 0; ai < 4; ai++) {
 					enum duet_act act = acts[ai];
 					duet_matmul_fn mm = duet_kernels_matmul(kt, t, act);
 					if (!mm) {
@@ -140,7 +161,10 @@ static void test_matmul(void **st)
 					}
 					if (act == DUET_ACT_BF16 && !duet_cpu_has_avx512bf16())
 						continue;
-					const double *want = act == DUET_ACT_Q8 ? refq : act == DUET_ACT_BF16 ? refb : ref;
+					const double *want = act == DUET_ACT_Q8	    ? refq
+							     : act == DUET_ACT_Q8K  ? refk
+							     : act == DUET_ACT_BF16 ? refb
+										    : ref;
 					for (int B = 1; B <= BMAX; B++) {
 						const void *xa = pf;
 						if (act == DUET_ACT_Q8) {
@@ -152,6 +176,13 @@ static void test_matmul(void **st)
 							}
 							assert_memory_equal(mine, qa, sizeof *qa * duet_panel_q8_pairs(K, B));
 							xa = mine;
+						} else if (act == DUET_ACT_Q8K) {
+							for (int b = 0; b < B; b++) {
+								kt->quant_q8k(x + b * ldx, K, kmine, B, b);
+								duet_quant_q8k_ref(x + b * ldx, K, kref, B, b);
+							}
+							assert_memory_equal(kmine, kref, sizeof *kref * duet_panel_q8k_blocks(K, B));
+							xa = kmine;
 						} else if (act == DUET_ACT_BF16) {
 							/* This ISA's packing is the
 							 * reference's, bit for bit. */
@@ -184,7 +215,8 @@ static void test_matmul(void **st)
 				}
 			}
 			free(wf), free(w), free(x), free(xq), free(qa), free(mine), free(pf), free(ref),
-				free(refq), free(y), free(bref), free(bmine), free(refb);
+				free(refq), free(y), free(bref), free(bmine), free(refb), free(refk),
+				free(kref), free(kmine);
 		}
 }
 

@@ -28,6 +28,11 @@ int duet_dtype_quantized(enum duet_dtype t)
 	return duet_dtype_supported(t) && t != DUET_F32 && t != DUET_F16 && t != DUET_BF16;
 }
 
+int duet_dtype_kquant(enum duet_dtype t)
+{
+	return t == DUET_Q4_K || t == DUET_Q5_K || t == DUET_Q6_K;
+}
+
 const char *duet_dtype_name(uint32_t t)
 {
 	/* GGUF's names for the types a user is likely to bring, so that an

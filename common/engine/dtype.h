@@ -96,6 +96,9 @@ struct duet_q6_k_block {
 
 /* 1 for the block-quantized types (their activations go int8). */
 int duet_dtype_quantized(enum duet_dtype t);
+/* 1 for the types of 256-value super-blocks (their activations go int8
+ * per 256, kern/kernels.h). */
+int duet_dtype_kquant(enum duet_dtype t);
 /* Sub-block j (0-7) of a Q4_K/Q5_K super-block: its 6-bit scale and min. */
 void duet_qk_scale_min(const uint8_t scales[DUET_QK_SCALES], int j, int *sc, int *m);
 

@@ -39,7 +39,8 @@ int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 	mm->panel = aligned_alloc(64, sizeof(float) * duet_panel_f32_floats(max_cols, max_rows));
 	mm->qa = aligned_alloc(64, sizeof *mm->qa * duet_panel_q8_pairs(max_cols, max_rows));
 	mm->bf = aligned_alloc(64, sizeof *mm->bf * duet_panel_bf16_chunks(max_cols, max_rows));
-	if (!mm->panel || !mm->qa || !mm->bf) {
+	mm->qk = aligned_alloc(64, sizeof *mm->qk * duet_panel_q8k_blocks(max_cols, max_rows));
+	if (!mm->panel || !mm->qa || !mm->bf || !mm->qk) {
 		duet_matmul_free(mm);
 		return duet_errf(err, "matmul: out of memory for %d quantized activation rows",
 				 max_rows);
@@ -57,6 +58,8 @@ void duet_matmul_free(struct duet_matmul *mm)
 	free(mm->panel);
 	free(mm->qa);
 	free(mm->bf);
+	free(mm->qk);
+	mm->qk = NULL;
 	mm->panel = NULL;
 	mm->qa = NULL;
 	mm->bf = NULL;
@@ -77,6 +80,7 @@ static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_jo
 	duet_matmul_fn fn = duet_kernels_matmul(mm->k, w->type, act);
 	int K = (int)w->cols, N = (int)w->rows;
 	const void *x = act == DUET_ACT_Q8	  ? (const void *)mm->qa
+			: act == DUET_ACT_Q8K  ? (const void *)mm->qk
 			: act == DUET_ACT_BF16 ? (const void *)mm->bf
 					       : (const void *)mm->panel;
 	if (!j->accumulate) {
@@ -126,12 +130,13 @@ struct run_args {
 	 * layer's matrices may mix types, so both forms may be needed) */
 	const float *x;
 	int T, K;
-	int f32, q8, bf16;
+	int f32, q8, q8k, bf16;
 };
 
 static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_job *j)
 {
-	return j->T <= mm->gemv_max_rows || act_of(mm, j) == DUET_ACT_Q8;
+	enum duet_act act = act_of(mm, j);
+	return j->T <= mm->gemv_max_rows || act == DUET_ACT_Q8 || act == DUET_ACT_Q8K;
 }
 
 static void run_part(void *arg, int ith, int nth)
@@ -154,8 +159,12 @@ static void run_part(void *arg, int ith, int nth)
 static void prepare_rows(const struct run_args *a, long t0, long t1)
 {
 	const struct duet_matmul *mm = a->mm;
-	for (long t = t0; t < t1; t++)
-		mm->k->quant_q8a(a->x + (size_t)t * a->K, a->K, mm->qa, a->T, (int)t);
+	for (long t = t0; t < t1; t++) {
+		if (a->q8)
+			mm->k->quant_q8a(a->x + (size_t)t * a->K, a->K, mm->qa, a->T, (int)t);
+		if (a->q8k)
+			mm->k->quant_q8k(a->x + (size_t)t * a->K, a->K, mm->qk, a->T, (int)t);
+	}
 }
 
 static void prepare_part(void *arg, int ith, int nth)
@@ -169,7 +178,7 @@ static void prepare_part(void *arg, int ith, int nth)
 void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 		     int n_jobs)
 {
-	struct run_args a = {mm, jobs, n_jobs, NULL, 0, 0, 0, 0, 0};
+	struct run_args a = {mm, jobs, n_jobs, NULL, 0, 0, 0, 0, 0, 0};
 	for (int i = 0; i < n_jobs; i++)
 		if (uses_kernels(mm, &jobs[i])) {
 			a.x = jobs[i].x;
@@ -177,6 +186,7 @@ void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 			a.K = (int)jobs[i].w->cols;
 			switch (act_of(mm, &jobs[i])) {
 			case DUET_ACT_Q8: a.q8 = 1; break;
+			case DUET_ACT_Q8K: a.q8k = 1; break;
 			case DUET_ACT_BF16: a.bf16 = 1; break;
 			case DUET_ACT_F32: a.f32 = 1; break;
 			}
@@ -185,9 +195,9 @@ void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 		duet_panel_pack_f32(a.x, a.K, a.K, a.T, mm->panel);
 	if (a.bf16)
 		mm->k->pack_bf16(a.x, a.K, a.K, a.T, mm->bf);
-	if (a.q8 && a.T < QUANT_PARALLEL_ROWS)
+	if ((a.q8 || a.q8k) && a.T < QUANT_PARALLEL_ROWS)
 		prepare_rows(&a, 0, a.T);
-	else if (a.q8)
+	else if (a.q8 || a.q8k)
 		duet_threadpool_run(mm->tp, prepare_part, &a);
 	duet_threadpool_run(mm->tp, run_part, &a);
 }

@@ -5,7 +5,7 @@
  * type once for all rows. Many rows (prefill): cblas_sgemm on each slice,
  * f16/bf16/q8_0 weights converted to f32 a tile at a time. Quantized
  * weights in int8 mode (DUET_QDOT_INT8) always take the kernels, with the
- * activations quantized per 32-block first, so a row's result does not
+ * activations quantized per 32-block (per 256 for the K-quants) first, so a row's result does not
  * depend on how many rows share the call (prefill and decode agree).
  * bf16 weights on CPUs with a bf16 dot product meet the activations split
  * into two bf16 halves (kern/kernels.h). */
@@ -43,6 +43,7 @@ struct duet_matmul {
 	 * f32 panel, or a q8 panel (kernels.h). */
 	float *panel;
 	struct duet_q8a_pair *qa;
+	struct duet_q8k_block *qk;
 	struct duet_bf16x2 *bf;
 };
 

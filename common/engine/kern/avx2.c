@@ -447,6 +447,7 @@ const struct duet_kernels duet_kernels_avx2 = {
 		     [DUET_Q8_0] = matmul_q8_0},
 	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8},
 	.quant_q8a = duet_quant_q8a_ref,
+	.quant_q8k = duet_quant_q8k_ref,
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,

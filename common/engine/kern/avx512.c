@@ -238,15 +238,13 @@ INLINE void q8_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
 
 
 
-/* ---- 4- and 6-bit weights against int8 activations ----
+/* ---- 4- and 5-bit weights of 32-blocks against int8 activations ----
  *
  * Each step unpacks 64 weights of a row (a pair of activation blocks) to
- * unsigned bytes for vpdpbusd, with a float scale per dword lane (a lane
- * holds 4 consecutive values; Q6_K's scales change every 4 lanes). A
- * fixed offset of the quants (8 for Q4_0, 32 for Q6_K) is taken out in
- * integers by starting the dot product at -offset * sum(activations); the
- * mins of Q4_K are a float term per 32-block from the activations' sums
- * (corr = -128 * sum, kernels.h). */
+ * unsigned bytes for vpdpbusd, with a float scale per dword lane. A fixed
+ * offset of the quants (8 for Q4_0, 16 for Q5_0) is taken out in integers
+ * by starting the dot product at -offset * sum(activations) (corr = -128
+ * * sum, kernels.h). */
 
 INLINE __m512 half_scales(uint16_t h0, uint16_t h1)
 {
@@ -385,25 +383,63 @@ INLINE __m512i pick_4x4(int s0)
 				s0 + 1, s0 + 1, s0 + 1, s0 + 1, s0, s0, s0, s0);
 }
 
-/* The 8 scales times d (lanes 0-7) and 8 mins times dmin / 128 (lanes
- * 8-15; the 128 undoes corr's factor) of the same super-block of nr rows,
- * each row's 16-byte header (d, dmin, 12 bytes of scales) in a 128-bit
- * lane and unpacked together with in-lane byte shuffles: scales 0-3 are
- * the low 6 bits of bytes 0-3, scales 4-7 the low nibbles of bytes 8-11
- * with the top 2 bits of bytes 0-3 above them; the mins likewise from
- * bytes 4-7 and the high nibbles of bytes 8-11. */
-INLINE void q4_k_scales(const uint8_t *w, size_t rb, const int nr, __m512 sm[4])
+/* 128-bit lane r of v, and v with lane r replaced, for r a constant
+ * after inlining (the instructions take immediates). Lanes are moved in
+ * registers: four narrow stores read back as one wide load (a union on
+ * the stack) cannot be forwarded, and stalled every super-block. */
+INLINE __m128i lane_of(__m512i v, const int r)
 {
-	/* (immediates must be constants for every compiler: through memory) */
-	union {
-		__m512i v;
-		__m128i lane[4];
-	} hdr, six;
-	hdr.v = _mm512_setzero_si512();
+	switch (r) {
+	case 0: return _mm512_castsi512_si128(v);
+	case 1: return _mm512_extracti32x4_epi32(v, 1);
+	case 2: return _mm512_extracti32x4_epi32(v, 2);
+	default: return _mm512_extracti32x4_epi32(v, 3);
+	}
+}
+
+INLINE __m512i with_lane(__m512i v, __m128i x, const int r)
+{
+	switch (r) {
+	case 0: return _mm512_inserti32x4(v, x, 0);
+	case 1: return _mm512_inserti32x4(v, x, 1);
+	case 2: return _mm512_inserti32x4(v, x, 2);
+	default: return _mm512_inserti32x4(v, x, 3);
+	}
+}
+
+/* v with its 128-bit lane r in all four lanes (r a constant, as above). */
+INLINE __m512i lane_everywhere(__m512i v, const int r)
+{
+	switch (r) {
+	case 0: return _mm512_shuffle_i32x4(v, v, 0x00);
+	case 1: return _mm512_shuffle_i32x4(v, v, 0x55);
+	case 2: return _mm512_shuffle_i32x4(v, v, 0xAA);
+	default: return _mm512_shuffle_i32x4(v, v, 0xFF);
+	}
+}
+
+/* The vpshufb pattern that makes dwords 0-7 the word pair (byte j0, byte
+ * j0) and dwords 8-15 (byte j1, byte j1) of their 128-bit lane, each byte
+ * zero-extended to a word (an index with its top bit set gives zero). */
+INLINE __m512i word_pair_pick(unsigned j0, unsigned j1)
+{
+	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32((int)(0x80008000u + 0x10001u * j0))),
+				  _mm256_set1_epi32((int)(0x80008000u + 0x10001u * j1)), 1);
+}
+
+/* Each row's 16-byte header (d, dmin, 12 bytes of scales) in its own
+ * 128-bit lane of *hdr, and its 8 scales (bytes 0-7) and 8 mins (bytes
+ * 8-15) in the same lane of *six, unpacked together with in-lane byte
+ * shuffles: scales 0-3 are the low 6 bits of bytes 0-3, scales 4-7 the
+ * low nibbles of bytes 8-11 with the top 2 bits of bytes 0-3 above them;
+ * the mins likewise from bytes 4-7 and the high nibbles of bytes 8-11. */
+INLINE void q4_k_headers(const uint8_t *w, size_t rb, const int nr, __m512i *hdr, __m512i *six)
+{
+	__m512i v = _mm512_setzero_si512();
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++)
-		hdr.lane[r] = _mm_loadu_si128((const __m128i *)(w + (size_t)r * rb));
-	__m512i v = hdr.v;
+		v = with_lane(v, _mm_loadu_si128((const __m128i *)(w + (size_t)r * rb)), r);
+	*hdr = v;
 	/* header byte 4 + i is scale byte i; -1 gives a zero */
 	const __m512i pick_lo = _mm512_broadcast_i32x4(
 		_mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
@@ -414,33 +450,37 @@ INLINE void q4_k_scales(const uint8_t *w, size_t rb, const int nr, __m512 sm[4])
 	a = _mm512_mask_blend_epi8(0xF000F000F000F000ull, a, _mm512_srli_epi16(a, 4));
 	const __m512i keep = _mm512_broadcast_i32x4(
 		_mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
-	six.v = _mm512_or_si512(_mm512_and_si512(a, keep),
-				_mm512_and_si512(_mm512_srli_epi16(b, 2), _mm512_set1_epi8(0x30)));
-	const __m256i pick_d = _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-	const __m512 unit = _mm512_set_ps(0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-7f,
-					  0x1p-7f, 0x1p-7f, 1, 1, 1, 1, 1, 1, 1, 1);
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++) {
-		__m512 dd = _mm512_cvtph_ps(_mm256_permutexvar_epi16(pick_d, _mm256_castsi128_si256(hdr.lane[r])));
-		__m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(six.lane[r]));
-		sm[r] = _mm512_mul_ps(f, _mm512_mul_ps(dd, unit));
-	}
+	*six = _mm512_or_si512(_mm512_and_si512(a, keep),
+			       _mm512_and_si512(_mm512_srli_epi16(b, 2), _mm512_set1_epi8(0x30)));
 }
 
-/* One super-block of a tile; x points at its first pair for the tile's
- * first activation row (pairs B apart). The mins' term, sum over blocks j
- * of dmin * m_j * (the activations' scale times sum of block j), is one
- * product per super-block: the four pairs' sums (lanes 0 and 8 of each
- * pair's corr) gathered into one vector, block 2g in lane g and 2g + 1 in
- * lane 8 + g, against the mins in the same lanes. With `five` (a constant:
- * the branch compiles away) the block is Q5_K's: the same header, then 32
- * bytes of fifth bits (value l of 64-group g: bit 2g of qh[l]; value 32 +
- * l: bit 2g + 1) before the nibbles. */
-INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x, int B,
-		      __m512 acc[4][MAX_NB], const int nr, const int nb, const int five)
+/* ---- the K-quants against per-256 int8 activations (struct duet_q8k_block) ----
+ *
+ * Each 64 weights meet 64 activations in two instructions: vpmaddubsw
+ * (unsigned weight by signed activation, adjacent pairs summed into 16
+ * bits: at most 2 x 63 x 127, no saturation) and vpdpwssd against the
+ * sub-blocks' integer scales (pairs of words into 32 bits), so that a
+ * super-block's products, already scaled, add up in integers and meet
+ * floats once: cvt, d x the activations' d, one FMA. Against the per-32
+ * activations' four instructions (dot product, convert, scale, FMA) per
+ * 64 weights and sequence. The rows of a tile are done one at a time (a
+ * row's 256 weights unpacked into four registers and used by every
+ * sequence), so only the float accumulators live across rows. */
+
+/* A dword of two equal words, for vpdpwssd: lane j of v (a small int) in
+ * both halves of lane j. */
+INLINE __m512i word_pairs(__m512i v)
+{
+	return _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0xFFFF)),
+			       _mm512_slli_epi32(v, 16));
+}
+
+/* Q4_K (five = 0) or Q5_K (five = 1) super-block of nr rows against nb
+ * activation blocks (x[b]). */
+INLINE void step_q4_k8(const uint8_t *w, size_t rb, const struct duet_q8k_block *x,
+		       __m512 acc[4][MAX_NB], const int nr, const int nb, const int five)
 {
 	const size_t qs_off = 4 + DUET_QK_SCALES + (five ? DUET_QK / 8 : 0);
-	__m512 sm[4];
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
 		const uint8_t *blk = w + (size_t)r * rb;
@@ -450,77 +490,86 @@ INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x
 		if (five)
 			PREFETCH(blk + (size_t)nr * rb + 175);
 	}
-	q4_k_scales(w, rb, nr, sm);
+	__m512i hdr, six;
+	q4_k_headers(w, rb, nr, &hdr, &six);
 	const __m512i lo4 = _mm512_set1_epi8(0x0F);
 	_Pragma("GCC unroll 4")
-	for (int g = 0; g < 4; g++) {
-		__m512i q[4];
-		__m512 ds[4];
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			const uint8_t *qs = w + (size_t)r * rb + qs_off + 32 * g;
-			__m256i v = _mm256_loadu_si256((const __m256i *)qs);
-			q[r] = _mm512_and_si512(
-				_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1),
-				lo4);
+	for (int r = 0; r < nr; r++) {
+		const uint8_t *blk = w + (size_t)r * rb;
+		/* the row's scales and mins (six's lane r) in every lane, from
+		 * which byte shuffles pick word pairs for vpdpwssd */
+		__m512i sc = lane_everywhere(six, r);
+		__m128 dd = _mm_cvtph_ps(lane_of(hdr, r));
+		__m512 d = _mm512_broadcastss_ps(dd), dmin = _mm512_broadcastss_ps(_mm_movehdup_ps(dd));
+		/* 64 bytes of nibbles are two 64-groups, each 32 low nibbles
+		 * then 32 high ones: values [0, 32) and [64, 96) of the 128 in
+		 * the low nibbles, [32, 64) and [96, 128) in the high ones;
+		 * put back in order (q[2h] = values [128h, 128h + 64)) to meet
+		 * the activations as they are. */
+		__m512i q[4], s[4];
+		_Pragma("GCC unroll 2")
+		for (int h = 0; h < 2; h++) {
+			__m512i v = _mm512_loadu_si512(blk + qs_off + 64 * h);
+			__m512i lo = _mm512_and_si512(v, lo4);
+			__m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
 			if (five) {
-				__m256i h = _mm256_loadu_si256(
-					(const __m256i *)(w + (size_t)r * rb + 4 + DUET_QK_SCALES));
-				__m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
-				hv = _mm512_srlv_epi64(hv, _mm512_set_epi64(2 * g + 1, 2 * g + 1, 2 * g + 1,
-									    2 * g + 1, 2 * g, 2 * g, 2 * g,
-									    2 * g));
-				q[r] = _mm512_or_si512(
-					q[r], _mm512_slli_epi16(_mm512_and_si512(hv, _mm512_set1_epi8(1)), 4));
+				/* value l of 64-group g: bit 2g of qh[l]; value
+				 * 32 + l: bit 2g + 1 */
+				__m256i h8 = _mm256_loadu_si256((const __m256i *)(blk + 4 + DUET_QK_SCALES));
+				__m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(h8), h8, 1);
+				const int g0 = 2 * h;
+				__m512i blo = _mm512_srlv_epi64(hv, _mm512_set_epi64(2 * g0 + 2, 2 * g0 + 2, 2 * g0 + 2, 2 * g0 + 2,
+										     2 * g0, 2 * g0, 2 * g0, 2 * g0));
+				__m512i bhi = _mm512_srlv_epi64(hv, _mm512_set_epi64(2 * g0 + 3, 2 * g0 + 3, 2 * g0 + 3, 2 * g0 + 3,
+										     2 * g0 + 1, 2 * g0 + 1, 2 * g0 + 1, 2 * g0 + 1));
+				const __m512i one = _mm512_set1_epi8(1);
+				lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(blo, one), 4));
+				hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(bhi, one), 4));
 			}
-			ds[r] = _mm512_permutexvar_ps(pick_2x8(2 * g), sm[r]);
+			q[2 * h] = _mm512_shuffle_i64x2(lo, hi, 0x44);
+			q[2 * h + 1] = _mm512_shuffle_i64x2(lo, hi, 0xEE);
+			s[2 * h] = _mm512_shuffle_epi8(sc, word_pair_pick(4 * h, 4 * h + 1));
+			s[2 * h + 1] = _mm512_shuffle_epi8(sc, word_pair_pick(4 * h + 2, 4 * h + 3));
 		}
+		/* lane 8 + j: the word pair (m_j, m_j); lanes 0-7 zero. In
+		 * 128-bit lane 2, dword lanes 8-11 take bytes 8-11 (mins 0-3);
+		 * in lane 3, 12-15 take 12-15: one pattern per lane. */
+		const __m512i pick_m = _mm512_set_epi32(
+			(int)(0x80008000u + 0x10001u * 15), (int)(0x80008000u + 0x10001u * 14),
+			(int)(0x80008000u + 0x10001u * 13), (int)(0x80008000u + 0x10001u * 12),
+			(int)(0x80008000u + 0x10001u * 11), (int)(0x80008000u + 0x10001u * 10),
+			(int)(0x80008000u + 0x10001u * 9), (int)(0x80008000u + 0x10001u * 8),
+			-1, -1, -1, -1, -1, -1, -1, -1);
+		__m512i mins = _mm512_shuffle_epi8(sc, pick_m);
 		_Pragma("GCC unroll 16")
 		for (int b = 0; b < nb; b++) {
-			const struct duet_q8a_pair *a = x + (size_t)g * B + b;
-			__m512i xq = _mm512_load_si512(a->q);
-			__m512 xd = _mm512_load_ps(a->d);
-			_Pragma("GCC unroll 4")
-			for (int r = 0; r < nr; r++) {
-				__m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[r], xq);
-				acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(ds[r], xd),
-							    acc[r][b]);
-			}
+			const struct duet_q8k_block *a = x + b;
+			__m512i ai = _mm512_madd_epi16(
+				_mm512_maddubs_epi16(q[0], _mm512_load_si512(a->q)), s[0]);
+			_Pragma("GCC unroll 3")
+			for (int i = 1; i < 4; i++)
+				ai = _mm512_dpwssd_epi32(ai, _mm512_maddubs_epi16(
+							q[i], _mm512_load_si512(a->q + 64 * i)), s[i]);
+			/* the mins: lane 8 + j, m_j x (bsums 2j and 2j + 1) */
+			__m512i bs = _mm512_inserti64x4(_mm512_setzero_si512(),
+							_mm256_load_si256((const __m256i *)a->bsums), 1);
+			__m512i mi = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mins, bs);
+			__m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ai), d,
+						   _mm512_mul_ps(_mm512_cvtepi32_ps(mi), dmin));
+			acc[r][b] = _mm512_fmadd_ps(t, _mm512_set1_ps(a->d), acc[r][b]);
 		}
-	}
-	/* The mins: the pairs' sums read again (from L1) rather than kept
-	 * in registers through the loop. */
-	const __m512i mi = _mm512_set_epi32(0, 0, 0, 0, 15, 13, 11, 9, 0, 0, 0, 0, 14, 12, 10, 8);
-	const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-	_Pragma("GCC unroll 16")
-	for (int b = 0; b < nb; b++) {
-		__m512 sums = _mm512_setzero_ps();
-		_Pragma("GCC unroll 4")
-		for (int g = 0; g < 4; g++) {
-			const struct duet_q8a_pair *a = x + (size_t)g * B + b;
-			__m512 sx = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(a->corr)),
-						  _mm512_load_ps(a->d));
-			/* lane i <- lane i - g (mod 16): 0 to g, 8 to 8 + g */
-			__m512i rot = _mm512_and_si512(_mm512_sub_epi32(iota, _mm512_set1_epi32(g)),
-						       _mm512_set1_epi32(15));
-			sums = _mm512_add_ps(sums, _mm512_permutexvar_ps(rot, sx));
-		}
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++)
-			acc[r][b] = _mm512_fmadd_ps(sums, _mm512_permutexvar_ps(mi, sm[r]), acc[r][b]);
 	}
 }
 
-
-
-
-INLINE void step_q6_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x, int B,
-		      __m512 acc[4][MAX_NB], const int nr, const int nb)
+/* Q6_K super-block of nr rows against nb activation blocks: values 6 bits
+ * less 32, a signed scale per 16; the -32 is one vpdpwssd of the scales
+ * with the activations' sums per 16. */
+INLINE void step_q6_k8(const uint8_t *w, size_t rb, const struct duet_q8k_block *x,
+		       __m512 acc[4][MAX_NB], const int nr, const int nb)
 {
 	const size_t sc_off = offsetof(struct duet_q6_k_block, scales);
 	const size_t d_off = offsetof(struct duet_q6_k_block, d);
 	const size_t qh_off = offsetof(struct duet_q6_k_block, qh);
-	__m512 sc[4];
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
 		const uint8_t *blk = w + (size_t)r * rb;
@@ -528,54 +577,51 @@ INLINE void step_q6_k(const uint8_t *w, size_t rb, const struct duet_q8a_pair *x
 		PREFETCH(blk + (size_t)nr * rb + 64);
 		PREFETCH(blk + (size_t)nr * rb + 128);
 		PREFETCH(blk + (size_t)nr * rb + 192);
+	}
+	const __m512i lo4 = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(3);
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++) {
+		const uint8_t *blk = w + (size_t)r * rb;
 		uint16_t dh;
 		memcpy(&dh, blk + d_off, 2);
-		__m512 s16 = _mm512_cvtepi32_ps(
-			_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + sc_off))));
-		sc[r] = _mm512_mul_ps(s16, _mm512_set1_ps(duet_fp16_to_fp32(dh)));
-	}
-	const __m512i lo4 = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(3);
-	_Pragma("GCC unroll 4")
-	for (int g = 0; g < 4; g++) {
-		/* Pair g: values 64g..64g+63, in the half h = g / 2 of the
-		 * super-block, its low nibbles (c = 0) or high ones (c = 1). */
-		const int h = g / 2, c = g % 2;
-		__m512i q[4];
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			const uint8_t *blk = w + (size_t)r * rb;
-			__m512i ql = _mm512_loadu_si512(blk + 64 * h);
-			if (c)
-				ql = _mm512_srli_epi16(ql, 4);
-			__m256i qh = _mm256_loadu_si256((const __m256i *)(blk + qh_off + 32 * h));
-			__m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
-			hv = _mm512_srlv_epi64(hv, _mm512_set_epi64(4 * c + 2, 4 * c + 2, 4 * c + 2,
-								    4 * c + 2, 4 * c, 4 * c, 4 * c,
-								    4 * c));
-			q[r] = _mm512_or_si512(_mm512_and_si512(ql, lo4),
-					       _mm512_slli_epi16(_mm512_and_si512(hv, two), 4));
+		__m512 d = _mm512_set1_ps(_cvtsh_ss(dh));
+		__m512i s32 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + sc_off)));
+		__m512i sc = word_pairs(s32);
+		/* -32 x scale j in the low word of lane j (the high word
+		 * meets a zero) */
+		__m512i off = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s32, 5));
+		/* Half h (values [128h, 128h + 128)): the low nibbles of its 64
+		 * ql bytes are values [0, 64), the high ones [64, 128); bits
+		 * 2k, 2k + 1 of qh byte l complete value 32k + l. */
+		__m512i q[4], s[4];
+		_Pragma("GCC unroll 2")
+		for (int h = 0; h < 2; h++) {
+			__m512i v = _mm512_loadu_si512(blk + 64 * h);
+			__m256i h8 = _mm256_loadu_si256((const __m256i *)(blk + qh_off + 32 * h));
+			__m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(h8), h8, 1);
+			__m512i blo = _mm512_srlv_epi64(hv, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0));
+			__m512i bhi = _mm512_srlv_epi64(hv, _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4));
+			q[2 * h] = _mm512_or_si512(_mm512_and_si512(v, lo4),
+						   _mm512_slli_epi16(_mm512_and_si512(blo, three), 4));
+			q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), lo4),
+						       _mm512_slli_epi16(_mm512_and_si512(bhi, three), 4));
+			s[2 * h] = _mm512_permutexvar_epi32(pick_4x4(8 * h), sc);
+			s[2 * h + 1] = _mm512_permutexvar_epi32(pick_4x4(8 * h + 4), sc);
 		}
 		_Pragma("GCC unroll 16")
 		for (int b = 0; b < nb; b++) {
-			const struct duet_q8a_pair *a = x + (size_t)g * B + b;
-			__m512i xq = _mm512_load_si512(a->q);
-			__m512 xd = _mm512_load_ps(a->d);
-			/* -32 * the sum of each lane's four activations */
-			__m512i off = _mm512_sub_epi32(
-				_mm512_setzero_si512(),
-				_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(32), xq));
+			const struct duet_q8k_block *a = x + b;
+			__m512i ai = _mm512_madd_epi16(
+				_mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)a->bsums)), off);
 			_Pragma("GCC unroll 4")
-			for (int r = 0; r < nr; r++) {
-				__m512i dp = _mm512_dpbusd_epi32(off, q[r], xq);
-				__m512 ds = _mm512_permutexvar_ps(pick_4x4(4 * g), sc[r]);
-				acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
-							    _mm512_mul_ps(ds, xd), acc[r][b]);
-			}
+			for (int i = 0; i < 4; i++)
+				ai = _mm512_dpwssd_epi32(ai, _mm512_maddubs_epi16(
+							q[i], _mm512_load_si512(a->q + 64 * i)), s[i]);
+			acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai),
+						    _mm512_mul_ps(d, _mm512_set1_ps(a->d)), acc[r][b]);
 		}
 	}
 }
-
-
 
 /* ---- bf16 weights against bf16 activation pairs (AVX512_BF16) ---- */
 
@@ -693,27 +739,26 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 	}
 }
 
-/* A tile over 256-value super-blocks: STEP on each (its pairs B apart in
- * the panel). */
-#define DEFINE_SUPER_TILE(name, STEP, BLOCK)                                            \
-	INLINE void name(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x, \
+/* The same against per-256 activations (block s of row b at x[s * B + b]). */
+#define DEFINE_SUPER_TILE8(name, STEP, BLOCK)                                           \
+	INLINE void name(const uint8_t *w, size_t rb, int K, const struct duet_q8k_block *x, \
 			 int B, float *y, int ldy, int add, const int nr, const int nb)     \
 	{                                                                               \
 		__m512 acc[4][MAX_NB];                                                  \
 		acc_zero(acc, nr, nb);                                                  \
-		for (int s = 0; s < K / DUET_QK; s++, x += 4 * (size_t)B)              \
-			STEP(w + (size_t)s * sizeof(BLOCK), rb, x, B, acc, nr, nb);     \
+		for (int s = 0; s < K / DUET_QK; s++, x += B)                          \
+			STEP(w + (size_t)s * sizeof(BLOCK), rb, x, acc, nr, nb);        \
 		acc_store(acc, y, ldy, add, nr, nb);                                    \
 	}
-#define STEP_Q4_K(...) step_q4_k(__VA_ARGS__, 0)
-#define STEP_Q5_K(...) step_q4_k(__VA_ARGS__, 1)
-DEFINE_SUPER_TILE(tile_q4_k, STEP_Q4_K, struct duet_q4_k_block)
-DEFINE_SUPER_TILE(tile_q5_k, STEP_Q5_K, struct duet_q5_k_block)
-DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
+#define STEP_Q4_K8(...) step_q4_k8(__VA_ARGS__, 0)
+#define STEP_Q5_K8(...) step_q4_k8(__VA_ARGS__, 1)
+DEFINE_SUPER_TILE8(tile_q4_k8, STEP_Q4_K8, struct duet_q4_k_block)
+DEFINE_SUPER_TILE8(tile_q5_k8, STEP_Q5_K8, struct duet_q5_k_block)
+DEFINE_SUPER_TILE8(tile_q6_k8, step_q6_k8, struct duet_q6_k_block)
 
 /* The integer tiles of the other quantized types, dispatched alike. */
-#define DEFINE_TILES_Q(name)                                                            \
-	static void name(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x, \
+#define DEFINE_TILES_Q(name, XT)                                                        \
+	static void name(const uint8_t *w, size_t rb, int K, const XT *x,               \
 			 int B, float *y, int ldy, int add, int nr, int nb)                 \
 	{                                                                               \
 		switch (nr * 32 + nb) {                                                 \
@@ -726,19 +771,21 @@ DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 		TQ_TILE(w, rb, K, x, B, y, ldy, add, R, NB);                            \
 		return;
 #define TQ_TILE tile_q4_0
-DEFINE_TILES_Q(tiles_q4_0)
+DEFINE_TILES_Q(tiles_q4_0, struct duet_q8a_pair)
 #undef TQ_TILE
 #define TQ_TILE tile_q5_0
-DEFINE_TILES_Q(tiles_q5_0)
+DEFINE_TILES_Q(tiles_q5_0, struct duet_q8a_pair)
 #undef TQ_TILE
-#define TQ_TILE tile_q4_k
-DEFINE_TILES_Q(tiles_q4_k)
+
+/* and the K-quants' against per-256 activations */
+#define TQ_TILE tile_q4_k8
+DEFINE_TILES_Q(tiles_q4_k8, struct duet_q8k_block)
 #undef TQ_TILE
-#define TQ_TILE tile_q5_k
-DEFINE_TILES_Q(tiles_q5_k)
+#define TQ_TILE tile_q5_k8
+DEFINE_TILES_Q(tiles_q5_k8, struct duet_q8k_block)
 #undef TQ_TILE
-#define TQ_TILE tile_q6_k
-DEFINE_TILES_Q(tiles_q6_k)
+#define TQ_TILE tile_q6_k8
+DEFINE_TILES_Q(tiles_q6_k8, struct duet_q8k_block)
 #undef TQ_TILE
 
 #define BF_CASE(R, NB)                                                                  \
@@ -817,13 +864,13 @@ DEFINE_MATMUL(matmul_q4_0_q8, tiles_q4_0, struct duet_q8a_pair, (size_t)(k0 / 64
 DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
 #undef T
 #define T DUET_Q4_K
-DEFINE_MATMUL(matmul_q4_k_q8, tiles_q4_k, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+DEFINE_MATMUL(matmul_q4_k_q8k, tiles_q4_k8, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
 #undef T
 #define T DUET_Q5_K
-DEFINE_MATMUL(matmul_q5_k_q8, tiles_q5_k, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k8, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
 #undef T
 #define T DUET_Q6_K
-DEFINE_MATMUL(matmul_q6_k_q8, tiles_q6_k, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+DEFINE_MATMUL(matmul_q6_k_q8k, tiles_q6_k8, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
 #undef T
 #define T DUET_BF16
 DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)
@@ -912,6 +959,33 @@ static void quant_q8a(const float *x, int K, struct duet_q8a_pair *panel, int B,
 		_mm_storeu_si128((__m128i *)(o->q + 48), qs[3]);
 		_mm512_storeu_si512(o->corr, corr);
 		_mm512_storeu_ps(o->d, dv);
+	}
+}
+
+/* The scalar table's quant_q8k, bit for bit. */
+static void quant_q8k(const float *x, int K, struct duet_q8k_block *panel, int B, int b)
+{
+	const __m512 sign = _mm512_set1_ps(-0.0f);
+	int blocks = (K + DUET_Q8K - 1) / DUET_Q8K;
+	for (int s = 0; s < blocks; s++) {
+		struct duet_q8k_block *o = &panel[(size_t)s * B + b];
+		int k0 = s * DUET_Q8K, n = K - k0 < DUET_Q8K ? K - k0 : DUET_Q8K;
+		const float *v = x + k0;
+		__m512 mx = _mm512_setzero_ps();
+		for (int i = 0; i < DUET_Q8K; i += 16)
+			mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, _mm512_maskz_loadu_ps(
+								       tail_mask(n - i > 0 ? n - i : 0), v + i)));
+		float amax = _mm512_reduce_max_ps(mx);
+		float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+		__m512 idv = _mm512_set1_ps(id);
+		for (int i = 0; i < DUET_Q8K; i += 16) {
+			__m512 a = _mm512_maskz_loadu_ps(tail_mask(n - i > 0 ? n - i : 0), v + i);
+			__m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(a, idv));
+			_mm_store_si128((__m128i *)(o->q + i), _mm512_cvtsepi32_epi8(q));
+			o->bsums[i / 16] = (int16_t)_mm512_reduce_add_epi32(q);
+		}
+		o->d = d;
+		memset(o->pad, 0, sizeof o->pad);
 	}
 }
 
@@ -1224,11 +1298,13 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
 	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8, [DUET_Q4_0] = matmul_q4_0_q8,
-		      [DUET_Q5_0] = matmul_q5_0_q8, [DUET_Q4_K] = matmul_q4_k_q8,
-		      [DUET_Q5_K] = matmul_q5_k_q8, [DUET_Q6_K] = matmul_q6_k_q8},
+		      [DUET_Q5_0] = matmul_q5_0_q8},
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
 	.pack_bf16 = pack_bf16,
+	.matmul_q8k = {[DUET_Q4_K] = matmul_q4_k_q8k, [DUET_Q5_K] = matmul_q5_k_q8k,
+		       [DUET_Q6_K] = matmul_q6_k_q8k},
 	.quant_q8a = quant_q8a,
+	.quant_q8k = quant_q8k,
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,

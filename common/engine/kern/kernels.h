@@ -26,6 +26,7 @@ enum duet_act {
 	DUET_ACT_F32,  /* rows of K floats; weights dequantized exactly */
 	DUET_ACT_Q8,   /* rows quantized per 32-block for integer dot products */
 	DUET_ACT_BF16, /* rows split into two bfloat16 halves, for bf16 weights */
+	DUET_ACT_Q8K,  /* rows quantized per 256, for the K-quants' integer sums */
 };
 
 /* Quantized weights and activations: how they are multiplied. */
@@ -70,6 +71,28 @@ static inline size_t duet_panel_q8_pairs(int K, int B)
 	return (size_t)((K + DUET_Q8A_PAIR - 1) / DUET_Q8A_PAIR) * (size_t)B;
 }
 
+/* 256 activations quantized for the K-quants (Q4_K, Q5_K, Q6_K): one
+ * scale per 256 values (d = max|x| / 127, q = x / d rounded to nearest
+ * even), so that a super-block's sub-block products, times the weights'
+ * integer sub-block scales, add up in integers and meet a float only once
+ * per super-block (with a scale per 32 values, each 32 values' sum needs
+ * its own float multiply). bsums[i] is the sum of q over values [16i,
+ * 16i + 16), for the weights' mins and offsets. The q8k panel: block s of
+ * row b at x[s * B + b]; K padded with zeros to a multiple of 256. The
+ * padding makes a block whole cache lines. */
+#define DUET_Q8K 256
+struct duet_q8k_block {
+	int8_t q[DUET_Q8K];
+	int16_t bsums[DUET_Q8K / 16];
+	float d;
+	uint8_t pad[28];
+};
+_Static_assert(sizeof(struct duet_q8k_block) == 320, "a q8k block is five cache lines");
+static inline size_t duet_panel_q8k_blocks(int K, int B)
+{
+	return (size_t)((K + DUET_Q8K - 1) / DUET_Q8K) * (size_t)B;
+}
+
 /* bf16 panel, for bf16 weights on CPUs with AVX512_BF16: each value x as
  * hi = bf16(x) and lo = bf16(x - hi), so that a bf16 dot product
  * (vdpbf16ps: products of two bf16 are exact in f32) of the weights with
@@ -100,6 +123,8 @@ void duet_panel_pack_f32(const float *x, int ldx, int K, int B, float *panel);
  * quantized weights come in whole blocks) into the q8 panel of B rows
  * (the scalar table's; the others reproduce it bit for bit). */
 void duet_quant_q8a_ref(const float *x, int K, struct duet_q8a_pair *panel, int B, int b);
+/* The definition of the per-256 int8 form, likewise (K any length). */
+void duet_quant_q8k_ref(const float *x, int K, struct duet_q8k_block *panel, int B, int b);
 
 /* y[b*ldy + n] = dot(W row n, activation row b) for rows n in [n0, n1) and
  * b in [0, B), the activations a panel in the form the kernel takes (f32,
@@ -112,17 +137,21 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 struct duet_kernels {
 	const char *name;
 	/* By weight type: f32 activations with the weights dequantized
-	 * exactly (matmul_f), and int8 activations (DUET_ACT_Q8) for the
-	 * quantized types (matmul_q8). A NULL entry takes the scalar table's:
+	 * exactly (matmul_f), and int8 activations for the quantized types:
+	 * per 32 (DUET_ACT_Q8, matmul_q8) and for the K-quants per 256
+	 * (DUET_ACT_Q8K, matmul_q8k). A NULL entry takes the scalar table's:
 	 * the scalar table has every type. */
 	duet_matmul_fn matmul_f[DUET_DTYPE_SLOTS];
 	duet_matmul_fn matmul_q8[DUET_DTYPE_SLOTS];
+	/* per-256 int8 activations (DUET_ACT_Q8K), for the K-quants */
+	duet_matmul_fn matmul_q8k[DUET_DTYPE_SLOTS];
 	/* bf16 activation pairs (DUET_ACT_BF16; NULL where the ISA has no
 	 * bf16 dot product) and their packing from B rows of floats */
 	duet_matmul_fn matmul_bf16_bf16;
 	void (*pack_bf16)(const float *x, int ldx, int K, int B, struct duet_bf16x2 *panel);
 	/* Row b of K activations into a q8 panel of B rows. */
 	void (*quant_q8a)(const float *x, int K, struct duet_q8a_pair *panel, int B, int b);
+	void (*quant_q8k)(const float *x, int K, struct duet_q8k_block *panel, int B, int b);
 	/* Row of n elements to f32 (prefill converts weight tiles). */
 	void (*cvt_f16)(const void *src, float *dst, int n);
 	void (*cvt_bf16)(const void *src, float *dst, int n);
@@ -161,7 +190,8 @@ const struct duet_kernels *duet_kernels(void);
 const struct duet_kernels *duet_kernels_named(const char *name);
 
 /* The activations weight type t takes with table k in mode q: int8 for
- * the quantized types in int8 mode, bf16 pairs for bf16 where k and this CPU have a bf16
+ * the quantized types in int8 mode (per 256 for the K-quants, per 32 for
+ * the others), bf16 pairs for bf16 where k and this CPU have a bf16
  * dot product, else f32. */
 enum duet_act duet_kernels_act(const struct duet_kernels *k, enum duet_dtype t,
 			       enum duet_qdot q);

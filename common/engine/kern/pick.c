@@ -35,7 +35,7 @@ enum duet_act duet_kernels_act(const struct duet_kernels *k, enum duet_dtype t,
 			       enum duet_qdot q)
 {
 	if (duet_dtype_quantized(t) && q == DUET_QDOT_INT8)
-		return DUET_ACT_Q8;
+		return duet_dtype_kquant(t) ? DUET_ACT_Q8K : DUET_ACT_Q8;
 	/* A table is picked by its base ISA; bf16 dot products are an
 	 * extension some AVX-512 CPUs lack. */
 	if (t == DUET_BF16 && k->matmul_bf16_bf16 && duet_cpu_has_avx512bf16())
@@ -50,8 +50,8 @@ duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype
 		return NULL;
 	if (a == DUET_ACT_BF16)
 		return t == DUET_BF16 ? k->matmul_bf16_bf16 : NULL;
-	if (a == DUET_ACT_Q8) {
-		if (!duet_dtype_quantized(t))
+	if (a == DUET_ACT_Q8 || a == DUET_ACT_Q8K) {
+		if (!duet_dtype_quantized(t) || (a == DUET_ACT_Q8K && !duet_dtype_kquant(t)))
 			return NULL;
 		/* The AVX-512 integer kernels need VNNI (vpdpbusd); AVX-512 CPUs
 		 * without it (Skylake-X) take the AVX2 ones. Asked once: this
@@ -61,6 +61,8 @@ duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype
 			vnni = duet_cpu_has_avx512vnni();
 		if (k == &duet_kernels_avx512 && !vnni)
 			k = &duet_kernels_avx2;
+		if (a == DUET_ACT_Q8K)
+			return k->matmul_q8k[t] ? k->matmul_q8k[t] : duet_kernels_scalar.matmul_q8k[t];
 		return k->matmul_q8[t] ? k->matmul_q8[t] : duet_kernels_scalar.matmul_q8[t];
 	}
 	return k->matmul_f[t] ? k->matmul_f[t] : duet_kernels_scalar.matmul_f[t];

@@ -51,8 +51,23 @@ F32_ACT_KERNEL(matmul_q4_k, DUET_Q4_K)
 F32_ACT_KERNEL(matmul_q5_k, DUET_Q5_K)
 F32_ACT_KERNEL(matmul_q6_k, DUET_Q6_K)
 
-/* Scale max|x| / 127, values rounded to nearest (even on ties, as the
- * vector conversions round), padding blocks all zero. */
+/* n values (n <= 256) to int8 with scale max|x| / 127, rounded to
+ * nearest (even on ties, as the vector conversions round); returns the
+ * scale. The one rounding of both activation forms. */
+static float quant_values(const float *v, int n, int8_t *q)
+{
+	float amax = 0;
+	for (int i = 0; i < n; i++)
+		amax = fmaxf(amax, fabsf(v[i]));
+	float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+	for (int i = 0; i < n; i++) {
+		float r = nearbyintf(v[i] * id);
+		q[i] = (int8_t)(r > 127 ? 127 : r < -127 ? -127 : r);
+	}
+	return d;
+}
+
+/* Padding blocks all zero. */
 void duet_quant_q8a_ref(const float *x, int K, struct duet_q8a_pair *panel, int B, int b)
 {
 	int pairs = (K + DUET_Q8A_PAIR - 1) / DUET_Q8A_PAIR;
@@ -63,18 +78,10 @@ void duet_quant_q8a_ref(const float *x, int K, struct duet_q8a_pair *panel, int 
 			int k0 = p * DUET_Q8A_PAIR + h * 32;
 			if (k0 >= K)
 				break;
-			const float *v = x + k0;
-			float amax = 0;
-			for (int i = 0; i < 32; i++)
-				amax = fmaxf(amax, fabsf(v[i]));
-			float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+			float d = quant_values(x + k0, 32, o->q + h * 32);
 			int sum = 0;
-			for (int i = 0; i < 32; i++) {
-				float r = nearbyintf(v[i] * id);
-				r = r > 127 ? 127 : r < -127 ? -127 : r;
-				o->q[h * 32 + i] = (int8_t)r;
-				sum += (int)r;
-			}
+			for (int i = 0; i < 32; i++)
+				sum += o->q[h * 32 + i];
 			o->corr[h * 8] = -128 * sum;
 			for (int i = 0; i < 8; i++)
 				o->d[h * 8 + i] = d;
@@ -82,14 +89,46 @@ void duet_quant_q8a_ref(const float *x, int K, struct duet_q8a_pair *panel, int 
 	}
 }
 
+/* Per 256 values, zeros past K. */
+void duet_quant_q8k_ref(const float *x, int K, struct duet_q8k_block *panel, int B, int b)
+{
+	int blocks = (K + DUET_Q8K - 1) / DUET_Q8K;
+	for (int s = 0; s < blocks; s++) {
+		struct duet_q8k_block *o = &panel[(size_t)s * B + b];
+		memset(o, 0, sizeof *o);
+		int k0 = s * DUET_Q8K, n = K - k0 < DUET_Q8K ? K - k0 : DUET_Q8K;
+		o->d = quant_values(x + k0, n, o->q);
+		for (int i = 0; i < n; i++)
+			o->bsums[i / 16] = (int16_t)(o->bsums[i / 16] + o->q[i]);
+	}
+}
+
+/* 32-block i of activation row b in either int8 form: its quants, their
+ * scale and their sum. */
+static const int8_t *act_block(enum duet_act act, const void *x, int B, int b, int i, float *d,
+			       float *sum)
+{
+	if (act == DUET_ACT_Q8K) {
+		const int per = DUET_Q8K / 32, j = i % per;
+		const struct duet_q8k_block *xb = (const struct duet_q8k_block *)x + (size_t)(i / per) * B + b;
+		*d = xb->d;
+		*sum = (float)(xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
+		return xb->q + 32 * j;
+	}
+	const struct duet_q8a_pair *pp = (const struct duet_q8a_pair *)x + (size_t)(i / 2) * B + b;
+	*d = pp->d[(i % 2) * 8];
+	*sum = (float)(pp->corr[(i % 2) * 8] / -128);
+	return pp->q + (i % 2) * 32;
+}
+
 /* Any quantized type through its integer form (duet_block_unpack32):
  * each 32-block's two 16-value halves dotted in integers with the
  * activations' quants, scaled by the halves' scales, plus the block's
- * offset times the activations' sum (from corr = -128 * sum). */
-static void matmul_any_q8(enum duet_dtype t, const void *w, size_t rb, int K, const void *xv,
-			  int B, float *y, int ldy, int n0, int n1)
+ * offset times the activations' sum; times the activations' scale (per
+ * 32, or per 256 for DUET_ACT_Q8K). */
+static void matmul_any_int(enum duet_dtype t, enum duet_act act, const void *w, size_t rb, int K,
+			   const void *x, int B, float *y, int ldy, int n0, int n1)
 {
-	const struct duet_q8a_pair *x = xv;
 	int blocks = K / 32;
 	for (int n = n0; n < n1; n++) {
 		const uint8_t *wr = (const uint8_t *)w + (size_t)n * rb;
@@ -100,35 +139,41 @@ static void matmul_any_q8(enum duet_dtype t, const void *w, size_t rb, int K, co
 			float sc[2], m;
 			duet_block_unpack32(t, wr, i, wq, sc, &m);
 			for (int b = 0; b < B; b++) {
-				const struct duet_q8a_pair *pp = &x[(size_t)(i / 2) * B + b];
-				const int8_t *xq = pp->q + (i % 2) * 32;
+				float d, sum_x;
+				const int8_t *xq = act_block(act, x, B, b, i, &d, &sum_x);
 				int s0 = 0, s1 = 0;
-				for (int j = 0; j < 16; j++) {
-					s0 += wq[j] * xq[j];
-					s1 += wq[j + 16] * xq[j + 16];
+				for (int l = 0; l < 16; l++) {
+					s0 += wq[l] * xq[l];
+					s1 += wq[l + 16] * xq[l + 16];
 				}
-				float sum_x = (float)(pp->corr[(i % 2) * 8] / -128);
-				y[(size_t)b * ldy + n] += pp->d[(i % 2) * 8] *
-					(sc[0] * (float)s0 + sc[1] * (float)s1 + m * sum_x);
+				y[(size_t)b * ldy + n] +=
+					d * (sc[0] * (float)s0 + sc[1] * (float)s1 + m * sum_x);
 			}
 		}
 	}
 }
 
+#define Q8K_ACT_KERNEL(name, T)                                                          \
+	static void name(const void *w, size_t rb, int K, const void *x, int B, float *y, \
+			 int ldy, int n0, int n1)                                         \
+	{                                                                                \
+		matmul_any_int(T, DUET_ACT_Q8K, w, rb, K, x, B, y, ldy, n0, n1);          \
+	}
+Q8K_ACT_KERNEL(matmul_q4_k_q8k, DUET_Q4_K)
+Q8K_ACT_KERNEL(matmul_q5_k_q8k, DUET_Q5_K)
+Q8K_ACT_KERNEL(matmul_q6_k_q8k, DUET_Q6_K)
+
 #define Q8_ACT_KERNEL(name, T)                                                           \
 	static void name(const void *w, size_t rb, int K, const void *x, int B, float *y, \
 			 int ldy, int n0, int n1)                                         \
 	{                                                                                \
-		matmul_any_q8(T, w, rb, K, x, B, y, ldy, n0, n1);                        \
+		matmul_any_int(T, DUET_ACT_Q8, w, rb, K, x, B, y, ldy, n0, n1);           \
 	}
 Q8_ACT_KERNEL(matmul_q8_0_q8, DUET_Q8_0)
 Q8_ACT_KERNEL(matmul_q4_0_q8, DUET_Q4_0)
 Q8_ACT_KERNEL(matmul_q4_1_q8, DUET_Q4_1)
 Q8_ACT_KERNEL(matmul_q5_0_q8, DUET_Q5_0)
 Q8_ACT_KERNEL(matmul_q5_1_q8, DUET_Q5_1)
-Q8_ACT_KERNEL(matmul_q4_k_q8, DUET_Q4_K)
-Q8_ACT_KERNEL(matmul_q5_k_q8, DUET_Q5_K)
-Q8_ACT_KERNEL(matmul_q6_k_q8, DUET_Q6_K)
 
 static void cvt_f16(const void *src, float *dst, int n)
 {
@@ -259,9 +304,11 @@ const struct duet_kernels duet_kernels_scalar = {
 		     [DUET_Q5_K] = matmul_q5_k, [DUET_Q6_K] = matmul_q6_k},
 	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8, [DUET_Q4_0] = matmul_q4_0_q8,
 		      [DUET_Q4_1] = matmul_q4_1_q8, [DUET_Q5_0] = matmul_q5_0_q8,
-		      [DUET_Q5_1] = matmul_q5_1_q8, [DUET_Q4_K] = matmul_q4_k_q8,
-		      [DUET_Q5_K] = matmul_q5_k_q8, [DUET_Q6_K] = matmul_q6_k_q8},
+		      [DUET_Q5_1] = matmul_q5_1_q8},
+	.matmul_q8k = {[DUET_Q4_K] = matmul_q4_k_q8k, [DUET_Q5_K] = matmul_q5_k_q8k,
+		       [DUET_Q6_K] = matmul_q6_k_q8k},
 	.quant_q8a = duet_quant_q8a_ref,
+	.quant_q8k = duet_quant_q8k_ref,
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,
