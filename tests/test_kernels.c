@@ -68,7 +68,7 @@ static void dequant_q8k(const struct duet_q8k_block *panel, int B, int b, float 
 {
 	for (int k = 0; k < K; k++) {
 		const struct duet_q8k_block *p = &panel[(size_t)(k / DUET_Q8K) * B + b];
-		x[k] = (float)p->q[k % DUET_Q8K] * p->d;
+		x[k] = (float)p->q[duet_q8k_pos(k % DUET_Q8K)] * p->d;
 	}
 }
 

@@ -368,19 +368,13 @@ DEFINE_PAIR_TILE(tile_q8, DUET_Q8_0)
 DEFINE_PAIR_TILE(tile_q4_0, DUET_Q4_0)
 DEFINE_PAIR_TILE(tile_q5_0, DUET_Q5_0)
 
-/* Lane indices picking the scales of pair g from a super-block's 16: two
- * 32-blocks of 8 lanes each (Q4_K: scale j in lane j, min j in 8 + j), or
- * four 16-value sub-blocks of 4 lanes (Q6_K). */
-INLINE __m512i pick_2x8(int j0)
+/* Lane indices picking Q6_K's scales (scale j in lane j) for 64 values
+ * of four 16-value sub-blocks: dwords 0-3 j0, 4-7 j0 + 1, 8-11 j1, 12-15
+ * j1 + 1. */
+INLINE __m512i pick_4x4_2(int j0, int j1)
 {
-	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(j0)),
-				  _mm256_set1_epi32(j0 + 1), 1);
-}
-
-INLINE __m512i pick_4x4(int s0)
-{
-	return _mm512_set_epi32(s0 + 3, s0 + 3, s0 + 3, s0 + 3, s0 + 2, s0 + 2, s0 + 2, s0 + 2,
-				s0 + 1, s0 + 1, s0 + 1, s0 + 1, s0, s0, s0, s0);
+	return _mm512_set_epi32(j1 + 1, j1 + 1, j1 + 1, j1 + 1, j1, j1, j1, j1, j0 + 1, j0 + 1,
+				j0 + 1, j0 + 1, j0, j0, j0, j0);
 }
 
 /* 128-bit lane r of v, and v with lane r replaced, for r a constant
@@ -503,9 +497,8 @@ INLINE void step_q4_k8(const uint8_t *w, size_t rb, const struct duet_q8k_block 
 		__m512 d = _mm512_broadcastss_ps(dd), dmin = _mm512_broadcastss_ps(_mm_movehdup_ps(dd));
 		/* 64 bytes of nibbles are two 64-groups, each 32 low nibbles
 		 * then 32 high ones: values [0, 32) and [64, 96) of the 128 in
-		 * the low nibbles, [32, 64) and [96, 128) in the high ones;
-		 * put back in order (q[2h] = values [128h, 128h + 64)) to meet
-		 * the activations as they are. */
+		 * the low nibbles, [32, 64) and [96, 128) in the high ones, the
+		 * order the activations are stored in (kernels.h). */
 		__m512i q[4], s[4];
 		_Pragma("GCC unroll 2")
 		for (int h = 0; h < 2; h++) {
@@ -526,10 +519,10 @@ INLINE void step_q4_k8(const uint8_t *w, size_t rb, const struct duet_q8k_block 
 				lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(blo, one), 4));
 				hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(bhi, one), 4));
 			}
-			q[2 * h] = _mm512_shuffle_i64x2(lo, hi, 0x44);
-			q[2 * h + 1] = _mm512_shuffle_i64x2(lo, hi, 0xEE);
-			s[2 * h] = _mm512_shuffle_epi8(sc, word_pair_pick(4 * h, 4 * h + 1));
-			s[2 * h + 1] = _mm512_shuffle_epi8(sc, word_pair_pick(4 * h + 2, 4 * h + 3));
+			q[2 * h] = lo;
+			q[2 * h + 1] = hi;
+			s[2 * h] = _mm512_shuffle_epi8(sc, word_pair_pick(4 * h, 4 * h + 2));
+			s[2 * h + 1] = _mm512_shuffle_epi8(sc, word_pair_pick(4 * h + 1, 4 * h + 3));
 		}
 		/* lane 8 + j: the word pair (m_j, m_j); lanes 0-7 zero. In
 		 * 128-bit lane 2, dword lanes 8-11 take bytes 8-11 (mins 0-3);
@@ -601,12 +594,17 @@ INLINE void step_q6_k8(const uint8_t *w, size_t rb, const struct duet_q8k_block 
 			__m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(h8), h8, 1);
 			__m512i blo = _mm512_srlv_epi64(hv, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0));
 			__m512i bhi = _mm512_srlv_epi64(hv, _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4));
-			q[2 * h] = _mm512_or_si512(_mm512_and_si512(v, lo4),
-						   _mm512_slli_epi16(_mm512_and_si512(blo, three), 4));
-			q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), lo4),
-						       _mm512_slli_epi16(_mm512_and_si512(bhi, three), 4));
-			s[2 * h] = _mm512_permutexvar_epi32(pick_4x4(8 * h), sc);
-			s[2 * h + 1] = _mm512_permutexvar_epi32(pick_4x4(8 * h + 4), sc);
+			__m512i v0 = _mm512_or_si512(_mm512_and_si512(v, lo4),
+						     _mm512_slli_epi16(_mm512_and_si512(blo, three), 4));
+			__m512i v1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), lo4),
+						     _mm512_slli_epi16(_mm512_and_si512(bhi, three), 4));
+			/* v0 is values [0, 64) of the half, v1 [64, 128); the
+			 * activations' order is [0, 32), [64, 96), then [32, 64),
+			 * [96, 128) (kernels.h), sub-blocks of 16 to match */
+			q[2 * h] = _mm512_shuffle_i64x2(v0, v1, 0x44);
+			q[2 * h + 1] = _mm512_shuffle_i64x2(v0, v1, 0xEE);
+			s[2 * h] = _mm512_permutexvar_epi32(pick_4x4_2(8 * h, 8 * h + 4), sc);
+			s[2 * h + 1] = _mm512_permutexvar_epi32(pick_4x4_2(8 * h + 2, 8 * h + 6), sc);
 		}
 		_Pragma("GCC unroll 16")
 		for (int b = 0; b < nb; b++) {
@@ -981,7 +979,7 @@ static void quant_q8k(const float *x, int K, struct duet_q8k_block *panel, int B
 		for (int i = 0; i < DUET_Q8K; i += 16) {
 			__m512 a = _mm512_maskz_loadu_ps(tail_mask(n - i > 0 ? n - i : 0), v + i);
 			__m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(a, idv));
-			_mm_store_si128((__m128i *)(o->q + i), _mm512_cvtsepi32_epi8(q));
+			_mm_store_si128((__m128i *)(o->q + duet_q8k_pos(i)), _mm512_cvtsepi32_epi8(q));
 			o->bsums[i / 16] = (int16_t)_mm512_reduce_add_epi32(q);
 		}
 		o->d = d;

@@ -76,10 +76,13 @@ static inline size_t duet_panel_q8_pairs(int K, int B)
  * even), so that a super-block's sub-block products, times the weights'
  * integer sub-block scales, add up in integers and meet a float only once
  * per super-block (with a scale per 32 values, each 32 values' sum needs
- * its own float multiply). bsums[i] is the sum of q over values [16i,
- * 16i + 16), for the weights' mins and offsets. The q8k panel: block s of
- * row b at x[s * B + b]; K padded with zeros to a multiple of 256. The
- * padding makes a block whole cache lines. */
+ * its own float multiply). bsums[i] is the sum of values [16i, 16i + 16),
+ * for the weights' mins and offsets. The quants are stored in Q4_K's
+ * nibble order, so that a Q4_K row's low and high nibbles meet them as
+ * loaded: of each 128 values, [0, 32) and [64, 96) then [32, 64) and [96,
+ * 128) (value i at q[duet_q8k_pos(i)]; a 32-block stays in one piece).
+ * The q8k panel: block s of row b at x[s * B + b]; K padded with zeros to
+ * a multiple of 256. The padding makes a block whole cache lines. */
 #define DUET_Q8K 256
 struct duet_q8k_block {
 	int8_t q[DUET_Q8K];
@@ -88,6 +91,10 @@ struct duet_q8k_block {
 	uint8_t pad[28];
 };
 _Static_assert(sizeof(struct duet_q8k_block) == 320, "a q8k block is five cache lines");
+static inline int duet_q8k_pos(int i)
+{
+	return i / 128 * 128 + (i / 32) % 2 * 64 + (i / 64) % 2 * 32 + i % 32;
+}
 static inline size_t duet_panel_q8k_blocks(int K, int B)
 {
 	return (size_t)((K + DUET_Q8K - 1) / DUET_Q8K) * (size_t)B;

@@ -97,9 +97,12 @@ void duet_quant_q8k_ref(const float *x, int K, struct duet_q8k_block *panel, int
 		struct duet_q8k_block *o = &panel[(size_t)s * B + b];
 		memset(o, 0, sizeof *o);
 		int k0 = s * DUET_Q8K, n = K - k0 < DUET_Q8K ? K - k0 : DUET_Q8K;
-		o->d = quant_values(x + k0, n, o->q);
-		for (int i = 0; i < n; i++)
-			o->bsums[i / 16] = (int16_t)(o->bsums[i / 16] + o->q[i]);
+		int8_t q[DUET_Q8K] = {0};
+		o->d = quant_values(x + k0, n, q);
+		for (int i = 0; i < DUET_Q8K; i++) {
+			o->q[duet_q8k_pos(i)] = q[i];
+			o->bsums[i / 16] = (int16_t)(o->bsums[i / 16] + q[i]);
+		}
 	}
 }
 
@@ -113,7 +116,7 @@ static const int8_t *act_block(enum duet_act act, const void *x, int B, int b, i
 		const struct duet_q8k_block *xb = (const struct duet_q8k_block *)x + (size_t)(i / per) * B + b;
 		*d = xb->d;
 		*sum = (float)(xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
-		return xb->q + 32 * j;
+		return xb->q + duet_q8k_pos(32 * j);
 	}
 	const struct duet_q8a_pair *pp = (const struct duet_q8a_pair *)x + (size_t)(i / 2) * B + b;
 	*d = pp->d[(i % 2) * 8];
