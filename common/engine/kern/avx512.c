@@ -471,8 +471,8 @@ INLINE __m512i word_pairs(__m512i v)
 
 /* Q4_K (five = 0) or Q5_K (five = 1) super-block of nr rows against nb
  * activation blocks (x[b]). */
-INLINE void step_q4_k8(const uint8_t *w, size_t rb, const struct duet_q8k_block *x,
-		       __m512 acc[4][MAX_NB], const int nr, const int nb, const int five)
+INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8k_block *x,
+		      __m512 acc[4][MAX_NB], const int nr, const int nb, const int five)
 {
 	const size_t qs_off = 4 + DUET_QK_SCALES + (five ? DUET_QK / 8 : 0);
 	_Pragma("GCC unroll 4")
@@ -486,6 +486,15 @@ INLINE void step_q4_k8(const uint8_t *w, size_t rb, const struct duet_q8k_block 
 	}
 	__m512i hdr, six;
 	q4_k_headers(w, rb, nr, &hdr, &six);
+	/* The mins from a row's header in every lane: dword 8 + j the word
+	 * pair (m_j, m_j), dwords 0-7 zero. In 128-bit lane 2, dwords 8-11
+	 * take bytes 8-11 (mins 0-3); in lane 3, 12-15 take 12-15. */
+	const __m512i pick_m = _mm512_set_epi32(
+		(int)(0x80008000u + 0x10001u * 15), (int)(0x80008000u + 0x10001u * 14),
+		(int)(0x80008000u + 0x10001u * 13), (int)(0x80008000u + 0x10001u * 12),
+		(int)(0x80008000u + 0x10001u * 11), (int)(0x80008000u + 0x10001u * 10),
+		(int)(0x80008000u + 0x10001u * 9), (int)(0x80008000u + 0x10001u * 8),
+		-1, -1, -1, -1, -1, -1, -1, -1);
 	const __m512i lo4 = _mm512_set1_epi8(0x0F);
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
@@ -524,15 +533,6 @@ INLINE void step_q4_k8(const uint8_t *w, size_t rb, const struct duet_q8k_block 
 			s[2 * h] = _mm512_shuffle_epi8(sc, word_pair_pick(4 * h, 4 * h + 2));
 			s[2 * h + 1] = _mm512_shuffle_epi8(sc, word_pair_pick(4 * h + 1, 4 * h + 3));
 		}
-		/* lane 8 + j: the word pair (m_j, m_j); lanes 0-7 zero. In
-		 * 128-bit lane 2, dword lanes 8-11 take bytes 8-11 (mins 0-3);
-		 * in lane 3, 12-15 take 12-15: one pattern per lane. */
-		const __m512i pick_m = _mm512_set_epi32(
-			(int)(0x80008000u + 0x10001u * 15), (int)(0x80008000u + 0x10001u * 14),
-			(int)(0x80008000u + 0x10001u * 13), (int)(0x80008000u + 0x10001u * 12),
-			(int)(0x80008000u + 0x10001u * 11), (int)(0x80008000u + 0x10001u * 10),
-			(int)(0x80008000u + 0x10001u * 9), (int)(0x80008000u + 0x10001u * 8),
-			-1, -1, -1, -1, -1, -1, -1, -1);
 		__m512i mins = _mm512_shuffle_epi8(sc, pick_m);
 		_Pragma("GCC unroll 16")
 		for (int b = 0; b < nb; b++) {
@@ -557,8 +557,8 @@ INLINE void step_q4_k8(const uint8_t *w, size_t rb, const struct duet_q8k_block 
 /* Q6_K super-block of nr rows against nb activation blocks: values 6 bits
  * less 32, a signed scale per 16; the -32 is one vpdpwssd of the scales
  * with the activations' sums per 16. */
-INLINE void step_q6_k8(const uint8_t *w, size_t rb, const struct duet_q8k_block *x,
-		       __m512 acc[4][MAX_NB], const int nr, const int nb)
+INLINE void step_q6_k(const uint8_t *w, size_t rb, const struct duet_q8k_block *x,
+		      __m512 acc[4][MAX_NB], const int nr, const int nb)
 {
 	const size_t sc_off = offsetof(struct duet_q6_k_block, scales);
 	const size_t d_off = offsetof(struct duet_q6_k_block, d);
@@ -737,8 +737,9 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 	}
 }
 
-/* The same against per-256 activations (block s of row b at x[s * B + b]). */
-#define DEFINE_SUPER_TILE8(name, STEP, BLOCK)                                           \
+/* A tile over 256-value super-blocks: STEP on each, against per-256
+ * activations (block s of row b at x[s * B + b]). */
+#define DEFINE_SUPER_TILE(name, STEP, BLOCK)                                           \
 	INLINE void name(const uint8_t *w, size_t rb, int K, const struct duet_q8k_block *x, \
 			 int B, float *y, int ldy, int add, const int nr, const int nb)     \
 	{                                                                               \
@@ -748,11 +749,11 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 			STEP(w + (size_t)s * sizeof(BLOCK), rb, x, acc, nr, nb);        \
 		acc_store(acc, y, ldy, add, nr, nb);                                    \
 	}
-#define STEP_Q4_K8(...) step_q4_k8(__VA_ARGS__, 0)
-#define STEP_Q5_K8(...) step_q4_k8(__VA_ARGS__, 1)
-DEFINE_SUPER_TILE8(tile_q4_k8, STEP_Q4_K8, struct duet_q4_k_block)
-DEFINE_SUPER_TILE8(tile_q5_k8, STEP_Q5_K8, struct duet_q5_k_block)
-DEFINE_SUPER_TILE8(tile_q6_k8, step_q6_k8, struct duet_q6_k_block)
+#define STEP_Q4_K(...) step_q4_k(__VA_ARGS__, 0)
+#define STEP_Q5_K(...) step_q4_k(__VA_ARGS__, 1)
+DEFINE_SUPER_TILE(tile_q4_k, STEP_Q4_K, struct duet_q4_k_block)
+DEFINE_SUPER_TILE(tile_q5_k, STEP_Q5_K, struct duet_q5_k_block)
+DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 
 /* The integer tiles of the other quantized types, dispatched alike. */
 #define DEFINE_TILES_Q(name, XT)                                                        \
@@ -775,15 +776,14 @@ DEFINE_TILES_Q(tiles_q4_0, struct duet_q8a_pair)
 DEFINE_TILES_Q(tiles_q5_0, struct duet_q8a_pair)
 #undef TQ_TILE
 
-/* and the K-quants' against per-256 activations */
-#define TQ_TILE tile_q4_k8
-DEFINE_TILES_Q(tiles_q4_k8, struct duet_q8k_block)
+#define TQ_TILE tile_q4_k
+DEFINE_TILES_Q(tiles_q4_k, struct duet_q8k_block)
 #undef TQ_TILE
-#define TQ_TILE tile_q5_k8
-DEFINE_TILES_Q(tiles_q5_k8, struct duet_q8k_block)
+#define TQ_TILE tile_q5_k
+DEFINE_TILES_Q(tiles_q5_k, struct duet_q8k_block)
 #undef TQ_TILE
-#define TQ_TILE tile_q6_k8
-DEFINE_TILES_Q(tiles_q6_k8, struct duet_q8k_block)
+#define TQ_TILE tile_q6_k
+DEFINE_TILES_Q(tiles_q6_k, struct duet_q8k_block)
 #undef TQ_TILE
 
 #define BF_CASE(R, NB)                                                                  \
@@ -862,13 +862,13 @@ DEFINE_MATMUL(matmul_q4_0_q8, tiles_q4_0, struct duet_q8a_pair, (size_t)(k0 / 64
 DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
 #undef T
 #define T DUET_Q4_K
-DEFINE_MATMUL(matmul_q4_k_q8k, tiles_q4_k8, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
+DEFINE_MATMUL(matmul_q4_k_q8k, tiles_q4_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
 #undef T
 #define T DUET_Q5_K
-DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k8, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
+DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
 #undef T
 #define T DUET_Q6_K
-DEFINE_MATMUL(matmul_q6_k_q8k, tiles_q6_k8, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
+DEFINE_MATMUL(matmul_q6_k_q8k, tiles_q6_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
 #undef T
 #define T DUET_BF16
 DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)

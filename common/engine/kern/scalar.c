@@ -156,27 +156,20 @@ static void matmul_any_int(enum duet_dtype t, enum duet_act act, const void *w, 
 	}
 }
 
-#define Q8K_ACT_KERNEL(name, T)                                                          \
+#define INT_ACT_KERNEL(name, T, ACT)                                                     \
 	static void name(const void *w, size_t rb, int K, const void *x, int B, float *y, \
 			 int ldy, int n0, int n1)                                         \
 	{                                                                                \
-		matmul_any_int(T, DUET_ACT_Q8K, w, rb, K, x, B, y, ldy, n0, n1);          \
+		matmul_any_int(T, ACT, w, rb, K, x, B, y, ldy, n0, n1);                  \
 	}
-Q8K_ACT_KERNEL(matmul_q4_k_q8k, DUET_Q4_K)
-Q8K_ACT_KERNEL(matmul_q5_k_q8k, DUET_Q5_K)
-Q8K_ACT_KERNEL(matmul_q6_k_q8k, DUET_Q6_K)
-
-#define Q8_ACT_KERNEL(name, T)                                                           \
-	static void name(const void *w, size_t rb, int K, const void *x, int B, float *y, \
-			 int ldy, int n0, int n1)                                         \
-	{                                                                                \
-		matmul_any_int(T, DUET_ACT_Q8, w, rb, K, x, B, y, ldy, n0, n1);           \
-	}
-Q8_ACT_KERNEL(matmul_q8_0_q8, DUET_Q8_0)
-Q8_ACT_KERNEL(matmul_q4_0_q8, DUET_Q4_0)
-Q8_ACT_KERNEL(matmul_q4_1_q8, DUET_Q4_1)
-Q8_ACT_KERNEL(matmul_q5_0_q8, DUET_Q5_0)
-Q8_ACT_KERNEL(matmul_q5_1_q8, DUET_Q5_1)
+INT_ACT_KERNEL(matmul_q8_0_q8, DUET_Q8_0, DUET_ACT_Q8)
+INT_ACT_KERNEL(matmul_q4_0_q8, DUET_Q4_0, DUET_ACT_Q8)
+INT_ACT_KERNEL(matmul_q4_1_q8, DUET_Q4_1, DUET_ACT_Q8)
+INT_ACT_KERNEL(matmul_q5_0_q8, DUET_Q5_0, DUET_ACT_Q8)
+INT_ACT_KERNEL(matmul_q5_1_q8, DUET_Q5_1, DUET_ACT_Q8)
+INT_ACT_KERNEL(matmul_q4_k_q8k, DUET_Q4_K, DUET_ACT_Q8K)
+INT_ACT_KERNEL(matmul_q5_k_q8k, DUET_Q5_K, DUET_ACT_Q8K)
+INT_ACT_KERNEL(matmul_q6_k_q8k, DUET_Q6_K, DUET_ACT_Q8K)
 
 static void cvt_f16(const void *src, float *dst, int n)
 {
