@@ -5,7 +5,7 @@
 #   make test            run every test, normal build then ASan+UBSan build
 #   make test SANITIZE=0 only the normal build; SANITIZE=1 only the sanitizer build
 #   make bench           `duet bench` on the benchmark models (see BENCHMARKS.md)
-#   make bench-daemons   KV transfer, streaming overlap, decode batching
+#   make bench-daemons   KV transfer, streaming overlap, decode batching, hand-offs (SECTIONS=)
 #   make bench-matmul    the matmul kernels alone: weight GB/s and GFLOP/s
 #   make bench-guide     guided decoding (response_format): token mask cost
 #   make soak            2000 requests, hang-ups, a node killed: nothing leaks
@@ -161,7 +161,7 @@ $(BUILD)/models/stories110m-ctx4k.gguf: | $(DUET)
 
 .PHONY: bench-daemons
 bench-daemons: $(DAEMONS) $(BUILD)/bench/bench_daemons $(BENCH_MODEL)
-	$(BUILD)/bench/bench_daemons $(BUILD) $(BENCH_MODEL) $(or $(REPS),3) $(or $(KV),f16)
+	$(BUILD)/bench/bench_daemons $(BUILD) $(BENCH_MODEL) $(or $(REPS),3) $(or $(KV),f16) $(or $(SECTIONS),transfer,overlap,decode,handoff)
 
 # The matmul kernels alone, per weight type and batch width (weight GB/s
 # and GFLOP/s; see bench/bench_matmul.c).

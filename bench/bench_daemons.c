@@ -2,10 +2,13 @@
  * loopback and ipc per transit dtype against memcpy, the overlap of KV
  * streaming with prefill, and decode-node throughput at 1, 4 and 16
  * running sequences against the same decode in this process (the daemon
- * should keep up with its engine). Every node stores KV_DTYPE rows (f16 by
- * default), as the in-process engine does; the decode node and the engine
- * both hold the weights in huge pages.
- * Usage: bench_daemons BIN_DIR MODEL [REPS [KV_DTYPE]] */
+ * should keep up with its engine), and what a long prompt joining running
+ * streams costs them and itself, handed over or prefilled locally. Every
+ * node stores KV_DTYPE rows (f16 by default), as the in-process engine
+ * does; the decode node and the engine both hold the weights in huge
+ * pages.
+ * Usage: bench_daemons BIN_DIR MODEL [REPS [KV_DTYPE [SECTIONS]]], SECTIONS
+ * a comma list of transfer,overlap,decode,handoff (default: all). */
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -310,16 +313,105 @@ static void bench_decode(const struct duet_model *m, int reps)
 	}
 }
 
+/* Median gap between consecutive tokens of q that arrived in [t0, t1). */
+static double gaps_between(const struct drv_req *q, long long t0, long long t1, double *g, int *n)
+{
+	double worst = 0;
+	for (int k = 1; k < q->n_tokens; k++)
+		if (q->t_tok[k - 1] >= t0 && q->t_tok[k] < t1) {
+			double v = (double)(q->t_tok[k] - q->t_tok[k - 1]) / 1000;
+			g[(*n)++] = v;
+			worst = v > worst ? v : worst;
+		}
+	return worst;
+}
+
+/* Waits until request id has at least n tokens (or ended). */
+static struct drv_req *wait_tokens(uint64_t id, int n)
+{
+	struct drv_req *q = drv_req(&D, id);
+	long long end = duet_now_us() + 600000000LL;
+	while (q->n_tokens < n && !q->finished && !q->error && duet_now_us() < end)
+		drv_poll(&D, 1);
+	if (q->n_tokens < n) {
+		fprintf(stderr, "request %llu: %d tokens of %d (%s)\n", (unsigned long long)id,
+			q->n_tokens, n, q->error ? q->error_msg : "ended early");
+		exit(1);
+	}
+	return q;
+}
+
+/* A long prompt joins STREAMS running sequences, its KV handed over from
+ * the prefill node or prefilled on the decode node in chunks (colocated):
+ * what the running streams' worst gap becomes meanwhile, and the new
+ * sequence's first-to-second token gap, against a plain step (the streams'
+ * median gap before it came). */
+#define STREAMS 4
+static void bench_handoff(int reps, int len)
+{
+	printf("\n## A %d-token prompt joins %d running streams\n\n", len, STREAMS);
+	printf("| how it arrives | plain step ms | streams' worst gap meanwhile ms | x step "
+	       "| its 1st-to-2nd token ms | x step |\n|---|---:|---:|---:|---:|---:|\n");
+	static int t[8192];
+	for (int how = 0; how < 2; how++) {
+		double step[16], worst[16], t2[16];
+		for (int r = 0; r < reps; r++) {
+			uint64_t ids[STREAMS];
+			struct drv_params sp = {.max_tokens = 1000, .ignore_eos = 1};
+			for (int i = 0; i < STREAMS; i++) {
+				prompt(t, 16, 500 + i + 100 * r);
+				ids[i] = drv_submit_local(&D, "decode-0", t, 16, &sp);
+			}
+			for (int i = 0; i < STREAMS; i++)
+				wait_tokens(ids[i], 24);
+			long long t0 = duet_now_us();
+			prompt(t, len, 9000 + 10 * r + how);
+			struct drv_params lp = {.max_tokens = 4, .ignore_eos = 1};
+			uint64_t id = how ? drv_submit_local(&D, "decode-0", t, len, &lp)
+					  : drv_submit(&D, "prefill-stream", "decode-0", t, len, &lp);
+			struct drv_req *q = wait_tokens(id, 2);
+			long long t1 = q->t_tok[1];
+			static double g[STREAMS * 1000];
+			int ng = 0;
+			worst[r] = 0;
+			for (int i = 0; i < STREAMS; i++) {
+				double w = gaps_between(drv_req(&D, ids[i]), t0, t1 + 1, g, &(int){0});
+				worst[r] = w > worst[r] ? w : worst[r];
+				gaps_between(drv_req(&D, ids[i]), 0, t0, g, &ng);
+			}
+			qsort(g, (size_t)ng, sizeof *g, cmp_double);
+			step[r] = g[ng / 2];
+			t2[r] = (double)(q->t_tok[1] - q->t_tok[0]) / 1000;
+			drv_wait(&D, id, 600000);
+			for (int i = 0; i < STREAMS; i++)
+				drv_cancel(&D, "decode-0", ids[i]);
+			for (int i = 0; i < STREAMS; i++)
+				drv_wait(&D, ids[i], 600000);
+			D.n_reqs = 0;
+		}
+		qsort(step, (size_t)reps, sizeof *step, cmp_double);
+		qsort(worst, (size_t)reps, sizeof *worst, cmp_double);
+		qsort(t2, (size_t)reps, sizeof *t2, cmp_double);
+		double s = step[reps / 2];
+		printf("| %s | %.1f | %.1f | %.2f | %.1f | %.2f |\n",
+		       how ? "prefilled here in chunks (colocated)" : "KV from the prefill node", s,
+		       worst[reps / 2], worst[reps / 2] / s, t2[reps / 2], t2[reps / 2] / s);
+		fflush(stdout);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: bench_daemons BIN_DIR MODEL [REPS [KV_DTYPE]]\n");
+		fprintf(stderr, "usage: bench_daemons BIN_DIR MODEL [REPS [KV_DTYPE [SECTIONS]]]\n");
 		return 2;
 	}
 	int reps = argc > 3 ? atoi(argv[3]) : 3;
 	if (reps < 1 || reps > 16)
 		reps = 3;
 	const char *kv_name = argc > 4 ? argv[4] : "f16";
+	const char *sections = argc > 5 ? argv[5] : "transfer,overlap,decode,handoff";
+#define SECTION(name) (strstr(sections, name) != NULL)
 	if (duet_kv_dtype_parse(kv_name, &g_kv)) {
 		fprintf(stderr, "KV_DTYPE '%s': want f16, int8 or f32\n", kv_name);
 		return 2;
@@ -348,7 +440,8 @@ int main(int argc, char **argv)
 	printf("one core: sgemm %.0f GFLOP/s, read bandwidth %.1f GB/s; %.0f MB of weights read per "
 	       "decode step\n",
 	       g_gflops, g_gbps, (double)m->decode_bytes / 1e6);
-	bench_transfer(m, dir);
+	if (SECTION("transfer"))
+		bench_transfer(m, dir);
 	if (drv_open(&D, dir))
 		return 1;
 	atexit(stop_daemons);
@@ -363,8 +456,12 @@ int main(int argc, char **argv)
 	common[6] = "--stream-layers";
 	common[7] = "false";
 	spawn(argv[1], "duet-prefill", "prefill-nostream", argv[2], "0", common);
-	bench_overlap(m, reps);
-	bench_decode(m, reps);
+	if (SECTION("overlap"))
+		bench_overlap(m, reps);
+	if (SECTION("decode"))
+		bench_decode(m, reps);
+	if (SECTION("handoff"))
+		bench_handoff(reps, m->cfg.ctx_len > 2048 ? 2048 : m->cfg.ctx_len / 2);
 	free(common[5]);
 	drv_close(&D);
 	duet_model_close(m);

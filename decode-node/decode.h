@@ -38,10 +38,7 @@ struct dreq {
 	int n_generated; /* tokens of the request sampled so far, anywhere */
 	int next_token;	 /* sampled, not yet in the KV */
 	float *logits;	 /* [vocab] */
-	/* DREQ_WAIT_KV */
-	int *layer_next; /* next position expected per layer */
-	int layers_done;
-	uint64_t kv_bytes;
+	/* DREQ_WAIT_KV: its KV arrives through the ingest thread by then */
 	long long deadline_us;
 	/* DREQ_LOCAL */
 	int *prompt; /* local work, and reservations that name their tokens */
@@ -69,7 +66,7 @@ struct decode_cfg {
 struct decode {
 	struct duet_node node;
 	struct decode_cfg cfg;
-	void *kv_sock;
+	struct kv_ingest *ingest;
 	struct dreq **reqs; /* in arrival order */
 	int n_reqs;
 	struct duet_idmap by_id; /* the same requests by id */
@@ -89,7 +86,6 @@ struct decode {
 	/* per-step scratch */
 	struct duet_fwd_seq *fwd;
 	struct dreq **batch;
-	float *row; /* one KV row in f32, converting another node's type */
 };
 
 /* requests.c */
@@ -122,11 +118,46 @@ int decode_emit(struct decode *d, struct dreq *r, int token, int first,
 int decode_spec_start(struct decode *d, struct dreq *r, const int *tokens, int n,
 		      struct duet_err *err);
 
-/* kv_recv.c */
-void decode_handle_kv(struct decode *d, const struct duet_inmsg *in);
-/* A KV message the transport refused; fails its request if the header
- * named one. */
-void decode_kv_malformed(struct decode *d, const struct duet_inmsg *in, const char *why);
+/* kv_ingest.c: the KV endpoint's own thread. It receives KV chunks,
+ * checks them against the model and the reservation, and writes their
+ * rows into the request's blocks; the step loop hears only of outcomes. */
+struct kv_ingest;
+enum kv_event_kind {
+	KV_EVENT_READY, /* the prompt's KV is complete: token is the first token */
+	KV_EVENT_BAD,	/* a bad message about a waiting request, now no longer expected */
+	KV_EVENT_STRAY, /* a bad message naming no waiting request (id 0: none at all) */
+};
+struct kv_event {
+	enum kv_event_kind kind;
+	uint64_t id;
+	int token;
+	uint64_t bytes; /* READY: the prompt's KV payload bytes */
+	char why[DUET_ERR_MAX];
+};
+/* Starts the thread on any of cpus (n_cpus 0: anywhere), which takes sock
+ * (the bound KV endpoint) and closes it when it stops; on failure sock
+ * stays the caller's. */
+int kv_ingest_start(struct kv_ingest **out, void *zctx, void *sock, struct duet_kv_pool *pool,
+		    const struct duet_wire_limits *lim, int n_layers, int vocab, const int *cpus,
+		    int n_cpus, struct duet_err *err);
+/* Stops the thread and frees everything (NULL: nothing). */
+void kv_ingest_stop(struct kv_ingest *g);
+/* The socket the main thread polls for events, and the next event (1), or
+ * none (0). */
+void *kv_ingest_events(const struct kv_ingest *g);
+int kv_ingest_next(struct kv_ingest *g, struct kv_event *ev);
+/* A reservation's KV may come now, into kv's blocks (positions [0,
+ * n_prompt) of every layer). */
+int kv_ingest_expect(struct kv_ingest *g, uint64_t id, struct duet_kv_seq *kv, int n_prompt,
+		     struct duet_err *err);
+/* No more rows for id: once this returns, its blocks may be freed. */
+void kv_ingest_forget(struct kv_ingest *g, uint64_t id);
+/* KV payload bytes written so far. */
+uint64_t kv_ingest_bytes(const struct kv_ingest *g);
+
+/* kv_events.c */
+/* Handles one event of the ingest thread between steps. */
+void decode_kv_event(struct decode *d, const struct kv_event *ev);
 
 /* step.c */
 /* The step-time model's forgetting factor: about the last 200 steps count. */

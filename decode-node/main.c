@@ -16,8 +16,9 @@
 static const char *ABOUT =
 	"The decode daemon of duet. Registers with the router, holds a paged KV\n"
 	"pool, receives prompt KV from prefill nodes layer by layer on its KV\n"
-	"endpoint (or prefills short prompts itself, in chunks of at most\n"
-	"max-batch-tokens per step), and decodes every running sequence in one\n"
+	"endpoint (a thread of its own writes it into the pool while steps run),\n"
+	"or prefills short prompts itself, in chunks of at most\n"
+	"max-batch-tokens per step, and decodes every running sequence in one\n"
 	"batch per step, sending each token to the router as it is made.";
 
 static void fill_report(void *ctx, Duet__LoadReport *r)
@@ -33,6 +34,7 @@ static void fill_report(void *ctx, Duet__LoadReport *r)
 		if (q->st == DREQ_LOCAL)
 			r->local_prefill_tokens += (uint64_t)(q->n_prompt - q->prefilled);
 	}
+	r->kv_bytes_in = kv_ingest_bytes(d->ingest);
 	r->step_ms = (float)d->step_ms;
 	r->spec_verified = d->spec_verified;
 	r->spec_proposed = d->spec_proposed;
@@ -66,39 +68,40 @@ static void on_control(struct decode *d, const Duet__Msg *m)
 	}
 }
 
-/* Reads what is waiting on both sockets, at most MAX_MSGS_PER_TURN. */
+/* Reads what is waiting from the router and the KV ingest thread, at most
+ * MAX_MSGS_PER_TURN of each. */
 static void receive(struct decode *d, int timeout_ms)
 {
-	zmq_pollitem_t items[2] = {{d->node.ctl, 0, ZMQ_POLLIN, 0}, {d->kv_sock, 0, ZMQ_POLLIN, 0}};
+	zmq_pollitem_t items[2] = {{d->node.ctl, 0, ZMQ_POLLIN, 0},
+				   {kv_ingest_events(d->ingest), 0, ZMQ_POLLIN, 0}};
 	if (duet_node_poll(items, 2, timeout_ms) <= 0)
 		return;
 	for (int k = 0; k < MAX_MSGS_PER_TURN; k++) {
 		int got = 0;
-		for (int s = 0; s < 2; s++) {
-			struct duet_inmsg in;
-			struct duet_err err;
+		struct kv_event ev;
+		if (kv_ingest_next(d->ingest, &ev)) {
 			long long tm = duet_now_us();
-			int rc = duet_zrecv(s ? d->kv_sock : d->node.ctl, 0, &in, &err);
-			if (rc < 0) {
-				if (s)
-					decode_kv_malformed(d, &in, err.msg);
-				else
-					duet_node_bad_message(&d->node, "router", 0, err.msg);
-				duet_inmsg_close(&in);
-				got = 1;
-			} else if (rc > 0) {
-				if (s) {
-					decode_handle_kv(d, &in);
-				} else {
-					on_control(d, in.m);
-					duet_trace_span("decode", "control", tm, duet_now_us(),
-							"\"kind\":\"%s\"",
-							duet_wire_body_name(in.m->body_case));
-				}
-				duet_inmsg_close(&in);
-				got = 1;
-			}
+			decode_kv_event(d, &ev);
+			duet_trace_span("decode", "kv event", tm, duet_now_us(),
+					"\"request\":%llu,\"kind\":%d", (unsigned long long)ev.id,
+					(int)ev.kind);
+			got = 1;
 		}
+		struct duet_inmsg in;
+		struct duet_err err;
+		long long tm = duet_now_us();
+		int rc = duet_zrecv(d->node.ctl, 0, &in, &err);
+		if (rc < 0) {
+			duet_node_bad_message(&d->node, "router", 0, err.msg);
+			got = 1;
+		} else if (rc > 0) {
+			on_control(d, in.m);
+			duet_trace_span("decode", "control", tm, duet_now_us(), "\"kind\":\"%s\"",
+					duet_wire_body_name(in.m->body_case));
+			got = 1;
+		}
+		if (rc)
+			duet_inmsg_close(&in);
 		if (!got)
 			return;
 	}
@@ -189,14 +192,21 @@ int main(int argc, char **argv)
 	d.reqs = calloc((size_t)d.cfg.max_requests, sizeof *d.reqs);
 	d.batch = calloc((size_t)d.cfg.max_requests, sizeof *d.batch);
 	d.fwd = calloc((size_t)d.cfg.max_requests, sizeof *d.fwd);
-	d.row = malloc(sizeof(float) * (size_t)mc->n_kv_heads * (size_t)mc->head_dim);
-	if (!d.reqs || !d.batch || !d.fwd || !d.row) {
+	if (!d.reqs || !d.batch || !d.fwd) {
 		fprintf(stderr, "duet-decode: out of memory\n");
 		goto out;
 	}
-	if (duet_zsock(node->zctx, ZMQ_PULL, d.cfg.kv_endpoint, 1, &ko, &d.kv_sock, &err) ||
-	    (node->zap && duet_zap_watch(node->zap, d.kv_sock, "KV endpoint", 1, &err)) ||
-	    duet_node_hello(node, kv_public, &err)) {
+	void *kv_sock = NULL;
+	if (duet_zsock(node->zctx, ZMQ_PULL, d.cfg.kv_endpoint, 1, &ko, &kv_sock, &err) ||
+	    (node->zap && duet_zap_watch(node->zap, kv_sock, "KV endpoint", 1, &err)) ||
+	    kv_ingest_start(&d.ingest, node->zctx, kv_sock, node->kv, &node->lim, mc->n_layers,
+			    mc->vocab_size, node->cpus, node->n_cpus, &err)) {
+		if (kv_sock)
+			zmq_close(kv_sock);
+		fprintf(stderr, "duet-decode: %s\n", err.msg);
+		goto out;
+	}
+	if (duet_node_hello(node, kv_public, &err)) {
 		fprintf(stderr, "duet-decode: %s\n", err.msg);
 		goto out;
 	}
@@ -227,9 +237,7 @@ out:
 	duet_idmap_free(&d.by_id);
 	free(d.batch);
 	free(d.fwd);
-	free(d.row);
-	if (d.kv_sock)
-		zmq_close(d.kv_sock);
+	kv_ingest_stop(d.ingest);
 	duet_engine_destroy(d.draft_engine);
 	duet_kv_pool_destroy(d.draft_kv);
 	duet_model_close(d.draft_model);

@@ -114,6 +114,9 @@ void decode_drop(struct decode *d, struct dreq *r)
 			break;
 		}
 	duet_idmap_del(&d->by_id, r->id);
+	/* the ingest thread may be writing its rows: not after this */
+	if (r->st == DREQ_WAIT_KV)
+		kv_ingest_forget(d->ingest, r->id);
 	duet_kv_seq_release(d->node.kv, &r->kv);
 	duet_sampler_free(&r->sampler);
 	if (r->guided)
@@ -123,7 +126,6 @@ void decode_drop(struct decode *d, struct dreq *r)
 		free(r->spec);
 	}
 	free(r->logits);
-	free(r->layer_next);
 	free(r->prompt);
 	free(r);
 }
@@ -218,12 +220,10 @@ void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 		refuse(d, m->request_id, "reservation", err.msg);
 		return;
 	}
-	int L = d->node.model->cfg.n_layers;
 	r->st = DREQ_WAIT_KV;
-	r->layer_next = calloc((size_t)L, sizeof(int));
 	if (m->n_tokens)
 		r->prompt = duet_wire_tokens_copy(m->tokens, m->n_tokens);
-	if (!r->layer_next || (m->n_tokens && !r->prompt)) {
+	if (m->n_tokens && !r->prompt) {
 		decode_fail(d, r, DUET__ERROR_CODE__ERR_INTERNAL, "out of memory");
 		return;
 	}
@@ -233,6 +233,11 @@ void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 			     (int)m->n_sampled - 1))
 		return;
 	r->deadline_us = duet_now_us() + (long long)(d->cfg.kv_timeout_s * 1e6);
+	/* before the reply: the prefill node sends as soon as it hears */
+	if (kv_ingest_expect(d->ingest, r->id, &r->kv, r->n_prompt, &err)) {
+		decode_fail(d, r, DUET__ERROR_CODE__ERR_INTERNAL, err.msg);
+		return;
+	}
 	Duet__KvReserveReply rep = DUET__KV_RESERVE_REPLY__INIT;
 	rep.request_id = r->id;
 	rep.kv_blocks_free = (uint32_t)duet_node_kv_room(&d->node);

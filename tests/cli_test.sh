@@ -130,11 +130,16 @@ up_cluster() {
 	# The tiny model was made without a chat template: chat is a clear 400.
 	chat=$(post $port /v1/chat/completions '{"messages":[{"role":"user","content":"hi"}]}')
 	stream=$(post $port /v1/completions '{"prompt":"Hi","max_tokens":2,"stream":true}')
+	# longer than local-max-prompt: prefilled on prefill-0, its KV handed over
+	local words
+	words=$(printf 'once upon a time %.0s' $(seq 1 40))
+	long=$(post $port /v1/completions "{\"prompt\":\"$words\",\"max_tokens\":3}")
 	kill -INT $pid
 	wait $pid || { echo "duet up exited with $?"; return 1; }
 	grep -q '"completion_tokens":5' <<<"$resp" || { echo "$resp"; return 1; }
 	grep -q '^HTTP/1.1 400' <<<"$chat" && grep -q 'no chat template' <<<"$chat" || { echo "$chat"; return 1; }
 	grep -q '^data: \[DONE\]' <<<"$stream" || { echo "$stream"; return 1; }
+	grep -q '"completion_tokens":3' <<<"$long" || { echo "$long"; return 1; }
 	! pgrep -f "$TMP/up/" >/dev/null || { echo "daemons left running"; return 1; }
 }
 check "up: serves a completion and stops on Ctrl-C" up_cluster
@@ -152,7 +157,14 @@ trace_merge() {
 	for ev in place sse step sample+send; do
 		grep -q "\"name\":\"$ev\"" "$m" || { echo "no $ev event"; return 1; }
 	done
-	grep -q '"name":"process_name".*"decode-0"' "$m"
+	grep -q '"name":"process_name".*"decode-0"' "$m" || return 1
+	# The hand-off's rows were written by the KV ingest thread, never by
+	# the thread that steps.
+	local d="$up/decode-0.trace.json" tid
+	tid=$(grep '"thread_name".*"kv ingest"' "$d" | sed 's/.*"tid":\([0-9]*\).*/\1/')
+	[ -n "$tid" ] || { echo "no kv ingest thread"; return 1; }
+	grep -q '"name":"kv write"' "$d" || { echo "no kv write event"; return 1; }
+	! grep '"name":"kv write"' "$d" | grep -vq "\"tid\":$tid," || { echo "kv write off the ingest thread"; return 1; }
 }
 check "up --trace: the daemons' traces merge into one timeline" trace_merge
 check "trace merge: a file that is not a trace" fails_with_one_line "$DUET trace merge -o $TMP/x.json $TMP/tiny.gguf" "$TMP/tiny.gguf"

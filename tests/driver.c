@@ -108,10 +108,11 @@ int drv_send(struct drv *d, const char *node, const Duet__Msg *m)
 	return 0;
 }
 
-static void add_token(struct drv_req *r, int index, int token)
+static void add_token(struct drv_req *r, int index, int token, long long now)
 {
 	if (index >= 0 && index < DRV_MAX_TOKENS) {
 		r->tokens[index] = token;
+		r->t_tok[index] = now;
 		if (index + 1 > r->n_tokens)
 			r->n_tokens = index + 1;
 	}
@@ -160,13 +161,13 @@ static void handle(struct drv *d, const char *peer, const Duet__Msg *m)
 		r->t_first = now;
 		r->prefill_us = m->first_token->prefill_us;
 		r->n_cached = (int)m->first_token->n_cached;
-		add_token(r, 0, m->first_token->token);
+		add_token(r, 0, m->first_token->token, now);
 		break;
 	case DUET__MSG__BODY_KV_DONE:
 		r->t_kv_done = now;
 		r->kv_bytes = m->kv_done->bytes;
 		break;
-	case DUET__MSG__BODY_TOKEN: add_token(r, (int)m->token->index, m->token->token); break;
+	case DUET__MSG__BODY_TOKEN: add_token(r, (int)m->token->index, m->token->token, now); break;
 	case DUET__MSG__BODY_FINISH:
 		r->finished = 1;
 		r->reason = m->finish->reason;

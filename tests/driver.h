@@ -33,6 +33,7 @@ struct drv_req {
 	Duet__ErrorCode error;
 	char error_msg[256];
 	long long t_submit, t_first, t_kv_done, t_finish;
+	long long t_tok[DRV_MAX_TOKENS]; /* arrival of each token, by index */
 	uint64_t prefill_us, kv_bytes;
 	int n_cached;
 };

@@ -213,7 +213,7 @@ static int kind_of(json_t *e, enum stall_kind *k)
 		*k = json_integer_value(pt) > 0 ? STALL_STEP_PREFILL : STALL_STEP;
 	} else if (!strcmp(name, "sample+send")) {
 		*k = STALL_SEND;
-	} else if (!strcmp(name, "kv write")) {
+	} else if (!strcmp(name, "kv write") || !strcmp(name, "kv event")) {
 		*k = STALL_KV;
 	} else if (!strcmp(name, "control")) {
 		*k = STALL_CONTROL;
