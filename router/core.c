@@ -356,8 +356,10 @@ static void got_logprobs(struct router *r, struct rreq *q, uint32_t index,
 	}
 }
 
+/* A token of the request at index; streamed to the client now (with every
+ * earlier one), unless held (emit 0) for a later emit_ready. */
 static void got_token(struct router *r, struct rreq *q, uint32_t index, int token,
-		      const Duet__Logprobs *lp)
+		      const Duet__Logprobs *lp, int emit)
 {
 	if (token < 0 || token >= r->model->cfg.vocab_size || index >= (uint32_t)q->tok_cap) {
 		duet_log(DUET_LOG_WARN, q->id, "token %d at index %u out of range", token, index);
@@ -368,7 +370,8 @@ static void got_token(struct router *r, struct rreq *q, uint32_t index, int toke
 	q->have[index] = 1;
 	if (q->state == RQ_PREFILLING || q->state == RQ_RESERVING)
 		q->state = RQ_DECODING;
-	emit_ready(r, q);
+	if (emit)
+		emit_ready(r, q);
 }
 
 /* Logit-bias arrays as the wire carries them. */
@@ -692,6 +695,10 @@ static void resume(struct router *r, struct rreq *q, const char *why)
 		return;
 	}
 	q->base = q->n_emitted;
+	q->kv_done = 0;
+	/* tokens of the dead placement the client never saw (a held first
+	 * token) are made again by the next one */
+	memset(q->have + q->base, 0, (size_t)(q->tok_cap - q->base));
 	if (q->base) {
 		int *w = realloc(q->work, sizeof(int) * (size_t)(q->n_prompt + q->base));
 		if (!w) {
@@ -791,16 +798,24 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 		router_placement_prompt_done(r, q);
 		/* The first token of this placement: index 0, or the first
 		 * after those already streamed when resuming. */
-		got_token(r, q, (uint32_t)q->base, m->first_token->token, m->first_token->logprobs);
+		/* With first-token = decode, a handed-over request's first token
+		 * waits for KvDone, the decode node's word that the sequence is
+		 * in its batch (a local prefill's comes from the decode node). */
+		got_token(r, q, (uint32_t)q->base, m->first_token->token, m->first_token->logprobs,
+			  q->local || !r->first_token_decode || q->kv_done);
 		break;
 	}
 	case DUET__MSG__BODY_KV_DONE:
 		pthread_mutex_lock(&r->mu);
 		r->kv_bytes += m->kv_done->bytes;
 		pthread_mutex_unlock(&r->mu);
+		/* a held first token; or KvDone overtook the prefill node's
+		 * FirstToken (two connections: no order between them) */
+		q->kv_done = 1;
+		emit_ready(r, q);
 		break;
 	case DUET__MSG__BODY_TOKEN: {
-		got_token(r, q, m->token->index, m->token->token, m->token->logprobs);
+		got_token(r, q, m->token->index, m->token->token, m->token->logprobs, 1);
 		/* The clocks agree only on one machine (CLOCK_MONOTONIC);
 		 * across machines the difference means nothing, so only a
 		 * plausible one is kept. */

@@ -610,8 +610,9 @@ static enum MHD_Result cluster(struct router *r, struct MHD_Connection *c)
 					  router_step_ms(n, 0, 0, 0), "prefill_chunk_step_ms",
 					  router_step_ms(n, 1, n->max_batch_tokens, 0)));
 	}
-	json_t *j = json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I},s:{s:i,s:i}}", "model",
-			      r->cfg.model_name, "policy", router_policy_name(r->policy), "nodes", nodes,
+	json_t *j = json_pack("{s:s,s:s,s:s,s:o,s:{s:I,s:I,s:I},s:{s:i,s:i}}", "model",
+			      r->cfg.model_name, "policy", router_policy_name(r->policy),
+			      "first_token", r->first_token_decode ? "decode" : "prefill", "nodes", nodes,
 			      "decisions", "disaggregated", (json_int_t)r->n_disagg, "local",
 			      (json_int_t)r->n_local, "rejected_early", (json_int_t)r->n_early_rejected,
 			      "slo", "ttft_ms", r->cfg.slo_ttft_ms, "tbt_ms", r->cfg.slo_tbt_ms);

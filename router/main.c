@@ -53,7 +53,8 @@ int main(int argc, char **argv)
 				    .request_timeout_s = 0,
 				    .tls_cert = "",
 				    .tls_key = "",
-				    .trace = ""};
+				    .trace = "",
+				    .first_token = "decode"};
 	struct duet_opt opts[] = {
 		{"http-addr", DUET_OPT_STR, &r.cfg.http_addr, 0, 0, "ADDR", "IPv4 address to serve HTTP on"},
 		{"http-port", DUET_OPT_INT, &r.cfg.http_port, 1, 65535, "PORT", "HTTP port"},
@@ -99,6 +100,13 @@ int main(int argc, char **argv)
 		 "time-between-tokens objective (0: none): a prompt is prefilled on a decode node "
 		 "only while the predicted step that carries it keeps this for the node's running "
 		 "streams; a request may set its own with slo_tbt_ms"},
+		{"first-token", DUET_OPT_STR, &r.cfg.first_token, 0, 0, "WHO",
+		 "who releases the first token of a prompt prefilled on a prefill node to the "
+		 "client: decode (when the decode node takes the sequence into its batch, as "
+		 "vLLM's and SGLang's disaggregated serving do: the second token follows one step "
+		 "later, for up to one decode step and the KV transfer's tail more TTFT) or "
+		 "prefill (as soon as that node samples it; the second token then waits for the "
+		 "decode node's step under way as well)"},
 		{"trace", DUET_OPT_STR, &r.cfg.trace, 0, 0, "FILE",
 		 "write a Chrome trace-event file of placements, node messages and SSE writes "
 		 "(`duet trace merge` joins it with the nodes'); empty: none"},
@@ -113,6 +121,12 @@ int main(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	enum duet_log_level lvl;
+	if (strcmp(r.cfg.first_token, "prefill") && strcmp(r.cfg.first_token, "decode")) {
+		fprintf(stderr, "duet-router: first-token '%s': want prefill or decode\n",
+			r.cfg.first_token);
+		return 2;
+	}
+	r.first_token_decode = !strcmp(r.cfg.first_token, "decode");
 	if (router_policy_parse(r.cfg.policy, &r.policy) || duet_log_level_parse(r.cfg.log_level, &lvl)) {
 		fprintf(stderr, "duet-router: bad policy '%s' or log-level '%s'\n", r.cfg.policy,
 			r.cfg.log_level);

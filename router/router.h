@@ -158,6 +158,7 @@ struct rreq {
 	uint64_t wid; /* id on the wire for the current placement: id, then fresh ones */
 	int attempts;
 	int base;     /* tokens streamed before the current placement (resume) */
+	int kv_done;  /* the current placement's decode node has the prompt's KV */
 	/* prompt tokens this placement added to its prefill node's queue
 	 * (until the first token says they left it) */
 	int queued_on_pnode;
@@ -217,12 +218,18 @@ struct router_cfg {
 	/* Latency objectives placement aims at (0 = none): time to the first
 	 * token, and between tokens (a decode step) */
 	int slo_ttft_ms, slo_tbt_ms;
+	/* "prefill" or "decode": who releases a handed-over request's first
+	 * token to the client */
+	const char *first_token;
 	struct duet_curve_cfg curve;
 };
 
 struct router {
 	struct router_cfg cfg;
 	enum router_policy policy;
+	/* a handed-over request's first token waits for KvDone: the decode
+	 * node has taken the sequence in, the next token is one step away */
+	int first_token_decode;
 	struct duet_model *model; /* vocabulary and geometry only */
 	enum duet_chat_family chat; /* from the GGUF's tokenizer.chat_template */
 	int chat_unknown;	    /* a template is there, of no family duet renders */

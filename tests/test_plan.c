@@ -107,6 +107,41 @@ static void test_hand_disaggregated(void **state)
 	trace_free(&t);
 }
 
+/* A hand-off into a busy decode node, with the router's first-token either
+ * way:
+ *   A at 0 (10-token prompt: local, 10 tokens): prefill [0, 10] -> 10, then
+ *     a step every 10 ms
+ *   B at 5 ms (100 tokens: the prefill node): [5, 15] -> first token 15
+ *     (prefill), KV at 15 mid-step; joins the step from 20 -> 30; with
+ *     first-token decode its first token leaves when it joins, at 20 */
+static void test_first_token_release(void **state)
+{
+	(void)state;
+	struct plan_profile p = flat();
+	p.ingest_gb_s = 1e6;
+	struct trace t;
+	make_trace(&t, 2, (double[]){0, 0.005}, (int[]){10, 100}, (int[]){10, 3});
+	for (int prefill = 0; prefill < 2; prefill++) {
+		struct sim_cfg c = {.n_prefill = 1, .n_decode = 1, .prefill = &p, .decode = &p,
+				    .policy = ROUTER_POLICY_LENGTH_AWARE, .local_max_prompt = 64,
+				    .report_ms = 200, .seed = 1, .keep_tokens = 1,
+				    .first_token_prefill = prefill};
+		struct replay_result res[2];
+		struct sim_req out[2];
+		run(&c, &t, res, out);
+		assert_int_equal(out[0].pnode, -1);
+		assert_int_equal(out[1].pnode, 0);
+		assert_int_equal(res[1].n_tok, 3);
+		double ingest = 100 * 1000 / 1e15;
+		assert_near(res[0].tok_s[1], 0.020, 1e-9);
+		assert_near(res[1].tok_s[0], prefill ? 0.015 : 0.020 + ingest, 1e-9);
+		assert_near(res[1].tok_s[1], 0.030 + ingest, 1e-9);
+		assert_near(res[1].tok_s[2], 0.040 + ingest, 1e-9);
+		replay_results_free(res, 2);
+	}
+	trace_free(&t);
+}
+
 /* A busy trace of 300 requests on 2 + 3 nodes. */
 static void busy_trace(struct trace *t)
 {
@@ -246,6 +281,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hand_timeline),
 		cmocka_unit_test(test_hand_disaggregated),
+		cmocka_unit_test(test_first_token_release),
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_router_placement),
 		cmocka_unit_test(test_profile_json),

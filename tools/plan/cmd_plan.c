@@ -44,6 +44,7 @@ static void usage(FILE *f)
 		"  --router-slo-ttft-ms N, --router-slo-tbt-ms N   the router's objectives\n"
 		"  --report-ms N           load report interval (default %d)\n"
 		"  --client-ms X           router to client, one way (default 0)\n"
+		"  --first-token WHO       the router's first-token: decode (default) or prefill\n"
 		"SLOs (goodput counts requests within both):\n"
 		"  --slo-ttft S, --slo-tbt S   seconds (required)\n"
 		"Output (simulate):\n"
@@ -113,7 +114,7 @@ static int scale_cmd(int argc, char **argv)
 enum {
 	O_TRACE = 256, O_START, O_DURATION, O_MAXREQ, O_RATE, O_LSCALE, O_REPEAT, O_SEED,
 	O_PROFILE, O_PPROFILE, O_DPROFILE, O_PREFILL, O_DECODE, O_POLICY, O_LOCALMAX,
-	O_RTTFT, O_RTBT, O_REPORT, O_CLIENT, O_SLOTTFT, O_SLOTBT, O_SWEEP, O_OUT, O_LABEL,
+	O_RTTFT, O_RTBT, O_REPORT, O_CLIENT, O_FIRST, O_SLOTTFT, O_SLOTBT, O_SWEEP, O_OUT, O_LABEL,
 	O_NOPLOTS, O_NODETYPE, O_BUDGET, O_MAXNODES, O_POLICIES, O_ATTAIN, O_CSV,
 };
 
@@ -142,6 +143,7 @@ static int parse(int argc, char **argv, struct plan_args *a)
 		{"local-max-prompt", 1, 0, O_LOCALMAX}, {"router-slo-ttft-ms", 1, 0, O_RTTFT},
 		{"router-slo-tbt-ms", 1, 0, O_RTBT}, {"report-ms", 1, 0, O_REPORT},
 		{"client-ms", 1, 0, O_CLIENT},	   {"slo-ttft", 1, 0, O_SLOTTFT},
+		{"first-token", 1, 0, O_FIRST},
 		{"slo-tbt", 1, 0, O_SLOTBT},	   {"sweep", 1, 0, O_SWEEP},
 		{"out", 1, 0, O_OUT},		   {"label", 1, 0, O_LABEL},
 		{"no-plots", 0, 0, O_NOPLOTS},	   {"node-type", 1, 0, O_NODETYPE},
@@ -176,6 +178,11 @@ static int parse(int argc, char **argv, struct plan_args *a)
 		case O_RTBT: if (cli_int("--router-slo-tbt-ms", optarg, 0, 1 << 30, &v)) return 2; a->sim.slo_tbt_ms = (int)v; break;
 		case O_REPORT: if (cli_int("--report-ms", optarg, 1, 1 << 20, &v)) return 2; a->sim.report_ms = (int)v; break;
 		case O_CLIENT: if (cli_float("--client-ms", optarg, 0, 1e6, &a->sim.client_ms)) return 2; break;
+		case O_FIRST:
+			if (strcmp(optarg, "decode") && strcmp(optarg, "prefill"))
+				return cli_fail("plan", "--first-token '%s': decode or prefill", optarg), 2;
+			a->sim.first_token_prefill = !strcmp(optarg, "prefill");
+			break;
 		case O_SLOTTFT: if (cli_float("--slo-ttft", optarg, 1e-6, 1e6, &a->slo_ttft)) return 2; break;
 		case O_SLOTBT: if (cli_float("--slo-tbt", optarg, 1e-6, 1e6, &a->slo_tbt)) return 2; break;
 		case O_SWEEP:

@@ -378,13 +378,17 @@ static void start_decode(struct sim *s, int ni)
 	struct snode *n = &s->nodes[ni];
 	const struct plan_profile *p = n->p;
 	long budget = p->max_batch_tokens;
-	double positions = 0, pairs = 0;
+	double positions = 0, pairs = 0, ingest = n->ingest_s;
+	n->ingest_s = 0;
 	n->n_batch = 0;
 	for (int k = 0; k < n->n_reqs; k++) {
 		int i = n->reqs[k];
 		struct sreq *q = &s->rq[i];
-		if (q->st == SQ_INGEST)
+		if (q->st == SQ_INGEST) {
 			q->st = SQ_RUNNING; /* written by this step's ingest */
+			if (q->n_gen == 0) /* first-token decode: it leaves now */
+				token(s, i, s->now + ingest);
+		}
 		if (q->st != SQ_RUNNING)
 			continue;
 		q->step_rows = 1;
@@ -397,8 +401,6 @@ static void start_decode(struct sim *s, int ni)
 		if (s->rq[i].st == SQ_LOCAL && take_chunk(s, n, i, &budget, &positions, &pairs))
 			return;
 	}
-	double ingest = n->ingest_s;
-	n->ingest_s = 0;
 	if (!n->n_batch && ingest <= 0)
 		return;
 	n->pass_tokens = p->max_batch_tokens - budget;
@@ -437,7 +439,8 @@ static void prefill_done(struct sim *s, int ni)
 		del_int(n->reqs, &n->n_reqs, i);
 		/* the router learns of the prompt's KV from its first token */
 		router_placement_prompt_done(s->r, q->q);
-		token(s, i, s->now);
+		if (s->c->first_token_prefill)
+			token(s, i, s->now);
 		/* The KV streamed over the link layer by layer as the prompt
 		 * computed; what is left of it goes after the last chunk. */
 		const struct plan_profile *p = n->p;
@@ -610,6 +613,8 @@ static void handle(struct sim *s, const struct ev *e)
 	case EV_KV: {
 		struct snode *n = &s->nodes[q->q->dnode];
 		n->ingest_s += n->p->kv_bytes_per_token * q->q->n_prompt / (n->p->ingest_gb_s * 1e9);
+		if (q->n_gen == 0 && q->q->max_tokens <= 1)
+			token(s, e->a, s->now); /* the first token is the last */
 		if (q->n_gen >= q->q->max_tokens) {
 			finish(s, e->a, q->q->dnode);
 		} else {

@@ -31,6 +31,10 @@ struct sim_cfg {
 	int slo_ttft_ms, slo_tbt_ms; /* the router's objectives, 0 = none */
 	int report_ms;
 	double client_ms; /* router to client, one way, added to every token */
+	/* the router's first-token: 0 (its default, decode) a handed-over
+	 * request's first token leaves when the decode node takes the
+	 * sequence in; 1 (prefill) when the prefill node samples it */
+	int first_token_prefill;
 	uint64_t seed;	  /* load report phases */
 	/* 1: every token's time into res[i].tok_s (what duet replay keeps);
 	 * 0: only the first and last token and the request's p99 gap
