@@ -18,6 +18,7 @@
 
 #include "base/clock.h"
 #include "base/idmap.h"
+#include "base/log.h"
 #include "base/trace.h"
 #include "decode.h"
 
@@ -52,8 +53,14 @@ static void emit(struct kv_ingest *g, enum kv_event_kind kind, uint64_t id, int 
 	struct kv_event ev = {.kind = kind, .id = id, .token = token, .bytes = bytes};
 	if (why)
 		snprintf(ev.why, sizeof ev.why, "%s", why);
-	/* inproc PAIR with no high-water mark: never blocks, never drops */
-	zmq_send(g->pipe_thread, &ev, sizeof ev, 0);
+	/* inproc PAIR with no high-water mark: never blocks, never drops;
+	 * only a context being torn down refuses it */
+	while (zmq_send(g->pipe_thread, &ev, sizeof ev, 0) < 0)
+		if (zmq_errno() != EINTR) {
+			duet_log(DUET_LOG_ERR, id, "KV ingest: event lost: %s",
+				 zmq_strerror(zmq_errno()));
+			return;
+		}
 }
 
 /* The slot of id, taken out of the map (lock held): a request that
@@ -68,9 +75,10 @@ static void take(struct kv_ingest *g, struct slot *s)
 static void bad(struct kv_ingest *g, uint64_t id, const char *why)
 {
 	struct slot *s = id ? duet_idmap_get(&g->slots, id) : NULL;
+	enum kv_event_kind kind = s ? KV_EVENT_BAD : KV_EVENT_STRAY;
 	if (s)
 		take(g, s);
-	emit(g, s ? KV_EVENT_BAD : KV_EVENT_STRAY, id, 0, 0, why);
+	emit(g, kind, id, 0, 0, why);
 }
 
 static struct slot *waiting(struct kv_ingest *g, uint64_t id, const char *what)
