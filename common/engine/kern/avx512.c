@@ -412,13 +412,16 @@ INLINE __m512i lane_everywhere(__m512i v, const int r)
 	}
 }
 
-/* The vpshufb pattern that makes dwords 0-7 the word pair (byte j0, byte
- * j0) and dwords 8-15 (byte j1, byte j1) of their 128-bit lane, each byte
- * zero-extended to a word (an index with its top bit set gives zero). */
+/* A vpshufb index dword that makes its dword the word pair (byte j, byte
+ * j) of the 128-bit lane, each byte zero-extended to a word (an index with
+ * its top bit set gives zero). */
+#define WORD_PAIR(j) ((int)(0x80008000u + 0x10001u * (unsigned)(j)))
+
+/* The vpshufb pattern: dwords 0-7 WORD_PAIR(j0), dwords 8-15 WORD_PAIR(j1). */
 INLINE __m512i word_pair_pick(unsigned j0, unsigned j1)
 {
-	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32((int)(0x80008000u + 0x10001u * j0))),
-				  _mm256_set1_epi32((int)(0x80008000u + 0x10001u * j1)), 1);
+	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(WORD_PAIR(j0))),
+				  _mm256_set1_epi32(WORD_PAIR(j1)), 1);
 }
 
 /* Each row's 16-byte header (d, dmin, 12 bytes of scales) in its own
@@ -489,12 +492,10 @@ INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8k_block *
 	/* The mins from a row's header in every lane: dword 8 + j the word
 	 * pair (m_j, m_j), dwords 0-7 zero. In 128-bit lane 2, dwords 8-11
 	 * take bytes 8-11 (mins 0-3); in lane 3, 12-15 take 12-15. */
-	const __m512i pick_m = _mm512_set_epi32(
-		(int)(0x80008000u + 0x10001u * 15), (int)(0x80008000u + 0x10001u * 14),
-		(int)(0x80008000u + 0x10001u * 13), (int)(0x80008000u + 0x10001u * 12),
-		(int)(0x80008000u + 0x10001u * 11), (int)(0x80008000u + 0x10001u * 10),
-		(int)(0x80008000u + 0x10001u * 9), (int)(0x80008000u + 0x10001u * 8),
-		-1, -1, -1, -1, -1, -1, -1, -1);
+	const __m512i pick_m = _mm512_set_epi32(WORD_PAIR(15), WORD_PAIR(14), WORD_PAIR(13),
+						WORD_PAIR(12), WORD_PAIR(11), WORD_PAIR(10),
+						WORD_PAIR(9), WORD_PAIR(8), -1, -1, -1, -1, -1, -1,
+						-1, -1);
 	const __m512i lo4 = _mm512_set1_epi8(0x0F);
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
@@ -508,7 +509,12 @@ INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8k_block *
 		 * then 32 high ones: values [0, 32) and [64, 96) of the 128 in
 		 * the low nibbles, [32, 64) and [96, 128) in the high ones, the
 		 * order the activations are stored in (kernels.h). */
-		__m512i q[4], s[4];
+		__m512i q[4], s[4], hv = _mm512_setzero_si512();
+		if (five) {
+			/* the fifth bits, 32 bytes for both halves below */
+			__m256i h8 = _mm256_loadu_si256((const __m256i *)(blk + 4 + DUET_QK_SCALES));
+			hv = _mm512_inserti64x4(_mm512_castsi256_si512(h8), h8, 1);
+		}
 		_Pragma("GCC unroll 2")
 		for (int h = 0; h < 2; h++) {
 			__m512i v = _mm512_loadu_si512(blk + qs_off + 64 * h);
@@ -517,8 +523,6 @@ INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8k_block *
 			if (five) {
 				/* value l of 64-group g: bit 2g of qh[l]; value
 				 * 32 + l: bit 2g + 1 */
-				__m256i h8 = _mm256_loadu_si256((const __m256i *)(blk + 4 + DUET_QK_SCALES));
-				__m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(h8), h8, 1);
 				const int g0 = 2 * h;
 				__m512i blo = _mm512_srlv_epi64(hv, _mm512_set_epi64(2 * g0 + 2, 2 * g0 + 2, 2 * g0 + 2, 2 * g0 + 2,
 										     2 * g0, 2 * g0, 2 * g0, 2 * g0));
