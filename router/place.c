@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/grow.h"
 #include "node/prefix_cache.h"
 #include "router.h"
 
@@ -25,28 +24,6 @@ static int load_of(const struct router_node *n)
 	return n->running + n->local_prefill + n->waiting_kv + n->inflight;
 }
 
-static int pick_decode(struct router *r, const struct rreq *q)
-{
-	int cand[ROUTER_MAX_NODES], nc = 0;
-	long need = need_tokens(r, q);
-	for (int i = 0; i < r->n_nodes; i++)
-		if (router_node_usable(&r->nodes[i], DUET__ROLE__ROLE_DECODE) && room(&r->nodes[i]) >= need)
-			cand[nc++] = i;
-	if (!nc)
-		return -1;
-	if (r->policy == ROUTER_POLICY_ROUND_ROBIN)
-		return cand[r->rr % (unsigned)nc];
-	/* Fewest sequences (a step's cost grows with them), then the most
-	 * free KV. */
-	int best = cand[0];
-	for (int k = 1; k < nc; k++) {
-		struct router_node *n = &r->nodes[cand[k]], *b = &r->nodes[best];
-		if (load_of(n) < load_of(b) || (load_of(n) == load_of(b) && room(n) > room(b)))
-			best = cand[k];
-	}
-	return best;
-}
-
 /* Prompt tokens/s of a prefill node: measured, or a guess until its first
  * report with a measurement. */
 #define UNMEASURED_PREFILL_TPS 1000.0
@@ -56,10 +33,67 @@ static double node_rate(const struct router_node *n)
 	return n->prefill_tps > 1 ? n->prefill_tps : UNMEASURED_PREFILL_TPS;
 }
 
-static int cmp_u64(const void *a, const void *b)
+/* A node's summary is an open-addressing set of chain hashes (linear
+ * probing, 0 marks an empty slot), at most half full: a load report
+ * replaces it in time linear in its hashes (a node reports every few
+ * hundred ms, a thousand nodes are thousands of reports a second), and a
+ * prompt block is looked up in constant time. */
+#define SET_MIN_SLOTS 64
+/* Hashes learned between two reports beyond the report's own: a guess,
+ * bounded. */
+#define SET_MAX_HASHES (2 * ROUTER_PREFIX_HASHES)
+
+static uint64_t set_key(uint64_t h)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	return h ? h : 1; /* 0 is the empty slot */
+}
+
+static int set_has(const struct router_node *n, uint64_t h)
+{
+	if (!n->n_hashes)
+		return 0;
+	uint64_t k = set_key(h), mask = (uint64_t)n->cap_hashes - 1;
+	for (uint64_t i = k & mask;; i = (i + 1) & mask) {
+		if (n->hashes[i] == k)
+			return 1;
+		if (!n->hashes[i])
+			return 0;
+	}
+}
+
+static void set_put(uint64_t *slots, int cap, int *count, uint64_t h)
+{
+	uint64_t k = set_key(h), mask = (uint64_t)cap - 1;
+	uint64_t i = k & mask;
+	while (slots[i] && slots[i] != k)
+		i = (i + 1) & mask;
+	if (!slots[i]) {
+		slots[i] = k;
+		(*count)++;
+	}
+}
+
+/* Room for `want` hashes at most half full, keeping those held (rehashed
+ * when the table grows). -1 out of memory (the set is then as it was). */
+static int set_reserve(struct router_node *n, int want)
+{
+	int cap = SET_MIN_SLOTS;
+	while (cap < 2 * want)
+		cap *= 2;
+	if (cap <= n->cap_hashes)
+		return 0;
+	uint64_t *t = calloc((size_t)cap, sizeof *t);
+	if (!t)
+		return -1;
+	int count = 0;
+	for (int i = 0; i < n->cap_hashes; i++)
+		if (n->hashes[i])
+			set_put(t, cap, &count, n->hashes[i]);
+	free(n->hashes);
+	n->hashes = t;
+	n->cap_hashes = cap;
+	n->n_hashes = count;
+	return 0;
 }
 
 int router_node_set_prefix(struct router_node *n, const uint64_t *hashes, size_t count,
@@ -67,39 +101,28 @@ int router_node_set_prefix(struct router_node *n, const uint64_t *hashes, size_t
 {
 	if (count > ROUTER_PREFIX_HASHES)
 		count = ROUTER_PREFIX_HASHES; /* the most recently used come first */
-	uint64_t *h = duet_grow(n->hashes, &n->cap_hashes, (int)count, sizeof *h, 256);
-	if (!h) {
-		n->n_hashes = 0;
+	if (n->hashes)
+		memset(n->hashes, 0, sizeof *n->hashes * (size_t)n->cap_hashes);
+	n->n_hashes = 0;
+	if (set_reserve(n, (int)count))
 		return duet_errf(err, "out of memory for %zu prefix hashes", count);
-	}
-	n->hashes = h;
-	if (count)
-		memcpy(h, hashes, sizeof *h * count);
-	qsort(h, count, sizeof *h, cmp_u64);
-	n->n_hashes = (int)count;
+	for (size_t i = 0; i < count; i++)
+		set_put(n->hashes, n->cap_hashes, &n->n_hashes, hashes[i]);
 	return 0;
 }
 
 void router_node_learn_prefix(struct router_node *n, const int *tokens, int n_tokens)
 {
 	int bt = n->block_tokens, add = bt > 0 ? n_tokens / bt : 0;
-	if (add > ROUTER_PREFIX_HASHES)
-		add = ROUTER_PREFIX_HASHES;
-	int keep = n->n_hashes < ROUTER_PREFIX_HASHES - add ? n->n_hashes
-							     : ROUTER_PREFIX_HASHES - add;
-	uint64_t *h = duet_grow(n->hashes, &n->cap_hashes, keep + add, sizeof *h, 256);
-	if (!h)
+	if (n->n_hashes + add > SET_MAX_HASHES)
+		add = SET_MAX_HASHES - n->n_hashes;
+	if (add <= 0 || set_reserve(n, n->n_hashes + add))
 		return; /* a guess only: the next report brings the truth */
-	n->hashes = h;
 	uint64_t c = DUET_PREFIX_SEED;
 	for (int k = 0; k < add; k++) {
 		c = duet_prefix_chain(c, tokens + (size_t)k * (size_t)bt, bt);
-		h[keep + k] = c;
+		set_put(n->hashes, n->cap_hashes, &n->n_hashes, c);
 	}
-	/* (Dropping the largest hashes to make room is as good a guess as
-	 * any: the report says which the node really keeps.) */
-	qsort(h, (size_t)(keep + add), sizeof *h, cmp_u64);
-	n->n_hashes = keep + add;
 }
 
 void router_node_free(struct router_node *n)
@@ -121,7 +144,7 @@ static int cached_tokens(const struct router_node *n, const struct rreq *q)
 	/* The node computes at least the last token itself. */
 	for (; (k + 1) * bt <= q->n_prompt - 1; k++) {
 		h = duet_prefix_chain(h, q->prompt + (size_t)k * (size_t)bt, bt);
-		if (!bsearch(&h, n->hashes, (size_t)n->n_hashes, sizeof h, cmp_u64))
+		if (!set_has(n, h))
 			break;
 	}
 	return k * bt;
@@ -134,6 +157,45 @@ static double prefill_ttft(const struct router_node *n, const struct rreq *q, in
 {
 	*uncached = q->n_prompt - cached_tokens(n, q);
 	return ((double)n->queued_tokens + *uncached) / node_rate(n);
+}
+
+/* The decode node for q. */
+static int pick_decode(struct router *r, const struct rreq *q)
+{
+	int cand[ROUTER_MAX_NODES], nc = 0;
+	long need = need_tokens(r, q);
+	for (int i = 0; i < r->n_nodes; i++)
+		if (router_node_usable(&r->nodes[i], DUET__ROLE__ROLE_DECODE) && room(&r->nodes[i]) >= need)
+			cand[nc++] = i;
+	if (!nc)
+		return -1;
+	if (r->policy == ROUTER_POLICY_ROUND_ROBIN)
+		return cand[r->rr % (unsigned)nc];
+	/* Fewest sequences (a step's cost grows with them), then the most
+	 * free KV. */
+	int best = cand[0];
+	for (int k = 1; k < nc; k++) {
+		struct router_node *n = &r->nodes[cand[k]], *b = &r->nodes[best];
+		if (load_of(n) < load_of(b) || (load_of(n) == load_of(b) && room(n) > room(b)))
+			best = cand[k];
+	}
+	/* A node whose prefix cache holds part of the prompt computes only
+	 * the rest (a local prefill stalls every stream there for each of
+	 * its chunks; the KV of a prefill node's prompt is sent whole), so
+	 * the node holding the most of it goes first while it runs at most
+	 * ROUTER_CACHE_LOAD_SLACK more sequences than the least loaded. */
+	int most = 0, hit = -1, least = load_of(&r->nodes[best]);
+	for (int k = 0; k < nc; k++) {
+		const struct router_node *n = &r->nodes[cand[k]];
+		if (load_of(n) > least + ROUTER_CACHE_LOAD_SLACK)
+			continue;
+		int c = cached_tokens(n, q);
+		if (c > most || (c == most && hit >= 0 && load_of(n) < load_of(&r->nodes[hit]))) {
+			most = c;
+			hit = cand[k];
+		}
+	}
+	return most > 0 ? hit : best;
 }
 
 /* The prefill node for q, its predicted TTFT and the prompt tokens it

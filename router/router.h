@@ -33,6 +33,9 @@
  * against: 64k positions at 16 per block, as much as a default pool holds
  * of a small model. */
 #define ROUTER_PREFIX_HASHES 4096
+/* A decode node holding part of a prompt in its prefix cache is chosen
+ * over the least loaded while it runs at most this many more sequences. */
+#define ROUTER_CACHE_LOAD_SLACK 4
 
 #define ROUTER_HIST_BUCKETS 19
 #define ROUTER_MAX_KEYS 32
@@ -87,9 +90,9 @@ struct router_node {
 	int kv_free, kv_total;
 	uint64_t bad_messages;
 	uint64_t auth_refused; /* peers its sockets refused (CURVE) */
-	/* prefix-cache chain hashes, sorted (router_node_set_prefix); the
-	 * core thread's alone (the HTTP threads' snapshot copies the pointer
-	 * only and never reads it) */
+	/* prefix-cache chain hashes: a set of n_hashes in cap_hashes slots
+	 * (router_node_set_prefix); the core thread's alone (the HTTP
+	 * threads' snapshot copies the pointer only and never reads it) */
 	uint64_t *hashes;
 	int n_hashes, cap_hashes;
 	/* placed and not yet finished by this router */
@@ -98,8 +101,8 @@ struct router_node {
 };
 
 /* A node that takes new work of this role. */
-/* place.c: a node's prefix summary, kept sorted for lookups; freed by
- * router_node_free. */
+/* place.c: a node's prefix summary (a report's hashes replace it), kept
+ * as a hash set for lookups; freed by router_node_free. */
 int router_node_set_prefix(struct router_node *n, const uint64_t *hashes, size_t count,
 			   struct duet_err *err);
 void router_node_free(struct router_node *n);

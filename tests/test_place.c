@@ -1,7 +1,7 @@
 /* Placement policies (router/place.c) on hand-made node tables: the
  * length-aware choice between local and disaggregated prefill, prefill
  * nodes by predicted time to first token including their cached prefix,
- * decode nodes by load and room, and the other policies. */
+ * decode nodes by load, room and cached prefix, and the other policies. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,19 +56,27 @@ static int place(int n_prompt, int max_tokens, int *p, int *d)
 	return rc;
 }
 
-/* The node's summary: its old hashes and the blocks of tokens of prompt. */
-static void cache_prefix(struct router_node *n, int tokens)
+/* A node's report: the hashes others[0..n_others) (most recently used
+ * first), then the blocks of prompt[0..tokens). */
+static void report_prefix(struct router_node *n, const uint64_t *others, int n_others,
+			  int tokens)
 {
-	uint64_t h = DUET_PREFIX_SEED, all[ROUTER_PREFIX_HASHES];
-	int c = n->n_hashes;
+	static uint64_t all[ROUTER_PREFIX_HASHES + 64];
+	uint64_t h = DUET_PREFIX_SEED;
+	int c = n_others;
 	if (c)
-		memcpy(all, n->hashes, sizeof *all * (size_t)c);
+		memcpy(all, others, sizeof *all * (size_t)c);
 	for (int k = 0; (k + 1) * 16 <= tokens; k++) {
 		h = duet_prefix_chain(h, prompt + k * 16, 16);
 		all[c++] = h;
 	}
 	struct duet_err err;
 	assert_int_equal(router_node_set_prefix(n, all, (size_t)c, &err), 0);
+}
+
+static void cache_prefix(struct router_node *n, int tokens)
+{
+	report_prefix(n, NULL, 0, tokens);
 }
 
 static void test_length_aware(void **state)
@@ -87,18 +95,28 @@ static void test_length_aware(void **state)
 	/* ...unless the slower one holds most of the prompt in its cache,
 	 * even among thousands of other cached blocks (the report lists them
 	 * most recently used first; the prompt's come last here). */
-	uint64_t others[ROUTER_PREFIX_HASHES - 18];
-	for (size_t i = 0; i < sizeof others / sizeof *others; i++)
+	static uint64_t others[ROUTER_PREFIX_HASHES];
+	for (size_t i = 0; i < ROUTER_PREFIX_HASHES; i++)
 		others[i] = 0x9E3779B97F4A7C15ull * (i + 1);
-	struct duet_err err;
-	assert_int_equal(router_node_set_prefix(&R.nodes[1], others,
-						sizeof others / sizeof *others, &err), 0);
-	cache_prefix(&R.nodes[1], 288);
+	report_prefix(&R.nodes[1], others, ROUTER_PREFIX_HASHES - 18, 288);
 	assert_int_equal(R.nodes[1].n_hashes, ROUTER_PREFIX_HASHES);
 	assert_int_equal(place(300, 16, &p, &d), 0);
 	assert_int_equal(p, 1);
+	/* A report keeps its first ROUTER_PREFIX_HASHES (the most recently
+	 * used): the prompt's blocks past them are not counted. */
+	report_prefix(&R.nodes[1], others, ROUTER_PREFIX_HASHES, 288);
+	assert_int_equal(R.nodes[1].n_hashes, ROUTER_PREFIX_HASHES);
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, 0);
+	/* Learned at its first token, the prompt joins the full summary
+	 * (the set grows and keeps every hash it held). */
+	router_node_learn_prefix(&R.nodes[1], prompt, 300);
+	assert_int_equal(R.nodes[1].n_hashes, ROUTER_PREFIX_HASHES + 18);
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, 1);
 	/* A deep queue sends work elsewhere. */
-	R.nodes[1].n_hashes = 0;
+	struct duet_err err;
+	assert_int_equal(router_node_set_prefix(&R.nodes[1], NULL, 0, &err), 0);
 	R.nodes[0].queued_tokens = 5000;
 	assert_int_equal(place(300, 16, &p, &d), 0);
 	assert_int_equal(p, 1);
@@ -151,6 +169,23 @@ static void test_other_policies(void **state)
 	reset(ROUTER_POLICY_COLOCATED);
 	assert_int_equal(place(300, 16, &p, &d), 0);
 	assert_int_equal(p, -1);
+	assert_int_equal(d, 2);
+	/* The decode node holding the prompt's prefix is chosen though it
+	 * runs more sequences, up to ROUTER_CACHE_LOAD_SLACK more; the one
+	 * holding more of it goes first; past the slack, the least loaded. */
+	cache_prefix(&R.nodes[3], 160);
+	R.nodes[3].running = ROUTER_CACHE_LOAD_SLACK;
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(d, 3);
+	cache_prefix(&R.nodes[2], 64);
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(d, 3);
+	R.nodes[3].running = ROUTER_CACHE_LOAD_SLACK + 1;
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(d, 2);
+	router_node_free(&R.nodes[2]);
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(d, 2);
 	reset(ROUTER_POLICY_LEAST_LOADED);
 	assert_int_equal(place(10, 16, &p, &d), 0);
 	assert_int_equal(p, 0); /* no local shortcut */

@@ -24,6 +24,16 @@ static struct plan_profile flat(void)
 	return p;
 }
 
+/* A cluster of p nodes as these tests run it: local-max-prompt 64, reports
+ * every 200 ms, seed 1, every token's time kept. */
+static struct sim_cfg cluster(const struct plan_profile *p, int n_prefill, int n_decode,
+			      enum router_policy policy)
+{
+	return (struct sim_cfg){.n_prefill = n_prefill, .n_decode = n_decode, .prefill = p,
+				.decode = p, .policy = policy, .local_max_prompt = 64,
+				.report_ms = 200, .seed = 1, .keep_tokens = 1};
+}
+
 static void make_trace(struct trace *t, int n, const double *at, const int *prompt, const int *out)
 {
 	memset(t, 0, sizeof *t);
@@ -41,7 +51,7 @@ static void run(const struct sim_cfg *c, const struct trace *t, struct replay_re
 	struct synth syn;
 	struct sim_stats st;
 	struct duet_err err;
-	assert_int_equal(synth_init(&syn, 1, PLAN_VOCAB, 0, &err), 0);
+	assert_int_equal(synth_init(&syn, 1, PLAN_VOCAB, t->block_tokens, &err), 0);
 	memset(res, 0, sizeof *res * (size_t)t->n);
 	int rc = sim_run(c, t, &syn, 1.0, res, out, &st, &err);
 	if (rc)
@@ -59,9 +69,7 @@ static void test_hand_timeline(void **state)
 	struct plan_profile p = flat();
 	struct trace t;
 	make_trace(&t, 3, (double[]){0, 0.015, 0.1}, (int[]){10, 10, 5}, (int[]){3, 2, 1});
-	struct sim_cfg c = {.n_prefill = 0, .n_decode = 1, .prefill = &p, .decode = &p,
-			    .policy = ROUTER_POLICY_COLOCATED, .local_max_prompt = 64,
-			    .report_ms = 200, .seed = 1, .keep_tokens = 1};
+	struct sim_cfg c = cluster(&p, 0, 1, ROUTER_POLICY_COLOCATED);
 	struct replay_result res[3];
 	run(&c, &t, res, NULL);
 	const double want[3][3] = {{0.010, 0.020, 0.030}, {0.030, 0.040}, {0.110}};
@@ -88,9 +96,7 @@ static void test_hand_disaggregated(void **state)
 	p.ingest_gb_s = 1e6;
 	struct trace t;
 	make_trace(&t, 1, (double[]){0}, (int[]){100}, (int[]){3});
-	struct sim_cfg c = {.n_prefill = 1, .n_decode = 1, .prefill = &p, .decode = &p,
-			    .policy = ROUTER_POLICY_LENGTH_AWARE, .local_max_prompt = 64,
-			    .report_ms = 200, .seed = 1, .keep_tokens = 1};
+	struct sim_cfg c = cluster(&p, 1, 1, ROUTER_POLICY_LENGTH_AWARE);
 	struct replay_result res[1];
 	struct sim_req out[1];
 	run(&c, &t, res, out);
@@ -122,10 +128,8 @@ static void test_first_token_release(void **state)
 	struct trace t;
 	make_trace(&t, 2, (double[]){0, 0.005}, (int[]){10, 100}, (int[]){10, 3});
 	for (int prefill = 0; prefill < 2; prefill++) {
-		struct sim_cfg c = {.n_prefill = 1, .n_decode = 1, .prefill = &p, .decode = &p,
-				    .policy = ROUTER_POLICY_LENGTH_AWARE, .local_max_prompt = 64,
-				    .report_ms = 200, .seed = 1, .keep_tokens = 1,
-				    .first_token_prefill = prefill};
+		struct sim_cfg c = cluster(&p, 1, 1, ROUTER_POLICY_LENGTH_AWARE);
+		c.first_token_prefill = prefill;
 		struct replay_result res[2];
 		struct sim_req out[2];
 		run(&c, &t, res, out);
@@ -139,6 +143,99 @@ static void test_first_token_release(void **state)
 		assert_near(res[1].tok_s[2], 0.040 + ingest, 1e-9);
 		replay_results_free(res, 2);
 	}
+	trace_free(&t);
+}
+
+/* Tokens per trace hash id in these tests (Mooncake's are 512). */
+#define TB 16
+
+/* Request i's prompt made of trace blocks ids[0..n) (TB tokens each):
+ * equal ids, equal tokens. */
+static void set_hashes(struct trace *t, int i, const int64_t *ids, int n)
+{
+	t->req[i].hash_ids = malloc(sizeof *ids * (size_t)n);
+	assert_non_null(t->req[i].hash_ids);
+	memcpy(t->req[i].hash_ids, ids, sizeof *ids * (size_t)n);
+	t->req[i].n_hash = n;
+	t->block_tokens = TB;
+}
+
+/* One colocated node, chunks of 16, 10 ms a pass, the same 64-token prompt
+ * twice (1 token each):
+ *   A at 0: four chunks [0, 40] -> 40
+ *   B at 100 ms: its cache holds 48 tokens (3 whole blocks of the 63 before
+ *     the last, which is always computed): one chunk [100, 110] -> 110;
+ *     without prefix caches four again -> 140 */
+static void test_prefix_cache_timeline(void **state)
+{
+	(void)state;
+	struct plan_profile p = flat();
+	p.max_batch_tokens = 16;
+	p.block_tokens = 16;
+	struct trace t;
+	make_trace(&t, 2, (double[]){0, 0.1}, (int[]){64, 64}, (int[]){1, 1});
+	const int64_t ids[] = {7, 8, 9, 10, 11, 12, 13, 14};
+	set_hashes(&t, 0, ids, 64 / TB);
+	set_hashes(&t, 1, ids, 64 / TB);
+	for (int on = 0; on < 2; on++) {
+		struct sim_cfg c = cluster(&p, 0, 1, ROUTER_POLICY_COLOCATED);
+		c.prefix_cache = on;
+		struct replay_result res[2];
+		run(&c, &t, res, NULL);
+		assert_int_equal(res[0].status, RS_OK);
+		assert_int_equal(res[1].status, RS_OK);
+		assert_near(res[0].tok_s[0], 0.040, 1e-9);
+		assert_near(res[1].tok_s[0], on ? 0.110 : 0.140, 1e-9);
+		replay_results_free(res, 2);
+	}
+	trace_free(&t);
+}
+
+/* Disaggregated, prefill at 10 ms + 0.1 ms a token, first tokens from the
+ * prefill node:
+ *   A at 0 (200 tokens): prefill node, 10 + 20 ms -> 30
+ *   B at 1 s, A's first 192 tokens (12 blocks) then 108 of its own: the
+ *     decode node holds A's prompt too but 108 tokens are over
+ *     local-max-prompt, so the prefill node, which computes the 108:
+ *     10 + 10.8 ms -> 1.0208
+ *   C at 2 s, A's prompt again: "cached on the decode node" (the router
+ *     knows from the decode node's load report), 8 tokens left: one
+ *     decode step there -> 2.010 */
+static void test_prefix_cache_placement(void **state)
+{
+	(void)state;
+	struct plan_profile p = flat();
+	p.token_ms = 0.1;
+	p.block_tokens = 16;
+	p.ingest_gb_s = 1e6;
+	struct trace t;
+	make_trace(&t, 3, (double[]){0, 1, 2}, (int[]){200, 300, 200}, (int[]){2, 2, 2});
+	int64_t a[32], b[32];
+	int na = (200 + TB - 1) / TB, nb = (300 + TB - 1) / TB;
+	for (int k = 0; k < 32; k++) {
+		a[k] = k;
+		b[k] = k * TB < 192 ? k : 1000 + k;
+	}
+		set_hashes(&t, 0, a, na);
+	set_hashes(&t, 1, b, nb);
+	set_hashes(&t, 2, a, na);
+	struct sim_cfg c = cluster(&p, 1, 1, ROUTER_POLICY_LENGTH_AWARE);
+	c.first_token_prefill = 1;
+	c.prefix_cache = 1;
+	struct replay_result res[3];
+	struct sim_req out[3];
+	run(&c, &t, res, out);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(res[i].status, RS_OK);
+	assert_int_equal(out[0].pnode, 0);
+	assert_near(res[0].tok_s[0], 0.030, 1e-9);
+	assert_int_equal(out[1].pnode, 0);
+	assert_near(res[1].tok_s[0], 1.0208, 1e-9);
+	assert_int_equal(out[2].pnode, -1);
+	assert_string_equal(out[2].reason, "cached on the decode node");
+	/* a decode step of 8 prompt tokens: 10 + 0.8 ms */
+	assert_near(res[2].tok_s[0], 2.0108, 1e-9);
+	replay_results_free(res, 3);
 	trace_free(&t);
 }
 
@@ -170,10 +267,10 @@ static void test_deterministic(void **state)
 	p.kctx_ms = 0.3;
 	struct trace t;
 	busy_trace(&t);
-	struct sim_cfg c = {.n_prefill = 2, .n_decode = 3, .prefill = &p, .decode = &p,
-			    .policy = ROUTER_POLICY_LENGTH_AWARE, .local_max_prompt = 64,
-			    .slo_ttft_ms = 2000, .slo_tbt_ms = 60, .report_ms = 200, .seed = 7,
-			    .keep_tokens = 1};
+	struct sim_cfg c = cluster(&p, 2, 3, ROUTER_POLICY_LENGTH_AWARE);
+	c.slo_ttft_ms = 2000;
+	c.slo_tbt_ms = 60;
+	c.seed = 7;
 	struct replay_result *a = calloc((size_t)t.n, sizeof *a), *b = calloc((size_t)t.n, sizeof *b);
 	struct sim_req *oa = calloc((size_t)t.n, sizeof *oa), *ob = calloc((size_t)t.n, sizeof *ob);
 	run(&c, &t, a, oa);
@@ -201,6 +298,57 @@ static void test_deterministic(void **state)
 	free(b);
 	free(oa);
 	free(ob);
+	trace_free(&t);
+}
+
+/* The busy trace as 20 conversations: request i continues conversation
+ * i % 20 (its prompt's blocks are the conversation's, as many as it has).
+ * With prefix caches: the same for a seed, every request served, and
+ * prompts that find their prefix cached answer sooner on the whole. */
+static void test_prefix_cache_busy(void **state)
+{
+	(void)state;
+	struct plan_profile p = flat();
+	p.base_ms = 5;
+	p.seq_ms = 0.5;
+	p.token_ms = 0.2;
+	p.kctx_ms = 0.3;
+	p.block_tokens = 16;
+	struct trace t;
+	busy_trace(&t);
+	int64_t ids[1600 / TB];
+	for (int i = 0; i < t.n; i++) {
+		int n = (t.req[i].prompt_tokens + TB - 1) / TB;
+		for (int k = 0; k < n; k++)
+			ids[k] = (int64_t)(i % 20) * 1000 + k;
+		set_hashes(&t, i, ids, n);
+	}
+	double ttft[2] = {0, 0};
+	for (int on = 0; on < 2; on++) {
+		struct sim_cfg c = cluster(&p, 2, 3, ROUTER_POLICY_LENGTH_AWARE);
+		c.seed = 7;
+		c.prefix_cache = on;
+		struct replay_result *a = calloc((size_t)t.n, sizeof *a);
+		struct replay_result *b = calloc((size_t)t.n, sizeof *b);
+		struct sim_req *oa = calloc((size_t)t.n, sizeof *oa), *ob = calloc((size_t)t.n, sizeof *ob);
+		run(&c, &t, a, oa);
+		run(&c, &t, b, ob);
+		for (int i = 0; i < t.n; i++) {
+			assert_int_equal(a[i].status, RS_OK);
+			assert_int_equal(a[i].n_tok, b[i].n_tok);
+			for (int k = 0; k < a[i].n_tok; k++)
+				assert_true(a[i].tok_s[k] == b[i].tok_s[k]);
+			assert_int_equal(oa[i].pnode, ob[i].pnode);
+			ttft[on] += a[i].tok_s[0] - a[i].sent_s;
+		}
+		replay_results_free(a, t.n);
+		replay_results_free(b, t.n);
+		free(a);
+		free(b);
+		free(oa);
+		free(ob);
+	}
+	assert_true(ttft[1] < 0.8 * ttft[0]);
 	trace_free(&t);
 }
 
@@ -236,9 +384,7 @@ static void test_router_placement(void **state)
 	struct plan_profile p = flat();
 	struct trace t;
 	make_trace(&t, 2, (double[]){0, 1}, (int[]){10, 200}, (int[]){4, 4});
-	struct sim_cfg c = {.n_prefill = 1, .n_decode = 1, .prefill = &p, .decode = &p,
-			    .policy = ROUTER_POLICY_LENGTH_AWARE, .local_max_prompt = 64,
-			    .report_ms = 200, .seed = 1, .keep_tokens = 1};
+	struct sim_cfg c = cluster(&p, 1, 1, ROUTER_POLICY_LENGTH_AWARE);
 	struct replay_result res[2];
 	struct sim_req out[2];
 	run(&c, &t, res, out);
@@ -282,7 +428,10 @@ int main(void)
 		cmocka_unit_test(test_hand_timeline),
 		cmocka_unit_test(test_hand_disaggregated),
 		cmocka_unit_test(test_first_token_release),
+		cmocka_unit_test(test_prefix_cache_timeline),
+		cmocka_unit_test(test_prefix_cache_placement),
 		cmocka_unit_test(test_deterministic),
+		cmocka_unit_test(test_prefix_cache_busy),
 		cmocka_unit_test(test_router_placement),
 		cmocka_unit_test(test_profile_json),
 	};

@@ -45,6 +45,9 @@ static void usage(FILE *f)
 		"  --report-ms N           load report interval (default %d)\n"
 		"  --client-ms X           router to client, one way (default 0)\n"
 		"  --first-token WHO       the router's first-token: decode (default) or prefill\n"
+		"  --prefix-cache WHEN     nodes keep prefix caches: auto (default: when\n"
+		"                          prompts share prefixes, i.e. the trace has hash ids),\n"
+		"                          on, off (every prompt computed whole)\n"
 		"SLOs (goodput counts requests within both):\n"
 		"  --slo-ttft S, --slo-tbt S   seconds (required)\n"
 		"Output (simulate):\n"
@@ -115,7 +118,7 @@ enum {
 	O_TRACE = 256, O_START, O_DURATION, O_MAXREQ, O_RATE, O_LSCALE, O_REPEAT, O_SEED,
 	O_PROFILE, O_PPROFILE, O_DPROFILE, O_PREFILL, O_DECODE, O_POLICY, O_LOCALMAX,
 	O_RTTFT, O_RTBT, O_REPORT, O_CLIENT, O_FIRST, O_SLOTTFT, O_SLOTBT, O_SWEEP, O_OUT, O_LABEL,
-	O_NOPLOTS, O_NODETYPE, O_BUDGET, O_MAXNODES, O_POLICIES, O_ATTAIN, O_CSV,
+	O_NOPLOTS, O_PCACHE, O_NODETYPE, O_BUDGET, O_MAXNODES, O_POLICIES, O_ATTAIN, O_CSV,
 };
 
 static int parse_sweep(const char *s, double *v, int *n)
@@ -143,7 +146,7 @@ static int parse(int argc, char **argv, struct plan_args *a)
 		{"local-max-prompt", 1, 0, O_LOCALMAX}, {"router-slo-ttft-ms", 1, 0, O_RTTFT},
 		{"router-slo-tbt-ms", 1, 0, O_RTBT}, {"report-ms", 1, 0, O_REPORT},
 		{"client-ms", 1, 0, O_CLIENT},	   {"slo-ttft", 1, 0, O_SLOTTFT},
-		{"first-token", 1, 0, O_FIRST},
+		{"first-token", 1, 0, O_FIRST},	   {"prefix-cache", 1, 0, O_PCACHE},
 		{"slo-tbt", 1, 0, O_SLOTBT},	   {"sweep", 1, 0, O_SWEEP},
 		{"out", 1, 0, O_OUT},		   {"label", 1, 0, O_LABEL},
 		{"no-plots", 0, 0, O_NOPLOTS},	   {"node-type", 1, 0, O_NODETYPE},
@@ -182,6 +185,11 @@ static int parse(int argc, char **argv, struct plan_args *a)
 			if (strcmp(optarg, "decode") && strcmp(optarg, "prefill"))
 				return cli_fail("plan", "--first-token '%s': decode or prefill", optarg), 2;
 			a->sim.first_token_prefill = !strcmp(optarg, "prefill");
+			break;
+		case O_PCACHE:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "on") && strcmp(optarg, "off"))
+				return cli_fail("plan", "--prefix-cache '%s': auto, on or off", optarg), 2;
+			a->sim.prefix_cache = !strcmp(optarg, "auto") ? -1 : !strcmp(optarg, "on");
 			break;
 		case O_SLOTTFT: if (cli_float("--slo-ttft", optarg, 1e-6, 1e6, &a->slo_ttft)) return 2; break;
 		case O_SLOTBT: if (cli_float("--slo-tbt", optarg, 1e-6, 1e6, &a->slo_tbt)) return 2; break;
@@ -230,7 +238,8 @@ int cmd_plan(int argc, char **argv)
 			      .budget = 100, .max_nodes = ROUTER_MAX_NODES, .attainment = 0.9,
 			      .policies = "length-aware",
 			      .sim = {.n_prefill = 1, .n_decode = 1, .policy = ROUTER_POLICY_LENGTH_AWARE,
-				      .local_max_prompt = 64, .report_ms = SIM_DEFAULT_REPORT_MS}};
+				      .local_max_prompt = 64, .report_ms = SIM_DEFAULT_REPORT_MS,
+				      .prefix_cache = -1}};
 	int rc = parse(argc - 1, argv + 1, &a);
 	if (rc >= 0)
 		return rc;

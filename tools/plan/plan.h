@@ -36,8 +36,11 @@ struct plan_args {
 };
 
 /* The trace as a.trace, sliced, repeated, fitted to ctx_len; its
- * synthetic prompts; the rate scale that gives a.rate (1: as traced). */
-int plan_load_trace(const struct plan_args *a, int ctx_len, struct trace *t, struct synth *syn,
+ * synthetic prompts; the rate scale that gives a.rate (1: as traced).
+ * Settles a.sim.prefix_cache -1 (auto): on when prompts can share
+ * prefixes (the trace has hash ids; a repeated slice's copies have
+ * prompts of their own). */
+int plan_load_trace(struct plan_args *a, int ctx_len, struct trace *t, struct synth *syn,
 		    double *rate_scale, struct duet_err *err);
 int plan_simulate(struct plan_args *a);
 int plan_search(struct plan_args *a);

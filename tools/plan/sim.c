@@ -10,6 +10,7 @@
 #include "base/grow.h"
 #include "base/sort.h"
 #include "engine/model.h"
+#include "node/prefix_cache.h"
 #include "plan/sim.h"
 
 enum ev_type {
@@ -36,7 +37,8 @@ struct sreq {
 	 * requests is not a day of these at once) */
 	struct rreq *q;
 	enum sreq_state st;
-	int prefilled;	/* prompt tokens computed */
+	int prefilled;	/* prompt tokens computed (or found cached) */
+	int started;	/* a prefill node has taken its cached prefix */
 	int n_gen;	/* tokens produced */
 	int blocks;	/* KV blocks held on the decode node */
 	int step_rows;	/* rows in the current pass */
@@ -62,12 +64,22 @@ struct snode {
 	double rate;	/* prefill: tokens/s, as the node averages it */
 	double step_ms; /* decode: as the node averages it */
 	unsigned steps;
+	/* prefix_cache: the node's blocks and its prefix cache, the
+	 * daemons' own code over a pool with no KV data (NULL: off) */
+	struct duet_kv_pool *pool;
+	struct duet_prefix_cache *cache;
 	double link_free; /* prefill: its link is busy until */
 	double ingest_s;  /* decode: KV to write before the next pass */
 	uint64_t report_seq;
 	double phase;	  /* its reports come at phase + k * report-ms */
 	int report_armed; /* a report is in the heap */
 	int dirty;	  /* changed since its last report */
+};
+
+/* prefix_cache: a request's blocks on its decode and prefill node */
+struct sim_kv {
+	struct duet_kv_seq d, p;
+	int dnode, pnode; /* where d and p hold blocks, -1: none */
 };
 
 struct sim {
@@ -81,6 +93,8 @@ struct sim {
 	const struct synth *syn;
 	struct sreq *rq;
 	int n_rq;
+	struct sim_kv *kv;  /* per request; NULL without prefix caches */
+	uint64_t *hashes;   /* a load report's prefix summary */
 	struct rreq **spare; /* the pool of rreqs no request holds */
 	int n_spare, cap_spare;
 	struct snode *nodes;
@@ -227,6 +241,37 @@ static void release(struct sim *s, struct sreq *q)
 	q->q = NULL;
 }
 
+/* ---- requests: blocks in the nodes' pools (prefix caches on) ---- */
+
+/* Request i's blocks back to the pools of the nodes that hold them (the
+ * prefix caches keep their own references). */
+static void drop_kv(struct sim *s, int i)
+{
+	if (!s->kv)
+		return;
+	struct sim_kv *k = &s->kv[i];
+	if (k->dnode >= 0) {
+		duet_kv_seq_release(s->nodes[k->dnode].pool, &k->d);
+		duet_kv_seq_init(&k->d);
+	}
+	if (k->pnode >= 0) {
+		duet_kv_seq_release(s->nodes[k->pnode].pool, &k->p);
+		duet_kv_seq_init(&k->p);
+	}
+	k->dnode = k->pnode = -1;
+}
+
+/* Request i's prompt is whole in node ni's blocks: its cache may keep
+ * them (decode_cache_prompt, prefill-node/queue.c). */
+static void cache_prompt(struct sim *s, int ni, int i)
+{
+	struct snode *n = &s->nodes[ni];
+	const struct rreq *q = s->rq[i].q;
+	if (n->cache)
+		duet_prefix_insert(n->cache, n->decode ? &s->kv[i].d : &s->kv[i].p, q->prompt,
+				   q->n_prompt);
+}
+
 /* ---- requests: tokens and the end ---- */
 
 /* A token of request i leaves its node at time t. */
@@ -271,6 +316,7 @@ static void finish(struct sim *s, int i, int d)
 	struct replay_result *res = &s->res[i];
 	n->blocks_free += q->blocks;
 	q->blocks = 0;
+	drop_kv(s, i);
 	del_int(n->reqs, &n->n_reqs, i);
 	q->st = SQ_DONE;
 	s->left--;
@@ -295,6 +341,7 @@ static void fail(struct sim *s, int i, const char *kind)
 	res->status = RS_FAILED;
 	snprintf(res->kind, sizeof res->kind, "%s", kind);
 	res->done_s = s->now;
+	drop_kv(s, i);
 	release(s, &s->rq[i]);
 }
 
@@ -345,6 +392,31 @@ static int take_chunk(struct sim *s, struct snode *n, int i, long *budget, doubl
 	return add_int(s, &n->batch, &n->n_batch, &n->cap_batch, i);
 }
 
+/* Request i's prompt starts on prefill node ni, past the blocks its cache
+ * holds (prefill-node/queue.c start). A node short of room computes anyway
+ * where the daemon would wait for room: a prefill node's profile gives it
+ * room for its batches. */
+static int prefill_start(struct sim *s, int ni, int i)
+{
+	struct sreq *q = &s->rq[i];
+	struct snode *n = &s->nodes[ni];
+	q->started = 1;
+	q->pass_start = s->now;
+	if (!n->cache)
+		return 0;
+	struct sim_kv *k = &s->kv[i];
+	struct duet_err err;
+	int cached = duet_prefix_attach(n->cache, &k->p, q->q->prompt, q->q->n_prompt - 1, &err);
+	if (cached < 0)
+		return s->failed = 1, -1;
+	k->pnode = ni;
+	q->prefilled = cached;
+	int need = duet_kv_blocks_for(&n->pool->g, q->q->n_prompt) - k->p.n_blocks;
+	if (duet_prefix_make_room(n->cache, need) >= need)
+		duet_kv_seq_reserve(n->pool, &k->p, q->q->n_prompt, &err);
+	return 0;
+}
+
 /* A prefill node's next batch: its FIFO queue, chunks up to
  * max-batch-tokens, at most max-batch-seqs prompts (prefill-node/queue.c). */
 static void start_prefill(struct sim *s, int ni)
@@ -356,8 +428,8 @@ static void start_prefill(struct sim *s, int ni)
 	n->n_batch = 0;
 	for (int k = 0; k < n->n_reqs && budget > 0 && n->n_batch < p->max_batch_seqs; k++) {
 		int i = n->reqs[k];
-		if (s->rq[i].prefilled == 0)
-			s->rq[i].pass_start = s->now;
+		if (!s->rq[i].started && prefill_start(s, ni, i))
+			return;
 		if (take_chunk(s, n, i, &budget, &positions, &pairs))
 			return;
 	}
@@ -386,6 +458,7 @@ static void start_decode(struct sim *s, int ni)
 		struct sreq *q = &s->rq[i];
 		if (q->st == SQ_INGEST) {
 			q->st = SQ_RUNNING; /* written by this step's ingest */
+			cache_prompt(s, ni, i);
 			if (q->n_gen == 0) /* first-token decode: it leaves now */
 				token(s, i, s->now + ingest);
 		}
@@ -437,6 +510,12 @@ static void prefill_done(struct sim *s, int ni)
 		if (q->prefilled < q->q->n_prompt)
 			continue;
 		del_int(n->reqs, &n->n_reqs, i);
+		cache_prompt(s, ni, i);
+		if (n->cache) {
+			duet_kv_seq_release(n->pool, &s->kv[i].p);
+			duet_kv_seq_init(&s->kv[i].p);
+			s->kv[i].pnode = -1;
+		}
 		/* the router learns of the prompt's KV from its first token */
 		router_placement_prompt_done(s->r, q->q);
 		if (s->c->first_token_prefill)
@@ -469,6 +548,7 @@ static void decode_done(struct sim *s, int ni)
 			if (q->prefilled < q->q->n_prompt)
 				continue;
 			router_placement_prompt_done(s->r, q->q);
+			cache_prompt(s, ni, i);
 			q->st = SQ_RUNNING;
 		}
 		token(s, i, s->now);
@@ -485,12 +565,27 @@ static void report(struct sim *s, int ni)
 	struct snode *n = &s->nodes[ni];
 	Duet__LoadReport l = DUET__LOAD_REPORT__INIT;
 	l.seq = ++n->report_seq;
-	l.kv_blocks_free = (uint32_t)(n->blocks_free > 0 ? n->blocks_free : 0);
 	l.kv_blocks_total = (uint32_t)n->blocks_total;
+	if (n->cache) {
+		/* as duet_node_tick reports them */
+		l.kv_blocks_free = (uint32_t)(n->pool->n_free + duet_prefix_evictable(n->cache));
+		l.n_prefix_hashes =
+			(size_t)duet_prefix_summary(n->cache, s->hashes, ROUTER_PREFIX_HASHES);
+		l.prefix_hashes = s->hashes;
+	} else {
+		l.kv_blocks_free = (uint32_t)(n->blocks_free > 0 ? n->blocks_free : 0);
+	}
 	if (!n->decode) {
 		uint64_t queued = 0;
-		for (int k = 0; k < n->n_reqs; k++)
-			queued += (uint64_t)(s->rq[n->reqs[k]].q->n_prompt - s->rq[n->reqs[k]].prefilled);
+		for (int k = 0; k < n->n_reqs; k++) {
+			/* prefill_queued_tokens: what the cache holds costs nothing */
+			const struct sreq *q = &s->rq[n->reqs[k]];
+			int have = q->started ? q->prefilled
+				   : n->cache ? duet_prefix_cached(n->cache, q->q->prompt,
+								   q->q->n_prompt - 1)
+					      : 0;
+			queued += (uint64_t)(q->q->n_prompt - have);
+		}
 		l.queued_prompt_tokens = queued;
 		l.prefill_tokens_per_s = (float)n->rate;
 	} else {
@@ -567,20 +662,46 @@ static void try_waitq(struct sim *s)
 	}
 }
 
-/* A decode node takes request i (reserve or local work): its room was
- * reserved by placement, from the router's view of the node. */
-static int admit(struct sim *s, int i, int ni)
+/* A decode node takes request i (reserve, or local work that starts past
+ * the blocks its prefix cache holds): its room was reserved by placement,
+ * from the router's view of the node. With prefix caches the node's own
+ * books decide (decode_new_req): a request they have no room for fails,
+ * as the daemon refuses it. -1: the request did not stay. */
+static int admit(struct sim *s, int i, int ni, int local)
 {
 	struct sreq *q = &s->rq[i];
 	struct snode *n = &s->nodes[ni];
-	q->blocks = blocks_for(n->p, (long)q->q->n_prompt + q->q->max_tokens);
-	n->blocks_free -= q->blocks;
+	long need = (long)q->q->n_prompt + q->q->max_tokens;
+	if (!n->cache) {
+		q->blocks = blocks_for(n->p, need);
+		n->blocks_free -= q->blocks;
+		return add_int(s, &n->reqs, &n->n_reqs, &n->cap_reqs, i);
+	}
+	struct sim_kv *k = &s->kv[i];
+	struct duet_err err;
+	k->dnode = ni;
+	if (local) {
+		int cached =
+			duet_prefix_attach(n->cache, &k->d, q->q->prompt, q->q->n_prompt - 1, &err);
+		if (cached < 0)
+			return s->failed = 1, -1;
+		q->prefilled = cached;
+	}
+	int more = duet_kv_blocks_for(&n->pool->g, need) - k->d.n_blocks;
+	if (duet_prefix_make_room(n->cache, more) < more ||
+	    duet_kv_seq_reserve(n->pool, &k->d, (int)need, &err)) {
+		router_placement_end(s->r, q->q);
+		fail(s, i, "no_room");
+		return -1;
+	}
 	return add_int(s, &n->reqs, &n->n_reqs, &n->cap_reqs, i);
 }
 
 static void handle(struct sim *s, const struct ev *e)
 {
 	struct sreq *q = e->type == EV_PASS_DONE || e->type == EV_REPORT ? NULL : &s->rq[e->a];
+	if (q && e->type != EV_ARRIVE && q->st == SQ_DONE)
+		return; /* refused by its decode node: no PrefillWork after all */
 	if (e->type == EV_PASS_DONE)
 		touch(s, e->a);
 	else if (q && e->type != EV_ARRIVE)
@@ -596,7 +717,7 @@ static void handle(struct sim *s, const struct ev *e)
 		}
 		break;
 	case EV_RESERVE:
-		if (!admit(s, e->a, q->q->dnode))
+		if (!admit(s, e->a, q->q->dnode, 0))
 			q->st = SQ_WAIT_KV;
 		break;
 	case EV_WORK:
@@ -607,7 +728,7 @@ static void handle(struct sim *s, const struct ev *e)
 		break;
 	case EV_LOCAL:
 		q->st = SQ_LOCAL;
-		if (!admit(s, e->a, q->q->dnode))
+		if (!admit(s, e->a, q->q->dnode, 1))
 			kick(s, q->q->dnode);
 		break;
 	case EV_KV: {
@@ -616,6 +737,7 @@ static void handle(struct sim *s, const struct ev *e)
 		if (q->n_gen == 0 && q->q->max_tokens <= 1)
 			token(s, e->a, s->now); /* the first token is the last */
 		if (q->n_gen >= q->q->max_tokens) {
+			cache_prompt(s, q->q->dnode, e->a);
 			finish(s, e->a, q->q->dnode);
 		} else {
 			q->st = SQ_INGEST;
@@ -637,6 +759,19 @@ static void handle(struct sim *s, const struct ev *e)
 
 /* ---- setup ---- */
 
+/* Node n's books: a pool of its blocks with no KV data (one f16 value a
+ * row, never written) and the prefix cache over all of it, as a node
+ * started with the default prefix-cache-mb keeps. */
+static int cache_setup(struct snode *n, struct duet_err *err)
+{
+	struct duet_kv_geom g = {.n_layers = 1, .n_kv_heads = 1, .head_dim = 1,
+				 .block_tokens = n->p->block_tokens, .dtype = DUET_KV_F16};
+	if (duet_kv_pool_create(&n->pool, &g, n->blocks_total, err) ||
+	    duet_prefix_create(&n->cache, n->pool, n->blocks_total, err))
+		return duet_err_prefix(err, "a simulated node's prefix cache"), -1;
+	return 0;
+}
+
 static int setup(struct sim *s, const struct sim_cfg *c, const struct trace *t,
 		 double rate_scale, struct duet_err *err)
 {
@@ -650,6 +785,14 @@ static int setup(struct sim *s, const struct sim_cfg *c, const struct trace *t,
 	s->rq = calloc((size_t)t->n, sizeof *s->rq);
 	if (!s->r || !s->nodes || !s->rq)
 		return duet_errf(err, "out of memory for %d nodes and %d requests", nn, t->n);
+	if (c->prefix_cache) {
+		s->kv = calloc((size_t)t->n, sizeof *s->kv);
+		for (int i = 0; s->kv && i < t->n; i++)
+			s->kv[i].dnode = s->kv[i].pnode = -1;
+		s->hashes = malloc(sizeof *s->hashes * ROUTER_PREFIX_HASHES);
+		if (!s->kv || !s->hashes)
+			return duet_errf(err, "out of memory for %d requests' KV books", t->n);
+	}
 	s->model.cfg.ctx_len = c->decode->ctx_len;
 	s->r->model = &s->model;
 	s->r->policy = c->policy;
@@ -664,6 +807,8 @@ static int setup(struct sim *s, const struct sim_cfg *c, const struct trace *t,
 		n->decode = k >= c->n_prefill;
 		n->p = n->decode ? c->decode : c->prefill;
 		n->blocks_total = n->blocks_free = (int)(n->p->kv_tokens / n->p->block_tokens);
+		if (c->prefix_cache && cache_setup(n, err))
+			return -1;
 		snprintf(rn->name, sizeof rn->name, "%s-%d", n->decode ? "decode" : "prefill",
 			 n->decode ? k - c->n_prefill : k);
 		rn->role = n->decode ? DUET__ROLE__ROLE_DECODE : DUET__ROLE__ROLE_PREFILL;
@@ -711,6 +856,8 @@ int sim_run(const struct sim_cfg *c, const struct trace *t, const struct synth *
 		rc = duet_errf(err, "out of memory while simulating");
 	st->end_s = s.now;
 	for (int i = 0; i < s.n_rq; i++) {
+		if (s.nodes)
+			drop_kv(&s, i);
 		release(&s, &s.rq[i]);
 		free(s.rq[i].gaps);
 	}
@@ -720,11 +867,15 @@ int sim_run(const struct sim_cfg *c, const struct trace *t, const struct synth *
 	for (int k = 0; k < s.n_nodes; k++) {
 		free(s.nodes[k].reqs);
 		free(s.nodes[k].batch);
+		duet_prefix_destroy(s.nodes[k].cache);
+		duet_kv_pool_destroy(s.nodes[k].pool);
 		if (s.r)
 			router_node_free(&s.r->nodes[k]);
 	}
 	free(s.waitq);
 	free(s.heap);
+	free(s.kv);
+	free(s.hashes);
 	free(s.rq);
 	free(s.nodes);
 	free(s.r);

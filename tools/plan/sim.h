@@ -10,8 +10,12 @@
  * takes its FIFO queue in batches up to max-batch-tokens and -seqs; KV
  * streams over the prefill node's link while it computes and is written
  * into the decode node's cache between two steps. Each forward pass takes
- * what its profile's step model says. Not simulated: prefix caches (every
- * prompt is computed whole), the router's queue timeout, node failures. */
+ * what its profile's step model says. With prefix_cache, every node keeps
+ * its prefix cache with the node's own code (node/prefix_cache.c over a
+ * KV pool of block books and no data): prompts start past the blocks
+ * cached, prompts done are offered to the cache, and load reports carry
+ * the cache's summary to placement, as the daemons do. Not simulated: the
+ * router's queue timeout, node failures. */
 #ifndef DUET_PLAN_SIM_H
 #define DUET_PLAN_SIM_H
 
@@ -40,6 +44,9 @@ struct sim_cfg {
 	 * 0: only the first and last token and the request's p99 gap
 	 * (res[i].n_tok counts them all) into struct sim_req (search) */
 	int keep_tokens;
+	/* 1: nodes keep prefix caches over their whole KV pool (the nodes'
+	 * default prefix-cache-mb); 0: every prompt is computed whole */
+	int prefix_cache;
 };
 
 /* A request's placement (its last), and its outcome when tokens are not

@@ -8,7 +8,7 @@
 #include "base/clock.h"
 #include "plan/plan.h"
 
-int plan_load_trace(const struct plan_args *a, int ctx_len, struct trace *t, struct synth *syn,
+int plan_load_trace(struct plan_args *a, int ctx_len, struct trace *t, struct synth *syn,
 		    double *rate_scale, struct duet_err *err)
 {
 	struct trace_fit fit;
@@ -47,6 +47,8 @@ int plan_load_trace(const struct plan_args *a, int ctx_len, struct trace *t, str
 			}
 		t->n = n * a->repeat;
 	}
+	if (a->sim.prefix_cache < 0)
+		a->sim.prefix_cache = t->block_tokens > 0;
 	if (trace_fit(t, a->length_scale, a->length_scale, ctx_len, &fit, err) ||
 	    synth_init(syn, a->seed, PLAN_VOCAB, t->block_tokens, err))
 		goto fail;
@@ -83,7 +85,7 @@ static int write_summary(const char *dir, const struct plan_args *a, const struc
 	json_object_set_new(
 		j, "simulated",
 		json_pack("{s:i, s:i, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, "
-			  "s:I, s:f}",
+			  "s:I, s:f, s:b}",
 			  "prefill_nodes", c->n_prefill, "decode_nodes", c->n_decode, "policy",
 			  router_policy_name(c->policy), "prefill_profile", c->prefill->name,
 			  "decode_profile", c->decode->name, "local_max_prompt", c->local_max_prompt,
@@ -92,7 +94,7 @@ static int write_summary(const char *dir, const struct plan_args *a, const struc
 			  (json_int_t)st->steps, "placed_local", (json_int_t)st->placed_local,
 			  "placed_disaggregated", (json_int_t)st->placed_disagg, "rejected_early",
 			  (json_int_t)st->rejected, "waited_for_room", (json_int_t)st->waited,
-			  "seed", (double)c->seed));
+			  "seed", (double)c->seed, "prefix_cache", c->prefix_cache));
 	char path[4096];
 	snprintf(path, sizeof path, "%s/summary.json", dir);
 	int bad = json_dump_file(j, path, JSON_INDENT(2) | JSON_SORT_KEYS);
