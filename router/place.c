@@ -48,12 +48,19 @@ static uint64_t set_key(uint64_t h)
 	return h ? h : 1; /* 0 is the empty slot */
 }
 
+/* The first slot to probe: the key's high bits after a multiplication
+ * (Fibonacci hashing), so that keys alike in their low bits spread. */
+static uint64_t set_home(uint64_t k, int cap)
+{
+	return (k * 0x9E3779B97F4A7C15ull) >> (64 - __builtin_ctz((unsigned)cap));
+}
+
 static int set_has(const struct router_node *n, uint64_t h)
 {
 	if (!n->n_hashes)
 		return 0;
 	uint64_t k = set_key(h), mask = (uint64_t)n->cap_hashes - 1;
-	for (uint64_t i = k & mask;; i = (i + 1) & mask) {
+	for (uint64_t i = set_home(k, n->cap_hashes);; i = (i + 1) & mask) {
 		if (n->hashes[i] == k)
 			return 1;
 		if (!n->hashes[i])
@@ -64,7 +71,7 @@ static int set_has(const struct router_node *n, uint64_t h)
 static void set_put(uint64_t *slots, int cap, int *count, uint64_t h)
 {
 	uint64_t k = set_key(h), mask = (uint64_t)cap - 1;
-	uint64_t i = k & mask;
+	uint64_t i = set_home(k, cap);
 	while (slots[i] && slots[i] != k)
 		i = (i + 1) & mask;
 	if (!slots[i]) {

@@ -36,6 +36,9 @@
 /* A decode node holding part of a prompt in its prefix cache is chosen
  * over the least loaded while it runs at most this many more sequences. */
 #define ROUTER_CACHE_LOAD_SLACK 4
+/* max-queue and queue-timeout-ms defaults: requests waiting for KV room */
+#define ROUTER_DEFAULT_MAX_QUEUE 256
+#define ROUTER_DEFAULT_QUEUE_TIMEOUT_MS 30000
 
 #define ROUTER_HIST_BUCKETS 19
 #define ROUTER_MAX_KEYS 32

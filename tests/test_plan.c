@@ -25,13 +25,15 @@ static struct plan_profile flat(void)
 }
 
 /* A cluster of p nodes as these tests run it: local-max-prompt 64, reports
- * every 200 ms, seed 1, every token's time kept. */
+ * every 200 ms, the router's wait queue, seed 1, every token's time kept. */
 static struct sim_cfg cluster(const struct plan_profile *p, int n_prefill, int n_decode,
 			      enum router_policy policy)
 {
 	return (struct sim_cfg){.n_prefill = n_prefill, .n_decode = n_decode, .prefill = p,
 				.decode = p, .policy = policy, .local_max_prompt = 64,
-				.report_ms = 200, .seed = 1, .keep_tokens = 1};
+				.report_ms = 200, .seed = 1, .keep_tokens = 1,
+				.max_queue = ROUTER_DEFAULT_MAX_QUEUE,
+				.queue_timeout_ms = ROUTER_DEFAULT_QUEUE_TIMEOUT_MS};
 }
 
 static void make_trace(struct trace *t, int n, const double *at, const int *prompt, const int *out)
@@ -117,9 +119,11 @@ static void test_hand_disaggregated(void **state)
  * way:
  *   A at 0 (10-token prompt: local, 10 tokens): prefill [0, 10] -> 10, then
  *     a step every 10 ms
- *   B at 5 ms (100 tokens: the prefill node): [5, 15] -> first token 15
- *     (prefill), KV at 15 mid-step; joins the step from 20 -> 30; with
- *     first-token decode its first token leaves when it joins, at 20 */
+ *   B at 5 ms (100 tokens: the prefill node): the decode node answers its
+ *     reservation between two steps, at 10, so the prefill node computes
+ *     [10, 20] -> first token 20 (prefill); its KV lands at 20 as the step
+ *     from 20 begins, so it joins the step from 30 -> 40; with first-token
+ *     decode its first token leaves when it joins, at 30 */
 static void test_first_token_release(void **state)
 {
 	(void)state;
@@ -138,9 +142,9 @@ static void test_first_token_release(void **state)
 		assert_int_equal(res[1].n_tok, 3);
 		double ingest = 100 * 1000 / 1e15;
 		assert_near(res[0].tok_s[1], 0.020, 1e-9);
-		assert_near(res[1].tok_s[0], prefill ? 0.015 : 0.020 + ingest, 1e-9);
-		assert_near(res[1].tok_s[1], 0.030 + ingest, 1e-9);
-		assert_near(res[1].tok_s[2], 0.040 + ingest, 1e-9);
+		assert_near(res[1].tok_s[0], prefill ? 0.020 : 0.030 + ingest, 1e-9);
+		assert_near(res[1].tok_s[1], 0.040 + ingest, 1e-9);
+		assert_near(res[1].tok_s[2], 0.050 + ingest, 1e-9);
 		replay_results_free(res, 2);
 	}
 	trace_free(&t);
@@ -236,6 +240,50 @@ static void test_prefix_cache_placement(void **state)
 	/* a decode step of 8 prompt tokens: 10 + 0.8 ms */
 	assert_near(res[2].tok_s[0], 2.0108, 1e-9);
 	replay_results_free(res, 3);
+	trace_free(&t);
+}
+
+/* The router's wait queue, on one node with room for one request (two
+ * blocks of 16): A (10 + 20 tokens) runs from 0 to 200 ms; B at 5 ms and
+ * C at 6 ms wait for room. With queue-timeout-ms 50 both get 429 at 55
+ * and 56 ms; with the default both are served after A (B first); with
+ * max-queue 1 C is refused at once and B served. */
+static void test_wait_queue(void **state)
+{
+	(void)state;
+	struct plan_profile p = flat();
+	p.block_tokens = 16;
+	p.kv_tokens = 32;
+	struct trace t;
+	make_trace(&t, 3, (double[]){0, 0.005, 0.006}, (int[]){10, 10, 10}, (int[]){20, 5, 5});
+	for (int v = 0; v < 3; v++) {
+		struct sim_cfg c = cluster(&p, 0, 1, ROUTER_POLICY_COLOCATED);
+		if (v == 0)
+			c.queue_timeout_ms = 50;
+		if (v == 2)
+			c.max_queue = 1;
+		struct replay_result res[3];
+		run(&c, &t, res, NULL);
+		assert_int_equal(res[0].status, RS_OK);
+		assert_near(res[0].done_s, 0.200, 1e-9);
+		if (v == 0) {
+			for (int i = 1; i < 3; i++) {
+				assert_int_equal(res[i].status, RS_FAILED);
+				assert_string_equal(res[i].kind, "http_429");
+			}
+			assert_near(res[1].done_s, 0.055, 1e-9);
+			assert_near(res[2].done_s, 0.056, 1e-9);
+		} else {
+			assert_int_equal(res[1].status, RS_OK);
+			assert_true(res[1].tok_s[0] > 0.200);
+			assert_int_equal(res[2].status, v == 1 ? RS_OK : RS_FAILED);
+			if (v == 1)
+				assert_true(res[2].tok_s[0] >= res[1].tok_s[0]);
+			else
+				assert_near(res[2].done_s, 0.006, 1e-9);
+		}
+		replay_results_free(res, 3);
+	}
 	trace_free(&t);
 }
 
@@ -430,6 +478,7 @@ int main(void)
 		cmocka_unit_test(test_first_token_release),
 		cmocka_unit_test(test_prefix_cache_timeline),
 		cmocka_unit_test(test_prefix_cache_placement),
+		cmocka_unit_test(test_wait_queue),
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_prefix_cache_busy),
 		cmocka_unit_test(test_router_placement),

@@ -45,6 +45,8 @@ static void usage(FILE *f)
 		"  --report-ms N           load report interval (default %d)\n"
 		"  --client-ms X           router to client, one way (default 0)\n"
 		"  --first-token WHO       the router's first-token: decode (default) or prefill\n"
+		"  --max-queue N, --queue-timeout-ms N   the router's wait queue for KV room\n"
+		"                          (defaults %d and %d, as the router's)\n"
 		"  --prefix-cache WHEN     nodes keep prefix caches: auto (default: when\n"
 		"                          prompts share prefixes, i.e. the trace has hash ids),\n"
 		"                          on, off (every prompt computed whole)\n"
@@ -63,7 +65,8 @@ static void usage(FILE *f)
 		"  --attainment X          share of requests within SLO a plan must reach\n"
 		"                          (default 0.9)\n"
 		"  --csv FILE              every configuration tried\n",
-		SIM_DEFAULT_REPORT_MS, ROUTER_MAX_NODES);
+		SIM_DEFAULT_REPORT_MS, ROUTER_DEFAULT_MAX_QUEUE, ROUTER_DEFAULT_QUEUE_TIMEOUT_MS,
+		ROUTER_MAX_NODES);
 }
 
 static int scale_cmd(int argc, char **argv)
@@ -118,7 +121,7 @@ enum {
 	O_TRACE = 256, O_START, O_DURATION, O_MAXREQ, O_RATE, O_LSCALE, O_REPEAT, O_SEED,
 	O_PROFILE, O_PPROFILE, O_DPROFILE, O_PREFILL, O_DECODE, O_POLICY, O_LOCALMAX,
 	O_RTTFT, O_RTBT, O_REPORT, O_CLIENT, O_FIRST, O_SLOTTFT, O_SLOTBT, O_SWEEP, O_OUT, O_LABEL,
-	O_NOPLOTS, O_PCACHE, O_NODETYPE, O_BUDGET, O_MAXNODES, O_POLICIES, O_ATTAIN, O_CSV,
+	O_NOPLOTS, O_PCACHE, O_MAXQ, O_QTIMEOUT, O_NODETYPE, O_BUDGET, O_MAXNODES, O_POLICIES, O_ATTAIN, O_CSV,
 };
 
 static int parse_sweep(const char *s, double *v, int *n)
@@ -147,6 +150,7 @@ static int parse(int argc, char **argv, struct plan_args *a)
 		{"router-slo-tbt-ms", 1, 0, O_RTBT}, {"report-ms", 1, 0, O_REPORT},
 		{"client-ms", 1, 0, O_CLIENT},	   {"slo-ttft", 1, 0, O_SLOTTFT},
 		{"first-token", 1, 0, O_FIRST},	   {"prefix-cache", 1, 0, O_PCACHE},
+		{"max-queue", 1, 0, O_MAXQ},	   {"queue-timeout-ms", 1, 0, O_QTIMEOUT},
 		{"slo-tbt", 1, 0, O_SLOTBT},	   {"sweep", 1, 0, O_SWEEP},
 		{"out", 1, 0, O_OUT},		   {"label", 1, 0, O_LABEL},
 		{"no-plots", 0, 0, O_NOPLOTS},	   {"node-type", 1, 0, O_NODETYPE},
@@ -186,6 +190,8 @@ static int parse(int argc, char **argv, struct plan_args *a)
 				return cli_fail("plan", "--first-token '%s': decode or prefill", optarg), 2;
 			a->sim.first_token_prefill = !strcmp(optarg, "prefill");
 			break;
+		case O_MAXQ: if (cli_int("--max-queue", optarg, 0, 1 << 20, &v)) return 2; a->sim.max_queue = (int)v; break;
+		case O_QTIMEOUT: if (cli_int("--queue-timeout-ms", optarg, 0, 3600000, &v)) return 2; a->sim.queue_timeout_ms = (int)v; break;
 		case O_PCACHE:
 			if (strcmp(optarg, "auto") && strcmp(optarg, "on") && strcmp(optarg, "off"))
 				return cli_fail("plan", "--prefix-cache '%s': auto, on or off", optarg), 2;
@@ -239,7 +245,8 @@ int cmd_plan(int argc, char **argv)
 			      .policies = "length-aware",
 			      .sim = {.n_prefill = 1, .n_decode = 1, .policy = ROUTER_POLICY_LENGTH_AWARE,
 				      .local_max_prompt = 64, .report_ms = SIM_DEFAULT_REPORT_MS,
-				      .prefix_cache = -1}};
+				      .prefix_cache = -1, .max_queue = ROUTER_DEFAULT_MAX_QUEUE,
+				      .queue_timeout_ms = ROUTER_DEFAULT_QUEUE_TIMEOUT_MS}};
 	int rc = parse(argc - 1, argv + 1, &a);
 	if (rc >= 0)
 		return rc;

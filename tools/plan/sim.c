@@ -21,6 +21,7 @@ enum ev_type {
 	EV_PASS_DONE,	/* a node's forward pass ends */
 	EV_KV,		/* a prompt's KV has reached its decode node */
 	EV_REPORT,	/* a node's load report reaches the router */
+	EV_QUEUE_TIMEOUT, /* a request has waited queue-timeout-ms for room */
 };
 
 struct ev {
@@ -39,6 +40,7 @@ struct sreq {
 	enum sreq_state st;
 	int prefilled;	/* prompt tokens computed (or found cached) */
 	int started;	/* a prefill node has taken its cached prefix */
+	int queued;	/* in the router's wait queue */
 	int n_gen;	/* tokens produced */
 	int blocks;	/* KV blocks held on the decode node */
 	int step_rows;	/* rows in the current pass */
@@ -59,7 +61,7 @@ struct snode {
 	int *batch; /* requests in the running pass */
 	int n_batch, cap_batch;
 	long pass_tokens;
-	double pass_t0;
+	double pass_t0, pass_end;
 	int blocks_free, blocks_total;
 	double rate;	/* prefill: tokens/s, as the node averages it */
 	double step_ms; /* decode: as the node averages it */
@@ -439,7 +441,8 @@ static void start_prefill(struct sim *s, int ni)
 	n->pass_t0 = s->now;
 	n->busy = 1;
 	double ms = plan_profile_step_ms(p, n->n_batch, n->pass_tokens, positions, pairs);
-	push(s, s->now + ms / 1e3, EV_PASS_DONE, ni);
+	n->pass_end = s->now + ms / 1e3;
+	push(s, n->pass_end, EV_PASS_DONE, ni);
 }
 
 /* A decode node's next step: every running sequence, then local prefill
@@ -486,7 +489,8 @@ static void start_decode(struct sim *s, int ni)
 		n->steps++;
 		s->st->steps++;
 	}
-	push(s, s->now + ingest + ms / 1e3, EV_PASS_DONE, ni);
+	n->pass_end = s->now + ingest + ms / 1e3;
+	push(s, n->pass_end, EV_PASS_DONE, ni);
 }
 
 static void start_pass(struct sim *s, int ni)
@@ -644,9 +648,8 @@ static int place(struct sim *s, int i)
 		push(s, s->now + lat, EV_LOCAL, i);
 	} else {
 		s->st->placed_disagg++;
-		/* KvReserve to the decode node, its reply, PrefillWork */
+		/* KvReserve to the decode node (its reply, then PrefillWork) */
 		push(s, s->now + lat, EV_RESERVE, i);
-		push(s, s->now + 3 * lat, EV_WORK, i);
 	}
 	q->st = SQ_QUEUED;
 	return 0;
@@ -658,8 +661,24 @@ static void try_waitq(struct sim *s)
 		int i = s->waitq[0];
 		if (place(s, i))
 			return;
+		s->rq[i].queued = 0;
 		del_int(s->waitq, &s->n_waitq, i);
 	}
+}
+
+/* Request i finds no decode node with room (or others waiting before it):
+ * it waits, within the queue's bounds (router/core.c wait_or_reject). */
+static void wait_or_reject(struct sim *s, int i)
+{
+	if (s->n_waitq >= s->c->max_queue) {
+		s->st->queue_full++;
+		fail(s, i, "http_429");
+		return;
+	}
+	s->st->waited++;
+	s->rq[i].queued = 1;
+	if (!add_int(s, &s->waitq, &s->n_waitq, &s->cap_waitq, i))
+		push(s, s->now + s->c->queue_timeout_ms / 1e3, EV_QUEUE_TIMEOUT, i);
 }
 
 /* A decode node takes request i (reserve, or local work that starts past
@@ -700,6 +719,15 @@ static int admit(struct sim *s, int i, int ni, int local)
 static void handle(struct sim *s, const struct ev *e)
 {
 	struct sreq *q = e->type == EV_PASS_DONE || e->type == EV_REPORT ? NULL : &s->rq[e->a];
+	if (e->type == EV_QUEUE_TIMEOUT) {
+		if (q->queued && q->st != SQ_DONE) {
+			q->queued = 0;
+			del_int(s->waitq, &s->n_waitq, e->a);
+			s->st->queue_timeouts++;
+			fail(s, e->a, "http_429");
+		}
+		return;
+	}
 	if (q && e->type != EV_ARRIVE && q->st == SQ_DONE)
 		return; /* refused by its decode node: no PrefillWork after all */
 	if (e->type == EV_PASS_DONE)
@@ -711,15 +739,20 @@ static void handle(struct sim *s, const struct ev *e)
 		push_arrival(s, e->a + 1);
 		if (acquire(s, e->a))
 			break;
-		if (s->n_waitq || place(s, e->a)) { /* FIFO: nobody overtakes the queue */
-			s->st->waited++;
-			add_int(s, &s->waitq, &s->n_waitq, &s->cap_waitq, e->a);
-		}
+		if (s->n_waitq || place(s, e->a)) /* FIFO: nobody overtakes the queue */
+			wait_or_reject(s, e->a);
 		break;
-	case EV_RESERVE:
-		if (!admit(s, e->a, q->q->dnode, 0))
-			q->st = SQ_WAIT_KV;
+	case EV_RESERVE: {
+		if (admit(s, e->a, q->q->dnode, 0))
+			break;
+		q->st = SQ_WAIT_KV;
+		/* The node answers between two steps (decode-node/main.c reads
+		 * control messages there); the router then sends PrefillWork. */
+		const struct snode *dn = &s->nodes[q->q->dnode];
+		double reply = dn->busy && dn->pass_end > s->now ? dn->pass_end : s->now;
+		push(s, reply + 2 * link_latency(s), EV_WORK, e->a);
 		break;
+	}
 	case EV_WORK:
 		q->st = SQ_PREFILL;
 		if (!add_int(s, &s->nodes[q->q->pnode].reqs, &s->nodes[q->q->pnode].n_reqs,

@@ -7,15 +7,18 @@
  * What a simulated node does is what its daemon does (decode-node/step.c,
  * prefill-node/queue.c): a decode step carries every running sequence and
  * local prefill chunks oldest first up to max-batch-tokens; a prefill node
- * takes its FIFO queue in batches up to max-batch-tokens and -seqs; KV
+ * takes its FIFO queue in batches up to max-batch-tokens and -seqs; a
+ * decode node answers a reservation between two steps, and the prefill
+ * node gets the prompt after that answer; KV
  * streams over the prefill node's link while it computes and is written
  * into the decode node's cache between two steps. Each forward pass takes
  * what its profile's step model says. With prefix_cache, every node keeps
  * its prefix cache with the node's own code (node/prefix_cache.c over a
  * KV pool of block books and no data): prompts start past the blocks
  * cached, prompts done are offered to the cache, and load reports carry
- * the cache's summary to placement, as the daemons do. Not simulated: the
- * router's queue timeout, node failures. */
+ * the cache's summary to placement, as the daemons do. A request no decode
+ * node has room for waits in the router's queue, within max-queue and
+ * queue-timeout-ms, as in router/core.c. Not simulated: node failures. */
 #ifndef DUET_PLAN_SIM_H
 #define DUET_PLAN_SIM_H
 
@@ -34,6 +37,10 @@ struct sim_cfg {
 	int local_max_prompt; /* the router's setting (default 64) */
 	int slo_ttft_ms, slo_tbt_ms; /* the router's objectives, 0 = none */
 	int report_ms;
+	/* the router's wait queue for room: at most max_queue requests, each
+	 * for at most queue_timeout_ms, past either a 429 (its defaults:
+	 * ROUTER_DEFAULT_MAX_QUEUE, ROUTER_DEFAULT_QUEUE_TIMEOUT_MS) */
+	int max_queue, queue_timeout_ms;
 	double client_ms; /* router to client, one way, added to every token */
 	/* the router's first-token: 0 (its default, decode) a handed-over
 	 * request's first token leaves when the decode node takes the
@@ -60,6 +67,7 @@ struct sim_req {
 struct sim_stats {
 	long long events, steps;
 	long long placed_local, placed_disagg, rejected, waited;
+	long long queue_full, queue_timeouts; /* 429s of the wait queue */
 	double end_s;
 };
 

@@ -85,7 +85,7 @@ static int write_summary(const char *dir, const struct plan_args *a, const struc
 	json_object_set_new(
 		j, "simulated",
 		json_pack("{s:i, s:i, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, "
-			  "s:I, s:f, s:b}",
+			  "s:I, s:f, s:b, s:i, s:i, s:I, s:I}",
 			  "prefill_nodes", c->n_prefill, "decode_nodes", c->n_decode, "policy",
 			  router_policy_name(c->policy), "prefill_profile", c->prefill->name,
 			  "decode_profile", c->decode->name, "local_max_prompt", c->local_max_prompt,
@@ -94,7 +94,9 @@ static int write_summary(const char *dir, const struct plan_args *a, const struc
 			  (json_int_t)st->steps, "placed_local", (json_int_t)st->placed_local,
 			  "placed_disaggregated", (json_int_t)st->placed_disagg, "rejected_early",
 			  (json_int_t)st->rejected, "waited_for_room", (json_int_t)st->waited,
-			  "seed", (double)c->seed, "prefix_cache", c->prefix_cache));
+			  "seed", (double)c->seed, "prefix_cache", c->prefix_cache, "max_queue",
+			  c->max_queue, "queue_timeout_ms", c->queue_timeout_ms, "queue_full",
+			  (json_int_t)st->queue_full, "queue_timeouts", (json_int_t)st->queue_timeouts));
 	char path[4096];
 	snprintf(path, sizeof path, "%s/summary.json", dir);
 	int bad = json_dump_file(j, path, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -162,10 +164,11 @@ int plan_simulate(struct plan_args *a)
 			goto out;
 		replay_print_table(stdout, &lps[i], &sums[i], 1);
 		printf("simulated: %lld events, %lld decode steps, %lld local and %lld "
-		       "disaggregated placements, %lld rejected early; %.1f s simulating, %.1f s "
-		       "summarizing and writing\n",
-		       st.events, st.steps, st.placed_local, st.placed_disagg, st.rejected, t1 - t0,
-		       t2 - t1);
+		       "disaggregated placements, %lld rejected early, %lld waited for room (%lld "
+		       "of them past queue-timeout-ms), %lld refused with the queue full; %.1f s "
+		       "simulating, %.1f s summarizing and writing\n",
+		       st.events, st.steps, st.placed_local, st.placed_disagg, st.rejected, st.waited,
+		       st.queue_timeouts, st.queue_full, t1 - t0, t2 - t1);
 		struct duet_err perr;
 		if (!a->no_plots && replay_plot_runs(dirs[i], &dps[i], &lps[i], 1, &perr))
 			fprintf(stderr, "duet plan: no plots: %s\n", perr.msg);
