@@ -18,11 +18,13 @@ check() {
 	fi
 }
 # until_ok SECONDS CMD...: retries CMD every 0.2 s until it succeeds.
+# (The clock is bash's EPOCHREALTIME in microseconds: SECONDS counts whole
+# seconds, so a window of N seconds from it was anywhere from N - 1 to N.)
 until_ok() {
-	local end=$((SECONDS + $1))
+	local end=$((${EPOCHREALTIME/./} + $1 * 1000000))
 	shift
 	while ! "$@" >/dev/null 2>&1; do
-		[ $SECONDS -lt $end ] || return 1
+		[ "${EPOCHREALTIME/./}" -lt $end ] || return 1
 		sleep 0.2
 	done
 }

@@ -12,7 +12,7 @@
 #
 #   baseline       all hosts up, links unconstrained
 #   kill           kill -9 a prefill node, then a decode node, mid-replay
-#   link-down      a decode host's link down for 3 s (liveness is 0.7 s),
+#   link-down      a decode host's link down for 4 s (liveness is 1 s),
 #                  then up again: the node must come back
 #   power-loss     a decode host vanishes without a word (link down, node
 #                  killed, network stack replaced) and comes back: its node
@@ -46,7 +46,10 @@ BR=duetbr0
 API_KEY=cluster-test-key
 REPORT_MS=200    # load reports (and the nodes' heartbeats to the router)
 NODE_TIMEOUT_MS=1000 # the router's: heartbeats unanswered this long, the node is dead
-LINK_DOWN_S=3    # > NODE_TIMEOUT_MS + a report interval: the router must notice
+# > NODE_TIMEOUT_MS + a report interval, the router must notice within
+# LINK_DOWN_S - 1 s: it took 1.2-1.4 s here with the machine busy with the
+# test's own replay, and a check window of 2 s failed now and then
+LINK_DOWN_S=4
 DELAY_MS=10      # one-way prefill->decode delay in the link-slow runs
 LOSS_PERMILLE=20 # packets dropped into and out of d0 in the lossy run
 RATE=1gbit       # prefill egress in the link-slow runs
