@@ -58,9 +58,11 @@ struct decode_cfg {
 	 * tokens (0 = off), at most spec_k proposed per sequence and step,
 	 * while at most spec_max_batch sequences run */
 	int spec_ngram, spec_k, spec_max_batch;
-	/* or with a draft model (its own KV pool of draft_kv_mb); "" = none */
+	/* or with a draft model (its own KV pool of draft_kv_mb); "" = none;
+	 * it drafts one sequence at a time, so it proposes only while at most
+	 * spec_draft_max_batch sequences run */
 	const char *draft;
-	int draft_kv_mb;
+	int draft_kv_mb, spec_draft_max_batch;
 };
 
 struct decode {

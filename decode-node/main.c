@@ -118,9 +118,9 @@ int main(int argc, char **argv)
 	duet_blas_select_core(argv);
 	static struct decode d;
 	duet_node_defaults(&d.node.cfg, "decode-0");
-	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60, 0, 8, 8, "", 1024};
+	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60, 0, 8, 8, "", 1024, 1};
 	decode_step_model_init(&d);
-	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 9];
+	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 10];
 	int n = duet_node_opts(&d.node.cfg, 1, opts);
 	opts[n++] = (struct duet_opt){"kv-endpoint", DUET_OPT_STR, &d.cfg.kv_endpoint, 0, 0,
 				      "ENDPOINT", "where this node receives KV from prefill nodes (bound)"};
@@ -149,6 +149,11 @@ int main(int argc, char **argv)
 		"spec-max-batch", DUET_OPT_INT, &d.cfg.spec_max_batch, 0, 4096, "N",
 		"propose only while at most N sequences run: a larger batch already reads the "
 		"weights for enough tokens per step (BENCHMARKS.md)"};
+	opts[n++] = (struct duet_opt){
+		"spec-draft-max-batch", DUET_OPT_INT, &d.cfg.spec_draft_max_batch, 0, 4096, "N",
+		"with a draft model, propose only while at most N sequences run: it drafts one "
+		"sequence at a time, so its cost grows with the batch (8 streams drafting ran at a "
+		"quarter of the plain rate, BENCHMARKS.md)"};
 	struct duet_settings cfg;
 	struct duet_err err;
 	int rc = duet_config_main(&cfg, opts, n, argc, argv, "duet-decode", ABOUT);

@@ -121,8 +121,10 @@ void decode_step(struct decode *d)
 	for (int i = 0; i < d->n_reqs; i++)
 		running += d->reqs[i]->st == DREQ_RUNNING;
 	/* Above spec-max-batch running sequences a step reads the weights for
-	 * enough tokens already: proposals would cost more than they save. */
-	int spec_on = running <= d->cfg.spec_max_batch;
+	 * enough tokens already: proposals would cost more than they save. A
+	 * draft model's forward passes add up sequence by sequence. */
+	int spec_on = running <= (d->draft_engine ? d->cfg.spec_draft_max_batch
+						  : d->cfg.spec_max_batch);
 	for (int i = 0; i < d->n_reqs; i++) {
 		struct dreq *r = d->reqs[i];
 		if (r->st != DREQ_RUNNING)

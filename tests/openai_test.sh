@@ -74,4 +74,18 @@ check "draft model on the decode node: drafts accepted" bash -c \
 kill -INT "$UP_PID"
 wait "$UP_PID"
 UP_PID=
+
+# spec-draft-max-batch bounds the running sequences a draft proposes for:
+# at 0 it never does, and the text is the same.
+"$DUET" up -m "$TMP/m.gguf" -P 1 -D 1 --port "$PORT" --dir "$TMP/up3" --decode-arg=--draft="$TMP/q8.gguf" \
+	--decode-arg=--spec-draft-max-batch=0 >"$TMP/up3.out" 2>&1 &
+UP_PID=$!
+until_ok 120 grep -q "duet up: serving" "$TMP/up3.out" || cat "$TMP/up3.out"
+check "spec-draft-max-batch 0: greedy text equals duet generate" \
+	bash -c "$(declare -f same_as_generate); PORT=$PORT DUET=$DUET TMP=$TMP; same_as_generate 'Once upon a time'"
+check "spec-draft-max-batch 0: nothing proposed" bash -c \
+	"curl -s http://127.0.0.1:$PORT/v1/cluster | jq -e '[.nodes[] | select(.role == \"decode\") | .speculation.proposed] | add == 0'"
+kill -INT "$UP_PID"
+wait "$UP_PID"
+UP_PID=
 exit $((failures > 0))
