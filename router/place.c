@@ -166,8 +166,9 @@ static double prefill_ttft(const struct router_node *n, const struct rreq *q, in
 	return ((double)n->queued_tokens + *uncached) / node_rate(n);
 }
 
-/* The decode node for q. */
-static int pick_decode(struct router *r, const struct rreq *q)
+/* The decode node for q, and the prompt tokens its prefix cache holds
+ * (*cached). */
+static int pick_decode(struct router *r, const struct rreq *q, int *cached)
 {
 	int cand[ROUTER_MAX_NODES], nc = 0;
 	long need = need_tokens(r, q);
@@ -176,8 +177,11 @@ static int pick_decode(struct router *r, const struct rreq *q)
 			cand[nc++] = i;
 	if (!nc)
 		return -1;
-	if (r->policy == ROUTER_POLICY_ROUND_ROBIN)
-		return cand[r->rr % (unsigned)nc];
+	if (r->policy == ROUTER_POLICY_ROUND_ROBIN) {
+		int d = cand[r->rr % (unsigned)nc];
+		*cached = cached_tokens(&r->nodes[d], q);
+		return d;
+	}
 	/* Fewest sequences (a step's cost grows with them), then the most
 	 * free KV. */
 	int best = cand[0];
@@ -202,6 +206,8 @@ static int pick_decode(struct router *r, const struct rreq *q)
 			hit = cand[k];
 		}
 	}
+	/* (best, least loaded, was looked at: it holds nothing when most is 0) */
+	*cached = most;
 	return most > 0 ? hit : best;
 }
 
@@ -302,7 +308,8 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 	memset(out, 0, sizeof *out);
 	out->pnode = -1;
 	out->ttft_ms = out->step_ms = -1;
-	out->dnode = pick_decode(r, q);
+	int cached = 0;
+	out->dnode = pick_decode(r, q, &cached);
 	if (out->dnode < 0)
 		return duet_errf(err, "no decode node has room for %d prompt and %d new tokens",
 				 q->n_prompt, q->max_tokens);
@@ -311,7 +318,7 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 	/* What the decode node must compute of the prompt: its prefix cache
 	 * may hold the rest (a prompt seen before, a chat's earlier turns),
 	 * and then nothing need be sent either. */
-	int local_tokens = q->n_prompt - cached_tokens(dn, q);
+	int local_tokens = q->n_prompt - cached;
 	double local_step, local_ttft, local_own;
 	local_cost(dn, local_tokens, &local_step, &local_ttft, &local_own);
 	out->ttft_ms = local_ttft;

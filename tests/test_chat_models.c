@@ -146,6 +146,11 @@ static void run(const char *shape, const char *tok, enum duet_chat_family family
 			   (char *[]){"--router", ctl, "--threads", "1", "--report-ms", "100", NULL},
 			   tu_path(log, lname), 0);
 	wait_healthy();
+	/* /health needs a decode node only: until the prefill node has said
+	 * hello, a long prompt would be prefilled locally ("no prefill node") */
+	for (int i = 0; i < 600 && metric("duet_node_up{node=\"prefill-0\",role=\"prefill\"} ") != 1;
+	     i++)
+		usleep(50000);
 
 	/* A short conversation (local prefill) and a long one (> 64 tokens:
 	 * the prefill node), with whitespace, CJK and digits. */

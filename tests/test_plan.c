@@ -204,7 +204,7 @@ static void test_prefix_cache_timeline(void **state)
  *     10 + 10.8 ms -> 1.0208
  *   C at 2 s, A's prompt again: "cached on the decode node" (the router
  *     knows from the decode node's load report), 8 tokens left: one
- *     decode step there -> 2.010 */
+ *     decode step there, 10 + 0.8 ms -> 2.0108 */
 static void test_prefix_cache_placement(void **state)
 {
 	(void)state;

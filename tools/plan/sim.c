@@ -245,22 +245,24 @@ static void release(struct sim *s, struct sreq *q)
 
 /* ---- requests: blocks in the nodes' pools (prefix caches on) ---- */
 
-/* Request i's blocks back to the pools of the nodes that hold them (the
- * prefix caches keep their own references). */
+/* seq's blocks back to the pool of node *ni (-1: none held), the prefix
+ * cache keeping its own references. */
+static void drop_seq(struct sim *s, struct duet_kv_seq *seq, int *ni)
+{
+	if (*ni < 0)
+		return;
+	duet_kv_seq_release(s->nodes[*ni].pool, seq);
+	duet_kv_seq_init(seq);
+	*ni = -1;
+}
+
+/* Request i's blocks on both its nodes. */
 static void drop_kv(struct sim *s, int i)
 {
 	if (!s->kv)
 		return;
-	struct sim_kv *k = &s->kv[i];
-	if (k->dnode >= 0) {
-		duet_kv_seq_release(s->nodes[k->dnode].pool, &k->d);
-		duet_kv_seq_init(&k->d);
-	}
-	if (k->pnode >= 0) {
-		duet_kv_seq_release(s->nodes[k->pnode].pool, &k->p);
-		duet_kv_seq_init(&k->p);
-	}
-	k->dnode = k->pnode = -1;
+	drop_seq(s, &s->kv[i].d, &s->kv[i].dnode);
+	drop_seq(s, &s->kv[i].p, &s->kv[i].pnode);
 }
 
 /* Request i's prompt is whole in node ni's blocks: its cache may keep
@@ -515,11 +517,8 @@ static void prefill_done(struct sim *s, int ni)
 			continue;
 		del_int(n->reqs, &n->n_reqs, i);
 		cache_prompt(s, ni, i);
-		if (n->cache) {
-			duet_kv_seq_release(n->pool, &s->kv[i].p);
-			duet_kv_seq_init(&s->kv[i].p);
-			s->kv[i].pnode = -1;
-		}
+		if (n->cache)
+			drop_seq(s, &s->kv[i].p, &s->kv[i].pnode);
 		/* the router learns of the prompt's KV from its first token */
 		router_placement_prompt_done(s->r, q->q);
 		if (s->c->first_token_prefill)
@@ -720,7 +719,7 @@ static void handle(struct sim *s, const struct ev *e)
 {
 	struct sreq *q = e->type == EV_PASS_DONE || e->type == EV_REPORT ? NULL : &s->rq[e->a];
 	if (e->type == EV_QUEUE_TIMEOUT) {
-		if (q->queued && q->st != SQ_DONE) {
+		if (q->queued) { /* not placed meanwhile */
 			q->queued = 0;
 			del_int(s->waitq, &s->n_waitq, e->a);
 			s->st->queue_timeouts++;
@@ -728,8 +727,6 @@ static void handle(struct sim *s, const struct ev *e)
 		}
 		return;
 	}
-	if (q && e->type != EV_ARRIVE && q->st == SQ_DONE)
-		return; /* refused by its decode node: no PrefillWork after all */
 	if (e->type == EV_PASS_DONE)
 		touch(s, e->a);
 	else if (q && e->type != EV_ARRIVE)
