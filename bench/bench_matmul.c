@@ -4,7 +4,8 @@
  * all threads. Prints weight GB/s (what batch-1 decode is bound by) and
  * GFLOP/s (what wide batches are bound by), best of 5 passes.
  * Usage: bench_matmul TYPE B [N K [COPIES]]   (TYPE any weight type duet reads;
- * DUET_QDOT=exact for the exact q8_0 path) */
+ * DUET_QDOT=exact for the exact q8_0 path, PACKED=1 for Q8_0 packed as a
+ * decode node packs it) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "engine/dtype.h"
 #include "engine/forward.h"
 #include "engine/matmul.h"
+#include "engine/repack.h"
 
 #define HUGE_PAGE ((size_t)2 << 20)
 #define MAX_COPIES 64
@@ -55,11 +57,19 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < (size_t)B * K; i++)
 		x[i] = (float)(i % 13) * 0.01f;
 	struct duet_tensor ts[MAX_COPIES];
-	for (int c = 0; c < copies; c++)
-		ts[c] = (struct duet_tensor){t, w + (size_t)c * bytes, N, K, rb};
+	struct duet_err err;
+	/* PACKED=1: Q8_0 in 16-row groups, as a decode node's weights are
+	 * (engine/repack.h); else in file layout, packed on the fly. */
+	const char *packed = getenv("PACKED");
+	for (int c = 0; c < copies; c++) {
+		ts[c] = (struct duet_tensor){t, w + (size_t)c * bytes, N, K, rb, DUET_LAYOUT_ROWS};
+		if (packed && strcmp(packed, "1") == 0 && duet_r16_pack_tensor(&ts[c], &err)) {
+			fprintf(stderr, "bench_matmul: %s\n", err.msg);
+			return 1;
+		}
+	}
 	struct duet_threadpool *tp;
 	struct duet_matmul mm;
-	struct duet_err err;
 	duet_blas_single_thread();
 	if (duet_threadpool_create(&tp, duet_cpu_count(), NULL, 0, &err) ||
 	    duet_matmul_init(&mm, tp, duet_kernels(), qdot, B, K > N ? K : N, &err)) {
@@ -77,8 +87,8 @@ int main(int argc, char **argv)
 		if (pass > 0 && dt < best) /* the first pass warms up */
 			best = dt;
 	}
-	printf("%s B=%d N=%d K=%d (%s, %d threads): %.1f GB/s of weights, %.1f GFLOP/s, %.3f ms a matrix\n",
-	       duet_dtype_name(t), B, N, K, duet_qdot_name(qdot), duet_threadpool_threads(tp),
+	printf("%s%s B=%d N=%d K=%d (%s, %d threads): %.1f GB/s of weights, %.1f GFLOP/s, %.3f ms a matrix\n",
+	       duet_dtype_name(t), ts[0].layout == DUET_LAYOUT_R16 ? " packed" : "", B, N, K, duet_qdot_name(qdot), duet_threadpool_threads(tp),
 	       (double)bytes * copies / best * 1e-9, 2.0 * B * N * (double)K * copies / best * 1e-9,
 	       best / copies * 1e3);
 	duet_matmul_free(&mm);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mapfile.h"
 #include "engine/attention.h"
 #include "engine/forward.h"
 #include "engine/generate.h"
@@ -474,6 +475,79 @@ static void test_q8_0_int8(void **st)
 	greedy_routes(p);
 }
 
+/* Prefill of T tokens then `steps` greedy tokens, every position's logits
+ * into out (T + steps rows), with the weights placed as asked. */
+static void run_placed(const char *path, enum duet_weights wp, int T, int steps, float *out,
+		       enum duet_layout *layout)
+{
+	struct duet_err err;
+	struct duet_model *m;
+	struct duet_model_opts mo = {.weights = wp};
+	if (duet_model_open(&m, path, &mo, &err))
+		fail_msg("%s", err.msg);
+	*layout = m->layers[0].w_up.layout;
+	struct duet_kv_pool *kv;
+	struct duet_kv_geom g = duet_kv_geom_for(m, DUET_KV_BLOCK_TOKENS, g_kv);
+	struct duet_engine *e;
+	struct duet_engine_opts o = {.n_threads = 2, .qdot = g_qdot};
+	if (duet_kv_pool_create(&kv, &g, POOL_BLOCKS, &err) ||
+	    duet_engine_create(&e, m, kv, &o, &err))
+		fail_msg("%s", err.msg);
+	int V = m->cfg.vocab_size, tok[64];
+	assert_true(T + steps <= 64);
+	some_tokens(tok, T, 3, V);
+	struct duet_kv_seq s;
+	duet_kv_seq_init(&s);
+	struct duet_fwd_seq fs = {&s, tok, T, DUET_LOGITS_ALL, out, NULL};
+	if (duet_forward(e, &fs, 1, &err))
+		fail_msg("%s", err.msg);
+	for (int i = 0; i < steps; i++) {
+		int p = T + i;
+		tok[p] = duet_argmax(out + (size_t)(p - 1) * V, V);
+		struct duet_fwd_seq d = {&s, tok + p, 1, DUET_LOGITS_ALL, out + (size_t)p * V, NULL};
+		if (duet_forward(e, &d, 1, &err))
+			fail_msg("%s", err.msg);
+	}
+	duet_kv_seq_release(kv, &s);
+	duet_engine_destroy(e);
+	duet_kv_pool_destroy(kv);
+	duet_model_close(m);
+}
+
+/* Q8_0 weights packed in 16-row groups at load (into the private copy a
+ * decode node makes, engine/repack.h) give the logits of the file's layout
+ * bit for bit, prefill and decode: in int8 mode the packing table packs
+ * mapped weights on the fly, and exact mode unpacks rows. The tied
+ * classifier is packed with the embedding, whose rows are read back. */
+static void test_q8_0_packed(void **st)
+{
+	(void)st;
+	char p[4096];
+	static const char *shapes[] = {"tiny", "tiny-mha"};
+	for (int si = 0; si < 2; si++)
+		for (int q = 0; q < 2; q++) {
+			g_qdot = q ? DUET_QDOT_EXACT : DUET_QDOT_INT8;
+			model_path(p, shapes[si], DUET_Q8_0, "gguf");
+			struct duet_model *m = tu_open(p);
+			int V = m->cfg.vocab_size;
+			duet_model_close(m);
+			const int T = 21, steps = 6;
+			float *a = malloc(sizeof(float) * (size_t)(T + steps) * V);
+			float *b = malloc(sizeof(float) * (size_t)(T + steps) * V);
+			enum duet_layout la, lb;
+			run_placed(p, DUET_WEIGHTS_MMAP, T, steps, a, &la);
+			run_placed(p, DUET_WEIGHTS_HUGEPAGES, T, steps, b, &lb);
+			assert_int_equal(la, DUET_LAYOUT_ROWS);
+			if (duet_thp_mode() != 0 && duet_kernels()->pack_q8_0)
+				assert_int_equal(lb, DUET_LAYOUT_R16);
+			if (memcmp(a, b, sizeof(float) * (size_t)(T + steps) * V))
+				fail_msg("%s (%s): packed weights give other logits than mapped ones",
+					 p, duet_qdot_name(g_qdot));
+			free(a), free(b);
+		}
+	g_qdot = DUET_QDOT_EXACT;
+}
+
 /* Every other quantized type (rows of 32-blocks on the tiny shape, of
  * 256-blocks on tiny-k, and the q4_k_m mix) against the reference: in
  * int8 mode prefill with every instruction set, batched decode, and greedy
@@ -661,6 +735,7 @@ int main(void)
 		cmocka_unit_test(test_greedy_same_every_route),
 		cmocka_unit_test(test_bf16),
 		cmocka_unit_test_setup_teardown(test_q8_0_int8, int8_mode, exact_mode),
+		cmocka_unit_test(test_q8_0_packed),
 		cmocka_unit_test_setup_teardown(test_quant_types, int8_mode, exact_mode),
 		cmocka_unit_test(test_quant_types),
 		cmocka_unit_test_setup_teardown(test_kv_rounded, kv_f16, exact_mode),

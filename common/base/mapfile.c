@@ -138,3 +138,11 @@ long long duet_huge_bytes(void)
 	fclose(f);
 	return kb < 0 ? -1 : kb * 1024;
 }
+
+int duet_copy_set_writable(void *map, size_t map_bytes, int writable, struct duet_err *err)
+{
+	if (mprotect(map, map_bytes, writable ? PROT_READ | PROT_WRITE : PROT_READ))
+		return duet_errnof(err, "cannot make the weights %s",
+				   writable ? "writable" : "read-only");
+	return 0;
+}

@@ -25,6 +25,11 @@ int duet_thp_mode(void);
 int duet_copy_file_huge(const char *path, void **map, size_t *size, size_t *map_bytes,
 			struct duet_err *err);
 
+/* A copy made by duet_copy_file_huge is read-only; its owner may open it
+ * for writing while it rearranges it at load (writable 1), and closes it
+ * again (0). */
+int duet_copy_set_writable(void *map, size_t map_bytes, int writable, struct duet_err *err);
+
 /* Bytes of this process's memory currently backed by huge pages. */
 long long duet_huge_bytes(void);
 

@@ -9,6 +9,7 @@
 #include "engine/attention.h"
 #include "engine/kern/kernels.h"
 #include "engine/matmul.h"
+#include "engine/repack.h"
 
 #define DEFAULT_MAX_BATCH 512
 /* Rows below which elementwise work stays on the calling thread: waking
@@ -219,11 +220,23 @@ static void rows_range(struct rows_args *a, long t0, long t1)
 	int kvd = c->n_kv_heads * c->head_dim;
 	for (long t = t0; t < t1; t++) {
 		switch (a->op) {
-		case OP_EMBED:
-			duet_kernels_cvt(e->k, e->m->tok_embd.type,
-					 duet_tensor_row(&e->m->tok_embd, a->tokens[t]),
-					 e->x + t * c->dim, c->dim);
+		case OP_EMBED: {
+			const struct duet_tensor *te = &e->m->tok_embd;
+			float *dst = e->x + t * c->dim;
+			if (!duet_tensor_row_packed(te, a->tokens[t])) {
+				duet_kernels_cvt(e->k, te->type, duet_tensor_row(te, a->tokens[t]),
+						 dst, c->dim);
+				break;
+			}
+			/* a classifier tied to the embedding is packed with it */
+			for (int i = 0; i < c->dim / DUET_Q8_0_BLOCK; i++) {
+				uint8_t blk[DUET_Q8_0_BYTES];
+				duet_r16_block(te, a->tokens[t], i, blk);
+				duet_kernels_cvt(e->k, te->type, blk, dst + i * DUET_Q8_0_BLOCK,
+						 DUET_Q8_0_BLOCK);
+			}
 			break;
+		}
 		case OP_RMSNORM:
 			e->k->rmsnorm(a->dst + t * c->dim, a->src + t * c->dim, a->norm_w,
 				      c->dim, c->rms_eps);

@@ -1,4 +1,5 @@
 #include "engine/matmul.h"
+#include "engine/repack.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -9,6 +10,14 @@
 /* Fewer activation rows than this are quantized on the calling thread:
  * waking the pool costs more than the work. */
 #define QUANT_PARALLEL_ROWS 8
+/* The 16-row Q8_0 kernel over batches wider than one pass (DUET_R16_SEQS
+ * rows): K in slices of this many 32-blocks (even: a q8 pair is two), so a
+ * group's slice (16 x 64 x 34 bytes) stays in L1 while R16_BATCH
+ * activation rows pass it, and their slice stays in L2. */
+#define R16_SLICE 64
+#define R16_BATCH 64
+/* Blocks of a narrow batch's group packed at a time (4 KiB, in L1; even). */
+#define R16_PACK_SLICE 8
 
 int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 		     const struct duet_kernels *k, enum duet_qdot qdot, int max_rows,
@@ -23,15 +32,20 @@ int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 	mm->max_rows = max_rows;
 	int n = duet_threadpool_threads(tp);
 	mm->scratch = calloc((size_t)n, sizeof *mm->scratch);
-	if (!mm->scratch)
+	mm->rows16 = calloc((size_t)n, sizeof *mm->rows16);
+	if (!mm->scratch || !mm->rows16) {
+		duet_matmul_free(mm);
 		return duet_errf(err, "matmul: out of memory");
+	}
+	size_t rows16 = (size_t)(max_cols / DUET_Q8_0_BLOCK + 1) * DUET_R16_ROWS * DUET_Q8_0_BYTES;
 	/* A conversion tile for sgemm, or partial sums when accumulating. */
 	size_t floats = (size_t)DUET_SGEMM_TILE_ROWS * (size_t)max_cols;
 	if (floats < (size_t)max_rows * ACC_CHUNK)
 		floats = (size_t)max_rows * ACC_CHUNK;
 	for (int i = 0; i < n; i++) {
 		mm->scratch[i] = aligned_alloc(64, sizeof(float) * floats);
-		if (!mm->scratch[i]) {
+		mm->rows16[i] = malloc(rows16);
+		if (!mm->scratch[i] || !mm->rows16[i]) {
 			duet_matmul_free(mm);
 			return duet_errf(err, "matmul: out of memory for conversion tiles");
 		}
@@ -50,11 +64,16 @@ int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 
 void duet_matmul_free(struct duet_matmul *mm)
 {
-	if (mm->scratch && mm->tp)
-		for (int i = 0; i < duet_threadpool_threads(mm->tp); i++)
+	for (int i = 0; mm->tp && i < duet_threadpool_threads(mm->tp); i++) {
+		if (mm->scratch)
 			free(mm->scratch[i]);
+		if (mm->rows16)
+			free(mm->rows16[i]);
+	}
 	free(mm->scratch);
+	free(mm->rows16);
 	mm->scratch = NULL;
+	mm->rows16 = NULL;
 	free(mm->panel);
 	free(mm->qa);
 	free(mm->bf);
@@ -70,38 +89,115 @@ static enum duet_act act_of(const struct duet_matmul *mm, const struct duet_matm
 	return duet_kernels_act(mm->k, j->w->type, mm->qdot);
 }
 
-/* The kernels, on rows [n0, n1) of the job's weights; tmp (room for T x
- * ACC_CHUNK floats) holds partial results when accumulating. */
-static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_job *j,
-		       long n0, long n1, float *tmp)
+/* Rows [n, n + nc) of the job, row n stored at wrows in row layout, through
+ * kernel fn; tmp (room for T x ACC_CHUNK floats) holds partial results
+ * when accumulating. */
+static void kernel_rows(const struct duet_matmul_job *j, duet_matmul_fn fn, const void *x,
+			const uint8_t *wrows, long n, long nc, float *tmp)
 {
 	const struct duet_tensor *w = j->w;
-	enum duet_act act = act_of(mm, j);
-	duet_matmul_fn fn = duet_kernels_matmul(mm->k, w->type, act);
 	int K = (int)w->cols, N = (int)w->rows;
-	const void *x = act == DUET_ACT_Q8	  ? (const void *)mm->qa
-			: act == DUET_ACT_Q8K  ? (const void *)mm->qk
-			: act == DUET_ACT_BF16 ? (const void *)mm->bf
-					       : (const void *)mm->panel;
 	if (!j->accumulate) {
-		fn(w->data, w->row_bytes, K, x, j->T, j->y, N, (int)n0, (int)n1);
+		fn(wrows, w->row_bytes, K, x, j->T, j->y + n, N, 0, (int)nc);
 		return;
 	}
-	for (long n = n0; n < n1; n += ACC_CHUNK) {
-		long nc = n1 - n < ACC_CHUNK ? n1 - n : ACC_CHUNK;
-		/* The kernel writes column c of row b at tmp[b*ACC_CHUNK + c - n]. */
-		fn((const char *)w->data + (size_t)n * w->row_bytes, w->row_bytes, K, x, j->T, tmp,
-		   ACC_CHUNK, 0, (int)nc);
+	for (long c0 = 0; c0 < nc; c0 += ACC_CHUNK) {
+		long cn = nc - c0 < ACC_CHUNK ? nc - c0 : ACC_CHUNK;
+		/* The kernel writes column c of row b at tmp[b*ACC_CHUNK + c - c0]. */
+		fn(wrows + (size_t)c0 * w->row_bytes, w->row_bytes, K, x, j->T, tmp, ACC_CHUNK, 0,
+		   (int)cn);
 		for (int b = 0; b < j->T; b++) {
-			float *yr = j->y + (size_t)b * N + n;
-			for (long c = 0; c < nc; c++)
+			float *yr = j->y + (size_t)b * N + n + c0;
+			for (long c = 0; c < cn; c++)
 				yr[c] += tmp[b * ACC_CHUNK + c];
 		}
 	}
 }
 
+/* Row r of w in row layout at out (rb bytes). */
+static void row_into(const struct duet_tensor *w, int64_t r, uint8_t *out)
+{
+	const void *src = duet_tensor_row_any(w, r, out);
+	if (src != out)
+		memcpy(out, src, w->row_bytes);
+}
+
+/* The kernels, on rows [n0, n1) of the job's weights; rows16 holds 16 rows
+ * of a packed tensor unpacked for kernels that read rows (the exact mode). */
+static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_job *j,
+		       long n0, long n1, float *tmp, uint8_t *rows16)
+{
+	const struct duet_tensor *w = j->w;
+	enum duet_act act = act_of(mm, j);
+	duet_matmul_fn fn = duet_kernels_matmul(mm->k, w->type, act);
+	const void *x = act == DUET_ACT_Q8	  ? (const void *)mm->qa
+			: act == DUET_ACT_Q8K  ? (const void *)mm->qk
+			: act == DUET_ACT_BF16 ? (const void *)mm->bf
+					       : (const void *)mm->panel;
+	if (w->layout == DUET_LAYOUT_ROWS) {
+		kernel_rows(j, fn, x, duet_tensor_row(w, n0), n0, n1 - n0, tmp);
+		return;
+	}
+	for (long n = n0; n < n1; n += DUET_R16_ROWS) {
+		long nc = n1 - n < DUET_R16_ROWS ? n1 - n : DUET_R16_ROWS;
+		for (long r = 0; r < nc; r++)
+			row_into(w, n + r, rows16 + (size_t)r * w->row_bytes);
+		kernel_rows(j, fn, x, rows16, n, nc, tmp);
+	}
+}
+
+/* Q8_0 weights against int8 activations through the 16-row kernel: packed
+ * groups as stored, other rows packed on the fly into rows16 (the same
+ * bytes, and slices of K continue the same chain: the same results). A
+ * narrow batch takes each group whole, packing it R16_PACK_SLICE blocks at
+ * a time (in L1 when the kernel reads it); a wide one takes K in slices
+ * over every group, so the activations' slice stays in cache. */
+static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *j, long n0,
+		    long n1, uint8_t *rows16)
+{
+	const struct duet_tensor *w = j->w;
+	duet_r16_fn fn = mm->k->matmul_q8_0_r16 ? mm->k->matmul_q8_0_r16
+						: duet_kernels_scalar.matmul_q8_0_r16;
+	void (*pack)(const uint8_t *, size_t, int, int, int, uint8_t *, uint16_t *) =
+		mm->k->pack_q8_0_r16 ? mm->k->pack_q8_0_r16 : duet_r16_pack;
+	int N = (int)w->rows, blocks = (int)(w->cols / DUET_Q8_0_BLOCK), B = j->T;
+	long packed = w->layout == DUET_LAYOUT_R16 ? N / DUET_R16_ROWS : 0;
+	int wide = B > DUET_R16_SEQS;
+	int slice = wide ? R16_SLICE : blocks;
+	uint16_t *sbuf = (uint16_t *)(rows16 + (size_t)blocks * DUET_R16_BLOCK_BYTES);
+	for (int i0 = 0; i0 < blocks; i0 += slice) {
+		int i1 = blocks - i0 < slice ? blocks : i0 + slice;
+		for (int bc = 0; bc < B; bc += R16_BATCH) {
+			int be = B - bc < R16_BATCH ? B : bc + R16_BATCH;
+			for (long n = n0; n < n1; n += DUET_R16_ROWS) {
+				int nr = n1 - n < DUET_R16_ROWS ? (int)(n1 - n) : DUET_R16_ROWS;
+				int own = n / DUET_R16_ROWS < packed;
+				int step = own ? i1 - i0 : wide ? i1 - i0 : R16_PACK_SLICE;
+				for (int k0 = i0; k0 < i1; k0 += step) {
+					int nblk = i1 - k0 < step ? i1 - k0 : step;
+					const uint8_t *q = rows16;
+					const uint16_t *s = sbuf;
+					if (own) {
+						q = duet_r16_quants(w, n / DUET_R16_ROWS) +
+						    (size_t)k0 * DUET_R16_BLOCK_BYTES;
+						s = duet_r16_scales(w, n / DUET_R16_ROWS) +
+						    (size_t)k0 * DUET_R16_ROWS;
+					} else {
+						pack(duet_tensor_row(w, n), w->row_bytes, nr, k0, nblk,
+						     rows16, sbuf);
+					}
+					for (int b = bc; b < be; b += DUET_R16_SEQS)
+						fn(q, s, nblk, mm->qa + (size_t)(k0 / 2) * B + b, B,
+						   be - b < DUET_R16_SEQS ? be - b : DUET_R16_SEQS,
+						   j->y + (size_t)b * N + n, N, nr, k0 > 0 || j->accumulate);
+				}
+			}
+		}
+	}
+}
+
 static void run_sgemm(const struct duet_matmul *mm, const struct duet_matmul_job *j,
-		      long n0, long n1, float *tile)
+		      long n0, long n1, float *tile, uint8_t *row)
 {
 	const struct duet_tensor *w = j->w;
 	int K = (int)w->cols, N = (int)w->rows;
@@ -115,7 +211,7 @@ static void run_sgemm(const struct duet_matmul *mm, const struct duet_matmul_job
 	for (long n = n0; n < n1; n += DUET_SGEMM_TILE_ROWS) {
 		long nt = n1 - n < DUET_SGEMM_TILE_ROWS ? n1 - n : DUET_SGEMM_TILE_ROWS;
 		for (long r = 0; r < nt; r++)
-			duet_kernels_cvt(mm->k, w->type, duet_tensor_row(w, n + r),
+			duet_kernels_cvt(mm->k, w->type, duet_tensor_row_any(w, n + r, row),
 					 tile + (size_t)r * K, K);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, (int)nt, K, 1.0f,
 			    j->x, K, tile, K, beta, j->y + n, N);
@@ -139,6 +235,15 @@ static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_j
 	return j->T <= mm->gemv_max_rows || act == DUET_ACT_Q8 || act == DUET_ACT_Q8K;
 }
 
+/* Q8_0 in int8 mode takes the 16-row kernel when its weights are packed,
+ * and always with a table that packs (so that a node's weights, packed at
+ * load or mapped from the file, give the same results bit for bit). */
+static int uses_r16(const struct duet_matmul *mm, const struct duet_matmul_job *j)
+{
+	return act_of(mm, j) == DUET_ACT_Q8 && j->w->type == DUET_Q8_0 &&
+	       (j->w->layout == DUET_LAYOUT_R16 || mm->k->pack_q8_0);
+}
+
 static void run_part(void *arg, int ith, int nth)
 {
 	const struct run_args *a = arg;
@@ -149,10 +254,12 @@ static void run_part(void *arg, int ith, int nth)
 		duet_split(j->w->rows, ith, nth, kernel ? 16 : 64, &n0, &n1);
 		if (n0 >= n1)
 			continue;
-		if (kernel)
-			run_kernel(a->mm, j, n0, n1, a->mm->scratch[ith]);
+		if (uses_r16(a->mm, j))
+			run_r16(a->mm, j, n0, n1, a->mm->rows16[ith]);
+		else if (kernel)
+			run_kernel(a->mm, j, n0, n1, a->mm->scratch[ith], a->mm->rows16[ith]);
 		else
-			run_sgemm(a->mm, j, n0, n1, a->mm->scratch[ith]);
+			run_sgemm(a->mm, j, n0, n1, a->mm->scratch[ith], a->mm->rows16[ith]);
 	}
 }
 

@@ -38,6 +38,9 @@ struct duet_matmul {
 	enum duet_qdot qdot;
 	int gemv_max_rows;
 	float **scratch; /* per thread: conversion tile or partial sums */
+	/* per thread: 16 rows of Q8_0 of the widest matrix, packed or
+	 * unpacked on the fly (engine/repack.h) */
+	uint8_t **rows16;
 	int max_cols, max_rows;
 	/* The activations of the current call as the kernels read them: an
 	 * f32 panel, or a q8 panel (kernels.h). */

@@ -9,7 +9,9 @@
 #include <xxhash.h>
 
 #include "base/mapfile.h"
+#include "engine/kern/kernels.h"
 #include "engine/model_impl.h"
+#include "engine/repack.h"
 
 static void hash_tensor(XXH3_state_t *st, int role, int layer, const struct duet_tensor *t)
 {
@@ -171,6 +173,40 @@ static int place_weights(struct duet_model *m, enum duet_weights want, struct du
 	return 0;
 }
 
+/* Q8_0 matrices into 16-row groups (engine/repack.h), in the private copy
+ * of the weights, after the digest (which names the file's bytes). A
+ * classifier tied to the embedding is the same memory: packed once, and
+ * both views say so. */
+static int pack_tensors(struct duet_model *m, struct duet_err *err)
+{
+	for (int l = 0; l < m->cfg.n_layers; l++) {
+		struct duet_layer *L = &m->layers[l];
+		struct duet_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo,
+					    &L->w_gate, &L->w_up, &L->w_down};
+		for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+			if (duet_r16_pack_tensor(ts[i], err))
+				return -1;
+	}
+	if (duet_r16_pack_tensor(&m->tok_embd, err))
+		return -1;
+	if (m->tied_output)
+		m->output.layout = m->tok_embd.layout;
+	else if (duet_r16_pack_tensor(&m->output, err))
+		return -1;
+	return 0;
+}
+
+static int pack_weights(struct duet_model *m, struct duet_err *err)
+{
+	if (duet_copy_set_writable(m->map, m->map_bytes, 1, err))
+		return -1;
+	int rc = pack_tensors(m, err);
+	struct duet_err e2;
+	if (duet_copy_set_writable(m->map, m->map_bytes, 0, rc ? &e2 : err))
+		return -1;
+	return rc;
+}
+
 int duet_model_open(struct duet_model **out, const char *path,
 		    const struct duet_model_opts *opts, struct duet_err *err)
 {
@@ -208,6 +244,9 @@ int duet_model_open(struct duet_model **out, const char *path,
 	}
 	compute_sizes(m);
 	if (compute_digest(m, opts->skip_weight_digest, err))
+		goto fail;
+	if (m->weights == DUET_WEIGHTS_HUGEPAGES && duet_kernels()->pack_q8_0 &&
+	    pack_weights(m, err))
 		goto fail;
 	*out = m;
 	return 0;

@@ -20,13 +20,23 @@
 #define DUET_MAX_HEAD_DIM 512
 #define DUET_MAX_CTX (1 << 20)
 
+/* How a tensor's rows are stored: as in the file, or Q8_0 in groups of 16
+ * rows for the integer kernels (engine/repack.h). */
+enum duet_layout {
+	DUET_LAYOUT_ROWS,
+	DUET_LAYOUT_R16,
+};
+
 /* A weight matrix of `rows` outputs by `cols` inputs, row-major, each row
- * row_bytes long in type `type` (GGUF's ne[0] = cols, ne[1] = rows). */
+ * row_bytes long in type `type` (GGUF's ne[0] = cols, ne[1] = rows); read
+ * rows through duet_tensor_row only in DUET_LAYOUT_ROWS (engine/repack.h
+ * has the reader for any layout). */
 struct duet_tensor {
 	enum duet_dtype type;
 	const void *data;
 	int64_t rows, cols;
 	size_t row_bytes;
+	enum duet_layout layout;
 };
 
 static inline const void *duet_tensor_row(const struct duet_tensor *t, int64_t r)

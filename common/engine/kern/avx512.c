@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine/kern/kernels.h"
+#include "engine/repack.h"
 
 #define INLINE static inline __attribute__((always_inline))
 /* A tile is NR = 4 weight rows by up to MAX_NB = 4 activation rows: 16
@@ -741,6 +742,135 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 	}
 }
 
+/* ---- Q8_0 in 16-row groups (engine/repack.h) ---- */
+
+/* Blocks ahead that a group's stream is prefetched: with several
+ * activation rows a block takes long enough that the hardware prefetcher
+ * alone left the stream at half the bandwidth (BENCHMARKS.md). */
+#ifndef R16_AHEAD
+#define R16_AHEAD 16
+#endif
+
+INLINE int32_t dword_at(const int8_t *p)
+{
+	int32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+/* nb activation rows against a group: lane r of every vector is row r.
+ * A block's eight dot products per row start from the activations' -128
+ * x sum correction and end as the block's exact sum (the activations'
+ * dwords broadcast); then one convert and one fused multiply-add with the
+ * two scales' product, block after block, as the scalar definition. */
+INLINE void r16_tile(const uint8_t *q, const uint16_t *s, int nblk,
+		     const struct duet_q8a_pair *x, int B, float *y, int ldy, __mmask16 m,
+		     int add, const int nb)
+{
+	__m512 acc[DUET_R16_SEQS];
+	_Pragma("GCC unroll 8")
+	for (int b = 0; b < nb; b++)
+		acc[b] = add ? _mm512_maskz_loadu_ps(m, y + (size_t)b * ldy) : _mm512_setzero_ps();
+	for (int i = 0; i < nblk; i++) {
+		const struct duet_q8a_pair *p = x + (size_t)(i >> 1) * B;
+		const int h = i & 1;
+		const uint8_t *qi = q + (size_t)i * 512;
+		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * i)));
+		_Pragma("GCC unroll 8")
+		for (int j = 0; j < 8; j++)
+			PREFETCH(qi + R16_AHEAD * 512 + 64 * j);
+		PREFETCH(s + 16 * (i + R16_AHEAD));
+		__m512i w[8];
+		_Pragma("GCC unroll 8")
+		for (int j = 0; j < 8; j++)
+			w[j] = _mm512_loadu_si512(qi + 64 * j);
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++) {
+			const struct duet_q8a_pair *a = p + b;
+			const int8_t *aq = a->q + 32 * h;
+			__m512i dp = _mm512_set1_epi32(a->corr[8 * h]);
+			_Pragma("GCC unroll 8")
+			for (int j = 0; j < 8; j++)
+				dp = _mm512_dpbusd_epi32(dp, w[j], _mm512_set1_epi32(dword_at(aq + 4 * j)));
+			__m512 d = _mm512_mul_ps(ws, _mm512_set1_ps(a->d[8 * h]));
+			acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), d, acc[b]);
+		}
+	}
+	_Pragma("GCC unroll 8")
+	for (int b = 0; b < nb; b++)
+		_mm512_mask_storeu_ps(y + (size_t)b * ldy, m, acc[b]);
+}
+
+#ifndef PACK_AHEAD
+#define PACK_AHEAD 8
+#endif
+/* duet_r16_pack by an 8 x 8 dword transpose in each 256-bit half: rows
+ * r and r + 8 share a register, dwords then pairs interleave within 128-bit
+ * lanes, and a two-source permute puts four rows' lanes in order (gathers
+ * ran at a tenth of the speed). A short group takes the definition. */
+static void pack_q8_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *q,
+			  uint16_t *s)
+{
+	if (nrows < 16) {
+		duet_r16_pack(rows, rb, nrows, i0, n, q, s);
+		return;
+	}
+	const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+	const __m512i hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+	const __m512i bias = _mm512_set1_epi8((char)0x80);
+	for (int i = 0; i < n; i++) {
+		const uint8_t *blk = rows + (size_t)(i0 + i) * DUET_Q8_0_BYTES;
+		for (int r = 0; r < 16; r++)
+			memcpy(&s[16 * i + r], blk + (size_t)r * rb, 2);
+		/* sixteen row streams: the hardware prefetcher follows few */
+		if (i % 2 == 0)
+			for (int r = 0; r < 16; r++)
+				PREFETCH(blk + (size_t)r * rb + PACK_AHEAD * DUET_Q8_0_BYTES);
+		__m512i z[8], t[8], u[8];
+		_Pragma("GCC unroll 8")
+		for (int k = 0; k < 8; k++)
+			z[k] = _mm512_inserti64x4(
+				_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + (size_t)k * rb + 2))),
+				_mm256_loadu_si256((const __m256i *)(blk + (size_t)(k + 8) * rb + 2)), 1);
+		_Pragma("GCC unroll 4")
+		for (int k = 0; k < 8; k += 2) {
+			t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
+			t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
+		}
+		_Pragma("GCC unroll 2")
+		for (int g = 0; g < 8; g += 4) {
+			u[g + 0] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+			u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+			u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+			u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+		}
+		uint8_t *qi = q + (size_t)i * 512;
+		_Pragma("GCC unroll 4")
+		for (int c = 0; c < 4; c++) {
+			__m512i a = _mm512_permutex2var_epi64(u[c], lo, u[4 + c]);
+			__m512i b = _mm512_permutex2var_epi64(u[c], hi, u[4 + c]);
+			_mm512_storeu_si512(qi + 64 * c, _mm512_xor_si512(a, bias));
+			_mm512_storeu_si512(qi + 64 * (4 + c), _mm512_xor_si512(b, bias));
+		}
+	}
+}
+
+#define R16_CASE(NB)                                                                    \
+	case NB:                                                                        \
+		r16_tile(q, s, nblk, x, B, y, ldy, m, add, NB);                         \
+		return;
+
+static void matmul_q8_0_r16(const uint8_t *q, const uint16_t *s, int nblk,
+			    const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
+			    int nrows, int add)
+{
+	__mmask16 m = tail_mask(nrows);
+	switch (nb) {
+		R16_CASE(1) R16_CASE(2) R16_CASE(3) R16_CASE(4)
+		R16_CASE(5) R16_CASE(6) R16_CASE(7) R16_CASE(8)
+	}
+}
+
 /* A tile over 256-value super-blocks: STEP on each, against per-256
  * activations (block s of row b at x[s * B + b]). */
 #define DEFINE_SUPER_TILE(name, STEP, BLOCK)                                           \
@@ -1297,6 +1427,9 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 const struct duet_kernels duet_kernels_avx512 = {
 	.name = "avx512",
+	.matmul_q8_0_r16 = matmul_q8_0_r16,
+	.pack_q8_0_r16 = pack_q8_0_r16,
+	.pack_q8_0 = 1,
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
 	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8, [DUET_Q4_0] = matmul_q4_0_q8,

@@ -141,8 +141,33 @@ void duet_quant_q8k_ref(const float *x, int K, struct duet_q8k_block *panel, int
 typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const void *panel,
 			       int B, float *y, int ldy, int n0, int n1);
 
+/* Q8_0 weights in a group of 16 rows (engine/repack.h: q the quants of
+ * its first block, s the scales) against nb <= DUET_R16_SEQS activation
+ * rows of a q8 panel of B rows (x at the pair of that first block, which
+ * is even, and the first row): nblk blocks. For b < nb and r < nrows,
+ * starting from acc = y[b * ldy + r] when add, else 0, block by block:
+ *   acc = fma(float(dot_i), scale_r,i * d_b,i, acc)
+ * with dot_i the block's exact integer dot product; then y = acc. Every
+ * table computes exactly this, so the results match bit for bit, and
+ * since a slice of blocks continues the chain the last one left in y, K
+ * may be cut into slices anywhere without changing a bit. */
+#define DUET_R16_SEQS 8
+typedef void (*duet_r16_fn)(const uint8_t *q, const uint16_t *s, int nblk,
+			    const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
+			    int nrows, int add);
+
 struct duet_kernels {
 	const char *name;
+	/* Q8_0 weights in 16-row groups against int8 activations; the scalar
+	 * table has the definition. pack_q8_0: the table is faster with Q8_0
+	 * weights so (packed at load into the decode copy of the weights, on
+	 * the fly otherwise), and takes this kernel for every Q8_0 matmul in
+	 * int8 mode. */
+	duet_r16_fn matmul_q8_0_r16;
+	/* duet_r16_pack (engine/repack.h), the same bytes, faster */
+	void (*pack_q8_0_r16)(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
+			      uint8_t *q, uint16_t *s);
+	int pack_q8_0;
 	/* By weight type: f32 activations with the weights dequantized
 	 * exactly (matmul_f), and int8 activations for the quantized types:
 	 * per 32 (DUET_ACT_Q8, matmul_q8) and for the K-quants per 256

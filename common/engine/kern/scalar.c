@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/half.h"
 #include "engine/kern/kernels.h"
 
 /* Value k of row b of an f32 panel of B rows. */
@@ -171,6 +172,29 @@ INT_ACT_KERNEL(matmul_q4_k_q8k, DUET_Q4_K, DUET_ACT_Q8K)
 INT_ACT_KERNEL(matmul_q5_k_q8k, DUET_Q5_K, DUET_ACT_Q8K)
 INT_ACT_KERNEL(matmul_q6_k_q8k, DUET_Q6_K, DUET_ACT_Q8K)
 
+/* The definition of the 16-row Q8_0 kernel (kernels.h). */
+static void matmul_q8_0_r16(const uint8_t *q, const uint16_t *s, int nblk,
+			    const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
+			    int nrows, int add)
+{
+	for (int b = 0; b < nb; b++)
+		for (int r = 0; r < nrows; r++) {
+			float *yr = y + (size_t)b * ldy + r;
+			float acc = add ? *yr : 0;
+			for (int i = 0; i < nblk; i++) {
+				const struct duet_q8a_pair *a = x + (size_t)(i / 2) * B + b;
+				int h = i % 2;
+				const uint8_t *qi = q + (size_t)i * 512;
+				int32_t dot = a->corr[8 * h];
+				for (int k = 0; k < 32; k++)
+					dot += (int32_t)qi[(k / 4) * 64 + r * 4 + k % 4] * a->q[32 * h + k];
+				float d = duet_fp16_to_fp32(s[i * 16 + r]) * a->d[8 * h];
+				acc = fmaf((float)dot, d, acc);
+			}
+			*yr = acc;
+		}
+}
+
 static void cvt_f16(const void *src, float *dst, int n)
 {
 	duet_dequant_row(DUET_F16, src, dst, n);
@@ -294,6 +318,7 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 const struct duet_kernels duet_kernels_scalar = {
 	.name = "scalar",
+	.matmul_q8_0_r16 = matmul_q8_0_r16,
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0, [DUET_Q4_0] = matmul_q4_0, [DUET_Q4_1] = matmul_q4_1,
 		     [DUET_Q5_0] = matmul_q5_0, [DUET_Q5_1] = matmul_q5_1, [DUET_Q4_K] = matmul_q4_k,
