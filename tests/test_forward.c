@@ -514,7 +514,7 @@ static void run_placed(const char *path, enum duet_weights wp, int T, int steps,
 	duet_model_close(m);
 }
 
-/* Q8_0 weights packed in 16-row groups at load (into the private copy a
+/* Q8_0 and Q4_0 weights packed in 16-row groups at load (into the private copy a
  * decode node makes, engine/repack.h) give the logits of the file's layout
  * bit for bit, prefill and decode: in int8 mode the packing table packs
  * mapped weights on the fly, and exact mode unpacks rows. The tied
@@ -523,11 +523,12 @@ static void test_q8_0_packed(void **st)
 {
 	(void)st;
 	char p[4096];
-	static const char *shapes[] = {"tiny", "tiny-mha"};
-	for (int si = 0; si < 2; si++)
+	static const char *shapes[] = {"tiny", "tiny-mha", "tiny"};
+	static const enum duet_dtype types[] = {DUET_Q8_0, DUET_Q8_0, DUET_Q4_0};
+	for (int si = 0; si < 3; si++)
 		for (int q = 0; q < 2; q++) {
 			g_qdot = q ? DUET_QDOT_EXACT : DUET_QDOT_INT8;
-			model_path(p, shapes[si], DUET_Q8_0, "gguf");
+			model_path(p, shapes[si], types[si], "gguf");
 			struct duet_model *m = tu_open(p);
 			int V = m->cfg.vocab_size;
 			duet_model_close(m);
@@ -538,7 +539,7 @@ static void test_q8_0_packed(void **st)
 			run_placed(p, DUET_WEIGHTS_MMAP, T, steps, a, &la);
 			run_placed(p, DUET_WEIGHTS_HUGEPAGES, T, steps, b, &lb);
 			assert_int_equal(la, DUET_LAYOUT_ROWS);
-			if (duet_thp_mode() != 0 && duet_kernels()->pack_q8_0)
+			if (duet_thp_mode() != 0 && duet_kernels_packs(duet_kernels(), types[si]))
 				assert_int_equal(lb, DUET_LAYOUT_R16);
 			if (memcmp(a, b, sizeof(float) * (size_t)(T + steps) * V))
 				fail_msg("%s (%s): packed weights give other logits than mapped ones",

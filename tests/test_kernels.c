@@ -223,40 +223,39 @@ static void test_matmul(void **st)
 		}
 }
 
-/* Q8_0 in 16-row groups (engine/repack.h): packing is undone exactly;
- * every table's packing and 16-row kernel give the scalar definition's
- * bytes and floats bit for bit (odd block counts, short groups, 1 to 8
- * activation rows, adding or not); and a matmul over packed weights equals
- * the same matmul packing on the fly, bit for bit, near the reference,
- * for B from 1 to 17, K past one slice, and accumulating jobs. */
-static void test_r16(void **st)
+/* Q8_0 and Q4_0 in 16-row groups (engine/repack.h): packing is undone
+ * exactly; every table's packing and 16-row kernel give the scalar
+ * definition's bytes and floats bit for bit (odd block counts, short
+ * groups, 1 to 8 activation rows, continuing y or not); and a matmul over
+ * packed weights equals the same matmul packing on the fly, bit for bit,
+ * near the reference, for B from 1 to 17, K past one slice, and
+ * accumulating jobs. */
+static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 {
-	(void)st;
 	static const int Ks[] = {32, 96, 4160};
 	const int N = 37, BMAX = 17;
-	struct duet_threadpool *tp;
 	struct duet_err err;
-	assert_int_equal(duet_threadpool_create(&tp, 2, NULL, 0, &err), 0);
+	const size_t gb = duet_r16_block_bytes(t);
 	for (int ki = 0; ki < (int)(sizeof Ks / sizeof Ks[0]); ki++) {
 		int K = Ks[ki], nb = K / 32;
-		size_t rb = duet_row_bytes(DUET_Q8_0, K);
+		size_t rb = duet_row_bytes(t, K);
 		float *wf = malloc(sizeof(float) * (size_t)N * K);
 		uint8_t *w = malloc(rb * N), *wp = malloc(rb * N), *row = malloc(rb);
 		float *x = malloc(sizeof(float) * (size_t)BMAX * K);
 		fill(wf, N * K, (uint64_t)K + 11);
 		fill(x, BMAX * K, (uint64_t)K * 5);
 		for (int n = 0; n < N; n++)
-			duet_quant_row(DUET_Q8_0, wf + (size_t)n * K, w + rb * n, K);
+			duet_quant_row(t, wf + (size_t)n * K, w + rb * n, K);
 		memcpy(wp, w, rb * N);
-		struct duet_tensor tw = {DUET_Q8_0, w, N, K, rb, DUET_LAYOUT_ROWS};
-		struct duet_tensor tp16 = {DUET_Q8_0, wp, N, K, rb, DUET_LAYOUT_ROWS};
+		struct duet_tensor tw = {t, w, N, K, rb, DUET_LAYOUT_ROWS};
+		struct duet_tensor tp16 = {t, wp, N, K, rb, DUET_LAYOUT_ROWS};
 		assert_int_equal(duet_r16_pack_tensor(&tp16, &err), 0);
 		assert_int_equal(tp16.layout, DUET_LAYOUT_R16);
 		for (int n = 0; n < N; n++)
 			assert_memory_equal(duet_tensor_row_any(&tp16, n, row), w + rb * n, rb);
 
 		/* packing and the kernel against the definition */
-		uint8_t *q = malloc((size_t)nb * 512), *qm = malloc((size_t)nb * 512);
+		uint8_t *q = malloc((size_t)nb * gb), *qm = malloc((size_t)nb * gb);
 		uint16_t *sc = malloc(sizeof(uint16_t) * 16 * nb), *scm = malloc(sizeof(uint16_t) * 16 * nb);
 		struct duet_q8a_pair *qa = aligned_alloc(64, sizeof *qa * duet_panel_q8_pairs(K, 8));
 		float *yr = malloc(sizeof(float) * 8 * 20), *ym = malloc(sizeof(float) * 8 * 20);
@@ -266,26 +265,25 @@ static void test_r16(void **st)
 			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 			if (!kt)
 				continue;
-			duet_r16_fn fn = kt->matmul_q8_0_r16 ? kt->matmul_q8_0_r16
-							     : duet_kernels_scalar.matmul_q8_0_r16;
+			duet_r16_fn fn = duet_kernels_r16(kt, t);
 			for (int nrows = 1; nrows <= 16; nrows += 5) {
 				int i0 = nb > 2 ? 2 : 0, n = nb - i0;
-				duet_r16_pack(w + rb, rb, nrows, i0, n, q, sc);
-				if (kt->pack_q8_0_r16) {
-					kt->pack_q8_0_r16(w + rb, rb, nrows, i0, n, qm, scm);
-					assert_memory_equal(qm, q, (size_t)n * 512);
+				duet_r16_pack(t, w + rb, rb, nrows, i0, n, q, sc);
+				if (kt->pack_r16[t]) {
+					kt->pack_r16[t](w + rb, rb, nrows, i0, n, qm, scm);
+					assert_memory_equal(qm, q, (size_t)n * gb);
 					assert_memory_equal(scm, sc, sizeof(uint16_t) * 16 * n);
 				}
 				for (int bn = 1; bn <= 8; bn++)
 					for (int add = 0; add < 2; add++) {
 						for (int i = 0; i < 8 * 20; i++)
 							yr[i] = ym[i] = (float)i * 0.25f;
-						duet_kernels_scalar.matmul_q8_0_r16(q, sc, n, qa + i0 / 2 * 8, 8,
-										    bn, yr, 20, nrows, add);
+						duet_kernels_scalar.matmul_r16[t](q, sc, n, qa + i0 / 2 * 8, 8, bn,
+										  yr, 20, nrows, add);
 						fn(q, sc, n, qa + i0 / 2 * 8, 8, bn, ym, 20, nrows, add);
 						if (memcmp(yr, ym, sizeof(float) * 8 * 20))
-							fail_msg("%s r16 kernel K=%d rows=%d nb=%d add=%d differs from the definition",
-								 isas[ii], K, nrows, bn, add);
+							fail_msg("%s %s r16 kernel K=%d rows=%d nb=%d add=%d differs from the definition",
+								 isas[ii], duet_dtype_name(t), K, nrows, bn, add);
 					}
 			}
 		}
@@ -306,7 +304,7 @@ static void test_r16(void **st)
 			struct duet_matmul mm;
 			assert_int_equal(duet_matmul_init(&mm, tp, kt, DUET_QDOT_INT8, BMAX, K, &err), 0);
 			for (int B = 1; B <= BMAX; B += (B < 9 ? 1 : 4)) {
-				reference(DUET_Q8_0, w, rb, N, K, xq, K, B, ref);
+				reference(t, w, rb, N, K, xq, K, B, ref);
 				for (int acc = 0; acc < 2; acc++) {
 					for (int i = 0; i < B * N; i++)
 						y0[i] = y1[i] = acc ? (float)(i % 7) : 0;
@@ -314,14 +312,15 @@ static void test_r16(void **st)
 					struct duet_matmul_job j1 = {&tp16, x, B, y1, acc};
 					duet_matmul_run(&mm, &j0, 1);
 					duet_matmul_run(&mm, &j1, 1);
-					if (kt->pack_q8_0 && memcmp(y0, y1, sizeof(float) * B * N))
-						fail_msg("%s K=%d B=%d: packed and unpacked Q8_0 differ",
-							 isas[ii], K, B);
+					if (duet_kernels_packs(kt, t) && memcmp(y0, y1, sizeof(float) * B * N))
+						fail_msg("%s %s K=%d B=%d: packed and unpacked weights differ",
+							 isas[ii], duet_dtype_name(t), K, B);
 					for (int i = 0; i < B * N; i++) {
 						double r = ref[i] + (acc ? (double)(i % 7) : 0);
 						if (!(fabs(y1[i] - r) <= 1e-4 * (1 + fabs(r))))
-							fail_msg("%s packed Q8_0 K=%d B=%d: y[%d] = %g, expected %g",
-								 isas[ii], K, B, i, (double)y1[i], r);
+							fail_msg("%s packed %s K=%d B=%d: y[%d] = %g, expected %g",
+								 isas[ii], duet_dtype_name(t), K, B, i,
+								 (double)y1[i], r);
 					}
 				}
 			}
@@ -330,6 +329,16 @@ static void test_r16(void **st)
 		free(wf), free(w), free(wp), free(row), free(x), free(q), free(qm), free(sc), free(scm);
 		free(qa), free(yr), free(ym), free(ref), free(xq), free(full), free(y0), free(y1);
 	}
+}
+
+static void test_r16(void **st)
+{
+	(void)st;
+	struct duet_threadpool *tp;
+	struct duet_err err;
+	assert_int_equal(duet_threadpool_create(&tp, 2, NULL, 0, &err), 0);
+	r16_type(DUET_Q8_0, tp);
+	r16_type(DUET_Q4_0, tp);
 	duet_threadpool_destroy(tp);
 }
 

@@ -229,11 +229,10 @@ static void rows_range(struct rows_args *a, long t0, long t1)
 				break;
 			}
 			/* a classifier tied to the embedding is packed with it */
-			for (int i = 0; i < c->dim / DUET_Q8_0_BLOCK; i++) {
-				uint8_t blk[DUET_Q8_0_BYTES];
+			for (int i = 0; i < c->dim / 32; i++) {
+				uint8_t blk[DUET_Q8_0_BYTES]; /* the larger block */
 				duet_r16_block(te, a->tokens[t], i, blk);
-				duet_kernels_cvt(e->k, te->type, blk, dst + i * DUET_Q8_0_BLOCK,
-						 DUET_Q8_0_BLOCK);
+				duet_kernels_cvt(e->k, te->type, blk, dst + i * 32, 32);
 			}
 			break;
 		}

@@ -10,7 +10,7 @@
 /* Fewer activation rows than this are quantized on the calling thread:
  * waking the pool costs more than the work. */
 #define QUANT_PARALLEL_ROWS 8
-/* The 16-row Q8_0 kernel over batches wider than one pass (DUET_R16_SEQS
+/* The 16-row kernels over batches wider than one pass (DUET_R16_SEQS
  * rows): K in slices of this many 32-blocks (even: a q8 pair is two), so a
  * group's slice (16 x 64 x 34 bytes) stays in L1 while R16_BATCH
  * activation rows pass it, and their slice stays in L2. */
@@ -146,7 +146,7 @@ static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_jo
 	}
 }
 
-/* Q8_0 weights against int8 activations through the 16-row kernel: packed
+/* Q8_0 or Q4_0 weights against int8 activations through the 16-row kernel: packed
  * groups as stored, other rows packed on the fly into rows16 (the same
  * bytes, and slices of K continue the same chain: the same results). A
  * narrow batch takes each group whole, packing it R16_PACK_SLICE blocks at
@@ -156,15 +156,14 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 		    long n1, uint8_t *rows16)
 {
 	const struct duet_tensor *w = j->w;
-	duet_r16_fn fn = mm->k->matmul_q8_0_r16 ? mm->k->matmul_q8_0_r16
-						: duet_kernels_scalar.matmul_q8_0_r16;
-	void (*pack)(const uint8_t *, size_t, int, int, int, uint8_t *, uint16_t *) =
-		mm->k->pack_q8_0_r16 ? mm->k->pack_q8_0_r16 : duet_r16_pack;
-	int N = (int)w->rows, blocks = (int)(w->cols / DUET_Q8_0_BLOCK), B = j->T;
+	duet_r16_fn fn = duet_kernels_r16(mm->k, w->type);
+	duet_r16_pack_fn pack = mm->k->pack_r16[w->type];
+	const size_t gb = duet_r16_block_bytes(w->type);
+	int N = (int)w->rows, blocks = (int)(w->cols / 32), B = j->T;
 	long packed = w->layout == DUET_LAYOUT_R16 ? N / DUET_R16_ROWS : 0;
 	int wide = B > DUET_R16_SEQS;
 	int slice = wide ? R16_SLICE : blocks;
-	uint16_t *sbuf = (uint16_t *)(rows16 + (size_t)blocks * DUET_R16_BLOCK_BYTES);
+	uint16_t *sbuf = (uint16_t *)(rows16 + (size_t)blocks * gb);
 	for (int i0 = 0; i0 < blocks; i0 += slice) {
 		int i1 = blocks - i0 < slice ? blocks : i0 + slice;
 		for (int bc = 0; bc < B; bc += R16_BATCH) {
@@ -178,13 +177,16 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 					const uint8_t *q = rows16;
 					const uint16_t *s = sbuf;
 					if (own) {
-						q = duet_r16_quants(w, n / DUET_R16_ROWS) +
-						    (size_t)k0 * DUET_R16_BLOCK_BYTES;
+						q = duet_r16_quants(w, n / DUET_R16_ROWS) + (size_t)k0 * gb;
 						s = duet_r16_scales(w, n / DUET_R16_ROWS) +
 						    (size_t)k0 * DUET_R16_ROWS;
 					} else {
-						pack(duet_tensor_row(w, n), w->row_bytes, nr, k0, nblk,
-						     rows16, sbuf);
+						const uint8_t *rows = duet_tensor_row(w, n);
+						if (pack)
+							pack(rows, w->row_bytes, nr, k0, nblk, rows16, sbuf);
+						else
+							duet_r16_pack(w->type, rows, w->row_bytes, nr, k0,
+								      nblk, rows16, sbuf);
 					}
 					for (int b = bc; b < be; b += DUET_R16_SEQS)
 						fn(q, s, nblk, mm->qa + (size_t)(k0 / 2) * B + b, B,
@@ -235,13 +237,14 @@ static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_j
 	return j->T <= mm->gemv_max_rows || act == DUET_ACT_Q8 || act == DUET_ACT_Q8K;
 }
 
-/* Q8_0 in int8 mode takes the 16-row kernel when its weights are packed,
- * and always with a table that packs (so that a node's weights, packed at
- * load or mapped from the file, give the same results bit for bit). */
+/* Q8_0 and Q4_0 in int8 mode take the 16-row kernel when their weights
+ * are packed, and always with a table that packs them (so that a node's
+ * weights, packed at load or mapped from the file, give the same results
+ * bit for bit). */
 static int uses_r16(const struct duet_matmul *mm, const struct duet_matmul_job *j)
 {
-	return act_of(mm, j) == DUET_ACT_Q8 && j->w->type == DUET_Q8_0 &&
-	       (j->w->layout == DUET_LAYOUT_R16 || mm->k->pack_q8_0);
+	return act_of(mm, j) == DUET_ACT_Q8 && duet_r16_type(j->w->type) &&
+	       (j->w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, j->w->type));
 }
 
 static void run_part(void *arg, int ith, int nth)

@@ -38,7 +38,7 @@ struct duet_matmul {
 	enum duet_qdot qdot;
 	int gemv_max_rows;
 	float **scratch; /* per thread: conversion tile or partial sums */
-	/* per thread: 16 rows of Q8_0 of the widest matrix, packed or
+	/* per thread: 16 rows of the widest matrix (Q8_0 or Q4_0), packed or
 	 * unpacked on the fly (engine/repack.h) */
 	uint8_t **rows16;
 	int max_cols, max_rows;

@@ -173,8 +173,14 @@ static int place_weights(struct duet_model *m, enum duet_weights want, struct du
 	return 0;
 }
 
-/* Q8_0 matrices into 16-row groups (engine/repack.h), in the private copy
- * of the weights, after the digest (which names the file's bytes). A
+/* A matrix of a type the kernels pack into 16-row groups (engine/repack.h). */
+static int pack_one(struct duet_tensor *t, struct duet_err *err)
+{
+	return duet_kernels_packs(duet_kernels(), t->type) ? duet_r16_pack_tensor(t, err) : 0;
+}
+
+/* The matrices the kernels pack into 16-row groups, in the private copy of
+ * the weights, after the digest (which names the file's bytes). A
  * classifier tied to the embedding is the same memory: packed once, and
  * both views say so. */
 static int pack_tensors(struct duet_model *m, struct duet_err *err)
@@ -184,14 +190,14 @@ static int pack_tensors(struct duet_model *m, struct duet_err *err)
 		struct duet_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo,
 					    &L->w_gate, &L->w_up, &L->w_down};
 		for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
-			if (duet_r16_pack_tensor(ts[i], err))
+			if (pack_one(ts[i], err))
 				return -1;
 	}
-	if (duet_r16_pack_tensor(&m->tok_embd, err))
+	if (pack_one(&m->tok_embd, err))
 		return -1;
 	if (m->tied_output)
 		m->output.layout = m->tok_embd.layout;
-	else if (duet_r16_pack_tensor(&m->output, err))
+	else if (pack_one(&m->output, err))
 		return -1;
 	return 0;
 }
@@ -245,8 +251,7 @@ int duet_model_open(struct duet_model **out, const char *path,
 	compute_sizes(m);
 	if (compute_digest(m, opts->skip_weight_digest, err))
 		goto fail;
-	if (m->weights == DUET_WEIGHTS_HUGEPAGES && duet_kernels()->pack_q8_0 &&
-	    pack_weights(m, err))
+	if (m->weights == DUET_WEIGHTS_HUGEPAGES && pack_weights(m, err))
 		goto fail;
 	*out = m;
 	return 0;

@@ -3,23 +3,54 @@
 #include <stdlib.h>
 #include <string.h>
 
-void duet_r16_pack(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *q,
-		   uint16_t *s)
+int duet_r16_type(enum duet_dtype t)
 {
+	return t == DUET_Q8_0 || t == DUET_Q4_0;
+}
+
+/* Quant bytes of a row's block, and the block's bytes in row layout (a
+ * f16 scale, then the quants). */
+static int quant_bytes(enum duet_dtype t)
+{
+	return t == DUET_Q8_0 ? DUET_Q8_0_BLOCK : (int)sizeof(((struct duet_q4_0_block *)0)->qs);
+}
+
+static size_t row_block_bytes(enum duet_dtype t)
+{
+	return 2 + (size_t)quant_bytes(t);
+}
+
+/* Q8_0's quants are stored plus 128 (kernels.h's unsigned-by-signed dot
+ * products); Q4_0's nibbles are unsigned already. */
+static uint8_t bias_of(enum duet_dtype t)
+{
+	return t == DUET_Q8_0 ? 0x80 : 0;
+}
+
+size_t duet_r16_block_bytes(enum duet_dtype t)
+{
+	return (size_t)DUET_R16_ROWS * (size_t)quant_bytes(t);
+}
+
+void duet_r16_pack(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows, int i0, int n,
+		   uint8_t *q, uint16_t *s)
+{
+	const int qb = quant_bytes(t);
+	const uint8_t bias = bias_of(t);
 	for (int i = 0; i < n; i++) {
-		uint8_t *qi = q + (size_t)i * DUET_R16_BLOCK_BYTES;
+		uint8_t *qi = q + (size_t)i * duet_r16_block_bytes(t);
 		for (int r = 0; r < DUET_R16_ROWS; r++) {
 			if (r >= nrows) {
 				s[i * DUET_R16_ROWS + r] = 0;
-				for (int j = 0; j < 8; j++)
-					memset(qi + j * 64 + r * 4, 0x80, 4);
+				for (int j = 0; j < qb / 4; j++)
+					memset(qi + j * 64 + r * 4, bias, 4);
 				continue;
 			}
-			const uint8_t *blk = rows + (size_t)r * rb + (size_t)(i0 + i) * DUET_Q8_0_BYTES;
+			const uint8_t *blk = rows + (size_t)r * rb + (size_t)(i0 + i) * row_block_bytes(t);
 			memcpy(&s[i * DUET_R16_ROWS + r], blk, 2);
-			for (int j = 0; j < 8; j++)
+			for (int j = 0; j < qb / 4; j++)
 				for (int b = 0; b < 4; b++)
-					qi[j * 64 + r * 4 + b] = (uint8_t)(blk[2 + 4 * j + b] ^ 0x80);
+					qi[j * 64 + r * 4 + b] = (uint8_t)(blk[2 + 4 * j + b] ^ bias);
 		}
 	}
 }
@@ -36,19 +67,20 @@ const uint8_t *duet_r16_quants(const struct duet_tensor *t, int64_t g)
 
 const uint16_t *duet_r16_scales(const struct duet_tensor *t, int64_t g)
 {
-	size_t nb = (size_t)t->cols / DUET_Q8_0_BLOCK;
-	return (const uint16_t *)(duet_r16_quants(t, g) + nb * DUET_R16_BLOCK_BYTES);
+	size_t nb = (size_t)t->cols / 32;
+	return (const uint16_t *)(duet_r16_quants(t, g) + nb * duet_r16_block_bytes(t->type));
 }
 
 void duet_r16_block(const struct duet_tensor *t, int64_t r, int i, uint8_t *out)
 {
 	int64_t g = r / DUET_R16_ROWS;
-	int lane = (int)(r % DUET_R16_ROWS);
+	int lane = (int)(r % DUET_R16_ROWS), qb = quant_bytes(t->type);
+	const uint8_t bias = bias_of(t->type);
 	memcpy(out, &duet_r16_scales(t, g)[i * DUET_R16_ROWS + lane], 2);
-	const uint8_t *qi = duet_r16_quants(t, g) + (size_t)i * DUET_R16_BLOCK_BYTES;
-	for (int j = 0; j < 8; j++)
+	const uint8_t *qi = duet_r16_quants(t, g) + (size_t)i * duet_r16_block_bytes(t->type);
+	for (int j = 0; j < qb / 4; j++)
 		for (int b = 0; b < 4; b++)
-			out[2 + 4 * j + b] = (uint8_t)(qi[j * 64 + lane * 4 + b] ^ 0x80);
+			out[2 + 4 * j + b] = (uint8_t)(qi[j * 64 + lane * 4 + b] ^ bias);
 }
 
 int duet_tensor_row_packed(const struct duet_tensor *t, int64_t r)
@@ -60,27 +92,27 @@ const void *duet_tensor_row_any(const struct duet_tensor *t, int64_t r, void *bu
 {
 	if (!duet_tensor_row_packed(t, r))
 		return duet_tensor_row(t, r);
-	for (int i = 0; i < (int)(t->cols / DUET_Q8_0_BLOCK); i++)
-		duet_r16_block(t, r, i, (uint8_t *)buf + (size_t)i * DUET_Q8_0_BYTES);
+	for (int i = 0; i < (int)(t->cols / 32); i++)
+		duet_r16_block(t, r, i, (uint8_t *)buf + (size_t)i * row_block_bytes(t->type));
 	return buf;
 }
 
 int duet_r16_pack_tensor(struct duet_tensor *t, struct duet_err *err)
 {
-	if (t->type != DUET_Q8_0 || t->layout != DUET_LAYOUT_ROWS || t->rows < DUET_R16_ROWS)
+	if (!duet_r16_type(t->type) || t->layout != DUET_LAYOUT_ROWS || t->rows < DUET_R16_ROWS)
 		return 0;
 	size_t gb = group_bytes(t);
-	int nb = (int)(t->cols / DUET_Q8_0_BLOCK);
+	int nb = (int)(t->cols / 32);
 	uint8_t *tmp = malloc(gb);
 	if (!tmp)
-		return duet_errf(err, "repacking a %lld x %lld Q8_0 matrix: out of memory",
-				 (long long)t->rows, (long long)t->cols);
+		return duet_errf(err, "repacking a %lld x %lld %s matrix: out of memory",
+				 (long long)t->rows, (long long)t->cols, duet_dtype_name(t->type));
 	uint8_t *data = (uint8_t *)t->data; /* the model's private copy */
 	for (int64_t g = 0; g < t->rows / DUET_R16_ROWS; g++) {
 		uint8_t *grp = data + (size_t)g * gb;
 		memcpy(tmp, grp, gb);
-		duet_r16_pack(tmp, t->row_bytes, DUET_R16_ROWS, 0, nb, grp,
-			      (uint16_t *)(grp + (size_t)nb * DUET_R16_BLOCK_BYTES));
+		duet_r16_pack(t->type, tmp, t->row_bytes, DUET_R16_ROWS, 0, nb, grp,
+			      (uint16_t *)(grp + (size_t)nb * duet_r16_block_bytes(t->type)));
 	}
 	free(tmp);
 	t->layout = DUET_LAYOUT_R16;

@@ -758,6 +758,18 @@ INLINE int32_t dword_at(const int8_t *p)
 	return v;
 }
 
+/* A block's exact dot products for 16 rows: w[j] against dword j of the
+ * activations' 32 quants, from the offset. (Two chains of four for one or
+ * two activation rows, to halve the latency, ran slower: BENCHMARKS.md.) */
+INLINE __m512i dot8(const __m512i w[8], const int8_t *aq, int32_t offset)
+{
+	__m512i dp = _mm512_set1_epi32(offset);
+	_Pragma("GCC unroll 8")
+	for (int j = 0; j < 8; j++)
+		dp = _mm512_dpbusd_epi32(dp, w[j], _mm512_set1_epi32(dword_at(aq + 4 * j)));
+	return dp;
+}
+
 /* nb activation rows against a group: lane r of every vector is row r.
  * A block's eight dot products per row start from the activations' -128
  * x sum correction and end as the block's exact sum (the activations'
@@ -788,10 +800,7 @@ INLINE void r16_tile(const uint8_t *q, const uint16_t *s, int nblk,
 		for (int b = 0; b < nb; b++) {
 			const struct duet_q8a_pair *a = p + b;
 			const int8_t *aq = a->q + 32 * h;
-			__m512i dp = _mm512_set1_epi32(a->corr[8 * h]);
-			_Pragma("GCC unroll 8")
-			for (int j = 0; j < 8; j++)
-				dp = _mm512_dpbusd_epi32(dp, w[j], _mm512_set1_epi32(dword_at(aq + 4 * j)));
+			__m512i dp = dot8(w, aq, a->corr[8 * h]);
 			__m512 d = _mm512_mul_ps(ws, _mm512_set1_ps(a->d[8 * h]));
 			acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), d, acc[b]);
 		}
@@ -812,7 +821,7 @@ static void pack_q8_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 			  uint16_t *s)
 {
 	if (nrows < 16) {
-		duet_r16_pack(rows, rb, nrows, i0, n, q, s);
+		duet_r16_pack(DUET_Q8_0, rows, rb, nrows, i0, n, q, s);
 		return;
 	}
 	const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
@@ -855,21 +864,107 @@ static void pack_q8_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 	}
 }
 
-#define R16_CASE(NB)                                                                    \
-	case NB:                                                                        \
-		r16_tile(q, s, nblk, x, B, y, ldy, m, add, NB);                         \
-		return;
-
-static void matmul_q8_0_r16(const uint8_t *q, const uint16_t *s, int nblk,
-			    const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
-			    int nrows, int add)
+/* duet_r16_pack for Q4_0: a block's 16 bytes of nibbles from 16 rows, a
+ * 16 x 4 dword transpose (rows r, r + 4, r + 8 and r + 12 share a
+ * register), as they are. */
+static void pack_q4_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *q,
+			  uint16_t *s)
 {
-	__mmask16 m = tail_mask(nrows);
-	switch (nb) {
-		R16_CASE(1) R16_CASE(2) R16_CASE(3) R16_CASE(4)
-		R16_CASE(5) R16_CASE(6) R16_CASE(7) R16_CASE(8)
+	if (nrows < 16) {
+		duet_r16_pack(DUET_Q4_0, rows, rb, nrows, i0, n, q, s);
+		return;
+	}
+	const size_t bb = sizeof(struct duet_q4_0_block);
+	for (int i = 0; i < n; i++) {
+		const uint8_t *blk = rows + (size_t)(i0 + i) * bb;
+		for (int r = 0; r < 16; r++)
+			memcpy(&s[16 * i + r], blk + (size_t)r * rb, 2);
+		if (i % 4 == 0)
+			for (int r = 0; r < 16; r++)
+				PREFETCH(blk + (size_t)r * rb + PACK_AHEAD * 2 * bb);
+		/* z[k]: lane L holds row k + 4L's 16 bytes (4 dwords) */
+		__m512i z[4], t[4];
+		_Pragma("GCC unroll 4")
+		for (int k = 0; k < 4; k++) {
+			__m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk + (size_t)k * rb + 2)));
+			v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(blk + (size_t)(k + 4) * rb + 2)), 1);
+			v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(blk + (size_t)(k + 8) * rb + 2)), 2);
+			z[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(blk + (size_t)(k + 12) * rb + 2)), 3);
+		}
+		/* a 4 x 4 transpose in every lane: out j, lane L = dword j of
+		 * rows 4L .. 4L + 3 */
+		t[0] = _mm512_unpacklo_epi32(z[0], z[1]);
+		t[1] = _mm512_unpackhi_epi32(z[0], z[1]);
+		t[2] = _mm512_unpacklo_epi32(z[2], z[3]);
+		t[3] = _mm512_unpackhi_epi32(z[2], z[3]);
+		uint8_t *qi = q + (size_t)i * 256;
+		_mm512_storeu_si512(qi, _mm512_unpacklo_epi64(t[0], t[2]));
+		_mm512_storeu_si512(qi + 64, _mm512_unpackhi_epi64(t[0], t[2]));
+		_mm512_storeu_si512(qi + 128, _mm512_unpacklo_epi64(t[1], t[3]));
+		_mm512_storeu_si512(qi + 192, _mm512_unpackhi_epi64(t[1], t[3]));
 	}
 }
+
+/* Q4_0 against nb activation rows, as r16_tile: a block's four vectors of
+ * nibbles give eight (low: values 4j.., high: 16 + 4j..) shared by every
+ * row; the offset -8 x sum is the q8 panel's correction / 16. */
+INLINE void r16_tile_q4_0(const uint8_t *q, const uint16_t *s, int nblk,
+			  const struct duet_q8a_pair *x, int B, float *y, int ldy, __mmask16 m,
+			  int add, const int nb)
+{
+	const __m512i low = _mm512_set1_epi8(0x0f);
+	__m512 acc[DUET_R16_SEQS];
+	_Pragma("GCC unroll 8")
+	for (int b = 0; b < nb; b++)
+		acc[b] = add ? _mm512_maskz_loadu_ps(m, y + (size_t)b * ldy) : _mm512_setzero_ps();
+	for (int i = 0; i < nblk; i++) {
+		const struct duet_q8a_pair *p = x + (size_t)(i >> 1) * B;
+		const int h = i & 1;
+		const uint8_t *qi = q + (size_t)i * 256;
+		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * i)));
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < 4; j++)
+			PREFETCH(qi + R16_AHEAD * 512 + 64 * j);
+		PREFETCH(s + 16 * (i + 2 * R16_AHEAD));
+		__m512i w[8];
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < 4; j++) {
+			__m512i v = _mm512_loadu_si512(qi + 64 * j);
+			w[j] = _mm512_and_si512(v, low);
+			w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+		}
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++) {
+			const struct duet_q8a_pair *a = p + b;
+			const int8_t *aq = a->q + 32 * h;
+			__m512i dp = dot8(w, aq, a->corr[8 * h] / 16);
+			__m512 d = _mm512_mul_ps(ws, _mm512_set1_ps(a->d[8 * h]));
+			acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), d, acc[b]);
+		}
+	}
+	_Pragma("GCC unroll 8")
+	for (int b = 0; b < nb; b++)
+		_mm512_mask_storeu_ps(y + (size_t)b * ldy, m, acc[b]);
+}
+
+#define R16_CASE(TILE, NB)                                                              \
+	case NB:                                                                        \
+		TILE(q, s, nblk, x, B, y, ldy, m, add, NB);                             \
+		return;
+#define DEFINE_R16(name, TILE)                                                          \
+	static void name(const uint8_t *q, const uint16_t *s, int nblk,                 \
+			 const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,    \
+			 int nrows, int add)                                             \
+	{                                                                               \
+		__mmask16 m = tail_mask(nrows);                                         \
+		switch (nb) {                                                           \
+			R16_CASE(TILE, 1) R16_CASE(TILE, 2) R16_CASE(TILE, 3)           \
+			R16_CASE(TILE, 4) R16_CASE(TILE, 5) R16_CASE(TILE, 6)           \
+			R16_CASE(TILE, 7) R16_CASE(TILE, 8)                             \
+		}                                                                       \
+	}
+DEFINE_R16(matmul_q8_0_r16, r16_tile)
+DEFINE_R16(matmul_q4_0_r16, r16_tile_q4_0)
 
 /* A tile over 256-value super-blocks: STEP on each, against per-256
  * activations (block s of row b at x[s * B + b]). */
@@ -1427,9 +1522,8 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 const struct duet_kernels duet_kernels_avx512 = {
 	.name = "avx512",
-	.matmul_q8_0_r16 = matmul_q8_0_r16,
-	.pack_q8_0_r16 = pack_q8_0_r16,
-	.pack_q8_0 = 1,
+	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16},
+	.pack_r16 = {[DUET_Q8_0] = pack_q8_0_r16, [DUET_Q4_0] = pack_q4_0_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
 	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8, [DUET_Q4_0] = matmul_q4_0_q8,

@@ -141,11 +141,12 @@ void duet_quant_q8k_ref(const float *x, int K, struct duet_q8k_block *panel, int
 typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const void *panel,
 			       int B, float *y, int ldy, int n0, int n1);
 
-/* Q8_0 weights in a group of 16 rows (engine/repack.h: q the quants of
- * its first block, s the scales) against nb <= DUET_R16_SEQS activation
- * rows of a q8 panel of B rows (x at the pair of that first block, which
- * is even, and the first row): nblk blocks. For b < nb and r < nrows,
- * starting from acc = y[b * ldy + r] when add, else 0, block by block:
+/* Weights of a type with the 16-row form (engine/repack.h: Q8_0, Q4_0)
+ * in one group (q the quants of its first block, s the scales) against nb
+ * <= DUET_R16_SEQS activation rows of a q8 panel of B rows (x at the pair
+ * of that first block, which is even, and the first row): nblk blocks.
+ * For b < nb and r < nrows, starting from acc = y[b * ldy + r] when add,
+ * else 0, block by block:
  *   acc = fma(float(dot_i), scale_r,i * d_b,i, acc)
  * with dot_i the block's exact integer dot product; then y = acc. Every
  * table computes exactly this, so the results match bit for bit, and
@@ -155,19 +156,20 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 typedef void (*duet_r16_fn)(const uint8_t *q, const uint16_t *s, int nblk,
 			    const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
 			    int nrows, int add);
+/* duet_r16_pack for one type (engine/repack.h): the same bytes. */
+typedef void (*duet_r16_pack_fn)(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
+				 uint8_t *q, uint16_t *s);
 
 struct duet_kernels {
 	const char *name;
-	/* Q8_0 weights in 16-row groups against int8 activations; the scalar
-	 * table has the definition. pack_q8_0: the table is faster with Q8_0
-	 * weights so (packed at load into the decode copy of the weights, on
-	 * the fly otherwise), and takes this kernel for every Q8_0 matmul in
-	 * int8 mode. */
-	duet_r16_fn matmul_q8_0_r16;
-	/* duet_r16_pack (engine/repack.h), the same bytes, faster */
-	void (*pack_q8_0_r16)(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
-			      uint8_t *q, uint16_t *s);
-	int pack_q8_0;
+	/* By weight type, weights in 16-row groups against int8 activations
+	 * (the scalar table has the definition), and packing into them. A
+	 * table with a pack_r16 entry for a type is faster with its weights
+	 * so: they are packed at load into the decode copy of the weights,
+	 * on the fly otherwise, and every matmul of the type in int8 mode
+	 * takes this kernel. */
+	duet_r16_fn matmul_r16[DUET_DTYPE_SLOTS];
+	duet_r16_pack_fn pack_r16[DUET_DTYPE_SLOTS];
 	/* By weight type: f32 activations with the weights dequantized
 	 * exactly (matmul_f), and int8 activations for the quantized types:
 	 * per 32 (DUET_ACT_Q8, matmul_q8) and for the K-quants per 256
@@ -230,6 +232,10 @@ enum duet_act duet_kernels_act(const struct duet_kernels *k, enum duet_dtype t,
 /* The kernel for weight type t and activations a; NULL when there is none. */
 duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype t,
 				   enum duet_act a);
+/* Whether table k packs type t in 16-row groups; its 16-row kernel for t
+ * (the scalar table's where it has none). */
+int duet_kernels_packs(const struct duet_kernels *k, enum duet_dtype t);
+duet_r16_fn duet_kernels_r16(const struct duet_kernels *k, enum duet_dtype t);
 /* Converts one row of any type to f32 with the table's kernels. */
 void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
 		      const void *src, float *dst, int n);

@@ -109,3 +109,13 @@ void duet_kernels_kv_row(const struct duet_kernels *k, enum duet_kv_dtype t, int
 		break;
 	}
 }
+
+int duet_kernels_packs(const struct duet_kernels *k, enum duet_dtype t)
+{
+	return (unsigned)t < DUET_DTYPE_SLOTS && k->pack_r16[t] != NULL;
+}
+
+duet_r16_fn duet_kernels_r16(const struct duet_kernels *k, enum duet_dtype t)
+{
+	return k->matmul_r16[t] ? k->matmul_r16[t] : duet_kernels_scalar.matmul_r16[t];
+}

@@ -172,11 +172,24 @@ INT_ACT_KERNEL(matmul_q4_k_q8k, DUET_Q4_K, DUET_ACT_Q8K)
 INT_ACT_KERNEL(matmul_q5_k_q8k, DUET_Q5_K, DUET_ACT_Q8K)
 INT_ACT_KERNEL(matmul_q6_k_q8k, DUET_Q6_K, DUET_ACT_Q8K)
 
-/* The definition of the 16-row Q8_0 kernel (kernels.h). */
-static void matmul_q8_0_r16(const uint8_t *q, const uint16_t *s, int nblk,
-			    const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
-			    int nrows, int add)
+/* The definition of the 16-row kernels (kernels.h): value k of row r's
+ * block in a group's block of quants, as the unsigned number the dot
+ * product takes, and the activations' offset that makes the sum exact
+ * (Q8_0: value + 128, offset -128 x sum; Q4_0: the nibble, 0 to 15 for -8
+ * to 7, offset -8 x sum, the q8 panel's corr / 16). */
+static int r16_value(enum duet_dtype t, const uint8_t *qi, int r, int k)
 {
+	if (t == DUET_Q8_0)
+		return qi[(k / 4) * 64 + r * 4 + k % 4];
+	uint8_t byte = qi[((k % 16) / 4) * 64 + r * 4 + k % 4];
+	return k < 16 ? byte & 15 : byte >> 4;
+}
+
+static void matmul_r16_any(enum duet_dtype t, const uint8_t *q, const uint16_t *s, int nblk,
+			   const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
+			   int nrows, int add)
+{
+	const size_t gb = t == DUET_Q8_0 ? 512 : 256;
 	for (int b = 0; b < nb; b++)
 		for (int r = 0; r < nrows; r++) {
 			float *yr = y + (size_t)b * ldy + r;
@@ -184,16 +197,26 @@ static void matmul_q8_0_r16(const uint8_t *q, const uint16_t *s, int nblk,
 			for (int i = 0; i < nblk; i++) {
 				const struct duet_q8a_pair *a = x + (size_t)(i / 2) * B + b;
 				int h = i % 2;
-				const uint8_t *qi = q + (size_t)i * 512;
-				int32_t dot = a->corr[8 * h];
+				const uint8_t *qi = q + (size_t)i * gb;
+				int32_t dot = t == DUET_Q8_0 ? a->corr[8 * h] : a->corr[8 * h] / 16;
 				for (int k = 0; k < 32; k++)
-					dot += (int32_t)qi[(k / 4) * 64 + r * 4 + k % 4] * a->q[32 * h + k];
+					dot += r16_value(t, qi, r, k) * a->q[32 * h + k];
 				float d = duet_fp16_to_fp32(s[i * 16 + r]) * a->d[8 * h];
 				acc = fmaf((float)dot, d, acc);
 			}
 			*yr = acc;
 		}
 }
+
+#define R16_KERNEL(name, T)                                                               \
+	static void name(const uint8_t *q, const uint16_t *s, int nblk,                  \
+			 const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,     \
+			 int nrows, int add)                                              \
+	{                                                                                 \
+		matmul_r16_any(T, q, s, nblk, x, B, nb, y, ldy, nrows, add);              \
+	}
+R16_KERNEL(matmul_q8_0_r16, DUET_Q8_0)
+R16_KERNEL(matmul_q4_0_r16, DUET_Q4_0)
 
 static void cvt_f16(const void *src, float *dst, int n)
 {
@@ -318,7 +341,7 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 const struct duet_kernels duet_kernels_scalar = {
 	.name = "scalar",
-	.matmul_q8_0_r16 = matmul_q8_0_r16,
+	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0, [DUET_Q4_0] = matmul_q4_0, [DUET_Q4_1] = matmul_q4_1,
 		     [DUET_Q5_0] = matmul_q5_0, [DUET_Q5_1] = matmul_q5_1, [DUET_Q4_K] = matmul_q4_k,
