@@ -219,33 +219,13 @@ INLINE void tile_f(enum duet_dtype t, const uint8_t *w, size_t rb, int K, const 
 	acc_store(acc, y, ldy, add, nr, nb);
 }
 
-/* ---- q8_0 weights against int8 activations (struct duet_q8a_pair) ---- */
-
-/* Quants of a pair of q8_0 blocks (the second absent when `one`) as
- * unsigned bytes w + 128, and their scales as [d0 x 8, d1 x 8]. */
-INLINE void q8_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
-{
-	uint16_t h0, h1 = 0;
-	memcpy(&h0, blk, 2);
-	__m256i lo = _mm256_loadu_si256((const __m256i *)(blk + 2)), hi = _mm256_setzero_si256();
-	if (!one) {
-		memcpy(&h1, blk + DUET_Q8_0_BYTES, 2);
-		hi = _mm256_loadu_si256((const __m256i *)(blk + DUET_Q8_0_BYTES + 2));
-	}
-	*q = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
-			      _mm512_set1_epi8((char)0x80));
-	*d = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)h1), _mm_set1_epi16((short)h0)));
-}
-
-
-
-/* ---- 4- and 5-bit weights of 32-blocks against int8 activations ----
+/* ---- Q5_0 weights against int8 activations (Q8_0 and Q4_0 take the
+ * 16-row kernels below) ----
  *
  * Each step unpacks 64 weights of a row (a pair of activation blocks) to
- * unsigned bytes for vpdpbusd, with a float scale per dword lane. A fixed
- * offset of the quants (8 for Q4_0, 16 for Q5_0) is taken out in integers
- * by starting the dot product at -offset * sum(activations) (corr = -128
- * * sum, kernels.h). */
+ * unsigned bytes for vpdpbusd, with a float scale per dword lane. The
+ * quants' fixed offset (16) is taken out in integers by starting the dot
+ * product at -16 * sum(activations) (corr = -128 * sum, kernels.h). */
 
 INLINE __m512 half_scales(uint16_t h0, uint16_t h1)
 {
@@ -262,24 +242,6 @@ INLINE __m512i nibbles_pair(__m128i a, __m128i b)
 	v = _mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
 	return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
 }
-
-/* Nibbles of a pair of Q4_0 blocks (the second absent when `one`) in
- * value order: [low 16 of block 0, high 16, low 16 of block 1, high 16]. */
-INLINE void q4_0_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
-{
-	const size_t bb = sizeof(struct duet_q4_0_block);
-	uint16_t h0, h1 = 0;
-	memcpy(&h0, blk, 2);
-	__m128i a = _mm_loadu_si128((const __m128i *)(blk + 2)), b = _mm_setzero_si128();
-	if (!one) {
-		memcpy(&h1, blk + bb, 2);
-		b = _mm_loadu_si128((const __m128i *)(blk + bb + 2));
-	}
-	*q = nibbles_pair(a, b);
-	*d = half_scales(h0, h1);
-}
-
-
 
 /* A pair of Q5_0 blocks: Q4_0's nibbles in the same order, each with its
  * fifth bit (bit i of the block's qh is value i's: one 64-bit mask for
@@ -304,22 +266,16 @@ INLINE void q5_0_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
 	*d = half_scales(h0, h1);
 }
 
-
-
-/* One pair of 32-blocks of a tile, for the types whose quants carry a
- * fixed offset (Q8_0 stored + 128 here, Q4_0 8, Q5_0 16): the dot product
- * starts at -offset x sum(activations), which is corr (-128 x sum, in lanes
- * 0 and 8) shifted right by 0, 4 or 3. x points at the pair of the tile's
- * first row in a q8 panel (the rows' pairs are adjacent). T is a constant:
- * the switches compile away. */
-INLINE void step_pair(const enum duet_dtype T, const uint8_t *w, size_t rb, int p, int one,
+/* One pair of Q5_0 32-blocks of a tile: the dot product starts at -16 x
+ * sum(activations), corr (-128 x sum, in lanes 0 and 8) shifted right by
+ * 3. x points at the pair of the tile's first row in a q8 panel (the rows'
+ * pairs are adjacent). */
+INLINE void step_pair(const uint8_t *w, size_t rb, int p, int one,
 		      const struct duet_q8a_pair *x, __m512 acc[4][MAX_NB], const int nr,
 		      const int nb)
 {
-	const size_t pair = 2 * (T == DUET_Q8_0	  ? DUET_Q8_0_BYTES
-				 : T == DUET_Q4_0 ? sizeof(struct duet_q4_0_block)
-						  : sizeof(struct duet_q5_0_block));
-	const int shift = T == DUET_Q8_0 ? 0 : T == DUET_Q4_0 ? 4 : 3;
+	const size_t pair = 2 * sizeof(struct duet_q5_0_block);
+	const int shift = 3;
 	__m512i q[4];
 	__m512 d[4];
 	_Pragma("GCC unroll 4")
@@ -328,12 +284,7 @@ INLINE void step_pair(const enum duet_dtype T, const uint8_t *w, size_t rb, int 
 		PREFETCH(blk + (size_t)nr * rb);
 		if (pair > 64)
 			PREFETCH(blk + (size_t)nr * rb + 64);
-		if (T == DUET_Q8_0)
-			q8_pair(blk, one, &q[r], &d[r]);
-		else if (T == DUET_Q4_0)
-			q4_0_pair(blk, one, &q[r], &d[r]);
-		else
-			q5_0_pair(blk, one, &q[r], &d[r]);
+		q5_0_pair(blk, one, &q[r], &d[r]);
 	}
 	_Pragma("GCC unroll 16")
 	for (int b = 0; b < nb; b++) {
@@ -350,9 +301,9 @@ INLINE void step_pair(const enum duet_dtype T, const uint8_t *w, size_t rb, int 
 	}
 }
 
-/* A tile over pairs of 32-blocks of type T: each whole pair, then a last
- * lone block when K / 32 is odd. */
-#define DEFINE_PAIR_TILE(name, T)                                                       \
+/* A tile over pairs of Q5_0 32-blocks: each whole pair, then a last lone
+ * block when K / 32 is odd. */
+#define DEFINE_PAIR_TILE(name)                                                          \
 	INLINE void name(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x, \
 			 int B, float *y, int ldy, int add, const int nr, const int nb)     \
 	{                                                                               \
@@ -360,14 +311,12 @@ INLINE void step_pair(const enum duet_dtype T, const uint8_t *w, size_t rb, int 
 		acc_zero(acc, nr, nb);                                                  \
 		int p = 0;                                                              \
 		for (; p < K / 64; p++, x += B)                                         \
-			step_pair(T, w, rb, p, 0, x, acc, nr, nb);                      \
+			step_pair(w, rb, p, 0, x, acc, nr, nb);                         \
 		if (K % 64)                                                             \
-			step_pair(T, w, rb, p, 1, x, acc, nr, nb);                      \
+			step_pair(w, rb, p, 1, x, acc, nr, nb);                         \
 		acc_store(acc, y, ldy, add, nr, nb);                                    \
 	}
-DEFINE_PAIR_TILE(tile_q8, DUET_Q8_0)
-DEFINE_PAIR_TILE(tile_q4_0, DUET_Q4_0)
-DEFINE_PAIR_TILE(tile_q5_0, DUET_Q5_0)
+DEFINE_PAIR_TILE(tile_q5_0)
 
 /* Lane indices picking Q6_K's scales (scale j in lane j) for 64 values
  * of four 16-value sub-blocks: dwords 0-3 j0, 4-7 j0 + 1, 8-11 j1, 12-15
@@ -728,21 +677,7 @@ DEFINE_TILE_F(tiles_f16, DUET_F16)
 DEFINE_TILE_F(tiles_bf16, DUET_BF16)
 DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
 
-#define Q_CASE(R, NB)                                                                   \
-	case (R) * 32 + (NB):                                                           \
-		tile_q8(w, rb, K, x, B, y, ldy, add, R, NB);                            \
-		return;
-
-static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
-		     int B, float *y, int ldy, int add, int nr, int nb)
-{
-	switch (nr * 32 + nb) {
-		NB_CASES_4(Q_CASE, 4)
-		NB_CASES_4(Q_CASE, 1)
-	}
-}
-
-/* ---- Q8_0 in 16-row groups (engine/repack.h) ---- */
+/* ---- Q8_0 and Q4_0 in 16-row groups (engine/repack.h) ---- */
 
 /* Blocks ahead that a group's stream is prefetched: with several
  * activation rows a block takes long enough that the hardware prefetcher
@@ -998,9 +933,6 @@ DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 	case (R) * 32 + (NB):                                                           \
 		TQ_TILE(w, rb, K, x, B, y, ldy, add, R, NB);                            \
 		return;
-#define TQ_TILE tile_q4_0
-DEFINE_TILES_Q(tiles_q4_0, struct duet_q8a_pair)
-#undef TQ_TILE
 #define TQ_TILE tile_q5_0
 DEFINE_TILES_Q(tiles_q5_0, struct duet_q8a_pair)
 #undef TQ_TILE
@@ -1082,10 +1014,6 @@ DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, (size_t)k0 * B, KC_F32)
 DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
 #undef ROW
 #define ROW 1
-DEFINE_MATMUL(matmul_q8_0_q8, tiles_q8, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
-#undef T
-#define T DUET_Q4_0
-DEFINE_MATMUL(matmul_q4_0_q8, tiles_q4_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
 #undef T
 #define T DUET_Q5_0
 DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
@@ -1526,8 +1454,8 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.pack_r16 = {[DUET_Q8_0] = pack_q8_0_r16, [DUET_Q4_0] = pack_q4_0_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
-	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8, [DUET_Q4_0] = matmul_q4_0_q8,
-		      [DUET_Q5_0] = matmul_q5_0_q8},
+	/* Q8_0 and Q4_0 take the 16-row kernels */
+	.matmul_q8 = {[DUET_Q5_0] = matmul_q5_0_q8},
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
 	.pack_bf16 = pack_bf16,
 	.matmul_q8k = {[DUET_Q4_K] = matmul_q4_k_q8k, [DUET_Q5_K] = matmul_q5_k_q8k,
