@@ -4,11 +4,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/repack.h"
+
+/* Row r of w as floats, whatever its layout (engine/repack.h). */
+static void row_f32(const struct duet_tensor *w, int64_t r, float *out)
+{
+	uint8_t *buf = malloc(w->row_bytes);
+	if (!buf)
+		abort(); /* a test oracle: out of memory ends the test run */
+	duet_dequant_row(w->type, duet_tensor_row_any(w, r, buf), out, w->cols);
+	free(buf);
+}
+
 /* y[rows] = W x, W dequantized one row at a time. */
 static void matvec(const struct duet_tensor *w, const float *x, float *y, float *tmp)
 {
 	for (int64_t r = 0; r < w->rows; r++) {
-		duet_dequant_row(w->type, duet_tensor_row(w, r), tmp, w->cols);
+		row_f32(w, r, tmp);
 		double s = 0;
 		for (int64_t k = 0; k < w->cols; k++)
 			s += (double)tmp[k] * x[k];
@@ -70,8 +82,7 @@ int ref_forward(const struct duet_model *m, const int *tokens, int T, float *log
 	if (!x || !K || !Vv || !xn || !q || !att || !o || !g || !u || !tmp || !sc)
 		goto out;
 	for (int t = 0; t < T; t++)
-		duet_dequant_row(m->tok_embd.type, duet_tensor_row(&m->tok_embd, tokens[t]),
-				 x + (size_t)t * D, D);
+		row_f32(&m->tok_embd, tokens[t], x + (size_t)t * D);
 	for (int l = 0; l < L; l++) {
 		const struct duet_layer *ly = &m->layers[l];
 		float *Kl = K + (size_t)l * T * kvd, *Vl = Vv + (size_t)l * T * kvd;
@@ -142,7 +153,7 @@ int ref_forward(const struct duet_model *m, const int *tokens, int T, float *log
 		memcpy(x + (size_t)t * D, xn, sizeof(float) * D);
 	}
 	for (int64_t r = 0; r < m->output.rows; r++) {
-		duet_dequant_row(m->output.type, duet_tensor_row(&m->output, r), tmp, D);
+		row_f32(&m->output, r, tmp);
 		for (int t = 0; t < T; t++) {
 			double s = 0;
 			for (int k = 0; k < D; k++)
