@@ -168,7 +168,7 @@ bench-daemons: $(DAEMONS) $(BUILD)/bench/bench_daemons $(BENCH_MODEL)
 .PHONY: bench-matmul
 bench-matmul: $(BUILD)/bench/bench_matmul
 	@for t in f32 f16 bf16 q8_0 q4_0 q4_k q6_k; do for b in 1 4 8 16; do $(BUILD)/bench/bench_matmul $$t $$b; done; done
-	@for t in q8_0 q4_0; do for b in 1 4 8 16; do PACKED=1 $(BUILD)/bench/bench_matmul $$t $$b; done; done
+	@for t in q8_0 q4_0 q4_k; do for b in 1 4 8 16; do PACKED=1 $(BUILD)/bench/bench_matmul $$t $$b; done; done
 
 # Guided decoding's cost per step: the full token mask and one check, over
 # each real vocabulary (see bench/bench_guide.c).

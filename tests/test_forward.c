@@ -514,8 +514,9 @@ static void run_placed(const char *path, enum duet_weights wp, int T, int steps,
 	duet_model_close(m);
 }
 
-/* Q8_0 and Q4_0 weights packed in 16-row groups at load (into the private copy a
- * decode node makes, engine/repack.h) give the logits of the file's layout
+/* Q8_0, Q4_0 and Q4_K weights (alone, and Q4_K_M's) packed in 16-row
+ * groups at load (into the private copy a decode node makes,
+ * engine/repack.h) give the logits of the file's layout
  * bit for bit, prefill and decode: in int8 mode the packing table packs
  * mapped weights on the fly, and exact mode unpacks rows. The tied
  * classifier is packed with the embedding, whose rows are read back. */
@@ -523,12 +524,19 @@ static void test_q8_0_packed(void **st)
 {
 	(void)st;
 	char p[4096];
-	static const char *shapes[] = {"tiny", "tiny-mha", "tiny"};
-	static const enum duet_dtype types[] = {DUET_Q8_0, DUET_Q8_0, DUET_Q4_0};
-	for (int si = 0; si < 3; si++)
+	static const struct {
+		const char *shape;
+		enum duet_dtype t;
+		enum duet_mix mix;
+	} models[] = {
+		{"tiny", DUET_Q8_0, DUET_MIX_NONE},   {"tiny-mha", DUET_Q8_0, DUET_MIX_NONE},
+		{"tiny", DUET_Q4_0, DUET_MIX_NONE},   {"tiny-k", DUET_Q4_K, DUET_MIX_NONE},
+		{"tiny-k", DUET_Q4_K, DUET_MIX_Q4_K_M},
+	};
+	for (size_t si = 0; si < sizeof models / sizeof models[0]; si++)
 		for (int q = 0; q < 2; q++) {
 			g_qdot = q ? DUET_QDOT_EXACT : DUET_QDOT_INT8;
-			model_path(p, shapes[si], types[si], "gguf");
+			tu_make_model_mix(p, models[si].shape, models[si].t, models[si].mix, "gguf", -1, 7);
 			struct duet_model *m = tu_open(p);
 			int V = m->cfg.vocab_size;
 			duet_model_close(m);
@@ -539,7 +547,7 @@ static void test_q8_0_packed(void **st)
 			run_placed(p, DUET_WEIGHTS_MMAP, T, steps, a, &la);
 			run_placed(p, DUET_WEIGHTS_HUGEPAGES, T, steps, b, &lb);
 			assert_int_equal(la, DUET_LAYOUT_ROWS);
-			if (duet_thp_mode() != 0 && duet_kernels_packs(duet_kernels(), types[si]))
+			if (duet_thp_mode() != 0 && duet_kernels_packs(duet_kernels(), models[si].t))
 				assert_int_equal(lb, DUET_LAYOUT_R16);
 			if (memcmp(a, b, sizeof(float) * (size_t)(T + steps) * V))
 				fail_msg("%s (%s): packed weights give other logits than mapped ones",

@@ -223,8 +223,31 @@ static void test_matmul(void **st)
 		}
 }
 
-/* Q8_0 and Q4_0 in 16-row groups (engine/repack.h): packing is undone
- * exactly; every table's packing and 16-row kernel give the scalar
+/* Activation rows [0, B) of x (K floats apart) quantized as the 16-row
+ * kernels of type t take them (q8 pairs; Q4_K: q8k blocks) into a panel
+ * of B rows, and what that panel holds back in floats (xq, may be NULL). */
+static void *r16_panel(enum duet_dtype t, const float *x, int K, int B, float *xq)
+{
+	if (t == DUET_Q4_K) {
+		struct duet_q8k_block *p = aligned_alloc(64, sizeof *p * duet_panel_q8k_blocks(K, B));
+		for (int b = 0; b < B; b++) {
+			duet_quant_q8k_ref(x + (size_t)b * K, K, p, B, b);
+			if (xq)
+				dequant_q8k(p, B, b, xq + (size_t)b * K, K);
+		}
+		return p;
+	}
+	struct duet_q8a_pair *p = aligned_alloc(64, sizeof *p * duet_panel_q8_pairs(K, B));
+	for (int b = 0; b < B; b++) {
+		duet_quant_q8a_ref(x + (size_t)b * K, K, p, B, b);
+		if (xq)
+			dequant_q8a(p, B, b, xq + (size_t)b * K, K);
+	}
+	return p;
+}
+
+/* Q8_0, Q4_0 and Q4_K in 16-row groups (engine/repack.h): packing is
+ * undone exactly; every table's packing and 16-row kernel give the scalar
  * definition's bytes and floats bit for bit (odd block counts, short
  * groups, 1 to 8 activation rows, continuing y or not); and a matmul over
  * packed weights equals the same matmul packing on the fly, bit for bit,
@@ -232,12 +255,12 @@ static void test_matmul(void **st)
  * accumulating jobs. */
 static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 {
-	static const int Ks[] = {32, 96, 4160};
-	const int N = 37, BMAX = 17;
+	static const int Ks[] = {32, 96, 4160}, Kk[] = {256, 768, 4352};
+	const int N = 37, BMAX = 17, V = duet_r16_values(t);
 	struct duet_err err;
-	const size_t gb = duet_r16_block_bytes(t);
-	for (int ki = 0; ki < (int)(sizeof Ks / sizeof Ks[0]); ki++) {
-		int K = Ks[ki], nb = K / 32;
+	const size_t gb = duet_r16_block_bytes(t), hw = duet_r16_head_words(t);
+	for (int ki = 0; ki < 3; ki++) {
+		int K = t == DUET_Q4_K ? Kk[ki] : Ks[ki], nb = K / V;
 		size_t rb = duet_row_bytes(t, K);
 		float *wf = malloc(sizeof(float) * (size_t)N * K);
 		uint8_t *w = malloc(rb * N), *wp = malloc(rb * N), *row = malloc(rb);
@@ -256,31 +279,32 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 
 		/* packing and the kernel against the definition */
 		uint8_t *q = malloc((size_t)nb * gb), *qm = malloc((size_t)nb * gb);
-		uint16_t *sc = malloc(sizeof(uint16_t) * 16 * nb), *scm = malloc(sizeof(uint16_t) * 16 * nb);
-		struct duet_q8a_pair *qa = aligned_alloc(64, sizeof *qa * duet_panel_q8_pairs(K, 8));
+		uint16_t *hd = malloc(sizeof(uint16_t) * hw * nb), *hm = malloc(sizeof(uint16_t) * hw * nb);
+		void *xa = r16_panel(t, x, K, 8, NULL);
 		float *yr = malloc(sizeof(float) * 8 * 20), *ym = malloc(sizeof(float) * 8 * 20);
-		for (int b = 0; b < 8; b++)
-			duet_quant_q8a_ref(x + (size_t)b * K, K, qa, 8, b);
+		/* the kernels start at an even block of q8 pairs */
+		int i0 = nb > 2 ? (t == DUET_Q4_K ? 1 : 2) : 0, n = nb - i0;
+		const void *xs = t == DUET_Q4_K ? (const void *)((struct duet_q8k_block *)xa + i0 * 8)
+						: (const void *)((struct duet_q8a_pair *)xa + i0 / 2 * 8);
 		for (int ii = 0; ii < 3; ii++) {
 			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 			if (!kt)
 				continue;
 			duet_r16_fn fn = duet_kernels_r16(kt, t);
 			for (int nrows = 1; nrows <= 16; nrows += 5) {
-				int i0 = nb > 2 ? 2 : 0, n = nb - i0;
-				duet_r16_pack(t, w + rb, rb, nrows, i0, n, q, sc);
+				duet_r16_pack(t, w + rb, rb, nrows, i0, n, q, hd);
 				if (kt->pack_r16[t]) {
-					kt->pack_r16[t](w + rb, rb, nrows, i0, n, qm, scm);
+					kt->pack_r16[t](w + rb, rb, nrows, i0, n, qm, hm);
 					assert_memory_equal(qm, q, (size_t)n * gb);
-					assert_memory_equal(scm, sc, sizeof(uint16_t) * 16 * n);
+					assert_memory_equal(hm, hd, sizeof(uint16_t) * hw * n);
 				}
 				for (int bn = 1; bn <= 8; bn++)
 					for (int add = 0; add < 2; add++) {
 						for (int i = 0; i < 8 * 20; i++)
 							yr[i] = ym[i] = (float)i * 0.25f;
-						duet_kernels_scalar.matmul_r16[t](q, sc, n, qa + i0 / 2 * 8, 8, bn,
-										  yr, 20, nrows, add);
-						fn(q, sc, n, qa + i0 / 2 * 8, 8, bn, ym, 20, nrows, add);
+						duet_kernels_scalar.matmul_r16[t](q, hd, n, xs, 8, bn, yr, 20,
+										  nrows, add);
+						fn(q, hd, n, xs, 8, bn, ym, 20, nrows, add);
 						if (memcmp(yr, ym, sizeof(float) * 8 * 20))
 							fail_msg("%s %s r16 kernel K=%d rows=%d nb=%d add=%d differs from the definition",
 								 isas[ii], duet_dtype_name(t), K, nrows, bn, add);
@@ -291,11 +315,7 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		/* through the matmul: packed against packed on the fly */
 		double *ref = malloc(sizeof(double) * BMAX * N);
 		float *xq = malloc(sizeof(float) * (size_t)BMAX * K);
-		struct duet_q8a_pair *full = aligned_alloc(64, sizeof *full * duet_panel_q8_pairs(K, BMAX));
-		for (int b = 0; b < BMAX; b++) {
-			duet_quant_q8a_ref(x + (size_t)b * K, K, full, BMAX, b);
-			dequant_q8a(full, BMAX, b, xq + (size_t)b * K, K);
-		}
+		free(r16_panel(t, x, K, BMAX, xq));
 		float *y0 = malloc(sizeof(float) * BMAX * N), *y1 = malloc(sizeof(float) * BMAX * N);
 		for (int ii = 0; ii < 3; ii++) {
 			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
@@ -326,8 +346,8 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 			}
 			duet_matmul_free(&mm);
 		}
-		free(wf), free(w), free(wp), free(row), free(x), free(q), free(qm), free(sc), free(scm);
-		free(qa), free(yr), free(ym), free(ref), free(xq), free(full), free(y0), free(y1);
+		free(wf), free(w), free(wp), free(row), free(x), free(q), free(qm), free(hd), free(hm);
+		free(xa), free(yr), free(ym), free(ref), free(xq), free(y0), free(y1);
 	}
 }
 
@@ -339,6 +359,7 @@ static void test_r16(void **st)
 	assert_int_equal(duet_threadpool_create(&tp, 2, NULL, 0, &err), 0);
 	r16_type(DUET_Q8_0, tp);
 	r16_type(DUET_Q4_0, tp);
+	r16_type(DUET_Q4_K, tp);
 	duet_threadpool_destroy(tp);
 }
 

@@ -229,10 +229,11 @@ static void rows_range(struct rows_args *a, long t0, long t1)
 				break;
 			}
 			/* a classifier tied to the embedding is packed with it */
-			for (int i = 0; i < c->dim / 32; i++) {
-				uint8_t blk[DUET_Q8_0_BYTES]; /* the larger block */
+			const int V = duet_r16_values(te->type);
+			for (int i = 0; i < c->dim / V; i++) {
+				uint8_t blk[DUET_R16_MAX_BLOCK];
 				duet_r16_block(te, a->tokens[t], i, blk);
-				duet_kernels_cvt(e->k, te->type, blk, dst + i * 32, 32);
+				duet_kernels_cvt(e->k, te->type, blk, dst + i * V, V);
 			}
 			break;
 		}

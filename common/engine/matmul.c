@@ -11,13 +11,13 @@
  * waking the pool costs more than the work. */
 #define QUANT_PARALLEL_ROWS 8
 /* The 16-row kernels over batches wider than one pass (DUET_R16_SEQS
- * rows): K in slices of this many 32-blocks (even: a q8 pair is two), so a
- * group's slice (16 x 64 x 34 bytes) stays in L1 while R16_BATCH
- * activation rows pass it, and their slice stays in L2. */
-#define R16_SLICE 64
+ * rows): K in slices of this many values (whole q8 pairs and Q4_K blocks),
+ * so a group's slice (16 x 2048 values, 34 KiB of Q8_0) stays in L1/L2
+ * while R16_BATCH activation rows pass it, and their slice stays in L2. */
+#define R16_SLICE 2048
 #define R16_BATCH 64
-/* Blocks of a narrow batch's group packed at a time (4 KiB, in L1; even). */
-#define R16_PACK_SLICE 8
+/* Values of a narrow batch's group packed at a time (in L1). */
+#define R16_PACK_SLICE 256
 
 int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 		     const struct duet_kernels *k, enum duet_qdot qdot, int max_rows,
@@ -146,24 +146,36 @@ static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_jo
 	}
 }
 
-/* Q8_0 or Q4_0 weights against int8 activations through the 16-row kernel: packed
- * groups as stored, other rows packed on the fly into rows16 (the same
- * bytes, and slices of K continue the same chain: the same results). A
- * narrow batch takes each group whole, packing it R16_PACK_SLICE blocks at
- * a time (in L1 when the kernel reads it); a wide one takes K in slices
- * over every group, so the activations' slice stays in cache. */
+/* The activations of blocks [k0, ...) of row b as the 16-row kernels take
+ * them: q8 pairs (Q8_0, Q4_0; k0 even) or q8k blocks (Q4_K). */
+static const void *r16_act(const struct duet_matmul *mm, enum duet_dtype t, int k0, int B, int b)
+{
+	if (t == DUET_Q4_K)
+		return mm->qk + (size_t)k0 * B + b;
+	return mm->qa + (size_t)(k0 / 2) * B + b;
+}
+
+/* Weights of a type with the 16-row form against int8 activations through
+ * its kernel: packed groups as stored, other rows packed on the fly into
+ * rows16 (the same bytes, and slices of K continue the same chain: the
+ * same results). A narrow batch takes each group whole, packing it
+ * R16_PACK_SLICE values at a time (in L1 when the kernel reads it); a
+ * wide one takes K in slices over every group, so the activations' slice
+ * stays in cache. */
 static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *j, long n0,
 		    long n1, uint8_t *rows16)
 {
 	const struct duet_tensor *w = j->w;
-	duet_r16_fn fn = duet_kernels_r16(mm->k, w->type);
-	duet_r16_pack_fn pack = mm->k->pack_r16[w->type];
-	const size_t gb = duet_r16_block_bytes(w->type);
-	int N = (int)w->rows, blocks = (int)(w->cols / 32), B = j->T;
+	const enum duet_dtype t = w->type;
+	duet_r16_fn fn = duet_kernels_r16(mm->k, t);
+	duet_r16_pack_fn pack = mm->k->pack_r16[t];
+	const size_t gb = duet_r16_block_bytes(t), hw = duet_r16_head_words(t);
+	const int V = duet_r16_values(t);
+	int N = (int)w->rows, blocks = (int)(w->cols / V), B = j->T;
 	long packed = w->layout == DUET_LAYOUT_R16 ? N / DUET_R16_ROWS : 0;
 	int wide = B > DUET_R16_SEQS;
-	int slice = wide ? R16_SLICE : blocks;
-	uint16_t *sbuf = (uint16_t *)(rows16 + (size_t)blocks * gb);
+	int slice = wide ? R16_SLICE / V : blocks, step_fly = wide ? slice : R16_PACK_SLICE / V;
+	uint16_t *hbuf = (uint16_t *)(rows16 + (size_t)blocks * gb);
 	for (int i0 = 0; i0 < blocks; i0 += slice) {
 		int i1 = blocks - i0 < slice ? blocks : i0 + slice;
 		for (int bc = 0; bc < B; bc += R16_BATCH) {
@@ -171,25 +183,24 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 			for (long n = n0; n < n1; n += DUET_R16_ROWS) {
 				int nr = n1 - n < DUET_R16_ROWS ? (int)(n1 - n) : DUET_R16_ROWS;
 				int own = n / DUET_R16_ROWS < packed;
-				int step = own ? i1 - i0 : wide ? i1 - i0 : R16_PACK_SLICE;
+				int step = own ? i1 - i0 : step_fly;
 				for (int k0 = i0; k0 < i1; k0 += step) {
 					int nblk = i1 - k0 < step ? i1 - k0 : step;
 					const uint8_t *q = rows16;
-					const uint16_t *s = sbuf;
+					const uint16_t *h = hbuf;
 					if (own) {
 						q = duet_r16_quants(w, n / DUET_R16_ROWS) + (size_t)k0 * gb;
-						s = duet_r16_scales(w, n / DUET_R16_ROWS) +
-						    (size_t)k0 * DUET_R16_ROWS;
+						h = duet_r16_heads(w, n / DUET_R16_ROWS) + (size_t)k0 * hw;
 					} else {
 						const uint8_t *rows = duet_tensor_row(w, n);
 						if (pack)
-							pack(rows, w->row_bytes, nr, k0, nblk, rows16, sbuf);
+							pack(rows, w->row_bytes, nr, k0, nblk, rows16, hbuf);
 						else
-							duet_r16_pack(w->type, rows, w->row_bytes, nr, k0,
-								      nblk, rows16, sbuf);
+							duet_r16_pack(t, rows, w->row_bytes, nr, k0, nblk,
+								      rows16, hbuf);
 					}
 					for (int b = bc; b < be; b += DUET_R16_SEQS)
-						fn(q, s, nblk, mm->qa + (size_t)(k0 / 2) * B + b, B,
+						fn(q, h, nblk, r16_act(mm, t, k0, B, b), B,
 						   be - b < DUET_R16_SEQS ? be - b : DUET_R16_SEQS,
 						   j->y + (size_t)b * N + n, N, nr, k0 > 0 || j->accumulate);
 				}
@@ -237,13 +248,14 @@ static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_j
 	return j->T <= mm->gemv_max_rows || act == DUET_ACT_Q8 || act == DUET_ACT_Q8K;
 }
 
-/* Q8_0 and Q4_0 in int8 mode take the 16-row kernel when their weights
- * are packed, and always with a table that packs them (so that a node's
- * weights, packed at load or mapped from the file, give the same results
- * bit for bit). */
+/* Q8_0, Q4_0 and Q4_K in int8 mode take the 16-row kernel when their
+ * weights are packed, and always with a table that packs them (so that a
+ * node's weights, packed at load or mapped from the file, give the same
+ * results bit for bit). */
 static int uses_r16(const struct duet_matmul *mm, const struct duet_matmul_job *j)
 {
-	return act_of(mm, j) == DUET_ACT_Q8 && duet_r16_type(j->w->type) &&
+	enum duet_act act = act_of(mm, j);
+	return (act == DUET_ACT_Q8 || act == DUET_ACT_Q8K) && duet_r16_type(j->w->type) &&
 	       (j->w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, j->w->type));
 }
 

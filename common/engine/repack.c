@@ -5,23 +5,33 @@
 
 int duet_r16_type(enum duet_dtype t)
 {
-	return t == DUET_Q8_0 || t == DUET_Q4_0;
+	return t == DUET_Q8_0 || t == DUET_Q4_0 || t == DUET_Q4_K;
 }
 
-/* Quant bytes of a row's block, and the block's bytes in row layout (a
- * f16 scale, then the quants). */
+int duet_r16_values(enum duet_dtype t)
+{
+	return t == DUET_Q4_K ? DUET_QK : 32;
+}
+
+/* A row's block: a header (Q8_0, Q4_0: the f16 scale; Q4_K: d, dmin and
+ * the twelve bytes of 6-bit scales and mins), then the quants. */
+static int head_bytes(enum duet_dtype t)
+{
+	return t == DUET_Q4_K ? 4 + DUET_QK_SCALES : 2;
+}
+
 static int quant_bytes(enum duet_dtype t)
 {
-	return t == DUET_Q8_0 ? DUET_Q8_0_BLOCK : (int)sizeof(((struct duet_q4_0_block *)0)->qs);
+	return t == DUET_Q8_0 ? 32 : t == DUET_Q4_0 ? 16 : DUET_QK / 2;
 }
 
 static size_t row_block_bytes(enum duet_dtype t)
 {
-	return 2 + (size_t)quant_bytes(t);
+	return (size_t)head_bytes(t) + (size_t)quant_bytes(t);
 }
 
 /* Q8_0's quants are stored plus 128 (kernels.h's unsigned-by-signed dot
- * products); Q4_0's nibbles are unsigned already. */
+ * products); the nibbles of Q4_0 and Q4_K are unsigned already. */
 static uint8_t bias_of(enum duet_dtype t)
 {
 	return t == DUET_Q8_0 ? 0x80 : 0;
@@ -32,25 +42,33 @@ size_t duet_r16_block_bytes(enum duet_dtype t)
 	return (size_t)DUET_R16_ROWS * (size_t)quant_bytes(t);
 }
 
-void duet_r16_pack(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows, int i0, int n,
-		   uint8_t *q, uint16_t *s)
+size_t duet_r16_head_words(enum duet_dtype t)
 {
-	const int qb = quant_bytes(t);
+	return (size_t)DUET_R16_ROWS * (size_t)head_bytes(t) / 2;
+}
+
+void duet_r16_pack(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows, int i0, int n,
+		   uint8_t *q, uint16_t *h)
+{
+	const int qb = quant_bytes(t), hw = head_bytes(t) / 2;
 	const uint8_t bias = bias_of(t);
 	for (int i = 0; i < n; i++) {
 		uint8_t *qi = q + (size_t)i * duet_r16_block_bytes(t);
+		uint16_t *hi = h + (size_t)i * duet_r16_head_words(t);
 		for (int r = 0; r < DUET_R16_ROWS; r++) {
 			if (r >= nrows) {
-				s[i * DUET_R16_ROWS + r] = 0;
+				for (int w = 0; w < hw; w++)
+					hi[w * DUET_R16_ROWS + r] = 0;
 				for (int j = 0; j < qb / 4; j++)
 					memset(qi + j * 64 + r * 4, bias, 4);
 				continue;
 			}
 			const uint8_t *blk = rows + (size_t)r * rb + (size_t)(i0 + i) * row_block_bytes(t);
-			memcpy(&s[i * DUET_R16_ROWS + r], blk, 2);
+			for (int w = 0; w < hw; w++)
+				memcpy(&hi[w * DUET_R16_ROWS + r], blk + 2 * w, 2);
 			for (int j = 0; j < qb / 4; j++)
 				for (int b = 0; b < 4; b++)
-					qi[j * 64 + r * 4 + b] = (uint8_t)(blk[2 + 4 * j + b] ^ bias);
+					qi[j * 64 + r * 4 + b] = (uint8_t)(blk[2 * hw + 4 * j + b] ^ bias);
 		}
 	}
 }
@@ -65,22 +83,24 @@ const uint8_t *duet_r16_quants(const struct duet_tensor *t, int64_t g)
 	return (const uint8_t *)t->data + (size_t)g * group_bytes(t);
 }
 
-const uint16_t *duet_r16_scales(const struct duet_tensor *t, int64_t g)
+const uint16_t *duet_r16_heads(const struct duet_tensor *t, int64_t g)
 {
-	size_t nb = (size_t)t->cols / 32;
+	size_t nb = (size_t)(t->cols / duet_r16_values(t->type));
 	return (const uint16_t *)(duet_r16_quants(t, g) + nb * duet_r16_block_bytes(t->type));
 }
 
 void duet_r16_block(const struct duet_tensor *t, int64_t r, int i, uint8_t *out)
 {
 	int64_t g = r / DUET_R16_ROWS;
-	int lane = (int)(r % DUET_R16_ROWS), qb = quant_bytes(t->type);
+	int lane = (int)(r % DUET_R16_ROWS), qb = quant_bytes(t->type), hw = head_bytes(t->type) / 2;
 	const uint8_t bias = bias_of(t->type);
-	memcpy(out, &duet_r16_scales(t, g)[i * DUET_R16_ROWS + lane], 2);
+	const uint16_t *hi = duet_r16_heads(t, g) + (size_t)i * duet_r16_head_words(t->type);
+	for (int w = 0; w < hw; w++)
+		memcpy(out + 2 * w, &hi[w * DUET_R16_ROWS + lane], 2);
 	const uint8_t *qi = duet_r16_quants(t, g) + (size_t)i * duet_r16_block_bytes(t->type);
 	for (int j = 0; j < qb / 4; j++)
 		for (int b = 0; b < 4; b++)
-			out[2 + 4 * j + b] = (uint8_t)(qi[j * 64 + lane * 4 + b] ^ bias);
+			out[2 * hw + 4 * j + b] = (uint8_t)(qi[j * 64 + lane * 4 + b] ^ bias);
 }
 
 int duet_tensor_row_packed(const struct duet_tensor *t, int64_t r)
@@ -92,7 +112,7 @@ const void *duet_tensor_row_any(const struct duet_tensor *t, int64_t r, void *bu
 {
 	if (!duet_tensor_row_packed(t, r))
 		return duet_tensor_row(t, r);
-	for (int i = 0; i < (int)(t->cols / 32); i++)
+	for (int i = 0; i < (int)(t->cols / duet_r16_values(t->type)); i++)
 		duet_r16_block(t, r, i, (uint8_t *)buf + (size_t)i * row_block_bytes(t->type));
 	return buf;
 }
@@ -102,7 +122,7 @@ int duet_r16_pack_tensor(struct duet_tensor *t, struct duet_err *err)
 	if (!duet_r16_type(t->type) || t->layout != DUET_LAYOUT_ROWS || t->rows < DUET_R16_ROWS)
 		return 0;
 	size_t gb = group_bytes(t);
-	int nb = (int)(t->cols / 32);
+	int nb = (int)(t->cols / duet_r16_values(t->type));
 	uint8_t *tmp = malloc(gb);
 	if (!tmp)
 		return duet_errf(err, "repacking a %lld x %lld %s matrix: out of memory",

@@ -422,8 +422,8 @@ INLINE __m512i word_pairs(__m512i v)
 			       _mm512_slli_epi32(v, 16));
 }
 
-/* Q4_K (five = 0) or Q5_K (five = 1) super-block of nr rows against nb
- * activation blocks (x[b]). */
+/* A Q5_K super-block (five = 1) of nr rows against nb activation blocks
+ * (x[b]); five = 0 reads Q4_K, which takes the 16-row kernel instead. */
 INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8k_block *x,
 		      __m512 acc[4][MAX_NB], const int nr, const int nb, const int five)
 {
@@ -677,7 +677,10 @@ DEFINE_TILE_F(tiles_f16, DUET_F16)
 DEFINE_TILE_F(tiles_bf16, DUET_BF16)
 DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
 
-/* ---- Q8_0 and Q4_0 in 16-row groups (engine/repack.h) ---- */
+/* ---- Q8_0, Q4_0 and Q4_K in 16-row groups (engine/repack.h) ---- */
+
+/* Row blocks ahead that packing on the fly prefetches its 16 streams. */
+#define PACK_AHEAD 8
 
 /* Blocks ahead that a group's stream is prefetched: with several
  * activation rows a block takes long enough that the hardware prefetcher
@@ -685,6 +688,9 @@ DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
 #ifndef R16_AHEAD
 #define R16_AHEAD 16
 #endif
+/* Q4_K's stream, in bytes: 8 KiB ahead gave B = 8 610 GFLOP/s, 16 KiB
+ * 700, 32 KiB 700-718 (kept). */
+#define R16_AHEAD_Q4_K (32 << 10)
 
 INLINE int32_t dword_at(const int8_t *p)
 {
@@ -710,10 +716,10 @@ INLINE __m512i dot8(const __m512i w[8], const int8_t *aq, int32_t offset)
  * x sum correction and end as the block's exact sum (the activations'
  * dwords broadcast); then one convert and one fused multiply-add with the
  * two scales' product, block after block, as the scalar definition. */
-INLINE void r16_tile(const uint8_t *q, const uint16_t *s, int nblk,
-		     const struct duet_q8a_pair *x, int B, float *y, int ldy, __mmask16 m,
-		     int add, const int nb)
+INLINE void r16_tile(const uint8_t *q, const uint16_t *s, int nblk, const void *xv, int B,
+		     float *y, int ldy, __mmask16 m, int add, const int nb)
 {
+	const struct duet_q8a_pair *x = xv;
 	__m512 acc[DUET_R16_SEQS];
 	_Pragma("GCC unroll 8")
 	for (int b = 0; b < nb; b++)
@@ -745,13 +751,51 @@ INLINE void r16_tile(const uint8_t *q, const uint16_t *s, int nblk,
 		_mm512_mask_storeu_ps(y + (size_t)b * ldy, m, acc[b]);
 }
 
-#ifndef PACK_AHEAD
-#define PACK_AHEAD 8
-#endif
-/* duet_r16_pack by an 8 x 8 dword transpose in each 256-bit half: rows
- * r and r + 8 share a register, dwords then pairs interleave within 128-bit
- * lanes, and a two-source permute puts four rows' lanes in order (gathers
- * ran at a tenth of the speed). A short group takes the definition. */
+/* 32 bytes of 16 rows (row r's at p + r * rb) into eight vectors, vector j
+ * lane r dword j of row r, each byte xor bias: an 8 x 8 dword transpose in
+ * each 256-bit half (rows r and r + 8 share a register), dwords then pairs
+ * interleaved within 128-bit lanes, and a two-source permute putting four
+ * rows' lanes in order (gathers ran at a tenth of the speed). */
+INLINE void transpose_16x32(const uint8_t *p, size_t rb, uint8_t *out, __m512i bias)
+{
+	const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+	const __m512i hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+	__m512i z[8], t[8], u[8];
+	_Pragma("GCC unroll 8")
+	for (int k = 0; k < 8; k++)
+		z[k] = _mm512_inserti64x4(
+			_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + (size_t)k * rb))),
+			_mm256_loadu_si256((const __m256i *)(p + (size_t)(k + 8) * rb)), 1);
+	_Pragma("GCC unroll 4")
+	for (int k = 0; k < 8; k += 2) {
+		t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
+		t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
+	}
+	_Pragma("GCC unroll 2")
+	for (int g = 0; g < 8; g += 4) {
+		u[g + 0] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+		u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+		u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+		u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+	}
+	_Pragma("GCC unroll 4")
+	for (int c = 0; c < 4; c++) {
+		__m512i a = _mm512_permutex2var_epi64(u[c], lo, u[4 + c]);
+		__m512i b = _mm512_permutex2var_epi64(u[c], hi, u[4 + c]);
+		_mm512_storeu_si512(out + 64 * c, _mm512_xor_si512(a, bias));
+		_mm512_storeu_si512(out + 64 * (4 + c), _mm512_xor_si512(b, bias));
+	}
+}
+
+/* Header word w of 16 rows (row r's block at blk + r * rb) into h[16 w + r]. */
+INLINE void heads_16(const uint8_t *blk, size_t rb, int words, uint16_t *h)
+{
+	for (int r = 0; r < 16; r++)
+		for (int w = 0; w < words; w++)
+			memcpy(&h[16 * w + r], blk + (size_t)r * rb + 2 * w, 2);
+}
+
+/* duet_r16_pack for Q8_0 (a short group takes the definition). */
 static void pack_q8_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *q,
 			  uint16_t *s)
 {
@@ -759,43 +803,36 @@ static void pack_q8_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 		duet_r16_pack(DUET_Q8_0, rows, rb, nrows, i0, n, q, s);
 		return;
 	}
-	const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
-	const __m512i hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
 	const __m512i bias = _mm512_set1_epi8((char)0x80);
 	for (int i = 0; i < n; i++) {
 		const uint8_t *blk = rows + (size_t)(i0 + i) * DUET_Q8_0_BYTES;
-		for (int r = 0; r < 16; r++)
-			memcpy(&s[16 * i + r], blk + (size_t)r * rb, 2);
+		heads_16(blk, rb, 1, s + 16 * i);
 		/* sixteen row streams: the hardware prefetcher follows few */
 		if (i % 2 == 0)
 			for (int r = 0; r < 16; r++)
 				PREFETCH(blk + (size_t)r * rb + PACK_AHEAD * DUET_Q8_0_BYTES);
-		__m512i z[8], t[8], u[8];
-		_Pragma("GCC unroll 8")
-		for (int k = 0; k < 8; k++)
-			z[k] = _mm512_inserti64x4(
-				_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + (size_t)k * rb + 2))),
-				_mm256_loadu_si256((const __m256i *)(blk + (size_t)(k + 8) * rb + 2)), 1);
-		_Pragma("GCC unroll 4")
-		for (int k = 0; k < 8; k += 2) {
-			t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
-			t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
-		}
-		_Pragma("GCC unroll 2")
-		for (int g = 0; g < 8; g += 4) {
-			u[g + 0] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
-			u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
-			u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
-			u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
-		}
-		uint8_t *qi = q + (size_t)i * 512;
-		_Pragma("GCC unroll 4")
-		for (int c = 0; c < 4; c++) {
-			__m512i a = _mm512_permutex2var_epi64(u[c], lo, u[4 + c]);
-			__m512i b = _mm512_permutex2var_epi64(u[c], hi, u[4 + c]);
-			_mm512_storeu_si512(qi + 64 * c, _mm512_xor_si512(a, bias));
-			_mm512_storeu_si512(qi + 64 * (4 + c), _mm512_xor_si512(b, bias));
-		}
+		transpose_16x32(blk + 2, rb, q + (size_t)i * 512, bias);
+	}
+}
+
+/* duet_r16_pack for Q4_K: each 64-value chunk's 32 bytes of nibbles as
+ * Q8_0's quants are moved, the 16-byte headers word by word. */
+static void pack_q4_k_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *q,
+			  uint16_t *h)
+{
+	if (nrows < 16) {
+		duet_r16_pack(DUET_Q4_K, rows, rb, nrows, i0, n, q, h);
+		return;
+	}
+	const size_t bb = sizeof(struct duet_q4_k_block), head = bb - DUET_QK / 2;
+	for (int i = 0; i < n; i++) {
+		const uint8_t *blk = rows + (size_t)(i0 + i) * bb;
+		heads_16(blk, rb, (int)head / 2, h + 128 * i);
+		for (int r = 0; r < 16; r++)
+			PREFETCH(blk + (size_t)r * rb + bb);
+		for (int c = 0; c < 4; c++)
+			transpose_16x32(blk + head + 32 * c, rb, q + (size_t)i * 2048 + 512 * c,
+					_mm512_setzero_si512());
 	}
 }
 
@@ -812,8 +849,7 @@ static void pack_q4_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 	const size_t bb = sizeof(struct duet_q4_0_block);
 	for (int i = 0; i < n; i++) {
 		const uint8_t *blk = rows + (size_t)(i0 + i) * bb;
-		for (int r = 0; r < 16; r++)
-			memcpy(&s[16 * i + r], blk + (size_t)r * rb, 2);
+		heads_16(blk, rb, 1, s + 16 * i);
 		if (i % 4 == 0)
 			for (int r = 0; r < 16; r++)
 				PREFETCH(blk + (size_t)r * rb + PACK_AHEAD * 2 * bb);
@@ -843,10 +879,10 @@ static void pack_q4_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 /* Q4_0 against nb activation rows, as r16_tile: a block's four vectors of
  * nibbles give eight (low: values 4j.., high: 16 + 4j..) shared by every
  * row; the offset -8 x sum is the q8 panel's correction / 16. */
-INLINE void r16_tile_q4_0(const uint8_t *q, const uint16_t *s, int nblk,
-			  const struct duet_q8a_pair *x, int B, float *y, int ldy, __mmask16 m,
-			  int add, const int nb)
+INLINE void r16_tile_q4_0(const uint8_t *q, const uint16_t *s, int nblk, const void *xv,
+			  int B, float *y, int ldy, __mmask16 m, int add, const int nb)
 {
+	const struct duet_q8a_pair *x = xv;
 	const __m512i low = _mm512_set1_epi8(0x0f);
 	__m512 acc[DUET_R16_SEQS];
 	_Pragma("GCC unroll 8")
@@ -882,14 +918,106 @@ INLINE void r16_tile_q4_0(const uint8_t *q, const uint16_t *s, int nblk,
 		_mm512_mask_storeu_ps(y + (size_t)b * ldy, m, acc[b]);
 }
 
+/* Q4_K against nb activation rows (per-256, struct duet_q8k_block), as
+ * the scalar definition: first the mins' exact sum (their word pairs
+ * against the activations' sums per 16, vpdpwssd) comes off, then each 32
+ * values' exact sum meets d x its 6-bit scale x the activations' scale.
+ * Per 64-value chunk the low nibbles, then the high ones (read again from
+ * L1), are shared by every row; the scales wait on the stack, so that the
+ * nibbles and accumulators keep the registers (all at once spilled). */
+INLINE void r16_tile_q4_k(const uint8_t *q, const uint16_t *h, int nblk, const void *xv,
+			  int B, float *y, int ldy, __mmask16 m, int add, const int nb)
+{
+	const struct duet_q8k_block *x = xv;
+	const __m512i low = _mm512_set1_epi8(0x0f), six = _mm512_set1_epi32(63);
+	const __m512i four = _mm512_set1_epi32(0x0f);
+	__m512 acc[DUET_R16_SEQS];
+	_Pragma("GCC unroll 8")
+	for (int b = 0; b < nb; b++)
+		acc[b] = add ? _mm512_maskz_loadu_ps(m, y + (size_t)b * ldy) : _mm512_setzero_ps();
+	for (int i = 0; i < nblk; i++) {
+		const uint8_t *qi = q + (size_t)i * 2048;
+		const uint16_t *hi = h + (size_t)i * 128;
+		const struct duet_q8k_block *p = x + (size_t)i * B;
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < 4; j++)
+			PREFETCH((const uint8_t *)hi + R16_AHEAD_Q4_K / 8 + 64 * j); /* as many blocks ahead */
+		__m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hi));
+		__m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(hi + 16)));
+		/* byte k of the 12 bytes of scales and mins, each row's in its lane */
+		__m512i sb[12];
+		_Pragma("GCC unroll 6")
+		for (int w = 0; w < 6; w++) {
+			__m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(hi + 16 * (2 + w))));
+			sb[2 * w] = _mm512_and_si512(v, _mm512_set1_epi32(0xff));
+			sb[2 * w + 1] = _mm512_srli_epi32(v, 8);
+		}
+		__m512 dsc[8];
+		__m512i mw[8]; /* the min, as the word pair (m, m) */
+		_Pragma("GCC unroll 8")
+		for (int j = 0; j < 8; j++) {
+			__m512i sc, mn;
+			if (j < 4) {
+				sc = _mm512_and_si512(sb[j], six);
+				mn = _mm512_and_si512(sb[j + 4], six);
+			} else {
+				sc = _mm512_or_si512(_mm512_and_si512(sb[j + 4], four),
+						     _mm512_slli_epi32(_mm512_srli_epi32(sb[j - 4], 6), 4));
+				mn = _mm512_or_si512(_mm512_srli_epi32(sb[j + 4], 4),
+						     _mm512_slli_epi32(_mm512_srli_epi32(sb[j], 6), 4));
+			}
+			dsc[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+			mw[j] = _mm512_or_si512(mn, _mm512_slli_epi32(mn, 16));
+		}
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++) {
+			const struct duet_q8k_block *a = p + b;
+			__m512i mins = _mm512_setzero_si512();
+			_Pragma("GCC unroll 8")
+			for (int j = 0; j < 8; j++) {
+				int32_t pair;
+				memcpy(&pair, &a->bsums[2 * j], 4);
+				mins = _mm512_dpwssd_epi32(mins, mw[j], _mm512_set1_epi32(pair));
+			}
+			acc[b] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins),
+						  _mm512_mul_ps(dmin, _mm512_set1_ps(a->d)), acc[b]);
+		}
+		_Pragma("GCC unroll 8")
+		for (int c = 0; c < 8; c++) {
+			/* sub-block c: the low (even c) or high nibbles of chunk c / 2 */
+			const uint8_t *qc = qi + 512 * (c / 2);
+			if (c % 2 == 0) {
+				_Pragma("GCC unroll 8")
+				for (int k = 0; k < 8; k++)
+					PREFETCH(qc + R16_AHEAD_Q4_K + 64 * k);
+			}
+			__m512i nib[8];
+			_Pragma("GCC unroll 8")
+			for (int k = 0; k < 8; k++) {
+				__m512i v = _mm512_loadu_si512(qc + 64 * k);
+				nib[k] = _mm512_and_si512(c % 2 ? _mm512_srli_epi16(v, 4) : v, low);
+			}
+			_Pragma("GCC unroll 8")
+			for (int b = 0; b < nb; b++) {
+				const struct duet_q8k_block *a = p + b;
+				__m512i dp = dot8(nib, a->q + duet_q8k_pos(32 * c), 0);
+				acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
+							 _mm512_mul_ps(dsc[c], _mm512_set1_ps(a->d)), acc[b]);
+			}
+		}
+	}
+	_Pragma("GCC unroll 8")
+	for (int b = 0; b < nb; b++)
+		_mm512_mask_storeu_ps(y + (size_t)b * ldy, m, acc[b]);
+}
+
 #define R16_CASE(TILE, NB)                                                              \
 	case NB:                                                                        \
 		TILE(q, s, nblk, x, B, y, ldy, m, add, NB);                             \
 		return;
 #define DEFINE_R16(name, TILE)                                                          \
-	static void name(const uint8_t *q, const uint16_t *s, int nblk,                 \
-			 const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,    \
-			 int nrows, int add)                                             \
+	static void name(const uint8_t *q, const uint16_t *s, int nblk, const void *x,  \
+			 int B, int nb, float *y, int ldy, int nrows, int add)              \
 	{                                                                               \
 		__mmask16 m = tail_mask(nrows);                                         \
 		switch (nb) {                                                           \
@@ -900,6 +1028,7 @@ INLINE void r16_tile_q4_0(const uint8_t *q, const uint16_t *s, int nblk,
 	}
 DEFINE_R16(matmul_q8_0_r16, r16_tile)
 DEFINE_R16(matmul_q4_0_r16, r16_tile_q4_0)
+DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k)
 
 /* A tile over 256-value super-blocks: STEP on each, against per-256
  * activations (block s of row b at x[s * B + b]). */
@@ -913,9 +1042,7 @@ DEFINE_R16(matmul_q4_0_r16, r16_tile_q4_0)
 			STEP(w + (size_t)s * sizeof(BLOCK), rb, x, acc, nr, nb);        \
 		acc_store(acc, y, ldy, add, nr, nb);                                    \
 	}
-#define STEP_Q4_K(...) step_q4_k(__VA_ARGS__, 0)
 #define STEP_Q5_K(...) step_q4_k(__VA_ARGS__, 1)
-DEFINE_SUPER_TILE(tile_q4_k, STEP_Q4_K, struct duet_q4_k_block)
 DEFINE_SUPER_TILE(tile_q5_k, STEP_Q5_K, struct duet_q5_k_block)
 DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 
@@ -937,9 +1064,6 @@ DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 DEFINE_TILES_Q(tiles_q5_0, struct duet_q8a_pair)
 #undef TQ_TILE
 
-#define TQ_TILE tile_q4_k
-DEFINE_TILES_Q(tiles_q4_k, struct duet_q8k_block)
-#undef TQ_TILE
 #define TQ_TILE tile_q5_k
 DEFINE_TILES_Q(tiles_q5_k, struct duet_q8k_block)
 #undef TQ_TILE
@@ -1017,9 +1141,6 @@ DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
 #undef T
 #define T DUET_Q5_0
 DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
-#undef T
-#define T DUET_Q4_K
-DEFINE_MATMUL(matmul_q4_k_q8k, tiles_q4_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
 #undef T
 #define T DUET_Q5_K
 DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
@@ -1450,15 +1571,18 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 const struct duet_kernels duet_kernels_avx512 = {
 	.name = "avx512",
-	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16},
-	.pack_r16 = {[DUET_Q8_0] = pack_q8_0_r16, [DUET_Q4_0] = pack_q4_0_r16},
+	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16,
+		       [DUET_Q4_K] = matmul_q4_k_r16},
+	.pack_r16 = {[DUET_Q8_0] = pack_q8_0_r16, [DUET_Q4_0] = pack_q4_0_r16,
+		     [DUET_Q4_K] = pack_q4_k_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
 	/* Q8_0 and Q4_0 take the 16-row kernels */
 	.matmul_q8 = {[DUET_Q5_0] = matmul_q5_0_q8},
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
 	.pack_bf16 = pack_bf16,
-	.matmul_q8k = {[DUET_Q4_K] = matmul_q4_k_q8k, [DUET_Q5_K] = matmul_q5_k_q8k,
+	/* Q4_K takes the 16-row kernel */
+	.matmul_q8k = {[DUET_Q5_K] = matmul_q5_k_q8k,
 		       [DUET_Q6_K] = matmul_q6_k_q8k},
 	.quant_q8a = quant_q8a,
 	.quant_q8k = quant_q8k,

@@ -141,29 +141,34 @@ void duet_quant_q8k_ref(const float *x, int K, struct duet_q8k_block *panel, int
 typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const void *panel,
 			       int B, float *y, int ldy, int n0, int n1);
 
-/* Weights of a type with the 16-row form (engine/repack.h: Q8_0, Q4_0)
- * in one group (q the quants of its first block, s the scales) against nb
- * <= DUET_R16_SEQS activation rows of a q8 panel of B rows (x at the pair
- * of that first block, which is even, and the first row): nblk blocks.
- * For b < nb and r < nrows, starting from acc = y[b * ldy + r] when add,
- * else 0, block by block:
- *   acc = fma(float(dot_i), scale_r,i * d_b,i, acc)
- * with dot_i the block's exact integer dot product; then y = acc. Every
- * table computes exactly this, so the results match bit for bit, and
- * since a slice of blocks continues the chain the last one left in y, K
- * may be cut into slices anywhere without changing a bit. */
+/* Weights of a type with the 16-row form (engine/repack.h: Q8_0, Q4_0,
+ * Q4_K) in one group (q the quants of its first block, h the headers)
+ * against nb <= DUET_R16_SEQS activation rows of a panel of B rows (Q8_0,
+ * Q4_0: q8 pairs, x at the pair of that first block, which is even; Q4_K:
+ * q8k blocks, x at that block; and at the first row): nblk blocks. For b
+ * < nb and r < nrows, starting from acc = y[b * ldy + r] when add, else 0,
+ * 32 values after 32 values:
+ *   acc = fma(float(dot), w_scale x x_scale, acc)
+ * with dot the exact integer dot product of the 32 weights' quants and the
+ * activations' (offset by the type's zero point); Q4_K's scale is d x its
+ * 6-bit sub-block scale, times the activations' per-256 scale, and before
+ * each block's eight, acc = fma(-float(mins), dmin x x_scale, acc) with
+ * mins the exact sum of its 6-bit mins times the activations' sums. Then
+ * y = acc. Every table computes exactly this, so the results match bit
+ * for bit, and since a slice of blocks continues the chain the last one
+ * left in y, K may be cut into slices anywhere without changing a bit. */
 #define DUET_R16_SEQS 8
-typedef void (*duet_r16_fn)(const uint8_t *q, const uint16_t *s, int nblk,
-			    const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
-			    int nrows, int add);
+typedef void (*duet_r16_fn)(const uint8_t *q, const uint16_t *h, int nblk, const void *x,
+			    int B, int nb, float *y, int ldy, int nrows, int add);
 /* duet_r16_pack for one type (engine/repack.h): the same bytes. */
 typedef void (*duet_r16_pack_fn)(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
-				 uint8_t *q, uint16_t *s);
+				 uint8_t *q, uint16_t *h);
 
 struct duet_kernels {
 	const char *name;
 	/* By weight type, weights in 16-row groups against int8 activations
-	 * (the scalar table has the definition), and packing into them. A
+	 * (per 32; Q4_K per 256) (the scalar table has the definition), and
+	 * packing into them. A
 	 * table with a pack_r16 entry for a type is faster with its weights
 	 * so: they are packed at load into the decode copy of the weights,
 	 * on the fly otherwise, and every matmul of the type in int8 mode

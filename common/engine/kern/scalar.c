@@ -174,20 +174,27 @@ INT_ACT_KERNEL(matmul_q6_k_q8k, DUET_Q6_K, DUET_ACT_Q8K)
 
 /* The definition of the 16-row kernels (kernels.h): value k of row r's
  * block in a group's block of quants, as the unsigned number the dot
- * product takes, and the activations' offset that makes the sum exact
- * (Q8_0: value + 128, offset -128 x sum; Q4_0: the nibble, 0 to 15 for -8
- * to 7, offset -8 x sum, the q8 panel's corr / 16). */
+ * product takes (Q8_0: value + 128; Q4_0: the nibble, 0 to 15 for -8 to
+ * 7; Q4_K: the nibble, of its 64-value chunk's 32 bytes, low nibbles the
+ * first 32 values), and the activations' offset that makes a 32-value sum
+ * exact (Q8_0: -128 x sum, the q8 panel's corr; Q4_0: -8 x sum, corr / 16;
+ * Q4_K: none, its mins come after). */
 static int r16_value(enum duet_dtype t, const uint8_t *qi, int r, int k)
 {
 	if (t == DUET_Q8_0)
 		return qi[(k / 4) * 64 + r * 4 + k % 4];
-	uint8_t byte = qi[((k % 16) / 4) * 64 + r * 4 + k % 4];
-	return k < 16 ? byte & 15 : byte >> 4;
+	if (t == DUET_Q4_0) {
+		uint8_t byte = qi[((k % 16) / 4) * 64 + r * 4 + k % 4];
+		return k < 16 ? byte & 15 : byte >> 4;
+	}
+	int c = k / 64, v = k % 64;
+	uint8_t byte = qi[(8 * c + (v % 32) / 4) * 64 + r * 4 + v % 4];
+	return v < 32 ? byte & 15 : byte >> 4;
 }
 
-static void matmul_r16_any(enum duet_dtype t, const uint8_t *q, const uint16_t *s, int nblk,
-			   const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
-			   int nrows, int add)
+static void matmul_r16_pairs(enum duet_dtype t, const uint8_t *q, const uint16_t *h, int nblk,
+			     const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
+			     int nrows, int add)
 {
 	const size_t gb = t == DUET_Q8_0 ? 512 : 256;
 	for (int b = 0; b < nb; b++)
@@ -196,24 +203,62 @@ static void matmul_r16_any(enum duet_dtype t, const uint8_t *q, const uint16_t *
 			float acc = add ? *yr : 0;
 			for (int i = 0; i < nblk; i++) {
 				const struct duet_q8a_pair *a = x + (size_t)(i / 2) * B + b;
-				int h = i % 2;
+				int hf = i % 2;
 				const uint8_t *qi = q + (size_t)i * gb;
-				int32_t dot = t == DUET_Q8_0 ? a->corr[8 * h] : a->corr[8 * h] / 16;
+				int32_t dot = t == DUET_Q8_0 ? a->corr[8 * hf] : a->corr[8 * hf] / 16;
 				for (int k = 0; k < 32; k++)
-					dot += r16_value(t, qi, r, k) * a->q[32 * h + k];
-				float d = duet_fp16_to_fp32(s[i * 16 + r]) * a->d[8 * h];
+					dot += r16_value(t, qi, r, k) * a->q[32 * hf + k];
+				float d = duet_fp16_to_fp32(h[i * 16 + r]) * a->d[8 * hf];
 				acc = fmaf((float)dot, d, acc);
 			}
 			*yr = acc;
 		}
 }
 
+static void matmul_r16_q4_k(const uint8_t *q, const uint16_t *h, int nblk, const void *xv,
+			    int B, int nb, float *y, int ldy, int nrows, int add)
+{
+	const struct duet_q8k_block *x = xv;
+	for (int b = 0; b < nb; b++)
+		for (int r = 0; r < nrows; r++) {
+			float *yr = y + (size_t)b * ldy + r;
+			float acc = add ? *yr : 0;
+			for (int i = 0; i < nblk; i++) {
+				const struct duet_q8k_block *a = x + (size_t)i * B + b;
+				const uint8_t *qi = q + (size_t)i * 2048;
+				const uint16_t *hi = h + (size_t)i * 128;
+				float d = duet_fp16_to_fp32(hi[r]), dmin = duet_fp16_to_fp32(hi[16 + r]);
+				uint8_t scales[DUET_QK_SCALES];
+				for (int w = 0; w < DUET_QK_SCALES / 2; w++) {
+					scales[2 * w] = (uint8_t)hi[(2 + w) * 16 + r];
+					scales[2 * w + 1] = (uint8_t)(hi[(2 + w) * 16 + r] >> 8);
+				}
+				int32_t mins = 0;
+				for (int j = 0; j < 8; j++) {
+					int sc, m;
+					duet_qk_scale_min(scales, j, &sc, &m);
+					mins += m * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
+				}
+				acc = fmaf(-(float)mins, dmin * a->d, acc);
+				for (int j = 0; j < 8; j++) {
+					int sc, m;
+					duet_qk_scale_min(scales, j, &sc, &m);
+					const int8_t *aq = a->q + duet_q8k_pos(32 * j);
+					int32_t dot = 0;
+					for (int k = 0; k < 32; k++)
+						dot += r16_value(DUET_Q4_K, qi, r, 32 * j + k) * aq[k];
+					acc = fmaf((float)dot, d * (float)sc * a->d, acc);
+				}
+			}
+			*yr = acc;
+		}
+}
+
 #define R16_KERNEL(name, T)                                                               \
-	static void name(const uint8_t *q, const uint16_t *s, int nblk,                  \
-			 const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,     \
-			 int nrows, int add)                                              \
+	static void name(const uint8_t *q, const uint16_t *h, int nblk, const void *x, int B,  \
+			 int nb, float *y, int ldy, int nrows, int add)                   \
 	{                                                                                 \
-		matmul_r16_any(T, q, s, nblk, x, B, nb, y, ldy, nrows, add);              \
+		matmul_r16_pairs(T, q, h, nblk, x, B, nb, y, ldy, nrows, add);            \
 	}
 R16_KERNEL(matmul_q8_0_r16, DUET_Q8_0)
 R16_KERNEL(matmul_q4_0_r16, DUET_Q4_0)
@@ -341,7 +386,8 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 const struct duet_kernels duet_kernels_scalar = {
 	.name = "scalar",
-	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16},
+	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16,
+		       [DUET_Q4_K] = matmul_r16_q4_k},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0, [DUET_Q4_0] = matmul_q4_0, [DUET_Q4_1] = matmul_q4_1,
 		     [DUET_Q5_0] = matmul_q5_0, [DUET_Q5_1] = matmul_q5_1, [DUET_Q4_K] = matmul_q4_k,
