@@ -787,12 +787,61 @@ INLINE void transpose_16x32(const uint8_t *p, size_t rb, uint8_t *out, __m512i b
 	}
 }
 
-/* Header word w of 16 rows (row r's block at blk + r * rb) into h[16 w + r]. */
-INLINE void heads_16(const uint8_t *blk, size_t rb, int words, uint16_t *h)
+INLINE uint16_t word_at(const uint8_t *p)
 {
-	for (int r = 0; r < 16; r++)
-		for (int w = 0; w < words; w++)
-			memcpy(&h[16 * w + r], blk + (size_t)r * rb + 2 * w, 2);
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return v;
+}
+
+/* 16 bytes of 16 rows (row r's at p + r * rb) as four vectors, vector j
+ * lane r dword j of row r: rows r, r + 4, r + 8, r + 12 share a register,
+ * then a 4 x 4 dword transpose in every 128-bit lane. */
+INLINE void transpose_16x16(const uint8_t *p, size_t rb, __m512i out[4])
+{
+	__m512i z[4], t[4];
+	_Pragma("GCC unroll 4")
+	for (int k = 0; k < 4; k++) {
+		__m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + (size_t)k * rb)));
+		v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + (size_t)(k + 4) * rb)), 1);
+		v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + (size_t)(k + 8) * rb)), 2);
+		z[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + (size_t)(k + 12) * rb)), 3);
+	}
+	t[0] = _mm512_unpacklo_epi32(z[0], z[1]);
+	t[1] = _mm512_unpackhi_epi32(z[0], z[1]);
+	t[2] = _mm512_unpacklo_epi32(z[2], z[3]);
+	t[3] = _mm512_unpackhi_epi32(z[2], z[3]);
+	out[0] = _mm512_unpacklo_epi64(t[0], t[2]);
+	out[1] = _mm512_unpackhi_epi64(t[0], t[2]);
+	out[2] = _mm512_unpacklo_epi64(t[1], t[3]);
+	out[3] = _mm512_unpackhi_epi64(t[1], t[3]);
+}
+
+/* Header word w of 16 rows (row r's block at blk + r * rb) into h[16 w + r]
+ * (one word: Q8_0, Q4_0; eight: Q4_K), built in registers and stored
+ * whole: sixteen narrow stores read back by the kernel's wide load cannot
+ * be forwarded, and stalled it every block. */
+INLINE void heads_16(const uint8_t *blk, size_t rb, const int words, uint16_t *h)
+{
+	if (words == 1) {
+		__m256i v = _mm256_set_epi16(
+			(short)word_at(blk + 15 * rb), (short)word_at(blk + 14 * rb), (short)word_at(blk + 13 * rb),
+			(short)word_at(blk + 12 * rb), (short)word_at(blk + 11 * rb), (short)word_at(blk + 10 * rb),
+			(short)word_at(blk + 9 * rb), (short)word_at(blk + 8 * rb), (short)word_at(blk + 7 * rb),
+			(short)word_at(blk + 6 * rb), (short)word_at(blk + 5 * rb), (short)word_at(blk + 4 * rb),
+			(short)word_at(blk + 3 * rb), (short)word_at(blk + 2 * rb), (short)word_at(blk + rb),
+			(short)word_at(blk));
+		_mm256_storeu_si256((__m256i *)h, v);
+		return;
+	}
+	__m512i d[4];
+	transpose_16x16(blk, rb, d);
+	_Pragma("GCC unroll 4")
+	for (int j = 0; j < 4; j++) {
+		_mm256_storeu_si256((__m256i *)(h + 16 * (2 * j)), _mm512_cvtepi32_epi16(d[j]));
+		_mm256_storeu_si256((__m256i *)(h + 16 * (2 * j + 1)),
+				    _mm512_cvtepi32_epi16(_mm512_srli_epi32(d[j], 16)));
+	}
 }
 
 /* duet_r16_pack for Q8_0 (a short group takes the definition). */
@@ -853,26 +902,12 @@ static void pack_q4_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 		if (i % 4 == 0)
 			for (int r = 0; r < 16; r++)
 				PREFETCH(blk + (size_t)r * rb + PACK_AHEAD * 2 * bb);
-		/* z[k]: lane L holds row k + 4L's 16 bytes (4 dwords) */
-		__m512i z[4], t[4];
-		_Pragma("GCC unroll 4")
-		for (int k = 0; k < 4; k++) {
-			__m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk + (size_t)k * rb + 2)));
-			v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(blk + (size_t)(k + 4) * rb + 2)), 1);
-			v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(blk + (size_t)(k + 8) * rb + 2)), 2);
-			z[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(blk + (size_t)(k + 12) * rb + 2)), 3);
-		}
-		/* a 4 x 4 transpose in every lane: out j, lane L = dword j of
-		 * rows 4L .. 4L + 3 */
-		t[0] = _mm512_unpacklo_epi32(z[0], z[1]);
-		t[1] = _mm512_unpackhi_epi32(z[0], z[1]);
-		t[2] = _mm512_unpacklo_epi32(z[2], z[3]);
-		t[3] = _mm512_unpackhi_epi32(z[2], z[3]);
+		__m512i t[4];
+		transpose_16x16(blk + 2, rb, t);
 		uint8_t *qi = q + (size_t)i * 256;
-		_mm512_storeu_si512(qi, _mm512_unpacklo_epi64(t[0], t[2]));
-		_mm512_storeu_si512(qi + 64, _mm512_unpackhi_epi64(t[0], t[2]));
-		_mm512_storeu_si512(qi + 128, _mm512_unpacklo_epi64(t[1], t[3]));
-		_mm512_storeu_si512(qi + 192, _mm512_unpackhi_epi64(t[1], t[3]));
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < 4; j++)
+			_mm512_storeu_si512(qi + 64 * j, t[j]);
 	}
 }
 
