@@ -711,45 +711,77 @@ INLINE __m512i dot8(const __m512i w[8], const int8_t *aq, int32_t offset)
 	return dp;
 }
 
-/* nb activation rows against a group: lane r of every vector is row r.
- * A block's eight dot products per row start from the activations' -128
- * x sum correction and end as the block's exact sum (the activations'
- * dwords broadcast); then one convert and one fused multiply-add with the
- * two scales' product, block after block, as the scalar definition. */
-INLINE void r16_tile(const uint8_t *q, const uint16_t *s, int nblk, const void *xv, int B,
-		     float *y, int ldy, __mmask16 m, int add, const int nb)
+/* A tile's accumulators: y's values when a slice of K continues them (add),
+ * else zero; and back into y, rows past the mask untouched. */
+INLINE void r16_acc_load(__m512 acc[DUET_R16_SEQS], const float *y, int ldy, __mmask16 m,
+			 int add, const int nb)
 {
-	const struct duet_q8a_pair *x = xv;
-	__m512 acc[DUET_R16_SEQS];
 	_Pragma("GCC unroll 8")
 	for (int b = 0; b < nb; b++)
 		acc[b] = add ? _mm512_maskz_loadu_ps(m, y + (size_t)b * ldy) : _mm512_setzero_ps();
-	for (int i = 0; i < nblk; i++) {
-		const struct duet_q8a_pair *p = x + (size_t)(i >> 1) * B;
-		const int h = i & 1;
-		const uint8_t *qi = q + (size_t)i * 512;
-		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * i)));
-		_Pragma("GCC unroll 8")
-		for (int j = 0; j < 8; j++)
-			PREFETCH(qi + R16_AHEAD * 512 + 64 * j);
-		PREFETCH(s + 16 * (i + R16_AHEAD));
-		__m512i w[8];
-		_Pragma("GCC unroll 8")
-		for (int j = 0; j < 8; j++)
-			w[j] = _mm512_loadu_si512(qi + 64 * j);
-		_Pragma("GCC unroll 8")
-		for (int b = 0; b < nb; b++) {
-			const struct duet_q8a_pair *a = p + b;
-			const int8_t *aq = a->q + 32 * h;
-			__m512i dp = dot8(w, aq, a->corr[8 * h]);
-			__m512 d = _mm512_mul_ps(ws, _mm512_set1_ps(a->d[8 * h]));
-			acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), d, acc[b]);
-		}
-	}
+}
+
+INLINE void r16_acc_store(const __m512 acc[DUET_R16_SEQS], float *y, int ldy, __mmask16 m,
+			  const int nb)
+{
 	_Pragma("GCC unroll 8")
 	for (int b = 0; b < nb; b++)
 		_mm512_mask_storeu_ps(y + (size_t)b * ldy, m, acc[b]);
 }
+
+/* Q8_0 or Q4_0 (T, a constant after inlining) against nb activation rows
+ * of a q8 panel: lane r of every vector is row r. A block's eight vectors
+ * of unsigned quants (Q8_0: as stored; Q4_0: four vectors' low and high
+ * nibbles, values 4j.. and 16 + 4j..) are shared by every row; each row's
+ * eight dot products start from the activations' offset (-128 x sum, the
+ * panel's corr; Q4_0: -8 x sum, corr / 16) and end as the block's exact
+ * sum (the activations' dwords broadcast); then one convert and one fused
+ * multiply-add with the two scales' product, block after block, as the
+ * scalar definition. */
+INLINE void r16_tile(const enum duet_dtype T, const uint8_t *q, const uint16_t *s, int nblk,
+		     const void *xv, int B, float *y, int ldy, __mmask16 m, int add, const int nb)
+{
+	const struct duet_q8a_pair *x = xv;
+	/* a block's bytes and vectors of quants; the scales' prefetch goes as
+	 * many blocks ahead as the quants' R16_AHEAD x 512 bytes */
+	const int gb = T == DUET_Q8_0 ? 512 : 256, lines = gb / 64, ahead = R16_AHEAD * 512 / gb;
+	const __m512i low = _mm512_set1_epi8(0x0f);
+	__m512 acc[DUET_R16_SEQS];
+	r16_acc_load(acc, y, ldy, m, add, nb);
+	for (int i = 0; i < nblk; i++) {
+		const struct duet_q8a_pair *p = x + (size_t)(i >> 1) * B;
+		const int h = i & 1;
+		const uint8_t *qi = q + (size_t)i * gb;
+		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * i)));
+		_Pragma("GCC unroll 8")
+		for (int j = 0; j < lines; j++)
+			PREFETCH(qi + R16_AHEAD * 512 + 64 * j);
+		PREFETCH(s + 16 * (i + ahead));
+		__m512i w[8];
+		_Pragma("GCC unroll 8")
+		for (int j = 0; j < lines; j++) {
+			__m512i v = _mm512_loadu_si512(qi + 64 * j);
+			if (T == DUET_Q8_0) {
+				w[j] = v;
+			} else {
+				w[j] = _mm512_and_si512(v, low);
+				w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+			}
+		}
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++) {
+			const struct duet_q8a_pair *a = p + b;
+			int32_t corr = a->corr[8 * h];
+			__m512i dp = dot8(w, a->q + 32 * h, T == DUET_Q8_0 ? corr : corr / 16);
+			__m512 d = _mm512_mul_ps(ws, _mm512_set1_ps(a->d[8 * h]));
+			acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), d, acc[b]);
+		}
+	}
+	r16_acc_store(acc, y, ldy, m, nb);
+}
+
+#define R16_TILE_Q8_0(...) r16_tile(DUET_Q8_0, __VA_ARGS__)
+#define R16_TILE_Q4_0(...) r16_tile(DUET_Q4_0, __VA_ARGS__)
 
 /* 32 bytes of 16 rows (row r's at p + r * rb) into eight vectors, vector j
  * lane r dword j of row r, each byte xor bias: an 8 x 8 dword transpose in
@@ -911,48 +943,6 @@ static void pack_q4_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 	}
 }
 
-/* Q4_0 against nb activation rows, as r16_tile: a block's four vectors of
- * nibbles give eight (low: values 4j.., high: 16 + 4j..) shared by every
- * row; the offset -8 x sum is the q8 panel's correction / 16. */
-INLINE void r16_tile_q4_0(const uint8_t *q, const uint16_t *s, int nblk, const void *xv,
-			  int B, float *y, int ldy, __mmask16 m, int add, const int nb)
-{
-	const struct duet_q8a_pair *x = xv;
-	const __m512i low = _mm512_set1_epi8(0x0f);
-	__m512 acc[DUET_R16_SEQS];
-	_Pragma("GCC unroll 8")
-	for (int b = 0; b < nb; b++)
-		acc[b] = add ? _mm512_maskz_loadu_ps(m, y + (size_t)b * ldy) : _mm512_setzero_ps();
-	for (int i = 0; i < nblk; i++) {
-		const struct duet_q8a_pair *p = x + (size_t)(i >> 1) * B;
-		const int h = i & 1;
-		const uint8_t *qi = q + (size_t)i * 256;
-		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * i)));
-		_Pragma("GCC unroll 4")
-		for (int j = 0; j < 4; j++)
-			PREFETCH(qi + R16_AHEAD * 512 + 64 * j);
-		PREFETCH(s + 16 * (i + 2 * R16_AHEAD));
-		__m512i w[8];
-		_Pragma("GCC unroll 4")
-		for (int j = 0; j < 4; j++) {
-			__m512i v = _mm512_loadu_si512(qi + 64 * j);
-			w[j] = _mm512_and_si512(v, low);
-			w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-		}
-		_Pragma("GCC unroll 8")
-		for (int b = 0; b < nb; b++) {
-			const struct duet_q8a_pair *a = p + b;
-			const int8_t *aq = a->q + 32 * h;
-			__m512i dp = dot8(w, aq, a->corr[8 * h] / 16);
-			__m512 d = _mm512_mul_ps(ws, _mm512_set1_ps(a->d[8 * h]));
-			acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), d, acc[b]);
-		}
-	}
-	_Pragma("GCC unroll 8")
-	for (int b = 0; b < nb; b++)
-		_mm512_mask_storeu_ps(y + (size_t)b * ldy, m, acc[b]);
-}
-
 /* Q4_K against nb activation rows (per-256, struct duet_q8k_block), as
  * the scalar definition: first the mins' exact sum (their word pairs
  * against the activations' sums per 16, vpdpwssd) comes off, then each 32
@@ -967,9 +957,7 @@ INLINE void r16_tile_q4_k(const uint8_t *q, const uint16_t *h, int nblk, const v
 	const __m512i low = _mm512_set1_epi8(0x0f), six = _mm512_set1_epi32(63);
 	const __m512i four = _mm512_set1_epi32(0x0f);
 	__m512 acc[DUET_R16_SEQS];
-	_Pragma("GCC unroll 8")
-	for (int b = 0; b < nb; b++)
-		acc[b] = add ? _mm512_maskz_loadu_ps(m, y + (size_t)b * ldy) : _mm512_setzero_ps();
+	r16_acc_load(acc, y, ldy, m, add, nb);
 	for (int i = 0; i < nblk; i++) {
 		const uint8_t *qi = q + (size_t)i * 2048;
 		const uint16_t *hi = h + (size_t)i * 128;
@@ -1041,9 +1029,7 @@ INLINE void r16_tile_q4_k(const uint8_t *q, const uint16_t *h, int nblk, const v
 			}
 		}
 	}
-	_Pragma("GCC unroll 8")
-	for (int b = 0; b < nb; b++)
-		_mm512_mask_storeu_ps(y + (size_t)b * ldy, m, acc[b]);
+	r16_acc_store(acc, y, ldy, m, nb);
 }
 
 #define R16_CASE(TILE, NB)                                                              \
@@ -1061,8 +1047,8 @@ INLINE void r16_tile_q4_k(const uint8_t *q, const uint16_t *h, int nblk, const v
 			R16_CASE(TILE, 7) R16_CASE(TILE, 8)                             \
 		}                                                                       \
 	}
-DEFINE_R16(matmul_q8_0_r16, r16_tile)
-DEFINE_R16(matmul_q4_0_r16, r16_tile_q4_0)
+DEFINE_R16(matmul_q8_0_r16, R16_TILE_Q8_0)
+DEFINE_R16(matmul_q4_0_r16, R16_TILE_Q4_0)
 DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k)
 
 /* A tile over 256-value super-blocks: STEP on each, against per-256
