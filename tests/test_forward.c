@@ -43,6 +43,8 @@
  * store KV; the reference checks run exact unless a test says otherwise. */
 static enum duet_qdot g_qdot = DUET_QDOT_EXACT;
 static enum duet_kv_dtype g_kv = DUET_KV_F32;
+/* Where the rigs' weights live (the mapping unless a test asks). */
+static enum duet_weights g_weights = DUET_WEIGHTS_MMAP;
 
 struct rig {
 	struct duet_model *m;
@@ -54,7 +56,9 @@ static void rig_open(struct rig *r, const char *path, int threads, int max_batch
 		     const char *kernels)
 {
 	struct duet_err err;
-	r->m = tu_open(path);
+	struct duet_model_opts mo = {.weights = g_weights};
+	if (duet_model_open(&r->m, path, &mo, &err))
+		fail_msg("%s", err.msg);
 	struct duet_kv_geom g = duet_kv_geom_for(r->m, DUET_KV_BLOCK_TOKENS, g_kv);
 	if (duet_kv_pool_create(&r->kv, &g, POOL_BLOCKS, &err))
 		fail_msg("%s", err.msg);
@@ -480,38 +484,29 @@ static void test_q8_0_int8(void **st)
 static void run_placed(const char *path, enum duet_weights wp, int T, int steps, float *out,
 		       enum duet_layout *layout)
 {
-	struct duet_err err;
-	struct duet_model *m;
-	struct duet_model_opts mo = {.weights = wp};
-	if (duet_model_open(&m, path, &mo, &err))
-		fail_msg("%s", err.msg);
-	*layout = m->layers[0].w_up.layout;
-	struct duet_kv_pool *kv;
-	struct duet_kv_geom g = duet_kv_geom_for(m, DUET_KV_BLOCK_TOKENS, g_kv);
-	struct duet_engine *e;
-	struct duet_engine_opts o = {.n_threads = 2, .qdot = g_qdot};
-	if (duet_kv_pool_create(&kv, &g, POOL_BLOCKS, &err) ||
-	    duet_engine_create(&e, m, kv, &o, &err))
-		fail_msg("%s", err.msg);
-	int V = m->cfg.vocab_size, tok[64];
+	struct rig r;
+	g_weights = wp;
+	rig_open(&r, path, 2, 0, NULL);
+	g_weights = DUET_WEIGHTS_MMAP;
+	*layout = r.m->layers[0].w_up.layout;
+	int V = r.m->cfg.vocab_size, tok[64];
 	assert_true(T + steps <= 64);
 	some_tokens(tok, T, 3, V);
 	struct duet_kv_seq s;
 	duet_kv_seq_init(&s);
 	struct duet_fwd_seq fs = {&s, tok, T, DUET_LOGITS_ALL, out, NULL};
-	if (duet_forward(e, &fs, 1, &err))
+	struct duet_err err;
+	if (duet_forward(r.e, &fs, 1, &err))
 		fail_msg("%s", err.msg);
 	for (int i = 0; i < steps; i++) {
 		int p = T + i;
 		tok[p] = duet_argmax(out + (size_t)(p - 1) * V, V);
 		struct duet_fwd_seq d = {&s, tok + p, 1, DUET_LOGITS_ALL, out + (size_t)p * V, NULL};
-		if (duet_forward(e, &d, 1, &err))
+		if (duet_forward(r.e, &d, 1, &err))
 			fail_msg("%s", err.msg);
 	}
-	duet_kv_seq_release(kv, &s);
-	duet_engine_destroy(e);
-	duet_kv_pool_destroy(kv);
-	duet_model_close(m);
+	duet_kv_seq_release(r.kv, &s);
+	rig_close(&r);
 }
 
 /* Q8_0, Q4_0 and Q4_K weights (alone, and Q4_K_M's) packed in 16-row

@@ -178,7 +178,7 @@ INT_ACT_KERNEL(matmul_q6_k_q8k, DUET_Q6_K, DUET_ACT_Q8K)
  * 7; Q4_K: the nibble, of its 64-value chunk's 32 bytes, low nibbles the
  * first 32 values), and the activations' offset that makes a 32-value sum
  * exact (Q8_0: -128 x sum, the q8 panel's corr; Q4_0: -8 x sum, corr / 16;
- * Q4_K: none, its mins come after). */
+ * Q4_K: none, its mins come off first). */
 static int r16_value(enum duet_dtype t, const uint8_t *qi, int r, int k)
 {
 	if (t == DUET_Q8_0)
@@ -215,7 +215,7 @@ static void matmul_r16_pairs(enum duet_dtype t, const uint8_t *q, const uint16_t
 		}
 }
 
-static void matmul_r16_q4_k(const uint8_t *q, const uint16_t *h, int nblk, const void *xv,
+static void matmul_q4_k_r16(const uint8_t *q, const uint16_t *h, int nblk, const void *xv,
 			    int B, int nb, float *y, int ldy, int nrows, int add)
 {
 	const struct duet_q8k_block *x = xv;
@@ -233,21 +233,19 @@ static void matmul_r16_q4_k(const uint8_t *q, const uint16_t *h, int nblk, const
 					scales[2 * w] = (uint8_t)hi[(2 + w) * 16 + r];
 					scales[2 * w + 1] = (uint8_t)(hi[(2 + w) * 16 + r] >> 8);
 				}
+				int sc[8], mn[8];
 				int32_t mins = 0;
 				for (int j = 0; j < 8; j++) {
-					int sc, m;
-					duet_qk_scale_min(scales, j, &sc, &m);
-					mins += m * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
+					duet_qk_scale_min(scales, j, &sc[j], &mn[j]);
+					mins += mn[j] * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
 				}
 				acc = fmaf(-(float)mins, dmin * a->d, acc);
 				for (int j = 0; j < 8; j++) {
-					int sc, m;
-					duet_qk_scale_min(scales, j, &sc, &m);
 					const int8_t *aq = a->q + duet_q8k_pos(32 * j);
 					int32_t dot = 0;
 					for (int k = 0; k < 32; k++)
 						dot += r16_value(DUET_Q4_K, qi, r, 32 * j + k) * aq[k];
-					acc = fmaf((float)dot, d * (float)sc * a->d, acc);
+					acc = fmaf((float)dot, d * (float)sc[j] * a->d, acc);
 				}
 			}
 			*yr = acc;
@@ -387,7 +385,7 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 const struct duet_kernels duet_kernels_scalar = {
 	.name = "scalar",
 	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16,
-		       [DUET_Q4_K] = matmul_r16_q4_k},
+		       [DUET_Q4_K] = matmul_q4_k_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0, [DUET_Q4_0] = matmul_q4_0, [DUET_Q4_1] = matmul_q4_1,
 		     [DUET_Q5_0] = matmul_q5_0, [DUET_Q5_1] = matmul_q5_1, [DUET_Q4_K] = matmul_q4_k,
