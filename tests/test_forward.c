@@ -510,10 +510,10 @@ static void run_placed(const char *path, enum duet_weights wp, int T, int steps,
 }
 
 /* Q8_0, Q4_0 and Q4_K weights (alone, and Q4_K_M's) packed in 16-row
- * groups at load (into the private copy a decode node makes,
- * engine/repack.h) give the logits of the file's layout
- * bit for bit, prefill and decode: in int8 mode the packing table packs
- * mapped weights on the fly, and exact mode unpacks rows. The tied
+ * groups at load (into the private copy a decode node makes, in huge
+ * pages or in base pages, engine/repack.h) give the logits of the file's
+ * layout bit for bit, prefill and decode: in int8 mode the packing table
+ * packs mapped weights on the fly, and exact mode unpacks rows. The tied
  * classifier is packed with the embedding, whose rows are read back. */
 static void test_q8_0_packed(void **st)
 {
@@ -540,13 +540,17 @@ static void test_q8_0_packed(void **st)
 			float *b = malloc(sizeof(float) * (size_t)(T + steps) * V);
 			enum duet_layout la, lb;
 			run_placed(p, DUET_WEIGHTS_MMAP, T, steps, a, &la);
-			run_placed(p, DUET_WEIGHTS_HUGEPAGES, T, steps, b, &lb);
 			assert_int_equal(la, DUET_LAYOUT_ROWS);
-			if (duet_thp_mode() != 0 && duet_kernels_packs(duet_kernels(), models[si].t))
-				assert_int_equal(lb, DUET_LAYOUT_R16);
-			if (memcmp(a, b, sizeof(float) * (size_t)(T + steps) * V))
-				fail_msg("%s (%s): packed weights give other logits than mapped ones",
-					 p, duet_qdot_name(g_qdot));
+			static const enum duet_weights copies[] = {DUET_WEIGHTS_HUGEPAGES,
+								   DUET_WEIGHTS_COPY};
+			for (int c = 0; c < 2; c++) {
+				run_placed(p, copies[c], T, steps, b, &lb);
+				if (duet_kernels_packs(duet_kernels(), models[si].t))
+					assert_int_equal(lb, DUET_LAYOUT_R16);
+				if (memcmp(a, b, sizeof(float) * (size_t)(T + steps) * V))
+					fail_msg("%s (%s, %s): packed weights give other logits than mapped ones",
+						 p, duet_qdot_name(g_qdot), duet_weights_name(copies[c]));
+			}
 			free(a), free(b);
 		}
 	g_qdot = DUET_QDOT_EXACT;

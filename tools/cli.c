@@ -29,7 +29,7 @@ int cli_int(const char *flag, const char *s, long lo, long hi, long *out)
 int cli_weights(const char *flag, const char *s, enum duet_weights *out)
 {
 	if (duet_weights_parse(s, out)) {
-		fprintf(stderr, "duet: %s expects hugepages or mmap, got '%s'\n", flag, s);
+		fprintf(stderr, "duet: %s expects hugepages, copy or mmap, got '%s'\n", flag, s);
 		return -1;
 	}
 	return 0;

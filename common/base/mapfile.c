@@ -71,8 +71,8 @@ int duet_thp_mode(void)
 	return strstr(buf, "[always]") ? 2 : strstr(buf, "[madvise]") ? 1 : 0;
 }
 
-int duet_copy_file_huge(const char *path, void **map, size_t *size, size_t *map_bytes,
-			struct duet_err *err)
+int duet_copy_file(const char *path, int huge, void **map, size_t *size, size_t *map_bytes,
+		   struct duet_err *err)
 {
 	size_t fsize;
 	int fd = open_regular(path, &fsize, err);
@@ -94,7 +94,7 @@ int duet_copy_file_huge(const char *path, void **map, size_t *size, size_t *map_
 	if (raw + over > p + want)
 		munmap(p + want, (size_t)(raw + over - (p + want)));
 	/* Not fatal: without it the copy is merely as slow as the mapping. */
-	(void)madvise(p, want, MADV_HUGEPAGE);
+	(void)madvise(p, want, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	size_t done = 0;
 	while (done < fsize) {
 		size_t n = fsize - done < READ_CHUNK ? fsize - done : READ_CHUNK;

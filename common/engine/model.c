@@ -134,7 +134,7 @@ static void compute_sizes(struct duet_model *m)
 
 const char *duet_weights_name(enum duet_weights w)
 {
-	return w == DUET_WEIGHTS_HUGEPAGES ? "hugepages" : "mmap";
+	return w == DUET_WEIGHTS_HUGEPAGES ? "hugepages" : w == DUET_WEIGHTS_COPY ? "copy" : "mmap";
 }
 
 int duet_weights_parse(const char *s, enum duet_weights *out)
@@ -143,29 +143,34 @@ int duet_weights_parse(const char *s, enum duet_weights *out)
 		*out = DUET_WEIGHTS_MMAP;
 	else if (strcmp(s, "hugepages") == 0)
 		*out = DUET_WEIGHTS_HUGEPAGES;
+	else if (strcmp(s, "copy") == 0)
+		*out = DUET_WEIGHTS_COPY;
 	else
 		return -1;
 	return 0;
 }
 
-/* Maps the file, or copies it into huge pages when asked and the machine
- * has them; a copy that cannot be made (no memory for it) falls back to
- * the mapping, which always works, and says so. */
+/* Maps the file, or copies it when asked: into huge pages where the
+ * machine has them, else into base pages (still packed for the kernels,
+ * which beats packing the mapping on the fly: BENCHMARKS.md). A copy that
+ * cannot be made (no memory for it) falls back to the mapping, which
+ * always works, and says so. */
 static int place_weights(struct duet_model *m, enum duet_weights want, struct duet_err *err)
 {
 	m->weights = DUET_WEIGHTS_MMAP;
-	if (want == DUET_WEIGHTS_HUGEPAGES) {
-		if (duet_thp_mode() == 0) {
+	if (want != DUET_WEIGHTS_MMAP) {
+		if (want == DUET_WEIGHTS_HUGEPAGES && duet_thp_mode() == 0) {
 			snprintf(m->weights_note, sizeof m->weights_note,
 				 "transparent huge pages are off on this machine");
-		} else {
-			struct duet_err e;
-			if (duet_copy_file_huge(m->path, &m->map, &m->map_size, &m->map_bytes, &e) == 0) {
-				m->weights = DUET_WEIGHTS_HUGEPAGES;
-				return 0;
-			}
-			snprintf(m->weights_note, sizeof m->weights_note, "%.90s", e.msg);
+			want = DUET_WEIGHTS_COPY;
 		}
+		struct duet_err e;
+		if (duet_copy_file(m->path, want == DUET_WEIGHTS_HUGEPAGES, &m->map, &m->map_size,
+				   &m->map_bytes, &e) == 0) {
+			m->weights = want;
+			return 0;
+		}
+		snprintf(m->weights_note, sizeof m->weights_note, "%.90s", e.msg);
 	}
 	if (duet_map_file(m->path, &m->map, &m->map_size, err))
 		return -1;
@@ -251,7 +256,7 @@ int duet_model_open(struct duet_model **out, const char *path,
 	compute_sizes(m);
 	if (compute_digest(m, opts->skip_weight_digest, err))
 		goto fail;
-	if (m->weights == DUET_WEIGHTS_HUGEPAGES && pack_weights(m, err))
+	if (m->weights != DUET_WEIGHTS_MMAP && pack_weights(m, err))
 		goto fail;
 	*out = m;
 	return 0;

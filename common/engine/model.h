@@ -99,8 +99,13 @@ enum duet_model_format {
 enum duet_weights {
 	DUET_WEIGHTS_MMAP,
 	DUET_WEIGHTS_HUGEPAGES,
+	/* A private copy in base (4 KiB) pages: where huge pages are off. As
+	 * the huge-page copy, and unlike the mapping, it holds the matrices
+	 * packed for the kernels (engine/repack.h), which the mapping's
+	 * readers pack on the fly for every product. */
+	DUET_WEIGHTS_COPY,
 };
-/* "mmap", "hugepages"; parse returns -1 on anything else. */
+/* "mmap", "hugepages", "copy"; parse returns -1 on anything else. */
 const char *duet_weights_name(enum duet_weights w);
 int duet_weights_parse(const char *s, enum duet_weights *out);
 
@@ -121,8 +126,8 @@ struct duet_model {
 	uint64_t weight_bytes;	      /* bytes of all weights as stored */
 	uint64_t decode_bytes;	      /* bytes read per decoded token */
 	/* Where the weights ended up: hugepages only when asked for and this
-	 * machine has transparent huge pages (else mmap, and weights_note
-	 * says why). */
+	 * machine has transparent huge pages (else a copy, or mmap where
+	 * there is no memory for one; weights_note says why). */
 	enum duet_weights weights;
 	char weights_note[96];
 	/* private */

@@ -70,9 +70,11 @@ int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
 		{"kernels", DUET_OPT_STR, &c->kernels, 0, 0, "ISA",
 		 "decode kernels: avx512, avx2 or scalar (empty: best for this CPU)"},
 		{"weights", DUET_OPT_STR, &c->weights, 0, 0, "WHERE",
-		 "hugepages (a copy in 2 MiB pages, which decode streams up to twice as fast) "
+		 "hugepages (a copy in 2 MiB pages, which decode streams up to twice as fast; "
+		 "a copy in 4 KiB pages where huge pages are off), copy (a copy in 4 KiB pages) "
 		 "or mmap (the file's page-cache pages, shared with other processes, no copy); "
-		 "default: hugepages on decode nodes, mmap on prefill nodes"},
+		 "the copies hold Q8_0, Q4_0 and Q4_K packed for the kernels, the mapping is "
+		 "packed on the fly; default: hugepages on decode nodes, mmap on prefill nodes"},
 		{"qdot", DUET_OPT_STR, &c->qdot, 0, 0, "MODE",
 		 "quantized weights: int8 (activations quantized per 32-block, per 256 for "
 		 "the K-quants; integer dot products) or exact (weights dequantized to f32, the accuracy reference); "
@@ -152,7 +154,7 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 							 ? DUET_WEIGHTS_HUGEPAGES
 							 : DUET_WEIGHTS_MMAP};
 	if (*c->weights && duet_weights_parse(c->weights, &mo.weights))
-		return duet_errf(err, "weights '%s': want hugepages or mmap", c->weights);
+		return duet_errf(err, "weights '%s': want hugepages, copy or mmap", c->weights);
 	enum duet_qdot qdot;
 	if (duet_qdot_parse(c->qdot, &qdot))
 		return duet_errf(err, "qdot '%s': want int8 or exact", c->qdot);
@@ -176,7 +178,8 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 	if (duet_model_open(&n->model, c->model, &mo, err))
 		return -1;
 	if (mo.weights != n->model->weights)
-		duet_log(DUET_LOG_WARN, 0, "weights: mmap instead of hugepages (%s)",
+		duet_log(DUET_LOG_WARN, 0, "weights: %s instead of %s (%s)",
+			 duet_weights_name(n->model->weights), duet_weights_name(mo.weights),
 			 n->model->weights_note);
 	const struct duet_config *mc = &n->model->cfg;
 	if (node_engine(n, n->model, c->kv_mb, extra_batch, &n->kv, &n->engine, err))

@@ -28,6 +28,8 @@
 /* --agree: prompts and greedy tokens each, int8 against exact. */
 #define AGREE_TOKENS 64
 #define AGREE_PROMPT 32
+/* Distinct first tokens of the sequences of a batched decode. */
+#define FIRST_TOKENS 8
 
 static void usage(FILE *f)
 {
@@ -57,8 +59,9 @@ static void usage(FILE *f)
 		"                          both in one run\n"
 		"  --kv-dtype TYPE         KV cache rows: f16 (default), int8 or f32\n"
 		"  --qdot MODE             quantized weights: int8 (default) or exact\n"
-		"  --weights WHERE         hugepages (default: a copy in 2 MiB pages) or mmap\n"
-		"                          (the file's 4 KiB page-cache pages)\n"
+		"  --weights WHERE         hugepages (default: a copy in 2 MiB pages; 4 KiB\n"
+		"                          where huge pages are off), copy (a copy in 4 KiB\n"
+		"                          pages) or mmap (the file's 4 KiB page-cache pages)\n"
 		"  --agree N               also generate N prompts greedily with --qdot int8 and\n"
 		"                          exact and count the tokens on which they agree\n"
 		"                          (quantized models)\n"
@@ -167,7 +170,7 @@ static int run_tg(struct bench *b, int B, int n, double *tps, struct duet_err *e
 	for (int i = 0; i < B; i++) {
 		if (b->depth && prefill(b, &s[i], b->tokens, b->depth, NULL, err))
 			goto out;
-		next[i] = b->tokens[1 + i % 8]; /* different first tokens */
+		next[i] = b->tokens[1 + i % FIRST_TOKENS]; /* different first tokens */
 		fs[i] = (struct duet_fwd_seq){&s[i], &next[i], 1, DUET_LOGITS_LAST,
 					      b->logits + (size_t)i * V, NULL};
 	}
@@ -424,7 +427,9 @@ int cmd_bench(int argc, char **argv)
 		seq_len = AGREE_PROMPT + AGREE_TOKENS;
 	int per_seq = duet_kv_blocks_for(&g, seq_len);
 	struct duet_engine_opts eo = {.n_threads = (int)threads, .qdot = qdot};
-	b.n_tokens = (int)(n_prompt + max_d > 8 ? n_prompt + max_d : 8);
+	/* the batches' first tokens are tokens[1 .. FIRST_TOKENS], also with no
+	 * prompt (-p 0: they read one past the array before) */
+	b.n_tokens = (int)(n_prompt + max_d > FIRST_TOKENS + 1 ? n_prompt + max_d : FIRST_TOKENS + 1);
 	b.tokens = malloc(sizeof(int) * (size_t)b.n_tokens);
 	b.logits = malloc(sizeof(float) * (size_t)cfg->vocab_size * (size_t)max_b);
 	if (!b.tokens || !b.logits || !doc || !results) {
