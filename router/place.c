@@ -24,6 +24,18 @@ static int load_of(const struct router_node *n)
 	return n->running + n->local_prefill + n->waiting_kv + n->inflight;
 }
 
+/* Streams a local prefill on decode node n would stall: those running or
+ * in local prefill there, and those whose KV is on its way (they join the
+ * batch while the chunks still run: a hand-off whose KV arrived during a
+ * long local prefill waited a chunk's step for every token, BENCHMARKS.md);
+ * or this router's own count of what it placed there and has not seen
+ * finish, where the node's report is not yet in. */
+static int streams_on(const struct router_node *n)
+{
+	int s = n->running + n->local_prefill + n->waiting_kv;
+	return n->inflight > s ? n->inflight : s;
+}
+
 /* Prompt tokens/s of a prefill node: measured, or a guess until its first
  * report with a measurement. */
 #define UNMEASURED_PREFILL_TPS 1000.0
@@ -343,11 +355,14 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 * objective, or when nothing runs there and the prompt takes
 		 * one step (a longer one would stall every stream that joins
 		 * meanwhile: seconds of slow steps, as traces showed on the
-		 * code trace, whose answers are a few tokens long). */
+		 * code trace, whose answers are a few tokens long). Before the
+		 * node has measured its steps nothing says a longer prompt's
+		 * step keeps the objective: one step at most. */
+		int streams = streams_on(dn);
 		int one_step = dn->max_batch_tokens <= 0 ||
 			       (long)dn->local_prefill_tokens + local_tokens <= dn->max_batch_tokens;
-		int keeps_tbt = slo_tbt <= 0 || local_step < 0 || local_step <= slo_tbt ||
-				(dn->running + dn->local_prefill == 0 && one_step);
+		int keeps_tbt = slo_tbt <= 0 || (local_step >= 0 && local_step <= slo_tbt) ||
+				((local_step < 0 || streams == 0) && one_step);
 		/* A short prompt costs the decode node's batch little, and
 		 * skips a KV transfer. */
 		if (keeps_tbt && local_tokens <= r->cfg.local_max_prompt) {
@@ -359,8 +374,7 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		/* Prefilling locally stalls every running stream on the
 		 * decode node for the prompt's time; it only pays when all
 		 * prefill nodes are queued that much deeper. */
-		double local = (double)local_tokens / node_rate(&r->nodes[p]) *
-			       (1 + dn->running + dn->local_prefill);
+		double local = (double)local_tokens / node_rate(&r->nodes[p]) * (1 + streams);
 		if (keeps_tbt && local < ttft) {
 			out->reason = "prefill nodes queued deeper than a local prefill costs";
 			maybe_reject(out, slo_ttft, local_own);

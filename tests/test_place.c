@@ -125,6 +125,24 @@ static void test_length_aware(void **state)
 	R.nodes[0].queued_tokens = 50000;
 	assert_int_equal(place(300, 16, &p, &d), 0);
 	assert_int_equal(p, -1);
+	/* Queued 600 tokens each: prefill-0 gives the first token in
+	 * (600 + 300) / 5000 = 180 ms, a local prefill in 300 / 5000 = 60 ms
+	 * times the streams it stalls, itself included. Idle: local. */
+	R.nodes[0].queued_tokens = R.nodes[1].queued_tokens = 600;
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, -1);
+	/* Two hand-offs on their way to both decode nodes (KV not yet in):
+	 * they would join while the chunks run, 3 x 60 = 180 ms is not
+	 * sooner, so the prefill node. */
+	R.nodes[2].waiting_kv = R.nodes[3].waiting_kv = 2;
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, 0);
+	/* The same known only to this router (placed, not yet reported). */
+	R.nodes[2].waiting_kv = R.nodes[3].waiting_kv = 0;
+	R.nodes[2].inflight = R.nodes[3].inflight = 2;
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(p, 0);
+	R.nodes[2].inflight = R.nodes[3].inflight = 0;
 	/* Decode nodes: fewer running sequences first, then room. */
 	R.nodes[0].queued_tokens = R.nodes[1].queued_tokens = 0;
 	R.nodes[2].running = 3;
@@ -315,6 +333,25 @@ static void test_slo(void **state)
 	pl = place_slo(200, 0, 0);
 	assert_int_equal(pl.reject, 0);
 	assert_true(pl.ttft_ms < 0);
+
+	/* Decode nodes that have not measured their steps, nothing running
+	 * and the prefill nodes queued deeper than a local prefill: under a
+	 * TBT objective a prompt of several chunks (200 in chunks of 64)
+	 * goes to a prefill node, as nothing says its steps keep the
+	 * objective for the streams that join meanwhile; one of a single
+	 * chunk is prefilled there. */
+	reset(ROUTER_POLICY_LENGTH_AWARE);
+	R.nodes[2].max_batch_tokens = R.nodes[3].max_batch_tokens = 64;
+	R.nodes[0].queued_tokens = R.nodes[1].queued_tokens = 100000;
+	R.cfg.slo_tbt_ms = 60;
+	pl = place_slo(200, 0, 0);
+	assert_true(pl.step_ms < 0);
+	assert_int_equal(pl.pnode, 0);
+	pl = place_slo(60, 0, 0);
+	assert_int_equal(pl.pnode, -1);
+	R.cfg.slo_tbt_ms = 0; /* without an objective: local pays */
+	pl = place_slo(200, 0, 0);
+	assert_int_equal(pl.pnode, -1);
 
 	/* Colocated: decode-0 has 1000 prompt tokens of local prefill queued;
 	 * 40 more make 1040, 17 steps of 15 + 3 x 5 + 64 = 94 ms: 1598 ms
