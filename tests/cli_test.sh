@@ -56,6 +56,12 @@ check "generate streams text and reports speed" \
 		grep -q '^Once upon a time' '$TMP/g.out' && grep -q 'tok/s' '$TMP/g.err'"
 check "generate: same greedy text from GGUF and llama2.c" \
 	bash -c "cmp <(gen -m '$TMP/mha.gguf' -p 'Hello there' 2>/dev/null) <(gen -m '$TMP/l2c/mha.bin' -p 'Hello there' 2>/dev/null)"
+# the tiny model's first layer alone (same seed: the same rows) as its
+# draft: the draft is wrong often, the text must not change
+check "mkmodel --layers: a smaller model" bash -c "'$DUET' mkmodel --vocab '$VOCAB' --shape tiny --dtype f16 --chat-template none --layers 1 -o '$TMP/tiny-l1.gguf' 2>/dev/null &&
+	[ \$(stat -c %s '$TMP/tiny-l1.gguf') -lt \$(stat -c %s '$TMP/tiny.gguf') ]"
+check "generate: a draft of the first layer leaves the text as it is" \
+	bash -c "cmp <(gen -m '$TMP/tiny.gguf' -p 'The sky' --draft '$TMP/tiny-l1.gguf' 2>/dev/null) <(gen -m '$TMP/tiny.gguf' -p 'The sky' 2>/dev/null)"
 check "generate: same text from 1 and 2 threads" \
 	bash -c "cmp <(gen -m '$TMP/tiny.gguf' -p 'The sky' -t 1 2>/dev/null) <(gen -m '$TMP/tiny.gguf' -p 'The sky' 2>/dev/null)"
 check "generate: seed makes sampling reproducible" \

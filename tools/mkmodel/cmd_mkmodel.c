@@ -50,6 +50,10 @@ static void usage(FILE *f)
 		"  --seed N            weight seed (default 1); same seed, same weights in\n"
 		"                      either format\n"
 		"  --ctx N             override the shape's context length\n"
+		"  --layers N          keep the shape's first N layers: every row is seeded by\n"
+		"                      its tensor and layer, so the result is the full model's\n"
+		"                      first N layers, embedding and classifier (a draft that\n"
+		"                      skips the last layers, for --draft)\n"
 		"  --tied | --untied   share the classifier with the embedding, or not\n"
 		"  --chat-template F   write a chat template of family F (llama2, chatml, zephyr,\n"
 		"                      llama3), or none (default: a tokenizer.json's own\n"
@@ -111,7 +115,7 @@ int cmd_mkmodel(int argc, char **argv)
 	enum duet_dtype dtype = DUET_F32;
 	enum duet_mix mix = DUET_MIX_NONE;
 	uint64_t seed = 1;
-	long ctx = 0;
+	long ctx = 0, layers = 0;
 	int tied = -1;
 	enum duet_chat_family chat = DUET_CHAT_NONE;
 	int no_chat = 0;
@@ -120,6 +124,7 @@ int cmd_mkmodel(int argc, char **argv)
 		{"out", required_argument, 0, 'o'},   {"dtype", required_argument, 0, 'd'},
 		{"format", required_argument, 0, 'f'}, {"seed", required_argument, 0, 'S'},
 		{"ctx", required_argument, 0, 'c'},   {"tied", no_argument, 0, 'T'},
+		{"layers", required_argument, 0, 'l'},
 		{"untied", no_argument, 0, 'U'},      {"list-shapes", no_argument, 0, 'L'},
 		{"chat-template", required_argument, 0, 'C'},
 		{"help", no_argument, 0, 'h'},	      {0, 0, 0, 0},
@@ -146,6 +151,10 @@ int cmd_mkmodel(int argc, char **argv)
 			break;
 		case 'c':
 			if (cli_int("--ctx", optarg, 1, DUET_MAX_CTX, &ctx))
+				return 1;
+			break;
+		case 'l':
+			if (cli_int("--layers", optarg, 1, DUET_MAX_LAYERS, &layers))
 				return 1;
 			break;
 		case 'T': tied = 1; break;
@@ -196,6 +205,11 @@ int cmd_mkmodel(int argc, char **argv)
 	struct duet_model_spec spec;
 	duet_random_spec(&spec, &g, sh, dtype, tied, (int)ctx, seed, &vocab, name);
 	spec.mix = mix;
+	if (layers > 0) {
+		spec.cfg.n_layers = (int)layers;
+		size_t nl = strlen(name);
+		snprintf(name + nl, sizeof name - nl, "-%ld-layers", layers);
+	}
 	/* By default every model answers chat: a tokenizer.json brings its
 	 * model's own template, else the family the vocabulary's special
 	 * tokens belong to (Llama 2's [INST] for SentencePiece). */
