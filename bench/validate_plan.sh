@@ -31,6 +31,9 @@
 #   RATE      rate at multiplier 1, req/s [0.3]   SWEEP  multipliers [1,2,3]
 #   LENGTH    --length-scale [0.5, Mooncake traces 0.1]
 #   CHUNK     max-batch-tokens of every node [64]
+#   REPEAT    measured repetitions of each configuration's sweep [1]; with
+#             more, the table shows their mean and range and counts the
+#             figures whose repetitions differ by more than the tolerance
 #   PROFILE_CPU  CPU the profiles are measured on [the last one]
 #   TOLERANCE relative difference counted as agreeing [0.15]
 #   OUT       results [BUILD/validate-plan]
@@ -49,6 +52,7 @@ mooncake*) LENGTH=${LENGTH:-0.1} ;;
 *) LENGTH=${LENGTH:-0.5} ;;
 esac
 CHUNK=${CHUNK:-64}
+REPEAT=${REPEAT:-1}
 PROFILE_CPU=${PROFILE_CPU:-$(($(nproc) - 1))}
 TOLERANCE=${TOLERANCE:-0.15}
 OUT=${OUT:-$BUILD/validate-plan}
@@ -75,9 +79,11 @@ echo "== profiles before the runs, on CPU $PROFILE_CPU"
 profile before-hugepages
 profile before-mmap --weights mmap
 
-echo "== the measured runs (bench/bench_cluster.sh, one repetition)"
+echo "== the measured runs (bench/bench_cluster.sh, $REPEAT repetition(s))"
+# (LENGTH is this script's value in both: the trace's kind chose it)
+# shellcheck disable=SC2097,SC2098
 TRACES=$TRACE START=$START REQUESTS=$REQUESTS RATE=$RATE SWEEP=$SWEEP LENGTH=$LENGTH \
-	MOONCAKE_LENGTH=$LENGTH CHUNK=$CHUNK REPEAT=1 OUT=$OUT/measured \
+	MOONCAKE_LENGTH=$LENGTH CHUNK=$CHUNK REPEAT=$REPEAT OUT=$OUT/measured \
 	bench/bench_cluster.sh "$BUILD" "$MODEL" "$TRACES_DIR" | sed 's/^/   /'
 
 echo "== profiles after the runs"
@@ -107,55 +113,89 @@ done
 
 # sweep.csv: rate_multiplier,offered_rps,req_per_s,goodput_rps,slo_attainment,
 # ttft_p99_s,tbt_p99_s,ttft_p50_s,tbt_p50_s,failed,slo_ttft_s,slo_tbt_s.
-# One line per configuration and rate: measured, then simulated with the
-# profiles before the runs, then with those after (12 columns each).
+# One line per configuration and rate: cfg, multiplier, offered rate, then
+# per metric the repetitions' mean, min and max, and the simulations with
+# the profiles before and after the runs.
 for cfg in colocated disaggregated; do
-	awk -F, -v cfg=$cfg 'FNR == 1 { f++; next }
-		f == 1 { m[$1] = $0; next }
-		f == 2 { b[$1] = $0; next }
-		($1 in m) && ($1 in b) { print cfg "," m[$1] "," b[$1] "," $0 }' \
-		"$OUT/measured/$name/rep-1/$cfg/sweep.csv" "$OUT/simulated-before/$cfg/sweep.csv" \
-		"$OUT/simulated-after/$cfg/sweep.csv"
-done | awk -F, -v tol="$TOLERANCE" -v csv="$OUT/validation.csv" '
+	files=()
+	for r in $(seq 1 "$REPEAT"); do files+=("$OUT/measured/$name/rep-$r/$cfg/sweep.csv"); done
+	awk -F, -v cfg=$cfg -v reps="$REPEAT" '
+	BEGIN { split("4,5,8,6,9,7", col, ",") } # goodput, attainment, TTFT p50, p99, TBT p50, p99
+	FNR == 1 { f++; next }
+	{
+		k = $1
+		if (!(k in off)) { off[k] = $2; order[++n] = k }
+		have[k, f] = 1
+		for (i = 1; i <= 6; i++) v[k, f, i] = $(col[i])
+	}
+	END {
+		for (j = 1; j <= n; j++) {
+			k = order[j]
+			for (g = 1; g <= reps + 2; g++) if (!have[k, g]) break
+			if (g <= reps + 2) continue
+			line = cfg "," k "," off[k]
+			for (i = 1; i <= 6; i++) {
+				s = 0; lo = 1e30; hi = -1e30
+				for (g = 1; g <= reps; g++) {
+					x = v[k, g, i]; s += x
+					if (x < lo) lo = x
+					if (x > hi) hi = x
+				}
+				line = line "," s / reps "," lo "," hi "," v[k, reps + 1, i] "," v[k, reps + 2, i]
+			}
+			print line
+		}
+	}' "${files[@]}" "$OUT/simulated-before/$cfg/sweep.csv" "$OUT/simulated-after/$cfg/sweep.csv"
+done | awk -F, -v tol="$TOLERANCE" -v reps="$REPEAT" -v csv="$OUT/validation.csv" '
 	function diff(a, b) { return a > 0 ? (b - a) / a : (b > 0 ? 1 : 0) }
 	function out(d) { return d > tol || d < -tol }
-	# measured a, simulated with the profiles before (b) and after (c):
-	# the difference with b is the verdict; the band [b, c] says how much
-	# of it the host moving during the runs can account for
-	function cell(a, b, c, unit, scale, fmt,   d, lo, hi, s) {
-		d = diff(a, b)
+	# The measured mean m (repetitions lo..hi) against the simulation with
+	# the profiles before the runs (b): the verdict. The simulation with
+	# those after (c), and the repetitions'"'"' own range, say how much of a
+	# difference the host can account for: "band" counts a figure whose
+	# two simulations reach the repetitions'"'"' range widened by the
+	# tolerance; "spread" one whose repetitions differ by more than it.
+	function cell(m, lo, hi, b, c, unit, scale, fmt,   d, slo, shi, s) {
+		d = diff(m, b)
 		total++
 		if (!out(d)) within++
-		lo = b < c ? b : c
-		hi = b < c ? c : b
-		if (!out(d) || (a >= lo * (1 - tol) && a <= hi * (1 + tol))) band++
-		s = sprintf(fmt " / " fmt "%s (%+.0f%%; after " fmt ")", a * scale, b * scale, unit, 100 * d, c * scale)
+		slo = b < c ? b : c
+		shi = b < c ? c : b
+		if (!out(d) || (shi >= lo * (1 - tol) && slo <= hi * (1 + tol))) band++
+		if (reps > 1 && (out(diff(m, hi)) || out(diff(m, lo)))) spread++
+		s = sprintf(fmt, m * scale)
+		if (reps > 1)
+			s = s sprintf(" [" fmt "-" fmt "]", lo * scale, hi * scale)
+		s = s sprintf(" / " fmt "%s (%+.0f%%; after " fmt ")", b * scale, unit, 100 * d, c * scale)
 		return out(d) ? "**" s "**" : s
 	}
 	BEGIN {
-		print "config,rate_multiplier,offered_rps,metric,measured,simulated,difference,simulated_after" > csv
+		print "config,rate_multiplier,offered_rps,metric,measured_mean,measured_min,measured_max,simulated,difference,simulated_after" > csv
 		print "| configuration | rate | goodput | within SLO | TTFT p50 | TTFT p99 | TBT p50 | TBT p99 |"
 		print "|---|---:|---:|---:|---:|---:|---:|---:|"
 		split("goodput_rps,slo_attainment,ttft_p50_s,ttft_p99_s,tbt_p50_s,tbt_p99_s", names, ",")
-		# each metric'"'"'s column in a sweep.csv row
-		split("4,5,8,6,9,7", col, ",")
+		split(",%, s, s, ms, ms", units, ",")
+		split("1,100,1,1,1000,1000", scales, ",")
+		split("%.3f,%.0f,%.2f,%.2f,%.0f,%.0f", fmts, ",")
 	}
 	{
-		# measured: columns 2-13, before: 14-25, after: 26-37
+		row = sprintf("| %s | %.2f |", $1, $3)
 		for (i = 1; i <= 6; i++) {
-			k = col[i] + 1
-			printf "%s,%s,%s,%s,%s,%s,%.4f,%s\n", $1, $2, $3, names[i], $k, $(k + 12),
-				diff($k, $(k + 12)), $(k + 24) > csv
+			a = 4 + 5 * (i - 1) # mean, min, max, before, after
+			printf "%s,%s,%s,%s,%s,%s,%s,%s,%.4f,%s\n", $1, $2, $3, names[i], $a, $(a + 1),
+				$(a + 2), $(a + 3), diff($a, $(a + 3)), $(a + 4) > csv
+			row = row " " cell($a, $(a + 1), $(a + 2), $(a + 3), $(a + 4), units[i], scales[i], fmts[i]) " |"
 		}
-		printf "| %s | %.2f | %s | %s | %s | %s | %s | %s |\n", $1, $3,
-			cell($5, $17, $29, "", 1, "%.3f"), cell($6, $18, $30, "%", 100, "%.0f"),
-			cell($9, $21, $33, " s", 1, "%.2f"), cell($7, $19, $31, " s", 1, "%.2f"),
-			cell($10, $22, $34, " ms", 1000, "%.0f"), cell($8, $20, $32, " ms", 1000, "%.0f")
+		print row
 	}
 	END {
 		printf "\n%d of %d figures within %.0f%% of the simulation with the profiles taken before the runs", within, total, 100 * tol
-		printf " (measured / simulated, difference relative to measured; in brackets also the simulation with the profiles taken after);"
-		printf " %d of %d within %.0f%% of the range the two simulations span.\n", band, total, 100 * tol
+		printf " (measured%s / simulated, difference relative to measured; in brackets the simulation with the profiles taken after);",
+			(reps > 1 ? " mean [range] of " reps " repetitions" : "")
+		printf " %d of %d where either simulation is within %.0f%% of the measured range", band, total, 100 * tol
+		if (reps > 1)
+			printf "; the repetitions themselves differ from their mean by more than %.0f%% in %d of %d", 100 * tol, spread, total
+		printf ".\n"
 	}' | tee "$OUT/validation.md"
 b0=$(plain_step before-hugepages) b1=$(plain_step after-hugepages)
 awk -v a="$b0" -v b="$b1" 'BEGIN { printf "profile drift over the runs: plain step at 512 positions %.1f ms before, %.1f ms after (%+.0f%%)\n", a, b, 100 * (b - a) / a }' |
