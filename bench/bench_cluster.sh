@@ -97,11 +97,17 @@ replay() { # out dir, label, then extra options
 		--length-scale "$length" --out "$dir" --label "$label" -q "$@" || [ $? -eq 3 ]
 }
 
-router_args() { # TTFT and TBT SLO in seconds
-	[ "$ROUTER_SLO" = 1 ] || return 0
-	awk -v t="$1" -v b="$2" -v s="$ROUTER_TBT_SHARE" 'BEGIN {
-		printf "--router-arg=--slo-ttft-ms=%d --router-arg=--slo-tbt-ms=%d\n",
-			t * 1000 + 0.5, b * 1000 * s + 0.5 }'
+# The router's objectives in ms (0 0: none) from the TTFT and TBT SLO in
+# seconds.
+router_objectives() {
+	awk -v t="$1" -v b="$2" -v s="$ROUTER_TBT_SHARE" -v on="$ROUTER_SLO" 'BEGIN {
+		if (on == 1) printf "%d %d\n", t * 1000 + 0.5, b * 1000 * s + 0.5
+		else print "0 0" }'
+}
+
+router_args() { # the router's objectives in ms
+	[ "$1" -gt 0 ] || [ "$2" -gt 0 ] || return 0
+	echo "--router-arg=--slo-ttft-ms=$1 --router-arg=--slo-tbt-ms=$2"
 }
 
 # summary.csv of one trace from every repetition's sweep.csv: per rate and
@@ -175,7 +181,7 @@ for trace in $TRACES; do
 	mooncake*) length=$MOONCAKE_LENGTH ;;
 	*) length=$LENGTH ;;
 	esac
-	slo_ttft= slo_tbt=
+	slo_ttft='' slo_tbt='' obj_ttft='' obj_tbt=''
 	for r in $(seq 1 "$REPEAT"); do
 		if [ -z "$slo_ttft" ]; then
 			# The SLOs: colocated's unloaded figures times SLO_X, from a
@@ -190,15 +196,18 @@ for trace in $TRACES; do
 			stop_up
 			read -r slo_ttft slo_tbt < <(awk -F, 'NR == 2 { print $11, $12 }' \
 				"$OUT/$name/slo-probe/sweep.csv")
-			echo "   SLOs: TTFT $slo_ttft s, TBT $slo_tbt s; router: $(router_args "$slo_ttft" "$slo_tbt")"
+			read -r obj_ttft obj_tbt < <(router_objectives "$slo_ttft" "$slo_tbt")
+			# for whoever simulates these runs (validate_plan.sh)
+			echo "$slo_ttft $slo_tbt $obj_ttft $obj_tbt" >"$OUT/$name/slos"
+			echo "   SLOs: TTFT $slo_ttft s, TBT $slo_tbt s; router: $(router_args "$obj_ttft" "$obj_tbt")"
 		fi
 		# shellcheck disable=SC2046 # router_args is a list of words
 		for cfg in colocated disaggregated; do
 			echo "== $name: $cfg, repetition $r of $REPEAT"
 			if [ $cfg = colocated ]; then
-				start_up $cfg -P 0 -D 2 --policy colocated $(router_args "$slo_ttft" "$slo_tbt")
+				start_up $cfg -P 0 -D 2 --policy colocated $(router_args "$obj_ttft" "$obj_tbt")
 			else
-				start_up $cfg -P 1 -D 1 --policy length-aware $(router_args "$slo_ttft" "$slo_tbt")
+				start_up $cfg -P 1 -D 1 --policy length-aware $(router_args "$obj_ttft" "$obj_tbt")
 			fi
 			replay "$OUT/$name/rep-$r/$cfg" $cfg --slo-ttft "$slo_ttft" --slo-tbt "$slo_tbt" >/dev/null
 			stop_up

@@ -56,7 +56,6 @@ REPEAT=${REPEAT:-1}
 PROFILE_CPU=${PROFILE_CPU:-$(($(nproc) - 1))}
 TOLERANCE=${TOLERANCE:-0.15}
 OUT=${OUT:-$BUILD/validate-plan}
-ROUTER_TBT_SHARE=${ROUTER_TBT_SHARE:-0.66} # as bench_cluster.sh
 unset OPENBLAS_CORETYPE
 name=${TRACE%.*}
 mkdir -p "$OUT"
@@ -90,9 +89,8 @@ echo "== profiles after the runs"
 profile after-hugepages
 profile after-mmap --weights mmap
 
-read -r slo_ttft slo_tbt < <(awk -F, 'NR == 2 { print $11, $12 }' "$OUT/measured/$name/slo-probe/sweep.csv")
-read -r obj_ttft obj_tbt < <(awk -v t="$slo_ttft" -v b="$slo_tbt" -v s="$ROUTER_TBT_SHARE" \
-	'BEGIN { printf "%d %d\n", t * 1000 + 0.5, b * 1000 * s + 0.5 }')
+# the SLOs and router objectives the measured runs had (bench_cluster.sh)
+read -r slo_ttft slo_tbt obj_ttft obj_tbt <"$OUT/measured/$name/slos"
 echo "== simulating (SLOs $slo_ttft s / $slo_tbt s, router objectives $obj_ttft / $obj_tbt ms)"
 simulate() { # profiles (before or after), configuration, then duet plan options
 	local when=$1 cfg=$2
