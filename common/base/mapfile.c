@@ -93,7 +93,9 @@ int duet_copy_file(const char *path, int huge, void **map, size_t *size, size_t 
 		munmap(raw, (size_t)(p - raw));
 	if (raw + over > p + want)
 		munmap(p + want, (size_t)(raw + over - (p + want)));
-	/* Not fatal: without it the copy is merely as slow as the mapping. */
+	/* Not fatal either way: a copy refused huge pages reads as slowly as
+	 * the mapping, and a base-page copy merged into huge pages (THP
+	 * always) only faster than it says. */
 	(void)madvise(p, want, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	size_t done = 0;
 	while (done < fsize) {
