@@ -48,6 +48,7 @@ check "mkmodel gguf mha" mk --shape tiny-mha -o "$TMP/mha.gguf" --seed 4
 check "mkmodel llama2c" mk --shape tiny-mha --format llama2c -o "$TMP/l2c/mha.bin" --seed 4
 check "mkmodel llama2c wrote tokenizer.bin" test -s "$TMP/l2c/tokenizer.bin"
 check "mkmodel refuses unknown shape" fails_with_one_line "$DUET mkmodel --vocab $VOCAB --shape nope -o $TMP/x" "nope"
+check "mkmodel refuses more layers than the shape has" fails_with_one_line "$DUET mkmodel --vocab $VOCAB --shape tiny --layers 99 -o $TMP/x" "layers"
 check "mkmodel refuses llama2c q8_0" fails_with_one_line "$DUET mkmodel --vocab $VOCAB --shape tiny --dtype q8_0 --format llama2c -o $TMP/x.bin" "f32"
 
 gen() { "$DUET" generate -t 2 --temp 0 -n 24 --ignore-eos "$@"; }

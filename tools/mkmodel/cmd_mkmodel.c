@@ -187,6 +187,9 @@ int cmd_mkmodel(int argc, char **argv)
 	const struct duet_shape *sh = duet_shape_find(shape_name);
 	if (!sh)
 		return cli_fail("mkmodel", "unknown shape '%s' (try --list-shapes)", shape_name);
+	if (layers > sh->layers)
+		return cli_fail("mkmodel", "--layers %ld: shape '%s' has %d layers", layers, sh->name,
+				sh->layers);
 	int llama2c = !strcmp(format, "llama2c");
 	if (!llama2c && strcmp(format, "gguf"))
 		return cli_fail("mkmodel", "--format must be gguf or llama2c, not '%s'", format);
