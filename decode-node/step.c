@@ -164,14 +164,16 @@ void decode_step(struct decode *d)
 		return;
 	}
 	long long t1 = duet_now_us(), dt = t1 - t0;
-	duet_trace_span("decode", "step", t0, t1,
-			"\"running\":%d,\"prefill_seqs\":%d,\"prefill_tokens\":%d,\"spec_rows\":%d",
-			running, n - running, d->node.cfg.max_batch_tokens - budget, spec_rows);
-	double ms = (double)dt / 1000.0;
-	d->step_ms = d->step_ms == 0 ? ms : 0.9 * d->step_ms + 0.1 * ms;
 	long long positions = 0;
 	for (int i = 0; i < n; i++)
 		positions += (long long)d->batch[i]->kv.n_tokens; /* after the step */
+	/* positions: what the step model weighs (what `duet plan` is checked against) */
+	duet_trace_span("decode", "step", t0, t1,
+			"\"running\":%d,\"prefill_seqs\":%d,\"prefill_tokens\":%d,\"spec_rows\":%d,"
+			"\"positions\":%lld",
+			running, n - running, d->node.cfg.max_batch_tokens - budget, spec_rows, positions);
+	double ms = (double)dt / 1000.0;
+	d->step_ms = d->step_ms == 0 ? ms : 0.9 * d->step_ms + 0.1 * ms;
 	double x[DECODE_STEP_MODEL_FEATURES];
 	/* verified proposals are rows like a prompt's */
 	step_features(n, d->node.cfg.max_batch_tokens - budget + spec_rows, positions, x);

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/mapfile.h"
 #include "engine/attention.h"
@@ -728,6 +730,37 @@ static void test_kv_exhaustion(void **st)
 	duet_model_close(m);
 }
 
+/* A prefaulted pool has every page resident before anything is written,
+ * and is otherwise the pool it was. */
+static void test_kv_prefault(void **st)
+{
+	(void)st;
+	struct duet_kv_geom g = {.n_layers = 2, .n_kv_heads = 2, .head_dim = 64,
+				 .block_tokens = DUET_KV_BLOCK_TOKENS, .dtype = DUET_KV_F16};
+	struct duet_kv_pool *kv;
+	struct duet_err err;
+	assert_int_equal(duet_kv_pool_create(&kv, &g, 300, &err), 0);
+	long page = sysconf(_SC_PAGESIZE);
+	size_t pages = (kv->bytes + (size_t)page - 1) / (size_t)page, resident = 0;
+	unsigned char *vec = malloc(pages);
+	assert_non_null(vec);
+	assert_int_equal(mincore(kv->data, kv->bytes, vec), 0);
+	for (size_t i = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	assert_true(resident < pages); /* taken lazily until now */
+	assert_int_equal(duet_kv_pool_prefault(kv, &err), 0);
+	assert_int_equal(mincore(kv->data, kv->bytes, vec), 0);
+	resident = 0;
+	for (size_t i = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	assert_int_equal(resident, pages);
+	assert_int_equal(kv->n_free, 300);
+	for (size_t i = 0; i < kv->bytes; i += (size_t)page)
+		assert_int_equal(((const uint8_t *)kv->data)[i], 0);
+	free(vec);
+	duet_kv_pool_destroy(kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -752,6 +785,7 @@ int main(void)
 		cmocka_unit_test(test_formats_agree),
 		cmocka_unit_test(test_layer_hook),
 		cmocka_unit_test(test_kv_exhaustion),
+		cmocka_unit_test(test_kv_prefault),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

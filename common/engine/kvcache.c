@@ -1,10 +1,16 @@
 #include "engine/kvcache.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/grow.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older C libraries lack the name */
+#endif
 
 size_t duet_kv_block_bytes(const struct duet_kv_geom *g)
 {
@@ -30,8 +36,9 @@ int duet_kv_pool_create(struct duet_kv_pool **out, const struct duet_kv_geom *g,
 	p->row_bytes = duet_kv_row_bytes(g->dtype, g->n_kv_heads, g->head_dim);
 	p->n_blocks = n_blocks;
 	p->bytes = duet_kv_block_bytes(g) * (size_t)n_blocks;
-	/* Anonymous pages: zeroed, allocated only when first written, and
-	 * eligible for transparent huge pages. */
+	/* Anonymous pages: zeroed, allocated when first written (or all at
+	 * once by duet_kv_pool_prefault), and eligible for transparent huge
+	 * pages. */
 	void *mem = mmap(NULL, p->bytes, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED) {
@@ -54,6 +61,23 @@ int duet_kv_pool_create(struct duet_kv_pool **out, const struct duet_kv_geom *g,
 		p->free_ids[i] = n_blocks - 1 - i;
 	p->n_free = n_blocks;
 	*out = p;
+	return 0;
+}
+
+int duet_kv_pool_prefault(struct duet_kv_pool *p, struct duet_err *err)
+{
+	/* MADV_POPULATE_WRITE (Linux 5.14) faults the range in, huge pages
+	 * where madvise gave them, and reports ENOMEM instead of the OOM
+	 * killer finding the process later. */
+	if (madvise(p->data, p->bytes, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return duet_errnof(err, "KV pool: cannot take %zu MB of memory (kv-mb)",
+				   p->bytes >> 20);
+	/* an older kernel: touch a byte of every page (all zero already) */
+	long page = sysconf(_SC_PAGESIZE);
+	for (size_t o = 0; o < p->bytes; o += (size_t)(page > 0 ? page : 4096))
+		((volatile uint8_t *)p->data)[o] = 0;
 	return 0;
 }
 

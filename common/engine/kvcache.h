@@ -49,6 +49,11 @@ size_t duet_kv_block_bytes(const struct duet_kv_geom *g);
 int duet_kv_pool_create(struct duet_kv_pool **out, const struct duet_kv_geom *g,
 			int n_blocks, struct duet_err *err);
 void duet_kv_pool_destroy(struct duet_kv_pool *p);
+/* Writes every page of the pool now (a pool's pages are otherwise taken
+ * when first written, mid-step), so that a serving node neither zeroes
+ * pages while it steps nor finds memory short after it started: fails
+ * naming the size when the memory is not there. */
+int duet_kv_pool_prefault(struct duet_kv_pool *p, struct duet_err *err);
 
 static inline int duet_kv_blocks_for(const struct duet_kv_geom *g, long n_tokens)
 {

@@ -29,6 +29,7 @@ void duet_node_defaults(struct duet_node_cfg *c, const char *name)
 	c->cpus = "";
 	c->report_ms = 200;
 	c->kv_mb = 1024;
+	c->kv_prefault = 1;
 	c->prefix_cache_mb = DUET_NODE_CACHE_MB_ALL;
 	c->block_tokens = DUET_KV_BLOCK_TOKENS;
 	c->max_batch_tokens = 512;
@@ -56,6 +57,10 @@ int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
 		{"report-ms", DUET_OPT_INT, &c->report_ms, DUET_MIN_REPORT_MS, DUET_MAX_REPORT_MS, "MS",
 		 "load report interval (and of heartbeats to the router)"},
 		{"kv-mb", DUET_OPT_INT, &c->kv_mb, 1, 1 << 22, "MB", "KV pool memory budget"},
+		{"kv-prefault", DUET_OPT_BOOL, &c->kv_prefault, 0, 0, NULL,
+		 "take all of kv-mb at start (default true: the node fails at once if the "
+		 "memory is not there, and never zeroes new pages during a step; false: "
+		 "pages are taken as KV first fills them)"},
 		{"prefix-cache-mb", DUET_OPT_INT, &c->prefix_cache_mb, 0, DUET_NODE_CACHE_MB_ALL, "MB",
 		 "most KV kept for reuse by later prompts (0: off; the default, the most, keeps "
 		 "all of kv-mb that requests in progress leave)"},
@@ -117,7 +122,8 @@ static int node_engine(struct duet_node *n, const struct duet_model *m, int kv_m
 				      .n_cpus = n->n_cpus,
 				      .max_batch_tokens = c->max_batch_tokens + extra_batch,
 				      .kernels = *c->kernels ? c->kernels : NULL};
-	if (duet_kv_pool_create(kv, &g, (int)blocks, err))
+	if (duet_kv_pool_create(kv, &g, (int)blocks, err) ||
+	    (c->kv_prefault && duet_kv_pool_prefault(*kv, err)))
 		return -1;
 	return duet_engine_create(e, m, *kv, &eo, err);
 }

@@ -36,6 +36,7 @@ struct duet_node_cfg {
 	const char *cpus;
 	int report_ms;
 	int kv_mb;
+	int kv_prefault; /* take the pool's memory at start */
 	int prefix_cache_mb;
 	int block_tokens;
 	int max_batch_tokens;

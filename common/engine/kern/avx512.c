@@ -190,6 +190,14 @@ INLINE void step_f(enum duet_dtype t, const uint8_t *w, size_t rb, int k, int re
 		if (t == DUET_F32 || t == DUET_Q8_0) /* 128 and 68 bytes a step */
 			PREFETCH(next + 64);
 		load32(t, row, k, rem, &wv[r][0], &wv[r][1]);
+		/* Several activation rows use each weight vector: keep it in a
+		 * register. Left alone, gcc 12 folds the f32 loads into every
+		 * row's FMA for 2 and 3 rows (each weight read 2-3 times from
+		 * L1), and steps of 3, 6 and 7 sequences took longer than of 4
+		 * and 8 (BENCHMARKS.md, 2026-12-04 session 3). One row reads each
+		 * once anyway. */
+		if (nb > 1)
+			__asm__("" : "+v"(wv[r][0]), "+v"(wv[r][1]));
 	}
 	_Pragma("GCC unroll 16")
 	for (int b = 0; b < nb; b++) {
