@@ -177,9 +177,20 @@ INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pa
 #define NB_CASES_8(F, NR)                                                               \
 	F(NR, 1) F(NR, 2) F(NR, 3) F(NR, 4) F(NR, 5) F(NR, 6) F(NR, 7) F(NR, 8)
 
+/* Weight rows per tile for B activation rows. f16 and bf16 weights are
+ * converted once per tile, so more activation rows per tile share that
+ * work; f32 and int8 weights need no conversion, and 2 or 4 rows against
+ * 2-4 activation rows ran out of the 16 ymm registers: 1-row tiles read
+ * f32 weights 1.3-1.7x and Q8_0 1.7-2.5x faster at B = 2-4
+ * (BENCHMARKS.md, 2026-12-04 session 3). */
 INLINE int rows_for(int B)
 {
 	return B <= 2 ? 4 : B <= 4 ? 2 : 1;
+}
+
+INLINE int rows_for_plain(int B)
+{
+	return B <= 1 ? 4 : 1;
 }
 
 #define F_CASE(R, NB)                                                                   \
@@ -216,12 +227,12 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 	}
 }
 
-#define DEFINE_MATMUL(name, tiles, XT, ROW)                                             \
+#define DEFINE_MATMUL(name, tiles, XT, ROW, ROWS_FOR)                                   \
 	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
 			 float *y, int ldy, int n0, int n1)                              \
 	{                                                                               \
 		const uint8_t *w = wv;                                                  \
-		const int nr = rows_for(B);                                             \
+		const int nr = ROWS_FOR(B);                                             \
 		for (int n = n0; n < n1;) {                                             \
 			int r = n1 - n >= nr ? nr : 1;                                  \
 			for (int b = 0; b < B; b += MAX_NB) {                           \
@@ -233,11 +244,11 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 			n += r;                                                         \
 		}                                                                       \
 	}
-DEFINE_MATMUL(matmul_f32, tiles_f32, float, DUET_PANEL_CHUNK)
-DEFINE_MATMUL(matmul_f16, tiles_f16, float, DUET_PANEL_CHUNK)
-DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, DUET_PANEL_CHUNK)
-DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, DUET_PANEL_CHUNK)
-DEFINE_MATMUL(matmul_q8_0_q8, tiles_q8, struct duet_q8a_pair, 1)
+DEFINE_MATMUL(matmul_f32, tiles_f32, float, DUET_PANEL_CHUNK, rows_for_plain)
+DEFINE_MATMUL(matmul_f16, tiles_f16, float, DUET_PANEL_CHUNK, rows_for)
+DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, DUET_PANEL_CHUNK, rows_for)
+DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, DUET_PANEL_CHUNK, rows_for)
+DEFINE_MATMUL(matmul_q8_0_q8, tiles_q8, struct duet_q8a_pair, 1, rows_for_plain)
 
 static void cvt_f16(const void *src, float *dst, int n)
 {
