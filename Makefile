@@ -121,7 +121,7 @@ $(BUILD)/tests/test_replay: $(BUILD)/tests/test_replay.o $(REPLAY_OBJ) $(TEST_SU
 
 # The simulator with the router's own placement.
 PLAN_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tools/plan/cmd_%,$(wildcard tools/plan/*.c))) $(BUILD)/router/place.o
-$(BUILD)/tests/test_plan: $(BUILD)/tests/test_plan.o $(PLAN_OBJ) $(REPLAY_OBJ) $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
+$(BUILD)/tests/test_plan: $(BUILD)/tests/test_plan.o $(PLAN_OBJ) $(BUILD)/tools/trace/steps.o $(REPLAY_OBJ) $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lmicrohttpd -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
 
 $(BUILD)/tests/test_trace: $(BUILD)/tests/test_trace.o $(BUILD)/tools/trace/tracefile.o $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)

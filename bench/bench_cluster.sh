@@ -35,6 +35,9 @@
 #   ROUTER_TBT_SHARE  the router's TBT objective as a share of the SLO [0.66]
 #   REPEAT    repetitions of each configuration's sweep [3]
 #   AUX_CPU   CPU of the router and the load generator [0]
+#   UP_TRACE  1: every daemon writes a trace (duet up --trace), kept beside
+#             each run's results as OUT/TRACE/rep-R/CONFIG/*.trace.json
+#             (duet trace steps holds them against a profile) [0]
 #   OUT       results [BUILD/bench-cluster]
 set -eu
 BUILD=$1
@@ -54,6 +57,7 @@ ROUTER_SLO=${ROUTER_SLO:-1}
 ROUTER_TBT_SHARE=${ROUTER_TBT_SHARE:-0.66}
 REPEAT=${REPEAT:-3}
 AUX_CPU=${AUX_CPU:-0}
+UP_TRACE=${UP_TRACE:-0}
 OUT=${OUT:-$BUILD/bench-cluster}
 PORT=18650
 unset OPENBLAS_CORETYPE # benchmarks run with OpenBLAS's own core choice
@@ -73,6 +77,7 @@ start_up() { # name, then duet up options
 	local name=$1
 	shift
 	local log=$OUT/$name-up.log
+	if [ "$UP_TRACE" = 1 ]; then set -- "$@" --trace; fi
 	# duet up and the router inherit AUX_CPU; duet up pins each node to
 	# its own CPU of the machine's (not of its own AUX_CPU affinity: then
 	# every node ran on AUX_CPU and the other CPUs idled).
@@ -211,6 +216,9 @@ for trace in $TRACES; do
 			fi
 			replay "$OUT/$name/rep-$r/$cfg" $cfg --slo-ttft "$slo_ttft" --slo-tbt "$slo_tbt" >/dev/null
 			stop_up
+			if [ "$UP_TRACE" = 1 ]; then
+				mv "$OUT/$cfg-run/"*.trace.json "$OUT/$name/rep-$r/$cfg/"
+			fi
 		done
 	done
 	echo "== $name: comparison (repetition 1) and every repetition"

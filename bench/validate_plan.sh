@@ -10,7 +10,12 @@
 # the verdict is against the simulation with the profiles taken before,
 # and a second simulation with those taken after shows how much of a
 # difference the host's drift over the runs can account for (the drift of
-# the profiles' plain step is printed too).
+# the profiles' plain step is printed too). The nodes trace their runs,
+# and `duet trace steps` holds each node's passes against the profile
+# taken before: a third simulation, with the profiles re-timed by that
+# ratio ("re-timed"), takes the step times the nodes had in the runs and
+# so tells the simulator's queueing and placement apart from the host's
+# speed.
 #
 #   colocated:     two decode nodes, --policy colocated; simulated with the
 #                  huge-page profile (a decode node's weights)
@@ -74,6 +79,13 @@ plain_step() {
 	jq -r '.step | .base_ms + .seq_ms + 0.512 * .kctx_ms' "$OUT/$1.json"
 }
 
+# A profile's prefill pass of a 64-token chunk after 192 prompt tokens, ms
+# (12288 chunk pairs).
+chunk_pass() {
+	jq -r '.step | .base_ms + .seq_ms + 64 * .token_ms + 0.25 * .kctx_ms + 12288 / 1048576 * .kpair_ms' \
+		"$OUT/$1.json"
+}
+
 echo "== profiles before the runs, on CPU $PROFILE_CPU"
 profile before-hugepages
 profile before-mmap --weights mmap
@@ -82,7 +94,7 @@ echo "== the measured runs (bench/bench_cluster.sh, $REPEAT repetition(s))"
 # (LENGTH is this script's value in both: the trace's kind chose it)
 # shellcheck disable=SC2097,SC2098
 TRACES=$TRACE START=$START REQUESTS=$REQUESTS RATE=$RATE SWEEP=$SWEEP LENGTH=$LENGTH \
-	MOONCAKE_LENGTH=$LENGTH CHUNK=$CHUNK REPEAT=$REPEAT OUT=$OUT/measured \
+	MOONCAKE_LENGTH=$LENGTH CHUNK=$CHUNK REPEAT=$REPEAT OUT=$OUT/measured UP_TRACE=1 \
 	bench/bench_cluster.sh "$BUILD" "$MODEL" "$TRACES_DIR" | sed 's/^/   /'
 
 echo "== profiles after the runs"
@@ -102,11 +114,39 @@ simulate() { # profiles (before or after), configuration, then duet plan options
 		--out "$OUT/simulated-$when/$cfg" --label "$cfg (simulated, profiles $when)" "$@" \
 		>"$OUT/simulated-$when-$cfg.log" 2>&1 || { cat "$OUT/simulated-$when-$cfg.log"; exit 1; }
 }
-for when in before after; do
-	simulate $when colocated --profile "$OUT/$when-hugepages.json" --prefill 0 --decode 2 \
+# measured / modelled time of the passes of the nodes named prefix* in
+# every repetition's traces of a configuration, against a profile
+step_ratio() { # cfg, node prefix, profile
+	local f
+	f=$(ls "$OUT/measured/$name"/rep-*/"$1"/*.trace.json)
+	# shellcheck disable=SC2086 # one word per trace file
+	"$DUET" trace steps --json --profile "$OUT/$3.json" $f |
+		jq -rs --arg p "$2" '[.[] | select(.node | startswith($p))] |
+			(map(.measured_ms) | add) / (map(.model_ms) | add)'
+}
+retime() { # profile, ratio, name of the re-timed one
+	local f
+	f=$(awk -v r="$2" 'BEGIN { print 1 / r }')
+	"$DUET" plan scale "$OUT/$1.json" "$OUT/$3.json" --compute "$f" --bandwidth "$f" >/dev/null
+}
+r_col=$(step_ratio colocated decode before-hugepages)
+r_dis=$(step_ratio disaggregated decode before-hugepages)
+r_pre=$(step_ratio disaggregated prefill before-mmap)
+printf "== the nodes' passes in the runs against the profiles taken before: colocated decode x%.3f, disaggregated decode x%.3f, prefill x%.3f\n" \
+	"$r_col" "$r_dis" "$r_pre" | tee "$OUT/retimed.txt"
+retime before-hugepages "$r_col" retimed-colocated
+retime before-hugepages "$r_dis" retimed-decode
+retime before-mmap "$r_pre" retimed-prefill
+for when in before after retimed; do
+	if [ $when = retimed ]; then
+		col=retimed-colocated dec=retimed-decode pre=retimed-prefill
+	else
+		col=$when-hugepages dec=$when-hugepages pre=$when-mmap
+	fi
+	simulate $when colocated --profile "$OUT/$col.json" --prefill 0 --decode 2 \
 		--policy colocated
-	simulate $when disaggregated --prefill-profile "$OUT/$when-mmap.json" \
-		--decode-profile "$OUT/$when-hugepages.json" --prefill 1 --decode 1 --policy length-aware
+	simulate $when disaggregated --prefill-profile "$OUT/$pre.json" \
+		--decode-profile "$OUT/$dec.json" --prefill 1 --decode 1 --policy length-aware
 done
 
 # sweep.csv: rate_multiplier,offered_rps,req_per_s,goodput_rps,slo_attainment,
@@ -129,8 +169,8 @@ for cfg in colocated disaggregated; do
 	END {
 		for (j = 1; j <= n; j++) {
 			k = order[j]
-			for (g = 1; g <= reps + 2; g++) if (!have[k, g]) break
-			if (g <= reps + 2) continue
+			for (g = 1; g <= reps + 3; g++) if (!have[k, g]) break
+			if (g <= reps + 3) continue
 			line = cfg "," k "," off[k]
 			for (i = 1; i <= 6; i++) {
 				s = 0; lo = 1e30; hi = -1e30
@@ -139,11 +179,13 @@ for cfg in colocated disaggregated; do
 					if (x < lo) lo = x
 					if (x > hi) hi = x
 				}
-				line = line "," s / reps "," lo "," hi "," v[k, reps + 1, i] "," v[k, reps + 2, i]
+				line = line "," s / reps "," lo "," hi "," v[k, reps + 1, i] "," v[k, reps + 2, i] \
+					"," v[k, reps + 3, i]
 			}
 			print line
 		}
-	}' "${files[@]}" "$OUT/simulated-before/$cfg/sweep.csv" "$OUT/simulated-after/$cfg/sweep.csv"
+	}' "${files[@]}" "$OUT/simulated-before/$cfg/sweep.csv" "$OUT/simulated-after/$cfg/sweep.csv" \
+		"$OUT/simulated-retimed/$cfg/sweep.csv"
 done | awk -F, -v tol="$TOLERANCE" -v reps="$REPEAT" -v csv="$OUT/validation.csv" '
 	function diff(a, b) { return a > 0 ? (b - a) / a : (b > 0 ? 1 : 0) }
 	function out(d) { return d > tol || d < -tol }
@@ -153,10 +195,12 @@ done | awk -F, -v tol="$TOLERANCE" -v reps="$REPEAT" -v csv="$OUT/validation.csv
 	# difference the host can account for: "band" counts a figure whose
 	# two simulations reach the repetitions'"'"' range widened by the
 	# tolerance; "spread" one whose repetitions differ by more than it.
-	function cell(m, lo, hi, b, c, unit, scale, fmt,   d, slo, shi, s) {
+	# The re-timed simulation (r) is counted on its own.
+	function cell(m, lo, hi, b, c, r, unit, scale, fmt,   d, slo, shi, s) {
 		d = diff(m, b)
 		total++
 		if (!out(d)) within++
+		if (!out(diff(m, r))) within_r++
 		slo = b < c ? b : c
 		shi = b < c ? c : b
 		if (!out(d) || (shi >= lo * (1 - tol) && slo <= hi * (1 + tol))) band++
@@ -164,11 +208,12 @@ done | awk -F, -v tol="$TOLERANCE" -v reps="$REPEAT" -v csv="$OUT/validation.csv
 		s = sprintf(fmt, m * scale)
 		if (reps > 1)
 			s = s sprintf(" [" fmt "-" fmt "]", lo * scale, hi * scale)
-		s = s sprintf(" / " fmt "%s (%+.0f%%; after " fmt ")", b * scale, unit, 100 * d, c * scale)
+		s = s sprintf(" / " fmt "%s (%+.0f%%; after " fmt "; re-timed " fmt ")", b * scale, unit,
+			      100 * d, c * scale, r * scale)
 		return out(d) ? "**" s "**" : s
 	}
 	BEGIN {
-		print "config,rate_multiplier,offered_rps,metric,measured_mean,measured_min,measured_max,simulated,difference,simulated_after" > csv
+		print "config,rate_multiplier,offered_rps,metric,measured_mean,measured_min,measured_max,simulated,difference,simulated_after,simulated_retimed" > csv
 		print "| configuration | rate | goodput | within SLO | TTFT p50 | TTFT p99 | TBT p50 | TBT p99 |"
 		print "|---|---:|---:|---:|---:|---:|---:|---:|"
 		split("goodput_rps,slo_attainment,ttft_p50_s,ttft_p99_s,tbt_p50_s,tbt_p99_s", names, ",")
@@ -179,22 +224,26 @@ done | awk -F, -v tol="$TOLERANCE" -v reps="$REPEAT" -v csv="$OUT/validation.csv
 	{
 		row = sprintf("| %s | %.2f |", $1, $3)
 		for (i = 1; i <= 6; i++) {
-			a = 4 + 5 * (i - 1) # mean, min, max, before, after
-			printf "%s,%s,%s,%s,%s,%s,%s,%s,%.4f,%s\n", $1, $2, $3, names[i], $a, $(a + 1),
-				$(a + 2), $(a + 3), diff($a, $(a + 3)), $(a + 4) > csv
-			row = row " " cell($a, $(a + 1), $(a + 2), $(a + 3), $(a + 4), units[i], scales[i], fmts[i]) " |"
+			a = 4 + 6 * (i - 1) # mean, min, max, before, after, re-timed
+			printf "%s,%s,%s,%s,%s,%s,%s,%s,%.4f,%s,%s\n", $1, $2, $3, names[i], $a, $(a + 1),
+				$(a + 2), $(a + 3), diff($a, $(a + 3)), $(a + 4), $(a + 5) > csv
+			row = row " " cell($a, $(a + 1), $(a + 2), $(a + 3), $(a + 4), $(a + 5), units[i],
+					   scales[i], fmts[i]) " |"
 		}
 		print row
 	}
 	END {
 		printf "\n%d of %d figures within %.0f%% of the simulation with the profiles taken before the runs", within, total, 100 * tol
-		printf " (measured%s / simulated, difference relative to measured; in brackets the simulation with the profiles taken after);",
+		printf " (measured%s / simulated, difference relative to measured; in brackets the simulations with the profiles taken after, and re-timed to the nodes'"'"' measured passes);",
 			(reps > 1 ? " mean [range] of " reps " repetitions" : "")
 		printf " %d of %d where either simulation is within %.0f%% of the measured range", band, total, 100 * tol
 		if (reps > 1)
 			printf "; the repetitions themselves differ from their mean by more than %.0f%% in %d of %d", 100 * tol, spread, total
-		printf ".\n"
+		printf "; %d of %d within %.0f%% of the re-timed simulation.\n", within_r, total, 100 * tol
 	}' | tee "$OUT/validation.md"
 b0=$(plain_step before-hugepages) b1=$(plain_step after-hugepages)
-awk -v a="$b0" -v b="$b1" 'BEGIN { printf "profile drift over the runs: plain step at 512 positions %.1f ms before, %.1f ms after (%+.0f%%)\n", a, b, 100 * (b - a) / a }' |
+c0=$(chunk_pass before-mmap) c1=$(chunk_pass after-mmap)
+awk -v a="$b0" -v b="$b1" -v c="$c0" -v d="$c1" 'BEGIN {
+	printf "profile drift over the runs: plain step at 512 positions %.1f ms before, %.1f ms after (%+.0f%%);", a, b, 100 * (b - a) / a
+	printf " prefill node, a 64-token chunk after 192 %.1f ms before, %.1f ms after (%+.0f%%)\n", c, d, 100 * (d - c) / c }' |
 	tee -a "$OUT/validation.md"

@@ -164,14 +164,20 @@ void decode_step(struct decode *d)
 		return;
 	}
 	long long t1 = duet_now_us(), dt = t1 - t0;
-	long long positions = 0;
-	for (int i = 0; i < n; i++)
-		positions += (long long)d->batch[i]->kv.n_tokens; /* after the step */
-	/* positions: what the step model weighs (what `duet plan` is checked against) */
+	long long positions = 0, pairs = 0;
+	for (int i = 0; i < n; i++) {
+		const struct dreq *r = d->batch[i];
+		positions += (long long)r->kv.n_tokens; /* after the step */
+		if (r->st == DREQ_LOCAL)
+			pairs += (long long)r->step_tokens * r->prefilled;
+	}
+	/* positions and pairs: what a profile's step model weighs (duet trace
+	 * steps holds a run against a profile) */
 	duet_trace_span("decode", "step", t0, t1,
 			"\"running\":%d,\"prefill_seqs\":%d,\"prefill_tokens\":%d,\"spec_rows\":%d,"
-			"\"positions\":%lld",
-			running, n - running, d->node.cfg.max_batch_tokens - budget, spec_rows, positions);
+			"\"positions\":%lld,\"pairs\":%lld",
+			running, n - running, d->node.cfg.max_batch_tokens - budget, spec_rows, positions,
+			pairs);
 	double ms = (double)dt / 1000.0;
 	d->step_ms = d->step_ms == 0 ? ms : 0.9 * d->step_ms + 0.1 * ms;
 	double x[DECODE_STEP_MODEL_FEATURES];

@@ -258,7 +258,14 @@ int prefill_run_batch(struct prefill *p)
 	}
 	long long t1 = duet_now_us(), dt = t1 - t0;
 	int tokens = p->node.cfg.max_batch_tokens - budget;
-	duet_trace_span("prefill", "prefill", t0, t1, "\"seqs\":%d,\"tokens\":%d", n, tokens);
+	long long positions = 0, pairs = 0;
+	for (int i = 0; i < n; i++) {
+		positions += (long long)p->batch[i]->kv.n_tokens; /* after the pass */
+		pairs += (long long)p->batch[i]->step * p->batch[i]->done;
+	}
+	duet_trace_span("prefill", "prefill", t0, t1,
+			"\"seqs\":%d,\"tokens\":%d,\"positions\":%lld,\"pairs\":%lld", n, tokens,
+			positions, pairs);
 	double rate = (double)tokens / ((double)dt * 1e-6 + 1e-9);
 	p->rate = p->rate == 0 ? rate : 0.8 * p->rate + 0.2 * rate;
 	p->computed_tokens += (uint64_t)tokens;

@@ -7,6 +7,7 @@
 
 #include "node/prefix_cache.h"
 #include "plan/plan.h"
+#include "trace/steps.h"
 #include "testutil.h"
 
 /* (cmocka of Debian 12 has no assert_double_equal) */
@@ -470,6 +471,60 @@ static void test_profile_json(void **state)
 	json_decref(j);
 }
 
+/* duet trace steps: a decode node's steps and a prefill node's passes
+ * against a profile, by hand: model = 10 + 2/seq + 1/token + 4/1k
+ * positions + 1024/1M pairs ms. */
+static void test_trace_steps(void **state)
+{
+	(void)state;
+	struct plan_profile p = flat();
+	p.seq_ms = 2, p.token_ms = 1, p.kctx_ms = 4, p.kpair_ms = 1024;
+	const char *text =
+		"[{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":1,\"args\":{\"name\":\"decode-0\"}},"
+		"{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":2,\"args\":{\"name\":\"prefill-0\"}},"
+		"{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":3,\"args\":{\"name\":\"router\"}},"
+		/* 2 running, 1024 positions: 10 + 4 + 4 = 18 ms model, 36 measured */
+		"{\"ph\":\"X\",\"name\":\"step\",\"pid\":1,\"ts\":0,\"dur\":36000,\"args\":"
+		"{\"running\":2,\"prefill_seqs\":0,\"prefill_tokens\":0,\"spec_rows\":0,"
+		"\"positions\":1024,\"pairs\":0}},"
+		/* 1 running + a chunk of 8 after 128: 10 + 4 + 8 + 4 + 1 = 27, 27 measured */
+		"{\"ph\":\"X\",\"name\":\"step\",\"pid\":1,\"ts\":1,\"dur\":27000,\"args\":"
+		"{\"running\":1,\"prefill_seqs\":1,\"prefill_tokens\":8,\"spec_rows\":0,"
+		"\"positions\":1024,\"pairs\":1024}},"
+		/* not a pass */
+		"{\"ph\":\"X\",\"name\":\"sample+send\",\"pid\":1,\"ts\":2,\"dur\":5000,\"args\":{}},"
+		/* a prompt's second chunk of 64 after 64: 10 + 2 + 64 + 0.5 + 4 = 80.5 model, 40.25 */
+		"{\"ph\":\"X\",\"name\":\"prefill\",\"pid\":2,\"ts\":3,\"dur\":40250,\"args\":"
+		"{\"seqs\":1,\"tokens\":64,\"positions\":128,\"pairs\":4096}}]";
+	json_error_t je;
+	json_t *ev = json_loads(text, 0, &je);
+	assert_non_null(ev);
+	struct trace_steps st[4];
+	int n;
+	struct duet_err err;
+	assert_int_equal(trace_steps_compare(ev, NULL, &p, st, 4, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(st[0].node, "decode-0");
+	assert_int_equal(st[0].n, 2);
+	assert_near(st[0].actual_ms, 63, 1e-9);
+	assert_near(st[0].model_ms, 45, 1e-9);
+	assert_near(st[0].p10, 1.1, 1e-9); /* interpolated between 1 and 2 */
+	assert_near(st[0].p90, 1.9, 1e-9);
+	assert_string_equal(st[1].node, "prefill-0");
+	assert_near(st[1].actual_ms / st[1].model_ms, 0.5, 1e-9);
+	/* one node by name; a name without passes, and traces without the
+	 * model's fields, are refused with a reason */
+	assert_int_equal(trace_steps_compare(ev, "prefill-0", &p, st, 4, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_not_equal(trace_steps_compare(ev, "router", &p, st, 4, &n, &err), 0);
+	assert_non_null(strstr(err.msg, "router"));
+	for (size_t i = 0; i < json_array_size(ev); i++)
+		json_object_del(json_object_get(json_array_get(ev, i), "args"), "pairs");
+	assert_int_not_equal(trace_steps_compare(ev, NULL, &p, st, 4, &n, &err), 0);
+	assert_non_null(strstr(err.msg, "positions"));
+	json_decref(ev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -483,6 +538,7 @@ int main(void)
 		cmocka_unit_test(test_prefix_cache_busy),
 		cmocka_unit_test(test_router_placement),
 		cmocka_unit_test(test_profile_json),
+		cmocka_unit_test(test_trace_steps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,15 +6,19 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "plan/profile.h"
+#include "trace/steps.h"
 #include "trace/tracefile.h"
 
 #define TRACE_DEFAULT_TOP_PCT 1.0
+#define TRACE_STEPS_MAX_NODES 64
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: duet trace merge -o OUT FILE...\n"
-		"       duet trace stalls --replay DIR [--node NAME] [--top PCT] FILE...\n\n"
+		"       duet trace stalls --replay DIR [--node NAME] [--top PCT] FILE...\n"
+		"       duet trace steps --profile FILE [--node NAME] [--json] FILE...\n\n"
 		"Works on the Chrome trace-event files that duet-router, duet-prefill and\n"
 		"duet-decode write with --trace FILE (duet up --trace writes one per daemon\n"
 		"into its run directory). Timestamps are wall-clock microseconds, so the\n"
@@ -31,7 +35,15 @@ static void usage(FILE *f)
 		"          DIR/stalls.json\n"
 		"  --replay DIR       a duet replay output directory (tokens.csv, summary.json)\n"
 		"  --node NAME        the decode node (default: the first named decode*)\n"
-		"  --top PCT          share of gaps attributed, worst first (default %g)\n",
+		"  --top PCT          share of gaps attributed, worst first (default %g)\n\n"
+		"steps     each node's forward passes (decode steps, prefill passes) against\n"
+		"          the step model of a profile (duet bench --profile): how much slower\n"
+		"          (ratio > 1) or faster the node ran in the cluster than the profile\n"
+		"          that duet plan simulates with; prints passes, total measured / total\n"
+		"          modelled, and the 10th, 50th, 90th percentile of the per-pass ratio\n"
+		"  --profile FILE     the profile (its \"step\" model)\n"
+		"  --node NAME        one process (default: every one with passes)\n"
+		"  --json             one JSON object per node instead of the table\n",
 		TRACE_DEFAULT_TOP_PCT);
 }
 
@@ -95,6 +107,60 @@ static int stalls(int argc, char **argv)
 	return 0;
 }
 
+static int steps(int argc, char **argv)
+{
+	const char *prof = NULL, *node = NULL;
+	int json = 0;
+	static const struct option opts[] = {{"profile", required_argument, 0, 'p'},
+					     {"node", required_argument, 0, 'n'},
+					     {"json", no_argument, 0, 'j'},
+					     {"help", no_argument, 0, 'h'},
+					     {0, 0, 0, 0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': prof = optarg; break;
+		case 'n': node = optarg; break;
+		case 'j': json = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!prof || optind == argc) {
+		usage(stderr);
+		return 2;
+	}
+	struct duet_err err;
+	struct plan_profile p;
+	if (plan_profile_load(prof, &p, &err))
+		return cli_fail("trace steps", "%s", err.msg);
+	json_t *ev = tracefile_merge((const char *const *)argv + optind, argc - optind, &err);
+	if (!ev)
+		return cli_fail("trace steps", "%s", err.msg);
+	struct trace_steps st[TRACE_STEPS_MAX_NODES];
+	int n;
+	int rc = trace_steps_compare(ev, node, &p, st, TRACE_STEPS_MAX_NODES, &n, &err);
+	json_decref(ev);
+	if (rc)
+		return cli_fail("trace steps", "%s", err.msg);
+	if (!json)
+		printf("%-12s %8s %12s %8s %8s %8s\n", "node", "passes", "measured/model", "p10",
+		       "p50", "p90");
+	for (int i = 0; i < n; i++) {
+		const struct trace_steps *s = &st[i];
+		if (json)
+			printf("{\"node\": \"%s\", \"passes\": %d, \"measured_ms\": %.3f, "
+			       "\"model_ms\": %.3f, \"ratio\": %.4f, \"p10\": %.4f, \"p50\": %.4f, "
+			       "\"p90\": %.4f}\n",
+			       s->node, s->n, s->actual_ms, s->model_ms, s->actual_ms / s->model_ms,
+			       s->p10, s->p50, s->p90);
+		else
+			printf("%-12s %8d %14.3f %8.3f %8.3f %8.3f\n", s->node, s->n,
+			       s->actual_ms / s->model_ms, s->p10, s->p50, s->p90);
+	}
+	return 0;
+}
+
 int cmd_trace(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -109,6 +175,8 @@ int cmd_trace(int argc, char **argv)
 		return merge(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "stalls"))
 		return stalls(argc - 1, argv + 1);
-	fprintf(stderr, "duet trace: unknown subcommand '%s' (merge or stalls)\n", argv[1]);
+	if (!strcmp(argv[1], "steps"))
+		return steps(argc - 1, argv + 1);
+	fprintf(stderr, "duet trace: unknown subcommand '%s' (merge, stalls or steps)\n", argv[1]);
 	return 2;
 }
