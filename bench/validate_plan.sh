@@ -10,12 +10,12 @@
 # the verdict is against the simulation with the profiles taken before,
 # and a second simulation with those taken after shows how much of a
 # difference the host's drift over the runs can account for (the drift of
-# the profiles' plain step is printed too). The nodes trace their runs,
-# and `duet trace steps` holds each node's passes against the profile
-# taken before: a third simulation, with the profiles re-timed by that
-# ratio ("re-timed"), takes the step times the nodes had in the runs and
-# so tells the simulator's queueing and placement apart from the host's
-# speed.
+# the profiles' plain step and chunk are printed too). The nodes trace
+# their runs, and `duet trace steps` holds each node's passes during each
+# rate's replay against the profile taken before: a third simulation, each
+# rate with the profiles re-timed by its ratios ("re-timed"), takes the
+# step times the nodes had in the runs and so tells the simulator's
+# queueing and placement apart from the host's speed.
 #
 #   colocated:     two decode nodes, --policy colocated; simulated with the
 #                  huge-page profile (a decode node's weights)
@@ -42,6 +42,8 @@
 #   PROFILE_CPU  CPU the profiles are measured on [the last one]
 #   TOLERANCE relative difference counted as agreeing [0.15]
 #   OUT       results [BUILD/validate-plan]
+#   RESIMULATE  1: measure nothing, simulate again against the profiles and
+#             runs already in OUT (after a change to the simulator) [0]
 set -eu
 BUILD=$1
 MODEL=$2
@@ -86,67 +88,94 @@ chunk_pass() {
 		"$OUT/$1.json"
 }
 
-echo "== profiles before the runs, on CPU $PROFILE_CPU"
-profile before-hugepages
-profile before-mmap --weights mmap
+if [ "${RESIMULATE:-0}" = 1 ]; then
+	echo "== simulating again the runs in $OUT"
+else
+	echo "== profiles before the runs, on CPU $PROFILE_CPU"
+	profile before-hugepages
+	profile before-mmap --weights mmap
 
-echo "== the measured runs (bench/bench_cluster.sh, $REPEAT repetition(s))"
-# (LENGTH is this script's value in both: the trace's kind chose it)
-# shellcheck disable=SC2097,SC2098
-TRACES=$TRACE START=$START REQUESTS=$REQUESTS RATE=$RATE SWEEP=$SWEEP LENGTH=$LENGTH \
-	MOONCAKE_LENGTH=$LENGTH CHUNK=$CHUNK REPEAT=$REPEAT OUT=$OUT/measured UP_TRACE=1 \
-	bench/bench_cluster.sh "$BUILD" "$MODEL" "$TRACES_DIR" | sed 's/^/   /'
+	echo "== the measured runs (bench/bench_cluster.sh, $REPEAT repetition(s))"
+	# (LENGTH is this script's value in both: the trace's kind chose it)
+	# shellcheck disable=SC2097,SC2098
+	TRACES=$TRACE START=$START REQUESTS=$REQUESTS RATE=$RATE SWEEP=$SWEEP LENGTH=$LENGTH \
+		MOONCAKE_LENGTH=$LENGTH CHUNK=$CHUNK REPEAT=$REPEAT OUT=$OUT/measured UP_TRACE=1 \
+		bench/bench_cluster.sh "$BUILD" "$MODEL" "$TRACES_DIR" | sed 's/^/   /'
 
-echo "== profiles after the runs"
-profile after-hugepages
-profile after-mmap --weights mmap
+	echo "== profiles after the runs"
+	profile after-hugepages
+	profile after-mmap --weights mmap
+fi
 
 # the SLOs and router objectives the measured runs had (bench_cluster.sh)
 read -r slo_ttft slo_tbt obj_ttft obj_tbt <"$OUT/measured/$name/slos"
 echo "== simulating (SLOs $slo_ttft s / $slo_tbt s, router objectives $obj_ttft / $obj_tbt ms)"
-simulate() { # profiles (before or after), configuration, then duet plan options
-	local when=$1 cfg=$2
+simulate() { # profiles (before, after, retimed-RATE), configuration, then duet plan options
+	local when=$1 cfg=$2 sweep=$SWEEP
 	shift 2
+	case $when in retimed-*) sweep=${when#retimed-} ;; esac
 	"$DUET" plan simulate --trace "$TRACES_DIR/$TRACE" --start "$START" --max-requests "$REQUESTS" \
-		--rate "$RATE" --sweep "$SWEEP" --length-scale "$LENGTH" \
+		--rate "$RATE" --sweep "$sweep" --length-scale "$LENGTH" \
 		--router-slo-ttft-ms "$obj_ttft" --router-slo-tbt-ms "$obj_tbt" \
 		--slo-ttft "$slo_ttft" --slo-tbt "$slo_tbt" --no-plots \
 		--out "$OUT/simulated-$when/$cfg" --label "$cfg (simulated, profiles $when)" "$@" \
 		>"$OUT/simulated-$when-$cfg.log" 2>&1 || { cat "$OUT/simulated-$when-$cfg.log"; exit 1; }
 }
-# measured / modelled time of the passes of the nodes named prefix* in
-# every repetition's traces of a configuration, against a profile
-step_ratio() { # cfg, node prefix, profile
-	local f
-	f=$(ls "$OUT/measured/$name"/rep-*/"$1"/*.trace.json)
-	# shellcheck disable=SC2086 # one word per trace file
-	"$DUET" trace steps --json --profile "$OUT/$3.json" $f |
-		jq -rs --arg p "$2" '[.[] | select(.node | startswith($p))] |
-			(map(.measured_ms) | add) / (map(.model_ms) | add)'
+# measured / modelled time of the passes of the nodes named prefix* in a
+# configuration's traces, every repetition's, during its replay at rate
+# multiplier k (the wall-clock window its summary.json gives), against a
+# profile
+step_ratio() { # cfg, node prefix, profile, k
+	local d w
+	for d in "$OUT/measured/$name"/rep-*/"$1"; do
+		w=$(jq -r '"\(.start_unix_us) \(.start_unix_us + .duration_s * 1e6 | floor)"' \
+			"$d/rate-$4/summary.json")
+		"$DUET" trace steps --json --profile "$OUT/$3.json" --from "${w% *}" --to "${w#* }" \
+			"$d"/*.trace.json
+	done | jq -rs --arg p "$2" '[.[] | select(.node | startswith($p))] |
+		(map(.measured_ms) | add) / (map(.model_ms) | add)'
 }
 retime() { # profile, ratio, name of the re-timed one
 	local f
 	f=$(awk -v r="$2" 'BEGIN { print 1 / r }')
 	"$DUET" plan scale "$OUT/$1.json" "$OUT/$3.json" --compute "$f" --bandwidth "$f" >/dev/null
 }
-r_col=$(step_ratio colocated decode before-hugepages)
-r_dis=$(step_ratio disaggregated decode before-hugepages)
-r_pre=$(step_ratio disaggregated prefill before-mmap)
-printf "== the nodes' passes in the runs against the profiles taken before: colocated decode x%.3f, disaggregated decode x%.3f, prefill x%.3f\n" \
-	"$r_col" "$r_dis" "$r_pre" | tee "$OUT/retimed.txt"
-retime before-hugepages "$r_col" retimed-colocated
-retime before-hugepages "$r_dis" retimed-decode
-retime before-mmap "$r_pre" retimed-prefill
-for when in before after retimed; do
-	if [ $when = retimed ]; then
-		col=retimed-colocated dec=retimed-decode pre=retimed-prefill
-	else
-		col=$when-hugepages dec=$when-hugepages pre=$when-mmap
-	fi
-	simulate $when colocated --profile "$OUT/$col.json" --prefill 0 --decode 2 \
+for when in before after; do
+	simulate $when colocated --profile "$OUT/$when-hugepages.json" --prefill 0 --decode 2 \
 		--policy colocated
-	simulate $when disaggregated --prefill-profile "$OUT/$pre.json" \
-		--decode-profile "$OUT/$dec.json" --prefill 1 --decode 1 --policy length-aware
+	simulate $when disaggregated --prefill-profile "$OUT/$when-mmap.json" \
+		--decode-profile "$OUT/$when-hugepages.json" --prefill 1 --decode 1 --policy length-aware
+done
+# Re-timed: each rate simulated alone with the profiles scaled by what
+# the nodes' passes took during that rate's replay, the rows joined into
+# one sweep.csv per configuration.
+: >"$OUT/retimed.txt"
+for k in ${SWEEP//,/ }; do
+	r_col=$(step_ratio colocated decode before-hugepages "$k")
+	r_dis=$(step_ratio disaggregated decode before-hugepages "$k")
+	r_pre=$(step_ratio disaggregated prefill before-mmap "$k")
+	printf "== x%s: the nodes' passes against the profiles taken before: colocated decode x%.3f, disaggregated decode x%.3f, prefill x%.3f\n" \
+		"$k" "$r_col" "$r_dis" "$r_pre" | tee -a "$OUT/retimed.txt"
+	retime before-hugepages "$r_col" "retimed-$k-colocated"
+	retime before-hugepages "$r_dis" "retimed-$k-decode"
+	retime before-mmap "$r_pre" "retimed-$k-prefill"
+	simulate "retimed-$k" colocated --profile "$OUT/retimed-$k-colocated.json" --prefill 0 \
+		--decode 2 --policy colocated
+	simulate "retimed-$k" disaggregated --prefill-profile "$OUT/retimed-$k-prefill.json" \
+		--decode-profile "$OUT/retimed-$k-decode.json" --prefill 1 --decode 1 \
+		--policy length-aware
+done
+for cfg in colocated disaggregated; do
+	mkdir -p "$OUT/simulated-retimed/$cfg"
+	first=1
+	for k in ${SWEEP//,/ }; do
+		if [ $first = 1 ]; then
+			cat "$OUT/simulated-retimed-$k/$cfg/sweep.csv"
+			first=0
+		else
+			tail -n +2 "$OUT/simulated-retimed-$k/$cfg/sweep.csv"
+		fi
+	done >"$OUT/simulated-retimed/$cfg/sweep.csv"
 done
 
 # sweep.csv: rate_multiplier,offered_rps,req_per_s,goodput_rps,slo_attainment,

@@ -502,7 +502,7 @@ static void test_trace_steps(void **state)
 	struct trace_steps st[4];
 	int n;
 	struct duet_err err;
-	assert_int_equal(trace_steps_compare(ev, NULL, &p, st, 4, &n, &err), 0);
+	assert_int_equal(trace_steps_compare(ev, NULL, &p, 0, 0, st, 4, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(st[0].node, "decode-0");
 	assert_int_equal(st[0].n, 2);
@@ -514,13 +514,18 @@ static void test_trace_steps(void **state)
 	assert_near(st[1].actual_ms / st[1].model_ms, 0.5, 1e-9);
 	/* one node by name; a name without passes, and traces without the
 	 * model's fields, are refused with a reason */
-	assert_int_equal(trace_steps_compare(ev, "prefill-0", &p, st, 4, &n, &err), 0);
+	assert_int_equal(trace_steps_compare(ev, "prefill-0", &p, 0, 0, st, 4, &n, &err), 0);
 	assert_int_equal(n, 1);
-	assert_int_not_equal(trace_steps_compare(ev, "router", &p, st, 4, &n, &err), 0);
+	/* a window of the wall clock: the second step alone */
+	assert_int_equal(trace_steps_compare(ev, "decode-0", &p, 1, 2, st, 4, &n, &err), 0);
+	assert_int_equal(st[0].n, 1);
+	assert_near(st[0].actual_ms / st[0].model_ms, 1, 1e-9);
+	assert_int_not_equal(trace_steps_compare(ev, "prefill-0", &p, 0, 3, st, 4, &n, &err), 0);
+	assert_int_not_equal(trace_steps_compare(ev, "router", &p, 0, 0, st, 4, &n, &err), 0);
 	assert_non_null(strstr(err.msg, "router"));
 	for (size_t i = 0; i < json_array_size(ev); i++)
 		json_object_del(json_object_get(json_array_get(ev, i), "args"), "pairs");
-	assert_int_not_equal(trace_steps_compare(ev, NULL, &p, st, 4, &n, &err), 0);
+	assert_int_not_equal(trace_steps_compare(ev, NULL, &p, 0, 0, st, 4, &n, &err), 0);
 	assert_non_null(strstr(err.msg, "positions"));
 	json_decref(ev);
 }

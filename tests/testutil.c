@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "engine/generate.h"
@@ -299,6 +301,23 @@ long tu_http(const char *url, const char *method, const char *body, const char *
 	return status;
 }
 
+/* Daemons a test started and did not stop: a failed assertion leaves its
+ * test before the kill, and a daemon left running would hold the test
+ * run's output pipe open (make test waited on it for ever). */
+#define TU_MAX_SPAWNED 256
+static pid_t spawned[TU_MAX_SPAWNED];
+static int n_spawned;
+
+static void kill_spawned(void)
+{
+	for (int i = 0; i < n_spawned; i++)
+		/* still our unreaped child (not a reused pid): stop it */
+		if (waitpid(spawned[i], NULL, WNOHANG) == 0) {
+			kill(spawned[i], SIGKILL);
+			waitpid(spawned[i], NULL, 0);
+		}
+}
+
 pid_t tu_spawn(const char *path, const char *model, char **flags, const char *log, int append)
 {
 	char *argv[TU_SPAWN_MAX_ARGS] = {(char *)path, "--model", (char *)model};
@@ -310,10 +329,15 @@ pid_t tu_spawn(const char *path, const char *model, char **flags, const char *lo
 	argv[n] = NULL;
 	pid_t pid = fork();
 	if (pid == 0) {
-		if (!freopen(log, append ? "a" : "w", stderr))
+		if (!freopen(log, append ? "a" : "w", stderr) || dup2(2, 1) < 0)
 			_exit(126);
 		execv(path, argv);
 		_exit(127);
+	}
+	if (pid > 0 && n_spawned < TU_MAX_SPAWNED) {
+		if (!n_spawned)
+			atexit(kill_spawned);
+		spawned[n_spawned++] = pid;
 	}
 	return pid;
 }

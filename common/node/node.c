@@ -93,6 +93,9 @@ int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
 		 "prefill chunks, KV messages, sends; opens in Perfetto; `duet trace merge` "
 		 "joins it with the router's and other nodes'); empty: none"},
 	};
+	/* the callers' arrays hold DUET_NODE_COMMON_OPTS and their own keys */
+	_Static_assert(sizeof t / sizeof t[0] + DUET_CURVE_OPTS <= DUET_NODE_COMMON_OPTS,
+		       "DUET_NODE_COMMON_OPTS is smaller than the node's keys");
 	memcpy(o, t, sizeof t);
 	int n = (int)(sizeof t / sizeof t[0]);
 	return n + duet_curve_opts(&c->curve, server, 1, o + n);

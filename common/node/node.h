@@ -20,7 +20,7 @@
 
 #define DUET_NODE_MAX_CPUS 256
 #define DUET_NODE_HELLO_RETRY_US 1000000LL
-#define DUET_NODE_COMMON_OPTS (17 + DUET_CURVE_OPTS) /* at most */
+#define DUET_NODE_COMMON_OPTS (18 + DUET_CURVE_OPTS) /* at most */
 /* prefix-cache-mb's default and largest value: as much as the pool holds. */
 #define DUET_NODE_CACHE_MB_ALL (1 << 22)
 /* Prefix hashes in a load report, most recently used first: as many as

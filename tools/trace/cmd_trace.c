@@ -18,7 +18,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: duet trace merge -o OUT FILE...\n"
 		"       duet trace stalls --replay DIR [--node NAME] [--top PCT] FILE...\n"
-		"       duet trace steps --profile FILE [--node NAME] [--json] FILE...\n\n"
+		"       duet trace steps --profile FILE [--node NAME] [--from US] [--to US]\n"
+		"                        [--json] FILE...\n\n"
 		"Works on the Chrome trace-event files that duet-router, duet-prefill and\n"
 		"duet-decode write with --trace FILE (duet up --trace writes one per daemon\n"
 		"into its run directory). Timestamps are wall-clock microseconds, so the\n"
@@ -43,6 +44,9 @@ static void usage(FILE *f)
 		"          modelled, and the 10th, 50th, 90th percentile of the per-pass ratio\n"
 		"  --profile FILE     the profile (its \"step\" model)\n"
 		"  --node NAME        one process (default: every one with passes)\n"
+		"  --from US, --to US only passes starting in [US, US) of the wall clock, in\n"
+		"                     microseconds since 1970 (a replay's summary.json gives\n"
+		"                     its start_unix_us and duration_s)\n"
 		"  --json             one JSON object per node instead of the table\n",
 		TRACE_DEFAULT_TOP_PCT);
 }
@@ -111,9 +115,12 @@ static int steps(int argc, char **argv)
 {
 	const char *prof = NULL, *node = NULL;
 	int json = 0;
+	uint64_t from_us = 0, to_us = 0;
 	static const struct option opts[] = {{"profile", required_argument, 0, 'p'},
 					     {"node", required_argument, 0, 'n'},
 					     {"json", no_argument, 0, 'j'},
+					     {"from", required_argument, 0, 'f'},
+					     {"to", required_argument, 0, 't'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
 	int c;
@@ -122,6 +129,8 @@ static int steps(int argc, char **argv)
 		case 'p': prof = optarg; break;
 		case 'n': node = optarg; break;
 		case 'j': json = 1; break;
+		case 'f': if (cli_u64("--from", optarg, &from_us)) return 2; break;
+		case 't': if (cli_u64("--to", optarg, &to_us)) return 2; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -139,7 +148,8 @@ static int steps(int argc, char **argv)
 		return cli_fail("trace steps", "%s", err.msg);
 	struct trace_steps st[TRACE_STEPS_MAX_NODES];
 	int n;
-	int rc = trace_steps_compare(ev, node, &p, st, TRACE_STEPS_MAX_NODES, &n, &err);
+	int rc = trace_steps_compare(ev, node, &p, (long long)from_us, (long long)to_us, st,
+				     TRACE_STEPS_MAX_NODES, &n, &err);
 	json_decref(ev);
 	if (rc)
 		return cli_fail("trace steps", "%s", err.msg);

@@ -57,7 +57,8 @@ static int pass_of(json_t *e, int *seqs, long *tokens, double *positions, double
 }
 
 static int compare_pid(json_t *ev, json_int_t pid, const struct plan_profile *p,
-		       struct trace_steps *o, int *old, struct duet_err *err)
+		       long long from_us, long long to_us, struct trace_steps *o, int *old,
+		       struct duet_err *err)
 {
 	size_t n = json_array_size(ev);
 	double *ratio = malloc(sizeof *ratio * (n ? n : 1));
@@ -70,8 +71,9 @@ static int compare_pid(json_t *ev, json_int_t pid, const struct plan_profile *p,
 		int seqs;
 		long tokens;
 		double positions, pairs;
-		if (json_integer_value(json_object_get(e, "pid")) != pid ||
-		    pass_of(e, &seqs, &tokens, &positions, &pairs, old))
+		long long ts = json_integer_value(json_object_get(e, "ts"));
+		if (json_integer_value(json_object_get(e, "pid")) != pid || ts < from_us ||
+		    (to_us && ts >= to_us) || pass_of(e, &seqs, &tokens, &positions, &pairs, old))
 			continue;
 		double ms = (double)json_integer_value(json_object_get(e, "dur")) / 1000.0;
 		double model = plan_profile_step_ms(p, seqs, tokens, positions, pairs);
@@ -91,7 +93,8 @@ static int compare_pid(json_t *ev, json_int_t pid, const struct plan_profile *p,
 }
 
 int trace_steps_compare(json_t *events, const char *node, const struct plan_profile *p,
-			struct trace_steps *out, int max, int *n_out, struct duet_err *err)
+			long long from_us, long long to_us, struct trace_steps *out, int max,
+			int *n_out, struct duet_err *err)
 {
 	json_t *ev = event_array(events);
 	*n_out = 0;
@@ -109,7 +112,8 @@ int trace_steps_compare(json_t *events, const char *node, const struct plan_prof
 		struct trace_steps o;
 		memset(&o, 0, sizeof o);
 		snprintf(o.node, sizeof o.node, "%s", pn);
-		if (compare_pid(ev, json_integer_value(json_object_get(e, "pid")), p, &o, &old, err))
+		if (compare_pid(ev, json_integer_value(json_object_get(e, "pid")), p, from_us, to_us,
+				&o, &old, err))
 			return -1;
 		if (!o.n)
 			continue;
@@ -122,6 +126,6 @@ int trace_steps_compare(json_t *events, const char *node, const struct plan_prof
 	if (old)
 		return duet_errf(err, "the passes carry no positions and pairs (a trace "
 				      "written before they were recorded)");
-	return duet_errf(err, "no decode steps or prefill passes of %s in the trace",
-			 node ? node : "any process");
+	return duet_errf(err, "no decode steps or prefill passes of %s in the trace%s",
+			 node ? node : "any process", from_us || to_us ? " in that time" : "");
 }

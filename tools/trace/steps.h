@@ -21,11 +21,13 @@ struct trace_steps {
 };
 
 /* Compares the passes of the process named node (or, node NULL, of each
- * process with passes, up to max) in events (tracefile_load's array or
- * a merged trace's object) with p's model. Fails naming the problem when
- * no process matches, or when its spans lack the model's fields (traces
+ * process with passes, up to max) that start in [from_us, to_us) of the
+ * wall clock (to_us 0: no end) in events (tracefile_load's array or a
+ * merged trace's object) with p's model. Fails naming the problem when no
+ * process matches, or when its spans lack the model's fields (traces
  * written before they carried positions). *n_out: entries filled. */
 int trace_steps_compare(json_t *events, const char *node, const struct plan_profile *p,
-			struct trace_steps *out, int max, int *n_out, struct duet_err *err);
+			long long from_us, long long to_us, struct trace_steps *out, int max,
+			int *n_out, struct duet_err *err);
 
 #endif
