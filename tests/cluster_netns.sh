@@ -374,7 +374,14 @@ bad_key() {
 	[ "$code" = 401 ] && jq -e .error "$T/401.json" >/dev/null || { echo "HTTP $code"; cat "$T/401.json"; return 1; }
 }
 check "a client with a wrong API key gets 401 and a JSON error" bad_key
-sleep 4
+logged_refusals() { # the plaintext handshake; the stranger's key
+	grep -F "control: handshake on tcp://$NET.${IP[router]}:5555 failed" "$T/router.log" &&
+		grep -F "refused CURVE key $(cut -d' ' -f1 "$KEYS/stranger.pub") from $NET.${IP[p1]}" "$T/router.log"
+}
+# the intruders knock once they have loaded the model and taken their KV
+# memory (seconds on a busy machine): wait for both, then a little longer
+until_ok $START_TIMEOUT logged_refusals || true
+sleep 2
 kill -9 $i1 $i2 2>/dev/null
 wait $i1 $i2 2>/dev/null
 wait $rp
@@ -384,10 +391,6 @@ no_intruder() { ! metrics | grep intruder; }
 check "neither intruder registered" no_intruder
 check "the router refused and counted them ($refused_before -> $refused_after)" \
 	test "${refused_after:-0}" -gt "${refused_before:-0}"
-logged_refusals() { # the plaintext handshake; the stranger's key
-	grep -F "control: handshake on tcp://$NET.${IP[router]}:5555 failed" "$T/router.log" &&
-		grep -F "refused CURVE key $(cut -d' ' -f1 "$KEYS/stranger.pub") from $NET.${IP[p1]}" "$T/router.log"
-}
 check "the router logged both refusals" logged_refusals
 
 # ---- the table ----
