@@ -78,11 +78,12 @@ start_up() { # name, then duet up options
 	shift
 	local log=$OUT/$name-up.log
 	if [ "$UP_TRACE" = 1 ]; then set -- "$@" --trace; fi
-	# duet up and the router inherit AUX_CPU; duet up pins each node to
+	# (--kv-prefault: no step pays for zeroing fresh KV pages, as on a
+	# dedicated node.) duet up and the router inherit AUX_CPU; duet up pins each node to
 	# its own CPU of the machine's (not of its own AUX_CPU affinity: then
 	# every node ran on AUX_CPU and the other CPUs idled).
 	$PIN "$DUET" up --model "$MODEL" --port $PORT --dir "$OUT/$name-run" \
-		--node-cpus "0-$(($(nproc) - 1))" \
+		--node-cpus "0-$(($(nproc) - 1))" --kv-prefault \
 		--node-arg=--max-batch-tokens=$CHUNK "$@" >"$log" 2>&1 &
 	up_pid=$!
 	for _ in $(seq 1 600); do

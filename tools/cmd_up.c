@@ -81,6 +81,10 @@ static void usage(FILE *f)
 		"                      the CPUs duet up may run on; give it when duet up itself\n"
 		"                      is pinned, e.g. under taskset with the router)\n"
 		"      --kv-mb N       KV pool per node in MB (default 2048)\n"
+		"      --kv-prefault   nodes take their KV memory at start, as the daemons do by\n"
+		"                      default (kv-prefault); without it the nodes of this one\n"
+		"                      machine take pages as KV fills them, and start in a\n"
+		"                      second instead of several\n"
 		"      --dir DIR       run directory for sockets and logs (default: a new /tmp/duet-up-*)\n"
 		"      --node-arg ARG  pass ARG to every prefill and decode node, e.g.\n"
 		"                      --node-arg=--max-batch-tokens=128 (repeatable, up to %d)\n"
@@ -317,7 +321,7 @@ int cmd_up(int argc, char **argv)
 	long n_prefill = 1, n_decode = 1, port = 8080, threads = 1, kv_mb = 2048;
 	char *node_extra[UP_MAX_EXTRA], *router_extra[UP_MAX_EXTRA], *decode_extra[UP_MAX_EXTRA];
 	int n_node_extra = 0, n_router_extra = 0, n_decode_extra = 0, curve = 0, trace = 0,
-	    no_restart = 0;
+	    no_restart = 0, prefault = 0;
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'}, {"prefill", required_argument, 0, 'P'},
 		{"decode", required_argument, 0, 'D'}, {"policy", required_argument, 0, 'p'},
@@ -328,6 +332,7 @@ int cmd_up(int argc, char **argv)
 		{"decode-arg", required_argument, 0, 'A'},
 		{"curve", no_argument, 0, 'C'}, {"trace", no_argument, 0, 'T'},
 		{"no-restart", no_argument, 0, 'n'}, {"node-cpus", required_argument, 0, 'c'},
+		{"kv-prefault", no_argument, 0, 'K'},
 		{0, 0, 0, 0}};
 	int node_cpus[DUET_MAX_THREADS], n_node_cpus = duet_cpu_allowed(node_cpus, DUET_MAX_THREADS);
 	int ch;
@@ -345,6 +350,7 @@ int cmd_up(int argc, char **argv)
 		case 'C': curve = 1; break;
 		case 'T': trace = 1; break;
 		case 'n': no_restart = 1; break;
+		case 'K': prefault = 1; break;
 		case 'c': {
 			struct duet_err err;
 			if (duet_cpu_parse_list(optarg, node_cpus, DUET_MAX_THREADS, &n_node_cpus, &err)) {
@@ -439,7 +445,8 @@ int cmd_up(int argc, char **argv)
 		snprintf(node_path, sizeof node_path, "%s/%s", bin, is_prefill ? "duet-prefill" : "duet-decode");
 		char *nargv[24 + 2 * UP_MAX_EXTRA] = {node_path, "--model", (char *)model, "--name", name,
 						  "--router", ctl, "--threads", threads_s, "--cpus",
-						  cpus, "--kv-mb", kv_s};
+						  cpus, "--kv-mb", kv_s,
+						  prefault ? "--kv-prefault=true" : "--kv-prefault=false"};
 		if (!is_prefill) {
 			char *kv[] = {"--kv-endpoint", kv_ep};
 			append_args(nargv, kv, 2);
