@@ -5,11 +5,7 @@
 #include <string.h>
 
 #include "base/sort.h"
-
-static json_t *event_array(json_t *events)
-{
-	return json_is_array(events) ? events : json_object_get(events, "traceEvents");
-}
+#include "trace/tracefile.h"
 
 static int int_arg(json_t *args, const char *key, long long *v)
 {
@@ -96,18 +92,15 @@ int trace_steps_compare(json_t *events, const char *node, const struct plan_prof
 			long long from_us, long long to_us, struct trace_steps *out, int max,
 			int *n_out, struct duet_err *err)
 {
-	json_t *ev = event_array(events);
+	json_t *ev = tracefile_events(events);
 	*n_out = 0;
-	if (!json_is_array(ev))
+	if (!ev)
 		return duet_errf(err, "no trace events");
 	int old = 0;
 	for (size_t i = 0; i < json_array_size(ev); i++) {
 		json_t *e = json_array_get(ev, i);
-		const char *ph = json_string_value(json_object_get(e, "ph"));
-		const char *nm = json_string_value(json_object_get(e, "name"));
-		const char *pn = json_string_value(json_object_get(json_object_get(e, "args"), "name"));
-		if (!ph || strcmp(ph, "M") || !nm || strcmp(nm, "process_name") || !pn ||
-		    (node && strcmp(pn, node)))
+		const char *pn = tracefile_meta_name(e, "process_name");
+		if (!pn || (node && strcmp(pn, node)))
 			continue;
 		struct trace_steps o;
 		memset(&o, 0, sizeof o);

@@ -256,7 +256,13 @@ static int request_cmp(const void *a, const void *b)
 	return x->request < y->request ? -1 : x->request > y->request;
 }
 
-static const char *meta_name(json_t *e, const char *what)
+json_t *tracefile_events(json_t *trace)
+{
+	json_t *ev = json_is_array(trace) ? trace : json_object_get(trace, "traceEvents");
+	return json_is_array(ev) ? ev : NULL;
+}
+
+const char *tracefile_meta_name(json_t *e, const char *what)
 {
 	const char *ph = json_string_value(json_object_get(e, "ph"));
 	const char *nm = json_string_value(json_object_get(e, "name"));
@@ -273,7 +279,7 @@ static int find_nodes(json_t *ev, const char *node, struct node_spans *nodes, in
 	int n = 0;
 	for (size_t i = 0; i < json_array_size(ev); i++) {
 		json_t *e = json_array_get(ev, i);
-		const char *pn = meta_name(e, "process_name");
+		const char *pn = tracefile_meta_name(e, "process_name");
 		if (!pn || !(node ? strcmp(pn, node) == 0 : strncmp(pn, "decode", 6) == 0))
 			continue;
 		if (n == STALL_MAX_NODES)
@@ -290,7 +296,7 @@ static int find_nodes(json_t *ev, const char *node, struct node_spans *nodes, in
 				 node ? node : "decode*");
 	for (size_t i = 0; i < json_array_size(ev); i++) {
 		json_t *e = json_array_get(ev, i);
-		const char *tn = meta_name(e, "thread_name");
+		const char *tn = tracefile_meta_name(e, "thread_name");
 		if (!tn || strcmp(tn, "main"))
 			continue;
 		json_int_t pid = json_integer_value(json_object_get(e, "pid"));
@@ -407,8 +413,8 @@ int tracefile_stalls(json_t *merged, const char *node, struct stall_gap *gaps, i
 		     double top_pct, struct stall_report *out, struct duet_err *err)
 {
 	memset(out, 0, sizeof *out);
-	json_t *ev = json_is_array(merged) ? merged : json_object_get(merged, "traceEvents");
-	if (!json_is_array(ev))
+	json_t *ev = tracefile_events(merged);
+	if (!ev)
 		return duet_errf(err, "stalls: not a trace");
 	if (n < 1)
 		return duet_errf(err, "stalls: no token gaps to attribute");

@@ -18,6 +18,14 @@
  * bracket, a trailing comma) is accepted, as the viewers accept it. */
 json_t *tracefile_load(const char *path, struct duet_err *err);
 
+/* The events of a trace: events itself if it is an array, else its
+ * traceEvents (a merged trace); a borrowed reference, NULL if neither. */
+json_t *tracefile_events(json_t *trace);
+
+/* args.name of a metadata event ("ph": "M") named what ("process_name",
+ * "thread_name"); NULL for any other event. */
+const char *tracefile_meta_name(json_t *e, const char *what);
+
 /* One object {"traceEvents": [...], "displayTimeUnit": "ms"} with the
  * events of every file, metadata first, then by timestamp; a process id
  * that two files share (two machines) is renumbered in the later file. */
