@@ -135,16 +135,18 @@ step_ratio() { # cfg, node prefix, profile, k
 	done | jq -rs --arg p "$2" '[.[] | select(.node | startswith($p))] |
 		(map(.measured_ms) | add) / (map(.model_ms) | add)'
 }
+simulate_both() { # profiles (as simulate), colocated's, the decode node's, the prefill node's
+	simulate "$1" colocated --profile "$OUT/$2.json" --prefill 0 --decode 2 --policy colocated
+	simulate "$1" disaggregated --prefill-profile "$OUT/$4.json" \
+		--decode-profile "$OUT/$3.json" --prefill 1 --decode 1 --policy length-aware
+}
 retime() { # profile, ratio, name of the re-timed one
 	local f
 	f=$(awk -v r="$2" 'BEGIN { print 1 / r }')
 	"$DUET" plan scale "$OUT/$1.json" "$OUT/$3.json" --compute "$f" --bandwidth "$f" >/dev/null
 }
 for when in before after; do
-	simulate $when colocated --profile "$OUT/$when-hugepages.json" --prefill 0 --decode 2 \
-		--policy colocated
-	simulate $when disaggregated --prefill-profile "$OUT/$when-mmap.json" \
-		--decode-profile "$OUT/$when-hugepages.json" --prefill 1 --decode 1 --policy length-aware
+	simulate_both $when $when-hugepages $when-hugepages $when-mmap
 done
 # Re-timed: each rate simulated alone with the profiles scaled by what
 # the nodes' passes took during that rate's replay, the rows joined into
@@ -159,23 +161,13 @@ for k in ${SWEEP//,/ }; do
 	retime before-hugepages "$r_col" "retimed-$k-colocated"
 	retime before-hugepages "$r_dis" "retimed-$k-decode"
 	retime before-mmap "$r_pre" "retimed-$k-prefill"
-	simulate "retimed-$k" colocated --profile "$OUT/retimed-$k-colocated.json" --prefill 0 \
-		--decode 2 --policy colocated
-	simulate "retimed-$k" disaggregated --prefill-profile "$OUT/retimed-$k-prefill.json" \
-		--decode-profile "$OUT/retimed-$k-decode.json" --prefill 1 --decode 1 \
-		--policy length-aware
+	simulate_both "retimed-$k" "retimed-$k-colocated" "retimed-$k-decode" "retimed-$k-prefill"
 done
 for cfg in colocated disaggregated; do
 	mkdir -p "$OUT/simulated-retimed/$cfg"
-	first=1
-	for k in ${SWEEP//,/ }; do
-		if [ $first = 1 ]; then
-			cat "$OUT/simulated-retimed-$k/$cfg/sweep.csv"
-			first=0
-		else
-			tail -n +2 "$OUT/simulated-retimed-$k/$cfg/sweep.csv"
-		fi
-	done >"$OUT/simulated-retimed/$cfg/sweep.csv"
+	files=()
+	for k in ${SWEEP//,/ }; do files+=("$OUT/simulated-retimed-$k/$cfg/sweep.csv"); done
+	awk 'NR == 1 || FNR > 1' "${files[@]}" >"$OUT/simulated-retimed/$cfg/sweep.csv" # one header
 done
 
 # sweep.csv: rate_multiplier,offered_rps,req_per_s,goodput_rps,slo_attainment,
