@@ -154,7 +154,7 @@ static int steps(int argc, char **argv)
 	if (rc)
 		return cli_fail("trace steps", "%s", err.msg);
 	if (!json)
-		printf("%-12s %8s %12s %8s %8s %8s\n", "node", "passes", "measured/model", "p10",
+		printf("%-12s %8s %14s %8s %8s %8s\n", "node", "passes", "measured/model", "p10",
 		       "p50", "p90");
 	for (int i = 0; i < n; i++) {
 		const struct trace_steps *s = &st[i];
