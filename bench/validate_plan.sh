@@ -124,7 +124,8 @@ simulate() { # profiles (before, after, retimed-RATE), configuration, then duet 
 # measured / modelled time of the passes of the nodes named prefix* in a
 # configuration's traces, every repetition's, during its replay at rate
 # multiplier k (the wall-clock window its summary.json gives), against a
-# profile
+# profile; then, after a space, the spread of the per-pass ratio (each
+# quantile the mean of the nodes', comma-separated, for plan scale)
 step_ratio() { # cfg, node prefix, profile, k
 	local d w
 	for d in "$OUT/measured/$name"/rep-*/"$1"; do
@@ -133,17 +134,19 @@ step_ratio() { # cfg, node prefix, profile, k
 		"$DUET" trace steps --json --profile "$OUT/$3.json" --from "${w% *}" --to "${w#* }" \
 			"$d"/*.trace.json
 	done | jq -rs --arg p "$2" '[.[] | select(.node | startswith($p))] |
-		(map(.measured_ms) | add) / (map(.model_ms) | add)'
+		"\((map(.measured_ms) | add) / (map(.model_ms) | add)) \(
+		[.[].spread] | transpose | map(add / length | tostring) | join(","))"'
 }
 simulate_both() { # profiles (as simulate), colocated's, the decode node's, the prefill node's
 	simulate "$1" colocated --profile "$OUT/$2.json" --prefill 0 --decode 2 --policy colocated
 	simulate "$1" disaggregated --prefill-profile "$OUT/$4.json" \
 		--decode-profile "$OUT/$3.json" --prefill 1 --decode 1 --policy length-aware
 }
-retime() { # profile, ratio, name of the re-timed one
+retime() { # profile, "ratio spread" (step_ratio's), name of the re-timed one
 	local f
-	f=$(awk -v r="$2" 'BEGIN { print 1 / r }')
-	"$DUET" plan scale "$OUT/$1.json" "$OUT/$3.json" --compute "$f" --bandwidth "$f" >/dev/null
+	f=$(awk -v r="${2% *}" 'BEGIN { print 1 / r }')
+	"$DUET" plan scale "$OUT/$1.json" "$OUT/$3.json" --compute "$f" --bandwidth "$f" \
+		--step-spread "${2#* }" >/dev/null
 }
 for when in before after; do
 	simulate_both $when $when-hugepages $when-hugepages $when-mmap
@@ -157,7 +160,7 @@ for k in ${SWEEP//,/ }; do
 	r_dis=$(step_ratio disaggregated decode before-hugepages "$k")
 	r_pre=$(step_ratio disaggregated prefill before-mmap "$k")
 	printf "== x%s: the nodes' passes against the profiles taken before: colocated decode x%.3f, disaggregated decode x%.3f, prefill x%.3f\n" \
-		"$k" "$r_col" "$r_dis" "$r_pre" | tee -a "$OUT/retimed.txt"
+		"$k" "${r_col% *}" "${r_dis% *}" "${r_pre% *}" | tee -a "$OUT/retimed.txt"
 	retime before-hugepages "$r_col" "retimed-$k-colocated"
 	retime before-hugepages "$r_dis" "retimed-$k-decode"
 	retime before-mmap "$r_pre" "retimed-$k-prefill"

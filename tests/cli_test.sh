@@ -196,6 +196,33 @@ check "replay: no server" fails_with_one_line "$DUET replay --url http://127.0.0
 check "replay: bad --slo-tbt" fails_with_one_line "$DUET replay --trace $TMP/ok.csv --slo-tbt fast" "--slo-tbt"
 check "up: missing model" fails_with_one_line "$DUET up --model $TMP/none.gguf" "$TMP/none.gguf"
 
+# duet plan from the command line (the simulator itself: test_plan.c): a
+# hand-written profile, scaled with a step spread, simulated with and
+# without it.
+printf '{"name": "hand", "step": {"base_ms": 10, "seq_ms": 1, "token_ms": 0.5, "kctx_ms": 1}}\n' >"$TMP/hand.json"
+printf '0,100,20\n0.1,40,20\n0.2,300,20\n0.3,20,20\n' >"$TMP/plan.csv"
+spread=0.9,0.92,0.95,0.97,0.98,0.99,1,1.01,1.02,1.05,1.1,1.2,1.5
+check "plan scale: a step spread into the profile" bash -c "'$DUET' plan scale '$TMP/hand.json' '$TMP/spread.json' --step-spread $spread &&
+	jq -e '.step_spread | length == 13 and .[12] == 1.5' '$TMP/spread.json' >/dev/null"
+check "plan scale: a spread that falls is refused" fails_with_one_line \
+	"$DUET plan scale $TMP/hand.json $TMP/x.json --step-spread 1,1,1,1,1,1,1,1,1,1,1,2,1.5" "ratio 13"
+check "plan scale: a short spread is refused" fails_with_one_line \
+	"$DUET plan scale $TMP/hand.json $TMP/x.json --step-spread 1,2" "13"
+plan_sim() { # out dir, then options
+	local out=$1
+	shift
+	"$DUET" plan simulate --trace "$TMP/plan.csv" --profile "$TMP/spread.json" --slo-ttft 1 \
+		--slo-tbt 0.1 --no-plots --out "$out" "$@" >/dev/null
+}
+check "plan simulate: passes drawn from the spread, the same for a seed" bash -c "
+	$(declare -f plan_sim); DUET='$DUET' TMP='$TMP'
+	plan_sim '$TMP/s1' && plan_sim '$TMP/s2' && plan_sim '$TMP/s0' --step-spread off &&
+	jq -e '.simulated.step_spread' '$TMP/s1/summary.json' >/dev/null &&
+	jq -e '.simulated.step_spread | not' '$TMP/s0/summary.json' >/dev/null &&
+	cmp -s '$TMP/s1/tokens.csv' '$TMP/s2/tokens.csv' && ! cmp -s '$TMP/s1/tokens.csv' '$TMP/s0/tokens.csv'"
+check "plan simulate: bad --step-spread" fails_with_one_line \
+	"$DUET plan simulate --trace $TMP/plan.csv --profile $TMP/hand.json --slo-ttft 1 --slo-tbt 1 --step-spread maybe" "step-spread"
+
 check "duet-prefill: bad kv-dtype" fails_with_one_line "$BUILD/duet-prefill --kv-dtype q4 --model x" "q4"
 check "duet-decode: bad kv-dtype" fails_with_one_line "$BUILD/duet-decode --kv-dtype q4 --model x" "q4"
 check "duet-decode: bad qdot" fails_with_one_line "$BUILD/duet-decode --qdot fast --model x" "qdot"

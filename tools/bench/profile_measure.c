@@ -4,7 +4,9 @@
  * r tokens at a start position, and decode steps that carry a prefill
  * chunk (chunked local prefill). Each point is the median of REPS timed
  * passes after a warm-up; the fit minimizes relative error, so a 10 ms
- * step weighs as much as a 1 s chunk. */
+ * step weighs as much as a 1 s chunk. Every timed pass against the fit
+ * gives the profile's step spread (plan/profile.h): what the model
+ * misses of each shape and the machine's noise from pass to pass. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 
 #define PROFILE_MAX_POINTS 256
 #define PROFILE_MAX_CHUNKS 4
+#define PROFILE_MAX_REPS 64
 /* Ridge of the offline fit: small against the squared relative errors. */
 #define PROFILE_RIDGE 1e-9
 
@@ -29,6 +32,8 @@ struct point {
 	double positions; /* sum over the pass's sequences of their length after it */
 	double pairs;	  /* prefill chunks: rows x the positions before them */
 	double ms, pred;
+	double rep_ms[PROFILE_MAX_REPS]; /* every timed pass, sorted */
+	int reps;
 };
 
 struct prof {
@@ -50,8 +55,8 @@ struct prof {
 static int measure(struct prof *p, const char *kind, struct duet_fwd_seq *fs, int n,
 		   long prefill_tokens, struct duet_err *err)
 {
-	double t[64];
-	int reps = p->reps < 64 ? p->reps : 64;
+	double t[PROFILE_MAX_REPS];
+	int reps = p->reps < PROFILE_MAX_REPS ? p->reps : PROFILE_MAX_REPS;
 	double positions = 0, pairs = 0;
 	for (int r = -1; r < reps; r++) {
 		positions = 0;
@@ -70,7 +75,9 @@ static int measure(struct prof *p, const char *kind, struct duet_fwd_seq *fs, in
 	duet_sort_f64(t, (size_t)reps);
 	if (p->n == PROFILE_MAX_POINTS)
 		return duet_errf(err, "more than %d profile points", PROFILE_MAX_POINTS);
-	p->pt[p->n++] = (struct point){kind, n, prefill_tokens, positions, pairs, t[reps / 2], 0};
+	struct point *q = &p->pt[p->n++];
+	*q = (struct point){kind, n, prefill_tokens, positions, pairs, t[reps / 2], 0, {0}, reps};
+	memcpy(q->rep_ms, t, sizeof(double) * (size_t)reps);
 	p->done += reps + 1;
 	cli_progress_update(&p->prog, p->done, p->work, "passes");
 	return 0;
@@ -116,9 +123,17 @@ static void fit(struct prof *p, struct plan_profile *out)
 	out->token_ms = f.w[2];
 	out->kctx_ms = f.w[3];
 	out->kpair_ms = f.w[4];
+	static double ratio[PROFILE_MAX_POINTS * PROFILE_MAX_REPS];
+	size_t n = 0;
 	for (int i = 0; i < p->n; i++) {
 		struct point *q = &p->pt[i];
 		q->pred = plan_profile_step_ms(out, q->seqs, q->tokens, q->positions, q->pairs);
+		for (int r = 0; r < q->reps && q->pred > 0; r++)
+			ratio[n++] = q->rep_ms[r] / q->pred;
+	}
+	if (n) {
+		plan_spread_of(ratio, n, out->spread);
+		out->has_spread = 1;
 	}
 }
 
@@ -220,6 +235,12 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 			"ms/1k positions + %.4f ms/1M chunk pairs; error mean %.1f%%, worst %+.1f%%\n",
 			out->base_ms, out->seq_ms, out->token_ms, out->kctx_ms, out->kpair_ms, 100 * sum / p->n,
 			100 * worst);
+	if (out->has_spread)
+			fprintf(o->table,
+				"step spread (each timed pass / model): 1%% %.3f, 10%% %.3f, 50%% %.3f, "
+				"90%% %.3f, 99%% %.3f\n",
+				out->spread[0], out->spread[2], out->spread[6], out->spread[10],
+				out->spread[12]);
 	}
 	rc = 0;
 out:

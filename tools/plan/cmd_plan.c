@@ -17,6 +17,7 @@ static void usage(FILE *f)
 		"       duet plan search --trace FILE --node-type FILE... [options]\n"
 		"       duet plan scale IN OUT [--compute X] [--bandwidth X] [--memory X]\n"
 		"                       [--price X] [--name NAME] [--link-gb-s X]\n"
+		"                       [--step-spread R1,...,R13 | --step-spread none]\n"
 		"\n"
 		"simulate replays a trace (as duet replay reads it) against a simulated\n"
 		"cluster, with the router's own placement code, and writes what duet replay\n"
@@ -50,6 +51,9 @@ static void usage(FILE *f)
 		"  --prefix-cache WHEN     nodes keep prefix caches: auto (default: when\n"
 		"                          prompts share prefixes, i.e. the trace has hash ids),\n"
 		"                          on, off (every prompt computed whole)\n"
+		"  --step-spread on|off    each pass takes its profile's model times a draw\n"
+		"                          from the profile's step_spread (on, the default,\n"
+		"                          for profiles that have one), or the model's time\n"
 		"SLOs (goodput counts requests within both):\n"
 		"  --slo-ttft S, --slo-tbt S   seconds (required)\n"
 		"Output (simulate):\n"
@@ -69,18 +73,32 @@ static void usage(FILE *f)
 		ROUTER_MAX_NODES);
 }
 
+/* Up to max numbers in [lo, hi], comma-separated, into v: how many, or -1
+ * (cli_float said what was wrong with which). */
+static int parse_list(const char *opt, const char *s, double *v, int max, double lo, double hi)
+{
+	char buf[512];
+	int n = 0;
+	snprintf(buf, sizeof buf, "%s", s);
+	for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		if (n == max || cli_float(opt, t, lo, hi, &v[n++]))
+			return -1;
+	return n;
+}
+
 static int scale_cmd(int argc, char **argv)
 {
 	double compute = 1, bw = 1, mem = 1, price = -1, link = 0;
-	const char *name = NULL;
+	const char *name = NULL, *spread = NULL;
 	static const struct option opts[] = {
 		{"compute", 1, 0, 'c'}, {"bandwidth", 1, 0, 'b'}, {"memory", 1, 0, 'm'},
 		{"price", 1, 0, 'p'},	{"name", 1, 0, 'n'},	  {"link-gb-s", 1, 0, 'l'},
-		{"help", 0, 0, 'h'},	{0, 0, 0, 0}};
+		{"step-spread", 1, 0, 's'}, {"help", 0, 0, 'h'},	{0, 0, 0, 0}};
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
+		case 's': spread = optarg; break;
 		case 'c': if (cli_float("--compute", optarg, 1e-3, 1e6, &compute)) return 2; break;
 		case 'b': if (cli_float("--bandwidth", optarg, 1e-3, 1e6, &bw)) return 2; break;
 		case 'm': if (cli_float("--memory", optarg, 1e-3, 1e6, &mem)) return 2; break;
@@ -106,6 +124,16 @@ static int scale_cmd(int argc, char **argv)
 		p.link_gb_s = link;
 	if (name)
 		snprintf(p.name, sizeof p.name, "%s", name);
+	if (spread && !strcmp(spread, "none")) {
+		p.has_spread = 0;
+	} else if (spread) {
+		double q[PLAN_SPREAD_N];
+		if (parse_list("--step-spread", spread, q, PLAN_SPREAD_N, 1e-6, 100) != PLAN_SPREAD_N)
+			return cli_fail("plan", "--step-spread expects %d comma-separated ratios or none",
+					PLAN_SPREAD_N), 2;
+		if (plan_profile_set_spread(&p, q, "--step-spread", &err))
+			return cli_fail("plan", "%s", err.msg), 2;
+	}
 	json_t *j = plan_profile_to_json(&p);
 	json_object_set_new(j, "scaled_from", json_pack("{s:s, s:f, s:f, s:f}", "profile",
 							argv[optind], "compute", compute,
@@ -122,19 +150,9 @@ enum {
 	O_PROFILE, O_PPROFILE, O_DPROFILE, O_PREFILL, O_DECODE, O_POLICY, O_LOCALMAX,
 	O_RTTFT, O_RTBT, O_REPORT, O_CLIENT, O_FIRST, O_SLOTTFT, O_SLOTBT, O_SWEEP, O_OUT, O_LABEL,
 	O_NOPLOTS, O_PCACHE, O_MAXQ, O_QTIMEOUT, O_NODETYPE, O_BUDGET, O_MAXNODES, O_POLICIES, O_ATTAIN, O_CSV,
+	O_SPREAD,
 };
 
-static int parse_sweep(const char *s, double *v, int *n)
-{
-	char buf[512];
-	snprintf(buf, sizeof buf, "%s", s);
-	*n = 0;
-	for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (*n == REPLAY_MAX_SWEEP || cli_float("--sweep", t, 1e-6, 1e6, &v[(*n)++]))
-			return -1;
-	}
-	return *n ? 0 : -1;
-}
 
 static int parse(int argc, char **argv, struct plan_args *a)
 {
@@ -156,7 +174,8 @@ static int parse(int argc, char **argv, struct plan_args *a)
 		{"no-plots", 0, 0, O_NOPLOTS},	   {"node-type", 1, 0, O_NODETYPE},
 		{"budget", 1, 0, O_BUDGET},	   {"max-nodes", 1, 0, O_MAXNODES},
 		{"policies", 1, 0, O_POLICIES},	   {"attainment", 1, 0, O_ATTAIN},
-		{"csv", 1, 0, O_CSV},		   {"help", 0, 0, 'h'},
+		{"csv", 1, 0, O_CSV},		   {"step-spread", 1, 0, O_SPREAD},
+		{"help", 0, 0, 'h'},
 		{0, 0, 0, 0}};
 	int c;
 	long v;
@@ -197,10 +216,15 @@ static int parse(int argc, char **argv, struct plan_args *a)
 				return cli_fail("plan", "--prefix-cache '%s': auto, on or off", optarg), 2;
 			a->sim.prefix_cache = !strcmp(optarg, "auto") ? -1 : !strcmp(optarg, "on");
 			break;
+		case O_SPREAD:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+				return cli_fail("plan", "--step-spread '%s': on or off", optarg), 2;
+			a->sim.step_spread = !strcmp(optarg, "on");
+			break;
 		case O_SLOTTFT: if (cli_float("--slo-ttft", optarg, 1e-6, 1e6, &a->slo_ttft)) return 2; break;
 		case O_SLOTBT: if (cli_float("--slo-tbt", optarg, 1e-6, 1e6, &a->slo_tbt)) return 2; break;
 		case O_SWEEP:
-			if (parse_sweep(optarg, a->sweep, &a->n_sweep))
+			if ((a->n_sweep = parse_list("--sweep", optarg, a->sweep, REPLAY_MAX_SWEEP, 1e-6, 1e6)) < 1)
 				return cli_fail("plan", "--sweep expects up to %d rate multipliers like 1,2,3", REPLAY_MAX_SWEEP), 2;
 			break;
 		case O_OUT: a->out = optarg; break;
@@ -246,7 +270,8 @@ int cmd_plan(int argc, char **argv)
 			      .sim = {.n_prefill = 1, .n_decode = 1, .policy = ROUTER_POLICY_LENGTH_AWARE,
 				      .local_max_prompt = 64, .report_ms = SIM_DEFAULT_REPORT_MS,
 				      .prefix_cache = -1, .max_queue = ROUTER_DEFAULT_MAX_QUEUE,
-				      .queue_timeout_ms = ROUTER_DEFAULT_QUEUE_TIMEOUT_MS}};
+				      .queue_timeout_ms = ROUTER_DEFAULT_QUEUE_TIMEOUT_MS,
+				      .step_spread = 1}};
 	int rc = parse(argc - 1, argv + 1, &a);
 	if (rc >= 0)
 		return rc;

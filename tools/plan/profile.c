@@ -3,7 +3,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/sort.h"
 #include "plan/profile.h"
+
+const double plan_spread_p[PLAN_SPREAD_N] = {0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5,
+					     0.6,  0.7,	 0.8, 0.9, 0.95, 0.99};
 
 void plan_profile_defaults(struct plan_profile *p)
 {
@@ -35,6 +39,74 @@ double plan_profile_step_ms(const struct plan_profile *p, int seqs, long prefill
 {
 	return pos(p->base_ms) + pos(p->seq_ms) * seqs + pos(p->token_ms) * (double)prefill_tokens +
 	       pos(p->kctx_ms) * positions / 1024.0 + pos(p->kpair_ms) * pairs / 1048576.0;
+}
+
+/* The quantile function the spread's points define: flat outside the
+ * first and last probability, linear between. */
+static double spread_at(const double *q, double u)
+{
+	if (u <= plan_spread_p[0])
+		return q[0];
+	for (int i = 1; i < PLAN_SPREAD_N; i++)
+		if (u <= plan_spread_p[i])
+			return q[i - 1] + (q[i] - q[i - 1]) * (u - plan_spread_p[i - 1]) /
+						  (plan_spread_p[i] - plan_spread_p[i - 1]);
+	return q[PLAN_SPREAD_N - 1];
+}
+
+/* Its mean: the integral of spread_at over [0, 1]. */
+static double spread_mean(const double *q)
+{
+	double m = plan_spread_p[0] * q[0] + (1 - plan_spread_p[PLAN_SPREAD_N - 1]) * q[PLAN_SPREAD_N - 1];
+	for (int i = 1; i < PLAN_SPREAD_N; i++)
+		m += (plan_spread_p[i] - plan_spread_p[i - 1]) * (q[i] + q[i - 1]) / 2;
+	return m;
+}
+
+double plan_profile_jitter(const struct plan_profile *p, double u)
+{
+	if (!p->has_spread)
+		return 1;
+	return spread_at(p->spread, u) / spread_mean(p->spread);
+}
+
+void plan_spread_of(double *r, size_t n, double spread[PLAN_SPREAD_N])
+{
+	for (int i = 0; i < PLAN_SPREAD_N; i++)
+		spread[i] = duet_percentile_f64(r, n, 100 * plan_spread_p[i]);
+}
+
+int plan_profile_set_spread(struct plan_profile *p, const double q[PLAN_SPREAD_N],
+			    const char *name, struct duet_err *err)
+{
+	for (int i = 0; i < PLAN_SPREAD_N; i++) {
+		if (!isfinite(q[i]) || q[i] <= 0 || q[i] > 100)
+			return duet_errf(err, "%s: step spread ratio %d (%g) is not in (0, 100]", name,
+					 i + 1, q[i]);
+		if (i && q[i] < q[i - 1])
+			return duet_errf(err, "%s: step spread ratio %d (%g) is below the one before (%g)",
+					 name, i + 1, q[i], q[i - 1]);
+	}
+	memcpy(p->spread, q, sizeof p->spread);
+	p->has_spread = 1;
+	return 0;
+}
+
+/* "step_spread": PLAN_SPREAD_N ratios. */
+static int get_spread(json_t *root, const char *name, struct plan_profile *p, struct duet_err *err)
+{
+	json_t *a = json_object_get(root, "step_spread");
+	double q[PLAN_SPREAD_N];
+	if (!a)
+		return 0;
+	if (!json_is_array(a) || json_array_size(a) != PLAN_SPREAD_N)
+		return duet_errf(err, "%s: field 'step_spread' is not an array of %d ratios", name,
+				 PLAN_SPREAD_N);
+	for (int i = 0; i < PLAN_SPREAD_N; i++) {
+		json_t *v = json_array_get(a, (size_t)i);
+		q[i] = json_is_number(v) ? json_number_value(v) : NAN;
+	}
+	return plan_profile_set_spread(p, q, name, err);
 }
 
 static int get_num(json_t *o, const char *key, const char *name, double lo, double hi,
@@ -109,7 +181,8 @@ int plan_profile_from_json(json_t *j, const char *name, struct plan_profile *p,
 	    get_num(j, "link_gb_s", name, 1e-6, 1e6, &p->link_gb_s, 0, err) ||
 	    get_num(j, "link_latency_ms", name, 0, 1e6, &p->link_latency_ms, 0, err) ||
 	    get_num(j, "ingest_gb_s", name, 1e-6, 1e6, &p->ingest_gb_s, 0, err) ||
-	    get_num(j, "price_per_hour", name, 0, 1e9, &p->price_per_hour, 0, err))
+	    get_num(j, "price_per_hour", name, 0, 1e9, &p->price_per_hour, 0, err) ||
+	    get_spread(j, name, p, err))
 		return -1;
 	if (plan_profile_step_ms(p, 1, 0, 0, 0) <= 0)
 		return duet_errf(err, "%s: the step model gives a step of one sequence no time", name);
@@ -138,7 +211,7 @@ int plan_profile_load(const char *path, struct plan_profile *p, struct duet_err 
 
 json_t *plan_profile_to_json(const struct plan_profile *p)
 {
-	return json_pack("{s:s, s:s, s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:i, s:i, s:i, s:f, s:I, s:i, "
+	json_t *j = json_pack("{s:s, s:s, s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:i, s:i, s:i, s:f, s:I, s:i, "
 			 "s:f, s:f, s:f, s:f}",
 			 "name", p->name, "model", p->model, "threads", p->threads, "step",
 			 "base_ms", p->base_ms, "seq_ms", p->seq_ms, "token_ms", p->token_ms,
@@ -148,6 +221,13 @@ json_t *plan_profile_to_json(const struct plan_profile *p)
 			 (json_int_t)p->kv_tokens, "ctx_len", p->ctx_len, "link_gb_s", p->link_gb_s,
 			 "link_latency_ms", p->link_latency_ms, "ingest_gb_s", p->ingest_gb_s,
 			 "price_per_hour", p->price_per_hour);
+	if (j && p->has_spread) {
+		json_t *a = json_array();
+		for (int i = 0; i < PLAN_SPREAD_N; i++)
+			json_array_append_new(a, json_real(p->spread[i]));
+		json_object_set_new(j, "step_spread", a);
+	}
+	return j;
 }
 
 void plan_profile_scale(struct plan_profile *p, double compute, double bandwidth, double memory)

@@ -14,10 +14,19 @@
  * contexts and chunks by `duet bench --profile`, or written by hand for a
  * machine we do not have, or scaled from a measured one.
  *
+ * A measured node's passes scatter about the model (the fit's misses of
+ * each shape, the machine's own noise): the optional step spread gives
+ * the quantiles of measured / model per pass at PLAN_SPREAD_P, and the
+ * simulator draws each pass's time from it (with its mean taken out, so
+ * the model still says how long a pass takes on average). Without it
+ * every pass takes the model's time: the tails of the token gaps come out
+ * short by what that scatter adds (BENCHMARKS.md, 2026-12-04 session 4).
+ *
  * The JSON form (every field but the fit's coefficients optional):
  *   {"name": "...", "model": "...", "threads": 1,
  *    "step": {"base_ms": .., "seq_ms": .., "token_ms": .., "kctx_ms": ..,
  *             "kpair_ms": .. (optional)},
+ *    "step_spread": [13 ratios at PLAN_SPREAD_P, non-decreasing],
  *    "max_batch_tokens": 64, "max_batch_seqs": 64, "block_tokens": 16,
  *    "kv_bytes_per_token": .., "kv_tokens": .., "ctx_len": ..,
  *    "link_gb_s": .., "link_latency_ms": .., "ingest_gb_s": ..,
@@ -30,6 +39,9 @@
 #include "base/err.h"
 
 #define PLAN_NAME_MAX 64
+/* The step spread's probabilities: 1, 5, 10, 20, ..., 90, 95, 99%. */
+#define PLAN_SPREAD_N 13
+extern const double plan_spread_p[PLAN_SPREAD_N];
 #define PLAN_MODEL_MAX 256
 
 struct plan_profile {
@@ -47,6 +59,8 @@ struct plan_profile {
 	double link_latency_ms; /* one message between two nodes */
 	double ingest_gb_s;    /* KV written into a decode node's cache */
 	double price_per_hour;
+	int has_spread;
+	double spread[PLAN_SPREAD_N]; /* measured / model at plan_spread_p */
 };
 
 /* Defaults of a field a hand-written profile leaves out. */
@@ -54,6 +68,17 @@ void plan_profile_defaults(struct plan_profile *p);
 /* Milliseconds of a forward pass of this shape. */
 double plan_profile_step_ms(const struct plan_profile *p, int seqs, long prefill_tokens,
 			    double positions, double pairs);
+/* How much longer than the model a pass drawn at u in [0, 1) takes: the
+ * spread's quantile at u (its 1% below u = 0.01, its 99% above 0.99,
+ * linear between), over the spread's mean; 1 without a spread. */
+double plan_profile_jitter(const struct plan_profile *p, double u);
+/* Sets p's step spread to q: PLAN_SPREAD_N ratios in (0, 100],
+ * non-decreasing; err names `name` and the first that is not. */
+int plan_profile_set_spread(struct plan_profile *p, const double q[PLAN_SPREAD_N],
+			    const char *name, struct duet_err *err);
+/* The spread of n ratios r (reordered): their percentiles at
+ * plan_spread_p. */
+void plan_spread_of(double *r, size_t n, double spread[PLAN_SPREAD_N]);
 /* From JSON (a file's root); err names the field that is wrong. */
 int plan_profile_from_json(json_t *j, const char *name, struct plan_profile *p,
 			   struct duet_err *err);

@@ -76,6 +76,7 @@ struct snode {
 	double phase;	  /* its reports come at phase + k * report-ms */
 	int report_armed; /* a report is in the heap */
 	int dirty;	  /* changed since its last report */
+	uint64_t rng;	  /* its passes' draws from the step spread */
 };
 
 /* prefix_cache: a request's blocks on its decode and prefill node */
@@ -110,6 +111,18 @@ struct sim {
 	int failed; /* out of memory: stop */
 	int left;   /* requests not ended */
 };
+
+/* A pass of this shape on node n: the profile's model, times a draw from
+ * its step spread when the configuration asks for one (each node its own
+ * stream, so one node's passes do not move another's draws). */
+static double pass_ms(const struct sim *s, struct snode *n, double positions, double pairs)
+{
+	double ms = plan_profile_step_ms(n->p, n->n_batch, n->pass_tokens, positions, pairs);
+	if (!s->c->step_spread || !n->p->has_spread)
+		return ms;
+	n->rng ^= n->rng << 13, n->rng ^= n->rng >> 7, n->rng ^= n->rng << 17;
+	return ms * plan_profile_jitter(n->p, (double)(n->rng >> 11) / 9007199254740992.0);
+}
 
 /* ---- the event heap ---- */
 
@@ -442,7 +455,7 @@ static void start_prefill(struct sim *s, int ni)
 	n->pass_tokens = p->max_batch_tokens - budget;
 	n->pass_t0 = s->now;
 	n->busy = 1;
-	double ms = plan_profile_step_ms(p, n->n_batch, n->pass_tokens, positions, pairs);
+	double ms = pass_ms(s, n, positions, pairs);
 	n->pass_end = s->now + ms / 1e3;
 	push(s, n->pass_end, EV_PASS_DONE, ni);
 }
@@ -484,8 +497,7 @@ static void start_decode(struct sim *s, int ni)
 	n->pass_tokens = p->max_batch_tokens - budget;
 	n->pass_t0 = s->now;
 	n->busy = 1;
-	double ms = n->n_batch ? plan_profile_step_ms(p, n->n_batch, n->pass_tokens, positions, pairs)
-			       : 0;
+	double ms = n->n_batch ? pass_ms(s, n, positions, pairs) : 0;
 	if (n->n_batch) {
 		n->step_ms = n->step_ms == 0 ? ms : 0.9 * n->step_ms + 0.1 * ms;
 		n->steps++;
@@ -850,6 +862,7 @@ static int setup(struct sim *s, const struct sim_cfg *c, const struct trace *t,
 		/* each node reports on its own phase, as nodes started apart do */
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		n->phase = (double)(x % 1000000) / 1e6 * c->report_ms / 1e3;
+		n->rng = x * 0x2545F4914F6CDD1Dull + (uint64_t)k + 1;
 		n->report_armed = 1;
 		push(s, n->phase, EV_REPORT, k);
 	}

@@ -46,7 +46,7 @@ struct sim_cfg {
 	 * request's first token leaves when the decode node takes the
 	 * sequence in; 1 (prefill) when the prefill node samples it */
 	int first_token_prefill;
-	uint64_t seed;	  /* load report phases */
+	uint64_t seed;	  /* load report phases, step spread draws */
 	/* 1: every token's time into res[i].tok_s (what duet replay keeps);
 	 * 0: only the first and last token and the request's p99 gap
 	 * (res[i].n_tok counts them all) into struct sim_req (search) */
@@ -54,6 +54,10 @@ struct sim_cfg {
 	/* 1: nodes keep prefix caches over their whole KV pool (the nodes'
 	 * default prefix-cache-mb); 0: every prompt is computed whole */
 	int prefix_cache;
+	/* 1: each pass takes the model's time times a draw from its node's
+	 * profile's step spread (profiles without one: the model's time);
+	 * 0: the model's time */
+	int step_spread;
 };
 
 /* A request's placement (its last), and its outcome when tokens are not

@@ -47,7 +47,9 @@ static void usage(FILE *f)
 		"  --from US, --to US only passes starting in [US, US) of the wall clock, in\n"
 		"                     microseconds since 1970 (a replay's summary.json gives\n"
 		"                     its start_unix_us and duration_s)\n"
-		"  --json             one JSON object per node instead of the table\n",
+		"  --json             one JSON object per node instead of the table, with\n"
+		"                     \"spread\": the per-pass ratio at 1, 5, 10, 20, ..., 90,\n"
+		"                     95, 99%% (what duet plan scale --step-spread takes)\n",
 		TRACE_DEFAULT_TOP_PCT);
 }
 
@@ -158,13 +160,16 @@ static int steps(int argc, char **argv)
 		       "p50", "p90");
 	for (int i = 0; i < n; i++) {
 		const struct trace_steps *s = &st[i];
-		if (json)
+		if (json) {
 			printf("{\"node\": \"%s\", \"passes\": %d, \"measured_ms\": %.3f, "
 			       "\"model_ms\": %.3f, \"ratio\": %.4f, \"p10\": %.4f, \"p50\": %.4f, "
-			       "\"p90\": %.4f}\n",
+			       "\"p90\": %.4f, \"spread\": [",
 			       s->node, s->n, s->actual_ms, s->model_ms, s->actual_ms / s->model_ms,
 			       s->p10, s->p50, s->p90);
-		else
+			for (int q = 0; q < PLAN_SPREAD_N; q++)
+				printf("%s%.4f", q ? ", " : "", s->spread[q]);
+			printf("]}\n");
+		} else
 			printf("%-12s %8d %14.3f %8.3f %8.3f %8.3f\n", s->node, s->n,
 			       s->actual_ms / s->model_ms, s->p10, s->p50, s->p90);
 	}

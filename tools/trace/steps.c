@@ -83,6 +83,7 @@ static int compare_pid(json_t *ev, json_int_t pid, const struct plan_profile *p,
 		o->p10 = duet_percentile_f64(ratio, (size_t)o->n, 10);
 		o->p50 = duet_percentile_f64(ratio, (size_t)o->n, 50);
 		o->p90 = duet_percentile_f64(ratio, (size_t)o->n, 90);
+		plan_spread_of(ratio, (size_t)o->n, o->spread);
 	}
 	free(ratio);
 	return 0;
