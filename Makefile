@@ -197,6 +197,8 @@ $(BUILD)/bench/bench_daemons: $(BUILD)/bench/bench_daemons.o $(BUILD)/tests/driv
 # build/fuzz/corpus-*, seeds come from tests/fuzz/corpus/*; a crash stops
 # the run and is written to build/fuzz/crash-*.
 FUZZ_SECONDS ?= 60
+# targets run at once (each is one process on one core)
+FUZZ_JOBS ?= $(shell nproc)
 FUZZ_CC ?= clang
 FUZZ_TARGETS ?= frames model request trace hfvocab json
 FUZZ_BASE := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -MMD -MP \
@@ -241,17 +243,7 @@ FUZZ_SEEDS_model := $(BUILD)/fuzz/seeds-model
 FUZZ_ENV = DUET_FUZZ_VOCAB=$(SHARED_MODELS)/ggml-vocab-llama-spm.gguf
 
 fuzz: $(FUZZ_BINS) $(BUILD)/fuzz/seeds-model/.done
-	@for t in $(FUZZ_TARGETS); do \
-		mkdir -p $(BUILD)/fuzz/corpus-$$t; \
-		seeds=$$(ls -d tests/fuzz/corpus/$$t 2>/dev/null); [ $$t = model ] && seeds="$$seeds $(FUZZ_SEEDS_model)"; \
-		echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
-		$(FUZZ_ENV) $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
-			-rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crash-$$t- \
-			$(BUILD)/fuzz/corpus-$$t $$seeds >$(BUILD)/fuzz/log-$$t 2>&1; rc=$$?; \
-		grep -E "^(Done [0-9]+ runs|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|Test unit written)" \
-			$(BUILD)/fuzz/log-$$t; \
-		[ $$rc -eq 0 ] || { tail -60 $(BUILD)/fuzz/log-$$t; exit 1; }; \
-	done
+	@$(FUZZ_ENV) tests/fuzz/run_targets.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_SEEDS_model) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf build build-asan

@@ -6,26 +6,33 @@
 
 #include "engine/repack.h"
 
-/* Row r of w as floats, whatever its layout (engine/repack.h). */
-static void row_f32(const struct duet_tensor *w, int64_t r, float *out)
+/* Row r of w as floats, whatever its layout (engine/repack.h); buf holds
+ * one stored row (w->row_bytes). */
+static void row_f32(const struct duet_tensor *w, int64_t r, uint8_t *buf, float *out)
+{
+	duet_dequant_row(w->type, duet_tensor_row_any(w, r, buf), out, w->cols);
+}
+
+static uint8_t *row_buf(const struct duet_tensor *w)
 {
 	uint8_t *buf = malloc(w->row_bytes);
 	if (!buf)
 		abort(); /* a test oracle: out of memory ends the test run */
-	duet_dequant_row(w->type, duet_tensor_row_any(w, r, buf), out, w->cols);
-	free(buf);
+	return buf;
 }
 
 /* y[rows] = W x, W dequantized one row at a time. */
 static void matvec(const struct duet_tensor *w, const float *x, float *y, float *tmp)
 {
+	uint8_t *buf = row_buf(w);
 	for (int64_t r = 0; r < w->rows; r++) {
-		row_f32(w, r, tmp);
+		row_f32(w, r, buf, tmp);
 		double s = 0;
 		for (int64_t k = 0; k < w->cols; k++)
 			s += (double)tmp[k] * x[k];
 		y[r] = (float)s;
 	}
+	free(buf);
 }
 
 static void rmsnorm(float *out, const float *x, const float *g, int n, float eps)
@@ -81,8 +88,10 @@ int ref_forward(const struct duet_model *m, const int *tokens, int T, float *log
 	int rc = -1;
 	if (!x || !K || !Vv || !xn || !q || !att || !o || !g || !u || !tmp || !sc)
 		goto out;
+	uint8_t *buf = row_buf(&m->tok_embd);
 	for (int t = 0; t < T; t++)
-		row_f32(&m->tok_embd, tokens[t], x + (size_t)t * D);
+		row_f32(&m->tok_embd, tokens[t], buf, x + (size_t)t * D);
+	free(buf);
 	for (int l = 0; l < L; l++) {
 		const struct duet_layer *ly = &m->layers[l];
 		float *Kl = K + (size_t)l * T * kvd, *Vl = Vv + (size_t)l * T * kvd;
@@ -152,8 +161,9 @@ int ref_forward(const struct duet_model *m, const int *tokens, int T, float *log
 		rmsnorm(xn, x + (size_t)t * D, m->out_norm, D, c->rms_eps);
 		memcpy(x + (size_t)t * D, xn, sizeof(float) * D);
 	}
+	buf = row_buf(&m->output);
 	for (int64_t r = 0; r < m->output.rows; r++) {
-		row_f32(&m->output, r, tmp);
+		row_f32(&m->output, r, buf, tmp);
 		for (int t = 0; t < T; t++) {
 			double s = 0;
 			for (int k = 0; k < D; k++)
@@ -161,6 +171,7 @@ int ref_forward(const struct duet_model *m, const int *tokens, int T, float *log
 			logits[(size_t)t * V + r] = (float)s;
 		}
 	}
+	free(buf);
 	rc = 0;
 out:
 	free(x), free(K), free(Vv), free(xn), free(q), free(att), free(o);

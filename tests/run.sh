@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 pass=0
 fail=0
 failed_names=()
+# Seconds each section took, printed slowest first at the end: the whole
+# run must stay within CI's 15 minutes.
+timings=()
+took() {
+	timings+=("$((SECONDS - $2)) $1")
+}
 
 # ASan: OpenBLAS's threads are left to the OS at exit; leaks in our code
 # still show up in the programs that exercise them.
@@ -19,8 +25,10 @@ run_script() {
 	local name=$1 out rc p f
 	shift
 	echo "== $name"
+	local t0=$SECONDS
 	out=$(mktemp)
 	"$@" 2>&1 | tee "$out"
+	took "$name" "$t0"
 	rc=${PIPESTATUS[0]}
 	p=$(grep -c '^ok ' "$out")
 	f=$(grep -c '^not ok ' "$out")
@@ -37,19 +45,23 @@ for build in "$@"; do
 	*) san=0 ;;
 	esac
 	echo "== building $build"
+	t0=$SECONDS
 	if ! make -s -j"$(nproc)" SANITIZE=$san BUILD="$build" test-bin; then
 		echo "build of $build failed"
 		fail=$((fail + 1))
 		failed_names+=("$build: build")
 		continue
 	fi
+	took "building $build" "$t0"
 	for t in "$build"/tests/test_*; do
 		[ -x "$t" ] || continue
 		name=$(basename "$t")
 		echo "== $build/$name"
+		t0=$SECONDS
 		out=$(mktemp)
 		"$t" 2>&1 | tee "$out"
 		rc=${PIPESTATUS[0]}
+		took "$build/$name" "$t0"
 		p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
 		f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
 		p=${p:-0}
@@ -80,8 +92,10 @@ run_script units_test.sh tests/units_test.sh "$1"
 fuzz_s=${FUZZ_SECONDS:-15}
 echo "== fuzz (${fuzz_s} s per target)"
 flog=$(mktemp)
+t0=$SECONDS
 make -s fuzz FUZZ_SECONDS="$fuzz_s" >"$flog" 2>&1
 frc=$?
+took fuzz "$t0"
 grep -v '^clang\|^ar \|^gcc' "$flog"
 for t in $(sed -n 's/^== fuzz_\([a-z]*\) for .*/\1/p' "$flog"); do
 	runs=$(sed -n "/^== fuzz_$t /,/^== /p" "$flog" | grep -o 'Done [0-9]* runs' | head -1)
@@ -101,6 +115,8 @@ if [ "$frc" -ne 0 ] && ! grep -q '^== fuzz_' "$flog"; then
 fi
 rm -f "$flog"
 
+echo "== seconds per section, slowest first (whole run: $SECONDS s)"
+printf '%s\n' "${timings[@]}" | sort -rn | head -12
 for n in "${failed_names[@]+"${failed_names[@]}"}"; do
 	echo "FAILED: $n"
 done

@@ -225,7 +225,9 @@ static void test_prefill_each_isa(void **st)
 
 /* B sequences with prompts of different lengths decode together, one token
  * each per step; each step's logits match the reference over the whole
- * sequence so far. */
+ * sequence so far. (The reference is causal: one pass over a sequence's
+ * final tokens gives every step's logits at its position, so it runs once
+ * per sequence, not once per step.) */
 static void batched_decode(const char *path, int B, int steps)
 {
 	struct rig r;
@@ -237,9 +239,10 @@ static void batched_decode(const char *path, int B, int steps)
 	int *len = calloc((size_t)B, sizeof *len);
 	float *logits = malloc(sizeof(float) * (size_t)B * V);
 	float *ref = malloc(sizeof(float) * (size_t)maxlen * V);
+	float *got = malloc(sizeof(float) * (size_t)B * steps * V); /* [b][step] */
 	struct duet_fwd_seq *fs = calloc((size_t)B, sizeof *fs);
 	int *next = calloc((size_t)B, sizeof *next);
-	assert_true(s && tok && len && logits && ref && fs && next);
+	assert_true(s && tok && len && logits && ref && got && fs && next);
 	struct duet_err err;
 	for (int b = 0; b < B; b++) {
 		duet_kv_seq_init(&s[b]);
@@ -262,18 +265,25 @@ static void batched_decode(const char *path, int B, int steps)
 		for (int b = 0; b < B; b++) {
 			len[b]++;
 			assert_int_equal(s[b].n_tokens, len[b]);
-			assert_int_equal(ref_forward(r.m, tok + b * maxlen, len[b], ref), 0);
+			memcpy(got + ((size_t)b * steps + step) * V, logits + (size_t)b * V,
+			       sizeof(float) * V);
+		}
+	}
+	for (int b = 0; b < B; b++) {
+		assert_int_equal(ref_forward(r.m, tok + b * maxlen, len[b], ref), 0);
+		for (int step = 0; step < steps; step++) {
+			int at = len[b] - steps + step; /* the position this step fed */
 			char what[256];
 			snprintf(what, sizeof what, "%s decode B=%d step %d seq %d (len %d) qdot=%s",
-				 path, B, step, b, len[b], duet_qdot_name(g_qdot));
-			check_logits(r.m, logits + (size_t)b * V, ref + (size_t)(len[b] - 1) * V, 1,
-				     V, what);
+				 path, B, step, b, at + 1, duet_qdot_name(g_qdot));
+			check_logits(r.m, got + ((size_t)b * steps + step) * V, ref + (size_t)at * V,
+				     1, V, what);
 		}
 	}
 	for (int b = 0; b < B; b++)
 		duet_kv_seq_release(r.kv, &s[b]);
 	assert_int_equal(r.kv->n_free, r.kv->n_blocks);
-	free(s), free(tok), free(len), free(logits), free(ref), free(fs), free(next);
+	free(s), free(tok), free(len), free(logits), free(ref), free(got), free(fs), free(next);
 	rig_close(&r);
 }
 
