@@ -123,7 +123,7 @@ static void fit(struct prof *p, struct plan_profile *out)
 	out->token_ms = f.w[2];
 	out->kctx_ms = f.w[3];
 	out->kpair_ms = f.w[4];
-	static double ratio[PROFILE_MAX_POINTS * PROFILE_MAX_REPS];
+	static double ratio[PROFILE_MAX_POINTS * PROFILE_MAX_REPS]; /* 128 KiB: not on the stack */
 	size_t n = 0;
 	for (int i = 0; i < p->n; i++) {
 		struct point *q = &p->pt[i];
@@ -235,7 +235,7 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 			"ms/1k positions + %.4f ms/1M chunk pairs; error mean %.1f%%, worst %+.1f%%\n",
 			out->base_ms, out->seq_ms, out->token_ms, out->kctx_ms, out->kpair_ms, 100 * sum / p->n,
 			100 * worst);
-	if (out->has_spread)
+		if (out->has_spread)
 			fprintf(o->table,
 				"step spread (each timed pass / model): 1%% %.3f, 10%% %.3f, 50%% %.3f, "
 				"90%% %.3f, 99%% %.3f\n",
