@@ -194,8 +194,9 @@ $(BUILD)/bench/bench_daemons: $(BUILD)/bench/bench_daemons.o $(BUILD)/tests/driv
 
 # libFuzzer targets (clang): `make fuzz FUZZ_SECONDS=600` runs each target
 # that long (FUZZ_TARGETS="model trace" for some). New inputs go to
-# build/fuzz/corpus-*, seeds come from tests/fuzz/corpus/*; a crash stops
-# the run and is written to build/fuzz/crash-*.
+# build/fuzz/corpus-*, seeds come from tests/fuzz/corpus/*; a crash ends
+# that target's run, is written to build/fuzz/crash-*, and fails make fuzz
+# (tests/fuzz/run_targets.sh).
 FUZZ_SECONDS ?= 60
 # targets run at once (each is one process on one core)
 FUZZ_JOBS ?= $(shell nproc)

@@ -28,8 +28,8 @@ run_script() {
 	local t0=$SECONDS
 	out=$(mktemp)
 	"$@" 2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]} # before any other command resets it
 	took "$name" "$t0"
-	rc=${PIPESTATUS[0]}
 	p=$(grep -c '^ok ' "$out")
 	f=$(grep -c '^not ok ' "$out")
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
