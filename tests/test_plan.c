@@ -584,9 +584,9 @@ static void test_trace_steps(void **state)
 	assert_int_equal(st[0].n, 2);
 	assert_near(st[0].actual_ms, 63, 1e-9);
 	assert_near(st[0].model_ms, 45, 1e-9);
-	assert_near(st[0].p10, 1.1, 1e-9); /* interpolated between 1 and 2 */
-	assert_near(st[0].p90, 1.9, 1e-9);
-	assert_near(st[0].spread[6], 1.5, 1e-9); /* the median */
+	assert_near(st[0].spread[PLAN_SPREAD_P10], 1.1, 1e-9); /* interpolated between 1 and 2 */
+	assert_near(st[0].spread[PLAN_SPREAD_P90], 1.9, 1e-9);
+	assert_near(st[0].spread[PLAN_SPREAD_P50], 1.5, 1e-9);
 	assert_string_equal(st[1].node, "prefill-0");
 	assert_near(st[1].actual_ms / st[1].model_ms, 0.5, 1e-9);
 	/* one node by name; a name without passes, and traces without the

@@ -239,8 +239,9 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 			fprintf(o->table,
 				"step spread (each timed pass / model): 1%% %.3f, 10%% %.3f, 50%% %.3f, "
 				"90%% %.3f, 99%% %.3f\n",
-				out->spread[0], out->spread[2], out->spread[6], out->spread[10],
-				out->spread[12]);
+				out->spread[PLAN_SPREAD_P1], out->spread[PLAN_SPREAD_P10],
+				out->spread[PLAN_SPREAD_P50], out->spread[PLAN_SPREAD_P90],
+				out->spread[PLAN_SPREAD_P99]);
 	}
 	rc = 0;
 out:

@@ -153,7 +153,6 @@ enum {
 	O_SPREAD,
 };
 
-
 static int parse(int argc, char **argv, struct plan_args *a)
 {
 	static const struct option opts[] = {

@@ -42,6 +42,9 @@
 /* The step spread's probabilities: 1, 5, 10, 20, ..., 90, 95, 99%. */
 #define PLAN_SPREAD_N 13
 extern const double plan_spread_p[PLAN_SPREAD_N];
+/* Where the 1st, 10th, 50th, 90th and 99th percentile are in a spread. */
+enum { PLAN_SPREAD_P1 = 0, PLAN_SPREAD_P10 = 2, PLAN_SPREAD_P50 = 6, PLAN_SPREAD_P90 = 10,
+       PLAN_SPREAD_P99 = 12 };
 #define PLAN_MODEL_MAX 256
 
 struct plan_profile {

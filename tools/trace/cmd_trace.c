@@ -165,13 +165,15 @@ static int steps(int argc, char **argv)
 			       "\"model_ms\": %.3f, \"ratio\": %.4f, \"p10\": %.4f, \"p50\": %.4f, "
 			       "\"p90\": %.4f, \"spread\": [",
 			       s->node, s->n, s->actual_ms, s->model_ms, s->actual_ms / s->model_ms,
-			       s->p10, s->p50, s->p90);
+			       s->spread[PLAN_SPREAD_P10], s->spread[PLAN_SPREAD_P50],
+			       s->spread[PLAN_SPREAD_P90]);
 			for (int q = 0; q < PLAN_SPREAD_N; q++)
 				printf("%s%.4f", q ? ", " : "", s->spread[q]);
 			printf("]}\n");
 		} else
 			printf("%-12s %8d %14.3f %8.3f %8.3f %8.3f\n", s->node, s->n,
-			       s->actual_ms / s->model_ms, s->p10, s->p50, s->p90);
+			       s->actual_ms / s->model_ms, s->spread[PLAN_SPREAD_P10],
+			       s->spread[PLAN_SPREAD_P50], s->spread[PLAN_SPREAD_P90]);
 	}
 	return 0;
 }

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/sort.h"
 #include "trace/tracefile.h"
 
 static int int_arg(json_t *args, const char *key, long long *v)
@@ -80,9 +79,6 @@ static int compare_pid(json_t *ev, json_int_t pid, const struct plan_profile *p,
 		o->model_ms += model;
 	}
 	if (o->n) {
-		o->p10 = duet_percentile_f64(ratio, (size_t)o->n, 10);
-		o->p50 = duet_percentile_f64(ratio, (size_t)o->n, 50);
-		o->p90 = duet_percentile_f64(ratio, (size_t)o->n, 90);
 		plan_spread_of(ratio, (size_t)o->n, o->spread);
 	}
 	free(ratio);

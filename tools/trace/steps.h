@@ -17,8 +17,7 @@ struct trace_steps {
 	int n;		  /* passes compared */
 	double actual_ms; /* their measured time, summed */
 	double model_ms;  /* the profile's model for each, summed */
-	double p10, p50, p90; /* of measured / model per pass */
-	double spread[PLAN_SPREAD_N]; /* the same at plan_spread_p */
+	double spread[PLAN_SPREAD_N]; /* measured / model per pass, at plan_spread_p */
 };
 
 /* Compares the passes of the process named node (or, node NULL, of each
