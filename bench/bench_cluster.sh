@@ -5,20 +5,25 @@
 #                  prefill, --policy colocated
 #   disaggregated: one prefill node and one decode node, one core each,
 #                  --policy length-aware
+# or, with NETNS=1, each daemon on its own host (a network namespace) and
+# each node host given a share of one CPU's time by a cgroup quota: a
+# prefill host with more CPU time than the decode host against two equal
+# colocated hosts of the same total (bench/cluster_hosts.sh);
 # REPEAT times each, then per trace: `duet replay --compare` of the first
 # repetition's sweeps (table and plots side by side) and summary.csv, every
 # repetition's goodput and p99 TBT per rate with their spread, the ratio
 # disaggregated / colocated per repetition, and whether all repetitions
 # agree on the winner.
 #
-# Both configurations get the same SLOs (SLO_X times colocated's unloaded
-# TTFT and TBT, measured once per trace) and the same router objectives
-# (slo-ttft-ms = the TTFT SLO, slo-tbt-ms = ROUTER_TBT_SHARE of the TBT
-# SLO: the router keeps predicted steps within it so that a request's p99
-# gap stays inside the SLO), and the same pinning: nodes one per CPU as
-# duet up pins them, the router and the load generator on AUX_CPU
-# (disaggregated: beside the prefill node, never on the decode node's
-# core; colocated: beside decode-0, as two decode nodes leave no other).
+# Both configurations get the same SLOs (SLO_TTFT_X and SLO_TBT_X times
+# colocated's unloaded TTFT and TBT, measured once per trace) and the
+# same router objectives (slo-ttft-ms = the TTFT SLO, slo-tbt-ms =
+# ROUTER_TBT_SHARE of the TBT SLO: the router keeps predicted steps within
+# it so that a request's p99 gap stays inside the SLO), and the same
+# pinning: nodes one per CPU as duet up pins them, the router and the
+# load generator on AUX_CPU (disaggregated: beside the prefill node, never
+# on the decode node's core; colocated: beside decode-0, as two decode
+# nodes leave no other).
 #
 # Usage: bench_cluster.sh BUILD MODEL TRACES_DIR
 # Environment (defaults in brackets):
@@ -30,7 +35,9 @@
 #   LENGTH    --length-scale of the Azure traces [0.5]
 #   MOONCAKE_LENGTH  --length-scale of Mooncake traces (prompts of 7-20k) [0.1]
 #   CHUNK     max-batch-tokens of every node (the colocated prefill chunk) [64]
-#   SLO_X     SLOs as multiples of colocated's unloaded TTFT and TBT [5]
+#   SLO_TTFT_X  the TTFT SLO as a multiple of colocated's unloaded TTFT [5]
+#   SLO_TBT_X   the TBT SLO as a multiple of colocated's unloaded TBT [3:
+#             the issue's bound, no looser than 3x the unloaded step]
 #   ROUTER_SLO  1: give the router the objectives above, 0: none [1]
 #   ROUTER_TBT_SHARE  the router's TBT objective as a share of the SLO [0.66]
 #   REPEAT    repetitions of each configuration's sweep [3]
@@ -39,6 +46,8 @@
 #             each run's results as OUT/TRACE/rep-R/CONFIG/*.trace.json
 #             (duet trace steps holds them against a profile) [0]
 #   OUT       results [BUILD/bench-cluster]
+#   NETNS     1: the hosts of bench/cluster_hosts.sh (root; CPU_PREFILL,
+#             CPU_DECODE, CPU_COLOCATED, CG_PERIOD_US there) [0]
 set -eu
 BUILD=$1
 MODEL=$2
@@ -52,14 +61,17 @@ SWEEP=${SWEEP:-1,2,3,4,5}
 LENGTH=${LENGTH:-0.5}
 MOONCAKE_LENGTH=${MOONCAKE_LENGTH:-0.1}
 CHUNK=${CHUNK:-64}
-SLO_X=${SLO_X:-5}
+SLO_TTFT_X=${SLO_TTFT_X:-5}
+SLO_TBT_X=${SLO_TBT_X:-3}
 ROUTER_SLO=${ROUTER_SLO:-1}
 ROUTER_TBT_SHARE=${ROUTER_TBT_SHARE:-0.66}
 REPEAT=${REPEAT:-3}
 AUX_CPU=${AUX_CPU:-0}
 UP_TRACE=${UP_TRACE:-0}
 OUT=${OUT:-$BUILD/bench-cluster}
+NETNS=${NETNS:-0}
 PORT=18650
+URL=http://127.0.0.1:$PORT
 unset OPENBLAS_CORETYPE # benchmarks run with OpenBLAS's own core choice
 PIN="taskset -c $AUX_CPU"
 
@@ -71,13 +83,16 @@ stop_up() {
 		up_pid=
 	fi
 }
-trap stop_up EXIT
 
 start_up() { # name, then duet up options
 	local name=$1
 	shift
 	local log=$OUT/$name-up.log
 	if [ "$UP_TRACE" = 1 ]; then set -- "$@" --trace; fi
+	# (emptied here, not only by the redirection below: that happens in
+	# the child, after the wait loop may have read the last run's log and
+	# its "serving" line)
+	: >"$log"
 	# (--kv-prefault: no step pays for zeroing fresh KV pages, as on a
 	# dedicated node.) duet up and the router inherit AUX_CPU; duet up pins each node to
 	# its own CPU of the machine's (not of its own AUX_CPU affinity: then
@@ -98,7 +113,7 @@ replay() { # out dir, label, then extra options
 	local dir=$1 label=$2
 	shift 2
 	# exit status 3 (some requests failed) is a result at overload, not an error
-	$PIN "$DUET" replay --url http://127.0.0.1:$PORT --trace "$TRACES_DIR/$trace" \
+	$PIN "$DUET" replay --url "$URL" --trace "$TRACES_DIR/$trace" \
 		--start "$START" --max-requests "$REQUESTS" --rate "$RATE" --sweep "$SWEEP" \
 		--length-scale "$length" --out "$dir" --label "$label" -q "$@" || [ $? -eq 3 ]
 }
@@ -115,6 +130,33 @@ router_args() { # the router's objectives in ms
 	[ "$1" -gt 0 ] || [ "$2" -gt 0 ] || return 0
 	echo "--router-arg=--slo-ttft-ms=$1 --router-arg=--slo-tbt-ms=$2"
 }
+
+# CONFIG(colocated|disaggregated) OBJ_TTFT_MS OBJ_TBT_MS: the cluster up
+# and serving at URL, with the router's objectives (0 0: none).
+start_cluster() {
+	if [ "$NETNS" = 1 ]; then
+		hosts_start "$@"
+		return
+	fi
+	# shellcheck disable=SC2046 # router_args is a list of words
+	if [ "$1" = colocated ]; then
+		start_up colocated -P 0 -D 2 --policy colocated $(router_args "$2" "$3")
+	else
+		start_up disaggregated -P 1 -D 1 --policy length-aware $(router_args "$2" "$3")
+	fi
+}
+
+stop_cluster() {
+	if [ "$NETNS" = 1 ]; then hosts_stop; else stop_up; fi
+}
+
+if [ "$NETNS" = 1 ]; then
+	# shellcheck source=bench/cluster_hosts.sh
+	. "$(dirname "$0")/cluster_hosts.sh"
+	trap hosts_cleanup EXIT
+else
+	trap stop_up EXIT
+fi
 
 # summary.csv of one trace from every repetition's sweep.csv: per rate and
 # configuration, goodput and attainment (mean, min, max) and p99 TBT mean;
@@ -174,13 +216,47 @@ summarize() { # trace dir
 		}
 		print "colocated met both SLOs for >= 90% of requests at every rate: raise SWEEP"
 	}' "$d/summary.csv"
+	# DistServe's goodput: the highest rate at which >= 90% of requests
+	# meet both SLOs (and at every lower rate of the sweep), per
+	# repetition, and its ratio disaggregated / colocated.
+	for r in $(seq 1 "$REPEAT"); do
+		for cfg in colocated disaggregated; do
+			awk -F, -v c=$cfg -v r="$r" 'NR > 1 { print r "," c "," $2 "," $5 }' "$d/rep-$r/$cfg/sweep.csv"
+		done
+	done | sort -t, -k1,1n -k2,2 -k3,3g | awk -F, -v reps="$REPEAT" '
+	# rep,cfg,offered,attainment (by offered rate)
+	{ k = $1 SUBSEP $2; if (!(k in broke)) broke[k] = 0
+	  if (!broke[k] && $4 >= 0.9) cap[k] = $3; else broke[k] = 1 }
+	END {
+		for (c = 0; c < 2; c++) {
+			cfg = c ? "disaggregated" : "colocated"; s = ""
+			for (r = 1; r <= reps; r++) s = s (r > 1 ? " / " : "") sprintf("%.3f", cap[r, cfg] + 0)
+			printf "%s: highest rate with >= 90%% within both SLOs (DistServe goodput), per repetition: %s req/s\n", cfg, s
+		}
+		rmin = 1e9; rmax = 0; none = 0
+		for (r = 1; r <= reps; r++) {
+			if (cap[r, "colocated"] <= 0) { none++; continue }
+			x = cap[r, "disaggregated"] / cap[r, "colocated"]
+			if (x < rmin) rmin = x
+			if (x > rmax) rmax = x
+		}
+		if (none < reps)
+			printf "DistServe goodput disaggregated / colocated per repetition: %.2f-%.2f", rmin, rmax
+		if (none)
+			printf "%s%d repetition(s) with colocated below 90%% at every rate", none < reps ? "; " : "", none
+		print ""
+	}'
 }
 
 mkdir -p "$OUT"
 nproc_=$(nproc)
 echo "machine: $nproc_ CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "model: $MODEL; chunk $CHUNK tokens; $REQUESTS requests per rate from ${START}s; $REPEAT repetitions"
-echo "pinning: nodes one per CPU (duet up); router and load generator on CPU $AUX_CPU"
+if [ "$NETNS" = 1 ]; then
+	hosts_init
+else
+	echo "pinning: nodes one per CPU (duet up); router and load generator on CPU $AUX_CPU"
+fi
 for trace in $TRACES; do
 	name=${trace%.*}
 	case $trace in
@@ -190,33 +266,28 @@ for trace in $TRACES; do
 	slo_ttft='' slo_tbt='' obj_ttft='' obj_tbt=''
 	for r in $(seq 1 "$REPEAT"); do
 		if [ -z "$slo_ttft" ]; then
-			# The SLOs: colocated's unloaded figures times SLO_X, from a
+			# The SLOs: colocated's unloaded figures times SLO_*_X, from a
 			# first sweep whose router has no objectives yet (it is
 			# measured again below with them).
 			echo "== $name: measuring the SLOs (colocated, unloaded probe)"
-			start_up colocated -P 0 -D 2 --policy colocated
+			start_cluster colocated 0 0
 			# (12 requests: Mooncake's arrive six at a time, and --rate
 			# needs a slice spread in time)
 			replay "$OUT/$name/slo-probe" colocated --sweep 1 --max-requests 12 \
-				--slo-ttft ${SLO_X}x --slo-tbt ${SLO_X}x >/dev/null 2>&1
-			stop_up
+				--slo-ttft "${SLO_TTFT_X}x" --slo-tbt "${SLO_TBT_X}x" >/dev/null 2>&1
+			stop_cluster
 			read -r slo_ttft slo_tbt < <(awk -F, 'NR == 2 { print $11, $12 }' \
 				"$OUT/$name/slo-probe/sweep.csv")
 			read -r obj_ttft obj_tbt < <(router_objectives "$slo_ttft" "$slo_tbt")
 			# for whoever simulates these runs (validate_plan.sh)
 			echo "$slo_ttft $slo_tbt $obj_ttft $obj_tbt" >"$OUT/$name/slos"
-			echo "   SLOs: TTFT $slo_ttft s, TBT $slo_tbt s; router: $(router_args "$obj_ttft" "$obj_tbt")"
+			echo "   SLOs: TTFT $slo_ttft s, TBT $slo_tbt s; router objectives: TTFT $obj_ttft ms, TBT $obj_tbt ms"
 		fi
-		# shellcheck disable=SC2046 # router_args is a list of words
 		for cfg in colocated disaggregated; do
 			echo "== $name: $cfg, repetition $r of $REPEAT"
-			if [ $cfg = colocated ]; then
-				start_up $cfg -P 0 -D 2 --policy colocated $(router_args "$obj_ttft" "$obj_tbt")
-			else
-				start_up $cfg -P 1 -D 1 --policy length-aware $(router_args "$obj_ttft" "$obj_tbt")
-			fi
+			start_cluster $cfg "$obj_ttft" "$obj_tbt"
 			replay "$OUT/$name/rep-$r/$cfg" $cfg --slo-ttft "$slo_ttft" --slo-tbt "$slo_tbt" >/dev/null
-			stop_up
+			stop_cluster
 			if [ "$UP_TRACE" = 1 ]; then
 				mv "$OUT/$cfg-run/"*.trace.json "$OUT/$name/rep-$r/$cfg/"
 			fi

@@ -75,16 +75,9 @@ T=$(mktemp -d /tmp/duet-cluster-run.XXXXXX)
 declare -A PID
 RELAYS=()
 
-ns() { echo "duet-$1"; }
-in_ns() { local h=$1; shift; ip netns exec "$(ns "$h")" "$@"; }
+NS_PREFIX=duet
+. tests/netns.sh
 
-teardown_net() {
-	for h in $HOSTS; do
-		ip netns del "$(ns "$h")" 2>/dev/null
-		ip link del "dv-$h" 2>/dev/null
-	done
-	ip link del $BR 2>/dev/null
-}
 cleanup() {
 	for p in "${PID[@]}" "${RELAYS[@]+"${RELAYS[@]}"}"; do kill -9 "$p" 2>/dev/null; done
 	wait 2>/dev/null
@@ -98,20 +91,7 @@ CHECK_DIR=$T
 . tests/checks.sh
 
 # ---- hosts: a namespace each, a veth to the bridge ----
-teardown_net # leftovers of an interrupted run
-ip link add $BR type bridge || exit 1
-ip addr add $NET.1/24 dev $BR
-ip link set $BR up
-make_host() { # HOST: its namespace, and a veth from it to the bridge
-	local h=$1
-	ip netns add "$(ns "$h")" || return 1
-	ip link add "dv-$h" type veth peer name eth0 netns "$(ns "$h")" || return 1
-	ip link set "dv-$h" master $BR up
-	in_ns "$h" ip addr add "$NET.${IP[$h]}/24" dev eth0
-	in_ns "$h" ip link set eth0 up
-	in_ns "$h" ip link set lo up
-}
-for h in $HOSTS; do make_host "$h" || exit 1; done
+make_net || exit 1
 # reach IP: a TCP connection from p0 to a closed port there is refused
 # (not timed out): the host answers.
 reach() { in_ns p0 timeout 3 bash -c "echo >/dev/tcp/$1/9" 2>&1 | grep -q refused; }
