@@ -158,16 +158,23 @@ else
 	trap stop_up EXIT
 fi
 
+# Every row of every repetition's sweep.csv of one trace dir, as
+# cfg,rep,mult,offered,rps,goodput,attain,ttft99,tbt99,ttft50,tbt50,failed,slo_ttft,slo_tbt
+sweep_rows() {
+	local cfg r
+	for cfg in colocated disaggregated; do
+		for r in $(seq 1 "$REPEAT"); do
+			awk -F, -v c=$cfg -v r="$r" 'NR > 1 { print c "," r "," $0 }' "$1/rep-$r/$cfg/sweep.csv"
+		done
+	done
+}
+
 # summary.csv of one trace from every repetition's sweep.csv: per rate and
 # configuration, goodput and attainment (mean, min, max) and p99 TBT mean;
 # per repetition the goodput ratio; then the verdicts on stdout.
 summarize() { # trace dir
 	local d=$1
-	for cfg in colocated disaggregated; do
-		for r in $(seq 1 "$REPEAT"); do
-			awk -F, -v c=$cfg -v r=$r 'NR > 1 { print c "," r "," $0 }' "$d/rep-$r/$cfg/sweep.csv"
-		done
-	done | awk -F, -v reps="$REPEAT" '
+	sweep_rows "$d" | awk -F, -v reps="$REPEAT" '
 	# cfg,rep,mult,offered,rps,goodput,attain,ttft99,tbt99,ttft50,tbt50,failed,slo_ttft,slo_tbt
 	{
 		k = $3; g[$1, k, $2] = $6; a[$1, k, $2] = $7; t[$1, k, $2] = $9
@@ -219,14 +226,10 @@ summarize() { # trace dir
 	# DistServe's goodput: the highest rate at which >= 90% of requests
 	# meet both SLOs (and at every lower rate of the sweep), per
 	# repetition, and its ratio disaggregated / colocated.
-	for r in $(seq 1 "$REPEAT"); do
-		for cfg in colocated disaggregated; do
-			awk -F, -v c=$cfg -v r="$r" 'NR > 1 { print r "," c "," $2 "," $5 }' "$d/rep-$r/$cfg/sweep.csv"
-		done
-	done | sort -t, -k1,1n -k2,2 -k3,3g | awk -F, -v reps="$REPEAT" '
-	# rep,cfg,offered,attainment (by offered rate)
-	{ k = $1 SUBSEP $2; if (!(k in broke)) broke[k] = 0
-	  if (!broke[k] && $4 >= 0.9) cap[k] = $3; else broke[k] = 1 }
+	sweep_rows "$d" | sort -t, -k2,2n -k1,1 -k4,4g | awk -F, -v reps="$REPEAT" '
+	# (by repetition, configuration and offered rate)
+	{ k = $2 SUBSEP $1; if (!(k in broke)) broke[k] = 0
+	  if (!broke[k] && $7 >= 0.9) cap[k] = $4; else broke[k] = 1 }
 	END {
 		for (c = 0; c < 2; c++) {
 			cfg = c ? "disaggregated" : "colocated"; s = ""

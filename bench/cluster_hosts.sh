@@ -161,17 +161,8 @@ hosts_start() {
 }
 
 hosts_stop() {
-	local h p
-	# (bench_cluster.sh runs under set -e: a daemon already gone is no error)
-	for h in "${!HOST_PID[@]}"; do kill -TERM "${HOST_PID[$h]}" 2>/dev/null || true; done
-	for h in "${!HOST_PID[@]}"; do
-		p=${HOST_PID[$h]}
-		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-		unset "HOST_PID[$h]"
-	done
-	return 0
+	stop_pids "${HOST_PID[@]}"
+	HOST_PID=()
 }
 
 URL=http://$NET.${IP[router]}:$HTTP_PORT

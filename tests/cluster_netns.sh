@@ -157,10 +157,7 @@ start() {
 stop_host() { # HOST: SIGTERM, then SIGKILL after 10 s
 	local h=$1 p=${PID[$1]:-}
 	[ -n "$p" ] || return 0
-	kill -TERM "$p" 2>/dev/null
-	for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$p" 2>/dev/null
-	wait "$p" 2>/dev/null
+	stop_pids "$p"
 	unset "PID[$h]"
 }
 metrics() { curl -sS -m 5 -H "Authorization: Bearer $API_KEY" "$BASE/metrics"; }

@@ -43,6 +43,20 @@ make_host() { # HOST: its namespace, and a veth from it to the bridge
 	in_ns "$h" ip link set lo up
 }
 
+# PID...: SIGTERM to each, then SIGKILL to any still running 10 s later;
+# reaped. Never fails (a process already gone is no error: callers run
+# under set -e).
+stop_pids() {
+	local p
+	for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "$@"; do
+		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	return 0
+}
+
 # The bridge and every host of HOSTS, after removing leftovers.
 make_net() {
 	teardown_net
