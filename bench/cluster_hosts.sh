@@ -84,8 +84,21 @@ hosts_cleanup() {
 	cg_teardown
 }
 
+# NAME VALUE: VALUE is a share of one CPU's time, in (0, 1].
+cpu_share() {
+	awk -v v="$2" 'BEGIN { exit !(v ~ /^([0-9]+\.?[0-9]*|\.[0-9]+)$/ && v > 0 && v <= 1) }' ||
+		{ echo "bench-cluster: $1=$2: not a share of one CPU in (0, 1]" >&2; return 1; }
+}
+
 # The hosts, their cgroups and the CURVE keys (once per benchmark).
 hosts_init() {
+	cpu_share CPU_PREFILL "$CPU_PREFILL" && cpu_share CPU_DECODE "$CPU_DECODE" &&
+		cpu_share CPU_COLOCATED "$CPU_COLOCATED" || return 1
+	# (the kernel takes periods of 1 ms to 1 s)
+	if ! [[ "$CG_PERIOD_US" =~ ^[0-9]+$ ]] || [ "$CG_PERIOD_US" -lt 1000 ] || [ "$CG_PERIOD_US" -gt 1000000 ]; then
+		echo "bench-cluster: CG_PERIOD_US=$CG_PERIOD_US: not microseconds in 1000-1000000" >&2
+		return 1
+	fi
 	[ "$(id -u)" = 0 ] || { echo "bench-cluster: NETNS=1 needs root" >&2; return 1; }
 	[ "$(nproc)" -ge 2 ] || { echo "bench-cluster: NETNS=1 needs 2 CPUs" >&2; return 1; }
 	make_net || return 1
