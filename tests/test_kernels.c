@@ -103,6 +103,7 @@ static void test_matmul(void **st)
 			double *refq = malloc(sizeof(double) * BMAX * N);
 			double *refk = malloc(sizeof(double) * BMAX * N);
 			float *y = malloc(sizeof(float) * BMAX * ldy);
+			float *y2 = malloc(sizeof(float) * BMAX * ldy);
 			fill(wf, N * K, (uint64_t)K + ti);
 			fill(x, BMAX * ldx, (uint64_t)K * 7);
 			for (int n = 0; n < N; n++)
@@ -214,11 +215,17 @@ static void test_matmul(void **st)
 						for (int b = 0; b < B; b++)
 							for (int n = N; n < ldy; n++)
 								assert_true(y[b * ldy + n] == 0);
+						/* How a call's rows fall into tiles (adjacent,
+						 * or a decode range's four quarters) changes no
+						 * bit of any row's result. */
+						memset(y2, 0, sizeof(float) * BMAX * ldy);
+						mm(w, rb, K, xa, B, y2, ldy, 0, N);
+						assert_memory_equal(y, y2, sizeof(float) * B * ldy);
 					}
 				}
 			}
 			free(wf), free(w), free(x), free(xq), free(qa), free(mine), free(pf), free(ref),
-				free(refq), free(y), free(bref), free(bmine), free(refb), free(refk),
+				free(refq), free(y), free(y2), free(bref), free(bmine), free(refb), free(refk),
 				free(kref), free(kmine);
 		}
 }

@@ -22,11 +22,27 @@
  * slices. Measured in BENCHMARKS.md. */
 #define KC_F32 512
 #define KC_Q8 2048
-/* Decode streams the weights from memory once per step; the hardware
- * prefetcher follows one stream well but several interleaved row streams
- * less so, so each tile asks for the same columns of its next row block.
- * (Measured in BENCHMARKS.md, issue 18.) */
 #define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+
+/* Where a tile's rows are: row r at w + r * rs, its result at y + r * ys,
+ * and what each row's step prefetches pf bytes further on.
+ *
+ * One decode step streams every weight from memory once, and a core reads
+ * fastest from a few long sequential streams: a tile of four adjacent rows
+ * starts four new short streams every tile (4 KiB each for an F16 row of
+ * 2048), which the hardware prefetcher learns again each time, and which
+ * ran at 0.65x the machine's read bandwidth even with the next tile
+ * prefetched. So with one group of sequences (B <= MAX_NB, decode) a
+ * thread's rows are four quarters, and a tile takes the i-th row of each:
+ * each quarter is read start to end as one stream, prefetched a fixed
+ * distance ahead (which runs on into the quarter's next row). Wide batches
+ * are compute-bound and keep adjacent rows (the next block prefetched).
+ * Each row's dot product is the same either way, bit for bit. Measured in
+ * BENCHMARKS.md, issue 18. */
+struct tgeo {
+	size_t rs, pf;
+	int ys;
+};
 
 INLINE __mmask16 tail_mask(int r)
 {
@@ -54,14 +70,14 @@ INLINE void acc_zero(__m512 acc[4][MAX_NB], const int nr, const int nb)
 			acc[r][b] = _mm512_setzero_ps();
 }
 
-INLINE void acc_store(__m512 acc[4][MAX_NB], float *y, int ldy, int add, const int nr,
-		      const int nb)
+INLINE void acc_store(__m512 acc[4][MAX_NB], float *y, int ldy, int ys, int add,
+		      const int nr, const int nb)
 {
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++)
 		_Pragma("GCC unroll 16")
 		for (int b = 0; b < nb; b++)
-			store(y + (size_t)b * ldy + r, _mm512_reduce_add_ps(acc[r][b]), add);
+			store(y + (size_t)b * ldy + (size_t)r * ys, _mm512_reduce_add_ps(acc[r][b]), add);
 }
 
 INLINE __m512 load_h(const uint16_t *p)
@@ -178,14 +194,14 @@ INLINE void load32(enum duet_dtype t, const void *row, int k, int rem, __m512 *a
  * first chunk of the tile's first row in an f32 panel; the second chunk is
  * cs floats further (the panel's B rows of a chunk). `rem` < 32 only for
  * the row's tail, where the panel holds zeros past K. */
-INLINE void step_f(enum duet_dtype t, const uint8_t *w, size_t rb, int k, int rem,
+INLINE void step_f(enum duet_dtype t, const uint8_t *w, struct tgeo g, int k, int rem,
 		   const float *x, size_t cs, __m512 acc[4][MAX_NB], const int nr, const int nb)
 {
 	__m512 wv[4][2];
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
-		const uint8_t *row = w + (size_t)r * rb;
-		const uint8_t *next = row + offset_of(t, k) + (size_t)nr * rb;
+		const uint8_t *row = w + (size_t)r * g.rs;
+		const uint8_t *next = row + offset_of(t, k) + g.pf;
 		PREFETCH(next);
 		if (t == DUET_F32 || t == DUET_Q8_0) /* 128 and 68 bytes a step */
 			PREFETCH(next + 64);
@@ -213,7 +229,7 @@ INLINE void step_f(enum duet_dtype t, const uint8_t *w, size_t rb, int k, int re
 
 /* One tile with f32 activations: rows [0, nr) of w against rows [0, nb)
  * of a panel of B rows (x at the tile's first row), into y[b * ldy + r]. */
-INLINE void tile_f(enum duet_dtype t, const uint8_t *w, size_t rb, int K, const float *x,
+INLINE void tile_f(enum duet_dtype t, const uint8_t *w, struct tgeo g, int K, const float *x,
 		   int B, float *y, int ldy, int add, const int nr, const int nb)
 {
 	__m512 acc[4][MAX_NB];
@@ -221,10 +237,10 @@ INLINE void tile_f(enum duet_dtype t, const uint8_t *w, size_t rb, int K, const 
 	const size_t cs = (size_t)B * DUET_PANEL_CHUNK;
 	int k = 0;
 	for (; k + 32 <= K; k += 32, x += 2 * cs)
-		step_f(t, w, rb, k, 32, x, cs, acc, nr, nb);
+		step_f(t, w, g, k, 32, x, cs, acc, nr, nb);
 	if (k < K)
-		step_f(t, w, rb, k, K - k, x, cs, acc, nr, nb);
-	acc_store(acc, y, ldy, add, nr, nb);
+		step_f(t, w, g, k, K - k, x, cs, acc, nr, nb);
+	acc_store(acc, y, ldy, g.ys, add, nr, nb);
 }
 
 /* ---- Q5_0 weights against int8 activations (Q8_0 and Q4_0 take the
@@ -278,7 +294,7 @@ INLINE void q5_0_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
  * sum(activations), corr (-128 x sum, in lanes 0 and 8) shifted right by
  * 3. x points at the pair of the tile's first row in a q8 panel (the rows'
  * pairs are adjacent). */
-INLINE void step_pair(const uint8_t *w, size_t rb, int p, int one,
+INLINE void step_pair(const uint8_t *w, struct tgeo g, int p, int one,
 		      const struct duet_q8a_pair *x, __m512 acc[4][MAX_NB], const int nr,
 		      const int nb)
 {
@@ -288,10 +304,10 @@ INLINE void step_pair(const uint8_t *w, size_t rb, int p, int one,
 	__m512 d[4];
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * rb + (size_t)p * pair;
-		PREFETCH(blk + (size_t)nr * rb);
+		const uint8_t *blk = w + (size_t)r * g.rs + (size_t)p * pair;
+		PREFETCH(blk + g.pf);
 		if (pair > 64)
-			PREFETCH(blk + (size_t)nr * rb + 64);
+			PREFETCH(blk + g.pf + 64);
 		q5_0_pair(blk, one, &q[r], &d[r]);
 	}
 	_Pragma("GCC unroll 16")
@@ -312,17 +328,17 @@ INLINE void step_pair(const uint8_t *w, size_t rb, int p, int one,
 /* A tile over pairs of Q5_0 32-blocks: each whole pair, then a last lone
  * block when K / 32 is odd. */
 #define DEFINE_PAIR_TILE(name)                                                          \
-	INLINE void name(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x, \
+	INLINE void name(const uint8_t *w, struct tgeo g, int K, const struct duet_q8a_pair *x, \
 			 int B, float *y, int ldy, int add, const int nr, const int nb)     \
 	{                                                                               \
 		__m512 acc[4][MAX_NB];                                                  \
 		acc_zero(acc, nr, nb);                                                  \
 		int p = 0;                                                              \
 		for (; p < K / 64; p++, x += B)                                         \
-			step_pair(w, rb, p, 0, x, acc, nr, nb);                         \
+			step_pair(w, g, p, 0, x, acc, nr, nb);                         \
 		if (K % 64)                                                             \
-			step_pair(w, rb, p, 1, x, acc, nr, nb);                         \
-		acc_store(acc, y, ldy, add, nr, nb);                                    \
+			step_pair(w, g, p, 1, x, acc, nr, nb);                         \
+		acc_store(acc, y, ldy, g.ys, add, nr, nb);                                    \
 	}
 DEFINE_PAIR_TILE(tile_q5_0)
 
@@ -432,21 +448,21 @@ INLINE __m512i word_pairs(__m512i v)
 
 /* A Q5_K super-block (five = 1) of nr rows against nb activation blocks
  * (x[b]); five = 0 reads Q4_K, which takes the 16-row kernel instead. */
-INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8k_block *x,
+INLINE void step_q4_k(const uint8_t *w, struct tgeo g, const struct duet_q8k_block *x,
 		      __m512 acc[4][MAX_NB], const int nr, const int nb, const int five)
 {
 	const size_t qs_off = 4 + DUET_QK_SCALES + (five ? DUET_QK / 8 : 0);
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * rb;
-		PREFETCH(blk + (size_t)nr * rb);
-		PREFETCH(blk + (size_t)nr * rb + 64);
-		PREFETCH(blk + (size_t)nr * rb + 128);
+		const uint8_t *blk = w + (size_t)r * g.rs;
+		PREFETCH(blk + g.pf);
+		PREFETCH(blk + g.pf + 64);
+		PREFETCH(blk + g.pf + 128);
 		if (five)
-			PREFETCH(blk + (size_t)nr * rb + 175);
+			PREFETCH(blk + g.pf + 175);
 	}
 	__m512i hdr, six;
-	q4_k_headers(w, rb, nr, &hdr, &six);
+	q4_k_headers(w, g.rs, nr, &hdr, &six);
 	/* The mins from a row's header in every lane: dword 8 + j the word
 	 * pair (m_j, m_j), dwords 0-7 zero. In 128-bit lane 2, dwords 8-11
 	 * take bytes 8-11 (mins 0-3); in lane 3, 12-15 take 12-15. */
@@ -457,7 +473,7 @@ INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8k_block *
 	const __m512i lo4 = _mm512_set1_epi8(0x0F);
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * rb;
+		const uint8_t *blk = w + (size_t)r * g.rs;
 		/* the row's scales and mins (six's lane r) in every lane, from
 		 * which byte shuffles pick word pairs for vpdpwssd */
 		__m512i sc = lane_everywhere(six, r);
@@ -519,7 +535,7 @@ INLINE void step_q4_k(const uint8_t *w, size_t rb, const struct duet_q8k_block *
 /* Q6_K super-block of nr rows against nb activation blocks: values 6 bits
  * less 32, a signed scale per 16; the -32 is one vpdpwssd of the scales
  * with the activations' sums per 16. */
-INLINE void step_q6_k(const uint8_t *w, size_t rb, const struct duet_q8k_block *x,
+INLINE void step_q6_k(const uint8_t *w, struct tgeo g, const struct duet_q8k_block *x,
 		      __m512 acc[4][MAX_NB], const int nr, const int nb)
 {
 	const size_t sc_off = offsetof(struct duet_q6_k_block, scales);
@@ -527,16 +543,16 @@ INLINE void step_q6_k(const uint8_t *w, size_t rb, const struct duet_q8k_block *
 	const size_t qh_off = offsetof(struct duet_q6_k_block, qh);
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * rb;
-		PREFETCH(blk + (size_t)nr * rb);
-		PREFETCH(blk + (size_t)nr * rb + 64);
-		PREFETCH(blk + (size_t)nr * rb + 128);
-		PREFETCH(blk + (size_t)nr * rb + 192);
+		const uint8_t *blk = w + (size_t)r * g.rs;
+		PREFETCH(blk + g.pf);
+		PREFETCH(blk + g.pf + 64);
+		PREFETCH(blk + g.pf + 128);
+		PREFETCH(blk + g.pf + 192);
 	}
 	const __m512i lo4 = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(3);
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * rb;
+		const uint8_t *blk = w + (size_t)r * g.rs;
 		uint16_t dh;
 		memcpy(&dh, blk + d_off, 2);
 		__m512 d = _mm512_set1_ps(_cvtsh_ss(dh));
@@ -596,14 +612,14 @@ INLINE __m512bh load_bh(const uint8_t *row, int k, int rem)
 
 /* One step of 32 values: x points at the step's chunk of the tile's first
  * row in a bf16 panel. */
-INLINE void step_bf(const uint8_t *w, size_t rb, int k, int rem, const struct duet_bf16x2 *x,
+INLINE void step_bf(const uint8_t *w, struct tgeo g, int k, int rem, const struct duet_bf16x2 *x,
 		    __m512 acc[4][MAX_NB], const int nr, const int nb)
 {
 	__m512bh wv[4];
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
-		const uint8_t *row = w + (size_t)r * rb;
-		PREFETCH(row + (size_t)k * 2 + (size_t)nr * rb);
+		const uint8_t *row = w + (size_t)r * g.rs;
+		PREFETCH(row + (size_t)k * 2 + g.pf);
 		wv[r] = load_bh(row, k, rem);
 	}
 	_Pragma("GCC unroll 16")
@@ -618,17 +634,17 @@ INLINE void step_bf(const uint8_t *w, size_t rb, int k, int rem, const struct du
 	}
 }
 
-INLINE void tile_bf(const uint8_t *w, size_t rb, int K, const struct duet_bf16x2 *x, int B,
+INLINE void tile_bf(const uint8_t *w, struct tgeo g, int K, const struct duet_bf16x2 *x, int B,
 		    float *y, int ldy, int add, const int nr, const int nb)
 {
 	__m512 acc[4][MAX_NB];
 	acc_zero(acc, nr, nb);
 	int k = 0;
 	for (; k + 32 <= K; k += 32, x += B)
-		step_bf(w, rb, k, 32, x, acc, nr, nb);
+		step_bf(w, g, k, 32, x, acc, nr, nb);
 	if (k < K)
-		step_bf(w, rb, k, K - k, x, acc, nr, nb);
-	acc_store(acc, y, ldy, add, nr, nb);
+		step_bf(w, g, k, K - k, x, acc, nr, nb);
+	acc_store(acc, y, ldy, g.ys, add, nr, nb);
 }
 
 /* duet_panel_pack_bf16_ref, bit for bit: vcvtneps2bf16 rounds to nearest
@@ -666,12 +682,12 @@ static void pack_bf16(const float *x, int ldx, int K, int B, struct duet_bf16x2 
 
 #define F_CASE(R, NB)                                                                   \
 	case (R) * 32 + (NB):                                                           \
-		tile_f(T, w, rb, K, x, B, y, ldy, add, R, NB);                          \
+		tile_f(T, w, g, K, x, B, y, ldy, add, R, NB);                          \
 		return;
 
 /* Dispatches a tile of (nr, nb) to its instance for type T. */
 #define DEFINE_TILE_F(name, TYPE)                                                       \
-	static void name(const uint8_t *w, size_t rb, int K, const float *x, int B,     \
+	static void name(const uint8_t *w, struct tgeo g, int K, const float *x, int B,     \
 			 float *y, int ldy, int add, int nr, int nb)                     \
 	{                                                                               \
 		const enum duet_dtype T = TYPE;                                         \
@@ -1062,14 +1078,14 @@ DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k)
 /* A tile over 256-value super-blocks: STEP on each, against per-256
  * activations (block s of row b at x[s * B + b]). */
 #define DEFINE_SUPER_TILE(name, STEP, BLOCK)                                           \
-	INLINE void name(const uint8_t *w, size_t rb, int K, const struct duet_q8k_block *x, \
+	INLINE void name(const uint8_t *w, struct tgeo g, int K, const struct duet_q8k_block *x, \
 			 int B, float *y, int ldy, int add, const int nr, const int nb)     \
 	{                                                                               \
 		__m512 acc[4][MAX_NB];                                                  \
 		acc_zero(acc, nr, nb);                                                  \
 		for (int s = 0; s < K / DUET_QK; s++, x += B)                          \
-			STEP(w + (size_t)s * sizeof(BLOCK), rb, x, acc, nr, nb);        \
-		acc_store(acc, y, ldy, add, nr, nb);                                    \
+			STEP(w + (size_t)s * sizeof(BLOCK), g, x, acc, nr, nb);        \
+		acc_store(acc, y, ldy, g.ys, add, nr, nb);                                    \
 	}
 #define STEP_Q5_K(...) step_q4_k(__VA_ARGS__, 1)
 DEFINE_SUPER_TILE(tile_q5_k, STEP_Q5_K, struct duet_q5_k_block)
@@ -1077,7 +1093,7 @@ DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 
 /* The integer tiles of the other quantized types, dispatched alike. */
 #define DEFINE_TILES_Q(name, XT)                                                        \
-	static void name(const uint8_t *w, size_t rb, int K, const XT *x,               \
+	static void name(const uint8_t *w, struct tgeo g, int K, const XT *x,               \
 			 int B, float *y, int ldy, int add, int nr, int nb)                 \
 	{                                                                               \
 		switch (nr * 32 + nb) {                                                 \
@@ -1087,7 +1103,7 @@ DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 	}
 #define TQ_CASE(R, NB)                                                                  \
 	case (R) * 32 + (NB):                                                           \
-		TQ_TILE(w, rb, K, x, B, y, ldy, add, R, NB);                            \
+		TQ_TILE(w, g, K, x, B, y, ldy, add, R, NB);                            \
 		return;
 #define TQ_TILE tile_q5_0
 DEFINE_TILES_Q(tiles_q5_0, struct duet_q8a_pair)
@@ -1102,10 +1118,10 @@ DEFINE_TILES_Q(tiles_q6_k, struct duet_q8k_block)
 
 #define BF_CASE(R, NB)                                                                  \
 	case (R) * 32 + (NB):                                                           \
-		tile_bf(w, rb, K, x, B, y, ldy, add, R, NB);                            \
+		tile_bf(w, g, K, x, B, y, ldy, add, R, NB);                            \
 		return;
 
-static void tiles_bf(const uint8_t *w, size_t rb, int K, const struct duet_bf16x2 *x, int B,
+static void tiles_bf(const uint8_t *w, struct tgeo g, int K, const struct duet_bf16x2 *x, int B,
 		     float *y, int ldy, int add, int nr, int nb)
 {
 	switch (nr * 32 + nb) {
@@ -1128,7 +1144,10 @@ static void tiles_bf(const uint8_t *w, size_t rb, int K, const struct duet_bf16x
  * the panel's slice stays in L2 while the weights pass (all 512 rows of a
  * prompt were read from L3 again for every block of weight rows). */
 #define BC 64
-#define DEFINE_MATMUL(name, tiles, XT, OFF, KC)                                         \
+#ifndef AHEAD_B1
+#define AHEAD_B1 1024
+#endif
+#define DEFINE_MATMUL(name, tiles, XT, OFF, KC, AHEAD)                                        \
 	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
 			 float *y, int ldy, int n0, int n1)                              \
 	{                                                                               \
@@ -1140,10 +1159,26 @@ static void tiles_bf(const uint8_t *w, size_t rb, int K, const struct duet_bf16x
 			size_t wo = offset_of(T, k0);                                   \
 			for (int bc = 0; bc < B; bc += BC) {                            \
 				int be = B - bc < BC ? B : bc + BC;                     \
+				if (B <= MAX_NB) {                                      \
+					/* one group: rows in four streams */           \
+					int q = (n1 - n0) / NR;                         \
+					struct tgeo g4 = {(size_t)q * rb, AHEAD, q};    \
+					struct tgeo g1 = {rb, AHEAD, 1};                \
+					for (int i = 0; i < q; i++)                     \
+						tiles(w + (size_t)(n0 + i) * rb + wo, g4, \
+						      kn, x + (OFF), B, y + n0 + i,     \
+						      ldy, k0 > 0, NR, B);              \
+					for (int n = n0 + NR * q; n < n1; n++)          \
+						tiles(w + (size_t)n * rb + wo, g1, kn,  \
+						      x + (OFF), B, y + n, ldy, k0 > 0, \
+						      1, B);                            \
+					continue;                                       \
+				}                                                       \
 				for (int n = n0; n < n1;) {                             \
 					int r = n1 - n >= NR ? NR : 1;                  \
+					struct tgeo g = {rb, (size_t)r * rb, 1};        \
 					for (int b = bc; b < be; b += MAX_NB)           \
-						tiles(w + (size_t)n * rb + wo, rb, kn,  \
+						tiles(w + (size_t)n * rb + wo, g, kn,   \
 						      x + (OFF) + (size_t)b * ROW, B,   \
 						      y + (size_t)b * ldy + n, ldy,     \
 						      k0 > 0, r,                        \
@@ -1155,30 +1190,30 @@ static void tiles_bf(const uint8_t *w, size_t rb, int K, const struct duet_bf16x
 	}
 #define T DUET_F32
 #define ROW DUET_PANEL_CHUNK
-DEFINE_MATMUL(matmul_f32, tiles_f32, float, (size_t)k0 * B, KC_F32)
+DEFINE_MATMUL(matmul_f32, tiles_f32, float, (size_t)k0 * B, KC_F32, AHEAD_B1)
 #undef T
 #define T DUET_F16
-DEFINE_MATMUL(matmul_f16, tiles_f16, float, (size_t)k0 * B, KC_F32)
+DEFINE_MATMUL(matmul_f16, tiles_f16, float, (size_t)k0 * B, KC_F32, AHEAD_B1)
 #undef T
 #define T DUET_BF16
-DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, (size_t)k0 * B, KC_F32)
+DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, (size_t)k0 * B, KC_F32, AHEAD_B1)
 #undef T
 #define T DUET_Q8_0
-DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
+DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32, AHEAD_B1)
 #undef ROW
 #define ROW 1
 #undef T
 #define T DUET_Q5_0
-DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8, AHEAD_B1)
 #undef T
 #define T DUET_Q5_K
-DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
+DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8, AHEAD_B1)
 #undef T
 #define T DUET_Q6_K
-DEFINE_MATMUL(matmul_q6_k_q8k, tiles_q6_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
+DEFINE_MATMUL(matmul_q6_k_q8k, tiles_q6_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8, AHEAD_B1)
 #undef T
 #define T DUET_BF16
-DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)
+DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32, AHEAD_B1)
 #undef ROW
 #undef T
 
