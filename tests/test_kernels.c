@@ -259,11 +259,51 @@ static void *r16_panel(enum duet_dtype t, const float *x, int K, int B, float *x
  * groups, 1 to 8 activation rows, continuing y or not); and a matmul over
  * packed weights equals the same matmul packing on the fly, bit for bit,
  * near the reference, for B from 1 to 17, K past one slice, and
- * accumulating jobs. */
+ * accumulating jobs; the four-group kernels of one sequence equal the
+ * 16-row kernel group by group, and N is large enough (and not a multiple
+ * of 16) that each thread's range of a matmul takes them. */
+/* The four-group kernel of one sequence (kt's) against the 16-row kernel
+ * of the scalar table on each group: blocks [i0, i0 + n) of four different
+ * sets of 16 rows of w, bit for bit, continuing y or not. */
+static void r16x4_check(const struct duet_kernels *kt, enum duet_dtype t, const uint8_t *w,
+			size_t rb, int K, const float *x, int i0, int n)
+{
+	const size_t gb = duet_r16_block_bytes(t), hw = duet_r16_head_words(t);
+	void *xa = r16_panel(t, x, K, 1, NULL);
+	const void *xs = t == DUET_Q4_K ? (const void *)((struct duet_q8k_block *)xa + i0)
+					: (const void *)((struct duet_q8a_pair *)xa + i0 / 2);
+	uint8_t *q[DUET_R16_STREAMS];
+	uint16_t *h[DUET_R16_STREAMS];
+	float got[DUET_R16_STREAMS][DUET_R16_ROWS], want[DUET_R16_STREAMS][DUET_R16_ROWS];
+	float *ys[DUET_R16_STREAMS];
+	for (int g = 0; g < DUET_R16_STREAMS; g++) {
+		q[g] = malloc((size_t)n * gb);
+		h[g] = malloc(sizeof(uint16_t) * hw * n);
+		duet_r16_pack(t, w + rb * (size_t)(7 * g), rb, DUET_R16_ROWS, i0, n, q[g], h[g]);
+		ys[g] = got[g];
+	}
+	for (int add = 0; add < 2; add++) {
+		for (int g = 0; g < DUET_R16_STREAMS; g++) {
+			for (int r = 0; r < DUET_R16_ROWS; r++)
+				got[g][r] = want[g][r] = (float)(g * DUET_R16_ROWS + r) * 0.5f;
+			duet_kernels_scalar.matmul_r16[t](q[g], h[g], n, xs, 1, 1, want[g], DUET_R16_ROWS,
+							  DUET_R16_ROWS, add);
+		}
+		kt->matmul_r16x4[t]((const uint8_t *const *)q, (const uint16_t *const *)h, n, xs, ys,
+				    add);
+		if (memcmp(got, want, sizeof got))
+			fail_msg("%s %s four-group kernel K=%d add=%d differs from the 16-row kernel",
+				 kt->name, duet_dtype_name(t), K, add);
+	}
+	for (int g = 0; g < DUET_R16_STREAMS; g++)
+		free(q[g]), free(h[g]);
+	free(xa);
+}
+
 static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 {
 	static const int Ks[] = {32, 96, 4160}, Kk[] = {256, 768, 4352};
-	const int N = 37, BMAX = 17, V = duet_r16_values(t);
+	const int N = 9 * DUET_R16_ROWS + 5, BMAX = 17, V = duet_r16_values(t);
 	struct duet_err err;
 	const size_t gb = duet_r16_block_bytes(t), hw = duet_r16_head_words(t);
 	for (int ki = 0; ki < 3; ki++) {
@@ -317,6 +357,8 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 								 isas[ii], duet_dtype_name(t), K, nrows, bn, add);
 					}
 			}
+			if (kt->matmul_r16x4[t])
+				r16x4_check(kt, t, w, rb, K, x, i0, n);
 		}
 
 		/* through the matmul: packed against packed on the fly */

@@ -155,6 +155,38 @@ static const void *r16_act(const struct duet_matmul *mm, enum duet_dtype t, int 
 	return mm->qa + (size_t)(k0 / 2) * B + b;
 }
 
+/* One sequence against a packed tensor (decode): the thread's full packed
+ * groups in DUET_R16_STREAMS quarters, the i-th group of each through the
+ * table's four-group kernel, so that the core reads four streams instead of
+ * one (the same results bit for bit). Returns the first row left to the
+ * rest of run_r16. */
+static long run_r16_streams(const struct duet_matmul *mm, const struct duet_matmul_job *j,
+			    long n0, long n1)
+{
+	const struct duet_tensor *w = j->w;
+	const enum duet_dtype t = w->type;
+	duet_r16x4_fn fn = mm->k->matmul_r16x4[t];
+	long packed = w->layout == DUET_LAYOUT_R16 ? (long)w->rows / DUET_R16_ROWS : 0;
+	long g0 = n0 / DUET_R16_ROWS, g1 = n1 / DUET_R16_ROWS < packed ? n1 / DUET_R16_ROWS : packed;
+	if (!fn || j->T != 1 || n0 % DUET_R16_ROWS || g1 - g0 < DUET_R16_STREAMS)
+		return n0;
+	int blocks = (int)(w->cols / duet_r16_values(t));
+	long q = (g1 - g0) / DUET_R16_STREAMS;
+	for (long i = 0; i < q; i++) {
+		const uint8_t *qs[DUET_R16_STREAMS];
+		const uint16_t *hs[DUET_R16_STREAMS];
+		float *ys[DUET_R16_STREAMS];
+		for (int s = 0; s < DUET_R16_STREAMS; s++) {
+			long g = g0 + s * q + i;
+			qs[s] = duet_r16_quants(w, g);
+			hs[s] = duet_r16_heads(w, g);
+			ys[s] = j->y + g * DUET_R16_ROWS;
+		}
+		fn(qs, hs, blocks, r16_act(mm, t, 0, 1, 0), ys, j->accumulate);
+	}
+	return (g0 + DUET_R16_STREAMS * q) * DUET_R16_ROWS;
+}
+
 /* Weights of a type with the 16-row form against int8 activations through
  * its kernel: packed groups as stored, other rows packed on the fly into
  * rows16 (the same bytes, and slices of K continue the same chain: the
@@ -165,6 +197,7 @@ static const void *r16_act(const struct duet_matmul *mm, enum duet_dtype t, int 
 static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *j, long n0,
 		    long n1, uint8_t *rows16)
 {
+	n0 = run_r16_streams(mm, j, n0, n1);
 	const struct duet_tensor *w = j->w;
 	const enum duet_dtype t = w->type;
 	duet_r16_fn fn = duet_kernels_r16(mm->k, t);

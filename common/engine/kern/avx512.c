@@ -762,45 +762,50 @@ INLINE void r16_acc_store(const __m512 acc[DUET_R16_SEQS], float *y, int ldy, __
  * sum (the activations' dwords broadcast); then one convert and one fused
  * multiply-add with the two scales' product, block after block, as the
  * scalar definition. */
+/* Block i of a group (its quants qi, scales si) against nb activation
+ * rows (their pair p, half h), into acc[0..nb); prefetching the stream
+ * pf bytes of quants ahead, and the scales as many blocks ahead. */
+INLINE void r16_block(const enum duet_dtype T, const uint8_t *qi, const uint16_t *si, size_t pf,
+		      const struct duet_q8a_pair *p, int h, __m512 *acc, const int nb)
+{
+	const int gb = T == DUET_Q8_0 ? 512 : 256, lines = gb / 64;
+	const __m512i low = _mm512_set1_epi8(0x0f);
+	__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)si));
+	_Pragma("GCC unroll 8")
+	for (int j = 0; j < lines; j++)
+		PREFETCH(qi + pf + 64 * j);
+	PREFETCH(si + 16 * (pf / gb));
+	__m512i w[8];
+	_Pragma("GCC unroll 8")
+	for (int j = 0; j < lines; j++) {
+		__m512i v = _mm512_loadu_si512(qi + 64 * j);
+		if (T == DUET_Q8_0) {
+			w[j] = v;
+		} else {
+			w[j] = _mm512_and_si512(v, low);
+			w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+		}
+	}
+	_Pragma("GCC unroll 8")
+	for (int b = 0; b < nb; b++) {
+		const struct duet_q8a_pair *a = p + b;
+		int32_t corr = a->corr[8 * h];
+		__m512i dp = dot8(w, a->q + 32 * h, T == DUET_Q8_0 ? corr : corr / 16);
+		__m512 d = _mm512_mul_ps(ws, _mm512_set1_ps(a->d[8 * h]));
+		acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), d, acc[b]);
+	}
+}
+
 INLINE void r16_tile(const enum duet_dtype T, const uint8_t *q, const uint16_t *s, int nblk,
 		     const void *xv, int B, float *y, int ldy, __mmask16 m, int add, const int nb)
 {
 	const struct duet_q8a_pair *x = xv;
-	/* a block's bytes and vectors of quants; the scales' prefetch goes as
-	 * many blocks ahead as the quants' R16_AHEAD x 512 bytes */
-	const int gb = T == DUET_Q8_0 ? 512 : 256, lines = gb / 64, ahead = R16_AHEAD * 512 / gb;
-	const __m512i low = _mm512_set1_epi8(0x0f);
+	const size_t gb = T == DUET_Q8_0 ? 512 : 256;
 	__m512 acc[DUET_R16_SEQS];
 	r16_acc_load(acc, y, ldy, m, add, nb);
-	for (int i = 0; i < nblk; i++) {
-		const struct duet_q8a_pair *p = x + (size_t)(i >> 1) * B;
-		const int h = i & 1;
-		const uint8_t *qi = q + (size_t)i * gb;
-		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + 16 * i)));
-		_Pragma("GCC unroll 8")
-		for (int j = 0; j < lines; j++)
-			PREFETCH(qi + R16_AHEAD * 512 + 64 * j);
-		PREFETCH(s + 16 * (i + ahead));
-		__m512i w[8];
-		_Pragma("GCC unroll 8")
-		for (int j = 0; j < lines; j++) {
-			__m512i v = _mm512_loadu_si512(qi + 64 * j);
-			if (T == DUET_Q8_0) {
-				w[j] = v;
-			} else {
-				w[j] = _mm512_and_si512(v, low);
-				w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-			}
-		}
-		_Pragma("GCC unroll 8")
-		for (int b = 0; b < nb; b++) {
-			const struct duet_q8a_pair *a = p + b;
-			int32_t corr = a->corr[8 * h];
-			__m512i dp = dot8(w, a->q + 32 * h, T == DUET_Q8_0 ? corr : corr / 16);
-			__m512 d = _mm512_mul_ps(ws, _mm512_set1_ps(a->d[8 * h]));
-			acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), d, acc[b]);
-		}
-	}
+	for (int i = 0; i < nblk; i++)
+		r16_block(T, q + (size_t)i * gb, s + 16 * i, R16_AHEAD * 512,
+			  x + (size_t)(i >> 1) * B, i & 1, acc, nb);
 	r16_acc_store(acc, y, ldy, m, nb);
 }
 
@@ -1074,6 +1079,40 @@ INLINE void r16_tile_q4_k(const uint8_t *q, const uint16_t *h, int nblk, const v
 DEFINE_R16(matmul_q8_0_r16, R16_TILE_Q8_0)
 DEFINE_R16(matmul_q4_0_r16, R16_TILE_Q4_0)
 DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k)
+
+/* ---- decode: one activation row against four groups at once ----
+ * A thread's packed groups are one sequential stream, and a core reads a
+ * few streams faster than one (the row tiles' quarters, struct tgeo):
+ * with one sequence a thread's groups are four quarters (engine/matmul.c),
+ * and these take block i of each in turn, four streams and four
+ * accumulators. Each group meets its blocks in the same order through the
+ * same r16_block: the same bits as the 16-row tiles. (Slices of several
+ * blocks of each group in turn were slower than one stream, and Q4_K's
+ * four groups slower than its one: BENCHMARKS.md.) */
+#ifndef R16X4_AHEAD
+#define R16X4_AHEAD 1024
+#endif
+#define DEFINE_R16X4(name, BLOCK)                                                       \
+	static void name(const uint8_t *const q[DUET_R16_STREAMS],                      \
+			 const uint16_t *const h[DUET_R16_STREAMS], int nblk, const void *x,    \
+			 float *const y[DUET_R16_STREAMS], int add)                             \
+	{                                                                               \
+		__m512 acc[DUET_R16_STREAMS];                                           \
+		for (int g = 0; g < DUET_R16_STREAMS; g++)                              \
+			acc[g] = add ? _mm512_loadu_ps(y[g]) : _mm512_setzero_ps();     \
+		for (int i = 0; i < nblk; i++)                                          \
+			_Pragma("GCC unroll 4")                                         \
+			for (int g = 0; g < DUET_R16_STREAMS; g++)                      \
+				BLOCK;                                                  \
+		for (int g = 0; g < DUET_R16_STREAMS; g++)                              \
+			_mm512_storeu_ps(y[g], acc[g]);                                 \
+	}
+DEFINE_R16X4(matmul_q8_0_r16x4,
+	     r16_block(DUET_Q8_0, q[g] + (size_t)i * 512, h[g] + 16 * i, R16X4_AHEAD,
+		       (const struct duet_q8a_pair *)x + (i >> 1), i & 1, &acc[g], 1))
+DEFINE_R16X4(matmul_q4_0_r16x4,
+	     r16_block(DUET_Q4_0, q[g] + (size_t)i * 256, h[g] + 16 * i, R16X4_AHEAD,
+		       (const struct duet_q8a_pair *)x + (i >> 1), i & 1, &acc[g], 1))
 
 /* A tile over 256-value super-blocks: STEP on each, against per-256
  * activations (block s of row b at x[s * B + b]). */
@@ -1637,6 +1676,7 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.name = "avx512",
 	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16,
 		       [DUET_Q4_K] = matmul_q4_k_r16},
+	.matmul_r16x4 = {[DUET_Q8_0] = matmul_q8_0_r16x4, [DUET_Q4_0] = matmul_q4_0_r16x4},
 	.pack_r16 = {[DUET_Q8_0] = pack_q8_0_r16, [DUET_Q4_0] = pack_q4_0_r16,
 		     [DUET_Q4_K] = pack_q4_k_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,

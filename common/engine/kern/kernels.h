@@ -160,6 +160,13 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 #define DUET_R16_SEQS 8
 typedef void (*duet_r16_fn)(const uint8_t *q, const uint16_t *h, int nblk, const void *x,
 			    int B, int nb, float *y, int ldy, int nrows, int add);
+/* One activation row against DUET_R16_STREAMS full groups at once
+ * (decode): group g's quants q[g] and headers h[g], its 16 results at
+ * y[g] (added to them with add); each group's arithmetic as above. */
+#define DUET_R16_STREAMS 4
+typedef void (*duet_r16x4_fn)(const uint8_t *const q[DUET_R16_STREAMS],
+			      const uint16_t *const h[DUET_R16_STREAMS], int nblk, const void *x,
+			      float *const y[DUET_R16_STREAMS], int add);
 /* duet_r16_pack for one type (engine/repack.h): the same bytes. */
 typedef void (*duet_r16_pack_fn)(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
 				 uint8_t *q, uint16_t *h);
@@ -174,6 +181,8 @@ struct duet_kernels {
 	 * on the fly otherwise, and every matmul of the type in int8 mode
 	 * takes this kernel. */
 	duet_r16_fn matmul_r16[DUET_DTYPE_SLOTS];
+	/* optional: the four-group form of matmul_r16, for one sequence */
+	duet_r16x4_fn matmul_r16x4[DUET_DTYPE_SLOTS];
 	duet_r16_pack_fn pack_r16[DUET_DTYPE_SLOTS];
 	/* By weight type: f32 activations with the weights dequantized
 	 * exactly (matmul_f), and int8 activations for the quantized types:
