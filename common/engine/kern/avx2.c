@@ -93,7 +93,7 @@ INLINE float weight_at(enum duet_dtype t, const void *row, int k)
 
 /* x: the tile's first row in an f32 panel of B rows (kernels.h). */
 INLINE void tile_f(enum duet_dtype t, const uint8_t *w, size_t rb, int K, const float *x,
-		   int B, float *y, int ldy, const int nr, const int nb)
+		   int B, float *y, int ldy, int ys, const int nr, const int nb)
 {
 	__m256 acc[4][MAX_NB];
 	_Pragma("GCC unroll 8")
@@ -127,7 +127,7 @@ INLINE void tile_f(enum duet_dtype t, const uint8_t *w, size_t rb, int K, const 
 			for (int kk = k; kk < K; kk++)
 				s += weight_at(t, w + (size_t)r * rb, kk) *
 				     x[b * DUET_PANEL_CHUNK + kk - k];
-			y[(size_t)b * ldy + r] = s;
+			y[(size_t)b * ldy + (size_t)r * ys] = s;
 		}
 }
 
@@ -135,7 +135,7 @@ INLINE void tile_f(enum duet_dtype t, const uint8_t *w, size_t rb, int K, const 
  * with w's sign (maddubs keeps the pair sums within 16 bits that way),
  * summed to 32 bits by madd. x: the tile's first row in a q8 panel. */
 INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
-		    int B, float *y, int ldy, const int nr, const int nb)
+		    int B, float *y, int ldy, int ys, const int nr, const int nb)
 {
 	__m256 acc[4][MAX_NB];
 	_Pragma("GCC unroll 8")
@@ -169,7 +169,7 @@ INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pa
 	for (int r = 0; r < nr; r++)
 		_Pragma("GCC unroll 8")
 		for (int b = 0; b < nb; b++)
-			y[(size_t)b * ldy + r] = hsum(acc[r][b]);
+			y[(size_t)b * ldy + (size_t)r * ys] = hsum(acc[r][b]);
 }
 
 #define NB_CASES_2(F, NR) F(NR, 1) F(NR, 2)
@@ -195,11 +195,11 @@ INLINE int rows_for_plain(int B)
 
 #define F_CASE(R, NB)                                                                   \
 	case (R) * 16 + (NB):                                                           \
-		tile_f(T, w, rb, K, x, B, y, ldy, R, NB);                               \
+		tile_f(T, w, rb, K, x, B, y, ldy, ys, R, NB);                           \
 		return;
 #define DEFINE_TILE_F(name, TYPE)                                                       \
 	static void name(const uint8_t *w, size_t rb, int K, const float *x, int B,     \
-			 float *y, int ldy, int nr, int nb)                              \
+			 float *y, int ldy, int ys, int nr, int nb)                      \
 	{                                                                               \
 		const enum duet_dtype T = TYPE;                                         \
 		switch (nr * 16 + nb) {                                                 \
@@ -215,10 +215,10 @@ DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
 
 #define Q_CASE(R, NB)                                                                   \
 	case (R) * 16 + (NB):                                                           \
-		tile_q8(w, rb, K, x, B, y, ldy, R, NB);                                 \
+		tile_q8(w, rb, K, x, B, y, ldy, ys, R, NB);                             \
 		return;
 static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x,
-		     int B, float *y, int ldy, int nr, int nb)
+		     int B, float *y, int ldy, int ys, int nr, int nb)
 {
 	switch (nr * 16 + nb) {
 		NB_CASES_2(Q_CASE, 4)
@@ -227,19 +227,31 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 	}
 }
 
+/* A range's rows in tiles of ROWS_FOR(B) rows. With one group of
+ * sequences (B <= MAX_NB) and 4-row tiles, a tile takes the i-th row of
+ * each quarter of the range: four long sequential streams, which a core
+ * reads faster than four adjacent rows at a time (avx512.c, struct tgeo);
+ * each row's result is the same either way. */
 #define DEFINE_MATMUL(name, tiles, XT, ROW, ROWS_FOR)                                   \
 	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
 			 float *y, int ldy, int n0, int n1)                              \
 	{                                                                               \
 		const uint8_t *w = wv;                                                  \
 		const int nr = ROWS_FOR(B);                                             \
+		if (nr == 4 && B <= MAX_NB) {                                           \
+			int q = (n1 - n0) / 4;                                          \
+			for (int i = 0; i < q; i++)                                     \
+				tiles(w + (size_t)(n0 + i) * rb, (size_t)q * rb, K,     \
+				      (const XT *)xv, B, y + n0 + i, ldy, q, 4, B);     \
+			n0 += 4 * q;                                                    \
+		}                                                                       \
 		for (int n = n0; n < n1;) {                                             \
 			int r = n1 - n >= nr ? nr : 1;                                  \
 			for (int b = 0; b < B; b += MAX_NB) {                           \
 				int nb = B - b < MAX_NB ? B - b : MAX_NB;               \
 				tiles(w + (size_t)n * rb, rb, K,                        \
 				      (const XT *)xv + (size_t)b * (ROW), B,            \
-				      y + (size_t)b * ldy + n, ldy, r, nb);             \
+				      y + (size_t)b * ldy + n, ldy, 1, r, nb);          \
 			}                                                               \
 			n += r;                                                         \
 		}                                                                       \
