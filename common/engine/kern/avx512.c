@@ -761,14 +761,20 @@ INLINE void r16_acc_store(const __m512 acc[DUET_R16_SEQS], float *y, int ldy, __
  * panel's corr; Q4_0: -8 x sum, corr / 16) and end as the block's exact
  * sum (the activations' dwords broadcast); then one convert and one fused
  * multiply-add with the two scales' product, block after block, as the
- * scalar definition. */
-/* Block i of a group (its quants qi, scales si) against nb activation
- * rows (their pair p, half h), into acc[0..nb); prefetching the stream
- * pf bytes of quants ahead, and the scales as many blocks ahead. */
+ * scalar definition. r16_block is one block of a group (its quants qi,
+ * scales si) against nb activation rows (their pair p, half h), into
+ * acc[0..nb), prefetching the stream pf bytes of quants ahead and the
+ * scales as many blocks ahead. */
+INLINE size_t r16_gb(const enum duet_dtype T)
+{
+	return T == DUET_Q8_0 ? 512 : 256; /* a block's quants for 16 rows */
+}
+
 INLINE void r16_block(const enum duet_dtype T, const uint8_t *qi, const uint16_t *si, size_t pf,
 		      const struct duet_q8a_pair *p, int h, __m512 *acc, const int nb)
 {
-	const int gb = T == DUET_Q8_0 ? 512 : 256, lines = gb / 64;
+	const size_t gb = r16_gb(T);
+	const int lines = (int)gb / 64;
 	const __m512i low = _mm512_set1_epi8(0x0f);
 	__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)si));
 	_Pragma("GCC unroll 8")
@@ -800,7 +806,7 @@ INLINE void r16_tile(const enum duet_dtype T, const uint8_t *q, const uint16_t *
 		     const void *xv, int B, float *y, int ldy, __mmask16 m, int add, const int nb)
 {
 	const struct duet_q8a_pair *x = xv;
-	const size_t gb = T == DUET_Q8_0 ? 512 : 256;
+	const size_t gb = r16_gb(T);
 	__m512 acc[DUET_R16_SEQS];
 	r16_acc_load(acc, y, ldy, m, add, nb);
 	for (int i = 0; i < nblk; i++)
@@ -1108,10 +1114,10 @@ DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k)
 			_mm512_storeu_ps(y[g], acc[g]);                                 \
 	}
 DEFINE_R16X4(matmul_q8_0_r16x4,
-	     r16_block(DUET_Q8_0, q[g] + (size_t)i * 512, h[g] + 16 * i, R16X4_AHEAD,
+	     r16_block(DUET_Q8_0, q[g] + (size_t)i * r16_gb(DUET_Q8_0), h[g] + 16 * i, R16X4_AHEAD,
 		       (const struct duet_q8a_pair *)x + (i >> 1), i & 1, &acc[g], 1))
 DEFINE_R16X4(matmul_q4_0_r16x4,
-	     r16_block(DUET_Q4_0, q[g] + (size_t)i * 256, h[g] + 16 * i, R16X4_AHEAD,
+	     r16_block(DUET_Q4_0, q[g] + (size_t)i * r16_gb(DUET_Q4_0), h[g] + 16 * i, R16X4_AHEAD,
 		       (const struct duet_q8a_pair *)x + (i >> 1), i & 1, &acc[g], 1))
 
 /* A tile over 256-value super-blocks: STEP on each, against per-256
@@ -1169,50 +1175,48 @@ static void tiles_bf(const uint8_t *w, struct tgeo g, int K, const struct duet_b
 	}
 }
 
-/* Rows [n0, n1) in blocks of NR rows (a short last block row by row),
- * each against the B activation rows in groups of MAX_NB.
+/* Rows [n0, n1) against the B activation rows.
  *
- * One group (B <= MAX_NB) runs each block over the whole of K: every
- * weight is read once, and accumulates in registers throughout. More
- * groups take K in slices of KC: a slice of the panel for all B rows stays
- * in L1 while every block's slice of weights passes through it once per
- * group (from L1 after the first), where whole rows would re-read the
+ * One group (B <= MAX_NB, decode) runs each tile over the whole of K: every
+ * weight is read once, and accumulates in registers throughout; its rows
+ * are four quarters, a tile of NR the i-th row of each (struct tgeo), the
+ * rows past 4 x (n1 - n0) / 4 row by row. More groups take blocks of NR
+ * adjacent rows (a short last block row by row) in groups of MAX_NB
+ * sequences, and K in slices of KC: a slice of the panel for all B rows
+ * stays in L1 while every block's slice of weights passes through it once
+ * per group (from L1 after the first), where whole rows would re-read the
  * panel from L2 for every block and the step would wait on L2 (measured:
  * BENCHMARKS.md). OFF is a slice's offset into the panel, in XT units.
  * Wide batches (prefill) take the activation rows BC at a time, so that
  * the panel's slice stays in L2 while the weights pass (all 512 rows of a
  * prompt were read from L3 again for every block of weight rows). */
 #define BC 64
+/* Bytes ahead that each of a decode tile's streams is prefetched. */
 #ifndef AHEAD_B1
 #define AHEAD_B1 1024
 #endif
-#define DEFINE_MATMUL(name, tiles, XT, OFF, KC, AHEAD)                                        \
+#define DEFINE_MATMUL(name, tiles, XT, OFF, KC)                                         \
 	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
 			 float *y, int ldy, int n0, int n1)                              \
 	{                                                                               \
 		const uint8_t *w = wv;                                                  \
 		const XT *x = xv;                                                       \
-		const int kc = B <= MAX_NB ? K : KC;                                    \
-		for (int k0 = 0; k0 < K; k0 += kc) {                                    \
-			int kn = K - k0 < kc ? K - k0 : kc;                             \
+		if (B <= MAX_NB) {                                                      \
+			int q = (n1 - n0) / NR;                                         \
+			struct tgeo g4 = {(size_t)q * rb, AHEAD_B1, q};                 \
+			struct tgeo g1 = {rb, AHEAD_B1, 1};                             \
+			for (int i = 0; i < q; i++)                                     \
+				tiles(w + (size_t)(n0 + i) * rb, g4, K, x, B, y + n0 + i, \
+				      ldy, 0, NR, B);                                   \
+			for (int n = n0 + NR * q; n < n1; n++)                          \
+				tiles(w + (size_t)n * rb, g1, K, x, B, y + n, ldy, 0, 1, B); \
+			return;                                                         \
+		}                                                                       \
+		for (int k0 = 0; k0 < K; k0 += KC) {                                    \
+			int kn = K - k0 < KC ? K - k0 : KC;                             \
 			size_t wo = offset_of(T, k0);                                   \
 			for (int bc = 0; bc < B; bc += BC) {                            \
 				int be = B - bc < BC ? B : bc + BC;                     \
-				if (B <= MAX_NB) {                                      \
-					/* one group: rows in four streams */           \
-					int q = (n1 - n0) / NR;                         \
-					struct tgeo g4 = {(size_t)q * rb, AHEAD, q};    \
-					struct tgeo g1 = {rb, AHEAD, 1};                \
-					for (int i = 0; i < q; i++)                     \
-						tiles(w + (size_t)(n0 + i) * rb + wo, g4, \
-						      kn, x + (OFF), B, y + n0 + i,     \
-						      ldy, k0 > 0, NR, B);              \
-					for (int n = n0 + NR * q; n < n1; n++)          \
-						tiles(w + (size_t)n * rb + wo, g1, kn,  \
-						      x + (OFF), B, y + n, ldy, k0 > 0, \
-						      1, B);                            \
-					continue;                                       \
-				}                                                       \
 				for (int n = n0; n < n1;) {                             \
 					int r = n1 - n >= NR ? NR : 1;                  \
 					struct tgeo g = {rb, (size_t)r * rb, 1};        \
@@ -1229,30 +1233,30 @@ static void tiles_bf(const uint8_t *w, struct tgeo g, int K, const struct duet_b
 	}
 #define T DUET_F32
 #define ROW DUET_PANEL_CHUNK
-DEFINE_MATMUL(matmul_f32, tiles_f32, float, (size_t)k0 * B, KC_F32, AHEAD_B1)
+DEFINE_MATMUL(matmul_f32, tiles_f32, float, (size_t)k0 * B, KC_F32)
 #undef T
 #define T DUET_F16
-DEFINE_MATMUL(matmul_f16, tiles_f16, float, (size_t)k0 * B, KC_F32, AHEAD_B1)
+DEFINE_MATMUL(matmul_f16, tiles_f16, float, (size_t)k0 * B, KC_F32)
 #undef T
 #define T DUET_BF16
-DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, (size_t)k0 * B, KC_F32, AHEAD_B1)
+DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, (size_t)k0 * B, KC_F32)
 #undef T
 #define T DUET_Q8_0
-DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32, AHEAD_B1)
+DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
 #undef ROW
 #define ROW 1
 #undef T
 #define T DUET_Q5_0
-DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8, AHEAD_B1)
+DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
 #undef T
 #define T DUET_Q5_K
-DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8, AHEAD_B1)
+DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
 #undef T
 #define T DUET_Q6_K
-DEFINE_MATMUL(matmul_q6_k_q8k, tiles_q6_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8, AHEAD_B1)
+DEFINE_MATMUL(matmul_q6_k_q8k, tiles_q6_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
 #undef T
 #define T DUET_BF16
-DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32, AHEAD_B1)
+DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)
 #undef ROW
 #undef T
 
