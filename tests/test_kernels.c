@@ -366,6 +366,7 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		float *xq = malloc(sizeof(float) * (size_t)BMAX * K);
 		free(r16_panel(t, x, K, BMAX, xq));
 		float *y0 = malloc(sizeof(float) * BMAX * N), *y1 = malloc(sizeof(float) * BMAX * N);
+		float *y2 = malloc(sizeof(float) * BMAX * N);
 		for (int ii = 0; ii < 3; ii++) {
 			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 			if (!kt)
@@ -384,6 +385,19 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 					if (duet_kernels_packs(kt, t) && memcmp(y0, y1, sizeof(float) * B * N))
 						fail_msg("%s %s K=%d B=%d: packed and unpacked weights differ",
 							 isas[ii], duet_dtype_name(t), K, B);
+					/* Threads' shares far from even (as on a VM whose
+					 * vCPUs run apart) move rows between threads and
+					 * between a decode range's four streams and its
+					 * tail: no bit changes. */
+					for (int i = 0; i < B * N; i++)
+						y2[i] = acc ? (float)(i % 7) : 0;
+					struct duet_matmul_job j2 = {&tp16, x, B, y2, acc};
+					mm.share[0] = 0.21f, mm.share[1] = 0.79f;
+					duet_matmul_run(&mm, &j2, 1);
+					duet_shares_even(mm.share, 2);
+					if (memcmp(y1, y2, sizeof(float) * B * N))
+						fail_msg("%s %s K=%d B=%d: an uneven split changed the result",
+							 isas[ii], duet_dtype_name(t), K, B);
 					for (int i = 0; i < B * N; i++) {
 						double r = ref[i] + (acc ? (double)(i % 7) : 0);
 						if (!(fabs(y1[i] - r) <= 1e-4 * (1 + fabs(r))))
@@ -396,8 +410,48 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 			duet_matmul_free(&mm);
 		}
 		free(wf), free(w), free(wp), free(row), free(x), free(q), free(qm), free(hd), free(hm);
-		free(xa), free(yr), free(ym), free(ref), free(xq), free(y0), free(y1);
+		free(xa), free(yr), free(ym), free(ref), free(xq), free(y0), free(y1), free(y2);
 	}
+}
+
+/* Splitting rows by shares: the parts tile [0, n) in order, each near its
+ * share; the shares follow the threads' speeds and keep a floor. */
+static void test_split_shares(void **st)
+{
+	(void)st;
+	const float sh3[3] = {0.2f, 0.5f, 0.3f};
+	for (long n = 1; n < 3000; n += 37) {
+		long end = 0;
+		for (int i = 0; i < 3; i++) {
+			long a, b;
+			duet_split_shares(n, i, 3, 16, sh3, &a, &b);
+			assert_int_equal(a, end);
+			assert_true(b >= a && (b % 16 == 0 || b == n));
+			long units = (n + 15) / 16, got = (b - a + 15) / 16;
+			assert_true(labs(got - (long)(sh3[i] * (float)units + 0.5f)) <= 1);
+			end = b;
+		}
+		assert_int_equal(end, n);
+	}
+	/* Thread 1 twice as fast: secs as each share's work takes at its speed. */
+	float share[2];
+	duet_shares_even(share, 2);
+	const double speed[2] = {1.0, 2.0};
+	for (int r = 0; r < 40; r++) {
+		double secs[2] = {share[0] / speed[0], share[1] / speed[1]};
+		duet_shares_update(share, secs, 2);
+	}
+	assert_true(fabsf(share[0] - 1.0f / 3) < 0.01f && fabsf(share[0] + share[1] - 1) < 1e-5f);
+	/* One thread stalled: its share stops at the floor (half of even). */
+	for (int r = 0; r < 40; r++) {
+		double secs[2] = {share[0] * 1000, share[1]};
+		duet_shares_update(share, secs, 2);
+	}
+	assert_true(share[0] >= 0.25f - 1e-5f && share[0] < 0.26f);
+	/* A thread that measured nothing changes nothing. */
+	float before = share[0];
+	duet_shares_update(share, (const double[2]){0, 1e-3}, 2);
+	assert_true(share[0] == before);
 }
 
 static void test_r16(void **st)
@@ -750,6 +804,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_matmul),
 		cmocka_unit_test(test_r16),
+		cmocka_unit_test(test_split_shares),
 		cmocka_unit_test(test_quant_layouts),
 		cmocka_unit_test(test_quant_round_trip),
 		cmocka_unit_test(test_attention_kernels),

@@ -18,6 +18,13 @@
  * enough to span the serial gaps between the parallel loops of one forward
  * pass, short enough not to hold a core once the engine goes idle. */
 #define SPIN_ITERS 20000
+/* How far one run moves the shares towards the speeds it measured: a few
+ * runs (a layer or two of a decode step) follow a change, and one run
+ * that a preemption slowed does not swing the split. */
+#define SHARE_RATE 0.25
+/* No thread's share falls below this fraction of an even one, so a thread
+ * that was descheduled once keeps work and is measured again. */
+#define SHARE_FLOOR 0.5
 
 struct worker {
 	struct duet_threadpool *pool;
@@ -158,4 +165,52 @@ void duet_split(long n, int ith, int nth, long align, long *a, long *b)
 	long ub = ua + per + (ith < extra ? 1 : 0);
 	*a = ua * align < n ? ua * align : n;
 	*b = ub * align < n ? ub * align : n;
+}
+
+void duet_split_shares(long n, int ith, int nth, long align, const float *share, long *a,
+		       long *b)
+{
+	long units = (n + align - 1) / align;
+	double cum = 0;
+	for (int i = 0; i < ith; i++)
+		cum += share[i];
+	long ua = ith == 0 ? 0 : (long)(cum * (double)units + 0.5);
+	long ub = ith == nth - 1 ? units : (long)((cum + share[ith]) * (double)units + 0.5);
+	if (ua > units)
+		ua = units;
+	if (ub > units)
+		ub = units;
+	if (ub < ua)
+		ub = ua;
+	*a = ua * align < n ? ua * align : n;
+	*b = ub * align < n ? ub * align : n;
+}
+
+void duet_shares_even(float *share, int nth)
+{
+	for (int i = 0; i < nth; i++)
+		share[i] = 1.0f / (float)nth;
+}
+
+void duet_shares_update(float *share, const double *secs, int nth)
+{
+	double speed[DUET_MAX_THREADS], total = 0;
+	for (int i = 0; i < nth; i++) {
+		if (!(secs[i] > 0))
+			return; /* a thread that did nothing tells nothing */
+		speed[i] = share[i] / secs[i];
+		total += speed[i];
+	}
+	/* A mix of two sets of shares sums to 1; the floor is taken from the
+	 * others, in proportion. */
+	double floor = SHARE_FLOOR / nth, s[DUET_MAX_THREADS], low = 0, rest = 0;
+	for (int i = 0; i < nth; i++) {
+		s[i] = share[i] + SHARE_RATE * (speed[i] / total - share[i]);
+		if (s[i] < floor)
+			low += floor;
+		else
+			rest += s[i];
+	}
+	for (int i = 0; i < nth; i++)
+		share[i] = (float)(s[i] < floor ? floor : s[i] * (1 - low) / rest);
 }

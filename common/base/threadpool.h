@@ -23,5 +23,13 @@ int duet_threadpool_threads(const struct duet_threadpool *p);
 
 /* Splits [0, n) into nth parts aligned to `align`; part ith is [*a, *b). */
 void duet_split(long n, int ith, int nth, long align, long *a, long *b);
+/* The same with part i about share[i] of the units (shares sum to 1). */
+void duet_split_shares(long n, int ith, int nth, long align, const float *share, long *a,
+		       long *b);
+/* Even shares for nth threads. */
+void duet_shares_even(float *share, int nth);
+/* Moves the shares towards the threads' speeds as one run measured them:
+ * thread i did share[i] of the work in secs[i] seconds. */
+void duet_shares_update(float *share, const double *secs, int nth);
 
 #endif

@@ -1,4 +1,5 @@
 #include "engine/matmul.h"
+#include "base/clock.h"
 #include "engine/repack.h"
 
 #include <cblas.h>
@@ -18,6 +19,9 @@
 #define R16_BATCH 64
 /* Values of a narrow batch's group packed at a time (in L1). */
 #define R16_PACK_SLICE 256
+/* Runs shorter than this (on any thread) leave the split as it is: the
+ * clock's cost and a wake-up's jitter would dominate what they measure. */
+#define BALANCE_MIN_S 20e-6
 
 int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 		     const struct duet_kernels *k, enum duet_qdot qdot, int max_rows,
@@ -31,6 +35,7 @@ int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 	mm->max_cols = max_cols;
 	mm->max_rows = max_rows;
 	int n = duet_threadpool_threads(tp);
+	duet_shares_even(mm->share, n);
 	mm->scratch = calloc((size_t)n, sizeof *mm->scratch);
 	mm->rows16 = calloc((size_t)n, sizeof *mm->rows16);
 	if (!mm->scratch || !mm->rows16) {
@@ -273,6 +278,8 @@ struct run_args {
 	const float *x;
 	int T, K;
 	int f32, q8, q8k, bf16;
+	int balanced; /* every job takes the kernels: rows split by mm->share */
+	double *part_s;
 };
 
 static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_job *j)
@@ -295,11 +302,15 @@ static int uses_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 static void run_part(void *arg, int ith, int nth)
 {
 	const struct run_args *a = arg;
+	double t0 = duet_now_s();
 	for (int i = 0; i < a->n_jobs; i++) {
 		const struct duet_matmul_job *j = &a->jobs[i];
 		int kernel = uses_kernels(a->mm, j);
 		long n0, n1;
-		duet_split(j->w->rows, ith, nth, kernel ? 16 : 64, &n0, &n1);
+		if (a->balanced)
+			duet_split_shares(j->w->rows, ith, nth, 16, a->mm->share, &n0, &n1);
+		else
+			duet_split(j->w->rows, ith, nth, kernel ? 16 : 64, &n0, &n1);
 		if (n0 >= n1)
 			continue;
 		if (uses_r16(a->mm, j))
@@ -309,6 +320,7 @@ static void run_part(void *arg, int ith, int nth)
 		else
 			run_sgemm(a->mm, j, n0, n1, a->mm->scratch[ith], a->mm->rows16[ith]);
 	}
+	a->part_s[ith] = duet_now_s() - t0;
 }
 
 static void prepare_rows(const struct run_args *a, long t0, long t1)
@@ -330,12 +342,23 @@ static void prepare_part(void *arg, int ith, int nth)
 	prepare_rows(a, t0, t1);
 }
 
+/* The threads of one machine do not run equally fast: two vCPUs of one
+ * VM streamed memory 7-11% apart here, whichever thread ran on the slower
+ * (BENCHMARKS.md, 2026-12-05 later), and an even split leaves the faster
+ * one waiting at the end of every product. Kernel products are therefore
+ * split by shares that follow each thread's measured speed. A row's result
+ * does not depend on which thread computes it or with which neighbours
+ * (test_kernels checks it bit for bit), so the split never changes the
+ * output; sgemm products keep the even split, as OpenBLAS's blocking might
+ * depend on the range. */
 void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 		     int n_jobs)
 {
-	struct run_args a = {mm, jobs, n_jobs, NULL, 0, 0, 0, 0, 0, 0};
+	struct run_args a = {mm, jobs, n_jobs, NULL, 0, 0, 0, 0, 0, 0, 1, mm->part_s};
 	for (int i = 0; i < n_jobs; i++)
-		if (uses_kernels(mm, &jobs[i])) {
+		if (!uses_kernels(mm, &jobs[i]))
+			a.balanced = 0;
+		else {
 			a.x = jobs[i].x;
 			a.T = jobs[i].T;
 			a.K = (int)jobs[i].w->cols;
@@ -355,4 +378,11 @@ void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 	else if (a.q8 || a.q8k)
 		duet_threadpool_run(mm->tp, prepare_part, &a);
 	duet_threadpool_run(mm->tp, run_part, &a);
+	int nth = duet_threadpool_threads(mm->tp);
+	if (!a.balanced || nth < 2)
+		return;
+	for (int i = 0; i < nth; i++)
+		if (mm->part_s[i] < BALANCE_MIN_S)
+			return;
+	duet_shares_update(mm->share, mm->part_s, nth);
 }

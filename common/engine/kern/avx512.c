@@ -1091,14 +1091,60 @@ DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k)
  * few streams faster than one (the row tiles' quarters, struct tgeo):
  * with one sequence a thread's groups are four quarters (engine/matmul.c),
  * and these take block i of each in turn, four streams and four
- * accumulators. Each group meets its blocks in the same order through the
- * same r16_block: the same bits as the 16-row tiles. (Slices of several
- * blocks of each group in turn were slower than one stream, and Q4_K's
- * four groups slower than its one: BENCHMARKS.md.) */
+ * accumulators. Within a block the four groups go line by line (64 bytes
+ * of each in turn, as the row tiles read their rows) and share each
+ * broadcast of the activations: reading a group's eight lines at a go ran
+ * at 55-62 GB/s over a long run where the row tiles' F16 read 72-77
+ * (BENCHMARKS.md, 2026-12-05 later). The integer sums are exact in any
+ * order, and each group's float steps are r16_block's, block after block:
+ * the same bits as the 16-row tiles. (Slices of several blocks of each
+ * group in turn were slower than one stream, and Q4_K's four groups
+ * slower than its one: BENCHMARKS.md.) */
 #ifndef R16X4_AHEAD
 #define R16X4_AHEAD 1024
 #endif
-#define DEFINE_R16X4(name, BLOCK)                                                       \
+INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16_STREAMS],
+			const uint16_t *const h[DUET_R16_STREAMS], int i,
+			const struct duet_q8a_pair *p, int hh, __m512 acc[DUET_R16_STREAMS])
+{
+	const size_t gb = r16_gb(T), at = (size_t)i * gb;
+	const int lines = (int)gb / 64;
+	const __m512i low = _mm512_set1_epi8(0x0f);
+	const int8_t *aq = p->q + 32 * hh;
+	int32_t corr = p->corr[8 * hh];
+	__m512i dp[DUET_R16_STREAMS];
+	_Pragma("GCC unroll 4")
+	for (int g = 0; g < DUET_R16_STREAMS; g++)
+		dp[g] = _mm512_set1_epi32(T == DUET_Q8_0 ? corr : corr / 16);
+	_Pragma("GCC unroll 8")
+	for (int j = 0; j < lines; j++) {
+		const __m512i a = _mm512_set1_epi32(dword_at(aq + 4 * j));
+		/* Q4_0: a line's high nibbles are values 16 + 4j.. */
+		const __m512i a4 =
+			T == DUET_Q8_0 ? a : _mm512_set1_epi32(dword_at(aq + 4 * (j + 4)));
+		_Pragma("GCC unroll 4")
+		for (int g = 0; g < DUET_R16_STREAMS; g++) {
+			PREFETCH(q[g] + at + R16X4_AHEAD + 64 * j);
+			__m512i v = _mm512_loadu_si512(q[g] + at + 64 * j);
+			if (T == DUET_Q8_0) {
+				dp[g] = _mm512_dpbusd_epi32(dp[g], v, a);
+			} else {
+				dp[g] = _mm512_dpbusd_epi32(dp[g], _mm512_and_si512(v, low), a);
+				dp[g] = _mm512_dpbusd_epi32(
+					dp[g], _mm512_and_si512(_mm512_srli_epi16(v, 4), low), a4);
+			}
+		}
+	}
+	const __m512 da = _mm512_set1_ps(p->d[8 * hh]);
+	_Pragma("GCC unroll 4")
+	for (int g = 0; g < DUET_R16_STREAMS; g++) {
+		PREFETCH(h[g] + 16 * (i + R16X4_AHEAD / gb));
+		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h[g] + 16 * i)));
+		acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp[g]), _mm512_mul_ps(ws, da), acc[g]);
+	}
+}
+
+#define DEFINE_R16X4(name, T)                                                           \
 	static void name(const uint8_t *const q[DUET_R16_STREAMS],                      \
 			 const uint16_t *const h[DUET_R16_STREAMS], int nblk, const void *x,    \
 			 float *const y[DUET_R16_STREAMS], int add)                             \
@@ -1107,18 +1153,13 @@ DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k)
 		for (int g = 0; g < DUET_R16_STREAMS; g++)                              \
 			acc[g] = add ? _mm512_loadu_ps(y[g]) : _mm512_setzero_ps();     \
 		for (int i = 0; i < nblk; i++)                                          \
-			_Pragma("GCC unroll 4")                                         \
-			for (int g = 0; g < DUET_R16_STREAMS; g++)                      \
-				BLOCK;                                                  \
+			r16x4_block(T, q, h, i, (const struct duet_q8a_pair *)x + (i >> 1), \
+				    i & 1, acc);                                        \
 		for (int g = 0; g < DUET_R16_STREAMS; g++)                              \
 			_mm512_storeu_ps(y[g], acc[g]);                                 \
 	}
-DEFINE_R16X4(matmul_q8_0_r16x4,
-	     r16_block(DUET_Q8_0, q[g] + (size_t)i * r16_gb(DUET_Q8_0), h[g] + 16 * i, R16X4_AHEAD,
-		       (const struct duet_q8a_pair *)x + (i >> 1), i & 1, &acc[g], 1))
-DEFINE_R16X4(matmul_q4_0_r16x4,
-	     r16_block(DUET_Q4_0, q[g] + (size_t)i * r16_gb(DUET_Q4_0), h[g] + 16 * i, R16X4_AHEAD,
-		       (const struct duet_q8a_pair *)x + (i >> 1), i & 1, &acc[g], 1))
+DEFINE_R16X4(matmul_q8_0_r16x4, DUET_Q8_0)
+DEFINE_R16X4(matmul_q4_0_r16x4, DUET_Q4_0)
 
 /* A tile over 256-value super-blocks: STEP on each, against per-256
  * activations (block s of row b at x[s * B + b]). */
