@@ -157,14 +157,20 @@ void duet_threadpool_run(struct duet_threadpool *p, duet_threadpool_fn fn, void 
 		cpu_relax();
 }
 
+/* Units [ua, ub) of `align` rows as rows of [0, n). */
+static void units_to_rows(long n, long align, long ua, long ub, long *a, long *b)
+{
+	*a = ua * align < n ? ua * align : n;
+	*b = ub * align < n ? ub * align : n;
+}
+
 void duet_split(long n, int ith, int nth, long align, long *a, long *b)
 {
 	long units = (n + align - 1) / align;
 	long per = units / nth, extra = units % nth;
 	long ua = ith * per + (ith < extra ? ith : extra);
 	long ub = ua + per + (ith < extra ? 1 : 0);
-	*a = ua * align < n ? ua * align : n;
-	*b = ub * align < n ? ub * align : n;
+	units_to_rows(n, align, ua, ub, a, b);
 }
 
 void duet_split_shares(long n, int ith, int nth, long align, const float *share, long *a,
@@ -182,8 +188,7 @@ void duet_split_shares(long n, int ith, int nth, long align, const float *share,
 		ub = units;
 	if (ub < ua)
 		ub = ua;
-	*a = ua * align < n ? ua * align : n;
-	*b = ub * align < n ? ub * align : n;
+	units_to_rows(n, align, ua, ub, a, b);
 }
 
 void duet_shares_even(float *share, int nth)

@@ -279,7 +279,7 @@ struct run_args {
 	int T, K;
 	int f32, q8, q8k, bf16;
 	int balanced; /* every job takes the kernels: rows split by mm->share */
-	double *part_s;
+	double part_s[DUET_MAX_THREADS]; /* each thread's seconds in run_part */
 };
 
 static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_job *j)
@@ -301,7 +301,7 @@ static int uses_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 
 static void run_part(void *arg, int ith, int nth)
 {
-	const struct run_args *a = arg;
+	struct run_args *a = arg;
 	double t0 = duet_now_s();
 	for (int i = 0; i < a->n_jobs; i++) {
 		const struct duet_matmul_job *j = &a->jobs[i];
@@ -354,7 +354,7 @@ static void prepare_part(void *arg, int ith, int nth)
 void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 		     int n_jobs)
 {
-	struct run_args a = {mm, jobs, n_jobs, NULL, 0, 0, 0, 0, 0, 0, 1, mm->part_s};
+	struct run_args a = {mm, jobs, n_jobs, NULL, 0, 0, 0, 0, 0, 0, 1, {0}};
 	for (int i = 0; i < n_jobs; i++)
 		if (!uses_kernels(mm, &jobs[i]))
 			a.balanced = 0;
@@ -382,7 +382,7 @@ void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 	if (!a.balanced || nth < 2)
 		return;
 	for (int i = 0; i < nth; i++)
-		if (mm->part_s[i] < BALANCE_MIN_S)
+		if (a.part_s[i] < BALANCE_MIN_S)
 			return;
-	duet_shares_update(mm->share, mm->part_s, nth);
+	duet_shares_update(mm->share, a.part_s, nth);
 }

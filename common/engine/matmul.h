@@ -49,11 +49,9 @@ struct duet_matmul {
 	struct duet_q8a_pair *qa;
 	struct duet_q8k_block *qk;
 	struct duet_bf16x2 *bf;
-	/* Each thread's share of a kernel product's rows, and the seconds its
-	 * part of the last run took: the split follows the threads' measured
-	 * speeds (see duet_matmul_run). */
+	/* Each thread's share of a kernel product's rows: the split follows
+	 * the threads' measured speeds (see duet_matmul_run). */
 	float share[DUET_MAX_THREADS];
-	double part_s[DUET_MAX_THREADS];
 };
 
 /* max_rows: the most activation rows a job will have; max_cols: the widest
