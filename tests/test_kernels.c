@@ -121,10 +121,17 @@ static void test_matmul(void **st)
 			size_t nbf = duet_panel_bf16_chunks(K, BMAX);
 			struct duet_bf16x2 *bref = aligned_alloc(64, sizeof *bref * nbf);
 			struct duet_bf16x2 *bmine = aligned_alloc(64, sizeof *bref * nbf);
-			/* bf16 pairs: what the kernel multiplies is hi + lo. */
+			/* bf16 pairs: what the kernel multiplies is hi + lo;
+			 * bf16 alone: hi. */
 			double *refb = malloc(sizeof(double) * BMAX * N);
+			double *refh = malloc(sizeof(double) * BMAX * N);
 			if (t == DUET_BF16) {
 				duet_panel_pack_bf16_ref(x, ldx, K, BMAX, bref);
+				for (int b = 0; b < BMAX; b++)
+					for (int k = 0; k < K; k++)
+						xq[b * ldx + k] = duet_bf16_to_fp32(
+							bref[(size_t)(k / 32) * BMAX + b].hi[k % 32]);
+				reference(t, w, rb, N, K, xq, ldx, BMAX, refh);
 				for (int b = 0; b < BMAX; b++)
 					for (int k = 0; k < K; k++) {
 						const struct duet_bf16x2 *c = &bref[(size_t)(k / 32) * BMAX + b];
@@ -154,21 +161,24 @@ static void test_matmul(void **st)
 				if (!kt)
 					continue;
 				static const enum duet_act acts[] = {DUET_ACT_F32, DUET_ACT_Q8, DUET_ACT_BF16,
-								     DUET_ACT_Q8K};
-				static const char *act_names[] = {"f32", "int8", "bf16 pair", "int8 per 256"};
-				for (int ai = 0; ai < 4; ai++) {
+								     DUET_ACT_Q8K, DUET_ACT_BF16_HI};
+				static const char *act_names[] = {"f32", "int8", "bf16 pair", "int8 per 256",
+								  "bf16"};
+				for (int ai = 0; ai < 5; ai++) {
 					enum duet_act act = acts[ai];
 					duet_matmul_fn mm = duet_kernels_matmul(kt, t, act);
 					if (!mm) {
 						assert_true(act != DUET_ACT_F32);
 						continue;
 					}
-					if (act == DUET_ACT_BF16 && !duet_cpu_has_avx512bf16())
+					int bf = act == DUET_ACT_BF16 || act == DUET_ACT_BF16_HI;
+					if (bf && !duet_cpu_has_avx512bf16())
 						continue;
-					const double *want = act == DUET_ACT_Q8	    ? refq
-							     : act == DUET_ACT_Q8K  ? refk
-							     : act == DUET_ACT_BF16 ? refb
-										    : ref;
+					const double *want = act == DUET_ACT_Q8		? refq
+							     : act == DUET_ACT_Q8K	? refk
+							     : act == DUET_ACT_BF16	? refb
+							     : act == DUET_ACT_BF16_HI	? refh
+											: ref;
 					for (int B = 1; B <= BMAX; B++) {
 						const void *xa = pf;
 						if (act == DUET_ACT_Q8) {
@@ -187,7 +197,7 @@ static void test_matmul(void **st)
 							}
 							assert_memory_equal(kmine, kref, sizeof *kref * duet_panel_q8k_blocks(K, B));
 							xa = kmine;
-						} else if (act == DUET_ACT_BF16) {
+						} else if (bf) {
 							/* This ISA's packing is the
 							 * reference's, bit for bit. */
 							kt->pack_bf16(x, ldx, K, B, bmine);
@@ -225,7 +235,7 @@ static void test_matmul(void **st)
 				}
 			}
 			free(wf), free(w), free(x), free(xq), free(qa), free(mine), free(pf), free(ref),
-				free(refq), free(y), free(y2), free(bref), free(bmine), free(refb), free(refk),
+				free(refq), free(y), free(y2), free(bref), free(bmine), free(refb), free(refh), free(refk),
 				free(kref), free(kmine);
 		}
 }

@@ -64,8 +64,9 @@ static void usage(FILE *f)
 		"                       pages are off), copy (a copy in 4 KiB pages) or mmap\n"
 		"                       (the file's pages); the copies hold Q8_0, Q4_0 and Q4_K\n"
 		"                       packed for the kernels, mmap packs them on the fly\n"
-		"  --qdot MODE          quantized weights: int8 (default: integer dot products)\n"
-		"                       or exact (dequantized to f32: the accuracy reference)\n"
+		"  --qdot MODE          quantized and BF16 weights: int8 (default: integer dot\n"
+		"                       products; BF16 against bf16 activations) or exact\n"
+		"                       (dequantized to f32: the accuracy reference)\n"
 		"  --kv-dtype TYPE      KV cache rows: f16 (default), int8 or f32\n"
 		"  --ids                print generated token ids, one line, instead of text\n"
 		"  --no-echo            do not print the prompt before the continuation\n");

@@ -137,7 +137,7 @@ static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_jo
 	duet_matmul_fn fn = duet_kernels_matmul(mm->k, w->type, act);
 	const void *x = act == DUET_ACT_Q8	  ? (const void *)mm->qa
 			: act == DUET_ACT_Q8K  ? (const void *)mm->qk
-			: act == DUET_ACT_BF16 ? (const void *)mm->bf
+			: act == DUET_ACT_BF16 || act == DUET_ACT_BF16_HI ? (const void *)mm->bf
 					       : (const void *)mm->panel;
 	if (w->layout == DUET_LAYOUT_ROWS) {
 		kernel_rows(j, fn, x, duet_tensor_row(w, n0), n0, n1 - n0, tmp);
@@ -282,10 +282,15 @@ struct run_args {
 	double part_s[DUET_MAX_THREADS]; /* each thread's seconds in run_part */
 };
 
+/* Rounded activations (int8, bf16) take the kernels at every width, so
+ * that a row's result is the same in prefill and decode, whatever the
+ * chunk; bf16's tile also ran at twice sgemm's rate at 512 rows
+ * (BENCHMARKS.md, 2026-12-05 third). */
 static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_job *j)
 {
 	enum duet_act act = act_of(mm, j);
-	return j->T <= mm->gemv_max_rows || act == DUET_ACT_Q8 || act == DUET_ACT_Q8K;
+	return j->T <= mm->gemv_max_rows || act == DUET_ACT_Q8 || act == DUET_ACT_Q8K ||
+	       act == DUET_ACT_BF16_HI;
 }
 
 /* Q8_0, Q4_0 and Q4_K in int8 mode take the 16-row kernel when their
@@ -365,7 +370,8 @@ void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 			switch (act_of(mm, &jobs[i])) {
 			case DUET_ACT_Q8: a.q8 = 1; break;
 			case DUET_ACT_Q8K: a.q8k = 1; break;
-			case DUET_ACT_BF16: a.bf16 = 1; break;
+			case DUET_ACT_BF16:
+			case DUET_ACT_BF16_HI: a.bf16 = 1; break;
 			case DUET_ACT_F32: a.f32 = 1; break;
 			}
 		}

@@ -7,8 +7,10 @@
  * weights in int8 mode (DUET_QDOT_INT8) always take the kernels, with the
  * activations quantized per 32-block (per 256 for the K-quants) first, so a row's result does not
  * depend on how many rows share the call (prefill and decode agree).
- * bf16 weights on CPUs with a bf16 dot product meet the activations split
- * into two bf16 halves (kern/kernels.h). */
+ * bf16 weights on CPUs with a bf16 dot product meet the activations
+ * rounded to bf16 in int8 mode, as llama.cpp's do, and take the kernels at
+ * every width too; in exact mode, the activations split into two bf16
+ * halves (kern/kernels.h). */
 #ifndef DUET_MATMUL_H
 #define DUET_MATMUL_H
 

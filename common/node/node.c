@@ -81,8 +81,8 @@ int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
 		 "the copies hold Q8_0, Q4_0 and Q4_K packed for the kernels, the mapping is "
 		 "packed on the fly; default: hugepages on decode nodes, mmap on prefill nodes"},
 		{"qdot", DUET_OPT_STR, &c->qdot, 0, 0, "MODE",
-		 "quantized weights: int8 (activations quantized per 32-block, per 256 for "
-		 "the K-quants; integer dot products) or exact (weights dequantized to f32, the accuracy reference); "
+		 "quantized and BF16 weights: int8 (activations quantized per 32-block, per 256 for "
+		 "the K-quants; integer dot products; BF16 against bf16 activations) or exact (weights dequantized to f32, the accuracy reference); "
 		 "every node of a cluster must use the same"},
 		{"kv-dtype", DUET_OPT_STR, &c->kv_dtype, 0, 0, "TYPE",
 		 "KV cache rows: f16 (half the memory of f32), int8 (a quarter, one scale "

@@ -58,7 +58,7 @@ static void usage(FILE *f)
 		"                          default 0), as llama-bench -d; e.g. 0,2048 measures\n"
 		"                          both in one run\n"
 		"  --kv-dtype TYPE         KV cache rows: f16 (default), int8 or f32\n"
-		"  --qdot MODE             quantized weights: int8 (default) or exact\n"
+		"  --qdot MODE             quantized and BF16 weights: int8 (default) or exact\n"
 		"  --weights WHERE         hugepages (default: a copy in 2 MiB pages; 4 KiB\n"
 		"                          where huge pages are off), copy (a copy in 4 KiB\n"
 		"                          pages) or mmap (the file's 4 KiB page-cache pages)\n"

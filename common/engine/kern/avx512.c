@@ -611,9 +611,9 @@ INLINE __m512bh load_bh(const uint8_t *row, int k, int rem)
 }
 
 /* One step of 32 values: x points at the step's chunk of the tile's first
- * row in a bf16 panel. */
+ * row in a bf16 panel; halves 2 takes hi and lo, 1 hi alone. */
 INLINE void step_bf(const uint8_t *w, struct tgeo g, int k, int rem, const struct duet_bf16x2 *x,
-		    __m512 acc[4][MAX_NB], const int nr, const int nb)
+		    __m512 acc[4][MAX_NB], const int nr, const int nb, const int halves)
 {
 	__m512bh wv[4];
 	_Pragma("GCC unroll 4")
@@ -625,25 +625,28 @@ INLINE void step_bf(const uint8_t *w, struct tgeo g, int k, int rem, const struc
 	_Pragma("GCC unroll 16")
 	for (int b = 0; b < nb; b++) {
 		__m512bh hi = (__m512bh)_mm512_loadu_si512(x[b].hi);
-		__m512bh lo = (__m512bh)_mm512_loadu_si512(x[b].lo);
 		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
+		for (int r = 0; r < nr; r++)
 			acc[r][b] = _mm512_dpbf16_ps(acc[r][b], wv[r], hi);
-			acc[r][b] = _mm512_dpbf16_ps(acc[r][b], wv[r], lo);
+		if (halves == 2) {
+			__m512bh lo = (__m512bh)_mm512_loadu_si512(x[b].lo);
+			_Pragma("GCC unroll 4")
+			for (int r = 0; r < nr; r++)
+				acc[r][b] = _mm512_dpbf16_ps(acc[r][b], wv[r], lo);
 		}
 	}
 }
 
 INLINE void tile_bf(const uint8_t *w, struct tgeo g, int K, const struct duet_bf16x2 *x, int B,
-		    float *y, int ldy, int add, const int nr, const int nb)
+		    float *y, int ldy, int add, const int nr, const int nb, const int halves)
 {
 	__m512 acc[4][MAX_NB];
 	acc_zero(acc, nr, nb);
 	int k = 0;
 	for (; k + 32 <= K; k += 32, x += B)
-		step_bf(w, g, k, 32, x, acc, nr, nb);
+		step_bf(w, g, k, 32, x, acc, nr, nb, halves);
 	if (k < K)
-		step_bf(w, g, k, K - k, x, acc, nr, nb);
+		step_bf(w, g, k, K - k, x, acc, nr, nb, halves);
 	acc_store(acc, y, ldy, g.ys, add, nr, nb);
 }
 
@@ -1204,17 +1207,20 @@ DEFINE_TILES_Q(tiles_q6_k, struct duet_q8k_block)
 
 #define BF_CASE(R, NB)                                                                  \
 	case (R) * 32 + (NB):                                                           \
-		tile_bf(w, g, K, x, B, y, ldy, add, R, NB);                            \
+		tile_bf(w, g, K, x, B, y, ldy, add, R, NB, HALVES);                    \
 		return;
-
-static void tiles_bf(const uint8_t *w, struct tgeo g, int K, const struct duet_bf16x2 *x, int B,
-		     float *y, int ldy, int add, int nr, int nb)
-{
-	switch (nr * 32 + nb) {
-		NB_CASES_4(BF_CASE, 4)
-		NB_CASES_4(BF_CASE, 1)
+#define DEFINE_TILES_BF(name, H)                                                        \
+	static void name(const uint8_t *w, struct tgeo g, int K, const struct duet_bf16x2 *x, \
+			 int B, float *y, int ldy, int add, int nr, int nb)              \
+	{                                                                               \
+		const int HALVES = H;                                                   \
+		switch (nr * 32 + nb) {                                                 \
+			NB_CASES_4(BF_CASE, 4)                                          \
+			NB_CASES_4(BF_CASE, 1)                                          \
+		}                                                                       \
 	}
-}
+DEFINE_TILES_BF(tiles_bf, 2)
+DEFINE_TILES_BF(tiles_bf_hi, 1)
 
 /* Rows [n0, n1) against the B activation rows.
  *
@@ -1298,6 +1304,7 @@ DEFINE_MATMUL(matmul_q6_k_q8k, tiles_q6_k, struct duet_q8k_block, (size_t)(k0 / 
 #undef T
 #define T DUET_BF16
 DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)
+DEFINE_MATMUL(matmul_bf16_hi, tiles_bf_hi, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)
 #undef ROW
 #undef T
 
@@ -1729,6 +1736,7 @@ const struct duet_kernels duet_kernels_avx512 = {
 	/* Q8_0 and Q4_0 take the 16-row kernels */
 	.matmul_q8 = {[DUET_Q5_0] = matmul_q5_0_q8},
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
+	.matmul_bf16_hi = matmul_bf16_hi,
 	.pack_bf16 = pack_bf16,
 	/* Q4_K takes the 16-row kernel */
 	.matmul_q8k = {[DUET_Q5_K] = matmul_q5_k_q8k,

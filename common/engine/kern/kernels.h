@@ -27,6 +27,9 @@ enum duet_act {
 	DUET_ACT_Q8,   /* rows quantized per 32-block for integer dot products */
 	DUET_ACT_BF16, /* rows split into two bfloat16 halves, for bf16 weights */
 	DUET_ACT_Q8K,  /* rows quantized per 256, for the K-quants' integer sums */
+	/* rows rounded to bfloat16 (the pairs' hi halves alone), for bf16
+	 * weights in int8 mode: one bf16 dot product per weight, not two */
+	DUET_ACT_BF16_HI,
 };
 
 /* Quantized weights and activations: how they are multiplied. */
@@ -196,6 +199,8 @@ struct duet_kernels {
 	/* bf16 activation pairs (DUET_ACT_BF16; NULL where the ISA has no
 	 * bf16 dot product) and their packing from B rows of floats */
 	duet_matmul_fn matmul_bf16_bf16;
+	/* the same panel's hi halves alone (DUET_ACT_BF16_HI) */
+	duet_matmul_fn matmul_bf16_hi;
 	void (*pack_bf16)(const float *x, int ldx, int K, int B, struct duet_bf16x2 *panel);
 	/* Row b of K activations into a q8 panel of B rows. */
 	void (*quant_q8a)(const float *x, int K, struct duet_q8a_pair *panel, int B, int b);
@@ -239,8 +244,8 @@ const struct duet_kernels *duet_kernels_named(const char *name);
 
 /* The activations weight type t takes with table k in mode q: int8 for
  * the quantized types in int8 mode (per 256 for the K-quants, per 32 for
- * the others), bf16 pairs for bf16 where k and this CPU have a bf16
- * dot product, else f32. */
+ * the others); for bf16, where k and this CPU have a bf16 dot product,
+ * bf16 (int8 mode) or bf16 pairs (exact mode); else f32. */
 enum duet_act duet_kernels_act(const struct duet_kernels *k, enum duet_dtype t,
 			       enum duet_qdot q);
 /* The kernel for weight type t and activations a; NULL when there is none. */

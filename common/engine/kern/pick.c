@@ -39,7 +39,7 @@ enum duet_act duet_kernels_act(const struct duet_kernels *k, enum duet_dtype t,
 	/* A table is picked by its base ISA; bf16 dot products are an
 	 * extension some AVX-512 CPUs lack. */
 	if (t == DUET_BF16 && k->matmul_bf16_bf16 && duet_cpu_has_avx512bf16())
-		return DUET_ACT_BF16;
+		return q == DUET_QDOT_INT8 && k->matmul_bf16_hi ? DUET_ACT_BF16_HI : DUET_ACT_BF16;
 	return DUET_ACT_F32;
 }
 
@@ -50,6 +50,8 @@ duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype
 		return NULL;
 	if (a == DUET_ACT_BF16)
 		return t == DUET_BF16 ? k->matmul_bf16_bf16 : NULL;
+	if (a == DUET_ACT_BF16_HI)
+		return t == DUET_BF16 ? k->matmul_bf16_hi : NULL;
 	if (a == DUET_ACT_Q8 || a == DUET_ACT_Q8K) {
 		if (!duet_dtype_quantized(t) || (a == DUET_ACT_Q8K && !duet_dtype_kquant(t)))
 			return NULL;
