@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <cpuid.h>
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,14 @@
 char *openblas_get_corename(void);
 char *openblas_get_config(void);
 
+/* What the CPU has, asked once: CPUID traps to the hypervisor in a VM,
+ * and asked on every matmul (BF16's kernel choice) it cost a decode
+ * token 15-20% (BENCHMARKS.md, 2026-12-05 third). */
+static struct {
+	int avx2, avx512, avx512vnni, avx512bf16;
+} features;
+static pthread_once_t features_once = PTHREAD_ONCE_INIT;
+
 /* CPUID leaf 1, ECX bit 29: clang's __builtin_cpu_supports has no "f16c". */
 static int has_f16c(void)
 {
@@ -19,30 +28,39 @@ static int has_f16c(void)
 	return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
 }
 
-int duet_cpu_has_avx2(void)
+static void features_init(void)
 {
 	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+	features.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+	features.avx512 = features.avx2 && __builtin_cpu_supports("avx512f") &&
+			  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+			  __builtin_cpu_supports("avx512dq");
+	features.avx512vnni = features.avx512 && __builtin_cpu_supports("avx512vnni");
+	features.avx512bf16 = features.avx512 && __builtin_cpu_supports("avx512bf16");
+}
+
+int duet_cpu_has_avx2(void)
+{
+	pthread_once(&features_once, features_init);
+	return features.avx2;
 }
 
 int duet_cpu_has_avx512(void)
 {
-	__builtin_cpu_init();
-	return duet_cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
-	       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-	       __builtin_cpu_supports("avx512dq");
+	pthread_once(&features_once, features_init);
+	return features.avx512;
 }
 
 int duet_cpu_has_avx512vnni(void)
 {
-	__builtin_cpu_init();
-	return duet_cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+	pthread_once(&features_once, features_init);
+	return features.avx512vnni;
 }
 
 int duet_cpu_has_avx512bf16(void)
 {
-	__builtin_cpu_init();
-	return duet_cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+	pthread_once(&features_once, features_init);
+	return features.avx512bf16;
 }
 
 int duet_cpu_count(void)

@@ -283,9 +283,10 @@ struct run_args {
 };
 
 /* Rounded activations (int8, bf16) take the kernels at every width, so
- * that a row's result is the same in prefill and decode, whatever the
- * chunk; bf16's tile also ran at twice sgemm's rate at 512 rows
- * (BENCHMARKS.md, 2026-12-05 third). */
+ * that prefill and decode round a row's activations alike, whatever the
+ * chunk (int8: the same bits; bf16: the same products, which the wide
+ * tiles sum per K slice, as for f32 activations); bf16's tile also ran at
+ * twice sgemm's rate at 512 rows (BENCHMARKS.md, 2026-12-05 third). */
 static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_job *j)
 {
 	enum duet_act act = act_of(mm, j);

@@ -56,12 +56,8 @@ duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype
 		if (!duet_dtype_quantized(t) || (a == DUET_ACT_Q8K && !duet_dtype_kquant(t)))
 			return NULL;
 		/* The AVX-512 integer kernels need VNNI (vpdpbusd); AVX-512 CPUs
-		 * without it (Skylake-X) take the AVX2 ones. Asked once: this
-		 * runs for every matmul. */
-		static int vnni = -1;
-		if (vnni < 0)
-			vnni = duet_cpu_has_avx512vnni();
-		if (k == &duet_kernels_avx512 && !vnni)
+		 * without it (Skylake-X) take the AVX2 ones. */
+		if (k == &duet_kernels_avx512 && !duet_cpu_has_avx512vnni())
 			k = &duet_kernels_avx2;
 		if (a == DUET_ACT_Q8K)
 			return k->matmul_q8k[t] ? k->matmul_q8k[t] : duet_kernels_scalar.matmul_q8k[t];
