@@ -14,8 +14,8 @@ char *openblas_get_corename(void);
 char *openblas_get_config(void);
 
 /* What the CPU has, asked once: CPUID traps to the hypervisor in a VM,
- * and asked on every matmul (BF16's kernel choice) it cost a decode
- * token 15-20% (BENCHMARKS.md, 2026-12-05 third). */
+ * and asked on every matmul (BF16's kernel choice) it took a fifth to a
+ * quarter of a BF16 decode token (BENCHMARKS.md, 2026-12-05 third). */
 static struct {
 	int avx2, avx512, avx512vnni, avx512bf16;
 } features;
