@@ -252,7 +252,7 @@ FUZZ_SEEDS_model := $(BUILD)/fuzz/seeds-model
 FUZZ_ENV = DUET_FUZZ_VOCAB=$(SHARED_MODELS)/ggml-vocab-llama-spm.gguf
 
 # The targets and their seeds without running them (make test builds them
-# while the normal build's tests run).
+# with -j first: make fuzz itself runs them).
 .PHONY: fuzz-bin
 fuzz-bin: $(FUZZ_BINS) $(BUILD)/fuzz/seeds-model/.done
 

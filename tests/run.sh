@@ -39,66 +39,20 @@ run_script() {
 	rm -f "$out"
 }
 
-# make test-bin of BUILD (build-asan: with ASan+UBSan).
-build_one() {
-	local san=0
-	[ "$1" = build-asan ] && san=1
-	make -s -j"$(nproc)" SANITIZE=$san BUILD="$1" test-bin
-}
-
-# The first build in the foreground; once it is built, the other builds and
-# the fuzz targets go on behind its tests at the lowest priority, in the CPU
-# time those leave idle (many wait on sockets and child processes): about
-# two minutes less on two cores. Each writes its log and "STATUS SECONDS"
-# into BG.
-BG=$(mktemp -d)
-bg_pid=
-start_bg() {
-	(
-		for b in "$@"; do
-			t=$SECONDS
-			nice -n 19 bash -c "$(declare -f build_one); build_one $b" >"$BG/$b.log" 2>&1
-			echo "$? $((SECONDS - t))" >"$BG/$b.rc"
-		done
-		t=$SECONDS
-		nice -n 19 make -s -j"$(nproc)" fuzz-bin >"$BG/fuzz.log" 2>&1
-		echo "$? $((SECONDS - t))" >"$BG/fuzz.rc"
-	) &
-	bg_pid=$!
-}
-trap '[ -z "$bg_pid" ] || pkill -P "$bg_pid"; rm -rf "$BG"' EXIT
-
-# wait_bg NAME: waits for the background step NAME, shows its log, and
-# returns its status.
-wait_bg() {
-	while [ ! -e "$BG/$1.rc" ]; do sleep 1; done
-	cat "$BG/$1.log"
-	local rc secs
-	read -r rc secs <"$BG/$1.rc"
-	timings+=("$secs building $1 (behind the tests)")
-	return "$rc"
-}
-
 for build in "$@"; do
+	case "$build" in
+	build-asan) san=1 ;;
+	*) san=0 ;;
+	esac
 	echo "== building $build"
 	t0=$SECONDS
-	if [ -z "$bg_pid" ]; then
-		build_one "$build"
-		rc=$?
-		start_bg "${@:2}"
-		what=building
-	else
-		wait_bg "$build"
-		rc=$?
-		what="waiting for"
-	fi
-	if [ "$rc" -ne 0 ]; then
+	if ! make -s -j"$(nproc)" SANITIZE=$san BUILD="$build" test-bin; then
 		echo "build of $build failed"
 		fail=$((fail + 1))
 		failed_names+=("$build: build")
 		continue
 	fi
-	took "$what $build" "$t0"
+	took "building $build" "$t0"
 	for t in "$build"/tests/test_*; do
 		[ -x "$t" ] || continue
 		name=$(basename "$t")
@@ -139,8 +93,9 @@ fuzz_s=${FUZZ_SECONDS:-15}
 echo "== fuzz (${fuzz_s} s per target)"
 flog=$(mktemp)
 t0=$SECONDS
-wait_bg fuzz >"$flog" 2>&1
-make -s fuzz FUZZ_SECONDS="$fuzz_s" >>"$flog" 2>&1
+# the targets' build on every CPU, then the runs
+make -s -j"$(nproc)" fuzz-bin >"$flog" 2>&1 &&
+	make -s fuzz FUZZ_SECONDS="$fuzz_s" >>"$flog" 2>&1
 frc=$?
 took fuzz "$t0"
 grep -v '^clang\|^ar \|^gcc' "$flog"
