@@ -69,6 +69,15 @@ static void rope(float *v, int n_heads, int hd, int pos, const struct duet_model
 
 int ref_forward(const struct duet_model *m, const int *tokens, int T, float *logits)
 {
+	return ref_forward_last(m, tokens, T, T, logits);
+}
+
+int ref_forward_last(const struct duet_model *m, const int *tokens, int T, int n_out,
+		     float *logits)
+{
+	if (n_out < 1 || n_out > T)
+		return -1;
+	const int first = T - n_out; /* the first position given logits */
 	const struct duet_config *c = &m->cfg;
 	int D = c->dim, H = c->hidden_dim, hd = c->head_dim;
 	int kvd = c->n_kv_heads * hd, L = c->n_layers, V = c->vocab_size;
@@ -157,18 +166,18 @@ int ref_forward(const struct duet_model *m, const int *tokens, int T, float *log
 	}
 	/* The classifier, the largest matrix, dequantized once for all
 	 * positions (in place: each position's normalized state into x). */
-	for (int t = 0; t < T; t++) {
+	for (int t = first; t < T; t++) {
 		rmsnorm(xn, x + (size_t)t * D, m->out_norm, D, c->rms_eps);
 		memcpy(x + (size_t)t * D, xn, sizeof(float) * D);
 	}
 	buf = row_buf(&m->output);
 	for (int64_t r = 0; r < m->output.rows; r++) {
 		row_f32(&m->output, r, buf, tmp);
-		for (int t = 0; t < T; t++) {
+		for (int t = first; t < T; t++) {
 			double s = 0;
 			for (int k = 0; k < D; k++)
 				s += (double)tmp[k] * x[(size_t)t * D + k];
-			logits[(size_t)t * V + r] = (float)s;
+			logits[(size_t)(t - first) * V + r] = (float)s;
 		}
 	}
 	free(buf);

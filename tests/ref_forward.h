@@ -12,4 +12,12 @@
  * or -1 on allocation failure. */
 int ref_forward(const struct duet_model *m, const int *tokens, int T, float *logits);
 
+/* The same for the last n_out positions only (1 <= n_out <= T):
+ * logits[(t - (T - n_out)) * vocab + v]. The classifier is the tiny test
+ * models' largest matrix by far (a 32000-token vocabulary over a dim of
+ * 64), so a decode check that needs a few positions skips it for the
+ * rest. Returns -1 for an n_out out of range too. */
+int ref_forward_last(const struct duet_model *m, const int *tokens, int T, int n_out,
+		     float *logits);
+
 #endif
