@@ -10,12 +10,12 @@
 #include <string.h>
 
 #include "base/cpu.h"
+#include "base/threadpool.h"
 #include "engine/generate.h"
 #include "replay/replay.h"
 
 #define SHOW_MISMATCHES 3
 #define SHOW_CONTEXT 40 /* bytes shown on each side of a difference */
-#define VERIFY_MAX_WORKERS 64
 
 /* A request whose text differs, and duet generate's text for the report. */
 struct verify_diff {
@@ -70,8 +70,10 @@ static void fail(struct verify_job *j, const struct duet_err *err)
 	pthread_mutex_unlock(&j->mu);
 }
 
-static void *worker(void *arg)
+/* One of the pool's threads: requests in turn until none is left. */
+static void worker(void *arg, int ith, int nth)
 {
+	(void)ith, (void)nth;
 	struct verify_job *j = arg;
 	struct duet_err err = {{0}};
 	struct duet_kv_pool *kv = NULL;
@@ -122,7 +124,6 @@ out:
 	free(prompt);
 	duet_engine_destroy(e);
 	duet_kv_pool_destroy(kv);
-	return NULL;
 }
 
 /* How many bytes of a text of n to show from `from`. */
@@ -163,26 +164,24 @@ int replay_verify(const struct replay_verify_opts *o, const struct trace *t,
 	if (duet_model_open(&m, o->model, &mo, err))
 		return duet_err_prefix(err, "--verify");
 	j.m = m;
+	int n_workers = duet_cpu_count() < j.todo ? duet_cpu_count() : j.todo;
+	if (n_workers > DUET_MAX_THREADS)
+		n_workers = DUET_MAX_THREADS;
+	struct duet_threadpool *pool = NULL;
 	j.diff = calloc((size_t)t->n + 1, sizeof *j.diff);
 	if (!j.diff) {
 		duet_model_close(m);
 		return duet_errf(err, "--verify: out of memory");
 	}
+	if (n_workers > 0 && duet_threadpool_create(&pool, n_workers, NULL, 0, err)) {
+		free(j.diff);
+		duet_model_close(m);
+		return duet_err_prefix(err, "--verify");
+	}
 	pthread_mutex_init(&j.mu, NULL);
-	int n_workers = duet_cpu_count();
-	if (n_workers > j.todo)
-		n_workers = j.todo;
-	if (n_workers > VERIFY_MAX_WORKERS)
-		n_workers = VERIFY_MAX_WORKERS;
-	pthread_t tid[VERIFY_MAX_WORKERS];
-	int started = 0;
-	for (; started < n_workers; started++)
-		if (pthread_create(&tid[started], NULL, worker, &j))
-			break;
-	if (started == 0 && n_workers > 0)
-		worker(&j); /* no thread to be had: this one does it all */
-	for (int w = 0; w < started; w++)
-		pthread_join(tid[w], NULL);
+	if (pool)
+		duet_threadpool_run(pool, worker, &j);
+	duet_threadpool_destroy(pool);
 	if (!quiet && j.todo)
 		fputc('\n', stderr);
 	int rc = 0;
