@@ -534,18 +534,22 @@ static void test_schedule(void **state)
 	struct replay_result res[N];
 	double gaps[N];
 	memset(res, 0, sizeof res);
+	pthread_mutex_lock(&g_mu);
 	g_n_recv = 0;
 	g_first_end = 0;
 	g_hold = N;
+	pthread_mutex_unlock(&g_mu);
 	const double before = duet_now_s();
 	assert_int_equal(replay_run(&o, &t, &s, res, &err), 0);
+	pthread_mutex_lock(&g_mu);
 	g_hold = 0;
+	pthread_mutex_unlock(&g_mu);
 	assert_int_equal(g_n_recv, N);
 	/* Open loop: the stub ended no stream until all N had arrived, and
 	 * the replay did not wait (a sender that waits for answers stalls in
 	 * the hold; STUB_HOLD_MAX_US then lets a stream end first). */
 	assert_true(g_recv[N - 1] < g_first_end);
-	double lo = 0, span = res[N - 1].sched_s - res[0].sched_s;
+	double off[N], lo = 0, span = res[N - 1].sched_s - res[0].sched_s;
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(res[i].status, RS_OK);
 		assert_int_equal(res[i].n_tok, 3);
@@ -553,15 +557,15 @@ static void test_schedule(void **state)
 		/* Never early: the i-th arrival comes after the i-th send, which
 		 * is no earlier than the i-th time of the (sorted) schedule, on
 		 * a clock that started after `before`. */
-		double off = (g_recv[i] - before) - res[i].sched_s;
-		if (off < 0)
+		off[i] = (g_recv[i] - before) - res[i].sched_s;
+		if (off[i] < 0)
 			fail_msg("request %d reached the server %.1f ms before its schedule", i,
-				 -off * 1e3);
-		lo = i == 0 || off < lo ? off : lo;
+				 -off[i] * 1e3);
+		lo = i == 0 || off[i] < lo ? off[i] : lo;
 		gaps[i] = res[i].tok_s[2] - res[i].tok_s[1];
 	}
 	for (int i = 0; i < N; i++) {
-		double late = (g_recv[i] - before) - res[i].sched_s - lo;
+		double late = off[i] - lo;
 		if (late > SEND_LATE_SHARE * span)
 			fail_msg("request %d reached the server %.1f ms later than the least delayed "
 				 "one, over %.0f%% of the schedule's %.0f ms",

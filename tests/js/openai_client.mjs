@@ -166,8 +166,7 @@ async function failovers() {
   return m ? Number(m[1]) : 0;
 }
 
-// Until decode-0 runs and the router knows it live (duet up restarts a
-// killed node).
+// Whether a process matches the pattern (pgrep -f).
 function running(pattern) {
   try {
     execFileSync("pgrep", ["-f", pattern], { stdio: "ignore" });
@@ -176,6 +175,8 @@ function running(pattern) {
     return false;
   }
 }
+// Until decode-0 runs and the router knows it live (duet up restarts a
+// killed node).
 async function decodeUp() {
   for (let i = 0; i < 600; i++) {
     const c = await (await fetch(`${base}/v1/cluster`)).json();
