@@ -278,44 +278,40 @@ static void *r16_panel(enum duet_dtype t, const float *x, int K, int B, float *x
 static void r16x4_check(const struct duet_kernels *kt, enum duet_dtype t, const uint8_t *w,
 			size_t rb, int K, const float *x, int i0, int n)
 {
-	const size_t gb = duet_r16_block_bytes(t), hw = duet_r16_head_words(t);
 	void *xa = r16_panel(t, x, K, 1, NULL);
 	const void *xs = t == DUET_Q4_K ? (const void *)((struct duet_q8k_block *)xa + i0)
 					: (const void *)((struct duet_q8a_pair *)xa + i0 / 2);
 	uint8_t *q[DUET_R16_STREAMS];
-	uint16_t *h[DUET_R16_STREAMS];
 	float got[DUET_R16_STREAMS][DUET_R16_ROWS], want[DUET_R16_STREAMS][DUET_R16_ROWS];
 	float *ys[DUET_R16_STREAMS];
 	for (int g = 0; g < DUET_R16_STREAMS; g++) {
-		q[g] = malloc((size_t)n * gb);
-		h[g] = malloc(sizeof(uint16_t) * hw * n);
-		duet_r16_pack(t, w + rb * (size_t)(7 * g), rb, DUET_R16_ROWS, i0, n, q[g], h[g]);
+		q[g] = malloc(duet_r16_slice_bytes(t, n));
+		duet_r16_pack(t, w + rb * (size_t)(7 * g), rb, DUET_R16_ROWS, i0, n, q[g]);
 		ys[g] = got[g];
 	}
 	for (int add = 0; add < 2; add++) {
 		for (int g = 0; g < DUET_R16_STREAMS; g++) {
 			for (int r = 0; r < DUET_R16_ROWS; r++)
 				got[g][r] = want[g][r] = (float)(g * DUET_R16_ROWS + r) * 0.5f;
-			duet_kernels_scalar.matmul_r16[t](q[g], h[g], n, xs, 1, 1, want[g], DUET_R16_ROWS,
+			duet_kernels_scalar.matmul_r16[t](q[g], n, xs, 1, 1, want[g], DUET_R16_ROWS,
 							  DUET_R16_ROWS, add);
 		}
-		kt->matmul_r16x4[t]((const uint8_t *const *)q, (const uint16_t *const *)h, n, xs, ys,
-				    add);
+		kt->matmul_r16x4[t]((const uint8_t *const *)q, n, xs, ys, add);
 		if (memcmp(got, want, sizeof got))
 			fail_msg("%s %s four-group kernel K=%d add=%d differs from the 16-row kernel",
 				 kt->name, duet_dtype_name(t), K, add);
 	}
 	for (int g = 0; g < DUET_R16_STREAMS; g++)
-		free(q[g]), free(h[g]);
+		free(q[g]);
 	free(xa);
 }
 
 static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 {
-	static const int Ks[] = {32, 96, 4160}, Kk[] = {256, 768, 4352};
+	/* Q8_0 and Q4_0: one unit; a short last unit; many */
+	static const int Ks[] = {64, 96, 4160}, Kk[] = {256, 768, 4352};
 	const int N = 9 * DUET_R16_ROWS + 5, BMAX = 17, V = duet_r16_values(t);
 	struct duet_err err;
-	const size_t gb = duet_r16_block_bytes(t), hw = duet_r16_head_words(t);
 	for (int ki = 0; ki < 3; ki++) {
 		int K = t == DUET_Q4_K ? Kk[ki] : Ks[ki], nb = K / V;
 		size_t rb = duet_row_bytes(t, K);
@@ -335,8 +331,8 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 			assert_memory_equal(duet_tensor_row_any(&tp16, n, row), w + rb * n, rb);
 
 		/* packing and the kernel against the definition */
-		uint8_t *q = malloc((size_t)nb * gb), *qm = malloc((size_t)nb * gb);
-		uint16_t *hd = malloc(sizeof(uint16_t) * hw * nb), *hm = malloc(sizeof(uint16_t) * hw * nb);
+		const size_t sb = duet_r16_slice_bytes(t, nb);
+		uint8_t *q = malloc(sb), *qm = malloc(sb);
 		void *xa = r16_panel(t, x, K, 8, NULL);
 		float *yr = malloc(sizeof(float) * 8 * 20), *ym = malloc(sizeof(float) * 8 * 20);
 		/* the kernels start at an even block of q8 pairs */
@@ -349,19 +345,18 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 				continue;
 			duet_r16_fn fn = duet_kernels_r16(kt, t);
 			for (int nrows = 1; nrows <= 16; nrows += 5) {
-				duet_r16_pack(t, w + rb, rb, nrows, i0, n, q, hd);
+				duet_r16_pack(t, w + rb, rb, nrows, i0, n, q);
 				if (kt->pack_r16[t]) {
-					kt->pack_r16[t](w + rb, rb, nrows, i0, n, qm, hm);
-					assert_memory_equal(qm, q, (size_t)n * gb);
-					assert_memory_equal(hm, hd, sizeof(uint16_t) * hw * n);
+					kt->pack_r16[t](w + rb, rb, nrows, i0, n, qm);
+					assert_memory_equal(qm, q, duet_r16_slice_bytes(t, n));
 				}
 				for (int bn = 1; bn <= 8; bn++)
 					for (int add = 0; add < 2; add++) {
 						for (int i = 0; i < 8 * 20; i++)
 							yr[i] = ym[i] = (float)i * 0.25f;
-						duet_kernels_scalar.matmul_r16[t](q, hd, n, xs, 8, bn, yr, 20,
+						duet_kernels_scalar.matmul_r16[t](q, n, xs, 8, bn, yr, 20,
 										  nrows, add);
-						fn(q, hd, n, xs, 8, bn, ym, 20, nrows, add);
+						fn(q, n, xs, 8, bn, ym, 20, nrows, add);
 						if (memcmp(yr, ym, sizeof(float) * 8 * 20))
 							fail_msg("%s %s r16 kernel K=%d rows=%d nb=%d add=%d differs from the definition",
 								 isas[ii], duet_dtype_name(t), K, nrows, bn, add);
@@ -419,7 +414,7 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 			}
 			duet_matmul_free(&mm);
 		}
-		free(wf), free(w), free(wp), free(row), free(x), free(q), free(qm), free(hd), free(hm);
+		free(wf), free(w), free(wp), free(row), free(x), free(q), free(qm);
 		free(xa), free(yr), free(ym), free(ref), free(xq), free(y0), free(y1), free(y2);
 	}
 }

@@ -42,6 +42,8 @@ int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 		duet_matmul_free(mm);
 		return duet_errf(err, "matmul: out of memory");
 	}
+	/* 16 rows of the widest row layout (and a block more): room for the
+	 * 16-row form of any slice, its rows' bytes (duet_r16_slice_bytes) */
 	size_t rows16 = (size_t)(max_cols / DUET_Q8_0_BLOCK + 1) * DUET_R16_ROWS * DUET_Q8_0_BYTES;
 	/* A conversion tile for sgemm, or partial sums when accumulating. */
 	size_t floats = (size_t)DUET_SGEMM_TILE_ROWS * (size_t)max_cols;
@@ -178,16 +180,14 @@ static long run_r16_streams(const struct duet_matmul *mm, const struct duet_matm
 	int blocks = (int)(w->cols / duet_r16_values(t));
 	long q = (g1 - g0) / DUET_R16_STREAMS;
 	for (long i = 0; i < q; i++) {
-		const uint8_t *qs[DUET_R16_STREAMS];
-		const uint16_t *hs[DUET_R16_STREAMS];
+		const uint8_t *gs[DUET_R16_STREAMS];
 		float *ys[DUET_R16_STREAMS];
 		for (int s = 0; s < DUET_R16_STREAMS; s++) {
 			long g = g0 + s * q + i;
-			qs[s] = duet_r16_quants(w, g);
-			hs[s] = duet_r16_heads(w, g);
+			gs[s] = duet_r16_group(w, g);
 			ys[s] = j->y + g * DUET_R16_ROWS;
 		}
-		fn(qs, hs, blocks, r16_act(mm, t, 0, 1, 0), ys, j->accumulate);
+		fn(gs, blocks, r16_act(mm, t, 0, 1, 0), ys, j->accumulate);
 	}
 	return (g0 + DUET_R16_STREAMS * q) * DUET_R16_ROWS;
 }
@@ -207,13 +207,11 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 	const enum duet_dtype t = w->type;
 	duet_r16_fn fn = duet_kernels_r16(mm->k, t);
 	duet_r16_pack_fn pack = mm->k->pack_r16[t];
-	const size_t gb = duet_r16_block_bytes(t), hw = duet_r16_head_words(t);
 	const int V = duet_r16_values(t);
 	int N = (int)w->rows, blocks = (int)(w->cols / V), B = j->T;
 	long packed = w->layout == DUET_LAYOUT_R16 ? N / DUET_R16_ROWS : 0;
 	int wide = B > DUET_R16_SEQS;
 	int slice = wide ? R16_SLICE / V : blocks, step_fly = wide ? slice : R16_PACK_SLICE / V;
-	uint16_t *hbuf = (uint16_t *)(rows16 + (size_t)blocks * gb);
 	for (int i0 = 0; i0 < blocks; i0 += slice) {
 		int i1 = blocks - i0 < slice ? blocks : i0 + slice;
 		for (int bc = 0; bc < B; bc += R16_BATCH) {
@@ -225,20 +223,19 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 				for (int k0 = i0; k0 < i1; k0 += step) {
 					int nblk = i1 - k0 < step ? i1 - k0 : step;
 					const uint8_t *q = rows16;
-					const uint16_t *h = hbuf;
 					if (own) {
-						q = duet_r16_quants(w, n / DUET_R16_ROWS) + (size_t)k0 * gb;
-						h = duet_r16_heads(w, n / DUET_R16_ROWS) + (size_t)k0 * hw;
+						q = duet_r16_group(w, n / DUET_R16_ROWS) +
+						    duet_r16_unit_at(t, k0);
 					} else {
 						const uint8_t *rows = duet_tensor_row(w, n);
 						if (pack)
-							pack(rows, w->row_bytes, nr, k0, nblk, rows16, hbuf);
+							pack(rows, w->row_bytes, nr, k0, nblk, rows16);
 						else
 							duet_r16_pack(t, rows, w->row_bytes, nr, k0, nblk,
-								      rows16, hbuf);
+								      rows16);
 					}
 					for (int b = bc; b < be; b += DUET_R16_SEQS)
-						fn(q, h, nblk, r16_act(mm, t, k0, B, b), B,
+						fn(q, nblk, r16_act(mm, t, k0, B, b), B,
 						   be - b < DUET_R16_SEQS ? be - b : DUET_R16_SEQS,
 						   j->y + (size_t)b * N + n, N, nr, k0 > 0 || j->accumulate);
 				}

@@ -17,12 +17,12 @@ int duet_r16_values(enum duet_dtype t)
  * the twelve bytes of 6-bit scales and mins), then the quants. */
 static int head_bytes(enum duet_dtype t)
 {
-	return t == DUET_Q4_K ? 4 + DUET_QK_SCALES : 2;
+	return (int)duet_r16_head_bytes(t) / DUET_R16_ROWS;
 }
 
 static int quant_bytes(enum duet_dtype t)
 {
-	return t == DUET_Q8_0 ? 32 : t == DUET_Q4_0 ? 16 : DUET_QK / 2;
+	return (int)duet_r16_block_bytes(t) / DUET_R16_ROWS;
 }
 
 static size_t row_block_bytes(enum duet_dtype t)
@@ -37,24 +37,14 @@ static uint8_t bias_of(enum duet_dtype t)
 	return t == DUET_Q8_0 ? 0x80 : 0;
 }
 
-size_t duet_r16_block_bytes(enum duet_dtype t)
-{
-	return (size_t)DUET_R16_ROWS * (size_t)quant_bytes(t);
-}
-
-size_t duet_r16_head_words(enum duet_dtype t)
-{
-	return (size_t)DUET_R16_ROWS * (size_t)head_bytes(t) / 2;
-}
-
 void duet_r16_pack(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows, int i0, int n,
-		   uint8_t *q, uint16_t *h)
+		   uint8_t *out)
 {
 	const int qb = quant_bytes(t), hw = head_bytes(t) / 2;
 	const uint8_t bias = bias_of(t);
 	for (int i = 0; i < n; i++) {
-		uint8_t *qi = q + (size_t)i * duet_r16_block_bytes(t);
-		uint16_t *hi = h + (size_t)i * duet_r16_head_words(t);
+		uint8_t *qi = out + duet_r16_quants_at(t, i, n);
+		uint16_t *hi = (uint16_t *)(out + duet_r16_heads_at(t, i));
 		for (int r = 0; r < DUET_R16_ROWS; r++) {
 			if (r >= nrows) {
 				for (int w = 0; w < hw; w++)
@@ -78,26 +68,21 @@ static size_t group_bytes(const struct duet_tensor *t)
 	return DUET_R16_ROWS * t->row_bytes;
 }
 
-const uint8_t *duet_r16_quants(const struct duet_tensor *t, int64_t g)
+const uint8_t *duet_r16_group(const struct duet_tensor *t, int64_t g)
 {
 	return (const uint8_t *)t->data + (size_t)g * group_bytes(t);
 }
 
-const uint16_t *duet_r16_heads(const struct duet_tensor *t, int64_t g)
-{
-	size_t nb = (size_t)(t->cols / duet_r16_values(t->type));
-	return (const uint16_t *)(duet_r16_quants(t, g) + nb * duet_r16_block_bytes(t->type));
-}
-
 void duet_r16_block(const struct duet_tensor *t, int64_t r, int i, uint8_t *out)
 {
-	int64_t g = r / DUET_R16_ROWS;
 	int lane = (int)(r % DUET_R16_ROWS), qb = quant_bytes(t->type), hw = head_bytes(t->type) / 2;
+	int nb = (int)(t->cols / duet_r16_values(t->type));
 	const uint8_t bias = bias_of(t->type);
-	const uint16_t *hi = duet_r16_heads(t, g) + (size_t)i * duet_r16_head_words(t->type);
+	const uint8_t *g = duet_r16_group(t, r / DUET_R16_ROWS);
+	const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(t->type, i));
 	for (int w = 0; w < hw; w++)
 		memcpy(out + 2 * w, &hi[w * DUET_R16_ROWS + lane], 2);
-	const uint8_t *qi = duet_r16_quants(t, g) + (size_t)i * duet_r16_block_bytes(t->type);
+	const uint8_t *qi = g + duet_r16_quants_at(t->type, i, nb);
 	for (int j = 0; j < qb / 4; j++)
 		for (int b = 0; b < 4; b++)
 			out[2 * hw + 4 * j + b] = (uint8_t)(qi[j * 64 + lane * 4 + b] ^ bias);
@@ -131,8 +116,7 @@ int duet_r16_pack_tensor(struct duet_tensor *t, struct duet_err *err)
 	for (int64_t g = 0; g < t->rows / DUET_R16_ROWS; g++) {
 		uint8_t *grp = data + (size_t)g * gb;
 		memcpy(tmp, grp, gb);
-		duet_r16_pack(t->type, tmp, t->row_bytes, DUET_R16_ROWS, 0, nb, grp,
-			      (uint16_t *)(grp + (size_t)nb * duet_r16_block_bytes(t->type)));
+		duet_r16_pack(t->type, tmp, t->row_bytes, DUET_R16_ROWS, 0, nb, grp);
 	}
 	free(tmp);
 	t->layout = DUET_LAYOUT_R16;

@@ -13,18 +13,24 @@
  * values; Q4_K: 256), a row's block being a header of HB bytes (Q8_0, Q4_0:
  * the f16 scale; Q4_K: d, dmin and the 12 bytes of scales and mins) then
  * QB bytes of quants (Q8_0 32, Q4_0 16, Q4_K 128): rows [16g, 16g + 16) for
- * g < N / 16 take the bytes rows 16g to 16g + 15 took (16 x row_bytes):
- * first nb x 16 QB bytes of quants, block i at 16 QB i, in which dword j of
- * lane r is bytes [4j, 4j + 4) of row 16g + r's block i's quants (Q8_0's
- * each plus 128, so that an unsigned-by-signed dot product takes them, as
- * in kernels.h's q8 panel; the nibbles of Q4_0 and Q4_K as they are); then
- * nb x 8 HB header words, block i's at 8 HB i, in which 16-bit word w of
- * row 16g + r's header is at 16 w + r. The last N % 16 rows stay as they
- * were. A group's slice of blocks [i0, i0 + n) is addressable as quants +
- * 16 QB i0 and headers + 8 HB i0, and packing those blocks of 16
- * row-layout rows gives the same bytes (duet_r16_pack), so weights packed
- * at load and weights packed on the fly meet the same kernel and give the
- * same results bit for bit. */
+ * g < N / 16 take the bytes rows 16g to 16g + 15 took (16 x row_bytes), as
+ * units of U blocks (Q8_0, Q4_0: 2; Q4_K: 1), the last one short when U
+ * does not divide nb. A unit of m blocks holds first their headers (block
+ * p's 16 HB bytes at 16 HB p, in which 16-bit word w of row 16g + r's
+ * header is at 16 w + r), then their quants (block p's 16 QB bytes at
+ * m 16 HB + 16 QB p, in which dword j of lane r is bytes [4j, 4j + 4) of
+ * row 16g + r's block's quants: Q8_0's each plus 128, so that an
+ * unsigned-by-signed dot product takes them, as in kernels.h's q8 panel;
+ * the nibbles of Q4_0 and Q4_K as they are). A unit is 64-byte lines
+ * (Q8_0 17, Q4_0 9, Q4_K 36) and a group one sequential stream: with the
+ * headers of a group after its quants, a second stream per group, Q4_0
+ * decoded 9% slower and Q4_K_M 4% (Q8_0 the same; BENCHMARKS.md,
+ * 2026-12-05 fifth). The last N % 16 rows stay as they were. A slice of
+ * blocks [i0, i0 + n), i0 a multiple of U and i0 + n a multiple of U or
+ * nb, starts at unit i0 / U and is laid out as a group of n blocks would
+ * be, and packing those blocks of 16 row-layout rows gives the same bytes
+ * (duet_r16_pack), so weights packed at load and weights packed on the fly
+ * meet the same kernel and give the same results bit for bit. */
 #ifndef DUET_REPACK_H
 #define DUET_REPACK_H
 
@@ -39,22 +45,67 @@
 #define DUET_R16_MAX_BLOCK ((int)sizeof(struct duet_q4_k_block))
 
 /* Whether type t has the 16-row form (Q8_0, Q4_0, Q4_K); its block's
- * values (32; Q4_K 256); the bytes of a group's block of quants (16 QB)
- * and the 16-bit words of its headers (8 HB). */
+ * values (32; Q4_K 256). */
 int duet_r16_type(enum duet_dtype t);
 int duet_r16_values(enum duet_dtype t);
-size_t duet_r16_block_bytes(enum duet_dtype t);
-size_t duet_r16_head_words(enum duet_dtype t);
+
+/* The form's sizes, inline so that a kernel's constant type folds them:
+ * blocks per unit, a block's quants (16 QB) and headers (16 HB) for 16
+ * rows, a unit's bytes, the bytes of a slice of n blocks (as many as its
+ * 16 rows take in row layout), and from the start of a slice, the unit
+ * holding its block i and block i's quants and headers. */
+static inline int duet_r16_unit(enum duet_dtype t)
+{
+	return t == DUET_Q4_K ? 1 : 2;
+}
+
+static inline size_t duet_r16_block_bytes(enum duet_dtype t)
+{
+	return t == DUET_Q8_0 ? 512 : t == DUET_Q4_0 ? 256 : 2048;
+}
+
+static inline size_t duet_r16_head_bytes(enum duet_dtype t)
+{
+	return t == DUET_Q4_K ? 256 : 32;
+}
+
+static inline size_t duet_r16_unit_bytes(enum duet_dtype t)
+{
+	return (size_t)duet_r16_unit(t) * (duet_r16_head_bytes(t) + duet_r16_block_bytes(t));
+}
+
+static inline size_t duet_r16_slice_bytes(enum duet_dtype t, int n)
+{
+	return (size_t)n * (duet_r16_head_bytes(t) + duet_r16_block_bytes(t));
+}
+
+/* The unit holding block i */
+static inline size_t duet_r16_unit_at(enum duet_dtype t, int i)
+{
+	return (size_t)(i / duet_r16_unit(t)) * duet_r16_unit_bytes(t);
+}
+
+/* (in a slice of n blocks, whose last unit may be short) */
+static inline size_t duet_r16_quants_at(enum duet_dtype t, int i, int n)
+{
+	const int u = duet_r16_unit(t), first = i - i % u, m = n - first < u ? n - first : u;
+	return duet_r16_unit_at(t, i) + (size_t)m * duet_r16_head_bytes(t) +
+	       (size_t)(i % u) * duet_r16_block_bytes(t);
+}
+
+static inline size_t duet_r16_heads_at(enum duet_dtype t, int i)
+{
+	return duet_r16_unit_at(t, i) + (size_t)(i % duet_r16_unit(t)) * duet_r16_head_bytes(t);
+}
 
 /* Blocks [i0, i0 + n) of nrows <= 16 row-layout rows of type t (rb bytes
- * apart) into the group form: q gets n blocks of quants, h n blocks of
- * headers; rows past nrows have zero headers (so zero weights). */
+ * apart) into the group form at out (duet_r16_slice_bytes(t, n)); rows
+ * past nrows have zero headers (so zero weights). */
 void duet_r16_pack(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows, int i0, int n,
-		   uint8_t *q, uint16_t *h);
+		   uint8_t *out);
 
-/* Group g's quants and headers of a packed tensor (g < rows / 16). */
-const uint8_t *duet_r16_quants(const struct duet_tensor *t, int64_t g);
-const uint16_t *duet_r16_heads(const struct duet_tensor *t, int64_t g);
+/* Group g of a packed tensor (g < rows / 16). */
+const uint8_t *duet_r16_group(const struct duet_tensor *t, int64_t g);
 
 /* Whether row r of t is stored packed; if so, duet_r16_block writes its
  * block i in the type's own form to out. */

@@ -764,26 +764,33 @@ INLINE void r16_acc_store(const __m512 acc[DUET_R16_SEQS], float *y, int ldy, __
  * panel's corr; Q4_0: -8 x sum, corr / 16) and end as the block's exact
  * sum (the activations' dwords broadcast); then one convert and one fused
  * multiply-add with the two scales' product, block after block, as the
- * scalar definition. r16_block is one block of a group (its quants qi,
- * scales si) against nb activation rows (their pair p, half h), into
- * acc[0..nb), prefetching the stream pf bytes of quants ahead and the
- * scales as many blocks ahead. */
-INLINE size_t r16_gb(const enum duet_dtype T)
+ * scalar definition. r16_block is block i of a slice of a group (at g)
+ * against nb activation rows (their pair p, half h), into acc[0..nb),
+ * prefetching the stream pf bytes ahead. */
+
+/* Block i's lines of a group's stream pf bytes ahead: its quants, and at
+ * a unit's first block the unit's headers (engine/repack.h). */
+INLINE void r16_prefetch(const enum duet_dtype T, const uint8_t *g, int i, int n, size_t pf)
 {
-	return T == DUET_Q8_0 ? 512 : 256; /* a block's quants for 16 rows */
+	const uint8_t *qi = g + duet_r16_quants_at(T, i, n) + pf;
+	_Pragma("GCC unroll 32")
+	for (size_t j = 0; j < duet_r16_block_bytes(T) / 64; j++)
+		PREFETCH(qi + 64 * j);
+	if (i % duet_r16_unit(T) == 0) {
+		_Pragma("GCC unroll 4")
+		for (size_t j = 0; j < duet_r16_unit(T) * duet_r16_head_bytes(T) / 64; j++)
+			PREFETCH(g + duet_r16_heads_at(T, i) + pf + 64 * j);
+	}
 }
 
-INLINE void r16_block(const enum duet_dtype T, const uint8_t *qi, const uint16_t *si, size_t pf,
+INLINE void r16_block(const enum duet_dtype T, const uint8_t *g, int i, int n, size_t pf,
 		      const struct duet_q8a_pair *p, int h, __m512 *acc, const int nb)
 {
-	const size_t gb = r16_gb(T);
-	const int lines = (int)gb / 64;
+	const uint8_t *qi = g + duet_r16_quants_at(T, i, n);
+	const int lines = (int)duet_r16_block_bytes(T) / 64;
 	const __m512i low = _mm512_set1_epi8(0x0f);
-	__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)si));
-	_Pragma("GCC unroll 8")
-	for (int j = 0; j < lines; j++)
-		PREFETCH(qi + pf + 64 * j);
-	PREFETCH(si + 16 * (pf / gb));
+	__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + duet_r16_heads_at(T, i))));
+	r16_prefetch(T, g, i, n, pf);
 	__m512i w[8];
 	_Pragma("GCC unroll 8")
 	for (int j = 0; j < lines; j++) {
@@ -805,16 +812,14 @@ INLINE void r16_block(const enum duet_dtype T, const uint8_t *qi, const uint16_t
 	}
 }
 
-INLINE void r16_tile(const enum duet_dtype T, const uint8_t *q, const uint16_t *s, int nblk,
-		     const void *xv, int B, float *y, int ldy, __mmask16 m, int add, const int nb)
+INLINE void r16_tile(const enum duet_dtype T, const uint8_t *g, int nblk, const void *xv, int B,
+		     float *y, int ldy, __mmask16 m, int add, const int nb)
 {
 	const struct duet_q8a_pair *x = xv;
-	const size_t gb = r16_gb(T);
 	__m512 acc[DUET_R16_SEQS];
 	r16_acc_load(acc, y, ldy, m, add, nb);
 	for (int i = 0; i < nblk; i++)
-		r16_block(T, q + (size_t)i * gb, s + 16 * i, R16_AHEAD * 512,
-			  x + (size_t)(i >> 1) * B, i & 1, acc, nb);
+		r16_block(T, g, i, nblk, R16_AHEAD * 512, x + (size_t)(i >> 1) * B, i & 1, acc, nb);
 	r16_acc_store(acc, y, ldy, m, nb);
 }
 
@@ -915,42 +920,41 @@ INLINE void heads_16(const uint8_t *blk, size_t rb, const int words, uint16_t *h
 }
 
 /* duet_r16_pack for Q8_0 (a short group takes the definition). */
-static void pack_q8_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *q,
-			  uint16_t *s)
+static void pack_q8_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
 {
 	if (nrows < 16) {
-		duet_r16_pack(DUET_Q8_0, rows, rb, nrows, i0, n, q, s);
+		duet_r16_pack(DUET_Q8_0, rows, rb, nrows, i0, n, out);
 		return;
 	}
 	const __m512i bias = _mm512_set1_epi8((char)0x80);
 	for (int i = 0; i < n; i++) {
 		const uint8_t *blk = rows + (size_t)(i0 + i) * DUET_Q8_0_BYTES;
-		heads_16(blk, rb, 1, s + 16 * i);
+		heads_16(blk, rb, 1, (uint16_t *)(out + duet_r16_heads_at(DUET_Q8_0, i)));
 		/* sixteen row streams: the hardware prefetcher follows few */
 		if (i % 2 == 0)
 			for (int r = 0; r < 16; r++)
 				PREFETCH(blk + (size_t)r * rb + PACK_AHEAD * DUET_Q8_0_BYTES);
-		transpose_16x32(blk + 2, rb, q + (size_t)i * 512, bias);
+		transpose_16x32(blk + 2, rb, out + duet_r16_quants_at(DUET_Q8_0, i, n), bias);
 	}
 }
 
 /* duet_r16_pack for Q4_K: each 64-value chunk's 32 bytes of nibbles as
  * Q8_0's quants are moved, the 16-byte headers word by word. */
-static void pack_q4_k_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *q,
-			  uint16_t *h)
+static void pack_q4_k_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
 {
 	if (nrows < 16) {
-		duet_r16_pack(DUET_Q4_K, rows, rb, nrows, i0, n, q, h);
+		duet_r16_pack(DUET_Q4_K, rows, rb, nrows, i0, n, out);
 		return;
 	}
 	const size_t bb = sizeof(struct duet_q4_k_block), head = bb - DUET_QK / 2;
 	for (int i = 0; i < n; i++) {
 		const uint8_t *blk = rows + (size_t)(i0 + i) * bb;
-		heads_16(blk, rb, (int)head / 2, h + 128 * i);
+		heads_16(blk, rb, (int)head / 2, (uint16_t *)(out + duet_r16_heads_at(DUET_Q4_K, i)));
 		for (int r = 0; r < 16; r++)
 			PREFETCH(blk + (size_t)r * rb + bb);
 		for (int c = 0; c < 4; c++)
-			transpose_16x32(blk + head + 32 * c, rb, q + (size_t)i * 2048 + 512 * c,
+			transpose_16x32(blk + head + 32 * c, rb,
+					out + duet_r16_quants_at(DUET_Q4_K, i, n) + 512 * c,
 					_mm512_setzero_si512());
 	}
 }
@@ -958,23 +962,22 @@ static void pack_q4_k_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 /* duet_r16_pack for Q4_0: a block's 16 bytes of nibbles from 16 rows, a
  * 16 x 4 dword transpose (rows r, r + 4, r + 8 and r + 12 share a
  * register), as they are. */
-static void pack_q4_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *q,
-			  uint16_t *s)
+static void pack_q4_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
 {
 	if (nrows < 16) {
-		duet_r16_pack(DUET_Q4_0, rows, rb, nrows, i0, n, q, s);
+		duet_r16_pack(DUET_Q4_0, rows, rb, nrows, i0, n, out);
 		return;
 	}
 	const size_t bb = sizeof(struct duet_q4_0_block);
 	for (int i = 0; i < n; i++) {
 		const uint8_t *blk = rows + (size_t)(i0 + i) * bb;
-		heads_16(blk, rb, 1, s + 16 * i);
+		heads_16(blk, rb, 1, (uint16_t *)(out + duet_r16_heads_at(DUET_Q4_0, i)));
 		if (i % 4 == 0)
 			for (int r = 0; r < 16; r++)
 				PREFETCH(blk + (size_t)r * rb + PACK_AHEAD * 2 * bb);
 		__m512i t[4];
 		transpose_16x16(blk + 2, rb, t);
-		uint8_t *qi = q + (size_t)i * 256;
+		uint8_t *qi = out + duet_r16_quants_at(DUET_Q4_0, i, n);
 		_Pragma("GCC unroll 4")
 		for (int j = 0; j < 4; j++)
 			_mm512_storeu_si512(qi + 64 * j, t[j]);
@@ -988,8 +991,8 @@ static void pack_q4_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
  * Per 64-value chunk the low nibbles, then the high ones (read again from
  * L1), are shared by every row; the scales wait on the stack, so that the
  * nibbles and accumulators keep the registers (all at once spilled). */
-INLINE void r16_tile_q4_k(const uint8_t *q, const uint16_t *h, int nblk, const void *xv,
-			  int B, float *y, int ldy, __mmask16 m, int add, const int nb)
+INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, float *y, int ldy,
+			  __mmask16 m, int add, const int nb)
 {
 	const struct duet_q8k_block *x = xv;
 	const __m512i low = _mm512_set1_epi8(0x0f), six = _mm512_set1_epi32(63);
@@ -997,12 +1000,12 @@ INLINE void r16_tile_q4_k(const uint8_t *q, const uint16_t *h, int nblk, const v
 	__m512 acc[DUET_R16_SEQS];
 	r16_acc_load(acc, y, ldy, m, add, nb);
 	for (int i = 0; i < nblk; i++) {
-		const uint8_t *qi = q + (size_t)i * 2048;
-		const uint16_t *hi = h + (size_t)i * 128;
+		const uint8_t *qi = g + duet_r16_quants_at(DUET_Q4_K, i, nblk);
+		const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(DUET_Q4_K, i));
 		const struct duet_q8k_block *p = x + (size_t)i * B;
 		_Pragma("GCC unroll 4")
 		for (int j = 0; j < 4; j++)
-			PREFETCH((const uint8_t *)hi + R16_AHEAD_Q4_K / 8 + 64 * j); /* as many blocks ahead */
+			PREFETCH((const uint8_t *)hi + R16_AHEAD_Q4_K + 64 * j);
 		__m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hi));
 		__m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(hi + 16)));
 		/* byte k of the 12 bytes of scales and mins, each row's in its lane */
@@ -1072,11 +1075,11 @@ INLINE void r16_tile_q4_k(const uint8_t *q, const uint16_t *h, int nblk, const v
 
 #define R16_CASE(TILE, NB)                                                              \
 	case NB:                                                                        \
-		TILE(q, s, nblk, x, B, y, ldy, m, add, NB);                             \
+		TILE(g, nblk, x, B, y, ldy, m, add, NB);                                \
 		return;
 #define DEFINE_R16(name, TILE)                                                          \
-	static void name(const uint8_t *q, const uint16_t *s, int nblk, const void *x,  \
-			 int B, int nb, float *y, int ldy, int nrows, int add)              \
+	static void name(const uint8_t *g, int nblk, const void *x, int B, int nb,      \
+			 float *y, int ldy, int nrows, int add)                             \
 	{                                                                               \
 		__mmask16 m = tail_mask(nrows);                                         \
 		switch (nb) {                                                           \
@@ -1106,12 +1109,11 @@ DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k)
 #ifndef R16X4_AHEAD
 #define R16X4_AHEAD 1024
 #endif
-INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16_STREAMS],
-			const uint16_t *const h[DUET_R16_STREAMS], int i,
-			const struct duet_q8a_pair *p, int hh, __m512 acc[DUET_R16_STREAMS])
+INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16_STREAMS], int i,
+			int n, const struct duet_q8a_pair *p, int hh, __m512 acc[DUET_R16_STREAMS])
 {
-	const size_t gb = r16_gb(T), at = (size_t)i * gb;
-	const int lines = (int)gb / 64;
+	const size_t at = duet_r16_quants_at(T, i, n);
+	const int lines = (int)duet_r16_block_bytes(T) / 64;
 	const __m512i low = _mm512_set1_epi8(0x0f);
 	const int8_t *aq = p->q + 32 * hh;
 	int32_t corr = p->corr[8 * hh];
@@ -1141,22 +1143,23 @@ INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16
 	const __m512 da = _mm512_set1_ps(p->d[8 * hh]);
 	_Pragma("GCC unroll 4")
 	for (int g = 0; g < DUET_R16_STREAMS; g++) {
-		PREFETCH(h[g] + 16 * (i + R16X4_AHEAD / gb));
-		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h[g] + 16 * i)));
+		const uint8_t *h = q[g] + duet_r16_heads_at(T, i);
+		if (i % duet_r16_unit(T) == 0)
+			PREFETCH(h + R16X4_AHEAD); /* the unit's headers: one line */
+		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
 		acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp[g]), _mm512_mul_ps(ws, da), acc[g]);
 	}
 }
 
 #define DEFINE_R16X4(name, T)                                                           \
-	static void name(const uint8_t *const q[DUET_R16_STREAMS],                      \
-			 const uint16_t *const h[DUET_R16_STREAMS], int nblk, const void *x,    \
-			 float *const y[DUET_R16_STREAMS], int add)                             \
+	static void name(const uint8_t *const q[DUET_R16_STREAMS], int nblk,            \
+			 const void *x, float *const y[DUET_R16_STREAMS], int add)              \
 	{                                                                               \
 		__m512 acc[DUET_R16_STREAMS];                                           \
 		for (int g = 0; g < DUET_R16_STREAMS; g++)                              \
 			acc[g] = add ? _mm512_loadu_ps(y[g]) : _mm512_setzero_ps();     \
 		for (int i = 0; i < nblk; i++)                                          \
-			r16x4_block(T, q, h, i, (const struct duet_q8a_pair *)x + (i >> 1), \
+			r16x4_block(T, q, i, nblk, (const struct duet_q8a_pair *)x + (i >> 1), \
 				    i & 1, acc);                                        \
 		for (int g = 0; g < DUET_R16_STREAMS; g++)                              \
 			_mm512_storeu_ps(y[g], acc[g]);                                 \

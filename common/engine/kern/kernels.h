@@ -145,10 +145,11 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 			       int B, float *y, int ldy, int n0, int n1);
 
 /* Weights of a type with the 16-row form (engine/repack.h: Q8_0, Q4_0,
- * Q4_K) in one group (q the quants of its first block, h the headers)
- * against nb <= DUET_R16_SEQS activation rows of a panel of B rows (Q8_0,
- * Q4_0: q8 pairs, x at the pair of that first block, which is even; Q4_K:
- * q8k blocks, x at that block; and at the first row): nblk blocks. For b
+ * Q4_K) in one group (g the start of a slice of its blocks, the first a
+ * multiple of the type's unit: duet_r16_unit_at) against nb <=
+ * DUET_R16_SEQS activation rows of a panel of B rows (Q8_0, Q4_0: q8
+ * pairs, x at the pair of that first block, which is even; Q4_K: q8k
+ * blocks, x at that block; and at the first row): nblk blocks. For b
  * < nb and r < nrows, starting from acc = y[b * ldy + r] when add, else 0,
  * 32 values after 32 values:
  *   acc = fma(float(dot), w_scale x x_scale, acc)
@@ -159,20 +160,19 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
  * mins the exact sum of its 6-bit mins times the activations' sums. Then
  * y = acc. Every table computes exactly this, so the results match bit
  * for bit, and since a slice of blocks continues the chain the last one
- * left in y, K may be cut into slices anywhere without changing a bit. */
+ * left in y, K may be cut into slices at any unit without changing a bit. */
 #define DUET_R16_SEQS 8
-typedef void (*duet_r16_fn)(const uint8_t *q, const uint16_t *h, int nblk, const void *x,
-			    int B, int nb, float *y, int ldy, int nrows, int add);
+typedef void (*duet_r16_fn)(const uint8_t *g, int nblk, const void *x, int B, int nb, float *y,
+			    int ldy, int nrows, int add);
 /* One activation row against DUET_R16_STREAMS full groups at once
- * (decode): group g's quants q[g] and headers h[g], its 16 results at
- * y[g] (added to them with add); each group's arithmetic as above. */
+ * (decode): group s at g[s], its 16 results at y[s] (added to them with
+ * add); each group's arithmetic as above. */
 #define DUET_R16_STREAMS 4
-typedef void (*duet_r16x4_fn)(const uint8_t *const q[DUET_R16_STREAMS],
-			      const uint16_t *const h[DUET_R16_STREAMS], int nblk, const void *x,
-			      float *const y[DUET_R16_STREAMS], int add);
+typedef void (*duet_r16x4_fn)(const uint8_t *const g[DUET_R16_STREAMS], int nblk,
+			      const void *x, float *const y[DUET_R16_STREAMS], int add);
 /* duet_r16_pack for one type (engine/repack.h): the same bytes. */
 typedef void (*duet_r16_pack_fn)(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
-				 uint8_t *q, uint16_t *h);
+				 uint8_t *out);
 
 struct duet_kernels {
 	const char *name;

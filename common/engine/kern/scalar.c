@@ -4,6 +4,7 @@
 
 #include "base/half.h"
 #include "engine/kern/kernels.h"
+#include "engine/repack.h"
 
 /* Value k of row b of an f32 panel of B rows. */
 static float panel_at(const float *p, int B, int b, int k)
@@ -192,11 +193,10 @@ static int r16_value(enum duet_dtype t, const uint8_t *qi, int r, int k)
 	return v < 32 ? byte & 15 : byte >> 4;
 }
 
-static void matmul_r16_pairs(enum duet_dtype t, const uint8_t *q, const uint16_t *h, int nblk,
+static void matmul_r16_pairs(enum duet_dtype t, const uint8_t *g, int nblk,
 			     const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
 			     int nrows, int add)
 {
-	const size_t gb = t == DUET_Q8_0 ? 512 : 256;
 	for (int b = 0; b < nb; b++)
 		for (int r = 0; r < nrows; r++) {
 			float *yr = y + (size_t)b * ldy + r;
@@ -204,19 +204,20 @@ static void matmul_r16_pairs(enum duet_dtype t, const uint8_t *q, const uint16_t
 			for (int i = 0; i < nblk; i++) {
 				const struct duet_q8a_pair *a = x + (size_t)(i / 2) * B + b;
 				int hf = i % 2;
-				const uint8_t *qi = q + (size_t)i * gb;
+				const uint8_t *qi = g + duet_r16_quants_at(t, i, nblk);
+				const uint16_t *h = (const uint16_t *)(g + duet_r16_heads_at(t, i));
 				int32_t dot = t == DUET_Q8_0 ? a->corr[8 * hf] : a->corr[8 * hf] / 16;
 				for (int k = 0; k < 32; k++)
 					dot += r16_value(t, qi, r, k) * a->q[32 * hf + k];
-				float d = duet_fp16_to_fp32(h[i * 16 + r]) * a->d[8 * hf];
+				float d = duet_fp16_to_fp32(h[r]) * a->d[8 * hf];
 				acc = fmaf((float)dot, d, acc);
 			}
 			*yr = acc;
 		}
 }
 
-static void matmul_q4_k_r16(const uint8_t *q, const uint16_t *h, int nblk, const void *xv,
-			    int B, int nb, float *y, int ldy, int nrows, int add)
+static void matmul_q4_k_r16(const uint8_t *g, int nblk, const void *xv, int B, int nb, float *y,
+			    int ldy, int nrows, int add)
 {
 	const struct duet_q8k_block *x = xv;
 	for (int b = 0; b < nb; b++)
@@ -225,8 +226,8 @@ static void matmul_q4_k_r16(const uint8_t *q, const uint16_t *h, int nblk, const
 			float acc = add ? *yr : 0;
 			for (int i = 0; i < nblk; i++) {
 				const struct duet_q8k_block *a = x + (size_t)i * B + b;
-				const uint8_t *qi = q + (size_t)i * 2048;
-				const uint16_t *hi = h + (size_t)i * 128;
+				const uint8_t *qi = g + duet_r16_quants_at(DUET_Q4_K, i, nblk);
+				const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(DUET_Q4_K, i));
 				float d = duet_fp16_to_fp32(hi[r]), dmin = duet_fp16_to_fp32(hi[16 + r]);
 				uint8_t scales[DUET_QK_SCALES];
 				for (int w = 0; w < DUET_QK_SCALES / 2; w++) {
@@ -253,10 +254,10 @@ static void matmul_q4_k_r16(const uint8_t *q, const uint16_t *h, int nblk, const
 }
 
 #define R16_KERNEL(name, T)                                                               \
-	static void name(const uint8_t *q, const uint16_t *h, int nblk, const void *x, int B,  \
-			 int nb, float *y, int ldy, int nrows, int add)                   \
+	static void name(const uint8_t *g, int nblk, const void *x, int B, int nb, float *y, \
+			 int ldy, int nrows, int add)                                     \
 	{                                                                                 \
-		matmul_r16_pairs(T, q, h, nblk, x, B, nb, y, ldy, nrows, add);            \
+		matmul_r16_pairs(T, g, nblk, x, B, nb, y, ldy, nrows, add);               \
 	}
 R16_KERNEL(matmul_q8_0_r16, DUET_Q8_0)
 R16_KERNEL(matmul_q4_0_r16, DUET_Q4_0)
