@@ -310,7 +310,8 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 {
 	/* Q8_0 and Q4_0: one unit; a short last unit; many */
 	static const int Ks[] = {64, 96, 4160}, Kk[] = {256, 768, 4352};
-	const int N = 9 * DUET_R16_ROWS + 5, BMAX = 17, V = duet_r16_values(t);
+	/* S: the widest pass of one kernel call */
+	const int N = 9 * DUET_R16_ROWS + 5, BMAX = 17, S = DUET_R16_SEQS, V = duet_r16_values(t);
 	struct duet_err err;
 	for (int ki = 0; ki < 3; ki++) {
 		int K = t == DUET_Q4_K ? Kk[ki] : Ks[ki], nb = K / V;
@@ -333,12 +334,12 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		/* packing and the kernel against the definition */
 		const size_t sb = duet_r16_slice_bytes(t, nb);
 		uint8_t *q = malloc(sb), *qm = malloc(sb);
-		void *xa = r16_panel(t, x, K, 8, NULL);
-		float *yr = malloc(sizeof(float) * 8 * 20), *ym = malloc(sizeof(float) * 8 * 20);
+		void *xa = r16_panel(t, x, K, S, NULL);
+		float *yr = malloc(sizeof(float) * S * 20), *ym = malloc(sizeof(float) * S * 20);
 		/* the kernels start at an even block of q8 pairs */
 		int i0 = nb > 2 ? (t == DUET_Q4_K ? 1 : 2) : 0, n = nb - i0;
-		const void *xs = t == DUET_Q4_K ? (const void *)((struct duet_q8k_block *)xa + i0 * 8)
-						: (const void *)((struct duet_q8a_pair *)xa + i0 / 2 * 8);
+		const void *xs = t == DUET_Q4_K ? (const void *)((struct duet_q8k_block *)xa + i0 * S)
+						: (const void *)((struct duet_q8a_pair *)xa + i0 / 2 * S);
 		for (int ii = 0; ii < 3; ii++) {
 			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 			if (!kt)
@@ -350,14 +351,14 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 					kt->pack_r16[t](w + rb, rb, nrows, i0, n, qm);
 					assert_memory_equal(qm, q, duet_r16_slice_bytes(t, n));
 				}
-				for (int bn = 1; bn <= 8; bn++)
+				for (int bn = 1; bn <= S; bn++)
 					for (int add = 0; add < 2; add++) {
-						for (int i = 0; i < 8 * 20; i++)
+						for (int i = 0; i < S * 20; i++)
 							yr[i] = ym[i] = (float)i * 0.25f;
-						duet_kernels_scalar.matmul_r16[t](q, n, xs, 8, bn, yr, 20,
+						duet_kernels_scalar.matmul_r16[t](q, n, xs, S, bn, yr, 20,
 										  nrows, add);
-						fn(q, n, xs, 8, bn, ym, 20, nrows, add);
-						if (memcmp(yr, ym, sizeof(float) * 8 * 20))
+						fn(q, n, xs, S, bn, ym, 20, nrows, add);
+						if (memcmp(yr, ym, sizeof(float) * S * 20))
 							fail_msg("%s %s r16 kernel K=%d rows=%d nb=%d add=%d differs from the definition",
 								 isas[ii], duet_dtype_name(t), K, nrows, bn, add);
 					}

@@ -743,7 +743,7 @@ INLINE __m512i dot8(const __m512i w[8], const int8_t *aq, int32_t offset)
 INLINE void r16_acc_load(__m512 acc[DUET_R16_SEQS], const float *y, int ldy, __mmask16 m,
 			 int add, const int nb)
 {
-	_Pragma("GCC unroll 8")
+	_Pragma("GCC unroll 16")
 	for (int b = 0; b < nb; b++)
 		acc[b] = add ? _mm512_maskz_loadu_ps(m, y + (size_t)b * ldy) : _mm512_setzero_ps();
 }
@@ -751,7 +751,7 @@ INLINE void r16_acc_load(__m512 acc[DUET_R16_SEQS], const float *y, int ldy, __m
 INLINE void r16_acc_store(const __m512 acc[DUET_R16_SEQS], float *y, int ldy, __mmask16 m,
 			  const int nb)
 {
-	_Pragma("GCC unroll 8")
+	_Pragma("GCC unroll 16")
 	for (int b = 0; b < nb; b++)
 		_mm512_mask_storeu_ps(y + (size_t)b * ldy, m, acc[b]);
 }
@@ -802,7 +802,7 @@ INLINE void r16_block(const enum duet_dtype T, const uint8_t *g, int i, int n, s
 			w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
 		}
 	}
-	_Pragma("GCC unroll 8")
+	_Pragma("GCC unroll 16")
 	for (int b = 0; b < nb; b++) {
 		const struct duet_q8a_pair *a = p + b;
 		int32_t corr = a->corr[8 * h];
@@ -1085,7 +1085,10 @@ INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 		switch (nb) {                                                           \
 			R16_CASE(TILE, 1) R16_CASE(TILE, 2) R16_CASE(TILE, 3)           \
 			R16_CASE(TILE, 4) R16_CASE(TILE, 5) R16_CASE(TILE, 6)           \
-			R16_CASE(TILE, 7) R16_CASE(TILE, 8)                             \
+			R16_CASE(TILE, 7) R16_CASE(TILE, 8) R16_CASE(TILE, 9)          \
+			R16_CASE(TILE, 10) R16_CASE(TILE, 11) R16_CASE(TILE, 12)        \
+			R16_CASE(TILE, 13) R16_CASE(TILE, 14) R16_CASE(TILE, 15)        \
+			R16_CASE(TILE, 16)                                              \
 		}                                                                       \
 	}
 DEFINE_R16(matmul_q8_0_r16, R16_TILE_Q8_0)

@@ -161,7 +161,11 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
  * y = acc. Every table computes exactly this, so the results match bit
  * for bit, and since a slice of blocks continues the chain the last one
  * left in y, K may be cut into slices at any unit without changing a bit. */
-#define DUET_R16_SEQS 8
+/* Up to 16 sequences in one pass over a group: passes of 8 read a group
+ * from memory in the first and from cache in the second, the memory idle
+ * meanwhile; one pass of 9-16 made batched decode of 12 and 16 sequences
+ * 11-43% faster (BENCHMARKS.md, 2026-12-05 fifth). */
+#define DUET_R16_SEQS 16
 typedef void (*duet_r16_fn)(const uint8_t *g, int nblk, const void *x, int B, int nb, float *y,
 			    int ldy, int nrows, int add);
 /* One activation row against DUET_R16_STREAMS full groups at once
