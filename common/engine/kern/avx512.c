@@ -756,18 +756,6 @@ INLINE void r16_acc_store(const __m512 acc[DUET_R16_SEQS], float *y, int ldy, __
 		_mm512_mask_storeu_ps(y + (size_t)b * ldy, m, acc[b]);
 }
 
-/* Q8_0 or Q4_0 (T, a constant after inlining) against nb activation rows
- * of a q8 panel: lane r of every vector is row r. A block's eight vectors
- * of unsigned quants (Q8_0: as stored; Q4_0: four vectors' low and high
- * nibbles, values 4j.. and 16 + 4j..) are shared by every row; each row's
- * eight dot products start from the activations' offset (-128 x sum, the
- * panel's corr; Q4_0: -8 x sum, corr / 16) and end as the block's exact
- * sum (the activations' dwords broadcast); then one convert and one fused
- * multiply-add with the two scales' product, block after block, as the
- * scalar definition. r16_block is block i of a slice of a group (at g)
- * against nb activation rows (their pair p, half h), into acc[0..nb),
- * prefetching the stream pf bytes ahead. */
-
 /* Block i's lines of a group's stream pf bytes ahead: its quants, and at
  * a unit's first block the unit's headers (engine/repack.h). */
 INLINE void r16_prefetch(const enum duet_dtype T, const uint8_t *g, int i, int n, size_t pf)
@@ -783,13 +771,25 @@ INLINE void r16_prefetch(const enum duet_dtype T, const uint8_t *g, int i, int n
 	}
 }
 
+/* Q8_0 or Q4_0 (T, a constant after inlining) against nb activation rows
+ * of a q8 panel: lane r of every vector is row r. A block's eight vectors
+ * of unsigned quants (Q8_0: as stored; Q4_0: four vectors' low and high
+ * nibbles, values 4j.. and 16 + 4j..) are shared by every row; each row's
+ * eight dot products start from the activations' offset (-128 x sum, the
+ * panel's corr; Q4_0: -8 x sum, corr / 16) and end as the block's exact
+ * sum (the activations' dwords broadcast); then one convert and one fused
+ * multiply-add with the two scales' product, block after block, as the
+ * scalar definition. r16_block is block i of a slice of a group (at g)
+ * against nb activation rows (their pair p, half h), into acc[0..nb),
+ * prefetching the stream pf bytes ahead. */
 INLINE void r16_block(const enum duet_dtype T, const uint8_t *g, int i, int n, size_t pf,
 		      const struct duet_q8a_pair *p, int h, __m512 *acc, const int nb)
 {
 	const uint8_t *qi = g + duet_r16_quants_at(T, i, n);
 	const int lines = (int)duet_r16_block_bytes(T) / 64;
 	const __m512i low = _mm512_set1_epi8(0x0f);
-	__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + duet_r16_heads_at(T, i))));
+	const __m256i *si = (const __m256i *)(g + duet_r16_heads_at(T, i));
+	__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256(si));
 	r16_prefetch(T, g, i, n, pf);
 	__m512i w[8];
 	_Pragma("GCC unroll 8")

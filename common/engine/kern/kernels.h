@@ -164,7 +164,7 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 /* Up to 16 sequences in one pass over a group: passes of 8 read a group
  * from memory in the first and from cache in the second, the memory idle
  * meanwhile; one pass of 9-16 made batched decode of 12 and 16 sequences
- * 11-43% faster (BENCHMARKS.md, 2026-12-05 fifth). */
+ * 5-38% faster (Q8_0 at 16 the same; BENCHMARKS.md, 2026-12-05 fifth). */
 #define DUET_R16_SEQS 16
 typedef void (*duet_r16_fn)(const uint8_t *g, int nblk, const void *x, int B, int nb, float *y,
 			    int ldy, int nrows, int add);
