@@ -771,6 +771,12 @@ INLINE void r16_prefetch(const enum duet_dtype T, const uint8_t *g, int i, int n
 	}
 }
 
+/* Rows of activations up to which r16_block keeps one dot product per row
+ * in a register (eight weight vectors, eight sums, eight accumulators):
+ * batched decode of 4 and 8 sequences 7-18% faster than a row's chain at
+ * a time (BENCHMARKS.md, 2026-12-05 fifth). */
+#define R16_INTERLEAVED 8
+
 /* Q8_0 or Q4_0 (T, a constant after inlining) against nb activation rows
  * of a q8 panel: lane r of every vector is row r. A block's eight vectors
  * of unsigned quants (Q8_0: as stored; Q4_0: four vectors' low and high
@@ -801,6 +807,30 @@ INLINE void r16_block(const enum duet_dtype T, const uint8_t *g, int i, int n, s
 			w[j] = _mm512_and_si512(v, low);
 			w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
 		}
+	}
+	if (nb <= R16_INTERLEAVED) {
+		/* each row's chain in step with the others': nb independent
+		 * dot products in flight, not one row's eight in a row */
+		__m512i dp[R16_INTERLEAVED];
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++) {
+			int32_t corr = p[b].corr[8 * h];
+			dp[b] = _mm512_set1_epi32(T == DUET_Q8_0 ? corr : corr / 16);
+		}
+		_Pragma("GCC unroll 8")
+		for (int j = 0; j < 8; j++) {
+			_Pragma("GCC unroll 8")
+			for (int b = 0; b < nb; b++) {
+				const int8_t *aq = p[b].q + 32 * h + 4 * j;
+				dp[b] = _mm512_dpbusd_epi32(dp[b], w[j], _mm512_set1_epi32(dword_at(aq)));
+			}
+		}
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++) {
+			__m512 d = _mm512_mul_ps(ws, _mm512_set1_ps(p[b].d[8 * h]));
+			acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp[b]), d, acc[b]);
+		}
+		return;
 	}
 	_Pragma("GCC unroll 16")
 	for (int b = 0; b < nb; b++) {
