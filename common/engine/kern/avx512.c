@@ -1107,23 +1107,33 @@ INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 	case NB:                                                                        \
 		TILE(g, nblk, x, B, y, ldy, m, add, NB);                                \
 		return;
-#define DEFINE_R16(name, TILE)                                                          \
+/* Each width of pass an instance with nb constant; Q4_K's widths past 8
+ * share one (its sequence loop is unrolled by 8 and its accumulators live
+ * in memory there anyway): eight more instances of its tile doubled the
+ * file's compile time, most of the test run's build. */
+#define R16_CASES_8(TILE)                                                               \
+	R16_CASE(TILE, 1) R16_CASE(TILE, 2) R16_CASE(TILE, 3) R16_CASE(TILE, 4)         \
+	R16_CASE(TILE, 5) R16_CASE(TILE, 6) R16_CASE(TILE, 7) R16_CASE(TILE, 8)
+#define R16_CASES_16(TILE)                                                              \
+	R16_CASES_8(TILE) R16_CASE(TILE, 9) R16_CASE(TILE, 10) R16_CASE(TILE, 11)       \
+	R16_CASE(TILE, 12) R16_CASE(TILE, 13) R16_CASE(TILE, 14) R16_CASE(TILE, 15)     \
+	R16_CASE(TILE, 16)
+#define R16_CASES_8_ANY(TILE)                                                           \
+	R16_CASES_8(TILE)                                                               \
+	default:                                                                        \
+		TILE(g, nblk, x, B, y, ldy, m, add, nb);
+#define DEFINE_R16(name, TILE, CASES)                                                   \
 	static void name(const uint8_t *g, int nblk, const void *x, int B, int nb,      \
 			 float *y, int ldy, int nrows, int add)                             \
 	{                                                                               \
 		__mmask16 m = tail_mask(nrows);                                         \
 		switch (nb) {                                                           \
-			R16_CASE(TILE, 1) R16_CASE(TILE, 2) R16_CASE(TILE, 3)           \
-			R16_CASE(TILE, 4) R16_CASE(TILE, 5) R16_CASE(TILE, 6)           \
-			R16_CASE(TILE, 7) R16_CASE(TILE, 8) R16_CASE(TILE, 9)          \
-			R16_CASE(TILE, 10) R16_CASE(TILE, 11) R16_CASE(TILE, 12)        \
-			R16_CASE(TILE, 13) R16_CASE(TILE, 14) R16_CASE(TILE, 15)        \
-			R16_CASE(TILE, 16)                                              \
+			CASES(TILE)                                                     \
 		}                                                                       \
 	}
-DEFINE_R16(matmul_q8_0_r16, R16_TILE_Q8_0)
-DEFINE_R16(matmul_q4_0_r16, R16_TILE_Q4_0)
-DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k)
+DEFINE_R16(matmul_q8_0_r16, R16_TILE_Q8_0, R16_CASES_16)
+DEFINE_R16(matmul_q4_0_r16, R16_TILE_Q4_0, R16_CASES_16)
+DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k, R16_CASES_8_ANY)
 
 /* ---- decode: one activation row against four groups at once ----
  * A thread's packed groups are one sequential stream, and a core reads a
