@@ -726,6 +726,20 @@ INLINE int32_t dword_at(const int8_t *p)
 	return v;
 }
 
+/* acc + w (unsigned bytes) . the dword at a, broadcast to every lane
+ * (signed bytes), the instruction reading the dword itself ({1to16}).
+ * gcc 12 neither folds the broadcast nor keeps the builtin's accumulator
+ * in place (a register copy for every chain), so the batched kernels ran
+ * an instruction and a half for each vpdpbusd: Q8_0 B = 12-16 in cache
+ * +15-20%, from memory +4-24% (BENCHMARKS.md, 2026-12-05 sixth). */
+INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t *a)
+{
+	__asm__("vpdpbusd %2%{1to16%}, %1, %0"
+		: "+v"(acc)
+		: "v"(w), "m"(*(const struct { int8_t b[4]; } *)a));
+	return acc;
+}
+
 /* A block's exact dot products for 16 rows: w[j] against dword j of the
  * activations' 32 quants, from the offset. (Two chains of four for one or
  * two activation rows, to halve the latency, ran slower: BENCHMARKS.md.) */
@@ -734,7 +748,7 @@ INLINE __m512i dot8(const __m512i w[8], const int8_t *aq, int32_t offset)
 	__m512i dp = _mm512_set1_epi32(offset);
 	_Pragma("GCC unroll 8")
 	for (int j = 0; j < 8; j++)
-		dp = _mm512_dpbusd_epi32(dp, w[j], _mm512_set1_epi32(dword_at(aq + 4 * j)));
+		dp = dpbusd_bcast(dp, w[j], aq + 4 * j);
 	return dp;
 }
 
@@ -822,7 +836,7 @@ INLINE void r16_block(const enum duet_dtype T, const uint8_t *g, int i, int n, s
 			_Pragma("GCC unroll 8")
 			for (int b = 0; b < nb; b++) {
 				const int8_t *aq = p[b].q + 32 * h + 4 * j;
-				dp[b] = _mm512_dpbusd_epi32(dp[b], w[j], _mm512_set1_epi32(dword_at(aq)));
+				dp[b] = dpbusd_bcast(dp[b], w[j], aq);
 			}
 		}
 		_Pragma("GCC unroll 8")
