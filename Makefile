@@ -351,6 +351,7 @@ test-systemd: all
 # reads the wrong fields.
 -include $(FUZZ_OBJ:.o=.d) $(FUZZ_EXTRA_request:.o=.d) $(FUZZ_EXTRA_trace:.o=.d) \
 	$(FUZZ_EXTRA_hfvocab:.o=.d) $(FUZZ_BINS:=.d)
+-include $(patsubst %.c,$(BUILD)/%.d,$(wildcard bench/*.c))
 -include $(COMMON_OBJ:.o=.d) $(MKMODEL_SRC:%.c=$(BUILD)/%.d) $(TOOLS_OBJ:.o=.d) $(PREFILL_OBJ:.o=.d) $(DECODE_OBJ:.o=.d) $(ROUTER_OBJ:.o=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(TEST_BIN:%=%.d)
 
 # A first run: a random-weight stories15m model with the real Llama-2

@@ -391,18 +391,19 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 					if (duet_kernels_packs(kt, t) && memcmp(y0, y1, sizeof(float) * B * N))
 						fail_msg("%s %s K=%d B=%d: packed and unpacked weights differ",
 							 isas[ii], duet_dtype_name(t), K, B);
-					/* Threads' shares far from even (as on a VM whose
-					 * vCPUs run apart) move rows between threads and
-					 * between a decode range's four streams and its
-					 * tail: no bit changes. */
+					/* Claims of one group (as when one thread runs far
+					 * ahead of the other) move rows between threads
+					 * and between a decode range's four streams and
+					 * its tail: no bit changes. */
 					for (int i = 0; i < B * N; i++)
 						y2[i] = acc ? (float)(i % 7) : 0;
 					struct duet_matmul_job j2 = {&tp16, x, B, y2, acc};
-					mm.share[0] = 0.21f, mm.share[1] = 0.79f;
+					int claim_rows = mm.claim_rows;
+					mm.claim_rows = DUET_R16_ROWS;
 					duet_matmul_run(&mm, &j2, 1);
-					duet_shares_even(mm.share, 2);
+					mm.claim_rows = claim_rows;
 					if (memcmp(y1, y2, sizeof(float) * B * N))
-						fail_msg("%s %s K=%d B=%d: an uneven split changed the result",
+						fail_msg("%s %s K=%d B=%d: claims of other sizes changed the result",
 							 isas[ii], duet_dtype_name(t), K, B);
 					for (int i = 0; i < B * N; i++) {
 						double r = ref[i] + (acc ? (double)(i % 7) : 0);
@@ -444,20 +445,79 @@ static void test_split_shares(void **st)
 	duet_shares_even(share, 2);
 	const double speed[2] = {1.0, 2.0};
 	for (int r = 0; r < 40; r++) {
+		double done[2] = {share[0], share[1]};
 		double secs[2] = {share[0] / speed[0], share[1] / speed[1]};
-		duet_shares_update(share, secs, 2);
+		duet_shares_update(share, done, secs, 2);
 	}
 	assert_true(fabsf(share[0] - 1.0f / 3) < 0.01f && fabsf(share[0] + share[1] - 1) < 1e-5f);
 	/* One thread stalled: its share stops at the floor (half of even). */
 	for (int r = 0; r < 40; r++) {
+		double done[2] = {share[0], share[1]};
 		double secs[2] = {share[0] * 1000, share[1]};
-		duet_shares_update(share, secs, 2);
+		duet_shares_update(share, done, secs, 2);
 	}
 	assert_true(share[0] >= 0.25f - 1e-5f && share[0] < 0.26f);
 	/* A thread that measured nothing changes nothing. */
 	float before = share[0];
-	duet_shares_update(share, (const double[2]){0, 1e-3}, 2);
+	duet_shares_update(share, (const double[2]){0.5, 0.5}, (const double[2]){0, 1e-3}, 2);
 	assert_true(share[0] == before);
+	/* Nor does one that did no work. */
+	duet_shares_update(share, (const double[2]){0, 1}, (const double[2]){1e-3, 1e-3}, 2);
+	assert_true(share[0] == before);
+}
+
+/* Several jobs in one region, of row counts that are no multiple of a
+ * claim or of a group (packed and in rows, Q8_0 and F16), with claims of
+ * one group, the default and one for all: each job's result is the same
+ * bit for bit as that job run alone. */
+static void test_claims(void **st)
+{
+	(void)st;
+	struct duet_threadpool *tp;
+	struct duet_err err;
+	assert_int_equal(duet_threadpool_create(&tp, 2, NULL, 0, &err), 0);
+	enum { K = 128, T = 3, JOBS = 4 };
+	static const int rows[JOBS] = {200, 37, 64, 1000};
+	static const enum duet_dtype types[JOBS] = {DUET_Q8_0, DUET_Q8_0, DUET_F16, DUET_Q8_0};
+	float *x = malloc(sizeof(float) * T * K), *wf = malloc(sizeof(float) * 1000 * K);
+	fill(x, T * K, 3);
+	struct duet_tensor w[JOBS];
+	float *alone[JOBS], *y[JOBS];
+	struct duet_matmul mm;
+	assert_int_equal(duet_matmul_init(&mm, tp, duet_kernels(), DUET_QDOT_INT8, T, K, &err), 0);
+	for (int i = 0; i < JOBS; i++) {
+		size_t rb = duet_row_bytes(types[i], K);
+		uint8_t *d = malloc(rb * (size_t)rows[i]);
+		fill(wf, rows[i] * K, (uint64_t)i + 40);
+		for (int n = 0; n < rows[i]; n++)
+			duet_quant_row(types[i], wf + (size_t)n * K, d + rb * n, K);
+		w[i] = (struct duet_tensor){types[i], d, rows[i], K, rb, DUET_LAYOUT_ROWS};
+		if (i == 3)
+			assert_int_equal(duet_r16_pack_tensor(&w[i], &err), 0);
+		alone[i] = malloc(sizeof(float) * T * (size_t)rows[i]);
+		y[i] = malloc(sizeof(float) * T * (size_t)rows[i]);
+		struct duet_matmul_job j = {&w[i], x, T, alone[i], 0};
+		duet_matmul_run(&mm, &j, 1);
+	}
+	const int claims[3] = {DUET_R16_ROWS, mm.claim_rows, 1 << 16};
+	for (int c = 0; c < 3; c++) {
+		mm.claim_rows = claims[c];
+		struct duet_matmul_job jobs[JOBS];
+		for (int i = 0; i < JOBS; i++) {
+			memset(y[i], 0xff, sizeof(float) * T * (size_t)rows[i]);
+			jobs[i] = (struct duet_matmul_job){&w[i], x, T, y[i], 0};
+		}
+		duet_matmul_run(&mm, jobs, JOBS);
+		for (int i = 0; i < JOBS; i++)
+			if (memcmp(y[i], alone[i], sizeof(float) * T * (size_t)rows[i]))
+				fail_msg("job %d of %d rows differs with claims of %d rows", i, rows[i],
+					 claims[c]);
+	}
+	duet_matmul_free(&mm);
+	for (int i = 0; i < JOBS; i++)
+		free((void *)w[i].data), free(alone[i]), free(y[i]);
+	free(x), free(wf);
+	duet_threadpool_destroy(tp);
 }
 
 static void test_r16(void **st)
@@ -811,6 +871,7 @@ int main(void)
 		cmocka_unit_test(test_matmul),
 		cmocka_unit_test(test_r16),
 		cmocka_unit_test(test_split_shares),
+		cmocka_unit_test(test_claims),
 		cmocka_unit_test(test_quant_layouts),
 		cmocka_unit_test(test_quant_round_trip),
 		cmocka_unit_test(test_attention_kernels),

@@ -197,13 +197,13 @@ void duet_shares_even(float *share, int nth)
 		share[i] = 1.0f / (float)nth;
 }
 
-void duet_shares_update(float *share, const double *secs, int nth)
+void duet_shares_update(float *share, const double *done, const double *secs, int nth)
 {
 	double speed[DUET_MAX_THREADS], total = 0;
 	for (int i = 0; i < nth; i++) {
-		if (!(secs[i] > 0))
+		if (!(secs[i] > 0) || !(done[i] > 0))
 			return; /* a thread that did nothing tells nothing */
-		speed[i] = share[i] / secs[i];
+		speed[i] = done[i] / secs[i];
 		total += speed[i];
 	}
 	/* A mix of two sets of shares sums to 1; the floor is taken from the

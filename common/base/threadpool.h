@@ -29,7 +29,7 @@ void duet_split_shares(long n, int ith, int nth, long align, const float *share,
 /* Even shares for nth threads. */
 void duet_shares_even(float *share, int nth);
 /* Moves the shares towards the threads' speeds as one run measured them:
- * thread i did share[i] of the work in secs[i] seconds. */
-void duet_shares_update(float *share, const double *secs, int nth);
+ * thread i did the fraction done[i] of the work in secs[i] seconds. */
+void duet_shares_update(float *share, const double *done, const double *secs, int nth);
 
 #endif

@@ -3,6 +3,7 @@
 #include "engine/repack.h"
 
 #include <cblas.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,9 +20,15 @@
 #define R16_BATCH 64
 /* Values of a narrow batch's group packed at a time (in L1). */
 #define R16_PACK_SLICE 256
-/* Runs shorter than this (on any thread) leave the split as it is: the
- * clock's cost and a wake-up's jitter would dominate what they measure. */
+/* Runs shorter than this (on any thread) leave the shares as they are:
+ * the clock's cost and a wake-up's jitter would dominate what they measure. */
 #define BALANCE_MIN_S 20e-6
+/* Rows a claim takes at least (four 16-row groups: one sequence's
+ * four-stream kernel), and the part of a region's rows left that its
+ * owner and another thread claim at a time (take()). */
+#define CLAIM_ROWS 64
+#define CLAIM_OWN_PARTS 2
+#define CLAIM_PARTS 4
 
 int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 		     const struct duet_kernels *k, enum duet_qdot qdot, int max_rows,
@@ -36,6 +43,7 @@ int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 	mm->max_rows = max_rows;
 	int n = duet_threadpool_threads(tp);
 	duet_shares_even(mm->share, n);
+	mm->claim_rows = CLAIM_ROWS;
 	mm->scratch = calloc((size_t)n, sizeof *mm->scratch);
 	mm->rows16 = calloc((size_t)n, sizeof *mm->rows16);
 	if (!mm->scratch || !mm->rows16) {
@@ -275,8 +283,14 @@ struct run_args {
 	const float *x;
 	int T, K;
 	int f32, q8, q8k, bf16;
-	int balanced; /* every job takes the kernels: rows split by mm->share */
-	double part_s[DUET_MAX_THREADS]; /* each thread's seconds in run_part */
+	int claims; /* every job takes the kernels: rows handed out by claim() */
+	/* Each thread's region of the jobs' rows end to end (each job padded
+	 * to whole groups): its unclaimed positions [front, back), as front |
+	 * back << 32. */
+	_Atomic uint64_t span[DUET_MAX_THREADS];
+	long total; /* positions of all the regions */
+	/* what each thread did: positions claimed, seconds in run_part */
+	double done[DUET_MAX_THREADS], part_s[DUET_MAX_THREADS];
 };
 
 /* Rounded activations (int8, bf16) take the kernels at every width, so
@@ -302,28 +316,108 @@ static int uses_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 	       (j->w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, j->w->type));
 }
 
+/* A job's rows rounded up to whole 16-row groups: the positions of the
+ * jobs' rows end to end, where claims start and regions end. */
+static long padded_rows(const struct duet_matmul_job *j)
+{
+	return ((long)j->w->rows + DUET_R16_ROWS - 1) / DUET_R16_ROWS * DUET_R16_ROWS;
+}
+
+/* The job holding position pos: its index in *ji, its first position
+ * returned. */
+static long job_at(const struct run_args *a, long pos, int *ji)
+{
+	long base = 0;
+	int i = 0;
+	while (pos >= base + padded_rows(&a->jobs[i]))
+		base += padded_rows(&a->jobs[i++]);
+	*ji = i;
+	return base;
+}
+
+/* One claim of region r's rows, from its front for its owner (which so
+ * reads its region as one stream, as the kernels' prefetching expects)
+ * or from its back for another thread (half and a quarter of the rows
+ * left), at least claim_rows, never across two jobs. Job *ji's rows [*n0, *n1)
+ * (empty for a claim of padding); 0 when the region is done. */
+static int take(struct run_args *a, int ith, int r, int *ji, long *n0, long *n1)
+{
+	const long least = a->mm->claim_rows;
+	const int own = r == ith;
+	uint64_t v = atomic_load_explicit(&a->span[r], memory_order_relaxed);
+	for (;;) {
+		long f = (long)(uint32_t)v, b = (long)(v >> 32), s, e, base;
+		if (f >= b)
+			return 0;
+		long want = (b - f) / (own ? CLAIM_OWN_PARTS : CLAIM_PARTS);
+		want = want < least ? least : (want + DUET_R16_ROWS - 1) / DUET_R16_ROWS * DUET_R16_ROWS;
+		uint64_t nv;
+		if (own) {
+			s = f;
+			base = job_at(a, s, ji);
+			e = base + padded_rows(&a->jobs[*ji]);
+			e = e < s + want ? e : s + want;
+			e = e < b ? e : b;
+			nv = (uint64_t)e | (uint64_t)b << 32;
+		} else {
+			e = b;
+			base = job_at(a, e - 1, ji);
+			s = e - want > base ? e - want : base;
+			s = s > f ? s : f;
+			nv = (uint64_t)f | (uint64_t)s << 32;
+		}
+		if (atomic_compare_exchange_weak_explicit(&a->span[r], &v, nv, memory_order_relaxed,
+							  memory_order_relaxed)) {
+			long rows = (long)a->jobs[*ji].w->rows;
+			a->done[ith] += (double)(e - s);
+			*n0 = s - base;
+			*n1 = e - base < rows ? e - base : rows;
+			return 1;
+		}
+	}
+}
+
+/* The next rows for thread ith: from its own region while it lasts, then
+ * from the back of the others'. */
+static int claim(struct run_args *a, int ith, int nth, int *ji, long *n0, long *n1)
+{
+	for (int k = 0; k < nth; k++)
+		if (take(a, ith, (ith + k) % nth, ji, n0, n1))
+			return 1;
+	return 0;
+}
+
+static void run_rows(const struct run_args *a, const struct duet_matmul_job *j, int ith, long n0,
+		     long n1)
+{
+	const struct duet_matmul *mm = a->mm;
+	if (uses_r16(mm, j))
+		run_r16(mm, j, n0, n1, mm->rows16[ith]);
+	else if (uses_kernels(mm, j))
+		run_kernel(mm, j, n0, n1, mm->scratch[ith], mm->rows16[ith]);
+	else
+		run_sgemm(mm, j, n0, n1, mm->scratch[ith], mm->rows16[ith]);
+}
+
 static void run_part(void *arg, int ith, int nth)
 {
 	struct run_args *a = arg;
-	double t0 = duet_now_s();
+	long n0, n1;
+	if (a->claims) {
+		double t0 = duet_now_s();
+		int i;
+		while (claim(a, ith, nth, &i, &n0, &n1))
+			if (n0 < n1)
+				run_rows(a, &a->jobs[i], ith, n0, n1);
+		a->part_s[ith] = duet_now_s() - t0;
+		return;
+	}
 	for (int i = 0; i < a->n_jobs; i++) {
 		const struct duet_matmul_job *j = &a->jobs[i];
-		int kernel = uses_kernels(a->mm, j);
-		long n0, n1;
-		if (a->balanced)
-			duet_split_shares(j->w->rows, ith, nth, 16, a->mm->share, &n0, &n1);
-		else
-			duet_split(j->w->rows, ith, nth, kernel ? 16 : 64, &n0, &n1);
-		if (n0 >= n1)
-			continue;
-		if (uses_r16(a->mm, j))
-			run_r16(a->mm, j, n0, n1, a->mm->rows16[ith]);
-		else if (kernel)
-			run_kernel(a->mm, j, n0, n1, a->mm->scratch[ith], a->mm->rows16[ith]);
-		else
-			run_sgemm(a->mm, j, n0, n1, a->mm->scratch[ith], a->mm->rows16[ith]);
+		duet_split(j->w->rows, ith, nth, uses_kernels(a->mm, j) ? 16 : 64, &n0, &n1);
+		if (n0 < n1)
+			run_rows(a, j, ith, n0, n1);
 	}
-	a->part_s[ith] = duet_now_s() - t0;
 }
 
 static void prepare_rows(const struct run_args *a, long t0, long t1)
@@ -347,32 +441,44 @@ static void prepare_part(void *arg, int ith, int nth)
 
 /* The threads of one machine do not run equally fast: two vCPUs of one
  * VM streamed memory 7-11% apart here, whichever thread ran on the slower
- * (BENCHMARKS.md, 2026-12-05 later), and an even split leaves the faster
- * one waiting at the end of every product. Kernel products are therefore
- * split by shares that follow each thread's measured speed. A row's result
- * does not depend on which thread computes it or with which neighbours
- * (test_kernels checks it bit for bit), so the split never changes the
- * output; sgemm products keep the even split, as OpenBLAS's blocking might
- * depend on the range. */
+ * (BENCHMARKS.md, 2026-12-05 later), and apart by more from one product to
+ * the next. Kernel products therefore give each thread a region of rows
+ * by shares that follow the threads' measured speeds, which it claims
+ * from the front in large pieces (one stream, as the kernels' prefetching
+ * expects); a thread done with its region takes smaller claims from the
+ * back of another's, so no thread waits long at the end of a product. A
+ * row's result does not depend on which thread computes it or with which
+ * neighbours (test_kernels checks it bit for bit), so neither the shares
+ * nor the claims change the output; sgemm products keep the even split,
+ * as OpenBLAS's blocking might depend on the range. */
 void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 		     int n_jobs)
 {
-	struct run_args a = {mm, jobs, n_jobs, NULL, 0, 0, 0, 0, 0, 0, 1, {0}};
+	struct run_args a = {.mm = mm, .jobs = jobs, .n_jobs = n_jobs, .claims = 1};
+	int nth = duet_threadpool_threads(mm->tp);
 	for (int i = 0; i < n_jobs; i++)
-		if (!uses_kernels(mm, &jobs[i]))
-			a.balanced = 0;
-		else {
-			a.x = jobs[i].x;
-			a.T = jobs[i].T;
-			a.K = (int)jobs[i].w->cols;
-			switch (act_of(mm, &jobs[i])) {
-			case DUET_ACT_Q8: a.q8 = 1; break;
-			case DUET_ACT_Q8K: a.q8k = 1; break;
-			case DUET_ACT_BF16:
-			case DUET_ACT_BF16_HI: a.bf16 = 1; break;
-			case DUET_ACT_F32: a.f32 = 1; break;
-			}
+		a.total += padded_rows(&jobs[i]);
+	for (int r = 0; r < nth; r++) {
+		long lo, hi;
+		duet_split_shares(a.total, r, nth, DUET_R16_ROWS, mm->share, &lo, &hi);
+		atomic_init(&a.span[r], (uint64_t)lo | (uint64_t)hi << 32);
+	}
+	for (int i = 0; i < n_jobs; i++) {
+		if (!uses_kernels(mm, &jobs[i])) {
+			a.claims = 0;
+			continue;
 		}
+		a.x = jobs[i].x;
+		a.T = jobs[i].T;
+		a.K = (int)jobs[i].w->cols;
+		switch (act_of(mm, &jobs[i])) {
+		case DUET_ACT_Q8: a.q8 = 1; break;
+		case DUET_ACT_Q8K: a.q8k = 1; break;
+		case DUET_ACT_BF16:
+		case DUET_ACT_BF16_HI: a.bf16 = 1; break;
+		case DUET_ACT_F32: a.f32 = 1; break;
+		}
+	}
 	if (a.f32)
 		duet_panel_pack_f32(a.x, a.K, a.K, a.T, mm->panel);
 	if (a.bf16)
@@ -382,11 +488,12 @@ void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 	else if (a.q8 || a.q8k)
 		duet_threadpool_run(mm->tp, prepare_part, &a);
 	duet_threadpool_run(mm->tp, run_part, &a);
-	int nth = duet_threadpool_threads(mm->tp);
-	if (!a.balanced || nth < 2)
+	if (!a.claims || nth < 2)
 		return;
-	for (int i = 0; i < nth; i++)
+	for (int i = 0; i < nth; i++) {
 		if (a.part_s[i] < BALANCE_MIN_S)
 			return;
-	duet_shares_update(mm->share, a.part_s, nth);
+		a.done[i] /= (double)a.total;
+	}
+	duet_shares_update(mm->share, a.done, a.part_s, nth);
 }

@@ -51,9 +51,12 @@ struct duet_matmul {
 	struct duet_q8a_pair *qa;
 	struct duet_q8k_block *qk;
 	struct duet_bf16x2 *bf;
-	/* Each thread's share of a kernel product's rows: the split follows
+	/* Each thread's share of a kernel product's rows: its region follows
 	 * the threads' measured speeds (see duet_matmul_run). */
 	float share[DUET_MAX_THREADS];
+	/* The fewest rows (a multiple of 16) a thread claims of a kernel
+	 * product at a time; tests make it small to move rows about. */
+	int claim_rows;
 };
 
 /* max_rows: the most activation rows a job will have; max_cols: the widest
