@@ -770,21 +770,6 @@ INLINE void r16_acc_store(const __m512 acc[DUET_R16_SEQS], float *y, int ldy, __
 		_mm512_mask_storeu_ps(y + (size_t)b * ldy, m, acc[b]);
 }
 
-/* Block i's lines of a group's stream pf bytes ahead: its quants, and at
- * a unit's first block the unit's headers (engine/repack.h). */
-INLINE void r16_prefetch(const enum duet_dtype T, const uint8_t *g, int i, int n, size_t pf)
-{
-	const uint8_t *qi = g + duet_r16_quants_at(T, i, n) + pf;
-	_Pragma("GCC unroll 32")
-	for (size_t j = 0; j < duet_r16_block_bytes(T) / 64; j++)
-		PREFETCH(qi + 64 * j);
-	if (i % duet_r16_unit(T) == 0) {
-		_Pragma("GCC unroll 4")
-		for (size_t j = 0; j < duet_r16_unit(T) * duet_r16_head_bytes(T) / 64; j++)
-			PREFETCH(g + duet_r16_heads_at(T, i) + pf + 64 * j);
-	}
-}
-
 /* Rows of activations up to which r16_block keeps one dot product per row
  * in a register (eight weight vectors, eight sums, eight accumulators):
  * batched decode of 4 and 8 sequences 7-18% faster than a row's chain at
@@ -799,18 +784,15 @@ INLINE void r16_prefetch(const enum duet_dtype T, const uint8_t *g, int i, int n
  * panel's corr; Q4_0: -8 x sum, corr / 16) and end as the block's exact
  * sum (the activations' dwords broadcast); then one convert and one fused
  * multiply-add with the two scales' product, block after block, as the
- * scalar definition. r16_block is block i of a slice of a group (at g)
- * against nb activation rows (their pair p, half h), into acc[0..nb),
- * prefetching the stream pf bytes ahead. */
-INLINE void r16_block(const enum duet_dtype T, const uint8_t *g, int i, int n, size_t pf,
+ * scalar definition. r16_block is one block (its 16 headers at heads,
+ * its quants at qi) against nb activation rows (their pair p, half h),
+ * into acc[0..nb). */
+INLINE void r16_block(const enum duet_dtype T, const uint8_t *heads, const uint8_t *qi,
 		      const struct duet_q8a_pair *p, int h, __m512 *acc, const int nb)
 {
-	const uint8_t *qi = g + duet_r16_quants_at(T, i, n);
 	const int lines = (int)duet_r16_block_bytes(T) / 64;
 	const __m512i low = _mm512_set1_epi8(0x0f);
-	const __m256i *si = (const __m256i *)(g + duet_r16_heads_at(T, i));
-	__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256(si));
-	r16_prefetch(T, g, i, n, pf);
+	__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)heads));
 	__m512i w[8];
 	_Pragma("GCC unroll 8")
 	for (int j = 0; j < lines; j++) {
@@ -856,14 +838,29 @@ INLINE void r16_block(const enum duet_dtype T, const uint8_t *g, int i, int n, s
 	}
 }
 
+/* A slice's units one after another (pointers moved along, not offsets
+ * computed per block: the index arithmetic had been a fifth of the
+ * loop's instructions), each unit's lines prefetched R16_AHEAD blocks of
+ * Q8_0 ahead; a unit's two blocks are one q8 pair of the activations. A
+ * short last unit holds one block, its quants after its one header. */
 INLINE void r16_tile(const enum duet_dtype T, const uint8_t *g, int nblk, const void *xv, int B,
 		     float *y, int ldy, __mmask16 m, int add, const int nb)
 {
 	const struct duet_q8a_pair *x = xv;
+	const size_t hb = duet_r16_head_bytes(T), qb = duet_r16_block_bytes(T);
+	const size_t ub = duet_r16_unit_bytes(T), pf = R16_AHEAD * 512;
 	__m512 acc[DUET_R16_SEQS];
 	r16_acc_load(acc, y, ldy, m, add, nb);
-	for (int i = 0; i < nblk; i++)
-		r16_block(T, g, i, nblk, R16_AHEAD * 512, x + (size_t)(i >> 1) * B, i & 1, acc, nb);
+	const uint8_t *u = g;
+	for (int k = 0; k < nblk / 2; k++, u += ub, x += B) {
+		_Pragma("GCC unroll 32")
+		for (size_t j = 0; j < ub / 64; j++)
+			PREFETCH(u + pf + 64 * j);
+		r16_block(T, u, u + 2 * hb, x, 0, acc, nb);
+		r16_block(T, u + hb, u + 2 * hb + qb, x, 1, acc, nb);
+	}
+	if (nblk % 2)
+		r16_block(T, u, u + hb, x, 0, acc, nb);
 	r16_acc_store(acc, y, ldy, m, nb);
 }
 
