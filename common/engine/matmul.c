@@ -27,6 +27,11 @@
  * four-stream kernel), and the part of a region's rows left that its
  * owner and another thread claim at a time (take()). */
 #define CLAIM_ROWS 64
+/* What regions and claims are cut in multiples of: a sequence's
+ * four-stream kernel takes four groups at a time, and one to three groups
+ * left at the end of a claim went through the one-stream kernel (6% of a
+ * decode step's time when claims were cut by groups). */
+#define CLAIM_ALIGN (DUET_R16_ROWS * DUET_R16_STREAMS)
 #define CLAIM_OWN_PARTS 2
 #define CLAIM_PARTS 4
 
@@ -350,7 +355,7 @@ static int take(struct run_args *a, int ith, int r, int *ji, long *n0, long *n1)
 		if (f >= b)
 			return 0;
 		long want = (b - f) / (own ? CLAIM_OWN_PARTS : CLAIM_PARTS);
-		want = want < least ? least : (want + DUET_R16_ROWS - 1) / DUET_R16_ROWS * DUET_R16_ROWS;
+		want = want < least ? least : (want + CLAIM_ALIGN - 1) / CLAIM_ALIGN * CLAIM_ALIGN;
 		uint64_t nv;
 		if (own) {
 			s = f;
@@ -460,7 +465,7 @@ void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 		a.total += padded_rows(&jobs[i]);
 	for (int r = 0; r < nth; r++) {
 		long lo, hi;
-		duet_split_shares(a.total, r, nth, DUET_R16_ROWS, mm->share, &lo, &hi);
+		duet_split_shares(a.total, r, nth, CLAIM_ALIGN, mm->share, &lo, &hi);
 		atomic_init(&a.span[r], (uint64_t)lo | (uint64_t)hi << 32);
 	}
 	for (int i = 0; i < n_jobs; i++) {
