@@ -27,13 +27,13 @@
  * four-stream kernel), and the part of a region's rows left that its
  * owner and another thread claim at a time (take()). */
 #define CLAIM_ROWS 64
+#define CLAIM_OWN_PARTS 2
+#define CLAIM_PARTS 4
 /* What regions and claims are cut in multiples of: a sequence's
  * four-stream kernel takes four groups at a time, and one to three groups
  * left at the end of a claim went through the one-stream kernel (6% of a
  * decode step's time when claims were cut by groups). */
 #define CLAIM_ALIGN (DUET_R16_ROWS * DUET_R16_STREAMS)
-#define CLAIM_OWN_PARTS 2
-#define CLAIM_PARTS 4
 
 int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 		     const struct duet_kernels *k, enum duet_qdot qdot, int max_rows,
@@ -291,7 +291,7 @@ struct run_args {
 	int claims; /* every job takes the kernels: rows handed out by claim() */
 	/* Each thread's region of the jobs' rows end to end (each job padded
 	 * to whole groups): its unclaimed positions [front, back), as front |
-	 * back << 32. */
+	 * back << 32 (a layer's products hold far fewer than 2^32 rows). */
 	_Atomic uint64_t span[DUET_MAX_THREADS];
 	long total; /* positions of all the regions */
 	/* what each thread did: positions claimed, seconds in run_part */
@@ -340,10 +340,10 @@ static long job_at(const struct run_args *a, long pos, int *ji)
 	return base;
 }
 
-/* One claim of region r's rows, from its front for its owner (which so
- * reads its region as one stream, as the kernels' prefetching expects)
- * or from its back for another thread (half and a quarter of the rows
- * left), at least claim_rows, never across two jobs. Job *ji's rows [*n0, *n1)
+/* Thread ith's claim of region r's rows: from its front if the region is
+ * its own (which it so reads as one stream, as the kernels' prefetching
+ * expects), else from its back; half or a quarter of the rows left, at
+ * least claim_rows, never across two jobs. Job *ji's rows [*n0, *n1)
  * (empty for a claim of padding); 0 when the region is done. */
 static int take(struct run_args *a, int ith, int r, int *ji, long *n0, long *n1)
 {
