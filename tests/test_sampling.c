@@ -22,6 +22,19 @@ static void test_greedy_and_argmax(void **st)
 	(void)st;
 	float l[6] = {0.5f, 3.0f, -1.0f, 3.0f, 2.9f, 0};
 	assert_int_equal(duet_argmax(l, 6), 1); /* lowest index on ties */
+	/* Past the scan's lanes (the maximum in the tail, then in a lane and
+	 * tied in the tail), NaN never winning, and x[0] when it is NaN
+	 * (nothing compares above NaN): what a plain scan with > gives. */
+	float v[53];
+	for (int i = 0; i < 53; i++)
+		v[i] = (float)(i % 5);
+	v[7] = NAN, v[20] = NAN;
+	v[50] = 9;
+	assert_int_equal(duet_argmax(v, 53), 50);
+	v[3] = 9;
+	assert_int_equal(duet_argmax(v, 53), 3);
+	v[0] = NAN;
+	assert_int_equal(duet_argmax(v, 53), 0);
 	struct duet_sampler s;
 	sampler(&s, 0, 0, 1, 1, 6);
 	float c[6];

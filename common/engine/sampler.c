@@ -175,13 +175,34 @@ static void fill_logprobs(const struct duet_sampler *s, const float *l, struct d
 		lp->top[j] = (float)(lp->top[j] - *lse);
 }
 
+/* Lanes of the running maximum: one compare-and-keep chain per lane, so
+ * that a vocabulary's scan is not one chain of dependent compares (128K
+ * logits of a Llama 3 vocabulary per sequence and step, on the step's
+ * critical path). */
+#define ARGMAX_LANES 16
+
+/* The first index of the largest value, as a plain scan with > gives:
+ * NaN never wins, and a NaN x[0] is kept (nothing compares above it). */
 int duet_argmax(const float *x, int n)
 {
-	int best = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
+	if (n < 1)
+		return 0;
+	float m[ARGMAX_LANES];
+	for (int j = 0; j < ARGMAX_LANES; j++)
+		m[j] = x[0];
+	int i = 0;
+	for (; i + ARGMAX_LANES <= n; i += ARGMAX_LANES)
+		for (int j = 0; j < ARGMAX_LANES; j++)
+			m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+	float mx = x[0];
+	for (int j = 0; j < ARGMAX_LANES; j++)
+		mx = m[j] > mx ? m[j] : mx;
+	for (; i < n; i++)
+		mx = x[i] > mx ? x[i] : mx;
+	for (i = 0; i < n; i++)
+		if (x[i] == mx)
+			return i;
+	return 0; /* x[0] is NaN and nothing is above it */
 }
 
 /* Descending probability; equal probabilities by ascending id, so the
