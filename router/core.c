@@ -784,6 +784,16 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 	struct rreq *q = find_req(r, id);
 	if (!q)
 		return; /* ended already (cancelled, failed, stopped) */
+	if (i != q->pnode && i != q->dnode) {
+		/* From a placement the request has left: a node declared dead
+		 * that came back and now gives up the request's KV (a cancelled
+		 * Finish or an Error), or a reservation the router withdrew.
+		 * Taken for the current placement's, it ended or moved a request
+		 * that was streaming elsewhere (a 503 in test-cluster's link-down). */
+		duet_log(DUET_LOG_DEBUG, q->id, "a %s from %s, which no longer holds it: ignored",
+			 duet_wire_body_name(m->body_case), peer);
+		return;
+	}
 	switch (m->body_case) {
 	case DUET__MSG__BODY_RESERVE_REPLY:
 		if (q->state == RQ_RESERVING)

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1078,7 +1079,7 @@ static void test_concurrent_streams(void **state)
 struct bg_req {
 	char *body;
 	struct tu_buf b;
-	long status;
+	_Atomic long status; /* the HTTP status once the stream has ended */
 };
 
 static void *bg_post(void *arg)
@@ -1505,6 +1506,44 @@ static int cluster_node(const char *name, long long *report_age_ms)
 	return alive;
 }
 
+/* This process as a node registered by hand (a prefill node of one KV
+ * block, reporting every report_ms), acknowledged by the router. */
+static void fake_node(const char *name, int report_ms, void **ctx, void **sock)
+{
+	struct duet_err err;
+	*ctx = zmq_ctx_new();
+	*sock = NULL;
+	struct duet_zsock_opts o = {.identity = name, .heartbeat_ms = report_ms,
+				    .peer_timeout_ms = DUET_MISSED_REPORTS * report_ms};
+	if (duet_zsock(*ctx, ZMQ_DEALER, router_ctl, 0, &o, sock, &err))
+		fail_msg("%s", err.msg);
+	Duet__Hello h = DUET__HELLO__INIT;
+	h.role = DUET__ROLE__ROLE_PREFILL;
+	h.name = (char *)name;
+	h.model_digest = M->digest;
+	h.kv_endpoint = "";
+	h.kv_public_key = "";
+	h.threads = 1;
+	h.kv_blocks = 1;
+	h.block_tokens = 16;
+	h.ctx_len = (uint32_t)M->cfg.ctx_len;
+	h.vocab_size = (uint32_t)M->cfg.vocab_size;
+	h.report_ms = (uint32_t)report_ms;
+	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_HELLO, &h);
+	assert_int_equal(duet_zsend(*sock, NULL, &m, NULL, 0, &err), 0);
+	int acked = 0;
+	for (int k = 0; k < 100 && !acked; k++) {
+		zmq_pollitem_t it = {*sock, 0, ZMQ_POLLIN, 0};
+		if (zmq_poll(&it, 1, 100) <= 0)
+			continue;
+		struct duet_inmsg in;
+		if (duet_zrecv(*sock, 0, &in, &err) > 0)
+			acked = in.m->body_case == DUET__MSG__BODY_HELLO_ACK;
+		duet_inmsg_close(&in);
+	}
+	assert_true(acked);
+}
+
 /* A node busy computing (its thread silent: no load reports, no replies)
  * is not a dead node: ZeroMQ's I/O thread keeps its heartbeats going. Here
  * the node is this process, registered by hand, whose thread simply stops
@@ -1514,38 +1553,10 @@ static void test_busy_node_stays_alive(void **state)
 {
 	(void)state;
 	enum { REPORT_MS = 50, SILENT_INTERVALS = 10 };
-	void *ctx = zmq_ctx_new(), *sock = NULL;
+	void *ctx, *sock;
+	fake_node("busy-0", REPORT_MS, &ctx, &sock);
 	struct duet_err err;
-	struct duet_zsock_opts o = {.identity = "busy-0", .heartbeat_ms = REPORT_MS,
-				    .peer_timeout_ms = DUET_MISSED_REPORTS * REPORT_MS};
-	if (duet_zsock(ctx, ZMQ_DEALER, router_ctl, 0, &o, &sock, &err))
-		fail_msg("%s", err.msg);
-	Duet__Hello h = DUET__HELLO__INIT;
-	h.role = DUET__ROLE__ROLE_PREFILL;
-	h.name = "busy-0";
-	h.model_digest = M->digest;
-	h.kv_endpoint = "";
-	h.kv_public_key = "";
-	h.threads = 1;
-	h.kv_blocks = 1;
-	h.block_tokens = 16;
-	h.ctx_len = (uint32_t)M->cfg.ctx_len;
-	h.vocab_size = (uint32_t)M->cfg.vocab_size;
-	h.report_ms = REPORT_MS;
-	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_HELLO, &h);
-	assert_int_equal(duet_zsend(sock, NULL, &m, NULL, 0, &err), 0);
-	/* The HelloAck, then one report: alive and reporting. */
-	int acked = 0;
-	for (int k = 0; k < 100 && !acked; k++) {
-		zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-		if (zmq_poll(&it, 1, 100) <= 0)
-			continue;
-		struct duet_inmsg in;
-		if (duet_zrecv(sock, 0, &in, &err) > 0)
-			acked = in.m->body_case == DUET__MSG__BODY_HELLO_ACK;
-		duet_inmsg_close(&in);
-	}
-	assert_true(acked);
+	Duet__Msg m;
 	Duet__LoadReport l = DUET__LOAD_REPORT__INIT;
 	l.seq = 1;
 	l.kv_blocks_total = l.kv_blocks_free = 1;
@@ -1577,6 +1588,65 @@ static void test_busy_node_stays_alive(void **state)
 	assert_int_equal(alive, 0);
 	/* The real nodes went on serving. */
 	stream_matches(16, 4242);
+}
+
+/* A node that no longer holds a request cannot end or move it: a decode
+ * node declared dead that comes back gives up the request's KV with a
+ * cancelled Finish or an Error, after the router placed the request
+ * elsewhere (test-cluster's link-down once ended such a stream with a
+ * 503). Here, once a long stream runs on the real nodes, a node registered
+ * by hand that holds nothing sends both for every request id: the stream
+ * still gets its whole text. */
+struct long_stream {
+	int t[23];
+	struct tu_buf b;
+	_Atomic long status; /* the HTTP status once the stream has ended */
+};
+
+static void *long_stream_run(void *arg)
+{
+	struct long_stream *ls = arg;
+	char *body = ids_body(ls->t, 23, 400, "{\"stream\":true,\"ignore_eos\":true}");
+	ls->status = http("POST", "/v1/completions", body, &ls->b);
+	free(body);
+	return NULL;
+}
+
+static void test_stale_node_messages(void **state)
+{
+	(void)state;
+	struct long_stream ls = {.b = {NULL, 0}};
+	atomic_init(&ls.status, 0);
+	tu_random_prompt(ls.t, 23, 5151);
+	pthread_t th;
+	pthread_create(&th, NULL, long_stream_run, &ls);
+	usleep(20 * 1000); /* placed on the real nodes before the stranger exists */
+	void *ctx, *sock;
+	fake_node("stale-0", 50, &ctx, &sock);
+	struct duet_err err;
+	int sent = 0;
+	for (int round = 0; round < 50 && !ls.status; round++)
+		for (uint64_t id = 1; id < 200; id++, sent++) {
+			Duet__Finish f = DUET__FINISH__INIT;
+			f.request_id = id;
+			f.reason = DUET__FINISH_REASON__FINISH_CANCELLED;
+			Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_FINISH, &f);
+			assert_int_equal(duet_zsend(sock, NULL, &m, NULL, 0, &err), 0);
+			assert_int_equal(duet_zsend_error(sock, NULL, id, DUET__ERROR_CODE__ERR_INTERNAL,
+							  "stale", &err),
+					 0);
+		}
+	pthread_join(th, NULL);
+	zmq_close(sock);
+	zmq_ctx_term(ctx);
+	assert_true(sent > 0);
+	assert_int_equal(ls.status, 200);
+	char got[65536];
+	read_sse(ls.b.p, 0, got, sizeof got, NULL, 0);
+	free(ls.b.p);
+	struct tu_gen ref;
+	reference_eos(ls.t, 23, 400, 1, &ref);
+	assert_string_equal(got, ref.text);
 }
 
 /* SIGTERM: every process exits 0 with no sanitizer report in its log. */
@@ -1627,6 +1697,7 @@ int main(void)
 		cmocka_unit_test(test_prefill_failover),
 		cmocka_unit_test(test_health_follows_decode_nodes),
 		cmocka_unit_test(test_busy_node_stays_alive),
+		cmocka_unit_test(test_stale_node_messages),
 		cmocka_unit_test(test_clean_exit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
