@@ -51,6 +51,14 @@ INLINE __mmask16 tail_mask(int r)
 
 /* A tile's result: the sum over its K, or added to what earlier slices of
  * K left (add). */
+/* One block's exact integer sums (a lane per weight row) into the
+ * accumulators as the integer kernels' definition has it: acc +
+ * float(sum) x (the rows' weight scales ws x the activations' scale d). */
+INLINE __m512 acc_block(__m512 acc, __m512i sum, __m512 ws, float d)
+{
+	return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(ws, _mm512_set1_ps(d)), acc);
+}
+
 INLINE void store(float *y, float v, int add)
 {
 	*y = add ? *y + v : v;
@@ -593,8 +601,7 @@ INLINE void step_q6_k(const uint8_t *w, struct tgeo g, const struct duet_q8k_blo
 			for (int i = 0; i < 4; i++)
 				ai = _mm512_dpwssd_epi32(ai, _mm512_maddubs_epi16(
 							q[i], _mm512_load_si512(a->q + 64 * i)), s[i]);
-			acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai),
-						    _mm512_mul_ps(d, _mm512_set1_ps(a->d)), acc[r][b]);
+			acc[r][b] = acc_block(acc[r][b], ai, d, a->d);
 		}
 	}
 }
@@ -822,10 +829,8 @@ INLINE void r16_block(const enum duet_dtype T, const uint8_t *heads, const uint8
 			}
 		}
 		_Pragma("GCC unroll 8")
-		for (int b = 0; b < nb; b++) {
-			__m512 d = _mm512_mul_ps(ws, _mm512_set1_ps(p[b].d[8 * h]));
-			acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp[b]), d, acc[b]);
-		}
+		for (int b = 0; b < nb; b++)
+			acc[b] = acc_block(acc[b], dp[b], ws, p[b].d[8 * h]);
 		return;
 	}
 	_Pragma("GCC unroll 16")
@@ -833,8 +838,7 @@ INLINE void r16_block(const enum duet_dtype T, const uint8_t *heads, const uint8
 		const struct duet_q8a_pair *a = p + b;
 		int32_t corr = a->corr[8 * h];
 		__m512i dp = dot8(w, a->q + 32 * h, T == DUET_Q8_0 ? corr : corr / 16);
-		__m512 d = _mm512_mul_ps(ws, _mm512_set1_ps(a->d[8 * h]));
-		acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), d, acc[b]);
+		acc[b] = acc_block(acc[b], dp, ws, a->d[8 * h]);
 	}
 }
 
@@ -1106,8 +1110,7 @@ INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 			for (int b = 0; b < nb; b++) {
 				const struct duet_q8k_block *a = p + b;
 				__m512i dp = dot8(nib, a->q + duet_q8k_pos(32 * c), 0);
-				acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
-							 _mm512_mul_ps(dsc[c], _mm512_set1_ps(a->d)), acc[b]);
+				acc[b] = acc_block(acc[b], dp, dsc[c], a->d);
 			}
 		}
 	}
@@ -1194,14 +1197,13 @@ INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16
 			}
 		}
 	}
-	const __m512 da = _mm512_set1_ps(p->d[8 * hh]);
 	_Pragma("GCC unroll 4")
 	for (int g = 0; g < DUET_R16_STREAMS; g++) {
 		const uint8_t *h = q[g] + duet_r16_heads_at(T, i);
 		if (i % duet_r16_unit(T) == 0)
 			PREFETCH(h + R16X4_AHEAD); /* the unit's headers: one line */
 		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
-		acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp[g]), _mm512_mul_ps(ws, da), acc[g]);
+		acc[g] = acc_block(acc[g], dp[g], ws, p->d[8 * hh]);
 	}
 }
 
