@@ -461,14 +461,8 @@ void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 {
 	struct run_args a = {.mm = mm, .jobs = jobs, .n_jobs = n_jobs, .claims = 1};
 	int nth = duet_threadpool_threads(mm->tp);
-	for (int i = 0; i < n_jobs; i++)
-		a.total += padded_rows(&jobs[i]);
-	for (int r = 0; r < nth; r++) {
-		long lo, hi;
-		duet_split_shares(a.total, r, nth, CLAIM_ALIGN, mm->share, &lo, &hi);
-		atomic_init(&a.span[r], (uint64_t)lo | (uint64_t)hi << 32);
-	}
 	for (int i = 0; i < n_jobs; i++) {
+		a.total += padded_rows(&jobs[i]);
 		if (!uses_kernels(mm, &jobs[i])) {
 			a.claims = 0;
 			continue;
@@ -483,6 +477,11 @@ void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 		case DUET_ACT_BF16_HI: a.bf16 = 1; break;
 		case DUET_ACT_F32: a.f32 = 1; break;
 		}
+	}
+	for (int r = 0; a.claims && r < nth; r++) {
+		long lo, hi;
+		duet_split_shares(a.total, r, nth, CLAIM_ALIGN, mm->share, &lo, &hi);
+		atomic_init(&a.span[r], (uint64_t)lo | (uint64_t)hi << 32);
 	}
 	if (a.f32)
 		duet_panel_pack_f32(a.x, a.K, a.K, a.T, mm->panel);
