@@ -785,11 +785,12 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 	if (!q)
 		return; /* ended already (cancelled, failed, stopped) */
 	if (i != q->pnode && i != q->dnode) {
-		/* From a placement the request has left: a node declared dead
-		 * that came back and now gives up the request's KV (a cancelled
-		 * Finish or an Error), or a reservation the router withdrew.
-		 * Taken for the current placement's, it ended or moved a request
-		 * that was streaming elsewhere (a 503 in test-cluster's link-down). */
+		/* From a node outside the request's placement. Late messages of
+		 * an earlier placement cannot get here (each placement after the
+		 * first has a fresh wire id, forget_wid); this keeps a registered
+		 * node that speaks a current id it does not hold (a bug, or a
+		 * hostile peer guessing the sequential ids) from ending or
+		 * moving a request streaming elsewhere. */
 		duet_log(DUET_LOG_DEBUG, q->id, "a %s from %s, which no longer holds it: ignored",
 			 duet_wire_body_name(m->body_case), peer);
 		return;

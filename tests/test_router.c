@@ -1590,13 +1590,12 @@ static void test_busy_node_stays_alive(void **state)
 	stream_matches(16, 4242);
 }
 
-/* A node that no longer holds a request cannot end or move it: a decode
- * node declared dead that comes back gives up the request's KV with a
- * cancelled Finish or an Error, after the router placed the request
- * elsewhere (test-cluster's link-down once ended such a stream with a
- * 503). Here, once a long stream runs on the real nodes, a node registered
- * by hand that holds nothing sends both for every request id: the stream
- * still gets its whole text. */
+/* A node outside a request's placement cannot end or move it, even with
+ * the request's current wire id: once a long stream runs on the real
+ * nodes, a node registered by hand that holds nothing sends a cancelled
+ * Finish and an Error for every request id, and the stream still gets its
+ * whole text (without the router's check it ended with a 503, "the
+ * request was cancelled by a node"). */
 struct long_stream {
 	int t[23];
 	struct tu_buf b;
