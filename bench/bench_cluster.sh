@@ -34,7 +34,11 @@
 #   SWEEP     rate multipliers [1,2,3,4,5]
 #   LENGTH    --length-scale of the Azure traces [0.5]
 #   MOONCAKE_LENGTH  --length-scale of Mooncake traces (prompts of 7-20k) [0.1]
-#   CHUNK     max-batch-tokens of every node (the colocated prefill chunk) [64]
+#   CHUNK     max-batch-tokens of every decode node (the chunk of a prefill
+#             mixed with running streams, colocated or local) [64]
+#   PREFILL_CHUNK  max-batch-tokens of the prefill node: it runs no streams,
+#             so its passes need not be short; longer passes run nearer the
+#             sgemm ceiling (BENCHMARKS.md, 2026-12-05 seventh) [512]
 #   SLO_TTFT_X  the TTFT SLO as a multiple of colocated's unloaded TTFT [5]
 #   SLO_TBT_X   the TBT SLO as a multiple of colocated's unloaded TBT [3:
 #             the bound, no looser than 3x the unloaded step]
@@ -61,6 +65,7 @@ SWEEP=${SWEEP:-1,2,3,4,5}
 LENGTH=${LENGTH:-0.5}
 MOONCAKE_LENGTH=${MOONCAKE_LENGTH:-0.1}
 CHUNK=${CHUNK:-64}
+PREFILL_CHUNK=${PREFILL_CHUNK:-512}
 SLO_TTFT_X=${SLO_TTFT_X:-5}
 SLO_TBT_X=${SLO_TBT_X:-3}
 ROUTER_SLO=${ROUTER_SLO:-1}
@@ -99,7 +104,8 @@ start_up() { # name, then duet up options
 	# every node ran on AUX_CPU and the other CPUs idled).
 	$PIN "$DUET" up --model "$MODEL" --port $PORT --dir "$OUT/$name-run" \
 		--node-cpus "0-$(($(nproc) - 1))" --kv-prefault \
-		--node-arg=--max-batch-tokens=$CHUNK "$@" >"$log" 2>&1 &
+		--decode-arg=--max-batch-tokens=$CHUNK --prefill-arg=--max-batch-tokens=$PREFILL_CHUNK \
+		"$@" >"$log" 2>&1 &
 	up_pid=$!
 	for _ in $(seq 1 600); do
 		grep -q '^duet up: serving' "$log" && return 0
@@ -254,7 +260,7 @@ summarize() { # trace dir
 mkdir -p "$OUT"
 nproc_=$(nproc)
 echo "machine: $nproc_ CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "model: $MODEL; chunk $CHUNK tokens; $REQUESTS requests per rate from ${START}s; $REPEAT repetitions"
+echo "model: $MODEL; chunk $CHUNK tokens (prefill node $PREFILL_CHUNK); $REQUESTS requests per rate from ${START}s; $REPEAT repetitions"
 if [ "$NETNS" = 1 ]; then
 	hosts_init
 else

@@ -16,7 +16,7 @@
 # The load generator runs in the caller's namespace (on the bridge,
 # 10.78.0.1), on AUX_CPU.
 #
-# Uses from bench_cluster.sh: BUILD, MODEL, OUT, CHUNK, UP_TRACE, AUX_CPU.
+# Uses from bench_cluster.sh: BUILD, MODEL, OUT, CHUNK, PREFILL_CHUNK, UP_TRACE, AUX_CPU.
 # Environment: CPU_PREFILL [1.0], CPU_DECODE [0.5], CPU_COLOCATED [half
 # their sum], CG_PERIOD_US: the quota's period [10000; short, so that a
 # throttled node pauses for milliseconds, not the default 100 ms period's
@@ -127,9 +127,10 @@ host_run() {
 }
 
 host_node() { # HOST ROLE(prefill|decode) CPU DIR
-	local h=$1 role=$2 cpu=$3 dir=$4
+	local h=$1 role=$2 cpu=$3 dir=$4 chunk=$CHUNK
+	[ "$role" = prefill ] && chunk=$PREFILL_CHUNK
 	local args=(--model "$MODEL" --name "$h" --router "tcp://$NET.${IP[router]}:5555"
-		--threads 1 --cpus "$cpu" --kv-mb 2048 --kv-prefault=true --max-batch-tokens="$CHUNK"
+		--threads 1 --cpus "$cpu" --kv-mb 2048 --kv-prefault=true --max-batch-tokens="$chunk"
 		--curve-key "$KEYS/$h.key" --curve-router-key "$KEYS/router.pub")
 	if [ "$role" = decode ]; then
 		args+=(--kv-endpoint "tcp://$NET.${IP[$h]}:5601" --curve-allow "$KEYS/prefill.allow")

@@ -35,7 +35,8 @@
 #   START     trace seconds skipped [600]     REQUESTS  requests per rate [30]
 #   RATE      rate at multiplier 1, req/s [0.3]   SWEEP  multipliers [1,2,3]
 #   LENGTH    --length-scale [0.5, Mooncake traces 0.1]
-#   CHUNK     max-batch-tokens of every node [64]
+#   CHUNK     max-batch-tokens of every node, prefill nodes too (the profile
+#             has one chunk) [64]
 #   REPEAT    measured repetitions of each configuration's sweep [1]; with
 #             more, the table shows their mean and range and counts the
 #             figures whose repetitions differ by more than the tolerance
@@ -99,7 +100,7 @@ else
 	# (LENGTH is this script's value in both: the trace's kind chose it)
 	# shellcheck disable=SC2097,SC2098
 	TRACES=$TRACE START=$START REQUESTS=$REQUESTS RATE=$RATE SWEEP=$SWEEP LENGTH=$LENGTH \
-		MOONCAKE_LENGTH=$LENGTH CHUNK=$CHUNK REPEAT=$REPEAT OUT=$OUT/measured UP_TRACE=1 \
+		MOONCAKE_LENGTH=$LENGTH CHUNK=$CHUNK PREFILL_CHUNK=$CHUNK REPEAT=$REPEAT OUT=$OUT/measured UP_TRACE=1 \
 		bench/bench_cluster.sh "$BUILD" "$MODEL" "$TRACES_DIR" | sed 's/^/   /'
 
 	echo "== profiles after the runs"

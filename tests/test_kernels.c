@@ -241,11 +241,11 @@ static void test_matmul(void **st)
 }
 
 /* Activation rows [0, B) of x (K floats apart) quantized as the 16-row
- * kernels of type t take them (q8 pairs; Q4_K: q8k blocks) into a panel
+ * kernels of type t take them (q8 pairs; Q4_K, Q6_K: q8k blocks) into a panel
  * of B rows, and what that panel holds back in floats (xq, may be NULL). */
 static void *r16_panel(enum duet_dtype t, const float *x, int K, int B, float *xq)
 {
-	if (t == DUET_Q4_K) {
+	if (duet_dtype_kquant(t)) {
 		struct duet_q8k_block *p = aligned_alloc(64, sizeof *p * duet_panel_q8k_blocks(K, B));
 		for (int b = 0; b < B; b++) {
 			duet_quant_q8k_ref(x + (size_t)b * K, K, p, B, b);
@@ -263,7 +263,7 @@ static void *r16_panel(enum duet_dtype t, const float *x, int K, int B, float *x
 	return p;
 }
 
-/* Q8_0, Q4_0 and Q4_K in 16-row groups (engine/repack.h): packing is
+/* Q8_0, Q4_0, Q4_K and Q6_K in 16-row groups (engine/repack.h): packing is
  * undone exactly; every table's packing and 16-row kernel give the scalar
  * definition's bytes and floats bit for bit (odd block counts, short
  * groups, 1 to 8 activation rows, continuing y or not); and a matmul over
@@ -279,7 +279,7 @@ static void r16x4_check(const struct duet_kernels *kt, enum duet_dtype t, const 
 			size_t rb, int K, const float *x, int i0, int n)
 {
 	void *xa = r16_panel(t, x, K, 1, NULL);
-	const void *xs = t == DUET_Q4_K ? (const void *)((struct duet_q8k_block *)xa + i0)
+	const void *xs = duet_dtype_kquant(t) ? (const void *)((struct duet_q8k_block *)xa + i0)
 					: (const void *)((struct duet_q8a_pair *)xa + i0 / 2);
 	uint8_t *q[DUET_R16_STREAMS];
 	float got[DUET_R16_STREAMS][DUET_R16_ROWS], want[DUET_R16_STREAMS][DUET_R16_ROWS];
@@ -314,7 +314,7 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 	const int N = 9 * DUET_R16_ROWS + 5, BMAX = 17, S = DUET_R16_SEQS, V = duet_r16_values(t);
 	struct duet_err err;
 	for (int ki = 0; ki < 3; ki++) {
-		int K = t == DUET_Q4_K ? Kk[ki] : Ks[ki], nb = K / V;
+		int K = duet_dtype_kquant(t) ? Kk[ki] : Ks[ki], nb = K / V;
 		size_t rb = duet_row_bytes(t, K);
 		float *wf = malloc(sizeof(float) * (size_t)N * K);
 		uint8_t *w = malloc(rb * N), *wp = malloc(rb * N), *row = malloc(rb);
@@ -337,8 +337,8 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		void *xa = r16_panel(t, x, K, S, NULL);
 		float *yr = malloc(sizeof(float) * S * 20), *ym = malloc(sizeof(float) * S * 20);
 		/* the kernels start at an even block of q8 pairs */
-		int i0 = nb > 2 ? (t == DUET_Q4_K ? 1 : 2) : 0, n = nb - i0;
-		const void *xs = t == DUET_Q4_K ? (const void *)((struct duet_q8k_block *)xa + i0 * S)
+		int i0 = nb > 2 ? duet_r16_unit(t) : 0, n = nb - i0;
+		const void *xs = duet_dtype_kquant(t) ? (const void *)((struct duet_q8k_block *)xa + i0 * S)
 						: (const void *)((struct duet_q8a_pair *)xa + i0 / 2 * S);
 		for (int ii = 0; ii < 3; ii++) {
 			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
@@ -529,6 +529,7 @@ static void test_r16(void **st)
 	r16_type(DUET_Q8_0, tp);
 	r16_type(DUET_Q4_0, tp);
 	r16_type(DUET_Q4_K, tp);
+	r16_type(DUET_Q6_K, tp);
 	duet_threadpool_destroy(tp);
 }
 

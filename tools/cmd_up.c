@@ -25,7 +25,7 @@
 #include "net/curve.h"
 
 #define UP_MAX_NODES 32
-#define UP_MAX_EXTRA 16 /* --node-arg / --router-arg each */
+#define UP_MAX_EXTRA 16 /* --node-arg, --decode-arg, --prefill-arg, --router-arg each */
 #define UP_READY_TIMEOUT_S 300
 #define UP_DEFAULT_SHAPE "stories110m"
 #define UP_MAX_ARGS 64
@@ -90,6 +90,10 @@ static void usage(FILE *f)
 		"                      --node-arg=--max-batch-tokens=128 (repeatable, up to %d)\n"
 		"      --decode-arg ARG pass ARG to every decode node only, e.g.\n"
 		"                      --decode-arg=--spec-lookup=3 (repeatable, up to 16)\n"
+		"      --prefill-arg ARG pass ARG to every prefill node only, e.g.\n"
+		"                      --prefill-arg=--max-batch-tokens=512, a prefill node's\n"
+		"                      forward passes longer than decode nodes' chunks, as it\n"
+		"                      runs no streams (repeatable, up to 16)\n"
 		"      --router-arg ARG pass ARG to the router, e.g. --router-arg=--local-max-prompt=0\n"
 		"      --curve         encrypt and authenticate every ZeroMQ link: key pairs for\n"
 		"                      each daemon go to DIR/keys, every node key on one allow-list\n"
@@ -319,8 +323,9 @@ int cmd_up(int argc, char **argv)
 {
 	const char *model = NULL, *policy = "length-aware", *host = "127.0.0.1", *dir_opt = NULL;
 	long n_prefill = 1, n_decode = 1, port = 8080, threads = 1, kv_mb = 2048;
-	char *node_extra[UP_MAX_EXTRA], *router_extra[UP_MAX_EXTRA], *decode_extra[UP_MAX_EXTRA];
-	int n_node_extra = 0, n_router_extra = 0, n_decode_extra = 0, curve = 0, trace = 0,
+	char *node_extra[UP_MAX_EXTRA], *router_extra[UP_MAX_EXTRA], *decode_extra[UP_MAX_EXTRA],
+		*prefill_extra[UP_MAX_EXTRA];
+	int n_node_extra = 0, n_router_extra = 0, n_decode_extra = 0, n_prefill_extra = 0, curve = 0, trace = 0,
 	    no_restart = 0, prefault = 0;
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'}, {"prefill", required_argument, 0, 'P'},
@@ -329,7 +334,7 @@ int cmd_up(int argc, char **argv)
 		{"threads", required_argument, 0, 't'}, {"kv-mb", required_argument, 0, 'k'},
 		{"dir", required_argument, 0, 'd'},   {"help", no_argument, 0, 'h'},
 		{"node-arg", required_argument, 0, 'N'}, {"router-arg", required_argument, 0, 'R'},
-		{"decode-arg", required_argument, 0, 'A'},
+		{"decode-arg", required_argument, 0, 'A'}, {"prefill-arg", required_argument, 0, 'F'},
 		{"curve", no_argument, 0, 'C'}, {"trace", no_argument, 0, 'T'},
 		{"no-restart", no_argument, 0, 'n'}, {"node-cpus", required_argument, 0, 'c'},
 		{"kv-prefault", no_argument, 0, 'K'},
@@ -361,11 +366,16 @@ int cmd_up(int argc, char **argv)
 		}
 		case 'N':
 		case 'R':
-		case 'A': {
-			int *cnt = ch == 'N' ? &n_node_extra : ch == 'R' ? &n_router_extra : &n_decode_extra;
-			char **arr = ch == 'N' ? node_extra : ch == 'R' ? router_extra : decode_extra;
+		case 'A':
+		case 'F': {
+			int *cnt = ch == 'N'   ? &n_node_extra
+				   : ch == 'R' ? &n_router_extra
+				   : ch == 'A' ? &n_decode_extra
+					       : &n_prefill_extra;
+			char **arr = ch == 'N' ? node_extra : ch == 'R' ? router_extra : ch == 'A' ? decode_extra : prefill_extra;
 			if (*cnt == UP_MAX_EXTRA)
-				return cli_fail("up", "at most %d of each of --node-arg, --decode-arg and --router-arg",
+				return cli_fail("up",
+						"at most %d of each of --node-arg, --decode-arg, --prefill-arg and --router-arg",
 						UP_MAX_EXTRA);
 			arr[(*cnt)++] = optarg;
 			break;
@@ -463,7 +473,9 @@ int cmd_up(int argc, char **argv)
 			append_args(nargv, t, 1);
 		}
 		append_args(nargv, node_extra, n_node_extra);
-		if (!is_prefill)
+		if (is_prefill)
+			append_args(nargv, prefill_extra, n_prefill_extra);
+		else
 			append_args(nargv, decode_extra, n_decode_extra);
 		if (child_init(&kids[n], name, nargv)) {
 			stop_all(kids, n);

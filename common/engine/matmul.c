@@ -13,7 +13,7 @@
  * waking the pool costs more than the work. */
 #define QUANT_PARALLEL_ROWS 8
 /* The 16-row kernels over batches wider than one pass (DUET_R16_SEQS
- * rows): K in slices of this many values (whole q8 pairs and Q4_K blocks),
+ * rows): K in slices of this many values (whole units of every type),
  * so a group's slice (16 x 2048 values, 34 KiB of Q8_0) stays in L1/L2
  * while R16_BATCH activation rows pass it, and their slice stays in L2. */
 #define R16_SLICE 2048
@@ -167,10 +167,10 @@ static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_jo
 }
 
 /* The activations of blocks [k0, ...) of row b as the 16-row kernels take
- * them: q8 pairs (Q8_0, Q4_0; k0 even) or q8k blocks (Q4_K). */
+ * them: q8 pairs (Q8_0, Q4_0; k0 even) or q8k blocks (Q4_K, Q6_K). */
 static const void *r16_act(const struct duet_matmul *mm, enum duet_dtype t, int k0, int B, int b)
 {
-	if (t == DUET_Q4_K)
+	if (duet_r16_values(t) == DUET_QK)
 		return mm->qk + (size_t)k0 * B + b;
 	return mm->qa + (size_t)(k0 / 2) * B + b;
 }
@@ -224,7 +224,9 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 	int N = (int)w->rows, blocks = (int)(w->cols / V), B = j->T;
 	long packed = w->layout == DUET_LAYOUT_R16 ? N / DUET_R16_ROWS : 0;
 	int wide = B > DUET_R16_SEQS;
-	int slice = wide ? R16_SLICE / V : blocks, step_fly = wide ? slice : R16_PACK_SLICE / V;
+	/* (packing starts at whole units: Q6_K's are two 256-value blocks) */
+	const int unit = duet_r16_unit(t), fly = (R16_PACK_SLICE / V + unit - 1) / unit * unit;
+	int slice = wide ? R16_SLICE / V : blocks, step_fly = wide ? slice : fly;
 	for (int i0 = 0; i0 < blocks; i0 += slice) {
 		int i1 = blocks - i0 < slice ? blocks : i0 + slice;
 		for (int bc = 0; bc < B; bc += R16_BATCH) {
@@ -310,7 +312,7 @@ static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_j
 	       act == DUET_ACT_BF16_HI;
 }
 
-/* Q8_0, Q4_0 and Q4_K in int8 mode take the 16-row kernel when their
+/* Q8_0, Q4_0, Q4_K and Q6_K in int8 mode take the 16-row kernel when their
  * weights are packed, and always with a table that packs them (so that a
  * node's weights, packed at load or mapped from the file, give the same
  * results bit for bit). */

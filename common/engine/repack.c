@@ -5,16 +5,17 @@
 
 int duet_r16_type(enum duet_dtype t)
 {
-	return t == DUET_Q8_0 || t == DUET_Q4_0 || t == DUET_Q4_K;
+	return t == DUET_Q8_0 || t == DUET_Q4_0 || t == DUET_Q4_K || t == DUET_Q6_K;
 }
 
 int duet_r16_values(enum duet_dtype t)
 {
-	return t == DUET_Q4_K ? DUET_QK : 32;
+	return t == DUET_Q4_K || t == DUET_Q6_K ? DUET_QK : 32;
 }
 
 /* A row's block: a header (Q8_0, Q4_0: the f16 scale; Q4_K: d, dmin and
- * the twelve bytes of 6-bit scales and mins), then the quants. */
+ * the twelve bytes of 6-bit scales and mins; Q6_K: the 16 scales and d)
+ * and the quants, the header first but for Q6_K. */
 static int head_bytes(enum duet_dtype t)
 {
 	return (int)duet_r16_head_bytes(t) / DUET_R16_ROWS;
@@ -30,6 +31,17 @@ static size_t row_block_bytes(enum duet_dtype t)
 	return (size_t)head_bytes(t) + (size_t)quant_bytes(t);
 }
 
+/* Where a row block's header and quants start */
+static int head_at(enum duet_dtype t)
+{
+	return t == DUET_Q6_K ? quant_bytes(t) : 0;
+}
+
+static int quants_at(enum duet_dtype t)
+{
+	return t == DUET_Q6_K ? 0 : head_bytes(t);
+}
+
 /* Q8_0's quants are stored plus 128 (kernels.h's unsigned-by-signed dot
  * products); the nibbles of Q4_0 and Q4_K are unsigned already. */
 static uint8_t bias_of(enum duet_dtype t)
@@ -40,7 +52,7 @@ static uint8_t bias_of(enum duet_dtype t)
 void duet_r16_pack(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows, int i0, int n,
 		   uint8_t *out)
 {
-	const int qb = quant_bytes(t), hw = head_bytes(t) / 2;
+	const int qb = quant_bytes(t), hw = head_bytes(t) / 2, ho = head_at(t), qo = quants_at(t);
 	const uint8_t bias = bias_of(t);
 	for (int i = 0; i < n; i++) {
 		uint8_t *qi = out + duet_r16_quants_at(t, i, n);
@@ -50,15 +62,16 @@ void duet_r16_pack(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows,
 				for (int w = 0; w < hw; w++)
 					hi[w * DUET_R16_ROWS + r] = 0;
 				for (int j = 0; j < qb / 4; j++)
-					memset(qi + j * 64 + r * 4, bias, 4);
+					memset(qi + duet_r16_dword_at(t, j) * 64 + r * 4, bias, 4);
 				continue;
 			}
 			const uint8_t *blk = rows + (size_t)r * rb + (size_t)(i0 + i) * row_block_bytes(t);
 			for (int w = 0; w < hw; w++)
-				memcpy(&hi[w * DUET_R16_ROWS + r], blk + 2 * w, 2);
+				memcpy(&hi[w * DUET_R16_ROWS + r], blk + ho + 2 * w, 2);
 			for (int j = 0; j < qb / 4; j++)
 				for (int b = 0; b < 4; b++)
-					qi[j * 64 + r * 4 + b] = (uint8_t)(blk[2 * hw + 4 * j + b] ^ bias);
+					qi[duet_r16_dword_at(t, j) * 64 + r * 4 + b] =
+						(uint8_t)(blk[qo + 4 * j + b] ^ bias);
 		}
 	}
 }
@@ -76,16 +89,18 @@ const uint8_t *duet_r16_group(const struct duet_tensor *t, int64_t g)
 void duet_r16_block(const struct duet_tensor *t, int64_t r, int i, uint8_t *out)
 {
 	int lane = (int)(r % DUET_R16_ROWS), qb = quant_bytes(t->type), hw = head_bytes(t->type) / 2;
+	int ho = head_at(t->type), qo = quants_at(t->type);
 	int nb = (int)(t->cols / duet_r16_values(t->type));
 	const uint8_t bias = bias_of(t->type);
 	const uint8_t *g = duet_r16_group(t, r / DUET_R16_ROWS);
 	const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(t->type, i));
 	for (int w = 0; w < hw; w++)
-		memcpy(out + 2 * w, &hi[w * DUET_R16_ROWS + lane], 2);
+		memcpy(out + ho + 2 * w, &hi[w * DUET_R16_ROWS + lane], 2);
 	const uint8_t *qi = g + duet_r16_quants_at(t->type, i, nb);
 	for (int j = 0; j < qb / 4; j++)
 		for (int b = 0; b < 4; b++)
-			out[2 * hw + 4 * j + b] = (uint8_t)(qi[j * 64 + lane * 4 + b] ^ bias);
+			out[qo + 4 * j + b] =
+				(uint8_t)(qi[duet_r16_dword_at(t->type, j) * 64 + lane * 4 + b] ^ bias);
 }
 
 int duet_tensor_row_packed(const struct duet_tensor *t, int64_t r)

@@ -1,4 +1,4 @@
-/* Q8_0, Q4_0 and Q4_K weights in groups of 16 rows, for integer dot
+/* Q8_0, Q4_0, Q4_K and Q6_K weights in groups of 16 rows, for integer dot
  * products that give 16 rows' sums in the 16 lanes of one vector.
  *
  * Why: a row met one activation row with four vector instructions per 64
@@ -10,19 +10,22 @@
  * one sequential stream instead of 16.
  *
  * The layout (DUET_LAYOUT_R16) of a tensor with N rows of nb blocks (32
- * values; Q4_K: 256), a row's block being a header of HB bytes (Q8_0, Q4_0:
- * the f16 scale; Q4_K: d, dmin and the 12 bytes of scales and mins) then
- * QB bytes of quants (Q8_0 32, Q4_0 16, Q4_K 128): rows [16g, 16g + 16) for
- * g < N / 16 take the bytes rows 16g to 16g + 15 took (16 x row_bytes), as
- * units of U blocks (Q8_0, Q4_0: 2; Q4_K: 1), the last one short when U
- * does not divide nb. A unit of m blocks holds first their headers (block
- * p's 16 HB bytes at 16 HB p, in which 16-bit word w of row 16g + r's
- * header is at 16 w + r), then their quants (block p's 16 QB bytes at
- * m 16 HB + 16 QB p, in which dword j of lane r is bytes [4j, 4j + 4) of
- * row 16g + r's block's quants: Q8_0's each plus 128, so that an
+ * values; Q4_K, Q6_K: 256), a row's block being a header of HB bytes
+ * (Q8_0, Q4_0: the f16 scale; Q4_K: d, dmin and the 12 bytes of scales and
+ * mins; Q6_K: its 16 scales and d, which the row block stores after its
+ * quants) and QB bytes of quants (Q8_0 32, Q4_0 16, Q4_K 128, Q6_K 192: ql
+ * then qh): rows [16g, 16g + 16) for g < N / 16 take the bytes rows 16g to
+ * 16g + 15 took (16 x row_bytes), as units of U blocks (Q8_0, Q4_0, Q6_K:
+ * 2; Q4_K: 1; so that units are whole 64-byte lines), the last one short
+ * when U does not divide nb. A unit of m blocks holds first their headers
+ * (block p's 16 HB bytes at 16 HB p, in which 16-bit word w of row 16g +
+ * r's header is at 16 w + r), then their quants (block p's 16 QB bytes at
+ * m 16 HB + 16 QB p, in which dword j of lane r is bytes [4d, 4d + 4) of
+ * row 16g + r's block's quants, d = j but for Q6_K (duet_r16_dword_at):
+ * Q8_0's each plus 128, so that an
  * unsigned-by-signed dot product takes them, as in kernels.h's q8 panel;
- * the nibbles of Q4_0 and Q4_K as they are). A unit is 64-byte lines
- * (Q8_0 17, Q4_0 9, Q4_K 36) and a group one sequential stream: with the
+ * the others' bytes as they are). A unit is 64-byte lines (Q8_0 17, Q4_0
+ * 9, Q4_K 36, Q6_K 105) and a group one sequential stream: with the
  * headers of a group after its quants, a second stream per group, Q4_0
  * decoded 9% slower and Q4_K_M 4% (Q8_0 the same; BENCHMARKS.md,
  * 2026-12-05 fifth). The last N % 16 rows stay as they were. A slice of
@@ -41,11 +44,11 @@
 #include "engine/model.h"
 
 #define DUET_R16_ROWS 16
-/* The largest row block of a type with the form (Q4_K's). */
-#define DUET_R16_MAX_BLOCK ((int)sizeof(struct duet_q4_k_block))
+/* The largest row block of a type with the form (Q6_K's). */
+#define DUET_R16_MAX_BLOCK ((int)sizeof(struct duet_q6_k_block))
 
-/* Whether type t has the 16-row form (Q8_0, Q4_0, Q4_K); its block's
- * values (32; Q4_K 256). */
+/* Whether type t has the 16-row form (Q8_0, Q4_0, Q4_K, Q6_K); its block's
+ * values (32; Q4_K, Q6_K 256). */
 int duet_r16_type(enum duet_dtype t);
 int duet_r16_values(enum duet_dtype t);
 
@@ -61,12 +64,12 @@ static inline int duet_r16_unit(enum duet_dtype t)
 
 static inline size_t duet_r16_block_bytes(enum duet_dtype t)
 {
-	return t == DUET_Q8_0 ? 512 : t == DUET_Q4_0 ? 256 : 2048;
+	return t == DUET_Q8_0 ? 512 : t == DUET_Q4_0 ? 256 : t == DUET_Q4_K ? 2048 : 3072;
 }
 
 static inline size_t duet_r16_head_bytes(enum duet_dtype t)
 {
-	return t == DUET_Q4_K ? 256 : 32;
+	return t == DUET_Q4_K ? 256 : t == DUET_Q6_K ? 288 : 32;
 }
 
 static inline size_t duet_r16_unit_bytes(enum duet_dtype t)
@@ -96,6 +99,24 @@ static inline size_t duet_r16_quants_at(enum duet_dtype t, int i, int n)
 static inline size_t duet_r16_heads_at(enum duet_dtype t, int i)
 {
 	return duet_r16_unit_at(t, i) + (size_t)(i % duet_r16_unit(t)) * duet_r16_head_bytes(t);
+}
+
+/* Where dword d of a row block's quants sits in a packed block's quants:
+ * d, but for Q6_K, so that its kernel reads its lines in order: for each
+ * half h of its 256 values and q = 0, 1, twelve lines: the four ql dwords
+ * 16h + 4q.. (their low and high nibbles are values 128h + 16q + l and
+ * 128h + 64 + 16q + l, l < 16), the four qh dwords 32 + 8h + 4q.. (the
+ * high bits of those and of the next four's), the four ql dwords 16h + 8 +
+ * 4q.. (values 32 further). Q6_K ran at 0.75x Q4_K's bandwidth with its
+ * lines in row order (BENCHMARKS.md, 2026-12-05 seventh). */
+static inline int duet_r16_dword_at(enum duet_dtype t, int d)
+{
+	if (t != DUET_Q6_K)
+		return d;
+	if (d < 32) /* ql */
+		return 24 * (d / 16) + 12 * ((d % 8) / 4) + 8 * ((d % 16) / 8) + d % 4;
+	d -= 32; /* qh */
+	return 24 * (d / 8) + 12 * ((d % 8) / 4) + 4 + d % 4;
 }
 
 /* Blocks [i0, i0 + n) of nrows <= 16 row-layout rows of type t (rb bytes

@@ -725,6 +725,11 @@ DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
 /* Q4_K's stream, in bytes: 8 KiB ahead gave B = 8 610 GFLOP/s, 16 KiB
  * 700, 32 KiB 700-718 (kept). */
 #define R16_AHEAD_Q4_K (32 << 10)
+/* Q6_K's, B = 1 from memory: 4 KiB ahead 45 GB/s, 8 KiB 60-63 (kept),
+ * 16 KiB 58, 32 KiB 52 (BENCHMARKS.md, 2026-12-05 seventh). */
+#ifndef R16_AHEAD_Q6_K
+#define R16_AHEAD_Q6_K (8 << 10)
+#endif
 
 INLINE int32_t dword_at(const int8_t *p)
 {
@@ -872,11 +877,12 @@ INLINE void r16_tile(const enum duet_dtype T, const uint8_t *g, int nblk, const 
 #define R16_TILE_Q4_0(...) r16_tile(DUET_Q4_0, __VA_ARGS__)
 
 /* 32 bytes of 16 rows (row r's at p + r * rb) into eight vectors, vector j
- * lane r dword j of row r, each byte xor bias: an 8 x 8 dword transpose in
+ * lane r dword j of row r, each byte xor bias, stored at out + 64 j for j <
+ * 4 and out4 + 64 (j - 4) for the others: an 8 x 8 dword transpose in
  * each 256-bit half (rows r and r + 8 share a register), dwords then pairs
  * interleaved within 128-bit lanes, and a two-source permute putting four
  * rows' lanes in order (gathers ran at a tenth of the speed). */
-INLINE void transpose_16x32(const uint8_t *p, size_t rb, uint8_t *out, __m512i bias)
+INLINE void transpose_16x32(const uint8_t *p, size_t rb, uint8_t *out, uint8_t *out4, __m512i bias)
 {
 	const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
 	const __m512i hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
@@ -903,7 +909,7 @@ INLINE void transpose_16x32(const uint8_t *p, size_t rb, uint8_t *out, __m512i b
 		__m512i a = _mm512_permutex2var_epi64(u[c], lo, u[4 + c]);
 		__m512i b = _mm512_permutex2var_epi64(u[c], hi, u[4 + c]);
 		_mm512_storeu_si512(out + 64 * c, _mm512_xor_si512(a, bias));
-		_mm512_storeu_si512(out + 64 * (4 + c), _mm512_xor_si512(b, bias));
+		_mm512_storeu_si512(out4 + 64 * c, _mm512_xor_si512(b, bias));
 	}
 }
 
@@ -979,7 +985,8 @@ static void pack_q8_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 		if (i % 2 == 0)
 			for (int r = 0; r < 16; r++)
 				PREFETCH(blk + (size_t)r * rb + PACK_AHEAD * DUET_Q8_0_BYTES);
-		transpose_16x32(blk + 2, rb, out + duet_r16_quants_at(DUET_Q8_0, i, n), bias);
+		uint8_t *qi = out + duet_r16_quants_at(DUET_Q8_0, i, n);
+		transpose_16x32(blk + 2, rb, qi, qi + 256, bias);
 	}
 }
 
@@ -997,9 +1004,36 @@ static void pack_q4_k_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 		heads_16(blk, rb, (int)head / 2, (uint16_t *)(out + duet_r16_heads_at(DUET_Q4_K, i)));
 		for (int r = 0; r < 16; r++)
 			PREFETCH(blk + (size_t)r * rb + bb);
+		uint8_t *qi = out + duet_r16_quants_at(DUET_Q4_K, i, n);
 		for (int c = 0; c < 4; c++)
-			transpose_16x32(blk + head + 32 * c, rb,
-					out + duet_r16_quants_at(DUET_Q4_K, i, n) + 512 * c,
+			transpose_16x32(blk + head + 32 * c, rb, qi + 512 * c, qi + 512 * c + 256,
+					_mm512_setzero_si512());
+	}
+}
+
+/* duet_r16_pack for Q6_K: its 192 bytes of quants (ql, qh) 32 at a time
+ * as Q8_0's are moved, in the order of duet_r16_dword_at, the 16 scales
+ * and d after them word by word. */
+static void pack_q6_k_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
+{
+	if (nrows < 16) {
+		duet_r16_pack(DUET_Q6_K, rows, rb, nrows, i0, n, out);
+		return;
+	}
+	const size_t bb = sizeof(struct duet_q6_k_block), qb = DUET_QK / 2 + DUET_QK / 4;
+	for (int i = 0; i < n; i++) {
+		const uint8_t *blk = rows + (size_t)(i0 + i) * bb;
+		uint16_t *h = (uint16_t *)(out + duet_r16_heads_at(DUET_Q6_K, i));
+		heads_16(blk + qb, rb, 8, h);
+		heads_16(blk + qb + DUET_QK / 16, rb, 1, h + 8 * DUET_R16_ROWS);
+		for (int r = 0; r < 16; r++)
+			for (size_t o = 0; o < bb; o += 64)
+				PREFETCH(blk + (size_t)r * rb + bb + o);
+		/* each 32 bytes' two runs of four dwords where they go */
+		uint8_t *qi = out + duet_r16_quants_at(DUET_Q6_K, i, n);
+		for (int c = 0; c < (int)qb / 32; c++)
+			transpose_16x32(blk + 32 * c, rb, qi + 64 * duet_r16_dword_at(DUET_Q6_K, 8 * c),
+					qi + 64 * duet_r16_dword_at(DUET_Q6_K, 8 * c + 4),
 					_mm512_setzero_si512());
 	}
 }
@@ -1117,6 +1151,114 @@ INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 	r16_acc_store(acc, y, ldy, m, nb);
 }
 
+/* The scales of Q6_K sub-block s of 16 rows, a lane each, from w (header
+ * word s / 2 as words: sub-block s & ~1's the low, s | 1's the high). */
+INLINE __m512i q6_scales(__m512i w, int s)
+{
+	return s % 2 ? _mm512_srai_epi32(w, 16) : _mm512_srai_epi32(_mm512_slli_epi32(w, 16), 16);
+}
+
+/* One sequence's dot product of a Q6_K sub-block's four value vectors
+ * with its 16 activations, times the rows' scales, into sum. */
+INLINE __m512i q6_sub(__m512i sum, const __m512i v[4], __m512i sc, const struct duet_q8k_block *a,
+		      int s)
+{
+	const int8_t *aq = a->q + duet_q8k_pos(16 * s);
+	__m512i dp = _mm512_setzero_si512();
+	_Pragma("GCC unroll 4")
+	for (int j = 0; j < 4; j++)
+		dp = dpbusd_bcast(dp, v[j], aq + 4 * j);
+	return _mm512_add_epi32(sum, _mm512_mullo_epi32(dp, sc));
+}
+
+/* Q6_K against nb activation rows (per-256, struct duet_q8k_block), as
+ * the scalar definition: -32 x the sum over sub-blocks of the scale x
+ * the activations' sum (the scales as word pairs against the sums, eight
+ * vpdpwssd a sequence), then per 16-value sub-block the rows' values
+ * (shared by every sequence) against the activations' dwords, times each
+ * row's int8 scale (vpmulld), into one exact integer sum per super-block
+ * and sequence; then one convert and multiply-add with d x the
+ * activations' scale, as the row kernel's per-256 step. A block's
+ * quants are read in order, 12 lines per quarter of a half
+ * (duet_r16_dword_at): four of ql, whose low and high nibbles are values
+ * l and 64 + l of the half, four of their qh, four of ql for values 32 +
+ * l and 96 + l; each value's two bits of qh (bits 2 kind, 2 kind + 1, kind
+ * = which 32 of the half) moved to bits 4 and 5 (16-bit shifts: the bits
+ * kept come from one byte) and merged with its nibble by one ternary
+ * logic op. Prefetched R16_AHEAD_Q6_K bytes ahead, line by line. */
+INLINE void r16_tile_q6_k(const uint8_t *g, int nblk, const void *xv, int B, float *y, int ldy,
+			  __mmask16 m, int add, const int nb)
+{
+	const struct duet_q8k_block *x = xv;
+	const __m512i lo4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+	__m512 acc[DUET_R16_SEQS];
+	r16_acc_load(acc, y, ldy, m, add, nb);
+	for (int i = 0; i < nblk; i++) {
+		const uint8_t *qi = g + duet_r16_quants_at(DUET_Q6_K, i, nblk);
+		const uint8_t *hi = g + duet_r16_heads_at(DUET_Q6_K, i);
+		const struct duet_q8k_block *p = x + (size_t)i * B;
+		_Pragma("GCC unroll 5")
+		for (int j = 0; j < 5; j++)
+			PREFETCH(hi + R16_AHEAD_Q6_K + 64 * j);
+		__m512i sum[DUET_R16_SEQS] = {0}, scw[8]; /* (the unused ones fold away) */
+		_Pragma("GCC unroll 8")
+		for (int w = 0; w < 8; w++) /* lane r: row r's scales 2w, 2w + 1 as words */
+			scw[w] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(hi + 32 * w)));
+		_Pragma("GCC unroll 16")
+		for (int b = 0; b < nb; b++) {
+			__m512i off = _mm512_setzero_si512();
+			_Pragma("GCC unroll 8")
+			for (int w = 0; w < 8; w++) {
+				int32_t pair;
+				memcpy(&pair, &p[b].bsums[2 * w], 4);
+				off = _mm512_dpwssd_epi32(off, scw[w], _mm512_set1_epi32(pair));
+			}
+			sum[b] = _mm512_sub_epi32(sum[b], _mm512_slli_epi32(off, 5));
+		}
+		_Pragma("GCC unroll 4")
+		for (int c = 0; c < 4; c++) {
+			/* half h, quarter c % 2: lines 12 c.. */
+			const int h = c / 2;
+			const uint8_t *ql = qi + 64 * 12 * c;
+			_Pragma("GCC unroll 12")
+			for (int j = 0; j < 12; j++)
+				PREFETCH(ql + R16_AHEAD_Q6_K + 64 * j);
+			__m512i qh[4];
+			_Pragma("GCC unroll 4")
+			for (int j = 0; j < 4; j++)
+				qh[j] = _mm512_loadu_si512(ql + 64 * (4 + j));
+			_Pragma("GCC unroll 2")
+			for (int k = 0; k < 2; k++) {
+				/* kinds k (low nibbles) and k + 2 (high) */
+				const int s_lo = 8 * h + 2 * k + c % 2, s_hi = s_lo + 4;
+				__m512i vl[4], vh[4];
+				_Pragma("GCC unroll 4")
+				for (int j = 0; j < 4; j++) {
+					const __m512i l = _mm512_loadu_si512(ql + 64 * (8 * k + j));
+					vl[j] = _mm512_ternarylogic_epi32(_mm512_and_si512(l, lo4),
+									  _mm512_slli_epi16(qh[j], k ? 2 : 4),
+									  m30, 0xF8);
+					vh[j] = _mm512_ternarylogic_epi32(
+						_mm512_and_si512(_mm512_srli_epi16(l, 4), lo4),
+						k ? _mm512_srli_epi16(qh[j], 2) : qh[j], m30, 0xF8);
+				}
+				const __m512i sc_lo = q6_scales(scw[s_lo / 2], s_lo);
+				const __m512i sc_hi = q6_scales(scw[s_hi / 2], s_hi);
+				_Pragma("GCC unroll 16")
+				for (int b = 0; b < nb; b++) {
+					sum[b] = q6_sub(sum[b], vl, sc_lo, p + b, s_lo);
+					sum[b] = q6_sub(sum[b], vh, sc_hi, p + b, s_hi);
+				}
+			}
+		}
+		const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(hi + 256)));
+		_Pragma("GCC unroll 16")
+		for (int b = 0; b < nb; b++)
+			acc[b] = acc_block(acc[b], sum[b], d, p[b].d);
+	}
+	r16_acc_store(acc, y, ldy, m, nb);
+}
+
 #define R16_CASE(TILE, NB)                                                              \
 	case NB:                                                                        \
 		TILE(g, nblk, x, B, y, ldy, m, add, NB);                                \
@@ -1148,6 +1290,7 @@ INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 DEFINE_R16(matmul_q8_0_r16, R16_TILE_Q8_0, R16_CASES_16)
 DEFINE_R16(matmul_q4_0_r16, R16_TILE_Q4_0, R16_CASES_16)
 DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k, R16_CASES_8_ANY)
+DEFINE_R16(matmul_q6_k_r16, r16_tile_q6_k, R16_CASES_8_ANY)
 
 /* ---- decode: one activation row against four groups at once ----
  * A thread's packed groups are one sequential stream, and a core reads a
@@ -1786,10 +1929,10 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 const struct duet_kernels duet_kernels_avx512 = {
 	.name = "avx512",
 	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16,
-		       [DUET_Q4_K] = matmul_q4_k_r16},
+		       [DUET_Q4_K] = matmul_q4_k_r16, [DUET_Q6_K] = matmul_q6_k_r16},
 	.matmul_r16x4 = {[DUET_Q8_0] = matmul_q8_0_r16x4, [DUET_Q4_0] = matmul_q4_0_r16x4},
 	.pack_r16 = {[DUET_Q8_0] = pack_q8_0_r16, [DUET_Q4_0] = pack_q4_0_r16,
-		     [DUET_Q4_K] = pack_q4_k_r16},
+		     [DUET_Q4_K] = pack_q4_k_r16, [DUET_Q6_K] = pack_q6_k_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
 	/* Q8_0 and Q4_0 take the 16-row kernels */

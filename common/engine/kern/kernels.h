@@ -145,11 +145,11 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 			       int B, float *y, int ldy, int n0, int n1);
 
 /* Weights of a type with the 16-row form (engine/repack.h: Q8_0, Q4_0,
- * Q4_K) in one group (g the start of a slice of its blocks, the first a
+ * Q4_K, Q6_K) in one group (g the start of a slice of its blocks, the first a
  * multiple of the type's unit: duet_r16_unit_at) against nb <=
  * DUET_R16_SEQS activation rows of a panel of B rows (Q8_0, Q4_0: q8
- * pairs, x at the pair of that first block, which is even; Q4_K: q8k
- * blocks, x at that block; and at the first row): nblk blocks. For b
+ * pairs, x at the pair of that first block, which is even; Q4_K, Q6_K:
+ * q8k blocks, x at that block; and at the first row): nblk blocks. For b
  * < nb and r < nrows, starting from acc = y[b * ldy + r] when add, else 0,
  * 32 values after 32 values:
  *   acc = fma(float(dot), w_scale x x_scale, acc)
@@ -157,8 +157,11 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
  * activations' (offset by the type's zero point); Q4_K's scale is d x its
  * 6-bit sub-block scale, times the activations' per-256 scale, and before
  * each block's eight, acc = fma(-float(mins), dmin x x_scale, acc) with
- * mins the exact sum of its 6-bit mins times the activations' sums. Then
- * y = acc. Every table computes exactly this, so the results match bit
+ * mins the exact sum of its 6-bit mins times the activations' sums.
+ * Q6_K instead takes a super-block at a time: acc = fma(float(sum), d x
+ * x_scale, acc), sum the exact integer sum over its 16-value sub-blocks of
+ * the int8 scale times (the values' dot product - 32 x the activations'
+ * sum). Then y = acc. Every table computes exactly this, so the results match bit
  * for bit, and since a slice of blocks continues the chain the last one
  * left in y, K may be cut into slices at any unit without changing a bit. */
 /* Up to 16 sequences in one pass over a group: passes of 8 read a group
@@ -181,7 +184,7 @@ typedef void (*duet_r16_pack_fn)(const uint8_t *rows, size_t rb, int nrows, int 
 struct duet_kernels {
 	const char *name;
 	/* By weight type, weights in 16-row groups against int8 activations
-	 * (per 32; Q4_K per 256) (the scalar table has the definition), and
+	 * (per 32; Q4_K, Q6_K per 256) (the scalar table has the definition), and
 	 * packing into them. A
 	 * table with a pack_r16 entry for a type is faster with its weights
 	 * so: they are packed at load into the decode copy of the weights,

@@ -173,17 +173,31 @@ INT_ACT_KERNEL(matmul_q4_k_q8k, DUET_Q4_K, DUET_ACT_Q8K)
 INT_ACT_KERNEL(matmul_q5_k_q8k, DUET_Q5_K, DUET_ACT_Q8K)
 INT_ACT_KERNEL(matmul_q6_k_q8k, DUET_Q6_K, DUET_ACT_Q8K)
 
+/* byte p of row r's Q6_K quants (ql, then qh) */
+static uint8_t r16_byte(const uint8_t *qi, int r, int p)
+{
+	return qi[duet_r16_dword_at(DUET_Q6_K, p / 4) * 64 + r * 4 + p % 4];
+}
+
 /* The definition of the 16-row kernels (kernels.h): value k of row r's
  * block in a group's block of quants, as the unsigned number the dot
  * product takes (Q8_0: value + 128; Q4_0: the nibble, 0 to 15 for -8 to
  * 7; Q4_K: the nibble, of its 64-value chunk's 32 bytes, low nibbles the
- * first 32 values), and the activations' offset that makes a 32-value sum
- * exact (Q8_0: -128 x sum, the q8 panel's corr; Q4_0: -8 x sum, corr / 16;
- * Q4_K: none, its mins come off first). */
+ * first 32 values; Q6_K: the 6-bit value, 0 to 63 for -32 to 31, as
+ * dtype.h puts it together from ql and qh), and the activations' offset
+ * that makes a 32-value sum exact (Q8_0: -128 x sum, the q8 panel's corr;
+ * Q4_0: -8 x sum, corr / 16; Q4_K: none, its mins come off first; Q6_K:
+ * -32 x the sums per 16). */
 static int r16_value(enum duet_dtype t, const uint8_t *qi, int r, int k)
 {
 	if (t == DUET_Q8_0)
 		return qi[(k / 4) * 64 + r * 4 + k % 4];
+	if (t == DUET_Q6_K) {
+		int h = k / 128, kind = (k % 128) / 32, l = k % 32;
+		uint8_t ql = r16_byte(qi, r, 64 * h + 32 * (kind % 2) + l);
+		uint8_t qh = r16_byte(qi, r, DUET_QK / 2 + 32 * h + l);
+		return (kind < 2 ? ql & 15 : ql >> 4) | ((qh >> (2 * kind)) & 3) << 4;
+	}
 	if (t == DUET_Q4_0) {
 		uint8_t byte = qi[((k % 16) / 4) * 64 + r * 4 + k % 4];
 		return k < 16 ? byte & 15 : byte >> 4;
@@ -248,6 +262,38 @@ static void matmul_q4_k_r16(const uint8_t *g, int nblk, const void *xv, int B, i
 						dot += r16_value(DUET_Q4_K, qi, r, 32 * j + k) * aq[k];
 					acc = fmaf((float)dot, d * (float)sc[j] * a->d, acc);
 				}
+			}
+			*yr = acc;
+		}
+}
+
+/* Q6_K: each super-block's exact integer sum, sum over its 16-value
+ * sub-blocks of the int8 scale x (the values' dot product - 32 x the
+ * activations' sum), meets floats once: acc = fma(sum, d x the
+ * activations' scale, acc), as the row kernels' per-256 arithmetic. */
+static void matmul_q6_k_r16(const uint8_t *g, int nblk, const void *xv, int B, int nb, float *y,
+			    int ldy, int nrows, int add)
+{
+	const struct duet_q8k_block *x = xv;
+	for (int b = 0; b < nb; b++)
+		for (int r = 0; r < nrows; r++) {
+			float *yr = y + (size_t)b * ldy + r;
+			float acc = add ? *yr : 0;
+			for (int i = 0; i < nblk; i++) {
+				const struct duet_q8k_block *a = x + (size_t)i * B + b;
+				const uint8_t *qi = g + duet_r16_quants_at(DUET_Q6_K, i, nblk);
+				const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(DUET_Q6_K, i));
+				int32_t sum = 0;
+				for (int s = 0; s < DUET_QK / 16; s++) {
+					uint16_t word = hi[(s / 2) * 16 + r];
+					int sc = (int8_t)(s % 2 ? word >> 8 : word & 0xff);
+					int32_t dot = -32 * a->bsums[s];
+					for (int k = 16 * s; k < 16 * s + 16; k++)
+						dot += r16_value(DUET_Q6_K, qi, r, k) * a->q[duet_q8k_pos(k)];
+					sum += sc * dot;
+				}
+				float d = duet_fp16_to_fp32(hi[8 * 16 + r]);
+				acc = fmaf((float)sum, d * a->d, acc);
 			}
 			*yr = acc;
 		}
@@ -386,7 +432,7 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 const struct duet_kernels duet_kernels_scalar = {
 	.name = "scalar",
 	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16,
-		       [DUET_Q4_K] = matmul_q4_k_r16},
+		       [DUET_Q4_K] = matmul_q4_k_r16, [DUET_Q6_K] = matmul_q6_k_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0, [DUET_Q4_0] = matmul_q4_0, [DUET_Q4_1] = matmul_q4_1,
 		     [DUET_Q5_0] = matmul_q5_0, [DUET_Q5_1] = matmul_q5_1, [DUET_Q4_K] = matmul_q4_k,
