@@ -35,13 +35,19 @@ check "mkmodel stories15m with a chat template" \
 PORT=$((19200 + $$ % 500))
 while (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do PORT=$((PORT + 1)); done
 "$DUET" up -m "$TMP/m.gguf" -P 1 -D 2 --port "$PORT" --dir "$TMP/up" --decode-arg=--spec-lookup=3 \
-	>"$TMP/up.out" 2>&1 &
+	--prefill-arg=--max-batch-tokens=256 >"$TMP/up.out" 2>&1 &
 UP_PID=$!
 if until_ok 120 grep -q "duet up: serving" "$TMP/up.out"; then ok "duet up serves"; else
 	not_ok "duet up serves"
 	cat "$TMP/up.out"
 	exit 1
 fi
+# (each node's command line names its run directory, in its --router endpoint)
+node_args() { ps -ww -eo args | grep -F -- "--name $1 " | grep -F -- "$TMP/up/" | grep -v grep; }
+check "--prefill-arg reaches the prefill node" bash -c "$(declare -f node_args); TMP='$TMP'; node_args prefill-0 | grep -q -- '--max-batch-tokens=256'"
+check "--prefill-arg reaches no decode node, --decode-arg no prefill node" bash -c "$(declare -f node_args); TMP='$TMP'
+	! node_args decode-0 | grep -q -- '--max-batch-tokens=256' && node_args decode-0 | grep -q -- '--spec-lookup=3' &&
+	! node_args prefill-0 | grep -q -- '--spec-lookup'"
 node tests/js/openai_client.mjs "http://127.0.0.1:$PORT" "$TMP/m.gguf" "$DUET" | tee "$TMP/js.out"
 failures=$((failures + $(grep -c '^not ok' "$TMP/js.out")))
 grep -q '^ok - four streams' "$TMP/js.out" || true
