@@ -791,7 +791,7 @@ static void on_message(struct router *r, const char *peer, const Duet__Msg *m)
 		 * node that speaks a current id it does not hold (a bug, or a
 		 * hostile peer guessing the sequential ids) from ending or
 		 * moving a request streaming elsewhere. */
-		duet_log(DUET_LOG_DEBUG, q->id, "a %s from %s, which no longer holds it: ignored",
+		duet_log(DUET_LOG_DEBUG, q->id, "a %s from %s, which does not hold it: ignored",
 			 duet_wire_body_name(m->body_case), peer);
 		return;
 	}

@@ -230,83 +230,86 @@ static void matmul_r16_pairs(enum duet_dtype t, const uint8_t *g, int nblk,
 		}
 }
 
-static void matmul_q4_k_r16(const uint8_t *g, int nblk, const void *xv, int B, int nb, float *y,
-			    int ldy, int nrows, int add)
+/* One Q4_K block of row r (its quants at qi, the 16 rows' headers at hi)
+ * against activation block a, continuing acc: first its mins' exact sum
+ * comes off, then each 32 values' exact sum meets d x its 6-bit scale. */
+static float q4_k_r16_block(const uint8_t *qi, const uint16_t *hi, int r,
+			    const struct duet_q8k_block *a, float acc)
 {
-	const struct duet_q8k_block *x = xv;
-	for (int b = 0; b < nb; b++)
-		for (int r = 0; r < nrows; r++) {
-			float *yr = y + (size_t)b * ldy + r;
-			float acc = add ? *yr : 0;
-			for (int i = 0; i < nblk; i++) {
-				const struct duet_q8k_block *a = x + (size_t)i * B + b;
-				const uint8_t *qi = g + duet_r16_quants_at(DUET_Q4_K, i, nblk);
-				const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(DUET_Q4_K, i));
-				float d = duet_fp16_to_fp32(hi[r]), dmin = duet_fp16_to_fp32(hi[16 + r]);
-				uint8_t scales[DUET_QK_SCALES];
-				for (int w = 0; w < DUET_QK_SCALES / 2; w++) {
-					scales[2 * w] = (uint8_t)hi[(2 + w) * 16 + r];
-					scales[2 * w + 1] = (uint8_t)(hi[(2 + w) * 16 + r] >> 8);
-				}
-				int sc[8], mn[8];
-				int32_t mins = 0;
-				for (int j = 0; j < 8; j++) {
-					duet_qk_scale_min(scales, j, &sc[j], &mn[j]);
-					mins += mn[j] * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
-				}
-				acc = fmaf(-(float)mins, dmin * a->d, acc);
-				for (int j = 0; j < 8; j++) {
-					const int8_t *aq = a->q + duet_q8k_pos(32 * j);
-					int32_t dot = 0;
-					for (int k = 0; k < 32; k++)
-						dot += r16_value(DUET_Q4_K, qi, r, 32 * j + k) * aq[k];
-					acc = fmaf((float)dot, d * (float)sc[j] * a->d, acc);
-				}
-			}
-			*yr = acc;
-		}
+	float d = duet_fp16_to_fp32(hi[r]), dmin = duet_fp16_to_fp32(hi[16 + r]);
+	uint8_t scales[DUET_QK_SCALES];
+	for (int w = 0; w < DUET_QK_SCALES / 2; w++) {
+		scales[2 * w] = (uint8_t)hi[(2 + w) * 16 + r];
+		scales[2 * w + 1] = (uint8_t)(hi[(2 + w) * 16 + r] >> 8);
+	}
+	int sc[8], mn[8];
+	int32_t mins = 0;
+	for (int j = 0; j < 8; j++) {
+		duet_qk_scale_min(scales, j, &sc[j], &mn[j]);
+		mins += mn[j] * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
+	}
+	acc = fmaf(-(float)mins, dmin * a->d, acc);
+	for (int j = 0; j < 8; j++) {
+		const int8_t *aq = a->q + duet_q8k_pos(32 * j);
+		int32_t dot = 0;
+		for (int k = 0; k < 32; k++)
+			dot += r16_value(DUET_Q4_K, qi, r, 32 * j + k) * aq[k];
+		acc = fmaf((float)dot, d * (float)sc[j] * a->d, acc);
+	}
+	return acc;
 }
 
-/* Q6_K: each super-block's exact integer sum, sum over its 16-value
+/* One Q6_K block likewise: the exact integer sum over its 16-value
  * sub-blocks of the int8 scale x (the values' dot product - 32 x the
- * activations' sum), meets floats once: acc = fma(sum, d x the
+ * activations' sum) meets floats once, acc = fma(sum, d x the
  * activations' scale, acc), as the row kernels' per-256 arithmetic. */
-static void matmul_q6_k_r16(const uint8_t *g, int nblk, const void *xv, int B, int nb, float *y,
-			    int ldy, int nrows, int add)
+static float q6_k_r16_block(const uint8_t *qi, const uint16_t *hi, int r,
+			    const struct duet_q8k_block *a, float acc)
 {
-	const struct duet_q8k_block *x = xv;
+	int32_t sum = 0;
+	for (int s = 0; s < DUET_QK / 16; s++) {
+		uint16_t word = hi[(s / 2) * 16 + r];
+		int sc = (int8_t)(s % 2 ? word >> 8 : word & 0xff);
+		int32_t dot = -32 * a->bsums[s];
+		for (int k = 16 * s; k < 16 * s + 16; k++)
+			dot += r16_value(DUET_Q6_K, qi, r, k) * a->q[duet_q8k_pos(k)];
+		sum += sc * dot;
+	}
+	return fmaf((float)sum, duet_fp16_to_fp32(hi[8 * 16 + r]) * a->d, acc);
+}
+
+/* The K-quants' 16-row definition: block after block of each row and
+ * sequence against the per-256 activations. */
+static void matmul_kquant_r16(enum duet_dtype t, const uint8_t *g, int nblk,
+			      const struct duet_q8k_block *x, int B, int nb, float *y, int ldy,
+			      int nrows, int add)
+{
 	for (int b = 0; b < nb; b++)
 		for (int r = 0; r < nrows; r++) {
 			float *yr = y + (size_t)b * ldy + r;
 			float acc = add ? *yr : 0;
 			for (int i = 0; i < nblk; i++) {
 				const struct duet_q8k_block *a = x + (size_t)i * B + b;
-				const uint8_t *qi = g + duet_r16_quants_at(DUET_Q6_K, i, nblk);
-				const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(DUET_Q6_K, i));
-				int32_t sum = 0;
-				for (int s = 0; s < DUET_QK / 16; s++) {
-					uint16_t word = hi[(s / 2) * 16 + r];
-					int sc = (int8_t)(s % 2 ? word >> 8 : word & 0xff);
-					int32_t dot = -32 * a->bsums[s];
-					for (int k = 16 * s; k < 16 * s + 16; k++)
-						dot += r16_value(DUET_Q6_K, qi, r, k) * a->q[duet_q8k_pos(k)];
-					sum += sc * dot;
-				}
-				float d = duet_fp16_to_fp32(hi[8 * 16 + r]);
-				acc = fmaf((float)sum, d * a->d, acc);
+				const uint8_t *qi = g + duet_r16_quants_at(t, i, nblk);
+				const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(t, i));
+				acc = t == DUET_Q4_K ? q4_k_r16_block(qi, hi, r, a, acc)
+						     : q6_k_r16_block(qi, hi, r, a, acc);
 			}
 			*yr = acc;
 		}
 }
 
-#define R16_KERNEL(name, T)                                                               \
+/* The table's entries: each type's definition above with its type fixed. */
+#define R16_KERNEL(name, DEF, T)                                                          \
 	static void name(const uint8_t *g, int nblk, const void *x, int B, int nb, float *y, \
 			 int ldy, int nrows, int add)                                     \
 	{                                                                                 \
-		matmul_r16_pairs(T, g, nblk, x, B, nb, y, ldy, nrows, add);               \
+		DEF(T, g, nblk, x, B, nb, y, ldy, nrows, add);                            \
 	}
-R16_KERNEL(matmul_q8_0_r16, DUET_Q8_0)
-R16_KERNEL(matmul_q4_0_r16, DUET_Q4_0)
+R16_KERNEL(matmul_q8_0_r16, matmul_r16_pairs, DUET_Q8_0)
+R16_KERNEL(matmul_q4_0_r16, matmul_r16_pairs, DUET_Q4_0)
+R16_KERNEL(matmul_q4_k_r16, matmul_kquant_r16, DUET_Q4_K)
+R16_KERNEL(matmul_q6_k_r16, matmul_kquant_r16, DUET_Q6_K)
 
 static void cvt_f16(const void *src, float *dst, int n)
 {
