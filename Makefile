@@ -83,13 +83,14 @@ ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf
 ISA_avx2 := -mavx2 -mfma -mf16c
 $(BUILD)/common/engine/kern/avx512.o: ISA := $(ISA_avx512)
 $(BUILD)/common/engine/kern/avx2.o: ISA := $(ISA_avx2)
+$(BUILD)/common/engine/kern/avxvnni.o: ISA := $(ISA_avx2) -mavxvnni
 # The sanitizer build compiles the SIMD kernels at -O1: gcc takes 130-145 s
 # over avx512.c with ASan+UBSan at -O2 (17 s without them), most of the
 # ASan build's time, and -O1 instruments every load and store alike (the
 # tests ran as fast: test_forward 81 s against 86 s, test_kernels 15 s
 # against 12 s). The normal build tests the -O2 kernels.
 ifeq ($(SANITIZE),1)
-$(BUILD)/common/engine/kern/avx512.o $(BUILD)/common/engine/kern/avx2.o: KERN_OPT := -O1
+$(BUILD)/common/engine/kern/avx512.o $(BUILD)/common/engine/kern/avx2.o $(BUILD)/common/engine/kern/avxvnni.o: KERN_OPT := -O1
 endif
 
 $(BUILD)/%.o: %.c | $(PROTO_H)

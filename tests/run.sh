@@ -39,6 +39,29 @@ run_script() {
 	rm -f "$out"
 }
 
+# run_cmocka NAME CMD...: a cmocka program; each case counts.
+run_cmocka() {
+	local name=$1 out rc p f t0
+	shift
+	echo "== $name"
+	t0=$SECONDS
+	out=$(mktemp)
+	"$@" 2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]}
+	took "$name" "$t0"
+	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+	p=${p:-0}
+	f=${f:-0}
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1 # crashed or a sanitizer stopped it
+	fi
+	pass=$((pass + p))
+	fail=$((fail + f))
+	[ "$f" -eq 0 ] || failed_names+=("$name")
+	rm -f "$out"
+}
+
 for build in "$@"; do
 	case "$build" in
 	build-asan) san=1 ;;
@@ -55,27 +78,18 @@ for build in "$@"; do
 	took "building $build" "$t0"
 	for t in "$build"/tests/test_*; do
 		[ -x "$t" ] || continue
-		name=$(basename "$t")
-		echo "== $build/$name"
-		t0=$SECONDS
-		out=$(mktemp)
-		"$t" 2>&1 | tee "$out"
-		rc=${PIPESTATUS[0]}
-		took "$build/$name" "$t0"
-		p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
-		f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
-		p=${p:-0}
-		f=${f:-0}
-		if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-			f=1 # crashed or a sanitizer stopped it
-		fi
-		pass=$((pass + p))
-		fail=$((fail + f))
-		[ "$f" -eq 0 ] || failed_names+=("$build/$name")
-		rm -f "$out"
+		run_cmocka "$build/$(basename "$t")" "$t"
 	done
 	run_script "$build/cli_test.sh" tests/cli_test.sh "$build"
 done
+
+# The forward pass on an AVX2-only CPU (the kernel set a machine without
+# AVX-512 VNNI takes), once, from the first build: every route's tokens
+# and logits against the reference with that table's kernels. (The
+# AVX-VNNI table gives AVX2's bits: test_kernels checks it.)
+if grep -qw avx2 /proc/cpuinfo; then
+	run_cmocka "$1/test_forward (DUET_KERNELS=avx2)" env DUET_KERNELS=avx2 "$1/tests/test_forward"
+fi
 
 # The parts of the code and the direction of their includes, once.
 run_script layers_test.sh tests/layers_test.sh

@@ -183,6 +183,10 @@ static void prefill_vs_ref(const char *path, int T, const char *kernels)
 	prefill_chunked_vs_ref(path, T, T, kernels);
 }
 
+/* Every kernel table; a test skips those this CPU cannot run. */
+static const char *const isas[] = {"scalar", "avx2", "avxvnni", "avx512"};
+#define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
+
 static void model_path(char *p, const char *shape, enum duet_dtype dt, const char *fmt)
 {
 	tu_make_model(p, shape, dt, fmt, -1, 7);
@@ -232,12 +236,11 @@ static void test_prefill_q8_0(void **st)
 static void test_prefill_each_isa(void **st)
 {
 	(void)st;
-	static const char *isas[] = {"scalar", "avx2", "avx512"};
 	static const enum duet_dtype types[] = {DUET_F32, DUET_F16, DUET_Q8_0};
 	char p[4096];
 	for (int t = 0; t < 3; t++) {
 		model_path(p, "tiny", types[t], "gguf");
-		for (int i = 0; i < 3; i++) {
+		for (int i = 0; i < N_ISAS; i++) {
 			if (!duet_kernels_named(isas[i]))
 				continue;
 			prefill_vs_ref(p, 4, isas[i]);
@@ -505,8 +508,7 @@ static void test_q8_0_int8(void **st)
 	model_path(p, "tiny-mha", DUET_Q8_0, "gguf");
 	prefill_vs_ref(p, 6, NULL);
 	prefill_vs_ref(p, 37, NULL);
-	static const char *isas[] = {"scalar", "avx2", "avx512"};
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < N_ISAS; i++)
 		if (duet_kernels_named(isas[i])) {
 			prefill_vs_ref(p, 4, isas[i]);
 			prefill_vs_ref(p, 20, isas[i]);
@@ -612,7 +614,6 @@ static void test_quant_types(void **st)
 		{"tiny-k", DUET_Q4_K, DUET_MIX_NONE}, {"tiny-k", DUET_Q5_K, DUET_MIX_NONE},
 		{"tiny-k", DUET_Q6_K, DUET_MIX_NONE}, {"tiny-k", DUET_Q4_K, DUET_MIX_Q4_K_M},
 	};
-	static const char *isas[] = {"scalar", "avx2", "avx512"};
 	char p[4096];
 	for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
 		tu_make_model_mix(p, models[i].shape, models[i].t, models[i].mix, "gguf", -1, 7);
@@ -625,7 +626,7 @@ static void test_quant_types(void **st)
 			prefill_vs_ref(p, 21, NULL);
 			continue;
 		}
-		for (int k = 0; k < 3; k++)
+		for (int k = 0; k < N_ISAS; k++)
 			if (duet_kernels_named(isas[k]))
 				prefill_vs_ref(p, 21, isas[k]);
 		batched_decode(p, 6, 2);

@@ -28,7 +28,8 @@ static void fill(float *x, int n, uint64_t seed)
 		x[i] = frand(&s);
 }
 
-static const char *isas[] = {"scalar", "avx2", "avx512"};
+static const char *isas[] = {"scalar", "avx2", "avxvnni", "avx512"};
+#define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
 
 /* |a-b| <= tol * (1 + |ref|), element by element. */
 static void close_enough(const float *a, const float *ref, int n, float tol, const char *what)
@@ -156,7 +157,7 @@ static void test_matmul(void **st)
 				}
 				reference(t, w, rb, N, K, xq, ldx, BMAX, refk);
 			}
-			for (int ii = 0; ii < 3; ii++) {
+			for (int ii = 0; ii < N_ISAS; ii++) {
 				const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 				if (!kt)
 					continue;
@@ -231,6 +232,15 @@ static void test_matmul(void **st)
 						memset(y2, 0, sizeof(float) * BMAX * ldy);
 						mm(w, rb, K, xa, B, y2, ldy, 0, N);
 						assert_memory_equal(y, y2, sizeof(float) * B * ldy);
+						/* AVX-VNNI's table is AVX2's with fused
+						 * dot products: the same integers, the
+						 * same bits. */
+						if (!strcmp(isas[ii], "avxvnni")) {
+							memset(y2, 0, sizeof(float) * BMAX * ldy);
+							duet_kernels_matmul(duet_kernels_named("avx2"), t, act)(
+								w, rb, K, xa, B, y2, ldy, 0, N);
+							assert_memory_equal(y, y2, sizeof(float) * B * ldy);
+						}
 					}
 				}
 			}
@@ -340,7 +350,7 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		int i0 = nb > 2 ? duet_r16_unit(t) : 0, n = nb - i0;
 		const void *xs = duet_dtype_kquant(t) ? (const void *)((struct duet_q8k_block *)xa + i0 * S)
 						: (const void *)((struct duet_q8a_pair *)xa + i0 / 2 * S);
-		for (int ii = 0; ii < 3; ii++) {
+		for (int ii = 0; ii < N_ISAS; ii++) {
 			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 			if (!kt)
 				continue;
@@ -373,7 +383,7 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		free(r16_panel(t, x, K, BMAX, xq));
 		float *y0 = malloc(sizeof(float) * BMAX * N), *y1 = malloc(sizeof(float) * BMAX * N);
 		float *y2 = malloc(sizeof(float) * BMAX * N);
-		for (int ii = 0; ii < 3; ii++) {
+		for (int ii = 0; ii < N_ISAS; ii++) {
 			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 			if (!kt)
 				continue;
@@ -562,7 +572,7 @@ static void test_attention_kernels(void **st)
 				const uint8_t *h = duet_kv_row_head(kt, hd, store, g);
 				struct duet_kv_rows r = {h, rb, hd, kt,
 							 (long)(HEADS * hd + 4 * g) - (long)(h - store)};
-				for (int ii = 1; ii < 3; ii++) {
+				for (int ii = 1; ii < N_ISAS; ii++) {
 					const struct duet_kernels *k = duet_kernels_named(isas[ii]);
 					if (!k)
 						continue;
@@ -591,7 +601,7 @@ static void test_vector_ops(void **st)
 {
 	(void)st;
 	static const int ns[] = {1, 7, 16, 33, 288, 1000};
-	for (int ii = 0; ii < 3; ii++) {
+	for (int ii = 0; ii < N_ISAS; ii++) {
 		const struct duet_kernels *k = duet_kernels_named(isas[ii]);
 		if (!k)
 			continue;
@@ -674,7 +684,7 @@ static void test_fp16_exhaustive(void **st)
 		if (!isnan(f[i]))
 			assert_int_equal(duet_fp32_to_fp16(f[i]), x);
 	}
-	for (int ii = 0; ii < 3; ii++) {
+	for (int ii = 0; ii < N_ISAS; ii++) {
 		const struct duet_kernels *k = duet_kernels_named(isas[ii]);
 		if (!k)
 			continue;
@@ -709,7 +719,7 @@ static void test_q8_0_format(void **st)
 	duet_dequant_row(DUET_Q8_0, b, y, 64);
 	for (int i = 0; i < 64; i++)
 		assert_true(fabsf(y[i] - x[i]) <= duet_fp16_to_fp32(b[i / 32].d) * 0.5f + 1e-3f);
-	for (int ii = 0; ii < 3; ii++) {
+	for (int ii = 0; ii < N_ISAS; ii++) {
 		const struct duet_kernels *k = duet_kernels_named(isas[ii]);
 		if (!k)
 			continue;

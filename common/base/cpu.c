@@ -17,7 +17,7 @@ char *openblas_get_config(void);
  * and asked on every matmul (BF16's kernel choice) it took a fifth to a
  * quarter of a BF16 decode token (BENCHMARKS.md, 2026-12-05 third). */
 static struct {
-	int avx2, avx512, avx512vnni, avx512bf16;
+	int avx2, avxvnni, avx512, avx512vnni, avx512bf16;
 } features;
 static pthread_once_t features_once = PTHREAD_ONCE_INIT;
 
@@ -32,6 +32,7 @@ static void features_init(void)
 {
 	__builtin_cpu_init();
 	features.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+	features.avxvnni = features.avx2 && __builtin_cpu_supports("avxvnni");
 	features.avx512 = features.avx2 && __builtin_cpu_supports("avx512f") &&
 			  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
 			  __builtin_cpu_supports("avx512dq");
@@ -43,6 +44,12 @@ int duet_cpu_has_avx2(void)
 {
 	pthread_once(&features_once, features_init);
 	return features.avx2;
+}
+
+int duet_cpu_has_avxvnni(void)
+{
+	pthread_once(&features_once, features_init);
+	return features.avxvnni;
 }
 
 int duet_cpu_has_avx512(void)

@@ -8,6 +8,7 @@
 #define DUET_MAX_THREADS 256
 
 int duet_cpu_has_avx2(void);   /* AVX2 + FMA + F16C */
+int duet_cpu_has_avxvnni(void); /* and AVX-VNNI (8-bit dot products on 256 bits) */
 int duet_cpu_has_avx512(void); /* AVX-512 F, BW, VL, DQ */
 int duet_cpu_has_avx512vnni(void); /* and its 8-bit dot product */
 int duet_cpu_has_avx512bf16(void); /* and its bfloat16 dot product */

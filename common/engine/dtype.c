@@ -131,20 +131,6 @@ static float h2f(uint16_t h)
 	return duet_fp16_to_fp32(h);
 }
 
-void duet_qk_scale_min(const uint8_t q[DUET_QK_SCALES], int j, int *sc, int *m)
-{
-	/* Bytes 0-3: scales 0-3 in the low 6 bits, the top 2 bits of scales
-	 * 4-7 above them; bytes 4-7 likewise for the mins; bytes 8-11: the low
-	 * 4 bits of scale 4+i and of min 4+i. */
-	if (j < 4) {
-		*sc = q[j] & 63;
-		*m = q[j + 4] & 63;
-	} else {
-		*sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-	}
-}
-
 /* ---- reference dequantizers, one per layout ---- */
 
 static void dq_q4_0(const struct duet_q4_0_block *b, float *y)

@@ -99,8 +99,20 @@ int duet_dtype_quantized(enum duet_dtype t);
 /* 1 for the types of 256-value super-blocks (their activations go int8
  * per 256, kern/kernels.h). */
 int duet_dtype_kquant(enum duet_dtype t);
-/* Sub-block j (0-7) of a Q4_K/Q5_K super-block: its 6-bit scale and min. */
-void duet_qk_scale_min(const uint8_t scales[DUET_QK_SCALES], int j, int *sc, int *m);
+/* Sub-block j (0-7) of a Q4_K/Q5_K super-block: its 6-bit scale and min.
+ * Bytes 0-3: scales 0-3 in the low 6 bits, the top 2 bits of scales 4-7
+ * above them; bytes 4-7 likewise for the mins; bytes 8-11: the low 4 bits
+ * of scale 4+i and of min 4+i. (Inline: the kernels take it per block.) */
+static inline void duet_qk_scale_min(const uint8_t q[DUET_QK_SCALES], int j, int *sc, int *m)
+{
+	if (j < 4) {
+		*sc = q[j] & 63;
+		*m = q[j + 4] & 63;
+	} else {
+		*sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+	}
+}
 
 /* A 32-value block of any quantized type in one integer form: value i is
  * sc[i / 16] * q[i] + m. The scalar integer kernels multiply this form;

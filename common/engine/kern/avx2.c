@@ -1,14 +1,51 @@
 /* AVX2 + FMA + F16C kernels, for CPUs without AVX-512. Built with -mavx2
  * -mfma -mf16c; only called when the CPU has them. Same structure as the
- * AVX-512 file with 8-wide vectors and a smaller register tile. */
+ * AVX-512 file with 8-wide vectors and a smaller register tile.
+ *
+ * Built a second time with DUET_AVXVNNI (kern/avxvnni.c, -mavxvnni) for
+ * CPUs with AVX-VNNI and no AVX-512 (Intel client cores from Alder Lake):
+ * the integer dot products below then take vpdpbusd / vpdpwssd on 256-bit
+ * vectors, one instruction where AVX2 takes two or three. The sums are the
+ * same integers (maddubs's 16-bit pair sums never saturate on the values
+ * these kernels feed it), so both tables give the same bits. */
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "base/half.h"
 #include "engine/kern/kernels.h"
 
 #define INLINE static inline __attribute__((always_inline))
+
+#ifdef DUET_AVXVNNI
+#define TABLE duet_kernels_avxvnni
+#define TABLE_NAME "avxvnni"
+#else
+#define TABLE duet_kernels_avx2
+#define TABLE_NAME "avx2"
+#endif
+
+/* acc + the dot products of unsigned bytes u with signed bytes v, four
+ * to a 32-bit lane. */
+INLINE __m256i dot_u8s8(__m256i acc, __m256i u, __m256i v)
+{
+#ifdef DUET_AVXVNNI
+	return _mm256_dpbusd_avx_epi32(acc, u, v);
+#else
+	return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1)));
+#endif
+}
+
+/* acc + the products of 16-bit lanes, two to a 32-bit lane. */
+INLINE __m256i dot_s16(__m256i acc, __m256i a, __m256i b)
+{
+#ifdef DUET_AVXVNNI
+	return _mm256_dpwssd_avx_epi32(acc, a, b);
+#else
+	return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
 /* Tiles of NR weight rows by NB activation rows, NR x NB <= 8 accumulators
  * (16 ymm registers): 4 x 1-2, 2 x 3-4, 1 x 5-8; the AVX-512 file has the
  * full story. */
@@ -44,6 +81,27 @@ INLINE __m256 q8_group(const uint8_t *blk, int j, __m256 d)
 {
 	__m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * j));
 	return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+}
+
+/* A tile's nr x nb accumulators, cleared; and their sums into y (row r
+ * of sequence b at y[b * ldy + r * ys]). */
+INLINE void acc_zero(__m256 acc[4][MAX_NB], const int nr, const int nb)
+{
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++)
+			acc[r][b] = _mm256_setzero_ps();
+}
+
+INLINE void acc_store(__m256 acc[4][MAX_NB], float *y, int ldy, int ys, const int nr,
+		      const int nb)
+{
+	_Pragma("GCC unroll 4")
+	for (int r = 0; r < nr; r++)
+		_Pragma("GCC unroll 8")
+		for (int b = 0; b < nb; b++)
+			y[(size_t)b * ldy + (size_t)r * ys] = hsum(acc[r][b]);
 }
 
 /* Weights [k, k + 16) of a row as two 8-float vectors (k + 16 <= K). */
@@ -96,11 +154,7 @@ INLINE void tile_f(enum duet_dtype t, const uint8_t *w, size_t rb, int K, const 
 		   int B, float *y, int ldy, int ys, const int nr, const int nb)
 {
 	__m256 acc[4][MAX_NB];
-	_Pragma("GCC unroll 8")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 8")
-		for (int b = 0; b < nb; b++)
-			acc[r][b] = _mm256_setzero_ps();
+	acc_zero(acc, nr, nb);
 	const size_t cs = (size_t)B * DUET_PANEL_CHUNK;
 	int k = 0;
 	for (; k + 16 <= K; k += 16, x += cs) {
@@ -138,12 +192,7 @@ INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pa
 		    int B, float *y, int ldy, int ys, const int nr, const int nb)
 {
 	__m256 acc[4][MAX_NB];
-	_Pragma("GCC unroll 8")
-	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 8")
-		for (int b = 0; b < nb; b++)
-			acc[r][b] = _mm256_setzero_ps();
-	const __m256i ones = _mm256_set1_epi16(1);
+	acc_zero(acc, nr, nb);
 	for (int i = 0; i < K / DUET_Q8_0_BLOCK; i++) {
 		const struct duet_q8a_pair *xp = x + (size_t)(i / 2) * B;
 		int h = i % 2;
@@ -157,19 +206,243 @@ INLINE void tile_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pa
 			for (int b = 0; b < nb; b++) {
 				const struct duet_q8a_pair *a = xp + b;
 				__m256i xq = _mm256_loadu_si256((const __m256i *)(a->q + 32 * h));
-				__m256i dp = _mm256_madd_epi16(
-					_mm256_maddubs_epi16(aq, _mm256_sign_epi8(xq, q)), ones);
+				__m256i dp = dot_u8s8(_mm256_setzero_si256(), aq,
+						      _mm256_sign_epi8(xq, q));
 				acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp),
 							    _mm256_mul_ps(d, _mm256_loadu_ps(a->d + 8 * h)),
 							    acc[r][b]);
 			}
 		}
 	}
+	acc_store(acc, y, ldy, ys, nr, nb);
+}
+
+/* ---- other quantized weights against int8 activations ----
+ * As the AVX-512 file's row kernels (step_q4_k there): a block's weights
+ * unpacked to unsigned bytes, maddubs against the activations' signed
+ * bytes (the pair sums stay within 16 bits: values at most 63 against at
+ * most 128 in magnitude), madd against the sub-blocks' integer scales (or
+ * ones) into 32 bits, so that a K-quant super-block adds up in integers
+ * and meets floats once. A tile's rows are unpacked one at a time and
+ * used by every sequence. x: block 0 of the tile's first sequence. */
+
+INLINE __m256i lo_nibbles(__m256i v)
+{
+	return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+INLINE __m256i hi_nibbles(__m256i v)
+{
+	return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F));
+}
+
+/* Bits s.. of each byte (below 8 - s), masked by m, at bit 4 and up. */
+INLINE __m256i bits_at4(__m256i v, int s, char m)
+{
+	return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(v, s), _mm256_set1_epi8(m)), 4);
+}
+
+INLINE __m256 h2f_8(const uint8_t *p)
+{
+	uint16_t h;
+	memcpy(&h, p, 2);
+	return _mm256_set1_ps(_cvtsh_ss(h));
+}
+
+/* The 32 bits of a Q5_0 block's qh as bytes: byte i 0x10 where bit i is set. */
+INLINE __m256i fifth_bits(const uint8_t *qh)
+{
+	uint32_t h;
+	memcpy(&h, qh, 4);
+	const __m256i byte_of = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+						 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+	const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+	__m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), byte_of);
+	v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+	return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+/* Q4_0 (five = 0): values q - 8; Q5_0 (five = 1): the nibble and a fifth
+ * bit from qh, less 16. The offset comes from the pair's corr (-128 x the
+ * activations' sum). */
+INLINE void tile_q4_0(const int five, const uint8_t *w, size_t rb, int K,
+		      const struct duet_q8a_pair *x, int B, float *y, int ldy, int ys, const int nr,
+		      const int nb)
+{
+	const size_t bb = five ? sizeof(struct duet_q5_0_block) : sizeof(struct duet_q4_0_block);
+	const size_t qs_off = five ? offsetof(struct duet_q5_0_block, qs) : offsetof(struct duet_q4_0_block, qs);
+	__m256 acc[4][MAX_NB];
+	acc_zero(acc, nr, nb);
+	for (int i = 0; i < K / 32; i++) {
+		const struct duet_q8a_pair *xp = x + (size_t)(i / 2) * B;
+		int h = i % 2;
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++) {
+			const uint8_t *blk = w + (size_t)r * rb + (size_t)i * bb;
+			__m128i q = _mm_loadu_si128((const __m128i *)(blk + qs_off));
+			__m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0F)),
+						     _mm_and_si128(q, _mm_set1_epi8(0x0F)));
+			if (five)
+				v = _mm256_or_si256(v, fifth_bits(blk + offsetof(struct duet_q5_0_block, qh)));
+			__m256 d = h2f_8(blk);
+			_Pragma("GCC unroll 8")
+			for (int b = 0; b < nb; b++) {
+				const struct duet_q8a_pair *a = xp + b;
+				__m256i xq = _mm256_loadu_si256((const __m256i *)(a->q + 32 * h));
+				__m256i dp = dot_u8s8(_mm256_castsi128_si256(_mm_cvtsi32_si128(
+							      a->corr[8 * h] / (five ? 8 : 16))),
+						      v, xq);
+				acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp),
+							    _mm256_mul_ps(d, _mm256_loadu_ps(a->d + 8 * h)),
+							    acc[r][b]);
+			}
+		}
+	}
+	acc_store(acc, y, ldy, ys, nr, nb);
+}
+
+/* Q4_K (five = 0) or Q5_K (five = 1) super-block of one row against nb
+ * activation blocks (x[b]). Each 64-group is 32 bytes of nibbles, values
+ * 0-31 low and 32-63 high; the activations are stored in that order
+ * (kernels.h): group g's low nibbles meet q[128 (g / 2) + 32 (g % 2)],
+ * its high ones 64 further on. */
+INLINE void step_q4_k(const uint8_t *blk, const struct duet_q8k_block *x, __m256 *acc,
+		      const int nb, const int five)
+{
+	const size_t qs_off = 4 + DUET_QK_SCALES + (five ? DUET_QK / 8 : 0);
+	/* The 12 bytes of 6-bit scales and mins as dwords (duet_qk_scale_min
+	 * four at a time): scales 0-3 and mins 0-3 are the low 6 bits of
+	 * bytes 0-3 and 4-7; scales and mins 4-7 the nibbles of bytes 8-11
+	 * under the top 2 bits of bytes 0-3 and 4-7. */
+	uint32_t a, m, c;
+	memcpy(&a, blk + 4, 4);
+	memcpy(&m, blk + 8, 4);
+	memcpy(&c, blk + 12, 4);
+	const uint32_t six = 0x3f3f3f3f, low4 = 0x0f0f0f0f, two = 0x03030303;
+	const uint32_t sc03 = a & six, sc47 = (c & low4) | ((a >> 6) & two) << 4;
+	const uint32_t mn03 = m & six, mn47 = ((c >> 4) & low4) | ((m >> 6) & two) << 4;
+	/* the scales as words in both 128-bit lanes; scale j in every word
+	 * of s[j] by a byte shuffle */
+	const __m256i sc16 = _mm256_broadcastsi128_si256(
+		_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)sc47 << 32 | sc03))));
+	/* mins as word pairs (m_j, m_j) in dword j, for bsums 2j and 2j + 1 */
+	const __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)((uint64_t)mn47 << 32 | mn03)));
+	const __m256i mins = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
+	__m256i q[8], s[8];
+	__m256i qh = five ? _mm256_loadu_si256((const __m256i *)(blk + 4 + DUET_QK_SCALES))
+			  : _mm256_setzero_si256();
+	_Pragma("GCC unroll 8")
+	for (int j = 0; j < 8; j++)
+		s[j] = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(2 * j | (2 * j + 1) << 8)));
 	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
+	for (int g = 0; g < 4; g++) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)(blk + qs_off + 32 * g));
+		q[2 * g] = lo_nibbles(v);
+		q[2 * g + 1] = hi_nibbles(v);
+		if (five) {
+			/* value l of group g: bit 2g of qh[l]; value 32 + l: 2g + 1 */
+			q[2 * g] = _mm256_or_si256(q[2 * g], bits_at4(qh, 2 * g, 1));
+			q[2 * g + 1] = _mm256_or_si256(q[2 * g + 1], bits_at4(qh, 2 * g + 1, 1));
+		}
+	}
+	const float d = _cvtsh_ss((uint16_t)(blk[0] | blk[1] << 8));
+	const float dmin = _cvtsh_ss((uint16_t)(blk[2] | blk[3] << 8));
+	_Pragma("GCC unroll 8")
+	for (int b = 0; b < nb; b++) {
+		const struct duet_q8k_block *ab = x + b;
+		__m256i ai = _mm256_setzero_si256();
 		_Pragma("GCC unroll 8")
-		for (int b = 0; b < nb; b++)
-			y[(size_t)b * ldy + (size_t)r * ys] = hsum(acc[r][b]);
+		for (int j = 0; j < 8; j++) {
+			const int g = j / 2, pos = 128 * (g / 2) + 32 * (g % 2) + 64 * (j % 2);
+			__m256i p = _mm256_maddubs_epi16(q[j], _mm256_load_si256((const __m256i *)(ab->q + pos)));
+			ai = dot_s16(ai, p, s[j]);
+		}
+		/* lane j: m_j x (bsums 2j and 2j + 1) */
+		__m256i mi = dot_s16(_mm256_setzero_si256(), mins,
+				     _mm256_load_si256((const __m256i *)ab->bsums));
+		__m256 t = _mm256_fmsub_ps(_mm256_cvtepi32_ps(ai), _mm256_set1_ps(d),
+					   _mm256_mul_ps(_mm256_cvtepi32_ps(mi), _mm256_set1_ps(dmin)));
+		acc[b] = _mm256_fmadd_ps(t, _mm256_set1_ps(ab->d), acc[b]);
+	}
+}
+
+/* Q6_K super-block of one row against nb activation blocks: values 6 bits
+ * less 32, a signed scale per 16 values; the -32 is one madd of the
+ * scales with the activations' sums per 16. In each half h, 32 values
+ * per vector: values 32k.. of the half meet q[128 h + 32 (0, 2, 1, 3)[k]]
+ * (the activations' order), sub-blocks 8h + 2k (low 128 bits) and 8h +
+ * 2k + 1 (high). */
+INLINE void step_q6_k(const uint8_t *blk, const struct duet_q8k_block *x, __m256 *acc,
+		      const int nb)
+{
+	const uint8_t *ql = blk + offsetof(struct duet_q6_k_block, ql);
+	const uint8_t *qhp = blk + offsetof(struct duet_q6_k_block, qh);
+	const __m128i sc8 = _mm_loadu_si128((const __m128i *)(blk + offsetof(struct duet_q6_k_block, scales)));
+	const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+	/* the even scales as words in the low 128 bits, the odd ones in the
+	 * high: word m of both lanes is the pair of sub-blocks 2m, 2m + 1 */
+	const __m256i eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(
+		sc8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
+	__m256i q[8], s[8];
+	_Pragma("GCC unroll 2")
+	for (int h = 0; h < 2; h++) {
+		__m256i l0 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h));
+		__m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h + 32));
+		__m256i hb = _mm256_loadu_si256((const __m256i *)(qhp + 32 * h));
+		/* bits 2k, 2k + 1 of qh moved to bits 4-5 (one shift of the
+		 * 16-bit lanes each way, then the byte mask) */
+		const __m256i m45 = _mm256_set1_epi8(0x30);
+		q[4 * h] = _mm256_or_si256(lo_nibbles(l0), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m45));
+		q[4 * h + 1] = _mm256_or_si256(lo_nibbles(l1), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m45));
+		q[4 * h + 2] = _mm256_or_si256(hi_nibbles(l0), _mm256_and_si256(hb, m45));
+		q[4 * h + 3] = _mm256_or_si256(hi_nibbles(l1), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m45));
+		_Pragma("GCC unroll 4")
+		for (int k = 0; k < 4; k++)
+			s[4 * h + k] = _mm256_shuffle_epi8(
+				eo, _mm256_set1_epi16((short)(2 * (4 * h + k) | (2 * (4 * h + k) + 1) << 8)));
+	}
+	const float d = _cvtsh_ss((uint16_t)(blk[offsetof(struct duet_q6_k_block, d)] |
+					     blk[offsetof(struct duet_q6_k_block, d) + 1] << 8));
+	static const int pos_of[4] = {0, 64, 32, 96};
+	_Pragma("GCC unroll 8")
+	for (int b = 0; b < nb; b++) {
+		const struct duet_q8k_block *a = x + b;
+		__m256i off = dot_s16(_mm256_setzero_si256(), sc16,
+				      _mm256_load_si256((const __m256i *)a->bsums));
+		__m256i ai = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
+		_Pragma("GCC unroll 8")
+		for (int j = 0; j < 8; j++) {
+			const int pos = 128 * (j / 4) + pos_of[j % 4];
+			__m256i p = _mm256_maddubs_epi16(q[j], _mm256_load_si256((const __m256i *)(a->q + pos)));
+			ai = dot_s16(ai, p, s[j]);
+		}
+		acc[b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ai), _mm256_set1_ps(d * a->d), acc[b]);
+	}
+}
+
+/* A tile of nr rows against nb sequences of a q8k panel, super-block by
+ * super-block. */
+INLINE void tile_kq(const enum duet_dtype t, const uint8_t *w, size_t rb, int K,
+		    const struct duet_q8k_block *x, int B, float *y, int ldy, int ys, const int nr,
+		    const int nb)
+{
+	__m256 acc[4][MAX_NB];
+	acc_zero(acc, nr, nb);
+	const size_t bb = t == DUET_Q6_K ? sizeof(struct duet_q6_k_block)
+			  : t == DUET_Q5_K ? sizeof(struct duet_q5_k_block)
+					   : sizeof(struct duet_q4_k_block);
+	for (int i = 0; i < K / DUET_QK; i++) {
+		const struct duet_q8k_block *xi = x + (size_t)i * B;
+		_Pragma("GCC unroll 4")
+		for (int r = 0; r < nr; r++) {
+			const uint8_t *blk = w + (size_t)r * rb + (size_t)i * bb;
+			if (t == DUET_Q6_K)
+				step_q6_k(blk, xi, acc[r], nb);
+			else
+				step_q4_k(blk, xi, acc[r], nb, t == DUET_Q5_K);
+		}
+	}
+	acc_store(acc, y, ldy, ys, nr, nb);
 }
 
 #define NB_CASES_2(F, NR) F(NR, 1) F(NR, 2)
@@ -227,6 +500,41 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 	}
 }
 
+#define Q4_0_CASE(R, NB)                                                                \
+	case (R) * 16 + (NB):                                                           \
+		tile_q4_0(FIVE, w, rb, K, x, B, y, ldy, ys, R, NB);                     \
+		return;
+#define DEFINE_TILE_Q4_0(name, five)                                                    \
+	static void name(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x, \
+			 int B, float *y, int ldy, int ys, int nr, int nb)               \
+	{                                                                               \
+		const int FIVE = five;                                                  \
+		switch (nr * 16 + nb) {                                                 \
+			NB_CASES_2(Q4_0_CASE, 4)                                        \
+			NB_CASES_8(Q4_0_CASE, 1)                                        \
+		}                                                                       \
+	}
+DEFINE_TILE_Q4_0(tiles_q4_0, 0)
+DEFINE_TILE_Q4_0(tiles_q5_0, 1)
+
+#define KQ_CASE(R, NB)                                                                  \
+	case (R) * 16 + (NB):                                                           \
+		tile_kq(T, w, rb, K, x, B, y, ldy, ys, R, NB);                          \
+		return;
+#define DEFINE_TILE_KQ(name, TYPE)                                                      \
+	static void name(const uint8_t *w, size_t rb, int K, const struct duet_q8k_block *x, \
+			 int B, float *y, int ldy, int ys, int nr, int nb)               \
+	{                                                                               \
+		const enum duet_dtype T = TYPE;                                         \
+		switch (nr * 16 + nb) {                                                 \
+			NB_CASES_2(KQ_CASE, 4)                                          \
+			NB_CASES_8(KQ_CASE, 1)                                          \
+		}                                                                       \
+	}
+DEFINE_TILE_KQ(tiles_q4_k, DUET_Q4_K)
+DEFINE_TILE_KQ(tiles_q5_k, DUET_Q5_K)
+DEFINE_TILE_KQ(tiles_q6_k, DUET_Q6_K)
+
 /* A range's rows in tiles of ROWS_FOR(B) rows. With one group of
  * sequences (B <= MAX_NB) and 4-row tiles, a tile takes the i-th row of
  * each quarter of the range: four long sequential streams, which a core
@@ -261,6 +569,11 @@ DEFINE_MATMUL(matmul_f16, tiles_f16, float, DUET_PANEL_CHUNK, rows_for)
 DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, DUET_PANEL_CHUNK, rows_for)
 DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, DUET_PANEL_CHUNK, rows_for)
 DEFINE_MATMUL(matmul_q8_0_q8, tiles_q8, struct duet_q8a_pair, 1, rows_for_plain)
+DEFINE_MATMUL(matmul_q4_0_q8, tiles_q4_0, struct duet_q8a_pair, 1, rows_for_plain)
+DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, 1, rows_for_plain)
+DEFINE_MATMUL(matmul_q4_k_q8k, tiles_q4_k, struct duet_q8k_block, 1, rows_for_plain)
+DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, 1, rows_for_plain)
+DEFINE_MATMUL(matmul_q6_k_q8k, tiles_q6_k, struct duet_q8k_block, 1, rows_for_plain)
 
 static void cvt_f16(const void *src, float *dst, int n)
 {
@@ -464,11 +777,14 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 		out[i] = x[i] * r * w[i];
 }
 
-const struct duet_kernels duet_kernels_avx2 = {
-	.name = "avx2",
+const struct duet_kernels TABLE = {
+	.name = TABLE_NAME,
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
-	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8},
+	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8, [DUET_Q4_0] = matmul_q4_0_q8,
+		      [DUET_Q5_0] = matmul_q5_0_q8},
+	.matmul_q8k = {[DUET_Q4_K] = matmul_q4_k_q8k, [DUET_Q5_K] = matmul_q5_k_q8k,
+		       [DUET_Q6_K] = matmul_q6_k_q8k},
 	.quant_q8a = duet_quant_q8a_ref,
 	.quant_q8k = duet_quant_q8k_ref,
 	.cvt_f16 = cvt_f16,

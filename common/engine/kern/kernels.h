@@ -241,9 +241,10 @@ struct duet_kernels {
 
 extern const struct duet_kernels duet_kernels_scalar;
 extern const struct duet_kernels duet_kernels_avx2;
+extern const struct duet_kernels duet_kernels_avxvnni;
 extern const struct duet_kernels duet_kernels_avx512;
 
-/* Best table for this CPU; DUET_KERNELS=scalar|avx2|avx512 overrides (a
+/* Best table for this CPU; DUET_KERNELS=scalar|avx2|avxvnni|avx512 overrides (a
  * table the CPU cannot run is refused and the best one used instead). */
 const struct duet_kernels *duet_kernels(void);
 /* A table by name if this CPU can run it, else NULL (tests compare ISAs). */

@@ -5,13 +5,23 @@
 
 #include "base/cpu.h"
 
+/* The AVX-512 table's integer kernels (vpdpbusd), which its 16-row groups
+ * are packed at load for, need VNNI: AVX-512 CPUs without it (Skylake-X)
+ * take the AVX2 table whole. */
+static int can_avx512(void)
+{
+	return duet_cpu_has_avx512() && duet_cpu_has_avx512vnni();
+}
+
 const struct duet_kernels *duet_kernels_named(const char *name)
 {
 	if (!strcmp(name, "scalar"))
 		return &duet_kernels_scalar;
 	if (!strcmp(name, "avx2") && duet_cpu_has_avx2())
 		return &duet_kernels_avx2;
-	if (!strcmp(name, "avx512") && duet_cpu_has_avx512())
+	if (!strcmp(name, "avxvnni") && duet_cpu_has_avxvnni())
+		return &duet_kernels_avxvnni;
+	if (!strcmp(name, "avx512") && can_avx512())
 		return &duet_kernels_avx512;
 	return NULL;
 }
@@ -24,8 +34,9 @@ const struct duet_kernels *duet_kernels(void)
 	const char *env = getenv("DUET_KERNELS");
 	const struct duet_kernels *k = env ? duet_kernels_named(env) : NULL;
 	if (!k)
-		k = duet_cpu_has_avx512() ? &duet_kernels_avx512
-		    : duet_cpu_has_avx2() ? &duet_kernels_avx2
+		k = can_avx512()           ? &duet_kernels_avx512
+		    : duet_cpu_has_avxvnni() ? &duet_kernels_avxvnni
+		    : duet_cpu_has_avx2()    ? &duet_kernels_avx2
 					  : &duet_kernels_scalar;
 	chosen = k;
 	return k;
@@ -55,10 +66,6 @@ duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype
 	if (a == DUET_ACT_Q8 || a == DUET_ACT_Q8K) {
 		if (!duet_dtype_quantized(t) || (a == DUET_ACT_Q8K && !duet_dtype_kquant(t)))
 			return NULL;
-		/* The AVX-512 integer kernels need VNNI (vpdpbusd); AVX-512 CPUs
-		 * without it (Skylake-X) take the AVX2 ones. */
-		if (k == &duet_kernels_avx512 && !duet_cpu_has_avx512vnni())
-			k = &duet_kernels_avx2;
 		if (a == DUET_ACT_Q8K)
 			return k->matmul_q8k[t] ? k->matmul_q8k[t] : duet_kernels_scalar.matmul_q8k[t];
 		return k->matmul_q8[t] ? k->matmul_q8[t] : duet_kernels_scalar.matmul_q8[t];
