@@ -220,6 +220,7 @@ FUZZ_OBJ := $(COMMON_SRC:%.c=$(BUILD)/fuzz/obj/%.o) $(BUILD)/fuzz/obj/proto.o
 FUZZ_LIB := $(BUILD)/fuzz/libduet-fuzz.a
 $(BUILD)/fuzz/obj/common/engine/kern/avx512.o: ISA := $(ISA_avx512)
 $(BUILD)/fuzz/obj/common/engine/kern/avx2.o: ISA := $(ISA_avx2)
+$(BUILD)/fuzz/obj/common/engine/kern/avxvnni.o: ISA := $(ISA_avx2) -mavxvnni
 # The kernels without ASan/UBSan here: clang takes 4-5 minutes over
 # avx512.c with them, against 5 s without, and no fuzz target reaches the
 # kernels (the ASan build's tests do).
