@@ -262,15 +262,27 @@ INLINE __m256i fifth_bits(const uint8_t *qh)
 	return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
 }
 
-/* Q4_0 (five = 0): values q - 8; Q5_0 (five = 1): the nibble and a fifth
- * bit from qh, less 16. The offset comes from the pair's corr (-128 x the
- * activations' sum). */
-INLINE void tile_q4_0(const int five, const uint8_t *w, size_t rb, int K,
-		      const struct duet_q8a_pair *x, int B, float *y, int ldy, int ys, const int nr,
-		      const int nb)
+/* The 32-value types of a 16-bit d and 16 bytes of nibbles: Q4_0 (values
+ * q - 8), Q5_0 (the nibble and a fifth bit from qh, less 16), Q4_1 and Q5_1
+ * (d x q + m). Q4_0's and Q5_0's offsets start the dot product, from the
+ * pair's corr (-128 x the activations' sum, kernels.h); the _1 types' min
+ * meets that sum in floats, in the accumulator's first lane. */
+INLINE size_t q32_bytes(const enum duet_dtype T)
 {
-	const size_t bb = five ? sizeof(struct duet_q5_0_block) : sizeof(struct duet_q4_0_block);
-	const size_t qs_off = five ? offsetof(struct duet_q5_0_block, qs) : offsetof(struct duet_q4_0_block, qs);
+	return T == DUET_Q4_0	? sizeof(struct duet_q4_0_block)
+	       : T == DUET_Q5_0 ? sizeof(struct duet_q5_0_block)
+	       : T == DUET_Q4_1 ? sizeof(struct duet_q4_1_block)
+				: sizeof(struct duet_q5_1_block);
+}
+
+INLINE void tile_q32(const enum duet_dtype T, const uint8_t *w, size_t rb, int K,
+		     const struct duet_q8a_pair *x, int B, float *y, int ldy, int ys, const int nr,
+		     const int nb)
+{
+	const int has_min = T == DUET_Q4_1 || T == DUET_Q5_1, five = T == DUET_Q5_0 || T == DUET_Q5_1;
+	const size_t bb = q32_bytes(T), qh_off = has_min ? 4 : 2, qs_off = qh_off + (five ? 4 : 0);
+	/* corr / div is the offset's share: -8 or -16 x the sum */
+	const int div = T == DUET_Q4_0 ? 16 : 8;
 	__m256 acc[4][MAX_NB];
 	acc_zero(acc, nr, nb);
 	for (int i = 0; i < K / 32; i++) {
@@ -283,18 +295,28 @@ INLINE void tile_q4_0(const int five, const uint8_t *w, size_t rb, int K,
 			__m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0F)),
 						     _mm_and_si128(q, _mm_set1_epi8(0x0F)));
 			if (five)
-				v = _mm256_or_si256(v, fifth_bits(blk + offsetof(struct duet_q5_0_block, qh)));
+				v = _mm256_or_si256(v, fifth_bits(blk + qh_off));
 			__m256 d = h2f_8(blk);
+			float m = 0;
+			if (has_min) {
+				uint16_t mh;
+				memcpy(&mh, blk + 2, 2);
+				m = _cvtsh_ss(mh);
+			}
 			_Pragma("GCC unroll 8")
 			for (int b = 0; b < nb; b++) {
 				const struct duet_q8a_pair *a = xp + b;
 				__m256i xq = _mm256_loadu_si256((const __m256i *)(a->q + 32 * h));
-				__m256i dp = dot_u8s8(_mm256_castsi128_si256(_mm_cvtsi32_si128(
-							      a->corr[8 * h] / (five ? 8 : 16))),
-						      v, xq);
-				acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp),
-							    _mm256_mul_ps(d, _mm256_loadu_ps(a->d + 8 * h)),
+				int32_t off = has_min ? 0 : a->corr[8 * h] / div;
+				__m256i dp = dot_u8s8(_mm256_setr_epi32(off, 0, 0, 0, 0, 0, 0, 0), v, xq);
+				__m256 xd = _mm256_loadu_ps(a->d + 8 * h);
+				acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_mul_ps(d, xd),
 							    acc[r][b]);
+				if (has_min)
+					acc[r][b] = _mm256_add_ps(
+						acc[r][b],
+						_mm256_setr_ps(m * a->d[8 * h] * (float)(a->corr[8 * h] / -128),
+							       0, 0, 0, 0, 0, 0, 0));
 			}
 		}
 	}
@@ -500,22 +522,24 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 	}
 }
 
-#define Q4_0_CASE(R, NB)                                                                \
+#define Q32_CASE(R, NB)                                                                 \
 	case (R) * 16 + (NB):                                                           \
-		tile_q4_0(FIVE, w, rb, K, x, B, y, ldy, ys, R, NB);                     \
+		tile_q32(T, w, rb, K, x, B, y, ldy, ys, R, NB);                         \
 		return;
-#define DEFINE_TILE_Q4_0(name, five)                                                    \
+#define DEFINE_TILE_Q32(name, TYPE)                                                     \
 	static void name(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x, \
 			 int B, float *y, int ldy, int ys, int nr, int nb)               \
 	{                                                                               \
-		const int FIVE = five;                                                  \
+		const enum duet_dtype T = TYPE;                                         \
 		switch (nr * 16 + nb) {                                                 \
-			NB_CASES_2(Q4_0_CASE, 4)                                        \
-			NB_CASES_8(Q4_0_CASE, 1)                                        \
+			NB_CASES_2(Q32_CASE, 4)                                         \
+			NB_CASES_8(Q32_CASE, 1)                                         \
 		}                                                                       \
 	}
-DEFINE_TILE_Q4_0(tiles_q4_0, 0)
-DEFINE_TILE_Q4_0(tiles_q5_0, 1)
+DEFINE_TILE_Q32(tiles_q4_0, DUET_Q4_0)
+DEFINE_TILE_Q32(tiles_q5_0, DUET_Q5_0)
+DEFINE_TILE_Q32(tiles_q4_1, DUET_Q4_1)
+DEFINE_TILE_Q32(tiles_q5_1, DUET_Q5_1)
 
 #define KQ_CASE(R, NB)                                                                  \
 	case (R) * 16 + (NB):                                                           \
@@ -571,6 +595,8 @@ DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, DUET_PANEL_CHUNK, rows_for)
 DEFINE_MATMUL(matmul_q8_0_q8, tiles_q8, struct duet_q8a_pair, 1, rows_for_plain)
 DEFINE_MATMUL(matmul_q4_0_q8, tiles_q4_0, struct duet_q8a_pair, 1, rows_for_plain)
 DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, 1, rows_for_plain)
+DEFINE_MATMUL(matmul_q4_1_q8, tiles_q4_1, struct duet_q8a_pair, 1, rows_for_plain)
+DEFINE_MATMUL(matmul_q5_1_q8, tiles_q5_1, struct duet_q8a_pair, 1, rows_for_plain)
 DEFINE_MATMUL(matmul_q4_k_q8k, tiles_q4_k, struct duet_q8k_block, 1, rows_for_plain)
 DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, 1, rows_for_plain)
 DEFINE_MATMUL(matmul_q6_k_q8k, tiles_q6_k, struct duet_q8k_block, 1, rows_for_plain)
@@ -782,7 +808,8 @@ const struct duet_kernels TABLE = {
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
 	.matmul_q8 = {[DUET_Q8_0] = matmul_q8_0_q8, [DUET_Q4_0] = matmul_q4_0_q8,
-		      [DUET_Q5_0] = matmul_q5_0_q8},
+		      [DUET_Q5_0] = matmul_q5_0_q8, [DUET_Q4_1] = matmul_q4_1_q8,
+		      [DUET_Q5_1] = matmul_q5_1_q8},
 	.matmul_q8k = {[DUET_Q4_K] = matmul_q4_k_q8k, [DUET_Q5_K] = matmul_q5_k_q8k,
 		       [DUET_Q6_K] = matmul_q6_k_q8k},
 	.quant_q8a = duet_quant_q8a_ref,

@@ -133,6 +133,10 @@ INLINE size_t offset_of(enum duet_dtype t, int k)
 		return (size_t)(k / 32) * sizeof(struct duet_q4_0_block);
 	case DUET_Q5_0:
 		return (size_t)(k / 32) * sizeof(struct duet_q5_0_block);
+	case DUET_Q4_1:
+		return (size_t)(k / 32) * sizeof(struct duet_q4_1_block);
+	case DUET_Q5_1:
+		return (size_t)(k / 32) * sizeof(struct duet_q5_1_block);
 	case DUET_Q4_K:
 		return (size_t)(k / DUET_QK) * sizeof(struct duet_q4_k_block);
 	case DUET_Q5_K:
@@ -251,13 +255,15 @@ INLINE void tile_f(enum duet_dtype t, const uint8_t *w, struct tgeo g, int K, co
 	acc_store(acc, y, ldy, g.ys, add, nr, nb);
 }
 
-/* ---- Q5_0 weights against int8 activations (Q8_0 and Q4_0 take the
- * 16-row kernels below) ----
+/* ---- Q5_0, Q4_1 and Q5_1 weights against int8 activations (Q8_0 and
+ * Q4_0 take the 16-row kernels below) ----
  *
  * Each step unpacks 64 weights of a row (a pair of activation blocks) to
- * unsigned bytes for vpdpbusd, with a float scale per dword lane. The
- * quants' fixed offset (16) is taken out in integers by starting the dot
- * product at -16 * sum(activations) (corr = -128 * sum, kernels.h). */
+ * unsigned bytes for vpdpbusd, with a float scale per dword lane. Q5_0's
+ * fixed offset (16) is taken out in integers by starting the dot product
+ * at -16 * sum(activations) (corr = -128 * sum, kernels.h); Q4_1's and
+ * Q5_1's min m meets the activations' sum in floats, m x d_x x sum, in
+ * the block's first lane (corr's other lanes are zero). */
 
 INLINE __m512 half_scales(uint16_t h0, uint16_t h1)
 {
@@ -275,67 +281,99 @@ INLINE __m512i nibbles_pair(__m128i a, __m128i b)
 	return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
 }
 
-/* A pair of Q5_0 blocks: Q4_0's nibbles in the same order, each with its
- * fifth bit (bit i of the block's qh is value i's: one 64-bit mask for
- * the pair, spread to bytes by vpmovm2b). */
-INLINE void q5_0_pair(const uint8_t *blk, int one, __m512i *q, __m512 *d)
+/* Where a block of type T (Q5_0, Q4_1, Q5_1) keeps its fields: the min
+ * after d (the _1 types), the fifth bits (the 5 types), then the quants. */
+INLINE size_t pair_block_bytes(const enum duet_dtype T)
 {
-	const size_t bb = sizeof(struct duet_q5_0_block);
-	uint16_t h0, h1 = 0;
-	uint32_t b0, b1 = 0;
-	memcpy(&h0, blk, 2);
-	memcpy(&b0, blk + 2, 4);
-	__m128i a = _mm_loadu_si128((const __m128i *)(blk + 6)), b = _mm_setzero_si128();
-	if (!one) {
-		memcpy(&h1, blk + bb, 2);
-		memcpy(&b1, blk + bb + 2, 4);
-		b = _mm_loadu_si128((const __m128i *)(blk + bb + 6));
-	}
-	__m512i v = nibbles_pair(a, b);
-	__m512i hi = _mm512_and_si512(_mm512_movm_epi8((__mmask64)b0 | (__mmask64)b1 << 32),
-				      _mm512_set1_epi8(0x10));
-	*q = _mm512_or_si512(v, hi);
-	*d = half_scales(h0, h1);
+	return T == DUET_Q5_0 ? sizeof(struct duet_q5_0_block)
+	       : T == DUET_Q4_1 ? sizeof(struct duet_q4_1_block)
+				: sizeof(struct duet_q5_1_block);
 }
 
-/* One pair of Q5_0 32-blocks of a tile: the dot product starts at -16 x
- * sum(activations), corr (-128 x sum, in lanes 0 and 8) shifted right by
- * 3. x points at the pair of the tile's first row in a q8 panel (the rows'
- * pairs are adjacent). */
-INLINE void step_pair(const uint8_t *w, struct tgeo g, int p, int one,
+INLINE int pair_has_min(const enum duet_dtype T)
+{
+	return T != DUET_Q5_0;
+}
+
+INLINE int pair_has_fifth(const enum duet_dtype T)
+{
+	return T != DUET_Q4_1;
+}
+
+/* A pair of blocks (the second absent with one): Q4_0's nibbles in the
+ * same order, each with its fifth bit where the type has one (bit i of
+ * the block's qh is value i's: one 64-bit mask for the pair, spread to
+ * bytes by vpmovm2b); d and the mins as lanes 0-7 and 8-15. */
+INLINE void unpack_pair(const enum duet_dtype T, const uint8_t *blk, int one, __m512i *q,
+			__m512 *d, __m512 *m)
+{
+	const size_t bb = pair_block_bytes(T), mo = 2, ho = pair_has_min(T) ? 4 : 2;
+	const size_t qo = ho + (pair_has_fifth(T) ? 4 : 0);
+	uint16_t h0, h1 = 0, m0 = 0, m1 = 0;
+	uint32_t b0 = 0, b1 = 0;
+	memcpy(&h0, blk, 2);
+	__m128i a = _mm_loadu_si128((const __m128i *)(blk + qo)), b = _mm_setzero_si128();
+	if (!one) {
+		memcpy(&h1, blk + bb, 2);
+		b = _mm_loadu_si128((const __m128i *)(blk + bb + qo));
+	}
+	__m512i v = nibbles_pair(a, b);
+	if (pair_has_fifth(T)) {
+		memcpy(&b0, blk + ho, 4);
+		if (!one)
+			memcpy(&b1, blk + bb + ho, 4);
+		v = _mm512_or_si512(v, _mm512_and_si512(_mm512_movm_epi8((__mmask64)b0 | (__mmask64)b1 << 32),
+							_mm512_set1_epi8(0x10)));
+	}
+	*q = v;
+	*d = half_scales(h0, h1);
+	if (pair_has_min(T)) {
+		memcpy(&m0, blk + mo, 2);
+		if (!one)
+			memcpy(&m1, blk + bb + mo, 2);
+		*m = half_scales(m0, m1);
+	}
+}
+
+/* One pair of 32-blocks of a tile. x points at the pair of the tile's
+ * first row in a q8 panel (the rows' pairs are adjacent). */
+INLINE void step_pair(const enum duet_dtype T, const uint8_t *w, struct tgeo g, int p, int one,
 		      const struct duet_q8a_pair *x, __m512 acc[4][MAX_NB], const int nr,
 		      const int nb)
 {
-	const size_t pair = 2 * sizeof(struct duet_q5_0_block);
-	const int shift = 3;
+	const size_t pair = 2 * pair_block_bytes(T);
 	__m512i q[4];
-	__m512 d[4];
+	__m512 d[4], m[4];
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++) {
 		const uint8_t *blk = w + (size_t)r * g.rs + (size_t)p * pair;
 		PREFETCH(blk + g.pf);
-		if (pair > 64)
-			PREFETCH(blk + g.pf + 64);
-		q5_0_pair(blk, one, &q[r], &d[r]);
+		PREFETCH(blk + g.pf + 48);
+		unpack_pair(T, blk, one, &q[r], &d[r], &m[r]);
 	}
 	_Pragma("GCC unroll 16")
 	for (int b = 0; b < nb; b++) {
 		const struct duet_q8a_pair *a = x + b;
 		__m512i xq = _mm512_load_si512(a->q);
-		__m512i off = _mm512_srai_epi32(_mm512_load_si512(a->corr), shift);
+		__m512i corr = _mm512_load_si512(a->corr);
+		/* Q5_0: -16 x the sum, corr / 8; the others start at zero */
+		__m512i off = pair_has_min(T) ? _mm512_setzero_si512() : _mm512_srai_epi32(corr, 3);
 		__m512 xd = _mm512_load_ps(a->d);
+		__m512 sum = _mm512_mul_ps(_mm512_cvtepi32_ps(corr), _mm512_set1_ps(-1.0f / 128));
 		_Pragma("GCC unroll 4")
 		for (int r = 0; r < nr; r++) {
 			__m512i dp = _mm512_dpbusd_epi32(off, q[r], xq);
 			acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(d[r], xd),
 						    acc[r][b]);
+			if (pair_has_min(T))
+				acc[r][b] = _mm512_fmadd_ps(_mm512_mul_ps(m[r], xd), sum, acc[r][b]);
 		}
 	}
 }
 
-/* A tile over pairs of Q5_0 32-blocks: each whole pair, then a last lone
- * block when K / 32 is odd. */
-#define DEFINE_PAIR_TILE(name)                                                          \
+/* A tile over pairs of 32-blocks of type T: each whole pair, then a last
+ * lone block when K / 32 is odd. */
+#define DEFINE_PAIR_TILE(name, T)                                                       \
 	INLINE void name(const uint8_t *w, struct tgeo g, int K, const struct duet_q8a_pair *x, \
 			 int B, float *y, int ldy, int add, const int nr, const int nb)     \
 	{                                                                               \
@@ -343,12 +381,14 @@ INLINE void step_pair(const uint8_t *w, struct tgeo g, int p, int one,
 		acc_zero(acc, nr, nb);                                                  \
 		int p = 0;                                                              \
 		for (; p < K / 64; p++, x += B)                                         \
-			step_pair(w, g, p, 0, x, acc, nr, nb);                         \
+			step_pair(T, w, g, p, 0, x, acc, nr, nb);                      \
 		if (K % 64)                                                             \
-			step_pair(w, g, p, 1, x, acc, nr, nb);                         \
-		acc_store(acc, y, ldy, g.ys, add, nr, nb);                                    \
+			step_pair(T, w, g, p, 1, x, acc, nr, nb);                      \
+		acc_store(acc, y, ldy, g.ys, add, nr, nb);                              \
 	}
-DEFINE_PAIR_TILE(tile_q5_0)
+DEFINE_PAIR_TILE(tile_q5_0, DUET_Q5_0)
+DEFINE_PAIR_TILE(tile_q4_1, DUET_Q4_1)
+DEFINE_PAIR_TILE(tile_q5_1, DUET_Q5_1)
 
 /* Lane indices picking Q6_K's scales (scale j in lane j) for 64 values
  * of four 16-value sub-blocks: dwords 0-3 j0, 4-7 j0 + 1, 8-11 j1, 12-15
@@ -1399,6 +1439,12 @@ DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 #define TQ_TILE tile_q5_0
 DEFINE_TILES_Q(tiles_q5_0, struct duet_q8a_pair)
 #undef TQ_TILE
+#define TQ_TILE tile_q4_1
+DEFINE_TILES_Q(tiles_q4_1, struct duet_q8a_pair)
+#undef TQ_TILE
+#define TQ_TILE tile_q5_1
+DEFINE_TILES_Q(tiles_q5_1, struct duet_q8a_pair)
+#undef TQ_TILE
 
 #define TQ_TILE tile_q5_k
 DEFINE_TILES_Q(tiles_q5_k, struct duet_q8k_block)
@@ -1497,6 +1543,12 @@ DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
 #undef T
 #define T DUET_Q5_0
 DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+#undef T
+#define T DUET_Q4_1
+DEFINE_MATMUL(matmul_q4_1_q8, tiles_q4_1, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
+#undef T
+#define T DUET_Q5_1
+DEFINE_MATMUL(matmul_q5_1_q8, tiles_q5_1, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
 #undef T
 #define T DUET_Q5_K
 DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
@@ -1936,7 +1988,8 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
 	/* Q8_0 and Q4_0 take the 16-row kernels */
-	.matmul_q8 = {[DUET_Q5_0] = matmul_q5_0_q8},
+	.matmul_q8 = {[DUET_Q5_0] = matmul_q5_0_q8, [DUET_Q4_1] = matmul_q4_1_q8,
+		      [DUET_Q5_1] = matmul_q5_1_q8},
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
 	.matmul_bf16_hi = matmul_bf16_hi,
 	.pack_bf16 = pack_bf16,
