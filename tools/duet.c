@@ -28,7 +28,7 @@ static void usage(FILE *f)
 	fprintf(f, "Usage: duet COMMAND [options]   (duet COMMAND --help for its options)\n\n");
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].what);
-	fprintf(f, "\nEnvironment: DUET_KERNELS=scalar|avx2|avx512 forces a kernel set;\n"
+	fprintf(f, "\nEnvironment: DUET_KERNELS=scalar|avx2|avxvnni|avx512 forces a kernel set;\n"
 		   "DUET_BLAS_AUTO=0 keeps OpenBLAS's own core choice (see README).\n");
 }
 
