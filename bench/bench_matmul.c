@@ -2,7 +2,9 @@
  * weight matrices of one shape in huge pages, one after another as a
  * decode step meets them (so none is in cache), for B activation rows, on
  * all threads. Prints weight GB/s (what batch-1 decode is bound by) and
- * GFLOP/s (what wide batches are bound by), best of 5 passes.
+ * GFLOP/s (what wide batches are bound by), best of 5 passes, and the
+ * passes' mean GB/s (about 7% below the best here: a decode step's
+ * products meet the mean, not the best).
  * Usage: bench_matmul TYPE B [N K [COPIES]]   (TYPE any weight type duet reads;
  * DUET_QDOT=exact for the exact q8_0 path, PACKED=1 for Q8_0 packed as a
  * decode node packs it) */
@@ -76,7 +78,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_matmul: %s\n", err.msg);
 		return 1;
 	}
-	double best = 1e30;
+	double best = 1e30, sum = 0;
 	for (int pass = 0; pass < PASSES; pass++) {
 		double t0 = duet_now_s();
 		for (int c = 0; c < copies; c++) {
@@ -86,11 +88,13 @@ int main(int argc, char **argv)
 		double dt = duet_now_s() - t0;
 		if (pass > 0 && dt < best) /* the first pass warms up */
 			best = dt;
+		if (pass > 0)
+			sum += dt;
 	}
-	printf("%s%s B=%d N=%d K=%d (%s, %d threads): %.1f GB/s of weights, %.1f GFLOP/s, %.3f ms a matrix\n",
+	printf("%s%s B=%d N=%d K=%d (%s, %d threads): %.1f GB/s of weights, %.1f GFLOP/s, %.3f ms a matrix (mean of the passes %.1f GB/s)\n",
 	       duet_dtype_name(t), ts[0].layout == DUET_LAYOUT_R16 ? " packed" : "", B, N, K, duet_qdot_name(qdot), duet_threadpool_threads(tp),
 	       (double)bytes * copies / best * 1e-9, 2.0 * B * N * (double)K * copies / best * 1e-9,
-	       best / copies * 1e3);
+	       best / copies * 1e3, (double)bytes * copies / (sum / (PASSES - 1)) * 1e-9);
 	duet_matmul_free(&mm);
 	duet_threadpool_destroy(tp);
 	free(w), free(row), free(x), free(y);
