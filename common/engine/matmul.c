@@ -219,7 +219,6 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 	const struct duet_tensor *w = j->w;
 	const enum duet_dtype t = w->type;
 	duet_r16_fn fn = duet_kernels_r16(mm->k, t);
-	duet_r16_pack_fn pack = mm->k->pack_r16[t];
 	const int V = duet_r16_values(t);
 	int N = (int)w->rows, blocks = (int)(w->cols / V), B = j->T;
 	long packed = w->layout == DUET_LAYOUT_R16 ? N / DUET_R16_ROWS : 0;
@@ -243,11 +242,8 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 						    duet_r16_unit_at(t, k0);
 					} else {
 						const uint8_t *rows = duet_tensor_row(w, n);
-						if (pack)
-							pack(rows, w->row_bytes, nr, k0, nblk, rows16);
-						else
-							duet_r16_pack(t, rows, w->row_bytes, nr, k0, nblk,
-								      rows16);
+						duet_kernels_pack_r16(mm->k, t, rows, w->row_bytes, nr, k0,
+								      nblk, rows16);
 					}
 					for (int b = bc; b < be; b += DUET_R16_SEQS)
 						fn(q, nblk, r16_act(mm, t, k0, B, b), B,

@@ -127,7 +127,7 @@ int duet_r16_pack_tensor(struct duet_tensor *t, struct duet_err *err)
 	int nb = (int)(t->cols / duet_r16_values(t->type));
 	/* the running table's packing (the same bytes): the definition's
 	 * byte loop had been two thirds of loading a Q8_0 model */
-	duet_r16_pack_fn pack = duet_kernels()->pack_r16[t->type];
+	const struct duet_kernels *k = duet_kernels();
 	uint8_t *tmp = malloc(gb);
 	if (!tmp)
 		return duet_errf(err, "repacking a %lld x %lld %s matrix: out of memory",
@@ -136,10 +136,7 @@ int duet_r16_pack_tensor(struct duet_tensor *t, struct duet_err *err)
 	for (int64_t g = 0; g < t->rows / DUET_R16_ROWS; g++) {
 		uint8_t *grp = data + (size_t)g * gb;
 		memcpy(tmp, grp, gb);
-		if (pack)
-			pack(tmp, t->row_bytes, DUET_R16_ROWS, 0, nb, grp);
-		else
-			duet_r16_pack(t->type, tmp, t->row_bytes, DUET_R16_ROWS, 0, nb, grp);
+		duet_kernels_pack_r16(k, t->type, tmp, t->row_bytes, DUET_R16_ROWS, 0, nb, grp);
 	}
 	free(tmp);
 	t->layout = DUET_LAYOUT_R16;

@@ -242,13 +242,6 @@ INLINE __m256i bits_at4(__m256i v, int s, char m)
 	return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(v, s), _mm256_set1_epi8(m)), 4);
 }
 
-INLINE __m256 h2f_8(const uint8_t *p)
-{
-	uint16_t h;
-	memcpy(&h, p, 2);
-	return _mm256_set1_ps(_cvtsh_ss(h));
-}
-
 /* The 32 bits of a Q5_0 block's qh as bytes: byte i 0x10 where bit i is set. */
 INLINE __m256i fifth_bits(const uint8_t *qh)
 {
@@ -267,20 +260,12 @@ INLINE __m256i fifth_bits(const uint8_t *qh)
  * (d x q + m). Q4_0's and Q5_0's offsets start the dot product, from the
  * pair's corr (-128 x the activations' sum, kernels.h); the _1 types' min
  * meets that sum in floats, in the accumulator's first lane. */
-INLINE size_t q32_bytes(const enum duet_dtype T)
-{
-	return T == DUET_Q4_0	? sizeof(struct duet_q4_0_block)
-	       : T == DUET_Q5_0 ? sizeof(struct duet_q5_0_block)
-	       : T == DUET_Q4_1 ? sizeof(struct duet_q4_1_block)
-				: sizeof(struct duet_q5_1_block);
-}
-
 INLINE void tile_q32(const enum duet_dtype T, const uint8_t *w, size_t rb, int K,
 		     const struct duet_q8a_pair *x, int B, float *y, int ldy, int ys, const int nr,
 		     const int nb)
 {
 	const int has_min = T == DUET_Q4_1 || T == DUET_Q5_1, five = T == DUET_Q5_0 || T == DUET_Q5_1;
-	const size_t bb = q32_bytes(T), qh_off = has_min ? 4 : 2, qs_off = qh_off + (five ? 4 : 0);
+	const size_t bb = duet_dtype_block_bytes(T), qh_off = has_min ? 4 : 2, qs_off = qh_off + (five ? 4 : 0);
 	/* corr / div is the offset's share: -8 or -16 x the sum */
 	const int div = T == DUET_Q4_0 ? 16 : 8;
 	__m256 acc[4][MAX_NB];
@@ -296,7 +281,7 @@ INLINE void tile_q32(const enum duet_dtype T, const uint8_t *w, size_t rb, int K
 						     _mm_and_si128(q, _mm_set1_epi8(0x0F)));
 			if (five)
 				v = _mm256_or_si256(v, fifth_bits(blk + qh_off));
-			__m256 d = h2f_8(blk);
+			__m256 d = q8_scale(blk);
 			float m = 0;
 			if (has_min) {
 				uint16_t mh;
@@ -450,9 +435,7 @@ INLINE void tile_kq(const enum duet_dtype t, const uint8_t *w, size_t rb, int K,
 {
 	__m256 acc[4][MAX_NB];
 	acc_zero(acc, nr, nb);
-	const size_t bb = t == DUET_Q6_K ? sizeof(struct duet_q6_k_block)
-			  : t == DUET_Q5_K ? sizeof(struct duet_q5_k_block)
-					   : sizeof(struct duet_q4_k_block);
+	const size_t bb = duet_dtype_block_bytes(t);
 	for (int i = 0; i < K / DUET_QK; i++) {
 		const struct duet_q8k_block *xi = x + (size_t)i * B;
 		_Pragma("GCC unroll 4")
@@ -522,42 +505,33 @@ static void tiles_q8(const uint8_t *w, size_t rb, int K, const struct duet_q8a_p
 	}
 }
 
-#define Q32_CASE(R, NB)                                                                 \
+/* The integer tiles of one type each (TILE, with the type T as its first
+ * argument), dispatched by rows and sequences. */
+#define INT_CASE(R, NB)                                                                 \
 	case (R) * 16 + (NB):                                                           \
-		tile_q32(T, w, rb, K, x, B, y, ldy, ys, R, NB);                         \
+		TILE(T, w, rb, K, x, B, y, ldy, ys, R, NB);                             \
 		return;
-#define DEFINE_TILE_Q32(name, TYPE)                                                     \
-	static void name(const uint8_t *w, size_t rb, int K, const struct duet_q8a_pair *x, \
-			 int B, float *y, int ldy, int ys, int nr, int nb)               \
+#define DEFINE_TILE_INT(name, XT, TYPE)                                                 \
+	static void name(const uint8_t *w, size_t rb, int K, const XT *x, int B, float *y, \
+			 int ldy, int ys, int nr, int nb)                                \
 	{                                                                               \
 		const enum duet_dtype T = TYPE;                                         \
 		switch (nr * 16 + nb) {                                                 \
-			NB_CASES_2(Q32_CASE, 4)                                         \
-			NB_CASES_8(Q32_CASE, 1)                                         \
+			NB_CASES_2(INT_CASE, 4)                                         \
+			NB_CASES_8(INT_CASE, 1)                                         \
 		}                                                                       \
 	}
-DEFINE_TILE_Q32(tiles_q4_0, DUET_Q4_0)
-DEFINE_TILE_Q32(tiles_q5_0, DUET_Q5_0)
-DEFINE_TILE_Q32(tiles_q4_1, DUET_Q4_1)
-DEFINE_TILE_Q32(tiles_q5_1, DUET_Q5_1)
-
-#define KQ_CASE(R, NB)                                                                  \
-	case (R) * 16 + (NB):                                                           \
-		tile_kq(T, w, rb, K, x, B, y, ldy, ys, R, NB);                          \
-		return;
-#define DEFINE_TILE_KQ(name, TYPE)                                                      \
-	static void name(const uint8_t *w, size_t rb, int K, const struct duet_q8k_block *x, \
-			 int B, float *y, int ldy, int ys, int nr, int nb)               \
-	{                                                                               \
-		const enum duet_dtype T = TYPE;                                         \
-		switch (nr * 16 + nb) {                                                 \
-			NB_CASES_2(KQ_CASE, 4)                                          \
-			NB_CASES_8(KQ_CASE, 1)                                          \
-		}                                                                       \
-	}
-DEFINE_TILE_KQ(tiles_q4_k, DUET_Q4_K)
-DEFINE_TILE_KQ(tiles_q5_k, DUET_Q5_K)
-DEFINE_TILE_KQ(tiles_q6_k, DUET_Q6_K)
+#define TILE tile_q32
+DEFINE_TILE_INT(tiles_q4_0, struct duet_q8a_pair, DUET_Q4_0)
+DEFINE_TILE_INT(tiles_q5_0, struct duet_q8a_pair, DUET_Q5_0)
+DEFINE_TILE_INT(tiles_q4_1, struct duet_q8a_pair, DUET_Q4_1)
+DEFINE_TILE_INT(tiles_q5_1, struct duet_q8a_pair, DUET_Q5_1)
+#undef TILE
+#define TILE tile_kq
+DEFINE_TILE_INT(tiles_q4_k, struct duet_q8k_block, DUET_Q4_K)
+DEFINE_TILE_INT(tiles_q5_k, struct duet_q8k_block, DUET_Q5_K)
+DEFINE_TILE_INT(tiles_q6_k, struct duet_q8k_block, DUET_Q6_K)
+#undef TILE
 
 /* A range's rows in tiles of ROWS_FOR(B) rows. With one group of
  * sequences (B <= MAX_NB) and 4-row tiles, a tile takes the i-th row of

@@ -282,14 +282,8 @@ INLINE __m512i nibbles_pair(__m128i a, __m128i b)
 }
 
 /* Where a block of type T (Q5_0, Q4_1, Q5_1) keeps its fields: the min
- * after d (the _1 types), the fifth bits (the 5 types), then the quants. */
-INLINE size_t pair_block_bytes(const enum duet_dtype T)
-{
-	return T == DUET_Q5_0 ? sizeof(struct duet_q5_0_block)
-	       : T == DUET_Q4_1 ? sizeof(struct duet_q4_1_block)
-				: sizeof(struct duet_q5_1_block);
-}
-
+ * after d (the _1 types), the fifth bits (the 5 types), then the quants;
+ * a block is offset_of(T, 32) bytes. */
 INLINE int pair_has_min(const enum duet_dtype T)
 {
 	return T != DUET_Q5_0;
@@ -307,7 +301,7 @@ INLINE int pair_has_fifth(const enum duet_dtype T)
 INLINE void unpack_pair(const enum duet_dtype T, const uint8_t *blk, int one, __m512i *q,
 			__m512 *d, __m512 *m)
 {
-	const size_t bb = pair_block_bytes(T), mo = 2, ho = pair_has_min(T) ? 4 : 2;
+	const size_t bb = offset_of(T, 32), mo = 2, ho = pair_has_min(T) ? 4 : 2;
 	const size_t qo = ho + (pair_has_fifth(T) ? 4 : 0);
 	uint16_t h0, h1 = 0, m0 = 0, m1 = 0;
 	uint32_t b0 = 0, b1 = 0;
@@ -341,7 +335,7 @@ INLINE void step_pair(const enum duet_dtype T, const uint8_t *w, struct tgeo g, 
 		      const struct duet_q8a_pair *x, __m512 acc[4][MAX_NB], const int nr,
 		      const int nb)
 {
-	const size_t pair = 2 * pair_block_bytes(T);
+	const size_t pair = offset_of(T, 64);
 	__m512i q[4];
 	__m512 d[4], m[4];
 	_Pragma("GCC unroll 4")

@@ -263,6 +263,11 @@ duet_matmul_fn duet_kernels_matmul(const struct duet_kernels *k, enum duet_dtype
  * (the scalar table's where it has none). */
 int duet_kernels_packs(const struct duet_kernels *k, enum duet_dtype t);
 duet_r16_fn duet_kernels_r16(const struct duet_kernels *k, enum duet_dtype t);
+/* Rows into the 16-row form (engine/repack.h, duet_r16_pack's arguments)
+ * with table k's packing where it has one, else the definition: the same
+ * bytes either way. */
+void duet_kernels_pack_r16(const struct duet_kernels *k, enum duet_dtype t, const uint8_t *rows,
+			   size_t rb, int nrows, int i0, int n, uint8_t *out);
 /* Converts one row of any type to f32 with the table's kernels. */
 void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
 		      const void *src, float *dst, int n);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/cpu.h"
+#include "engine/repack.h"
 
 /* The AVX-512 table's integer kernels (vpdpbusd), which its 16-row groups
  * are packed at load for, need VNNI: AVX-512 CPUs without it (Skylake-X)
@@ -123,4 +124,13 @@ int duet_kernels_packs(const struct duet_kernels *k, enum duet_dtype t)
 duet_r16_fn duet_kernels_r16(const struct duet_kernels *k, enum duet_dtype t)
 {
 	return k->matmul_r16[t] ? k->matmul_r16[t] : duet_kernels_scalar.matmul_r16[t];
+}
+
+void duet_kernels_pack_r16(const struct duet_kernels *k, enum duet_dtype t, const uint8_t *rows,
+			   size_t rb, int nrows, int i0, int n, uint8_t *out)
+{
+	if (duet_kernels_packs(k, t))
+		k->pack_r16[t](rows, rb, nrows, i0, n, out);
+	else
+		duet_r16_pack(t, rows, rb, nrows, i0, n, out);
 }
