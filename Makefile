@@ -179,6 +179,15 @@ bench-matmul: $(BUILD)/bench/bench_matmul
 	@for t in f32 f16 bf16 q8_0 q4_0 q4_k q6_k; do for b in 1 4 8 16; do $(BUILD)/bench/bench_matmul $$t $$b; done; done
 	@for t in q8_0 q4_0 q4_k; do for b in 1 4 8 16; do PACKED=1 $(BUILD)/bench/bench_matmul $$t $$b; done; done
 
+# Decode attention alone: KV GB/s and ns per cached position and layer,
+# stories110m's heads (12 KV heads) and tinyllama's (4 KV heads of 8 query
+# heads), at 1k and 4k positions, 1 and 8 sequences (bench/bench_attention.c).
+.PHONY: bench-attention
+bench-attention: $(BUILD)/bench/bench_attention
+	@for t in f32 f16 int8; do for p in 1024 4096; do for b in 1 8; do \
+		$(BUILD)/bench/bench_attention $$t $$p $$b; \
+		$(BUILD)/bench/bench_attention $$t $$p $$b 32 4 64 22; done; done; done
+
 # Guided decoding's cost per step: the full token mask and one check, over
 # each real vocabulary (see bench/bench_guide.c).
 # The soak (BENCHMARKS.md, issue 21): 2000 requests, 30% of clients hanging
@@ -196,6 +205,9 @@ $(BUILD)/bench/bench_guide: $(BUILD)/bench/bench_guide.o $(MKMODEL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/bench/bench_matmul: $(BUILD)/bench/bench_matmul.o $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/bench/bench_attention: $(BUILD)/bench/bench_attention.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/bench/bench_daemons: $(BUILD)/bench/bench_daemons.o $(BUILD)/tests/driver.o $(BUILD)/tools/bench/ceilings.o $(LIB)

@@ -242,34 +242,46 @@ struct single_args {
 	int n;
 	const float *q;
 	float *out;
+	int unit_heads, seq_units; /* KV heads per unit, units per sequence */
 	atomic_int next;
 };
 
+/* KV heads [g0, g1) of one sequence, a cache block at a time: the heads'
+ * values lie side by side in each row, so a unit of several heads reads
+ * each block's rows as one run where a unit per head read a few lines out
+ * of every row (stories110m, f16, 1k positions: 7.5 GB/s of KV from
+ * memory; BENCHMARKS.md, 2026-12-05 ninth). Each K and V row of a head is
+ * read (and converted) once for all the query heads that share it. */
 static void single_unit(struct single_args *s, int unit, float *sc)
 {
 	const struct duet_attn *a = s->a;
 	int hd = a->head_dim, qd = a->n_heads * hd;
 	int hpg = a->n_heads / a->n_kv_heads, bt = a->kv->g.block_tokens;
-	int i = unit / a->n_kv_heads, g = unit % a->n_kv_heads;
+	int i = unit / s->seq_units, g0 = unit % s->seq_units * s->unit_heads;
+	int g1 = g0 + s->unit_heads < a->n_kv_heads ? g0 + s->unit_heads : a->n_kv_heads;
 	const struct duet_kv_seq *seq = s->seqs[i];
 	int npos = s->pos[i] + 1;
-	const float *q = s->q + (size_t)s->rows[i] * qd + (size_t)g * hpg * hd;
-	float *out = s->out + (size_t)s->rows[i] * qd + (size_t)g * hpg * hd;
-	/* Each K and V row of the group's head is read (and converted) once
-	 * for all the query heads that share it, a cache block at a time. */
+	const float *q = s->q + (size_t)s->rows[i] * qd;
+	float *out = s->out + (size_t)s->rows[i] * qd;
+	/* scores of head (g, h): sc[((g - g0) * hpg + h) * npos ..] */
 	for (int p = 0; p < npos; p += bt) {
 		int n = npos - p < bt ? npos - p : bt;
-		struct duet_kv_rows k = block_rows(a, s->layer, 0, seq, p, g);
-		a->k->attn_qk(q, hpg, &k, n, a->scale, sc + p, (size_t)npos);
+		for (int g = g0; g < g1; g++) {
+			struct duet_kv_rows k = block_rows(a, s->layer, 0, seq, p, g);
+			a->k->attn_qk(q + (size_t)g * hpg * hd, hpg, &k, n, a->scale,
+				      sc + (size_t)(g - g0) * hpg * npos + p, (size_t)npos);
+		}
 	}
-	for (int h = 0; h < hpg; h++) {
+	for (int h = 0; h < (g1 - g0) * hpg; h++)
 		a->k->softmax(sc + (size_t)h * npos, npos);
-		memset(out + h * hd, 0, sizeof(float) * (size_t)hd);
-	}
+	memset(out + (size_t)g0 * hpg * hd, 0, sizeof(float) * (size_t)(g1 - g0) * hpg * hd);
 	for (int p = 0; p < npos; p += bt) {
 		int n = npos - p < bt ? npos - p : bt;
-		struct duet_kv_rows v = block_rows(a, s->layer, 1, seq, p, g);
-		a->k->attn_av(sc + p, (size_t)npos, hpg, &v, n, out);
+		for (int g = g0; g < g1; g++) {
+			struct duet_kv_rows v = block_rows(a, s->layer, 1, seq, p, g);
+			a->k->attn_av(sc + (size_t)(g - g0) * hpg * npos + p, (size_t)npos, hpg, &v, n,
+				      out + (size_t)g * hpg * hd);
+		}
 	}
 }
 
@@ -277,7 +289,7 @@ static void single_worker(void *arg, int ith, int nth)
 {
 	(void)nth;
 	struct single_args *s = arg;
-	int units = s->n * s->a->n_kv_heads;
+	int units = s->n * s->seq_units;
 	for (;;) {
 		int u = atomic_fetch_add(&s->next, 1);
 		if (u >= units)
@@ -286,12 +298,27 @@ static void single_worker(void *arg, int ith, int nth)
 	}
 }
 
+/* Units per sequence: enough that every thread has two to take (a batch
+ * of one still uses every core), no more (each split makes the rows' runs
+ * shorter); as many heads per unit as a thread's scores hold. */
+static void single_split(const struct duet_attn *a, int n, struct single_args *s)
+{
+	int hpg = a->n_heads / a->n_kv_heads;
+	int want = (2 * duet_threadpool_threads(a->tp) + n - 1) / n;
+	want = want < a->n_kv_heads ? want : a->n_kv_heads;
+	int heads = (a->n_kv_heads + want - 1) / want;
+	int fit = (DUET_ATTN_TILE > hpg ? DUET_ATTN_TILE : hpg) / hpg; /* duet_attn_reserve */
+	s->unit_heads = heads < fit ? heads : fit;
+	s->seq_units = (a->n_kv_heads + s->unit_heads - 1) / s->unit_heads;
+}
+
 void duet_attn_single(struct duet_attn *a, int layer,
 		      const struct duet_kv_seq *const *seqs, const int *pos,
 		      const int *rows, int n, const float *q, float *out)
 {
 	struct single_args s = {.a = a, .layer = layer, .seqs = seqs, .pos = pos,
 				.rows = rows, .n = n, .q = q, .out = out};
+	single_split(a, n, &s);
 	atomic_init(&s.next, 0);
 	duet_threadpool_run(a->tp, single_worker, &s);
 }
