@@ -705,25 +705,168 @@ static const float *kv_head(const struct duet_kv_rows *r, int i, float *buf)
 	return buf;
 }
 
+/* Decode attention in 8-wide vectors, the row type a constant of each
+ * instance (as kern/avx512.c, whose notes say why); head sizes that are
+ * not a multiple of 8 take the row-at-a-time path above. */
+
+/* Values [j, j + 8) of a KV row as f32, before an int8 row's scale. */
+INLINE __m256 kv8(const enum duet_kv_dtype t, const uint8_t *row, int j)
+{
+	switch (t) {
+	case DUET_KV_F32:
+		return _mm256_loadu_ps((const float *)row + j);
+	case DUET_KV_F16:
+		return load_h((const uint16_t *)row + j);
+	case DUET_KV_INT8:
+		return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + j))));
+	}
+	return _mm256_setzero_ps();
+}
+
+INLINE float kv_scale8(const enum duet_kv_dtype t, const struct duet_kv_rows *r, const uint8_t *row)
+{
+	float d = 1.0f;
+	if (t == DUET_KV_INT8)
+		memcpy(&d, row + r->scale_off, sizeof d);
+	return d;
+}
+
+/* Lane i: the sum of a[i]'s 8 lanes. */
+INLINE __m256 hsum8(const __m256 a[8])
+{
+	__m256 lo = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+	__m256 hi = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+	return _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+/* Scores of one query head for 8 rows from i0 (n of them real): a dot
+ * product per row in a register, then one reduction for the 8. */
+INLINE void qk8(const float *q, const struct duet_kv_rows *k, int i0, int n, float scale,
+		float *s, const enum duet_kv_dtype t, const int full)
+{
+	__m256 acc[8];
+	_Pragma("GCC unroll 8")
+	for (int r = 0; r < 8; r++)
+		acc[r] = _mm256_setzero_ps();
+	const uint8_t *base = (const uint8_t *)k->base + (size_t)i0 * k->stride;
+	for (int j = 0; j < k->hd; j += 8) {
+		__m256 qv = _mm256_loadu_ps(q + j);
+		_Pragma("GCC unroll 8")
+		for (int r = 0; r < 8; r++)
+			if (full || r < n)
+				acc[r] = _mm256_fmadd_ps(qv, kv8(t, base + (size_t)r * k->stride, j), acc[r]);
+	}
+	float f[8];
+	for (int r = 0; r < 8; r++)
+		f[r] = r < n ? scale * kv_scale8(t, k, base + (size_t)r * k->stride) : 0.0f;
+	__m256 v = _mm256_mul_ps(hsum8(acc), _mm256_loadu_ps(f));
+	if (full) {
+		_mm256_storeu_ps(s + i0, v);
+	} else {
+		float o[8];
+		_mm256_storeu_ps(o, v);
+		memcpy(s + i0, o, sizeof(float) * (size_t)n);
+	}
+}
+
+INLINE void qk_type(const float *q, int nq, const struct duet_kv_rows *k, int n, float scale,
+		    float *s, size_t ld, const enum duet_kv_dtype t)
+{
+	for (int h = 0; h < nq; h++) {
+		int i0 = 0;
+		for (; i0 + 8 <= n; i0 += 8)
+			qk8(q + (size_t)h * k->hd, k, i0, 8, scale, s + (size_t)h * ld, t, 1);
+		if (i0 < n)
+			qk8(q + (size_t)h * k->hd, k, i0, n - i0, scale, s + (size_t)h * ld, t, 0);
+	}
+}
+
+/* out of nh (<= 2) heads, values [j0, j0 + 8 nv) (nv <= 4), accumulated
+ * in registers over every row, each row's values converted once for both. */
+INLINE void av_heads(const float *p, size_t ld, const struct duet_kv_rows *v, int n, float *out,
+		     int j0, int nv, const int nh, const enum duet_kv_dtype t)
+{
+	const int hd = v->hd;
+	__m256 acc[2][4];
+	_Pragma("GCC unroll 2")
+	for (int h = 0; h < nh; h++)
+		_Pragma("GCC unroll 4")
+		for (int c = 0; c < 4; c++)
+			acc[h][c] = c < nv ? _mm256_loadu_ps(out + (size_t)h * hd + j0 + 8 * c)
+					   : _mm256_setzero_ps();
+	for (int i = 0; i < n; i++) {
+		const uint8_t *row = (const uint8_t *)v->base + (size_t)i * v->stride;
+		float d = kv_scale8(t, v, row);
+		__m256 kv[4];
+		_Pragma("GCC unroll 4")
+		for (int c = 0; c < 4; c++)
+			kv[c] = c < nv ? kv8(t, row, j0 + 8 * c) : _mm256_setzero_ps();
+		_Pragma("GCC unroll 2")
+		for (int h = 0; h < nh; h++) {
+			__m256 w = _mm256_set1_ps(t == DUET_KV_INT8 ? p[(size_t)h * ld + i] * d
+								    : p[(size_t)h * ld + i]);
+			_Pragma("GCC unroll 4")
+			for (int c = 0; c < 4; c++)
+				if (c < nv)
+					acc[h][c] = _mm256_fmadd_ps(w, kv[c], acc[h][c]);
+		}
+	}
+	_Pragma("GCC unroll 2")
+	for (int h = 0; h < nh; h++)
+		_Pragma("GCC unroll 4")
+		for (int c = 0; c < 4; c++)
+			if (c < nv)
+				_mm256_storeu_ps(out + (size_t)h * hd + j0 + 8 * c, acc[h][c]);
+}
+
+INLINE void av_type(const float *p, size_t ld, int nq, const struct duet_kv_rows *v, int n,
+		    float *out, const enum duet_kv_dtype t)
+{
+	for (int h0 = 0; h0 < nq; h0 += 2)
+		for (int j0 = 0; j0 < v->hd; j0 += 32) {
+			int nv = (v->hd - j0) / 8 < 4 ? (v->hd - j0) / 8 : 4;
+			if (nq - h0 >= 2)
+				av_heads(p + (size_t)h0 * ld, ld, v, n, out + (size_t)h0 * v->hd, j0, nv, 2, t);
+			else
+				av_heads(p + (size_t)h0 * ld, ld, v, n, out + (size_t)h0 * v->hd, j0, nv, 1, t);
+		}
+}
+
 static void attn_qk(const float *q, int nq, const struct duet_kv_rows *k, int n, float scale,
 		    float *s, size_t ld)
 {
-	float buf[512];
-	for (int i = 0; i < n; i++) {
-		const float *kr = kv_head(k, i, buf);
-		for (int h = 0; h < nq; h++)
-			s[(size_t)h * ld + i] = dot(q + (size_t)h * k->hd, kr, k->hd) * scale;
+	if (k->hd % 8) {
+		float buf[512];
+		for (int i = 0; i < n; i++) {
+			const float *kr = kv_head(k, i, buf);
+			for (int h = 0; h < nq; h++)
+				s[(size_t)h * ld + i] = dot(q + (size_t)h * k->hd, kr, k->hd) * scale;
+		}
+		return;
+	}
+	switch (k->t) {
+	case DUET_KV_F32: qk_type(q, nq, k, n, scale, s, ld, DUET_KV_F32); break;
+	case DUET_KV_F16: qk_type(q, nq, k, n, scale, s, ld, DUET_KV_F16); break;
+	case DUET_KV_INT8: qk_type(q, nq, k, n, scale, s, ld, DUET_KV_INT8); break;
 	}
 }
 
 static void attn_av(const float *p, size_t ld, int nq, const struct duet_kv_rows *v, int n,
 		    float *out)
 {
-	float buf[512];
-	for (int i = 0; i < n; i++) {
-		const float *vr = kv_head(v, i, buf);
-		for (int h = 0; h < nq; h++)
-			axpy(p[(size_t)h * ld + i], vr, out + (size_t)h * v->hd, v->hd);
+	if (v->hd % 8) {
+		float buf[512];
+		for (int i = 0; i < n; i++) {
+			const float *vr = kv_head(v, i, buf);
+			for (int h = 0; h < nq; h++)
+				axpy(p[(size_t)h * ld + i], vr, out + (size_t)h * v->hd, v->hd);
+		}
+		return;
+	}
+	switch (v->t) {
+	case DUET_KV_F32: av_type(p, ld, nq, v, n, out, DUET_KV_F32); break;
+	case DUET_KV_F16: av_type(p, ld, nq, v, n, out, DUET_KV_F16); break;
+	case DUET_KV_INT8: av_type(p, ld, nq, v, n, out, DUET_KV_INT8); break;
 	}
 }
 
