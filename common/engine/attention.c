@@ -49,11 +49,17 @@ void duet_attn_free(struct duet_attn *a)
 	memset(a, 0, sizeof *a);
 }
 
-int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err)
+/* Rows of scores (each as long as the positions) a thread holds: a
+ * prefill unit's query tile, or at least one KV head's query heads. */
+static int score_rows(const struct duet_attn *a)
 {
 	int hpg = a->n_heads / a->n_kv_heads;
-	int rows = DUET_ATTN_TILE > hpg ? DUET_ATTN_TILE : hpg;
-	size_t need = (size_t)rows * (size_t)positions;
+	return DUET_ATTN_TILE > hpg ? DUET_ATTN_TILE : hpg;
+}
+
+int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err)
+{
+	size_t need = (size_t)score_rows(a) * (size_t)positions;
 	if (need > a->scores_cap) {
 		for (int i = 0; i < duet_threadpool_threads(a->tp); i++) {
 			float *p = realloc(a->scores[i], sizeof(float) * need);
@@ -307,7 +313,7 @@ static void single_split(const struct duet_attn *a, int n, struct single_args *s
 	int want = (2 * duet_threadpool_threads(a->tp) + n - 1) / n;
 	want = want < a->n_kv_heads ? want : a->n_kv_heads;
 	int heads = (a->n_kv_heads + want - 1) / want;
-	int fit = (DUET_ATTN_TILE > hpg ? DUET_ATTN_TILE : hpg) / hpg; /* duet_attn_reserve */
+	int fit = score_rows(a) / hpg;
 	s->unit_heads = heads < fit ? heads : fit;
 	s->seq_units = (a->n_kv_heads + s->unit_heads - 1) / s->unit_heads;
 }

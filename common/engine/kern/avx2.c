@@ -695,8 +695,7 @@ static const float *kv_head(const struct duet_kv_rows *r, int i, float *buf)
 			buf[j] = _cvtsh_ss(((const uint16_t *)row)[j]);
 		return buf;
 	case DUET_KV_INT8: {
-		float d;
-		memcpy(&d, row + r->scale_off, sizeof d);
+		float d = duet_kv_rows_scale(DUET_KV_INT8, r, row);
 		for (; j < r->hd; j++)
 			buf[j] = d * (float)((const int8_t *)row)[j];
 		return buf;
@@ -721,14 +720,6 @@ INLINE __m256 kv8(const enum duet_kv_dtype t, const uint8_t *row, int j)
 		return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + j))));
 	}
 	return _mm256_setzero_ps();
-}
-
-INLINE float kv_scale8(const enum duet_kv_dtype t, const struct duet_kv_rows *r, const uint8_t *row)
-{
-	float d = 1.0f;
-	if (t == DUET_KV_INT8)
-		memcpy(&d, row + r->scale_off, sizeof d);
-	return d;
 }
 
 /* Lane i: the sum of a[i]'s 8 lanes. */
@@ -758,7 +749,7 @@ INLINE void qk8(const float *q, const struct duet_kv_rows *k, int i0, int n, flo
 	}
 	float f[8];
 	for (int r = 0; r < 8; r++)
-		f[r] = r < n ? scale * kv_scale8(t, k, base + (size_t)r * k->stride) : 0.0f;
+		f[r] = r < n ? scale * duet_kv_rows_scale(t, k, base + (size_t)r * k->stride) : 0.0f;
 	__m256 v = _mm256_mul_ps(hsum8(acc), _mm256_loadu_ps(f));
 	if (full) {
 		_mm256_storeu_ps(s + i0, v);
@@ -796,7 +787,7 @@ INLINE void av_heads(const float *p, size_t ld, const struct duet_kv_rows *v, in
 					   : _mm256_setzero_ps();
 	for (int i = 0; i < n; i++) {
 		const uint8_t *row = (const uint8_t *)v->base + (size_t)i * v->stride;
-		float d = kv_scale8(t, v, row);
+		float d = duet_kv_rows_scale(t, v, row);
 		__m256 kv[4];
 		_Pragma("GCC unroll 4")
 		for (int c = 0; c < 4; c++)

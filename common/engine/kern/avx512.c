@@ -1733,15 +1733,6 @@ INLINE __m512 kv16(const enum duet_kv_dtype t, const uint8_t *row, int j, __mmas
 	return _mm512_setzero_ps();
 }
 
-INLINE float kv_scale(const enum duet_kv_dtype t, const struct duet_kv_rows *r,
-		      const uint8_t *row)
-{
-	float d = 1.0f;
-	if (t == DUET_KV_INT8)
-		memcpy(&d, row + r->scale_off, sizeof d);
-	return d;
-}
-
 /* 16 x 16 transpose: r[i] holds row i; afterwards r[j] holds column j. */
 INLINE void transpose16(__m512 r[16])
 {
@@ -1805,7 +1796,7 @@ INLINE __m512 qk_scales(const enum duet_kv_dtype t, const struct duet_kv_rows *k
 		return _mm512_set1_ps(scale);
 	float sc[16];
 	for (int i = 0; i < 16; i++)
-		sc[i] = i < n ? kv_scale(t, k, (const uint8_t *)k->base + (size_t)(i0 + i) * k->stride) : 0;
+		sc[i] = i < n ? duet_kv_rows_scale(t, k, (const uint8_t *)k->base + (size_t)(i0 + i) * k->stride) : 0;
 	return _mm512_mul_ps(_mm512_loadu_ps(sc), _mm512_set1_ps(scale));
 }
 
@@ -1951,7 +1942,7 @@ INLINE void av_heads(const float *p, size_t ld, const struct duet_kv_rows *v, in
 	}
 	for (int i = 0; i < n; i++) {
 		const uint8_t *row = (const uint8_t *)v->base + (size_t)i * v->stride;
-		float d = kv_scale(t, v, row);
+		float d = duet_kv_rows_scale(t, v, row);
 		__m512 kv[4];
 		_Pragma("GCC unroll 4")
 		for (int c = 0; c < 4; c++)

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "base/kvrow.h"
 #include "engine/dtype.h"
@@ -20,6 +21,17 @@ struct duet_kv_rows {
 	enum duet_kv_dtype t;
 	long scale_off;
 };
+
+/* The scale of row `row` of r when its type t is int8, else 1 (t is r->t;
+ * a kernel instance passes it as a constant so the test folds away). */
+static inline float duet_kv_rows_scale(enum duet_kv_dtype t, const struct duet_kv_rows *r,
+				       const void *row)
+{
+	float d = 1.0f;
+	if (t == DUET_KV_INT8)
+		memcpy(&d, (const uint8_t *)row + r->scale_off, sizeof d);
+	return d;
+}
 
 /* How activations meet the weights of a matmul. */
 enum duet_act {

@@ -355,11 +355,8 @@ static float kv_at(const struct duet_kv_rows *r, int i, int j)
 		return ((const float *)row)[j];
 	case DUET_KV_F16:
 		return duet_fp16_to_fp32(((const uint16_t *)row)[j]);
-	case DUET_KV_INT8: {
-		float d;
-		memcpy(&d, row + r->scale_off, sizeof d);
-		return d * (float)((const int8_t *)row)[j];
-	}
+	case DUET_KV_INT8:
+		return duet_kv_rows_scale(DUET_KV_INT8, r, row) * (float)((const int8_t *)row)[j];
 	}
 	return 0;
 }
