@@ -176,8 +176,8 @@ bench-daemons: $(DAEMONS) $(BUILD)/bench/bench_daemons $(BENCH_MODEL)
 # and GFLOP/s; see bench/bench_matmul.c).
 .PHONY: bench-matmul
 bench-matmul: $(BUILD)/bench/bench_matmul
-	@for t in f32 f16 bf16 q8_0 q4_0 q4_k q6_k; do for b in 1 4 8 16; do $(BUILD)/bench/bench_matmul $$t $$b; done; done
-	@for t in q8_0 q4_0 q4_k; do for b in 1 4 8 16; do PACKED=1 $(BUILD)/bench/bench_matmul $$t $$b; done; done
+	@for t in f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q6_k; do for b in 1 4 8 16; do $(BUILD)/bench/bench_matmul $$t $$b; done; done
+	@for t in q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q6_k; do for b in 1 4 8 16; do PACKED=1 $(BUILD)/bench/bench_matmul $$t $$b; done; done
 
 # Decode attention alone: KV GB/s and ns per cached position and layer,
 # stories110m's heads (12 KV heads) and tinyllama's (4 KV heads of 8 query

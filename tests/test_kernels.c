@@ -273,7 +273,7 @@ static void *r16_panel(enum duet_dtype t, const float *x, int K, int B, float *x
 	return p;
 }
 
-/* Q8_0, Q4_0, Q4_K and Q6_K in 16-row groups (engine/repack.h): packing is
+/* The types with a 16-row form (engine/repack.h) in 16-row groups: packing is
  * undone exactly; every table's packing and 16-row kernel give the scalar
  * definition's bytes and floats bit for bit (odd block counts, short
  * groups, 1 to 8 activation rows, continuing y or not); and a matmul over
@@ -538,6 +538,9 @@ static void test_r16(void **st)
 	assert_int_equal(duet_threadpool_create(&tp, 2, NULL, 0, &err), 0);
 	r16_type(DUET_Q8_0, tp);
 	r16_type(DUET_Q4_0, tp);
+	r16_type(DUET_Q4_1, tp);
+	r16_type(DUET_Q5_0, tp);
+	r16_type(DUET_Q5_1, tp);
 	r16_type(DUET_Q4_K, tp);
 	r16_type(DUET_Q6_K, tp);
 	duet_threadpool_destroy(tp);

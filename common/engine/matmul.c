@@ -308,7 +308,7 @@ static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_j
 	       act == DUET_ACT_BF16_HI;
 }
 
-/* Q8_0, Q4_0, Q4_K and Q6_K in int8 mode take the 16-row kernel when their
+/* The types with a 16-row form in int8 mode take its kernel when their
  * weights are packed, and always with a table that packs them (so that a
  * node's weights, packed at load or mapped from the file, give the same
  * results bit for bit). */

@@ -255,135 +255,6 @@ INLINE void tile_f(enum duet_dtype t, const uint8_t *w, struct tgeo g, int K, co
 	acc_store(acc, y, ldy, g.ys, add, nr, nb);
 }
 
-/* ---- Q5_0, Q4_1 and Q5_1 weights against int8 activations (Q8_0 and
- * Q4_0 take the 16-row kernels below) ----
- *
- * Each step unpacks 64 weights of a row (a pair of activation blocks) to
- * unsigned bytes for vpdpbusd, with a float scale per dword lane. Q5_0's
- * fixed offset (16) is taken out in integers by starting the dot product
- * at -16 * sum(activations) (corr = -128 * sum, kernels.h); Q4_1's and
- * Q5_1's min m meets the activations' sum in floats, m x d_x x sum, in
- * the block's first lane (corr's other lanes are zero). */
-
-INLINE __m512 half_scales(uint16_t h0, uint16_t h1)
-{
-	return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)h1), _mm_set1_epi16((short)h0)));
-}
-
-/* The 64 nibbles of two 16-byte blocks of quants in value order: [low 16
- * of a, high 16 of a, low 16 of b, high 16 of b], as Q4_0 and Q5_0 order
- * their values. */
-INLINE __m512i nibbles_pair(__m128i a, __m128i b)
-{
-	__m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(a, a)),
-				       _mm256_set_m128i(b, b), 1);
-	v = _mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
-	return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
-}
-
-/* Where a block of type T (Q5_0, Q4_1, Q5_1) keeps its fields: the min
- * after d (the _1 types), the fifth bits (the 5 types), then the quants;
- * a block is offset_of(T, 32) bytes. */
-INLINE int pair_has_min(const enum duet_dtype T)
-{
-	return T != DUET_Q5_0;
-}
-
-INLINE int pair_has_fifth(const enum duet_dtype T)
-{
-	return T != DUET_Q4_1;
-}
-
-/* A pair of blocks (the second absent with one): Q4_0's nibbles in the
- * same order, each with its fifth bit where the type has one (bit i of
- * the block's qh is value i's: one 64-bit mask for the pair, spread to
- * bytes by vpmovm2b); d and the mins as lanes 0-7 and 8-15. */
-INLINE void unpack_pair(const enum duet_dtype T, const uint8_t *blk, int one, __m512i *q,
-			__m512 *d, __m512 *m)
-{
-	const size_t bb = offset_of(T, 32), mo = 2, ho = pair_has_min(T) ? 4 : 2;
-	const size_t qo = ho + (pair_has_fifth(T) ? 4 : 0);
-	uint16_t h0, h1 = 0, m0 = 0, m1 = 0;
-	uint32_t b0 = 0, b1 = 0;
-	memcpy(&h0, blk, 2);
-	__m128i a = _mm_loadu_si128((const __m128i *)(blk + qo)), b = _mm_setzero_si128();
-	if (!one) {
-		memcpy(&h1, blk + bb, 2);
-		b = _mm_loadu_si128((const __m128i *)(blk + bb + qo));
-	}
-	__m512i v = nibbles_pair(a, b);
-	if (pair_has_fifth(T)) {
-		memcpy(&b0, blk + ho, 4);
-		if (!one)
-			memcpy(&b1, blk + bb + ho, 4);
-		v = _mm512_or_si512(v, _mm512_and_si512(_mm512_movm_epi8((__mmask64)b0 | (__mmask64)b1 << 32),
-							_mm512_set1_epi8(0x10)));
-	}
-	*q = v;
-	*d = half_scales(h0, h1);
-	if (pair_has_min(T)) {
-		memcpy(&m0, blk + mo, 2);
-		if (!one)
-			memcpy(&m1, blk + bb + mo, 2);
-		*m = half_scales(m0, m1);
-	}
-}
-
-/* One pair of 32-blocks of a tile. x points at the pair of the tile's
- * first row in a q8 panel (the rows' pairs are adjacent). */
-INLINE void step_pair(const enum duet_dtype T, const uint8_t *w, struct tgeo g, int p, int one,
-		      const struct duet_q8a_pair *x, __m512 acc[4][MAX_NB], const int nr,
-		      const int nb)
-{
-	const size_t pair = offset_of(T, 64);
-	__m512i q[4];
-	__m512 d[4], m[4];
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * g.rs + (size_t)p * pair;
-		PREFETCH(blk + g.pf);
-		PREFETCH(blk + g.pf + 48);
-		unpack_pair(T, blk, one, &q[r], &d[r], &m[r]);
-	}
-	_Pragma("GCC unroll 16")
-	for (int b = 0; b < nb; b++) {
-		const struct duet_q8a_pair *a = x + b;
-		__m512i xq = _mm512_load_si512(a->q);
-		__m512i corr = _mm512_load_si512(a->corr);
-		/* Q5_0: -16 x the sum, corr / 8; the others start at zero */
-		__m512i off = pair_has_min(T) ? _mm512_setzero_si512() : _mm512_srai_epi32(corr, 3);
-		__m512 xd = _mm512_load_ps(a->d);
-		__m512 sum = _mm512_mul_ps(_mm512_cvtepi32_ps(corr), _mm512_set1_ps(-1.0f / 128));
-		_Pragma("GCC unroll 4")
-		for (int r = 0; r < nr; r++) {
-			__m512i dp = _mm512_dpbusd_epi32(off, q[r], xq);
-			acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(d[r], xd),
-						    acc[r][b]);
-			if (pair_has_min(T))
-				acc[r][b] = _mm512_fmadd_ps(_mm512_mul_ps(m[r], xd), sum, acc[r][b]);
-		}
-	}
-}
-
-/* A tile over pairs of 32-blocks of type T: each whole pair, then a last
- * lone block when K / 32 is odd. */
-#define DEFINE_PAIR_TILE(name, T)                                                       \
-	INLINE void name(const uint8_t *w, struct tgeo g, int K, const struct duet_q8a_pair *x, \
-			 int B, float *y, int ldy, int add, const int nr, const int nb)     \
-	{                                                                               \
-		__m512 acc[4][MAX_NB];                                                  \
-		acc_zero(acc, nr, nb);                                                  \
-		int p = 0;                                                              \
-		for (; p < K / 64; p++, x += B)                                         \
-			step_pair(T, w, g, p, 0, x, acc, nr, nb);                      \
-		if (K % 64)                                                             \
-			step_pair(T, w, g, p, 1, x, acc, nr, nb);                      \
-		acc_store(acc, y, ldy, g.ys, add, nr, nb);                              \
-	}
-DEFINE_PAIR_TILE(tile_q5_0, DUET_Q5_0)
-DEFINE_PAIR_TILE(tile_q4_1, DUET_Q4_1)
-DEFINE_PAIR_TILE(tile_q5_1, DUET_Q5_1)
-
 /* Lane indices picking Q6_K's scales (scale j in lane j) for 64 values
  * of four 16-value sub-blocks: dwords 0-3 j0, 4-7 j0 + 1, 8-11 j1, 12-15
  * j1 + 1. */
@@ -745,7 +616,7 @@ DEFINE_TILE_F(tiles_f16, DUET_F16)
 DEFINE_TILE_F(tiles_bf16, DUET_BF16)
 DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
 
-/* ---- Q8_0, Q4_0 and Q4_K in 16-row groups (engine/repack.h) ---- */
+/* ---- Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K in 16-row groups (engine/repack.h) ---- */
 
 /* Row blocks ahead that packing on the fly prefetches its 16 streams. */
 #define PACK_AHEAD 8
@@ -822,43 +693,120 @@ INLINE void r16_acc_store(const __m512 acc[DUET_R16_SEQS], float *y, int ldy, __
  * a time (BENCHMARKS.md, 2026-12-05 fifth). */
 #define R16_INTERLEAVED 8
 
-/* Q8_0 or Q4_0 (T, a constant after inlining) against nb activation rows
- * of a q8 panel: lane r of every vector is row r. A block's eight vectors
- * of unsigned quants (Q8_0: as stored; Q4_0: four vectors' low and high
- * nibbles, values 4j.. and 16 + 4j..) are shared by every row; each row's
- * eight dot products start from the activations' offset (-128 x sum, the
- * panel's corr; Q4_0: -8 x sum, corr / 16) and end as the block's exact
- * sum (the activations' dwords broadcast); then one convert and one fused
- * multiply-add with the two scales' product, block after block, as the
- * scalar definition. r16_block is one block (its 16 headers at heads,
- * its quants at qi) against nb activation rows (their pair p, half h),
- * into acc[0..nb). */
-INLINE void r16_block(const enum duet_dtype T, const uint8_t *heads, const uint8_t *qi,
-		      const struct duet_q8a_pair *p, int h, __m512 *acc, const int nb)
+/* The 32-value types' traits in the 16-row form (T a constant after
+ * inlining): nibbles (all but Q8_0), a min (Q4_1, Q5_1), fifth bits (Q5_0,
+ * Q5_1), and the dot products' starting point, the zero point's offset
+ * from the activations' corr (-128 x their sum): Q8_0 -128 x sum, Q4_0 -8
+ * x sum, Q5_0 -16 x sum, the types with a min none. */
+INLINE int r16_has_min(const enum duet_dtype T)
+{
+	return T == DUET_Q4_1 || T == DUET_Q5_1;
+}
+
+INLINE int r16_has_fifth(const enum duet_dtype T)
+{
+	return T == DUET_Q5_0 || T == DUET_Q5_1;
+}
+
+INLINE int32_t r16_offset(const enum duet_dtype T, int32_t corr)
+{
+	return T == DUET_Q8_0 ? corr : T == DUET_Q4_0 ? corr / 16 : T == DUET_Q5_0 ? corr / 8 : 0;
+}
+
+/* The fifth bits of 16 rows (their two header words at qh: bits 0-15, then
+ * 16-31) as lane r's dword, one vector for each word. */
+INLINE void r16_fifth_load(const uint8_t *qh, __m512i *lo, __m512i *hi)
+{
+	*lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)qh));
+	*hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(qh + 32)));
+}
+
+/* A line's nibbles (values 4j + b of lane r's row in byte 4r + b; from hi:
+ * values 16 + 4j + b) plus 16 where the value's fifth bit is set: byte
+ * j / 2 of each lane's word spread over the lane's four bytes and tested
+ * against bits 4 (j % 2) + b, a mask of 64 bytes, a masked add. */
+INLINE __m512i r16_fifth(__m512i w, __m512i bits, const int j)
+{
+	const __m512i spread = _mm512_add_epi8(
+		_mm512_set_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0, 0x0c0c0c0c, 0x08080808,
+				 0x04040404, 0, 0x0c0c0c0c, 0x08080808, 0x04040404, 0, 0x0c0c0c0c,
+				 0x08080808, 0x04040404, 0),
+		_mm512_set1_epi8((char)(j / 2)));
+	const __m512i pick = _mm512_set1_epi32(j % 2 ? (int)0x80402010 : 0x08040201);
+	__mmask64 k = _mm512_test_epi8_mask(_mm512_shuffle_epi8(bits, spread), pick);
+	return _mm512_mask_add_epi8(w, k, w, _mm512_set1_epi8(16));
+}
+
+/* A block's eight vectors of unsigned values from its lines at qi (its 16
+ * headers at heads): Q8_0's four lines' bytes as they are; the others' four
+ * lines' low nibbles (w[j], values 4j..) and high nibbles (w[j + 4], values
+ * 16 + 4j..), with their fifth bits where the type has them. */
+INLINE void r16_values(const enum duet_dtype T, const uint8_t *heads, const uint8_t *qi,
+		       __m512i w[8])
 {
 	const int lines = (int)duet_r16_block_bytes(T) / 64;
 	const __m512i low = _mm512_set1_epi8(0x0f);
-	__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)heads));
-	__m512i w[8];
+	__m512i flo = _mm512_setzero_si512(), fhi = _mm512_setzero_si512();
+	if (r16_has_fifth(T))
+		r16_fifth_load(heads + 32 * (1 + r16_has_min(T)), &flo, &fhi);
 	_Pragma("GCC unroll 8")
 	for (int j = 0; j < lines; j++) {
 		__m512i v = _mm512_loadu_si512(qi + 64 * j);
 		if (T == DUET_Q8_0) {
 			w[j] = v;
-		} else {
-			w[j] = _mm512_and_si512(v, low);
-			w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+			continue;
+		}
+		w[j] = _mm512_and_si512(v, low);
+		w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+		if (r16_has_fifth(T)) {
+			w[j] = r16_fifth(w[j], flo, j);
+			w[j + 4] = r16_fifth(w[j + 4], fhi, j);
 		}
 	}
+}
+
+/* A block's sums into acc as the definition has them: acc_block, then for
+ * a type with a min, acc = fma(min x the activations' scale, float(their
+ * sum), acc). */
+INLINE __m512 r16_acc(const enum duet_dtype T, __m512 acc, __m512i dp, __m512 ws, __m512 wm,
+		      float xd, int32_t corr)
+{
+	acc = acc_block(acc, dp, ws, xd);
+	if (r16_has_min(T))
+		acc = _mm512_fmadd_ps(_mm512_mul_ps(wm, _mm512_set1_ps(xd)),
+				      _mm512_set1_ps((float)(corr / -128)), acc);
+	return acc;
+}
+
+INLINE __m512 r16_mins(const enum duet_dtype T, const uint8_t *heads)
+{
+	return r16_has_min(T) ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(heads + 32)))
+			      : _mm512_setzero_ps();
+}
+
+/* A 32-value type (T, a constant after inlining) against nb activation
+ * rows of a q8 panel: lane r of every vector is row r. A block's eight
+ * vectors of unsigned values (r16_values) are shared by every row; each
+ * row's eight dot products start from the type's offset (r16_offset) and
+ * end as the block's exact sum (the activations' dwords broadcast); then
+ * one convert and one fused multiply-add with the two scales' product
+ * (and the min's), block after block, as the scalar definition. r16_block
+ * is one block (its 16 headers at heads, its quants at qi) against nb
+ * activation rows (their pair p, half h), into acc[0..nb). */
+INLINE void r16_block(const enum duet_dtype T, const uint8_t *heads, const uint8_t *qi,
+		      const struct duet_q8a_pair *p, int h, __m512 *acc, const int nb)
+{
+	__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)heads));
+	__m512 wm = r16_mins(T, heads);
+	__m512i w[8];
+	r16_values(T, heads, qi, w);
 	if (nb <= R16_INTERLEAVED) {
 		/* each row's chain in step with the others': nb independent
 		 * dot products in flight, not one row's eight in a row */
 		__m512i dp[R16_INTERLEAVED];
 		_Pragma("GCC unroll 8")
-		for (int b = 0; b < nb; b++) {
-			int32_t corr = p[b].corr[8 * h];
-			dp[b] = _mm512_set1_epi32(T == DUET_Q8_0 ? corr : corr / 16);
-		}
+		for (int b = 0; b < nb; b++)
+			dp[b] = _mm512_set1_epi32(r16_offset(T, p[b].corr[8 * h]));
 		_Pragma("GCC unroll 8")
 		for (int j = 0; j < 8; j++) {
 			_Pragma("GCC unroll 8")
@@ -869,15 +817,15 @@ INLINE void r16_block(const enum duet_dtype T, const uint8_t *heads, const uint8
 		}
 		_Pragma("GCC unroll 8")
 		for (int b = 0; b < nb; b++)
-			acc[b] = acc_block(acc[b], dp[b], ws, p[b].d[8 * h]);
+			acc[b] = r16_acc(T, acc[b], dp[b], ws, wm, p[b].d[8 * h], p[b].corr[8 * h]);
 		return;
 	}
 	_Pragma("GCC unroll 16")
 	for (int b = 0; b < nb; b++) {
 		const struct duet_q8a_pair *a = p + b;
 		int32_t corr = a->corr[8 * h];
-		__m512i dp = dot8(w, a->q + 32 * h, T == DUET_Q8_0 ? corr : corr / 16);
-		acc[b] = acc_block(acc[b], dp, ws, a->d[8 * h]);
+		__m512i dp = dot8(w, a->q + 32 * h, r16_offset(T, corr));
+		acc[b] = r16_acc(T, acc[b], dp, ws, wm, a->d[8 * h], corr);
 	}
 }
 
@@ -909,6 +857,9 @@ INLINE void r16_tile(const enum duet_dtype T, const uint8_t *g, int nblk, const 
 
 #define R16_TILE_Q8_0(...) r16_tile(DUET_Q8_0, __VA_ARGS__)
 #define R16_TILE_Q4_0(...) r16_tile(DUET_Q4_0, __VA_ARGS__)
+#define R16_TILE_Q4_1(...) r16_tile(DUET_Q4_1, __VA_ARGS__)
+#define R16_TILE_Q5_0(...) r16_tile(DUET_Q5_0, __VA_ARGS__)
+#define R16_TILE_Q5_1(...) r16_tile(DUET_Q5_1, __VA_ARGS__)
 
 /* 32 bytes of 16 rows (row r's at p + r * rb) into eight vectors, vector j
  * lane r dword j of row r, each byte xor bias, stored at out + 64 j for j <
@@ -978,9 +929,10 @@ INLINE void transpose_16x16(const uint8_t *p, size_t rb, __m512i out[4])
 }
 
 /* Header word w of 16 rows (row r's block at blk + r * rb) into h[16 w + r]
- * (one word: Q8_0, Q4_0; eight: Q4_K), built in registers and stored
- * whole: sixteen narrow stores read back by the kernel's wide load cannot
- * be forwarded, and stalled it every block. */
+ * (one word: Q8_0, Q4_0; two to four: Q4_1, Q5_0, Q5_1, whose row blocks
+ * hold 16 bytes from their header on; eight: Q4_K), built in registers and
+ * stored whole: sixteen narrow stores read back by the kernel's wide load
+ * cannot be forwarded, and stalled it every block. */
 INLINE void heads_16(const uint8_t *blk, size_t rb, const int words, uint16_t *h)
 {
 	if (words == 1) {
@@ -997,10 +949,11 @@ INLINE void heads_16(const uint8_t *blk, size_t rb, const int words, uint16_t *h
 	__m512i d[4];
 	transpose_16x16(blk, rb, d);
 	_Pragma("GCC unroll 4")
-	for (int j = 0; j < 4; j++) {
+	for (int j = 0; 2 * j < words; j++) {
 		_mm256_storeu_si256((__m256i *)(h + 16 * (2 * j)), _mm512_cvtepi32_epi16(d[j]));
-		_mm256_storeu_si256((__m256i *)(h + 16 * (2 * j + 1)),
-				    _mm512_cvtepi32_epi16(_mm512_srli_epi32(d[j], 16)));
+		if (2 * j + 1 < words)
+			_mm256_storeu_si256((__m256i *)(h + 16 * (2 * j + 1)),
+					    _mm512_cvtepi32_epi16(_mm512_srli_epi32(d[j], 16)));
 	}
 }
 
@@ -1072,30 +1025,43 @@ static void pack_q6_k_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 	}
 }
 
-/* duet_r16_pack for Q4_0: a block's 16 bytes of nibbles from 16 rows, a
- * 16 x 4 dword transpose (rows r, r + 4, r + 8 and r + 12 share a
- * register), as they are. */
-static void pack_q4_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
+/* duet_r16_pack for Q4_0, Q4_1, Q5_0 and Q5_1: a block's header words
+ * (heads_16), then its 16 bytes of nibbles from 16 rows, a 16 x 4 dword
+ * transpose (rows r, r + 4, r + 8 and r + 12 share a register), as they
+ * are. */
+INLINE void pack_nibbles_r16(const enum duet_dtype T, const uint8_t *rows, size_t rb, int nrows,
+			     int i0, int n, uint8_t *out)
 {
 	if (nrows < 16) {
-		duet_r16_pack(DUET_Q4_0, rows, rb, nrows, i0, n, out);
+		duet_r16_pack(T, rows, rb, nrows, i0, n, out);
 		return;
 	}
-	const size_t bb = sizeof(struct duet_q4_0_block);
+	const size_t bb = duet_dtype_block_bytes(T);
+	const int words = (int)duet_r16_head_bytes(T) / 32;
 	for (int i = 0; i < n; i++) {
 		const uint8_t *blk = rows + (size_t)(i0 + i) * bb;
-		heads_16(blk, rb, 1, (uint16_t *)(out + duet_r16_heads_at(DUET_Q4_0, i)));
+		heads_16(blk, rb, words, (uint16_t *)(out + duet_r16_heads_at(T, i)));
 		if (i % 4 == 0)
 			for (int r = 0; r < 16; r++)
 				PREFETCH(blk + (size_t)r * rb + PACK_AHEAD * 2 * bb);
 		__m512i t[4];
-		transpose_16x16(blk + 2, rb, t);
-		uint8_t *qi = out + duet_r16_quants_at(DUET_Q4_0, i, n);
+		transpose_16x16(blk + 2 * words, rb, t);
+		uint8_t *qi = out + duet_r16_quants_at(T, i, n);
 		_Pragma("GCC unroll 4")
 		for (int j = 0; j < 4; j++)
 			_mm512_storeu_si512(qi + 64 * j, t[j]);
 	}
 }
+
+#define DEFINE_PACK_NIBBLES(name, T)                                                    \
+	static void name(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out) \
+	{                                                                               \
+		pack_nibbles_r16(T, rows, rb, nrows, i0, n, out);                       \
+	}
+DEFINE_PACK_NIBBLES(pack_q4_0_r16, DUET_Q4_0)
+DEFINE_PACK_NIBBLES(pack_q4_1_r16, DUET_Q4_1)
+DEFINE_PACK_NIBBLES(pack_q5_0_r16, DUET_Q5_0)
+DEFINE_PACK_NIBBLES(pack_q5_1_r16, DUET_Q5_1)
 
 /* Q4_K against nb activation rows (per-256, struct duet_q8k_block), as
  * the scalar definition: first the mins' exact sum (their word pairs
@@ -1323,6 +1289,10 @@ INLINE void r16_tile_q6_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 	}
 DEFINE_R16(matmul_q8_0_r16, R16_TILE_Q8_0, R16_CASES_16)
 DEFINE_R16(matmul_q4_0_r16, R16_TILE_Q4_0, R16_CASES_16)
+/* (widths past 8 share one instance, as Q4_K's: compile time) */
+DEFINE_R16(matmul_q4_1_r16, R16_TILE_Q4_1, R16_CASES_8_ANY)
+DEFINE_R16(matmul_q5_0_r16, R16_TILE_Q5_0, R16_CASES_8_ANY)
+DEFINE_R16(matmul_q5_1_r16, R16_TILE_Q5_1, R16_CASES_8_ANY)
 DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k, R16_CASES_8_ANY)
 DEFINE_R16(matmul_q6_k_r16, r16_tile_q6_k, R16_CASES_8_ANY)
 
@@ -1346,19 +1316,22 @@ DEFINE_R16(matmul_q6_k_r16, r16_tile_q6_k, R16_CASES_8_ANY)
 INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16_STREAMS], int i,
 			int n, const struct duet_q8a_pair *p, int hh, __m512 acc[DUET_R16_STREAMS])
 {
-	const size_t at = duet_r16_quants_at(T, i, n);
+	const size_t at = duet_r16_quants_at(T, i, n), ha = duet_r16_heads_at(T, i);
 	const int lines = (int)duet_r16_block_bytes(T) / 64;
 	const __m512i low = _mm512_set1_epi8(0x0f);
 	const int8_t *aq = p->q + 32 * hh;
 	int32_t corr = p->corr[8 * hh];
-	__m512i dp[DUET_R16_STREAMS];
+	__m512i dp[DUET_R16_STREAMS], flo[DUET_R16_STREAMS], fhi[DUET_R16_STREAMS];
 	_Pragma("GCC unroll 4")
-	for (int g = 0; g < DUET_R16_STREAMS; g++)
-		dp[g] = _mm512_set1_epi32(T == DUET_Q8_0 ? corr : corr / 16);
+	for (int g = 0; g < DUET_R16_STREAMS; g++) {
+		dp[g] = _mm512_set1_epi32(r16_offset(T, corr));
+		if (r16_has_fifth(T))
+			r16_fifth_load(q[g] + ha + 32 * (1 + r16_has_min(T)), &flo[g], &fhi[g]);
+	}
 	_Pragma("GCC unroll 8")
 	for (int j = 0; j < lines; j++) {
 		const __m512i a = _mm512_set1_epi32(dword_at(aq + 4 * j));
-		/* Q4_0: a line's high nibbles are values 16 + 4j.. */
+		/* the nibble types: a line's high nibbles are values 16 + 4j.. */
 		const __m512i a4 =
 			T == DUET_Q8_0 ? a : _mm512_set1_epi32(dword_at(aq + 4 * (j + 4)));
 		_Pragma("GCC unroll 4")
@@ -1367,20 +1340,29 @@ INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16
 			__m512i v = _mm512_loadu_si512(q[g] + at + 64 * j);
 			if (T == DUET_Q8_0) {
 				dp[g] = _mm512_dpbusd_epi32(dp[g], v, a);
-			} else {
-				dp[g] = _mm512_dpbusd_epi32(dp[g], _mm512_and_si512(v, low), a);
-				dp[g] = _mm512_dpbusd_epi32(
-					dp[g], _mm512_and_si512(_mm512_srli_epi16(v, 4), low), a4);
+				continue;
 			}
+			__m512i lo = _mm512_and_si512(v, low);
+			__m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+			if (r16_has_fifth(T)) {
+				lo = r16_fifth(lo, flo[g], j);
+				hi = r16_fifth(hi, fhi[g], j);
+			}
+			dp[g] = _mm512_dpbusd_epi32(dp[g], lo, a);
+			dp[g] = _mm512_dpbusd_epi32(dp[g], hi, a4);
 		}
 	}
+	/* a unit's headers: one line for Q8_0 and Q4_0, up to four */
+	const int head_lines = (int)(duet_r16_unit(T) * duet_r16_head_bytes(T) + 63) / 64;
 	_Pragma("GCC unroll 4")
 	for (int g = 0; g < DUET_R16_STREAMS; g++) {
-		const uint8_t *h = q[g] + duet_r16_heads_at(T, i);
+		const uint8_t *h = q[g] + ha;
 		if (i % duet_r16_unit(T) == 0)
-			PREFETCH(h + R16X4_AHEAD); /* the unit's headers: one line */
+			_Pragma("GCC unroll 4")
+			for (int l = 0; l < head_lines; l++)
+				PREFETCH(h + R16X4_AHEAD + 64 * l);
 		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
-		acc[g] = acc_block(acc[g], dp[g], ws, p->d[8 * hh]);
+		acc[g] = r16_acc(T, acc[g], dp[g], ws, r16_mins(T, h), p->d[8 * hh], corr);
 	}
 }
 
@@ -1399,6 +1381,9 @@ INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16
 	}
 DEFINE_R16X4(matmul_q8_0_r16x4, DUET_Q8_0)
 DEFINE_R16X4(matmul_q4_0_r16x4, DUET_Q4_0)
+DEFINE_R16X4(matmul_q4_1_r16x4, DUET_Q4_1)
+DEFINE_R16X4(matmul_q5_0_r16x4, DUET_Q5_0)
+DEFINE_R16X4(matmul_q5_1_r16x4, DUET_Q5_1)
 
 /* A tile over 256-value super-blocks: STEP on each, against per-256
  * activations (block s of row b at x[s * B + b]). */
@@ -1430,16 +1415,6 @@ DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 	case (R) * 32 + (NB):                                                           \
 		TQ_TILE(w, g, K, x, B, y, ldy, add, R, NB);                            \
 		return;
-#define TQ_TILE tile_q5_0
-DEFINE_TILES_Q(tiles_q5_0, struct duet_q8a_pair)
-#undef TQ_TILE
-#define TQ_TILE tile_q4_1
-DEFINE_TILES_Q(tiles_q4_1, struct duet_q8a_pair)
-#undef TQ_TILE
-#define TQ_TILE tile_q5_1
-DEFINE_TILES_Q(tiles_q5_1, struct duet_q8a_pair)
-#undef TQ_TILE
-
 #define TQ_TILE tile_q5_k
 DEFINE_TILES_Q(tiles_q5_k, struct duet_q8k_block)
 #undef TQ_TILE
@@ -1534,15 +1509,6 @@ DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, (size_t)k0 * B, KC_F32)
 DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
 #undef ROW
 #define ROW 1
-#undef T
-#define T DUET_Q5_0
-DEFINE_MATMUL(matmul_q5_0_q8, tiles_q5_0, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
-#undef T
-#define T DUET_Q4_1
-DEFINE_MATMUL(matmul_q4_1_q8, tiles_q4_1, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
-#undef T
-#define T DUET_Q5_1
-DEFINE_MATMUL(matmul_q5_1_q8, tiles_q5_1, struct duet_q8a_pair, (size_t)(k0 / 64) * B, KC_Q8)
 #undef T
 #define T DUET_Q5_K
 DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
@@ -2090,19 +2056,22 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 const struct duet_kernels duet_kernels_avx512 = {
 	.name = "avx512",
 	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16,
-		       [DUET_Q4_K] = matmul_q4_k_r16, [DUET_Q6_K] = matmul_q6_k_r16},
-	.matmul_r16x4 = {[DUET_Q8_0] = matmul_q8_0_r16x4, [DUET_Q4_0] = matmul_q4_0_r16x4},
+		       [DUET_Q4_1] = matmul_q4_1_r16, [DUET_Q5_0] = matmul_q5_0_r16,
+		       [DUET_Q5_1] = matmul_q5_1_r16, [DUET_Q4_K] = matmul_q4_k_r16,
+		       [DUET_Q6_K] = matmul_q6_k_r16},
+	.matmul_r16x4 = {[DUET_Q8_0] = matmul_q8_0_r16x4, [DUET_Q4_0] = matmul_q4_0_r16x4,
+			 [DUET_Q4_1] = matmul_q4_1_r16x4, [DUET_Q5_0] = matmul_q5_0_r16x4,
+			 [DUET_Q5_1] = matmul_q5_1_r16x4},
 	.pack_r16 = {[DUET_Q8_0] = pack_q8_0_r16, [DUET_Q4_0] = pack_q4_0_r16,
-		     [DUET_Q4_K] = pack_q4_k_r16, [DUET_Q6_K] = pack_q6_k_r16},
+		     [DUET_Q4_1] = pack_q4_1_r16, [DUET_Q5_0] = pack_q5_0_r16,
+		     [DUET_Q5_1] = pack_q5_1_r16, [DUET_Q4_K] = pack_q4_k_r16,
+		     [DUET_Q6_K] = pack_q6_k_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0},
-	/* Q8_0 and Q4_0 take the 16-row kernels */
-	.matmul_q8 = {[DUET_Q5_0] = matmul_q5_0_q8, [DUET_Q4_1] = matmul_q4_1_q8,
-		      [DUET_Q5_1] = matmul_q5_1_q8},
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
 	.matmul_bf16_hi = matmul_bf16_hi,
 	.pack_bf16 = pack_bf16,
-	/* Q4_K takes the 16-row kernel */
+	/* Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q4_K take the 16-row kernels */
 	.matmul_q8k = {[DUET_Q5_K] = matmul_q5_k_q8k,
 		       [DUET_Q6_K] = matmul_q6_k_q8k},
 	.quant_q8a = quant_q8a,

@@ -157,16 +157,17 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 			       int B, float *y, int ldy, int n0, int n1);
 
 /* Weights of a type with the 16-row form (engine/repack.h: Q8_0, Q4_0,
- * Q4_K, Q6_K) in one group (g the start of a slice of its blocks, the first a
+ * Q4_1, Q5_0, Q5_1, Q4_K, Q6_K) in one group (g the start of a slice of its blocks, the first a
  * multiple of the type's unit: duet_r16_unit_at) against nb <=
- * DUET_R16_SEQS activation rows of a panel of B rows (Q8_0, Q4_0: q8
+ * DUET_R16_SEQS activation rows of a panel of B rows (the 32-value types: q8
  * pairs, x at the pair of that first block, which is even; Q4_K, Q6_K:
  * q8k blocks, x at that block; and at the first row): nblk blocks. For b
  * < nb and r < nrows, starting from acc = y[b * ldy + r] when add, else 0,
  * 32 values after 32 values:
  *   acc = fma(float(dot), w_scale x x_scale, acc)
  * with dot the exact integer dot product of the 32 weights' quants and the
- * activations' (offset by the type's zero point); Q4_K's scale is d x its
+ * activations' (offset by the type's zero point), then for Q4_1 and Q5_1
+ * acc = fma(min x x_scale, float(the activations' sum), acc); Q4_K's scale is d x its
  * 6-bit sub-block scale, times the activations' per-256 scale, and before
  * each block's eight, acc = fma(-float(mins), dmin x x_scale, acc) with
  * mins the exact sum of its 6-bit mins times the activations' sums.

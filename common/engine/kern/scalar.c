@@ -187,7 +187,8 @@ static uint8_t r16_byte(const uint8_t *qi, int r, int p)
  * dtype.h puts it together from ql and qh), and the activations' offset
  * that makes a 32-value sum exact (Q8_0: -128 x sum, the q8 panel's corr;
  * Q4_0: -8 x sum, corr / 16; Q4_K: none, its mins come off first; Q6_K:
- * -32 x the sums per 16). */
+ * -32 x the sums per 16). Q4_1, Q5_0 and Q5_1 take Q4_0's nibbles; the
+ * fifth bit and the offset or min are r16_pair_block's. */
 static int r16_value(enum duet_dtype t, const uint8_t *qi, int r, int k)
 {
 	if (t == DUET_Q8_0)
@@ -198,13 +199,42 @@ static int r16_value(enum duet_dtype t, const uint8_t *qi, int r, int k)
 		uint8_t qh = r16_byte(qi, r, DUET_QK / 2 + 32 * h + l);
 		return (kind < 2 ? ql & 15 : ql >> 4) | ((qh >> (2 * kind)) & 3) << 4;
 	}
-	if (t == DUET_Q4_0) {
+	if (t != DUET_Q4_K) { /* Q4_0, Q4_1, Q5_0, Q5_1: the nibble */
 		uint8_t byte = qi[((k % 16) / 4) * 64 + r * 4 + k % 4];
 		return k < 16 ? byte & 15 : byte >> 4;
 	}
 	int c = k / 64, v = k % 64;
 	uint8_t byte = qi[(8 * c + (v % 32) / 4) * 64 + r * 4 + v % 4];
 	return v < 32 ? byte & 15 : byte >> 4;
+}
+
+/* One 32-value block of row r (its quants at qi, the 16 rows' header
+ * words at h) against the activations' block hf of pair a, continuing
+ * acc: the exact sum of the values (Q5_0, Q5_1: the nibble plus 16 x the
+ * fifth bit, bit k of the row's two fifth-bit words) times the
+ * activations' quants, from the offset of the type's zero point (Q8_0:
+ * -128 x sum, corr; Q4_0: -8 x sum, corr / 16; Q5_0: -16 x sum, corr / 8;
+ * Q4_1, Q5_1: none), meets d x the activations' scale; then Q4_1's and
+ * Q5_1's min meets the activations' sum (-corr / 128): acc = fma(min x
+ * their scale, float(sum), acc). */
+static float r16_pair_block(enum duet_dtype t, const uint8_t *qi, const uint16_t *h, int r,
+			    const struct duet_q8a_pair *a, int hf, float acc)
+{
+	const int has_min = t == DUET_Q4_1 || t == DUET_Q5_1;
+	const int32_t corr = a->corr[8 * hf];
+	int32_t dot = t == DUET_Q8_0 ? corr : t == DUET_Q4_0 ? corr / 16 : t == DUET_Q5_0 ? corr / 8 : 0;
+	uint32_t fifth = 0;
+	if (t == DUET_Q5_0 || t == DUET_Q5_1) {
+		const uint16_t *qh = h + DUET_R16_ROWS * (1 + has_min);
+		fifth = (uint32_t)qh[r] | (uint32_t)qh[DUET_R16_ROWS + r] << 16;
+	}
+	for (int k = 0; k < 32; k++)
+		dot += (r16_value(t, qi, r, k) | (int)((fifth >> k) & 1) << 4) * a->q[32 * hf + k];
+	const float xd = a->d[8 * hf];
+	acc = fmaf((float)dot, duet_fp16_to_fp32(h[r]) * xd, acc);
+	if (has_min)
+		acc = fmaf(duet_fp16_to_fp32(h[DUET_R16_ROWS + r]) * xd, (float)(corr / -128), acc);
+	return acc;
 }
 
 static void matmul_r16_pairs(enum duet_dtype t, const uint8_t *g, int nblk,
@@ -215,17 +245,10 @@ static void matmul_r16_pairs(enum duet_dtype t, const uint8_t *g, int nblk,
 		for (int r = 0; r < nrows; r++) {
 			float *yr = y + (size_t)b * ldy + r;
 			float acc = add ? *yr : 0;
-			for (int i = 0; i < nblk; i++) {
-				const struct duet_q8a_pair *a = x + (size_t)(i / 2) * B + b;
-				int hf = i % 2;
-				const uint8_t *qi = g + duet_r16_quants_at(t, i, nblk);
-				const uint16_t *h = (const uint16_t *)(g + duet_r16_heads_at(t, i));
-				int32_t dot = t == DUET_Q8_0 ? a->corr[8 * hf] : a->corr[8 * hf] / 16;
-				for (int k = 0; k < 32; k++)
-					dot += r16_value(t, qi, r, k) * a->q[32 * hf + k];
-				float d = duet_fp16_to_fp32(h[r]) * a->d[8 * hf];
-				acc = fmaf((float)dot, d, acc);
-			}
+			for (int i = 0; i < nblk; i++)
+				acc = r16_pair_block(t, g + duet_r16_quants_at(t, i, nblk),
+						     (const uint16_t *)(g + duet_r16_heads_at(t, i)), r,
+						     x + (size_t)(i / 2) * B + b, i % 2, acc);
 			*yr = acc;
 		}
 }
@@ -308,6 +331,9 @@ static void matmul_kquant_r16(enum duet_dtype t, const uint8_t *g, int nblk,
 	}
 R16_KERNEL(matmul_q8_0_r16, matmul_r16_pairs, DUET_Q8_0)
 R16_KERNEL(matmul_q4_0_r16, matmul_r16_pairs, DUET_Q4_0)
+R16_KERNEL(matmul_q4_1_r16, matmul_r16_pairs, DUET_Q4_1)
+R16_KERNEL(matmul_q5_0_r16, matmul_r16_pairs, DUET_Q5_0)
+R16_KERNEL(matmul_q5_1_r16, matmul_r16_pairs, DUET_Q5_1)
 R16_KERNEL(matmul_q4_k_r16, matmul_kquant_r16, DUET_Q4_K)
 R16_KERNEL(matmul_q6_k_r16, matmul_kquant_r16, DUET_Q6_K)
 
@@ -432,7 +458,9 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 const struct duet_kernels duet_kernels_scalar = {
 	.name = "scalar",
 	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16,
-		       [DUET_Q4_K] = matmul_q4_k_r16, [DUET_Q6_K] = matmul_q6_k_r16},
+		       [DUET_Q4_1] = matmul_q4_1_r16, [DUET_Q5_0] = matmul_q5_0_r16,
+		       [DUET_Q5_1] = matmul_q5_1_r16, [DUET_Q4_K] = matmul_q4_k_r16,
+		       [DUET_Q6_K] = matmul_q6_k_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0, [DUET_Q4_0] = matmul_q4_0, [DUET_Q4_1] = matmul_q4_1,
 		     [DUET_Q5_0] = matmul_q5_0, [DUET_Q5_1] = matmul_q5_1, [DUET_Q4_K] = matmul_q4_k,
