@@ -63,6 +63,7 @@ struct decode_cfg {
 	 * spec_draft_max_batch sequences run */
 	const char *draft;
 	int draft_kv_mb, spec_draft_max_batch;
+	int calibrate; /* time a chunk and a step at start (calibrate.c) */
 };
 
 struct decode {
@@ -166,7 +167,17 @@ void decode_kv_event(struct decode *d, const struct kv_event *ev);
 #define DECODE_STEP_MODEL_LAMBDA 0.995
 #define DECODE_STEP_MODEL_RIDGE 1e-3
 #define DECODE_STEP_MODEL_FEATURES 4
+/* the feature counting a step's prompt tokens */
+#define DECODE_STEP_FEATURE_TOKENS 2
 void decode_step_model_init(struct decode *d);
+/* A step's features: its sequences, prompt (and verified proposal) rows,
+ * and the positions its sequences hold after it. */
+void decode_step_features(int seqs, int prefill_tokens, long long positions, double *x);
+
+/* calibrate.c */
+/* Times a prompt chunk and a decode step on a scratch sequence into the
+ * step model (before the node takes requests). */
+int decode_calibrate(struct decode *d, struct duet_err *err);
 int decode_has_work(const struct decode *d);
 void decode_step(struct decode *d);
 

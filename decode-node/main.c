@@ -12,6 +12,7 @@
 
 #define MAX_MSGS_PER_TURN 256 /* messages handled between two steps */
 #define IDLE_POLL_MS 50
+#define DECODE_OPTS 11 /* the options of its own, besides the common ones */
 
 static const char *ABOUT =
 	"The decode daemon of duet. Registers with the router, holds a paged KV\n"
@@ -118,9 +119,9 @@ int main(int argc, char **argv)
 	duet_blas_select_core(argv);
 	static struct decode d;
 	duet_node_defaults(&d.node.cfg, "decode-0");
-	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60, 0, 8, 8, "", 1024, 1};
+	d.cfg = (struct decode_cfg){"ipc:///tmp/duet-decode-0.ipc", "", 64, 60, 0, 8, 8, "", 1024, 1, 1};
 	decode_step_model_init(&d);
-	struct duet_opt opts[DUET_NODE_COMMON_OPTS + 10];
+	struct duet_opt opts[DUET_NODE_COMMON_OPTS + DECODE_OPTS];
 	int n = duet_node_opts(&d.node.cfg, 1, opts);
 	opts[n++] = (struct duet_opt){"kv-endpoint", DUET_OPT_STR, &d.cfg.kv_endpoint, 0, 0,
 				      "ENDPOINT", "where this node receives KV from prefill nodes (bound)"};
@@ -154,6 +155,12 @@ int main(int argc, char **argv)
 		"with a draft model, propose only while at most N sequences run: it drafts one "
 		"sequence at a time, so its cost grows with the batch (8 streams drafting ran at a "
 		"quarter of the plain rate, BENCHMARKS.md)"};
+	opts[n++] = (struct duet_opt){
+		"calibrate", DUET_OPT_BOOL, &d.cfg.calibrate, 0, 0, NULL,
+		"at start, time one prompt chunk (max-batch-tokens, at most 64) and one decode step "
+		"on a scratch sequence into the step-time model the router places by (default true: "
+		"otherwise a node that has only decoded predicts prompt tokens at no cost, and the "
+		"router lets local prefills stall its streams)"};
 	struct duet_settings cfg;
 	struct duet_err err;
 	int rc = duet_config_main(&cfg, opts, n, argc, argv, "duet-decode", ABOUT);
@@ -182,6 +189,10 @@ int main(int argc, char **argv)
 	if (*d.cfg.draft && (duet_node_open_draft(node, d.cfg.draft, d.cfg.draft_kv_mb,
 						  &d.draft_model, &d.draft_kv, &d.draft_engine, &err) ||
 			     duet_spec_check_draft(node->model, d.draft_model, &err))) {
+		fprintf(stderr, "duet-decode: %s\n", err.msg);
+		goto out;
+	}
+	if (d.cfg.calibrate && decode_calibrate(&d, &err)) {
 		fprintf(stderr, "duet-decode: %s\n", err.msg);
 		goto out;
 	}

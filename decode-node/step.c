@@ -19,7 +19,7 @@ void decode_step_model_init(struct decode *d)
 /* What a step's time depends on: a fixed part (reading the weights once),
  * each sequence (its activations through every matmul), each prefill
  * token (the same, heavier), and attention over the positions seen. */
-static void step_features(int seqs, int prefill_tokens, long long positions, double *x)
+void decode_step_features(int seqs, int prefill_tokens, long long positions, double *x)
 {
 	x[0] = 1;
 	x[1] = seqs;
@@ -182,7 +182,7 @@ void decode_step(struct decode *d)
 	d->step_ms = d->step_ms == 0 ? ms : 0.9 * d->step_ms + 0.1 * ms;
 	double x[DECODE_STEP_MODEL_FEATURES];
 	/* verified proposals are rows like a prompt's */
-	step_features(n, d->node.cfg.max_batch_tokens - budget + spec_rows, positions, x);
+	decode_step_features(n, d->node.cfg.max_batch_tokens - budget + spec_rows, positions, x);
 	duet_linfit_add(&d->step_model, x, ms);
 	d->steps_fitted++;
 	for (int i = 0; i < n; i++) {

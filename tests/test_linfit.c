@@ -42,11 +42,39 @@ static void test_unseen_feature(void **st)
 	assert_true(fabs(f.w[1]) < 1e-9);
 }
 
+/* A prior on a feature: its weight before any sample has it, samples
+ * that have it outweigh it, and once they are forgotten (steps without
+ * the feature), the weight is the prior's again, not 0. */
+static void test_prior(void **st)
+{
+	(void)st;
+	struct duet_linfit f;
+	duet_linfit_init(&f, 2, 0.995, 1e-3);
+	duet_linfit_prior(&f, 1, 1.5, 2 * 64.0 * 64.0);
+	assert_true(fabs(f.w[1] - 1.5) < 1e-6);
+	for (int i = 0; i < 50; i++) {
+		double d[2] = {1, 0}, c[2] = {1, 64};
+		duet_linfit_add(&f, d, 20);
+		duet_linfit_add(&f, c, 20 + 64 * 2.0); /* 2 ms a token, not 1.5 */
+	}
+	/* (the prior holds a little: a few % of the data's weight) */
+	assert_true(fabs(f.w[0] - 20) < 1.5);
+	assert_true(fabs(f.w[1] - 2.0) < 0.05);
+	for (int i = 0; i < 5000; i++) {
+		double d[2] = {1, 0};
+		duet_linfit_add(&f, d, 20);
+	}
+	assert_true(fabs(f.w[1] - 1.5) < 0.01);
+	duet_linfit_prior(&f, 7, 1, 1); /* no such feature: nothing changes */
+	assert_true(fabs(f.w[1] - 1.5) < 0.01);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fits_and_follows),
 		cmocka_unit_test(test_unseen_feature),
+		cmocka_unit_test(test_prior),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

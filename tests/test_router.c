@@ -1452,6 +1452,74 @@ static void test_early_reject(void **state)
 	assert_true(WIFEXITED(s2) && WEXITSTATUS(s2) == 0);
 }
 
+/* The step model a decode node reports before it has served anything:
+ * with calibration (the default) two samples measured at start, a prompt
+ * token's cost above zero and a chunk's step above a decode step's; with
+ * --calibrate=false none, so the router knows nothing of its steps. */
+static void test_calibrated_step_model(void **state)
+{
+	(void)state;
+	char ctl[300], kv1[300], kv2[300], port[16], cl[128];
+	snprintf(ctl, sizeof ctl, "ipc://%s/router-c.ipc", tu_tmpdir());
+	snprintf(kv1, sizeof kv1, "ipc://%s/decode-c1.ipc", tu_tmpdir());
+	snprintf(kv2, sizeof kv2, "ipc://%s/decode-c2.ipc", tu_tmpdir());
+	snprintf(port, sizeof port, "%d", PORT + 3);
+	snprintf(cl, sizeof cl, "http://127.0.0.1:%d/v1/cluster", PORT + 3);
+	pid_t rs = spawn("duet-router", "router-c",
+			 (char *[]){"--http-port", port, "--control", ctl, NULL});
+	pid_t d1 = spawn("duet-decode", "decode-c1",
+			 (char *[]){"--router", ctl, "--kv-endpoint", kv1, "--max-batch-tokens", "16",
+				    "--report-ms", "50", "--name", "decode-c1", NULL});
+	pid_t d2 = spawn("duet-decode", "decode-c2",
+			 (char *[]){"--router", ctl, "--kv-endpoint", kv2, "--report-ms", "50",
+				    "--calibrate=false", "--name", "decode-c2", NULL});
+	extra_pids[0] = rs;
+	extra_pids[1] = d1;
+	extra_pids[2] = d2;
+	int seen = 0;
+	for (int k = 0; k < 300 && seen != 3; k++) {
+		struct tu_buf b = {NULL, 0};
+		json_t *j = tu_http(cl, "GET", NULL, NULL, NULL, tu_buf_write, &b) == 200
+				    ? json_loads(b.p, 0, NULL)
+				    : NULL;
+		free(b.p);
+		size_t i;
+		json_t *n;
+		json_array_foreach(json_object_get(j, "nodes"), i, n) {
+			const char *name = json_string_value(json_object_get(n, "name"));
+			json_t *m = json_object_get(n, "step_model");
+			if (name && !strcmp(name, "decode-c1") &&
+			    json_integer_value(json_object_get(m, "steps")) > 0) {
+				assert_int_equal(json_integer_value(json_object_get(m, "steps")), 2);
+				double tok = json_real_value(json_object_get(m, "per_prefill_token_ms"));
+				double chunk = json_real_value(json_object_get(m, "prefill_chunk_step_ms"));
+				double step = json_real_value(json_object_get(m, "next_step_ms"));
+				if (!(tok > 0 && chunk > step))
+					fail_msg("calibrated model: %.3f ms a prompt token, chunk step %.3f, "
+						 "decode step %.3f",
+						 tok, chunk, step);
+				seen |= 1;
+			}
+			if (name && !strcmp(name, "decode-c2")) {
+				if (json_integer_value(json_object_get(m, "steps")) > 0)
+					fail_msg("decode-c2 reports fitted steps without calibration");
+				seen |= 2;
+			}
+		}
+		json_decref(j);
+		if (seen != 3)
+			usleep(20000);
+	}
+	assert_int_equal(seen, 3);
+	for (int i = 0; i < 3; i++) {
+		int st;
+		kill(extra_pids[i], SIGTERM);
+		waitpid(extra_pids[i], &st, 0);
+		extra_pids[i] = 0;
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+}
+
 /* /health: 503 once no decode node is alive, 200 again when one is back. */
 static void test_health_follows_decode_nodes(void **state)
 {
@@ -1691,6 +1759,7 @@ int main(void)
 		cmocka_unit_test(test_concurrent_streams),
 		cmocka_unit_test(test_queue),
 		cmocka_unit_test(test_early_reject),
+		cmocka_unit_test(test_calibrated_step_model),
 		cmocka_unit_test(test_router_restart_policies),
 		cmocka_unit_test(test_decode_failover),
 		cmocka_unit_test(test_prefill_failover),

@@ -11,16 +11,17 @@ void duet_linfit_init(struct duet_linfit *f, int k, double lambda, double ridge)
 	f->ridge = ridge;
 }
 
-/* Solves (xx + ridge I) w = xy by Gaussian elimination with partial
- * pivoting; the ridge keeps the matrix regular. */
+/* Solves (xx + ridge I + diag(prior_r)) w = xy + prior_r w_prior by
+ * Gaussian elimination with partial pivoting; the ridge keeps the matrix
+ * regular. */
 static void solve(struct duet_linfit *f)
 {
 	int k = f->k;
 	double a[DUET_LINFIT_MAX][DUET_LINFIT_MAX + 1];
 	for (int i = 0; i < k; i++) {
 		for (int j = 0; j < k; j++)
-			a[i][j] = f->xx[i][j] + (i == j ? f->ridge : 0);
-		a[i][k] = f->xy[i];
+			a[i][j] = f->xx[i][j] + (i == j ? f->ridge + f->prior_r[i] : 0);
+		a[i][k] = f->xy[i] + f->prior_r[i] * f->prior_w[i];
 	}
 	for (int c = 0; c < k; c++) {
 		int p = c;
@@ -69,4 +70,13 @@ double duet_linfit_predict(const struct duet_linfit *f, const double *x)
 	for (int i = 0; i < f->k; i++)
 		s += f->w[i] * x[i];
 	return s;
+}
+
+void duet_linfit_prior(struct duet_linfit *f, int i, double w0, double strength)
+{
+	if (i < 0 || i >= f->k)
+		return;
+	f->prior_w[i] = w0;
+	f->prior_r[i] = strength > 0 ? strength : 0;
+	solve(f);
 }
