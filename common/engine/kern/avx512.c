@@ -255,15 +255,6 @@ INLINE void tile_f(enum duet_dtype t, const uint8_t *w, struct tgeo g, int K, co
 	acc_store(acc, y, ldy, g.ys, add, nr, nb);
 }
 
-/* Lane indices picking Q6_K's scales (scale j in lane j) for 64 values
- * of four 16-value sub-blocks: dwords 0-3 j0, 4-7 j0 + 1, 8-11 j1, 12-15
- * j1 + 1. */
-INLINE __m512i pick_4x4_2(int j0, int j1)
-{
-	return _mm512_set_epi32(j1 + 1, j1 + 1, j1 + 1, j1 + 1, j1, j1, j1, j1, j0 + 1, j0 + 1,
-				j0 + 1, j0 + 1, j0, j0, j0, j0);
-}
-
 /* 128-bit lane r of v, and v with lane r replaced, for r a constant
  * after inlining (the instructions take immediates). Lanes are moved in
  * registers: four narrow stores read back as one wide load (a union on
@@ -351,14 +342,6 @@ INLINE void q4_k_headers(const uint8_t *w, size_t rb, const int nr, __m512i *hdr
  * row's 256 weights unpacked into four registers and used by every
  * sequence), so only the float accumulators live across rows. */
 
-/* A dword of two equal words, for vpdpwssd: lane j of v (a small int) in
- * both halves of lane j. */
-INLINE __m512i word_pairs(__m512i v)
-{
-	return _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0xFFFF)),
-			       _mm512_slli_epi32(v, 16));
-}
-
 /* A Q5_K super-block (five = 1) of nr rows against nb activation blocks
  * (x[b]); five = 0 reads Q4_K, which takes the 16-row kernel instead. */
 INLINE void step_q4_k(const uint8_t *w, struct tgeo g, const struct duet_q8k_block *x,
@@ -441,72 +424,6 @@ INLINE void step_q4_k(const uint8_t *w, struct tgeo g, const struct duet_q8k_blo
 			__m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ai), d,
 						   _mm512_mul_ps(_mm512_cvtepi32_ps(mi), dmin));
 			acc[r][b] = _mm512_fmadd_ps(t, _mm512_set1_ps(a->d), acc[r][b]);
-		}
-	}
-}
-
-/* Q6_K super-block of nr rows against nb activation blocks: values 6 bits
- * less 32, a signed scale per 16; the -32 is one vpdpwssd of the scales
- * with the activations' sums per 16. */
-INLINE void step_q6_k(const uint8_t *w, struct tgeo g, const struct duet_q8k_block *x,
-		      __m512 acc[4][MAX_NB], const int nr, const int nb)
-{
-	const size_t sc_off = offsetof(struct duet_q6_k_block, scales);
-	const size_t d_off = offsetof(struct duet_q6_k_block, d);
-	const size_t qh_off = offsetof(struct duet_q6_k_block, qh);
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * g.rs;
-		PREFETCH(blk + g.pf);
-		PREFETCH(blk + g.pf + 64);
-		PREFETCH(blk + g.pf + 128);
-		PREFETCH(blk + g.pf + 192);
-	}
-	const __m512i lo4 = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(3);
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * g.rs;
-		uint16_t dh;
-		memcpy(&dh, blk + d_off, 2);
-		__m512 d = _mm512_set1_ps(_cvtsh_ss(dh));
-		__m512i s32 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + sc_off)));
-		__m512i sc = word_pairs(s32);
-		/* -32 x scale j in the low word of lane j (the high word
-		 * meets a zero) */
-		__m512i off = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s32, 5));
-		/* Half h (values [128h, 128h + 128)): the low nibbles of its 64
-		 * ql bytes are values [0, 64), the high ones [64, 128); bits
-		 * 2k, 2k + 1 of qh byte l complete value 32k + l. */
-		__m512i q[4], s[4];
-		_Pragma("GCC unroll 2")
-		for (int h = 0; h < 2; h++) {
-			__m512i v = _mm512_loadu_si512(blk + 64 * h);
-			__m256i h8 = _mm256_loadu_si256((const __m256i *)(blk + qh_off + 32 * h));
-			__m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(h8), h8, 1);
-			__m512i blo = _mm512_srlv_epi64(hv, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0));
-			__m512i bhi = _mm512_srlv_epi64(hv, _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4));
-			__m512i v0 = _mm512_or_si512(_mm512_and_si512(v, lo4),
-						     _mm512_slli_epi16(_mm512_and_si512(blo, three), 4));
-			__m512i v1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), lo4),
-						     _mm512_slli_epi16(_mm512_and_si512(bhi, three), 4));
-			/* v0 is values [0, 64) of the half, v1 [64, 128); the
-			 * activations' order is [0, 32), [64, 96), then [32, 64),
-			 * [96, 128) (kernels.h), sub-blocks of 16 to match */
-			q[2 * h] = _mm512_shuffle_i64x2(v0, v1, 0x44);
-			q[2 * h + 1] = _mm512_shuffle_i64x2(v0, v1, 0xEE);
-			s[2 * h] = _mm512_permutexvar_epi32(pick_4x4_2(8 * h, 8 * h + 4), sc);
-			s[2 * h + 1] = _mm512_permutexvar_epi32(pick_4x4_2(8 * h + 2, 8 * h + 6), sc);
-		}
-		_Pragma("GCC unroll 16")
-		for (int b = 0; b < nb; b++) {
-			const struct duet_q8k_block *a = x + b;
-			__m512i ai = _mm512_madd_epi16(
-				_mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)a->bsums)), off);
-			_Pragma("GCC unroll 4")
-			for (int i = 0; i < 4; i++)
-				ai = _mm512_dpwssd_epi32(ai, _mm512_maddubs_epi16(
-							q[i], _mm512_load_si512(a->q + 64 * i)), s[i]);
-			acc[r][b] = acc_block(acc[r][b], ai, d, a->d);
 		}
 	}
 }
@@ -1399,7 +1316,6 @@ DEFINE_R16X4(matmul_q5_1_r16x4, DUET_Q5_1)
 	}
 #define STEP_Q5_K(...) step_q4_k(__VA_ARGS__, 1)
 DEFINE_SUPER_TILE(tile_q5_k, STEP_Q5_K, struct duet_q5_k_block)
-DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 
 /* The integer tiles of the other quantized types, dispatched alike. */
 #define DEFINE_TILES_Q(name, XT)                                                        \
@@ -1417,9 +1333,6 @@ DEFINE_SUPER_TILE(tile_q6_k, step_q6_k, struct duet_q6_k_block)
 		return;
 #define TQ_TILE tile_q5_k
 DEFINE_TILES_Q(tiles_q5_k, struct duet_q8k_block)
-#undef TQ_TILE
-#define TQ_TILE tile_q6_k
-DEFINE_TILES_Q(tiles_q6_k, struct duet_q8k_block)
 #undef TQ_TILE
 
 #define BF_CASE(R, NB)                                                                  \
@@ -1512,9 +1425,6 @@ DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
 #undef T
 #define T DUET_Q5_K
 DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
-#undef T
-#define T DUET_Q6_K
-DEFINE_MATMUL(matmul_q6_k_q8k, tiles_q6_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
 #undef T
 #define T DUET_BF16
 DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)
@@ -2071,9 +1981,8 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
 	.matmul_bf16_hi = matmul_bf16_hi,
 	.pack_bf16 = pack_bf16,
-	/* Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q4_K take the 16-row kernels */
-	.matmul_q8k = {[DUET_Q5_K] = matmul_q5_k_q8k,
-		       [DUET_Q6_K] = matmul_q6_k_q8k},
+	/* Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K take the 16-row kernels */
+	.matmul_q8k = {[DUET_Q5_K] = matmul_q5_k_q8k},
 	.quant_q8a = quant_q8a,
 	.quant_q8k = quant_q8k,
 	.cvt_f16 = cvt_f16,
