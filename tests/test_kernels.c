@@ -346,6 +346,7 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		uint8_t *q = malloc(sb), *qm = malloc(sb);
 		void *xa = r16_panel(t, x, K, S, NULL);
 		float *yr = malloc(sizeof(float) * S * 20), *ym = malloc(sizeof(float) * S * 20);
+		float *ye = malloc(sizeof(float) * S * 20);
 		/* the kernels start at an even block of q8 pairs */
 		int i0 = nb > 2 ? duet_r16_unit(t) : 0, n = nb - i0;
 		const void *xs = duet_dtype_kquant(t) ? (const void *)((struct duet_q8k_block *)xa + i0 * S)
@@ -361,17 +362,25 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 					kt->pack_r16[t](w + rb, rb, nrows, i0, n, qm);
 					assert_memory_equal(qm, q, duet_r16_slice_bytes(t, n));
 				}
-				for (int bn = 1; bn <= S; bn++)
-					for (int add = 0; add < 2; add++) {
-						for (int i = 0; i < S * 20; i++)
-							yr[i] = ym[i] = (float)i * 0.25f;
-						duet_kernels_scalar.matmul_r16[t](q, n, xs, S, bn, yr, 20,
-										  nrows, add);
+				/* The definition's activation rows are independent, so
+				 * one call over all S gives every width's rows: a
+				 * kernel over bn rows must match its first bn and leave
+				 * the others as they were. */
+				for (int add = 0; add < 2; add++) {
+					for (int i = 0; i < S * 20; i++)
+						yr[i] = (float)i * 0.25f;
+					duet_kernels_scalar.matmul_r16[t](q, n, xs, S, S, yr, 20, nrows, add);
+					for (int bn = 1; bn <= S; bn++) {
+						for (int i = 0; i < S * 20; i++) {
+							ym[i] = (float)i * 0.25f;
+							ye[i] = i < bn * 20 ? yr[i] : ym[i];
+						}
 						fn(q, n, xs, S, bn, ym, 20, nrows, add);
-						if (memcmp(yr, ym, sizeof(float) * S * 20))
+						if (memcmp(ye, ym, sizeof(float) * S * 20))
 							fail_msg("%s %s r16 kernel K=%d rows=%d nb=%d add=%d differs from the definition",
 								 isas[ii], duet_dtype_name(t), K, nrows, bn, add);
 					}
+				}
 			}
 			if (kt->matmul_r16x4[t])
 				r16x4_check(kt, t, w, rb, K, x, i0, n);
@@ -427,7 +436,7 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 			duet_matmul_free(&mm);
 		}
 		free(wf), free(w), free(wp), free(row), free(x), free(q), free(qm);
-		free(xa), free(yr), free(ym), free(ref), free(xq), free(y0), free(y1), free(y2);
+		free(xa), free(yr), free(ym), free(ye), free(ref), free(xq), free(y0), free(y1), free(y2);
 	}
 }
 

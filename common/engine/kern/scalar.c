@@ -208,49 +208,63 @@ static int r16_value(enum duet_dtype t, const uint8_t *qi, int r, int k)
 	return v < 32 ? byte & 15 : byte >> 4;
 }
 
-/* One 32-value block of row r (its quants at qi, the 16 rows' header
- * words at h) against the activations' block hf of pair a, continuing
- * acc: the exact sum of the values (Q5_0, Q5_1: the nibble plus 16 x the
- * fifth bit, bit k of the row's two fifth-bit words) times the
- * activations' quants, from the offset of the type's zero point (Q8_0:
- * -128 x sum, corr; Q4_0: -8 x sum, corr / 16; Q5_0: -16 x sum, corr / 8;
- * Q4_1, Q5_1: none), meets d x the activations' scale; then Q4_1's and
- * Q5_1's min meets the activations' sum (-corr / 128): acc = fma(min x
- * their scale, float(sum), acc). */
-static float r16_pair_block(enum duet_dtype t, const uint8_t *qi, const uint16_t *h, int r,
-			    const struct duet_q8a_pair *a, int hf, float acc)
+/* Row r's 32 values of a block (its quants at qi, the 16 rows' header
+ * words at h) as the dot product takes them: r16_value, and for Q5_0 and
+ * Q5_1 plus 16 x the fifth bit, bit k of the row's two fifth-bit words. */
+static void r16_pair_values(enum duet_dtype t, const uint8_t *qi, const uint16_t *h, int r,
+			    int v[32])
 {
-	const int has_min = t == DUET_Q4_1 || t == DUET_Q5_1;
-	const int32_t corr = a->corr[8 * hf];
-	int32_t dot = t == DUET_Q8_0 ? corr : t == DUET_Q4_0 ? corr / 16 : t == DUET_Q5_0 ? corr / 8 : 0;
 	uint32_t fifth = 0;
 	if (t == DUET_Q5_0 || t == DUET_Q5_1) {
-		const uint16_t *qh = h + DUET_R16_ROWS * (1 + has_min);
+		const uint16_t *qh = h + DUET_R16_ROWS * (t == DUET_Q5_1 ? 2 : 1);
 		fifth = (uint32_t)qh[r] | (uint32_t)qh[DUET_R16_ROWS + r] << 16;
 	}
 	for (int k = 0; k < 32; k++)
-		dot += (r16_value(t, qi, r, k) | (int)((fifth >> k) & 1) << 4) * a->q[32 * hf + k];
+		v[k] = r16_value(t, qi, r, k) | (int)((fifth >> k) & 1) << 4;
+}
+
+/* Those values against the activations' block hf of pair a, continuing
+ * acc: their exact sum with the activations' quants, from the offset of
+ * the type's zero point (Q8_0: -128 x sum, corr; Q4_0: -8 x sum, corr /
+ * 16; Q5_0: -16 x sum, corr / 8; Q4_1, Q5_1: none), meets d x the
+ * activations' scale; then Q4_1's and Q5_1's min meets the activations'
+ * sum (-corr / 128): acc = fma(min x their scale, float(sum), acc). */
+static float r16_pair_acc(enum duet_dtype t, const int v[32], const uint16_t *h, int r,
+			  const struct duet_q8a_pair *a, int hf, float acc)
+{
+	const int32_t corr = a->corr[8 * hf];
+	int32_t dot = t == DUET_Q8_0 ? corr : t == DUET_Q4_0 ? corr / 16 : t == DUET_Q5_0 ? corr / 8 : 0;
+	for (int k = 0; k < 32; k++)
+		dot += v[k] * a->q[32 * hf + k];
 	const float xd = a->d[8 * hf];
 	acc = fmaf((float)dot, duet_fp16_to_fp32(h[r]) * xd, acc);
-	if (has_min)
+	if (t == DUET_Q4_1 || t == DUET_Q5_1)
 		acc = fmaf(duet_fp16_to_fp32(h[DUET_R16_ROWS + r]) * xd, (float)(corr / -128), acc);
 	return acc;
 }
 
+/* Each row's block unpacked once for all nb activation rows (the
+ * definition is the tests' oracle, run under the sanitizers: unpacking per
+ * activation row had been most of their kernel test's time). */
 static void matmul_r16_pairs(enum duet_dtype t, const uint8_t *g, int nblk,
 			     const struct duet_q8a_pair *x, int B, int nb, float *y, int ldy,
 			     int nrows, int add)
 {
-	for (int b = 0; b < nb; b++)
-		for (int r = 0; r < nrows; r++) {
-			float *yr = y + (size_t)b * ldy + r;
-			float acc = add ? *yr : 0;
-			for (int i = 0; i < nblk; i++)
-				acc = r16_pair_block(t, g + duet_r16_quants_at(t, i, nblk),
-						     (const uint16_t *)(g + duet_r16_heads_at(t, i)), r,
-						     x + (size_t)(i / 2) * B + b, i % 2, acc);
-			*yr = acc;
+	for (int r = 0; r < nrows; r++) {
+		float acc[DUET_R16_SEQS];
+		for (int b = 0; b < nb; b++)
+			acc[b] = add ? y[(size_t)b * ldy + r] : 0;
+		for (int i = 0; i < nblk; i++) {
+			const uint16_t *h = (const uint16_t *)(g + duet_r16_heads_at(t, i));
+			int v[32];
+			r16_pair_values(t, g + duet_r16_quants_at(t, i, nblk), h, r, v);
+			for (int b = 0; b < nb; b++)
+				acc[b] = r16_pair_acc(t, v, h, r, x + (size_t)(i / 2) * B + b, i % 2,
+						      acc[b]);
 		}
+		for (int b = 0; b < nb; b++)
+			y[(size_t)b * ldy + r] = acc[b];
+	}
 }
 
 /* One Q4_K block of row r (its quants at qi, the 16 rows' headers at hi)
