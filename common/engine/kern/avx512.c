@@ -654,6 +654,22 @@ INLINE __m512i r16_fifth(__m512i w, __m512i bits, const int j)
 	return _mm512_mask_add_epi8(w, k, w, _mm512_set1_epi8(16));
 }
 
+/* Line j of a nibble type's block (v) as the unsigned values of its low
+ * nibbles (*lo, values 4j..) and high nibbles (*hi, values 16 + 4j..),
+ * with their fifth bits (flo, fhi: r16_fifth_load) where the type has
+ * them. */
+INLINE void r16_nibbles(const enum duet_dtype T, __m512i v, __m512i flo, __m512i fhi, const int j,
+			__m512i *lo, __m512i *hi)
+{
+	const __m512i low = _mm512_set1_epi8(0x0f);
+	*lo = _mm512_and_si512(v, low);
+	*hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+	if (r16_has_fifth(T)) {
+		*lo = r16_fifth(*lo, flo, j);
+		*hi = r16_fifth(*hi, fhi, j);
+	}
+}
+
 /* A block's eight vectors of unsigned values from its lines at qi (its 16
  * headers at heads): Q8_0's four lines' bytes as they are; the others' four
  * lines' low nibbles (w[j], values 4j..) and high nibbles (w[j + 4], values
@@ -662,23 +678,16 @@ INLINE void r16_values(const enum duet_dtype T, const uint8_t *heads, const uint
 		       __m512i w[8])
 {
 	const int lines = (int)duet_r16_block_bytes(T) / 64;
-	const __m512i low = _mm512_set1_epi8(0x0f);
 	__m512i flo = _mm512_setzero_si512(), fhi = _mm512_setzero_si512();
 	if (r16_has_fifth(T))
 		r16_fifth_load(heads + 32 * (1 + r16_has_min(T)), &flo, &fhi);
 	_Pragma("GCC unroll 8")
 	for (int j = 0; j < lines; j++) {
 		__m512i v = _mm512_loadu_si512(qi + 64 * j);
-		if (T == DUET_Q8_0) {
+		if (T == DUET_Q8_0)
 			w[j] = v;
-			continue;
-		}
-		w[j] = _mm512_and_si512(v, low);
-		w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-		if (r16_has_fifth(T)) {
-			w[j] = r16_fifth(w[j], flo, j);
-			w[j + 4] = r16_fifth(w[j + 4], fhi, j);
-		}
+		else
+			r16_nibbles(T, v, flo, fhi, j, &w[j], &w[j + 4]);
 	}
 }
 
@@ -1235,13 +1244,13 @@ INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16
 {
 	const size_t at = duet_r16_quants_at(T, i, n), ha = duet_r16_heads_at(T, i);
 	const int lines = (int)duet_r16_block_bytes(T) / 64;
-	const __m512i low = _mm512_set1_epi8(0x0f);
 	const int8_t *aq = p->q + 32 * hh;
 	int32_t corr = p->corr[8 * hh];
 	__m512i dp[DUET_R16_STREAMS], flo[DUET_R16_STREAMS], fhi[DUET_R16_STREAMS];
 	_Pragma("GCC unroll 4")
 	for (int g = 0; g < DUET_R16_STREAMS; g++) {
 		dp[g] = _mm512_set1_epi32(r16_offset(T, corr));
+		flo[g] = fhi[g] = _mm512_setzero_si512();
 		if (r16_has_fifth(T))
 			r16_fifth_load(q[g] + ha + 32 * (1 + r16_has_min(T)), &flo[g], &fhi[g]);
 	}
@@ -1259,12 +1268,8 @@ INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16
 				dp[g] = _mm512_dpbusd_epi32(dp[g], v, a);
 				continue;
 			}
-			__m512i lo = _mm512_and_si512(v, low);
-			__m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-			if (r16_has_fifth(T)) {
-				lo = r16_fifth(lo, flo[g], j);
-				hi = r16_fifth(hi, fhi[g], j);
-			}
+			__m512i lo, hi;
+			r16_nibbles(T, v, flo[g], fhi[g], j, &lo, &hi);
 			dp[g] = _mm512_dpbusd_epi32(dp[g], lo, a);
 			dp[g] = _mm512_dpbusd_epi32(dp[g], hi, a4);
 		}
