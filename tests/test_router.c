@@ -1453,9 +1453,9 @@ static void test_early_reject(void **state)
 }
 
 /* The step model a decode node reports before it has served anything:
- * with calibration (the default) two samples measured at start, a prompt
- * token's cost above zero and a chunk's step above a decode step's; with
- * --calibrate=false none, so the router knows nothing of its steps. */
+ * with calibration (the default) the two samples measured at start and
+ * the steps they predict; with --calibrate=false none, so the router
+ * knows nothing of its steps. */
 static void test_calibrated_step_model(void **state)
 {
 	(void)state;
@@ -1491,13 +1491,16 @@ static void test_calibrated_step_model(void **state)
 			if (name && !strcmp(name, "decode-c1") &&
 			    json_integer_value(json_object_get(m, "steps")) > 0) {
 				assert_int_equal(json_integer_value(json_object_get(m, "steps")), 2);
-				double tok = json_real_value(json_object_get(m, "per_prefill_token_ms"));
+				/* (only that the measured steps are there: on the
+				 * tests' tiny model a 16-token chunk can time below a
+				 * decode step, so the sign of a prompt token's cost is
+				 * the CPU's noise, not a property to assert) */
 				double chunk = json_real_value(json_object_get(m, "prefill_chunk_step_ms"));
 				double step = json_real_value(json_object_get(m, "next_step_ms"));
-				if (!(tok > 0 && chunk > step))
-					fail_msg("calibrated model: %.3f ms a prompt token, chunk step %.3f, "
-						 "decode step %.3f",
-						 tok, chunk, step);
+				assert_non_null(json_object_get(m, "per_prefill_token_ms"));
+				if (!(chunk > 0 && step > 0))
+					fail_msg("calibrated model: chunk step %.3f, decode step %.3f", chunk,
+						 step);
 				seen |= 1;
 			}
 			if (name && !strcmp(name, "decode-c2")) {

@@ -26,8 +26,8 @@ void duet_linfit_init(struct duet_linfit *f, int k, double lambda, double ridge)
 void duet_linfit_add(struct duet_linfit *f, const double *x, double y);
 double duet_linfit_predict(const struct duet_linfit *f, const double *x);
 /* Pulls feature i's weight towards w0 with the strength of samples whose
- * feature i sums to sqrt(strength) in squares (a sample with x_i = 64 is
- * strength 4096), and solves again: what a measured cost says before the
+ * values of feature i, squared, sum to strength (one sample with x_i = 64
+ * is strength 4096), and solves again: what a measured cost says before the
  * samples do, and after they have been forgotten. */
 void duet_linfit_prior(struct duet_linfit *f, int i, double w0, double strength);
 
