@@ -46,14 +46,15 @@ static void reference(enum duet_dtype t, const uint8_t *w, size_t rb, int N, int
 		      const float *x, int ldx, int B, double *ref)
 {
 	float *wd = malloc(sizeof(float) * K);
-	for (int b = 0; b < B; b++)
-		for (int n = 0; n < N; n++) {
-			duet_dequant_row(t, w + rb * n, wd, K);
+	for (int n = 0; n < N; n++) {
+		duet_dequant_row(t, w + rb * n, wd, K);
+		for (int b = 0; b < B; b++) {
 			double s = 0;
 			for (int k = 0; k < K; k++)
 				s += (double)wd[k] * x[b * ldx + k];
 			ref[b * N + n] = s;
 		}
+	}
 	free(wd);
 }
 
@@ -392,6 +393,8 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		free(r16_panel(t, x, K, BMAX, xq));
 		float *y0 = malloc(sizeof(float) * BMAX * N), *y1 = malloc(sizeof(float) * BMAX * N);
 		float *y2 = malloc(sizeof(float) * BMAX * N);
+		/* the first B rows of it are every width's reference */
+		reference(t, w, rb, N, K, xq, K, BMAX, ref);
 		for (int ii = 0; ii < N_ISAS; ii++) {
 			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 			if (!kt)
@@ -399,7 +402,6 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 			struct duet_matmul mm;
 			assert_int_equal(duet_matmul_init(&mm, tp, kt, DUET_QDOT_INT8, BMAX, K, &err), 0);
 			for (int B = 1; B <= BMAX; B += (B < 9 ? 1 : 4)) {
-				reference(t, w, rb, N, K, xq, K, B, ref);
 				for (int acc = 0; acc < 2; acc++) {
 					for (int i = 0; i < B * N; i++)
 						y0[i] = y1[i] = acc ? (float)(i % 7) : 0;

@@ -267,10 +267,11 @@ static void matmul_r16_pairs(enum duet_dtype t, const uint8_t *g, int nblk,
 	}
 }
 
-/* One Q4_K block of row r (its quants at qi, the 16 rows' headers at hi)
- * against activation block a, continuing acc: first its mins' exact sum
- * comes off, then each 32 values' exact sum meets d x its 6-bit scale. */
-static float q4_k_r16_block(const uint8_t *qi, const uint16_t *hi, int r,
+/* One Q4_K block of row r (its values v, as r16_value gives them; the 16
+ * rows' headers at hi) against activation block a, continuing acc: first
+ * its mins' exact sum comes off, then each 32 values' exact sum meets d x
+ * its 6-bit scale. */
+static float q4_k_r16_block(const int v[DUET_QK], const uint16_t *hi, int r,
 			    const struct duet_q8k_block *a, float acc)
 {
 	float d = duet_fp16_to_fp32(hi[r]), dmin = duet_fp16_to_fp32(hi[16 + r]);
@@ -290,7 +291,7 @@ static float q4_k_r16_block(const uint8_t *qi, const uint16_t *hi, int r,
 		const int8_t *aq = a->q + duet_q8k_pos(32 * j);
 		int32_t dot = 0;
 		for (int k = 0; k < 32; k++)
-			dot += r16_value(DUET_Q4_K, qi, r, 32 * j + k) * aq[k];
+			dot += v[32 * j + k] * aq[k];
 		acc = fmaf((float)dot, d * (float)sc[j] * a->d, acc);
 	}
 	return acc;
@@ -300,7 +301,7 @@ static float q4_k_r16_block(const uint8_t *qi, const uint16_t *hi, int r,
  * sub-blocks of the int8 scale x (the values' dot product - 32 x the
  * activations' sum) meets floats once, acc = fma(sum, d x the
  * activations' scale, acc), as the row kernels' per-256 arithmetic. */
-static float q6_k_r16_block(const uint8_t *qi, const uint16_t *hi, int r,
+static float q6_k_r16_block(const int v[DUET_QK], const uint16_t *hi, int r,
 			    const struct duet_q8k_block *a, float acc)
 {
 	int32_t sum = 0;
@@ -309,31 +310,39 @@ static float q6_k_r16_block(const uint8_t *qi, const uint16_t *hi, int r,
 		int sc = (int8_t)(s % 2 ? word >> 8 : word & 0xff);
 		int32_t dot = -32 * a->bsums[s];
 		for (int k = 16 * s; k < 16 * s + 16; k++)
-			dot += r16_value(DUET_Q6_K, qi, r, k) * a->q[duet_q8k_pos(k)];
+			dot += v[k] * a->q[duet_q8k_pos(k)];
 		sum += sc * dot;
 	}
 	return fmaf((float)sum, duet_fp16_to_fp32(hi[8 * 16 + r]) * a->d, acc);
 }
 
 /* The K-quants' 16-row definition: block after block of each row and
- * sequence against the per-256 activations. */
+ * sequence against the per-256 activations, each row's block unpacked once
+ * for all nb activation rows (as matmul_r16_pairs, for the sanitizers'
+ * sake). */
 static void matmul_kquant_r16(enum duet_dtype t, const uint8_t *g, int nblk,
 			      const struct duet_q8k_block *x, int B, int nb, float *y, int ldy,
 			      int nrows, int add)
 {
-	for (int b = 0; b < nb; b++)
-		for (int r = 0; r < nrows; r++) {
-			float *yr = y + (size_t)b * ldy + r;
-			float acc = add ? *yr : 0;
-			for (int i = 0; i < nblk; i++) {
+	for (int r = 0; r < nrows; r++) {
+		float acc[DUET_R16_SEQS];
+		for (int b = 0; b < nb; b++)
+			acc[b] = add ? y[(size_t)b * ldy + r] : 0;
+		for (int i = 0; i < nblk; i++) {
+			const uint8_t *qi = g + duet_r16_quants_at(t, i, nblk);
+			const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(t, i));
+			int v[DUET_QK];
+			for (int k = 0; k < DUET_QK; k++)
+				v[k] = r16_value(t, qi, r, k);
+			for (int b = 0; b < nb; b++) {
 				const struct duet_q8k_block *a = x + (size_t)i * B + b;
-				const uint8_t *qi = g + duet_r16_quants_at(t, i, nblk);
-				const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(t, i));
-				acc = t == DUET_Q4_K ? q4_k_r16_block(qi, hi, r, a, acc)
-						     : q6_k_r16_block(qi, hi, r, a, acc);
+				acc[b] = t == DUET_Q4_K ? q4_k_r16_block(v, hi, r, a, acc[b])
+							: q6_k_r16_block(v, hi, r, a, acc[b]);
 			}
-			*yr = acc;
 		}
+		for (int b = 0; b < nb; b++)
+			y[(size_t)b * ldy + r] = acc[b];
+	}
 }
 
 /* The table's entries: each type's definition above with its type fixed. */
