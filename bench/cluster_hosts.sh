@@ -17,12 +17,14 @@
 # 10.78.0.1), on AUX_CPU.
 #
 # Uses from bench_cluster.sh: BUILD, MODEL, OUT, CHUNK, PREFILL_CHUNK, UP_TRACE, AUX_CPU.
-# Environment: CPU_PREFILL [1.0], CPU_DECODE [0.5], CPU_COLOCATED [half
+# Environment: CPU_PREFILL [1.0], CPU_DECODE [0.7: at 0.5 the decode host's
+# steps ran 1.5x colocated's and a fifth of the code trace's requests
+# missed their TBT SLO, BENCHMARKS.md 2026-12-04], CPU_COLOCATED [half
 # their sum], CG_PERIOD_US: the quota's period [10000; short, so that a
 # throttled node pauses for milliseconds, not the default 100 ms period's
 # tens of them, and runs like a slower CPU].
 CPU_PREFILL=${CPU_PREFILL:-1.0}
-CPU_DECODE=${CPU_DECODE:-0.5}
+CPU_DECODE=${CPU_DECODE:-0.7}
 CPU_COLOCATED=${CPU_COLOCATED:-$(awk -v p="$CPU_PREFILL" -v d="$CPU_DECODE" 'BEGIN { print (p + d) / 2 }')}
 CG_PERIOD_US=${CG_PERIOD_US:-10000}
 NS_PREFIX=duetb

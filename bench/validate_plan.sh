@@ -18,10 +18,12 @@
 # queueing and placement apart from the host's speed.
 #
 #   colocated:     two decode nodes, --policy colocated; simulated with the
-#                  huge-page profile (a decode node's weights)
+#                  huge-page profile (a decode node's weights) taken beside
+#                  a decode loop (NEIGHBOUR)
 #   disaggregated: one prefill node (its default: mapped weights, so its
-#                  profile is measured with --weights mmap) and one decode
-#                  node, --policy length-aware
+#                  profile is measured with --weights mmap, beside a decode
+#                  loop) and one decode node (huge pages, beside a prefill
+#                  loop), --policy length-aware
 #
 # Same slice, rates, SLOs (from bench-cluster's unloaded probe) and router
 # objectives for both. Writes OUT/validation.csv and OUT/validation.md (the
@@ -41,6 +43,10 @@
 #             more, the table shows their mean and range and counts the
 #             figures whose repetitions differ by more than the tolerance
 #   PROFILE_CPU  CPU the profiles are measured on [the last one]
+#   NEIGHBOUR 1: each profile is measured beside the work its node has beside
+#             it in the cluster, on the other CPU (colocated decode nodes: a
+#             decode loop; the disaggregated decode node: a prefill loop; the
+#             prefill node: a decode loop); 0: on an otherwise idle machine [1]
 #   TOLERANCE relative difference counted as agreeing [0.15]
 #   OUT       results [BUILD/validate-plan]
 #   RESIMULATE  1: measure nothing, simulate again against the profiles and
@@ -62,18 +68,46 @@ esac
 CHUNK=${CHUNK:-64}
 REPEAT=${REPEAT:-1}
 PROFILE_CPU=${PROFILE_CPU:-$(($(nproc) - 1))}
+NEIGHBOUR=${NEIGHBOUR:-1}
+NEIGHBOUR_CPU=$((PROFILE_CPU == 0 ? 1 : 0))
 TOLERANCE=${TOLERANCE:-0.15}
 OUT=${OUT:-$BUILD/validate-plan}
 unset OPENBLAS_CORETYPE
 name=${TRACE%.*}
 mkdir -p "$OUT"
 
-profile() { # name, then duet bench options
-	local p=$1
-	shift
-	echo "   $p ($OUT/$p.json)"
+# Two nodes on the two CPUs of one machine share its memory system (and,
+# on a VM's vCPUs, maybe one core): on this machine a decode loop beside
+# another ran at 0.59-0.73x its speed alone (BENCHMARKS.md, 2026-12-06), so
+# a profile taken alone is optimistic by that much for a node that has a
+# neighbour. The neighbour runs until the profile is taken.
+neighbour_start() { # decode | prefill
+	local args=(-p 0 -n 256)
+	[ "$1" = prefill ] && args=(-p 512 -n 0)
+	taskset -c "$NEIGHBOUR_CPU" bash -c 'while :; do "$@" >/dev/null 2>&1 || exit; done' \
+		neighbour "$DUET" bench -m "$MODEL" -t 1 -r 1000 "${args[@]}" &
+	NEIGHBOUR_PID=$!
+	sleep 2
+}
+neighbour_stop() {
+	kill "$NEIGHBOUR_PID" 2>/dev/null || true
+	pkill -f "$DUET bench -m $MODEL -t 1 -r 1000" 2>/dev/null || true
+	wait "$NEIGHBOUR_PID" 2>/dev/null || true
+}
+profile() { # name, the neighbour (decode, prefill), then duet bench options
+	local p=$1 nb=$2 rc=0
+	shift 2
+	echo "   $p ($OUT/$p.json)$([ "$NEIGHBOUR" = 1 ] && echo ", beside a $nb loop on CPU $NEIGHBOUR_CPU")"
+	[ "$NEIGHBOUR" = 1 ] && neighbour_start "$nb"
 	taskset -c "$PROFILE_CPU" "$DUET" bench -m "$MODEL" -t 1 --chunk "$CHUNK" -r 3 \
-		--profile "$OUT/$p.json" "$@" >"$OUT/$p.log" 2>&1 || { cat "$OUT/$p.log"; exit 1; }
+		--profile "$OUT/$p.json" "$@" >"$OUT/$p.log" 2>&1 || rc=1
+	[ "$NEIGHBOUR" = 1 ] && neighbour_stop
+	[ $rc = 0 ] || { cat "$OUT/$p.log"; exit 1; }
+}
+profiles() { # before | after
+	profile "$1-hugepages" decode
+	profile "$1-decode" prefill
+	profile "$1-mmap" decode --weights mmap
 }
 
 # A profile's plain step of one sequence at 512 positions, ms (its fitted
@@ -93,8 +127,7 @@ if [ "${RESIMULATE:-0}" = 1 ]; then
 	echo "== simulating again the runs in $OUT"
 else
 	echo "== profiles before the runs, on CPU $PROFILE_CPU"
-	profile before-hugepages
-	profile before-mmap --weights mmap
+	profiles before
 
 	echo "== the measured runs (bench/bench_cluster.sh, $REPEAT repetition(s))"
 	# (LENGTH is this script's value in both: the trace's kind chose it)
@@ -104,8 +137,7 @@ else
 		bench/bench_cluster.sh "$BUILD" "$MODEL" "$TRACES_DIR" | sed 's/^/   /'
 
 	echo "== profiles after the runs"
-	profile after-hugepages
-	profile after-mmap --weights mmap
+	profiles after
 fi
 
 # the SLOs and router objectives the measured runs had (bench_cluster.sh)
@@ -150,20 +182,25 @@ retime() { # profile, "ratio spread" (step_ratio's), name of the re-timed one
 		--step-spread "${2#* }" >/dev/null
 }
 for when in before after; do
-	simulate_both $when $when-hugepages $when-hugepages $when-mmap
+	# (runs measured before the neighbours had one decode profile for both)
+	dec=$when-decode
+	[ -f "$OUT/$dec.json" ] || dec=$when-hugepages
+	simulate_both $when $when-hugepages $dec $when-mmap
 done
 # Re-timed: each rate simulated alone with the profiles scaled by what
 # the nodes' passes took during that rate's replay, the rows joined into
 # one sweep.csv per configuration.
+dec_before=before-decode
+[ -f "$OUT/$dec_before.json" ] || dec_before=before-hugepages
 : >"$OUT/retimed.txt"
 for k in ${SWEEP//,/ }; do
 	r_col=$(step_ratio colocated decode before-hugepages "$k")
-	r_dis=$(step_ratio disaggregated decode before-hugepages "$k")
+	r_dis=$(step_ratio disaggregated decode "$dec_before" "$k")
 	r_pre=$(step_ratio disaggregated prefill before-mmap "$k")
 	printf "== x%s: the nodes' passes against the profiles taken before: colocated decode x%.3f, disaggregated decode x%.3f, prefill x%.3f\n" \
 		"$k" "${r_col% *}" "${r_dis% *}" "${r_pre% *}" | tee -a "$OUT/retimed.txt"
 	retime before-hugepages "$r_col" "retimed-$k-colocated"
-	retime before-hugepages "$r_dis" "retimed-$k-decode"
+	retime "$dec_before" "$r_dis" "retimed-$k-decode"
 	retime before-mmap "$r_pre" "retimed-$k-prefill"
 	simulate_both "retimed-$k" "retimed-$k-colocated" "retimed-$k-decode" "retimed-$k-prefill"
 done
