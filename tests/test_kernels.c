@@ -346,44 +346,50 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		const size_t sb = duet_r16_slice_bytes(t, nb);
 		uint8_t *q = malloc(sb), *qm = malloc(sb);
 		void *xa = r16_panel(t, x, K, S, NULL);
-		float *yr = malloc(sizeof(float) * S * 20), *ym = malloc(sizeof(float) * S * 20);
+		/* the definition's results, add = 0 then 1 */
+		float *yr = malloc(sizeof(float) * 2 * S * 20), *ym = malloc(sizeof(float) * S * 20);
 		float *ye = malloc(sizeof(float) * S * 20);
 		/* the kernels start at an even block of q8 pairs */
 		int i0 = nb > 2 ? duet_r16_unit(t) : 0, n = nb - i0;
 		const void *xs = duet_dtype_kquant(t) ? (const void *)((struct duet_q8k_block *)xa + i0 * S)
 						: (const void *)((struct duet_q8a_pair *)xa + i0 / 2 * S);
-		for (int ii = 0; ii < N_ISAS; ii++) {
-			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
-			if (!kt)
-				continue;
-			duet_r16_fn fn = duet_kernels_r16(kt, t);
-			for (int nrows = 1; nrows <= 16; nrows += 5) {
-				duet_r16_pack(t, w + rb, rb, nrows, i0, n, q);
+		for (int nrows = 1; nrows <= 16; nrows += 5) {
+			duet_r16_pack(t, w + rb, rb, nrows, i0, n, q);
+			/* The definition's activation rows are independent, so one
+			 * call over all S gives every width's rows (once, for every
+			 * table): a kernel over bn rows must match its first bn and
+			 * leave the others as they were. */
+			for (int add = 0; add < 2; add++) {
+				for (int i = 0; i < S * 20; i++)
+					yr[add * S * 20 + i] = (float)i * 0.25f;
+				duet_kernels_scalar.matmul_r16[t](q, n, xs, S, S, yr + add * S * 20, 20,
+								  nrows, add);
+			}
+			for (int ii = 0; ii < N_ISAS; ii++) {
+				const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
+				if (!kt)
+					continue;
+				duet_r16_fn fn = duet_kernels_r16(kt, t);
 				if (kt->pack_r16[t]) {
 					kt->pack_r16[t](w + rb, rb, nrows, i0, n, qm);
 					assert_memory_equal(qm, q, duet_r16_slice_bytes(t, n));
 				}
-				/* The definition's activation rows are independent, so
-				 * one call over all S gives every width's rows: a
-				 * kernel over bn rows must match its first bn and leave
-				 * the others as they were. */
-				for (int add = 0; add < 2; add++) {
-					for (int i = 0; i < S * 20; i++)
-						yr[i] = (float)i * 0.25f;
-					duet_kernels_scalar.matmul_r16[t](q, n, xs, S, S, yr, 20, nrows, add);
+				for (int add = 0; add < 2; add++)
 					for (int bn = 1; bn <= S; bn++) {
 						for (int i = 0; i < S * 20; i++) {
 							ym[i] = (float)i * 0.25f;
-							ye[i] = i < bn * 20 ? yr[i] : ym[i];
+							ye[i] = i < bn * 20 ? yr[add * S * 20 + i] : ym[i];
 						}
 						fn(q, n, xs, S, bn, ym, 20, nrows, add);
 						if (memcmp(ye, ym, sizeof(float) * S * 20))
 							fail_msg("%s %s r16 kernel K=%d rows=%d nb=%d add=%d differs from the definition",
 								 isas[ii], duet_dtype_name(t), K, nrows, bn, add);
 					}
-				}
 			}
-			if (kt->matmul_r16x4[t])
+		}
+		for (int ii = 0; ii < N_ISAS; ii++) {
+			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
+			if (kt && kt->matmul_r16x4[t])
 				r16x4_check(kt, t, w, rb, K, x, i0, n);
 		}
 
