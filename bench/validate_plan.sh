@@ -106,8 +106,15 @@ profile() { # name, the neighbour (decode, prefill), then duet bench options
 }
 profiles() { # before | after
 	profile "$1-hugepages" decode
-	profile "$1-decode" prefill
+	# (alone, the disaggregated decode node's profile would be this one)
+	[ "$NEIGHBOUR" = 1 ] && profile "$1-decode" prefill
 	profile "$1-mmap" decode --weights mmap
+}
+# The disaggregated decode node's profile (before | after): its own where
+# one was taken beside a prefill loop, else colocated's (NEIGHBOUR=0, and
+# runs measured before the neighbours).
+decode_profile() {
+	if [ -f "$OUT/$1-decode.json" ]; then echo "$1-decode"; else echo "$1-hugepages"; fi
 }
 
 # A profile's plain step of one sequence at 512 positions, ms (its fitted
@@ -182,16 +189,12 @@ retime() { # profile, "ratio spread" (step_ratio's), name of the re-timed one
 		--step-spread "${2#* }" >/dev/null
 }
 for when in before after; do
-	# (runs measured before the neighbours had one decode profile for both)
-	dec=$when-decode
-	[ -f "$OUT/$dec.json" ] || dec=$when-hugepages
-	simulate_both $when $when-hugepages $dec $when-mmap
+	simulate_both $when $when-hugepages "$(decode_profile $when)" $when-mmap
 done
 # Re-timed: each rate simulated alone with the profiles scaled by what
 # the nodes' passes took during that rate's replay, the rows joined into
 # one sweep.csv per configuration.
-dec_before=before-decode
-[ -f "$OUT/$dec_before.json" ] || dec_before=before-hugepages
+dec_before=$(decode_profile before)
 : >"$OUT/retimed.txt"
 for k in ${SWEEP//,/ }; do
 	r_col=$(step_ratio colocated decode before-hugepages "$k")

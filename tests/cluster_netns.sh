@@ -236,11 +236,10 @@ check "baseline: every request completes with the reference text" clean baseline
 # the router sees it working (up to 5 s more). The router's view is one
 # load report old, so a kill can still land after the work it saw has
 # finished: a scenario whose kills hit nothing tested nothing, and runs
-# again (with new prompts) up to KILL_TRIES times.
-KILL_TRIES=3
-both_dead() { ! node_up p0 && ! node_up d0; }
+# again with new prompts, one try per seed of KILL_SEEDS.
 KILL_SEEDS=(2 21 22) # none another scenario draws
-for try in $(seq $KILL_TRIES); do
+both_dead() { ! node_up p0 && ! node_up d0; }
+for try in $(seq ${#KILL_SEEDS[@]}); do
 	replay kill "$TRACE" "${SLICE[@]}" --seed "${KILL_SEEDS[try - 1]}" &
 	rp=$!
 	sleep 3
