@@ -213,11 +213,29 @@ clean() {
 	[ "$sent" -gt 0 ] && [ "$done" = "$sent" ] && [ "$lost" = 0 ] && [ "$verified" = "$done" ] &&
 		[ "$wrong" = 0 ] || { tail -20 "$T/replay-$1.log"; return 1; }
 }
-# busy NODE FIELD: the router's view of the node has FIELD > 0 (decode
-# nodes: running; prefill nodes: queued_prompt_tokens).
+# busy NODE FIELD: the router's view of the node has FIELD > 0.
 busy() {
 	curl -sS -m 5 -H "Authorization: Bearer $API_KEY" "$BASE/v1/cluster" |
 		jq -e --arg n "$1" --arg f "$2" '.nodes[] | select(.name == $n) | .[$f] > 0'
+}
+# busiest ROLE FIELD: the node of ROLE (prefill, decode) the router sees
+# with the largest FIELD (decode: running; prefill: queued_prompt_tokens),
+# if any has it above 0. The prefix cache draws a trace's requests to the
+# decode node that already holds their common prefix, so a fixed one can
+# sit idle through a whole replay.
+busiest() {
+	curl -sS -m 5 -H "Authorization: Bearer $API_KEY" "$BASE/v1/cluster" |
+		jq -re --arg r "$1" --arg f "$2" \
+			'[.nodes[] | select(.role == $r and .alive and .[$f] > 0)] | max_by(.[$f]) | .name'
+}
+# kill_busiest ROLE FIELD DEFAULT: kill -9 the busiest node of ROLE, waiting
+# up to 5 s for one to be busy (DEFAULT if none is); sets KILLED.
+kill_busiest() {
+	local n t=$((SECONDS + 5))
+	until n=$(busiest "$1" "$2") || [ $SECONDS -ge $t ]; do sleep 0.1; done
+	[ -n "$n" ] && [ "$n" != null ] || n=$3
+	kill -9 "${PID[$n]}"
+	KILLED+=("$n")
 }
 # hit NAME: the fault reached running requests (the router placed some
 # again), so the scenario tested something.
@@ -232,28 +250,28 @@ SLICE=(--max-requests 40 --rate 4 --length-scale 0.25,2)
 replay baseline "$TRACE" "${SLICE[@]}" --seed 1
 check "baseline: every request completes with the reference text" clean baseline
 
-# kill -9 a prefill node 3 s in, a decode node 3 s later, each at a moment
-# the router sees it working (up to 5 s more). The router's view is one
+# kill -9 a prefill node 3 s in, a decode node 3 s later, each the busiest
+# of its role the router sees (up to 5 s more). The router's view is one
 # load report old, so a kill can still land after the work it saw has
 # finished: a scenario whose kills hit nothing tested nothing, and runs
 # again with new prompts, one try per seed of KILL_SEEDS.
 KILL_SEEDS=(2 21 22) # none another scenario draws
-both_dead() { ! node_up p0 && ! node_up d0; }
+killed_dead() { for n in "${KILLED[@]}"; do ! node_up "$n" || return 1; done; }
 for try in $(seq ${#KILL_SEEDS[@]}); do
+	KILLED=()
 	replay kill "$TRACE" "${SLICE[@]}" --seed "${KILL_SEEDS[try - 1]}" &
 	rp=$!
 	sleep 3
-	until_ok 5 busy p0 queued_prompt_tokens
-	kill -9 "${PID[p0]}"
+	kill_busiest prefill queued_prompt_tokens p0
 	sleep 3
-	until_ok 5 busy d0 running
-	kill -9 "${PID[d0]}"
+	kill_busiest decode running d0
 	wait $rp
-	check "kill -9 of a prefill then a decode node (try $try): nothing lost, text right" clean kill
-	check "the router saw both die (try $try)" both_dead
-	wait "${PID[p0]}" "${PID[d0]}" 2>/dev/null
-	start p0
-	start d0
+	check "kill -9 of a prefill then a decode node (${KILLED[*]}, try $try): nothing lost, text right" clean kill
+	check "the router saw both die (try $try)" killed_dead
+	for n in "${KILLED[@]}"; do
+		wait "${PID[$n]}" 2>/dev/null
+		start "$n"
+	done
 	check "restarted nodes rejoin (try $try)" until_ok $START_TIMEOUT all_up
 	hit kill && break
 	echo "the kills of try $try hit no running request"
