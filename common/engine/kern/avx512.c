@@ -1714,6 +1714,33 @@ INLINE void qk16_one(const float *q, const struct duet_kv_rows *k, int i0, int n
 	_mm512_mask_storeu_ps(s + i0, tail_mask(n), r);
 }
 
+/* qk16_one for 16 whole rows of a head of HD values (a constant): each
+ * row read front to back, two accumulators a row, every load its own
+ * instruction. Each load then finds the next call's row (the next head's,
+ * or the next block's) at a fixed distance, which the CPU's per-instruction
+ * stride prefetcher follows ahead of use; qk16_one's order (16 rows at one
+ * offset, then the next offset) hid that, and the K pass ran at 16-18 GB/s
+ * from memory against 28-35 this way (BENCHMARKS.md, 2026-12-06 third). */
+INLINE void qk16_rows(const float *q, const struct duet_kv_rows *k, int i0, float scale, float *s,
+		      const enum duet_kv_dtype t, const int HD)
+{
+	__m512 acc[16];
+	const uint8_t *base = (const uint8_t *)k->base + (size_t)i0 * k->stride;
+	_Pragma("GCC unroll 16")
+	for (int i = 0; i < 16; i++) {
+		const uint8_t *row = base + (size_t)i * k->stride;
+		__m512 a = _mm512_mul_ps(_mm512_loadu_ps(q), kv16(t, row, 0, 0xffff, 1));
+		__m512 b = _mm512_mul_ps(_mm512_loadu_ps(q + 16), kv16(t, row, 16, 0xffff, 1));
+		_Pragma("GCC unroll 8")
+		for (int j = 32; j < HD; j += 32) {
+			a = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), kv16(t, row, j, 0xffff, 1), a);
+			b = _mm512_fmadd_ps(_mm512_loadu_ps(q + j + 16), kv16(t, row, j + 16, 0xffff, 1), b);
+		}
+		acc[i] = _mm512_add_ps(a, b);
+	}
+	_mm512_storeu_ps(s + i0, _mm512_mul_ps(hsum16(acc), qk_scales(t, k, i0, 16, scale)));
+}
+
 /* Scores of nh (<= 8) query heads for up to 16 rows at once: each 16 x 16
  * piece of the rows converted and transposed once, so that an accumulator
  * holds one head's scores for 16 positions and no per-position reduction
@@ -1764,7 +1791,11 @@ INLINE void qk_heads(const float *q, const struct duet_kv_rows *k, int n, float 
 {
 	int i0 = 0;
 	for (; i0 + 16 <= n; i0 += 16)
-		if (nh == 1)
+		if (nh == 1 && k->hd == 64)
+			qk16_rows(q, k, i0, scale, s, t, 64);
+		else if (nh == 1 && k->hd == 128)
+			qk16_rows(q, k, i0, scale, s, t, 128);
+		else if (nh == 1)
 			qk16_one(q, k, i0, 16, scale, s, t, 1);
 		else
 			qk16(q, k, i0, 16, scale, s, ld, nh, t, 1);
@@ -1805,8 +1836,31 @@ static void attn_qk(const float *q, int nq, const struct duet_kv_rows *k, int n,
 	}
 }
 
+/* Row i of v into nh heads' accumulators (values [j0, j0 + 64)). */
+INLINE void av_row(const float *p, size_t ld, const struct duet_kv_rows *v, int i, int j0,
+		   const __mmask16 m[4], __m512 acc[4][4], const int nh, const enum duet_kv_dtype t,
+		   const int full)
+{
+	const uint8_t *row = (const uint8_t *)v->base + (size_t)i * v->stride;
+	float d = duet_kv_rows_scale(t, v, row);
+	__m512 kv[4];
+	_Pragma("GCC unroll 4")
+	for (int c = 0; c < 4; c++)
+		kv[c] = kv16(t, row, j0 + 16 * c, m[c], full);
+	_Pragma("GCC unroll 4")
+	for (int h = 0; h < nh; h++) {
+		__m512 w = _mm512_set1_ps(t == DUET_KV_INT8 ? p[(size_t)h * ld + i] * d
+							    : p[(size_t)h * ld + i]);
+		_Pragma("GCC unroll 4")
+		for (int c = 0; c < 4; c++)
+			acc[h][c] = _mm512_fmadd_ps(w, kv[c], acc[h][c]);
+	}
+}
+
 /* out of nh (<= 4) heads, values [j0, j0 + 64), accumulated in registers
- * over every row: each row's 64 values converted once for all heads. */
+ * over every row: each row's 64 values converted once for all heads. A
+ * whole block's 16 rows are unrolled, each row's loads their own
+ * instructions, for the stride prefetcher (qk16_rows says why). */
 INLINE void av_heads(const float *p, size_t ld, const struct duet_kv_rows *v, int n, float *out,
 		     int j0, const int nh, const enum duet_kv_dtype t, const int full)
 {
@@ -1821,21 +1875,13 @@ INLINE void av_heads(const float *p, size_t ld, const struct duet_kv_rows *v, in
 		for (int h = 0; h < nh; h++)
 			acc[h][c] = _mm512_maskz_loadu_ps(m[c], out + (size_t)h * hd + j0 + 16 * c);
 	}
-	for (int i = 0; i < n; i++) {
-		const uint8_t *row = (const uint8_t *)v->base + (size_t)i * v->stride;
-		float d = duet_kv_rows_scale(t, v, row);
-		__m512 kv[4];
-		_Pragma("GCC unroll 4")
-		for (int c = 0; c < 4; c++)
-			kv[c] = kv16(t, row, j0 + 16 * c, m[c], full);
-		_Pragma("GCC unroll 4")
-		for (int h = 0; h < nh; h++) {
-			__m512 w = _mm512_set1_ps(t == DUET_KV_INT8 ? p[(size_t)h * ld + i] * d
-								    : p[(size_t)h * ld + i]);
-			_Pragma("GCC unroll 4")
-			for (int c = 0; c < 4; c++)
-				acc[h][c] = _mm512_fmadd_ps(w, kv[c], acc[h][c]);
-		}
+	if (n == 16) {
+		_Pragma("GCC unroll 16")
+		for (int i = 0; i < 16; i++)
+			av_row(p, ld, v, i, j0, m, acc, nh, t, full);
+	} else {
+		for (int i = 0; i < n; i++)
+			av_row(p, ld, v, i, j0, m, acc, nh, t, full);
 	}
 	_Pragma("GCC unroll 4")
 	for (int c = 0; c < 4; c++)
