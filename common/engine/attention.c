@@ -98,21 +98,27 @@ static struct duet_kv_rows block_rows(const struct duet_attn *a, int layer, int 
 	return (struct duet_kv_rows){head, kv->row_bytes, kg->head_dim, kg->dtype, scale_off};
 }
 
-/* Asks for the cache lines of heads [g0, g1) of the block at position p
- * (positions [p, p + n)) ahead of their use. Inlined on purpose: GCC
- * takes a function whose only effect is a prefetch for one without
- * effects, and drops its calls. */
-static inline __attribute__((always_inline)) void prefetch_block(const struct duet_attn *a, int layer, int which,
-			   const struct duet_kv_seq *seq, int p, int n, int g0, int g1)
+/* Asks for head g's rows of the cache block after the one at position p
+ * (of a sequence `end` positions long), while the block at p is read: from
+ * memory the attention passes ran at a third of the bandwidth without it,
+ * the rows of a head being 16 short runs a row apart (BENCHMARKS.md,
+ * 2026-12-06 third). Inlined on purpose: GCC takes a function whose only
+ * effect is a prefetch for one without effects, and drops its calls. */
+static inline __attribute__((always_inline)) void
+prefetch_next(const struct duet_attn *a, int layer, int which, const struct duet_kv_seq *seq,
+	      int p, int end, int g)
 {
 	const struct duet_kv_geom *kg = &a->kv->g;
-	const uint8_t *first = duet_kv_row(a->kv, layer, which, seq, p);
-	const uint8_t *lo = duet_kv_row_head(kg->dtype, kg->head_dim, first, g0);
-	const uint8_t *hi = duet_kv_row_head(kg->dtype, kg->head_dim, first, g1);
-	size_t span = (size_t)(hi - lo);
+	int next = p + kg->block_tokens;
+	if (next >= end)
+		return;
+	int n = end - next < kg->block_tokens ? end - next : kg->block_tokens;
+	const uint8_t *first = duet_kv_row(a->kv, layer, which, seq, next);
+	const uint8_t *lo = duet_kv_row_head(kg->dtype, kg->head_dim, first, g);
+	const uint8_t *hi = duet_kv_row_head(kg->dtype, kg->head_dim, first, g + 1);
 	for (int i = 0; i < n; i++)
-		for (size_t off = 0; off < span; off += 64)
-			__builtin_prefetch(lo + (size_t)i * a->kv->row_bytes + off, 0, 3);
+		for (const uint8_t *l = lo; l < hi; l += 64)
+			__builtin_prefetch(l + (size_t)i * a->kv->row_bytes, 0, 3);
 }
 
 /* ---- many rows of one sequence ---- */
@@ -194,8 +200,7 @@ static void few_unit(struct rows_args *r, int unit, float *sc, float *stage)
 		memcpy(qs + (size_t)(i - r0) * hpg * hd, r->q + (size_t)i * qd + (size_t)g * hpg * hd,
 		       sizeof(float) * (size_t)(hpg * hd));
 	for (int p = 0; p < S; p += bt) {
-		if (p + bt < S)
-			prefetch_block(a, r->layer, 0, r->s, p + bt, S - p - bt < bt ? S - p - bt : bt, g, g + 1);
+		prefetch_next(a, r->layer, 0, r->s, p, S, g);
 		struct duet_kv_rows k = block_rows(a, r->layer, 0, r->s, p, g);
 		a->k->attn_qk(qs, nq, &k, S - p < bt ? S - p : bt, a->scale, sc + p, (size_t)S);
 	}
@@ -207,8 +212,7 @@ static void few_unit(struct rows_args *r, int unit, float *sc, float *stage)
 	}
 	memset(os, 0, sizeof(float) * (size_t)nq * hd);
 	for (int p = 0; p < S; p += bt) {
-		if (p + bt < S)
-			prefetch_block(a, r->layer, 1, r->s, p + bt, S - p - bt < bt ? S - p - bt : bt, g, g + 1);
+		prefetch_next(a, r->layer, 1, r->s, p, S, g);
 		struct duet_kv_rows v = block_rows(a, r->layer, 1, r->s, p, g);
 		a->k->attn_av(sc + p, (size_t)S, nq, &v, S - p < bt ? S - p : bt, os);
 	}
@@ -294,8 +298,7 @@ static void single_unit(struct single_args *s, int unit, float *sc)
 	for (int p = 0; p < npos; p += bt) {
 		int n = npos - p < bt ? npos - p : bt;
 		for (int g = g0; g < g1; g++) {
-			if (p + bt < npos)
-				prefetch_block(a, s->layer, 0, seq, p + bt, npos - p - bt < bt ? npos - p - bt : bt, g, g + 1);
+			prefetch_next(a, s->layer, 0, seq, p, npos, g);
 			struct duet_kv_rows k = block_rows(a, s->layer, 0, seq, p, g);
 			a->k->attn_qk(q + (size_t)g * hpg * hd, hpg, &k, n, a->scale,
 				      sc + (size_t)(g - g0) * hpg * npos + p, (size_t)npos);
@@ -307,8 +310,7 @@ static void single_unit(struct single_args *s, int unit, float *sc)
 	for (int p = 0; p < npos; p += bt) {
 		int n = npos - p < bt ? npos - p : bt;
 		for (int g = g0; g < g1; g++) {
-			if (p + bt < npos)
-				prefetch_block(a, s->layer, 1, seq, p + bt, npos - p - bt < bt ? npos - p - bt : bt, g, g + 1);
+			prefetch_next(a, s->layer, 1, seq, p, npos, g);
 			struct duet_kv_rows v = block_rows(a, s->layer, 1, seq, p, g);
 			a->k->attn_av(sc + (size_t)(g - g0) * hpg * npos + p, (size_t)npos, hpg, &v, n,
 				      out + (size_t)g * hpg * hd);
