@@ -100,8 +100,9 @@ static struct duet_kv_rows block_rows(const struct duet_attn *a, int layer, int 
 
 /* Asks for head g's rows of the cache block after the one at position p
  * (of a sequence `end` positions long), while the block at p is read: from
- * memory the attention passes ran at a third of the bandwidth without it,
- * the rows of a head being 16 short runs a row apart (BENCHMARKS.md,
+ * memory the f16 and int8 passes ran at half the bandwidth or less without
+ * it, a head's rows being 16 short runs a row apart; f32 rows, which the
+ * kernels read without converting, ran 16% slower with it (BENCHMARKS.md,
  * 2026-12-06 third). Inlined on purpose: GCC takes a function whose only
  * effect is a prefetch for one without effects, and drops its calls. */
 static inline __attribute__((always_inline)) void
@@ -110,7 +111,7 @@ prefetch_next(const struct duet_attn *a, int layer, int which, const struct duet
 {
 	const struct duet_kv_geom *kg = &a->kv->g;
 	int next = p + kg->block_tokens;
-	if (next >= end)
+	if (next >= end || kg->dtype == DUET_KV_F32)
 		return;
 	int n = end - next < kg->block_tokens ? end - next : kg->block_tokens;
 	const uint8_t *first = duet_kv_row(a->kv, layer, which, seq, next);
