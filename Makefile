@@ -122,6 +122,10 @@ $(BUILD)/duet-router: $(ROUTER_OBJ) $(LIB)
 $(BUILD)/tests/test_place: $(BUILD)/tests/test_place.o $(BUILD)/router/place.o $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
 
+# The decode node's step model is tested as a unit, against its own file.
+$(BUILD)/tests/test_step_model: $(BUILD)/tests/test_step_model.o $(BUILD)/decode-node/step_model.o $(TEST_SUPPORT_OBJ) $(MKMODEL_LIB) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -lcurl -ljansson $(LDLIBS) -lcmocka -o $@
+
 # The replay pieces are tested as units and against a stub HTTP server.
 REPLAY_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tools/replay/cmd_%,$(wildcard tools/replay/*.c)) \
 	tools/http_get.c tools/cli.c tools/trace/tracefile.c)

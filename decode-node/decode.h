@@ -45,6 +45,7 @@ struct dreq {
 	int prefilled;
 	int cached; /* prompt tokens shared from the prefix cache */
 	int step_tokens; /* rows in the current step */
+	int tbt_ms;	 /* its TBT objective (0: none), for chunk_budget */
 };
 
 struct decode_cfg {
@@ -82,7 +83,7 @@ struct decode {
 	struct duet_model *draft_model; /* NULL: speculation, if any, by lookup */
 	struct duet_kv_pool *draft_kv;
 	struct duet_engine *draft_engine;
-	/* step time against its features (step.c says which), for the
+	/* step time against its features (step_model.c says which), for the
 	 * router's predictions */
 	struct duet_linfit step_model;
 	unsigned steps_fitted;
@@ -162,7 +163,7 @@ uint64_t kv_ingest_bytes(const struct kv_ingest *g);
 /* Handles one event of the ingest thread between steps. */
 void decode_kv_event(struct decode *d, const struct kv_event *ev);
 
-/* step.c */
+/* step_model.c */
 /* The step-time model's forgetting factor: about the last 200 steps count. */
 #define DECODE_STEP_MODEL_LAMBDA 0.995
 #define DECODE_STEP_MODEL_RIDGE 1e-3
@@ -173,6 +174,8 @@ void decode_step_model_init(struct decode *d);
 /* A step's features: its sequences, prompt (and verified proposal) rows,
  * and the positions its sequences hold after it. */
 void decode_step_features(int seqs, int prefill_tokens, long long positions, double *x);
+/* Prompt tokens the next step may carry (1 to max-batch-tokens). */
+int decode_chunk_budget(const struct decode *d);
 
 /* calibrate.c */
 /* Times a prompt chunk and a decode step on a scratch sequence into the

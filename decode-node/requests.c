@@ -221,6 +221,7 @@ void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 		return;
 	}
 	r->st = DREQ_WAIT_KV;
+	r->tbt_ms = as_int(m->tbt_ms);
 	if (m->n_tokens)
 		r->prompt = duet_wire_tokens_copy(m->tokens, m->n_tokens);
 	if (m->n_tokens && !r->prompt) {
@@ -277,6 +278,7 @@ void decode_handle_local(struct decode *d, const Duet__LocalWork *m)
 	}
 	r->st = DREQ_LOCAL;
 	r->prompt = prompt;
+	r->tbt_ms = as_int(m->tbt_ms);
 	if (sampling_context(d, r, m->sampling, prompt, r->n_prompt, (int)m->n_sampled))
 		return;
 	r->prefilled = r->cached;

@@ -10,23 +10,6 @@
 #include "base/trace.h"
 #include "decode.h"
 
-void decode_step_model_init(struct decode *d)
-{
-	duet_linfit_init(&d->step_model, DECODE_STEP_MODEL_FEATURES, DECODE_STEP_MODEL_LAMBDA,
-			 DECODE_STEP_MODEL_RIDGE);
-}
-
-/* What a step's time depends on: a fixed part (reading the weights once),
- * each sequence (its activations through every matmul), each prefill
- * token (the same, heavier), and attention over the positions seen. */
-void decode_step_features(int seqs, int prefill_tokens, long long positions, double *x)
-{
-	x[0] = 1;
-	x[1] = seqs;
-	x[2] = prefill_tokens;
-	x[3] = (double)positions / 1024.0;
-}
-
 int decode_spec_start(struct decode *d, struct dreq *r, const int *tokens, int n,
 		      struct duet_err *err)
 {
@@ -117,7 +100,7 @@ static void send_first(struct decode *d, struct dreq *r, int token, long long us
 
 void decode_step(struct decode *d)
 {
-	int n = 0, budget = d->node.cfg.max_batch_tokens, spec_rows = 0, running = 0;
+	int n = 0, spec_rows = 0, running = 0;
 	for (int i = 0; i < d->n_reqs; i++)
 		running += d->reqs[i]->st == DREQ_RUNNING;
 	/* Above spec-max-batch running sequences a step reads the weights for
@@ -138,6 +121,7 @@ void decode_step(struct decode *d)
 						       r->logits, r};
 		d->batch[n++] = r;
 	}
+	int budget0 = decode_chunk_budget(d), budget = budget0;
 	/* Oldest local prefill first (requests are kept in arrival order). */
 	for (int i = 0; i < d->n_reqs && budget > 0; i++) {
 		struct dreq *r = d->reqs[i];
@@ -176,13 +160,12 @@ void decode_step(struct decode *d)
 	duet_trace_span("decode", "step", t0, t1,
 			"\"running\":%d,\"prefill_seqs\":%d,\"prefill_tokens\":%d,\"spec_rows\":%d,"
 			"\"positions\":%lld,\"pairs\":%lld",
-			running, n - running, d->node.cfg.max_batch_tokens - budget, spec_rows, positions,
-			pairs);
+			running, n - running, budget0 - budget, spec_rows, positions, pairs);
 	double ms = (double)dt / 1000.0;
 	d->step_ms = d->step_ms == 0 ? ms : 0.9 * d->step_ms + 0.1 * ms;
 	double x[DECODE_STEP_MODEL_FEATURES];
 	/* verified proposals are rows like a prompt's */
-	decode_step_features(n, d->node.cfg.max_batch_tokens - budget + spec_rows, positions, x);
+	decode_step_features(n, budget0 - budget + spec_rows, positions, x);
 	duet_linfit_add(&d->step_model, x, ms);
 	d->steps_fitted++;
 	for (int i = 0; i < n; i++) {

@@ -528,6 +528,7 @@ static int place(struct router *r, struct rreq *q)
 		w.n_sampled = (uint32_t)q->base;
 		w.sampling = &s;
 		w.ignore_eos = q->ignore_eos;
+		w.tbt_ms = (uint32_t)router_slo_tbt_ms(r, q);
 		Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_LOCAL, &w);
 		q->state = RQ_DECODING;
 		if (send_to(r, d, &m))
@@ -543,6 +544,7 @@ static int place(struct router *r, struct rreq *q)
 	res.sampling = &s;
 	res.ignore_eos = q->ignore_eos;
 	res.n_sampled = (uint32_t)q->base + 1;
+	res.tbt_ms = (uint32_t)router_slo_tbt_ms(r, q);
 	Duet__Msg m = duet_wire_msg(DUET__MSG__BODY_RESERVE, &res);
 	q->state = RQ_RESERVING;
 	if (send_to(r, d, &m))

@@ -99,6 +99,7 @@ int main(int argc, char **argv)
 		{"slo-tbt-ms", DUET_OPT_INT, &r.cfg.slo_tbt_ms, 0, 3600000, "MS",
 		 "time-between-tokens objective (0: none): a prompt is prefilled on a decode node "
 		 "only while the predicted step that carries it keeps this for the node's running "
+		 "streams, and decode nodes size their prompt chunks to keep it while the request "
 		 "streams; a request may set its own with slo_tbt_ms"},
 		{"first-token", DUET_OPT_STR, &r.cfg.first_token, 0, 0, "WHO",
 		 "who releases the first token of a prompt prefilled on a prefill node to the "
