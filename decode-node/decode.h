@@ -45,7 +45,7 @@ struct dreq {
 	int prefilled;
 	int cached; /* prompt tokens shared from the prefix cache */
 	int step_tokens; /* rows in the current step */
-	int tbt_ms;	 /* its TBT objective (0: none), for chunk_budget */
+	int tbt_ms;	 /* its TBT objective (0: none): decode_chunk_budget */
 };
 
 struct decode_cfg {

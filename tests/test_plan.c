@@ -88,6 +88,37 @@ static void test_hand_timeline(void **state)
 	trace_free(&t);
 }
 
+/* A decode node keeps the router's TBT objective as the daemon does
+ * (decode_chunk_budget): 10 ms a step and 1 ms a prompt token, one
+ * colocated node, objective 15 ms:
+ *   A at 0 (10-token prompt, 12 tokens): prefill [0, 20] -> 20, steps of 10
+ *   B at 25 ms (20-token prompt): from 30, beside A, 5 tokens a step (15
+ *     ms): [30, 45], [45, 60], [60, 75], [75, 90] -> first token 90, and A's
+ *     gaps 15 ms meanwhile; without the objective one 30 ms step -> 60 */
+static void test_chunk_budget(void **state)
+{
+	(void)state;
+	struct plan_profile p = flat();
+	p.token_ms = 1;
+	p.max_batch_tokens = 64;
+	struct trace t;
+	make_trace(&t, 2, (double[]){0, 0.025}, (int[]){10, 20}, (int[]){12, 1});
+	struct sim_cfg c = cluster(&p, 0, 1, ROUTER_POLICY_COLOCATED);
+	struct replay_result res[2];
+	c.slo_tbt_ms = 15;
+	run(&c, &t, res, NULL);
+	assert_near(res[1].tok_s[0], 0.090, 1e-9);
+	for (int k = 1; k <= 4; k++) /* A's tokens after 20 and 30: 45, 60, 75, 90 */
+		assert_near(res[0].tok_s[k + 1], 0.030 + 0.015 * k, 1e-9);
+	replay_results_free(res, 2);
+	c.slo_tbt_ms = 0;
+	run(&c, &t, res, NULL);
+	assert_near(res[1].tok_s[0], 0.060, 1e-9);
+	assert_near(res[0].tok_s[2], 0.060, 1e-9);
+	replay_results_free(res, 2);
+	trace_free(&t);
+}
+
 /* A disaggregated request: the prompt on the prefill node (one 10 ms
  * batch), its first token from there, the KV over the link (1000 bytes a
  * token at 1 GB/s: 10 us), then decode steps. */
@@ -612,6 +643,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hand_timeline),
 		cmocka_unit_test(test_hand_disaggregated),
+		cmocka_unit_test(test_chunk_budget),
 		cmocka_unit_test(test_first_token_release),
 		cmocka_unit_test(test_prefix_cache_timeline),
 		cmocka_unit_test(test_prefix_cache_placement),

@@ -460,14 +460,38 @@ static void start_prefill(struct sim *s, int ni)
 	push(s, n->pass_end, EV_PASS_DONE, ni);
 }
 
+/* The prompt tokens a decode node lets a step carry beside its n_batch
+ * running sequences (decode-node/step_model.c, decode_chunk_budget): as
+ * many as keep the predicted step within the router's TBT objective, at
+ * least one. The node predicts from the model it fits to its steps, which
+ * has no attention-pairs feature: here the profile without that term. */
+static long decode_budget(const struct sim *s, const struct snode *n, double positions)
+{
+	const struct plan_profile *p = n->p;
+	long budget = p->max_batch_tokens;
+	int first = -1;
+	for (int k = 0; k < n->n_reqs && first < 0; k++)
+		if (s->rq[n->reqs[k]].st == SQ_LOCAL)
+			first = n->reqs[k];
+	if (!n->n_batch || s->c->slo_tbt_ms <= 0 || first < 0)
+		return budget;
+	double at = positions + s->rq[first].prefilled;
+	double base = plan_profile_step_ms(p, n->n_batch + 1, 0, at, 0);
+	double per_token = plan_profile_step_ms(p, n->n_batch + 1, 1, at + 1, 0) - base;
+	if (per_token <= 0)
+		return budget;
+	double fit = (s->c->slo_tbt_ms - base) / per_token;
+	if (fit < 1)
+		return 1;
+	return fit < budget ? (long)fit : budget;
+}
+
 /* A decode node's next step: every running sequence, then local prefill
- * chunks oldest first up to max-batch-tokens (decode-node/step.c); KV
- * received since the last step is written first. */
+ * chunks oldest first up to its budget (decode-node/step.c); KV received
+ * since the last step is written first. */
 static void start_decode(struct sim *s, int ni)
 {
 	struct snode *n = &s->nodes[ni];
-	const struct plan_profile *p = n->p;
-	long budget = p->max_batch_tokens;
 	double positions = 0, pairs = 0, ingest = n->ingest_s;
 	n->ingest_s = 0;
 	n->n_batch = 0;
@@ -487,6 +511,7 @@ static void start_decode(struct sim *s, int ni)
 		if (add_int(s, &n->batch, &n->n_batch, &n->cap_batch, i))
 			return;
 	}
+	long budget0 = decode_budget(s, n, positions), budget = budget0;
 	for (int k = 0; k < n->n_reqs && budget > 0; k++) {
 		int i = n->reqs[k];
 		if (s->rq[i].st == SQ_LOCAL && take_chunk(s, n, i, &budget, &positions, &pairs))
@@ -494,7 +519,7 @@ static void start_decode(struct sim *s, int ni)
 	}
 	if (!n->n_batch && ingest <= 0)
 		return;
-	n->pass_tokens = p->max_batch_tokens - budget;
+	n->pass_tokens = budget0 - budget;
 	n->pass_t0 = s->now;
 	n->busy = 1;
 	double ms = n->n_batch ? pass_ms(s, n, positions, pairs) : 0;
