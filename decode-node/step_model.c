@@ -4,6 +4,7 @@
  * first samples) and reported to the router, which predicts placements
  * from it. */
 #include "decode.h"
+#include "node/chunk.h"
 
 void decode_step_model_init(struct decode *d)
 {
@@ -51,11 +52,5 @@ int decode_chunk_budget(const struct decode *d)
 	decode_step_features(running + 1, 0, positions + first->prefilled, x0);
 	decode_step_features(running + 1, 1, positions + first->prefilled + 1, x1);
 	double base = duet_linfit_predict(&d->step_model, x0);
-	double per_token = duet_linfit_predict(&d->step_model, x1) - base;
-	if (per_token <= 0)
-		return budget;
-	double fit = ((double)target - base) / per_token;
-	if (fit < 1)
-		return 1;
-	return fit < budget ? (int)fit : budget;
+	return duet_chunk_within(budget, target, base, duet_linfit_predict(&d->step_model, x1) - base);
 }

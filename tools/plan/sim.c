@@ -10,6 +10,7 @@
 #include "base/grow.h"
 #include "base/sort.h"
 #include "engine/model.h"
+#include "node/chunk.h"
 #include "node/prefix_cache.h"
 #include "plan/sim.h"
 
@@ -468,22 +469,16 @@ static void start_prefill(struct sim *s, int ni)
 static long decode_budget(const struct sim *s, const struct snode *n, double positions)
 {
 	const struct plan_profile *p = n->p;
-	long budget = p->max_batch_tokens;
 	int first = -1;
 	for (int k = 0; k < n->n_reqs && first < 0; k++)
 		if (s->rq[n->reqs[k]].st == SQ_LOCAL)
 			first = n->reqs[k];
 	if (!n->n_batch || s->c->slo_tbt_ms <= 0 || first < 0)
-		return budget;
+		return p->max_batch_tokens;
 	double at = positions + s->rq[first].prefilled;
 	double base = plan_profile_step_ms(p, n->n_batch + 1, 0, at, 0);
-	double per_token = plan_profile_step_ms(p, n->n_batch + 1, 1, at + 1, 0) - base;
-	if (per_token <= 0)
-		return budget;
-	double fit = (s->c->slo_tbt_ms - base) / per_token;
-	if (fit < 1)
-		return 1;
-	return fit < budget ? (long)fit : budget;
+	return duet_chunk_within(p->max_batch_tokens, s->c->slo_tbt_ms, base,
+				 plan_profile_step_ms(p, n->n_batch + 1, 1, at + 1, 0) - base);
 }
 
 /* A decode node's next step: every running sequence, then local prefill
