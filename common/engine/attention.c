@@ -98,23 +98,33 @@ static struct duet_kv_rows block_rows(const struct duet_attn *a, int layer, int 
 	return (struct duet_kv_rows){head, kv->row_bytes, kg->head_dim, kg->dtype, scale_off};
 }
 
-/* Asks for head g's rows of the cache block after the one at position p
- * (of a sequence `end` positions long), while the block at p is read: from
+/* The cache block after the one at position p (of a sequence `end`
+ * positions long) to prefetch while the block at p is read: its first row
+ * (NULL when there is none, or the rows are f32) and its rows (*n). From
  * memory the f16 and int8 passes ran at half the bandwidth or less without
- * it, a head's rows being 16 short runs a row apart; f32 rows, which the
- * kernels read without converting, ran 16% slower with it (BENCHMARKS.md,
- * 2026-12-06 third). Inlined on purpose: GCC takes a function whose only
- * effect is a prefetch for one without effects, and drops its calls. */
-static inline __attribute__((always_inline)) void
-prefetch_next(const struct duet_attn *a, int layer, int which, const struct duet_kv_seq *seq,
-	      int p, int end, int g)
+ * the prefetch, a head's rows being 16 short runs a row apart; f32 rows,
+ * which the kernels read without converting, ran 16% slower with it
+ * (BENCHMARKS.md, 2026-12-06 third). */
+static const uint8_t *next_block(const struct duet_attn *a, int layer, int which,
+				 const struct duet_kv_seq *seq, int p, int end, int *n)
 {
 	const struct duet_kv_geom *kg = &a->kv->g;
 	int next = p + kg->block_tokens;
 	if (next >= end || kg->dtype == DUET_KV_F32)
+		return NULL;
+	*n = end - next < kg->block_tokens ? end - next : kg->block_tokens;
+	return duet_kv_row(a->kv, layer, which, seq, next);
+}
+
+/* Asks for head g's part of n rows from `first` (next_block's; nothing
+ * when NULL). Inlined on purpose: GCC takes a function whose only effect
+ * is a prefetch for one without effects, and drops its calls. */
+static inline __attribute__((always_inline)) void
+prefetch_head(const struct duet_attn *a, const uint8_t *first, int n, int g)
+{
+	if (!first)
 		return;
-	int n = end - next < kg->block_tokens ? end - next : kg->block_tokens;
-	const uint8_t *first = duet_kv_row(a->kv, layer, which, seq, next);
+	const struct duet_kv_geom *kg = &a->kv->g;
 	const uint8_t *lo = duet_kv_row_head(kg->dtype, kg->head_dim, first, g);
 	const uint8_t *hi = duet_kv_row_head(kg->dtype, kg->head_dim, first, g + 1);
 	for (int i = 0; i < n; i++)
@@ -201,7 +211,9 @@ static void few_unit(struct rows_args *r, int unit, float *sc, float *stage)
 		memcpy(qs + (size_t)(i - r0) * hpg * hd, r->q + (size_t)i * qd + (size_t)g * hpg * hd,
 		       sizeof(float) * (size_t)(hpg * hd));
 	for (int p = 0; p < S; p += bt) {
-		prefetch_next(a, r->layer, 0, r->s, p, S, g);
+		int nn = 0;
+		const uint8_t *next = next_block(a, r->layer, 0, r->s, p, S, &nn);
+		prefetch_head(a, next, nn, g);
 		struct duet_kv_rows k = block_rows(a, r->layer, 0, r->s, p, g);
 		a->k->attn_qk(qs, nq, &k, S - p < bt ? S - p : bt, a->scale, sc + p, (size_t)S);
 	}
@@ -213,7 +225,9 @@ static void few_unit(struct rows_args *r, int unit, float *sc, float *stage)
 	}
 	memset(os, 0, sizeof(float) * (size_t)nq * hd);
 	for (int p = 0; p < S; p += bt) {
-		prefetch_next(a, r->layer, 1, r->s, p, S, g);
+		int nn = 0;
+		const uint8_t *next = next_block(a, r->layer, 1, r->s, p, S, &nn);
+		prefetch_head(a, next, nn, g);
 		struct duet_kv_rows v = block_rows(a, r->layer, 1, r->s, p, g);
 		a->k->attn_av(sc + p, (size_t)S, nq, &v, S - p < bt ? S - p : bt, os);
 	}
@@ -297,9 +311,10 @@ static void single_unit(struct single_args *s, int unit, float *sc)
 	float *out = s->out + (size_t)s->rows[i] * qd;
 	/* scores of head (g, h): sc[((g - g0) * hpg + h) * npos ..] */
 	for (int p = 0; p < npos; p += bt) {
-		int n = npos - p < bt ? npos - p : bt;
+		int n = npos - p < bt ? npos - p : bt, nn = 0;
+		const uint8_t *next = next_block(a, s->layer, 0, seq, p, npos, &nn);
 		for (int g = g0; g < g1; g++) {
-			prefetch_next(a, s->layer, 0, seq, p, npos, g);
+			prefetch_head(a, next, nn, g);
 			struct duet_kv_rows k = block_rows(a, s->layer, 0, seq, p, g);
 			a->k->attn_qk(q + (size_t)g * hpg * hd, hpg, &k, n, a->scale,
 				      sc + (size_t)(g - g0) * hpg * npos + p, (size_t)npos);
@@ -309,9 +324,10 @@ static void single_unit(struct single_args *s, int unit, float *sc)
 		a->k->softmax(sc + (size_t)h * npos, npos);
 	memset(out + (size_t)g0 * hpg * hd, 0, sizeof(float) * (size_t)(g1 - g0) * hpg * hd);
 	for (int p = 0; p < npos; p += bt) {
-		int n = npos - p < bt ? npos - p : bt;
+		int n = npos - p < bt ? npos - p : bt, nn = 0;
+		const uint8_t *next = next_block(a, s->layer, 1, seq, p, npos, &nn);
 		for (int g = g0; g < g1; g++) {
-			prefetch_next(a, s->layer, 1, seq, p, npos, g);
+			prefetch_head(a, next, nn, g);
 			struct duet_kv_rows v = block_rows(a, s->layer, 1, seq, p, g);
 			a->k->attn_av(sc + (size_t)(g - g0) * hpg * npos + p, (size_t)npos, hpg, &v, n,
 				      out + (size_t)g * hpg * hd);
