@@ -162,6 +162,7 @@ stop_host() { # HOST: SIGTERM, then SIGKILL after 10 s
 	unset "PID[$h]"
 }
 metrics() { curl -sS -m 5 -H "Authorization: Bearer $API_KEY" "$BASE/metrics"; }
+cluster_view() { curl -sS -m 5 -H "Authorization: Bearer $API_KEY" "$BASE/v1/cluster"; }
 # node_up NAME: the router counts the node as alive.
 node_up() { metrics | grep -q "^duet_node_up{node=\"$1\",role=\"[a-z]*\"} 1"; }
 all_up() { for h in p0 p1 d0 d1; do node_up "$h" || return 1; done; }
@@ -216,8 +217,7 @@ clean() {
 }
 # busy NODE FIELD: the router's view of the node has FIELD > 0.
 busy() {
-	curl -sS -m 5 -H "Authorization: Bearer $API_KEY" "$BASE/v1/cluster" |
-		jq -e --arg n "$1" --arg f "$2" '.nodes[] | select(.name == $n) | .[$f] > 0'
+	cluster_view | jq -e --arg n "$1" --arg f "$2" '.nodes[] | select(.name == $n) | .[$f] > 0'
 }
 # busiest ROLE FIELD: the node of ROLE (prefill, decode) the router sees
 # with the largest FIELD (decode: running; prefill: queued_prompt_tokens),
@@ -225,9 +225,8 @@ busy() {
 # decode node that already holds their common prefix, so a fixed one can
 # sit idle through a whole replay.
 busiest() {
-	curl -sS -m 5 -H "Authorization: Bearer $API_KEY" "$BASE/v1/cluster" |
-		jq -re --arg r "$1" --arg f "$2" \
-			'[.nodes[] | select(.role == $r and .alive and .[$f] > 0)] | max_by(.[$f]) | .name'
+	cluster_view | jq -re --arg r "$1" --arg f "$2" \
+		'[.nodes[] | select(.role == $r and .alive and .[$f] > 0)] | max_by(.[$f]) | .name'
 }
 # kill_busiest ROLE FIELD DEFAULT: kill -9 the busiest node of ROLE, waiting
 # up to 5 s for one to be busy (DEFAULT if none is); sets KILLED.
