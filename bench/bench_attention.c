@@ -19,7 +19,7 @@
 #include "engine/forward.h"
 
 #ifndef PASSES
-#define PASSES 6
+#define PASSES 20
 #endif
 #define MAX_SEQS 64
 

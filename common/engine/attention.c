@@ -46,6 +46,8 @@ void duet_attn_free(struct duet_attn *a)
 	free(a->stage);
 	free(a->gk);
 	free(a->gv);
+	free(a->part);
+	free(a->lse);
 	memset(a, 0, sizeof *a);
 }
 
@@ -55,6 +57,13 @@ static int score_rows(const struct duet_attn *a)
 {
 	int hpg = a->n_heads / a->n_kv_heads;
 	return DUET_ATTN_TILE > hpg ? DUET_ATTN_TILE : hpg;
+}
+
+/* Positions per span: DUET_ATTN_SPAN rounded up to whole cache blocks. */
+static int span_positions(const struct duet_attn *a)
+{
+	int bt = a->kv->g.block_tokens;
+	return (DUET_ATTN_SPAN + bt - 1) / bt * bt;
 }
 
 int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err)
@@ -68,6 +77,25 @@ int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err)
 			a->scores[i] = p;
 		}
 		a->scores_cap = need;
+	}
+	int span = span_positions(a);
+	size_t spans = (size_t)(positions + span - 1) / (size_t)span;
+	if (spans > DUET_ATTN_MAX_SPANS)
+		return duet_errf(err, "attention: %d positions is more than %d spans of %d", positions,
+				 DUET_ATTN_MAX_SPANS, span);
+	if (spans > a->part_spans) {
+		size_t qd = (size_t)a->n_heads * (size_t)a->head_dim;
+		size_t part_n = DUET_ATTN_TILE * (spans - 1) * qd;
+		float *part = realloc(a->part, sizeof(float) * (part_n ? part_n : 1));
+		if (part)
+			a->part = part;
+		float *lse = realloc(a->lse, sizeof(float) * DUET_ATTN_TILE * spans * (size_t)a->n_heads);
+		if (lse)
+			a->lse = lse;
+		if (!part || !lse)
+			return duet_errf(err, "attention: out of memory for %zu spans of %d positions", spans,
+					 span);
+		a->part_spans = spans;
 	}
 	if ((size_t)positions > a->gather_cap) {
 		size_t bytes = sizeof(float) * (size_t)positions * (size_t)duet_kv_dim(&a->kv->g);
@@ -98,18 +126,19 @@ static struct duet_kv_rows block_rows(const struct duet_attn *a, int layer, int 
 	return (struct duet_kv_rows){head, kv->row_bytes, kg->head_dim, kg->dtype, scale_off};
 }
 
-/* The cache block after the one at position p (of a sequence `end`
- * positions long) to prefetch while the block at p is read: its first row
- * (NULL when there is none, or the rows are f32) and its rows (*n). From
- * memory the f16 and int8 passes ran at half the bandwidth or less without
- * the prefetch, a head's rows being 16 short runs a row apart; f32 rows,
- * which the kernels read without converting, ran 16% slower with it
- * (BENCHMARKS.md, 2026-12-06 third). */
+/* The cache block `ahead` blocks after the one at position p (of a
+ * sequence part that ends at `end`), to prefetch while the block at p is
+ * read: its first row (NULL when there is none, or the rows are f32) and
+ * its rows (*n). From memory the f16 and int8 passes ran at half the
+ * bandwidth or less without the prefetch, a head's rows being 16 short
+ * runs a row apart; f32 rows, which the kernels read without converting,
+ * ran 16% slower with it (BENCHMARKS.md, 2026-12-06 third). */
 static const uint8_t *next_block(const struct duet_attn *a, int layer, int which,
-				 const struct duet_kv_seq *seq, int p, int end, int *n)
+				 const struct duet_kv_seq *seq, int p, int end, int ahead, int *n)
 {
 	const struct duet_kv_geom *kg = &a->kv->g;
-	int next = p + kg->block_tokens;
+	int next = p + ahead * kg->block_tokens;
+	*n = 0;
 	if (next >= end || kg->dtype == DUET_KV_F32)
 		return NULL;
 	*n = end - next < kg->block_tokens ? end - next : kg->block_tokens;
@@ -117,10 +146,11 @@ static const uint8_t *next_block(const struct duet_attn *a, int layer, int which
 }
 
 /* Asks for head g's part of n rows from `first` (next_block's; nothing
- * when NULL). Inlined on purpose: GCC takes a function whose only effect
- * is a prefetch for one without effects, and drops its calls. */
+ * when NULL) into L1 (locality 3) or L2 (1). Inlined on purpose: GCC takes
+ * a function whose only effect is a prefetch for one without effects, and
+ * drops its calls. */
 static inline __attribute__((always_inline)) void
-prefetch_head(const struct duet_attn *a, const uint8_t *first, int n, int g)
+prefetch_head(const struct duet_attn *a, const uint8_t *first, int n, int g, const int locality)
 {
 	if (!first)
 		return;
@@ -129,7 +159,35 @@ prefetch_head(const struct duet_attn *a, const uint8_t *first, int n, int g)
 	const uint8_t *hi = duet_kv_row_head(kg->dtype, kg->head_dim, first, g + 1);
 	for (int i = 0; i < n; i++)
 		for (const uint8_t *l = lo; l < hi; l += 64)
-			__builtin_prefetch(l + (size_t)i * a->kv->row_bytes, 0, 3);
+			if (locality == 3)
+				__builtin_prefetch(l + (size_t)i * a->kv->row_bytes, 0, 3);
+			else
+				__builtin_prefetch(l + (size_t)i * a->kv->row_bytes, 0, 1);
+}
+
+/* Prefetches head g of the blocks after the one at p: the next into L1,
+ * the one after into L2 (batches of 8 tinyllama-shaped sequences at 2048
+ * positions: 20.5-20.9 -> 22.5-22.7 GB/s with the second; BENCHMARKS.md,
+ * 2026-12-06 fourth). */
+struct ahead {
+	const uint8_t *next, *far;
+	int n_next, n_far;
+};
+
+static struct ahead look_ahead(const struct duet_attn *a, int layer, int which,
+			       const struct duet_kv_seq *seq, int p, int end)
+{
+	struct ahead h;
+	h.next = next_block(a, layer, which, seq, p, end, 1, &h.n_next);
+	h.far = next_block(a, layer, which, seq, p, end, 2, &h.n_far);
+	return h;
+}
+
+static inline __attribute__((always_inline)) void
+prefetch_ahead(const struct duet_attn *a, const struct ahead *h, int g)
+{
+	prefetch_head(a, h->next, h->n_next, g, 3);
+	prefetch_head(a, h->far, h->n_far, g, 1);
 }
 
 /* ---- many rows of one sequence ---- */
@@ -211,9 +269,8 @@ static void few_unit(struct rows_args *r, int unit, float *sc, float *stage)
 		memcpy(qs + (size_t)(i - r0) * hpg * hd, r->q + (size_t)i * qd + (size_t)g * hpg * hd,
 		       sizeof(float) * (size_t)(hpg * hd));
 	for (int p = 0; p < S; p += bt) {
-		int nn = 0;
-		const uint8_t *next = next_block(a, r->layer, 0, r->s, p, S, &nn);
-		prefetch_head(a, next, nn, g);
+		struct ahead ah = look_ahead(a, r->layer, 0, r->s, p, S);
+		prefetch_ahead(a, &ah, g);
 		struct duet_kv_rows k = block_rows(a, r->layer, 0, r->s, p, g);
 		a->k->attn_qk(qs, nq, &k, S - p < bt ? S - p : bt, a->scale, sc + p, (size_t)S);
 	}
@@ -225,9 +282,8 @@ static void few_unit(struct rows_args *r, int unit, float *sc, float *stage)
 	}
 	memset(os, 0, sizeof(float) * (size_t)nq * hd);
 	for (int p = 0; p < S; p += bt) {
-		int nn = 0;
-		const uint8_t *next = next_block(a, r->layer, 1, r->s, p, S, &nn);
-		prefetch_head(a, next, nn, g);
+		struct ahead ah = look_ahead(a, r->layer, 1, r->s, p, S);
+		prefetch_ahead(a, &ah, g);
 		struct duet_kv_rows v = block_rows(a, r->layer, 1, r->s, p, g);
 		a->k->attn_av(sc + p, (size_t)S, nq, &v, S - p < bt ? S - p : bt, os);
 	}
@@ -288,49 +344,72 @@ struct single_args {
 	int n;
 	const float *q;
 	float *out;
-	int unit_heads, seq_units; /* KV heads per unit, units per sequence */
+	int span;		       /* positions per span */
+	int unit_heads, seq_units;     /* KV heads per unit, head groups */
+	int first[DUET_ATTN_TILE + 1]; /* sequence i's units: [first[i], first[i + 1]) */
 	atomic_int next;
 };
 
-/* KV heads [g0, g1) of one sequence, a cache block at a time: the heads'
- * values lie side by side in each row, so a unit of several heads reads
- * each block's rows as one run where a unit per head read a few lines out
- * of every row (stories110m, f16, 1k positions: 7.5 GB/s of KV from
- * memory; BENCHMARKS.md, 2026-12-05 ninth). Each K and V row of a head is
- * read (and converted) once for all the query heads that share it. */
+static int spans_of(const struct single_args *s, int i)
+{
+	return (s->pos[i] + 1 + s->span - 1) / s->span;
+}
+
+/* Where span c of sequence i leaves its result: the output row for the
+ * first span, a slot of a->part for the others. */
+static float *span_out(const struct single_args *s, int i, int c)
+{
+	const struct duet_attn *a = s->a;
+	size_t qd = (size_t)a->n_heads * a->head_dim;
+	if (c == 0)
+		return s->out + (size_t)s->rows[i] * qd;
+	return a->part + ((size_t)i * (a->part_spans - 1) + (size_t)(c - 1)) * qd;
+}
+
+/* KV heads [g0, g1) of one sequence over one span of its positions, a
+ * cache block at a time: the heads' values lie side by side in each row,
+ * so a unit of several heads reads each block's rows as one run where a
+ * unit per head read a few lines out of every row (stories110m, f16, 1k
+ * positions: 7.5 GB/s of KV from memory; BENCHMARKS.md, 2026-12-05
+ * ninth). Each K and V row of a head is read (and converted) once for all
+ * the query heads that share it. */
 static void single_unit(struct single_args *s, int unit, float *sc)
 {
 	const struct duet_attn *a = s->a;
-	int hd = a->head_dim, qd = a->n_heads * hd;
-	int hpg = a->n_heads / a->n_kv_heads, bt = a->kv->g.block_tokens;
-	int i = unit / s->seq_units, g0 = unit % s->seq_units * s->unit_heads;
+	int hd = a->head_dim, hpg = a->n_heads / a->n_kv_heads, bt = a->kv->g.block_tokens;
+	int i = 0;
+	while (unit >= s->first[i + 1])
+		i++;
+	int r = unit - s->first[i], c = r / s->seq_units, g0 = r % s->seq_units * s->unit_heads;
 	int g1 = g0 + s->unit_heads < a->n_kv_heads ? g0 + s->unit_heads : a->n_kv_heads;
 	const struct duet_kv_seq *seq = s->seqs[i];
-	int npos = s->pos[i] + 1;
-	const float *q = s->q + (size_t)s->rows[i] * qd;
-	float *out = s->out + (size_t)s->rows[i] * qd;
-	/* scores of head (g, h): sc[((g - g0) * hpg + h) * npos ..] */
-	for (int p = 0; p < npos; p += bt) {
-		int n = npos - p < bt ? npos - p : bt, nn = 0;
-		const uint8_t *next = next_block(a, s->layer, 0, seq, p, npos, &nn);
+	int npos = s->pos[i] + 1, p0 = c * s->span;
+	int p1 = p0 + s->span < npos ? p0 + s->span : npos, len = p1 - p0;
+	const float *q = s->q + (size_t)s->rows[i] * a->n_heads * hd;
+	float *out = span_out(s, i, c);
+	/* scores of head (g, h): sc[((g - g0) * hpg + h) * len ..] */
+	for (int p = p0; p < p1; p += bt) {
+		int n = p1 - p < bt ? p1 - p : bt;
+		struct ahead ah = look_ahead(a, s->layer, 0, seq, p, p1);
 		for (int g = g0; g < g1; g++) {
-			prefetch_head(a, next, nn, g);
+			prefetch_ahead(a, &ah, g);
 			struct duet_kv_rows k = block_rows(a, s->layer, 0, seq, p, g);
 			a->k->attn_qk(q + (size_t)g * hpg * hd, hpg, &k, n, a->scale,
-				      sc + (size_t)(g - g0) * hpg * npos + p, (size_t)npos);
+				      sc + (size_t)(g - g0) * hpg * len + (p - p0), (size_t)len);
 		}
 	}
+	float *lse = a->lse + ((size_t)i * a->part_spans + (size_t)c) * a->n_heads;
 	for (int h = 0; h < (g1 - g0) * hpg; h++)
-		a->k->softmax(sc + (size_t)h * npos, npos);
+		lse[g0 * hpg + h] = a->k->softmax(sc + (size_t)h * len, len);
 	memset(out + (size_t)g0 * hpg * hd, 0, sizeof(float) * (size_t)(g1 - g0) * hpg * hd);
-	for (int p = 0; p < npos; p += bt) {
-		int n = npos - p < bt ? npos - p : bt, nn = 0;
-		const uint8_t *next = next_block(a, s->layer, 1, seq, p, npos, &nn);
+	for (int p = p0; p < p1; p += bt) {
+		int n = p1 - p < bt ? p1 - p : bt;
+		struct ahead ah = look_ahead(a, s->layer, 1, seq, p, p1);
 		for (int g = g0; g < g1; g++) {
-			prefetch_head(a, next, nn, g);
+			prefetch_ahead(a, &ah, g);
 			struct duet_kv_rows v = block_rows(a, s->layer, 1, seq, p, g);
-			a->k->attn_av(sc + (size_t)(g - g0) * hpg * npos + p, (size_t)npos, hpg, &v, n,
-				      out + (size_t)g * hpg * hd);
+			a->k->attn_av(sc + (size_t)(g - g0) * hpg * len + (p - p0), (size_t)len, hpg, &v,
+				      n, out + (size_t)g * hpg * hd);
 		}
 	}
 }
@@ -339,27 +418,59 @@ static void single_worker(void *arg, int ith, int nth)
 {
 	(void)nth;
 	struct single_args *s = arg;
-	int units = s->n * s->seq_units;
 	for (;;) {
 		int u = atomic_fetch_add(&s->next, 1);
-		if (u >= units)
+		if (u >= s->first[s->n])
 			break;
 		single_unit(s, u, s->a->scores[ith]);
 	}
 }
 
-/* Units per sequence: enough that every thread has two to take (a batch
- * of one still uses every core), no more (each split makes the rows' runs
- * shorter); as many heads per unit as a thread's scores hold. */
-static void single_split(const struct duet_attn *a, int n, struct single_args *s)
+/* Head groups: enough units (spans x groups) that every thread has two to
+ * take (one short sequence still uses every core), no more (each split
+ * makes the rows' runs shorter); as many heads per unit as a thread's
+ * scores hold. */
+static void single_split(const struct duet_attn *a, struct single_args *s)
 {
-	int hpg = a->n_heads / a->n_kv_heads;
-	int want = (2 * duet_threadpool_threads(a->tp) + n - 1) / n;
+	int hpg = a->n_heads / a->n_kv_heads, spans = 0, len = 1;
+	for (int i = 0; i < s->n; i++) {
+		spans += spans_of(s, i);
+		if (s->pos[i] + 1 > len)
+			len = s->pos[i] + 1;
+	}
+	len = len < s->span ? len : s->span;
+	int want = (2 * duet_threadpool_threads(a->tp) + spans - 1) / spans;
 	want = want < a->n_kv_heads ? want : a->n_kv_heads;
 	int heads = (a->n_kv_heads + want - 1) / want;
-	int fit = score_rows(a) / hpg;
+	int fit = (int)(a->scores_cap / ((size_t)hpg * (size_t)len));
 	s->unit_heads = heads < fit ? heads : fit;
 	s->seq_units = (a->n_kv_heads + s->unit_heads - 1) / s->unit_heads;
+	s->first[0] = 0;
+	for (int i = 0; i < s->n; i++)
+		s->first[i + 1] = s->first[i] + spans_of(s, i) * s->seq_units;
+}
+
+/* Sequence i's spans into its output row: each span's softmax was over its
+ * own positions, so span c's result counts exp(lse_c) / sum of exp(lse). */
+static void merge_spans(const struct single_args *s, int i)
+{
+	const struct duet_attn *a = s->a;
+	int spans = spans_of(s, i), hd = a->head_dim;
+	const float *lse = a->lse + (size_t)i * a->part_spans * a->n_heads;
+	float *out = span_out(s, i, 0);
+	for (int h = 0; h < a->n_heads; h++) {
+		float mx = lse[h];
+		for (int c = 1; c < spans; c++)
+			mx = lse[(size_t)c * a->n_heads + h] > mx ? lse[(size_t)c * a->n_heads + h] : mx;
+		float w[DUET_ATTN_MAX_SPANS], sum = 0;
+		for (int c = 0; c < spans; c++)
+			sum += w[c] = expf(lse[(size_t)c * a->n_heads + h] - mx);
+		float *o = out + (size_t)h * hd;
+		for (int j = 0; j < hd; j++)
+			o[j] *= w[0] / sum;
+		for (int c = 1; c < spans; c++)
+			a->k->axpy(w[c] / sum, span_out(s, i, c) + (size_t)h * hd, o, hd);
+	}
 }
 
 void duet_attn_single(struct duet_attn *a, int layer,
@@ -367,8 +478,12 @@ void duet_attn_single(struct duet_attn *a, int layer,
 		      const int *rows, int n, const float *q, float *out)
 {
 	struct single_args s = {.a = a, .layer = layer, .seqs = seqs, .pos = pos,
-				.rows = rows, .n = n, .q = q, .out = out};
-	single_split(a, n, &s);
+				.rows = rows, .n = n, .q = q, .out = out,
+				.span = span_positions(a)};
+	single_split(a, &s);
 	atomic_init(&s.next, 0);
 	duet_threadpool_run(a->tp, single_worker, &s);
+	for (int i = 0; i < n; i++)
+		if (spans_of(&s, i) > 1)
+			merge_spans(&s, i);
 }

@@ -21,6 +21,17 @@
 #define DUET_ATTN_FEW_ROWS 16
 #define DUET_ATTN_FEW 16
 
+/* Positions per partial softmax in decode: a sequence's keys are attended
+ * in spans of DUET_ATTN_SPAN (a multiple of the cache block), each span's
+ * result merged by its log-sum-exp, so that one long sequence gives every
+ * thread whole cache rows to stream (a unit per KV head read 128 bytes of
+ * every row and left the hardware prefetchers little to follow:
+ * BENCHMARKS.md, 2026-12-06 fourth). Fixed, not a function of the batch
+ * or the threads, so a sequence's result does not depend on them. */
+#define DUET_ATTN_SPAN 512
+/* Spans a sequence may have: DUET_ATTN_MAX_SPANS x DUET_ATTN_SPAN
+ * positions (256k) is past every context this engine serves. */
+#define DUET_ATTN_MAX_SPANS 512
 struct duet_attn {
 	struct duet_threadpool *tp;
 	const struct duet_kernels *k;
@@ -32,6 +43,11 @@ struct duet_attn {
 	float **stage;	  /* per thread: DUET_ATTN_FEW query and output rows */
 	float *gk, *gv;	   /* gathered K and V, [positions, kv_dim] */
 	size_t gather_cap; /* positions */
+	/* decode: the results of every span after a sequence's first, [span
+	 * slot][q_dim], and every span's log-sum-exp, [span slot][n_heads],
+	 * for DUET_ATTN_TILE sequences */
+	float *part, *lse;
+	size_t part_spans; /* span slots */
 };
 
 int duet_attn_init(struct duet_attn *a, struct duet_threadpool *tp,
@@ -39,8 +55,9 @@ int duet_attn_init(struct duet_attn *a, struct duet_threadpool *tp,
 		   const struct duet_config *cfg, struct duet_err *err);
 void duet_attn_free(struct duet_attn *a);
 
-/* Makes room for attention over up to `positions` keys. Called before a
- * batch so that workers never allocate. */
+/* Makes room for attention over up to `positions` keys (for decode, for up
+ * to DUET_ATTN_TILE sequences at once). Called before a batch so that
+ * workers never allocate. */
 int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err);
 
 /* n query rows of one sequence at positions p0.., over its KV [0, p0+n)

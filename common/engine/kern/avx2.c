@@ -861,7 +861,7 @@ static void attn_av(const float *p, size_t ld, int nq, const struct duet_kv_rows
 	}
 }
 
-static void softmax(float *x, int n)
+static float softmax(float *x, int n)
 {
 	float mx = x[0];
 	for (int i = 1; i < n; i++)
@@ -884,6 +884,7 @@ static void softmax(float *x, int n)
 		_mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), iv));
 	for (; i < n; i++)
 		x[i] *= inv;
+	return mx + logf(s);
 }
 
 static void silu_mul(float *g, const float *u, int n)

@@ -1953,7 +1953,7 @@ static void axpy(float a, const float *x, float *y, int n)
 	}
 }
 
-static void softmax(float *x, int n)
+static float softmax(float *x, int n)
 {
 	__m512 mv = _mm512_set1_ps(-INFINITY);
 	int i = 0;
@@ -1975,13 +1975,15 @@ static void softmax(float *x, int n)
 		_mm512_mask_storeu_ps(x + i, m, e);
 		sv = _mm512_add_ps(sv, e);
 	}
-	__m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sv));
+	float sum = _mm512_reduce_add_ps(sv);
+	__m512 inv = _mm512_set1_ps(1.0f / sum);
 	for (i = 0; i + 16 <= n; i += 16)
 		_mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
 	if (i < n) {
 		__mmask16 m = tail_mask(n - i);
 		_mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
 	}
+	return mx + logf(sum);
 }
 
 INLINE __m512 silu_mul_v(__m512 g, __m512 u)

@@ -241,8 +241,9 @@ struct duet_kernels {
 	void (*attn_av)(const float *p, size_t ld, int nq, const struct duet_kv_rows *v, int n,
 			float *out);
 	void (*axpy)(float a, const float *x, float *y, int n); /* y += a x */
-	/* x = softmax(x) over n entries. */
-	void (*softmax)(float *x, int n);
+	/* x = softmax(x) over n entries; returns log(sum of exp(x)) of the
+	 * entries as given, by which softmaxes of parts of one row merge. */
+	float (*softmax)(float *x, int n);
 	/* g = silu(g) * u, SwiGLU's gate. */
 	void (*silu_mul)(float *g, const float *u, int n);
 	/* out = x / rms(x) * w. */

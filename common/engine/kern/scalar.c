@@ -447,7 +447,7 @@ static void axpy(float a, const float *x, float *y, int n)
 		y[i] += a * x[i];
 }
 
-static void softmax(float *x, int n)
+static float softmax(float *x, int n)
 {
 	float mx = x[0];
 	for (int i = 1; i < n; i++)
@@ -460,6 +460,7 @@ static void softmax(float *x, int n)
 	float inv = 1.0f / s;
 	for (int i = 0; i < n; i++)
 		x[i] *= inv;
+	return mx + logf(s);
 }
 
 static void silu_mul(float *g, const float *u, int n)
