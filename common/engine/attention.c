@@ -170,9 +170,12 @@ prefetch_head(const struct duet_attn *a, const uint8_t *first, int n, int g, con
 }
 
 /* Prefetches head g of the blocks after the one at p: the next into L1,
- * the one after into L2 (batches of 8 tinyllama-shaped sequences at 2048
- * positions: 20.5-20.9 -> 22.5-22.7 GB/s with the second; BENCHMARKS.md,
- * 2026-12-06 fourth). */
+ * and for grouped heads the one after into L2 (batches of 8
+ * tinyllama-shaped sequences at 2048 positions: 20.5-20.9 -> 22.5-22.7
+ * GB/s). A head read by one query head does too little work per block to
+ * pay for the second set of prefetches (stories110m, one sequence at 1024
+ * positions: 61-63 -> 53-55 GB/s with them; BENCHMARKS.md, 2026-12-06
+ * fourth). */
 struct ahead {
 	const uint8_t *next, *far;
 	int n_next, n_far;
@@ -183,7 +186,10 @@ static struct ahead look_ahead(const struct duet_attn *a, int layer, int which,
 {
 	struct ahead h;
 	h.next = next_block(a, layer, which, seq, p, end, 1, &h.n_next);
-	h.far = next_block(a, layer, which, seq, p, end, 2, &h.n_far);
+	h.far = NULL;
+	h.n_far = 0;
+	if (a->n_heads > a->n_kv_heads)
+		h.far = next_block(a, layer, which, seq, p, end, 2, &h.n_far);
 	return h;
 }
 
