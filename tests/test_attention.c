@@ -1,8 +1,9 @@
 /* Decode attention (duet_attn_single) against a plain double-precision
  * attention over the rows as the cache stores them, for sequences shorter
  * and longer than a span (DUET_ATTN_SPAN), whose parts' softmaxes are
- * merged; and one sequence's result the same bits whatever the batch it
- * comes in and the threads that run it. */
+ * merged, in a call of more sequences than DUET_ATTN_TILE; and one
+ * sequence's result the same bits whatever the batch it comes in and the
+ * threads that run it. */
 #include "testutil.h"
 
 #include <math.h>
@@ -15,9 +16,20 @@
 #include "engine/attention.h"
 #include "engine/kvcache.h"
 
-#define N_SEQS 6
-static const int lens[N_SEQS] = {1, 17, DUET_ATTN_SPAN, DUET_ATTN_SPAN + 1, 2 * DUET_ATTN_SPAN - 5,
-				 3 * DUET_ATTN_SPAN + 40};
+/* Lengths around the span's edges, in the first six sequences and again
+ * in the last six; short ones between, so that one call carries more
+ * sequences than DUET_ATTN_TILE (the call runs them in turns). */
+#define N_SEQS (DUET_ATTN_TILE + 6)
+static const int edges[6] = {1, 17, DUET_ATTN_SPAN, DUET_ATTN_SPAN + 1, 2 * DUET_ATTN_SPAN - 5,
+			     3 * DUET_ATTN_SPAN + 40};
+#define MAX_LEN (3 * DUET_ATTN_SPAN + 40)
+static int lens[N_SEQS];
+
+static void set_lens(void)
+{
+	for (int i = 0; i < N_SEQS; i++)
+		lens[i] = i < 6 ? edges[i] : i >= N_SEQS - 6 ? edges[i - (N_SEQS - 6)] : 1 + i % 40;
+}
 
 static float frand(uint64_t *s)
 {
@@ -41,6 +53,7 @@ struct setup {
 static void setup_open(struct setup *s, enum duet_kv_dtype t)
 {
 	struct duet_err err;
+	set_lens();
 	s->cfg = (struct duet_config){.n_heads = 8, .n_kv_heads = 2, .head_dim = 40, .n_layers = 2};
 	s->g = (struct duet_kv_geom){s->cfg.n_layers, s->cfg.n_kv_heads, s->cfg.head_dim,
 				     DUET_KV_BLOCK_TOKENS, t};
@@ -132,7 +145,7 @@ static void run(const struct setup *s, const struct duet_kernels *k, int threads
 	struct duet_attn a;
 	if (duet_threadpool_create(&tp, threads, NULL, 0, &err) ||
 	    duet_attn_init(&a, tp, k, s->kv, &s->cfg, &err) ||
-	    duet_attn_reserve(&a, lens[N_SEQS - 1], &err))
+	    duet_attn_reserve(&a, MAX_LEN, &err))
 		fail_msg("%s", err.msg);
 	if (all)
 		duet_attn_single(&a, l, s->sp, s->pos, s->rows, N_SEQS, s->q, out);

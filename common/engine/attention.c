@@ -487,6 +487,12 @@ void duet_attn_single(struct duet_attn *a, int layer,
 		      const struct duet_kv_seq *const *seqs, const int *pos,
 		      const int *rows, int n, const float *q, float *out)
 {
+	/* the span slots (duet_attn_reserve) and the units' table hold
+	 * DUET_ATTN_TILE sequences */
+	for (; n > DUET_ATTN_TILE; n -= DUET_ATTN_TILE) {
+		duet_attn_single(a, layer, seqs, pos, rows, DUET_ATTN_TILE, q, out);
+		seqs += DUET_ATTN_TILE, pos += DUET_ATTN_TILE, rows += DUET_ATTN_TILE;
+	}
 	struct single_args s = {.a = a, .layer = layer, .seqs = seqs, .pos = pos,
 				.rows = rows, .n = n, .q = q, .out = out,
 				.span = span_positions(a)};
