@@ -31,12 +31,6 @@ static void set_lens(void)
 		lens[i] = i < 6 ? edges[i] : i >= N_SEQS - 6 ? edges[i - (N_SEQS - 6)] : 1 + i % 40;
 }
 
-static float frand(uint64_t *s)
-{
-	*s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
-	return (float)(*s >> 40) * 0x1p-23f - 1.0f;
-}
-
 struct setup {
 	struct duet_config cfg;
 	struct duet_kv_geom g;
@@ -79,13 +73,13 @@ static void setup_open(struct setup *s, enum duet_kv_dtype t)
 			for (int p = 0; p < lens[i]; p++)
 				for (int w = 0; w < 2; w++) {
 					for (int j = 0; j < kvd; j++)
-						row[j] = frand(&r);
+						row[j] = tu_frand(&r);
 					duet_kv_row_put(t, s->cfg.n_kv_heads, s->cfg.head_dim, row,
 							duet_kv_row(s->kv, l, w, &s->seqs[i], p));
 				}
 	}
 	for (int j = 0; j < N_SEQS * qd; j++)
-		s->q[j] = 4 * frand(&r);
+		s->q[j] = 4 * tu_frand(&r);
 	free(row);
 }
 

@@ -15,17 +15,11 @@
 #include "engine/matmul.h"
 #include "engine/repack.h"
 
-static float frand(uint64_t *s)
-{
-	*s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
-	return (float)(*s >> 40) * 0x1p-23f - 1.0f;
-}
-
 static void fill(float *x, int n, uint64_t seed)
 {
 	uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
 	for (int i = 0; i < n; i++)
-		x[i] = frand(&s);
+		x[i] = tu_frand(&s);
 }
 
 static const char *isas[] = {"scalar", "avx2", "avxvnni", "avx512"};

@@ -87,6 +87,12 @@ const char *tu_tmpdir(void)
 	return tmpdir;
 }
 
+float tu_frand(uint64_t *s)
+{
+	*s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+	return (float)(*s >> 40) * 0x1p-23f - 1.0f;
+}
+
 char *tu_path(char *buf, const char *name)
 {
 	snprintf(buf, 4096, "%s/%s", tu_tmpdir(), name);

@@ -29,6 +29,10 @@ const char *tu_tmpdir(void);
 /* tu_tmpdir()/name into buf (4096 bytes). */
 char *tu_path(char *buf, const char *name);
 
+/* The next value in [-1, 1) of a xorshift generator whose state is *s
+ * (nonzero): test data that does not depend on the C library's rand. */
+float tu_frand(uint64_t *s);
+
 /* Writes a random model of shape (see duet mkmodel --list-shapes) and
  * returns its path (static storage per call site is not needed: the path
  * goes into out, 4096 bytes). format "gguf" or "llama2c"; llama2c models
