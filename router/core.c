@@ -560,7 +560,7 @@ static void wait_or_reject(struct router *r, struct rreq *q)
 		reject(r, q, 429, "no decode node has room and the queue is full");
 		return;
 	}
-	q->queue_deadline_us = duet_now_us() + (long long)r->cfg.queue_timeout_ms * 1000;
+	q->queue_deadline_us = duet_now_us() + router_queue_wait_ms(r, q) * 1000;
 	if (list_add(&r->waitq, &r->n_waitq, &r->cap_waitq, q))
 		reject(r, q, 500, "out of memory");
 	else
@@ -587,7 +587,9 @@ static void drain_waitq(struct router *r)
 		struct rreq *q = r->waitq[k];
 		if (now > q->queue_deadline_us) {
 			list_del(r->waitq, &r->n_waitq, q);
-			reject(r, q, 429, "no decode node had room within queue-timeout-ms");
+			reject(r, q, 429,
+			       "no decode node could take the request within queue-timeout-ms or its "
+			       "TTFT objective");
 		}
 	}
 }

@@ -73,9 +73,10 @@ int main(int argc, char **argv)
 		 "largest max_tokens a request may ask for"},
 		{"log-level", DUET_OPT_STR, &r.cfg.log_level, 0, 0, "LEVEL", "error, warning, info or debug"},
 		{"max-queue", DUET_OPT_INT, &r.cfg.max_queue, 0, 1 << 20, "N",
-		 "requests that may wait for KV room; more get 429"},
+		 "requests that may wait for room (KV, or a stream within the TBT objective: "
+		 "tbt-admission); more get 429"},
 		{"queue-timeout-ms", DUET_OPT_INT, &r.cfg.queue_timeout_ms, 0, 3600000, "MS",
-		 "longest wait for room before 429"},
+		 "longest wait for room before 429 (a request's TTFT objective where shorter)"},
 		{"node-timeout-ms", DUET_OPT_INT, &r.cfg.node_timeout_ms, 100, 600000, "MS",
 		 "a node whose ZeroMQ heartbeats go unanswered this long is dead (a node busy "
 		 "computing still answers them)"},
@@ -101,6 +102,11 @@ int main(int argc, char **argv)
 		 "only while the predicted step that carries it keeps this for the node's running "
 		 "streams, and decode nodes size their prompt chunks to keep it while the request "
 		 "streams; a request may set its own with slo_tbt_ms"},
+		{"tbt-admission", DUET_OPT_BOOL, &r.cfg.tbt_admission, 0, 0, NULL,
+		 "with a TBT objective, a decode node takes a new stream only while its "
+		 "predicted step with one more keeps the objective (a node streaming nothing "
+		 "takes any); the request waits in the queue meanwhile (default false: streams "
+		 "then keep their objective at the cost of first tokens; see BENCHMARKS.md)"},
 		{"first-token", DUET_OPT_STR, &r.cfg.first_token, 0, 0, "WHO",
 		 "who releases the first token of a prompt prefilled on a prefill node to the "
 		 "client: decode (when the decode node takes the sequence into its batch, as "

@@ -178,15 +178,71 @@ static double prefill_ttft(const struct router_node *n, const struct rreq *q, in
 	return ((double)n->queued_tokens + *uncached) / node_rate(n);
 }
 
-/* The decode node for q, and the prompt tokens its prefix cache holds
- * (*cached). */
-static int pick_decode(struct router *r, const struct rreq *q, int *cached)
+long long router_queue_wait_ms(const struct router *r, const struct rreq *q)
 {
-	int cand[ROUTER_MAX_NODES], nc = 0;
+	long long w = r->cfg.queue_timeout_ms;
+	int ttft = router_slo_ttft_ms(r, q);
+	/* past its TTFT objective a request has missed it: better a 429
+	 * (the client may go elsewhere) than a place that a request behind
+	 * it could still use in time */
+	return ttft > 0 && ttft < w ? ttft : w;
+}
+
+/* A fitted coefficient can come out negative where a feature barely
+ * varied; none of the costs it stands for can be. */
+static double cost(double c)
+{
+	return c > 0 ? c : 0;
+}
+
+/* Node n's predicted step with `seqs` sequences over `positions` cached
+ * positions in all and `prefill_tokens` prompt tokens; -1 before it has
+ * measured steps. */
+static double step_ms(const struct router_node *n, double seqs, int prefill_tokens,
+		      double positions)
+{
+	if (!n->steps_fitted)
+		return -1;
+	return cost(n->step_base_ms) + cost(n->step_seq_ms) * seqs +
+	       cost(n->step_token_ms) * prefill_tokens + cost(n->step_kctx_ms) * positions / 1024.0;
+}
+
+/* Admission by the streams' TBT objective (tbt_admission): one more
+ * sequence on decode node n keeps its predicted plain step within the
+ * objective, or nothing streams there (an idle node serves whatever comes,
+ * as well as it can). A batch may grow until every step misses the
+ * objective, and then every stream on the node misses it at once; with
+ * admission a request waits in the router's queue for a stream to end
+ * instead. It is off by default: simulated on the conversation trace it
+ * gave up more first tokens (queued past their objective) than it saved
+ * token gaps at every rate below deep overload (BENCHMARKS.md). The
+ * running sequences count whether the node has reported them yet or not
+ * (streams_on). */
+static int admits(const struct router *r, const struct router_node *n, const struct rreq *q)
+{
+	int slo = router_slo_tbt_ms(r, q), s = streams_on(n);
+	if (!r->cfg.tbt_admission || slo <= 0 || s == 0)
+		return 1;
+	double step = step_ms(n, s + 1, 0, (double)n->context_tokens + q->n_prompt);
+	return step < 0 || step <= slo;
+}
+
+/* The decode node for q, and the prompt tokens its prefix cache holds
+ * (*cached). -1 when none has room for it, or none keeps its streams'
+ * TBT objective with it (*full says which). */
+static int pick_decode(struct router *r, const struct rreq *q, int *cached, int *full)
+{
+	int cand[ROUTER_MAX_NODES], nc = 0, roomy = 0;
 	long need = need_tokens(r, q);
-	for (int i = 0; i < r->n_nodes; i++)
-		if (router_node_usable(&r->nodes[i], DUET__ROLE__ROLE_DECODE) && room(&r->nodes[i]) >= need)
+	for (int i = 0; i < r->n_nodes; i++) {
+		const struct router_node *n = &r->nodes[i];
+		if (!router_node_usable(n, DUET__ROLE__ROLE_DECODE) || room(n) < need)
+			continue;
+		roomy++;
+		if (admits(r, n, q))
 			cand[nc++] = i;
+	}
+	*full = roomy > 0;
 	if (!nc)
 		return -1;
 	if (r->policy == ROUTER_POLICY_ROUND_ROBIN) {
@@ -261,22 +317,11 @@ int router_slo_tbt_ms(const struct router *r, const struct rreq *q)
 	return q->slo_tbt_ms > 0 ? q->slo_tbt_ms : r->cfg.slo_tbt_ms;
 }
 
-/* A fitted coefficient can come out negative where a feature barely
- * varied; none of the costs it stands for can be. */
-static double cost(double c)
-{
-	return c > 0 ? c : 0;
-}
-
 double router_step_ms(const struct router_node *n, int add_seqs, int prefill_tokens,
 		      long add_positions)
 {
-	if (!n->steps_fitted)
-		return -1;
-	double seqs = (double)(n->running + n->local_prefill + add_seqs);
-	return cost(n->step_base_ms) + cost(n->step_seq_ms) * seqs +
-	       cost(n->step_token_ms) * prefill_tokens +
-	       cost(n->step_kctx_ms) * ((double)n->context_tokens + (double)add_positions) / 1024.0;
+	return step_ms(n, (double)(n->running + n->local_prefill + add_seqs), prefill_tokens,
+		       (double)n->context_tokens + (double)add_positions);
 }
 
 /* A local prefill of `tokens` prompt tokens on decode node n, behind the
@@ -320,8 +365,11 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 	memset(out, 0, sizeof *out);
 	out->pnode = -1;
 	out->ttft_ms = out->step_ms = -1;
-	int cached = 0;
-	out->dnode = pick_decode(r, q, &cached);
+	int cached = 0, full = 0;
+	out->dnode = pick_decode(r, q, &cached, &full);
+	if (out->dnode < 0 && full)
+		return duet_errf(err, "one more stream on any decode node would take its step past "
+				      "the %d ms TBT objective", router_slo_tbt_ms(r, q));
 	if (out->dnode < 0)
 		return duet_errf(err, "no decode node has room for %d prompt and %d new tokens",
 				 q->n_prompt, q->max_tokens);

@@ -224,6 +224,10 @@ struct router_cfg {
 	/* Latency objectives placement aims at (0 = none): time to the first
 	 * token, and between tokens (a decode step) */
 	int slo_ttft_ms, slo_tbt_ms;
+	/* 1: with a TBT objective, a decode node takes no more streams than
+	 * keep its predicted step within it (the others wait in the queue);
+	 * 0 (the default) any that fit its KV */
+	int tbt_admission;
 	/* "prefill" or "decode": who releases a handed-over request's first
 	 * token to the client */
 	const char *first_token;
@@ -311,7 +315,11 @@ int router_slo_tbt_ms(const struct router *r, const struct rreq *q);
  * add_positions more positions; -1 before the node has measured steps. */
 double router_step_ms(const struct router_node *n, int add_seqs, int prefill_tokens,
 		      long add_positions);
-/* Fails (err says why) when no decode node has room for q now. */
+/* The longest q waits in the queue for a decode node to take it: the
+ * queue timeout, or its TTFT objective where that is shorter. */
+long long router_queue_wait_ms(const struct router *r, const struct rreq *q);
+/* Fails (err says why) when no decode node has room for q now, or none
+ * keeps its streams' TBT objective with q beside them (tbt_admission). */
 int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 struct duet_err *err);
 /* The router's books on its node tables, kept the same way by the router

@@ -22,6 +22,7 @@ static void reset(enum router_policy p)
 	R.model = &model;
 	R.policy = p;
 	R.cfg.local_max_prompt = 64;
+	R.cfg.tbt_admission = 1;
 	const struct {
 		const char *name;
 		Duet__Role role;
@@ -226,6 +227,78 @@ static void test_other_policies(void **state)
 	assert_int_equal(p, -1);
 }
 
+/* Admission by the TBT objective: a decode node takes one more stream
+ * only while its predicted step with it keeps the objective, counting
+ * streams it has not reported yet; an idle node takes any; with no node
+ * left the request fails to place (the router queues it), and with the
+ * setting off the least loaded node takes it. */
+static void test_tbt_admission(void **state)
+{
+	(void)state;
+	tu_random_prompt(prompt, 400, 5);
+	reset(ROUTER_POLICY_LENGTH_AWARE);
+	for (int i = 2; i < 4; i++) {
+		R.nodes[i].steps_fitted = 100;
+		R.nodes[i].step_base_ms = 10;
+		R.nodes[i].step_seq_ms = 2;
+		R.nodes[i].step_kctx_ms = 1; /* a ms per 1024 positions */
+	}
+	R.cfg.slo_tbt_ms = 20;
+	/* decode-0: 3 streams over 1024 positions; with a 300-token prompt
+	 * 10 + 2 x 4 + 1324 / 1024 = 19.3 ms: taken. decode-1 runs 5: 22+. */
+	R.nodes[2].running = 3;
+	R.nodes[2].context_tokens = 1024;
+	R.nodes[3].running = 5;
+	int p, d;
+	assert_int_equal(place(300, 16, &p, &d), 0);
+	assert_int_equal(d, 2);
+	/* A fourth stream the router placed there and the node has not
+	 * reported: 10 + 2 x 5 + 1.3 = 21.3 > 20, and decode-1 too: none. */
+	R.nodes[2].inflight = 4;
+	struct rreq q = {0};
+	q.prompt = prompt;
+	q.n_prompt = 300;
+	q.max_tokens = 16;
+	struct router_placement pl;
+	struct duet_err err;
+	assert_int_equal(router_place(&R, &q, &pl, &err), -1);
+	assert_non_null(strstr(err.msg, "TBT objective"));
+	/* The request's own looser objective admits it on both, and so does
+	 * the setting off: the least loaded takes it (decode-1, 5 sequences
+	 * against decode-0's 3 reported and 4 in flight). */
+	q.slo_tbt_ms = 25;
+	assert_int_equal(router_place(&R, &q, &pl, &err), 0);
+	assert_int_equal(pl.dnode, 3);
+	q.slo_tbt_ms = 0;
+	R.cfg.tbt_admission = 0;
+	assert_int_equal(router_place(&R, &q, &pl, &err), 0);
+	assert_int_equal(pl.dnode, 3);
+	/* At 22 ms only decode-0 keeps it (21.3 against 22.3), though it is
+	 * the more loaded. */
+	R.cfg.tbt_admission = 1;
+	q.slo_tbt_ms = 22;
+	assert_int_equal(router_place(&R, &q, &pl, &err), 0);
+	assert_int_equal(pl.dnode, 2);
+	q.slo_tbt_ms = 0;
+	R.cfg.tbt_admission = 1;
+	/* A node streaming nothing takes a request whatever its step. */
+	R.nodes[3].running = 0;
+	R.nodes[3].step_base_ms = 100;
+	assert_int_equal(router_place(&R, &q, &pl, &err), 0);
+	assert_int_equal(pl.dnode, 3);
+	/* Without room no admission is asked: the KV message. */
+	R.nodes[3].kv_free = R.nodes[2].kv_free = 0;
+	assert_int_equal(router_place(&R, &q, &pl, &err), -1);
+	assert_non_null(strstr(err.msg, "no decode node has room"));
+	/* The queue's wait: the TTFT objective where shorter. */
+	R.cfg.queue_timeout_ms = 30000;
+	assert_int_equal(router_queue_wait_ms(&R, &q), 30000);
+	R.cfg.slo_ttft_ms = 4000;
+	assert_int_equal(router_queue_wait_ms(&R, &q), 4000);
+	q.slo_ttft_ms = 60000;
+	assert_int_equal(router_queue_wait_ms(&R, &q), 30000);
+}
+
 static int free_nodes(void **state)
 {
 	(void)state;
@@ -374,6 +447,7 @@ int main(void)
 		cmocka_unit_test(test_length_aware),
 		cmocka_unit_test(test_other_policies),
 		cmocka_unit_test(test_slo),
+		cmocka_unit_test(test_tbt_admission),
 	};
 	return cmocka_run_group_tests(tests, NULL, free_nodes);
 }

@@ -178,6 +178,21 @@ static void test_stalls(void **st)
 	assert_int_equal(tracefile_stalls(ev, "decode-9", gaps, 2, 50, &r, &err), -1);
 	assert_non_null(strstr(err.msg, "decode-9"));
 	json_decref(ev);
+	/* A decode node named otherwise (the five-host cluster's d0) is found
+	 * by its decode events; a prefill node is not. */
+	const char *named =
+		"[{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":3,\"tid\":3,\"args\":{\"name\":\"d0\"}},"
+		"{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":5,\"tid\":5,\"args\":{\"name\":\"p0\"}},"
+		"{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":3,\"tid\":3,\"args\":{\"name\":\"main\"}},"
+		"{\"ph\":\"X\",\"cat\":\"prefill\",\"name\":\"prefill\",\"pid\":5,\"tid\":5,\"ts\":1000000,\"dur\":9000},"
+		"{\"ph\":\"X\",\"cat\":\"decode\",\"name\":\"step\",\"pid\":3,\"tid\":3,\"ts\":1000000,\"dur\":40000,"
+		"\"args\":{\"running\":2,\"prefill_tokens\":0}}]";
+	ev = json_loads(named, 0, &je);
+	assert_non_null(ev);
+	if (tracefile_stalls(ev, NULL, gaps, 2, 50, &r, &err))
+		fail_msg("%s", err.msg);
+	assert_string_equal(r.node, "d0");
+	json_decref(ev);
 }
 
 /* Two decode nodes: each gap goes to the node the router placed its

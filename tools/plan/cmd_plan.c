@@ -43,10 +43,11 @@ static void usage(FILE *f)
 		"                          colocated (what duet-router --policy takes)\n"
 		"  --local-max-prompt N    the router's setting (default 64)\n"
 		"  --router-slo-ttft-ms N, --router-slo-tbt-ms N   the router's objectives\n"
+		"  --tbt-admission on|off  the router's tbt-admission (default off)\n"
 		"  --report-ms N           load report interval (default %d)\n"
 		"  --client-ms X           router to client, one way (default 0)\n"
 		"  --first-token WHO       the router's first-token: decode (default) or prefill\n"
-		"  --max-queue N, --queue-timeout-ms N   the router's wait queue for KV room\n"
+		"  --max-queue N, --queue-timeout-ms N   the router's wait queue for room\n"
 		"                          (defaults %d and %d, as the router's)\n"
 		"  --prefix-cache WHEN     nodes keep prefix caches: auto (default: when\n"
 		"                          prompts share prefixes, i.e. the trace has hash ids),\n"
@@ -151,6 +152,7 @@ enum {
 	O_RTTFT, O_RTBT, O_REPORT, O_CLIENT, O_FIRST, O_SLOTTFT, O_SLOTBT, O_SWEEP, O_OUT, O_LABEL,
 	O_NOPLOTS, O_PCACHE, O_MAXQ, O_QTIMEOUT, O_NODETYPE, O_BUDGET, O_MAXNODES, O_POLICIES, O_ATTAIN, O_CSV,
 	O_SPREAD,
+	O_ADMIT,
 };
 
 static int parse(int argc, char **argv, struct plan_args *a)
@@ -174,6 +176,7 @@ static int parse(int argc, char **argv, struct plan_args *a)
 		{"budget", 1, 0, O_BUDGET},	   {"max-nodes", 1, 0, O_MAXNODES},
 		{"policies", 1, 0, O_POLICIES},	   {"attainment", 1, 0, O_ATTAIN},
 		{"csv", 1, 0, O_CSV},		   {"step-spread", 1, 0, O_SPREAD},
+		{"tbt-admission", 1, 0, O_ADMIT},
 		{"help", 0, 0, 'h'},
 		{0, 0, 0, 0}};
 	int c;
@@ -214,6 +217,11 @@ static int parse(int argc, char **argv, struct plan_args *a)
 			if (strcmp(optarg, "auto") && strcmp(optarg, "on") && strcmp(optarg, "off"))
 				return cli_fail("plan", "--prefix-cache '%s': auto, on or off", optarg), 2;
 			a->sim.prefix_cache = !strcmp(optarg, "auto") ? -1 : !strcmp(optarg, "on");
+			break;
+		case O_ADMIT:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+				return cli_fail("plan", "--tbt-admission '%s': on or off", optarg), 2;
+			a->sim.tbt_admission = !strcmp(optarg, "on");
 			break;
 		case O_SPREAD:
 			if (strcmp(optarg, "on") && strcmp(optarg, "off"))

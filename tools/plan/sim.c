@@ -709,7 +709,8 @@ static void wait_or_reject(struct sim *s, int i)
 	s->st->waited++;
 	s->rq[i].queued = 1;
 	if (!add_int(s, &s->waitq, &s->n_waitq, &s->cap_waitq, i))
-		push(s, s->now + s->c->queue_timeout_ms / 1e3, EV_QUEUE_TIMEOUT, i);
+		push(s, s->now + (double)router_queue_wait_ms(s->r, s->rq[i].q) / 1e3,
+		     EV_QUEUE_TIMEOUT, i);
 }
 
 /* A decode node takes request i (reserve, or local work that starts past
@@ -861,6 +862,8 @@ static int setup(struct sim *s, const struct sim_cfg *c, const struct trace *t,
 	s->r->cfg.local_max_prompt = c->local_max_prompt;
 	s->r->cfg.slo_ttft_ms = c->slo_ttft_ms;
 	s->r->cfg.slo_tbt_ms = c->slo_tbt_ms;
+	s->r->cfg.tbt_admission = c->tbt_admission;
+	s->r->cfg.queue_timeout_ms = c->queue_timeout_ms;
 	s->r->n_nodes = s->n_nodes = nn;
 	uint64_t x = c->seed * 0x9E3779B97F4A7C15ull + 1;
 	for (int k = 0; k < nn; k++) {

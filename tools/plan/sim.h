@@ -36,6 +36,7 @@ struct sim_cfg {
 	enum router_policy policy;
 	int local_max_prompt; /* the router's setting (default 64) */
 	int slo_ttft_ms, slo_tbt_ms; /* the router's objectives, 0 = none */
+	int tbt_admission;	     /* the router's tbt-admission (default 0) */
 	int report_ms;
 	/* the router's wait queue for room: at most max_queue requests, each
 	 * for at most queue_timeout_ms, past either a 429 (its defaults:

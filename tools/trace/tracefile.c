@@ -271,8 +271,22 @@ const char *tracefile_meta_name(json_t *e, const char *what)
 	return json_string_value(json_object_get(json_object_get(e, "args"), "name"));
 }
 
-/* The decode nodes to attribute to (node, or every decode*), with the
- * spans of their main threads. */
+/* Whether process pid wrote events of the decode category (its name is
+ * whatever the node was given: decode-0 from duet up, d0 on the
+ * five-host cluster). */
+static int has_decode_events(json_t *ev, json_int_t pid)
+{
+	for (size_t i = 0; i < json_array_size(ev); i++) {
+		json_t *e = json_array_get(ev, i);
+		const char *cat = json_string_value(json_object_get(e, "cat"));
+		if (cat && !strcmp(cat, "decode") && json_integer_value(json_object_get(e, "pid")) == pid)
+			return 1;
+	}
+	return 0;
+}
+
+/* The decode nodes to attribute to (node, or every process named decode*
+ * or with decode events), with the spans of their main threads. */
 static int find_nodes(json_t *ev, const char *node, struct node_spans *nodes, int *n_nodes,
 		      struct duet_err *err)
 {
@@ -280,7 +294,9 @@ static int find_nodes(json_t *ev, const char *node, struct node_spans *nodes, in
 	for (size_t i = 0; i < json_array_size(ev); i++) {
 		json_t *e = json_array_get(ev, i);
 		const char *pn = tracefile_meta_name(e, "process_name");
-		if (!pn || !(node ? strcmp(pn, node) == 0 : strncmp(pn, "decode", 6) == 0))
+		if (!pn || (node ? strcmp(pn, node) != 0
+				 : strncmp(pn, "decode", 6) != 0 &&
+					   !has_decode_events(ev, json_integer_value(json_object_get(e, "pid")))))
 			continue;
 		if (n == STALL_MAX_NODES)
 			return duet_errf(err, "stalls: more than %d decode nodes", STALL_MAX_NODES);
@@ -292,8 +308,8 @@ static int find_nodes(json_t *ev, const char *node, struct node_spans *nodes, in
 	}
 	*n_nodes = n;
 	if (!n)
-		return duet_errf(err, "stalls: no process named %s in the trace",
-				 node ? node : "decode*");
+		return node ? duet_errf(err, "stalls: no process named %s in the trace", node)
+			    : duet_errf(err, "stalls: no decode node's events in the trace");
 	for (size_t i = 0; i < json_array_size(ev); i++) {
 		json_t *e = json_array_get(ev, i);
 		const char *tn = tracefile_meta_name(e, "thread_name");
