@@ -86,6 +86,19 @@ check "bench prints its table" \
 	bash -c "'$DUET' bench -m '$TMP/tiny.gguf' -p 32 -n 8 -r 2 -b 1,4 --ceiling-seconds 0.2 >'$TMP/b.out' 2>/dev/null &&
 		grep -q 'pp32' '$TMP/b.out' && grep -q 'tg8' '$TMP/b.out' && grep -q 'sgemm' '$TMP/b.out' && grep -q 'b4' '$TMP/b.out'"
 
+# each decode run against the bandwidth sampled around it: three runs with
+# their samples, and the row's fraction the mean of the runs' own (those
+# whose samples agree within 15%, or all when none do), recomputed here
+# from the bytes a step reads
+check "bench: decode runs against the bandwidth around each" \
+	bash -c "'$DUET' bench -m '$TMP/tiny.gguf' -p 0 -n 8 -r 3 -b 1,2 --ceiling-seconds 0.2 --json '$TMP/bj.json' >/dev/null 2>&1 &&
+		jq -e '.model as \$m | [.results[] | select(.bound == \"bandwidth\")] | length == 2 and all(.[];
+			(.runs | length) == 3 and all(.runs[]; .bandwidth_gbps_before > 0 and .bandwidth_gbps_after > 0) and
+			(.batch as \$b | (\$b * 1e9 / (\$m.weight_bytes_per_step + \$b * \$m.kv_bytes_per_position * 4)) as \$per |
+			 ([.runs[] | select(.settled)] | if length > 0 then . else null end) // .runs |
+			 (map(.tokens_per_s / ((.bandwidth_gbps_before + .bandwidth_gbps_after) / 2 * \$per)) | add / length)) as \$of |
+			(.of_ceiling - \$of | fabs) < 1e-9 * \$of)' '$TMP/bj.json' >/dev/null"
+
 # no prompt, a batch of 8, weights copied in base pages: the batch's first
 # tokens once read past the token array (ASan) and gave garbage ids
 check "bench: batched decode with no prompt, weights copied" \

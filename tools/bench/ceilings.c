@@ -69,38 +69,81 @@ static void bw_part(void *arg, int ith, int nth)
 	a->sink[ith] = a->k->read4(a->buf + lo, n);
 }
 
-int duet_measure_bandwidth(size_t bytes, int threads, double seconds,
-			   struct duet_bw_ceiling *out, struct duet_err *err)
+struct duet_bw_probe {
+	float *buf;
+	size_t n;
+	int threads;
+	struct duet_threadpool *tp;
+	struct bw_arg a;
+};
+
+int duet_bw_probe_create(struct duet_bw_probe **out, size_t bytes, int threads,
+			 struct duet_err *err)
 {
 	size_t n = bytes / sizeof(float);
+	*out = NULL;
 	if (n < PAGE || n > (size_t)1 << 31)
 		return duet_errf(err, "bandwidth ceiling: buffer of %zu bytes out of range", bytes);
+	struct duet_bw_probe *p = calloc(1, sizeof *p);
 	/* In huge pages, as the weights are (engine/model.h): the ceiling is
 	 * what the machine can read at best, not what 4 KiB pages allow. */
 	float *buf = aligned_alloc(HUGE_PAGE, (n * sizeof(float) + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE);
-	if (!buf)
+	if (!p || !buf) {
+		free(p);
+		free(buf);
 		return duet_errf(err, "bandwidth ceiling: out of memory for %zu bytes", bytes);
+	}
 	(void)madvise(buf, n * sizeof(float), MADV_HUGEPAGE);
 	for (size_t i = 0; i < n; i++)
 		buf[i] = 1.0f / (float)(1 + (i & 255));
-	struct duet_threadpool *tp;
-	if (duet_threadpool_create(&tp, threads, NULL, 0, err)) {
+	if (duet_threadpool_create(&p->tp, threads, NULL, 0, err)) {
 		free(buf);
+		free(p);
 		return -1;
 	}
-	struct bw_arg a = {.buf = buf, .n = n, .k = duet_kernels()};
+	p->buf = buf;
+	p->n = n;
+	p->threads = threads;
+	p->a = (struct bw_arg){.buf = buf, .n = n, .k = duet_kernels()};
+	*out = p;
+	return 0;
+}
+
+int duet_bw_probe_sample(struct duet_bw_probe *p, double seconds, struct duet_bw_ceiling *out,
+			 struct duet_err *err)
+{
+	if (!(seconds >= 0))
+		return duet_errf(err, "bandwidth ceiling: %g seconds", seconds);
 	double best = 1e30, t_end = duet_now_s() + seconds;
 	for (int r = 0; r < MIN_RUNS + 1 || duet_now_s() < t_end; r++) {
 		double t0 = duet_now_s();
-		duet_threadpool_run(tp, bw_part, &a);
+		duet_threadpool_run(p->tp, bw_part, &p->a);
 		double t = duet_now_s() - t0;
-		if (r > 0 && t < best)
+		if (r > 0 && t < best) /* the first pass brings the buffer back */
 			best = t;
 	}
-	duet_threadpool_destroy(tp);
-	free(buf);
-	out->bytes = n * sizeof(float);
-	out->threads = threads;
+	out->bytes = p->n * sizeof(float);
+	out->threads = p->threads;
 	out->gbps = (double)out->bytes / best * 1e-9;
 	return 0;
+}
+
+void duet_bw_probe_destroy(struct duet_bw_probe *p)
+{
+	if (!p)
+		return;
+	duet_threadpool_destroy(p->tp);
+	free(p->buf);
+	free(p);
+}
+
+int duet_measure_bandwidth(size_t bytes, int threads, double seconds,
+			   struct duet_bw_ceiling *out, struct duet_err *err)
+{
+	struct duet_bw_probe *p;
+	if (duet_bw_probe_create(&p, bytes, threads, err))
+		return -1;
+	int rc = duet_bw_probe_sample(p, seconds, out, err);
+	duet_bw_probe_destroy(p);
+	return rc;
 }

@@ -33,4 +33,18 @@ int duet_measure_sgemm(int n, int threads, double seconds,
 int duet_measure_bandwidth(size_t bytes, int threads, double seconds,
 			   struct duet_bw_ceiling *out, struct duet_err *err);
 
+/* The same measurement with its buffer and threads kept between samples,
+ * so that short samples can bracket each run of a benchmark: a shared
+ * machine's bandwidth moves within seconds (this project's VMs switch
+ * between about 55 and 88 GB/s), and a run is only comparable with what
+ * the machine could read in the same seconds. create allocates; sample
+ * streams for about `seconds` (at least MIN_RUNS + 1 passes, the first not
+ * counted) and fails only on bad arguments; destroy frees. */
+struct duet_bw_probe;
+int duet_bw_probe_create(struct duet_bw_probe **out, size_t bytes, int threads,
+			 struct duet_err *err);
+int duet_bw_probe_sample(struct duet_bw_probe *p, double seconds, struct duet_bw_ceiling *out,
+			 struct duet_err *err);
+void duet_bw_probe_destroy(struct duet_bw_probe *p);
+
 #endif

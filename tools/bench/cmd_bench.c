@@ -43,8 +43,9 @@ static void usage(FILE *f)
 		"The sgemm and memory-bandwidth ceilings of this machine are measured in\n"
 		"the same run: prefill is shown against sgemm peak / (2 x matrix params per\n"
 		"token), decode against bandwidth / (bytes read per step: weights, and the\n"
-		"KV cache at the run's depth), with bandwidth measured before and after the\n"
-		"decode runs and averaged.\n"
+		"KV cache at the run's depth): each decode run against the mean of the\n"
+		"bandwidth read just before and just after it (a shared machine's bandwidth\n"
+		"moves within seconds), its of-ceiling column the mean over the runs.\n"
 		"\n"
 		"  -m, --model FILE        GGUF or llama2.c model\n"
 		"  -p, --prompt N          prompt tokens for ppN (default 512; 0 skips)\n"
@@ -66,7 +67,8 @@ static void usage(FILE *f)
 		"                          exact and count the tokens on which they agree\n"
 		"                          (quantized models)\n"
 		"  --json FILE             every figure, both ceilings and the settings as JSON\n"
-		"  --ceiling-seconds S     time spent on each ceiling (default 2)\n"
+		"  --ceiling-seconds S     time spent on each ceiling (default 2; an eighth of\n"
+		"                          it on each bandwidth sample between decode runs)\n"
 		"  --no-ceilings           skip measuring the ceilings\n"
 		"  --tokenizer FILE        tokenizer.bin of a llama2.c model\n"
 		"\n"
@@ -192,21 +194,73 @@ out:
 	return rc;
 }
 
+/* Bandwidth samples around each decode run: the probe (NULL: none) and
+ * the seconds of each sample. */
+struct brackets {
+	struct duet_bw_probe *probe;
+	double seconds;
+	double lo, hi; /* the samples' range, GB/s */
+};
+
+/* A run whose two samples differ by more than this share of their mean
+ * saw the machine change state (BENCHMARKS.md: 55 against 88 GB/s) and is
+ * comparable to neither; such runs count only when every run is one. */
+#define BRACKET_SETTLED 0.15
+
+/* The bandwidth samples just before and after a run, GB/s. */
+struct bracket {
+	double before, after;
+};
+
+static double bracket_mean(struct bracket b)
+{
+	return (b.before + b.after) / 2;
+}
+
+static int bracket_settled(struct bracket b)
+{
+	return fabs(b.before - b.after) <= BRACKET_SETTLED * bracket_mean(b);
+}
+
+static int bracket_sample(struct brackets *k, double *gbps, struct duet_err *err)
+{
+	struct duet_bw_ceiling c;
+	if (duet_bw_probe_sample(k->probe, k->seconds, &c, err))
+		return -1;
+	*gbps = c.gbps;
+	k->lo = k->lo > 0 && k->lo < c.gbps ? k->lo : c.gbps;
+	k->hi = k->hi > c.gbps ? k->hi : c.gbps;
+	return 0;
+}
+
 /* One warm-up run, then reps measured ones into x[d][r], of prefill of n
  * tokens (B = 0) or n decode steps of B sequences, at each depth in turn:
  * the depths alternate run by run, so a drift of the machine's bandwidth
- * during the runs moves them alike and their ratio holds. */
+ * during the runs moves them alike and their ratio holds. With brackets
+ * (k, not NULL), bw[d][r] holds the bandwidth sampled just before and just
+ * after run x[d][r] (a sample serves the runs on both sides). */
 static int repeat(struct bench *b, const int *depths, int n_depths, int B, int n, int reps,
-		  double x[][MAX_REPS], struct duet_err *err)
+		  double x[][MAX_REPS], struct brackets *k, struct bracket bw[][MAX_REPS],
+		  struct duet_err *err)
 {
 	struct cli_progress prog;
+	double before = 0, after = 0;
 	cli_progress_init(&prog, "bench");
 	for (int r = -1; r < reps; r++)
 		for (int d = 0; d < n_depths; d++) {
 			double v;
 			b->depth = depths[d];
+			/* (the first measured run's sample starts the chain) */
+			if (k && r >= 0 && d == 0 && before == 0 && bracket_sample(k, &before, err))
+				return -1;
 			if (B ? run_tg(b, B, n, &v, err) : run_pp(b, n, &v, err))
 				return -1;
+			if (k && r >= 0) {
+				if (bracket_sample(k, &after, err))
+					return -1;
+				bw[d][r] = (struct bracket){before, after};
+				before = after;
+			}
 			if (r >= 0)
 				x[d][r] = v;
 			cli_progress_update(&prog, (r + 1) * n_depths + d + 1,
@@ -233,14 +287,16 @@ static int parse_list(const char *flag, const char *s, int lo, int hi, int cap, 
 	return *n ? 0 : cli_fail("bench", "%s is empty", flag);
 }
 
-/* One row of the table, and of the JSON results. */
+/* One row of the table, and of the JSON results: its ceiling and the
+ * fraction of it reached (of; the runs' mean where each run has its own
+ * ceiling). */
 static void row(json_t *results, const char *test, int B, int depth, struct stats s,
-		double ceiling, const char *bound, double vs_b1)
+		double ceiling, double of, const char *bound, double vs_b1)
 {
 	char ceil_s[32] = "-", frac_s[32] = "-", extra[48] = "";
 	if (ceiling > 0) {
 		snprintf(ceil_s, sizeof ceil_s, "%.1f", ceiling);
-		snprintf(frac_s, sizeof frac_s, "%.0f%% %s", 100 * s.mean / ceiling, bound);
+		snprintf(frac_s, sizeof frac_s, "%.0f%% %s", 100 * of, bound);
 	}
 	if (vs_b1 > 0)
 		snprintf(extra, sizeof extra, "%.2fx batch 1", vs_b1);
@@ -250,7 +306,7 @@ static void row(json_t *results, const char *test, int B, int depth, struct stat
 			      "tokens_per_s", s.mean, "stddev", s.sd);
 	if (ceiling > 0) {
 		json_object_set_new(r, "ceiling_tokens_per_s", json_real(ceiling));
-		json_object_set_new(r, "of_ceiling", json_real(s.mean / ceiling));
+		json_object_set_new(r, "of_ceiling", json_real(of));
 		json_object_set_new(r, "bound", json_string(bound));
 	}
 	if (vs_b1 > 0)
@@ -416,6 +472,7 @@ int cmd_bench(int argc, char **argv)
 	for (int i = 0; i < n_depths; i++)
 		max_d = depths[i] > max_d ? depths[i] : max_d;
 	int rc = 1;
+	struct duet_bw_probe *probe = NULL; /* the bandwidth ceiling's, kept for the samples */
 	json_t *doc = json_object(), *results = json_array();
 	if (max_d + n_prompt >= cfg->ctx_len || max_d + n_gen + 1 > cfg->ctx_len) {
 		cli_fail("bench", "-d %d with -p %ld / -n %ld does not fit the model's context of %d",
@@ -481,7 +538,8 @@ int cmd_bench(int argc, char **argv)
 			goto out;
 		}
 		fprintf(stderr, "duet bench: measuring the memory bandwidth ceiling...\n");
-		if (duet_measure_bandwidth(BW_BYTES, nth, ceil_s, &bw, &err)) {
+		if (duet_bw_probe_create(&probe, BW_BYTES, nth, &err) ||
+		    duet_bw_probe_sample(probe, ceil_s, &bw, &err)) {
 			cli_fail("bench", "%s", err.msg);
 			goto out;
 		}
@@ -497,7 +555,7 @@ int cmd_bench(int argc, char **argv)
 	static double x[MAX_DEPTHS][MAX_REPS];
 	char name[48];
 	if (n_prompt > 0) {
-		if (repeat(&b, depths, n_depths, 0, (int)n_prompt, (int)reps, x, &err)) {
+		if (repeat(&b, depths, n_depths, 0, (int)n_prompt, (int)reps, x, NULL, NULL, &err)) {
 			cli_fail("bench", "%s", err.msg);
 			goto out;
 		}
@@ -506,35 +564,45 @@ int cmd_bench(int argc, char **argv)
 			if (depths[di])
 				snprintf(at, sizeof at, " @ d%d", depths[di]);
 			snprintf(name, sizeof name, "pp%ld%s", n_prompt, at);
-			row(results, name, 1, depths[di], summarize(x[di], (int)reps), pp_ceiling,
-			    "sgemm", 0);
+			struct stats s = summarize(x[di], (int)reps);
+			row(results, name, 1, depths[di], s, pp_ceiling, s.mean / pp_ceiling, "sgemm", 0);
 		}
 		fflush(stdout);
 	}
-	/* Decode rows wait for a second bandwidth measurement after every
-	 * decode run: on a shared machine the bandwidth drifts over a minute,
-	 * and the decode figures are held against the mean of before and
-	 * after. */
+	/* Each decode run is held against the bandwidth read in the seconds
+	 * around it: this project's VMs switched between about 55 and 88 GB/s
+	 * every few seconds, and a run in one state against a ceiling read in
+	 * the other showed 73% or 114% of the bandwidth (BENCHMARKS.md,
+	 * 2026-12-06 fifth). The ceilings before and after all the runs are
+	 * printed and kept in the JSON as well. */
 	static struct stats tg[MAX_DEPTHS][MAX_BATCHES];
+	static double xs[MAX_BATCHES][MAX_DEPTHS][MAX_REPS];
+	static struct bracket bws[MAX_BATCHES][MAX_DEPTHS][MAX_REPS];
+	struct brackets k = {probe, ceil_s / 8, 0, 0};
 	for (int bi = 0; n_gen > 0 && bi < n_batches; bi++) {
-		if (repeat(&b, depths, n_depths, batches[bi], (int)n_gen, (int)reps, x, &err)) {
+		if (repeat(&b, depths, n_depths, batches[bi], (int)n_gen, (int)reps, xs[bi],
+			   probe ? &k : NULL, bws[bi], &err)) {
 			cli_fail("bench", "%s", err.msg);
 			goto out;
 		}
 		for (int di = 0; di < n_depths; di++)
-			tg[di][bi] = summarize(x[di], (int)reps);
+			tg[di][bi] = summarize(xs[bi][di], (int)reps);
 	}
 	double gbps = bw.gbps;
 	if (n_gen > 0 && !no_ceilings) {
 		fprintf(stderr, "duet bench: measuring the memory bandwidth ceiling again...\n");
-		if (duet_measure_bandwidth(BW_BYTES, nth, ceil_s, &after, &err)) {
+		if (duet_bw_probe_sample(probe, ceil_s, &after, &err)) {
 			cli_fail("bench", "%s", err.msg);
 			goto out;
 		}
-		printf("| (read bandwidth %.1f GB/s before and %.1f GB/s after the decode runs; decode uses the mean)\n",
-		       bw.gbps, after.gbps);
+		printf("| (read bandwidth %.1f GB/s before and %.1f GB/s after the decode runs, %.1f-%.1f "
+		       "GB/s in %.2f s samples between them; each decode run is held against the mean "
+		       "of the samples just before and after it, leaving out runs whose two differ by "
+		       "more than %.0f%%)\n",
+		       bw.gbps, after.gbps, k.lo, k.hi, k.seconds, 100 * BRACKET_SETTLED);
 		gbps = (bw.gbps + after.gbps) / 2;
 	}
+	int unsettled = 0; /* runs left out of the ratios */
 	for (int di = 0; n_gen > 0 && di < n_depths; di++) {
 		double b1 = 0;
 		/* KV read per sequence and step, at the middle of the steps */
@@ -552,14 +620,42 @@ int cmd_bench(int argc, char **argv)
 			}
 			/* The weights are read once per step for all B sequences;
 			 * each sequence's KV is its own. */
-			double ceiling = gbps * 1e9 * B / ((double)b.m->decode_bytes + B * kv_bytes);
-			row(results, name, B, depths[di], tg[di][bi], ceiling, "bandwidth",
+			double per_gbps = 1e9 * B / ((double)b.m->decode_bytes + B * kv_bytes);
+			double ceiling = gbps * per_gbps, of = gbps > 0 ? tg[di][bi].mean / ceiling : 0;
+			json_t *runs = json_array();
+			if (probe) {
+				int settled = 0, used = 0;
+				for (int r = 0; r < reps; r++)
+					settled += bracket_settled(bws[bi][di][r]);
+				ceiling = of = 0;
+				for (int r = 0; r < reps; r++) {
+					struct bracket w = bws[bi][di][r];
+					double c = bracket_mean(w) * per_gbps;
+					if (!settled || bracket_settled(w)) {
+						ceiling += c, of += xs[bi][di][r] / c, used++;
+					}
+					json_array_append_new(
+						runs, json_pack("{s:f, s:f, s:f, s:b}", "tokens_per_s",
+								xs[bi][di][r], "bandwidth_gbps_before",
+								w.before, "bandwidth_gbps_after", w.after,
+								"settled", bracket_settled(w)));
+				}
+				ceiling /= used, of /= used;
+				unsettled += (int)reps - settled;
+			}
+			row(results, name, B, depths[di], tg[di][bi], ceiling, of, "bandwidth",
 			    B > 1 && b1 > 0 ? tg[di][bi].mean / b1 : 0);
+			json_object_set_new(json_array_get(results, json_array_size(results) - 1), "runs",
+					    runs);
 		}
 		if (di > 0 && depths[0] == 0 && tg[0][0].mean > 0 && batches[0] == 1)
 			printf("| (depth %d: %.2fx the tokens/s at depth 0, batch %d)\n", depths[di],
 			       tg[di][0].mean / tg[0][0].mean, batches[0]);
 	}
+	if (unsettled)
+		printf("| (%d of the decode runs saw the bandwidth change by more than %.0f%% and are "
+		       "left out of the of-ceiling column, but for rows where every run did)\n",
+		       unsettled, 100 * BRACKET_SETTLED);
 	if (agree && agreement(&b, &eo, (int)agree, doc, &err)) {
 		cli_fail("bench", "%s", err.msg);
 		goto out;
@@ -579,6 +675,7 @@ int cmd_bench(int argc, char **argv)
 out:
 	json_decref(results);
 	json_decref(doc);
+	duet_bw_probe_destroy(probe);
 	duet_engine_destroy(b.e);
 	duet_kv_pool_destroy(b.kv);
 	free(b.tokens);
