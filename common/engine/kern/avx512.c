@@ -586,6 +586,23 @@ INLINE __m512i dot8(const __m512i w[8], const int8_t *aq, int32_t offset)
 	return dp;
 }
 
+/* dot8 as two chains of four (the even and the odd dwords), added: the
+ * same exact sum. Where a block's products of one group are the only
+ * work in flight (Q4_K with one or two sequences), eight dependent
+ * vpdpbusd a sub-block held back how far the core ran ahead of its loads:
+ * Q4_K from memory 42 -> 48 GB/s at batch 1 (BENCHMARKS.md, 2026-12-06
+ * fifth; four chains of two measured no better than one of eight). */
+INLINE __m512i dot8_2(const __m512i w[8], const int8_t *aq, int32_t offset)
+{
+	__m512i e = _mm512_set1_epi32(offset), o = _mm512_setzero_si512();
+	_Pragma("GCC unroll 4")
+	for (int j = 0; j < 8; j += 2) {
+		e = dpbusd_bcast(e, w[j], aq + 4 * j);
+		o = dpbusd_bcast(o, w[j + 1], aq + 4 * j + 4);
+	}
+	return _mm512_add_epi32(e, o);
+}
+
 /* A tile's accumulators: y's values when a slice of K continues them (add),
  * else zero; and back into y, rows past the mask untouched. */
 INLINE void r16_acc_load(__m512 acc[DUET_R16_SEQS], const float *y, int ldy, __mmask16 m,
@@ -1069,7 +1086,9 @@ INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 			_Pragma("GCC unroll 8")
 			for (int b = 0; b < nb; b++) {
 				const struct duet_q8k_block *a = p + b;
-				__m512i dp = dot8(nib, a->q + duet_q8k_pos(32 * c), 0);
+				const int8_t *aq = a->q + duet_q8k_pos(32 * c);
+				/* (wider batches have a chain per sequence) */
+				__m512i dp = nb <= 2 ? dot8_2(nib, aq, 0) : dot8(nib, aq, 0);
 				acc[b] = acc_block(acc[b], dp, dsc[c], a->d);
 			}
 		}
