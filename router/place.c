@@ -184,8 +184,9 @@ long long router_queue_wait_ms(const struct router *r, const struct rreq *q)
 	int ttft = router_slo_ttft_ms(r, q);
 	/* past its TTFT objective a request has missed it: better a 429
 	 * (the client may go elsewhere) than a place that a request behind
-	 * it could still use in time */
-	return ttft > 0 && ttft < w ? ttft : w;
+	 * it could still use in time. Not a stream already going (placed
+	 * again after its node failed): that one is served, not refused. */
+	return q->n_out == 0 && ttft > 0 && ttft < w ? ttft : w;
 }
 
 /* A fitted coefficient can come out negative where a feature barely

@@ -316,7 +316,8 @@ int router_slo_tbt_ms(const struct router *r, const struct rreq *q);
 double router_step_ms(const struct router_node *n, int add_seqs, int prefill_tokens,
 		      long add_positions);
 /* The longest q waits in the queue for a decode node to take it: the
- * queue timeout, or its TTFT objective where that is shorter. */
+ * queue timeout, or its TTFT objective where that is shorter and no
+ * token of it has gone out yet. */
 long long router_queue_wait_ms(const struct router *r, const struct rreq *q);
 /* Fails (err says why) when no decode node has room for q now, or none
  * keeps its streams' TBT objective with q beside them (tbt_admission). */

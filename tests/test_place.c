@@ -295,6 +295,9 @@ static void test_tbt_admission(void **state)
 	assert_int_equal(router_queue_wait_ms(&R, &q), 30000);
 	R.cfg.slo_ttft_ms = 4000;
 	assert_int_equal(router_queue_wait_ms(&R, &q), 4000);
+	q.n_out = 3; /* a stream already going waits the queue's time */
+	assert_int_equal(router_queue_wait_ms(&R, &q), 30000);
+	q.n_out = 0;
 	q.slo_ttft_ms = 60000;
 	assert_int_equal(router_queue_wait_ms(&R, &q), 30000);
 }
