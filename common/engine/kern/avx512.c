@@ -1258,6 +1258,17 @@ DEFINE_R16(matmul_q6_k_r16, r16_tile_q6_k, R16_CASES_8_ANY)
 #ifndef R16X4_AHEAD
 #define R16X4_AHEAD 1024
 #endif
+/* Whether the four-group kernel of type T prefetches its lines (quants
+ * and headers) R16X4_AHEAD bytes ahead. Q8_0 reads faster on the
+ * hardware prefetcher alone (decode at 94% of the bandwidth against 83%
+ * in the slow state, 79% against 77% in the fast one), the nibble types
+ * the same or slower without; prefetching the headers without the quants
+ * was slower than either (BENCHMARKS.md, 2026-12-06 fifth). */
+INLINE int r16x4_prefetches(enum duet_dtype T)
+{
+	return T != DUET_Q8_0;
+}
+
 INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16_STREAMS], int i,
 			int n, const struct duet_q8a_pair *p, int hh, __m512 acc[DUET_R16_STREAMS])
 {
@@ -1281,7 +1292,8 @@ INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16
 			T == DUET_Q8_0 ? a : _mm512_set1_epi32(dword_at(aq + 4 * (j + 4)));
 		_Pragma("GCC unroll 4")
 		for (int g = 0; g < DUET_R16_STREAMS; g++) {
-			PREFETCH(q[g] + at + R16X4_AHEAD + 64 * j);
+			if (r16x4_prefetches(T))
+				PREFETCH(q[g] + at + R16X4_AHEAD + 64 * j);
 			__m512i v = _mm512_loadu_si512(q[g] + at + 64 * j);
 			if (T == DUET_Q8_0) {
 				dp[g] = _mm512_dpbusd_epi32(dp[g], v, a);
@@ -1298,7 +1310,7 @@ INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16
 	_Pragma("GCC unroll 4")
 	for (int g = 0; g < DUET_R16_STREAMS; g++) {
 		const uint8_t *h = q[g] + ha;
-		if (i % duet_r16_unit(T) == 0)
+		if (r16x4_prefetches(T) && i % duet_r16_unit(T) == 0)
 			_Pragma("GCC unroll 4")
 			for (int l = 0; l < head_lines; l++)
 				PREFETCH(h + R16X4_AHEAD + 64 * l);
