@@ -271,17 +271,34 @@ const char *tracefile_meta_name(json_t *e, const char *what)
 	return json_string_value(json_object_get(json_object_get(e, "args"), "name"));
 }
 
-/* Whether process pid wrote events of the decode category (its name is
- * whatever the node was given: decode-0 from duet up, d0 on the
- * five-host cluster). */
-static int has_decode_events(json_t *ev, json_int_t pid)
+/* The processes that wrote events of the decode category (a decode
+ * node's name is whatever it was given: decode-0 from duet up, d0 on the
+ * five-host cluster), in one pass: at most cap pids into pids, their
+ * count returned (one past STALL_MAX_NODES already says there are too
+ * many). */
+static int decode_pids(json_t *ev, json_int_t *pids, int cap)
 {
-	for (size_t i = 0; i < json_array_size(ev); i++) {
+	int n = 0;
+	for (size_t i = 0; i < json_array_size(ev) && n < cap; i++) {
 		json_t *e = json_array_get(ev, i);
 		const char *cat = json_string_value(json_object_get(e, "cat"));
-		if (cat && !strcmp(cat, "decode") && json_integer_value(json_object_get(e, "pid")) == pid)
-			return 1;
+		if (!cat || strcmp(cat, "decode"))
+			continue;
+		json_int_t pid = json_integer_value(json_object_get(e, "pid"));
+		int k = 0;
+		while (k < n && pids[k] != pid)
+			k++;
+		if (k == n)
+			pids[n++] = pid;
 	}
+	return n;
+}
+
+static int pid_in(const json_int_t *pids, int n, json_int_t pid)
+{
+	for (int k = 0; k < n; k++)
+		if (pids[k] == pid)
+			return 1;
 	return 0;
 }
 
@@ -291,12 +308,14 @@ static int find_nodes(json_t *ev, const char *node, struct node_spans *nodes, in
 		      struct duet_err *err)
 {
 	int n = 0;
+	json_int_t dpids[STALL_MAX_NODES + 1];
+	int n_dpids = node ? 0 : decode_pids(ev, dpids, STALL_MAX_NODES + 1);
 	for (size_t i = 0; i < json_array_size(ev); i++) {
 		json_t *e = json_array_get(ev, i);
 		const char *pn = tracefile_meta_name(e, "process_name");
 		if (!pn || (node ? strcmp(pn, node) != 0
 				 : strncmp(pn, "decode", 6) != 0 &&
-					   !has_decode_events(ev, json_integer_value(json_object_get(e, "pid")))))
+					   !pid_in(dpids, n_dpids, json_integer_value(json_object_get(e, "pid")))))
 			continue;
 		if (n == STALL_MAX_NODES)
 			return duet_errf(err, "stalls: more than %d decode nodes", STALL_MAX_NODES);
