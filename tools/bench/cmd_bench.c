@@ -289,9 +289,9 @@ static int parse_list(const char *flag, const char *s, int lo, int hi, int cap, 
 
 /* One row of the table, and of the JSON results: its ceiling and the
  * fraction of it reached (of; the runs' mean where each run has its own
- * ceiling). */
+ * ceiling), and its runs (NULL: none; the row takes the reference). */
 static void row(json_t *results, const char *test, int B, int depth, struct stats s,
-		double ceiling, double of, const char *bound, double vs_b1)
+		double ceiling, double of, const char *bound, double vs_b1, json_t *runs)
 {
 	char ceil_s[32] = "-", frac_s[32] = "-", extra[48] = "";
 	if (ceiling > 0) {
@@ -311,6 +311,8 @@ static void row(json_t *results, const char *test, int B, int depth, struct stat
 	}
 	if (vs_b1 > 0)
 		json_object_set_new(r, "vs_batch1", json_real(vs_b1));
+	if (runs)
+		json_object_set_new(r, "runs", runs);
 	json_array_append_new(results, r);
 }
 
@@ -565,7 +567,8 @@ int cmd_bench(int argc, char **argv)
 				snprintf(at, sizeof at, " @ d%d", depths[di]);
 			snprintf(name, sizeof name, "pp%ld%s", n_prompt, at);
 			struct stats s = summarize(x[di], (int)reps);
-			row(results, name, 1, depths[di], s, pp_ceiling, s.mean / pp_ceiling, "sgemm", 0);
+			row(results, name, 1, depths[di], s, pp_ceiling, s.mean / pp_ceiling, "sgemm", 0,
+			    NULL);
 		}
 		fflush(stdout);
 	}
@@ -644,9 +647,7 @@ int cmd_bench(int argc, char **argv)
 				unsettled += (int)reps - settled;
 			}
 			row(results, name, B, depths[di], tg[di][bi], ceiling, of, "bandwidth",
-			    B > 1 && b1 > 0 ? tg[di][bi].mean / b1 : 0);
-			json_object_set_new(json_array_get(results, json_array_size(results) - 1), "runs",
-					    runs);
+			    B > 1 && b1 > 0 ? tg[di][bi].mean / b1 : 0, runs);
 		}
 		if (di > 0 && depths[0] == 0 && tg[0][0].mean > 0 && batches[0] == 1)
 			printf("| (depth %d: %.2fx the tokens/s at depth 0, batch %d)\n", depths[di],
