@@ -235,6 +235,12 @@ check "plan simulate: passes drawn from the spread, the same for a seed" bash -c
 	cmp -s '$TMP/s1/tokens.csv' '$TMP/s2/tokens.csv' && ! cmp -s '$TMP/s1/tokens.csv' '$TMP/s0/tokens.csv'"
 check "plan simulate: bad --step-spread" fails_with_one_line \
 	"$DUET plan simulate --trace $TMP/plan.csv --profile $TMP/hand.json --slo-ttft 1 --slo-tbt 1 --step-spread maybe" "step-spread"
+check "plan simulate: bad --tbt-admission" fails_with_one_line \
+	"$DUET plan simulate --trace $TMP/plan.csv --profile $TMP/hand.json --slo-ttft 1 --slo-tbt 1 --tbt-admission maybe" "tbt-admission"
+check "plan simulate: the summary states tbt-admission" bash -c "
+	$(declare -f plan_sim); DUET='$DUET' TMP='$TMP'
+	plan_sim '$TMP/a1' --tbt-admission on && jq -e '.simulated.router_tbt_admission == true' '$TMP/a1/summary.json' >/dev/null &&
+	jq -e '.simulated.router_tbt_admission == false' '$TMP/s0/summary.json' >/dev/null"
 
 check "duet-prefill: bad kv-dtype" fails_with_one_line "$BUILD/duet-prefill --kv-dtype q4 --model x" "q4"
 check "duet-decode: bad kv-dtype" fails_with_one_line "$BUILD/duet-decode --kv-dtype q4 --model x" "q4"
