@@ -181,7 +181,7 @@ static const void *r16_act(const struct duet_matmul *mm, enum duet_dtype t, int 
  * one (the same results bit for bit). Returns the first row left to the
  * rest of run_r16. */
 static long run_r16_streams(const struct duet_matmul *mm, const struct duet_matmul_job *j,
-			    long n0, long n1)
+			    long n0, long n1, int far)
 {
 	const struct duet_tensor *w = j->w;
 	const enum duet_dtype t = w->type;
@@ -200,7 +200,7 @@ static long run_r16_streams(const struct duet_matmul *mm, const struct duet_matm
 			gs[s] = duet_r16_group(w, g);
 			ys[s] = j->y + g * DUET_R16_ROWS;
 		}
-		fn(gs, blocks, r16_act(mm, t, 0, 1, 0), ys, j->accumulate);
+		fn(gs, blocks, r16_act(mm, t, 0, 1, 0), ys, j->accumulate, far);
 	}
 	return (g0 + DUET_R16_STREAMS * q) * DUET_R16_ROWS;
 }
@@ -213,9 +213,9 @@ static long run_r16_streams(const struct duet_matmul *mm, const struct duet_matm
  * wide one takes K in slices over every group, so the activations' slice
  * stays in cache. */
 static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *j, long n0,
-		    long n1, uint8_t *rows16)
+		    long n1, uint8_t *rows16, int far)
 {
-	n0 = run_r16_streams(mm, j, n0, n1);
+	n0 = run_r16_streams(mm, j, n0, n1, far);
 	const struct duet_tensor *w = j->w;
 	const enum duet_dtype t = w->type;
 	duet_r16_fn fn = duet_kernels_r16(mm->k, t);
@@ -248,7 +248,8 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 					for (int b = bc; b < be; b += DUET_R16_SEQS)
 						fn(q, nblk, r16_act(mm, t, k0, B, b), B,
 						   be - b < DUET_R16_SEQS ? be - b : DUET_R16_SEQS,
-						   j->y + (size_t)b * N + n, N, nr, k0 > 0 || j->accumulate);
+						   j->y + (size_t)b * N + n, N, nr, k0 > 0 || j->accumulate,
+						   far);
 				}
 			}
 		}
@@ -287,6 +288,7 @@ struct run_args {
 	int T, K;
 	int f32, q8, q8k, bf16;
 	int claims; /* every job takes the kernels: rows handed out by claim() */
+	int far;    /* the kernels' prefetch distance (engine/pftune.h) */
 	/* Each thread's region of the jobs' rows end to end (each job padded
 	 * to whole groups): its unclaimed positions [front, back), as front |
 	 * back << 32 (a layer's products hold far fewer than 2^32 rows). */
@@ -395,7 +397,7 @@ static void run_rows(const struct run_args *a, const struct duet_matmul_job *j, 
 {
 	const struct duet_matmul *mm = a->mm;
 	if (uses_r16(mm, j))
-		run_r16(mm, j, n0, n1, mm->rows16[ith]);
+		run_r16(mm, j, n0, n1, mm->rows16[ith], a->far);
 	else if (uses_kernels(mm, j))
 		run_kernel(mm, j, n0, n1, mm->scratch[ith], mm->rows16[ith]);
 	else
@@ -489,7 +491,17 @@ void duet_matmul_run(struct duet_matmul *mm, const struct duet_matmul_job *jobs,
 		prepare_rows(&a, 0, a.T);
 	else if (a.q8 || a.q8k)
 		duet_threadpool_run(mm->tp, prepare_part, &a);
+	a.far = duet_pftune_pick(&mm->pf);
+	double t0 = duet_now_s();
 	duet_threadpool_run(mm->tp, run_part, &a);
+	/* (one sequence only: a wider product's bytes per second is its
+	 * width's, and a window of mixed widths would compare the mix) */
+	if (a.claims && a.T == 1) {
+		size_t bytes = 0;
+		for (int i = 0; i < n_jobs; i++)
+			bytes += jobs[i].w->row_bytes * (size_t)jobs[i].w->rows;
+		duet_pftune_report(&mm->pf, bytes, duet_now_s() - t0);
+	}
 	if (!a.claims || nth < 2)
 		return;
 	for (int i = 0; i < nth; i++) {

@@ -19,6 +19,7 @@
 #include "base/threadpool.h"
 #include "engine/kern/kernels.h"
 #include "engine/model.h"
+#include "engine/pftune.h"
 
 /* Up to this many activation rows use the native-type kernels; beyond it
  * sgemm wins (measured by `duet bench`, see BENCHMARKS.md). */
@@ -57,6 +58,8 @@ struct duet_matmul {
 	/* The fewest rows (a multiple of 16) a thread claims of a kernel
 	 * product at a time; tests make it small to move rows about. */
 	int claim_rows;
+	/* the prefetch distance the kernel products take */
+	struct duet_pftune pf;
 };
 
 /* max_rows: the most activation rows a job will have; max_cols: the widest

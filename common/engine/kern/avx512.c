@@ -544,14 +544,17 @@ DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
 #ifndef R16_AHEAD
 #define R16_AHEAD 16
 #endif
-/* Q4_K's stream, in bytes: 8 KiB ahead gave B = 8 610 GFLOP/s, 16 KiB
- * 700, 32 KiB 700-718 (kept). */
-#define R16_AHEAD_Q4_K (32 << 10)
-/* Q6_K's, B = 1 from memory: 4 KiB ahead 45 GB/s, 8 KiB 60-63 (kept),
- * 16 KiB 58, 32 KiB 52 (BENCHMARKS.md, 2026-12-05 seventh). */
-#ifndef R16_AHEAD_Q6_K
-#define R16_AHEAD_Q6_K (8 << 10)
-#endif
+/* Q4_K's stream, in bytes, near and far (kernels.h, far): at B = 1 on
+ * two threads 8 KiB ahead read 67.7-84.5 GB/s where 32 KiB read
+ * 57.9-65.4 while the memory was fast, 41.3 against 45.0 while it was
+ * slow; B = 8 was the same at both (1090 and 1100 GFLOP/s; BENCHMARKS.md,
+ * 2026-12-06 sixth). */
+#define R16_AHEAD_Q4_K(far) ((far) ? 32 << 10 : 8 << 10)
+/* Q6_K's, one distance: B = 1 from memory 4 KiB ahead 45 GB/s, 8 KiB
+ * 60-63, 16 KiB 58, 32 KiB 52 (BENCHMARKS.md, 2026-12-05 seventh); with
+ * 16 KiB as its far distance `q4_k_m` decoded 1-3 points slower in both
+ * states (2026-12-06 sixth). */
+#define R16_AHEAD_Q6_K(far) ((void)(far), 8 << 10)
 
 INLINE int32_t dword_at(const int8_t *p)
 {
@@ -775,11 +778,13 @@ INLINE void r16_block(const enum duet_dtype T, const uint8_t *heads, const uint8
 /* A slice's units one after another (pointers moved along, not offsets
  * computed per block: the index arithmetic had been a fifth of the
  * loop's instructions), each unit's lines prefetched R16_AHEAD blocks of
- * Q8_0 ahead; a unit's two blocks are one q8 pair of the activations. A
- * short last unit holds one block, its quants after its one header. */
+ * Q8_0 ahead (one distance: far is not measured here); a unit's two
+ * blocks are one q8 pair of the activations. A short last unit holds one
+ * block, its quants after its one header. */
 INLINE void r16_tile(const enum duet_dtype T, const uint8_t *g, int nblk, const void *xv, int B,
-		     float *y, int ldy, __mmask16 m, int add, const int nb)
+		     float *y, int ldy, __mmask16 m, int add, const int nb, const int far)
 {
+	(void)far;
 	const struct duet_q8a_pair *x = xv;
 	const size_t hb = duet_r16_head_bytes(T), qb = duet_r16_block_bytes(T);
 	const size_t ub = duet_r16_unit_bytes(T), pf = R16_AHEAD * 512;
@@ -1014,7 +1019,7 @@ DEFINE_PACK_NIBBLES(pack_q5_1_r16, DUET_Q5_1)
  * L1), are shared by every row; the scales wait on the stack, so that the
  * nibbles and accumulators keep the registers (all at once spilled). */
 INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, float *y, int ldy,
-			  __mmask16 m, int add, const int nb)
+			  __mmask16 m, int add, const int nb, const int far)
 {
 	const struct duet_q8k_block *x = xv;
 	const __m512i low = _mm512_set1_epi8(0x0f), six = _mm512_set1_epi32(63);
@@ -1027,7 +1032,7 @@ INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 		const struct duet_q8k_block *p = x + (size_t)i * B;
 		_Pragma("GCC unroll 4")
 		for (int j = 0; j < 4; j++)
-			PREFETCH((const uint8_t *)hi + R16_AHEAD_Q4_K + 64 * j);
+			PREFETCH((const uint8_t *)hi + R16_AHEAD_Q4_K(far) + 64 * j);
 		__m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hi));
 		__m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(hi + 16)));
 		/* byte k of the 12 bytes of scales and mins, each row's in its lane */
@@ -1075,7 +1080,7 @@ INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 			if (c % 2 == 0) {
 				_Pragma("GCC unroll 8")
 				for (int k = 0; k < 8; k++)
-					PREFETCH(qc + R16_AHEAD_Q4_K + 64 * k);
+					PREFETCH(qc + R16_AHEAD_Q4_K(far) + 64 * k);
 			}
 			__m512i nib[8];
 			_Pragma("GCC unroll 8")
@@ -1130,9 +1135,9 @@ INLINE __m512i q6_sub(__m512i sum, const __m512i v[4], __m512i sc, const struct 
  * l and 96 + l; each value's two bits of qh (bits 2 kind, 2 kind + 1, kind
  * = which 32 of the half) moved to bits 4 and 5 (16-bit shifts: the bits
  * kept come from one byte) and merged with its nibble by one ternary
- * logic op. Prefetched R16_AHEAD_Q6_K bytes ahead, line by line. */
+ * logic op. Prefetched R16_AHEAD_Q6_K(far) bytes ahead, line by line. */
 INLINE void r16_tile_q6_k(const uint8_t *g, int nblk, const void *xv, int B, float *y, int ldy,
-			  __mmask16 m, int add, const int nb)
+			  __mmask16 m, int add, const int nb, const int far)
 {
 	const struct duet_q8k_block *x = xv;
 	const __m512i lo4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
@@ -1144,7 +1149,7 @@ INLINE void r16_tile_q6_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 		const struct duet_q8k_block *p = x + (size_t)i * B;
 		_Pragma("GCC unroll 5")
 		for (int j = 0; j < 5; j++)
-			PREFETCH(hi + R16_AHEAD_Q6_K + 64 * j);
+			PREFETCH(hi + R16_AHEAD_Q6_K(far) + 64 * j);
 		__m512i sum[DUET_R16_SEQS] = {0}, scw[8]; /* (the unused ones fold away) */
 		_Pragma("GCC unroll 8")
 		for (int w = 0; w < 8; w++) /* lane r: row r's scales 2w, 2w + 1 as words */
@@ -1167,7 +1172,7 @@ INLINE void r16_tile_q6_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 			const uint8_t *ql = qi + 64 * 12 * c;
 			_Pragma("GCC unroll 12")
 			for (int j = 0; j < 12; j++)
-				PREFETCH(ql + R16_AHEAD_Q6_K + 64 * j);
+				PREFETCH(ql + R16_AHEAD_Q6_K(far) + 64 * j);
 			__m512i qh[4];
 			_Pragma("GCC unroll 4")
 			for (int j = 0; j < 4; j++)
@@ -1206,7 +1211,7 @@ INLINE void r16_tile_q6_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 
 #define R16_CASE(TILE, NB)                                                              \
 	case NB:                                                                        \
-		TILE(g, nblk, x, B, y, ldy, m, add, NB);                                \
+		TILE(g, nblk, x, B, y, ldy, m, add, NB, far);                           \
 		return;
 /* Each width of pass an instance with nb constant; Q4_K's widths past 8
  * share one (its sequence loop is unrolled by 8 and its accumulators live
@@ -1222,10 +1227,10 @@ INLINE void r16_tile_q6_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 #define R16_CASES_8_ANY(TILE)                                                           \
 	R16_CASES_8(TILE)                                                               \
 	default:                                                                        \
-		TILE(g, nblk, x, B, y, ldy, m, add, nb);
+		TILE(g, nblk, x, B, y, ldy, m, add, nb, far);
 #define DEFINE_R16(name, TILE, CASES)                                                   \
 	static void name(const uint8_t *g, int nblk, const void *x, int B, int nb,      \
-			 float *y, int ldy, int nrows, int add)                             \
+			 float *y, int ldy, int nrows, int add, int far)                    \
 	{                                                                               \
 		__mmask16 m = tail_mask(nrows);                                         \
 		switch (nb) {                                                           \
@@ -1255,11 +1260,14 @@ DEFINE_R16(matmul_q6_k_r16, r16_tile_q6_k, R16_CASES_8_ANY)
  * the same bits as the 16-row tiles. (Slices of several blocks of each
  * group in turn were slower than one stream, and Q4_K's four groups
  * slower than its one: BENCHMARKS.md.) */
-#ifndef R16X4_AHEAD
-#define R16X4_AHEAD 1024
-#endif
+/* Near and far (kernels.h, far): one core alone from memory read Q4_0
+ * 4-8% faster 2048 bytes ahead than 1024, Q4_1 3-5%, Q5_0 13%, Q5_1 18%
+ * (1536 about as 2048, 3072 and 4096 slower); the model on two threads
+ * while the memory was slow decoded 2-3% slower (BENCHMARKS.md,
+ * 2026-12-06 sixth). */
+#define R16X4_AHEAD(far) ((far) ? 2048 : 1024)
 /* Whether the four-group kernel of type T prefetches its lines (quants
- * and headers) R16X4_AHEAD bytes ahead. Q8_0 reads faster on the
+ * and headers) R16X4_AHEAD(far) bytes ahead. Q8_0 reads faster on the
  * hardware prefetcher alone (decode at 94% of the bandwidth against 83%
  * in the slow state, 79% against 77% in the fast one), the nibble types
  * the same or slower without; prefetching the headers without the quants
@@ -1270,7 +1278,8 @@ INLINE int r16x4_prefetches(enum duet_dtype T)
 }
 
 INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16_STREAMS], int i,
-			int n, const struct duet_q8a_pair *p, int hh, __m512 acc[DUET_R16_STREAMS])
+			int n, const struct duet_q8a_pair *p, int hh, __m512 acc[DUET_R16_STREAMS],
+			const int far)
 {
 	const size_t at = duet_r16_quants_at(T, i, n), ha = duet_r16_heads_at(T, i);
 	const int lines = (int)duet_r16_block_bytes(T) / 64;
@@ -1293,7 +1302,7 @@ INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16
 		_Pragma("GCC unroll 4")
 		for (int g = 0; g < DUET_R16_STREAMS; g++) {
 			if (r16x4_prefetches(T))
-				PREFETCH(q[g] + at + R16X4_AHEAD + 64 * j);
+				PREFETCH(q[g] + at + R16X4_AHEAD(far) + 64 * j);
 			__m512i v = _mm512_loadu_si512(q[g] + at + 64 * j);
 			if (T == DUET_Q8_0) {
 				dp[g] = _mm512_dpbusd_epi32(dp[g], v, a);
@@ -1313,7 +1322,7 @@ INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16
 		if (r16x4_prefetches(T) && i % duet_r16_unit(T) == 0)
 			_Pragma("GCC unroll 4")
 			for (int l = 0; l < head_lines; l++)
-				PREFETCH(h + R16X4_AHEAD + 64 * l);
+				PREFETCH(h + R16X4_AHEAD(far) + 64 * l);
 		__m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
 		acc[g] = r16_acc(T, acc[g], dp[g], ws, r16_mins(T, h), p->d[8 * hh], corr);
 	}
@@ -1321,14 +1330,14 @@ INLINE void r16x4_block(const enum duet_dtype T, const uint8_t *const q[DUET_R16
 
 #define DEFINE_R16X4(name, T)                                                           \
 	static void name(const uint8_t *const q[DUET_R16_STREAMS], int nblk,            \
-			 const void *x, float *const y[DUET_R16_STREAMS], int add)              \
+			 const void *x, float *const y[DUET_R16_STREAMS], int add, int far)     \
 	{                                                                               \
 		__m512 acc[DUET_R16_STREAMS];                                           \
 		for (int g = 0; g < DUET_R16_STREAMS; g++)                              \
 			acc[g] = add ? _mm512_loadu_ps(y[g]) : _mm512_setzero_ps();     \
 		for (int i = 0; i < nblk; i++)                                          \
 			r16x4_block(T, q, i, nblk, (const struct duet_q8a_pair *)x + (i >> 1), \
-				    i & 1, acc);                                        \
+				    i & 1, acc, far);                                   \
 		for (int g = 0; g < DUET_R16_STREAMS; g++)                              \
 			_mm512_storeu_ps(y[g], acc[g]);                                 \
 	}
@@ -1404,10 +1413,12 @@ DEFINE_TILES_BF(tiles_bf_hi, 1)
  * the panel's slice stays in L2 while the weights pass (all 512 rows of a
  * prompt were read from L3 again for every block of weight rows). */
 #define BC 64
-/* Bytes ahead that each of a decode tile's streams is prefetched. */
-#ifndef AHEAD_B1
+/* Bytes ahead that each of a decode tile's streams is prefetched. (One
+ * core alone from memory read F16 7.5% and Q5_K 18% faster 2048 bytes
+ * ahead, BF16 the same, F32 3% slower; in the model F16 decoded 3.9
+ * points faster in the fast state and 3.7 slower in the slow one:
+ * BENCHMARKS.md, 2026-12-06 sixth.) */
 #define AHEAD_B1 1024
-#endif
 #define DEFINE_MATMUL(name, tiles, XT, OFF, KC)                                         \
 	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
 			 float *y, int ldy, int n0, int n1)                              \

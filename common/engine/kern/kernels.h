@@ -182,14 +182,21 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
  * meanwhile; one pass of 9-16 made batched decode of 12 and 16 sequences
  * 5-38% faster (Q8_0 at 16 the same; BENCHMARKS.md, 2026-12-05 fifth). */
 #define DUET_R16_SEQS 16
+/* far: which of a kernel's two software prefetch distances it takes, 0 the
+ * near, 1 the far. Which reads memory faster is the machine's state, not
+ * the kernel's: here one distance won by up to 29% while the memory was
+ * fast and lost by 8% while it was slow, and the VM switches between the
+ * two every few seconds, so engine/matmul.c picks per product by the
+ * speeds it measures (BENCHMARKS.md, 2026-12-06 sixth). The results do
+ * not depend on it. */
 typedef void (*duet_r16_fn)(const uint8_t *g, int nblk, const void *x, int B, int nb, float *y,
-			    int ldy, int nrows, int add);
+			    int ldy, int nrows, int add, int far);
 /* One activation row against DUET_R16_STREAMS full groups at once
  * (decode): group s at g[s], its 16 results at y[s] (added to them with
  * add); each group's arithmetic as above. */
 #define DUET_R16_STREAMS 4
 typedef void (*duet_r16x4_fn)(const uint8_t *const g[DUET_R16_STREAMS], int nblk,
-			      const void *x, float *const y[DUET_R16_STREAMS], int add);
+			      const void *x, float *const y[DUET_R16_STREAMS], int add, int far);
 /* duet_r16_pack for one type (engine/repack.h): the same bytes. */
 typedef void (*duet_r16_pack_fn)(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
 				 uint8_t *out);

@@ -345,11 +345,13 @@ static void matmul_kquant_r16(enum duet_dtype t, const uint8_t *g, int nblk,
 	}
 }
 
-/* The table's entries: each type's definition above with its type fixed. */
+/* The table's entries: each type's definition above with its type fixed
+ * (it does not prefetch: far is for the tables that do). */
 #define R16_KERNEL(name, DEF, T)                                                          \
 	static void name(const uint8_t *g, int nblk, const void *x, int B, int nb, float *y, \
-			 int ldy, int nrows, int add)                                     \
+			 int ldy, int nrows, int add, int far)                            \
 	{                                                                                 \
+		(void)far;                                                                \
 		DEF(T, g, nblk, x, B, nb, y, ldy, nrows, add);                            \
 	}
 R16_KERNEL(matmul_q8_0_r16, matmul_r16_pairs, DUET_Q8_0)
