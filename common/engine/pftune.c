@@ -17,7 +17,6 @@ void duet_pftune_report(struct duet_pftune *t, size_t bytes, double seconds)
 	double r = t->bytes / t->seconds;
 	t->rate[f] = t->windows[f] ? t->rate[f] + DUET_PFTUNE_RATE * (r - t->rate[f]) : r;
 	t->windows[f]++;
-	t->n_windows++;
 	t->in_window = 0;
 	t->bytes = t->seconds = 0;
 	/* each tried once first; then the faster, and the other every
@@ -27,5 +26,6 @@ void duet_pftune_report(struct duet_pftune *t, size_t bytes, double seconds)
 		return;
 	}
 	int best = t->rate[1] > t->rate[0];
-	t->far = t->n_windows % DUET_PFTUNE_EXPLORE == DUET_PFTUNE_EXPLORE - 1 ? !best : best;
+	unsigned done = t->windows[0] + t->windows[1];
+	t->far = done % DUET_PFTUNE_EXPLORE == DUET_PFTUNE_EXPLORE - 1 ? !best : best;
 }

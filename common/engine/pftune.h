@@ -33,7 +33,6 @@ struct duet_pftune {
 	int far;         /* the current window's distance */
 	int in_window;   /* products of it so far */
 	double bytes, seconds;
-	unsigned long n_windows;
 };
 
 /* The distance (0 near, 1 far) for the next product. */

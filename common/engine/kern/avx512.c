@@ -554,7 +554,7 @@ DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
  * 60-63, 16 KiB 58, 32 KiB 52 (BENCHMARKS.md, 2026-12-05 seventh); with
  * 16 KiB as its far distance `q4_k_m` decoded 1-3 points slower in both
  * states (2026-12-06 sixth). */
-#define R16_AHEAD_Q6_K(far) ((void)(far), 8 << 10)
+#define R16_AHEAD_Q6_K (8 << 10)
 
 INLINE int32_t dword_at(const int8_t *p)
 {
@@ -1135,10 +1135,12 @@ INLINE __m512i q6_sub(__m512i sum, const __m512i v[4], __m512i sc, const struct 
  * l and 96 + l; each value's two bits of qh (bits 2 kind, 2 kind + 1, kind
  * = which 32 of the half) moved to bits 4 and 5 (16-bit shifts: the bits
  * kept come from one byte) and merged with its nibble by one ternary
- * logic op. Prefetched R16_AHEAD_Q6_K(far) bytes ahead, line by line. */
+ * logic op. Prefetched R16_AHEAD_Q6_K bytes ahead, line by line (one
+ * distance: far is ignored). */
 INLINE void r16_tile_q6_k(const uint8_t *g, int nblk, const void *xv, int B, float *y, int ldy,
 			  __mmask16 m, int add, const int nb, const int far)
 {
+	(void)far;
 	const struct duet_q8k_block *x = xv;
 	const __m512i lo4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
 	__m512 acc[DUET_R16_SEQS];
@@ -1149,7 +1151,7 @@ INLINE void r16_tile_q6_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 		const struct duet_q8k_block *p = x + (size_t)i * B;
 		_Pragma("GCC unroll 5")
 		for (int j = 0; j < 5; j++)
-			PREFETCH(hi + R16_AHEAD_Q6_K(far) + 64 * j);
+			PREFETCH(hi + R16_AHEAD_Q6_K + 64 * j);
 		__m512i sum[DUET_R16_SEQS] = {0}, scw[8]; /* (the unused ones fold away) */
 		_Pragma("GCC unroll 8")
 		for (int w = 0; w < 8; w++) /* lane r: row r's scales 2w, 2w + 1 as words */
@@ -1172,7 +1174,7 @@ INLINE void r16_tile_q6_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 			const uint8_t *ql = qi + 64 * 12 * c;
 			_Pragma("GCC unroll 12")
 			for (int j = 0; j < 12; j++)
-				PREFETCH(ql + R16_AHEAD_Q6_K(far) + 64 * j);
+				PREFETCH(ql + R16_AHEAD_Q6_K + 64 * j);
 			__m512i qh[4];
 			_Pragma("GCC unroll 4")
 			for (int j = 0; j < 4; j++)

@@ -186,9 +186,9 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
  * near, 1 the far. Which reads memory faster is the machine's state, not
  * the kernel's: here one distance won by up to 29% while the memory was
  * fast and lost by 8% while it was slow, and the VM switches between the
- * two every few seconds, so engine/matmul.c picks per product by the
- * speeds it measures (BENCHMARKS.md, 2026-12-06 sixth). The results do
- * not depend on it. */
+ * two every few seconds, so engine/pftune.c picks it for each window of
+ * products by the read speed it measures (BENCHMARKS.md, 2026-12-06
+ * sixth). The results do not depend on it. */
 typedef void (*duet_r16_fn)(const uint8_t *g, int nblk, const void *x, int B, int nb, float *y,
 			    int ldy, int nrows, int add, int far);
 /* One activation row against DUET_R16_STREAMS full groups at once
