@@ -1,10 +1,15 @@
-/* The matmul kernels alone (make bench-matmul): y = x W^T over 16 distinct
+/* The matmul kernels alone (make bench-matmul): y = x W^T over distinct
  * weight matrices of one shape in huge pages, one after another as a
  * decode step meets them (so none is in cache), for B activation rows, on
  * all threads. Prints weight GB/s (what batch-1 decode is bound by) and
  * GFLOP/s (what wide batches are bound by), best of 5 passes, and the
  * passes' mean GB/s (about 7% below the best here: a decode step's
  * products meet the mean, not the best).
+ * The copies together take WORKING_SET bytes by default, a 1.1B model's
+ * weights: on this project's VM one core read the same kernel 15-20%
+ * faster over 200 MB of copies than over 400 MB or more (a plain read
+ * loop 10% faster), so a smaller set overstated what a decode step gets
+ * (BENCHMARKS.md, 2026-12-06 seventh).
  * Usage: bench_matmul TYPE B [N K [COPIES]]   (TYPE any weight type duet reads;
  * DUET_QDOT=exact for the exact q8_0 path, PACKED=1 for Q8_0 packed as a
  * decode node packs it) */
@@ -22,7 +27,8 @@
 #include "engine/repack.h"
 
 #define HUGE_PAGE ((size_t)2 << 20)
-#define MAX_COPIES 64
+#define MAX_COPIES 4096
+#define WORKING_SET ((size_t)1 << 30)
 #define PASSES 6
 
 int main(int argc, char **argv)
@@ -33,15 +39,19 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int B = atoi(argv[2]), N = argc > 3 ? atoi(argv[3]) : 5632, K = argc > 4 ? atoi(argv[4]) : 2048;
-	int copies = argc > 5 ? atoi(argv[5]) : 16;
+	int copies = argc > 5 ? atoi(argv[5]) : 0;
 	const char *q = getenv("DUET_QDOT");
 	enum duet_qdot qdot = DUET_QDOT_INT8;
-	if (B < 1 || B > 512 || N < 1 || K < 32 || K % duet_dtype_block(t) || copies < 1 || copies > MAX_COPIES ||
+	if (B < 1 || B > 512 || N < 1 || K < 32 || K % duet_dtype_block(t) || copies < 0 || copies > MAX_COPIES ||
 	    (q && duet_qdot_parse(q, &qdot))) {
 		fprintf(stderr, "bench_matmul: B 1-512, K a multiple of the block size, COPIES 1-%d\n", MAX_COPIES);
 		return 2;
 	}
 	size_t rb = duet_row_bytes(t, K), bytes = rb * (size_t)N;
+	if (copies == 0) {
+		size_t c = (WORKING_SET + bytes - 1) / bytes;
+		copies = c < 2 ? 2 : c > MAX_COPIES ? MAX_COPIES : (int)c;
+	}
 	size_t total = (bytes * (size_t)copies + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
 	uint8_t *w = aligned_alloc(HUGE_PAGE, total);
 	float *row = malloc(sizeof(float) * (size_t)K);
@@ -53,12 +63,19 @@ int main(int argc, char **argv)
 	(void)madvise(w, total, MADV_HUGEPAGE);
 	for (int k = 0; k < K; k++)
 		row[k] = (float)(k % 7) * 0.01f - 0.03f;
-	for (int c = 0; c < copies; c++)
-		for (int n = 0; n < N; n++)
-			duet_quant_row(t, row, w + (size_t)c * bytes + (size_t)n * rb, K);
+	/* one copy quantized, the others copied from it (the bytes do not
+	 * change the kernels' speed) */
+	for (int n = 0; n < N; n++)
+		duet_quant_row(t, row, w + (size_t)n * rb, K);
+	for (int c = 1; c < copies; c++)
+		memcpy(w + (size_t)c * bytes, w, bytes);
 	for (size_t i = 0; i < (size_t)B * K; i++)
 		x[i] = (float)(i % 13) * 0.01f;
-	struct duet_tensor ts[MAX_COPIES];
+	struct duet_tensor *ts = malloc(sizeof *ts * (size_t)copies);
+	if (!ts) {
+		fprintf(stderr, "bench_matmul: out of memory\n");
+		return 1;
+	}
 	struct duet_err err;
 	/* PACKED=1: Q8_0 in 16-row groups, as a decode node's weights are
 	 * (engine/repack.h); else in file layout, packed on the fly. */
@@ -91,12 +108,13 @@ int main(int argc, char **argv)
 		if (pass > 0)
 			sum += dt;
 	}
-	printf("%s%s B=%d N=%d K=%d (%s, %d threads): %.1f GB/s of weights, %.1f GFLOP/s, %.3f ms a matrix (mean of the passes %.1f GB/s)\n",
+	printf("%s%s B=%d N=%d K=%d (%s, %d threads): %.1f GB/s of weights, %.1f GFLOP/s, %.3f ms a matrix (mean of the passes %.1f GB/s; %d copies, %.0f MB)\n",
 	       duet_dtype_name(t), ts[0].layout == DUET_LAYOUT_R16 ? " packed" : "", B, N, K, duet_qdot_name(qdot), duet_threadpool_threads(tp),
 	       (double)bytes * copies / best * 1e-9, 2.0 * B * N * (double)K * copies / best * 1e-9,
-	       best / copies * 1e3, (double)bytes * copies / (sum / (PASSES - 1)) * 1e-9);
+	       best / copies * 1e3, (double)bytes * copies / (sum / (PASSES - 1)) * 1e-9, copies,
+	       (double)bytes * copies * 1e-6);
 	duet_matmul_free(&mm);
 	duet_threadpool_destroy(tp);
-	free(w), free(row), free(x), free(y);
+	free(w), free(row), free(x), free(y), free(ts);
 	return 0;
 }
