@@ -205,8 +205,8 @@ static void test_matmul(void **st)
 						}
 						memset(y, 0, sizeof(float) * BMAX * ldy);
 						/* Two row ranges: the split threads make. */
-						mm(w, rb, K, xa, B, y, ldy, 0, 13);
-						mm(w, rb, K, xa, B, y, ldy, 13, N);
+						mm(w, rb, K, xa, B, y, ldy, 0, 13, 0);
+						mm(w, rb, K, xa, B, y, ldy, 13, N, 0);
 						for (int b = 0; b < B; b++)
 							for (int n = 0; n < N; n++) {
 								double r = want[b * N + n];
@@ -222,10 +222,11 @@ static void test_matmul(void **st)
 							for (int n = N; n < ldy; n++)
 								assert_true(y[b * ldy + n] == 0);
 						/* How a call's rows fall into tiles (adjacent,
-						 * or a decode range's four quarters) changes no
-						 * bit of any row's result. */
+						 * or a decode range's four quarters) and the
+						 * prefetch distance change no bit of any
+						 * row's result. */
 						memset(y2, 0, sizeof(float) * BMAX * ldy);
-						mm(w, rb, K, xa, B, y2, ldy, 0, N);
+						mm(w, rb, K, xa, B, y2, ldy, 0, N, 1);
 						assert_memory_equal(y, y2, sizeof(float) * B * ldy);
 						/* AVX-VNNI's table is AVX2's with fused
 						 * dot products: the same integers, the
@@ -233,7 +234,7 @@ static void test_matmul(void **st)
 						if (!strcmp(isas[ii], "avxvnni")) {
 							memset(y2, 0, sizeof(float) * BMAX * ldy);
 							duet_kernels_matmul(duet_kernels_named("avx2"), t, act)(
-								w, rb, K, xa, B, y2, ldy, 0, N);
+								w, rb, K, xa, B, y2, ldy, 0, N, 0);
 							assert_memory_equal(y, y2, sizeof(float) * B * ldy);
 						}
 					}

@@ -113,19 +113,19 @@ static enum duet_act act_of(const struct duet_matmul *mm, const struct duet_matm
  * kernel fn; tmp (room for T x ACC_CHUNK floats) holds partial results
  * when accumulating. */
 static void kernel_rows(const struct duet_matmul_job *j, duet_matmul_fn fn, const void *x,
-			const uint8_t *wrows, long n, long nc, float *tmp)
+			const uint8_t *wrows, long n, long nc, float *tmp, int far)
 {
 	const struct duet_tensor *w = j->w;
 	int K = (int)w->cols, N = (int)w->rows;
 	if (!j->accumulate) {
-		fn(wrows, w->row_bytes, K, x, j->T, j->y + n, N, 0, (int)nc);
+		fn(wrows, w->row_bytes, K, x, j->T, j->y + n, N, 0, (int)nc, far);
 		return;
 	}
 	for (long c0 = 0; c0 < nc; c0 += ACC_CHUNK) {
 		long cn = nc - c0 < ACC_CHUNK ? nc - c0 : ACC_CHUNK;
 		/* The kernel writes column c of row b at tmp[b*ACC_CHUNK + c - c0]. */
 		fn(wrows + (size_t)c0 * w->row_bytes, w->row_bytes, K, x, j->T, tmp, ACC_CHUNK, 0,
-		   (int)cn);
+		   (int)cn, far);
 		for (int b = 0; b < j->T; b++) {
 			float *yr = j->y + (size_t)b * N + n + c0;
 			for (long c = 0; c < cn; c++)
@@ -145,7 +145,7 @@ static void row_into(const struct duet_tensor *w, int64_t r, uint8_t *out)
 /* The kernels, on rows [n0, n1) of the job's weights; rows16 holds 16 rows
  * of a packed tensor unpacked for kernels that read rows (the exact mode). */
 static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_job *j,
-		       long n0, long n1, float *tmp, uint8_t *rows16)
+		       long n0, long n1, float *tmp, uint8_t *rows16, int far)
 {
 	const struct duet_tensor *w = j->w;
 	enum duet_act act = act_of(mm, j);
@@ -155,14 +155,14 @@ static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_jo
 			: act == DUET_ACT_BF16 || act == DUET_ACT_BF16_HI ? (const void *)mm->bf
 					       : (const void *)mm->panel;
 	if (w->layout == DUET_LAYOUT_ROWS) {
-		kernel_rows(j, fn, x, duet_tensor_row(w, n0), n0, n1 - n0, tmp);
+		kernel_rows(j, fn, x, duet_tensor_row(w, n0), n0, n1 - n0, tmp, far);
 		return;
 	}
 	for (long n = n0; n < n1; n += DUET_R16_ROWS) {
 		long nc = n1 - n < DUET_R16_ROWS ? n1 - n : DUET_R16_ROWS;
 		for (long r = 0; r < nc; r++)
 			row_into(w, n + r, rows16 + (size_t)r * w->row_bytes);
-		kernel_rows(j, fn, x, rows16, n, nc, tmp);
+		kernel_rows(j, fn, x, rows16, n, nc, tmp, far);
 	}
 }
 
@@ -399,7 +399,7 @@ static void run_rows(const struct run_args *a, const struct duet_matmul_job *j, 
 	if (uses_r16(mm, j))
 		run_r16(mm, j, n0, n1, mm->rows16[ith], a->far);
 	else if (uses_kernels(mm, j))
-		run_kernel(mm, j, n0, n1, mm->scratch[ith], mm->rows16[ith]);
+		run_kernel(mm, j, n0, n1, mm->scratch[ith], mm->rows16[ith], a->far);
 	else
 		run_sgemm(mm, j, n0, n1, mm->scratch[ith], mm->rows16[ith]);
 }

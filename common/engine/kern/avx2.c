@@ -540,8 +540,9 @@ DEFINE_TILE_INT(tiles_q6_k, struct duet_q8k_block, DUET_Q6_K)
  * each row's result is the same either way. */
 #define DEFINE_MATMUL(name, tiles, XT, ROW, ROWS_FOR)                                   \
 	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
-			 float *y, int ldy, int n0, int n1)                              \
+			 float *y, int ldy, int n0, int n1, int far)                     \
 	{                                                                               \
+		(void)far;                                                              \
 		const uint8_t *w = wv;                                                  \
 		const int nr = ROWS_FOR(B);                                             \
 		if (nr == 4 && B <= MAX_NB) {                                           \

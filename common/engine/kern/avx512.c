@@ -1415,22 +1415,22 @@ DEFINE_TILES_BF(tiles_bf_hi, 1)
  * the panel's slice stays in L2 while the weights pass (all 512 rows of a
  * prompt were read from L3 again for every block of weight rows). */
 #define BC 64
-/* Bytes ahead that each of a decode tile's streams is prefetched. (One
- * core alone from memory read F16 7.5% and Q5_K 18% faster 2048 bytes
- * ahead, BF16 the same, F32 3% slower; in the model F16 decoded 3.9
- * points faster in the fast state and 3.7 slower in the slow one:
- * BENCHMARKS.md, 2026-12-06 sixth.) */
-#define AHEAD_B1 1024
+/* Bytes ahead that each of a decode tile's streams is prefetched, near and
+ * far (kernels.h, far). One core alone from memory read F16 7.5% and Q5_K
+ * 18% faster 2048 bytes ahead, BF16 the same, F32 3% slower; in the model
+ * F16 decoded 3.9 points faster in the fast state and 3.7 slower in the
+ * slow one (BENCHMARKS.md, 2026-12-06 sixth). */
+#define AHEAD_B1(far) ((far) ? 2048 : 1024)
 #define DEFINE_MATMUL(name, tiles, XT, OFF, KC)                                         \
 	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
-			 float *y, int ldy, int n0, int n1)                              \
+			 float *y, int ldy, int n0, int n1, int far)                     \
 	{                                                                               \
 		const uint8_t *w = wv;                                                  \
 		const XT *x = xv;                                                       \
 		if (B <= MAX_NB) {                                                      \
 			int q = (n1 - n0) / NR;                                         \
-			struct tgeo g4 = {(size_t)q * rb, AHEAD_B1, q};                 \
-			struct tgeo g1 = {rb, AHEAD_B1, 1};                             \
+			struct tgeo g4 = {(size_t)q * rb, AHEAD_B1(far), q};            \
+			struct tgeo g1 = {rb, AHEAD_B1(far), 1};                        \
 			for (int i = 0; i < q; i++)                                     \
 				tiles(w + (size_t)(n0 + i) * rb, g4, K, x, B, y + n0 + i, \
 				      ldy, 0, NR, B);                                   \

@@ -152,9 +152,10 @@ void duet_quant_q8k_ref(const float *x, int K, struct duet_q8k_block *panel, int
  * b in [0, B), the activations a panel in the form the kernel takes (f32,
  * or q8). Each weight row, stored in its own type, is read from memory
  * once for all B activation rows (a decode step reads the weights once for
- * the whole batch). */
+ * the whole batch). far as for the 16-row kernels below (the AVX-512
+ * row tiles' prefetch distance at B = 1; the others ignore it). */
 typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const void *panel,
-			       int B, float *y, int ldy, int n0, int n1);
+			       int B, float *y, int ldy, int n0, int n1, int far);
 
 /* Weights of a type with the 16-row form (engine/repack.h: Q8_0, Q4_0,
  * Q4_1, Q5_0, Q5_1, Q4_K, Q6_K) in one group (g the start of a slice of its blocks, the first a

@@ -37,8 +37,9 @@ static void matmul_any(enum duet_dtype t, const void *w, size_t row_bytes, int K
 
 #define F32_ACT_KERNEL(name, T)                                                          \
 	static void name(const void *w, size_t rb, int K, const void *x, int B, float *y, \
-			 int ldy, int n0, int n1)                                         \
+			 int ldy, int n0, int n1, int far)                                \
 	{                                                                                \
+		(void)far;                                                               \
 		matmul_any(T, w, rb, K, x, B, y, ldy, n0, n1);                           \
 	}
 F32_ACT_KERNEL(matmul_f32, DUET_F32)
@@ -160,8 +161,9 @@ static void matmul_any_int(enum duet_dtype t, enum duet_act act, const void *w, 
 
 #define INT_ACT_KERNEL(name, T, ACT)                                                     \
 	static void name(const void *w, size_t rb, int K, const void *x, int B, float *y, \
-			 int ldy, int n0, int n1)                                         \
+			 int ldy, int n0, int n1, int far)                                \
 	{                                                                                \
+		(void)far;                                                               \
 		matmul_any_int(T, ACT, w, rb, K, x, B, y, ldy, n0, n1);                  \
 	}
 INT_ACT_KERNEL(matmul_q8_0_q8, DUET_Q8_0, DUET_ACT_Q8)
