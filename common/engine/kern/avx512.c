@@ -1011,13 +1011,28 @@ DEFINE_PACK_NIBBLES(pack_q4_1_r16, DUET_Q4_1)
 DEFINE_PACK_NIBBLES(pack_q5_0_r16, DUET_Q5_0)
 DEFINE_PACK_NIBBLES(pack_q5_1_r16, DUET_Q5_1)
 
+/* Sub-block c of a Q4_K block (its values nib, the rows' scales times d
+ * in dsc) against nb sequences' activations p, into acc. */
+INLINE void q4_k_sub(__m512 acc[DUET_R16_SEQS], const __m512i nib[8],
+		     const struct duet_q8k_block *p, const int nb, int c, __m512 dsc)
+{
+	_Pragma("GCC unroll 8")
+	for (int b = 0; b < nb; b++) {
+		const int8_t *aq = p[b].q + duet_q8k_pos(32 * c);
+		/* (wider batches have a chain per sequence) */
+		__m512i dp = nb <= 2 ? dot8_2(nib, aq, 0) : dot8(nib, aq, 0);
+		acc[b] = acc_block(acc[b], dp, dsc, p[b].d);
+	}
+}
+
 /* Q4_K against nb activation rows (per-256, struct duet_q8k_block), as
  * the scalar definition: first the mins' exact sum (their word pairs
  * against the activations' sums per 16, vpdpwssd) comes off, then each 32
  * values' exact sum meets d x its 6-bit scale x the activations' scale.
  * Per 64-value chunk the low nibbles, then the high ones (read again from
- * L1), are shared by every row; the scales wait on the stack, so that the
- * nibbles and accumulators keep the registers (all at once spilled). */
+ * L1 but for one sequence), are shared by every row; the scales wait on
+ * the stack, so that the nibbles and accumulators keep the registers (all
+ * at once spilled). */
 INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, float *y, int ldy,
 			  __mmask16 m, int add, const int nb, const int far)
 {
@@ -1073,29 +1088,28 @@ INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 			acc[b] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins),
 						  _mm512_mul_ps(dmin, _mm512_set1_ps(a->d)), acc[b]);
 		}
-		_Pragma("GCC unroll 8")
-		for (int c = 0; c < 8; c++) {
-			/* sub-block c: the low (even c) or high nibbles of chunk c / 2 */
-			const uint8_t *qc = qi + 512 * (c / 2);
-			if (c % 2 == 0) {
-				_Pragma("GCC unroll 8")
-				for (int k = 0; k < 8; k++)
-					PREFETCH(qc + R16_AHEAD_Q4_K(far) + 64 * k);
-			}
-			__m512i nib[8];
+		for (int h = 0; h < 4; h++) {
+			/* chunk h: sub-block 2h its low nibbles, 2h + 1 its high */
+			const uint8_t *qc = qi + 512 * h;
+			__m512i v[8], nib[8];
 			_Pragma("GCC unroll 8")
 			for (int k = 0; k < 8; k++) {
-				__m512i v = _mm512_loadu_si512(qc + 64 * k);
-				nib[k] = _mm512_and_si512(c % 2 ? _mm512_srli_epi16(v, 4) : v, low);
+				PREFETCH(qc + R16_AHEAD_Q4_K(far) + 64 * k);
+				v[k] = _mm512_loadu_si512(qc + 64 * k);
+				nib[k] = _mm512_and_si512(v[k], low);
 			}
+			q4_k_sub(acc, nib, p, nb, 2 * h, dsc[2 * h]);
+			/* one sequence keeps the chunk's lines in registers for the
+			 * high nibbles (a load a line fewer: 5% faster from one core,
+			 * BENCHMARKS.md, 2026-12-06 seventh); wider passes need the
+			 * registers and read them again from L1 */
 			_Pragma("GCC unroll 8")
-			for (int b = 0; b < nb; b++) {
-				const struct duet_q8k_block *a = p + b;
-				const int8_t *aq = a->q + duet_q8k_pos(32 * c);
-				/* (wider batches have a chain per sequence) */
-				__m512i dp = nb <= 2 ? dot8_2(nib, aq, 0) : dot8(nib, aq, 0);
-				acc[b] = acc_block(acc[b], dp, dsc[c], a->d);
+			for (int k = 0; k < 8; k++) {
+				if (nb > 1)
+					v[k] = _mm512_loadu_si512(qc + 64 * k);
+				nib[k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), low);
 			}
+			q4_k_sub(acc, nib, p, nb, 2 * h + 1, dsc[2 * h + 1]);
 		}
 	}
 	r16_acc_store(acc, y, ldy, m, nb);
