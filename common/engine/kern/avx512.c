@@ -1433,7 +1433,8 @@ DEFINE_TILES_BF(tiles_bf_hi, 1)
  * far (kernels.h, far). One core alone from memory read F16 7.5% and Q5_K
  * 18% faster 2048 bytes ahead, BF16 the same, F32 3% slower; in the model
  * F16 decoded 3.9 points faster in the fast state and 3.7 slower in the
- * slow one (BENCHMARKS.md, 2026-12-06 sixth). */
+ * slow one at 2048 always, and 3 faster and the same with the distance
+ * chosen (BENCHMARKS.md, 2026-12-06 sixth and seventh). */
 #define AHEAD_B1(far) ((far) ? 2048 : 1024)
 #define DEFINE_MATMUL(name, tiles, XT, OFF, KC)                                         \
 	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
