@@ -44,7 +44,8 @@ int main(int argc, char **argv)
 	enum duet_qdot qdot = DUET_QDOT_INT8;
 	if (B < 1 || B > 512 || N < 1 || K < 32 || K % duet_dtype_block(t) || copies < 0 || copies > MAX_COPIES ||
 	    (q && duet_qdot_parse(q, &qdot))) {
-		fprintf(stderr, "bench_matmul: B 1-512, K a multiple of the block size, COPIES 1-%d\n", MAX_COPIES);
+		fprintf(stderr, "bench_matmul: B 1-512, K a multiple of the block size, COPIES 1-%d (0 or none: as many as make 1 GiB)\n",
+			MAX_COPIES);
 		return 2;
 	}
 	size_t rb = duet_row_bytes(t, K), bytes = rb * (size_t)N;
