@@ -18,12 +18,17 @@
 # queueing and placement apart from the host's speed.
 #
 #   colocated:     two decode nodes, --policy colocated; simulated with the
-#                  huge-page profile (a decode node's weights) taken beside
-#                  a decode loop (NEIGHBOUR)
+#                  huge-page profile (a decode node's weights)
 #   disaggregated: one prefill node (its default: mapped weights, so its
-#                  profile is measured with --weights mmap, beside a decode
-#                  loop) and one decode node (huge pages, beside a prefill
-#                  loop), --policy length-aware
+#                  profile is measured with --weights mmap) and one decode
+#                  node (huge pages), --policy length-aware
+#
+# The two nodes of either configuration share this machine's memory, and
+# each slows the other while it reads weights or KV (NEIGHBOUR): every
+# profile is taken alone and again beside a decode loop on the other CPU
+# (its beside model, plan/profile.h), and the simulator runs each pass
+# between the two by what its neighbour is doing at the time
+# (--machine-nodes 2).
 #
 # Same slice, rates, SLOs (from bench-cluster's unloaded probe) and router
 # objectives for both. Writes OUT/validation.csv and OUT/validation.md (the
@@ -43,10 +48,9 @@
 #             more, the table shows their mean and range and counts the
 #             figures whose repetitions differ by more than the tolerance
 #   PROFILE_CPU  CPU the profiles are measured on [the last one]
-#   NEIGHBOUR 1: each profile is measured beside the work its node has beside
-#             it in the cluster, on the other CPU (colocated decode nodes: a
-#             decode loop; the disaggregated decode node: a prefill loop; the
-#             prefill node: a decode loop); 0: on an otherwise idle machine [1]
+#   NEIGHBOUR 1: each profile is measured alone and beside a decode loop on
+#             the other CPU, and the nodes simulated as sharing one machine;
+#             0: alone only, every node its own machine [1]
 #   TOLERANCE relative difference counted as agreeing [0.15]
 #   OUT       results [BUILD/validate-plan]
 #   RESIMULATE  1: measure nothing, simulate again against the profiles and
@@ -76,16 +80,14 @@ unset OPENBLAS_CORETYPE
 name=${TRACE%.*}
 mkdir -p "$OUT"
 
-# Two nodes on the two CPUs of one machine share its memory system (and,
-# on a VM's vCPUs, maybe one core): on this machine a decode loop beside
-# another ran at 0.59-0.73x its speed alone (BENCHMARKS.md, 2026-12-06), so
-# a profile taken alone is optimistic by that much for a node that has a
-# neighbour. The neighbour runs until the profile is taken.
-neighbour_start() { # decode | prefill
-	local args=(-p 0 -n 256)
-	[ "$1" = prefill ] && args=(-p 512 -n 0)
+# Two nodes on the two CPUs of one machine share its memory system: on
+# this machine a decode loop beside another ran at 0.59-0.73x its speed
+# alone, beside a prefill loop at 0.95x (BENCHMARKS.md, 2026-12-06 second).
+# The neighbour, a decode loop of one sequence (the hungriest for memory),
+# runs until the profile is taken.
+neighbour_start() {
 	taskset -c "$NEIGHBOUR_CPU" bash -c 'while :; do "$@" >/dev/null 2>&1 || exit; done' \
-		neighbour "$DUET" bench -m "$MODEL" -t 1 -r 1000 "${args[@]}" &
+		neighbour "$DUET" bench -m "$MODEL" -t 1 -r 1000 -p 0 -n 256 &
 	NEIGHBOUR_PID=$!
 	sleep 2
 }
@@ -94,28 +96,35 @@ neighbour_stop() {
 	pkill -f "$DUET bench -m $MODEL -t 1 -r 1000" 2>/dev/null || true
 	wait "$NEIGHBOUR_PID" 2>/dev/null || true
 }
-profile() { # name, the neighbour (decode, prefill), then duet bench options
+profile() { # name, alone | beside, then duet bench options
 	local p=$1 nb=$2 rc=0
 	shift 2
-	echo "   $p ($OUT/$p.json)$([ "$NEIGHBOUR" = 1 ] && echo ", beside a $nb loop on CPU $NEIGHBOUR_CPU")"
-	[ "$NEIGHBOUR" = 1 ] && neighbour_start "$nb"
+	echo "   $p ($OUT/$p.json)$([ "$nb" = beside ] && echo ", beside a decode loop on CPU $NEIGHBOUR_CPU")"
+	[ "$nb" = beside ] && neighbour_start
 	taskset -c "$PROFILE_CPU" "$DUET" bench -m "$MODEL" -t 1 --chunk "$CHUNK" -r 3 \
 		--profile "$OUT/$p.json" "$@" >"$OUT/$p.log" 2>&1 || rc=1
-	[ "$NEIGHBOUR" = 1 ] && neighbour_stop
+	[ "$nb" = beside ] && neighbour_stop
 	[ $rc = 0 ] || { cat "$OUT/$p.log"; exit 1; }
 }
+# A profile taken alone (name-alone) and, with NEIGHBOUR, beside a decode
+# loop (name-beside): name.json is the first with the second's step model
+# as its beside model.
+profile_pair() { # name, then duet bench options
+	local p=$1
+	shift
+	profile "$p-alone" alone "$@"
+	if [ "$NEIGHBOUR" = 1 ]; then
+		profile "$p-beside" beside "$@"
+		jq --slurpfile b "$OUT/$p-beside.json" '.beside = $b[0].step' "$OUT/$p-alone.json" >"$OUT/$p.json"
+	else
+		cp "$OUT/$p-alone.json" "$OUT/$p.json"
+	fi
+}
 profiles() { # before | after
-	profile "$1-hugepages" decode
-	# (alone, the disaggregated decode node's profile would be this one)
-	[ "$NEIGHBOUR" = 1 ] && profile "$1-decode" prefill
-	profile "$1-mmap" decode --weights mmap
+	profile_pair "$1-hugepages"
+	profile_pair "$1-mmap" --weights mmap
 }
-# The disaggregated decode node's profile (before | after): its own where
-# one was taken beside a prefill loop, else colocated's (NEIGHBOUR=0, and
-# runs measured before the neighbours).
-decode_profile() {
-	if [ -f "$OUT/$1-decode.json" ]; then echo "$1-decode"; else echo "$1-hugepages"; fi
-}
+MACHINE_NODES=$([ "$NEIGHBOUR" = 1 ] && echo 2 || echo 1)
 
 # A profile's plain step of one sequence at 512 positions, ms (its fitted
 # model: base + per sequence + 0.512 x per 1k positions).
@@ -177,35 +186,39 @@ step_ratio() { # cfg, node prefix, profile, k
 		"\((map(.measured_ms) | add) / (map(.model_ms) | add)) \(
 		[.[].spread] | transpose | map(add / length | tostring) | join(","))"'
 }
-simulate_both() { # profiles (as simulate), colocated's, the decode node's, the prefill node's
-	simulate "$1" colocated --profile "$OUT/$2.json" --prefill 0 --decode 2 --policy colocated
+simulate_both() { # profiles (as simulate), colocated's, the decode node's, the prefill node's, nodes a machine
+	simulate "$1" colocated --profile "$OUT/$2.json" --prefill 0 --decode 2 --policy colocated \
+		--machine-nodes "$5"
 	simulate "$1" disaggregated --prefill-profile "$OUT/$4.json" \
-		--decode-profile "$OUT/$3.json" --prefill 1 --decode 1 --policy length-aware
+		--decode-profile "$OUT/$3.json" --prefill 1 --decode 1 --policy length-aware \
+		--machine-nodes "$5"
 }
+# A profile scaled to the nodes' measured passes, which had their
+# neighbours' effect in them: without a beside model, simulated alone.
 retime() { # profile, "ratio spread" (step_ratio's), name of the re-timed one
 	local f
 	f=$(awk -v r="${2% *}" 'BEGIN { print 1 / r }')
 	"$DUET" plan scale "$OUT/$1.json" "$OUT/$3.json" --compute "$f" --bandwidth "$f" \
 		--step-spread "${2#* }" >/dev/null
+	jq 'del(.beside)' "$OUT/$3.json" >"$OUT/$3.json.tmp" && mv "$OUT/$3.json.tmp" "$OUT/$3.json"
 }
 for when in before after; do
-	simulate_both $when $when-hugepages "$(decode_profile $when)" $when-mmap
+	simulate_both $when $when-hugepages $when-hugepages $when-mmap "$MACHINE_NODES"
 done
 # Re-timed: each rate simulated alone with the profiles scaled by what
 # the nodes' passes took during that rate's replay, the rows joined into
 # one sweep.csv per configuration.
-dec_before=$(decode_profile before)
 : >"$OUT/retimed.txt"
 for k in ${SWEEP//,/ }; do
 	r_col=$(step_ratio colocated decode before-hugepages "$k")
-	r_dis=$(step_ratio disaggregated decode "$dec_before" "$k")
+	r_dis=$(step_ratio disaggregated decode before-hugepages "$k")
 	r_pre=$(step_ratio disaggregated prefill before-mmap "$k")
 	printf "== x%s: the nodes' passes against the profiles taken before: colocated decode x%.3f, disaggregated decode x%.3f, prefill x%.3f\n" \
 		"$k" "${r_col% *}" "${r_dis% *}" "${r_pre% *}" | tee -a "$OUT/retimed.txt"
 	retime before-hugepages "$r_col" "retimed-$k-colocated"
-	retime "$dec_before" "$r_dis" "retimed-$k-decode"
+	retime before-hugepages "$r_dis" "retimed-$k-decode"
 	retime before-mmap "$r_pre" "retimed-$k-prefill"
-	simulate_both "retimed-$k" "retimed-$k-colocated" "retimed-$k-decode" "retimed-$k-prefill"
+	simulate_both "retimed-$k" "retimed-$k-colocated" "retimed-$k-decode" "retimed-$k-prefill" 1
 done
 for cfg in colocated disaggregated; do
 	mkdir -p "$OUT/simulated-retimed/$cfg"

@@ -18,7 +18,7 @@ static struct plan_profile flat(void)
 {
 	struct plan_profile p;
 	plan_profile_defaults(&p);
-	p.base_ms = 10;
+	p.step.base_ms = 10;
 	p.max_batch_tokens = 512;
 	p.link_latency_ms = 0;
 	p.kv_bytes_per_token = 1000;
@@ -88,6 +88,52 @@ static void test_hand_timeline(void **state)
 	trace_free(&t);
 }
 
+/* Two colocated nodes on one machine (machine_nodes 2): every pass 10 ms
+ * alone, all of it reading memory, and 20 ms beside a decode loop (the
+ * beside model), so a pass runs at half speed while the other node's
+ * runs:
+ *   A at 0 on one node (10-token prompt, 2 tokens): prefill from 0, 5 ms
+ *     done at 5, the rest at half speed -> 15; its step from 15 at half
+ *     speed while B runs (10 ms to 25: 5 ms done), alone 25 (B between
+ *     passes, none), then beside B's step -> 35
+ *   B at 5 ms on the other: prefill from 5 at half speed -> 25; its step
+ *     from 25 at half speed to 35 (5 ms done), alone from 35 -> 40
+ * Each node its own machine: A 10, 20 and B 15, 25. */
+static void test_machine_shared(void **state)
+{
+	(void)state;
+	struct plan_profile p = flat();
+	p.has_beside = 1;
+	p.beside.base_ms = 20;
+	struct trace t;
+	make_trace(&t, 2, (double[]){0, 0.005}, (int[]){10, 10}, (int[]){2, 2});
+	struct sim_cfg c = cluster(&p, 0, 2, ROUTER_POLICY_COLOCATED);
+	const double shared[2][2] = {{0.015, 0.035}, {0.025, 0.040}};
+	const double apart[2][2] = {{0.010, 0.020}, {0.015, 0.025}};
+	for (int m = 1; m <= 2; m++) {
+		c.machine_nodes = m;
+		struct replay_result res[2];
+		struct sim_req out[2];
+		run(&c, &t, res, out);
+		assert_int_not_equal(out[0].dnode, out[1].dnode);
+		for (int i = 0; i < 2; i++) {
+			assert_int_equal(res[i].status, RS_OK);
+			assert_int_equal(res[i].n_tok, 2);
+			for (int k = 0; k < 2; k++)
+				assert_near(res[i].tok_s[k], (m == 2 ? shared : apart)[i][k], 1e-9);
+		}
+		replay_results_free(res, 2);
+	}
+	/* a neighbour doing half the memory-bound work of a decode loop
+	 * presses half as hard: 1 / (1 + 0.5 x (2 - 1)) */
+	p.step.seq_ms = 10; /* a pass of one sequence: half memory */
+	p.beside.seq_ms = 10;
+	assert_near(plan_profile_memory_share(&p, 1, 0, 0, 0), 0.5, 1e-12);
+	assert_near(plan_profile_beside_ms(&p, 1, 0, 0, 0) / plan_profile_step_ms(&p, 1, 0, 0, 0),
+		    1.5, 1e-12);
+	trace_free(&t);
+}
+
 /* A decode node keeps the router's TBT objective as the daemon does
  * (decode_chunk_budget): 10 ms a step and 1 ms a prompt token, one
  * colocated node, objective 15 ms:
@@ -99,7 +145,7 @@ static void test_chunk_budget(void **state)
 {
 	(void)state;
 	struct plan_profile p = flat();
-	p.token_ms = 1;
+	p.step.token_ms = 1;
 	p.max_batch_tokens = 64;
 	struct trace t;
 	make_trace(&t, 2, (double[]){0, 0.025}, (int[]){10, 20}, (int[]){12, 1});
@@ -241,7 +287,7 @@ static void test_prefix_cache_placement(void **state)
 {
 	(void)state;
 	struct plan_profile p = flat();
-	p.token_ms = 0.1;
+	p.step.token_ms = 0.1;
 	p.block_tokens = 16;
 	p.ingest_gb_s = 1e6;
 	struct trace t;
@@ -341,10 +387,10 @@ static void test_deterministic(void **state)
 {
 	(void)state;
 	struct plan_profile p = flat();
-	p.base_ms = 5;
-	p.seq_ms = 0.5;
-	p.token_ms = 0.2;
-	p.kctx_ms = 0.3;
+	p.step.base_ms = 5;
+	p.step.seq_ms = 0.5;
+	p.step.token_ms = 0.2;
+	p.step.kctx_ms = 0.3;
 	struct trace t;
 	busy_trace(&t);
 	struct sim_cfg c = cluster(&p, 2, 3, ROUTER_POLICY_LENGTH_AWARE);
@@ -389,10 +435,10 @@ static void test_prefix_cache_busy(void **state)
 {
 	(void)state;
 	struct plan_profile p = flat();
-	p.base_ms = 5;
-	p.seq_ms = 0.5;
-	p.token_ms = 0.2;
-	p.kctx_ms = 0.3;
+	p.step.base_ms = 5;
+	p.step.seq_ms = 0.5;
+	p.step.token_ms = 0.2;
+	p.step.kctx_ms = 0.3;
 	p.block_tokens = 16;
 	struct trace t;
 	busy_trace(&t);
@@ -481,16 +527,16 @@ static void test_profile_json(void **state)
 	(void)state;
 	struct duet_err err;
 	struct plan_profile p = flat(), q;
-	p.seq_ms = 2;
+	p.step.seq_ms = 2;
 	p.kv_tokens = 100000;
 	json_t *j = plan_profile_to_json(&p);
 	assert_int_equal(plan_profile_from_json(j, "test", &q, &err), 0);
-	assert_near(q.base_ms, 10, 0);
+	assert_near(q.step.base_ms, 10, 0);
 	assert_int_equal(q.kv_tokens, 100000);
 	/* faster arithmetic and memory: the parts each bounds scale */
 	plan_profile_scale(&q, 4, 2, 3);
-	assert_near(q.base_ms, 5, 1e-12);
-	assert_near(q.seq_ms, 0.5, 1e-12);
+	assert_near(q.step.base_ms, 5, 1e-12);
+	assert_near(q.step.seq_ms, 0.5, 1e-12);
 	assert_int_equal(q.kv_tokens, 300000);
 	/* a wrong field is named */
 	json_object_set_new(json_object_get(j, "step"), "seq_ms", json_string("fast"));
@@ -499,6 +545,26 @@ static void test_profile_json(void **state)
 	json_object_del(j, "step");
 	assert_int_not_equal(plan_profile_from_json(j, "test", &q, &err), 0);
 	assert_non_null(strstr(err.msg, "step"));
+	json_decref(j);
+	/* the beside model: through JSON, scaled with the step model, and a
+	 * wrong field of it named as its */
+	p.has_beside = 1;
+	p.beside = p.step;
+	p.beside.base_ms = 14;
+	j = plan_profile_to_json(&p);
+	assert_int_equal(plan_profile_from_json(j, "test", &q, &err), 0);
+	assert_true(q.has_beside);
+	assert_near(q.beside.base_ms, 14, 0);
+	plan_profile_scale(&q, 4, 2, 1);
+	assert_near(q.beside.base_ms, 7, 1e-12);
+	assert_near(q.beside.seq_ms, 0.5, 1e-12);
+	json_object_del(json_object_get(j, "beside"), "kctx_ms");
+	assert_int_not_equal(plan_profile_from_json(j, "test", &q, &err), 0);
+	assert_non_null(strstr(err.msg, "beside"));
+	assert_non_null(strstr(err.msg, "kctx_ms"));
+	json_object_del(j, "beside");
+	assert_int_equal(plan_profile_from_json(j, "test", &q, &err), 0);
+	assert_false(q.has_beside);
 	json_decref(j);
 }
 
@@ -585,7 +651,7 @@ static void test_trace_steps(void **state)
 {
 	(void)state;
 	struct plan_profile p = flat();
-	p.seq_ms = 2, p.token_ms = 1, p.kctx_ms = 4, p.kpair_ms = 1024;
+	p.step.seq_ms = 2, p.step.token_ms = 1, p.step.kctx_ms = 4, p.step.kpair_ms = 1024;
 	const char *text =
 		"[{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":1,\"args\":{\"name\":\"decode-0\"}},"
 		"{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":2,\"args\":{\"name\":\"prefill-0\"}},"
@@ -644,6 +710,7 @@ int main(void)
 		cmocka_unit_test(test_hand_timeline),
 		cmocka_unit_test(test_hand_disaggregated),
 		cmocka_unit_test(test_chunk_budget),
+		cmocka_unit_test(test_machine_shared),
 		cmocka_unit_test(test_first_token_release),
 		cmocka_unit_test(test_prefix_cache_timeline),
 		cmocka_unit_test(test_prefix_cache_placement),

@@ -118,11 +118,11 @@ static void fit(struct prof *p, struct plan_profile *out)
 			       q->pairs / 1048576.0 * w};
 		duet_linfit_add(&f, x, 1.0);
 	}
-	out->base_ms = f.w[0];
-	out->seq_ms = f.w[1];
-	out->token_ms = f.w[2];
-	out->kctx_ms = f.w[3];
-	out->kpair_ms = f.w[4];
+	out->step.base_ms = f.w[0];
+	out->step.seq_ms = f.w[1];
+	out->step.token_ms = f.w[2];
+	out->step.kctx_ms = f.w[3];
+	out->step.kpair_ms = f.w[4];
 	static double ratio[PROFILE_MAX_POINTS * PROFILE_MAX_REPS]; /* 128 KiB: not on the stack */
 	size_t n = 0;
 	for (int i = 0; i < p->n; i++) {
@@ -233,7 +233,7 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 		fprintf(o->table,
 			"step model: %.3f ms + %.4f ms/sequence + %.4f ms/prefill token + %.4f "
 			"ms/1k positions + %.4f ms/1M chunk pairs; error mean %.1f%%, worst %+.1f%%\n",
-			out->base_ms, out->seq_ms, out->token_ms, out->kctx_ms, out->kpair_ms, 100 * sum / p->n,
+			out->step.base_ms, out->step.seq_ms, out->step.token_ms, out->step.kctx_ms, out->step.kpair_ms, 100 * sum / p->n,
 			100 * worst);
 		if (out->has_spread)
 			fprintf(o->table,

@@ -55,6 +55,11 @@ static void usage(FILE *f)
 		"  --step-spread on|off    each pass takes its profile's model times a draw\n"
 		"                          from the profile's step_spread (on, the default,\n"
 		"                          for profiles that have one), or the model's time\n"
+		"  --machine-nodes K       nodes share machines K at a time, in order (prefill\n"
+		"                          nodes first): a pass runs slower while a machine-\n"
+		"                          mate's presses on its memory, up to the profile's\n"
+		"                          beside model beside a decode loop (default 1: each\n"
+		"                          node its own machine)\n"
 		"SLOs (goodput counts requests within both):\n"
 		"  --slo-ttft S, --slo-tbt S   seconds (required)\n"
 		"Output (simulate):\n"
@@ -152,7 +157,7 @@ enum {
 	O_RTTFT, O_RTBT, O_REPORT, O_CLIENT, O_FIRST, O_SLOTTFT, O_SLOTBT, O_SWEEP, O_OUT, O_LABEL,
 	O_NOPLOTS, O_PCACHE, O_MAXQ, O_QTIMEOUT, O_NODETYPE, O_BUDGET, O_MAXNODES, O_POLICIES, O_ATTAIN, O_CSV,
 	O_SPREAD,
-	O_ADMIT,
+	O_ADMIT, O_MACHINE,
 };
 
 static int parse(int argc, char **argv, struct plan_args *a)
@@ -176,7 +181,7 @@ static int parse(int argc, char **argv, struct plan_args *a)
 		{"budget", 1, 0, O_BUDGET},	   {"max-nodes", 1, 0, O_MAXNODES},
 		{"policies", 1, 0, O_POLICIES},	   {"attainment", 1, 0, O_ATTAIN},
 		{"csv", 1, 0, O_CSV},		   {"step-spread", 1, 0, O_SPREAD},
-		{"tbt-admission", 1, 0, O_ADMIT},
+		{"tbt-admission", 1, 0, O_ADMIT},  {"machine-nodes", 1, 0, O_MACHINE},
 		{"help", 0, 0, 'h'},
 		{0, 0, 0, 0}};
 	int c;
@@ -228,6 +233,7 @@ static int parse(int argc, char **argv, struct plan_args *a)
 				return cli_fail("plan", "--step-spread '%s': on or off", optarg), 2;
 			a->sim.step_spread = !strcmp(optarg, "on");
 			break;
+		case O_MACHINE: if (cli_int("--machine-nodes", optarg, 1, ROUTER_MAX_NODES, &v)) return 2; a->sim.machine_nodes = (int)v; break;
 		case O_SLOTTFT: if (cli_float("--slo-ttft", optarg, 1e-6, 1e6, &a->slo_ttft)) return 2; break;
 		case O_SLOTBT: if (cli_float("--slo-tbt", optarg, 1e-6, 1e6, &a->slo_tbt)) return 2; break;
 		case O_SWEEP:

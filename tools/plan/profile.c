@@ -34,11 +34,38 @@ static double pos(double c)
 	return c > 0 ? c : 0;
 }
 
+/* The memory-bound terms of a pass and the rest */
+static double memory_ms(const struct plan_step *c, double positions)
+{
+	return pos(c->base_ms) + pos(c->kctx_ms) * positions / 1024.0;
+}
+
+static double compute_ms(const struct plan_step *c, int seqs, long prefill_tokens, double pairs)
+{
+	return pos(c->seq_ms) * seqs + pos(c->token_ms) * (double)prefill_tokens +
+	       pos(c->kpair_ms) * pairs / 1048576.0;
+}
+
 double plan_profile_step_ms(const struct plan_profile *p, int seqs, long prefill_tokens,
 			    double positions, double pairs)
 {
-	return pos(p->base_ms) + pos(p->seq_ms) * seqs + pos(p->token_ms) * (double)prefill_tokens +
-	       pos(p->kctx_ms) * positions / 1024.0 + pos(p->kpair_ms) * pairs / 1048576.0;
+	return memory_ms(&p->step, positions) + compute_ms(&p->step, seqs, prefill_tokens, pairs);
+}
+
+double plan_profile_beside_ms(const struct plan_profile *p, int seqs, long prefill_tokens,
+			      double positions, double pairs)
+{
+	if (!p->has_beside)
+		return plan_profile_step_ms(p, seqs, prefill_tokens, positions, pairs);
+	return memory_ms(&p->beside, positions) + compute_ms(&p->beside, seqs, prefill_tokens, pairs);
+}
+
+double plan_profile_memory_share(const struct plan_profile *p, int seqs, long prefill_tokens,
+				 double positions, double pairs)
+{
+	double m = memory_ms(&p->step, positions),
+	       all = m + compute_ms(&p->step, seqs, prefill_tokens, pairs);
+	return all > 0 ? m / all : 0;
 }
 
 /* The quantile function the spread's points define: flat outside the
@@ -110,6 +137,30 @@ static int get_spread(json_t *root, const char *name, struct plan_profile *p, st
 }
 
 static int get_num(json_t *o, const char *key, const char *name, double lo, double hi,
+		   double *out, int required, struct duet_err *err);
+
+/* A step model's five coefficients in object `field` of j: "step"
+ * (required), "beside" (optional: *has says whether it is there). */
+static int get_step(json_t *j, const char *field, const char *name, struct plan_step *c, int *has,
+		    struct duet_err *err)
+{
+	json_t *o = json_object_get(j, field);
+	*has = o != NULL;
+	if (!o && strcmp(field, "step") != 0)
+		return 0;
+	if (!json_is_object(o))
+		return duet_errf(err, "%s: field '%s' (a step-time model) is %s", name, field,
+				 o ? "not an object" : "missing");
+	char where[PLAN_MODEL_MAX];
+	snprintf(where, sizeof where, "%s, %s", name, field);
+	return get_num(o, "base_ms", where, -1e6, 1e6, &c->base_ms, 1, err) ||
+	       get_num(o, "seq_ms", where, -1e6, 1e6, &c->seq_ms, 1, err) ||
+	       get_num(o, "token_ms", where, -1e6, 1e6, &c->token_ms, 1, err) ||
+	       get_num(o, "kctx_ms", where, -1e6, 1e6, &c->kctx_ms, 1, err) ||
+	       get_num(o, "kpair_ms", where, -1e6, 1e6, &c->kpair_ms, 0, err);
+}
+
+static int get_num(json_t *o, const char *key, const char *name, double lo, double hi,
 		   double *out, int required, struct duet_err *err)
 {
 	json_t *v = json_object_get(o, key);
@@ -159,18 +210,14 @@ int plan_profile_from_json(json_t *j, const char *name, struct plan_profile *p,
 	plan_profile_defaults(p);
 	if (!json_is_object(j))
 		return duet_errf(err, "%s: a profile is a JSON object", name);
-	json_t *step = json_object_get(j, "step");
-	if (!json_is_object(step))
-		return duet_errf(err, "%s: field 'step' (the step-time model) is missing", name);
+	int has_step;
+	if (get_step(j, "step", name, &p->step, &has_step, err) ||
+	    get_step(j, "beside", name, &p->beside, &p->has_beside, err))
+		return -1;
 	long threads = p->threads, mbt = p->max_batch_tokens, mbs = p->max_batch_seqs,
 	     bt = p->block_tokens, kvt = p->kv_tokens, ctx = p->ctx_len;
 	if (get_str(j, "name", name, p->name, sizeof p->name, err) ||
 	    get_str(j, "model", name, p->model, sizeof p->model, err) ||
-	    get_num(step, "base_ms", name, -1e6, 1e6, &p->base_ms, 1, err) ||
-	    get_num(step, "seq_ms", name, -1e6, 1e6, &p->seq_ms, 1, err) ||
-	    get_num(step, "token_ms", name, -1e6, 1e6, &p->token_ms, 1, err) ||
-	    get_num(step, "kctx_ms", name, -1e6, 1e6, &p->kctx_ms, 1, err) ||
-	    get_num(step, "kpair_ms", name, -1e6, 1e6, &p->kpair_ms, 0, err) ||
 	    get_int(j, "threads", name, 1, 1 << 16, &threads, err) ||
 	    get_int(j, "max_batch_tokens", name, 1, 1 << 20, &mbt, err) ||
 	    get_int(j, "max_batch_seqs", name, 1, 1 << 16, &mbs, err) ||
@@ -186,6 +233,8 @@ int plan_profile_from_json(json_t *j, const char *name, struct plan_profile *p,
 		return -1;
 	if (plan_profile_step_ms(p, 1, 0, 0, 0) <= 0)
 		return duet_errf(err, "%s: the step model gives a step of one sequence no time", name);
+	if (p->has_beside && plan_profile_beside_ms(p, 1, 0, 0, 0) <= 0)
+		return duet_errf(err, "%s: the beside model gives a step of one sequence no time", name);
 	if (kvt < ctx)
 		return duet_errf(err, "%s: kv_tokens %ld holds less than one sequence of ctx_len %ld",
 				 name, kvt, ctx);
@@ -214,8 +263,8 @@ json_t *plan_profile_to_json(const struct plan_profile *p)
 	json_t *j = json_pack("{s:s, s:s, s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:i, s:i, s:i, s:f, s:I, s:i, "
 			 "s:f, s:f, s:f, s:f}",
 			 "name", p->name, "model", p->model, "threads", p->threads, "step",
-			 "base_ms", p->base_ms, "seq_ms", p->seq_ms, "token_ms", p->token_ms,
-			 "kctx_ms", p->kctx_ms, "kpair_ms", p->kpair_ms, "max_batch_tokens", p->max_batch_tokens,
+			 "base_ms", p->step.base_ms, "seq_ms", p->step.seq_ms, "token_ms", p->step.token_ms,
+			 "kctx_ms", p->step.kctx_ms, "kpair_ms", p->step.kpair_ms, "max_batch_tokens", p->max_batch_tokens,
 			 "max_batch_seqs", p->max_batch_seqs, "block_tokens", p->block_tokens,
 			 "kv_bytes_per_token", p->kv_bytes_per_token, "kv_tokens",
 			 (json_int_t)p->kv_tokens, "ctx_len", p->ctx_len, "link_gb_s", p->link_gb_s,
@@ -227,15 +276,26 @@ json_t *plan_profile_to_json(const struct plan_profile *p)
 			json_array_append_new(a, json_real(p->spread[i]));
 		json_object_set_new(j, "step_spread", a);
 	}
+	if (j && p->has_beside)
+		json_object_set_new(j, "beside",
+				    json_pack("{s:f, s:f, s:f, s:f, s:f}", "base_ms", p->beside.base_ms,
+					      "seq_ms", p->beside.seq_ms, "token_ms", p->beside.token_ms,
+					      "kctx_ms", p->beside.kctx_ms, "kpair_ms", p->beside.kpair_ms));
 	return j;
+}
+
+static void scale_step(struct plan_step *c, double compute, double bandwidth)
+{
+	c->base_ms /= bandwidth;
+	c->kctx_ms /= bandwidth;
+	c->kpair_ms /= compute; /* chunk attention is matrix products */
+	c->seq_ms /= compute;
+	c->token_ms /= compute;
 }
 
 void plan_profile_scale(struct plan_profile *p, double compute, double bandwidth, double memory)
 {
-	p->base_ms /= bandwidth;
-	p->kctx_ms /= bandwidth;
-	p->kpair_ms /= compute; /* chunk attention is matrix products */
-	p->seq_ms /= compute;
-	p->token_ms /= compute;
+	scale_step(&p->step, compute, bandwidth);
+	scale_step(&p->beside, compute, bandwidth);
 	p->kv_tokens = (long)((double)p->kv_tokens * memory);
 }

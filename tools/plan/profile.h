@@ -22,11 +22,21 @@
  * every pass takes the model's time: the tails of the token gaps come out
  * short by what that scatter adds (BENCHMARKS.md, 2026-12-04 session 4).
  *
+ * Nodes that share a machine's memory slow each other down: on this
+ * project's two-vCPU VM a decode step beside another node's decode loop
+ * took 1.3x its time alone, beside a prefill loop 1.05x (BENCHMARKS.md,
+ * 2026-12-06 second). The optional beside model is the same step model
+ * measured while the machine's other CPU runs a decode loop of one
+ * sequence (the hungriest neighbour for memory bandwidth); the simulator
+ * (plan/sim.h, machine_nodes) runs a pass between its two models by how
+ * much of a memory-bound pass its neighbours are running at each moment.
+ *
  * The JSON form (every field but the fit's coefficients optional):
  *   {"name": "...", "model": "...", "threads": 1,
  *    "step": {"base_ms": .., "seq_ms": .., "token_ms": .., "kctx_ms": ..,
  *             "kpair_ms": .. (optional)},
  *    "step_spread": [13 ratios at PLAN_SPREAD_P, non-decreasing],
+ *    "beside": {the same five fields as "step"} (optional),
  *    "max_batch_tokens": 64, "max_batch_seqs": 64, "block_tokens": 16,
  *    "kv_bytes_per_token": .., "kv_tokens": .., "ctx_len": ..,
  *    "link_gb_s": .., "link_latency_ms": .., "ingest_gb_s": ..,
@@ -47,11 +57,16 @@ enum { PLAN_SPREAD_P1 = 0, PLAN_SPREAD_P10 = 2, PLAN_SPREAD_P50 = 6, PLAN_SPREAD
        PLAN_SPREAD_P99 = 12 };
 #define PLAN_MODEL_MAX 256
 
+/* A step-time model's coefficients (the formula above). */
+struct plan_step {
+	double base_ms, seq_ms, token_ms, kctx_ms, kpair_ms;
+};
+
 struct plan_profile {
 	char name[PLAN_NAME_MAX];
 	char model[PLAN_MODEL_MAX]; /* what it was measured with (free text) */
 	int threads;
-	double base_ms, seq_ms, token_ms, kctx_ms, kpair_ms;
+	struct plan_step step;
 	int max_batch_tokens; /* a node's max-batch-tokens: chunk of a prefill */
 	int max_batch_seqs;   /* prompts in one prefill batch */
 	int block_tokens;     /* KV positions per block */
@@ -64,6 +79,8 @@ struct plan_profile {
 	double price_per_hour;
 	int has_spread;
 	double spread[PLAN_SPREAD_N]; /* measured / model at plan_spread_p */
+	int has_beside;
+	struct plan_step beside; /* beside a neighbour's decode loop */
 };
 
 /* Defaults of a field a hand-written profile leaves out. */
@@ -71,6 +88,14 @@ void plan_profile_defaults(struct plan_profile *p);
 /* Milliseconds of a forward pass of this shape. */
 double plan_profile_step_ms(const struct plan_profile *p, int seqs, long prefill_tokens,
 			    double positions, double pairs);
+/* The same pass beside a neighbour's decode loop (the beside model; the
+ * step model where the profile has none). */
+double plan_profile_beside_ms(const struct plan_profile *p, int seqs, long prefill_tokens,
+			      double positions, double pairs);
+/* The share of a pass's time alone that reads memory (its base and
+ * attention-over-KV terms): how hard it presses on a neighbour. */
+double plan_profile_memory_share(const struct plan_profile *p, int seqs, long prefill_tokens,
+				 double positions, double pairs);
 /* How much longer than the model a pass drawn at u in [0, 1) takes: the
  * spread's quantile at u (its 1% below u = 0.01, its 99% above 0.99,
  * linear between), over the spread's mean; 1 without a spread. */

@@ -29,6 +29,7 @@ struct ev {
 	double t;
 	uint64_t order;
 	int type, a; /* a: request or node */
+	unsigned gen; /* EV_PASS_DONE: the node's pass it ends (snode.pass_gen) */
 };
 
 enum sreq_state { SQ_QUEUED, SQ_PREFILL, SQ_WAIT_KV, SQ_INGEST, SQ_LOCAL,
@@ -63,6 +64,13 @@ struct snode {
 	int n_batch, cap_batch;
 	long pass_tokens;
 	double pass_t0, pass_end;
+	/* machine_nodes: what is left of the pass in seconds alone as of
+	 * work_t, its speed (1 alone), how much slower it runs beside a
+	 * neighbour's decode loop (its two models' ratio) and the share of
+	 * it that reads memory (how hard it presses on its neighbours, as
+	 * a share of a decode step of one sequence's) */
+	double work_s, work_t, speed, beside, press;
+	unsigned pass_gen; /* the pass end last pushed */
 	int blocks_free, blocks_total;
 	double rate;	/* prefill: tokens/s, as the node averages it */
 	double step_ms; /* decode: as the node averages it */
@@ -125,6 +133,98 @@ static double pass_ms(const struct sim *s, struct snode *n, double positions, do
 	return ms * plan_profile_jitter(n->p, (double)(n->rng >> 11) / 9007199254740992.0);
 }
 
+/* ---- machines: nodes that share memory ---- */
+
+/* The positions of a decode loop of one sequence over 256 tokens from an
+ * empty context on average (what a profile's beside model is measured
+ * beside: bench/validate_plan.sh) */
+#define DECODE_LOOP_POSITIONS 128
+
+static int shares_machine(const struct sim *s)
+{
+	return s->c->machine_nodes > 1;
+}
+
+/* A pass's speed while its machine-mates' passes press on it: their
+ * pressures summed, and at a pressure of 1 (one neighbour's decode loop)
+ * the beside model's time. */
+static double speed_of(const struct sim *s, int ni)
+{
+	int m = s->c->machine_nodes, first = ni / m * m;
+	double press = 0;
+	for (int k = first; k < first + m && k < s->n_nodes; k++)
+		if (k != ni && s->nodes[k].busy)
+			press += s->nodes[k].press;
+	return 1 / (1 + press * (s->nodes[ni].beside - 1));
+}
+
+/* Node ni's machine changed (a pass began or ended at s->now): every pass
+ * on it runs on at its new speed, its end moved where that puts it. */
+static void push_pass_end(struct sim *s, int ni);
+
+static void machine_changed(struct sim *s, int ni)
+{
+	int m = s->c->machine_nodes, first = ni / m * m;
+	for (int k = first; k < first + m && k < s->n_nodes; k++) {
+		struct snode *n = &s->nodes[k];
+		if (!n->busy)
+			continue;
+		n->work_s -= (s->now - n->work_t) * n->speed;
+		n->work_t = s->now;
+		n->speed = speed_of(s, k);
+		double end = s->now + (n->work_s > 0 ? n->work_s : 0) / n->speed;
+		if (end != n->pass_end) {
+			n->pass_end = end;
+			push_pass_end(s, k);
+		}
+	}
+}
+
+/* Node ni's pass (of this shape) begins now and ends at `end` alone. */
+static void begin_pass(struct sim *s, int ni, double end, double ingest, double positions,
+		       double pairs)
+{
+	struct snode *n = &s->nodes[ni];
+	n->busy = 1;
+	n->pass_t0 = s->now;
+	n->pass_end = end;
+	if (!shares_machine(s)) {
+		push_pass_end(s, ni);
+		return;
+	}
+	const struct plan_profile *p = n->p;
+	double alone = plan_profile_step_ms(p, n->n_batch, n->pass_tokens, positions, pairs);
+	n->beside = alone > 0 ? plan_profile_beside_ms(p, n->n_batch, n->pass_tokens, positions,
+						       pairs) / alone
+			      : 1;
+	/* KV written into the cache is all memory; a pass of no sequence is
+	 * only that */
+	double mem = plan_profile_memory_share(p, n->n_batch, n->pass_tokens, positions, pairs);
+	double ref = plan_profile_memory_share(p, 1, 0, DECODE_LOOP_POSITIONS, 0);
+	double in_ms = ingest * 1e3, ms = n->n_batch ? alone : 0;
+	n->press = ref > 0 && in_ms + ms > 0 ? (in_ms + mem * ms) / (in_ms + ms) / ref : 0;
+	n->work_s = end - s->now;
+	n->work_t = s->now;
+	n->speed = 1;
+	n->pass_end = -1; /* pushed by machine_changed */
+	machine_changed(s, ni);
+}
+
+/* Node ni's pass has ended: its machine-mates run on without it. */
+static void pass_over(struct sim *s, int ni)
+{
+	s->nodes[ni].busy = 0;
+	if (shares_machine(s))
+		machine_changed(s, ni);
+}
+
+/* Whether e is the end of node e->a's pass as it now stands (a pass whose
+ * machine changed has had its end moved). */
+static int pass_done_now(const struct sim *s, const struct ev *e)
+{
+	return e->gen == s->nodes[e->a].pass_gen;
+}
+
 /* ---- the event heap ---- */
 
 static int ev_before(const struct ev *x, const struct ev *y)
@@ -132,7 +232,7 @@ static int ev_before(const struct ev *x, const struct ev *y)
 	return x->t < y->t || (x->t == y->t && x->order < y->order);
 }
 
-static void push_ordered(struct sim *s, double t, int type, int a, uint64_t order)
+static void push_ordered(struct sim *s, double t, int type, int a, uint64_t order, unsigned gen)
 {
 	struct ev *h = duet_grow(s->heap, &s->cap_heap, s->n_heap + 1, sizeof *h, 1024);
 	if (!h) {
@@ -141,7 +241,7 @@ static void push_ordered(struct sim *s, double t, int type, int a, uint64_t orde
 	}
 	s->heap = h;
 	int i = s->n_heap++;
-	struct ev e = {t, order, type, a};
+	struct ev e = {t, order, type, a, gen};
 	while (i > 0 && ev_before(&e, &h[(i - 1) / 2])) {
 		h[i] = h[(i - 1) / 2];
 		i = (i - 1) / 2;
@@ -151,7 +251,15 @@ static void push_ordered(struct sim *s, double t, int type, int a, uint64_t orde
 
 static void push(struct sim *s, double t, int type, int a)
 {
-	push_ordered(s, t, type, a, s->order++);
+	push_ordered(s, t, type, a, s->order++, 0);
+}
+
+/* The end of node ni's pass, where it now stands: an end pushed before
+ * (its machine changed since) is stale. */
+static void push_pass_end(struct sim *s, int ni)
+{
+	struct snode *n = &s->nodes[ni];
+	push_ordered(s, n->pass_end, EV_PASS_DONE, ni, s->order++, ++n->pass_gen);
 }
 
 /* Arrivals enter the heap one at a time (the trace is in time order), so
@@ -162,7 +270,7 @@ static void push_arrival(struct sim *s, int from)
 	for (int i = from; i < s->n_rq; i++)
 		if (s->rq[i].st != SQ_DONE) {
 			push_ordered(s, s->res[i].sent_s + s->c->client_ms / 1e3, EV_ARRIVE, i,
-				     (uint64_t)(s->n_nodes + i));
+				     (uint64_t)(s->n_nodes + i), 0);
 			return;
 		}
 }
@@ -454,11 +562,8 @@ static void start_prefill(struct sim *s, int ni)
 	if (!n->n_batch)
 		return;
 	n->pass_tokens = p->max_batch_tokens - budget;
-	n->pass_t0 = s->now;
-	n->busy = 1;
 	double ms = pass_ms(s, n, positions, pairs);
-	n->pass_end = s->now + ms / 1e3;
-	push(s, n->pass_end, EV_PASS_DONE, ni);
+	begin_pass(s, ni, s->now + ms / 1e3, 0, positions, pairs);
 }
 
 /* The prompt tokens a decode node lets a step carry beside its n_batch
@@ -515,16 +620,13 @@ static void start_decode(struct sim *s, int ni)
 	if (!n->n_batch && ingest <= 0)
 		return;
 	n->pass_tokens = budget0 - budget;
-	n->pass_t0 = s->now;
-	n->busy = 1;
 	double ms = n->n_batch ? pass_ms(s, n, positions, pairs) : 0;
 	if (n->n_batch) {
 		n->step_ms = n->step_ms == 0 ? ms : 0.9 * n->step_ms + 0.1 * ms;
 		n->steps++;
 		s->st->steps++;
 	}
-	n->pass_end = s->now + ingest + ms / 1e3;
-	push(s, n->pass_end, EV_PASS_DONE, ni);
+	begin_pass(s, ni, s->now + ingest + ms / 1e3, ingest, positions, pairs);
 }
 
 static void start_pass(struct sim *s, int ni)
@@ -567,14 +669,14 @@ static void prefill_done(struct sim *s, int ni)
 		q->st = SQ_WAIT_KV;
 		push(s, done + p->link_latency_ms / 1e3, EV_KV, i);
 	}
-	n->busy = 0;
+	pass_over(s, ni);
 	kick(s, ni);
 }
 
 static void decode_done(struct sim *s, int ni)
 {
 	struct snode *n = &s->nodes[ni];
-	n->busy = 0;
+	pass_over(s, ni);
 	for (int k = 0; k < n->n_batch; k++) {
 		int i = n->batch[k];
 		struct sreq *q = &s->rq[i];
@@ -637,10 +739,10 @@ static void report(struct sim *s, int ni)
 		l.step_ms = (float)n->step_ms;
 		if (n->steps) {
 			/* what the node's online fit converges to */
-			l.step_base_ms = (float)n->p->base_ms;
-			l.step_seq_ms = (float)n->p->seq_ms;
-			l.step_token_ms = (float)n->p->token_ms;
-			l.step_kctx_ms = (float)n->p->kctx_ms;
+			l.step_base_ms = (float)n->p->step.base_ms;
+			l.step_seq_ms = (float)n->p->step.seq_ms;
+			l.step_token_ms = (float)n->p->step.token_ms;
+			l.step_kctx_ms = (float)n->p->step.kctx_ms;
 			l.steps_fitted = n->steps;
 		}
 	}
@@ -760,6 +862,8 @@ static void handle(struct sim *s, const struct ev *e)
 		}
 		return;
 	}
+	if (e->type == EV_PASS_DONE && !pass_done_now(s, e))
+		return; /* moved since: its machine changed */
 	if (e->type == EV_PASS_DONE)
 		touch(s, e->a);
 	else if (q && e->type != EV_ARRIVE)

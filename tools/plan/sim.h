@@ -18,7 +18,9 @@
  * cached, prompts done are offered to the cache, and load reports carry
  * the cache's summary to placement, as the daemons do. A request no decode
  * node has room for waits in the router's queue, within max-queue and
- * queue-timeout-ms, as in router/core.c. Not simulated: node failures. */
+ * queue-timeout-ms, as in router/core.c. Nodes that share a machine
+ * (machine_nodes) slow each other's passes as the profiles' beside models
+ * say. Not simulated: node failures. */
 #ifndef DUET_PLAN_SIM_H
 #define DUET_PLAN_SIM_H
 
@@ -59,6 +61,11 @@ struct sim_cfg {
 	 * profile's step spread (profiles without one: the model's time);
 	 * 0: the model's time */
 	int step_spread;
+	/* nodes per machine, in index order (prefill nodes first): nodes of
+	 * one machine share its memory, and a pass runs slower while a
+	 * machine-mate's pass presses on it (the profile's beside model,
+	 * plan/profile.h); 0 or 1: every node its own machine */
+	int machine_nodes;
 };
 
 /* A request's placement (its last), and its outcome when tokens are not

@@ -85,7 +85,7 @@ static int write_summary(const char *dir, const struct plan_args *a, const struc
 	json_object_set_new(
 		j, "simulated",
 		json_pack("{s:i, s:i, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, "
-			  "s:I, s:f, s:b, s:i, s:i, s:I, s:I, s:b, s:b}",
+			  "s:I, s:f, s:b, s:i, s:i, s:I, s:I, s:b, s:b, s:i}",
 			  "prefill_nodes", c->n_prefill, "decode_nodes", c->n_decode, "policy",
 			  router_policy_name(c->policy), "prefill_profile", c->prefill->name,
 			  "decode_profile", c->decode->name, "local_max_prompt", c->local_max_prompt,
@@ -98,7 +98,8 @@ static int write_summary(const char *dir, const struct plan_args *a, const struc
 			  c->max_queue, "queue_timeout_ms", c->queue_timeout_ms, "queue_full",
 			  (json_int_t)st->queue_full, "queue_timeouts", (json_int_t)st->queue_timeouts,
 			  "step_spread", c->step_spread && (c->decode->has_spread || c->prefill->has_spread),
-			  "router_tbt_admission", c->tbt_admission));
+			  "router_tbt_admission", c->tbt_admission, "machine_nodes",
+			  c->machine_nodes > 1 ? c->machine_nodes : 1));
 	char path[4096];
 	snprintf(path, sizeof path, "%s/summary.json", dir);
 	int bad = json_dump_file(j, path, JSON_INDENT(2) | JSON_SORT_KEYS);
