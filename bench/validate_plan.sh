@@ -82,7 +82,8 @@ mkdir -p "$OUT"
 
 # Two nodes on the two CPUs of one machine share its memory system: on
 # this machine a decode loop beside another ran at 0.59-0.73x its speed
-# alone, beside a prefill loop at 0.95x (BENCHMARKS.md, 2026-12-06 second).
+# alone, beside a prefill loop at 0.95x (BENCHMARKS.md, 2026-12-06 second),
+# though only in episodes of the host's (2026-12-06 eighth).
 # The neighbour, a decode loop of one sequence (the hungriest for memory),
 # runs until the profile is taken.
 neighbour_start() {
