@@ -68,9 +68,9 @@ int decode_calibrate(struct decode *d, struct duet_err *err)
 	    (decode_ms = timed_forward(d, &kv, tokens + 1 + chunk, 1, logits, err)) < 0)
 		goto out;
 	double x[DECODE_STEP_MODEL_FEATURES];
-	decode_step_features(1, chunk, chunk + 1, x);
+	decode_step_features(1, chunk, chunk + 1, chunk, x); /* the chunk after one token */
 	duet_linfit_add(&d->step_model, x, chunk_ms);
-	decode_step_features(1, 0, chunk + 2, x);
+	decode_step_features(1, 0, chunk + 2, 0, x);
 	duet_linfit_add(&d->step_model, x, decode_ms);
 	d->steps_fitted += 2;
 	double per_token = chunk_ms > decode_ms ? (chunk_ms - decode_ms) / chunk : 0;

@@ -167,13 +167,15 @@ void decode_kv_event(struct decode *d, const struct kv_event *ev);
 /* The step-time model's forgetting factor: about the last 200 steps count. */
 #define DECODE_STEP_MODEL_LAMBDA 0.995
 #define DECODE_STEP_MODEL_RIDGE 1e-3
-#define DECODE_STEP_MODEL_FEATURES 4
+#define DECODE_STEP_MODEL_FEATURES 5
 /* the feature counting a step's prompt tokens */
 #define DECODE_STEP_FEATURE_TOKENS 2
 void decode_step_model_init(struct decode *d);
 /* A step's features: its sequences, prompt (and verified proposal) rows,
- * and the positions its sequences hold after it. */
-void decode_step_features(int seqs, int prefill_tokens, long long positions, double *x);
+ * the positions its sequences hold after it, and its prompt rows times the
+ * positions before them (chunk attention's pairs). */
+void decode_step_features(int seqs, int prefill_tokens, long long positions, long long pairs,
+			  double *x);
 /* Prompt tokens the next step may carry (1 to max-batch-tokens). */
 int decode_chunk_budget(const struct decode *d);
 

@@ -165,7 +165,7 @@ void decode_step(struct decode *d)
 	d->step_ms = d->step_ms == 0 ? ms : 0.9 * d->step_ms + 0.1 * ms;
 	double x[DECODE_STEP_MODEL_FEATURES];
 	/* verified proposals are rows like a prompt's */
-	decode_step_features(n, budget0 - budget + spec_rows, positions, x);
+	decode_step_features(n, budget0 - budget + spec_rows, positions, pairs, x);
 	duet_linfit_add(&d->step_model, x, ms);
 	d->steps_fitted++;
 	for (int i = 0; i < n; i++) {

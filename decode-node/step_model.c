@@ -14,13 +14,23 @@ void decode_step_model_init(struct decode *d)
 
 /* What a step's time depends on: a fixed part (reading the weights once),
  * each sequence (its activations through every matmul), each prefill
- * token (the same, heavier), and attention over the positions seen. */
-void decode_step_features(int seqs, int prefill_tokens, long long positions, double *x)
+ * token (the same, heavier), attention over the positions seen, and a
+ * prompt chunk's attention over the prompt before it. Without the last, a
+ * node that prefills long prompts itself put their chunks' attention on
+ * the positions and took it off the sequences: replayed over a colocated
+ * node's steps on the code trace, the fit missed a step by 17% on average
+ * and under-predicted a third of the steps that carry a chunk beside
+ * streams by over 30%, so those chunks overran the TBT objective (50-55
+ * ms steps against 29); with it 7%, and 6% of them (BENCHMARKS.md,
+ * 2026-12-06 eighth). The router reads the first four (its load reports). */
+void decode_step_features(int seqs, int prefill_tokens, long long positions, long long pairs,
+			  double *x)
 {
 	x[0] = 1;
 	x[1] = seqs;
 	x[2] = prefill_tokens;
 	x[3] = (double)positions / 1024.0;
+	x[4] = (double)pairs / 1048576.0;
 }
 
 /* Prompt tokens this step may carry. While sequences stream, a prompt
@@ -49,8 +59,9 @@ int decode_chunk_budget(const struct decode *d)
 	if (!running || !target || !first || d->steps_fitted < 2)
 		return budget;
 	double x0[DECODE_STEP_MODEL_FEATURES], x1[DECODE_STEP_MODEL_FEATURES];
-	decode_step_features(running + 1, 0, positions + first->prefilled, x0);
-	decode_step_features(running + 1, 1, positions + first->prefilled + 1, x1);
+	/* a prompt token attends over the prompt before it */
+	decode_step_features(running + 1, 0, positions + first->prefilled, 0, x0);
+	decode_step_features(running + 1, 1, positions + first->prefilled + 1, first->prefilled, x1);
 	double base = duet_linfit_predict(&d->step_model, x0);
 	return duet_chunk_within(budget, target, base, duet_linfit_predict(&d->step_model, x1) - base);
 }

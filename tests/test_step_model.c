@@ -9,8 +9,9 @@
 #include "../decode-node/decode.h"
 
 /* A node whose steps cost 10 ms + 2 a sequence + 1.5 a prompt token + 3
- * a 1024 positions, fitted from noise-free steps. */
-static void fitted(struct decode *d)
+ * a 1024 positions + kpair a 2^20 chunk attention pairs, fitted from
+ * noise-free steps. */
+static void fitted_pairs(struct decode *d, double kpair)
 {
 	memset(d, 0, sizeof *d);
 	d->node.cfg.max_batch_tokens = 64;
@@ -18,11 +19,17 @@ static void fitted(struct decode *d)
 	for (int i = 0; i < 600; i++) {
 		double x[DECODE_STEP_MODEL_FEATURES];
 		int seqs = 1 + i % 7, tokens = (i % 3) * 16 + i % 5;
-		long long pos = 300 * (i % 11) + 64 * (i % 4);
-		decode_step_features(seqs, tokens, pos, x);
-		duet_linfit_add(&d->step_model, x, 10 + 2.0 * seqs + 1.5 * tokens + 3.0 * pos / 1024);
+		long long pos = 300 * (i % 11) + 64 * (i % 4), pairs = (long long)tokens * 512 * (i % 6);
+		decode_step_features(seqs, tokens, pos, pairs, x);
+		duet_linfit_add(&d->step_model, x,
+				10 + 2.0 * seqs + 1.5 * tokens + 3.0 * pos / 1024 + kpair * pairs / 1048576);
 		d->steps_fitted++;
 	}
+}
+
+static void fitted(struct decode *d)
+{
+	fitted_pairs(d, 0);
 }
 
 static void test_chunk_budget(void **st)
@@ -68,6 +75,18 @@ static void test_chunk_budget(void **st)
 	 * steps nothing is predicted, and the chunk is whole. */
 	run[0].st = DREQ_RUNNING;
 	assert_int_equal(decode_chunk_budget(&d), 1);
+	/* A chunk's attention over the 1024 prompt tokens before it, 200 ms
+	 * a 2^20 pairs: a token costs 1.5 + 3 / 1024 + 200 x 1024 / 2^20 =
+	 * 1.69824 ms, and objective 41 leaves 16 / 1.69824 = 9.4 -> 9
+	 * tokens where without it 10. */
+	fitted_pairs(&d, 200);
+	d.reqs = reqs;
+	d.n_reqs = 3;
+	run[0].st = run[1].st = DREQ_RUNNING;
+	run[0].tbt_ms = 50;
+	run[1].tbt_ms = 41;
+	local.tbt_ms = 0;
+	assert_int_equal(decode_chunk_budget(&d), 9);
 	d.steps_fitted = 1;
 	assert_int_equal(decode_chunk_budget(&d), 64);
 }

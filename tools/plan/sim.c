@@ -569,8 +569,9 @@ static void start_prefill(struct sim *s, int ni)
 /* The prompt tokens a decode node lets a step carry beside its n_batch
  * running sequences (decode-node/step_model.c, decode_chunk_budget): as
  * many as keep the predicted step within the router's TBT objective, at
- * least one. The node predicts from the model it fits to its steps, which
- * has no attention-pairs feature: here the profile without that term. */
+ * least one, a token costing its attention over the prompt before it too.
+ * The node predicts from the model it fits to its steps; here the
+ * profile. */
 static long decode_budget(const struct sim *s, const struct snode *n, double positions)
 {
 	const struct plan_profile *p = n->p;
@@ -583,7 +584,9 @@ static long decode_budget(const struct sim *s, const struct snode *n, double pos
 	double at = positions + s->rq[first].prefilled;
 	double base = plan_profile_step_ms(p, n->n_batch + 1, 0, at, 0);
 	return duet_chunk_within(p->max_batch_tokens, s->c->slo_tbt_ms, base,
-				 plan_profile_step_ms(p, n->n_batch + 1, 1, at + 1, 0) - base);
+				 plan_profile_step_ms(p, n->n_batch + 1, 1, at + 1,
+						      s->rq[first].prefilled) -
+					 base);
 }
 
 /* A decode node's next step: every running sequence, then local prefill
