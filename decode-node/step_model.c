@@ -19,9 +19,9 @@ void decode_step_model_init(struct decode *d)
  * node that prefills long prompts itself put their chunks' attention on
  * the positions and took it off the sequences: replayed over a colocated
  * node's steps on the code trace, the fit missed a step by 17% on average
- * and under-predicted a third of the steps that carry a chunk beside
+ * and under-predicted a fifth of the steps that carry a chunk beside
  * streams by over 30%, so those chunks overran the TBT objective (50-55
- * ms steps against 29); with it 7%, and 6% of them (BENCHMARKS.md,
+ * ms steps against 29); with it 7.5%, and 4% of them (BENCHMARKS.md,
  * 2026-12-06 eighth). The router reads the first four (its load reports). */
 void decode_step_features(int seqs, int prefill_tokens, long long positions, long long pairs,
 			  double *x)

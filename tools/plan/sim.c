@@ -70,6 +70,7 @@ struct snode {
 	 * it that reads memory (how hard it presses on its neighbours, as
 	 * a share of a decode step of one sequence's) */
 	double work_s, work_t, speed, beside, press;
+	double press_ref; /* that share for its profile's decode step of one sequence */
 	unsigned pass_gen; /* the pass end last pushed */
 	int blocks_free, blocks_total;
 	double rate;	/* prefill: tokens/s, as the node averages it */
@@ -145,14 +146,23 @@ static int shares_machine(const struct sim *s)
 	return s->c->machine_nodes > 1;
 }
 
+/* The nodes of node ni's machine: [*first, *last) */
+static void machine_of(const struct sim *s, int ni, int *first, int *last)
+{
+	int m = s->c->machine_nodes;
+	*first = ni / m * m;
+	*last = *first + m < s->n_nodes ? *first + m : s->n_nodes;
+}
+
 /* A pass's speed while its machine-mates' passes press on it: their
  * pressures summed, and at a pressure of 1 (one neighbour's decode loop)
  * the beside model's time. */
 static double speed_of(const struct sim *s, int ni)
 {
-	int m = s->c->machine_nodes, first = ni / m * m;
+	int first, last;
+	machine_of(s, ni, &first, &last);
 	double press = 0;
-	for (int k = first; k < first + m && k < s->n_nodes; k++)
+	for (int k = first; k < last; k++)
 		if (k != ni && s->nodes[k].busy)
 			press += s->nodes[k].press;
 	return 1 / (1 + press * (s->nodes[ni].beside - 1));
@@ -164,8 +174,9 @@ static void push_pass_end(struct sim *s, int ni);
 
 static void machine_changed(struct sim *s, int ni)
 {
-	int m = s->c->machine_nodes, first = ni / m * m;
-	for (int k = first; k < first + m && k < s->n_nodes; k++) {
+	int first, last;
+	machine_of(s, ni, &first, &last);
+	for (int k = first; k < last; k++) {
 		struct snode *n = &s->nodes[k];
 		if (!n->busy)
 			continue;
@@ -187,8 +198,8 @@ static void begin_pass(struct sim *s, int ni, double end, double ingest, double 
 	struct snode *n = &s->nodes[ni];
 	n->busy = 1;
 	n->pass_t0 = s->now;
-	n->pass_end = end;
 	if (!shares_machine(s)) {
+		n->pass_end = end;
 		push_pass_end(s, ni);
 		return;
 	}
@@ -200,9 +211,10 @@ static void begin_pass(struct sim *s, int ni, double end, double ingest, double 
 	/* KV written into the cache is all memory; a pass of no sequence is
 	 * only that */
 	double mem = plan_profile_memory_share(p, n->n_batch, n->pass_tokens, positions, pairs);
-	double ref = plan_profile_memory_share(p, 1, 0, DECODE_LOOP_POSITIONS, 0);
 	double in_ms = ingest * 1e3, ms = n->n_batch ? alone : 0;
-	n->press = ref > 0 && in_ms + ms > 0 ? (in_ms + mem * ms) / (in_ms + ms) / ref : 0;
+	n->press = n->press_ref > 0 && in_ms + ms > 0
+			   ? (in_ms + mem * ms) / (in_ms + ms) / n->press_ref
+			   : 0;
 	n->work_s = end - s->now;
 	n->work_t = s->now;
 	n->speed = 1;
@@ -979,6 +991,7 @@ static int setup(struct sim *s, const struct sim_cfg *c, const struct trace *t,
 		n->decode = k >= c->n_prefill;
 		n->p = n->decode ? c->decode : c->prefill;
 		n->blocks_total = n->blocks_free = (int)(n->p->kv_tokens / n->p->block_tokens);
+		n->press_ref = plan_profile_memory_share(n->p, 1, 0, DECODE_LOOP_POSITIONS, 0);
 		if (c->prefix_cache && cache_setup(n, err))
 			return -1;
 		snprintf(rn->name, sizeof rn->name, "%s-%d", n->decode ? "decode" : "prefill",
