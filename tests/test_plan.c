@@ -134,6 +134,46 @@ static void test_machine_shared(void **state)
 	trace_free(&t);
 }
 
+/* A decode node answers a reservation between two steps, where its pass
+ * really ends: a prefill node P (4 ms a pass alone) and a decode node D (10
+ * ms) on one machine, each at half speed while the other's pass runs:
+ *   A at 0 (10-token prompt: local on D): prefill [0, 10] alone
+ *   E at 5 (100 tokens: P): reserved at 5, answered at 10; P computes it
+ *     from 10 beside D's step -> 18; D's step from 10: 4 ms done by 18, the
+ *     rest alone -> 24
+ *   B at 12 (100 tokens: P): reserved at 12, when D's step was to end at
+ *     30 (P then busy); answered at 24, where it ended; P from 24 beside
+ *     D's next step -> first token 32 (answered at 30 it would be 38) */
+static void test_reply_at_pass_end(void **state)
+{
+	(void)state;
+	struct plan_profile dp = flat(), pp = flat();
+	dp.ingest_gb_s = pp.ingest_gb_s = 1e6;
+	dp.link_gb_s = pp.link_gb_s = 1e6;
+	dp.has_beside = pp.has_beside = 1;
+	dp.beside.base_ms = 20;
+	pp.step.base_ms = 4;
+	pp.beside.base_ms = 8;
+	struct trace t;
+	make_trace(&t, 3, (double[]){0, 0.005, 0.012}, (int[]){10, 100, 100}, (int[]){20, 2, 2});
+	struct sim_cfg c = cluster(&dp, 1, 1, ROUTER_POLICY_LENGTH_AWARE);
+	c.prefill = &pp;
+	c.first_token_prefill = 1;
+	c.machine_nodes = 2;
+	struct replay_result res[3];
+	struct sim_req out[3];
+	run(&c, &t, res, out);
+	assert_int_equal(out[0].pnode, -1);
+	assert_int_equal(out[1].pnode, 0);
+	assert_int_equal(out[2].pnode, 0);
+	assert_near(res[0].tok_s[0], 0.010, 1e-9);
+	assert_near(res[0].tok_s[1], 0.024, 1e-9);
+	assert_near(res[1].tok_s[0], 0.018, 1e-9);
+	assert_near(res[2].tok_s[0], 0.032, 1e-9);
+	replay_results_free(res, 3);
+	trace_free(&t);
+}
+
 /* A decode node keeps the router's TBT objective as the daemon does
  * (decode_chunk_budget): 10 ms a step and 1 ms a prompt token, one
  * colocated node, objective 15 ms:
@@ -711,6 +751,7 @@ int main(void)
 		cmocka_unit_test(test_hand_disaggregated),
 		cmocka_unit_test(test_chunk_budget),
 		cmocka_unit_test(test_machine_shared),
+		cmocka_unit_test(test_reply_at_pass_end),
 		cmocka_unit_test(test_first_token_release),
 		cmocka_unit_test(test_prefix_cache_timeline),
 		cmocka_unit_test(test_prefix_cache_placement),

@@ -62,6 +62,10 @@ struct snode {
 	int n_reqs, cap_reqs;
 	int *batch; /* requests in the running pass */
 	int n_batch, cap_batch;
+	/* decode: requests whose KvReserve came during a pass; the node
+	 * answers at the pass's end, wherever a machine-mate moves it */
+	int *replies;
+	int n_replies, cap_replies;
 	long pass_tokens;
 	double pass_t0, pass_end;
 	/* machine_nodes: what is left of the pass in seconds alone as of
@@ -897,9 +901,11 @@ static void handle(struct sim *s, const struct ev *e)
 		q->st = SQ_WAIT_KV;
 		/* The node answers between two steps (decode-node/main.c reads
 		 * control messages there); the router then sends PrefillWork. */
-		const struct snode *dn = &s->nodes[q->q->dnode];
-		double reply = dn->busy && dn->pass_end > s->now ? dn->pass_end : s->now;
-		push(s, reply + 2 * link_latency(s), EV_WORK, e->a);
+		struct snode *dn = &s->nodes[q->q->dnode];
+		if (!dn->busy)
+			push(s, s->now + 2 * link_latency(s), EV_WORK, e->a);
+		else
+			(void)add_int(s, &dn->replies, &dn->n_replies, &dn->cap_replies, e->a);
 		break;
 	}
 	case EV_WORK:
@@ -928,8 +934,13 @@ static void handle(struct sim *s, const struct ev *e)
 		break;
 	}
 	case EV_PASS_DONE:
-		if (s->nodes[e->a].decode)
+		if (s->nodes[e->a].decode) {
+			struct snode *n = &s->nodes[e->a];
+			for (int k = 0; k < n->n_replies; k++) /* before its next pass */
+				push(s, s->now + 2 * link_latency(s), EV_WORK, n->replies[k]);
+			n->n_replies = 0;
 			decode_done(s, e->a);
+		}
 		else
 			prefill_done(s, e->a);
 		break;
@@ -1053,6 +1064,7 @@ int sim_run(const struct sim_cfg *c, const struct trace *t, const struct synth *
 	for (int k = 0; k < s.n_nodes; k++) {
 		free(s.nodes[k].reqs);
 		free(s.nodes[k].batch);
+		free(s.nodes[k].replies);
 		duet_prefix_destroy(s.nodes[k].cache);
 		duet_kv_pool_destroy(s.nodes[k].pool);
 		if (s.r)
