@@ -78,14 +78,46 @@ INLINE void acc_zero(__m512 acc[4][MAX_NB], const int nr, const int nb)
 			acc[r][b] = _mm512_setzero_ps();
 }
 
+/* Lane i of the result: the sum of v[i]'s 16 lanes (a transpose folded
+ * into a tree of adds: 37 instructions against transpose16's 64). */
+INLINE __m512 hsum16(const __m512 v[16])
+{
+	__m512 x[8], y[4], z[2];
+	_Pragma("GCC unroll 8")
+	for (int i = 0; i < 8; i++) /* lane L: v[2i] and v[2i+1], two partial sums each */
+		x[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+				     _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < 4; i++) /* lane L: v[4i .. 4i+3], one partial sum each */
+		y[i] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0x44),
+				     _mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0xee));
+	_Pragma("GCC unroll 2")
+	for (int i = 0; i < 2; i++) /* lanes 0-1: v[8i .. 8i+3], 2-3: v[8i+4 .. 8i+7] */
+		z[i] = _mm512_add_ps(_mm512_shuffle_f32x4(y[2 * i], y[2 * i + 1], 0x88),
+				     _mm512_shuffle_f32x4(y[2 * i], y[2 * i + 1], 0xdd));
+	return _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], 0x88),
+			     _mm512_shuffle_f32x4(z[0], z[1], 0xdd));
+}
+
 INLINE void acc_store(__m512 acc[4][MAX_NB], float *y, int ldy, int ys, int add,
 		      const int nr, const int nb)
 {
+	/* Every tile's sums in one tree, whatever its shape: a reduction per
+	 * accumulator cost wide batches, which end a tile every slice of K,
+	 * 3-5% of a matrix (BENCHMARKS.md, 2026-12-07); and a row's sum is
+	 * the same tree's in a tile of one row or of four, so how rows fall
+	 * into tiles changes no bit of the result. */
+	__m512 v[16];
+	_Pragma("GCC unroll 16")
+	for (int i = 0; i < 16; i++)
+		v[i] = i / 4 < nr && i % 4 < nb ? acc[i / 4][i % 4] : _mm512_setzero_ps();
+	float s[16];
+	_mm512_storeu_ps(s, hsum16(v));
 	_Pragma("GCC unroll 4")
 	for (int r = 0; r < nr; r++)
-		_Pragma("GCC unroll 16")
+		_Pragma("GCC unroll 4")
 		for (int b = 0; b < nb; b++)
-			store(y + (size_t)b * ldy + (size_t)r * ys, _mm512_reduce_add_ps(acc[r][b]), add);
+			store(y + (size_t)b * ldy + (size_t)r * ys, s[r * 4 + b], add);
 }
 
 INLINE __m512 load_h(const uint16_t *p)
@@ -1705,27 +1737,6 @@ INLINE void transpose16(__m512 r[16])
 		r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
 		r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
 	}
-}
-
-/* Lane i of the result: the sum of v[i]'s 16 lanes (a transpose folded
- * into a tree of adds: 37 instructions against transpose16's 64). */
-INLINE __m512 hsum16(const __m512 v[16])
-{
-	__m512 x[8], y[4], z[2];
-	_Pragma("GCC unroll 8")
-	for (int i = 0; i < 8; i++) /* lane L: v[2i] and v[2i+1], two partial sums each */
-		x[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
-				     _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-	_Pragma("GCC unroll 4")
-	for (int i = 0; i < 4; i++) /* lane L: v[4i .. 4i+3], one partial sum each */
-		y[i] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0x44),
-				     _mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0xee));
-	_Pragma("GCC unroll 2")
-	for (int i = 0; i < 2; i++) /* lanes 0-1: v[8i .. 8i+3], 2-3: v[8i+4 .. 8i+7] */
-		z[i] = _mm512_add_ps(_mm512_shuffle_f32x4(y[2 * i], y[2 * i + 1], 0x88),
-				     _mm512_shuffle_f32x4(y[2 * i], y[2 * i + 1], 0xdd));
-	return _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], 0x88),
-			     _mm512_shuffle_f32x4(z[0], z[1], 0xdd));
 }
 
 /* Scales of 16 rows from i0 (n of them real), times the softmax scale. */
