@@ -339,10 +339,11 @@ static struct router_placement place_slo(int n_prompt, int slo_ttft, int slo_tbt
 
 /* Placement against the objectives, on scripted load reports: a short
  * prompt is prefilled on the decode node only while the step carrying it
- * keeps the running streams' TBT objective; a request that would wait
- * past its TTFT objective is refused at once with a Retry-After, unless
- * even an idle node could not meet it (then it is served as well as can
- * be). */
+ * keeps the running streams' TBT objective; where the prefill nodes would
+ * miss the TTFT objective, on the decode node in chunks cut to keep the
+ * TBT objective if that meets it; a request that would wait past its TTFT
+ * objective is refused at once with a Retry-After, unless even an idle
+ * node could not meet it (then it is served as well as can be). */
 static void test_slo(void **state)
 {
 	(void)state;
@@ -393,10 +394,23 @@ static void test_slo(void **state)
 	assert_int_equal(pl.pnode, -1); /* no TBT objective: local pays */
 	assert_true(pl.ttft_ms > 375.9 && pl.ttft_ms < 376.1);
 	R.cfg.slo_tbt_ms = 60;
+	/* In chunks cut to keep the 60 ms, as the decode node cuts them (15 +
+	 * 3 x 5 + 30 tokens = 60 ms): 7 steps, 420 ms, within 500: local. */
 	pl = place_slo(200, 0, 0);
+	assert_int_equal(pl.reject, 0);
+	assert_int_equal(pl.pnode, -1);
+	assert_string_equal(pl.reason, "prefill nodes past the TTFT objective, local chunks within both");
+	assert_true(pl.step_ms > 59.9 && pl.step_ms < 60.1);
+	assert_true(pl.ttft_ms > 419.9 && pl.ttft_ms < 420.1);
+	/* Against 400 ms neither way meets it: refused. */
+	pl = place_slo(200, 400, 0);
 	assert_int_equal(pl.reject, 1);
 	assert_int_equal(pl.retry_after_s, 2);
 	assert_true(pl.ttft_ms > 2039 && pl.ttft_ms < 2041);
+	/* Nor when even one prompt token beside the streams breaks the TBT
+	 * objective (15 + 3 x 5 + 1 > 30). */
+	pl = place_slo(200, 0, 30);
+	assert_int_equal(pl.reject, 1);
 	/* Within its own looser objective: placed. */
 	pl = place_slo(200, 3000, 0);
 	assert_int_equal(pl.reject, 0);

@@ -940,9 +940,9 @@ static void handle(struct sim *s, const struct ev *e)
 				push(s, s->now + 2 * link_latency(s), EV_WORK, n->replies[k]);
 			n->n_replies = 0;
 			decode_done(s, e->a);
-		}
-		else
+		} else {
 			prefill_done(s, e->a);
+		}
 		break;
 	case EV_REPORT:
 		report(s, e->a);
