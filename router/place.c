@@ -441,7 +441,7 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 * long prompts; the request would be refused below): prefilled
 		 * on the decode node in chunks that keep its streams' TBT
 		 * objective, where that meets the TTFT objective. One prefill
-		 * node refused 4-8 of 20 Mooncake requests a run this way while
+		 * node refused 4-6 of 20 Mooncake requests a run this way while
 		 * the decode node's core only decoded (BENCHMARKS.md,
 		 * 2026-12-07). */
 		double cut_step, cut_ttft, cut_own;
