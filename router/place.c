@@ -444,15 +444,17 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 * node refused 4-6 of 20 Mooncake requests a run this way while
 		 * the decode node's core only decoded (BENCHMARKS.md,
 		 * 2026-12-07). */
-		double cut_step, cut_ttft, cut_own;
-		local_cost(dn, local_tokens, slo_tbt, &cut_step, &cut_ttft, &cut_own);
 		if (slo_ttft > 0 && slo_tbt > 0 && r->nodes[p].prefill_tps > 1 &&
-		    ttft * 1000.0 > slo_ttft && cut_step >= 0 && cut_step <= slo_tbt &&
-		    cut_ttft <= slo_ttft) {
-			out->reason = "prefill nodes past the TTFT objective, local chunks within both";
-			out->ttft_ms = cut_ttft;
-			out->step_ms = cut_step;
-			return 0;
+		    ttft * 1000.0 > slo_ttft) {
+			double cut_step, cut_ttft, cut_own;
+			local_cost(dn, local_tokens, slo_tbt, &cut_step, &cut_ttft, &cut_own);
+			if (cut_step >= 0 && cut_step <= slo_tbt && cut_ttft <= slo_ttft) {
+				out->reason = "prefill nodes past the TTFT objective, local chunks "
+					      "within both";
+				out->ttft_ms = cut_ttft;
+				out->step_ms = cut_step;
+				return 0;
+			}
 		}
 	}
 	out->pnode = p;

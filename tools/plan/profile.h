@@ -25,9 +25,10 @@
  * Nodes that share a machine's memory slow each other down: on this
  * project's two-vCPU VM a decode step beside another node's decode loop
  * took 1.3x its time alone, beside a prefill loop 1.05x (BENCHMARKS.md,
- * 2026-12-06 second), in the host's episodes of contention (eighth). The optional beside model is the same step model
- * measured while the machine's other CPU runs a decode loop of one
- * sequence (the hungriest neighbour for memory bandwidth); the simulator
+ * 2026-12-06 second), in the host's episodes of contention (eighth). The
+ * optional beside model is the same step model measured while the
+ * machine's other CPU runs a decode loop of one sequence (the hungriest
+ * neighbour for memory bandwidth); the simulator
  * (plan/sim.h, machine_nodes) runs a pass between its two models by how
  * much of a memory-bound pass its neighbours are running at each moment.
  *

@@ -105,9 +105,8 @@ INLINE void acc_store(__m512 acc[4][MAX_NB], float *y, int ldy, int ys, int add,
 	/* Every tile's sums in one tree, whatever its shape: a reduction per
 	 * accumulator cost wide batches, which end a tile every slice of K,
 	 * 8-17% of a product of 8-16 sequences in cache (BENCHMARKS.md,
-	 * 2026-12-07); and a row's sum is
-	 * the same tree's in a tile of one row or of four, so how rows fall
-	 * into tiles changes no bit of the result. */
+	 * 2026-12-07); and a row's sum is the same tree's in a tile of one
+	 * row or of four, so how rows fall into tiles changes no bit. */
 	__m512 v[16];
 	_Pragma("GCC unroll 16")
 	for (int i = 0; i < 16; i++)
