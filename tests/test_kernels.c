@@ -251,6 +251,13 @@ static void test_matmul(void **st)
  * of B rows, and what that panel holds back in floats (xq, may be NULL). */
 static void *r16_panel(enum duet_dtype t, const float *x, int K, int B, float *xq)
 {
+	if (duet_r16_float(t)) {
+		float *p = aligned_alloc(64, sizeof(float) * duet_panel_f32_floats(K, B));
+		duet_panel_pack_f32(x, K, K, B, p);
+		if (xq)
+			memcpy(xq, x, sizeof(float) * (size_t)B * K);
+		return p;
+	}
 	if (duet_dtype_kquant(t)) {
 		struct duet_q8k_block *p = aligned_alloc(64, sizeof *p * duet_panel_q8k_blocks(K, B));
 		for (int b = 0; b < B; b++) {
@@ -269,6 +276,16 @@ static void *r16_panel(enum duet_dtype t, const float *x, int K, int B, float *x
 	return p;
 }
 
+/* Where a panel of B rows (r16_panel's) holds block i of its first row. */
+static const void *r16_panel_at(enum duet_dtype t, const void *xa, int i, int B)
+{
+	if (duet_r16_float(t))
+		return (const float *)xa + (size_t)2 * i * B * DUET_PANEL_CHUNK;
+	if (duet_dtype_kquant(t))
+		return (const struct duet_q8k_block *)xa + (size_t)i * B;
+	return (const struct duet_q8a_pair *)xa + (size_t)i / 2 * B;
+}
+
 /* The types with a 16-row form (engine/repack.h) in 16-row groups: packing is
  * undone exactly; every table's packing and 16-row kernel give the scalar
  * definition's bytes and floats bit for bit (odd block counts, short
@@ -285,8 +302,7 @@ static void r16x4_check(const struct duet_kernels *kt, enum duet_dtype t, const 
 			size_t rb, int K, const float *x, int i0, int n)
 {
 	void *xa = r16_panel(t, x, K, 1, NULL);
-	const void *xs = duet_dtype_kquant(t) ? (const void *)((struct duet_q8k_block *)xa + i0)
-					: (const void *)((struct duet_q8a_pair *)xa + i0 / 2);
+	const void *xs = r16_panel_at(t, xa, i0, 1);
 	uint8_t *q[DUET_R16_STREAMS];
 	float got[DUET_R16_STREAMS][DUET_R16_ROWS], want[DUET_R16_STREAMS][DUET_R16_ROWS];
 	float *ys[DUET_R16_STREAMS];
@@ -311,6 +327,37 @@ static void r16x4_check(const struct duet_kernels *kt, enum duet_dtype t, const 
 	for (int g = 0; g < DUET_R16_STREAMS; g++)
 		free(q[g]);
 	free(xa);
+}
+
+/* The several-group kernel (kt's) against the 16-row kernel of the scalar
+ * table on each group: 1 to 9 groups (tiles and the groups left over),
+ * every width of pass, continuing y or not, both prefetch distances. */
+static void r16n_check(const struct duet_kernels *kt, enum duet_dtype t, const uint8_t *w,
+		       size_t rb, const float *x, int K, int i0, int n)
+{
+	enum { G = 9, S = DUET_R16_SEQS, LD = G * DUET_R16_ROWS };
+	void *xa = r16_panel(t, x, K, S, NULL);
+	const void *xs = r16_panel_at(t, xa, i0, S);
+	const size_t gs = duet_r16_slice_bytes(t, n);
+	uint8_t *q = malloc(gs * G);
+	float *got = malloc(sizeof(float) * S * LD), *want = malloc(sizeof(float) * S * LD);
+	for (int g = 0; g < G; g++)
+		duet_r16_pack(t, w + rb * (size_t)(g % 3), rb, DUET_R16_ROWS, i0, n, q + gs * g);
+	for (int ng = 1; ng <= G; ng += 2)
+		for (int nb = 1; nb <= S; nb++)
+			for (int add = 0; add < 2; add++) {
+				for (int i = 0; i < S * LD; i++)
+					got[i] = want[i] = (float)(i % 97) * 0.5f;
+				for (int g = 0; g < ng; g++)
+					duet_kernels_scalar.matmul_r16[t](q + gs * g, n, xs, S, nb,
+									  want + DUET_R16_ROWS * g, LD,
+									  DUET_R16_ROWS, add, 0);
+				kt->matmul_r16n[t](q, gs, ng, n, xs, S, nb, got, LD, add, nb % 2);
+				if (memcmp(got, want, sizeof(float) * S * LD))
+					fail_msg("%s %s several-group kernel K=%d groups=%d nb=%d add=%d differs from the 16-row kernel",
+						 kt->name, duet_dtype_name(t), K, ng, nb, add);
+			}
+	free(q), free(got), free(want), free(xa);
 }
 
 static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
@@ -347,8 +394,7 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		float *ye = malloc(sizeof(float) * S * 20);
 		/* the kernels start at an even block of q8 pairs */
 		int i0 = nb > 2 ? duet_r16_unit(t) : 0, n = nb - i0;
-		const void *xs = duet_dtype_kquant(t) ? (const void *)((struct duet_q8k_block *)xa + i0 * S)
-						: (const void *)((struct duet_q8a_pair *)xa + i0 / 2 * S);
+		const void *xs = r16_panel_at(t, xa, i0, S);
 		for (int nrows = 1; nrows <= 16; nrows += 5) {
 			duet_r16_pack(t, w + rb, rb, nrows, i0, n, q);
 			/* The definition's activation rows are independent, so one
@@ -389,6 +435,8 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 			if (kt && kt->matmul_r16x4[t])
 				r16x4_check(kt, t, w, rb, K, x, i0, n);
+			if (kt && kt->matmul_r16n[t])
+				r16n_check(kt, t, w, rb, x, K, i0, n);
 		}
 
 		/* through the matmul: packed against packed on the fly */
@@ -558,6 +606,8 @@ static void test_r16(void **st)
 	r16_type(DUET_Q5_1, tp);
 	r16_type(DUET_Q4_K, tp);
 	r16_type(DUET_Q6_K, tp);
+	r16_type(DUET_F16, tp);
+	r16_type(DUET_F32, tp);
 	duet_threadpool_destroy(tp);
 }
 

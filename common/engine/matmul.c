@@ -18,8 +18,10 @@
  * while R16_BATCH activation rows pass it, and their slice stays in L2. */
 #define R16_SLICE 2048
 #define R16_BATCH 64
-/* Values of a narrow batch's group packed at a time (in L1). */
+/* Values of a narrow batch's group packed at a time (in L1), and groups
+ * at a time for a several-group kernel. */
 #define R16_PACK_SLICE 256
+#define R16_FLY_GROUPS 4
 /* Runs shorter than this (on any thread) leave the shares as they are:
  * the clock's cost and a wake-up's jitter would dominate what they measure. */
 #define BALANCE_MIN_S 20e-6
@@ -55,9 +57,12 @@ int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 		duet_matmul_free(mm);
 		return duet_errf(err, "matmul: out of memory");
 	}
-	/* 16 rows of the widest row layout (and a block more): room for the
-	 * 16-row form of any slice, its rows' bytes (duet_r16_slice_bytes) */
-	size_t rows16 = (size_t)(max_cols / DUET_Q8_0_BLOCK + 1) * DUET_R16_ROWS * DUET_Q8_0_BYTES;
+	/* 16 rows of the widest row layout with a 16-row form, F32's (and a
+	 * block more): room for the 16-row form of any slice, its rows' bytes
+	 * (duet_r16_slice_bytes), and for 16 rows unpacked */
+	size_t rows16 = (size_t)(max_cols / 32 + 1) * DUET_R16_ROWS * duet_row_bytes(DUET_F32, 32);
+	size_t fly = (size_t)R16_FLY_GROUPS * duet_r16_slice_bytes(DUET_F32, R16_PACK_SLICE / 32);
+	rows16 = rows16 > fly ? rows16 : fly;
 	/* A conversion tile for sgemm, or partial sums when accumulating. */
 	size_t floats = (size_t)DUET_SGEMM_TILE_ROWS * (size_t)max_cols;
 	if (floats < (size_t)max_rows * ACC_CHUNK)
@@ -167,9 +172,12 @@ static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_jo
 }
 
 /* The activations of blocks [k0, ...) of row b as the 16-row kernels take
- * them: q8 pairs (Q8_0, Q4_0; k0 even) or q8k blocks (Q4_K, Q6_K). */
+ * them: q8 pairs (Q8_0, Q4_0; k0 even), q8k blocks (Q4_K, Q6_K) or the f32
+ * panel (F16, F32). */
 static const void *r16_act(const struct duet_matmul *mm, enum duet_dtype t, int k0, int B, int b)
 {
+	if (duet_r16_float(t)) /* the f32 panel: two chunks a block */
+		return mm->panel + ((size_t)2 * k0 * B + b) * DUET_PANEL_CHUNK;
 	if (duet_r16_values(t) == DUET_QK)
 		return mm->qk + (size_t)k0 * B + b;
 	return mm->qa + (size_t)(k0 / 2) * B + b;
@@ -205,6 +213,32 @@ static long run_r16_streams(const struct duet_matmul *mm, const struct duet_matm
 	return (g0 + DUET_R16_STREAMS * q) * DUET_R16_ROWS;
 }
 
+/* ng full groups of rows from row n, not packed, through the several-group
+ * kernel: each slice of blocks [i0, i1) in steps of step packed group by
+ * group into rows16 (in L1 together), so that the kernel's tiles take
+ * several groups as they do packed weights (one group's single chain of
+ * FMAs a sequence waited on its latency: F16 on the fly at a third of the
+ * packed speed). */
+static void run_r16n_fly(const struct duet_matmul *mm, const struct duet_matmul_job *j,
+			 duet_r16n_fn rn, long n, int ng, int i0, int i1, int step, int bc, int be,
+			 uint8_t *rows16, int far)
+{
+	const struct duet_tensor *w = j->w;
+	const enum duet_dtype t = w->type;
+	const int N = (int)w->rows, B = j->T;
+	for (int k0 = i0; k0 < i1; k0 += step) {
+		int nblk = i1 - k0 < step ? i1 - k0 : step;
+		size_t sb = duet_r16_slice_bytes(t, nblk);
+		for (int g = 0; g < ng; g++)
+			duet_kernels_pack_r16(mm->k, t, duet_tensor_row(w, n + (long)g * DUET_R16_ROWS),
+					      w->row_bytes, DUET_R16_ROWS, k0, nblk, rows16 + sb * g);
+		for (int b = bc; b < be; b += DUET_R16_SEQS)
+			rn(rows16, sb, ng, nblk, r16_act(mm, t, k0, B, b), B,
+			   be - b < DUET_R16_SEQS ? be - b : DUET_R16_SEQS, j->y + (size_t)b * N + n, N,
+			   k0 > 0 || j->accumulate, far);
+	}
+}
+
 /* Weights of a type with the 16-row form against int8 activations through
  * its kernel: packed groups as stored, other rows packed on the fly into
  * rows16 (the same bytes, and slices of K continue the same chain: the
@@ -219,6 +253,7 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 	const struct duet_tensor *w = j->w;
 	const enum duet_dtype t = w->type;
 	duet_r16_fn fn = duet_kernels_r16(mm->k, t);
+	duet_r16n_fn rn = mm->k->matmul_r16n[t];
 	const int V = duet_r16_values(t);
 	int N = (int)w->rows, blocks = (int)(w->cols / V), B = j->T;
 	long packed = w->layout == DUET_LAYOUT_R16 ? N / DUET_R16_ROWS : 0;
@@ -233,6 +268,28 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 			for (long n = n0; n < n1; n += DUET_R16_ROWS) {
 				int nr = n1 - n < DUET_R16_ROWS ? (int)(n1 - n) : DUET_R16_ROWS;
 				int own = n / DUET_R16_ROWS < packed;
+				long ng = (n1 < packed * DUET_R16_ROWS ? n1 : packed * DUET_R16_ROWS) - n;
+				if (rn && !own && n1 - n >= 2 * DUET_R16_ROWS) {
+					ng = (n1 - n) / DUET_R16_ROWS;
+					ng = ng < R16_FLY_GROUPS ? ng : R16_FLY_GROUPS;
+					run_r16n_fly(mm, j, rn, n, (int)ng, i0, i1, step_fly, bc, be,
+						     rows16, far);
+					n += (ng - 1) * DUET_R16_ROWS;
+					continue;
+				}
+				if (rn && own && ng >= 2 * DUET_R16_ROWS) {
+					/* the packed groups from here at once */
+					ng /= DUET_R16_ROWS;
+					const uint8_t *q = duet_r16_group(w, n / DUET_R16_ROWS) +
+							   duet_r16_unit_at(t, i0);
+					for (int b = bc; b < be; b += DUET_R16_SEQS)
+						rn(q, duet_r16_group(w, 1) - duet_r16_group(w, 0), (int)ng,
+						   i1 - i0, r16_act(mm, t, i0, B, b), B,
+						   be - b < DUET_R16_SEQS ? be - b : DUET_R16_SEQS,
+						   j->y + (size_t)b * N + n, N, i0 > 0 || j->accumulate, far);
+					n += (ng - 1) * DUET_R16_ROWS;
+					continue;
+				}
 				int step = own ? i1 - i0 : step_fly;
 				for (int k0 = i0; k0 < i1; k0 += step) {
 					int nblk = i1 - k0 < step ? i1 - k0 : step;
@@ -262,7 +319,9 @@ static void run_sgemm(const struct duet_matmul *mm, const struct duet_matmul_job
 	const struct duet_tensor *w = j->w;
 	int K = (int)w->cols, N = (int)w->rows;
 	float beta = j->accumulate ? 1.0f : 0.0f;
-	if (w->type == DUET_F32) {
+	const int groups = duet_r16_float(w->type) && K % 32 == 0 &&
+			   (w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, w->type));
+	if (w->type == DUET_F32 && !groups) {
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, (int)(n1 - n0), K,
 			    1.0f, j->x, K, (const float *)w->data + (size_t)n0 * K, K, beta,
 			    j->y + n0, N);
@@ -270,6 +329,34 @@ static void run_sgemm(const struct duet_matmul *mm, const struct duet_matmul_job
 	}
 	for (long n = n0; n < n1; n += DUET_SGEMM_TILE_ROWS) {
 		long nt = n1 - n < DUET_SGEMM_TILE_ROWS ? n1 - n : DUET_SGEMM_TILE_ROWS;
+		if (groups && n % DUET_R16_ROWS == 0 && nt % DUET_R16_ROWS == 0) {
+			/* F16 and F32 groups hold W's transpose 16 columns at a
+			 * time: packed ones converted as they lie (unpacking them
+			 * row by row had made F16 prefill 2.7x slower), rows packed
+			 * first, so that sgemm meets the same tile either way (the
+			 * same bits: a prefill node maps the file, a decode node
+			 * packs it). */
+			for (long g = 0; g < nt / DUET_R16_ROWS; g++) {
+				const uint8_t *q = row;
+				if (duet_tensor_row_packed(w, n + DUET_R16_ROWS * g))
+					q = duet_r16_group(w, n / DUET_R16_ROWS + g);
+				else
+					duet_kernels_pack_r16(mm->k, w->type,
+							      duet_tensor_row(w, n + DUET_R16_ROWS * g),
+							      w->row_bytes, DUET_R16_ROWS, 0, K / 32, row);
+				float *dst = tile + DUET_R16_ROWS * g;
+				if (w->type == DUET_F16)
+					duet_kernels_cvt_f16_group(mm->k, q, K, dst, (int)nt);
+				else
+					for (int k = 0; k < K; k++)
+						memcpy(dst + (size_t)k * nt,
+						       (const float *)q + (size_t)k * DUET_R16_ROWS,
+						       sizeof(float) * DUET_R16_ROWS);
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->T, (int)nt, K, 1.0f,
+				    j->x, K, tile, (int)nt, beta, j->y + n, N);
+			continue;
+		}
 		for (long r = 0; r < nt; r++)
 			duet_kernels_cvt(mm->k, w->type, duet_tensor_row_any(w, n + r, row),
 					 tile + (size_t)r * K, K);
@@ -310,15 +397,17 @@ static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_j
 	       act == DUET_ACT_BF16_HI;
 }
 
-/* The types with a 16-row form in int8 mode take its kernel when their
- * weights are packed, and always with a table that packs them (so that a
- * node's weights, packed at load or mapped from the file, give the same
- * results bit for bit). */
+/* The types with a 16-row form in int8 mode (F16 and F32 in either mode,
+ * up to the kernels' width) take its kernel when their weights are packed, and
+ * always with a table that packs them (so that a node's weights, packed
+ * at load or mapped from the file, give the same results bit for bit). */
 static int uses_r16(const struct duet_matmul *mm, const struct duet_matmul_job *j)
 {
 	enum duet_act act = act_of(mm, j);
-	return (act == DUET_ACT_Q8 || act == DUET_ACT_Q8K) && duet_r16_type(j->w->type) &&
-	       (j->w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, j->w->type));
+	int packed = j->w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, j->w->type);
+	if (duet_r16_float(j->w->type)) /* wider: sgemm; rows of whole blocks only */
+		return packed && j->T <= mm->gemv_max_rows && j->w->cols % 32 == 0;
+	return (act == DUET_ACT_Q8 || act == DUET_ACT_Q8K) && duet_r16_type(j->w->type) && packed;
 }
 
 /* A job's rows rounded up to whole 16-row groups: the positions of the

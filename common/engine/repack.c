@@ -8,7 +8,7 @@
 int duet_r16_type(enum duet_dtype t)
 {
 	return t == DUET_Q8_0 || t == DUET_Q4_0 || t == DUET_Q4_1 || t == DUET_Q5_0 ||
-	       t == DUET_Q5_1 || t == DUET_Q4_K || t == DUET_Q6_K;
+	       t == DUET_Q5_1 || t == DUET_Q4_K || t == DUET_Q6_K || duet_r16_float(t);
 }
 
 int duet_r16_values(enum duet_dtype t)
@@ -57,6 +57,7 @@ void duet_r16_pack(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows,
 		   uint8_t *out)
 {
 	const int qb = quant_bytes(t), hw = head_bytes(t) / 2, ho = head_at(t), qo = quants_at(t);
+	const int es = duet_r16_elem_bytes(t), lb = DUET_R16_ROWS * es;
 	const uint8_t bias = bias_of(t);
 	for (int i = 0; i < n; i++) {
 		uint8_t *qi = out + duet_r16_quants_at(t, i, n);
@@ -65,17 +66,17 @@ void duet_r16_pack(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows,
 			if (r >= nrows) {
 				for (int w = 0; w < hw; w++)
 					hi[w * DUET_R16_ROWS + r] = 0;
-				for (int j = 0; j < qb / 4; j++)
-					memset(qi + duet_r16_dword_at(t, j) * 64 + r * 4, bias, 4);
+				for (int j = 0; j < qb / es; j++)
+					memset(qi + duet_r16_dword_at(t, j) * lb + r * es, bias, (size_t)es);
 				continue;
 			}
 			const uint8_t *blk = rows + (size_t)r * rb + (size_t)(i0 + i) * row_block_bytes(t);
 			for (int w = 0; w < hw; w++)
 				memcpy(&hi[w * DUET_R16_ROWS + r], blk + ho + 2 * w, 2);
-			for (int j = 0; j < qb / 4; j++)
-				for (int b = 0; b < 4; b++)
-					qi[duet_r16_dword_at(t, j) * 64 + r * 4 + b] =
-						(uint8_t)(blk[qo + 4 * j + b] ^ bias);
+			for (int j = 0; j < qb / es; j++)
+				for (int b = 0; b < es; b++)
+					qi[duet_r16_dword_at(t, j) * lb + r * es + b] =
+						(uint8_t)(blk[qo + es * j + b] ^ bias);
 		}
 	}
 }
@@ -93,6 +94,7 @@ const uint8_t *duet_r16_group(const struct duet_tensor *t, int64_t g)
 void duet_r16_block(const struct duet_tensor *t, int64_t r, int i, uint8_t *out)
 {
 	int lane = (int)(r % DUET_R16_ROWS), qb = quant_bytes(t->type), hw = head_bytes(t->type) / 2;
+	const int es = duet_r16_elem_bytes(t->type), lb = DUET_R16_ROWS * es;
 	int ho = head_at(t->type), qo = quants_at(t->type);
 	int nb = (int)(t->cols / duet_r16_values(t->type));
 	const uint8_t bias = bias_of(t->type);
@@ -101,10 +103,10 @@ void duet_r16_block(const struct duet_tensor *t, int64_t r, int i, uint8_t *out)
 	for (int w = 0; w < hw; w++)
 		memcpy(out + ho + 2 * w, &hi[w * DUET_R16_ROWS + lane], 2);
 	const uint8_t *qi = g + duet_r16_quants_at(t->type, i, nb);
-	for (int j = 0; j < qb / 4; j++)
-		for (int b = 0; b < 4; b++)
-			out[qo + 4 * j + b] =
-				(uint8_t)(qi[duet_r16_dword_at(t->type, j) * 64 + lane * 4 + b] ^ bias);
+	for (int j = 0; j < qb / es; j++)
+		for (int b = 0; b < es; b++)
+			out[qo + es * j + b] =
+				(uint8_t)(qi[duet_r16_dword_at(t->type, j) * lb + lane * es + b] ^ bias);
 }
 
 int duet_tensor_row_packed(const struct duet_tensor *t, int64_t r)
@@ -123,7 +125,8 @@ const void *duet_tensor_row_any(const struct duet_tensor *t, int64_t r, void *bu
 
 int duet_r16_pack_tensor(struct duet_tensor *t, struct duet_err *err)
 {
-	if (!duet_r16_type(t->type) || t->layout != DUET_LAYOUT_ROWS || t->rows < DUET_R16_ROWS)
+	if (!duet_r16_type(t->type) || t->layout != DUET_LAYOUT_ROWS || t->rows < DUET_R16_ROWS ||
+	    t->cols % duet_r16_values(t->type)) /* (F16, F32: rows of any length) */
 		return 0;
 	size_t gb = group_bytes(t);
 	int nb = (int)(t->cols / duet_r16_values(t->type));

@@ -1,5 +1,7 @@
 /* Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K weights in groups of 16 rows, for integer dot
- * products that give 16 rows' sums in the 16 lanes of one vector.
+ * products that give 16 rows' sums in the 16 lanes of one vector; and F16
+ * and F32 weights so, for f32 products that give 16 rows' sums likewise
+ * (below).
  *
  * Why: a row met one activation row with four vector instructions per 64
  * weights (dot product, convert, scale, add), because each lane held part
@@ -36,7 +38,17 @@
  * nb, starts at unit i0 / U and is laid out as a group of n blocks would
  * be, and packing those blocks of 16 row-layout rows gives the same bytes
  * (duet_r16_pack), so weights packed at load and weights packed on the fly
- * meet the same kernel and give the same results bit for bit. */
+ * meet the same kernel and give the same results bit for bit.
+ *
+ * F16 and F32 take the same form with no headers, blocks of 32 values and
+ * units of one block, and (F16) 16-bit words where the others have dwords:
+ * element k of lane r is row 16g + r's value k of the block, so a block is
+ * 32 vectors of 16 rows' values (1 KiB, F32 2 KiB). A kernel converts one such vector and multiplies
+ * it by one activation broadcast: one convert per 16 rows and as many
+ * FMAs as sequences, each lane's sum one chain in k, and no sums across
+ * lanes at the end. The row tiles (four rows, each a dot product over 16
+ * lanes) ran at 90-150 GFLOP/s on one core from memory for 4-16 sequences,
+ * the group form 130-200 (BENCHMARKS.md, 2026-12-07 second). */
 #ifndef DUET_REPACK_H
 #define DUET_REPACK_H
 
@@ -51,7 +63,7 @@
 #define DUET_R16_MAX_BLOCK ((int)sizeof(struct duet_q6_k_block))
 
 /* Whether type t has the 16-row form (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
- * Q6_K); its block's values (32; Q4_K, Q6_K 256). */
+ * Q6_K, F16, F32); its block's values (32; Q4_K, Q6_K 256). */
 int duet_r16_type(enum duet_dtype t);
 int duet_r16_values(enum duet_dtype t);
 
@@ -60,14 +72,34 @@ int duet_r16_values(enum duet_dtype t);
  * rows, a unit's bytes, the bytes of a slice of n blocks (as many as its
  * 16 rows take in row layout), and from the start of a slice, the unit
  * holding its block i and block i's quants and headers. */
+/* The float types with the form (F16, F32: f32 activations, no headers). */
+static inline int duet_r16_float(enum duet_dtype t)
+{
+	return t == DUET_F16 || t == DUET_F32;
+}
+
 static inline int duet_r16_unit(enum duet_dtype t)
 {
-	return t == DUET_Q4_K ? 1 : 2;
+	return t == DUET_Q4_K || duet_r16_float(t) ? 1 : 2;
 }
 
 static inline size_t duet_r16_block_bytes(enum duet_dtype t)
 {
-	return t == DUET_Q8_0 ? 512 : t == DUET_Q4_K ? 2048 : t == DUET_Q6_K ? 3072 : 256;
+	switch (t) {
+	case DUET_Q8_0: return 512;
+	case DUET_Q4_K: return 2048;
+	case DUET_Q6_K: return 3072;
+	case DUET_F16: return 1024;
+	case DUET_F32: return 2048;
+	default: return 256;
+	}
+}
+
+/* The interleaved element of a lane: a dword of quants or an F32 value, an
+ * F16 value. */
+static inline int duet_r16_elem_bytes(enum duet_dtype t)
+{
+	return t == DUET_F16 ? 2 : 4;
 }
 
 static inline size_t duet_r16_head_bytes(enum duet_dtype t)
@@ -83,6 +115,9 @@ static inline size_t duet_r16_head_bytes(enum duet_dtype t)
 		return 96; /* d, the fifth bits' two words */
 	case DUET_Q5_1:
 		return 128; /* d, m, the fifth bits */
+	case DUET_F16:
+	case DUET_F32:
+		return 0;
 	default:
 		return 32; /* d */
 	}
@@ -154,8 +189,9 @@ void duet_r16_block(const struct duet_tensor *t, int64_t r, int i, uint8_t *out)
 const void *duet_tensor_row_any(const struct duet_tensor *t, int64_t r, void *buf);
 
 /* Packs a tensor of a type with the 16-row form in place (its memory must
- * be writable: the model's private copy). Tensors of other types, or with
- * fewer than 16 rows, are left as they are. */
+ * be writable: the model's private copy). Tensors of other types, with
+ * fewer than 16 rows, or (F16, F32) rows not of whole 32-value blocks, are left
+ * as they are. */
 int duet_r16_pack_tensor(struct duet_tensor *t, struct duet_err *err);
 
 #endif

@@ -158,7 +158,7 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 			       int B, float *y, int ldy, int n0, int n1, int far);
 
 /* Weights of a type with the 16-row form (engine/repack.h: Q8_0, Q4_0,
- * Q4_1, Q5_0, Q5_1, Q4_K, Q6_K) in one group (g the start of a slice of its blocks, the first a
+ * Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, F16) in one group (g the start of a slice of its blocks, the first a
  * multiple of the type's unit: duet_r16_unit_at) against nb <=
  * DUET_R16_SEQS activation rows of a panel of B rows (the 32-value types: q8
  * pairs, x at the pair of that first block, which is even; Q4_K, Q6_K:
@@ -175,9 +175,12 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
  * Q6_K instead takes a super-block at a time: acc = fma(float(sum), d x
  * x_scale, acc), sum the exact integer sum over its 16-value sub-blocks of
  * the int8 scale times (the values' dot product - 32 x the activations'
- * sum). Then y = acc. Every table computes exactly this, so the results match bit
- * for bit, and since a slice of blocks continues the chain the last one
- * left in y, K may be cut into slices at any unit without changing a bit. */
+ * sum). Then y = acc. F16 (f32 activations: the f32 panel, x at block
+ * 0's first chunk and the first row) takes every value in turn, acc =
+ * fma(w, x, acc), k ascending. Every table computes exactly this, so the
+ * results match bit for bit, and since a slice of blocks continues the
+ * chain the last one left in y, K may be cut into slices at any unit
+ * without changing a bit. */
 /* Up to 16 sequences in one pass over a group: passes of 8 read a group
  * from memory in the first and from cache in the second, the memory idle
  * meanwhile; one pass of 9-16 made batched decode of 12 and 16 sequences
@@ -198,6 +201,12 @@ typedef void (*duet_r16_fn)(const uint8_t *g, int nblk, const void *x, int B, in
 #define DUET_R16_STREAMS 4
 typedef void (*duet_r16x4_fn)(const uint8_t *const g[DUET_R16_STREAMS], int nblk,
 			      const void *x, float *const y[DUET_R16_STREAMS], int add, int far);
+/* ngroups full groups at once, group i at g + i * gs and its results at
+ * y + 16 i, each as duet_r16_fn with nrows 16: for kernels whose tiles
+ * take several groups (F16: a few sequences share each weight vector
+ * poorly, so four groups share each activation instead). */
+typedef void (*duet_r16n_fn)(const uint8_t *g, size_t gs, int ngroups, int nblk, const void *x,
+			     int B, int nb, float *y, int ldy, int add, int far);
 /* duet_r16_pack for one type (engine/repack.h): the same bytes. */
 typedef void (*duet_r16_pack_fn)(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
 				 uint8_t *out);
@@ -205,13 +214,15 @@ typedef void (*duet_r16_pack_fn)(const uint8_t *rows, size_t rb, int nrows, int 
 struct duet_kernels {
 	const char *name;
 	/* By weight type, weights in 16-row groups against int8 activations
-	 * (per 32; Q4_K, Q6_K per 256) (the scalar table has the definition), and
-	 * packing into them. A
-	 * table with a pack_r16 entry for a type is faster with its weights
-	 * so: they are packed at load into the decode copy of the weights,
-	 * on the fly otherwise, and every matmul of the type in int8 mode
-	 * takes this kernel. */
+	 * (per 32; Q4_K, Q6_K per 256; F16: f32) (the scalar table has the
+	 * definition), and packing into them. A table with a pack_r16 entry
+	 * for a type is faster with its weights so: they are packed at load
+	 * into the decode copy of the weights, on the fly otherwise, and every
+	 * matmul of the type in int8 mode takes this kernel (F16: every one of
+	 * at most DUET_GEMV_MAX_ROWS rows; prefill's sgemm unpacks them). */
 	duet_r16_fn matmul_r16[DUET_DTYPE_SLOTS];
+	/* optional: the several-group form of matmul_r16 (F16) */
+	duet_r16n_fn matmul_r16n[DUET_DTYPE_SLOTS];
 	/* optional: the four-group form of matmul_r16, for one sequence */
 	duet_r16x4_fn matmul_r16x4[DUET_DTYPE_SLOTS];
 	duet_r16_pack_fn pack_r16[DUET_DTYPE_SLOTS];
@@ -237,6 +248,11 @@ struct duet_kernels {
 	void (*cvt_f16)(const void *src, float *dst, int n);
 	void (*cvt_bf16)(const void *src, float *dst, int n);
 	void (*cvt_q8_0)(const void *src, float *dst, int n);
+	/* A packed F16 group's 16 rows of K values (engine/repack.h: value k
+	 * of its rows at 16 k, in order) as a K x 16 block of f32 at dst, row k
+	 * at dst + k ldd: W's transpose, which prefill's sgemm takes as it is
+	 * (optional: NULL takes the scalar table's). */
+	void (*cvt_f16_group)(const void *g, int K, float *dst, int ldd);
 	/* n int8 values times d (int8 KV rows, one head at a time). */
 	void (*cvt_i8)(const void *src, float d, float *dst, int n);
 	float (*dot)(const float *a, const float *b, int n);
@@ -290,6 +306,9 @@ duet_r16_fn duet_kernels_r16(const struct duet_kernels *k, enum duet_dtype t);
  * bytes either way. */
 void duet_kernels_pack_r16(const struct duet_kernels *k, enum duet_dtype t, const uint8_t *rows,
 			   size_t rb, int nrows, int i0, int n, uint8_t *out);
+/* The table's cvt_f16_group, or the scalar table's. */
+void duet_kernels_cvt_f16_group(const struct duet_kernels *k, const void *g, int K, float *dst,
+				int ldd);
 /* Converts one row of any type to f32 with the table's kernels. */
 void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
 		      const void *src, float *dst, int n);

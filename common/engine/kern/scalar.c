@@ -347,6 +347,36 @@ static void matmul_kquant_r16(enum duet_dtype t, const uint8_t *g, int nblk,
 	}
 }
 
+/* The float types' 16-row definition (F16, F32): each row and sequence one
+ * chain of fmas over the values in order (block i's value k of lane r at
+ * element 16 k + r; its activations the f32 panel's chunks 2i and 2i + 1). */
+static void matmul_float_r16(enum duet_dtype t, const uint8_t *g, int nblk, const float *x,
+			     int B, int nb, float *y, int ldy, int nrows, int add)
+{
+	const int es = duet_r16_elem_bytes(t);
+	for (int r = 0; r < nrows; r++)
+		for (int b = 0; b < nb; b++) {
+			float acc = add ? y[(size_t)b * ldy + r] : 0;
+			for (int i = 0; i < nblk; i++) {
+				const uint8_t *blk = g + duet_r16_quants_at(t, i, nblk);
+				for (int k = 0; k < 32; k++) {
+					const uint8_t *e = blk + (size_t)es * (DUET_R16_ROWS * k + r);
+					float v;
+					if (t == DUET_F16) {
+						uint16_t h;
+						memcpy(&h, e, 2);
+						v = duet_fp16_to_fp32(h);
+					} else {
+						memcpy(&v, e, 4);
+					}
+					const float *c = x + ((size_t)(2 * i + k / 16) * B + b) * DUET_PANEL_CHUNK;
+					acc = fmaf(v, c[k % 16], acc);
+				}
+			}
+			y[(size_t)b * ldy + r] = acc;
+		}
+}
+
 /* The table's entries: each type's definition above with its type fixed
  * (it does not prefetch: far is for the tables that do). */
 #define R16_KERNEL(name, DEF, T)                                                          \
@@ -363,6 +393,8 @@ R16_KERNEL(matmul_q5_0_r16, matmul_r16_pairs, DUET_Q5_0)
 R16_KERNEL(matmul_q5_1_r16, matmul_r16_pairs, DUET_Q5_1)
 R16_KERNEL(matmul_q4_k_r16, matmul_kquant_r16, DUET_Q4_K)
 R16_KERNEL(matmul_q6_k_r16, matmul_kquant_r16, DUET_Q6_K)
+R16_KERNEL(matmul_f16_r16, matmul_float_r16, DUET_F16)
+R16_KERNEL(matmul_f32_r16, matmul_float_r16, DUET_F32)
 
 static void cvt_f16(const void *src, float *dst, int n)
 {
@@ -372,6 +404,13 @@ static void cvt_f16(const void *src, float *dst, int n)
 static void cvt_bf16(const void *src, float *dst, int n)
 {
 	duet_dequant_row(DUET_BF16, src, dst, n);
+}
+
+static void cvt_f16_group(const void *g, int K, float *dst, int ldd)
+{
+	for (int k = 0; k < K; k++)
+		duet_dequant_row(DUET_F16, (const uint16_t *)g + (size_t)k * DUET_R16_ROWS,
+				 dst + (size_t)k * ldd, DUET_R16_ROWS);
 }
 
 static void cvt_i8(const void *src, float d, float *dst, int n)
@@ -488,7 +527,8 @@ const struct duet_kernels duet_kernels_scalar = {
 	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16,
 		       [DUET_Q4_1] = matmul_q4_1_r16, [DUET_Q5_0] = matmul_q5_0_r16,
 		       [DUET_Q5_1] = matmul_q5_1_r16, [DUET_Q4_K] = matmul_q4_k_r16,
-		       [DUET_Q6_K] = matmul_q6_k_r16},
+		       [DUET_Q6_K] = matmul_q6_k_r16, [DUET_F16] = matmul_f16_r16,
+		       [DUET_F32] = matmul_f32_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0, [DUET_Q4_0] = matmul_q4_0, [DUET_Q4_1] = matmul_q4_1,
 		     [DUET_Q5_0] = matmul_q5_0, [DUET_Q5_1] = matmul_q5_1, [DUET_Q4_K] = matmul_q4_k,
@@ -503,6 +543,7 @@ const struct duet_kernels duet_kernels_scalar = {
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,
+	.cvt_f16_group = cvt_f16_group,
 	.cvt_i8 = cvt_i8,
 	.dot = dot,
 	.attn_qk = attn_qk,
