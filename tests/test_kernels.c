@@ -331,7 +331,9 @@ static void r16x4_check(const struct duet_kernels *kt, enum duet_dtype t, const 
 
 /* The several-group kernel (kt's) against the 16-row kernel of the scalar
  * table on each group: 1 to 9 groups (tiles and the groups left over),
- * every width of pass, continuing y or not, both prefetch distances. */
+ * every width of pass, continuing y or not, both prefetch distances; past
+ * a few blocks, five groups at a few widths (the definition's fmaf calls
+ * under the sanitizers had cost the test run 20 s). */
 static void r16n_check(const struct duet_kernels *kt, enum duet_dtype t, const uint8_t *w,
 		       size_t rb, const float *x, int K, int i0, int n)
 {
@@ -343,8 +345,9 @@ static void r16n_check(const struct duet_kernels *kt, enum duet_dtype t, const u
 	float *got = malloc(sizeof(float) * S * LD), *want = malloc(sizeof(float) * S * LD);
 	for (int g = 0; g < G; g++)
 		duet_r16_pack(t, w + rb * (size_t)(g % 3), rb, DUET_R16_ROWS, i0, n, q + gs * g);
-	for (int ng = 1; ng <= G; ng += 2)
-		for (int nb = 1; nb <= S; nb++)
+	const int few = n > 4;
+	for (int ng = few ? 5 : 1; ng <= (few ? 5 : G); ng += 2)
+		for (int nb = 1; nb <= S; nb += few ? 5 : 1)
 			for (int add = 0; add < 2; add++) {
 				for (int i = 0; i < S * LD; i++)
 					got[i] = want[i] = (float)(i % 97) * 0.5f;
