@@ -217,8 +217,9 @@ static long run_r16_streams(const struct duet_matmul *mm, const struct duet_matm
  * kernel: each slice of blocks [i0, i1) in steps of step packed group by
  * group into rows16 (in L1 together), so that the kernel's tiles take
  * several groups as they do packed weights (one group's single chain of
- * FMAs a sequence waited on its latency: F16 on the fly at a third of the
- * packed speed). */
+ * FMAs a sequence waits on its latency: F16 one sequence on the fly 13
+ * GFLOP/s a core so, 16 with four groups, 35 packed; the rest is the
+ * packing's reads, BENCHMARKS.md, 2026-12-07 second). */
 static void run_r16n_fly(const struct duet_matmul *mm, const struct duet_matmul_job *j,
 			 duet_r16n_fn rn, long n, int ng, int i0, int i1, int step, int bc, int be,
 			 uint8_t *rows16, int far)

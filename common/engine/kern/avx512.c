@@ -1402,7 +1402,7 @@ DEFINE_R16X4(matmul_q5_1_r16x4, DUET_Q5_1)
  * (the definition's order, whatever G and S), and the 16 results of a
  * group and sequence one store. Shapes (at most 16 accumulators): S <= 4
  * four groups, whose streams a decode step of a few sequences needs to
- * keep the memory busy (one group read 0.6-0.8x as fast there); S of 5-8
+ * keep the memory busy (one group read 0.6x as fast there); S of 5-8
  * two groups; 9-16 sequences two passes of two groups over the same
  * weights, the second from cache (one group by 16: 0.9x). Measured on one
  * core from memory, BENCHMARKS.md, 2026-12-07 second. */
