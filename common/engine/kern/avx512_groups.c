@@ -1,0 +1,216 @@
+/* AVX-512 kernels of the float types in 16-row groups (F16, F32:
+ * engine/repack.h), apart from kern/avx512.c so that the two compile in
+ * parallel (its compile is most of a build's time). Built with the same
+ * flags; the table in kern/avx512.c points at these. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "engine/kern/avx512_groups.h"
+#include "engine/kern/avx512_util.h"
+#include "engine/kern/kernels.h"
+#include "engine/repack.h"
+
+/* ---- F16 and F32 in 16-row groups (engine/repack.h) ----
+ * Each step loads 16 rows' value k of G groups (one vector each, F16
+ * converted) and multiplies them by the broadcast value k of S sequences:
+ * G x S FMAs per G loads and S broadcasts, each lane's sum one chain in k
+ * (the definition's order, whatever G and S), and the 16 results of a
+ * group and sequence one store. Shapes (at most 16 accumulators): S <= 4
+ * four groups, whose streams a decode step of a few sequences needs to
+ * keep the memory busy (one group read 0.6x as fast there); S of 5-8
+ * two groups; 9-16 sequences two passes of two groups over the same
+ * weights, the second from cache (one group by 16: 0.9x). Measured on one
+ * core from memory, BENCHMARKS.md, 2026-12-07 second. */
+/* near and far (kernels.h, far); each group one stream */
+#define FG_AHEAD(far) ((far) ? 2048 : 1024)
+#define FG_GROUPS 4
+#define FG_PASS 8
+
+/* 16 rows' value k of a block (F16: 32 bytes; F32: 64) */
+INLINE __m512 fg_load(enum duet_dtype t, const uint8_t *p)
+{
+	return t == DUET_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p))
+			     : _mm512_loadu_ps((const float *)p);
+}
+
+INLINE void fg_tile(enum duet_dtype t, const uint8_t *const q[FG_GROUPS], int nblk,
+		    const float *x, int B, float *const yg[FG_GROUPS], int ldy, __mmask16 m,
+		    int add, const int G, const int S, int far)
+{
+	const size_t es = (size_t)duet_r16_elem_bytes(t) * DUET_R16_ROWS;
+	__m512 acc[FG_GROUPS][FG_PASS];
+	_Pragma("GCC unroll 4")
+	for (int g = 0; g < G; g++)
+		_Pragma("GCC unroll 8")
+		for (int s = 0; s < S; s++)
+			acc[g][s] = add ? _mm512_maskz_loadu_ps(m, yg[g] + (size_t)s * ldy)
+					: _mm512_setzero_ps();
+	const size_t cs = (size_t)B * DUET_PANEL_CHUNK, ahead = FG_AHEAD(far);
+	for (int i = 0; i < nblk; i++)
+		for (int h = 0; h < 2; h++) {
+			const float *c = x + (size_t)(2 * i + h) * cs;
+			_Pragma("GCC unroll 16")
+			for (int k = 0; k < 16; k++) {
+				__m512 wv[FG_GROUPS];
+				_Pragma("GCC unroll 4")
+				for (int g = 0; g < G; g++) {
+					const uint8_t *p = q[g] + (size_t)i * 32 * es + (size_t)(16 * h + k) * es;
+					if (t == DUET_F32 || k % 2 == 0) /* each line once */
+						PREFETCH(p + ahead);
+					wv[g] = fg_load(t, p);
+				}
+				_Pragma("GCC unroll 8")
+				for (int s = 0; s < S; s++) {
+					__m512 xb = _mm512_set1_ps(c[s * DUET_PANEL_CHUNK + k]);
+					_Pragma("GCC unroll 4")
+					for (int g = 0; g < G; g++)
+						acc[g][s] = _mm512_fmadd_ps(wv[g], xb, acc[g][s]);
+				}
+			}
+		}
+	_Pragma("GCC unroll 4")
+	for (int g = 0; g < G; g++)
+		_Pragma("GCC unroll 8")
+		for (int s = 0; s < S; s++)
+			_mm512_mask_storeu_ps(yg[g] + (size_t)s * ldy, m, acc[g][s]);
+}
+
+/* Groups [0, ngroups) (group i at g + i gs, results at y + 16 i; one
+ * masked group when ngroups is 1 and m short) against sequences [s0, s0 +
+ * S) in tiles of G groups, the rest one at a time. */
+#define FG_PASS_CASE(S, G)                                                              \
+	case S: {                                                                       \
+		int i = 0;                                                              \
+		for (; i + (G) <= ngroups; i += (G)) {                                  \
+			const uint8_t *q[FG_GROUPS];                                    \
+			float *yg[FG_GROUPS];                                           \
+			for (int j = 0; j < (G); j++) {                                 \
+				q[j] = g + (size_t)(i + j) * gs;                        \
+				yg[j] = y + (size_t)s0 * ldy + 16 * (i + j);            \
+			}                                                               \
+			fg_tile(T, q, nblk, x + s0 * DUET_PANEL_CHUNK, B, yg, ldy, m, add, (G), S, far); \
+		}                                                                       \
+		for (; i < ngroups; i++) {                                              \
+			const uint8_t *q[FG_GROUPS] = {g + (size_t)i * gs};             \
+			float *yg[FG_GROUPS] = {y + (size_t)s0 * ldy + 16 * i};         \
+			fg_tile(T, q, nblk, x + s0 * DUET_PANEL_CHUNK, B, yg, ldy, m, add, 1, S, far); \
+		}                                                                       \
+		return;                                                                 \
+	}
+/* ws: the widest pass of the call (its tile shape, kept by a narrower
+ * second pass, which takes the same groups from cache); a function per
+ * type, its cases inlined with T constant */
+#define DEFINE_FG_PASS(name, TYPE)                                                      \
+	static void name(const uint8_t *g, size_t gs, int ngroups, int nblk, const float *x, \
+			 int B, int s0, int S, int ws, float *y, int ldy, __mmask16 m, int add, \
+			 int far)                                                       \
+	{                                                                               \
+		const enum duet_dtype T = TYPE;                                         \
+		if (ws <= 4) {                                                          \
+			switch (S) {                                                    \
+				FG_PASS_CASE(1, 4) FG_PASS_CASE(2, 4)                   \
+				FG_PASS_CASE(3, 4) FG_PASS_CASE(4, 4)                   \
+			}                                                               \
+			return;                                                         \
+		}                                                                       \
+		switch (S) {                                                            \
+			FG_PASS_CASE(1, 2) FG_PASS_CASE(2, 2) FG_PASS_CASE(3, 2)        \
+			FG_PASS_CASE(4, 2) FG_PASS_CASE(5, 2) FG_PASS_CASE(6, 2)        \
+			FG_PASS_CASE(7, 2) FG_PASS_CASE(8, 2)                           \
+		}                                                                       \
+	}
+DEFINE_FG_PASS(fg_pass_f16, DUET_F16)
+DEFINE_FG_PASS(fg_pass_f32, DUET_F32)
+
+/* Sequences in passes of at most FG_PASS, tile by tile of groups so that
+ * a second pass finds the tile's weights in cache. */
+static void fg_groups(enum duet_dtype t, const uint8_t *g, size_t gs, int ngroups, int nblk,
+		      const float *x, int B, int nb, float *y, int ldy, __mmask16 m, int add,
+		      int far)
+{
+	void (*pass)(const uint8_t *, size_t, int, int, const float *, int, int, int, int, float *,
+		     int, __mmask16, int, int) = t == DUET_F16 ? fg_pass_f16 : fg_pass_f32;
+	if (nb <= FG_PASS) {
+		pass(g, gs, ngroups, nblk, x, B, 0, nb, nb, y, ldy, m, add, far);
+		return;
+	}
+	const int G = 2;
+	for (int i = 0; i < ngroups; i += G) {
+		int n = ngroups - i < G ? ngroups - i : G;
+		for (int s0 = 0; s0 < nb; s0 += FG_PASS)
+			pass(g + (size_t)i * gs, gs, n, nblk, x, B, s0,
+			     nb - s0 < FG_PASS ? nb - s0 : FG_PASS, FG_PASS, y + 16 * i, ldy, m, add,
+			     far);
+	}
+}
+
+#define DEFINE_FG(T, r16, r16n, r16x4)                                                  \
+	void r16(const uint8_t *g, int nblk, const void *x, int B, int nb, float *y, \
+			int ldy, int nrows, int add, int far)                           \
+	{                                                                               \
+		fg_groups(T, g, 0, 1, nblk, x, B, nb, y, ldy, tail_mask(nrows), add, far); \
+	}                                                                               \
+	void r16n(const uint8_t *g, size_t gs, int ngroups, int nblk, const void *x, \
+			 int B, int nb, float *y, int ldy, int add, int far)            \
+	{                                                                               \
+		fg_groups(T, g, gs, ngroups, nblk, x, B, nb, y, ldy, 0xffff, add, far); \
+	}                                                                               \
+	void r16x4(const uint8_t *const q[DUET_R16_STREAMS], int nblk, const void *x, \
+			  float *const y[DUET_R16_STREAMS], int add, int far)           \
+	{                                                                               \
+		fg_tile(T, q, nblk, x, 1, y, 0, 0xffff, add, DUET_R16_STREAMS, 1, far); \
+	}
+DEFINE_FG(DUET_F16, duet_avx512_f16_r16, duet_avx512_f16_r16n, duet_avx512_f16_r16x4)
+DEFINE_FG(DUET_F32, duet_avx512_f32_r16, duet_avx512_f32_r16n, duet_avx512_f32_r16x4)
+
+/* duet_r16_pack for F16 and F32: each 16 bytes of 16 rows transposed as
+ * dwords, four F32 values of each row, or two F16 values split into their
+ * low and high words. */
+INLINE void pack_float_r16(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows, int i0,
+			   int n, uint8_t *out)
+{
+	if (nrows < 16) {
+		duet_r16_pack(t, rows, rb, nrows, i0, n, out);
+		return;
+	}
+	const size_t bb = t == DUET_F16 ? 64 : 128; /* a row's block */
+	for (int i = 0; i < n; i++) {
+		const uint8_t *blk = rows + (size_t)(i0 + i) * bb;
+		for (int r = 0; r < 16; r++)
+			PREFETCH(blk + (size_t)r * rb + PACK_AHEAD * bb);
+		uint8_t *qi = out + duet_r16_quants_at(t, i, n);
+		_Pragma("GCC unroll 8")
+		for (int c = 0; c < (int)bb / 16; c++) {
+			__m512i d[4];
+			transpose_16x16(blk + 16 * c, rb, d);
+			_Pragma("GCC unroll 4")
+			for (int j = 0; j < 4; j++) {
+				if (t == DUET_F32) {
+					_mm512_storeu_si512((void *)(qi + 64 * (4 * c + j)), d[j]);
+					continue;
+				}
+				_mm256_storeu_si256((__m256i *)(qi + 32 * (8 * c + 2 * j)),
+						    _mm512_cvtepi32_epi16(d[j]));
+				_mm256_storeu_si256((__m256i *)(qi + 32 * (8 * c + 2 * j + 1)),
+						    _mm512_cvtepi32_epi16(_mm512_srli_epi32(d[j], 16)));
+			}
+		}
+	}
+}
+
+void duet_avx512_pack_f16_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
+{
+	pack_float_r16(DUET_F16, rows, rb, nrows, i0, n, out);
+}
+
+void duet_avx512_pack_f32_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
+{
+	pack_float_r16(DUET_F32, rows, rb, nrows, i0, n, out);
+}
+
+void duet_avx512_cvt_f16_group(const void *g, int K, float *dst, int ldd)
+{
+	const uint16_t *h = g;
+	for (int k = 0; k < K; k++)
+		_mm512_storeu_ps(dst + (size_t)k * ldd, load_h(h + (size_t)k * DUET_R16_ROWS));
+}
