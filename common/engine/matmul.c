@@ -213,28 +213,36 @@ static long run_r16_streams(const struct duet_matmul *mm, const struct duet_matm
 	return (g0 + DUET_R16_STREAMS * q) * DUET_R16_ROWS;
 }
 
-/* ng full groups of rows from row n, not packed, through the several-group
- * kernel: each slice of blocks [i0, i1) in steps of step packed group by
- * group into rows16 (in L1 together), so that the kernel's tiles take
- * several groups as they do packed weights (one group's single chain of
- * FMAs a sequence waits on its latency: F16 one sequence on the fly 13
- * GFLOP/s a core so, 16 with four groups, 35 packed; the rest is the
- * packing's reads, BENCHMARKS.md, 2026-12-07 second). */
-static void run_r16n_fly(const struct duet_matmul *mm, const struct duet_matmul_job *j,
-			 duet_r16n_fn rn, long n, int ng, int i0, int i1, int step, int bc, int be,
-			 uint8_t *rows16, int far)
+/* ng full groups of rows from row n (all packed or none) through the
+ * several-group kernel: packed ones as stored, the slice of blocks [i0,
+ * i1) at once; others a step of blocks at a time, packed group by group
+ * into rows16 (in L1 together), so that the kernel's tiles take several
+ * groups as they do packed weights (one group's single chain of FMAs a
+ * sequence waits on its latency: F16 one sequence on the fly 13 GFLOP/s a
+ * core so, 16 with four groups, 35 packed; the rest is the packing's
+ * reads, BENCHMARKS.md, 2026-12-07 second). */
+static void run_r16n(const struct duet_matmul *mm, const struct duet_matmul_job *j,
+		     duet_r16n_fn rn, long n, int ng, int own, int i0, int i1, int step_fly, int bc,
+		     int be, uint8_t *rows16, int far)
 {
 	const struct duet_tensor *w = j->w;
 	const enum duet_dtype t = w->type;
-	const int N = (int)w->rows, B = j->T;
+	const int N = (int)w->rows, B = j->T, step = own ? i1 - i0 : step_fly;
 	for (int k0 = i0; k0 < i1; k0 += step) {
 		int nblk = i1 - k0 < step ? i1 - k0 : step;
-		size_t sb = duet_r16_slice_bytes(t, nblk);
-		for (int g = 0; g < ng; g++)
-			duet_kernels_pack_r16(mm->k, t, duet_tensor_row(w, n + (long)g * DUET_R16_ROWS),
-					      w->row_bytes, DUET_R16_ROWS, k0, nblk, rows16 + sb * g);
+		const uint8_t *q = rows16;
+		size_t gs = duet_r16_slice_bytes(t, nblk);
+		if (own) {
+			q = duet_r16_group(w, n / DUET_R16_ROWS) + duet_r16_unit_at(t, k0);
+			gs = duet_r16_group_bytes(w);
+		} else {
+			for (int g = 0; g < ng; g++)
+				duet_kernels_pack_r16(mm->k, t,
+						      duet_tensor_row(w, n + (long)g * DUET_R16_ROWS),
+						      w->row_bytes, DUET_R16_ROWS, k0, nblk, rows16 + gs * g);
+		}
 		for (int b = bc; b < be; b += DUET_R16_SEQS)
-			rn(rows16, sb, ng, nblk, r16_act(mm, t, k0, B, b), B,
+			rn(q, gs, ng, nblk, r16_act(mm, t, k0, B, b), B,
 			   be - b < DUET_R16_SEQS ? be - b : DUET_R16_SEQS, j->y + (size_t)b * N + n, N,
 			   k0 > 0 || j->accumulate, far);
 	}
@@ -269,25 +277,15 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 			for (long n = n0; n < n1; n += DUET_R16_ROWS) {
 				int nr = n1 - n < DUET_R16_ROWS ? (int)(n1 - n) : DUET_R16_ROWS;
 				int own = n / DUET_R16_ROWS < packed;
-				long ng = (n1 < packed * DUET_R16_ROWS ? n1 : packed * DUET_R16_ROWS) - n;
-				if (rn && !own && n1 - n >= 2 * DUET_R16_ROWS) {
-					ng = (n1 - n) / DUET_R16_ROWS;
-					ng = ng < R16_FLY_GROUPS ? ng : R16_FLY_GROUPS;
-					run_r16n_fly(mm, j, rn, n, (int)ng, i0, i1, step_fly, bc, be,
-						     rows16, far);
-					n += (ng - 1) * DUET_R16_ROWS;
-					continue;
-				}
-				if (rn && own && ng >= 2 * DUET_R16_ROWS) {
-					/* the packed groups from here at once */
-					ng /= DUET_R16_ROWS;
-					const uint8_t *q = duet_r16_group(w, n / DUET_R16_ROWS) +
-							   duet_r16_unit_at(t, i0);
-					for (int b = bc; b < be; b += DUET_R16_SEQS)
-						rn(q, duet_r16_group(w, 1) - duet_r16_group(w, 0), (int)ng,
-						   i1 - i0, r16_act(mm, t, i0, B, b), B,
-						   be - b < DUET_R16_SEQS ? be - b : DUET_R16_SEQS,
-						   j->y + (size_t)b * N + n, N, i0 > 0 || j->accumulate, far);
+				/* full groups from here: packed ones at once, others
+				 * R16_FLY_GROUPS at a time */
+				long ng = ((own && n1 > packed * DUET_R16_ROWS ? packed * DUET_R16_ROWS : n1) -
+					   n) / DUET_R16_ROWS;
+				if (!own && ng > R16_FLY_GROUPS)
+					ng = R16_FLY_GROUPS;
+				if (rn && ng >= 2) {
+					run_r16n(mm, j, rn, n, (int)ng, own, i0, i1, step_fly, bc, be,
+						 rows16, far);
 					n += (ng - 1) * DUET_R16_ROWS;
 					continue;
 				}
@@ -320,7 +318,7 @@ static void run_sgemm(const struct duet_matmul *mm, const struct duet_matmul_job
 	const struct duet_tensor *w = j->w;
 	int K = (int)w->cols, N = (int)w->rows;
 	float beta = j->accumulate ? 1.0f : 0.0f;
-	const int groups = duet_r16_float(w->type) && K % 32 == 0 &&
+	const int groups = duet_r16_float(w->type) && duet_r16_fits(w->type, K) &&
 			   (w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, w->type));
 	if (w->type == DUET_F32 && !groups) {
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, (int)(n1 - n0), K,
@@ -344,7 +342,8 @@ static void run_sgemm(const struct duet_matmul *mm, const struct duet_matmul_job
 				else
 					duet_kernels_pack_r16(mm->k, w->type,
 							      duet_tensor_row(w, n + DUET_R16_ROWS * g),
-							      w->row_bytes, DUET_R16_ROWS, 0, K / 32, row);
+							      w->row_bytes, DUET_R16_ROWS, 0,
+							      K / duet_r16_values(w->type), row);
 				float *dst = tile + DUET_R16_ROWS * g;
 				if (w->type == DUET_F16)
 					duet_kernels_cvt_f16_group(mm->k, q, K, dst, (int)nt);
@@ -406,8 +405,8 @@ static int uses_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 {
 	enum duet_act act = act_of(mm, j);
 	int packed = j->w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, j->w->type);
-	if (duet_r16_float(j->w->type)) /* wider: sgemm; rows of whole blocks only */
-		return packed && j->T <= mm->gemv_max_rows && j->w->cols % 32 == 0;
+	if (duet_r16_float(j->w->type)) /* wider: sgemm */
+		return packed && j->T <= mm->gemv_max_rows && duet_r16_fits(j->w->type, j->w->cols);
 	return (act == DUET_ACT_Q8 || act == DUET_ACT_Q8K) && duet_r16_type(j->w->type) && packed;
 }
 

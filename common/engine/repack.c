@@ -11,6 +11,11 @@ int duet_r16_type(enum duet_dtype t)
 	       t == DUET_Q5_1 || t == DUET_Q4_K || t == DUET_Q6_K || duet_r16_float(t);
 }
 
+int duet_r16_fits(enum duet_dtype t, int64_t cols)
+{
+	return duet_r16_type(t) && cols % duet_r16_values(t) == 0;
+}
+
 int duet_r16_values(enum duet_dtype t)
 {
 	return t == DUET_Q4_K || t == DUET_Q6_K ? DUET_QK : 32;
@@ -81,14 +86,14 @@ void duet_r16_pack(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows,
 	}
 }
 
-static size_t group_bytes(const struct duet_tensor *t)
+size_t duet_r16_group_bytes(const struct duet_tensor *t)
 {
 	return DUET_R16_ROWS * t->row_bytes;
 }
 
 const uint8_t *duet_r16_group(const struct duet_tensor *t, int64_t g)
 {
-	return (const uint8_t *)t->data + (size_t)g * group_bytes(t);
+	return (const uint8_t *)t->data + (size_t)g * duet_r16_group_bytes(t);
 }
 
 void duet_r16_block(const struct duet_tensor *t, int64_t r, int i, uint8_t *out)
@@ -125,10 +130,10 @@ const void *duet_tensor_row_any(const struct duet_tensor *t, int64_t r, void *bu
 
 int duet_r16_pack_tensor(struct duet_tensor *t, struct duet_err *err)
 {
-	if (!duet_r16_type(t->type) || t->layout != DUET_LAYOUT_ROWS || t->rows < DUET_R16_ROWS ||
-	    t->cols % duet_r16_values(t->type)) /* (F16, F32: rows of any length) */
+	if (!duet_r16_fits(t->type, t->cols) || t->layout != DUET_LAYOUT_ROWS ||
+	    t->rows < DUET_R16_ROWS)
 		return 0;
-	size_t gb = group_bytes(t);
+	size_t gb = duet_r16_group_bytes(t);
 	int nb = (int)(t->cols / duet_r16_values(t->type));
 	/* the running table's packing (the same bytes): the definition's
 	 * byte loop had been two thirds of loading a Q8_0 model */

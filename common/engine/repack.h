@@ -176,8 +176,14 @@ static inline int duet_r16_dword_at(enum duet_dtype t, int d)
 void duet_r16_pack(enum duet_dtype t, const uint8_t *rows, size_t rb, int nrows, int i0, int n,
 		   uint8_t *out);
 
-/* Group g of a packed tensor (g < rows / 16). */
+/* Whether a tensor of type t with rows of cols values can take the form
+ * (rows of whole blocks: F16 and F32 rows may have any length). */
+int duet_r16_fits(enum duet_dtype t, int64_t cols);
+
+/* Group g of a packed tensor (g < rows / 16), and how far apart its
+ * groups are. */
 const uint8_t *duet_r16_group(const struct duet_tensor *t, int64_t g);
+size_t duet_r16_group_bytes(const struct duet_tensor *t);
 
 /* Whether row r of t is stored packed; if so, duet_r16_block writes its
  * block i in the type's own form to out. */
@@ -189,9 +195,8 @@ void duet_r16_block(const struct duet_tensor *t, int64_t r, int i, uint8_t *out)
 const void *duet_tensor_row_any(const struct duet_tensor *t, int64_t r, void *buf);
 
 /* Packs a tensor of a type with the 16-row form in place (its memory must
- * be writable: the model's private copy). Tensors of other types, with
- * fewer than 16 rows, or (F16, F32) rows not of whole 32-value blocks, are left
- * as they are. */
+ * be writable: the model's private copy). Tensors that do not fit it
+ * (duet_r16_fits) or have fewer than 16 rows are left as they are. */
 int duet_r16_pack_tensor(struct duet_tensor *t, struct duet_err *err);
 
 #endif

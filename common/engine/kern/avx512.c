@@ -44,7 +44,6 @@ struct tgeo {
 	int ys;
 };
 
-
 /* A tile's result: the sum over its K, or added to what earlier slices of
  * K left (add). */
 /* One block's exact integer sums (a lane per weight row) into the
@@ -115,7 +114,6 @@ INLINE void acc_store(__m512 acc[4][MAX_NB], float *y, int ldy, int ys, int add,
 		for (int b = 0; b < nb; b++)
 			store(y + (size_t)b * ldy + (size_t)r * ys, s[r * 4 + b], add);
 }
-
 
 INLINE __m512 load_h_tail(const uint16_t *p, __mmask16 m)
 {
@@ -535,7 +533,6 @@ static void pack_bf16(const float *x, int ldx, int K, int B, struct duet_bf16x2 
 	NB_CASES_4(F, NR) NB_CASES_8(F, NR) F(NR, 9) F(NR, 10) F(NR, 11) F(NR, 12)      \
 	F(NR, 13) F(NR, 14) F(NR, 15) F(NR, 16)
 
-
 #define F_CASE(R, NB)                                                                   \
 	case (R) * 32 + (NB):                                                           \
 		tile_f(T, w, g, K, x, B, y, ldy, add, R, NB);                          \
@@ -558,7 +555,6 @@ DEFINE_TILE_F(tiles_bf16, DUET_BF16)
 DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
 
 /* ---- Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K in 16-row groups (engine/repack.h) ---- */
-
 
 /* Blocks ahead that a group's stream is prefetched: with several
  * activation rows a block takes long enough that the hardware prefetcher
@@ -874,7 +870,6 @@ INLINE uint16_t word_at(const uint8_t *p)
 	memcpy(&v, p, 2);
 	return v;
 }
-
 
 /* Header word w of 16 rows (row r's block at blk + r * rb) into h[16 w + r]
  * (one word: Q8_0, Q4_0; two to four: Q4_1, Q5_0, Q5_1, whose row blocks
@@ -1363,7 +1358,6 @@ DEFINE_R16X4(matmul_q4_1_r16x4, DUET_Q4_1)
 DEFINE_R16X4(matmul_q5_0_r16x4, DUET_Q5_0)
 DEFINE_R16X4(matmul_q5_1_r16x4, DUET_Q5_1)
 
-
 /* A tile over 256-value super-blocks: STEP on each, against per-256
  * activations (block s of row b at x[s * B + b]). */
 #define DEFINE_SUPER_TILE(name, STEP, BLOCK)                                           \
@@ -1497,7 +1491,6 @@ DEFINE_MATMUL(matmul_bf16_hi, tiles_bf_hi, struct duet_bf16x2, (size_t)(k0 / 32)
 #undef ROW
 #undef T
 
-
 /* ---- conversions ---- */
 
 static void cvt_f16(const void *src, float *dst, int n)
@@ -1509,7 +1502,6 @@ static void cvt_f16(const void *src, float *dst, int n)
 	if (i < n)
 		_mm512_mask_storeu_ps(dst + i, tail_mask(n - i), load_h_tail(h + i, tail_mask(n - i)));
 }
-
 
 static void cvt_bf16(const void *src, float *dst, int n)
 {

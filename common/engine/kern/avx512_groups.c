@@ -29,8 +29,7 @@
 /* 16 rows' value k of a block (F16: 32 bytes; F32: 64) */
 INLINE __m512 fg_load(enum duet_dtype t, const uint8_t *p)
 {
-	return t == DUET_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p))
-			     : _mm512_loadu_ps((const float *)p);
+	return t == DUET_F16 ? load_h((const uint16_t *)p) : _mm512_loadu_ps((const float *)p);
 }
 
 INLINE void fg_tile(enum duet_dtype t, const uint8_t *const q[FG_GROUPS], int nblk,
@@ -145,18 +144,18 @@ static void fg_groups(enum duet_dtype t, const uint8_t *g, size_t gs, int ngroup
 }
 
 #define DEFINE_FG(T, r16, r16n, r16x4)                                                  \
-	void r16(const uint8_t *g, int nblk, const void *x, int B, int nb, float *y, \
-			int ldy, int nrows, int add, int far)                           \
+	void r16(const uint8_t *g, int nblk, const void *x, int B, int nb, float *y, int ldy,  \
+		 int nrows, int add, int far)                                           \
 	{                                                                               \
 		fg_groups(T, g, 0, 1, nblk, x, B, nb, y, ldy, tail_mask(nrows), add, far); \
 	}                                                                               \
-	void r16n(const uint8_t *g, size_t gs, int ngroups, int nblk, const void *x, \
-			 int B, int nb, float *y, int ldy, int add, int far)            \
+	void r16n(const uint8_t *g, size_t gs, int ngroups, int nblk, const void *x, int B,    \
+		  int nb, float *y, int ldy, int add, int far)                          \
 	{                                                                               \
 		fg_groups(T, g, gs, ngroups, nblk, x, B, nb, y, ldy, 0xffff, add, far); \
 	}                                                                               \
-	void r16x4(const uint8_t *const q[DUET_R16_STREAMS], int nblk, const void *x, \
-			  float *const y[DUET_R16_STREAMS], int add, int far)           \
+	void r16x4(const uint8_t *const q[DUET_R16_STREAMS], int nblk, const void *x,   \
+		   float *const y[DUET_R16_STREAMS], int add, int far)                  \
 	{                                                                               \
 		fg_tile(T, q, nblk, x, 1, y, 0, 0xffff, add, DUET_R16_STREAMS, 1, far); \
 	}
@@ -198,12 +197,14 @@ INLINE void pack_float_r16(enum duet_dtype t, const uint8_t *rows, size_t rb, in
 	}
 }
 
-void duet_avx512_pack_f16_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
+void duet_avx512_pack_f16_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
+			      uint8_t *out)
 {
 	pack_float_r16(DUET_F16, rows, rb, nrows, i0, n, out);
 }
 
-void duet_avx512_pack_f32_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
+void duet_avx512_pack_f32_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
+			      uint8_t *out)
 {
 	pack_float_r16(DUET_F32, rows, rb, nrows, i0, n, out);
 }

@@ -158,7 +158,7 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 			       int B, float *y, int ldy, int n0, int n1, int far);
 
 /* Weights of a type with the 16-row form (engine/repack.h: Q8_0, Q4_0,
- * Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, F16) in one group (g the start of a slice of its blocks, the first a
+ * Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, F16, F32) in one group (g the start of a slice of its blocks, the first a
  * multiple of the type's unit: duet_r16_unit_at) against nb <=
  * DUET_R16_SEQS activation rows of a panel of B rows (the 32-value types: q8
  * pairs, x at the pair of that first block, which is even; Q4_K, Q6_K:
@@ -175,7 +175,7 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
  * Q6_K instead takes a super-block at a time: acc = fma(float(sum), d x
  * x_scale, acc), sum the exact integer sum over its 16-value sub-blocks of
  * the int8 scale times (the values' dot product - 32 x the activations'
- * sum). Then y = acc. F16 (f32 activations: the f32 panel, x at block
+ * sum). Then y = acc. F16 and F32 (f32 activations: the f32 panel, x at block
  * 0's first chunk and the first row) takes every value in turn, acc =
  * fma(w, x, acc), k ascending. Every table computes exactly this, so the
  * results match bit for bit, and since a slice of blocks continues the
@@ -203,7 +203,7 @@ typedef void (*duet_r16x4_fn)(const uint8_t *const g[DUET_R16_STREAMS], int nblk
 			      const void *x, float *const y[DUET_R16_STREAMS], int add, int far);
 /* ngroups full groups at once, group i at g + i * gs and its results at
  * y + 16 i, each as duet_r16_fn with nrows 16: for kernels whose tiles
- * take several groups (F16: a few sequences share each weight vector
+ * take several groups (F16, F32: a few sequences share each weight vector
  * poorly, so four groups share each activation instead). */
 typedef void (*duet_r16n_fn)(const uint8_t *g, size_t gs, int ngroups, int nblk, const void *x,
 			     int B, int nb, float *y, int ldy, int add, int far);
@@ -214,14 +214,14 @@ typedef void (*duet_r16_pack_fn)(const uint8_t *rows, size_t rb, int nrows, int 
 struct duet_kernels {
 	const char *name;
 	/* By weight type, weights in 16-row groups against int8 activations
-	 * (per 32; Q4_K, Q6_K per 256; F16: f32) (the scalar table has the
+	 * (per 32; Q4_K, Q6_K per 256; F16, F32: f32) (the scalar table has the
 	 * definition), and packing into them. A table with a pack_r16 entry
 	 * for a type is faster with its weights so: they are packed at load
 	 * into the decode copy of the weights, on the fly otherwise, and every
-	 * matmul of the type in int8 mode takes this kernel (F16: every one of
-	 * at most DUET_GEMV_MAX_ROWS rows; prefill's sgemm unpacks them). */
+	 * matmul of the type in int8 mode takes this kernel (F16, F32: every one of
+	 * at most DUET_GEMV_MAX_ROWS rows; prefill's sgemm takes the groups as they lie). */
 	duet_r16_fn matmul_r16[DUET_DTYPE_SLOTS];
-	/* optional: the several-group form of matmul_r16 (F16) */
+	/* optional: the several-group form of matmul_r16 (F16, F32) */
 	duet_r16n_fn matmul_r16n[DUET_DTYPE_SLOTS];
 	/* optional: the four-group form of matmul_r16, for one sequence */
 	duet_r16x4_fn matmul_r16x4[DUET_DTYPE_SLOTS];
