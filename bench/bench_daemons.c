@@ -243,7 +243,7 @@ static double engine_rate(const struct duet_model *m, int B, int steps)
 		duet_kv_seq_init(&seq[b]);
 		prompt(prompts[b], 16, 77 + b);
 		f[b] = (struct duet_fwd_seq){&seq[b], prompts[b], 16, DUET_LOGITS_LAST,
-					     logits + (size_t)b * V, NULL};
+					     logits + (size_t)b * V, NULL, 0};
 	}
 	if (duet_forward(e, f, B, &err))
 		fprintf(stderr, "%s\n", err.msg);

@@ -29,7 +29,7 @@
 static double timed_forward(struct decode *d, struct duet_kv_seq *kv, const int *tokens, int n,
 			    float *logits, struct duet_err *err)
 {
-	struct duet_fwd_seq s = {kv, tokens, n, DUET_LOGITS_LAST, logits, NULL};
+	struct duet_fwd_seq s = {kv, tokens, n, DUET_LOGITS_LAST, logits, NULL, 0};
 	long long t0 = duet_now_us();
 	if (duet_forward(d->node.engine, &s, 1, err))
 		return -1;

@@ -43,6 +43,7 @@ struct dreq {
 	/* DREQ_LOCAL */
 	int *prompt; /* local work, and reservations that name their tokens */
 	int prefilled;
+	int resumed_from; /* prompt tokens from here on were streamed (a resume) */
 	int cached; /* prompt tokens shared from the prefix cache */
 	int step_tokens; /* rows in the current step */
 	int tbt_ms;	 /* its TBT objective (0: none): decode_chunk_budget */

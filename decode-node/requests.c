@@ -278,6 +278,7 @@ void decode_handle_local(struct decode *d, const Duet__LocalWork *m)
 	}
 	r->st = DREQ_LOCAL;
 	r->prompt = prompt;
+	r->resumed_from = (int)m->n_sampled < r->n_prompt ? r->n_prompt - (int)m->n_sampled : 0;
 	r->tbt_ms = as_int(m->tbt_ms);
 	if (sampling_context(d, r, m->sampling, prompt, r->n_prompt, (int)m->n_sampled))
 		return;

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/trace.h"
 #include "decode.h"
+#include "node/chunk.h"
 
 int decode_spec_start(struct decode *d, struct dreq *r, const int *tokens, int n,
 		      struct duet_err *err)
@@ -116,9 +117,9 @@ void decode_step(struct decode *d)
 		spec_rows += nd;
 		r->step_tokens = 1 + nd;
 		d->fwd[n] = nd ? (struct duet_fwd_seq){&r->kv, r->spec_d, 1 + nd, DUET_LOGITS_ALL,
-						       r->spec->logits, r}
+						       r->spec->logits, r, 0}
 			       : (struct duet_fwd_seq){&r->kv, &r->next_token, 1, DUET_LOGITS_LAST,
-						       r->logits, r};
+						       r->logits, r, 0};
 		d->batch[n++] = r;
 	}
 	int budget0 = decode_chunk_budget(d), budget = budget0;
@@ -127,12 +128,14 @@ void decode_step(struct decode *d)
 		struct dreq *r = d->reqs[i];
 		if (r->st != DREQ_LOCAL)
 			continue;
-		int left = r->n_prompt - r->prefilled, take = left < budget ? left : budget;
+		int rows, take = duet_chunk_take(r->prefilled, r->n_prompt, r->resumed_from,
+						 budget, &rows);
 		budget -= take;
 		r->step_tokens = take;
 		d->fwd[n] = (struct duet_fwd_seq){&r->kv, r->prompt + r->prefilled, take,
-						  take == left ? DUET_LOGITS_LAST : DUET_LOGITS_NONE,
-						  r->logits, r};
+						  r->prefilled + take == r->n_prompt ? DUET_LOGITS_LAST
+										     : DUET_LOGITS_NONE,
+						  r->logits, r, rows};
 		d->batch[n++] = r;
 	}
 	if (!n)

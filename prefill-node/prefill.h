@@ -34,6 +34,7 @@ struct preq {
 	int format;   /* response_format (the wire's) */
 	char *schema; /* its JSON schema, or NULL */
 	int sample_index;
+	int resumed_from; /* tokens from here on were streamed (a resume) */
 	char decode_node[DUET_MAX_NAME + 1];
 	struct peer *peer;
 	struct duet_kv_seq kv;

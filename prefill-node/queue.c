@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "node/chunk.h"
 #include "base/trace.h"
 #include "prefill.h"
 
@@ -61,6 +62,7 @@ static struct preq *admit(struct prefill *p, const Duet__PrefillWork *w, Duet__E
 	r->id = w->request_id;
 	r->n = (int)w->n_tokens;
 	r->sample_index = (int)(w->sample_index > (1u << 30) ? 1u << 30 : w->sample_index);
+	r->resumed_from = r->sample_index < r->n ? r->n - r->sample_index : 0;
 	snprintf(r->decode_node, sizeof r->decode_node, "%s", w->decode_node);
 	duet_kv_seq_init(&r->kv);
 	r->tokens = duet_wire_tokens_copy(w->tokens, w->n_tokens);
@@ -228,12 +230,13 @@ int prefill_run_batch(struct prefill *p)
 			break; /* FIFO: later prompts wait behind this one */
 		if (r->failed)
 			continue;
-		int left = r->n - r->done, take = left < budget ? left : budget;
+		int rows, take = duet_chunk_take(r->done, r->n, r->resumed_from, budget, &rows);
 		budget -= take;
 		r->step = take;
 		p->fwd[n] = (struct duet_fwd_seq){&r->kv, r->tokens + r->done, take,
-						  take == left ? DUET_LOGITS_LAST : DUET_LOGITS_NONE,
-						  r->logits, r};
+						  r->done + take == r->n ? DUET_LOGITS_LAST
+									 : DUET_LOGITS_NONE,
+						  r->logits, r, rows};
 		p->batch[n++] = r;
 	}
 	/* Requests whose KV could not be sent are reported and dropped. */

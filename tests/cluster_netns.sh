@@ -130,11 +130,11 @@ for h in p0 p1 d0 d1; do
 		echo "kv_mb = 256"
 		echo "curve_key = $KEYS/$h.key"
 		echo "curve_router_key = $KEYS/router.pub"
-		# f32 KV rows on every node (and in --verify): a failover prefills
-		# the streamed tokens again, with sgemm where they were decoded with
-		# the kernels; f16 or int8 rows round the two slightly different
-		# results apart, and near-tied logits then flip (README, "Failure")
-		echo "kv_dtype = f32"
+		# f16 KV rows, the default, on every node (and in --verify): a
+		# failover's resumed tokens get the K and V their decode steps
+		# made, bit for bit, so even rounded rows give the same text
+		# (README, "Failure")
+		echo "kv_dtype = f16"
 		if [ "${h:0:1}" = d ]; then
 			echo "kv_endpoint = tcp://$NET.${IP[$h]}:5601"
 			echo "kv_timeout = 10" # KV lost to a dead connection: fail sooner
@@ -192,7 +192,7 @@ replay() {
 	shift 2
 	f0=$(failovers)
 	"$BUILD/duet" replay --url "$BASE" --trace "$trace" --api-key "$API_KEY" --probe 0 \
-		--slo-ttft 10 --slo-tbt 1 --timeout 120 --verify "$MODEL" --kv-dtype f32 -q --label "$name" \
+		--slo-ttft 10 --slo-tbt 1 --timeout 120 --verify "$MODEL" --kv-dtype f16 -q --label "$name" \
 		--out "$OUT/$name" "$@" >"$T/replay-$name.log" 2>&1
 	local s=$OUT/$name/summary.json
 	if [ ! -r "$s" ]; then

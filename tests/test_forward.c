@@ -162,7 +162,7 @@ static void prefill_chunked_vs_ref(const char *path, int T, int chunk, const cha
 	for (int p0 = 0; p0 < T; p0 += chunk) {
 		int n = T - p0 < chunk ? T - p0 : chunk;
 		struct duet_fwd_seq fs = {&s, tok + p0, n, DUET_LOGITS_ALL,
-					  got + (size_t)p0 * V, NULL};
+					  got + (size_t)p0 * V, NULL, 0};
 		struct duet_err err;
 		if (duet_forward(r.e, &fs, 1, &err))
 			fail_msg("%s", err.msg);
@@ -276,7 +276,7 @@ static void batched_decode(const char *path, int B, int steps)
 		len[b] = 2 + 5 * b + (b % 3) * 4; /* positions cross block edges */
 		some_tokens(tok + b * maxlen, len[b], 100 + b, V);
 		struct duet_fwd_seq one = {&s[b], tok + b * maxlen, len[b], DUET_LOGITS_LAST,
-					   logits + (size_t)b * V, NULL};
+					   logits + (size_t)b * V, NULL, 0};
 		if (duet_forward(r.e, &one, 1, &err))
 			fail_msg("%s", err.msg);
 	}
@@ -285,7 +285,7 @@ static void batched_decode(const char *path, int B, int steps)
 			next[b] = duet_argmax(logits + (size_t)b * V, V);
 			tok[b * maxlen + len[b]] = next[b];
 			fs[b] = (struct duet_fwd_seq){&s[b], &next[b], 1, DUET_LOGITS_LAST,
-						      logits + (size_t)b * V, NULL};
+						      logits + (size_t)b * V, NULL, 0};
 		}
 		if (duet_forward(r.e, fs, B, &err))
 			fail_msg("%s", err.msg);
@@ -361,11 +361,11 @@ static void test_mixed_batch(void **st)
 	float *la = malloc(sizeof(float) * (size_t)V * 30), *lb = malloc(sizeof(float) * V);
 	float *ref = malloc(sizeof(float) * (size_t)V * 30);
 	struct duet_err err;
-	struct duet_fwd_seq f1 = {&sb, b, 11, DUET_LOGITS_NONE, NULL, NULL};
+	struct duet_fwd_seq f1 = {&sb, b, 11, DUET_LOGITS_NONE, NULL, NULL, 0};
 	if (duet_forward(r.e, &f1, 1, &err))
 		fail_msg("%s", err.msg);
-	struct duet_fwd_seq f2[2] = {{&sa, a, 30, DUET_LOGITS_ALL, la, NULL},
-				     {&sb, b + 11, 1, DUET_LOGITS_LAST, lb, NULL}};
+	struct duet_fwd_seq f2[2] = {{&sa, a, 30, DUET_LOGITS_ALL, la, NULL, 0},
+				     {&sb, b + 11, 1, DUET_LOGITS_LAST, lb, NULL, 0}};
 	if (duet_forward(r.e, f2, 2, &err))
 		fail_msg("%s", err.msg);
 	assert_int_equal(ref_forward(r.m, a, 30, ref), 0);
@@ -375,6 +375,93 @@ static void test_mixed_batch(void **st)
 	duet_kv_seq_release(r.kv, &sa), duet_kv_seq_release(r.kv, &sb);
 	free(la), free(lb), free(ref);
 	rig_close(&r);
+}
+
+/* What the cluster's text rests on: a row's logits do not depend on the
+ * rows beside it. A prompt then STEPS greedy decode steps of one token
+ * (duet generate's route) against (a) the same prompt, then the tokens
+ * those steps fed as one chunk with decode_rows (a failover's resumed
+ * stream, wider than the narrow kernels' 16 rows), and (b) each step fed
+ * beside a 20-token prompt of another sequence (a decode node's step
+ * with a local prefill): the same logits bit for bit, wherever this
+ * machine's kernels take the type at every width (F16 and F32 where they
+ * pack it, the quantized types in int8 mode); elsewhere within the
+ * tolerance. */
+static void rows_exact(const char *path, int exact)
+{
+	enum { P = 20, STEPS = 24, OTHER = 20 };
+	struct rig r;
+	rig_open(&r, path, 2, 0, NULL);
+	int V = r.m->cfg.vocab_size;
+	int tok[P + STEPS], other[OTHER];
+	some_tokens(tok, P, 5, V);
+	some_tokens(other, OTHER, 6, V);
+	float *step = malloc(sizeof(float) * (size_t)V * STEPS);
+	float *chunk = malloc(sizeof(float) * (size_t)V * STEPS);
+	float *mixed = malloc(sizeof(float) * (size_t)V * STEPS);
+	float *last = malloc(sizeof(float) * V);
+	assert_true(step && chunk && mixed && last);
+	struct duet_err err;
+	/* duet generate's route; (b) alongside, each step beside a prompt */
+	struct duet_kv_seq a, b, o;
+	duet_kv_seq_init(&a), duet_kv_seq_init(&b);
+	struct duet_fwd_seq f = {&a, tok, P, DUET_LOGITS_LAST, last, NULL, 0};
+	assert_int_equal(duet_forward(r.e, &f, 1, &err), 0);
+	f = (struct duet_fwd_seq){&b, tok, P, DUET_LOGITS_LAST, last, NULL, 0};
+	assert_int_equal(duet_forward(r.e, &f, 1, &err), 0);
+	for (int i = 0; i < STEPS; i++) {
+		tok[P + i] = duet_argmax(i ? step + (size_t)(i - 1) * V : last, V);
+		f = (struct duet_fwd_seq){&a, tok + P + i, 1, DUET_LOGITS_LAST, step + (size_t)i * V,
+					  NULL, 0};
+		assert_int_equal(duet_forward(r.e, &f, 1, &err), 0);
+		duet_kv_seq_init(&o);
+		struct duet_fwd_seq two[2] = {
+			{&o, other, OTHER, DUET_LOGITS_LAST, last, NULL, 0},
+			{&b, tok + P + i, 1, DUET_LOGITS_LAST, mixed + (size_t)i * V, NULL, 0}};
+		assert_int_equal(duet_forward(r.e, two, 2, &err), 0);
+		duet_kv_seq_release(r.kv, &o);
+	}
+	/* (a): the resumed stream */
+	duet_kv_seq_release(r.kv, &b);
+	duet_kv_seq_init(&b);
+	f = (struct duet_fwd_seq){&b, tok, P, DUET_LOGITS_NONE, NULL, NULL, 0};
+	assert_int_equal(duet_forward(r.e, &f, 1, &err), 0);
+	f = (struct duet_fwd_seq){&b, tok + P, STEPS, DUET_LOGITS_ALL, chunk, NULL, 1};
+	assert_int_equal(duet_forward(r.e, &f, 1, &err), 0);
+	char what[256];
+	for (int i = 0; i < STEPS; i++) {
+		const float *s = step + (size_t)i * V;
+		snprintf(what, sizeof what, "%s: step %d resumed in one chunk", path, i);
+		if (exact && memcmp(s, chunk + (size_t)i * V, sizeof(float) * V))
+			fail_msg("%s: other bits than the step", what);
+		check_logits(r.m, chunk + (size_t)i * V, s, 1, V, what);
+		snprintf(what, sizeof what, "%s: step %d beside a prompt", path, i);
+		if (exact && memcmp(s, mixed + (size_t)i * V, sizeof(float) * V))
+			fail_msg("%s: other bits than the step alone", what);
+		check_logits(r.m, mixed + (size_t)i * V, s, 1, V, what);
+	}
+	duet_kv_seq_release(r.kv, &a), duet_kv_seq_release(r.kv, &b);
+	free(step), free(chunk), free(mixed), free(last);
+	rig_close(&r);
+}
+
+static void test_rows_exact(void **st)
+{
+	(void)st;
+	char p[4096];
+	const struct duet_kernels *k = duet_kernels();
+	static const enum duet_dtype floats[] = {DUET_F32, DUET_F16};
+	for (int i = 0; i < 2; i++) {
+		model_path(p, "tiny", floats[i], "gguf");
+		rows_exact(p, duet_kernels_packs(k, floats[i]));
+	}
+	g_qdot = DUET_QDOT_INT8;
+	model_path(p, "tiny", DUET_Q8_0, "gguf");
+	rows_exact(p, 1);
+	g_kv = DUET_KV_F16; /* rows rounded alike when computed alike */
+	rows_exact(p, 1);
+	g_kv = DUET_KV_F32;
+	g_qdot = DUET_QDOT_EXACT;
 }
 
 static void greedy(const char *path, int max_batch, int threads, const int *prompt, int np,
@@ -535,14 +622,14 @@ static void run_placed(const char *path, enum duet_weights wp, int T, int steps,
 	some_tokens(tok, T, 3, V);
 	struct duet_kv_seq s;
 	duet_kv_seq_init(&s);
-	struct duet_fwd_seq fs = {&s, tok, T, DUET_LOGITS_ALL, out, NULL};
+	struct duet_fwd_seq fs = {&s, tok, T, DUET_LOGITS_ALL, out, NULL, 0};
 	struct duet_err err;
 	if (duet_forward(r.e, &fs, 1, &err))
 		fail_msg("%s", err.msg);
 	for (int i = 0; i < steps; i++) {
 		int p = T + i;
 		tok[p] = duet_argmax(out + (size_t)(p - 1) * V, V);
-		struct duet_fwd_seq d = {&s, tok + p, 1, DUET_LOGITS_ALL, out + (size_t)p * V, NULL};
+		struct duet_fwd_seq d = {&s, tok + p, 1, DUET_LOGITS_ALL, out + (size_t)p * V, NULL, 0};
 		if (duet_forward(r.e, &d, 1, &err))
 			fail_msg("%s", err.msg);
 	}
@@ -723,8 +810,8 @@ static void test_layer_hook(void **st)
 	some_tokens(t, 20, 5, r.m->cfg.vocab_size);
 	struct duet_kv_seq s1, s2;
 	duet_kv_seq_init(&s1), duet_kv_seq_init(&s2);
-	struct duet_fwd_seq fs[2] = {{&s1, t, 20, DUET_LOGITS_NONE, NULL, NULL},
-				     {&s2, t, 3, DUET_LOGITS_NONE, NULL, NULL}};
+	struct duet_fwd_seq fs[2] = {{&s1, t, 20, DUET_LOGITS_NONE, NULL, NULL, 0},
+				     {&s2, t, 3, DUET_LOGITS_NONE, NULL, NULL, 0}};
 	struct duet_err err;
 	assert_int_equal(duet_forward(r.e, fs, 2, &err), 0);
 	assert_int_equal(h.calls, 2 * r.m->cfg.n_layers);
@@ -754,8 +841,8 @@ static void test_kv_exhaustion(void **st)
 	some_tokens(t, 40, 1, m->cfg.vocab_size);
 	struct duet_kv_seq a, b;
 	duet_kv_seq_init(&a), duet_kv_seq_init(&b);
-	struct duet_fwd_seq fs[2] = {{&a, t, 20, DUET_LOGITS_NONE, NULL, NULL},
-				     {&b, t, 20, DUET_LOGITS_NONE, NULL, NULL}};
+	struct duet_fwd_seq fs[2] = {{&a, t, 20, DUET_LOGITS_NONE, NULL, NULL, 0},
+				     {&b, t, 20, DUET_LOGITS_NONE, NULL, NULL, 0}};
 	assert_int_not_equal(duet_forward(e, fs, 2, &err), 0);
 	assert_int_equal(a.n_tokens, 0);
 	assert_int_equal(b.n_tokens, 0);
@@ -812,6 +899,7 @@ int main(void)
 		cmocka_unit_test(test_batched_decode_wide),
 		cmocka_unit_test(test_mixed_batch),
 		cmocka_unit_test(test_greedy_same_every_route),
+		cmocka_unit_test(test_rows_exact),
 		cmocka_unit_test(test_bf16),
 		cmocka_unit_test_setup_teardown(test_bf16, int8_mode, exact_mode),
 		cmocka_unit_test_setup_teardown(test_q8_0_int8, int8_mode, exact_mode),

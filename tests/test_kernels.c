@@ -368,7 +368,8 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 	/* Q8_0 and Q4_0: one unit; a short last unit; many */
 	static const int Ks[] = {64, 96, 4160}, Kk[] = {256, 768, 4352};
 	/* S: the widest pass of one kernel call */
-	const int N = 9 * DUET_R16_ROWS + 5, BMAX = 17, S = DUET_R16_SEQS, V = duet_r16_values(t);
+	/* BMAX: past a prefill pass's activation rows (the matmul's R16_BATCH) */
+	const int N = 9 * DUET_R16_ROWS + 5, BMAX = 70, S = DUET_R16_SEQS, V = duet_r16_values(t);
 	struct duet_err err;
 	for (int ki = 0; ki < 3; ki++) {
 		int K = duet_dtype_kquant(t) ? Kk[ki] : Ks[ki], nb = K / V;
@@ -448,6 +449,7 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		free(r16_panel(t, x, K, BMAX, xq));
 		float *y0 = malloc(sizeof(float) * BMAX * N), *y1 = malloc(sizeof(float) * BMAX * N);
 		float *y2 = malloc(sizeof(float) * BMAX * N);
+		float *yw[2] = {malloc(sizeof(float) * BMAX * N), malloc(sizeof(float) * BMAX * N)};
 		/* the first B rows of it are every width's reference */
 		reference(t, w, rb, N, K, xq, K, BMAX, ref);
 		for (int ii = 0; ii < N_ISAS; ii++) {
@@ -456,7 +458,23 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 				continue;
 			struct duet_matmul mm;
 			assert_int_equal(duet_matmul_init(&mm, tp, kt, DUET_QDOT_INT8, BMAX, K, &err), 0);
-			for (int B = 1; B <= BMAX; B += (B < 9 ? 1 : 4)) {
+			/* Where the kernels take the type at every width (int8
+			 * activations; F16 and F32 where the table packs them), a
+			 * row's results do not depend on the rows beside it: the
+			 * widest product's first B rows are every width's, bit for
+			 * bit (prefill, decode and a failover's resumed tokens
+			 * compute alike). */
+			int any_width = !duet_r16_float(t) || duet_kernels_packs(kt, t);
+			/* (the scalar definition's products past 17 rows take
+			 * minutes: tables with the type's own kernel only) */
+			int bmax = kt != &duet_kernels_scalar && kt->matmul_r16[t] ? BMAX : 17;
+			for (int acc = 0; acc < 2 && bmax == BMAX; acc++) {
+				for (int i = 0; i < BMAX * N; i++)
+					yw[acc][i] = acc ? (float)(i % 7) : 0;
+				struct duet_matmul_job jw = {&tp16, x, BMAX, yw[acc], acc};
+				duet_matmul_run(&mm, &jw, 1);
+			}
+			for (int B = 1; B <= bmax; B = B < 9 ? B + 1 : B < 17 ? B + 4 : B < BMAX ? BMAX : BMAX + 1) {
 				for (int acc = 0; acc < 2; acc++) {
 					for (int i = 0; i < B * N; i++)
 						y0[i] = y1[i] = acc ? (float)(i % 7) : 0;
@@ -481,6 +499,9 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 					if (memcmp(y1, y2, sizeof(float) * B * N))
 						fail_msg("%s %s K=%d B=%d: claims of other sizes changed the result",
 							 isas[ii], duet_dtype_name(t), K, B);
+					if (any_width && bmax == BMAX && memcmp(y1, yw[acc], sizeof(float) * B * N))
+						fail_msg("%s %s K=%d B=%d: rows differ from the same rows of %d",
+							 isas[ii], duet_dtype_name(t), K, B, BMAX);
 					for (int i = 0; i < B * N; i++) {
 						double r = ref[i] + (acc ? (double)(i % 7) : 0);
 						if (!(fabs(y1[i] - r) <= 1e-4 * (1 + fabs(r))))
@@ -494,6 +515,7 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		}
 		free(wf), free(w), free(wp), free(row), free(x), free(q), free(qm);
 		free(xa), free(yr), free(ym), free(ye), free(ref), free(xq), free(y0), free(y1), free(y2);
+		free(yw[0]), free(yw[1]);
 	}
 }
 

@@ -215,9 +215,9 @@ static void test_stored_kv_logit_error(void **state)
 		assert_int_equal(duet_engine_create(&e, m, kv, &eo, &err), 0);
 		struct duet_kv_seq s;
 		duet_kv_seq_init(&s);
-		struct duet_fwd_seq f = {&s, prompt, N, DUET_LOGITS_NONE, NULL, NULL};
+		struct duet_fwd_seq f = {&s, prompt, N, DUET_LOGITS_NONE, NULL, NULL, 0};
 		assert_int_equal(duet_forward(e, &f, 1, &err), 0);
-		f = (struct duet_fwd_seq){&s, &next, 1, DUET_LOGITS_LAST, t ? got : ref, NULL};
+		f = (struct duet_fwd_seq){&s, &next, 1, DUET_LOGITS_LAST, t ? got : ref, NULL, 0};
 		assert_int_equal(duet_forward(e, &f, 1, &err), 0);
 		duet_kv_seq_release(kv, &s);
 		duet_engine_destroy(e);

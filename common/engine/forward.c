@@ -386,14 +386,18 @@ static void attention(struct duet_engine *e, int layer, struct duet_fwd_seq *seq
 	for (int s = 0; s < n_seqs; s++) {
 		struct duet_fwd_seq *q = &seqs[s];
 		int p0 = q->kv->n_tokens;
-		if (q->n_tokens == 1) {
-			single_seq[ns] = q->kv;
-			single_pos[ns] = p0;
-			single_row[ns] = row;
-			if (++ns == DUET_ATTN_TILE) {
-				duet_attn_single(&e->attn, layer, single_seq, single_pos, single_row,
-						 ns, e->q, e->att);
-				ns = 0;
+		if (q->n_tokens == 1 || q->decode_rows) {
+			/* (the rows' K and V are all in the cache: each row
+			 * attends up to its own position) */
+			for (int i = 0; i < q->n_tokens; i++) {
+				single_seq[ns] = q->kv;
+				single_pos[ns] = p0 + i;
+				single_row[ns] = row + i;
+				if (++ns == DUET_ATTN_TILE) {
+					duet_attn_single(&e->attn, layer, single_seq, single_pos,
+							 single_row, ns, e->q, e->att);
+					ns = 0;
+				}
 			}
 		} else {
 			duet_attn_rows(&e->attn, layer, q->kv, p0, q->n_tokens,

@@ -3,8 +3,10 @@
  * Each sequence brings n new tokens that continue its KV cache at position
  * kv->n_tokens: a prompt (n large), a decode step (n = 1) or a chunk of a
  * prompt (chunked prefill) can share one batch. Every projection runs once
- * over all the batch's rows (sgemm for many rows, the native-type kernels
- * for few); attention runs per sequence over its paged KV blocks. */
+ * over all the batch's rows (the native-type kernels, whose rows do not
+ * depend on the batch; sgemm for many rows of the types without a kernel
+ * at that width here); attention runs per sequence over its paged KV
+ * blocks. */
 #ifndef DUET_FORWARD_H
 #define DUET_FORWARD_H
 
@@ -26,6 +28,11 @@ struct duet_fwd_seq {
 	enum duet_logits_mode logits_mode;
 	float *logits; /* caller-owned output */
 	void *user;    /* handed to the layer hook */
+	/* Attend each new row as a decode step of it would (one query row
+	 * over its positions, as n_tokens 1 does) instead of as a prompt
+	 * chunk: a failover's resumed tokens, whose K and V must be those the
+	 * lost decode node computed for them, bit for bit. */
+	int decode_rows;
 };
 
 /* Called for each layer and sequence as soon as the layer's K and V of the

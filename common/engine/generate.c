@@ -121,7 +121,7 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 		int n = n_prompt - i < chunk ? n_prompt - i : chunk;
 		struct duet_fwd_seq fs = {&seq, prompt + i, n,
 					  i + n == n_prompt ? DUET_LOGITS_LAST : DUET_LOGITS_NONE,
-					  logits, NULL};
+					  logits, NULL, 0};
 		if (duet_forward(e, &fs, 1, err))
 			goto out;
 	}
@@ -143,7 +143,7 @@ int duet_generate(struct duet_engine *e, struct duet_kv_pool *kv,
 		if (r || seq.n_tokens + 1 >= m->cfg.ctx_len)
 			break;
 		if (!speculate) {
-			struct duet_fwd_seq fs = {&seq, &tok, 1, DUET_LOGITS_LAST, logits, NULL};
+			struct duet_fwd_seq fs = {&seq, &tok, 1, DUET_LOGITS_LAST, logits, NULL, 0};
 			if (duet_forward(e, &fs, 1, err))
 				goto out;
 			st->n_decode++;

@@ -22,6 +22,7 @@
  * at a time for a several-group kernel. */
 #define R16_PACK_SLICE 256
 #define R16_FLY_GROUPS 4
+#define R16_WIDE_GROUPS 2
 /* Runs shorter than this (on any thread) leave the shares as they are:
  * the clock's cost and a wake-up's jitter would dominate what they measure. */
 #define BALANCE_MIN_S 20e-6
@@ -59,10 +60,13 @@ int duet_matmul_init(struct duet_matmul *mm, struct duet_threadpool *tp,
 	}
 	/* 16 rows of the widest row layout with a 16-row form, F32's (and a
 	 * block more): room for the 16-row form of any slice, its rows' bytes
-	 * (duet_r16_slice_bytes), and for 16 rows unpacked */
+	 * (duet_r16_slice_bytes), and for 16 rows unpacked; or the groups
+	 * packed on the fly at a time, narrow or wide */
 	size_t rows16 = (size_t)(max_cols / 32 + 1) * DUET_R16_ROWS * duet_row_bytes(DUET_F32, 32);
 	size_t fly = (size_t)R16_FLY_GROUPS * duet_r16_slice_bytes(DUET_F32, R16_PACK_SLICE / 32);
+	size_t wide = (size_t)R16_WIDE_GROUPS * duet_r16_slice_bytes(DUET_F32, R16_SLICE / 32);
 	rows16 = rows16 > fly ? rows16 : fly;
+	rows16 = rows16 > wide ? rows16 : wide;
 	/* A conversion tile for sgemm, or partial sums when accumulating. */
 	size_t floats = (size_t)DUET_SGEMM_TILE_ROWS * (size_t)max_cols;
 	if (floats < (size_t)max_rows * ACC_CHUNK)
@@ -283,6 +287,8 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 					   n) / DUET_R16_ROWS;
 				if (!own && ng > R16_FLY_GROUPS)
 					ng = R16_FLY_GROUPS;
+				if (wide && ng > R16_WIDE_GROUPS)
+					ng = R16_WIDE_GROUPS;
 				if (rn && ng >= 2) {
 					run_r16n(mm, j, rn, n, (int)ng, own, i0, i1, step_fly, bc, be,
 						 rows16, far);
@@ -312,15 +318,15 @@ static void run_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 	}
 }
 
+/* sgemm on rows [n0, n1): F32 rows as they lie, others converted to f32
+ * a tile of rows at a time. */
 static void run_sgemm(const struct duet_matmul *mm, const struct duet_matmul_job *j,
 		      long n0, long n1, float *tile, uint8_t *row)
 {
 	const struct duet_tensor *w = j->w;
 	int K = (int)w->cols, N = (int)w->rows;
 	float beta = j->accumulate ? 1.0f : 0.0f;
-	const int groups = duet_r16_float(w->type) && duet_r16_fits(w->type, K) &&
-			   (w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, w->type));
-	if (w->type == DUET_F32 && !groups) {
+	if (w->type == DUET_F32 && w->layout == DUET_LAYOUT_ROWS) {
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, (int)(n1 - n0), K,
 			    1.0f, j->x, K, (const float *)w->data + (size_t)n0 * K, K, beta,
 			    j->y + n0, N);
@@ -328,35 +334,6 @@ static void run_sgemm(const struct duet_matmul *mm, const struct duet_matmul_job
 	}
 	for (long n = n0; n < n1; n += DUET_SGEMM_TILE_ROWS) {
 		long nt = n1 - n < DUET_SGEMM_TILE_ROWS ? n1 - n : DUET_SGEMM_TILE_ROWS;
-		if (groups && n % DUET_R16_ROWS == 0 && nt % DUET_R16_ROWS == 0) {
-			/* F16 and F32 groups hold W's transpose 16 columns at a
-			 * time: packed ones converted as they lie (unpacking them
-			 * row by row had made F16 prefill 2.7x slower), rows packed
-			 * first, so that sgemm meets the same tile either way (the
-			 * same bits: a prefill node maps the file, a decode node
-			 * packs it). */
-			for (long g = 0; g < nt / DUET_R16_ROWS; g++) {
-				const uint8_t *q = row;
-				if (duet_tensor_row_packed(w, n + DUET_R16_ROWS * g))
-					q = duet_r16_group(w, n / DUET_R16_ROWS + g);
-				else
-					duet_kernels_pack_r16(mm->k, w->type,
-							      duet_tensor_row(w, n + DUET_R16_ROWS * g),
-							      w->row_bytes, DUET_R16_ROWS, 0,
-							      K / duet_r16_values(w->type), row);
-				float *dst = tile + DUET_R16_ROWS * g;
-				if (w->type == DUET_F16)
-					duet_kernels_cvt_f16_group(mm->k, q, K, dst, (int)nt);
-				else
-					for (int k = 0; k < K; k++)
-						memcpy(dst + (size_t)k * nt,
-						       (const float *)q + (size_t)k * DUET_R16_ROWS,
-						       sizeof(float) * DUET_R16_ROWS);
-			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->T, (int)nt, K, 1.0f,
-				    j->x, K, tile, (int)nt, beta, j->y + n, N);
-			continue;
-		}
 		for (long r = 0; r < nt; r++)
 			duet_kernels_cvt(mm->k, w->type, duet_tensor_row_any(w, n + r, row),
 					 tile + (size_t)r * K, K);
@@ -385,6 +362,26 @@ struct run_args {
 	double done[DUET_MAX_THREADS], part_s[DUET_MAX_THREADS];
 };
 
+/* The types with a 16-row form take its kernel when their weights are
+ * packed, and always with a table that packs them (so that a node's
+ * weights, packed at load or mapped from the file, give the same results
+ * bit for bit): the quantized types against int8 activations, F16 and F32
+ * (whole blocks) against f32 ones, at every width. Each row's result is
+ * then one chain in K whatever the batch, so a prompt's rows, a decode
+ * step's and a failover's resumed tokens are computed alike (sgemm's had
+ * other bits than the decode kernels', which made near-tied greedy tokens
+ * of a mixed step or a resume flip), and the group tiles ran prefill as
+ * fast as sgemm or faster (BENCHMARKS.md, 2026-12-07 third). */
+static int uses_r16(const struct duet_matmul *mm, const struct duet_matmul_job *j)
+{
+	const struct duet_tensor *w = j->w;
+	enum duet_act act = act_of(mm, j);
+	int packed = w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, w->type);
+	if (duet_r16_float(w->type))
+		return packed && duet_r16_fits(w->type, w->cols);
+	return (act == DUET_ACT_Q8 || act == DUET_ACT_Q8K) && duet_r16_type(w->type) && packed;
+}
+
 /* Rounded activations (int8, bf16) take the kernels at every width, so
  * that prefill and decode round a row's activations alike, whatever the
  * chunk (int8: the same bits; bf16: the same products, which the wide
@@ -394,20 +391,7 @@ static int uses_kernels(const struct duet_matmul *mm, const struct duet_matmul_j
 {
 	enum duet_act act = act_of(mm, j);
 	return j->T <= mm->gemv_max_rows || act == DUET_ACT_Q8 || act == DUET_ACT_Q8K ||
-	       act == DUET_ACT_BF16_HI;
-}
-
-/* The types with a 16-row form in int8 mode (F16 and F32 in either mode,
- * up to the kernels' width) take its kernel when their weights are packed, and
- * always with a table that packs them (so that a node's weights, packed
- * at load or mapped from the file, give the same results bit for bit). */
-static int uses_r16(const struct duet_matmul *mm, const struct duet_matmul_job *j)
-{
-	enum duet_act act = act_of(mm, j);
-	int packed = j->w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, j->w->type);
-	if (duet_r16_float(j->w->type)) /* wider: sgemm */
-		return packed && j->T <= mm->gemv_max_rows && duet_r16_fits(j->w->type, j->w->cols);
-	return (act == DUET_ACT_Q8 || act == DUET_ACT_Q8K) && duet_r16_type(j->w->type) && packed;
+	       act == DUET_ACT_BF16_HI || uses_r16(mm, j);
 }
 
 /* A job's rows rounded up to whole 16-row groups: the positions of the

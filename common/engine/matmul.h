@@ -3,10 +3,13 @@
  *
  * Few activation rows (decode): duet's own kernels read W in its stored
  * type once for all rows. Many rows (prefill): cblas_sgemm on each slice,
- * f16/bf16/q8_0 weights converted to f32 a tile at a time. Quantized
- * weights in int8 mode (DUET_QDOT_INT8) always take the kernels, with the
- * activations quantized per 32-block (per 256 for the K-quants) first, so a row's result does not
- * depend on how many rows share the call (prefill and decode agree).
+ * weights of other types converted to f32 a tile at a time, except where
+ * the kernels take every width: quantized weights in int8 mode
+ * (DUET_QDOT_INT8), with the activations quantized per 32-block (per 256
+ * for the K-quants) first, and F16 and F32 weights where the kernels pack
+ * them into 16-row groups; a row's result then does not depend on how many
+ * rows share the call (prefill, decode and a failover's resumed tokens
+ * agree bit for bit).
  * bf16 weights on CPUs with a bf16 dot product meet the activations
  * rounded to bf16 in int8 mode, as llama.cpp's do, and take the kernels at
  * every width too; in exact mode, the activations split into two bf16
@@ -22,9 +25,11 @@
 #include "engine/pftune.h"
 
 /* Up to this many activation rows use the native-type kernels; beyond it
- * sgemm wins (measured by `duet bench`, see BENCHMARKS.md). */
+ * sgemm wins for the row kernels (measured by `duet bench`, see
+ * BENCHMARKS.md). */
 #define DUET_GEMV_MAX_ROWS 16
-/* Weight rows converted per sgemm call on the prefill path of f16/q8_0. */
+/* Weight rows converted per sgemm call on the prefill path of types that
+ * are not f32. */
 #define DUET_SGEMM_TILE_ROWS 128
 #define DUET_MATMUL_MAX_JOBS 4
 

@@ -188,7 +188,7 @@ static int draft_feed(struct duet_spec *sp, const int *t, int n, struct duet_err
 		int m = n - i < chunk ? n - i : chunk;
 		struct duet_fwd_seq fs = {&sp->dkv, t + i, m,
 					  i + m == n ? DUET_LOGITS_LAST : DUET_LOGITS_NONE, sp->dlogits,
-					  NULL};
+					  NULL, 0};
 		if (duet_forward(sp->cfg.draft, &fs, 1, err)) {
 			duet_err_prefix(err, "draft model");
 			return -1;
@@ -330,7 +330,7 @@ int duet_spec_step(struct duet_spec *sp, struct duet_engine *e, struct duet_kv_s
 	int nd = duet_spec_propose(sp, last, max_new, d, err);
 	if (nd < 0)
 		return -1;
-	struct duet_fwd_seq fs = {seq, d, nd + 1, DUET_LOGITS_ALL, sp->logits, NULL};
+	struct duet_fwd_seq fs = {seq, d, nd + 1, DUET_LOGITS_ALL, sp->logits, NULL, 0};
 	if (duet_forward(e, &fs, 1, err))
 		return -1;
 	return duet_spec_commit(sp, seq, s, d, nd, out, err);

@@ -19,4 +19,18 @@ static inline int duet_chunk_within(int max_tokens, double target_ms, double bas
 	return fit < max_tokens ? (int)fit : max_tokens;
 }
 
+/* The next chunk of a prompt of n tokens whose first done have their KV,
+ * at most budget tokens. A resumed stream's prompt ends with the tokens
+ * streamed before a failover (from resumed_from on), which are attended as
+ * the decode steps that made them were (engine/forward.h, decode_rows),
+ * so a chunk never mixes them with the prompt before them; *decode_rows
+ * says which kind this chunk is. */
+static inline int duet_chunk_take(int done, int n, int resumed_from, int budget,
+				  int *decode_rows)
+{
+	int end = done < resumed_from ? resumed_from : n;
+	*decode_rows = done >= resumed_from;
+	return end - done < budget ? end - done : budget;
+}
+
 #endif

@@ -134,7 +134,7 @@ static int prefill(struct bench *b, struct duet_kv_seq *s, const int *t, int n, 
 		int k = n - i < chunk ? n - i : chunk;
 		struct duet_fwd_seq fs = {s, t + i, k,
 					  i + k == n && logits ? DUET_LOGITS_LAST : DUET_LOGITS_NONE,
-					  logits, NULL};
+					  logits, NULL, 0};
 		if (duet_forward(b->e, &fs, 1, err))
 			return -1;
 	}
@@ -175,7 +175,7 @@ static int run_tg(struct bench *b, int B, int n, double *tps, struct duet_err *e
 			goto out;
 		next[i] = b->tokens[1 + i % FIRST_TOKENS]; /* different first tokens */
 		fs[i] = (struct duet_fwd_seq){&s[i], &next[i], 1, DUET_LOGITS_LAST,
-					      b->logits + (size_t)i * V, NULL};
+					      b->logits + (size_t)i * V, NULL, 0};
 	}
 	if (duet_forward(b->e, fs, B, err))
 		goto out;
@@ -348,7 +348,7 @@ static int agreement(struct bench *b, const struct duet_engine_opts *base, int n
 			for (int i = 0; ok && i < AGREE_TOKENS; i++) {
 				gen[q][i] = duet_argmax(b->logits, V);
 				struct duet_fwd_seq fs = {&s, &gen[q][i], 1, DUET_LOGITS_LAST,
-							  b->logits, NULL};
+							  b->logits, NULL, 0};
 				ok = i + 1 == AGREE_TOKENS || duet_forward(e[q], &fs, 1, err) == 0;
 			}
 			duet_kv_seq_release(b->kv, &s);

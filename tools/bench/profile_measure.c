@@ -89,7 +89,7 @@ static int grow(struct prof *p, struct duet_kv_seq *s, int to, struct duet_err *
 	int chunk = duet_engine_max_batch(p->e);
 	while (s->n_tokens < to) {
 		int k = to - s->n_tokens < chunk ? to - s->n_tokens : chunk;
-		struct duet_fwd_seq fs = {s, p->tokens + s->n_tokens, k, DUET_LOGITS_NONE, NULL, NULL};
+		struct duet_fwd_seq fs = {s, p->tokens + s->n_tokens, k, DUET_LOGITS_NONE, NULL, NULL, 0};
 		if (duet_forward(p->e, &fs, 1, err))
 			return -1;
 	}
@@ -103,7 +103,7 @@ static void decode_rows(const struct bench_profile_opts *o, struct duet_kv_seq *
 	for (int i = 0; i < B; i++) {
 		next[i] = o->tokens[i % 8 + 1];
 		fs[i] = (struct duet_fwd_seq){&s[i], &next[i], 1, DUET_LOGITS_LAST,
-					      o->logits + (size_t)i * o->vocab, NULL};
+					      o->logits + (size_t)i * o->vocab, NULL, 0};
 	}
 }
 
@@ -184,7 +184,7 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 			/* every timed pass appends r: start from the same place
 			 * by growing a fresh sequence per pass is too slow;
 			 * the drift (reps * r positions) is in the features */
-			fs[0] = (struct duet_fwd_seq){c, o->tokens, r, DUET_LOGITS_LAST, o->logits, NULL};
+			fs[0] = (struct duet_fwd_seq){c, o->tokens, r, DUET_LOGITS_LAST, o->logits, NULL, 0};
 			int rc2 = measure(p, "prefill", fs, 1, r, err);
 			duet_kv_seq_release(p->kv, c);
 			if (rc2)
@@ -200,7 +200,7 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 			if (grow(p, c, k ? max_d / 2 : 0, err))
 				goto out;
 			decode_rows(o, s, fs, next, B);
-			fs[B] = (struct duet_fwd_seq){c, o->tokens, r, DUET_LOGITS_NONE, NULL, NULL};
+			fs[B] = (struct duet_fwd_seq){c, o->tokens, r, DUET_LOGITS_NONE, NULL, NULL, 0};
 			int rc2 = measure(p, "decode+chunk", fs, B + 1, r, err);
 			duet_kv_seq_release(p->kv, c);
 			if (rc2)

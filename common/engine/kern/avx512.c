@@ -2077,7 +2077,6 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,
-	.cvt_f16_group = duet_avx512_cvt_f16_group,
 	.cvt_i8 = cvt_i8,
 	.dot = dot,
 	.attn_qk = attn_qk,

@@ -208,10 +208,3 @@ void duet_avx512_pack_f32_r16(const uint8_t *rows, size_t rb, int nrows, int i0,
 {
 	pack_float_r16(DUET_F32, rows, rb, nrows, i0, n, out);
 }
-
-void duet_avx512_cvt_f16_group(const void *g, int K, float *dst, int ldd)
-{
-	const uint16_t *h = g;
-	for (int k = 0; k < K; k++)
-		_mm512_storeu_ps(dst + (size_t)k * ldd, load_h(h + (size_t)k * DUET_R16_ROWS));
-}

@@ -24,6 +24,5 @@ void duet_avx512_pack_f16_r16(const uint8_t *rows, size_t rb, int nrows, int i0,
 			      uint8_t *out);
 void duet_avx512_pack_f32_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
 			      uint8_t *out);
-void duet_avx512_cvt_f16_group(const void *g, int K, float *dst, int ldd);
 
 #endif

@@ -218,8 +218,9 @@ struct duet_kernels {
 	 * definition), and packing into them. A table with a pack_r16 entry
 	 * for a type is faster with its weights so: they are packed at load
 	 * into the decode copy of the weights, on the fly otherwise, and every
-	 * matmul of the type in int8 mode takes this kernel (F16, F32: every one of
-	 * at most DUET_GEMV_MAX_ROWS rows; prefill's sgemm takes the groups as they lie). */
+	 * matmul of the type in int8 mode takes this kernel (F16, F32: in either
+	 * mode), at every width, so that a row's result does not depend on the
+	 * batch. */
 	duet_r16_fn matmul_r16[DUET_DTYPE_SLOTS];
 	/* optional: the several-group form of matmul_r16 (F16, F32) */
 	duet_r16n_fn matmul_r16n[DUET_DTYPE_SLOTS];
@@ -248,11 +249,6 @@ struct duet_kernels {
 	void (*cvt_f16)(const void *src, float *dst, int n);
 	void (*cvt_bf16)(const void *src, float *dst, int n);
 	void (*cvt_q8_0)(const void *src, float *dst, int n);
-	/* A packed F16 group's 16 rows of K values (engine/repack.h: value k
-	 * of its rows at 16 k, in order) as a K x 16 block of f32 at dst, row k
-	 * at dst + k ldd: W's transpose, which prefill's sgemm takes as it is
-	 * (optional: NULL takes the scalar table's). */
-	void (*cvt_f16_group)(const void *g, int K, float *dst, int ldd);
 	/* n int8 values times d (int8 KV rows, one head at a time). */
 	void (*cvt_i8)(const void *src, float d, float *dst, int n);
 	float (*dot)(const float *a, const float *b, int n);
@@ -306,9 +302,6 @@ duet_r16_fn duet_kernels_r16(const struct duet_kernels *k, enum duet_dtype t);
  * bytes either way. */
 void duet_kernels_pack_r16(const struct duet_kernels *k, enum duet_dtype t, const uint8_t *rows,
 			   size_t rb, int nrows, int i0, int n, uint8_t *out);
-/* The table's cvt_f16_group, or the scalar table's. */
-void duet_kernels_cvt_f16_group(const struct duet_kernels *k, const void *g, int K, float *dst,
-				int ldd);
 /* Converts one row of any type to f32 with the table's kernels. */
 void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
 		      const void *src, float *dst, int n);

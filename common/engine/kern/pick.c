@@ -96,11 +96,6 @@ void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
 	}
 }
 
-void duet_kernels_cvt_f16_group(const struct duet_kernels *k, const void *g, int K, float *dst,
-				int ldd)
-{
-	(k->cvt_f16_group ? k->cvt_f16_group : duet_kernels_scalar.cvt_f16_group)(g, K, dst, ldd);
-}
 
 void duet_kernels_kv_row(const struct duet_kernels *k, enum duet_kv_dtype t, int n_heads,
 			 int head_dim, const void *src, float *dst)

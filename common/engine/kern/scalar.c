@@ -406,13 +406,6 @@ static void cvt_bf16(const void *src, float *dst, int n)
 	duet_dequant_row(DUET_BF16, src, dst, n);
 }
 
-static void cvt_f16_group(const void *g, int K, float *dst, int ldd)
-{
-	for (int k = 0; k < K; k++)
-		duet_dequant_row(DUET_F16, (const uint16_t *)g + (size_t)k * DUET_R16_ROWS,
-				 dst + (size_t)k * ldd, DUET_R16_ROWS);
-}
-
 static void cvt_i8(const void *src, float d, float *dst, int n)
 {
 	const int8_t *q = src;
@@ -543,7 +536,6 @@ const struct duet_kernels duet_kernels_scalar = {
 	.cvt_f16 = cvt_f16,
 	.cvt_bf16 = cvt_bf16,
 	.cvt_q8_0 = cvt_q8_0,
-	.cvt_f16_group = cvt_f16_group,
 	.cvt_i8 = cvt_i8,
 	.dot = dot,
 	.attn_qk = attn_qk,
