@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "base/log.h"
-#include "node/chunk.h"
 #include "base/trace.h"
+#include "node/chunk.h"
 #include "prefill.h"
 
 static void refuse(struct prefill *p, uint64_t id, Duet__ErrorCode code, const char *why)
