@@ -654,6 +654,7 @@ static void test_q8_0_packed(void **st)
 	} models[] = {
 		{"tiny", DUET_Q8_0, DUET_MIX_NONE},   {"tiny-mha", DUET_Q8_0, DUET_MIX_NONE},
 		{"tiny", DUET_Q4_0, DUET_MIX_NONE},   {"tiny-k", DUET_Q4_K, DUET_MIX_NONE},
+		{"tiny-k", DUET_Q5_K, DUET_MIX_NONE},
 		{"tiny-k", DUET_Q4_K, DUET_MIX_Q4_K_M},
 	};
 	for (size_t si = 0; si < sizeof models / sizeof models[0]; si++)

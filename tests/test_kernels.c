@@ -630,6 +630,7 @@ static void test_r16(void **st)
 	r16_type(DUET_Q5_0, tp);
 	r16_type(DUET_Q5_1, tp);
 	r16_type(DUET_Q4_K, tp);
+	r16_type(DUET_Q5_K, tp);
 	r16_type(DUET_Q6_K, tp);
 	r16_type(DUET_F16, tp);
 	r16_type(DUET_F32, tp);

@@ -8,7 +8,8 @@
 int duet_r16_type(enum duet_dtype t)
 {
 	return t == DUET_Q8_0 || t == DUET_Q4_0 || t == DUET_Q4_1 || t == DUET_Q5_0 ||
-	       t == DUET_Q5_1 || t == DUET_Q4_K || t == DUET_Q6_K || duet_r16_float(t);
+	       t == DUET_Q5_1 || t == DUET_Q4_K || t == DUET_Q5_K || t == DUET_Q6_K ||
+	       duet_r16_float(t);
 }
 
 int duet_r16_fits(enum duet_dtype t, int64_t cols)
@@ -18,11 +19,11 @@ int duet_r16_fits(enum duet_dtype t, int64_t cols)
 
 int duet_r16_values(enum duet_dtype t)
 {
-	return t == DUET_Q4_K || t == DUET_Q6_K ? DUET_QK : 32;
+	return duet_dtype_kquant(t) ? DUET_QK : 32;
 }
 
 /* A row's block: a header (Q8_0, Q4_0: the f16 scale; Q4_1, Q5_0, Q5_1:
- * d, the min, the fifth bits, as each has them; Q4_K: d, dmin and the
+ * d, the min, the fifth bits, as each has them; Q4_K, Q5_K: d, dmin and the
  * twelve bytes of 6-bit scales and mins; Q6_K: the 16 scales and d)
  * and the quants, the header first but for Q6_K. */
 static int head_bytes(enum duet_dtype t)

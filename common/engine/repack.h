@@ -1,4 +1,4 @@
-/* Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K weights in groups of 16 rows, for integer dot
+/* Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K weights in groups of 16 rows, for integer dot
  * products that give 16 rows' sums in the 16 lanes of one vector; and F16
  * and F32 weights so, for f32 products that give 16 rows' sums likewise
  * (below).
@@ -12,14 +12,14 @@
  * one sequential stream instead of 16.
  *
  * The layout (DUET_LAYOUT_R16) of a tensor with N rows of nb blocks (32
- * values; Q4_K, Q6_K: 256), a row's block being a header of HB bytes
+ * values; Q4_K, Q5_K, Q6_K: 256), a row's block being a header of HB bytes
  * (Q8_0, Q4_0: the f16 scale; Q4_1: d and the min; Q5_0: d and the 32
  * fifth bits, as two words; Q5_1: d, the min and the fifth bits; Q4_K: d,
- * dmin and the 12 bytes of scales and mins; Q6_K: its 16 scales and d,
+ * dmin and the 12 bytes of scales and mins, Q5_K's as Q4_K's; Q6_K: its 16 scales and d,
  * which the row block stores after its quants) and QB bytes of quants
- * (Q8_0 32, Q4_0, Q4_1, Q5_0, Q5_1 16, Q4_K 128, Q6_K 192: ql then qh):
+ * (Q8_0 32, Q4_0, Q4_1, Q5_0, Q5_1 16, Q4_K 128, Q5_K 160: qh then qs, Q6_K 192: ql then qh):
  * rows [16g, 16g + 16) for g < N / 16 take the bytes rows 16g to 16g + 15
- * took (16 x row_bytes), as units of U blocks (Q4_K: 1, the others 2; so
+ * took (16 x row_bytes), as units of U blocks (Q4_K, Q5_K: 1, the others 2; so
  * that units are whole 64-byte lines), the last one short
  * when U does not divide nb. A unit of m blocks holds first their headers
  * (block p's 16 HB bytes at 16 HB p, in which 16-bit word w of row 16g +
@@ -29,7 +29,7 @@
  * Q8_0's each plus 128, so that an
  * unsigned-by-signed dot product takes them, as in kernels.h's q8 panel;
  * the others' bytes as they are). A unit is 64-byte lines (Q8_0 17, Q4_0
- * 9, Q4_1 10, Q5_0 11, Q5_1 12, Q4_K 36, Q6_K 105) and a group one
+ * 9, Q4_1 10, Q5_0 11, Q5_1 12, Q4_K 36, Q5_K 44, Q6_K 105) and a group one
  * sequential stream: with the
  * headers of a group after its quants, a second stream per group, Q4_0
  * decoded 9% slower and Q4_K_M 4% (Q8_0 the same; BENCHMARKS.md,
@@ -63,7 +63,7 @@
 #define DUET_R16_MAX_BLOCK ((int)sizeof(struct duet_q6_k_block))
 
 /* Whether type t has the 16-row form (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
- * Q6_K, F16, F32); its block's values (32; Q4_K, Q6_K 256). */
+ * Q5_K, Q6_K, F16, F32); its block's values (32; the K-quants 256). */
 int duet_r16_type(enum duet_dtype t);
 int duet_r16_values(enum duet_dtype t);
 
@@ -80,7 +80,7 @@ static inline int duet_r16_float(enum duet_dtype t)
 
 static inline int duet_r16_unit(enum duet_dtype t)
 {
-	return t == DUET_Q4_K || duet_r16_float(t) ? 1 : 2;
+	return t == DUET_Q4_K || t == DUET_Q5_K || duet_r16_float(t) ? 1 : 2;
 }
 
 static inline size_t duet_r16_block_bytes(enum duet_dtype t)
@@ -88,6 +88,7 @@ static inline size_t duet_r16_block_bytes(enum duet_dtype t)
 	switch (t) {
 	case DUET_Q8_0: return 512;
 	case DUET_Q4_K: return 2048;
+	case DUET_Q5_K: return 2560;
 	case DUET_Q6_K: return 3072;
 	case DUET_F16: return 1024;
 	case DUET_F32: return 2048;
@@ -106,6 +107,7 @@ static inline size_t duet_r16_head_bytes(enum duet_dtype t)
 {
 	switch (t) {
 	case DUET_Q4_K:
+	case DUET_Q5_K:
 		return 256;
 	case DUET_Q6_K:
 		return 288;

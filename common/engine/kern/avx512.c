@@ -920,25 +920,38 @@ static void pack_q8_0_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int
 	}
 }
 
-/* duet_r16_pack for Q4_K: each 64-value chunk's 32 bytes of nibbles as
- * Q8_0's quants are moved, the 16-byte headers word by word. */
-static void pack_q4_k_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
+/* duet_r16_pack for Q4_K and Q5_K: each 32 bytes of quants (Q5_K's qh,
+ * then each 64-value chunk's nibbles) as Q8_0's quants are moved, the
+ * 16-byte headers word by word. */
+INLINE void pack_kquant_r16(const enum duet_dtype T, const uint8_t *rows, size_t rb, int nrows,
+			    int i0, int n, uint8_t *out)
 {
 	if (nrows < 16) {
-		duet_r16_pack(DUET_Q4_K, rows, rb, nrows, i0, n, out);
+		duet_r16_pack(T, rows, rb, nrows, i0, n, out);
 		return;
 	}
-	const size_t bb = sizeof(struct duet_q4_k_block), head = bb - DUET_QK / 2;
+	const size_t bb = duet_dtype_block_bytes(T), head = 4 + DUET_QK_SCALES;
 	for (int i = 0; i < n; i++) {
 		const uint8_t *blk = rows + (size_t)(i0 + i) * bb;
-		heads_16(blk, rb, (int)head / 2, (uint16_t *)(out + duet_r16_heads_at(DUET_Q4_K, i)));
+		heads_16(blk, rb, (int)head / 2, (uint16_t *)(out + duet_r16_heads_at(T, i)));
 		for (int r = 0; r < 16; r++)
-			PREFETCH(blk + (size_t)r * rb + bb);
-		uint8_t *qi = out + duet_r16_quants_at(DUET_Q4_K, i, n);
-		for (int c = 0; c < 4; c++)
+			for (size_t o = 0; o < bb; o += 64)
+				PREFETCH(blk + (size_t)r * rb + bb + o);
+		uint8_t *qi = out + duet_r16_quants_at(T, i, n);
+		for (int c = 0; c < (int)(bb - head) / 32; c++)
 			transpose_16x32(blk + head + 32 * c, rb, qi + 512 * c, qi + 512 * c + 256,
 					_mm512_setzero_si512());
 	}
+}
+
+static void pack_q4_k_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
+{
+	pack_kquant_r16(DUET_Q4_K, rows, rb, nrows, i0, n, out);
+}
+
+static void pack_q5_k_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n, uint8_t *out)
+{
+	pack_kquant_r16(DUET_Q5_K, rows, rb, nrows, i0, n, out);
 }
 
 /* duet_r16_pack for Q6_K: its 192 bytes of quants (ql, qh) 32 at a time
@@ -1028,21 +1041,39 @@ INLINE void q4_k_sub(__m512 acc[DUET_R16_SEQS], const __m512i nib[8],
  * L1 but for one sequence), are shared by every row; the scales wait on
  * the stack, so that the nibbles and accumulators keep the registers (all
  * at once spilled). */
-INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, float *y, int ldy,
-			  __mmask16 m, int add, const int nb, const int far)
+/* The fifth bits of Q5_K's values of 64-value chunk h (its qh line k,
+ * whose byte l holds value l's bit 2h and value l + 32's bit 2h + 1) at
+ * bit 4 of each byte: the low nibbles' (hb 0) or the high ones' (hb 1). A
+ * 16-bit shift keeps each byte's bit within its byte for shifts to bit 4
+ * from bits 0-7. */
+INLINE __m512i q5_k_fifth(__m512i qh, int h, int hb)
+{
+	const int bit = 2 * h + hb;
+	return bit <= 4 ? _mm512_slli_epi16(qh, 4 - bit) : _mm512_srli_epi16(qh, bit - 4);
+}
+
+INLINE void r16_tile_kquant(const enum duet_dtype T, const uint8_t *g, int nblk, const void *xv,
+			    int B, float *y, int ldy, __mmask16 m, int add, const int nb,
+			    const int far)
 {
 	const struct duet_q8k_block *x = xv;
 	const __m512i low = _mm512_set1_epi8(0x0f), six = _mm512_set1_epi32(63);
-	const __m512i four = _mm512_set1_epi32(0x0f);
+	const __m512i four = _mm512_set1_epi32(0x0f), bit4 = _mm512_set1_epi8(0x10);
+	/* Q5_K's qh lines come before the nibbles */
+	const size_t qs_at = T == DUET_Q5_K ? 512 : 0;
 	__m512 acc[DUET_R16_SEQS];
 	r16_acc_load(acc, y, ldy, m, add, nb);
 	for (int i = 0; i < nblk; i++) {
-		const uint8_t *qi = g + duet_r16_quants_at(DUET_Q4_K, i, nblk);
-		const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(DUET_Q4_K, i));
+		const uint8_t *qi = g + duet_r16_quants_at(T, i, nblk);
+		const uint16_t *hi = (const uint16_t *)(g + duet_r16_heads_at(T, i));
 		const struct duet_q8k_block *p = x + (size_t)i * B;
 		_Pragma("GCC unroll 4")
 		for (int j = 0; j < 4; j++)
 			PREFETCH((const uint8_t *)hi + R16_AHEAD_Q4_K(far) + 64 * j);
+		if (T == DUET_Q5_K)
+			_Pragma("GCC unroll 8")
+			for (int j = 0; j < 8; j++)
+				PREFETCH(qi + R16_AHEAD_Q4_K(far) + 64 * j);
 		__m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hi));
 		__m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(hi + 16)));
 		/* byte k of the 12 bytes of scales and mins, each row's in its lane */
@@ -1083,15 +1114,21 @@ INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 			acc[b] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins),
 						  _mm512_mul_ps(dmin, _mm512_set1_ps(a->d)), acc[b]);
 		}
+		_Pragma("GCC unroll 4")
 		for (int h = 0; h < 4; h++) {
-			/* chunk h: sub-block 2h its low nibbles, 2h + 1 its high */
-			const uint8_t *qc = qi + 512 * h;
+			/* chunk h: sub-block 2h its low nibbles, 2h + 1 its high
+			 * (Q5_K: and their fifth bits, from qh's line k) */
+			const uint8_t *qc = qi + qs_at + 512 * h;
 			__m512i v[8], nib[8];
 			_Pragma("GCC unroll 8")
 			for (int k = 0; k < 8; k++) {
 				PREFETCH(qc + R16_AHEAD_Q4_K(far) + 64 * k);
 				v[k] = _mm512_loadu_si512(qc + 64 * k);
 				nib[k] = _mm512_and_si512(v[k], low);
+				if (T == DUET_Q5_K)
+					nib[k] = _mm512_ternarylogic_epi32(
+						nib[k], q5_k_fifth(_mm512_loadu_si512(qi + 64 * k), h, 0),
+						bit4, 0xF8);
 			}
 			q4_k_sub(acc, nib, p, nb, 2 * h, dsc[2 * h]);
 			/* one sequence keeps the chunk's lines in registers for the
@@ -1103,11 +1140,27 @@ INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, flo
 				if (nb > 1)
 					v[k] = _mm512_loadu_si512(qc + 64 * k);
 				nib[k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), low);
+				if (T == DUET_Q5_K)
+					nib[k] = _mm512_ternarylogic_epi32(
+						nib[k], q5_k_fifth(_mm512_loadu_si512(qi + 64 * k), h, 1),
+						bit4, 0xF8);
 			}
 			q4_k_sub(acc, nib, p, nb, 2 * h + 1, dsc[2 * h + 1]);
 		}
 	}
 	r16_acc_store(acc, y, ldy, m, nb);
+}
+
+INLINE void r16_tile_q4_k(const uint8_t *g, int nblk, const void *xv, int B, float *y, int ldy,
+			  __mmask16 m, int add, const int nb, const int far)
+{
+	r16_tile_kquant(DUET_Q4_K, g, nblk, xv, B, y, ldy, m, add, nb, far);
+}
+
+INLINE void r16_tile_q5_k(const uint8_t *g, int nblk, const void *xv, int B, float *y, int ldy,
+			  __mmask16 m, int add, const int nb, const int far)
+{
+	r16_tile_kquant(DUET_Q5_K, g, nblk, xv, B, y, ldy, m, add, nb, far);
 }
 
 /* The scales of Q6_K sub-block s of 16 rows, a lane each, from w (header
@@ -1255,6 +1308,7 @@ DEFINE_R16(matmul_q4_1_r16, R16_TILE_Q4_1, R16_CASES_8_ANY)
 DEFINE_R16(matmul_q5_0_r16, R16_TILE_Q5_0, R16_CASES_8_ANY)
 DEFINE_R16(matmul_q5_1_r16, R16_TILE_Q5_1, R16_CASES_8_ANY)
 DEFINE_R16(matmul_q4_k_r16, r16_tile_q4_k, R16_CASES_8_ANY)
+DEFINE_R16(matmul_q5_k_r16, r16_tile_q5_k, R16_CASES_8_ANY)
 DEFINE_R16(matmul_q6_k_r16, r16_tile_q6_k, R16_CASES_8_ANY)
 
 /* ---- decode: one activation row against four groups at once ----
@@ -2053,6 +2107,7 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16,
 		       [DUET_Q4_1] = matmul_q4_1_r16, [DUET_Q5_0] = matmul_q5_0_r16,
 		       [DUET_Q5_1] = matmul_q5_1_r16, [DUET_Q4_K] = matmul_q4_k_r16,
+		       [DUET_Q5_K] = matmul_q5_k_r16,
 		       [DUET_Q6_K] = matmul_q6_k_r16, [DUET_F16] = duet_avx512_f16_r16,
 		       [DUET_F32] = duet_avx512_f32_r16},
 	.matmul_r16n = {[DUET_F16] = duet_avx512_f16_r16n, [DUET_F32] = duet_avx512_f32_r16n},
@@ -2063,6 +2118,7 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.pack_r16 = {[DUET_Q8_0] = pack_q8_0_r16, [DUET_Q4_0] = pack_q4_0_r16,
 		     [DUET_Q4_1] = pack_q4_1_r16, [DUET_Q5_0] = pack_q5_0_r16,
 		     [DUET_Q5_1] = pack_q5_1_r16, [DUET_Q4_K] = pack_q4_k_r16,
+		     [DUET_Q5_K] = pack_q5_k_r16,
 		     [DUET_Q6_K] = pack_q6_k_r16, [DUET_F16] = duet_avx512_pack_f16_r16,
 		     [DUET_F32] = duet_avx512_pack_f32_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,

@@ -185,7 +185,9 @@ static uint8_t r16_byte(const uint8_t *qi, int r, int p)
  * block in a group's block of quants, as the unsigned number the dot
  * product takes (Q8_0: value + 128; Q4_0: the nibble, 0 to 15 for -8 to
  * 7; Q4_K: the nibble, of its 64-value chunk's 32 bytes, low nibbles the
- * first 32 values; Q6_K: the 6-bit value, 0 to 63 for -32 to 31, as
+ * first 32 values; Q5_K: that with the fifth bit above it, bit 2c of
+ * qh's byte for the low nibble of 64-value chunk c, 2c + 1 for the high;
+ * Q6_K: the 6-bit value, 0 to 63 for -32 to 31, as
  * dtype.h puts it together from ql and qh), and the activations' offset
  * that makes a 32-value sum exact (Q8_0: -128 x sum, the q8 panel's corr;
  * Q4_0: -8 x sum, corr / 16; Q4_K: none, its mins come off first; Q6_K:
@@ -200,6 +202,12 @@ static int r16_value(enum duet_dtype t, const uint8_t *qi, int r, int k)
 		uint8_t ql = r16_byte(qi, r, 64 * h + 32 * (kind % 2) + l);
 		uint8_t qh = r16_byte(qi, r, DUET_QK / 2 + 32 * h + l);
 		return (kind < 2 ? ql & 15 : ql >> 4) | ((qh >> (2 * kind)) & 3) << 4;
+	}
+	if (t == DUET_Q5_K) { /* qh's 8 dwords, then qs's 32 as Q4_K's */
+		int c = k / 64, v = k % 64, l = v % 32;
+		uint8_t byte = qi[(8 + 8 * c + l / 4) * 64 + r * 4 + l % 4];
+		uint8_t qh = qi[(l / 4) * 64 + r * 4 + l % 4];
+		return (v < 32 ? byte & 15 : byte >> 4) | ((qh >> (2 * c + v / 32)) & 1) << 4;
 	}
 	if (t != DUET_Q4_K) { /* Q4_0, Q4_1, Q5_0, Q5_1: the nibble */
 		uint8_t byte = qi[((k % 16) / 4) * 64 + r * 4 + k % 4];
@@ -269,7 +277,7 @@ static void matmul_r16_pairs(enum duet_dtype t, const uint8_t *g, int nblk,
 	}
 }
 
-/* One Q4_K block of row r (its values v, as r16_value gives them; the 16
+/* One Q4_K or Q5_K block of row r (its values v, as r16_value gives them; the 16
  * rows' headers at hi) against activation block a, continuing acc: first
  * its mins' exact sum comes off, then each 32 values' exact sum meets d x
  * its 6-bit scale. */
@@ -338,8 +346,8 @@ static void matmul_kquant_r16(enum duet_dtype t, const uint8_t *g, int nblk,
 				v[k] = r16_value(t, qi, r, k);
 			for (int b = 0; b < nb; b++) {
 				const struct duet_q8k_block *a = x + (size_t)i * B + b;
-				acc[b] = t == DUET_Q4_K ? q4_k_r16_block(v, hi, r, a, acc[b])
-							: q6_k_r16_block(v, hi, r, a, acc[b]);
+				acc[b] = t == DUET_Q6_K ? q6_k_r16_block(v, hi, r, a, acc[b])
+							: q4_k_r16_block(v, hi, r, a, acc[b]);
 			}
 		}
 		for (int b = 0; b < nb; b++)
@@ -392,6 +400,7 @@ R16_KERNEL(matmul_q4_1_r16, matmul_r16_pairs, DUET_Q4_1)
 R16_KERNEL(matmul_q5_0_r16, matmul_r16_pairs, DUET_Q5_0)
 R16_KERNEL(matmul_q5_1_r16, matmul_r16_pairs, DUET_Q5_1)
 R16_KERNEL(matmul_q4_k_r16, matmul_kquant_r16, DUET_Q4_K)
+R16_KERNEL(matmul_q5_k_r16, matmul_kquant_r16, DUET_Q5_K)
 R16_KERNEL(matmul_q6_k_r16, matmul_kquant_r16, DUET_Q6_K)
 R16_KERNEL(matmul_f16_r16, matmul_float_r16, DUET_F16)
 R16_KERNEL(matmul_f32_r16, matmul_float_r16, DUET_F32)
@@ -520,6 +529,7 @@ const struct duet_kernels duet_kernels_scalar = {
 	.matmul_r16 = {[DUET_Q8_0] = matmul_q8_0_r16, [DUET_Q4_0] = matmul_q4_0_r16,
 		       [DUET_Q4_1] = matmul_q4_1_r16, [DUET_Q5_0] = matmul_q5_0_r16,
 		       [DUET_Q5_1] = matmul_q5_1_r16, [DUET_Q4_K] = matmul_q4_k_r16,
+		       [DUET_Q5_K] = matmul_q5_k_r16,
 		       [DUET_Q6_K] = matmul_q6_k_r16, [DUET_F16] = matmul_f16_r16,
 		       [DUET_F32] = matmul_f32_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
