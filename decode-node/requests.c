@@ -187,8 +187,10 @@ static int sampling_context(struct decode *d, struct dreq *r, const Duet__Sampli
 
 void decode_cache_prompt(struct decode *d, struct dreq *r)
 {
+	/* the prompt only: a resume's streamed tokens have decode steps' K
+	 * and V, which a later prompt holding them would not compute */
 	if (r->prompt)
-		duet_prefix_insert(d->node.cache, &r->kv, r->prompt, r->n_prompt);
+		duet_prefix_insert(d->node.cache, &r->kv, r->prompt, r->resumed_from);
 }
 
 void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
@@ -230,6 +232,8 @@ void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 	}
 	/* The tokens end with the n_sampled - 1 generated before this
 	 * placement; the prefill node's first token comes with the KV. */
+	int streamed = as_int(m->n_sampled) - 1; /* (1 or more: checked above) */
+	r->resumed_from = streamed < r->n_prompt ? r->n_prompt - streamed : 0;
 	if (sampling_context(d, r, m->sampling, r->prompt, r->prompt ? r->n_prompt : 0,
 			     (int)m->n_sampled - 1))
 		return;
@@ -278,7 +282,7 @@ void decode_handle_local(struct decode *d, const Duet__LocalWork *m)
 	}
 	r->st = DREQ_LOCAL;
 	r->prompt = prompt;
-	r->resumed_from = (int)m->n_sampled < r->n_prompt ? r->n_prompt - (int)m->n_sampled : 0;
+	r->resumed_from = as_int(m->n_sampled) < r->n_prompt ? r->n_prompt - as_int(m->n_sampled) : 0;
 	r->tbt_ms = as_int(m->tbt_ms);
 	if (sampling_context(d, r, m->sampling, prompt, r->n_prompt, (int)m->n_sampled))
 		return;

@@ -210,7 +210,9 @@ static void complete(struct prefill *p, struct preq *r)
 			       "no token of the vocabulary continues the response_format document");
 		return;
 	}
-	duet_prefix_insert(p->node.cache, &r->kv, r->tokens, r->n);
+	/* (a resume's streamed tokens have decode steps' K and V, which a
+	 * later prompt holding them would not compute) */
+	duet_prefix_insert(p->node.cache, &r->kv, r->tokens, r->resumed_from);
 	if (prefill_ship_first(p, r, tok, lp, &err)) {
 		char why[DUET_ERR_MAX + DUET_MAX_NAME + 32];
 		snprintf(why, sizeof why, "sending to decode node %s: %s", r->decode_node, err.msg);
