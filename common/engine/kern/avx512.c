@@ -1114,7 +1114,6 @@ INLINE void r16_tile_kquant(const enum duet_dtype T, const uint8_t *g, int nblk,
 			acc[b] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins),
 						  _mm512_mul_ps(dmin, _mm512_set1_ps(a->d)), acc[b]);
 		}
-		_Pragma("GCC unroll 4")
 		for (int h = 0; h < 4; h++) {
 			/* chunk h: sub-block 2h its low nibbles, 2h + 1 its high
 			 * (Q5_K: and their fifth bits, from qh's line k) */
