@@ -16,13 +16,10 @@
  * re-read the activations from L2 for every block (BENCHMARKS.md). */
 #define NR 4
 #define MAX_NB 4
-/* K per slice when B > MAX_NB (a multiple of 64, a q8 pair). f32
- * activations: the panel's slice for 16 rows is 32 KiB, in L1 with a
- * block's weights. int8 activations are a quarter of that, and their
- * kernel pays for each slice (scales and reductions again): longer
- * slices. Measured in BENCHMARKS.md. */
+/* K per slice when B > MAX_NB (a multiple of 64, a q8 pair): the f32
+ * panel's slice for 16 rows is 32 KiB, in L1 with a block's weights.
+ * Measured in BENCHMARKS.md. */
 #define KC_F32 512
-#define KC_Q8 2048
 
 /* Where a tile's rows are: row r at w + r * rs, its result at y + r * ys,
  * and what each row's step prefetches pf bytes further on.
@@ -277,179 +274,6 @@ INLINE void tile_f(enum duet_dtype t, const uint8_t *w, struct tgeo g, int K, co
 	acc_store(acc, y, ldy, g.ys, add, nr, nb);
 }
 
-/* 128-bit lane r of v, and v with lane r replaced, for r a constant
- * after inlining (the instructions take immediates). Lanes are moved in
- * registers: four narrow stores read back as one wide load (a union on
- * the stack) cannot be forwarded, and stalled every super-block. */
-INLINE __m128i lane_of(__m512i v, const int r)
-{
-	switch (r) {
-	case 0: return _mm512_castsi512_si128(v);
-	case 1: return _mm512_extracti32x4_epi32(v, 1);
-	case 2: return _mm512_extracti32x4_epi32(v, 2);
-	default: return _mm512_extracti32x4_epi32(v, 3);
-	}
-}
-
-INLINE __m512i with_lane(__m512i v, __m128i x, const int r)
-{
-	switch (r) {
-	case 0: return _mm512_inserti32x4(v, x, 0);
-	case 1: return _mm512_inserti32x4(v, x, 1);
-	case 2: return _mm512_inserti32x4(v, x, 2);
-	default: return _mm512_inserti32x4(v, x, 3);
-	}
-}
-
-/* v with its 128-bit lane r in all four lanes (r a constant, as above). */
-INLINE __m512i lane_everywhere(__m512i v, const int r)
-{
-	switch (r) {
-	case 0: return _mm512_shuffle_i32x4(v, v, 0x00);
-	case 1: return _mm512_shuffle_i32x4(v, v, 0x55);
-	case 2: return _mm512_shuffle_i32x4(v, v, 0xAA);
-	default: return _mm512_shuffle_i32x4(v, v, 0xFF);
-	}
-}
-
-/* A vpshufb index dword that makes its dword the word pair (byte j, byte
- * j) of the 128-bit lane, each byte zero-extended to a word (an index with
- * its top bit set gives zero). */
-#define WORD_PAIR(j) ((int)(0x80008000u + 0x10001u * (unsigned)(j)))
-
-/* The vpshufb pattern: dwords 0-7 WORD_PAIR(j0), dwords 8-15 WORD_PAIR(j1). */
-INLINE __m512i word_pair_pick(unsigned j0, unsigned j1)
-{
-	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(WORD_PAIR(j0))),
-				  _mm256_set1_epi32(WORD_PAIR(j1)), 1);
-}
-
-/* Each row's 16-byte header (d, dmin, 12 bytes of scales) in its own
- * 128-bit lane of *hdr, and its 8 scales (bytes 0-7) and 8 mins (bytes
- * 8-15) in the same lane of *six, unpacked together with in-lane byte
- * shuffles: scales 0-3 are the low 6 bits of bytes 0-3, scales 4-7 the
- * low nibbles of bytes 8-11 with the top 2 bits of bytes 0-3 above them;
- * the mins likewise from bytes 4-7 and the high nibbles of bytes 8-11. */
-INLINE void q4_k_headers(const uint8_t *w, size_t rb, const int nr, __m512i *hdr, __m512i *six)
-{
-	__m512i v = _mm512_setzero_si512();
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++)
-		v = with_lane(v, _mm_loadu_si128((const __m128i *)(w + (size_t)r * rb)), r);
-	*hdr = v;
-	/* header byte 4 + i is scale byte i; -1 gives a zero */
-	const __m512i pick_lo = _mm512_broadcast_i32x4(
-		_mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
-	const __m512i pick_hi = _mm512_broadcast_i32x4(
-		_mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
-	__m512i a = _mm512_shuffle_epi8(v, pick_lo), b = _mm512_shuffle_epi8(v, pick_hi);
-	/* bytes 12-15 of each lane take the high nibbles */
-	a = _mm512_mask_blend_epi8(0xF000F000F000F000ull, a, _mm512_srli_epi16(a, 4));
-	const __m512i keep = _mm512_broadcast_i32x4(
-		_mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
-	*six = _mm512_or_si512(_mm512_and_si512(a, keep),
-			       _mm512_and_si512(_mm512_srli_epi16(b, 2), _mm512_set1_epi8(0x30)));
-}
-
-/* ---- the K-quants against per-256 int8 activations (struct duet_q8k_block) ----
- *
- * Each 64 weights meet 64 activations in two instructions: vpmaddubsw
- * (unsigned weight by signed activation, adjacent pairs summed into 16
- * bits: at most 2 x 63 x 127, no saturation) and vpdpwssd against the
- * sub-blocks' integer scales (pairs of words into 32 bits), so that a
- * super-block's products, already scaled, add up in integers and meet
- * floats once: cvt, d x the activations' d, one FMA. Against the per-32
- * activations' four instructions (dot product, convert, scale, FMA) per
- * 64 weights and sequence. The rows of a tile are done one at a time (a
- * row's 256 weights unpacked into four registers and used by every
- * sequence), so only the float accumulators live across rows. */
-
-/* A Q5_K super-block (five = 1) of nr rows against nb activation blocks
- * (x[b]); five = 0 reads Q4_K, which takes the 16-row kernel instead. */
-INLINE void step_q4_k(const uint8_t *w, struct tgeo g, const struct duet_q8k_block *x,
-		      __m512 acc[4][MAX_NB], const int nr, const int nb, const int five)
-{
-	const size_t qs_off = 4 + DUET_QK_SCALES + (five ? DUET_QK / 8 : 0);
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * g.rs;
-		PREFETCH(blk + g.pf);
-		PREFETCH(blk + g.pf + 64);
-		PREFETCH(blk + g.pf + 128);
-		if (five)
-			PREFETCH(blk + g.pf + 175);
-	}
-	__m512i hdr, six;
-	q4_k_headers(w, g.rs, nr, &hdr, &six);
-	/* The mins from a row's header in every lane: dword 8 + j the word
-	 * pair (m_j, m_j), dwords 0-7 zero. In 128-bit lane 2, dwords 8-11
-	 * take bytes 8-11 (mins 0-3); in lane 3, 12-15 take 12-15. */
-	const __m512i pick_m = _mm512_set_epi32(WORD_PAIR(15), WORD_PAIR(14), WORD_PAIR(13),
-						WORD_PAIR(12), WORD_PAIR(11), WORD_PAIR(10),
-						WORD_PAIR(9), WORD_PAIR(8), -1, -1, -1, -1, -1, -1,
-						-1, -1);
-	const __m512i lo4 = _mm512_set1_epi8(0x0F);
-	_Pragma("GCC unroll 4")
-	for (int r = 0; r < nr; r++) {
-		const uint8_t *blk = w + (size_t)r * g.rs;
-		/* the row's scales and mins (six's lane r) in every lane, from
-		 * which byte shuffles pick word pairs for vpdpwssd */
-		__m512i sc = lane_everywhere(six, r);
-		__m128 dd = _mm_cvtph_ps(lane_of(hdr, r));
-		__m512 d = _mm512_broadcastss_ps(dd), dmin = _mm512_broadcastss_ps(_mm_movehdup_ps(dd));
-		/* 64 bytes of nibbles are two 64-groups, each 32 low nibbles
-		 * then 32 high ones: values [0, 32) and [64, 96) of the 128 in
-		 * the low nibbles, [32, 64) and [96, 128) in the high ones, the
-		 * order the activations are stored in (kernels.h). */
-		__m512i q[4], s[4], hv = _mm512_setzero_si512();
-		if (five) {
-			/* the fifth bits, 32 bytes for both halves below */
-			__m256i h8 = _mm256_loadu_si256((const __m256i *)(blk + 4 + DUET_QK_SCALES));
-			hv = _mm512_inserti64x4(_mm512_castsi256_si512(h8), h8, 1);
-		}
-		_Pragma("GCC unroll 2")
-		for (int h = 0; h < 2; h++) {
-			__m512i v = _mm512_loadu_si512(blk + qs_off + 64 * h);
-			__m512i lo = _mm512_and_si512(v, lo4);
-			__m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
-			if (five) {
-				/* value l of 64-group g: bit 2g of qh[l]; value
-				 * 32 + l: bit 2g + 1 */
-				const int g0 = 2 * h;
-				__m512i blo = _mm512_srlv_epi64(hv, _mm512_set_epi64(2 * g0 + 2, 2 * g0 + 2, 2 * g0 + 2, 2 * g0 + 2,
-										     2 * g0, 2 * g0, 2 * g0, 2 * g0));
-				__m512i bhi = _mm512_srlv_epi64(hv, _mm512_set_epi64(2 * g0 + 3, 2 * g0 + 3, 2 * g0 + 3, 2 * g0 + 3,
-										     2 * g0 + 1, 2 * g0 + 1, 2 * g0 + 1, 2 * g0 + 1));
-				const __m512i one = _mm512_set1_epi8(1);
-				lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(blo, one), 4));
-				hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(bhi, one), 4));
-			}
-			q[2 * h] = lo;
-			q[2 * h + 1] = hi;
-			s[2 * h] = _mm512_shuffle_epi8(sc, word_pair_pick(4 * h, 4 * h + 2));
-			s[2 * h + 1] = _mm512_shuffle_epi8(sc, word_pair_pick(4 * h + 1, 4 * h + 3));
-		}
-		__m512i mins = _mm512_shuffle_epi8(sc, pick_m);
-		_Pragma("GCC unroll 16")
-		for (int b = 0; b < nb; b++) {
-			const struct duet_q8k_block *a = x + b;
-			__m512i ai = _mm512_madd_epi16(
-				_mm512_maddubs_epi16(q[0], _mm512_load_si512(a->q)), s[0]);
-			_Pragma("GCC unroll 3")
-			for (int i = 1; i < 4; i++)
-				ai = _mm512_dpwssd_epi32(ai, _mm512_maddubs_epi16(
-							q[i], _mm512_load_si512(a->q + 64 * i)), s[i]);
-			/* the mins: lane 8 + j, m_j x (bsums 2j and 2j + 1) */
-			__m512i bs = _mm512_inserti64x4(_mm512_setzero_si512(),
-							_mm256_load_si256((const __m256i *)a->bsums), 1);
-			__m512i mi = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mins, bs);
-			__m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ai), d,
-						   _mm512_mul_ps(_mm512_cvtepi32_ps(mi), dmin));
-			acc[r][b] = _mm512_fmadd_ps(t, _mm512_set1_ps(a->d), acc[r][b]);
-		}
-	}
-}
-
 /* ---- bf16 weights against bf16 activation pairs (AVX512_BF16) ---- */
 
 /* 32 bf16 weights of a row from k, zero past `rem`. */
@@ -554,7 +378,7 @@ DEFINE_TILE_F(tiles_f16, DUET_F16)
 DEFINE_TILE_F(tiles_bf16, DUET_BF16)
 DEFINE_TILE_F(tiles_q8_0, DUET_Q8_0)
 
-/* ---- Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K in 16-row groups (engine/repack.h) ---- */
+/* ---- Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K in 16-row groups (engine/repack.h) ---- */
 
 /* Blocks ahead that a group's stream is prefetched: with several
  * activation rows a block takes long enough that the hardware prefetcher
@@ -1411,39 +1235,6 @@ DEFINE_R16X4(matmul_q4_1_r16x4, DUET_Q4_1)
 DEFINE_R16X4(matmul_q5_0_r16x4, DUET_Q5_0)
 DEFINE_R16X4(matmul_q5_1_r16x4, DUET_Q5_1)
 
-/* A tile over 256-value super-blocks: STEP on each, against per-256
- * activations (block s of row b at x[s * B + b]). */
-#define DEFINE_SUPER_TILE(name, STEP, BLOCK)                                           \
-	INLINE void name(const uint8_t *w, struct tgeo g, int K, const struct duet_q8k_block *x, \
-			 int B, float *y, int ldy, int add, const int nr, const int nb)     \
-	{                                                                               \
-		__m512 acc[4][MAX_NB];                                                  \
-		acc_zero(acc, nr, nb);                                                  \
-		for (int s = 0; s < K / DUET_QK; s++, x += B)                          \
-			STEP(w + (size_t)s * sizeof(BLOCK), g, x, acc, nr, nb);        \
-		acc_store(acc, y, ldy, g.ys, add, nr, nb);                                    \
-	}
-#define STEP_Q5_K(...) step_q4_k(__VA_ARGS__, 1)
-DEFINE_SUPER_TILE(tile_q5_k, STEP_Q5_K, struct duet_q5_k_block)
-
-/* The integer tiles of the other quantized types, dispatched alike. */
-#define DEFINE_TILES_Q(name, XT)                                                        \
-	static void name(const uint8_t *w, struct tgeo g, int K, const XT *x,               \
-			 int B, float *y, int ldy, int add, int nr, int nb)                 \
-	{                                                                               \
-		switch (nr * 32 + nb) {                                                 \
-			NB_CASES_4(TQ_CASE, 4)                                          \
-			NB_CASES_4(TQ_CASE, 1)                                          \
-		}                                                                       \
-	}
-#define TQ_CASE(R, NB)                                                                  \
-	case (R) * 32 + (NB):                                                           \
-		TQ_TILE(w, g, K, x, B, y, ldy, add, R, NB);                            \
-		return;
-#define TQ_TILE tile_q5_k
-DEFINE_TILES_Q(tiles_q5_k, struct duet_q8k_block)
-#undef TQ_TILE
-
 #define BF_CASE(R, NB)                                                                  \
 	case (R) * 32 + (NB):                                                           \
 		tile_bf(w, g, K, x, B, y, ldy, add, R, NB, HALVES);                    \
@@ -1534,9 +1325,6 @@ DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, (size_t)k0 * B, KC_F32)
 DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
 #undef ROW
 #define ROW 1
-#undef T
-#define T DUET_Q5_K
-DEFINE_MATMUL(matmul_q5_k_q8k, tiles_q5_k, struct duet_q8k_block, (size_t)(k0 / DUET_Q8K) * B, KC_Q8)
 #undef T
 #define T DUET_BF16
 DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)
@@ -2125,8 +1913,8 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.matmul_bf16_bf16 = matmul_bf16_bf16,
 	.matmul_bf16_hi = matmul_bf16_hi,
 	.pack_bf16 = pack_bf16,
-	/* Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K take the 16-row kernels */
-	.matmul_q8k = {[DUET_Q5_K] = matmul_q5_k_q8k},
+	/* (no row kernels against per-256 activations: every K-quant takes the
+	 * 16-row kernels) */
 	.quant_q8a = quant_q8a,
 	.quant_q8k = quant_q8k,
 	.cvt_f16 = cvt_f16,
