@@ -19,7 +19,9 @@
 #define R16_SLICE 2048
 #define R16_BATCH 64
 /* Values of a narrow batch's group packed at a time (in L1), and groups
- * at a time for a several-group kernel. */
+ * at a time for a several-group kernel: packed on the fly, and in a wide
+ * batch (two, so that their slice stays in cache while R16_BATCH
+ * activation rows pass it). */
 #define R16_PACK_SLICE 256
 #define R16_FLY_GROUPS 4
 #define R16_WIDE_GROUPS 2
@@ -176,7 +178,7 @@ static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_jo
 }
 
 /* The activations of blocks [k0, ...) of row b as the 16-row kernels take
- * them: q8 pairs (Q8_0, Q4_0; k0 even), q8k blocks (Q4_K, Q6_K) or the f32
+ * them: q8 pairs (Q8_0, Q4_0; k0 even), q8k blocks (the K-quants) or the f32
  * panel (F16, F32). */
 static const void *r16_act(const struct duet_matmul *mm, enum duet_dtype t, int k0, int B, int b)
 {

@@ -857,14 +857,6 @@ INLINE void q4_k_sub(__m512 acc[DUET_R16_SEQS], const __m512i nib[8],
 	}
 }
 
-/* Q4_K against nb activation rows (per-256, struct duet_q8k_block), as
- * the scalar definition: first the mins' exact sum (their word pairs
- * against the activations' sums per 16, vpdpwssd) comes off, then each 32
- * values' exact sum meets d x its 6-bit scale x the activations' scale.
- * Per 64-value chunk the low nibbles, then the high ones (read again from
- * L1 but for one sequence), are shared by every row; the scales wait on
- * the stack, so that the nibbles and accumulators keep the registers (all
- * at once spilled). */
 /* The fifth bits of Q5_K's values of 64-value chunk h (its qh line k,
  * whose byte l holds value l's bit 2h and value l + 32's bit 2h + 1) at
  * bit 4 of each byte: the low nibbles' (hb 0) or the high ones' (hb 1). A
@@ -876,6 +868,15 @@ INLINE __m512i q5_k_fifth(__m512i qh, int h, int hb)
 	return bit <= 4 ? _mm512_slli_epi16(qh, 4 - bit) : _mm512_srli_epi16(qh, bit - 4);
 }
 
+/* Q4_K and Q5_K against nb activation rows (per-256, struct
+ * duet_q8k_block), as the scalar definition (Q5_K's values with their
+ * fifth bits, q5_k_fifth): first the mins' exact sum (their word pairs
+ * against the activations' sums per 16, vpdpwssd) comes off, then each 32
+ * values' exact sum meets d x its 6-bit scale x the activations' scale.
+ * Per 64-value chunk the low nibbles, then the high ones (read again from
+ * L1 but for one sequence), are shared by every row; the scales wait on
+ * the stack, so that the nibbles and accumulators keep the registers (all
+ * at once spilled). */
 INLINE void r16_tile_kquant(const enum duet_dtype T, const uint8_t *g, int nblk, const void *xv,
 			    int B, float *y, int ldy, __mmask16 m, int add, const int nb,
 			    const int far)

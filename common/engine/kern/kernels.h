@@ -158,10 +158,10 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 			       int B, float *y, int ldy, int n0, int n1, int far);
 
 /* Weights of a type with the 16-row form (engine/repack.h: Q8_0, Q4_0,
- * Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, F16, F32) in one group (g the start of a slice of its blocks, the first a
+ * Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, F16, F32) in one group (g the start of a slice of its blocks, the first a
  * multiple of the type's unit: duet_r16_unit_at) against nb <=
  * DUET_R16_SEQS activation rows of a panel of B rows (the 32-value types: q8
- * pairs, x at the pair of that first block, which is even; Q4_K, Q6_K:
+ * pairs, x at the pair of that first block, which is even; the K-quants:
  * q8k blocks, x at that block; and at the first row): nblk blocks. For b
  * < nb and r < nrows, starting from acc = y[b * ldy + r] when add, else 0,
  * 32 values after 32 values:
@@ -214,7 +214,7 @@ typedef void (*duet_r16_pack_fn)(const uint8_t *rows, size_t rb, int nrows, int 
 struct duet_kernels {
 	const char *name;
 	/* By weight type, weights in 16-row groups against int8 activations
-	 * (per 32; Q4_K, Q6_K per 256; F16, F32: f32) (the scalar table has the
+	 * (per 32; the K-quants per 256; F16, F32: f32) (the scalar table has the
 	 * definition), and packing into them. A table with a pack_r16 entry
 	 * for a type is faster with its weights so: they are packed at load
 	 * into the decode copy of the weights, on the fly otherwise, and every
