@@ -752,6 +752,50 @@ static void test_vector_ops(void **st)
 	}
 }
 
+/* The compute ceiling's loops: each table's count of operations for n
+ * rounds (its vector width, two per multiply-add), and the chains' sums
+ * as n rounds of that arithmetic leave them, so that a loop that ran
+ * fewer rounds or fewer chains than it counts fails. Speed is not
+ * asserted (bench/ceilings.c measures it). */
+static void test_peak(void **st)
+{
+	(void)st;
+	const long n = 1000;
+	const double C = DUET_PEAK_CHAINS;
+	for (int ii = 0; ii < N_ISAS; ii++) {
+		const struct duet_kernels *k = duet_kernels_named(isas[ii]);
+		if (!k)
+			continue;
+		/* lanes of f32 per vector: none for the scalar table */
+		int lanes = !strcmp(isas[ii], "avx512") ? 16 : !strcmp(isas[ii], "scalar") ? 0 : 8;
+		for (int op = 0; op < DUET_PEAK_OPS; op++) {
+			float sink = -1;
+			double ops = k->peak((enum duet_peak_op)op, n, &sink), want = 0, sum = 0;
+			char what[64];
+			snprintf(what, sizeof what, "%s peak op %d", isas[ii], op);
+			if (op == DUET_PEAK_FMA && lanes) {
+				/* chain i from 1 + i, 1e-3 x 0.5 a round */
+				want = 2.0 * lanes * C * n;
+				sum = lanes * (C * (C + 1) / 2 + C * n * 5e-4);
+			} else if (op == DUET_PEAK_DOT_I8 && lanes) {
+				/* chain i from i; a round adds four products of unsigned 1
+				 * and signed y's bytes: 2 each on AVX2, and on AVX-512
+				 * the bytes of 0.5f (0, 0, 0, 63) */
+				want = 2.0 * 4 * lanes * C * n;
+				sum = lanes * (C * (C - 1) / 2 + C * n * (lanes == 16 ? 63 : 8));
+			} else if (op == DUET_PEAK_DOT_BF16 && lanes == 16 && duet_cpu_has_avx512bf16()) {
+				/* chain i from 1 + i; two products of bf16 1e-3 and 0.5 a round */
+				want = 2.0 * 2 * lanes * C * n;
+				sum = lanes * (C * (C + 1) / 2 + C * n * 0.00099945068359375);
+			}
+			if (ops != want)
+				fail_msg("%s: %g operations counted, %g expected", what, ops, want);
+			if (want > 0)
+				close_enough(&sink, &(float){(float)sum}, 1, 1e-5f, what);
+		}
+	}
+}
+
 /* fp16 <-> fp32 for all 65536 halves: exact, and round-to-nearest-even
  * back, in the scalar conversion and in every table's row conversion. */
 static void test_fp16_exhaustive(void **st)
@@ -983,6 +1027,7 @@ int main(void)
 		cmocka_unit_test(test_quant_round_trip),
 		cmocka_unit_test(test_attention_kernels),
 		cmocka_unit_test(test_vector_ops),
+		cmocka_unit_test(test_peak),
 		cmocka_unit_test(test_fp16_exhaustive),
 		cmocka_unit_test(test_q8_0_format),
 	};

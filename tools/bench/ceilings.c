@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "base/clock.h"
+#include "base/cpu.h"
 #include "base/threadpool.h"
 #include "engine/kern/kernels.h"
 
@@ -146,4 +147,54 @@ int duet_measure_bandwidth(size_t bytes, int threads, double seconds,
 	int rc = duet_bw_probe_sample(p, seconds, out, err);
 	duet_bw_probe_destroy(p);
 	return rc;
+}
+
+/* Rounds of a peak loop per run: 2.4 M instructions, about a third of a
+ * millisecond at two a cycle, short against a time slice. */
+#define PEAK_ROUNDS 200000L
+
+struct peak_arg {
+	enum duet_peak_op op;
+	const struct duet_kernels *k;
+	double ops[DUET_MAX_THREADS];
+	float sink[DUET_MAX_THREADS];
+};
+
+static void peak_part(void *arg, int ith, int nth)
+{
+	(void)nth;
+	struct peak_arg *a = arg;
+	a->ops[ith] = a->k->peak(a->op, PEAK_ROUNDS, &a->sink[ith]);
+}
+
+const char *duet_peak_op_name(enum duet_peak_op op)
+{
+	return op == DUET_PEAK_FMA ? "FMA" : op == DUET_PEAK_DOT_I8 ? "int8 dot" : "bf16 dot";
+}
+
+int duet_measure_peak(enum duet_peak_op op, int threads, double seconds,
+		      struct duet_peak_ceiling *out, struct duet_err *err)
+{
+	if (!(seconds >= 0) || threads < 1 || threads > DUET_MAX_THREADS)
+		return duet_errf(err, "compute ceiling: %d threads for %g seconds", threads,
+				 seconds);
+	struct duet_threadpool *tp;
+	if (duet_threadpool_create(&tp, threads, NULL, 0, err))
+		return -1;
+	struct peak_arg a = {.op = op, .k = duet_kernels()};
+	double best = 0, t_end = duet_now_s() + seconds;
+	for (int r = 0; r < MIN_RUNS + 1 || duet_now_s() < t_end; r++) {
+		double t0 = duet_now_s();
+		duet_threadpool_run(tp, peak_part, &a);
+		double t = duet_now_s() - t0, ops = 0;
+		for (int i = 0; i < threads; i++)
+			ops += a.ops[i];
+		if (r > 0 && t > 0 && ops / t > best) /* the first run wakes the threads */
+			best = ops / t;
+	}
+	duet_threadpool_destroy(tp);
+	out->op = op;
+	out->threads = threads;
+	out->gops = best * 1e-9;
+	return 0;
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "base/err.h"
+#include "engine/kern/kernels.h"
 
 struct duet_sgemm_ceiling {
 	int n;		/* square size used */
@@ -22,6 +23,12 @@ struct duet_bw_ceiling {
 	double gbps;	/* best run, 1e9 bytes/s */
 };
 
+struct duet_peak_ceiling {
+	enum duet_peak_op op;
+	int threads;
+	double gops;	/* best run, 1e9 arithmetic operations/s (a multiply-add is two) */
+};
+
 /* n x n x n sgemm with OpenBLAS on `threads` threads, repeated for about
  * `seconds` (at least 3 runs); the best run counts. Leaves OpenBLAS
  * single-threaded afterwards, as the engine wants it. */
@@ -32,6 +39,14 @@ int duet_measure_sgemm(int n, int threads, double seconds,
  * threads (each its own slice), repeated for about `seconds`; best run. */
 int duet_measure_bandwidth(size_t bytes, int threads, double seconds,
 			   struct duet_bw_ceiling *out, struct duet_err *err);
+
+/* The kernels' arithmetic instruction op (engine/kern/kernels.h) on
+ * registers on `threads` threads, repeated for about `seconds`; best run.
+ * gops is 0 where the kernels have no such instruction on this CPU. */
+int duet_measure_peak(enum duet_peak_op op, int threads, double seconds,
+		      struct duet_peak_ceiling *out, struct duet_err *err);
+/* "FMA", "int8 dot", "bf16 dot" */
+const char *duet_peak_op_name(enum duet_peak_op op);
 
 /* The same measurement with its buffer and threads kept between samples,
  * so that short samples can bracket each run of a benchmark: a shared

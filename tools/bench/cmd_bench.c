@@ -45,7 +45,10 @@ static void usage(FILE *f)
 		"token), decode against bandwidth / (bytes read per step: weights, and the\n"
 		"KV cache at the run's depth): each decode run against the mean of the\n"
 		"bandwidth read just before and just after it (a shared machine's bandwidth\n"
-		"moves within seconds), its of-ceiling column the mean over the runs.\n"
+		"moves within seconds), its of-ceiling column the mean over the runs. A\n"
+		"batched row is held instead against the compute ceiling where that is lower:\n"
+		"the peak of the instructions the model's products use (f32 FMA, int8 or bf16\n"
+		"dot products), measured on registers, over one multiply-add per weight.\n"
 		"\n"
 		"  -m, --model FILE        GGUF or llama2.c model\n"
 		"  -p, --prompt N          prompt tokens for ppN (default 512; 0 skips)\n"
@@ -66,9 +69,10 @@ static void usage(FILE *f)
 		"  --agree N               also generate N prompts greedily with --qdot int8 and\n"
 		"                          exact and count the tokens on which they agree\n"
 		"                          (quantized models)\n"
-		"  --json FILE             every figure, both ceilings and the settings as JSON\n"
+		"  --json FILE             every figure, the ceilings and the settings as JSON\n"
 		"  --ceiling-seconds S     time spent on each ceiling (default 2; an eighth of\n"
-		"                          it on each bandwidth sample between decode runs)\n"
+		"                          it on each bandwidth sample between decode runs, a\n"
+		"                          quarter on each instruction's peak)\n"
 		"  --no-ceilings           skip measuring the ceilings\n"
 		"  --tokenizer FILE        tokenizer.bin of a llama2.c model\n"
 		"\n"
@@ -287,6 +291,64 @@ static int parse_list(const char *flag, const char *s, int lo, int hi, int cap, 
 	return *n ? 0 : cli_fail("bench", "%s is empty", flag);
 }
 
+/* The instruction weight type t's kernels are made of in mode q
+ * (engine/kern/kernels.h), and how many of its multiply-adds a weight
+ * takes per token (two bf16 dot products where bf16 weights meet
+ * activation pairs). */
+static enum duet_peak_op peak_op(enum duet_dtype t, enum duet_qdot q, double *passes)
+{
+	enum duet_act a = duet_kernels_act(duet_kernels(), t, q);
+	*passes = a == DUET_ACT_BF16 ? 2 : 1;
+	return a == DUET_ACT_Q8 || a == DUET_ACT_Q8K		 ? DUET_PEAK_DOT_I8
+	       : a == DUET_ACT_BF16 || a == DUET_ACT_BF16_HI ? DUET_PEAK_DOT_BF16
+							     : DUET_PEAK_FMA;
+}
+
+/* Product i of a decode step's DECODE_MATRICES: the layers' seven each,
+ * then the classifier. */
+#define DECODE_MATRICES(m) (7 * (m)->cfg.n_layers + 1)
+static const struct duet_tensor *decode_matrix(const struct duet_model *m, int i)
+{
+	if (i / 7 >= m->cfg.n_layers)
+		return &m->output;
+	const struct duet_layer *L = &m->layers[i / 7];
+	const struct duet_tensor *lt[] = {&L->wq,     &L->wk,	&L->wv,	    &L->wo,
+					  &L->w_gate, &L->w_up, &L->w_down};
+	return lt[i % 7];
+}
+
+/* Tokens/s a sequence's matrix products allow at the compute ceilings
+ * (gops per instruction, 1e9 operations/s; a multiply-add is two), each
+ * product at its kernels' instruction; *bound names the instruction when
+ * every product uses the same one. 0 where a product's instruction has no
+ * measured ceiling. used[op] (may be NULL) counts the products per
+ * instruction, which is all it computes when gops is NULL. */
+static double compute_ceiling(const struct duet_model *m, enum duet_qdot q,
+			      const double *gops, const char **bound, int *used)
+{
+	int count[DUET_PEAK_OPS] = {0}, kinds = 0, known = 1;
+	double secs = 0;
+	*bound = "compute";
+	for (int i = 0; i < DECODE_MATRICES(m); i++) {
+		const struct duet_tensor *t = decode_matrix(m, i);
+		double passes;
+		enum duet_peak_op op = peak_op(t->type, q, &passes);
+		if (!count[op]++) {
+			kinds++;
+			*bound = duet_peak_op_name(op);
+		}
+		if (!gops || !(gops[op] > 0))
+			known = 0;
+		else
+			secs += 2.0 * passes * (double)t->rows * (double)t->cols / (gops[op] * 1e9);
+	}
+	if (kinds > 1)
+		*bound = "compute";
+	if (used)
+		memcpy(used, count, sizeof count);
+	return known && secs > 0 ? 1 / secs : 0;
+}
+
 /* One row of the table, and of the JSON results: its ceiling and the
  * fraction of it reached (of; the runs' mean where each run has its own
  * ceiling), and its runs (NULL: none; the row takes the reference). */
@@ -298,7 +360,12 @@ static void row(json_t *results, const char *test, int B, int depth, struct stat
 		snprintf(ceil_s, sizeof ceil_s, "%.1f", ceiling);
 		snprintf(frac_s, sizeof frac_s, "%.0f%% %s", 100 * of, bound);
 	}
-	if (vs_b1 > 0)
+	/* the ratio to batch 1 the row's ceiling would allow (its ceiling over
+	 * batch 1's tokens/s), beside the one reached */
+	double allows = vs_b1 > 0 && ceiling > 0 && s.mean > 0 ? ceiling * vs_b1 / s.mean : 0;
+	if (allows > 0)
+		snprintf(extra, sizeof extra, "%.2fx batch 1 (ceiling %.1fx)", vs_b1, allows);
+	else if (vs_b1 > 0)
 		snprintf(extra, sizeof extra, "%.2fx batch 1", vs_b1);
 	printf("| %-14s | %10.2f | %8.2f | %11s | %-15s | %s\n", test, s.mean, s.sd, ceil_s, frac_s,
 	       extra);
@@ -311,6 +378,8 @@ static void row(json_t *results, const char *test, int B, int depth, struct stat
 	}
 	if (vs_b1 > 0)
 		json_object_set_new(r, "vs_batch1", json_real(vs_b1));
+	if (allows > 0)
+		json_object_set_new(r, "ceiling_vs_batch1", json_real(allows));
 	if (runs)
 		json_object_set_new(r, "runs", runs);
 	json_array_append_new(results, r);
@@ -533,6 +602,10 @@ int cmd_bench(int argc, char **argv)
 
 	struct duet_sgemm_ceiling sg = {0};
 	struct duet_bw_ceiling bw = {0}, after = {0};
+	/* the compute ceiling: the peak of each instruction (GOP/s) and what
+	 * they allow a sequence (tokens/s, cc; 0 unknown), for batched decode */
+	double peaks[DUET_PEAK_OPS] = {0}, cc = 0;
+	const char *cc_bound = "compute";
 	if (!no_ceilings) {
 		fprintf(stderr, "duet bench: measuring the sgemm ceiling...\n");
 		if (duet_measure_sgemm(SGEMM_N, nth, ceil_s, &sg, &err)) {
@@ -547,6 +620,29 @@ int cmd_bench(int argc, char **argv)
 		}
 		printf("ceilings: sgemm %.1f GFLOP/s (%d^3, %d threads); read bandwidth %.1f GB/s (%zu MiB, %d threads)\n",
 		       sg.gflops, sg.n, sg.threads, bw.gbps, bw.bytes >> 20, bw.threads);
+		/* the instructions this model's products are made of */
+		int used[DUET_PEAK_OPS];
+		compute_ceiling(b.m, qdot, NULL, &cc_bound, used);
+		for (int op = 0; op < DUET_PEAK_OPS && n_gen > 0; op++) {
+			struct duet_peak_ceiling pk;
+			if (!used[op])
+				continue;
+			if (duet_measure_peak((enum duet_peak_op)op, nth, ceil_s / 4, &pk, &err)) {
+				cli_fail("bench", "%s", err.msg);
+				goto out;
+			}
+			peaks[op] = pk.gops;
+		}
+		cc = compute_ceiling(b.m, qdot, peaks, &cc_bound, NULL);
+		if (cc > 0) {
+			printf("compute: ");
+			for (int op = 0; op < DUET_PEAK_OPS; op++)
+				if (peaks[op] > 0)
+					printf("%s %.0f GOP/s, ", duet_peak_op_name((enum duet_peak_op)op),
+					       peaks[op]);
+			printf("so at most %.1f tokens/s in the matrix products at any batch "
+			       "(register loops, %d threads)\n", cc, nth);
+		}
 	}
 	double pp_ceiling = sg.gflops * 1e9 / (2.0 * (double)b.m->n_matmul_params);
 	printf("\n| %-14s | %10s | %8s | %11s | %-15s |\n", "test", "t/s", "stddev", "ceiling t/s",
@@ -646,7 +742,14 @@ int cmd_bench(int argc, char **argv)
 				ceiling /= used, of /= used;
 				unsettled += (int)reps - settled;
 			}
-			row(results, name, B, depths[di], tg[di][bi], ceiling, of, "bandwidth",
+			/* a wide batch reads each weight once for B sequences:
+			 * past some width the arithmetic binds, not the reads */
+			const char *bound = "bandwidth";
+			if (cc > 0 && cc < ceiling) {
+				ceiling = cc, of = tg[di][bi].mean / cc;
+				bound = cc_bound;
+			}
+			row(results, name, B, depths[di], tg[di][bi], ceiling, of, bound,
 			    B > 1 && b1 > 0 ? tg[di][bi].mean / b1 : 0, runs);
 		}
 		if (di > 0 && depths[0] == 0 && tg[0][0].mean > 0 && batches[0] == 1)
@@ -663,10 +766,13 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (!no_ceilings)
 		json_object_set_new(doc, "ceilings",
-				    json_pack("{s:f, s:i, s:f, s:f, s:I}", "sgemm_gflops", sg.gflops,
-					      "sgemm_n", sg.n, "bandwidth_gbps_before", bw.gbps,
-					      "bandwidth_gbps_after", after.gbps, "bandwidth_bytes",
-					      (json_int_t)bw.bytes));
+				    json_pack("{s:f, s:i, s:f, s:f, s:I, s:f, s:f, s:f, s:f}",
+					      "sgemm_gflops", sg.gflops, "sgemm_n", sg.n,
+					      "bandwidth_gbps_before", bw.gbps, "bandwidth_gbps_after",
+					      after.gbps, "bandwidth_bytes", (json_int_t)bw.bytes,
+					      "fma_gops", peaks[DUET_PEAK_FMA], "int8_dot_gops",
+					      peaks[DUET_PEAK_DOT_I8], "bf16_dot_gops",
+					      peaks[DUET_PEAK_DOT_BF16], "compute_tokens_per_s", cc));
 	json_object_set(doc, "results", results);
 	if (json_path && json_dump_file(doc, json_path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
 		cli_fail("bench", "%s: cannot write the JSON results", json_path);

@@ -633,6 +633,42 @@ static float read4(const float *x, long n)
 	return hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
 }
 
+/* ---- the compute ceiling ---- */
+
+/* Twelve chains of the instruction the kernels use (dot_u8s8 is AVX2's
+ * three-instruction sum or AVX-VNNI's one; either way one dot product of
+ * 32 byte pairs), with builtins: this table runs on machines this project
+ * does not have, and only its order of magnitude is asked of it. */
+static double peak(enum duet_peak_op op, long n, float *sink)
+{
+	if (op == DUET_PEAK_DOT_BF16)
+		return 0;
+	__m256i a[DUET_PEAK_CHAINS];
+	for (int i = 0; i < DUET_PEAK_CHAINS; i++)
+		a[i] = op == DUET_PEAK_DOT_I8 ? _mm256_set1_epi32(i)
+					     : _mm256_castps_si256(_mm256_set1_ps(1.0f + (float)i));
+	if (op == DUET_PEAK_FMA) {
+		const __m256 x = _mm256_set1_ps(1e-3f), y = _mm256_set1_ps(0.5f);
+		for (long r = 0; r < n; r++)
+			_Pragma("GCC unroll 12")
+			for (int i = 0; i < DUET_PEAK_CHAINS; i++)
+				a[i] = _mm256_castps_si256(
+					_mm256_fmadd_ps(x, y, _mm256_castsi256_ps(a[i])));
+	} else {
+		const __m256i x = _mm256_set1_epi8(1), y = _mm256_set1_epi8(2);
+		for (long r = 0; r < n; r++)
+			_Pragma("GCC unroll 12")
+			for (int i = 0; i < DUET_PEAK_CHAINS; i++)
+				a[i] = dot_u8s8(a[i], x, y);
+	}
+	__m256 s = _mm256_setzero_ps();
+	for (int i = 0; i < DUET_PEAK_CHAINS; i++) /* the dot products' sums are integers */
+		s = _mm256_add_ps(s, op == DUET_PEAK_DOT_I8 ? _mm256_cvtepi32_ps(a[i])
+							    : _mm256_castsi256_ps(a[i]));
+	*sink = hsum(s);
+	return (op == DUET_PEAK_FMA ? 2 * 8 : 2 * 32) * DUET_PEAK_CHAINS * (double)n;
+}
+
 /* ---- elementwise ---- */
 
 /* Same reduction and polynomial as the AVX-512 exp; 2^n is built in the
@@ -936,4 +972,5 @@ const struct duet_kernels TABLE = {
 	.silu_mul = silu_mul,
 	.rmsnorm = rmsnorm,
 	.read4 = read4,
+	.peak = peak,
 };

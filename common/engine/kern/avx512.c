@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "base/cpu.h"
 #include "engine/kern/avx512_groups.h"
 #include "engine/kern/avx512_util.h"
 #include "engine/kern/kernels.h"
@@ -1457,6 +1458,76 @@ static float read4(const float *x, long n)
 	return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
+/* ---- the compute ceiling ---- */
+
+/* Twelve instructions INSN over the accumulators a0..a11 (locals: an
+ * array would be stored back every round) with the same two sources, in
+ * one asm block: written as builtins, gcc 12 keeps a vpdpbusd's
+ * accumulator out of place and copies it for every instruction, which
+ * would measure the copies. */
+#define PEAK_ROUND(INSN)                                                                    \
+	__asm__(INSN " %[y], %[x], %[a0]\n\t" INSN " %[y], %[x], %[a1]\n\t"                 \
+		INSN " %[y], %[x], %[a2]\n\t" INSN " %[y], %[x], %[a3]\n\t"                 \
+		INSN " %[y], %[x], %[a4]\n\t" INSN " %[y], %[x], %[a5]\n\t"                 \
+		INSN " %[y], %[x], %[a6]\n\t" INSN " %[y], %[x], %[a7]\n\t"                 \
+		INSN " %[y], %[x], %[a8]\n\t" INSN " %[y], %[x], %[a9]\n\t"                 \
+		INSN " %[y], %[x], %[a10]\n\t" INSN " %[y], %[x], %[a11]"                     \
+		: [a0] "+v"(a0), [a1] "+v"(a1), [a2] "+v"(a2), [a3] "+v"(a3), [a4] "+v"(a4),    \
+		  [a5] "+v"(a5), [a6] "+v"(a6), [a7] "+v"(a7), [a8] "+v"(a8), [a9] "+v"(a9),    \
+		  [a10] "+v"(a10), [a11] "+v"(a11)                                              \
+		: [x] "v"(x), [y] "v"(y))
+
+_Static_assert(DUET_PEAK_CHAINS == 12, "PEAK_ROUND writes twelve chains");
+
+/* Chain i's starting value: distinct (equal chains would be merged into
+ * one), and with the small sources below no chain overflows or reaches a
+ * denormal. */
+INLINE __m512 peak_start(enum duet_peak_op op, int i)
+{
+	return op == DUET_PEAK_DOT_I8 ? _mm512_castsi512_ps(_mm512_set1_epi32(i))
+				      : _mm512_set1_ps(1.0f + (float)i);
+}
+
+static double peak(enum duet_peak_op op, long n, float *sink)
+{
+	if (op == DUET_PEAK_DOT_BF16 && !duet_cpu_has_avx512bf16())
+		return 0;
+	__m512 a0 = peak_start(op, 0), a1 = peak_start(op, 1), a2 = peak_start(op, 2),
+	       a3 = peak_start(op, 3), a4 = peak_start(op, 4), a5 = peak_start(op, 5),
+	       a6 = peak_start(op, 6), a7 = peak_start(op, 7), a8 = peak_start(op, 8),
+	       a9 = peak_start(op, 9), a10 = peak_start(op, 10), a11 = peak_start(op, 11);
+	__m512 x = _mm512_set1_ps(1e-3f), y = _mm512_set1_ps(0.5f);
+	double per = 0;
+	switch (op) {
+	case DUET_PEAK_FMA:
+		for (long r = 0; r < n; r++)
+			PEAK_ROUND("vfmadd231ps");
+		per = 2 * 16;
+		break;
+	case DUET_PEAK_DOT_I8:
+		x = _mm512_castsi512_ps(_mm512_set1_epi8(1));
+		for (long r = 0; r < n; r++)
+			PEAK_ROUND("vpdpbusd");
+		per = 2 * 64;
+		break;
+	case DUET_PEAK_DOT_BF16:
+		x = _mm512_castsi512_ps(_mm512_set1_epi16(0x3a83)); /* bf16 1e-3 */
+		y = _mm512_castsi512_ps(_mm512_set1_epi16(0x3f00)); /* bf16 0.5 */
+		for (long r = 0; r < n; r++)
+			PEAK_ROUND("vdpbf16ps");
+		per = 2 * 32;
+		break;
+	}
+	__m512 c[DUET_PEAK_CHAINS] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11};
+	__m512 s = _mm512_setzero_ps();
+	for (int i = 0; i < DUET_PEAK_CHAINS; i++) /* the dot products' sums are integers */
+		s = _mm512_add_ps(s, op == DUET_PEAK_DOT_I8
+					     ? _mm512_cvtepi32_ps(_mm512_castps_si512(c[i]))
+					     : c[i]);
+	*sink = _mm512_reduce_add_ps(s);
+	return per * DUET_PEAK_CHAINS * (double)n;
+}
+
 /* ---- elementwise ---- */
 
 /* exp(x) by range reduction to r in [-ln2/2, ln2/2] and Cephes' degree-6
@@ -1930,4 +2001,5 @@ const struct duet_kernels duet_kernels_avx512 = {
 	.silu_mul = silu_mul,
 	.rmsnorm = rmsnorm,
 	.read4 = read4,
+	.peak = peak,
 };

@@ -44,6 +44,15 @@ enum duet_act {
 	DUET_ACT_BF16_HI,
 };
 
+/* The arithmetic instructions the matmul kernels are built of, whose
+ * throughput bounds a wide batch the way bandwidth bounds batch 1. */
+enum duet_peak_op {
+	DUET_PEAK_FMA,	   /* f32 fused multiply-add (F32, F16, exact mode) */
+	DUET_PEAK_DOT_I8,  /* unsigned x signed byte dot product (int8 mode) */
+	DUET_PEAK_DOT_BF16, /* bf16 pair dot product into f32 (BF16 weights) */
+};
+#define DUET_PEAK_OPS 3
+
 /* Quantized weights and activations: how they are multiplied. */
 enum duet_qdot {
 	/* Activations quantized per 32-block to int8, integer dot products
@@ -271,7 +280,18 @@ struct duet_kernels {
 	/* Sum of n floats read as four interleaved streams (n a multiple of
 	 * 64): the read pattern of a matmul, for the bandwidth ceiling. */
 	float (*read4)(const float *x, long n);
+	/* n rounds of DUET_PEAK_CHAINS independent instructions of kind op
+	 * on registers, the widest form the table's kernels use: the
+	 * compute ceiling. Returns the arithmetic operations done (a
+	 * multiply and an add count two), 0 where the table or this CPU
+	 * has no such instruction; *sink takes a value of the results so
+	 * that none is elided. */
+	double (*peak)(enum duet_peak_op op, long n, float *sink);
 };
+/* Independent accumulators of a peak loop: enough to cover an
+ * instruction's latency at two a cycle (5 x 2 on the cores this project
+ * sees), few enough to stay in the 16 registers of AVX2. */
+#define DUET_PEAK_CHAINS 12
 
 extern const struct duet_kernels duet_kernels_scalar;
 extern const struct duet_kernels duet_kernels_avx2;

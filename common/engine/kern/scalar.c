@@ -440,6 +440,14 @@ static float read4(const float *x, long n)
 	return s0 + s1 + s2 + s3;
 }
 
+/* No vector unit: no compute ceiling to hold a batch to. */
+static double peak(enum duet_peak_op op, long n, float *sink)
+{
+	(void)op, (void)n;
+	*sink = 0;
+	return 0;
+}
+
 /* Value j of row i of one KV head, as f32. */
 static float kv_at(const struct duet_kv_rows *r, int i, int j)
 {
@@ -555,4 +563,5 @@ const struct duet_kernels duet_kernels_scalar = {
 	.silu_mul = silu_mul,
 	.rmsnorm = rmsnorm,
 	.read4 = read4,
+	.peak = peak,
 };
