@@ -43,18 +43,18 @@ for m in "$@"; do
 	if [ "$P" -gt 0 ]; then
 		l=$(jq "[.[] | select(.n_prompt == $P and .n_gen == 0)][0].avg_ts // 0" "$OUT/lb.json")
 		d=$(jq ".results[] | select(.test == \"pp$P\") | .tokens_per_s" "$OUT/duet.json")
-		f=$(jq -r ".results[] | select(.test == \"pp$P\") | \"\(.of_ceiling * 100 | floor)% sgemm\"" "$OUT/duet.json")
+		f=$(jq -r ".results[] | select(.test == \"pp$P\") | \"\(.of_ceiling * 100 | floor)% \(.bound)\"" "$OUT/duet.json")
 		row "pp$P" "$l" "$d" "$f"
 	fi
 	l=$(jq "[.[] | select(.n_gen == $N and .n_prompt == 0)][0].avg_ts // 0" "$OUT/lb.json")
 	d=$(jq ".results[] | select(.test == \"tg$N\") | .tokens_per_s" "$OUT/duet.json")
-	f=$(jq -r ".results[] | select(.test == \"tg$N\") | \"\(.of_ceiling * 100 | floor)% bandwidth\"" "$OUT/duet.json")
+	f=$(jq -r ".results[] | select(.test == \"tg$N\") | \"\(.of_ceiling * 100 | floor)% \(.bound)\"" "$OUT/duet.json")
 	row "tg$N" "$l" "$d" "$f"
 	for B in ${BATCHES//,/ }; do
 		# llama-batched-bench: | PP | TG | B | N_KV | T_PP | S_PP | T_TG | S_TG | T | S |
 		l=$(awk -F'|' -v b="$B" '$4 + 0 == b && $2 + 0 > 0 { gsub(/ /, "", $9); print $9 }' "$OUT/lbb.md" | head -1)
 		d=$(jq ".results[] | select(.test == \"tg$N b$B\") | .tokens_per_s" "$OUT/duet.json")
-		f=$(jq -r ".results[] | select(.test == \"tg$N b$B\") | \"\(.of_ceiling * 100 | floor)% bandwidth, \(.vs_batch1 * 100 | floor / 100)x batch 1\"" "$OUT/duet.json")
+		f=$(jq -r ".results[] | select(.test == \"tg$N b$B\") | \"\(.of_ceiling * 100 | floor)% \(.bound), \(.vs_batch1 * 100 | floor / 100)x batch 1\"" "$OUT/duet.json")
 		row "batch $B decode" "${l:-0}" "$d" "$f"
 	done
 done

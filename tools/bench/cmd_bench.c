@@ -40,15 +40,15 @@ static void usage(FILE *f)
 		"generation (tgN: N decode steps of one sequence), mean and standard\n"
 		"deviation over REPS runs after one warm-up, and batched decode throughput\n"
 		"for each batch size in LIST (B sequences decoding N tokens together).\n"
-		"The sgemm and memory-bandwidth ceilings of this machine are measured in\n"
-		"the same run: prefill is shown against sgemm peak / (2 x matrix params per\n"
-		"token), decode against bandwidth / (bytes read per step: weights, and the\n"
-		"KV cache at the run's depth): each decode run against the mean of the\n"
-		"bandwidth read just before and just after it (a shared machine's bandwidth\n"
-		"moves within seconds), its of-ceiling column the mean over the runs. A\n"
-		"batched row is held instead against the compute ceiling where that is lower:\n"
-		"the peak of the instructions the model's products use (f32 FMA, int8 or bf16\n"
-		"dot products), measured on registers, over one multiply-add per weight.\n"
+		"The ceilings of this machine are measured in the same run: sgemm, memory\n"
+		"bandwidth, and the compute ceiling: the peak of the instructions the model's\n"
+		"products use (f32 FMA, int8 or bf16 dot products), measured on registers,\n"
+		"over one multiply-add per weight and token. Prefill is shown against the\n"
+		"compute ceiling, decode against bandwidth / (bytes read per step: weights,\n"
+		"and the KV cache at the run's depth): each decode run against the mean of\n"
+		"the bandwidth read just before and just after it (a shared machine's\n"
+		"bandwidth moves within seconds), its of-ceiling column the mean over the\n"
+		"runs; a batched row against the compute ceiling where that is lower.\n"
 		"\n"
 		"  -m, --model FILE        GGUF or llama2.c model\n"
 		"  -p, --prompt N          prompt tokens for ppN (default 512; 0 skips)\n"
@@ -319,17 +319,19 @@ static const struct duet_tensor *decode_matrix(const struct duet_model *m, int i
 
 /* Tokens/s a sequence's matrix products allow at the compute ceilings
  * (gops per instruction, 1e9 operations/s; a multiply-add is two), each
- * product at its kernels' instruction; *bound names the instruction when
- * every product uses the same one. 0 where a product's instruction has no
- * measured ceiling. used[op] (may be NULL) counts the products per
- * instruction, which is all it computes when gops is NULL. */
-static double compute_ceiling(const struct duet_model *m, enum duet_qdot q,
+ * product at its kernels' instruction: a decode step's, or with
+ * classifier 0 a prompt token's (the classifier runs for the last one
+ * only). *bound names the instruction when every product uses the same
+ * one. 0 where a product's instruction has no measured ceiling. used[op]
+ * (may be NULL) counts the products per instruction, which is all it
+ * computes when gops is NULL. */
+static double compute_ceiling(const struct duet_model *m, enum duet_qdot q, int classifier,
 			      const double *gops, const char **bound, int *used)
 {
 	int count[DUET_PEAK_OPS] = {0}, kinds = 0, known = 1;
 	double secs = 0;
 	*bound = "compute";
-	for (int i = 0; i < DECODE_MATRICES(m); i++) {
+	for (int i = 0; i < DECODE_MATRICES(m) - !classifier; i++) {
 		const struct duet_tensor *t = decode_matrix(m, i);
 		double passes;
 		enum duet_peak_op op = peak_op(t->type, q, &passes);
@@ -603,8 +605,9 @@ int cmd_bench(int argc, char **argv)
 	struct duet_sgemm_ceiling sg = {0};
 	struct duet_bw_ceiling bw = {0}, after = {0};
 	/* the compute ceiling: the peak of each instruction (GOP/s) and what
-	 * they allow a sequence (tokens/s, cc; 0 unknown), for batched decode */
-	double peaks[DUET_PEAK_OPS] = {0}, cc = 0;
+	 * they allow (tokens/s, 0 unknown): a decoding sequence (cc) and a
+	 * prompt (cc_pp) */
+	double peaks[DUET_PEAK_OPS] = {0}, cc = 0, cc_pp = 0;
 	const char *cc_bound = "compute";
 	if (!no_ceilings) {
 		fprintf(stderr, "duet bench: measuring the sgemm ceiling...\n");
@@ -622,8 +625,8 @@ int cmd_bench(int argc, char **argv)
 		       sg.gflops, sg.n, sg.threads, bw.gbps, bw.bytes >> 20, bw.threads);
 		/* the instructions this model's products are made of */
 		int used[DUET_PEAK_OPS];
-		compute_ceiling(b.m, qdot, NULL, &cc_bound, used);
-		for (int op = 0; op < DUET_PEAK_OPS && n_gen > 0; op++) {
+		compute_ceiling(b.m, qdot, 1, NULL, &cc_bound, used);
+		for (int op = 0; op < DUET_PEAK_OPS; op++) {
 			struct duet_peak_ceiling pk;
 			if (!used[op])
 				continue;
@@ -633,18 +636,22 @@ int cmd_bench(int argc, char **argv)
 			}
 			peaks[op] = pk.gops;
 		}
-		cc = compute_ceiling(b.m, qdot, peaks, &cc_bound, NULL);
+		cc = compute_ceiling(b.m, qdot, 1, peaks, &cc_bound, NULL);
+		cc_pp = compute_ceiling(b.m, qdot, 0, peaks, &cc_bound, NULL);
 		if (cc > 0) {
 			printf("compute: ");
 			for (int op = 0; op < DUET_PEAK_OPS; op++)
 				if (peaks[op] > 0)
 					printf("%s %.0f GOP/s, ", duet_peak_op_name((enum duet_peak_op)op),
 					       peaks[op]);
-			printf("so at most %.1f tokens/s in the matrix products at any batch "
-			       "(register loops, %d threads)\n", cc, nth);
+			printf("so at most %.1f tokens/s of decode at any batch and %.1f of prompt in "
+			       "the matrix products (register loops, %d threads)\n", cc, cc_pp, nth);
 		}
 	}
-	double pp_ceiling = sg.gflops * 1e9 / (2.0 * (double)b.m->n_matmul_params);
+	/* prefill against the instructions its kernels use where they were
+	 * measured (sgemm is one of them only for some types and ISAs) */
+	double pp_ceiling = cc_pp > 0 ? cc_pp : sg.gflops * 1e9 / (2.0 * (double)b.m->n_matmul_params);
+	const char *pp_bound = cc_pp > 0 ? cc_bound : "sgemm";
 	printf("\n| %-14s | %10s | %8s | %11s | %-15s |\n", "test", "t/s", "stddev", "ceiling t/s",
 	       "of ceiling");
 	printf("|----------------|------------|----------|-------------|-----------------|\n");
@@ -663,7 +670,7 @@ int cmd_bench(int argc, char **argv)
 				snprintf(at, sizeof at, " @ d%d", depths[di]);
 			snprintf(name, sizeof name, "pp%ld%s", n_prompt, at);
 			struct stats s = summarize(x[di], (int)reps);
-			row(results, name, 1, depths[di], s, pp_ceiling, s.mean / pp_ceiling, "sgemm", 0,
+			row(results, name, 1, depths[di], s, pp_ceiling, s.mean / pp_ceiling, pp_bound, 0,
 			    NULL);
 		}
 		fflush(stdout);
@@ -766,13 +773,14 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (!no_ceilings)
 		json_object_set_new(doc, "ceilings",
-				    json_pack("{s:f, s:i, s:f, s:f, s:I, s:f, s:f, s:f, s:f}",
+				    json_pack("{s:f, s:i, s:f, s:f, s:I, s:f, s:f, s:f, s:f, s:f}",
 					      "sgemm_gflops", sg.gflops, "sgemm_n", sg.n,
 					      "bandwidth_gbps_before", bw.gbps, "bandwidth_gbps_after",
 					      after.gbps, "bandwidth_bytes", (json_int_t)bw.bytes,
 					      "fma_gops", peaks[DUET_PEAK_FMA], "int8_dot_gops",
 					      peaks[DUET_PEAK_DOT_I8], "bf16_dot_gops",
-					      peaks[DUET_PEAK_DOT_BF16], "compute_tokens_per_s", cc));
+					      peaks[DUET_PEAK_DOT_BF16], "compute_tokens_per_s", cc,
+					      "compute_prompt_tokens_per_s", cc_pp));
 	json_object_set(doc, "results", results);
 	if (json_path && json_dump_file(doc, json_path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
 		cli_fail("bench", "%s: cannot write the JSON results", json_path);
