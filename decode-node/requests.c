@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "decode.h"
+#include "node/chunk.h"
 
 struct dreq *decode_find(struct decode *d, uint64_t id)
 {
@@ -232,8 +233,7 @@ void decode_handle_reserve(struct decode *d, const Duet__KvReserve *m)
 	}
 	/* The tokens end with the n_sampled - 1 generated before this
 	 * placement; the prefill node's first token comes with the KV. */
-	int streamed = as_int(m->n_sampled) - 1; /* (1 or more: checked above) */
-	r->resumed_from = streamed < r->n_prompt ? r->n_prompt - streamed : 0;
+	r->resumed_from = duet_chunk_resumed_from(r->n_prompt, as_int(m->n_sampled) - 1);
 	if (sampling_context(d, r, m->sampling, r->prompt, r->prompt ? r->n_prompt : 0,
 			     (int)m->n_sampled - 1))
 		return;
@@ -282,7 +282,7 @@ void decode_handle_local(struct decode *d, const Duet__LocalWork *m)
 	}
 	r->st = DREQ_LOCAL;
 	r->prompt = prompt;
-	r->resumed_from = as_int(m->n_sampled) < r->n_prompt ? r->n_prompt - as_int(m->n_sampled) : 0;
+	r->resumed_from = duet_chunk_resumed_from(r->n_prompt, as_int(m->n_sampled));
 	r->tbt_ms = as_int(m->tbt_ms);
 	if (sampling_context(d, r, m->sampling, prompt, r->n_prompt, (int)m->n_sampled))
 		return;

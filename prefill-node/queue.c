@@ -62,7 +62,7 @@ static struct preq *admit(struct prefill *p, const Duet__PrefillWork *w, Duet__E
 	r->id = w->request_id;
 	r->n = (int)w->n_tokens;
 	r->sample_index = (int)(w->sample_index > (1u << 30) ? 1u << 30 : w->sample_index);
-	r->resumed_from = r->sample_index < r->n ? r->n - r->sample_index : 0;
+	r->resumed_from = duet_chunk_resumed_from(r->n, r->sample_index);
 	snprintf(r->decode_node, sizeof r->decode_node, "%s", w->decode_node);
 	duet_kv_seq_init(&r->kv);
 	r->tokens = duet_wire_tokens_copy(w->tokens, w->n_tokens);

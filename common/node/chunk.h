@@ -19,6 +19,14 @@ static inline int duet_chunk_within(int max_tokens, double target_ms, double bas
 	return fit < max_tokens ? (int)fit : max_tokens;
 }
 
+/* Where a resumed stream's streamed tokens start in its prompt of n
+ * tokens, the last `streamed` of which the lost node had already sent (0
+ * when they are the whole prompt; n for a request that is no resume). */
+static inline int duet_chunk_resumed_from(int n, int streamed)
+{
+	return streamed < n ? n - streamed : 0;
+}
+
 /* The next chunk of a prompt of n tokens whose first done have their KV,
  * at most budget tokens. A resumed stream's prompt ends with the tokens
  * streamed before a failover (from resumed_from on), which are attended as

@@ -149,21 +149,8 @@ INLINE size_t offset_of(enum duet_dtype t, int k)
 		return (size_t)k * 2;
 	case DUET_Q8_0:
 		return (size_t)(k / DUET_Q8_0_BLOCK) * DUET_Q8_0_BYTES;
-	case DUET_Q4_0:
-		return (size_t)(k / 32) * sizeof(struct duet_q4_0_block);
-	case DUET_Q5_0:
-		return (size_t)(k / 32) * sizeof(struct duet_q5_0_block);
-	case DUET_Q4_1:
-		return (size_t)(k / 32) * sizeof(struct duet_q4_1_block);
-	case DUET_Q5_1:
-		return (size_t)(k / 32) * sizeof(struct duet_q5_1_block);
-	case DUET_Q4_K:
-		return (size_t)(k / DUET_QK) * sizeof(struct duet_q4_k_block);
-	case DUET_Q5_K:
-		return (size_t)(k / DUET_QK) * sizeof(struct duet_q5_k_block);
-	case DUET_Q6_K:
-		return (size_t)(k / DUET_QK) * sizeof(struct duet_q6_k_block);
-	default: /* the types with no kernel here */
+	default: /* the types with no row kernel here (the 16-row kernels
+		  * address their groups by unit) */
 		break;
 	}
 	return 0;
@@ -353,10 +340,6 @@ static void pack_bf16(const float *x, int ldx, int K, int B, struct duet_bf16x2 
 /* ---- the tile shapes, each an instance with constant nr and nb ---- */
 
 #define NB_CASES_4(F, NR) F(NR, 1) F(NR, 2) F(NR, 3) F(NR, 4)
-#define NB_CASES_8(F, NR) F(NR, 5) F(NR, 6) F(NR, 7) F(NR, 8)
-#define NB_CASES_16(F, NR)                                                              \
-	NB_CASES_4(F, NR) NB_CASES_8(F, NR) F(NR, 9) F(NR, 10) F(NR, 11) F(NR, 12)      \
-	F(NR, 13) F(NR, 14) F(NR, 15) F(NR, 16)
 
 #define F_CASE(R, NB)                                                                   \
 	case (R) * 32 + (NB):                                                           \
@@ -1277,7 +1260,7 @@ DEFINE_TILES_BF(tiles_bf_hi, 1)
  * slow one at 2048 always, and 3 faster and the same with the distance
  * chosen (BENCHMARKS.md, 2026-12-06 sixth and seventh). */
 #define AHEAD_B1(far) ((far) ? 2048 : 1024)
-#define DEFINE_MATMUL(name, tiles, XT, OFF, KC)                                         \
+#define DEFINE_MATMUL(name, tiles, XT, OFF)                                             \
 	static void name(const void *wv, size_t rb, int K, const void *xv, int B,       \
 			 float *y, int ldy, int n0, int n1, int far)                     \
 	{                                                                               \
@@ -1294,8 +1277,8 @@ DEFINE_TILES_BF(tiles_bf_hi, 1)
 				tiles(w + (size_t)n * rb, g1, K, x, B, y + n, ldy, 0, 1, B); \
 			return;                                                         \
 		}                                                                       \
-		for (int k0 = 0; k0 < K; k0 += KC) {                                    \
-			int kn = K - k0 < KC ? K - k0 : KC;                             \
+		for (int k0 = 0; k0 < K; k0 += KC_F32) {                                \
+			int kn = K - k0 < KC_F32 ? K - k0 : KC_F32;                     \
 			size_t wo = offset_of(T, k0);                                   \
 			for (int bc = 0; bc < B; bc += BC) {                            \
 				int be = B - bc < BC ? B : bc + BC;                     \
@@ -1315,22 +1298,22 @@ DEFINE_TILES_BF(tiles_bf_hi, 1)
 	}
 #define T DUET_F32
 #define ROW DUET_PANEL_CHUNK
-DEFINE_MATMUL(matmul_f32, tiles_f32, float, (size_t)k0 * B, KC_F32)
+DEFINE_MATMUL(matmul_f32, tiles_f32, float, (size_t)k0 * B)
 #undef T
 #define T DUET_F16
-DEFINE_MATMUL(matmul_f16, tiles_f16, float, (size_t)k0 * B, KC_F32)
+DEFINE_MATMUL(matmul_f16, tiles_f16, float, (size_t)k0 * B)
 #undef T
 #define T DUET_BF16
-DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, (size_t)k0 * B, KC_F32)
+DEFINE_MATMUL(matmul_bf16, tiles_bf16, float, (size_t)k0 * B)
 #undef T
 #define T DUET_Q8_0
-DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B, KC_F32)
+DEFINE_MATMUL(matmul_q8_0, tiles_q8_0, float, (size_t)k0 * B)
 #undef ROW
 #define ROW 1
 #undef T
 #define T DUET_BF16
-DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)
-DEFINE_MATMUL(matmul_bf16_hi, tiles_bf_hi, struct duet_bf16x2, (size_t)(k0 / 32) * B, KC_F32)
+DEFINE_MATMUL(matmul_bf16_bf16, tiles_bf, struct duet_bf16x2, (size_t)(k0 / 32) * B)
+DEFINE_MATMUL(matmul_bf16_hi, tiles_bf_hi, struct duet_bf16x2, (size_t)(k0 / 32) * B)
 #undef ROW
 #undef T
 

@@ -96,7 +96,6 @@ void duet_kernels_cvt(const struct duet_kernels *k, enum duet_dtype t,
 	}
 }
 
-
 void duet_kernels_kv_row(const struct duet_kernels *k, enum duet_kv_dtype t, int n_heads,
 			 int head_dim, const void *src, float *dst)
 {
