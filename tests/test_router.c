@@ -751,7 +751,7 @@ static void test_response_format(void **state)
 				    "stop");
 		json_decref(j);
 	}
-	for (int i = 0; i < 10; i++) {
+	for (int i = 0; i < 4; i++) {
 		char body[1024];
 		snprintf(body, sizeof body,
 			 "{\"prompt\":\"Tell me about a person number %d\",\"max_tokens\":250,\"temperature\":1,"
