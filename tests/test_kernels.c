@@ -251,6 +251,15 @@ static void test_matmul(void **st)
  * of B rows, and what that panel holds back in floats (xq, may be NULL). */
 static void *r16_panel(enum duet_dtype t, const float *x, int K, int B, float *xq)
 {
+	if (duet_r16_bf16(t)) { /* the bf16 panel, whose hi halves BF16 meets */
+		struct duet_bf16x2 *p = aligned_alloc(64, sizeof *p * duet_panel_bf16_chunks(K, B));
+		duet_panel_pack_bf16_ref(x, K, K, B, p);
+		for (int b = 0; xq && b < B; b++)
+			for (int k = 0; k < K; k++)
+				xq[(size_t)b * K + k] =
+					duet_bf16_to_fp32(p[(size_t)(k / 32) * B + b].hi[k % 32]);
+		return p;
+	}
 	if (duet_r16_float(t)) {
 		float *p = aligned_alloc(64, sizeof(float) * duet_panel_f32_floats(K, B));
 		duet_panel_pack_f32(x, K, K, B, p);
@@ -279,6 +288,8 @@ static void *r16_panel(enum duet_dtype t, const float *x, int K, int B, float *x
 /* Where a panel of B rows (r16_panel's) holds block i of its first row. */
 static const void *r16_panel_at(enum duet_dtype t, const void *xa, int i, int B)
 {
+	if (duet_r16_bf16(t))
+		return (const struct duet_bf16x2 *)xa + (size_t)i * B;
 	if (duet_r16_float(t))
 		return (const float *)xa + (size_t)2 * i * B * DUET_PANEL_CHUNK;
 	if (duet_dtype_kquant(t))
@@ -365,6 +376,10 @@ static void r16n_check(const struct duet_kernels *kt, enum duet_dtype t, const u
 
 static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 {
+	/* BF16's groups meet bf16 activations: CPUs without the bf16 dot
+	 * product never take them */
+	if (duet_r16_bf16(t) && !duet_cpu_has_avx512bf16())
+		return;
 	/* Q8_0 and Q4_0: one unit; a short last unit; many */
 	static const int Ks[] = {64, 96, 4160}, Kk[] = {256, 768, 4352};
 	/* S: the widest pass of one kernel call */
@@ -455,6 +470,10 @@ static void r16_type(enum duet_dtype t, struct duet_threadpool *tp)
 		for (int ii = 0; ii < N_ISAS; ii++) {
 			const struct duet_kernels *kt = duet_kernels_named(isas[ii]);
 			if (!kt)
+				continue;
+			/* (BF16 takes the groups against bf16 activations only;
+			 * other tables multiply it by f32 ones, checked above) */
+			if (duet_r16_bf16(t) && duet_kernels_act(kt, t, DUET_QDOT_INT8) != DUET_ACT_BF16_HI)
 				continue;
 			struct duet_matmul mm;
 			assert_int_equal(duet_matmul_init(&mm, tp, kt, DUET_QDOT_INT8, BMAX, K, &err), 0);
@@ -634,6 +653,7 @@ static void test_r16(void **st)
 	r16_type(DUET_Q6_K, tp);
 	r16_type(DUET_F16, tp);
 	r16_type(DUET_F32, tp);
+	r16_type(DUET_BF16, tp);
 	duet_threadpool_destroy(tp);
 }
 

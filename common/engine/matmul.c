@@ -178,12 +178,14 @@ static void run_kernel(const struct duet_matmul *mm, const struct duet_matmul_jo
 }
 
 /* The activations of blocks [k0, ...) of row b as the 16-row kernels take
- * them: q8 pairs (Q8_0, Q4_0; k0 even), q8k blocks (the K-quants) or the f32
- * panel (F16, F32). */
+ * them: q8 pairs (Q8_0, Q4_0; k0 even), q8k blocks (the K-quants), the f32
+ * panel (F16, F32) or the bf16 panel (BF16: a chunk a block). */
 static const void *r16_act(const struct duet_matmul *mm, enum duet_dtype t, int k0, int B, int b)
 {
 	if (duet_r16_float(t)) /* the f32 panel: two chunks a block */
 		return mm->panel + ((size_t)2 * k0 * B + b) * DUET_PANEL_CHUNK;
+	if (duet_r16_bf16(t))
+		return mm->bf + (size_t)k0 * B + b;
 	if (duet_r16_values(t) == DUET_QK)
 		return mm->qk + (size_t)k0 * B + b;
 	return mm->qa + (size_t)(k0 / 2) * B + b;
@@ -368,7 +370,8 @@ struct run_args {
  * packed, and always with a table that packs them (so that a node's
  * weights, packed at load or mapped from the file, give the same results
  * bit for bit): the quantized types against int8 activations, F16 and F32
- * (whole blocks) against f32 ones, at every width. Each row's result is
+ * (whole blocks) against f32 ones, BF16 against bf16 ones (int8 mode), at
+ * every width. Each row's result is
  * then one chain in K whatever the batch, so a prompt's rows, a decode
  * step's and a failover's resumed tokens are computed alike (sgemm's had
  * other bits than the decode kernels', which made near-tied greedy tokens
@@ -381,6 +384,8 @@ static int uses_r16(const struct duet_matmul *mm, const struct duet_matmul_job *
 	int packed = w->layout == DUET_LAYOUT_R16 || duet_kernels_packs(mm->k, w->type);
 	if (duet_r16_float(w->type))
 		return packed && duet_r16_fits(w->type, w->cols);
+	if (duet_r16_bf16(w->type)) /* against bf16 activations only (int8 mode) */
+		return act == DUET_ACT_BF16_HI && packed && duet_r16_fits(w->type, w->cols);
 	return (act == DUET_ACT_Q8 || act == DUET_ACT_Q8K) && duet_r16_type(w->type) && packed;
 }
 

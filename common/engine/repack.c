@@ -9,7 +9,7 @@ int duet_r16_type(enum duet_dtype t)
 {
 	return t == DUET_Q8_0 || t == DUET_Q4_0 || t == DUET_Q4_1 || t == DUET_Q5_0 ||
 	       t == DUET_Q5_1 || t == DUET_Q4_K || t == DUET_Q5_K || t == DUET_Q6_K ||
-	       duet_r16_float(t);
+	       duet_r16_float(t) || duet_r16_bf16(t);
 }
 
 int duet_r16_fits(enum duet_dtype t, int64_t cols)

@@ -40,8 +40,10 @@
  * (duet_r16_pack), so weights packed at load and weights packed on the fly
  * meet the same kernel and give the same results bit for bit.
  *
- * F16 and F32 take the same form with no headers, blocks of 32 values and
- * units of one block, and (F16) 16-bit words where the others have dwords:
+ * F16, BF16 and F32 take the same form with no headers, blocks of 32 values and
+ * units of one block, and (F16) 16-bit words where the others have dwords
+ * (BF16: a dword holds two adjacent values of a row, as a bf16 dot product
+ * takes them; element k of lane r is then row 16g + r's values 2k, 2k + 1):
  * element k of lane r is row 16g + r's value k of the block, so a block is
  * 32 vectors of 16 rows' values (1 KiB, F32 2 KiB). A kernel converts one such vector and multiplies
  * it by one activation broadcast: one convert per 16 rows and as many
@@ -63,7 +65,7 @@
 #define DUET_R16_MAX_BLOCK ((int)sizeof(struct duet_q6_k_block))
 
 /* Whether type t has the 16-row form (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
- * Q5_K, Q6_K, F16, F32); its block's values (32; the K-quants 256). */
+ * Q5_K, Q6_K, F16, BF16, F32); its block's values (32; the K-quants 256). */
 int duet_r16_type(enum duet_dtype t);
 int duet_r16_values(enum duet_dtype t);
 
@@ -78,9 +80,16 @@ static inline int duet_r16_float(enum duet_dtype t)
 	return t == DUET_F16 || t == DUET_F32;
 }
 
+/* BF16 takes the form against activations rounded to bf16 (kernels.h's
+ * bf16 panel, its hi halves), a pair of values a dword. */
+static inline int duet_r16_bf16(enum duet_dtype t)
+{
+	return t == DUET_BF16;
+}
+
 static inline int duet_r16_unit(enum duet_dtype t)
 {
-	return t == DUET_Q4_K || t == DUET_Q5_K || duet_r16_float(t) ? 1 : 2;
+	return t == DUET_Q4_K || t == DUET_Q5_K || duet_r16_float(t) || duet_r16_bf16(t) ? 1 : 2;
 }
 
 static inline size_t duet_r16_block_bytes(enum duet_dtype t)
@@ -91,13 +100,14 @@ static inline size_t duet_r16_block_bytes(enum duet_dtype t)
 	case DUET_Q5_K: return 2560;
 	case DUET_Q6_K: return 3072;
 	case DUET_F16: return 1024;
+	case DUET_BF16: return 1024;
 	case DUET_F32: return 2048;
 	default: return 256;
 	}
 }
 
-/* The interleaved element of a lane: a dword of quants or an F32 value, an
- * F16 value. */
+/* The interleaved element of a lane: a dword of quants, an F32 value or a
+ * BF16 pair; an F16 value. */
 static inline int duet_r16_elem_bytes(enum duet_dtype t)
 {
 	return t == DUET_F16 ? 2 : 4;
@@ -118,6 +128,7 @@ static inline size_t duet_r16_head_bytes(enum duet_dtype t)
 	case DUET_Q5_1:
 		return 128; /* d, m, the fifth bits */
 	case DUET_F16:
+	case DUET_BF16:
 	case DUET_F32:
 		return 0;
 	default:

@@ -1,4 +1,4 @@
-/* AVX-512 kernels of the float types in 16-row groups (F16, F32:
+/* AVX-512 kernels of the float types in 16-row groups (F16, F32, BF16:
  * engine/repack.h), apart from kern/avx512.c so that the two compile in
  * parallel (its compile is most of a build's time). Built with the same
  * flags; the table in kern/avx512.c points at these. */
@@ -32,14 +32,27 @@ INLINE __m512 fg_load(enum duet_dtype t, const uint8_t *p)
 	return t == DUET_F16 ? load_h((const uint16_t *)p) : _mm512_loadu_ps((const float *)p);
 }
 
+/* Steps of a block (a vector of 16 rows' elements each): F32 and F16 32
+ * values, BF16 16 pairs. */
+INLINE int fg_steps(enum duet_dtype t)
+{
+	return t == DUET_BF16 ? 16 : 32;
+}
+
 /* next: the bytes from this tile's groups to the next tile's (0: none),
  * of which this pass fetches half `half`; self: whether it fetches its own
- * lines FG_AHEAD ahead (what a tile no earlier pass fetched needs). */
+ * lines FG_AHEAD ahead (what a tile no earlier pass fetched needs). x: the
+ * f32 panel (F16, F32) or the bf16 panel (BF16, its hi halves: step k of
+ * block i for sequence s is the pair 2k, 2k + 1 of x[i B + s], one bf16
+ * dot product, `vdpbf16ps`, against 16 rows' pairs). */
 INLINE void fg_tile(enum duet_dtype t, const uint8_t *const q[FG_GROUPS], int nblk,
-		    const float *x, int B, float *const yg[FG_GROUPS], int ldy, __mmask16 m,
+		    const void *xv, int B, float *const yg[FG_GROUPS], int ldy, __mmask16 m,
 		    int add, const int G, const int S, int far, size_t next, int half, int self)
 {
 	const size_t es = (size_t)duet_r16_elem_bytes(t) * DUET_R16_ROWS;
+	const int steps = fg_steps(t), halves = t == DUET_BF16 ? 1 : 2;
+	/* a line of each group a step (F16: every other step) */
+	const int line = t == DUET_F16 ? 2 : 1;
 	__m512 acc[FG_GROUPS][FG_PASS];
 	_Pragma("GCC unroll 4")
 	for (int g = 0; g < G; g++)
@@ -49,23 +62,37 @@ INLINE void fg_tile(enum duet_dtype t, const uint8_t *const q[FG_GROUPS], int nb
 					: _mm512_setzero_ps();
 	const size_t cs = (size_t)B * DUET_PANEL_CHUNK, ahead = FG_AHEAD(far);
 	for (int i = 0; i < nblk; i++)
-		for (int h = 0; h < 2; h++) {
-			const float *c = x + (size_t)(2 * i + h) * cs;
+		for (int h = 0; h < halves; h++) {
+			const float *c = (const float *)xv + (size_t)(2 * i + h) * cs;
+			const struct duet_bf16x2 *cb = (const struct duet_bf16x2 *)xv + (size_t)i * B;
 			_Pragma("GCC unroll 16")
 			for (int k = 0; k < 16; k++) {
 				__m512 wv[FG_GROUPS];
+				__m512i wi[FG_GROUPS];
 				_Pragma("GCC unroll 4")
 				for (int g = 0; g < G; g++) {
-					const size_t o = (size_t)i * 32 * es + (size_t)(16 * h + k) * es;
+					const size_t o = (size_t)i * steps * es + (size_t)(16 * h + k) * es;
 					const uint8_t *p = q[g] + o;
-					if (self && (t == DUET_F32 || k % 2 == 0)) /* each line once */
+					if (self && k % line == 0) /* each line once */
 						PREFETCH(p + ahead);
-					if (next && (t == DUET_F32 ? k % 2 == 0 : k % 4 == 0))
-						PREFETCH(q[g] + next + (size_t)half * nblk * 16 * es + o / 2);
-					wv[g] = fg_load(t, p);
+					if (next && k % (2 * line) == 0)
+						PREFETCH(q[g] + next + (size_t)half * nblk * (steps / 2) * es + o / 2);
+					if (t == DUET_BF16)
+						wi[g] = _mm512_loadu_si512(p);
+					else
+						wv[g] = fg_load(t, p);
 				}
 				_Pragma("GCC unroll 8")
 				for (int s = 0; s < S; s++) {
+					if (t == DUET_BF16) {
+						int32_t pair;
+						memcpy(&pair, cb[s].hi + 2 * k, sizeof pair);
+						__m512bh xb = (__m512bh)_mm512_set1_epi32(pair);
+						_Pragma("GCC unroll 4")
+						for (int g = 0; g < G; g++)
+							acc[g][s] = _mm512_dpbf16_ps(acc[g][s], (__m512bh)wi[g], xb);
+						continue;
+					}
 					__m512 xb = _mm512_set1_ps(c[s * DUET_PANEL_CHUNK + k]);
 					_Pragma("GCC unroll 4")
 					for (int g = 0; g < G; g++)
@@ -78,6 +105,14 @@ INLINE void fg_tile(enum duet_dtype t, const uint8_t *const q[FG_GROUPS], int nb
 		_Pragma("GCC unroll 8")
 		for (int s = 0; s < S; s++)
 			_mm512_mask_storeu_ps(yg[g] + (size_t)s * ldy, m, acc[g][s]);
+}
+
+/* Sequence s0's activations in a panel */
+INLINE const void *fg_seq(enum duet_dtype t, const void *x, int s0)
+{
+	if (t == DUET_BF16)
+		return (const struct duet_bf16x2 *)x + s0;
+	return (const float *)x + (size_t)s0 * DUET_PANEL_CHUNK;
 }
 
 /* Groups [0, ngroups) (group i at g + i gs, results at y + 16 i; one
@@ -93,13 +128,13 @@ INLINE void fg_tile(enum duet_dtype t, const uint8_t *const q[FG_GROUPS], int nb
 				q[j] = g + (size_t)(i + j) * gs;                        \
 				yg[j] = y + (size_t)s0 * ldy + 16 * (i + j);            \
 			}                                                               \
-			fg_tile(T, q, nblk, x + s0 * DUET_PANEL_CHUNK, B, yg, ldy, m, add, (G), S, far, \
+			fg_tile(T, q, nblk, fg_seq(T, x, s0), B, yg, ldy, m, add, (G), S, far,  \
 				next, half, self);                                         \
 		}                                                                       \
 		for (; i < ngroups; i++) {                                              \
 			const uint8_t *q[FG_GROUPS] = {g + (size_t)i * gs};             \
 			float *yg[FG_GROUPS] = {y + (size_t)s0 * ldy + 16 * i};         \
-			fg_tile(T, q, nblk, x + s0 * DUET_PANEL_CHUNK, B, yg, ldy, m, add, 1, S, far, 0, 0, 1); \
+			fg_tile(T, q, nblk, fg_seq(T, x, s0), B, yg, ldy, m, add, 1, S, far, 0, 0, 1);  \
 		}                                                                       \
 		return;                                                                 \
 	}
@@ -107,7 +142,7 @@ INLINE void fg_tile(enum duet_dtype t, const uint8_t *const q[FG_GROUPS], int nb
  * second pass, which takes the same groups from cache); a function per
  * type, its cases inlined with T constant */
 #define DEFINE_FG_PASS(name, TYPE)                                                      \
-	static void name(const uint8_t *g, size_t gs, int ngroups, int nblk, const float *x, \
+	static void name(const uint8_t *g, size_t gs, int ngroups, int nblk, const void *x,  \
 			 int B, int s0, int S, int ws, float *y, int ldy, __mmask16 m, int add, \
 			 int far, size_t next, int half, int self)                      \
 	{                                                                               \
@@ -127,15 +162,17 @@ INLINE void fg_tile(enum duet_dtype t, const uint8_t *const q[FG_GROUPS], int nb
 	}
 DEFINE_FG_PASS(fg_pass_f16, DUET_F16)
 DEFINE_FG_PASS(fg_pass_f32, DUET_F32)
+DEFINE_FG_PASS(fg_pass_bf16, DUET_BF16)
 
 /* Sequences in passes of at most FG_PASS, tile by tile of groups so that
  * a second pass finds the tile's weights in cache. */
 static void fg_groups(enum duet_dtype t, const uint8_t *g, size_t gs, int ngroups, int nblk,
-		      const float *x, int B, int nb, float *y, int ldy, __mmask16 m, int add,
+		      const void *x, int B, int nb, float *y, int ldy, __mmask16 m, int add,
 		      int far)
 {
-	void (*pass)(const uint8_t *, size_t, int, int, const float *, int, int, int, int, float *,
-		     int, __mmask16, int, int, size_t, int, int) = t == DUET_F16 ? fg_pass_f16 : fg_pass_f32;
+	void (*pass)(const uint8_t *, size_t, int, int, const void *, int, int, int, int, float *,
+		     int, __mmask16, int, int, size_t, int, int) =
+		t == DUET_F16 ? fg_pass_f16 : t == DUET_BF16 ? fg_pass_bf16 : fg_pass_f32;
 	if (nb <= FG_PASS) {
 		pass(g, gs, ngroups, nblk, x, B, 0, nb, nb, y, ldy, m, add, far, 0, 0, 1);
 		return;
@@ -179,6 +216,7 @@ static void fg_groups(enum duet_dtype t, const uint8_t *g, size_t gs, int ngroup
 	}
 DEFINE_FG(DUET_F16, duet_avx512_f16_r16, duet_avx512_f16_r16n, duet_avx512_f16_r16x4)
 DEFINE_FG(DUET_F32, duet_avx512_f32_r16, duet_avx512_f32_r16n, duet_avx512_f32_r16x4)
+DEFINE_FG(DUET_BF16, duet_avx512_bf16_r16, duet_avx512_bf16_r16n, duet_avx512_bf16_r16x4)
 
 /* duet_r16_pack for F16 and F32: each 16 bytes of 16 rows transposed as
  * dwords, four F32 values of each row, or two F16 values split into their
@@ -190,7 +228,7 @@ INLINE void pack_float_r16(enum duet_dtype t, const uint8_t *rows, size_t rb, in
 		duet_r16_pack(t, rows, rb, nrows, i0, n, out);
 		return;
 	}
-	const size_t bb = t == DUET_F16 ? 64 : 128; /* a row's block */
+	const size_t bb = t == DUET_F32 ? 128 : 64; /* a row's block */
 	for (int i = 0; i < n; i++) {
 		const uint8_t *blk = rows + (size_t)(i0 + i) * bb;
 		for (int r = 0; r < 16; r++)
@@ -202,7 +240,7 @@ INLINE void pack_float_r16(enum duet_dtype t, const uint8_t *rows, size_t rb, in
 			transpose_16x16(blk + 16 * c, rb, d);
 			_Pragma("GCC unroll 4")
 			for (int j = 0; j < 4; j++) {
-				if (t == DUET_F32) {
+				if (t != DUET_F16) { /* F32's values, BF16's pairs */
 					_mm512_storeu_si512((void *)(qi + 64 * (4 * c + j)), d[j]);
 					continue;
 				}
@@ -225,4 +263,10 @@ void duet_avx512_pack_f32_r16(const uint8_t *rows, size_t rb, int nrows, int i0,
 			      uint8_t *out)
 {
 	pack_float_r16(DUET_F32, rows, rb, nrows, i0, n, out);
+}
+
+void duet_avx512_pack_bf16_r16(const uint8_t *rows, size_t rb, int nrows, int i0, int n,
+			       uint8_t *out)
+{
+	pack_float_r16(DUET_BF16, rows, rb, nrows, i0, n, out);
 }

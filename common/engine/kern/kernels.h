@@ -167,7 +167,7 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
 			       int B, float *y, int ldy, int n0, int n1, int far);
 
 /* Weights of a type with the 16-row form (engine/repack.h: Q8_0, Q4_0,
- * Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, F16, F32) in one group (g the start of a slice of its blocks, the first a
+ * Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, F16, BF16, F32) in one group (g the start of a slice of its blocks, the first a
  * multiple of the type's unit: duet_r16_unit_at) against nb <=
  * DUET_R16_SEQS activation rows of a panel of B rows (the 32-value types: q8
  * pairs, x at the pair of that first block, which is even; the K-quants:
@@ -186,7 +186,10 @@ typedef void (*duet_matmul_fn)(const void *w, size_t row_bytes, int K, const voi
  * the int8 scale times (the values' dot product - 32 x the activations'
  * sum). Then y = acc. F16 and F32 (f32 activations: the f32 panel, x at block
  * 0's first chunk and the first row) takes every value in turn, acc =
- * fma(w, x, acc), k ascending. Every table computes exactly this, so the
+ * fma(w, x, acc), k ascending. BF16 (the bf16 panel's hi halves, x at
+ * block 0's chunk and the first row) takes every pair in turn as
+ * AVX512_BF16's vdpbf16ps does: acc += w[2k+1] x[2k+1], then acc +=
+ * w[2k] x[2k] (products exact in f32, each sum rounded). Every table computes exactly this, so the
  * results match bit for bit, and since a slice of blocks continues the
  * chain the last one left in y, K may be cut into slices at any unit
  * without changing a bit. */
@@ -223,15 +226,15 @@ typedef void (*duet_r16_pack_fn)(const uint8_t *rows, size_t rb, int nrows, int 
 struct duet_kernels {
 	const char *name;
 	/* By weight type, weights in 16-row groups against int8 activations
-	 * (per 32; the K-quants per 256; F16, F32: f32) (the scalar table has the
+	 * (per 32; the K-quants per 256; F16, F32: f32; BF16: bf16) (the scalar table has the
 	 * definition), and packing into them. A table with a pack_r16 entry
 	 * for a type is faster with its weights so: they are packed at load
 	 * into the decode copy of the weights, on the fly otherwise, and every
 	 * matmul of the type in int8 mode takes this kernel (F16, F32: in either
-	 * mode), at every width, so that a row's result does not depend on the
-	 * batch. */
+	 * mode; BF16 in int8 mode, where the CPU has AVX512_BF16), at every
+	 * width, so that a row's result does not depend on the batch. */
 	duet_r16_fn matmul_r16[DUET_DTYPE_SLOTS];
-	/* optional: the several-group form of matmul_r16 (F16, F32) */
+	/* optional: the several-group form of matmul_r16 (F16, F32, BF16) */
 	duet_r16n_fn matmul_r16n[DUET_DTYPE_SLOTS];
 	/* optional: the four-group form of matmul_r16, for one sequence */
 	duet_r16x4_fn matmul_r16x4[DUET_DTYPE_SLOTS];

@@ -385,6 +385,33 @@ static void matmul_float_r16(enum duet_dtype t, const uint8_t *g, int nblk, cons
 		}
 }
 
+/* BF16 in 16-row groups against the bf16 panel's hi halves (the
+ * activations rounded to bf16), as AVX512_BF16's dot product defines it:
+ * a lane adds the product of a pair's second values, then of its first
+ * (each product of two bf16 exact in f32, each sum rounded), pair after
+ * pair, one chain a row. (Subnormal inputs and sums, which the
+ * instruction takes as zero, do not arise in weights and activations.) */
+static void matmul_bf16_r16_def(enum duet_dtype t, const uint8_t *g, int nblk, const void *xv,
+				int B, int nb, float *y, int ldy, int nrows, int add)
+{
+	const struct duet_bf16x2 *x = xv;
+	for (int r = 0; r < nrows; r++)
+		for (int b = 0; b < nb; b++) {
+			float acc = add ? y[(size_t)b * ldy + r] : 0;
+			for (int i = 0; i < nblk; i++) {
+				const uint8_t *blk = g + duet_r16_quants_at(t, i, nblk);
+				const uint16_t *xh = x[(size_t)i * B + b].hi;
+				for (int k = 0; k < 16; k++) {
+					uint16_t w[2];
+					memcpy(w, blk + (size_t)4 * (DUET_R16_ROWS * k + r), 4);
+					acc += duet_bf16_to_fp32(w[1]) * duet_bf16_to_fp32(xh[2 * k + 1]);
+					acc += duet_bf16_to_fp32(w[0]) * duet_bf16_to_fp32(xh[2 * k]);
+				}
+			}
+			y[(size_t)b * ldy + r] = acc;
+		}
+}
+
 /* The table's entries: each type's definition above with its type fixed
  * (it does not prefetch: far is for the tables that do). */
 #define R16_KERNEL(name, DEF, T)                                                          \
@@ -404,6 +431,7 @@ R16_KERNEL(matmul_q5_k_r16, matmul_kquant_r16, DUET_Q5_K)
 R16_KERNEL(matmul_q6_k_r16, matmul_kquant_r16, DUET_Q6_K)
 R16_KERNEL(matmul_f16_r16, matmul_float_r16, DUET_F16)
 R16_KERNEL(matmul_f32_r16, matmul_float_r16, DUET_F32)
+R16_KERNEL(matmul_bf16_r16, matmul_bf16_r16_def, DUET_BF16)
 
 static void cvt_f16(const void *src, float *dst, int n)
 {
@@ -539,7 +567,7 @@ const struct duet_kernels duet_kernels_scalar = {
 		       [DUET_Q5_1] = matmul_q5_1_r16, [DUET_Q4_K] = matmul_q4_k_r16,
 		       [DUET_Q5_K] = matmul_q5_k_r16,
 		       [DUET_Q6_K] = matmul_q6_k_r16, [DUET_F16] = matmul_f16_r16,
-		       [DUET_F32] = matmul_f32_r16},
+		       [DUET_F32] = matmul_f32_r16, [DUET_BF16] = matmul_bf16_r16},
 	.matmul_f = {[DUET_F32] = matmul_f32, [DUET_F16] = matmul_f16, [DUET_BF16] = matmul_bf16,
 		     [DUET_Q8_0] = matmul_q8_0, [DUET_Q4_0] = matmul_q4_0, [DUET_Q4_1] = matmul_q4_1,
 		     [DUET_Q5_0] = matmul_q5_0, [DUET_Q5_1] = matmul_q5_1, [DUET_Q4_K] = matmul_q4_k,
