@@ -103,7 +103,7 @@ run_script units_test.sh tests/units_test.sh "$1"
 
 # A short libFuzzer run of each target (make fuzz runs longer): one check
 # per target that finished its time without a crash.
-fuzz_s=${FUZZ_SECONDS:-15}
+fuzz_s=${FUZZ_SECONDS:-10}
 echo "== fuzz (${fuzz_s} s per target)"
 flog=$(mktemp)
 t0=$SECONDS
