@@ -10,9 +10,10 @@
 #include "engine/kern/kernels.h"
 #include "engine/repack.h"
 
-/* ---- F16 and F32 in 16-row groups (engine/repack.h) ----
+/* ---- F16, F32 and BF16 in 16-row groups (engine/repack.h) ----
  * Each step loads 16 rows' value k of G groups (one vector each, F16
- * converted) and multiplies them by the broadcast value k of S sequences:
+ * converted; BF16 a pair of values a lane) and multiplies them by the
+ * broadcast value k (BF16: pair k, by one bf16 dot product) of S sequences:
  * G x S FMAs per G loads and S broadcasts, each lane's sum one chain in k
  * (the definition's order, whatever G and S), and the 16 results of a
  * group and sequence one store. Shapes (at most 16 accumulators): S <= 4
