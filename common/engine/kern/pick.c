@@ -118,9 +118,9 @@ void duet_kernels_kv_row(const struct duet_kernels *k, enum duet_kv_dtype t, int
 
 int duet_kernels_packs(const struct duet_kernels *k, enum duet_dtype t)
 {
-	/* BF16's groups meet bf16 activations, which need the CPU's bf16 dot
-	 * product (a table is picked by its base ISA) */
-	if (t == DUET_BF16 && !(k->matmul_bf16_hi && duet_cpu_has_avx512bf16()))
+	/* BF16's groups meet the bf16 activations of int8 mode, which need
+	 * the CPU's bf16 dot product (a table is picked by its base ISA) */
+	if (t == DUET_BF16 && duet_kernels_act(k, t, DUET_QDOT_INT8) != DUET_ACT_BF16_HI)
 		return 0;
 	return (unsigned)t < DUET_DTYPE_SLOTS && k->pack_r16[t] != NULL;
 }
