@@ -67,6 +67,21 @@ static void test_key_files(void **state)
 	assert_string_equal(pub, k.pub);
 	assert_int_equal(duet_curve_load_public(k.pub, pub, &err), 0);
 	assert_int_equal(duet_curve_load_key(p, &back, &err), -1); /* a .pub is no secret key */
+	/* A path of 40 Z85 characters is a valid key as text; the file it
+	 * names is what it means (bench-cluster's OUT once made such a path). */
+	char zdir[] = "/tmp/z85XXXXXX", zpath[64];
+	assert_non_null(mkdtemp(zdir));
+	snprintf(zpath, sizeof zpath, "%s/%s", zdir, "routerpubroutrpubroutpubx");
+	assert_int_equal(strlen(zpath), DUET_CURVE_Z85);
+	assert_true(duet_curve_valid(zpath));
+	FILE *zf = fopen(zpath, "w");
+	assert_non_null(zf);
+	fprintf(zf, "%s router\n", k.pub);
+	fclose(zf);
+	assert_int_equal(duet_curve_load_public(zpath, pub, &err), 0);
+	assert_string_equal(pub, k.pub);
+	unlink(zpath);
+	rmdir(zdir);
 	assert_int_equal(duet_curve_write(keys, "../escape", &k, &err), -1);
 
 	/* World-readable, mismatched, malformed: each refused with a reason. */
