@@ -437,20 +437,29 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 			maybe_reject(out, slo_ttft, local_own);
 			return 0;
 		}
-		/* The prefill nodes would miss the TTFT objective (a burst of
-		 * long prompts; the request would be refused below): prefilled
-		 * on the decode node in chunks that keep its streams' TBT
-		 * objective, where that meets the TTFT objective. One prefill
-		 * node refused 4-6 of 20 Mooncake requests a run this way while
-		 * the decode node's core only decoded (BENCHMARKS.md,
-		 * 2026-12-07). */
-		if (slo_ttft > 0 && slo_tbt > 0 && r->nodes[p].prefill_tps > 1 &&
-		    ttft * 1000.0 > slo_ttft) {
+		/* Prefilled on the decode node in chunks that keep its
+		 * streams' TBT objective (as the node cuts them), where its
+		 * first token comes sooner than from the prefill nodes' queue
+		 * and within the TTFT objective: a burst of long prompts (one
+		 * prefill node refused 4-6 of 20 Mooncake requests a run while
+		 * the decode node's core only decoded), or a prompt-heavy
+		 * trace whose answers are a few tokens long, whose decode node
+		 * idled while its prompts queued on the prefill node for
+		 * seconds (BENCHMARKS.md, 2026-12-07 and 2026-12-07 sixth). As prompts
+		 * go local the decode node's queue grows and the prefill
+		 * node's shrinks, so the two share the prompts while a queue
+		 * lasts, and an idle prefill node (faster than chunks beside
+		 * streams) takes them all again. */
+		if (slo_tbt > 0 && r->nodes[p].prefill_tps > 1) {
 			double cut_step, cut_ttft, cut_own;
 			local_cost(dn, local_tokens, slo_tbt, &cut_step, &cut_ttft, &cut_own);
-			if (cut_step >= 0 && cut_step <= slo_tbt && cut_ttft <= slo_ttft) {
-				out->reason = "prefill nodes past the TTFT objective, local chunks "
-					      "within both";
+			if (cut_step >= 0 && cut_step <= slo_tbt && cut_ttft < ttft * 1000.0 &&
+			    (slo_ttft <= 0 || cut_ttft <= slo_ttft)) {
+				out->reason = ttft * 1000.0 > slo_ttft && slo_ttft > 0
+						      ? "prefill nodes past the TTFT objective, "
+							"local chunks within both"
+						      : "local chunks within the TBT objective, sooner "
+							"than the prefill nodes";
 				out->ttft_ms = cut_ttft;
 				out->step_ms = cut_step;
 				return 0;

@@ -339,9 +339,9 @@ static struct router_placement place_slo(int n_prompt, int slo_ttft, int slo_tbt
 
 /* Placement against the objectives, on scripted load reports: a short
  * prompt is prefilled on the decode node only while the step carrying it
- * keeps the running streams' TBT objective; where the prefill nodes would
- * miss the TTFT objective, on the decode node in chunks cut to keep the
- * TBT objective if that meets it; a request that would wait past its TTFT
+ * keeps the running streams' TBT objective; on the decode node in chunks
+ * cut to keep the TBT objective where that gives the first token sooner
+ * than the prefill nodes' queue and within the TTFT objective; a request that would wait past its TTFT
  * objective is refused at once with a Retry-After, unless even an idle
  * node could not meet it (then it is served as well as can be). */
 static void test_slo(void **state)
@@ -411,10 +411,21 @@ static void test_slo(void **state)
 	 * objective (15 + 3 x 5 + 1 > 30). */
 	pl = place_slo(200, 0, 30);
 	assert_int_equal(pl.reject, 1);
-	/* Within its own looser objective: placed. */
+	/* Within its own looser objective: placed, and where the first token
+	 * comes sooner: the decode node's 420 ms against the prefill node's
+	 * 2.04 s queue. */
 	pl = place_slo(200, 3000, 0);
 	assert_int_equal(pl.reject, 0);
+	assert_int_equal(pl.pnode, -1);
+	assert_string_equal(pl.reason, "local chunks within the TBT objective, sooner than the prefill nodes");
+	assert_true(pl.ttft_ms > 419.9 && pl.ttft_ms < 420.1);
+	/* A prefill node with less queued (1000 tokens: 240 ms) is sooner. */
+	uint64_t q0 = R.nodes[0].queued_tokens;
+	R.nodes[0].queued_tokens = 1000;
+	pl = place_slo(200, 3000, 0);
 	assert_int_equal(pl.pnode, 0);
+	assert_string_equal(pl.reason, "disaggregated");
+	R.nodes[0].queued_tokens = q0;
 	/* An objective no idle node meets (40 ms > 30): served anyway. */
 	pl = place_slo(200, 30, 0);
 	assert_int_equal(pl.reject, 0);
