@@ -341,9 +341,10 @@ static struct router_placement place_slo(int n_prompt, int slo_ttft, int slo_tbt
  * prompt is prefilled on the decode node only while the step carrying it
  * keeps the running streams' TBT objective; on the decode node in chunks
  * cut to keep the TBT objective where that gives the first token sooner
- * than the prefill nodes' queue and within the TTFT objective; a request that would wait past its TTFT
- * objective is refused at once with a Retry-After, unless even an idle
- * node could not meet it (then it is served as well as can be). */
+ * than the prefill nodes' queue and within the TTFT objective; a request
+ * that would wait past its TTFT objective is refused at once with a
+ * Retry-After, unless even an idle node could not meet it (then it is
+ * served as well as can be). */
 static void test_slo(void **state)
 {
 	(void)state;
