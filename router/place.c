@@ -445,17 +445,18 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 * the decode node's core only decoded), or a prompt-heavy
 		 * trace whose answers are a few tokens long, whose decode node
 		 * idled while its prompts queued on the prefill node for
-		 * seconds (BENCHMARKS.md, 2026-12-07 and 2026-12-07 sixth). As prompts
-		 * go local the decode node's queue grows and the prefill
-		 * node's shrinks, so the two share the prompts while a queue
-		 * lasts, and an idle prefill node (faster than chunks beside
-		 * streams) takes them all again. */
+		 * seconds (BENCHMARKS.md, 2026-12-07 and 2026-12-07 sixth).
+		 * As prompts go local the decode node's queue grows and the
+		 * prefill node's shrinks, so the two share the prompts while a
+		 * queue lasts, and an idle prefill node (faster than chunks
+		 * beside streams) takes them all again. */
 		if (slo_tbt > 0 && r->nodes[p].prefill_tps > 1) {
+			const double prefill_ms = ttft * 1000.0;
 			double cut_step, cut_ttft, cut_own;
 			local_cost(dn, local_tokens, slo_tbt, &cut_step, &cut_ttft, &cut_own);
-			if (cut_step >= 0 && cut_step <= slo_tbt && cut_ttft < ttft * 1000.0 &&
+			if (cut_step >= 0 && cut_step <= slo_tbt && cut_ttft < prefill_ms &&
 			    (slo_ttft <= 0 || cut_ttft <= slo_ttft)) {
-				out->reason = ttft * 1000.0 > slo_ttft && slo_ttft > 0
+				out->reason = slo_ttft > 0 && prefill_ms > slo_ttft
 						      ? "prefill nodes past the TTFT objective, "
 							"local chunks within both"
 						      : "local chunks within the TBT objective, sooner "

@@ -99,7 +99,7 @@ static inline size_t duet_r16_block_bytes(enum duet_dtype t)
 	case DUET_Q4_K: return 2048;
 	case DUET_Q5_K: return 2560;
 	case DUET_Q6_K: return 3072;
-	case DUET_F16: return 1024;
+	case DUET_F16:
 	case DUET_BF16: return 1024;
 	case DUET_F32: return 2048;
 	default: return 256;

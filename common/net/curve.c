@@ -215,8 +215,7 @@ static int add_first(void *ctx, const char *pub, const char *name, int lineno,
 int duet_curve_load_public(const char *value, char out[DUET_CURVE_Z85 + 1],
 			   struct duet_err *err)
 {
-	struct stat st;
-	if (stat(value, &st) != 0 && duet_curve_valid(value)) {
+	if (access(value, F_OK) != 0 && duet_curve_valid(value)) {
 		memcpy(out, value, DUET_CURVE_Z85 + 1);
 		return 0;
 	}
