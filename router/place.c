@@ -388,23 +388,14 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 	 * may hold the rest (a prompt seen before, a chat's earlier turns),
 	 * and then nothing need be sent either. */
 	int local_tokens = q->n_prompt - cached;
-	/* local_step: the step a whole chunk of the prompt makes (whether
-	 * running streams keep their objective beside it). The first token
-	 * as the node gives it comes in the chunks it cuts to keep that
-	 * objective (decode_chunk_budget, cut_ttft); predicted from whole
-	 * chunks it came sooner than it did, and a colocated cluster took
-	 * requests that then waited past the TTFT objective. A request is
-	 * refused when that is what makes it miss: in whole chunks with
-	 * nothing queued (whole_own) it would meet the objective. */
-	double local_step, whole_ttft, whole_own, cut_step, cut_ttft, cut_own;
-	local_cost(dn, local_tokens, 0, &local_step, &whole_ttft, &whole_own);
-	local_cost(dn, local_tokens, slo_tbt, &cut_step, &cut_ttft, &cut_own);
-	out->ttft_ms = cut_ttft;
-	out->step_ms = cut_step;
+	double local_step, local_ttft, local_own;
+	local_cost(dn, local_tokens, 0, &local_step, &local_ttft, &local_own);
+	out->ttft_ms = local_ttft;
+	out->step_ms = local_step;
 	out->uncached = local_tokens;
 	if (r->policy == ROUTER_POLICY_COLOCATED) {
 		out->reason = "colocated policy";
-		maybe_reject(out, slo_ttft, whole_own);
+		maybe_reject(out, slo_ttft, local_own);
 		return 0;
 	}
 	double ttft = 0;
@@ -412,7 +403,7 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 	int p = pick_prefill(r, q, &ttft, &uncached);
 	if (p < 0) {
 		out->reason = "no prefill node";
-		maybe_reject(out, slo_ttft, whole_own);
+		maybe_reject(out, slo_ttft, local_own);
 		return 0;
 	}
 	if (r->policy == ROUTER_POLICY_LENGTH_AWARE) {
@@ -434,7 +425,7 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		if (keeps_tbt && local_tokens <= r->cfg.local_max_prompt) {
 			out->reason = local_tokens < q->n_prompt ? "cached on the decode node"
 								  : "short prompt";
-			maybe_reject(out, slo_ttft, whole_own);
+			maybe_reject(out, slo_ttft, local_own);
 			return 0;
 		}
 		/* Prefilling locally stalls every running stream on the
@@ -443,7 +434,7 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		double local = (double)local_tokens / node_rate(&r->nodes[p]) * (1 + streams);
 		if (keeps_tbt && local < ttft) {
 			out->reason = "prefill nodes queued deeper than a local prefill costs";
-			maybe_reject(out, slo_ttft, whole_own);
+			maybe_reject(out, slo_ttft, local_own);
 			return 0;
 		}
 		/* Prefilled on the decode node in chunks that keep its
@@ -461,6 +452,8 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 * beside streams) takes them all again. */
 		if (slo_tbt > 0 && r->nodes[p].prefill_tps > 1) {
 			const double prefill_ms = ttft * 1000.0;
+			double cut_step, cut_ttft, cut_own;
+			local_cost(dn, local_tokens, slo_tbt, &cut_step, &cut_ttft, &cut_own);
 			if (cut_step >= 0 && cut_step <= slo_tbt && cut_ttft < prefill_ms &&
 			    (slo_ttft <= 0 || cut_ttft <= slo_ttft)) {
 				out->reason = slo_ttft > 0 && prefill_ms > slo_ttft
@@ -468,6 +461,8 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 							"local chunks within both"
 						      : "local chunks within the TBT objective, sooner "
 							"than the prefill nodes";
+				out->ttft_ms = cut_ttft;
+				out->step_ms = cut_step;
 				return 0;
 			}
 		}
