@@ -81,6 +81,11 @@ struct decode {
 	/* speculation: sequence-steps that verified proposals, tokens
 	 * proposed and accepted */
 	uint64_t spec_verified, spec_proposed, spec_accepted;
+	/* the load report's lists of streams and local prefills, built
+	 * where it is sent */
+	uint32_t report_left[DUET_REPORT_MAX_STREAMS];
+	uint32_t report_local_prompt[DUET_REPORT_MAX_STREAMS];
+	uint32_t report_local_left[DUET_REPORT_MAX_STREAMS];
 	struct duet_model *draft_model; /* NULL: speculation, if any, by lookup */
 	struct duet_kv_pool *draft_kv;
 	struct duet_engine *draft_engine;

@@ -25,9 +25,23 @@ static const char *ABOUT =
 static void fill_report(void *ctx, Duet__LoadReport *r)
 {
 	struct decode *d = ctx;
+	r->stream_tokens_left = d->report_left;
+	r->local_prompt_left = d->report_local_prompt;
+	r->local_tokens_left = d->report_local_left;
 	for (int i = 0; i < d->n_reqs; i++) {
 		const struct dreq *q = d->reqs[i];
+		uint32_t left = (uint32_t)(q->max_tokens > q->n_generated
+						   ? q->max_tokens - q->n_generated
+						   : 0);
 		r->running += q->st == DREQ_RUNNING;
+		if (q->st == DREQ_RUNNING)
+			duet_wire_left_add(d->report_left, &r->n_stream_tokens_left, left);
+		/* in arrival order, as the steps take them */
+		if (q->st == DREQ_LOCAL && r->n_local_prompt_left < DUET_REPORT_MAX_STREAMS) {
+			d->report_local_prompt[r->n_local_prompt_left++] =
+				(uint32_t)(q->n_prompt - q->prefilled);
+			d->report_local_left[r->n_local_tokens_left++] = left;
+		}
 		r->waiting_kv += q->st == DREQ_WAIT_KV;
 		r->local_prefill += q->st == DREQ_LOCAL;
 		if (q->st == DREQ_RUNNING)

@@ -326,32 +326,131 @@ double router_step_ms(const struct router_node *n, int add_seqs, int prefill_tok
 		       (double)n->context_tokens + (double)add_positions);
 }
 
-/* A local prefill of `tokens` prompt tokens on decode node n, behind the
- * local prefills it has queued: the step that carries its chunks (what
- * every running stream waits between two tokens) and its first token's
- * time; own_ms: the first token's time were nothing queued before it.
- * tbt_ms > 0: in chunks cut to keep the streams running there within that
- * objective, as the node cuts them (decode_chunk_budget); 0: whole chunks.
- * -1 each before the node has measured steps. */
-static void local_cost(const struct router_node *n, int tokens, int tbt_ms, double *step,
-		       double *ttft, double *own_ms)
+/* A local prefill placed on decode node n, until its next report says
+ * so itself: queued behind the node's others. */
+static void local_add(struct router_node *n, int prompt_tokens, int max_tokens)
 {
-	long pending = (long)n->local_prefill_tokens + tokens;
-	long chunk = n->max_batch_tokens > 0 && n->max_batch_tokens < pending ? n->max_batch_tokens
-										 : pending;
-	if (chunk < 1)
-		chunk = 1;
-	if (tbt_ms > 0 && streams_on(n) > 0 && n->steps_fitted) {
-		double base = router_step_ms(n, 1, 0, tokens);
-		chunk = duet_chunk_within((int)chunk, tbt_ms, base,
-					  router_step_ms(n, 1, 1, tokens) - base);
+	n->local_prefill_tokens += (uint64_t)prompt_tokens;
+	if (n->n_local < DUET_REPORT_MAX_STREAMS) {
+		n->local_prompt[n->n_local] = (uint32_t)prompt_tokens;
+		n->local_left[n->n_local++] = (uint32_t)(max_tokens > 0 ? max_tokens : 0);
 	}
-	*step = router_step_ms(n, 1, (int)chunk, tokens);
-	*ttft = *own_ms = -1;
-	if (*step < 0)
-		return;
-	*ttft = (double)((pending + chunk - 1) / chunk) * *step;
-	*own_ms = (double)((tokens + chunk - 1) / chunk) * *step;
+}
+
+/* A local prefill on a decode node, predicted (local_cost); -1 each
+ * before the node has measured steps. */
+struct local_cost {
+	double whole_step; /* the step that carries a whole chunk of it */
+	double step;	   /* the step that carries its first chunk as cut */
+	double ttft_ms;	   /* its first token, in the chunks as cut */
+	double own_ms;	   /* its first token in whole chunks, nothing queued */
+};
+
+/* The steps at which the streams a local prefill is cut for end, in order
+ * (cut_ends_add keeps it so); those before `ended` have. */
+struct cut_ends {
+	uint32_t at[2 * DUET_REPORT_MAX_STREAMS];
+	size_t n, ended;
+};
+
+static void cut_ends_add(struct cut_ends *e, uint32_t at)
+{
+	size_t i = e->n++;
+	for (; i > e->ended && e->at[i - 1] > at; i--)
+		e->at[i] = e->at[i - 1];
+	e->at[i] = at;
+}
+
+/* A local prefill of `tokens` prompt tokens on decode node n, behind the
+ * local prefills it has queued. A step that carries a chunk of it is what
+ * every running stream waits between two tokens. tbt_ms > 0: in chunks
+ * cut to keep the streams there within that objective, as the node cuts
+ * them (decode_chunk_budget), while they last: a stream the report lists
+ * ends when its tokens left are made (one a step), a local prefill ahead
+ * joins the streams when its prompt is done and ends likewise, and the
+ * chunks grow as the batch shrinks; a stream the report does not list
+ * (waiting for its KV, placed since) runs throughout. hold: every stream
+ * there now runs throughout, as if each that ends were replaced (streams
+ * that arrive meanwhile are not foreseen, so the other prediction is the
+ * soonest the node can do it). 0: whole chunks.
+ * Predicted in whole chunks, a colocated cluster took requests that then
+ * waited past the TTFT objective; cut for today's streams for good, it
+ * refused prompts of short answers that would have come in time
+ * (BENCHMARKS.md, 2026-12-07 seventh). */
+static struct local_cost local_cost(const struct router_node *n, int tokens, int tbt_ms,
+				    int hold)
+{
+	struct local_cost c = {-1, -1, -1, -1};
+	long pending = (long)n->local_prefill_tokens + tokens;
+	long whole = n->max_batch_tokens > 0 && n->max_batch_tokens < pending ? n->max_batch_tokens
+									      : pending;
+	if (whole < 1)
+		whole = 1;
+	c.whole_step = c.step = router_step_ms(n, 1, (int)whole, tokens);
+	if (c.step < 0)
+		return c;
+	c.own_ms = (double)((tokens + whole - 1) / whole) * c.step;
+	int streams = streams_on(n);
+	if (tbt_ms <= 0 || streams == 0) {
+		c.ttft_ms = (double)((pending + whole - 1) / whole) * c.step;
+		return c;
+	}
+	struct cut_ends e;
+	e.n = e.ended = 0;
+	const size_t n_left = hold ? 0 : n->n_left, n_local = hold ? 0 : n->n_local;
+	for (size_t i = 0; i < n_left; i++)
+		cut_ends_add(&e, n->left[i]);
+	int others = streams - (int)n_left - (int)n_local;
+	if (others < 0)
+		others = 0;
+	double t = 0;
+	long k = 0, done = 0; /* steps taken, queued prompt tokens computed */
+	long head_end = 0;    /* where the next listed local prefill's prompt ends */
+	size_t next = 0;
+	if (n_local)
+		head_end = n->local_prompt[0];
+	for (int first = 1; done < pending; first = 0) {
+		while (e.ended < e.n && e.at[e.ended] <= k)
+			e.ended++;
+		int alive = others + (int)(e.n - e.ended);
+		/* the sequences in the step: held, those the node runs now
+		 * (router_step_ms); else the streams alive, the ended ones'
+		 * positions taken out in proportion */
+		int seqs = hold ? n->running + n->local_prefill : alive;
+		double pos = (double)tokens;
+		if (hold)
+			pos += (double)n->context_tokens;
+		else if (n->running > 0 && streams > 0)
+			pos += (double)n->context_tokens * alive / streams;
+		long chunk = whole;
+		if (alive > 0) {
+			double base = step_ms(n, seqs + 1, 0, pos);
+			chunk = duet_chunk_within((int)whole, tbt_ms, base,
+						  step_ms(n, seqs + 1, 1, pos) - base);
+		}
+		double s = step_ms(n, seqs + 1, (int)chunk, pos);
+		if (first)
+			c.step = s;
+		/* steps until the next change: all done, a stream ends, a
+		 * local prefill ahead finishes its prompt */
+		long steps = (pending - done + chunk - 1) / chunk;
+		if (e.ended < e.n && (long)e.at[e.ended] - k < steps)
+			steps = (long)e.at[e.ended] - k;
+		if (next < n_local && (head_end - done + chunk - 1) / chunk < steps)
+			steps = (head_end - done + chunk - 1) / chunk;
+		if (steps < 1)
+			steps = 1;
+		t += (double)steps * s;
+		done += steps * chunk;
+		k += steps;
+		for (; next < n_local && head_end <= done; next++) {
+			cut_ends_add(&e, (uint32_t)(k + n->local_left[next]));
+			if (next + 1 < n_local)
+				head_end += n->local_prompt[next + 1];
+		}
+	}
+	c.ttft_ms = t;
+	return c;
 }
 
 /* Early rejection (as Mooncake does): the predicted first token misses
@@ -388,10 +487,13 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 	 * may hold the rest (a prompt seen before, a chat's earlier turns),
 	 * and then nothing need be sent either. */
 	int local_tokens = q->n_prompt - cached;
-	double local_step, local_ttft, local_own;
-	local_cost(dn, local_tokens, 0, &local_step, &local_ttft, &local_own);
-	out->ttft_ms = local_ttft;
-	out->step_ms = local_step;
+	/* A request is refused when the queue and the streams' cut, not its
+	 * prompt, make it miss the TTFT objective: in whole chunks with
+	 * nothing queued (own_ms) it would meet it. */
+	const struct local_cost lc = local_cost(dn, local_tokens, slo_tbt, 0);
+	const double local_step = lc.whole_step, local_own = lc.own_ms;
+	out->ttft_ms = lc.ttft_ms;
+	out->step_ms = lc.step;
 	out->uncached = local_tokens;
 	if (r->policy == ROUTER_POLICY_COLOCATED) {
 		out->reason = "colocated policy";
@@ -449,20 +551,24 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 * As prompts go local the decode node's queue grows and the
 		 * prefill node's shrinks, so the two share the prompts while a
 		 * queue lasts, and an idle prefill node (faster than chunks
-		 * beside streams) takes them all again. */
+		 * beside streams) takes them all again. The first token is
+		 * held to the streams there now running throughout: with
+		 * those that end foreseen, and those that come not, prompts
+		 * went local to come later than from the prefill node (code
+		 * trace, simulated and measured, BENCHMARKS.md 2026-12-07
+		 * eighth). */
+		const struct local_cost held = local_cost(dn, local_tokens, slo_tbt, 1);
 		if (slo_tbt > 0 && r->nodes[p].prefill_tps > 1) {
 			const double prefill_ms = ttft * 1000.0;
-			double cut_step, cut_ttft, cut_own;
-			local_cost(dn, local_tokens, slo_tbt, &cut_step, &cut_ttft, &cut_own);
-			if (cut_step >= 0 && cut_step <= slo_tbt && cut_ttft < prefill_ms &&
-			    (slo_ttft <= 0 || cut_ttft <= slo_ttft)) {
+			if (held.step >= 0 && held.step <= slo_tbt && held.ttft_ms < prefill_ms &&
+			    (slo_ttft <= 0 || held.ttft_ms <= slo_ttft)) {
 				out->reason = slo_ttft > 0 && prefill_ms > slo_ttft
 						      ? "prefill nodes past the TTFT objective, "
 							"local chunks within both"
 						      : "local chunks within the TBT objective, sooner "
 							"than the prefill nodes";
-				out->ttft_ms = cut_ttft;
-				out->step_ms = cut_step;
+				out->ttft_ms = held.ttft_ms;
+				out->step_ms = held.step;
 				return 0;
 			}
 		}
@@ -496,7 +602,7 @@ void router_placement_commit(struct router *r, struct rreq *q, const struct rout
 	if (p >= 0)
 		r->nodes[p].queued_tokens += (uint64_t)pl->uncached;
 	else
-		r->nodes[d].local_prefill_tokens += (uint64_t)pl->uncached;
+		local_add(&r->nodes[d], pl->uncached, q->max_tokens);
 }
 
 void router_placement_prompt_done(struct router *r, struct rreq *q)
@@ -528,6 +634,16 @@ void router_placement_end(struct router *r, struct rreq *q)
 int router_node_report(struct router_node *n, const Duet__LoadReport *l, long long now_us,
 		       struct duet_err *err)
 {
+	if (l->n_stream_tokens_left > DUET_REPORT_MAX_STREAMS ||
+	    l->n_local_prompt_left > DUET_REPORT_MAX_STREAMS)
+		return duet_errf(err, "load report refused: it lists %zu streams and %zu local "
+				      "prefills, more than %d",
+				 l->n_stream_tokens_left, l->n_local_prompt_left,
+				 DUET_REPORT_MAX_STREAMS);
+	if (l->n_local_prompt_left != l->n_local_tokens_left)
+		return duet_errf(err, "load report refused: local_prompt_left has %zu entries, "
+				      "local_tokens_left %zu",
+				 l->n_local_prompt_left, l->n_local_tokens_left);
 	n->last_report_us = n->last_seen_us = now_us;
 	n->last_report_seq = l->seq;
 	n->alive = 1;
@@ -545,6 +661,14 @@ int router_node_report(struct router_node *n, const Duet__LoadReport *l, long lo
 	n->steps_fitted = l->steps_fitted;
 	n->context_tokens = l->context_tokens;
 	n->local_prefill_tokens = l->local_prefill_tokens;
+	n->n_left = 0;
+	for (size_t i = 0; i < l->n_stream_tokens_left; i++)
+		duet_wire_left_add(n->left, &n->n_left, l->stream_tokens_left[i]);
+	n->n_local = l->n_local_prompt_left;
+	for (size_t i = 0; i < n->n_local; i++) {
+		n->local_prompt[i] = l->local_prompt_left[i];
+		n->local_left[i] = l->local_tokens_left[i];
+	}
 	n->spec_verified = l->spec_verified;
 	n->spec_proposed = l->spec_proposed;
 	n->spec_accepted = l->spec_accepted;

@@ -89,6 +89,14 @@ struct router_node {
 	double step_base_ms, step_seq_ms, step_token_ms, step_kctx_ms;
 	unsigned steps_fitted;
 	uint64_t context_tokens, local_prefill_tokens;
+	/* the tokens its running streams may still make, fewest first; its
+	 * local prefills in the order it computes them, the prompt tokens
+	 * each has left and the tokens it may make after (this router's own
+	 * placements added until the next report) */
+	uint32_t left[DUET_REPORT_MAX_STREAMS];
+	size_t n_left;
+	uint32_t local_prompt[DUET_REPORT_MAX_STREAMS], local_left[DUET_REPORT_MAX_STREAMS];
+	size_t n_local;
 	uint64_t spec_verified, spec_proposed, spec_accepted; /* speculation */
 	int kv_free, kv_total;
 	uint64_t bad_messages;

@@ -426,6 +426,18 @@ static void test_slo(void **state)
 	pl = place_slo(200, 3000, 0);
 	assert_int_equal(pl.pnode, 0);
 	assert_string_equal(pl.reason, "disaggregated");
+	/* The four streams end after 3 tokens: the decode node could give
+	 * the first token in 344 ms (3 cut steps, then two whole chunks of
+	 * 82 ms alone), but streams that come meanwhile are not foreseen,
+	 * so the choice holds them throughout (420 ms) against the prefill
+	 * node's (1700 + 200) / 5000 = 380 ms: disaggregated. */
+	R.nodes[0].queued_tokens = 1700;
+	R.nodes[2].n_left = 4;
+	for (int i = 0; i < 4; i++)
+		R.nodes[2].left[i] = 3;
+	pl = place_slo(200, 3000, 0);
+	assert_int_equal(pl.pnode, 0);
+	R.nodes[2].n_left = 0;
 	R.nodes[0].queued_tokens = q0;
 	/* An objective no idle node meets (40 ms > 30): served anyway. */
 	pl = place_slo(200, 30, 0);
@@ -468,6 +480,114 @@ static void test_slo(void **state)
 	assert_true(pl.ttft_ms > 1597 && pl.ttft_ms < 1599);
 	assert_int_equal(pl.reject, 1);
 	assert_int_equal(pl.retry_after_s, 2);
+	/* Under a 60 ms TBT objective the node cuts its chunks to 30 tokens
+	 * (15 + 3 x 5 + 30 = 60 ms), and the first token is predicted as it
+	 * will come: 35 steps, 2100 ms; its own in whole chunks, one step. */
+	R.cfg.slo_tbt_ms = 60;
+	pl = place_slo(40, 0, 0);
+	assert_true(pl.ttft_ms > 2099 && pl.ttft_ms < 2101);
+	assert_true(pl.step_ms > 59.9 && pl.step_ms < 60.1);
+	assert_int_equal(pl.reject, 1);
+	assert_int_equal(pl.retry_after_s, 2);
+	/* Nothing queued: 200 tokens in whole chunks would take 4 steps of
+	 * 94 ms, 376 ms, within 400; cut for streams that run throughout
+	 * (the report lists none), 7 steps of 60 ms, 420 ms, past it: the
+	 * streams there, not the prompt, make it miss, so refused (at 450,
+	 * whose 420 it meets, served). */
+	R.nodes[2].local_prefill_tokens = 0;
+	pl = place_slo(200, 400, 0);
+	assert_true(pl.ttft_ms > 419.9 && pl.ttft_ms < 420.1);
+	assert_int_equal(pl.reject, 1);
+	assert_int_equal(pl.retry_after_s, 1);
+	pl = place_slo(200, 450, 0);
+	assert_int_equal(pl.reject, 0);
+	/* The four streams have 3, 3, 3 and 5 tokens left: three steps of 30
+	 * tokens (180 ms), two beside one stream (15 + 3 x 2 + 39 = 60 ms:
+	 * 78 tokens, 120 ms), then 32 left in one whole-chunk step alone
+	 * (15 + 3 + 64 = 82 ms, as a whole chunk is predicted): 382 ms,
+	 * within 400: served. */
+	Duet__LoadReport l = DUET__LOAD_REPORT__INIT;
+	uint32_t left[] = {5, 3, 3, 3};
+	l.running = 4;
+	l.steps_fitted = 100;
+	l.step_base_ms = 15;
+	l.step_seq_ms = 3;
+	l.step_token_ms = 1;
+	l.kv_blocks_free = l.kv_blocks_total = 1000;
+	l.stream_tokens_left = left;
+	l.n_stream_tokens_left = 4;
+	struct duet_err err;
+	assert_int_equal(router_node_report(&R.nodes[2], &l, 1, &err), 0);
+	assert_int_equal(R.nodes[2].n_left, 4);
+	assert_int_equal(R.nodes[2].left[0], 3);
+	assert_int_equal(R.nodes[2].left[3], 5);
+	pl = place_slo(200, 400, 0);
+	assert_true(pl.ttft_ms > 381.9 && pl.ttft_ms < 382.1);
+	assert_int_equal(pl.reject, 0);
+	/* A stream waiting for its KV joins the batch and runs throughout:
+	 * three steps of 27 tokens (180 ms), two of 36 (120 ms), then 39 a
+	 * step beside it (two more): 420 ms, refused. */
+	R.nodes[2].waiting_kv = 1;
+	pl = place_slo(200, 400, 0);
+	assert_true(pl.ttft_ms > 419.9 && pl.ttft_ms < 420.1);
+	assert_int_equal(pl.reject, 1);
+	R.nodes[2].waiting_kv = 0;
+	/* A report listing more streams than any node sends is refused, and
+	 * changes nothing. */
+	uint32_t many[DUET_REPORT_MAX_STREAMS + 1] = {0};
+	l.stream_tokens_left = many;
+	l.n_stream_tokens_left = DUET_REPORT_MAX_STREAMS + 1;
+	assert_int_equal(router_node_report(&R.nodes[2], &l, 2, &err), -1);
+	assert_non_null(strstr(err.msg, "more than"));
+	assert_int_equal(R.nodes[2].n_left, 4);
+	/* A prompt no node meets 400 with even in whole chunks (1000 tokens:
+	 * 16 steps of 94 ms): served as well as can be. */
+	pl = place_slo(1000, 400, 0);
+	assert_int_equal(pl.reject, 0);
+	/* Nothing running there: nothing to cut for, whole chunks. */
+	R.nodes[2].running = 0;
+	R.nodes[2].n_left = 0;
+	pl = place_slo(200, 400, 0);
+	assert_true(pl.ttft_ms < 400);
+	/* A local prefill of 60 tokens ahead, nothing running: the first
+	 * step takes it whole with 4 of the prompt's (15 + 3 + 64 = 82 ms),
+	 * then it streams and the chunks are cut to 39 (60 ms). With 100
+	 * tokens to make it outlasts the prompt's 196 left (6 steps): 442
+	 * ms; with 2, two steps (78 tokens), then 118 left in two whole
+	 * chunks alone: 366 ms. */
+	uint32_t lp[] = {60}, ll[] = {100};
+	l.running = 0;
+	l.n_stream_tokens_left = 0;
+	l.local_prefill = 1;
+	l.local_prefill_tokens = 60;
+	l.local_prompt_left = lp;
+	l.local_tokens_left = ll;
+	l.n_local_prompt_left = l.n_local_tokens_left = 1;
+	assert_int_equal(router_node_report(&R.nodes[2], &l, 3, &err), 0);
+	pl = place_slo(200, 0, 0);
+	assert_true(pl.ttft_ms > 441.9 && pl.ttft_ms < 442.1);
+	ll[0] = 2;
+	assert_int_equal(router_node_report(&R.nodes[2], &l, 4, &err), 0);
+	pl = place_slo(200, 0, 0);
+	assert_true(pl.ttft_ms > 365.9 && pl.ttft_ms < 366.1);
+	/* Lists of unequal length: refused. */
+	l.n_local_tokens_left = 0;
+	assert_int_equal(router_node_report(&R.nodes[2], &l, 5, &err), -1);
+	assert_non_null(strstr(err.msg, "local_tokens_left"));
+	/* The router's own local placement joins the list until the next
+	 * report: the same request again queues behind it. */
+	struct rreq q = {0};
+	q.prompt = prompt;
+	q.n_prompt = 200;
+	q.max_tokens = 16;
+	assert_int_equal(router_place(&R, &q, &pl, &err), 0);
+	router_placement_commit(&R, &q, &pl);
+	assert_int_equal(R.nodes[2].n_local, 2);
+	assert_int_equal(R.nodes[2].local_prompt[1], 200);
+	assert_int_equal(R.nodes[2].local_left[1], 16);
+	assert_int_equal(R.nodes[2].local_prefill_tokens, 260);
+	struct router_placement pl2 = place_slo(200, 0, 0);
+	assert_true(pl2.ttft_ms > pl.ttft_ms + 200);
 }
 
 int main(void)

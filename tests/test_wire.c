@@ -238,6 +238,30 @@ static void test_stored_kv_logit_error(void **state)
 	duet_model_close(m);
 }
 
+/* A load report's streams' tokens left: ascending whatever the order
+ * added, the largest dropped when full. */
+static void test_tokens_left(void **state)
+{
+	(void)state;
+	uint32_t left[DUET_REPORT_MAX_STREAMS];
+	size_t n = 0;
+	const uint32_t in[] = {7, 3, 9, 3, 1};
+	for (size_t i = 0; i < sizeof in / sizeof *in; i++)
+		duet_wire_left_add(left, &n, in[i]);
+	assert_int_equal(n, 5);
+	const uint32_t want[] = {1, 3, 3, 7, 9};
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(left[i], want[i]);
+	/* full: 1000 down to 1 keeps 1..256; a larger value changes nothing */
+	n = 0;
+	for (uint32_t v = 1000; v >= 1; v--)
+		duet_wire_left_add(left, &n, v);
+	duet_wire_left_add(left, &n, 5000);
+	assert_int_equal(n, DUET_REPORT_MAX_STREAMS);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(left[i], i + 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +271,7 @@ int main(void)
 		cmocka_unit_test(test_tokens_and_sampling),
 		cmocka_unit_test(test_kv_chunk_checks),
 		cmocka_unit_test(test_stored_kv_logit_error),
+		cmocka_unit_test(test_tokens_left),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

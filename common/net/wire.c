@@ -167,6 +167,21 @@ int duet_wire_check_tokens(const int32_t *t, size_t n, const struct duet_wire_li
 	return 0;
 }
 
+void duet_wire_left_add(uint32_t *left, size_t *n, uint32_t v)
+{
+	size_t i = *n;
+	if (i == DUET_REPORT_MAX_STREAMS) {
+		if (v >= left[i - 1])
+			return;
+		i--;
+	} else {
+		(*n)++;
+	}
+	for (; i > 0 && left[i - 1] > v; i--)
+		left[i] = left[i - 1];
+	left[i] = v;
+}
+
 int duet_wire_check_str(const char *s, size_t max, const char *field, struct duet_err *err)
 {
 	if (!s)

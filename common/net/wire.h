@@ -25,6 +25,11 @@
  * without a heartbeat's answer (the router judges nodes by its own
  * node-timeout-ms). */
 #define DUET_MISSED_REPORTS 3
+/* Running streams a load report lists the tokens left of (stream_tokens_left,
+ * the fewest first), and local prefills it lists (local_prompt_left,
+ * local_tokens_left, the first in the node's order); a node with more
+ * reports those, a router refuses a report with more. */
+#define DUET_REPORT_MAX_STREAMS 256
 
 /* Packs m into a malloc'd buffer the caller frees. */
 int duet_wire_pack(const Duet__Msg *m, void **buf, size_t *len, struct duet_err *err);
@@ -74,6 +79,11 @@ int *duet_wire_tokens_copy(const int32_t *t, size_t n);
 /* Prompt tokens: 1 to ctx_len - 1 of them, each in the vocabulary. */
 int duet_wire_check_tokens(const int32_t *t, size_t n, const struct duet_wire_limits *lim,
 			   struct duet_err *err);
+/* Adds v to the ascending list left[0..*n) of at most DUET_REPORT_MAX_STREAMS
+ * (a load report's stream_tokens_left), dropping the largest when full:
+ * how a node builds the list and a router keeps it, whatever order a
+ * report came in. */
+void duet_wire_left_add(uint32_t *left, size_t *n, uint32_t v);
 /* A string field: at most max bytes (names, endpoints). */
 int duet_wire_check_str(const char *s, size_t max, const char *field, struct duet_err *err);
 /* A KV chunk header and its payload: geometry, layer and position ranges,

@@ -112,6 +112,9 @@ struct sim {
 	int n_rq;
 	struct sim_kv *kv;  /* per request; NULL without prefix caches */
 	uint64_t *hashes;   /* a load report's prefix summary */
+	/* a load report's lists of streams and local prefills */
+	uint32_t tokens_left[DUET_REPORT_MAX_STREAMS];
+	uint32_t local_prompt[DUET_REPORT_MAX_STREAMS], local_left[DUET_REPORT_MAX_STREAMS];
 	struct rreq **spare; /* the pool of rreqs no request holds */
 	int n_spare, cap_spare;
 	struct snode *nodes;
@@ -745,15 +748,29 @@ static void report(struct sim *s, int ni)
 		l.queued_prompt_tokens = queued;
 		l.prefill_tokens_per_s = (float)n->rate;
 	} else {
+		l.stream_tokens_left = s->tokens_left;
+		l.local_prompt_left = s->local_prompt;
+		l.local_tokens_left = s->local_left;
 		for (int k = 0; k < n->n_reqs; k++) {
 			const struct sreq *q = &s->rq[n->reqs[k]];
+			uint32_t left = (uint32_t)(q->q->max_tokens > q->n_gen
+							   ? q->q->max_tokens - q->n_gen
+							   : 0);
 			l.running += q->st == SQ_RUNNING || q->st == SQ_INGEST;
 			l.waiting_kv += q->st == SQ_WAIT_KV || q->st == SQ_QUEUED || q->st == SQ_PREFILL;
 			l.local_prefill += q->st == SQ_LOCAL;
-			if (q->st == SQ_RUNNING)
+			if (q->st == SQ_RUNNING) {
 				l.context_tokens += (uint64_t)(q->q->n_prompt + q->n_gen);
-			if (q->st == SQ_LOCAL)
+				duet_wire_left_add(s->tokens_left, &l.n_stream_tokens_left, left);
+			}
+			if (q->st == SQ_LOCAL) {
 				l.local_prefill_tokens += (uint64_t)(q->q->n_prompt - q->prefilled);
+				if (l.n_local_prompt_left < DUET_REPORT_MAX_STREAMS) {
+					s->local_prompt[l.n_local_prompt_left++] =
+						(uint32_t)(q->q->n_prompt - q->prefilled);
+					s->local_left[l.n_local_tokens_left++] = left;
+				}
+			}
 		}
 		l.step_ms = (float)n->step_ms;
 		if (n->steps) {
