@@ -30,18 +30,15 @@ static void fill_report(void *ctx, Duet__LoadReport *r)
 	r->local_tokens_left = d->report_local_left;
 	for (int i = 0; i < d->n_reqs; i++) {
 		const struct dreq *q = d->reqs[i];
-		uint32_t left = (uint32_t)(q->max_tokens > q->n_generated
-						   ? q->max_tokens - q->n_generated
-						   : 0);
+		uint32_t left = duet_wire_tokens_left(q->max_tokens, q->n_generated);
 		r->running += q->st == DREQ_RUNNING;
 		if (q->st == DREQ_RUNNING)
 			duet_wire_left_add(d->report_left, &r->n_stream_tokens_left, left);
 		/* in arrival order, as the steps take them */
-		if (q->st == DREQ_LOCAL && r->n_local_prompt_left < DUET_REPORT_MAX_STREAMS) {
-			d->report_local_prompt[r->n_local_prompt_left++] =
-				(uint32_t)(q->n_prompt - q->prefilled);
-			d->report_local_left[r->n_local_tokens_left++] = left;
-		}
+		if (q->st == DREQ_LOCAL)
+			duet_wire_local_add(d->report_local_prompt, d->report_local_left,
+					    &r->n_local_prompt_left,
+					    (uint32_t)(q->n_prompt - q->prefilled), left);
 		r->waiting_kv += q->st == DREQ_WAIT_KV;
 		r->local_prefill += q->st == DREQ_LOCAL;
 		if (q->st == DREQ_RUNNING)
@@ -49,6 +46,7 @@ static void fill_report(void *ctx, Duet__LoadReport *r)
 		if (q->st == DREQ_LOCAL)
 			r->local_prefill_tokens += (uint64_t)(q->n_prompt - q->prefilled);
 	}
+	r->n_local_tokens_left = r->n_local_prompt_left;
 	r->kv_bytes_in = kv_ingest_bytes(d->ingest);
 	r->step_ms = (float)d->step_ms;
 	r->spec_verified = d->spec_verified;

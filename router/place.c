@@ -331,10 +331,8 @@ double router_step_ms(const struct router_node *n, int add_seqs, int prefill_tok
 static void local_add(struct router_node *n, int prompt_tokens, int max_tokens)
 {
 	n->local_prefill_tokens += (uint64_t)prompt_tokens;
-	if (n->n_local < DUET_REPORT_MAX_STREAMS) {
-		n->local_prompt[n->n_local] = (uint32_t)prompt_tokens;
-		n->local_left[n->n_local++] = (uint32_t)(max_tokens > 0 ? max_tokens : 0);
-	}
+	duet_wire_local_add(n->local_prompt, n->local_left, &n->n_local, (uint32_t)prompt_tokens,
+			    duet_wire_tokens_left(max_tokens, 0));
 }
 
 /* A local prefill on a decode node, predicted (local_cost); -1 each
@@ -557,9 +555,9 @@ int router_place(struct router *r, struct rreq *q, struct router_placement *out,
 		 * went local to come later than from the prefill node (code
 		 * trace, simulated and measured, BENCHMARKS.md 2026-12-07
 		 * eighth). */
-		const struct local_cost held = local_cost(dn, local_tokens, slo_tbt, 1);
 		if (slo_tbt > 0 && r->nodes[p].prefill_tps > 1) {
 			const double prefill_ms = ttft * 1000.0;
+			const struct local_cost held = local_cost(dn, local_tokens, slo_tbt, 1);
 			if (held.step >= 0 && held.step <= slo_tbt && held.ttft_ms < prefill_ms &&
 			    (slo_ttft <= 0 || held.ttft_ms <= slo_ttft)) {
 				out->reason = slo_ttft > 0 && prefill_ms > slo_ttft

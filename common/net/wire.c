@@ -182,6 +182,15 @@ void duet_wire_left_add(uint32_t *left, size_t *n, uint32_t v)
 	left[i] = v;
 }
 
+void duet_wire_local_add(uint32_t *prompt_left, uint32_t *tokens_left, size_t *n,
+			 uint32_t prompt, uint32_t tokens)
+{
+	if (*n >= DUET_REPORT_MAX_STREAMS)
+		return;
+	prompt_left[*n] = prompt;
+	tokens_left[(*n)++] = tokens;
+}
+
 int duet_wire_check_str(const char *s, size_t max, const char *field, struct duet_err *err)
 {
 	if (!s)

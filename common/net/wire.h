@@ -84,6 +84,17 @@ int duet_wire_check_tokens(const int32_t *t, size_t n, const struct duet_wire_li
  * how a node builds the list and a router keeps it, whatever order a
  * report came in. */
 void duet_wire_left_add(uint32_t *left, size_t *n, uint32_t v);
+/* Appends a local prefill (the prompt tokens it has left, the tokens it may
+ * make after) to a load report's lists of *n, unless they hold
+ * DUET_REPORT_MAX_STREAMS already: how a node builds them and a router adds
+ * its own placements until the next report. */
+void duet_wire_local_add(uint32_t *prompt_left, uint32_t *tokens_left, size_t *n,
+			 uint32_t prompt, uint32_t tokens);
+/* The tokens a stream may still make: max_tokens less those made, 0 past. */
+static inline uint32_t duet_wire_tokens_left(int max_tokens, int made)
+{
+	return (uint32_t)(max_tokens > made ? max_tokens - made : 0);
+}
 /* A string field: at most max bytes (names, endpoints). */
 int duet_wire_check_str(const char *s, size_t max, const char *field, struct duet_err *err);
 /* A KV chunk header and its payload: geometry, layer and position ranges,

@@ -753,9 +753,7 @@ static void report(struct sim *s, int ni)
 		l.local_tokens_left = s->local_left;
 		for (int k = 0; k < n->n_reqs; k++) {
 			const struct sreq *q = &s->rq[n->reqs[k]];
-			uint32_t left = (uint32_t)(q->q->max_tokens > q->n_gen
-							   ? q->q->max_tokens - q->n_gen
-							   : 0);
+			uint32_t left = duet_wire_tokens_left(q->q->max_tokens, q->n_gen);
 			l.running += q->st == SQ_RUNNING || q->st == SQ_INGEST;
 			l.waiting_kv += q->st == SQ_WAIT_KV || q->st == SQ_QUEUED || q->st == SQ_PREFILL;
 			l.local_prefill += q->st == SQ_LOCAL;
@@ -765,13 +763,12 @@ static void report(struct sim *s, int ni)
 			}
 			if (q->st == SQ_LOCAL) {
 				l.local_prefill_tokens += (uint64_t)(q->q->n_prompt - q->prefilled);
-				if (l.n_local_prompt_left < DUET_REPORT_MAX_STREAMS) {
-					s->local_prompt[l.n_local_prompt_left++] =
-						(uint32_t)(q->q->n_prompt - q->prefilled);
-					s->local_left[l.n_local_tokens_left++] = left;
-				}
+				duet_wire_local_add(s->local_prompt, s->local_left,
+						    &l.n_local_prompt_left,
+						    (uint32_t)(q->q->n_prompt - q->prefilled), left);
 			}
 		}
+		l.n_local_tokens_left = l.n_local_prompt_left;
 		l.step_ms = (float)n->step_ms;
 		if (n->steps) {
 			/* what the node's online fit converges to */
