@@ -443,6 +443,53 @@ static void reject(struct router *r, struct rreq *q, int status, const char *why
 	end(r, q, NULL, status, why);
 }
 
+/* What the router knew of a decode node when it placed a request there
+ * (before the placement counts): a trace of a placement or an early 429
+ * says what its prediction came from. */
+struct node_seen {
+	int running, local_prefill, waiting_kv, inflight, n_left;
+	unsigned long long local_tokens, context;
+	double base, seq, token, kctx; /* its step model */
+};
+
+static void node_seen(const struct router_node *n, struct node_seen *v)
+{
+	*v = (struct node_seen){n->running,
+				n->local_prefill,
+				n->waiting_kv,
+				n->inflight,
+				(int)n->n_left,
+				(unsigned long long)n->local_prefill_tokens,
+				(unsigned long long)n->context_tokens,
+				n->step_base_ms,
+				n->step_seq_ms,
+				n->step_token_ms,
+				n->step_kctx_ms};
+}
+
+static void trace_place(const struct router *r, const struct rreq *q,
+			const struct router_placement *pl, const struct node_seen *v,
+			long long t0, const char *what)
+{
+	if (!duet_trace_on())
+		return;
+	char dn[2 * DUET_MAX_NAME + 2] = "", pn[2 * DUET_MAX_NAME + 2] = "";
+	duet_trace_escape(r->nodes[pl->dnode].name, dn, sizeof dn);
+	if (pl->pnode >= 0)
+		duet_trace_escape(r->nodes[pl->pnode].name, pn, sizeof pn);
+	duet_trace_span("router", what, t0, duet_now_us(),
+			"\"request\":%llu,\"wire_id\":%llu,\"prompt\":%d,\"uncached\":%d,"
+			"\"decode\":\"%s\",\"prefill\":\"%s\",\"ttft_ms\":%.1f,"
+			"\"step_ms\":%.1f,\"reason\":\"%s\",\"running\":%d,"
+			"\"local_prefill\":%d,\"waiting_kv\":%d,\"inflight\":%d,"
+			"\"streams_listed\":%d,\"local_tokens\":%llu,\"context\":%llu,"
+			"\"step_model\":[%.3f,%.3f,%.3f,%.3f]",
+			(unsigned long long)q->id, (unsigned long long)q->wid, q->n_prompt,
+			pl->uncached, dn, pn, pl->ttft_ms, pl->step_ms, pl->reason, v->running,
+			v->local_prefill, v->waiting_kv, v->inflight, v->n_left, v->local_tokens,
+			v->context, v->base, v->seq, v->token, v->kctx);
+}
+
 /* Places the request; 1 if no decode node has room for it now (nothing
  * done: the caller queues it or answers). */
 static int place(struct router *r, struct rreq *q)
@@ -458,9 +505,12 @@ static int place(struct router *r, struct rreq *q)
 		duet_log(DUET_LOG_DEBUG, q->id, "waits: %s", err.msg);
 		return 1;
 	}
+	struct node_seen seen;
+	node_seen(&r->nodes[pl.dnode], &seen);
 	/* A request placed again after a node failed has its stream going:
 	 * it is served, not refused. */
 	if (pl.reject && q->attempts == 0) {
+		trace_place(r, q, &pl, &seen, t0, "reject");
 		char why[200];
 		snprintf(why, sizeof why,
 			 "the first token would come in %.0f ms, past the %d ms objective: the "
@@ -505,18 +555,7 @@ static int place(struct router *r, struct rreq *q)
 		 "%d prompt tokens: %s on %s%s%s (%s), wire id %llu", q->n_prompt,
 		 q->local ? "local" : "disaggregated", r->nodes[d].name, p >= 0 ? " after " : "",
 		 p >= 0 ? r->nodes[p].name : "", pl.reason, (unsigned long long)q->wid);
-	if (duet_trace_on()) {
-		char dn[2 * DUET_MAX_NAME + 2] = "", pn[2 * DUET_MAX_NAME + 2] = "";
-		duet_trace_escape(r->nodes[d].name, dn, sizeof dn);
-		if (p >= 0)
-			duet_trace_escape(r->nodes[p].name, pn, sizeof pn);
-		duet_trace_span("router", "place", t0, duet_now_us(),
-				"\"request\":%llu,\"wire_id\":%llu,\"prompt\":%d,\"uncached\":%d,"
-				"\"decode\":\"%s\",\"prefill\":\"%s\",\"ttft_ms\":%.1f,"
-				"\"step_ms\":%.1f,\"reason\":\"%s\"",
-				(unsigned long long)q->id, (unsigned long long)q->wid, q->n_prompt,
-				pl.uncached, dn, pn, pl.ttft_ms, pl.step_ms, pl.reason);
-	}
+	trace_place(r, q, &pl, &seen, t0, "place");
 	struct wire_bias b;
 	Duet__Sampling s = wire_sampling(q, &b);
 	if (q->local) {

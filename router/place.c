@@ -190,8 +190,8 @@ long long router_queue_wait_ms(const struct router *r, const struct rreq *q)
 	return q->n_out == 0 && ttft > 0 && ttft < w ? ttft : w;
 }
 
-/* A fitted coefficient can come out negative where a feature barely
- * varied; none of the costs it stands for can be. */
+/* None of the costs a coefficient stands for can be negative: the nodes
+ * fit them so (base/linfit.h), and a report from elsewhere is held to it. */
 static double cost(double c)
 {
 	return c > 0 ? c : 0;

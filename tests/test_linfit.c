@@ -1,6 +1,7 @@
 /* The online least-squares fit behind the decode node's step-time model:
  * exact on noise-free data, following a change of the underlying costs
- * through its forgetting factor, and leaving at zero what never varied. */
+ * through its forgetting factor, leaving at zero what never varied, and
+ * no weight below zero. */
 #include "testutil.h"
 
 #include <math.h>
@@ -69,12 +70,48 @@ static void test_prior(void **st)
 	assert_true(fabs(f.w[1] - 1.5) < 0.01);
 }
 
+/* Weights are costs: where the unconstrained fit would give a feature a
+ * negative weight, the fit is the best one with that weight at 0. y = 1 +
+ * 2a - b over a and b each 0, 1, 2 (all nine pairs, uncorrelated): b's
+ * weight 0, and the rest fitted to y alone, its mean -1 of b in the base:
+ * 0 + 2a. Two features, y = 5 - 0.5x over x = 0..10: the slope 0, the base
+ * the mean, 2.5. */
+static void test_non_negative(void **st)
+{
+	(void)st;
+	struct duet_linfit f;
+	duet_linfit_init(&f, 3, 1.0, 1e-9);
+	for (int a = 0; a < 3; a++)
+		for (int b = 0; b < 3; b++) {
+			double x[3] = {1, a, b};
+			duet_linfit_add(&f, x, 1 + 2.0 * a - b);
+		}
+	assert_true(fabs(f.w[0]) < 1e-6);
+	assert_true(fabs(f.w[1] - 2) < 1e-6);
+	assert_true(f.w[2] == 0);
+	duet_linfit_init(&f, 2, 1.0, 1e-9);
+	for (int x = 0; x <= 10; x++) {
+		double v[2] = {1, x};
+		duet_linfit_add(&f, v, 5 - 0.5 * x);
+	}
+	assert_true(fabs(f.w[0] - 2.5) < 1e-6);
+	assert_true(f.w[1] == 0);
+	/* Both weights positive: the unconstrained fit, exactly. */
+	duet_linfit_init(&f, 2, 1.0, 1e-9);
+	for (int x = 0; x <= 10; x++) {
+		double v[2] = {1, x};
+		duet_linfit_add(&f, v, 5 + 0.5 * x);
+	}
+	assert_true(fabs(f.w[0] - 5) < 1e-6 && fabs(f.w[1] - 0.5) < 1e-6);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fits_and_follows),
 		cmocka_unit_test(test_unseen_feature),
 		cmocka_unit_test(test_prior),
+		cmocka_unit_test(test_non_negative),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* An online least-squares fit y ~ w . x over a few features, weighting
  * older samples down by a forgetting factor, so that the model follows a
  * node whose load changes (a decode node's step time as a function of
- * batch size and prompt tokens). */
+ * batch size and prompt tokens). The weights are costs: none is below 0
+ * (non-negative least squares). */
 #ifndef DUET_LINFIT_H
 #define DUET_LINFIT_H
 
