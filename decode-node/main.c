@@ -58,6 +58,7 @@ static void fill_report(void *ctx, Duet__LoadReport *r)
 		r->step_seq_ms = (float)w[1];
 		r->step_token_ms = (float)w[2];
 		r->step_kctx_ms = (float)w[3];
+		r->step_kpair_ms = (float)w[4];
 		r->steps_fitted = d->steps_fitted;
 	}
 }

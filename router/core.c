@@ -449,7 +449,7 @@ static void reject(struct router *r, struct rreq *q, int status, const char *why
 struct node_seen {
 	int running, local_prefill, waiting_kv, inflight, n_left;
 	unsigned long long local_tokens, context;
-	double base, seq, token, kctx; /* its step model */
+	double base, seq, token, kctx, kpair; /* its step model */
 };
 
 static void node_seen(const struct router_node *n, struct node_seen *v)
@@ -464,7 +464,8 @@ static void node_seen(const struct router_node *n, struct node_seen *v)
 				n->step_base_ms,
 				n->step_seq_ms,
 				n->step_token_ms,
-				n->step_kctx_ms};
+				n->step_kctx_ms,
+				n->step_kpair_ms};
 }
 
 static void trace_place(const struct router *r, const struct rreq *q,
@@ -483,11 +484,11 @@ static void trace_place(const struct router *r, const struct rreq *q,
 			"\"step_ms\":%.1f,\"reason\":\"%s\",\"running\":%d,"
 			"\"local_prefill\":%d,\"waiting_kv\":%d,\"inflight\":%d,"
 			"\"streams_listed\":%d,\"local_tokens\":%llu,\"context\":%llu,"
-			"\"step_model\":[%.3f,%.3f,%.3f,%.3f]",
+			"\"step_model\":[%.3f,%.3f,%.3f,%.3f,%.3f]",
 			(unsigned long long)q->id, (unsigned long long)q->wid, q->n_prompt,
 			pl->uncached, dn, pn, pl->ttft_ms, pl->step_ms, pl->reason, v->running,
 			v->local_prefill, v->waiting_kv, v->inflight, v->n_left, v->local_tokens,
-			v->context, v->base, v->seq, v->token, v->kctx);
+			v->context, v->base, v->seq, v->token, v->kctx, v->kpair);
 }
 
 /* Places the request; 1 if no decode node has room for it now (nothing

@@ -603,9 +603,10 @@ static enum MHD_Result cluster(struct router *r, struct MHD_Connection *c)
 		if (n->role == DUET__ROLE__ROLE_DECODE)
 			json_object_set_new(
 				json_array_get(nodes, json_array_size(nodes) - 1), "step_model",
-				json_pack("{s:f,s:f,s:f,s:f,s:i,s:f,s:f}", "base_ms", n->step_base_ms,
+				json_pack("{s:f,s:f,s:f,s:f,s:f,s:i,s:f,s:f}", "base_ms", n->step_base_ms,
 					  "per_sequence_ms", n->step_seq_ms, "per_prefill_token_ms",
 					  n->step_token_ms, "per_1k_positions_ms", n->step_kctx_ms,
+					  "per_1m_pairs_ms", n->step_kpair_ms,
 					  "steps", (int)n->steps_fitted, "next_step_ms",
 					  router_step_ms(n, 0, 0, 0), "prefill_chunk_step_ms",
 					  router_step_ms(n, 1, n->max_batch_tokens, 0)));

@@ -198,15 +198,30 @@ static double cost(double c)
 }
 
 /* Node n's predicted step with `seqs` sequences over `positions` cached
- * positions in all and `prefill_tokens` prompt tokens; -1 before it has
- * measured steps. */
+ * positions in all and `prefill_tokens` prompt tokens, which attend to
+ * `pairs` prompt positions before them in all; -1 before it has measured
+ * steps. */
 static double step_ms(const struct router_node *n, double seqs, int prefill_tokens,
-		      double positions)
+		      double positions, double pairs)
 {
 	if (!n->steps_fitted)
 		return -1;
 	return cost(n->step_base_ms) + cost(n->step_seq_ms) * seqs +
-	       cost(n->step_token_ms) * prefill_tokens + cost(n->step_kctx_ms) * positions / 1024.0;
+	       cost(n->step_token_ms) * prefill_tokens + cost(n->step_kctx_ms) * positions / 1024.0 +
+	       cost(n->step_kpair_ms) * pairs / 1048576.0;
+}
+
+/* What a prompt of `tokens` computed from its start in chunks of `whole`
+ * adds to their steps by each chunk's attention over the prompt before it
+ * (the kpair term), in ms. */
+static double chunks_pairs_ms(const struct router_node *n, long tokens, long whole)
+{
+	double pairs = 0;
+	if (n->step_kpair_ms <= 0)
+		return 0;
+	for (long done = 0; done < tokens; done += whole)
+		pairs += (double)(tokens - done < whole ? tokens - done : whole) * (double)done;
+	return cost(n->step_kpair_ms) * pairs / 1048576.0;
 }
 
 /* Admission by the streams' TBT objective (tbt_admission): one more
@@ -225,7 +240,7 @@ static int admits(const struct router *r, const struct router_node *n, const str
 	int slo = router_slo_tbt_ms(r, q), s = streams_on(n);
 	if (!r->cfg.tbt_admission || slo <= 0 || s == 0)
 		return 1;
-	double step = step_ms(n, s + 1, 0, (double)n->context_tokens + q->n_prompt);
+	double step = step_ms(n, s + 1, 0, (double)n->context_tokens + q->n_prompt, 0);
 	return step < 0 || step <= slo;
 }
 
@@ -323,7 +338,7 @@ double router_step_ms(const struct router_node *n, int add_seqs, int prefill_tok
 		      long add_positions)
 {
 	return step_ms(n, (double)(n->running + n->local_prefill + add_seqs), prefill_tokens,
-		       (double)n->context_tokens + (double)add_positions);
+		       (double)n->context_tokens + (double)add_positions, 0);
 }
 
 /* A local prefill placed on decode node n, until its next report says
@@ -387,10 +402,15 @@ static struct local_cost local_cost(const struct router_node *n, int tokens, int
 	c.whole_step = c.step = router_step_ms(n, 1, (int)whole, tokens);
 	if (c.step < 0)
 		return c;
-	c.own_ms = (double)((tokens + whole - 1) / whole) * c.step;
+	/* (the prompt's chunks attend over its tokens before them: the
+	 * node's kpair term; a prompt ahead counted from its start) */
+	const double own_pairs = chunks_pairs_ms(n, tokens, whole);
+	c.own_ms = (double)((tokens + whole - 1) / whole) * c.step + own_pairs;
 	int streams = streams_on(n);
 	if (tbt_ms <= 0 || streams == 0) {
-		c.ttft_ms = (double)((pending + whole - 1) / whole) * c.step;
+		c.ttft_ms = (double)((pending + whole - 1) / whole) * c.step + own_pairs;
+		for (size_t i = 0; i < n->n_local; i++)
+			c.ttft_ms += chunks_pairs_ms(n, n->local_prompt[i], whole);
 		return c;
 	}
 	struct cut_ends e;
@@ -404,6 +424,8 @@ static struct local_cost local_cost(const struct router_node *n, int tokens, int
 	double t = 0;
 	long k = 0, done = 0; /* steps taken, queued prompt tokens computed */
 	long head_end = 0;    /* where the next listed local prefill's prompt ends */
+	long seg_start = 0;   /* where the prompt being computed starts */
+	const long own_start = pending - tokens;
 	size_t next = 0;
 	if (n_local)
 		head_end = n->local_prompt[0];
@@ -420,13 +442,16 @@ static struct local_cost local_cost(const struct router_node *n, int tokens, int
 			pos += (double)n->context_tokens;
 		else if (n->running > 0 && streams > 0)
 			pos += (double)n->context_tokens * alive / streams;
+		/* the prompt tokens before this chunk, which it attends to (a
+		 * prompt ahead's from where the walk met it) */
+		const double before = (double)(done - (done >= own_start ? own_start : seg_start));
 		long chunk = whole;
 		if (alive > 0) {
-			double base = step_ms(n, seqs + 1, 0, pos);
+			double base = step_ms(n, seqs + 1, 0, pos, 0);
 			chunk = duet_chunk_within((int)whole, tbt_ms, base,
-						  step_ms(n, seqs + 1, 1, pos) - base);
+						  step_ms(n, seqs + 1, 1, pos, before) - base);
 		}
-		double s = step_ms(n, seqs + 1, (int)chunk, pos);
+		double s = step_ms(n, seqs + 1, (int)chunk, pos, (double)chunk * before);
 		if (first)
 			c.step = s;
 		/* steps until the next change: all done, a stream ends, a
@@ -436,6 +461,11 @@ static struct local_cost local_cost(const struct router_node *n, int tokens, int
 			steps = (long)e.at[e.ended] - k;
 		if (next < n_local && (head_end - done + chunk - 1) / chunk < steps)
 			steps = (head_end - done + chunk - 1) / chunk;
+		/* a chunk's attention grows with the prompt before it, and
+		 * the node cuts each chunk for it: step by step (a walk of at
+		 * most as many steps as prompt tokens queued) */
+		if (n->step_kpair_ms > 0)
+			steps = 1;
 		if (steps < 1)
 			steps = 1;
 		t += (double)steps * s;
@@ -443,6 +473,7 @@ static struct local_cost local_cost(const struct router_node *n, int tokens, int
 		k += steps;
 		for (; next < n_local && head_end <= done; next++) {
 			cut_ends_add(&e, (uint32_t)(k + n->local_left[next]));
+			seg_start = head_end;
 			if (next + 1 < n_local)
 				head_end += n->local_prompt[next + 1];
 		}
@@ -656,6 +687,7 @@ int router_node_report(struct router_node *n, const Duet__LoadReport *l, long lo
 	n->step_seq_ms = l->step_seq_ms;
 	n->step_token_ms = l->step_token_ms;
 	n->step_kctx_ms = l->step_kctx_ms;
+	n->step_kpair_ms = l->step_kpair_ms;
 	n->steps_fitted = l->steps_fitted;
 	n->context_tokens = l->context_tokens;
 	n->local_prefill_tokens = l->local_prefill_tokens;

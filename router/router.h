@@ -86,7 +86,7 @@ struct router_node {
 	/* decode nodes: the step-time model the node fits (LoadReport says
 	 * how), the positions its running sequences hold and the prompt
 	 * tokens its local prefills have left */
-	double step_base_ms, step_seq_ms, step_token_ms, step_kctx_ms;
+	double step_base_ms, step_seq_ms, step_token_ms, step_kctx_ms, step_kpair_ms;
 	unsigned steps_fitted;
 	uint64_t context_tokens, local_prefill_tokens;
 	/* the tokens its running streams may still make, fewest first; its

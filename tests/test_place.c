@@ -2,6 +2,7 @@
  * length-aware choice between local and disaggregated prefill, prefill
  * nodes by predicted time to first token including their cached prefix,
  * decode nodes by load, room and cached prefix, and the other policies. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -544,11 +545,26 @@ static void test_slo(void **state)
 	 * 16 steps of 94 ms): served as well as can be. */
 	pl = place_slo(1000, 400, 0);
 	assert_int_equal(pl.reject, 0);
-	/* Nothing running there: nothing to cut for, whole chunks. */
+	/* The node's chunks also pay for their attention over the prompt
+	 * before them (its kpair, here 0.001 ms a pair), and it cuts each
+	 * chunk for that: the four streams as above, per token 1 + 0.001 x
+	 * the prompt before it. Chunks of 30 (60 ms), 29 (30 + 29 + 29 x
+	 * 0.030 = 59.870), 28 (59.652); beside one stream 35 (21 + 35 + 35 x
+	 * 0.087 = 59.045), 34 (59.148); alone a whole chunk after 156 (82 +
+	 * 64 x 0.156 = 91.984): 389.699 ms against 382. */
+	R.nodes[2].step_kpair_ms = 1048.576;
+	struct router_placement paired = place_slo(200, 400, 0);
+	assert_true(fabs(paired.ttft_ms - 389.699) < 1e-6);
+	/* Nothing running there: nothing to cut for, whole chunks. 200
+	 * tokens in chunks of 64 attend over 64 x 64 + 64 x 128 + 8 x 192
+	 * = 13824 prompt positions before them: 13.824 ms more. */
 	R.nodes[2].running = 0;
 	R.nodes[2].n_left = 0;
+	paired = place_slo(200, 400, 0);
+	R.nodes[2].step_kpair_ms = 0;
 	pl = place_slo(200, 400, 0);
 	assert_true(pl.ttft_ms < 400);
+	assert_true(fabs(paired.ttft_ms - pl.ttft_ms - 13.824) < 1e-6);
 	/* A local prefill of 60 tokens ahead, nothing running: the first
 	 * step takes it whole with 4 of the prompt's (15 + 3 + 64 = 82 ms),
 	 * then it streams and the chunks are cut to 39 (60 ms). With 100

@@ -776,6 +776,7 @@ static void report(struct sim *s, int ni)
 			l.step_seq_ms = (float)n->p->step.seq_ms;
 			l.step_token_ms = (float)n->p->step.token_ms;
 			l.step_kctx_ms = (float)n->p->step.kctx_ms;
+			l.step_kpair_ms = (float)n->p->step.kpair_ms;
 			l.steps_fitted = n->steps;
 		}
 	}
