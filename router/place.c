@@ -216,11 +216,11 @@ static double step_ms(const struct router_node *n, double seqs, int prefill_toke
  * (the kpair term), in ms. */
 static double chunks_pairs_ms(const struct router_node *n, long tokens, long whole)
 {
-	double pairs = 0;
-	if (n->step_kpair_ms <= 0)
+	if (n->step_kpair_ms <= 0 || tokens <= 0 || whole <= 0)
 		return 0;
-	for (long done = 0; done < tokens; done += whole)
-		pairs += (double)(tokens - done < whole ? tokens - done : whole) * (double)done;
+	/* m whole chunks (chunk i after i x whole tokens), then the rest */
+	double m = (double)(tokens / whole), w = (double)whole, rest = (double)(tokens % whole);
+	double pairs = w * w * m * (m - 1) / 2 + rest * m * w;
 	return cost(n->step_kpair_ms) * pairs / 1048576.0;
 }
 
@@ -359,6 +359,10 @@ struct local_cost {
 	double own_ms;	   /* its first token in whole chunks, nothing queued */
 };
 
+/* Steps local_cost's walk takes one at a time while chunks pay for their
+ * attention over the prompt before them. */
+#define WALK_STEP_BY_STEP 8192
+
 /* The steps at which the streams a local prefill is cut for end, in order
  * (cut_ends_add keeps it so); those before `ended` have. */
 struct cut_ends {
@@ -462,9 +466,10 @@ static struct local_cost local_cost(const struct router_node *n, int tokens, int
 		if (next < n_local && (head_end - done + chunk - 1) / chunk < steps)
 			steps = (head_end - done + chunk - 1) / chunk;
 		/* a chunk's attention grows with the prompt before it, and
-		 * the node cuts each chunk for it: step by step (a walk of at
-		 * most as many steps as prompt tokens queued) */
-		if (n->step_kpair_ms > 0)
+		 * the node cuts each chunk for it: step by step, for as many
+		 * steps as a whole context can take at a token a step (then in
+		 * leaps again, whatever a report claims is queued) */
+		if (n->step_kpair_ms > 0 && k < WALK_STEP_BY_STEP)
 			steps = 1;
 		if (steps < 1)
 			steps = 1;

@@ -555,6 +555,12 @@ static void test_slo(void **state)
 	R.nodes[2].step_kpair_ms = 1048.576;
 	struct router_placement paired = place_slo(200, 400, 0);
 	assert_true(fabs(paired.ttft_ms - 389.699) < 1e-6);
+	/* A report claiming 10^12 prompt tokens queued: the walk goes step
+	 * by step for a context's worth, then in leaps; it ends, refused. */
+	R.nodes[2].local_prefill_tokens = 1000000000000ull;
+	paired = place_slo(200, 400, 0);
+	assert_true(paired.ttft_ms > 1e9 && paired.reject);
+	R.nodes[2].local_prefill_tokens = 0;
 	/* Nothing running there: nothing to cut for, whole chunks. 200
 	 * tokens in chunks of 64 attend over 64 x 64 + 64 x 128 + 8 x 192
 	 * = 13824 prompt positions before them: 13.824 ms more. */
