@@ -19,9 +19,9 @@
 #
 #   colocated:     two decode nodes, --policy colocated; simulated with the
 #                  huge-page profile (a decode node's weights)
-#   disaggregated: one prefill node (its default: mapped weights, so its
-#                  profile is measured with --weights mmap) and one decode
-#                  node (huge pages), --policy length-aware
+#   disaggregated: one prefill node and one decode node, --policy
+#                  length-aware; both keep their weights in huge pages (the
+#                  daemons' default), so one profile stands for either
 #
 # The two nodes of either configuration share this machine's memory, and
 # each slows the other while it reads weights or KV (NEIGHBOUR): every
@@ -123,7 +123,6 @@ profile_pair() { # name, then duet bench options
 }
 profiles() { # before | after
 	profile_pair "$1-hugepages"
-	profile_pair "$1-mmap" --weights mmap
 }
 MACHINE_NODES=$([ "$NEIGHBOUR" = 1 ] && echo 2 || echo 1)
 
@@ -204,7 +203,7 @@ retime() { # profile, "ratio spread" (step_ratio's), name of the re-timed one
 	jq 'del(.beside)' "$OUT/$3.json" >"$OUT/$3.json.tmp" && mv "$OUT/$3.json.tmp" "$OUT/$3.json"
 }
 for when in before after; do
-	simulate_both $when $when-hugepages $when-hugepages $when-mmap "$MACHINE_NODES"
+	simulate_both $when $when-hugepages $when-hugepages $when-hugepages "$MACHINE_NODES"
 done
 # Re-timed: each rate simulated alone with the profiles scaled by what
 # the nodes' passes took during that rate's replay, the rows joined into
@@ -213,12 +212,12 @@ done
 for k in ${SWEEP//,/ }; do
 	r_col=$(step_ratio colocated decode before-hugepages "$k")
 	r_dis=$(step_ratio disaggregated decode before-hugepages "$k")
-	r_pre=$(step_ratio disaggregated prefill before-mmap "$k")
+	r_pre=$(step_ratio disaggregated prefill before-hugepages "$k")
 	printf "== x%s: the nodes' passes against the profiles taken before: colocated decode x%.3f, disaggregated decode x%.3f, prefill x%.3f\n" \
 		"$k" "${r_col% *}" "${r_dis% *}" "${r_pre% *}" | tee -a "$OUT/retimed.txt"
 	retime before-hugepages "$r_col" "retimed-$k-colocated"
 	retime before-hugepages "$r_dis" "retimed-$k-decode"
-	retime before-mmap "$r_pre" "retimed-$k-prefill"
+	retime before-hugepages "$r_pre" "retimed-$k-prefill"
 	simulate_both "retimed-$k" "retimed-$k-colocated" "retimed-$k-decode" "retimed-$k-prefill" 1
 done
 for cfg in colocated disaggregated; do
@@ -321,7 +320,7 @@ done | awk -F, -v tol="$TOLERANCE" -v reps="$REPEAT" -v csv="$OUT/validation.csv
 		printf "; %d of %d within %.0f%% of the re-timed simulation.\n", within_r, total, 100 * tol
 	}' | tee "$OUT/validation.md"
 b0=$(plain_step before-hugepages) b1=$(plain_step after-hugepages)
-c0=$(chunk_pass before-mmap) c1=$(chunk_pass after-mmap)
+c0=$(chunk_pass before-hugepages) c1=$(chunk_pass after-hugepages)
 awk -v a="$b0" -v b="$b1" -v c="$c0" -v d="$c1" 'BEGIN {
 	printf "profile drift over the runs: plain step at 512 positions %.1f ms before, %.1f ms after (%+.0f%%);", a, b, 100 * (b - a) / a
 	printf " prefill node, a 64-token chunk after 192 %.1f ms before, %.1f ms after (%+.0f%%)\n", c, d, 100 * (d - c) / c }' |

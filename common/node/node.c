@@ -75,11 +75,12 @@ int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
 		{"kernels", DUET_OPT_STR, &c->kernels, 0, 0, "ISA",
 		 "decode kernels: avx512, avx2 or scalar (empty: best for this CPU)"},
 		{"weights", DUET_OPT_STR, &c->weights, 0, 0, "WHERE",
-		 "hugepages (a copy in 2 MiB pages, which decode streams up to twice as fast; "
-		 "a copy in 4 KiB pages where huge pages are off), copy (a copy in 4 KiB pages) "
-		 "or mmap (the file's page-cache pages, shared with other processes, no copy); "
-		 "the copies hold Q8_0, Q4_0 and Q4_K packed for the kernels, the mapping is "
-		 "packed on the fly; default: hugepages on decode nodes, mmap on prefill nodes"},
+		 "hugepages (default: a copy in 2 MiB pages, which decode streams up to twice as "
+		 "fast and prompts run 1.2-1.6x as fast through; a copy in 4 KiB pages where huge "
+		 "pages are off), copy (a copy in 4 KiB pages) or mmap (the file's page-cache "
+		 "pages, shared with other processes, no copy: for a machine without memory for a "
+		 "copy); the copies hold Q8_0, Q4_0 and Q4_K packed for the kernels, the mapping "
+		 "is packed on the fly"},
 		{"qdot", DUET_OPT_STR, &c->qdot, 0, 0, "MODE",
 		 "quantized and BF16 weights: int8 (activations quantized per 32-block, per 256 for "
 		 "the K-quants; integer dot products; BF16 against bf16 activations) or exact (weights dequantized to f32, the accuracy reference); "
@@ -159,9 +160,10 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 	if (duet_wire_check_str(c->name, DUET_MAX_NAME, "name", err) || !*c->name)
 		return duet_errf(err, "name: must be 1 to %d bytes", DUET_MAX_NAME);
 	/* Every setting checked before the model loads (which takes a while). */
-	struct duet_model_opts mo = {.weights = role == DUET__ROLE__ROLE_DECODE
-							 ? DUET_WEIGHTS_HUGEPAGES
-							 : DUET_WEIGHTS_MMAP};
+	/* Both roles copy: a prompt's chunks read every weight too, and through
+	 * the page cache's 4 KiB pages they ran 1.2-2.6x slower (BENCHMARKS.md,
+	 * 2026-12-08). */
+	struct duet_model_opts mo = {.weights = DUET_WEIGHTS_HUGEPAGES};
 	if (*c->weights && duet_weights_parse(c->weights, &mo.weights))
 		return duet_errf(err, "weights '%s': want hugepages, copy or mmap", c->weights);
 	enum duet_qdot qdot;
