@@ -24,6 +24,9 @@
 #define PROFILE_MAX_REPS 64
 /* Ridge of the offline fit: small against the squared relative errors. */
 #define PROFILE_RIDGE 1e-9
+/* Prefill chunks are timed at this many starts: 0, half and all the
+ * deepest decode depth. */
+#define PROFILE_CHUNK_STARTS 3
 
 struct point {
 	const char *kind;
@@ -155,7 +158,8 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 	*p = (struct prof){.e = o->engine, .kv = o->kv, .tokens = o->tokens, .reps = o->reps,
 			   .logits = o->logits};
 	p->work = (double)(o->reps + 1) *
-		  (o->n_depths * o->n_batches + o->n_chunks * 8 + o->n_mixed_batches * 2);
+		  (o->n_depths * o->n_batches + o->n_chunks * 4 * PROFILE_CHUNK_STARTS +
+		   o->n_mixed_batches * 2);
 	cli_progress_init(&p->prog, "bench --profile");
 	for (int i = 0; i <= max_b; i++)
 		duet_kv_seq_init(&s[i]);
@@ -172,11 +176,13 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 		}
 	}
 	/* Prefill chunks of one prompt, at starts 0, max_d / 2 and max_d
-	 * (attention grows with the start). */
+	 * (attention grows with the start, faster than linearly as the KV
+	 * leaves the caches: the middle start keeps the fit near the prompts
+	 * most traces send). */
 	for (int ci = 0; ci < o->n_chunks; ci++) {
 		int r = o->chunks[ci];
-		int starts[2] = {0, max_d};
-		for (int k = 0; k < 2; k++) {
+		int starts[PROFILE_CHUNK_STARTS] = {0, max_d / 2, max_d};
+		for (int k = 0; k < PROFILE_CHUNK_STARTS; k++) {
 			struct duet_kv_seq *c = &s[max_b];
 			duet_kv_seq_init(c);
 			if (grow(p, c, starts[k], err))
@@ -184,7 +190,11 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 			/* every timed pass appends r: start from the same place
 			 * by growing a fresh sequence per pass is too slow;
 			 * the drift (reps * r positions) is in the features */
-			fs[0] = (struct duet_fwd_seq){c, o->tokens, r, DUET_LOGITS_LAST, o->logits, NULL, 0};
+			/* no logits: a node's chunks but a prompt's last
+			 * skip the classifier (a fifth of stories110m's
+			 * weights), and the chunk of a decode+chunk point
+			 * below skips it too */
+			fs[0] = (struct duet_fwd_seq){c, o->tokens, r, DUET_LOGITS_NONE, NULL, NULL, 0};
 			int rc2 = measure(p, "prefill", fs, 1, r, err);
 			duet_kv_seq_release(p->kv, c);
 			if (rc2)
