@@ -76,7 +76,7 @@ int duet_node_opts(struct duet_node_cfg *c, int server, struct duet_opt *o)
 		 "decode kernels: avx512, avx2 or scalar (empty: best for this CPU)"},
 		{"weights", DUET_OPT_STR, &c->weights, 0, 0, "WHERE",
 		 "hugepages (default: a copy in 2 MiB pages, which decode streams up to twice as "
-		 "fast and prompts run 1.2-1.6x as fast through; a copy in 4 KiB pages where huge "
+		 "fast and prompts run 1.2-2.6x as fast through; a copy in 4 KiB pages where huge "
 		 "pages are off), copy (a copy in 4 KiB pages) or mmap (the file's page-cache "
 		 "pages, shared with other processes, no copy: for a machine without memory for a "
 		 "copy); the copies hold Q8_0, Q4_0 and Q4_K packed for the kernels, the mapping "
