@@ -417,7 +417,7 @@ bench-cluster: $(DUET) $(DAEMONS) $(BENCH_MODEL)
 	bench/bench_cluster.sh $(BUILD) $(BENCH_MODEL) $(SHARED_TRACES)
 
 # duet plan's simulator against bench-cluster's configurations measured in
-# the same minutes (bench/validate_plan.sh documents the knobs; about 15
+# the same minutes (bench/validate_plan.sh documents the knobs; about 10
 # minutes with its defaults).
 .PHONY: validate-plan
 validate-plan: $(DUET) $(DAEMONS) $(BENCH_MODEL)
