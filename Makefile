@@ -81,7 +81,7 @@ $(BUILD)/proto/duet.pb-c.o: $(PROTO_C)
 # Kernels for one instruction set each; the library picks at run time.
 ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
 ISA_avx2 := -mavx2 -mfma -mf16c
-$(BUILD)/common/engine/kern/avx512.o $(BUILD)/common/engine/kern/avx512_groups.o \
+$(BUILD)/common/engine/kern/avx512.o $(BUILD)/common/engine/kern/avx512_attn.o $(BUILD)/common/engine/kern/avx512_groups.o \
 $(BUILD)/common/engine/kern/avx512_quant.o: ISA := $(ISA_avx512)
 $(BUILD)/common/engine/kern/avx2.o: ISA := $(ISA_avx2)
 $(BUILD)/common/engine/kern/avxvnni.o: ISA := $(ISA_avx2) -mavxvnni
@@ -91,7 +91,8 @@ $(BUILD)/common/engine/kern/avxvnni.o: ISA := $(ISA_avx2) -mavxvnni
 # tests ran as fast: test_forward 81 s against 86 s, test_kernels 15 s
 # against 12 s). The normal build tests the -O2 kernels.
 ifeq ($(SANITIZE),1)
-$(BUILD)/common/engine/kern/avx512.o $(BUILD)/common/engine/kern/avx512_groups.o $(BUILD)/common/engine/kern/avx512_quant.o \
+$(BUILD)/common/engine/kern/avx512.o $(BUILD)/common/engine/kern/avx512_attn.o $(BUILD)/common/engine/kern/avx512_groups.o \
+$(BUILD)/common/engine/kern/avx512_quant.o \
 $(BUILD)/common/engine/kern/avx2.o $(BUILD)/common/engine/kern/avxvnni.o: KERN_OPT := -O1
 endif
 
@@ -236,7 +237,7 @@ SAN_FLAGS = -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_FLAGS := $(FUZZ_BASE) $(WARN) -fsanitize=fuzzer,address,undefined
 FUZZ_OBJ := $(COMMON_SRC:%.c=$(BUILD)/fuzz/obj/%.o) $(BUILD)/fuzz/obj/proto.o
 FUZZ_LIB := $(BUILD)/fuzz/libduet-fuzz.a
-$(BUILD)/fuzz/obj/common/engine/kern/avx512.o $(BUILD)/fuzz/obj/common/engine/kern/avx512_groups.o \
+$(BUILD)/fuzz/obj/common/engine/kern/avx512.o $(BUILD)/fuzz/obj/common/engine/kern/avx512_attn.o $(BUILD)/fuzz/obj/common/engine/kern/avx512_groups.o \
 $(BUILD)/fuzz/obj/common/engine/kern/avx512_quant.o: ISA := $(ISA_avx512)
 $(BUILD)/fuzz/obj/common/engine/kern/avx2.o: ISA := $(ISA_avx2)
 $(BUILD)/fuzz/obj/common/engine/kern/avxvnni.o: ISA := $(ISA_avx2) -mavxvnni
