@@ -42,9 +42,9 @@ int main(int argc, char **argv)
 	int chunk = rows_env ? atoi(rows_env) : 0; /* prefill rows, 0: decode */
 	struct duet_config cfg = {.n_heads = arg(argc, argv, 4, 12), .n_kv_heads = arg(argc, argv, 5, 12),
 				  .head_dim = arg(argc, argv, 6, 64), .n_layers = arg(argc, argv, 7, 12)};
-	if (npos < 1 || B < 1 || chunk < 0 || (chunk && B != 1) || B > MAX_SEQS || cfg.n_kv_heads < 1 || cfg.n_heads % cfg.n_kv_heads ||
+	if (npos < (chunk ? 0 : 1) || B < 1 || chunk < 0 || (chunk && B != 1) || B > MAX_SEQS || cfg.n_kv_heads < 1 || cfg.n_heads % cfg.n_kv_heads ||
 	    cfg.head_dim < 1 || cfg.head_dim > 512 || cfg.n_layers < 1) {
-		fprintf(stderr, "bench_attention: POSITIONS >= 1, B 1-%d (1 with ROWS), HEADS a multiple of KV_HEADS, HEAD_DIM 1-512\n",
+		fprintf(stderr, "bench_attention: POSITIONS >= 1 (0 with ROWS), B 1-%d (1 with ROWS), HEADS a multiple of KV_HEADS, HEAD_DIM 1-512\n",
 			MAX_SEQS);
 		return 2;
 	}
@@ -119,7 +119,7 @@ int main(int argc, char **argv)
 		double t0 = duet_now_s();
 		for (int l = 0; l < cfg.n_layers; l++)
 			if (chunk)
-				duet_attn_rows(&a, l, sp[0], npos, chunk, q, NULL, NULL, out);
+				duet_attn_rows(&a, l, sp[0], npos, chunk, q, out);
 			else
 				duet_attn_single(&a, l, sp, pos, rows, B, q, out);
 		double dt = duet_now_s() - t0;

@@ -198,11 +198,12 @@ static void test_prefill_f32_gguf(void **st)
 	char p[4096];
 	model_path(p, "tiny", DUET_F32, "gguf");
 	prefill_vs_ref(p, 5, NULL);  /* native kernels path */
-	prefill_vs_ref(p, 40, NULL); /* sgemm path, several KV blocks */
-	/* After cached context: chunks read from the cache blocks (few rows)
-	 * and through the gathered copy (DUET_ATTN_FEW_ROWS and more). */
+	prefill_vs_ref(p, 40, NULL); /* several KV blocks, two units of rows */
+	/* After cached context: chunks of fewer query rows x heads than the
+	 * many-rows kernels take, and chunks of more rows than a unit has
+	 * (DUET_ATTN_UNIT_Q / 2 here). */
 	prefill_chunked_vs_ref(p, 40, 7, NULL);
-	prefill_chunked_vs_ref(p, 40, DUET_ATTN_FEW_ROWS + 3, NULL);
+	prefill_chunked_vs_ref(p, 75, DUET_ATTN_UNIT_Q / 2 + 5, NULL);
 }
 
 static void test_prefill_llama2c_untied(void **st)
@@ -576,7 +577,7 @@ static void test_kv_rounded(void **st)
 	prefill_vs_ref(p, 6, NULL);
 	prefill_vs_ref(p, 37, NULL);
 	prefill_chunked_vs_ref(p, 37, 5, NULL);
-	prefill_chunked_vs_ref(p, 37, DUET_ATTN_FEW_ROWS + 1, NULL);
+	prefill_chunked_vs_ref(p, 90, DUET_ATTN_UNIT_Q + 3, NULL); /* two units of rows */
 	batched_decode(p, 1, 3);
 	batched_decode(p, 6, 2);
 	model_path(p, "tiny", DUET_F16, "gguf");

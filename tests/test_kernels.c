@@ -657,21 +657,23 @@ static void test_r16(void **st)
 	duet_threadpool_destroy(tp);
 }
 
-/* Decode attention kernels against the scalar table, for every KV row type
- * on odd sizes: head sizes with and without vector tails, 1 to 9 query
- * heads per KV head, 1 to 37 positions (past one 16-row tile). */
+/* Attention kernels against the scalar table, for every KV row type on odd
+ * sizes: head sizes with and without vector tails, 1 to 9 query heads per
+ * KV head (decode) and 16 to 71 (a prefill chunk's rows x heads: every
+ * register tile and its remainders), 1 to 37 positions (past one 16-row
+ * tile). */
 static void test_attention_kernels(void **st)
 {
 	(void)st;
-	static const int hds[] = {16, 48, 64, 80, 128};
-	static const int nqs[] = {1, 3, 8, 9};
+	static const int hds[] = {16, 40, 48, 64, 80, 128};
+	static const int nqs[] = {1, 3, 8, 9, 16, 29, 71};
 	static const int ns[] = {1, 5, 16, 37};
 	const struct duet_kernels *ref = duet_kernels_named("scalar");
-	enum { HEADS = 2, MAXN = 37, MAXQ = 9, MAXHD = 128 };
+	enum { HEADS = 2, MAXN = 37, MAXQ = 71, MAXHD = 128, N_HD = 6, N_NQ = 7 };
 	static float rows[MAXN][HEADS * MAXHD], q[MAXQ * MAXHD], p[MAXQ * MAXN];
 	static float s0[MAXQ * MAXN], s1[MAXQ * MAXN], o0[MAXQ * MAXHD], o1[MAXQ * MAXHD];
 	static uint8_t store[MAXN * (HEADS * MAXHD * 4 + 64)];
-	for (int hi = 0; hi < 5; hi++)
+	for (int hi = 0; hi < N_HD; hi++)
 		for (int t = 0; t < 3; t++) {
 			int hd = hds[hi];
 			enum duet_kv_dtype kt = (enum duet_kv_dtype)t;
@@ -690,7 +692,7 @@ static void test_attention_kernels(void **st)
 					const struct duet_kernels *k = duet_kernels_named(isas[ii]);
 					if (!k)
 						continue;
-					for (int qi = 0; qi < 4; qi++)
+					for (int qi = 0; qi < N_NQ; qi++)
 						for (int ni = 0; ni < 4; ni++) {
 							int nq = nqs[qi], n = ns[ni];
 							char what[128];

@@ -1,6 +1,5 @@
 #include "engine/attention.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -24,8 +23,8 @@ int duet_attn_init(struct duet_attn *a, struct duet_threadpool *tp,
 	if (!a->scores || !a->stage)
 		return duet_errf(err, "attention: out of memory");
 	for (int i = 0; i < nt; i++) {
-		int rows = DUET_ATTN_FEW > cfg->n_heads / cfg->n_kv_heads
-				   ? DUET_ATTN_FEW
+		int rows = DUET_ATTN_UNIT_Q > cfg->n_heads / cfg->n_kv_heads
+				   ? DUET_ATTN_UNIT_Q
 				   : cfg->n_heads / cfg->n_kv_heads;
 		a->stage[i] = malloc(sizeof(float) * 2 * (size_t)rows * (size_t)cfg->head_dim);
 		if (!a->stage[i])
@@ -44,19 +43,18 @@ void duet_attn_free(struct duet_attn *a)
 	}
 	free(a->scores);
 	free(a->stage);
-	free(a->gk);
-	free(a->gv);
 	free(a->part);
 	free(a->lse);
 	memset(a, 0, sizeof *a);
 }
 
 /* Rows of scores (each as long as the positions) a thread holds: a
- * prefill unit's query tile, or at least one KV head's query heads. */
+ * prefill unit's query rows x heads, or at least one KV head's query
+ * heads. */
 static int score_rows(const struct duet_attn *a)
 {
 	int hpg = a->n_heads / a->n_kv_heads;
-	return DUET_ATTN_TILE > hpg ? DUET_ATTN_TILE : hpg;
+	return DUET_ATTN_UNIT_Q > hpg ? DUET_ATTN_UNIT_Q : hpg;
 }
 
 /* Positions per span: DUET_ATTN_SPAN rounded up to whole cache blocks. */
@@ -96,18 +94,6 @@ int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err)
 			return duet_errf(err, "attention: out of memory for %zu spans of %d positions", spans,
 					 span);
 		a->part_spans = spans;
-	}
-	if ((size_t)positions > a->gather_cap) {
-		size_t bytes = sizeof(float) * (size_t)positions * (size_t)duet_kv_dim(&a->kv->g);
-		float *k = realloc(a->gk, bytes);
-		if (k)
-			a->gk = k;
-		float *v = realloc(a->gv, bytes);
-		if (v)
-			a->gv = v;
-		if (!k || !v)
-			return duet_errf(err, "attention: out of memory for %d positions", positions);
-		a->gather_cap = (size_t)positions;
 	}
 	return 0;
 }
@@ -200,78 +186,33 @@ prefetch_ahead(const struct duet_attn *a, const struct ahead *h, int g)
 	prefetch_head(a, h->far, h->n_far, g, 1);
 }
 
-/* ---- many rows of one sequence ---- */
+/* ---- many rows of one sequence (a prefill chunk) ---- */
 
 struct rows_args {
 	struct duet_attn *a;
 	int layer;
 	const struct duet_kv_seq *s;
 	int p0, n;
-	const float *q, *K, *V;
+	const float *q;
 	float *out;
-	int tiles, few; /* few: query rows per unit of the block path, else 0 */
+	int few, groups; /* query rows per unit, units per KV head */
 	atomic_int next;
 };
 
-/* The sequence's cached K and V as f32 rows, contiguous, for sgemm. */
-static void gather(void *arg, int ith, int nth)
-{
-	struct rows_args *r = arg;
-	const struct duet_kv_pool *kv = r->a->kv;
-	const struct duet_kv_geom *g = &kv->g;
-	int kvd = duet_kv_dim(g), bt = g->block_tokens;
-	long b0, b1;
-	int nblocks = duet_kv_blocks_for(g, r->p0 + r->n);
-	duet_split(nblocks, ith, nth, 1, &b0, &b1);
-	for (long b = b0; b < b1; b++) {
-		int p = (int)b * bt;
-		int cnt = r->p0 + r->n - p < bt ? r->p0 + r->n - p : bt;
-		for (int i = 0; i < cnt; i++) {
-			duet_kernels_kv_row(r->a->k, g->dtype, g->n_kv_heads, g->head_dim,
-					    duet_kv_row(kv, r->layer, 0, r->s, p + i),
-					    r->a->gk + (size_t)(p + i) * kvd);
-			duet_kernels_kv_row(r->a->k, g->dtype, g->n_kv_heads, g->head_dim,
-					    duet_kv_row(kv, r->layer, 1, r->s, p + i),
-					    r->a->gv + (size_t)(p + i) * kvd);
-		}
-	}
-}
-
-static void rows_unit(struct rows_args *r, int unit, float *sc)
-{
-	const struct duet_attn *a = r->a;
-	int hd = a->head_dim, qd = a->n_heads * hd, kvd = a->n_kv_heads * hd;
-	int hpg = a->n_heads / a->n_kv_heads;
-	/* Units run largest first: the last query tile sees the most keys. */
-	int tile = r->tiles - 1 - unit / a->n_heads;
-	int h = unit % a->n_heads, g = h / hpg;
-	int r0 = tile * DUET_ATTN_TILE;
-	int r1 = r0 + DUET_ATTN_TILE < r->n ? r0 + DUET_ATTN_TILE : r->n;
-	int rt = r1 - r0, S = r->p0 + r1;
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rt, S, hd, a->scale,
-		    r->q + (size_t)r0 * qd + (size_t)h * hd, qd, r->K + (size_t)g * hd, kvd,
-		    0.0f, sc, S);
-	for (int i = 0; i < rt; i++) {
-		int vis = r->p0 + r0 + i + 1; /* causal: keys up to its own position */
-		float *row = sc + (size_t)i * S;
-		a->k->softmax(row, vis);
-		memset(row + vis, 0, sizeof(float) * (size_t)(S - vis));
-	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rt, hd, S, 1.0f, sc, S,
-		    r->V + (size_t)g * hd, kvd, 0.0f, r->out + (size_t)r0 * qd + (size_t)h * hd,
-		    qd);
-}
-
-/* A few rows after a long cached context: copying the whole context to
- * f32 for sgemm would cost more than the products, so KV head g's cache
- * blocks are read in place, once for all query rows and heads of the unit
- * (the decode kernels, given rows x heads as their query heads). */
-static void few_unit(struct rows_args *r, int unit, float *sc, float *stage)
+/* Query rows [r0, r1) of the chunk with every head of KV head g, read in
+ * place from the cache blocks, once for all of them: the kernels convert
+ * a block's rows once and run the unit's query rows in register tiles.
+ * Copying the whole context to f32 for sgemm instead cost a pass over it
+ * per chunk and layer, and left the products at 70-250 GFLOP/s of two
+ * cores (BENCHMARKS.md, 2026-12-08 second). */
+static void rows_unit(struct rows_args *r, int unit, float *sc, float *stage)
 {
 	const struct duet_attn *a = r->a;
 	int hd = a->head_dim, qd = a->n_heads * hd, bt = a->kv->g.block_tokens;
 	int hpg = a->n_heads / a->n_kv_heads;
-	int g = unit % a->n_kv_heads, r0 = unit / a->n_kv_heads * r->few;
+	/* a KV head's units one after another, so that its blocks stay in
+	 * the caches; the last rows first, as they see the most keys */
+	int g = unit / r->groups, r0 = (r->groups - 1 - unit % r->groups) * r->few;
 	int r1 = r0 + r->few < r->n ? r0 + r->few : r->n;
 	int nq = (r1 - r0) * hpg, S = r->p0 + r1;
 	float *qs = stage, *os = stage + (size_t)nq * hd;
@@ -306,41 +247,22 @@ static void rows_worker(void *arg, int ith, int nth)
 {
 	(void)nth;
 	struct rows_args *r = arg;
-	int units = r->few ? (r->n + r->few - 1) / r->few * r->a->n_kv_heads
-			   : r->tiles * r->a->n_heads;
 	for (;;) {
 		int u = atomic_fetch_add(&r->next, 1);
-		if (u >= units)
+		if (u >= r->groups * r->a->n_kv_heads)
 			break;
-		if (r->few)
-			few_unit(r, u, r->a->scores[ith], r->a->stage[ith]);
-		else
-			rows_unit(r, u, r->a->scores[ith]);
+		rows_unit(r, u, r->a->scores[ith], r->a->stage[ith]);
 	}
 }
 
 void duet_attn_rows(struct duet_attn *a, int layer, const struct duet_kv_seq *s,
-		    int p0, int n, const float *q, const float *k_new,
-		    const float *v_new, float *out)
+		    int p0, int n, const float *q, float *out)
 {
-	struct rows_args r = {.a = a, .layer = layer, .s = s, .p0 = p0, .n = n, .q = q,
-			      .out = out, .tiles = (n + DUET_ATTN_TILE - 1) / DUET_ATTN_TILE};
-	atomic_init(&r.next, 0);
 	int hpg = a->n_heads / a->n_kv_heads;
-	if (p0 > 0 && n <= DUET_ATTN_FEW_ROWS) {
-		r.few = DUET_ATTN_FEW > hpg ? DUET_ATTN_FEW / hpg : 1;
-	} else if (p0 == 0 && a->kv->g.dtype == DUET_KV_F32) {
-		/* A whole prompt: its keys are exactly the new rows. */
-		r.K = k_new;
-		r.V = v_new;
-	} else {
-		/* Earlier positions live in cache blocks; sgemm wants them
-		 * contiguous. Copying is linear in positions, the products
-		 * quadratic, so the copy is cheap. */
-		duet_threadpool_run(a->tp, gather, &r);
-		r.K = a->gk;
-		r.V = a->gv;
-	}
+	int few = DUET_ATTN_UNIT_Q > hpg ? DUET_ATTN_UNIT_Q / hpg : 1;
+	struct rows_args r = {.a = a, .layer = layer, .s = s, .p0 = p0, .n = n, .q = q,
+			      .out = out, .few = few, .groups = (n + few - 1) / few};
+	atomic_init(&r.next, 0);
 	duet_threadpool_run(a->tp, rows_worker, &r);
 }
 

@@ -8,18 +8,13 @@
 #include "engine/kvcache.h"
 #include "engine/model.h"
 
-/* Query rows per prefill work unit: scores for one unit are
- * DUET_ATTN_TILE x positions floats, per thread. */
+/* Sequences per decode call's tables (longer calls run in turns). */
 #define DUET_ATTN_TILE 64
-/* A prefill chunk of at most DUET_ATTN_FEW_ROWS rows that extends a
- * cached context (a prompt whose prefix was cached, a local prefill's
- * last chunk) is attended straight from the cache blocks like decode,
- * DUET_ATTN_FEW query heads (rows x heads per KV head) per work unit;
- * longer chunks gather the context to f32 for sgemm. Measured on
- * stories110m at depth 992 (BENCHMARKS.md): 8 rows 1.12x, 16 rows 1.17x
- * the gather, 64 rows 0.93x. */
-#define DUET_ATTN_FEW_ROWS 16
-#define DUET_ATTN_FEW 16
+/* Query rows x heads of one KV head per prefill work unit: the unit's
+ * scores are DUET_ATTN_UNIT_Q x positions floats, per thread. Each unit
+ * reads its KV head's cache blocks once; 32 and 64 ran alike on
+ * stories110m and tinyllama shapes (BENCHMARKS.md, 2026-12-08 second). */
+#define DUET_ATTN_UNIT_Q 64
 
 /* Positions per partial softmax in decode: a sequence's keys are attended
  * in spans of DUET_ATTN_SPAN (a multiple of the cache block), each span's
@@ -40,9 +35,7 @@ struct duet_attn {
 	float scale;
 	float **scores;	  /* per thread */
 	size_t scores_cap; /* floats per thread */
-	float **stage;	  /* per thread: DUET_ATTN_FEW query and output rows */
-	float *gk, *gv;	   /* gathered K and V, [positions, kv_dim] */
-	size_t gather_cap; /* positions */
+	float **stage;	  /* per thread: DUET_ATTN_UNIT_Q query and output rows */
 	/* decode: the results of every span after a sequence's first, [span
 	 * slot][q_dim], and every span's log-sum-exp, [span slot][n_heads],
 	 * for DUET_ATTN_TILE sequences */
@@ -61,13 +54,11 @@ void duet_attn_free(struct duet_attn *a);
 int duet_attn_reserve(struct duet_attn *a, int positions, struct duet_err *err);
 
 /* n query rows of one sequence at positions p0.., over its KV [0, p0+n)
- * (the new rows already written to the cache). k_new/v_new are the new
- * rows [n, kv_dim], used in place of a gather when p0 == 0 and the cache
- * holds f32 (else the rows as stored are what later steps see, so they are
- * what this one sees too). */
+ * (the new rows already written to the cache, and read from there: the
+ * rows as stored are what later steps see, so they are what this one
+ * sees too). */
 void duet_attn_rows(struct duet_attn *a, int layer, const struct duet_kv_seq *s,
-		    int p0, int n, const float *q, const float *k_new,
-		    const float *v_new, float *out);
+		    int p0, int n, const float *q, float *out);
 
 /* One query row for each of n sequences: row rows[i] of q/out ([*, q_dim])
  * belongs to seqs[i] at position pos[i]. */

@@ -379,7 +379,6 @@ static void attention(struct duet_engine *e, int layer, struct duet_fwd_seq *seq
 		      int n_seqs)
 {
 	const struct duet_config *c = &e->m->cfg;
-	int kvd = c->n_kv_heads * c->head_dim;
 	const struct duet_kv_seq *single_seq[DUET_ATTN_TILE];
 	int single_pos[DUET_ATTN_TILE], single_row[DUET_ATTN_TILE];
 	int ns = 0, row = 0;
@@ -401,8 +400,7 @@ static void attention(struct duet_engine *e, int layer, struct duet_fwd_seq *seq
 			}
 		} else {
 			duet_attn_rows(&e->attn, layer, q->kv, p0, q->n_tokens,
-				       e->q + (size_t)row * duet_q_dim(c), e->kx + (size_t)row * kvd,
-				       e->vx + (size_t)row * kvd, e->att + (size_t)row * duet_q_dim(c));
+				       e->q + (size_t)row * duet_q_dim(c), e->att + (size_t)row * duet_q_dim(c));
 		}
 		row += q->n_tokens;
 	}

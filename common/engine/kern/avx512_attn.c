@@ -229,9 +229,110 @@ INLINE void qk_type(const float *q, int nq, const struct duet_kv_rows *k, int n,
 	}
 }
 
+/* ---- many query rows: a prefill chunk's rows x heads ---- */
+
+/* From this many query rows on, a block's K and V are converted once into
+ * f32 for all of them and the rows run in register tiles (below the decode
+ * kernels' way, which converts per 8 or 4 heads, costs less). */
+#define MANY_MIN_NQ 16
+/* Head sizes the many-rows kernels take: whole 16-value vectors. */
+#define MANY_MAX_HD 256
+/* Query rows per register tile: QK holds a row's 16 scores in one
+ * register, AV a row's 64 values in four. */
+#define MANY_QK_ROWS 12
+#define MANY_AV_ROWS 6
+
+INLINE int many_rows(int nq, int hd)
+{
+	return nq >= MANY_MIN_NQ && hd % 16 == 0 && hd <= MANY_MAX_HD;
+}
+
+/* R rows' scores for one 16-position piece whose K values kt[d] holds
+ * transposed (column d of the piece: its 16 positions' value d). hd is a
+ * constant in the common instances (64, 128): the rows' broadcasts then
+ * address one register plus fixed offsets, where a register per row ran
+ * out of registers and reloaded them from the stack inside the loop. */
+INLINE void qk_many_tile(const float *q, const int hd, const __m512 *kt, __m512 f, float *s,
+			 size_t ld, __mmask16 out, const int R)
+{
+	__m512 acc[MANY_QK_ROWS];
+	_Pragma("GCC unroll 12")
+	for (int r = 0; r < R; r++)
+		acc[r] = _mm512_setzero_ps();
+	for (int d = 0; d < hd; d++) {
+		__m512 kd = kt[d];
+		_Pragma("GCC unroll 12")
+		for (int r = 0; r < R; r++)
+			acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)r * hd + d]), kd, acc[r]);
+	}
+	_Pragma("GCC unroll 12")
+	for (int r = 0; r < R; r++)
+		_mm512_mask_storeu_ps(s + (size_t)r * ld, out, _mm512_mul_ps(acc[r], f));
+}
+
+INLINE void qk_many_hd(const float *q, int nq, const struct duet_kv_rows *k, int n, float scale,
+		       float *s, size_t ld, const enum duet_kv_dtype t, const int hd)
+{
+	__m512 kt[MANY_MAX_HD];
+	for (int i0 = 0; i0 < n; i0 += 16) {
+		int m = n - i0 < 16 ? n - i0 : 16;
+		const uint8_t *base = (const uint8_t *)k->base + (size_t)i0 * k->stride;
+		for (int j = 0; j < hd; j += 16) {
+			__m512 col[16];
+			if (m == 16) {
+				_Pragma("GCC unroll 16")
+				for (int i = 0; i < 16; i++)
+					col[i] = kv16(t, base + (size_t)i * k->stride, j, 0xffff, 1);
+			} else {
+				for (int i = 0; i < 16; i++)
+					col[i] = i < m ? kv16(t, base + (size_t)i * k->stride, j, 0xffff, 1)
+						       : _mm512_setzero_ps();
+			}
+			transpose16(col);
+			_Pragma("GCC unroll 16")
+			for (int c = 0; c < 16; c++)
+				kt[j + c] = col[c];
+		}
+		__m512 f = qk_scales(t, k, i0, m, scale);
+		__mmask16 out = tail_mask(m);
+		int r = 0;
+		for (; r + MANY_QK_ROWS <= nq; r += MANY_QK_ROWS)
+			qk_many_tile(q + (size_t)r * hd, hd, kt, f, s + (size_t)r * ld + i0, ld, out,
+				     MANY_QK_ROWS);
+		if (nq - r >= 8) {
+			qk_many_tile(q + (size_t)r * hd, hd, kt, f, s + (size_t)r * ld + i0, ld, out, 8);
+			r += 8;
+		}
+		if (nq - r >= 4) {
+			qk_many_tile(q + (size_t)r * hd, hd, kt, f, s + (size_t)r * ld + i0, ld, out, 4);
+			r += 4;
+		}
+		for (; r < nq; r++)
+			qk_many_tile(q + (size_t)r * hd, hd, kt, f, s + (size_t)r * ld + i0, ld, out, 1);
+	}
+}
+
+INLINE void qk_many(const float *q, int nq, const struct duet_kv_rows *k, int n, float scale,
+		    float *s, size_t ld, const enum duet_kv_dtype t)
+{
+	switch (k->hd) {
+	case 64: qk_many_hd(q, nq, k, n, scale, s, ld, t, 64); break;
+	case 128: qk_many_hd(q, nq, k, n, scale, s, ld, t, 128); break;
+	default: qk_many_hd(q, nq, k, n, scale, s, ld, t, k->hd); break;
+	}
+}
+
 void duet_avx512_attn_qk(const float *q, int nq, const struct duet_kv_rows *k, int n, float scale,
 		    float *s, size_t ld)
 {
+	if (many_rows(nq, k->hd)) {
+		switch (k->t) {
+		case DUET_KV_F32: qk_many(q, nq, k, n, scale, s, ld, DUET_KV_F32); break;
+		case DUET_KV_F16: qk_many(q, nq, k, n, scale, s, ld, DUET_KV_F16); break;
+		case DUET_KV_INT8: qk_many(q, nq, k, n, scale, s, ld, DUET_KV_INT8); break;
+		}
+		return;
+	}
 	switch (k->t) {
 	case DUET_KV_F32: qk_type(q, nq, k, n, scale, s, ld, DUET_KV_F32); break;
 	case DUET_KV_F16: qk_type(q, nq, k, n, scale, s, ld, DUET_KV_F16); break;
@@ -318,9 +419,91 @@ INLINE void av_type(const float *p, size_t ld, int nq, const struct duet_kv_rows
 		}
 }
 
+/* R rows' values [c0, c0 + 16 C) over n positions of vf (f32 rows of hd,
+ * an int8 row's scale applied), added to out. */
+INLINE void av_many_tile(const float *p, size_t ld, const float *vf, int n, int hd, float *out,
+			 int c0, const int R, const int C)
+{
+	__m512 acc[MANY_AV_ROWS][4];
+	_Pragma("GCC unroll 6")
+	for (int r = 0; r < R; r++)
+		_Pragma("GCC unroll 4")
+		for (int c = 0; c < C; c++)
+			acc[r][c] = _mm512_loadu_ps(out + (size_t)r * hd + c0 + 16 * c);
+	for (int i = 0; i < n; i++) {
+		__m512 vv[4];
+		_Pragma("GCC unroll 4")
+		for (int c = 0; c < C; c++)
+			vv[c] = _mm512_load_ps(vf + (size_t)i * hd + c0 + 16 * c);
+		_Pragma("GCC unroll 6")
+		for (int r = 0; r < R; r++) {
+			__m512 w = _mm512_set1_ps(p[(size_t)r * ld + i]);
+			_Pragma("GCC unroll 4")
+			for (int c = 0; c < C; c++)
+				acc[r][c] = _mm512_fmadd_ps(w, vv[c], acc[r][c]);
+		}
+	}
+	_Pragma("GCC unroll 6")
+	for (int r = 0; r < R; r++)
+		_Pragma("GCC unroll 4")
+		for (int c = 0; c < C; c++)
+			_mm512_storeu_ps(out + (size_t)r * hd + c0 + 16 * c, acc[r][c]);
+}
+
+/* The tiles of every row for the values [c0, c0 + 16 C). */
+INLINE void av_many_cols(const float *p, size_t ld, int nq, const float *vf, int n, int hd,
+			 float *out, int c0, const int C)
+{
+	int r = 0;
+	for (; r + MANY_AV_ROWS <= nq; r += MANY_AV_ROWS)
+		av_many_tile(p + (size_t)r * ld, ld, vf, n, hd, out + (size_t)r * hd, c0, MANY_AV_ROWS, C);
+	if (nq - r >= 4) {
+		av_many_tile(p + (size_t)r * ld, ld, vf, n, hd, out + (size_t)r * hd, c0, 4, C);
+		r += 4;
+	}
+	for (; r < nq; r++)
+		av_many_tile(p + (size_t)r * ld, ld, vf, n, hd, out + (size_t)r * hd, c0, 1, C);
+}
+
+INLINE void av_many(const float *p, size_t ld, int nq, const struct duet_kv_rows *v, int n,
+		    float *out, const enum duet_kv_dtype t)
+{
+	const int hd = v->hd;
+	_Alignas(64) float vf[16 * MANY_MAX_HD];
+	for (int i0 = 0; i0 < n; i0 += 16) {
+		int m = n - i0 < 16 ? n - i0 : 16;
+		for (int i = 0; i < m; i++) {
+			const uint8_t *row = (const uint8_t *)v->base + (size_t)(i0 + i) * v->stride;
+			__m512 d = _mm512_set1_ps(duet_kv_rows_scale(t, v, row));
+			for (int j = 0; j < hd; j += 16) {
+				__m512 x = kv16(t, row, j, 0xffff, 1);
+				_mm512_store_ps(vf + (size_t)i * hd + j, t == DUET_KV_INT8 ? _mm512_mul_ps(x, d) : x);
+			}
+		}
+		const float *pi = p + i0;
+		int c0 = 0;
+		for (; c0 + 64 <= hd; c0 += 64)
+			av_many_cols(pi, ld, nq, vf, m, hd, out, c0, 4);
+		switch ((hd - c0) / 16) {
+		case 1: av_many_cols(pi, ld, nq, vf, m, hd, out, c0, 1); break;
+		case 2: av_many_cols(pi, ld, nq, vf, m, hd, out, c0, 2); break;
+		case 3: av_many_cols(pi, ld, nq, vf, m, hd, out, c0, 3); break;
+		default: break;
+		}
+	}
+}
+
 void duet_avx512_attn_av(const float *p, size_t ld, int nq, const struct duet_kv_rows *v, int n,
 		    float *out)
 {
+	if (many_rows(nq, v->hd)) {
+		switch (v->t) {
+		case DUET_KV_F32: av_many(p, ld, nq, v, n, out, DUET_KV_F32); break;
+		case DUET_KV_F16: av_many(p, ld, nq, v, n, out, DUET_KV_F16); break;
+		case DUET_KV_INT8: av_many(p, ld, nq, v, n, out, DUET_KV_INT8); break;
+		}
+		return;
+	}
 	switch (v->t) {
 	case DUET_KV_F32: av_type(p, ld, nq, v, n, out, DUET_KV_F32); break;
 	case DUET_KV_F16: av_type(p, ld, nq, v, n, out, DUET_KV_F16); break;
