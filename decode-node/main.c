@@ -226,8 +226,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	void *kv_sock = NULL;
+	ko.watch = node->zap;
+	ko.watch_label = "KV endpoint";
+	ko.watch_server = 1;
 	if (duet_zsock(node->zctx, ZMQ_PULL, d.cfg.kv_endpoint, 1, &ko, &kv_sock, &err) ||
-	    (node->zap && duet_zap_watch(node->zap, kv_sock, "KV endpoint", 1, &err)) ||
 	    kv_ingest_start(&d.ingest, node->zctx, kv_sock, node->kv, &node->lim, mc->n_layers,
 			    mc->vocab_size, node->cpus, node->n_cpus, &err)) {
 		if (kv_sock)

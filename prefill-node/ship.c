@@ -65,13 +65,10 @@ int prefill_connect(struct prefill *p, struct preq *r, const char *endpoint, con
 				    .curve_server = curve ? key : NULL};
 	char label[DUET_MAX_NAME + 32];
 	snprintf(label, sizeof label, "KV to %s", r->decode_node);
+	o.watch = p->node.zap;
+	o.watch_label = label;
 	if (duet_zsock(p->node.zctx, ZMQ_PUSH, endpoint, 0, &o, &pe->sock, err))
 		return -1;
-	if (p->node.zap && duet_zap_watch(p->node.zap, pe->sock, label, 0, err)) {
-		zmq_close(pe->sock);
-		pe->sock = NULL;
-		return -1;
-	}
 	snprintf(pe->endpoint, sizeof pe->endpoint, "%s", endpoint);
 	snprintf(pe->key, sizeof pe->key, "%s", key);
 	pe->used_us = now;

@@ -206,9 +206,14 @@ int main(int argc, char **argv)
 		so.curve = &r.curve.key;
 	/* The ZAP handler is bound before the control socket exists. */
 	if (!r.zctx || router_core_init(&r, &err) ||
-	    (r.curve.on && duet_zap_start(r.zctx, r.curve.allow, &r.zap, &err)) ||
-	    duet_zsock(r.zctx, ZMQ_ROUTER, r.cfg.control, 1, &so, &r.ctl, &err) ||
-	    (r.zap && duet_zap_watch(r.zap, r.ctl, "control", 1, &err)) ||
+	    (r.curve.on && duet_zap_start(r.zctx, r.curve.allow, &r.zap, &err))) {
+		fprintf(stderr, "duet-router: %s\n", err.msg);
+		goto out;
+	}
+	so.watch = r.zap;
+	so.watch_label = "control";
+	so.watch_server = 1;
+	if (duet_zsock(r.zctx, ZMQ_ROUTER, r.cfg.control, 1, &so, &r.ctl, &err) ||
 	    !(http = router_http_start(&r, &err))) {
 		fprintf(stderr, "duet-router: %s\n", err.msg);
 		goto out;

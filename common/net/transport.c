@@ -53,6 +53,8 @@ int duet_zsock(void *ctx, int type, const char *endpoint, int bind,
 	}
 	if (o->curve && duet_curve_sockopts(s, o->curve, o->curve_server, err))
 		goto fail;
+	if (o->watch && duet_zap_watch(o->watch, s, o->watch_label, o->watch_server, err))
+		goto fail;
 	if ((bind ? zmq_bind(s, endpoint) : zmq_connect(s, endpoint)) != 0) {
 		duet_errf(err, "zmq: %s %s: %s", bind ? "bind" : "connect", endpoint,
 			  zmq_strerror(errno));

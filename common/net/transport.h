@@ -21,6 +21,8 @@
 #define DUET_HEARTBEAT_MS 1000
 #define DUET_PEER_TIMEOUT_MS 3000
 
+struct duet_zap;
+
 struct duet_zsock_opts {
 	const char *identity; /* DEALER: the node name */
 	int sndhwm, rcvhwm;   /* messages; 0 = DUET_DEFAULT_HWM */
@@ -45,6 +47,13 @@ struct duet_zsock_opts {
 	 * server's public key (NULL = this socket is a CURVE server) */
 	const struct duet_curve_key *curve;
 	const char *curve_server;
+	/* Handshake failures on this socket logged and counted by this ZAP
+	 * handler (duet_zap_watch), watched from before the socket binds or
+	 * connects: a watch begun after the connect missed a refusal that
+	 * came first (a test waited 30 s for its log line). NULL = none. */
+	struct duet_zap *watch;
+	const char *watch_label;
+	int watch_server; /* the socket is the CURVE server */
 };
 
 /* Opens a socket of `type` and binds (bind = 1) or connects it. */

@@ -229,8 +229,9 @@ int duet_node_start(struct duet_node *n, Duet__Role role, int extra_batch,
 		if (duet_zap_start(n->zctx, n->curve.allow, &n->zap, err))
 			return -1;
 	}
-	if (duet_zsock(n->zctx, ZMQ_DEALER, c->router, 0, &so, &n->ctl, err) ||
-	    (n->zap && duet_zap_watch(n->zap, n->ctl, "control channel to the router", 0, err)))
+	so.watch = n->zap;
+	so.watch_label = "control channel to the router";
+	if (duet_zsock(n->zctx, ZMQ_DEALER, c->router, 0, &so, &n->ctl, err))
 		return -1;
 	if (n->curve.on)
 		duet_log(DUET_LOG_INFO, 0, "CURVE on: public key %s, router key %s", n->curve.key.pub,
