@@ -199,6 +199,14 @@ struct rows_args {
 	atomic_int next;
 };
 
+/* The first of a unit's rows (from chunk row r0) whose keys reach
+ * position p: row i sees positions up to p0 + i. */
+static int first_row(const struct rows_args *r, int r0, int p)
+{
+	int i = p - r->p0 - r0;
+	return i > 0 ? i : 0;
+}
+
 /* Query rows [r0, r1) of the chunk with every head of KV head g, read in
  * place from the cache blocks, once for all of them: the kernels convert
  * a block's rows once and run the unit's query rows in register tiles.
@@ -219,11 +227,16 @@ static void rows_unit(struct rows_args *r, int unit, float *sc, float *stage)
 	for (int i = r0; i < r1; i++)
 		memcpy(qs + (size_t)(i - r0) * hpg * hd, r->q + (size_t)i * qd + (size_t)g * hpg * hd,
 		       sizeof(float) * (size_t)(hpg * hd));
+	/* Causal: the block at p is seen only by the rows from first_row(p)
+	 * on (the rows before end at or before it); their scores there are
+	 * zeroed below and their products skipped. */
 	for (int p = 0; p < S; p += bt) {
 		struct ahead ah = look_ahead(a, r->layer, 0, r->s, p, S);
 		prefetch_ahead(a, &ah, g);
 		struct duet_kv_rows k = block_rows(a, r->layer, 0, r->s, p, g);
-		a->k->attn_qk(qs, nq, &k, S - p < bt ? S - p : bt, a->scale, sc + p, (size_t)S);
+		int j0 = first_row(r, r0, p) * hpg;
+		a->k->attn_qk(qs + (size_t)j0 * hd, nq - j0, &k, S - p < bt ? S - p : bt, a->scale,
+			      sc + (size_t)j0 * S + p, (size_t)S);
 	}
 	for (int j = 0; j < nq; j++) {
 		int vis = r->p0 + r0 + j / hpg + 1; /* causal */
@@ -236,7 +249,9 @@ static void rows_unit(struct rows_args *r, int unit, float *sc, float *stage)
 		struct ahead ah = look_ahead(a, r->layer, 1, r->s, p, S);
 		prefetch_ahead(a, &ah, g);
 		struct duet_kv_rows v = block_rows(a, r->layer, 1, r->s, p, g);
-		a->k->attn_av(sc + p, (size_t)S, nq, &v, S - p < bt ? S - p : bt, os);
+		int j0 = first_row(r, r0, p) * hpg;
+		a->k->attn_av(sc + (size_t)j0 * S + p, (size_t)S, nq - j0, &v,
+			      S - p < bt ? S - p : bt, os + (size_t)j0 * hd);
 	}
 	for (int i = r0; i < r1; i++)
 		memcpy(r->out + (size_t)i * qd + (size_t)g * hpg * hd, os + (size_t)(i - r0) * hpg * hd,
