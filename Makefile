@@ -188,12 +188,17 @@ bench-matmul: $(BUILD)/bench/bench_matmul
 
 # Decode attention alone: KV GB/s and ns per cached position and layer,
 # stories110m's heads (12 KV heads) and tinyllama's (4 KV heads of 8 query
-# heads), at 1k and 4k positions, 1 and 8 sequences (bench/bench_attention.c).
+# heads), at 1k and 4k positions, 1 and 8 sequences; then prefill chunks'
+# attention (GFLOP/s): 64 rows after 2048 positions and a 512-row prompt
+# (bench/bench_attention.c).
 .PHONY: bench-attention
 bench-attention: $(BUILD)/bench/bench_attention
 	@for t in f32 f16 int8; do for p in 1024 4096; do for b in 1 8; do \
 		$(BUILD)/bench/bench_attention $$t $$p $$b; \
 		$(BUILD)/bench/bench_attention $$t $$p $$b 32 4 64 22; done; done; done
+	@for t in f16 int8; do for rp in 64:2048 512:0; do \
+		ROWS=$${rp%%:*} $(BUILD)/bench/bench_attention $$t $${rp##*:} 1; \
+		ROWS=$${rp%%:*} $(BUILD)/bench/bench_attention $$t $${rp##*:} 1 32 4 64 22; done; done
 
 # Guided decoding's cost per step: the full token mask and one check, over
 # each real vocabulary (see bench/bench_guide.c).
