@@ -195,7 +195,7 @@ struct rows_args {
 	int p0, n;
 	const float *q;
 	float *out;
-	int few, groups; /* query rows per unit, units per KV head */
+	int unit_rows, groups; /* query rows per unit, units per KV head */
 	atomic_int next;
 };
 
@@ -220,8 +220,8 @@ static void rows_unit(struct rows_args *r, int unit, float *sc, float *stage)
 	int hpg = a->n_heads / a->n_kv_heads;
 	/* a KV head's units one after another, so that its blocks stay in
 	 * the caches; the last rows first, as they see the most keys */
-	int g = unit / r->groups, r0 = (r->groups - 1 - unit % r->groups) * r->few;
-	int r1 = r0 + r->few < r->n ? r0 + r->few : r->n;
+	int g = unit / r->groups, r0 = (r->groups - 1 - unit % r->groups) * r->unit_rows;
+	int r1 = r0 + r->unit_rows < r->n ? r0 + r->unit_rows : r->n;
 	int nq = (r1 - r0) * hpg, S = r->p0 + r1;
 	float *qs = stage, *os = stage + (size_t)nq * hd;
 	for (int i = r0; i < r1; i++)
@@ -274,9 +274,9 @@ void duet_attn_rows(struct duet_attn *a, int layer, const struct duet_kv_seq *s,
 		    int p0, int n, const float *q, float *out)
 {
 	int hpg = a->n_heads / a->n_kv_heads;
-	int few = DUET_ATTN_UNIT_Q > hpg ? DUET_ATTN_UNIT_Q / hpg : 1;
+	int rows = DUET_ATTN_UNIT_Q > hpg ? DUET_ATTN_UNIT_Q / hpg : 1;
 	struct rows_args r = {.a = a, .layer = layer, .s = s, .p0 = p0, .n = n, .q = q,
-			      .out = out, .few = few, .groups = (n + few - 1) / few};
+			      .out = out, .unit_rows = rows, .groups = (n + rows - 1) / rows};
 	atomic_init(&r.next, 0);
 	duet_threadpool_run(a->tp, rows_worker, &r);
 }

@@ -43,8 +43,6 @@ struct prof {
 	struct duet_engine *e;
 	struct duet_kv_pool *kv;
 	const int *tokens; /* at least max depth + chunk tokens */
-	int vocab;
-	float *logits;
 	int reps;
 	struct point pt[PROFILE_MAX_POINTS];
 	int n;
@@ -155,8 +153,7 @@ int bench_profile(const struct bench_profile_opts *o, struct plan_profile *out, 
 		max_b = o->batches[i] > max_b ? o->batches[i] : max_b;
 	for (int i = 0; i < o->n_depths; i++)
 		max_d = o->depths[i] > max_d ? o->depths[i] : max_d;
-	*p = (struct prof){.e = o->engine, .kv = o->kv, .tokens = o->tokens, .reps = o->reps,
-			   .logits = o->logits};
+	*p = (struct prof){.e = o->engine, .kv = o->kv, .tokens = o->tokens, .reps = o->reps};
 	p->work = (double)(o->reps + 1) *
 		  (o->n_depths * o->n_batches + o->n_chunks * 4 * PROFILE_CHUNK_STARTS +
 		   o->n_mixed_batches * 2);
